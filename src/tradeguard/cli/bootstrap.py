@@ -1,0 +1,87 @@
+"""`tradeguard init`: everything a data directory needs, created idempotently."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import make_url
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import Clock
+from tradeguard.core.events import AuditEvent
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.db.migrate import current_revision, head_revision, upgrade
+from tradeguard.ledger.domain import LedgerEvent
+from tradeguard.ledger.sequencer import LedgerSequencer
+from tradeguard.ledger.service import Ledger
+from tradeguard.web.tls import ensure_dev_certificate
+
+
+@dataclass(frozen=True, slots=True)
+class InitReport:
+    data_dir: str
+    migrated_from: str | None
+    migrated_to: str | None
+    created_certificate: bool
+    first_run: bool
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    for directory in (settings.data_dir, settings.keys_dir, settings.tls_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    # Keys and certificates are secrets: only the service account may read them.
+    os.chmod(settings.keys_dir, 0o700)
+    os.chmod(settings.tls_dir, 0o700)
+
+
+async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
+    """Create the data dir, migrate the database, make the dev certificate; safe to repeat."""
+    prepare_data_dir(settings)
+    engine = create_engine(settings.main_database_url)
+    try:
+        before = await current_revision(engine)
+        await upgrade(engine)
+        after = await current_revision(engine)
+        created_cert = False
+        if settings.tls_cert_file is None:
+            created_cert = ensure_dev_certificate(settings, clock)
+        first_run = before is None
+        if first_run:
+            ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+            async with unit_of_work(session_factory(engine)) as session:
+                await ledger.append(
+                    session,
+                    LedgerEvent(
+                        type=AuditEvent.SYSTEM_INITIALIZED,
+                        data={"schema": after, "environment": settings.env.value},
+                    ),
+                )
+            await LedgerSequencer(engine, clock=clock).drain()
+    finally:
+        await engine.dispose()
+    return InitReport(
+        data_dir=str(settings.data_dir),
+        migrated_from=before,
+        migrated_to=after,
+        created_certificate=created_cert,
+        first_run=first_run,
+    )
+
+
+def database_missing(settings: Settings) -> bool:
+    """True when the configured SQLite file is absent (read-only commands must not create it)."""
+    url = make_url(settings.main_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return False
+    return not Path(str(url.database)).exists()
+
+
+async def database_status(settings: Settings) -> tuple[str | None, str | None]:
+    engine = create_engine(settings.main_database_url)
+    try:
+        return await current_revision(engine), head_revision()
+    finally:
+        await engine.dispose()

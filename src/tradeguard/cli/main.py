@@ -1,0 +1,83 @@
+"""The `tradeguard` command: init, serve, db, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tradeguard import __version__
+from tradeguard.cli import audit, db
+from tradeguard.cli.bootstrap import initialize
+from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
+from tradeguard.core.clock import SystemClock
+
+app = typer.Typer(
+    name="tradeguard",
+    help="Security, compliance and privacy core of a stock-trading platform.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(audit.app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tradeguard {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Security, compliance and privacy core of a stock-trading platform."""
+
+
+@app.command()
+def init(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Create the data directory, migrate the database and make a development certificate.
+
+    Safe to run again: it only adds what is missing.
+    """
+    settings = settings_from(data_dir)
+    report = run_async(initialize(settings, clock=SystemClock()))
+    console.print(f"data directory   {report.data_dir}")
+    console.print(f"database schema  {report.migrated_from or 'new'} -> {report.migrated_to}")
+    if report.created_certificate:
+        console.print(f"dev certificate  created at {settings.dev_cert_file}")
+    console.print("[green]ready[/]: start the platform with [bold]tradeguard serve[/]")
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TLS port to listen on.", min=1, max=65535)
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain (default: the dev certificate).")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(help="PEM private key for --cert.")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed demo users and instruments (development only).")
+    ] = False,
+) -> None:
+    """Run the platform over HTTPS (TLS only; there is no plain-HTTP listener)."""
+    from tradeguard.cli.serving import serve_platform  # noqa: PLC0415 - heavy import
+
+    settings = settings_from(data_dir, host=host, port=port, tls_cert_file=cert, tls_key_file=key)
+    serve_platform(settings, demo=demo)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,172 @@
+"""Settings: safe defaults for embedded use, environment variables (TRADEGUARD_*) for production."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tradeguard.core.errors import ConfigurationError
+
+ENV_PREFIX = "TRADEGUARD_"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class TLSVersion(StrEnum):
+    TLS1_2 = "1.2"
+    TLS1_3 = "1.3"
+
+
+class Settings(BaseSettings):
+    """Every setting, with the environment variable that sets it (prefix TRADEGUARD_)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    vault_database_url: str | None = None
+    redis_url: str | None = None
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8443
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_min_version: TLSVersion = TLSVersion.TLS1_2
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    body_read_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    keep_alive_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 5
+    tls_handshake_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    enable_api_docs: bool = True
+    log_level: str = "INFO"
+    ledger_sequencer_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 50
+
+    @field_validator("database_url", "vault_database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TRADEGUARD_TLS_CERT_FILE and TRADEGUARD_TLS_KEY_FILE go together")
+        return self
+
+    @cached_property
+    def main_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tradeguard.db').as_posix()}"
+
+    @cached_property
+    def vault_url(self) -> str:
+        return self.vault_database_url or f"sqlite:///{(self.data_dir / 'vault.db').as_posix()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def dev_cert_file(self) -> Path:
+        return self.tls_dir / "dev-cert.pem"
+
+    @property
+    def dev_key_file(self) -> Path:
+        return self.tls_dir / "dev-key.pem"
+
+    @property
+    def effective_cert_file(self) -> Path:
+        return self.tls_cert_file or self.dev_cert_file
+
+    @property
+    def effective_key_file(self) -> Path:
+        return self.tls_key_file or self.dev_key_file
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def production_problems(self) -> list[str]:
+        """What makes this configuration unsafe for production (empty when it is fine)."""
+        problems: list[str] = []
+        if not self.is_production:
+            return problems
+        if self.tls_cert_file is None:
+            problems.append(
+                "TRADEGUARD_TLS_CERT_FILE: production needs a real certificate, "
+                "not the self-signed development certificate"
+            )
+        if self.main_database_url.startswith("sqlite") and self.workers > 1:
+            problems.append(
+                "TRADEGUARD_WORKERS: SQLite serves one worker process; "
+                "use TRADEGUARD_DATABASE_URL=postgresql://... for several"
+            )
+        if self.enable_api_docs:
+            problems.append(
+                "TRADEGUARD_ENABLE_API_DOCS: interactive API docs must be off in production"
+            )
+        return problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), turning errors into one message."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError(format_validation_error(exc)) from None
+    problems = settings.production_problems()
+    if problems:
+        raise ConfigurationError("unsafe production configuration: " + "; ".join(problems))
+    return settings
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Name each bad setting by its environment variable and say what is wrong."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = [str(p) for p in error["loc"]]
+        name = ENV_PREFIX + location[0].upper() if location else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        parts.append(f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Shared kernel: clock, ids, money, errors, event types. Imports nothing from the project."""

@@ -1,0 +1,1 @@
+"""Database engines, sessions, the declarative base and Alembic migrations."""

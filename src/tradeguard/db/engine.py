@@ -1,0 +1,102 @@
+"""Async engines for SQLite (embedded default) and PostgreSQL, with one unit of work per edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from tradeguard.core.errors import ConfigurationError
+
+
+def async_url(url: str) -> URL:
+    """Normalize a configured URL to its async driver (aiosqlite, asyncpg)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ConfigurationError(f"unsupported database URL scheme {backend!r}")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets readers proceed while one writer commits; foreign keys are off by default in
+    # SQLite and must be switched on per connection; the busy timeout makes a second writer
+    # wait for the lock instead of failing at once.
+    # Hand transaction control to SQLAlchemy's "begin" event (below) instead of pysqlite.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # pysqlite's own transaction handling is disabled (see create_engine below) so that we can
+    # emit BEGIN IMMEDIATE: the write lock is taken at the start, so two transactions never
+    # both read and then deadlock upgrading to write.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pg_schema: str | None = None
+) -> AsyncEngine:
+    """Create the async engine for a configured database URL.
+
+    `pg_schema` puts a PostgreSQL connection's search_path on one schema (tests use a fresh
+    schema each, so they are isolated and can run side by side).
+    """
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        database = target.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(target, echo=echo)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if pg_schema is not None:
+        connect_args["server_settings"] = {"search_path": pg_schema}
+    return create_async_engine(
+        target,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The edge (request, job, CLI command) owns the transaction: commit once, or roll back."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,0 +1,22 @@
+"""Alembic environment: migrations run on a connection handed in by tradeguard.db.migrate."""
+
+from alembic import context
+
+# Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
+import tradeguard.identity.models
+import tradeguard.ledger.models
+import tradeguard.notify.models
+import tradeguard.trading.models  # noqa: F401
+from tradeguard.db.base import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with `tradeguard db upgrade`, not the alembic CLI")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

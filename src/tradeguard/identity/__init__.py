@@ -1,0 +1,1 @@
+"""Identity: users, passwords, multi-factor authentication, sessions and tokens (AUTH, SESS)."""

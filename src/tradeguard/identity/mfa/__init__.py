@@ -1,0 +1,1 @@
+"""Multi-factor authenticators: TOTP, WebAuthn, out-of-band one-time codes, backup codes."""

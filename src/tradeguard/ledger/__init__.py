@@ -1,0 +1,1 @@
+"""The audit ledger: append-only, hash-chained events written in the caller's transaction."""

@@ -1,0 +1,54 @@
+"""Ledger tables. Both are append-only: database triggers refuse UPDATE and DELETE."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tradeguard.db.base import Base
+
+# SQLite only auto-assigns INTEGER PRIMARY KEY columns; PostgreSQL gets a 64-bit identity.
+PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEventRow(Base):
+    """An event, written in the same transaction as the change it records."""
+
+    __tablename__ = "audit_event"
+
+    pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(100), index=True)
+    occurred_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    subject_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # PostgreSQL fills this with the inserting transaction's id (pg_current_xact_id); the
+    # sequencer uses it to know when every event below a horizon has committed or aborted.
+    txid: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_audit_event_txid_pk", "txid", "pk"),)
+
+
+class AuditChainRow(Base):
+    """An event's place in the hash chain, assigned by the sequencer after commit."""
+
+    __tablename__ = "audit_chain"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_pk: Mapped[int] = mapped_column(PrimaryKey, ForeignKey("audit_event.pk"), unique=True)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sequenced_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class SequencerStateRow(Base):
+    """The sequencer's cursor and the head it last wrote (one row, id = 1)."""
+
+    __tablename__ = "audit_sequencer_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    cursor_txid: Mapped[int] = mapped_column(BigInteger)
+    cursor_pk: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,1 @@
+"""Notifications: a transactional outbox, email over SMTP, SMS providers."""

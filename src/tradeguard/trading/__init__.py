@@ -1,0 +1,1 @@
+"""Instruments, accounts, orders, positions and executions."""

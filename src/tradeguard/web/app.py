@@ -1,0 +1,106 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tradeguard import __version__
+from tradeguard.config import Settings
+from tradeguard.core.clock import Clock, SystemClock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.ledger.sequencer import LedgerSequencer
+from tradeguard.web import health
+from tradeguard.web.metrics import HttpMetrics
+from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
+from tradeguard.web.problems import install_problem_handlers
+from tradeguard.web.runtime import Runtime
+
+DOCS_URL = "/docs"
+OPENAPI_URL = "/openapi.json"
+
+logger = logging.getLogger("tradeguard.web")
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, engine: AsyncEngine | None = None
+) -> FastAPI:
+    """Build the API app. Its lifespan opens the database (unless `engine` is given, which
+    the caller then owns) and runs the audit-ledger sequencer in the background."""
+    clock = clock or SystemClock()
+    ids = IdGenerator(clock)
+    metrics = HttpMetrics()
+    docs = settings.enable_api_docs
+    app = FastAPI(
+        title="tradeguard",
+        version=__version__,
+        lifespan=_lifespan(settings, clock=clock, ids=ids, engine=engine),
+        docs_url=DOCS_URL if docs else None,
+        openapi_url=OPENAPI_URL if docs else None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    # add_middleware wraps: the last added is outermost. The context middleware must be
+    # outside the body guard so that 413/408 answers also get security headers and ids.
+    app.add_middleware(
+        RequestBodyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        read_timeout_seconds=settings.body_read_timeout_seconds,
+        clock=clock,
+    )
+    app.add_middleware(
+        RequestContextMiddleware,
+        clock=clock,
+        ids=ids,
+        metrics=metrics,
+        docs_paths=frozenset({DOCS_URL}) if docs else frozenset(),
+    )
+    return app
+
+
+def _lifespan(
+    settings: Settings, *, clock: Clock, ids: IdGenerator, engine: AsyncEngine | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        active_engine = engine if engine is not None else create_engine(settings.main_database_url)
+        app.state.runtime = Runtime(
+            settings=settings,
+            clock=clock,
+            ids=ids,
+            engine=active_engine,
+            sessions=session_factory(active_engine),
+        )
+        sequencer = LedgerSequencer(
+            active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
+        )
+        task = asyncio.create_task(sequencer.run_forever(), name="ledger-sequencer")
+        task.add_done_callback(_report_sequencer_exit)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            if owned:
+                await active_engine.dispose()
+
+    return lifespan
+
+
+def _report_sequencer_exit(task: asyncio.Task[None]) -> None:
+    # run_forever only returns by cancellation; anything else means audit events stop being
+    # chained, which operators must see at once.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("ledger sequencer stopped", exc_info=task.exception())

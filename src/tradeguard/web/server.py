@@ -1,0 +1,116 @@
+"""Run the API over TLS with uvicorn: one HTTPS listener, no plain-HTTP port (TLS-2).
+
+uvicorn does not pass a TLS handshake timeout to `loop.create_server`, so asyncio's default
+(60 s) would apply and a client that connects and never finishes the handshake would hold a
+socket that long. The event loop we run uvicorn on fills in `ssl_handshake_timeout` from the
+settings for every server it creates, which needs no change to uvicorn itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any, cast
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import SystemClock
+from tradeguard.web.app import create_app
+from tradeguard.web.logging import configure_logging
+from tradeguard.web.tls import build_server_ssl_context, ensure_dev_certificate
+
+# Bounded so a stuck connection cannot stall a deploy or a restart forever.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+logger = logging.getLogger("tradeguard.web.server")
+
+
+class _HandshakeTimeoutLoop(asyncio.SelectorEventLoop):
+    """The standard asyncio loop with a TLS handshake deadline on every server socket."""
+
+    tls_handshake_timeout: float = 10.0
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.tls_handshake_timeout)
+        return await super().create_server(*args, **kwargs)
+
+
+def tls_event_loop_factory(handshake_timeout: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A loop factory (uvloop when installed) whose servers time out slow TLS handshakes."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional accelerator, installed by uvicorn[standard]
+    except ImportError:  # pragma: no cover - platforms without uvloop wheels
+
+        def make_asyncio_loop() -> asyncio.AbstractEventLoop:
+            loop = _HandshakeTimeoutLoop()
+            loop.tls_handshake_timeout = handshake_timeout
+            return loop
+
+        return make_asyncio_loop
+
+    class _HandshakeTimeoutUvloop(uvloop.Loop):
+        async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", handshake_timeout)
+            # uvloop's server is duck-type compatible with asyncio.Server (what uvicorn uses).
+            return cast(asyncio.Server, await super().create_server(*args, **kwargs))
+
+    return _HandshakeTimeoutUvloop
+
+
+def build_uvicorn_config(
+    settings: Settings, app: ASGIApp, context: ssl.SSLContext
+) -> uvicorn.Config:
+    """uvicorn settings for the TLS listener, serving with our SSL context."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        # Our context replaces uvicorn's own (which would accept every TLS 1.2 suite OpenSSL
+        # offers); the files are named too so uvicorn reports the listener as https.
+        ssl_certfile=str(settings.effective_cert_file),
+        ssl_keyfile=str(settings.effective_key_file),
+        ssl_context_factory=lambda _config, _default: context,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        lifespan="on",
+        # Logging is ours (JSON, redacted); the access log is written by the middleware.
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # No "Server: uvicorn" banner to fingerprint; no trust in X-Forwarded-* headers,
+        # which any client can send (a proxy setup must opt in explicitly).
+        server_header=False,
+        date_header=True,
+        proxy_headers=False,
+    )
+
+
+def serve(settings: Settings, *, app: ASGIApp | None = None) -> None:
+    """Serve the app over HTTPS until SIGINT/SIGTERM; blocks the calling thread.
+
+    Uses the configured certificate, or the development certificate (generated when
+    missing). Certificate problems raise ConfigurationError before any socket is bound.
+    """
+    configure_logging(settings.log_level)
+    if settings.workers > 1:
+        logger.warning(
+            "serve() runs one process; start TRADEGUARD_WORKERS=%d replicas behind a load "
+            "balancer (or a process manager) for more",
+            settings.workers,
+        )
+    clock = SystemClock()
+    ensure_dev_certificate(settings, clock)
+    context = build_server_ssl_context(
+        settings.effective_cert_file, settings.effective_key_file, settings.tls_min_version
+    )
+    config = build_uvicorn_config(settings, app or create_app(settings, clock=clock), context)
+    server = uvicorn.Server(config)
+    loop_factory = tls_event_loop_factory(settings.tls_handshake_timeout_seconds)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(server.serve())

@@ -1,0 +1,1 @@
+"""Test support code: factories, protocol peers and fixtures shared across test packages."""
