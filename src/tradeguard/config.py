@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     tls_handshake_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
 
     enable_api_docs: bool = True
+
+    # Identity (AUTH, SESS, IAC-3). The public origin is what browsers show; WebAuthn binds
+    # credentials to its host (the RP ID).
+    public_origin: str = "https://localhost:8443"
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "tradeguard"
+    jwt_audience: str = "tradeguard-api"
+    trader_idle_timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 1800
+    staff_idle_timeout_seconds: Annotated[int, Field(ge=60, le=900)] = 900
+    step_up_window_seconds: Annotated[int, Field(ge=30, le=3600)] = 600
+    login_max_failures: Annotated[int, Field(ge=3, le=100)] = 5
+    login_lockout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
+    ip_max_failures: Annotated[int, Field(ge=10, le=10_000)] = 50
+    refresh_grace_seconds: Annotated[int, Field(ge=0, le=60)] = 10
     log_level: str = "INFO"
     ledger_sequencer_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 50
 
@@ -82,6 +96,15 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return upper
+
+    @field_validator("public_origin")
+    @classmethod
+    def _https_origin(cls, value: str) -> str:
+        if not value.startswith("https://") or value.count("/") != 2:
+            raise ValueError(
+                "must be an https:// origin without a path, e.g. https://broker.example"
+            )
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

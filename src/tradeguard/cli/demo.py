@@ -15,8 +15,7 @@ from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
-from tradeguard.identity.password_hashing import PasswordHasher
-from tradeguard.identity.service import IdentityService
+from tradeguard.identity.container import build_identity
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -54,10 +53,11 @@ async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]
     engine = create_engine(settings.main_database_url)
     ids = IdGenerator(clock)
     ledger = Ledger(clock=clock, ids=ids)
-    identity = IdentityService(clock=clock, ids=ids, ledger=ledger, hasher=PasswordHasher())
+    sessions = session_factory(engine)
+    identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions).accounts
     credentials: list[DemoCredential] = []
     try:
-        async with unit_of_work(session_factory(engine)) as session:
+        async with unit_of_work(sessions) as session:
             seeded = await session.scalar(select(Instrument.symbol).limit(1))
             if seeded is not None:
                 return []

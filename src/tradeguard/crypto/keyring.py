@@ -56,6 +56,10 @@ class LocalKeyring:
             self._cache[purpose] = aead
         return aead
 
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (e.g. an HMAC pepper), never stored anywhere."""
+        return _derive(self._master, b"tradeguard secret:" + purpose.encode())
+
     def encrypt(self, plaintext: bytes, *, purpose: str, context: bytes = b"") -> bytes:
         """Encrypt; `context` (e.g. the owning row id) is authenticated, not stored."""
         nonce = secrets.token_bytes(_NONCE_BYTES)

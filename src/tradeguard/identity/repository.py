@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.identity.models import User
+from tradeguard.identity.models import (
+    AuthSession,
+    AuthThrottle,
+    AuthTicket,
+    BackupCode,
+    Device,
+    MfaFactor,
+    RefreshToken,
+    User,
+)
+
+ACTIVE = "active"
 
 
 async def user_by_id(session: AsyncSession, user_id: str) -> User | None:
@@ -19,10 +32,204 @@ async def user_by_login(session: AsyncSession, login: str) -> User | None:
     return (await session.execute(select(User).where(column == key))).scalar_one_or_none()
 
 
-async def username_or_email_taken(session: AsyncSession, username: str, email: str) -> bool:
-    query = select(func.count()).where((User.username == username) | (User.email == email))
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def username_taken(session: AsyncSession, username: str) -> bool:
+    query = select(func.count()).where(User.username == username)
+    return int((await session.execute(query)).scalar_one()) > 0
+
+
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    query = select(func.count()).where(User.email == email)
     return int((await session.execute(query)).scalar_one()) > 0
 
 
 def add(session: AsyncSession, row: object) -> None:
     session.add(row)
+
+
+# Throttling -------------------------------------------------------------------------------
+
+
+async def throttle(session: AsyncSession, key: str) -> AuthThrottle | None:
+    return await session.get(AuthThrottle, key)
+
+
+async def clear_throttle(session: AsyncSession, key: str) -> None:
+    await session.execute(delete(AuthThrottle).where(AuthThrottle.key == key))
+
+
+# Tickets ----------------------------------------------------------------------------------
+
+
+async def ticket_by_hash(session: AsyncSession, token_hash: bytes, kind: str) -> AuthTicket | None:
+    query = select(AuthTicket).where(AuthTicket.token_hash == token_hash, AuthTicket.kind == kind)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def ticket_by_id(session: AsyncSession, ticket_id: str, kind: str) -> AuthTicket | None:
+    query = select(AuthTicket).where(AuthTicket.id == ticket_id, AuthTicket.kind == kind)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def spend_ticket(session: AsyncSession, ticket_id: str, now_ns: int) -> bool:
+    """Mark a ticket used; False if another request used it first (single use under races)."""
+    result = await session.execute(
+        update(AuthTicket)
+        .where(AuthTicket.id == ticket_id, AuthTicket.used_ns.is_(None))
+        .values(used_ns=now_ns)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def spend_open_tickets(session: AsyncSession, user_id: str, kind: str, now_ns: int) -> None:
+    await session.execute(
+        update(AuthTicket)
+        .where(AuthTicket.user_id == user_id, AuthTicket.kind == kind, AuthTicket.used_ns.is_(None))
+        .values(used_ns=now_ns)
+    )
+
+
+# Factors ----------------------------------------------------------------------------------
+
+
+async def factors_of(
+    session: AsyncSession, user_id: str, *, status: str | None = ACTIVE
+) -> Sequence[MfaFactor]:
+    query = select(MfaFactor).where(MfaFactor.user_id == user_id, MfaFactor.revoked_ns.is_(None))
+    if status is not None:
+        query = query.where(MfaFactor.status == status)
+    return (await session.execute(query.order_by(MfaFactor.created_ns))).scalars().all()
+
+
+async def factor_of(session: AsyncSession, user_id: str, factor_id: str) -> MfaFactor | None:
+    query = select(MfaFactor).where(
+        MfaFactor.id == factor_id, MfaFactor.user_id == user_id, MfaFactor.revoked_ns.is_(None)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def factor_by_credential(session: AsyncSession, credential_id: bytes) -> MfaFactor | None:
+    query = select(MfaFactor).where(
+        MfaFactor.credential_id == credential_id,
+        MfaFactor.revoked_ns.is_(None),
+        MfaFactor.status == ACTIVE,
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def advance_totp_step(session: AsyncSession, factor_id: str, step: int, now_ns: int) -> bool:
+    """Record a used TOTP step; False if an equal or later step was already used (replay)."""
+    result = await session.execute(
+        update(MfaFactor)
+        .where(
+            MfaFactor.id == factor_id,
+            (MfaFactor.last_used_step.is_(None)) | (MfaFactor.last_used_step < step),
+        )
+        .values(last_used_step=step, last_used_ns=now_ns)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def backup_codes(session: AsyncSession, factor_id: str) -> Sequence[BackupCode]:
+    query = select(BackupCode).where(BackupCode.factor_id == factor_id).order_by(BackupCode.idx)
+    return (await session.execute(query)).scalars().all()
+
+
+async def spend_backup_code(session: AsyncSession, factor_id: str, idx: int, now_ns: int) -> bool:
+    result = await session.execute(
+        update(BackupCode)
+        .where(
+            BackupCode.factor_id == factor_id, BackupCode.idx == idx, BackupCode.used_ns.is_(None)
+        )
+        .values(used_ns=now_ns)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# Devices ----------------------------------------------------------------------------------
+
+
+async def device_by_token(session: AsyncSession, user_id: str, token_hash: bytes) -> Device | None:
+    query = select(Device).where(
+        Device.user_id == user_id, Device.token_hash == token_hash, Device.revoked_ns.is_(None)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def devices_of(session: AsyncSession, user_id: str) -> Sequence[Device]:
+    query = (
+        select(Device)
+        .where(Device.user_id == user_id, Device.revoked_ns.is_(None))
+        .order_by(Device.created_ns)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def device_of(session: AsyncSession, user_id: str, device_id: str) -> Device | None:
+    query = select(Device).where(
+        Device.id == device_id, Device.user_id == user_id, Device.revoked_ns.is_(None)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+# Sessions and refresh tokens ----------------------------------------------------------------
+
+
+async def auth_session(session: AsyncSession, session_id: str) -> AuthSession | None:
+    return await session.get(AuthSession, session_id)
+
+
+async def sessions_of(session: AsyncSession, user_id: str, now_ns: int) -> Sequence[AuthSession]:
+    query = (
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_ns.is_(None),
+            AuthSession.expires_ns > now_ns,
+        )
+        .order_by(AuthSession.created_ns)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    now_ns: int,
+    reason: str,
+    session_id: str | None = None,
+    device_id: str | None = None,
+) -> list[str]:
+    """Revoke one session, a device's sessions, or all of a user's; returns the ids revoked."""
+    query = select(AuthSession.id).where(
+        AuthSession.user_id == user_id, AuthSession.revoked_ns.is_(None)
+    )
+    if session_id is not None:
+        query = query.where(AuthSession.id == session_id)
+    if device_id is not None:
+        query = query.where(AuthSession.device_id == device_id)
+    ids = list((await session.execute(query)).scalars().all())
+    if ids:
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.id.in_(ids))
+            .values(revoked_ns=now_ns, revoke_reason=reason)
+        )
+    return ids
+
+
+async def refresh_token(session: AsyncSession, token_hash: bytes) -> RefreshToken | None:
+    return await session.get(RefreshToken, token_hash)
+
+
+async def spend_refresh_token(session: AsyncSession, token_hash: bytes, now_ns: int) -> bool:
+    result = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.spent_ns.is_(None))
+        .values(spent_ns=now_ns)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -10,17 +11,21 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import Role
-from tradeguard.core.clock import Clock
-from tradeguard.core.errors import Conflict, InvalidInput
-from tradeguard.core.ids import IdGenerator
+from tradeguard.core.errors import Conflict, InvalidInput, TradeguardError
 from tradeguard.identity import repository
+from tradeguard.identity.common import (
+    IdentityDeps,
+    RequestInfo,
+    hash_secret_token,
+    new_secret_token,
+)
 from tradeguard.identity.errors import WeakPassword
 from tradeguard.identity.events import IdentityEvent
-from tradeguard.identity.models import User
+from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
-from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
-from tradeguard.ledger.service import Ledger
+from tradeguard.identity.sessions import AuthService, Method
+from tradeguard.ledger.domain import SYSTEM, Party
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
 
@@ -51,21 +56,30 @@ class NewUser:
     role: Role
 
 
-class IdentityService:
+EMAIL_VERIFY_TICKET = "email_verify"
+RESET_TICKET = "password_reset"
+
+
+class AccountService:
+    """Accounts: creation, registration, email verification, password reset."""
+
     def __init__(
         self,
+        deps: IdentityDeps,
         *,
-        clock: Clock,
-        ids: IdGenerator,
-        ledger: Ledger,
         hasher: PasswordHasher,
         policy: PasswordPolicy | None = None,
+        auth: AuthService | None = None,
     ) -> None:
-        self.clock = clock
-        self.ids = ids
-        self.ledger = ledger
+        self.deps = deps
         self.hasher = hasher
-        self.policy = policy or PasswordPolicy()
+        self.password_policy = policy or PasswordPolicy()
+        self.auth = auth
+
+    def _check_password(self, password: str, *, user_inputs: tuple[str, ...]) -> None:
+        verdict = self.password_policy.check(password, user_inputs=user_inputs)
+        if not verdict.accepted:
+            raise WeakPassword(verdict.message, reason=verdict.reason)
 
     async def create_user(
         self,
@@ -82,14 +96,14 @@ class IdentityService:
         """Create an account after the password policy passes; the audit event commits with it."""
         name = normalize_username(username)
         address = normalize_email(email)
-        verdict = self.policy.check(password, user_inputs=(name, address))
-        if not verdict.accepted:
-            raise WeakPassword(verdict.message, reason=verdict.reason)
-        if await repository.username_or_email_taken(session, name, address):
+        self._check_password(password, user_inputs=(name, address))
+        if await repository.username_taken(session, name) or await repository.email_taken(
+            session, address
+        ):
             raise Conflict("that username or email is already registered")
-        now = self.clock.now_ns()
+        now = self.deps.clock.now_ns()
         user = User(
-            id=self.ids.new_str(),
+            id=self.deps.ids.new_str(),
             username=name,
             email=address,
             email_verified_ns=now if email_verified else None,
@@ -102,13 +116,224 @@ class IdentityService:
         )
         repository.add(session, user)
         await session.flush()
-        await self.ledger.append(
+        await self.deps.audit(
             session,
-            LedgerEvent(
-                type=event,
-                actor=actor,
-                subject=Party("user", user.id),
-                data={"role": role.value, "email_verified": email_verified},
-            ),
+            event,
+            user_id=user.id,
+            actor=actor,
+            data={"role": role.value, "email_verified": email_verified},
         )
         return NewUser(user.id, name, address, role)
+
+    async def register(
+        self,
+        session: AsyncSession,
+        *,
+        username: str,
+        email: str,
+        password: str,
+        request: RequestInfo,
+    ) -> None:
+        """Self-service sign-up as a TRADER; always answers the same for a taken email.
+
+        A taken email must not be revealed to whoever is registering (enumeration), so the
+        owner of that address gets an email instead and the caller sees the usual answer.
+        Usernames are public handles, so a taken username is reported.
+        """
+        name = normalize_username(username)
+        address = normalize_email(email)
+        self._check_password(password, user_inputs=(name, address))
+        existing = await repository.user_by_email(session, address)
+        if existing is not None:
+            await self.deps.notifier.enqueue_email(
+                session,
+                to=existing.email,
+                template="register_existing",
+                subject="Someone tried to register with your email address",
+                body=(
+                    "Someone tried to open a tradeguard account with this address, which already "
+                    "has one. If it was you, sign in or reset your password instead."
+                ),
+            )
+            # Hash anyway so both paths cost the same time.
+            self.hasher.hash(password)
+            return
+        if await repository.username_taken(session, name):
+            raise Conflict("that username is taken; choose another")
+        user = await self.create_user(
+            session,
+            username=name,
+            email=address,
+            password=password,
+            role=Role.TRADER,
+            actor=Party("anonymous", request.ip or "-"),
+            event=IdentityEvent.USER_REGISTERED,
+        )
+        await self._send_email_verification(session, user.id, user.email)
+
+    async def _send_email_verification(
+        self, session: AsyncSession, user_id: str, email: str
+    ) -> None:
+        deps, now = self.deps, self.deps.clock.now_ns()
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=EMAIL_VERIFY_TICKET,
+                user_id=user_id,
+                payload=json.dumps({"email": email}),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + deps.policy.ns(deps.policy.email_token_seconds),
+            )
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=email,
+            template="verify_email",
+            subject="Confirm your email address for tradeguard",
+            body=(
+                "Confirm your address by opening this link:\n"
+                f"{deps.policy.origin}/verify-email?token={token}\n"
+                "or by sending the token to POST /api/v1/auth/email/verify. It expires in 24 hours."
+            ),
+        )
+
+    async def verify_email(
+        self, session: AsyncSession, *, token: str, request: RequestInfo
+    ) -> bool:
+        row = await self._live_ticket(session, token, EMAIL_VERIFY_TICKET)
+        if row is None or row.user_id is None:
+            return False
+        user = await repository.user_by_id(session, row.user_id)
+        if user is None or json.loads(row.payload).get("email") != user.email:
+            return False
+        if not await repository.spend_ticket(session, row.id, self.deps.clock.now_ns()):
+            return False
+        user.email_verified_ns = self.deps.clock.now_ns()
+        await self.deps.audit(
+            session, IdentityEvent.EMAIL_VERIFIED, user_id=user.id, request=request
+        )
+        return True
+
+    async def _live_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
+        if not token or len(token) > 128:
+            return None
+        row = await repository.ticket_by_hash(session, hash_secret_token(token), kind)
+        if row is None or row.used_ns is not None or row.expires_ns <= self.deps.clock.now_ns():
+            return None
+        return row
+
+    async def request_password_reset(
+        self, session: AsyncSession, *, email: str, request: RequestInfo
+    ) -> None:
+        """Email a single-use reset link if the account exists; the caller always sees 202."""
+        try:
+            address = normalize_email(email)
+        except InvalidInput:
+            return
+        user = await repository.user_by_email(session, address)
+        if user is None:
+            return
+        deps, now = self.deps, self.deps.clock.now_ns()
+        await repository.spend_open_tickets(session, user.id, RESET_TICKET, now)
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=RESET_TICKET,
+                user_id=user.id,
+                payload="{}",
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + deps.policy.ns(deps.policy.reset_token_seconds),
+            )
+        )
+        await deps.audit(
+            session, IdentityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id, request=request
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="password_reset",
+            subject="Reset your tradeguard password",
+            body=(
+                "Use this single-use token within 30 minutes to choose a new password:\n"
+                f"{deps.policy.origin}/reset-password?token={token}\n"
+                "If you did not ask for this, ignore this email; your password is unchanged."
+            ),
+        )
+
+    async def reset_password(
+        self,
+        session: AsyncSession,
+        *,
+        token: str,
+        new_password: str,
+        method: str | None,
+        code: str | None,
+        request: RequestInfo,
+    ) -> bool:
+        """Set a new password with a reset token AND, when the account has MFA, a factor.
+
+        A reset never bypasses MFA: email access alone does not take over the account
+        (a backup code or another enrolled factor is needed, or manual identity review).
+        Every session is revoked afterwards.
+        """
+        deps = self.deps
+        row = await self._live_ticket(session, token, RESET_TICKET)
+        if row is None or row.user_id is None or self.auth is None:
+            return False
+        user = await repository.user_by_id(session, row.user_id)
+        if user is None:
+            return False
+        self._check_password(new_password, user_inputs=(user.username, user.email))
+        methods = await self.auth.available_methods(session, user.id)
+        if methods:
+            if method is None or method not in methods or method in {"email", "webauthn"}:
+                # Email codes would let the mailbox alone reset the account.
+                raise MfaRequiredForReset(
+                    "confirm with a backup code, authenticator app or SMS code",
+                    methods=[m for m in methods if m not in {"email", "webauthn"}],
+                )
+            ok = await self.auth.check_factor(
+                session, user_id=user.id, method=Method(method), code=code or "", payload={}
+            )
+            if not ok:
+                row.attempts += 1
+                if row.attempts >= deps.policy.max_ticket_attempts:
+                    row.used_ns = deps.clock.now_ns()
+                return False
+        if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
+            return False
+        user.password_hash = self.hasher.hash(new_password)
+        user.password_changed_ns = deps.clock.now_ns()
+        user.failed_logins = 0
+        user.locked_until_ns = None
+        await self.auth.revoke(session, user_id=user.id, request=request, reason="password_reset")
+        await deps.audit(
+            session,
+            IdentityEvent.PASSWORD_CHANGED,
+            user_id=user.id,
+            request=request,
+            data={"via": "reset"},
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="password_changed",
+            subject="Your tradeguard password was changed",
+            body=(
+                "Your password was reset and every session signed out. "
+                "If this was not you, contact support now."
+            ),
+        )
+        return True
+
+
+class MfaRequiredForReset(TradeguardError):
+    status = 403
+    slug = "mfa-required"
+    title = "A second factor is required"

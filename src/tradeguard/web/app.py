@@ -16,6 +16,10 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.identity import api as identity_api
+from tradeguard.identity.container import build_identity
+from tradeguard.identity.guard import SessionStateCache
+from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.web import health
 from tradeguard.web.metrics import HttpMetrics
@@ -30,7 +34,11 @@ logger = logging.getLogger("tradeguard.web")
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, engine: AsyncEngine | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: AsyncEngine | None = None,
+    argon2: Argon2Parameters | None = None,
 ) -> FastAPI:
     """Build the API app. Its lifespan opens the database (unless `engine` is given, which
     the caller then owns) and runs the audit-ledger sequencer in the background."""
@@ -41,7 +49,7 @@ def create_app(
     app = FastAPI(
         title="tradeguard",
         version=__version__,
-        lifespan=_lifespan(settings, clock=clock, ids=ids, engine=engine),
+        lifespan=_lifespan(settings, clock=clock, ids=ids, engine=engine, argon2=argon2),
         docs_url=DOCS_URL if docs else None,
         openapi_url=OPENAPI_URL if docs else None,
         redoc_url=None,
@@ -50,6 +58,9 @@ def create_app(
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(identity_api.router)
+    app.include_router(identity_api.jwks_router)
+    app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the body guard so that 413/408 answers also get security headers and ids.
     app.add_middleware(
@@ -69,7 +80,12 @@ def create_app(
 
 
 def _lifespan(
-    settings: Settings, *, clock: Clock, ids: IdGenerator, engine: AsyncEngine | None
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    engine: AsyncEngine | None,
+    argon2: Argon2Parameters | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +97,9 @@ def _lifespan(
             ids=ids,
             engine=active_engine,
             sessions=session_factory(active_engine),
+        )
+        app.state.identity = build_identity(
+            settings, clock=clock, ids=ids, sessions=app.state.runtime.sessions, argon2=argon2
         )
         sequencer = LedgerSequencer(
             active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock

@@ -15,13 +15,13 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
+from tradeguard.core.context import request_id_var
+
 REDACTED: Final = "[REDACTED]"
 
-request_id_var: ContextVar[str | None] = ContextVar("tradeguard_request_id", default=None)
 
 # Key names are compared word by word (snake_case, kebab-case and camelCase all split into
 # words), so "access_token", "X-API-Key" and "cardNumber" match while "company" does not

@@ -16,9 +16,9 @@ from typing import Final, NoReturn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradeguard.core.clock import Clock
+from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import PayloadTooLarge, RequestTimeout, TradeguardError
 from tradeguard.core.ids import IdGenerator
-from tradeguard.web.logging import request_id_var
 from tradeguard.web.metrics import UNMATCHED_ROUTE, HttpMetrics
 from tradeguard.web.problems import send_problem
 

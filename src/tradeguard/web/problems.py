@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
 from tradeguard.core import errors
-from tradeguard.web.logging import request_id_var
+from tradeguard.core.context import request_id_var
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 

@@ -1,0 +1,540 @@
+"""Identity HTTP API under /api/v1/auth (paths are stable: external clients rely on them)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from tradeguard.core.errors import NotFound, TooManyRequests, Unauthorized
+from tradeguard.identity import repository
+from tradeguard.identity import schemas as s
+from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.guard import (
+    AUTHENTICATED,
+    CurrentPrincipal,
+    Principal,
+    Services,
+    guarded,
+    public_route,
+    request_info,
+    state_cache,
+)
+from tradeguard.identity.ip_allowlist import allowed, normalize
+from tradeguard.identity.models import User
+from tradeguard.identity.sessions import Denied, Failure, Method, MfaChallenge, TokenPair
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+jwks_router = APIRouter(tags=["auth"])
+
+IdPath = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[0-9a-f-]+$")]
+GENERIC_LOGIN_FAILURE = "invalid username or password"
+
+
+def _tokens(pair: TokenPair) -> s.TokenResponse:
+    return s.TokenResponse(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        session_id=pair.session_id,
+        device_token=pair.device_token,
+    )
+
+
+def _raise_denied(denied: Denied) -> None:
+    if denied.failure is Failure.THROTTLED:
+        raise TooManyRequests(
+            "too many attempts; wait before trying again",
+            retry_after_seconds=denied.retry_after_seconds or 60,
+        )
+    if denied.failure in {Failure.INVALID_CREDENTIALS, Failure.IP_NOT_ALLOWED}:
+        # One answer for unknown user, wrong password, locked account and refused address.
+        raise Unauthorized(GENERIC_LOGIN_FAILURE)
+    if denied.failure is Failure.WRONG_CODE:
+        raise Unauthorized("that code or key was not accepted")
+    if denied.failure is Failure.METHOD_NOT_ENROLLED:
+        raise Unauthorized("that method is not available for this sign-in")
+    if denied.failure is Failure.INACTIVE:
+        raise Unauthorized("signed out after inactivity; sign in again")
+    if denied.failure is Failure.REFRESH_REUSED:
+        raise Unauthorized("refresh token already used; the session was ended for safety")
+    raise Unauthorized("the ticket or token is invalid or expired; sign in again")
+
+
+async def _user(services: Services, session: Any, principal: Principal) -> User:
+    user = await repository.user_by_id(session, principal.user_id)
+    if user is None:
+        raise Unauthorized("the session has ended; sign in again")
+    return user
+
+
+# Registration and email ---------------------------------------------------------------
+
+
+@router.post("/register", status_code=201, **public_route())
+async def register(
+    body: s.RegisterRequest, request: Request, services: Services
+) -> s.RegisterResponse:
+    async with services.unit_of_work() as session:
+        await services.accounts.register(
+            session,
+            username=body.username,
+            email=body.email,
+            password=body.password,
+            request=request_info(request),
+        )
+    return s.RegisterResponse()
+
+
+@router.post("/email/verify", **public_route())
+async def verify_email(body: s.TokenRequest, request: Request, services: Services) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        ok = await services.accounts.verify_email(
+            session, token=body.token, request=request_info(request)
+        )
+    if not ok:
+        raise Unauthorized("the verification link is invalid or expired; request a new one")
+    return s.Accepted(detail="email address verified")
+
+
+# Login ----------------------------------------------------------------------------------
+
+
+@router.post("/login", **public_route(), response_model=None)
+async def login(
+    body: s.LoginRequest, request: Request, services: Services
+) -> s.TokenResponse | s.MfaRequiredResponse:
+    device = body.device or s.DeviceInfo()
+    info = request_info(
+        request,
+        device_token=device.device_token,
+        device_attributes={
+            **device.model_dump(exclude={"device_token"}),
+            "user_agent": request.headers.get("user-agent"),
+        },
+    )
+    async with services.unit_of_work() as session:
+        outcome = await services.auth.login(
+            session, login=body.login, password=body.password, request=info
+        )
+    if isinstance(outcome, Denied):
+        _raise_denied(outcome)
+    if isinstance(outcome, MfaChallenge):
+        return s.MfaRequiredResponse(
+            ticket=outcome.ticket,
+            methods=outcome.methods,
+            expires_in=outcome.expires_in,
+            device_token=outcome.device_token,
+        )
+    assert isinstance(outcome, TokenPair)  # noqa: S101 - the union is exhausted above
+    return _tokens(outcome)
+
+
+@router.post("/mfa/send", **public_route())
+async def send_login_code(
+    body: s.MfaSendRequest, request: Request, services: Services
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        denied = await services.auth.send_login_code(
+            session, ticket=body.ticket, method=Method(body.method), request=request_info(request)
+        )
+    if denied is not None:
+        _raise_denied(denied)
+    return s.Accepted(detail=f"a code was sent by {body.method}; it expires in 5 minutes")
+
+
+@router.post("/mfa/verify", **public_route())
+async def verify_mfa(
+    body: s.MfaVerifyRequest, request: Request, services: Services
+) -> s.TokenResponse:
+    verifier = None
+    if body.method == "webauthn":
+        webauthn = request.app.state.webauthn
+        verifier = webauthn.login_assertion_verifier(body.assertion or {}, request_info(request))
+    async with services.unit_of_work() as session:
+        outcome = await services.auth.verify_login(
+            session,
+            ticket=body.ticket,
+            method=Method(body.method),
+            code=body.code,
+            request=request_info(request),
+            webauthn_verifier=verifier,
+        )
+    if isinstance(outcome, Denied):
+        _raise_denied(outcome)
+    assert isinstance(outcome, TokenPair)  # noqa: S101
+    return _tokens(outcome)
+
+
+@router.post("/mfa/step-up", **guarded(AUTHENTICATED))
+async def step_up(
+    body: s.StepUpRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        ok = await services.auth.step_up(
+            session,
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            method=Method(body.method),
+            code=body.code,
+            request=request_info(request),
+        )
+    state_cache(request).drop(principal.session_id)
+    if not ok:
+        raise Unauthorized("that code was not accepted")
+    return s.Accepted(detail="confirmed; sensitive actions are allowed for the next few minutes")
+
+
+@router.post("/token/refresh", **public_route())
+async def refresh(body: s.RefreshRequest, request: Request, services: Services) -> s.TokenResponse:
+    async with services.unit_of_work() as session:
+        outcome = await services.auth.refresh(
+            session, refresh_token=body.refresh_token, request=request_info(request)
+        )
+    if isinstance(outcome, Denied):
+        _raise_denied(outcome)
+    assert isinstance(outcome, TokenPair)  # noqa: S101
+    return _tokens(outcome)
+
+
+@router.post("/logout", status_code=204, **guarded(AUTHENTICATED))
+async def logout(request: Request, services: Services, principal: CurrentPrincipal) -> Response:
+    async with services.unit_of_work() as session:
+        await services.auth.revoke(
+            session,
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            request=request_info(request),
+            reason="logout",
+        )
+    state_cache(request).drop(principal.session_id)
+    return Response(status_code=204)
+
+
+# Sessions and devices -------------------------------------------------------------------
+
+
+@router.get("/sessions", **guarded(AUTHENTICATED))
+async def list_sessions(services: Services, principal: CurrentPrincipal) -> list[s.SessionView]:
+    async with services.unit_of_work() as session:
+        rows = await repository.sessions_of(session, principal.user_id, services.clock.now_ns())
+    return [
+        s.SessionView(
+            id=r.id,
+            created_ns=str(r.created_ns),
+            last_seen_ns=str(r.last_seen_ns),
+            expires_ns=str(r.expires_ns),
+            amr=r.amr.split(),
+            ip=r.ip,
+            user_agent=r.user_agent,
+            device_id=r.device_id,
+            current=r.id == principal.session_id,
+        )
+        for r in rows
+    ]
+
+
+@router.delete("/sessions/{session_id}", status_code=204, **guarded(AUTHENTICATED))
+async def revoke_session(
+    session_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
+) -> Response:
+    async with services.unit_of_work() as session:
+        revoked = await services.auth.revoke(
+            session,
+            user_id=principal.user_id,
+            session_id=session_id,
+            request=request_info(request),
+            reason="user_revoked",
+        )
+    if not revoked:
+        raise NotFound("no active session with that id")
+    state_cache(request).drop(*revoked)
+    return Response(status_code=204)
+
+
+@router.get("/devices", **guarded(AUTHENTICATED))
+async def list_devices(services: Services, principal: CurrentPrincipal) -> list[s.DeviceView]:
+    async with services.unit_of_work() as session:
+        rows = await repository.devices_of(session, principal.user_id)
+    return [
+        s.DeviceView(
+            id=d.id,
+            name=d.name,
+            authorized=d.authorized_ns is not None,
+            created_ns=str(d.created_ns),
+            last_seen_ns=str(d.last_seen_ns),
+            last_ip=d.last_ip,
+        )
+        for d in rows
+    ]
+
+
+@router.post("/devices/{device_id}", **guarded(AUTHENTICATED))
+async def authorize_device(
+    device_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.require_fresh_factor(session, user=user, state=principal.state)
+        device = await repository.device_of(session, user.id, device_id)
+        if device is None:
+            raise NotFound("no device with that id")
+        if device.authorized_ns is None:
+            device.authorized_ns = services.clock.now_ns()
+            await services.deps.audit(
+                session,
+                IdentityEvent.DEVICE_AUTHORIZED,
+                user_id=user.id,
+                request=request_info(request),
+                data={"device_id": device.id, "by": "step_up"},
+            )
+    return s.Accepted(detail="device authorized")
+
+
+@router.delete("/devices/{device_id}", status_code=204, **guarded(AUTHENTICATED))
+async def revoke_device(
+    device_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
+) -> Response:
+    info = request_info(request)
+    async with services.unit_of_work() as session:
+        device = await repository.device_of(session, principal.user_id, device_id)
+        if device is None:
+            raise NotFound("no device with that id")
+        device.revoked_ns = services.clock.now_ns()
+        revoked = await services.auth.revoke(
+            session,
+            user_id=principal.user_id,
+            device_id=device.id,
+            request=info,
+            reason="device_revoked",
+        )
+        await services.deps.audit(
+            session,
+            IdentityEvent.DEVICE_REVOKED,
+            user_id=principal.user_id,
+            request=info,
+            data={"device_id": device.id, "sessions_revoked": len(revoked)},
+        )
+    state_cache(request).drop(*revoked)
+    return Response(status_code=204)
+
+
+@router.get("/ip-allowlist", **guarded(AUTHENTICATED))
+async def get_ip_allowlist(
+    services: Services, principal: CurrentPrincipal
+) -> s.IpAllowlistResponse:
+    return s.IpAllowlistResponse(cidrs=list(principal.state.ip_allowlist))
+
+
+@router.put("/ip-allowlist", **guarded(AUTHENTICATED))
+async def put_ip_allowlist(
+    body: s.IpAllowlistRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.IpAllowlistResponse:
+    cidrs = normalize(body.cidrs)
+    info = request_info(request)
+    if cidrs and not allowed(cidrs, info.ip):
+        from tradeguard.core.errors import InvalidInput  # noqa: PLC0415
+
+        raise InvalidInput(
+            "the list must include the address you are using now, or you would be locked out"
+        )
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.require_fresh_factor(session, user=user, state=principal.state)
+        user.ip_allowlist = json.dumps(cidrs) if cidrs else None
+        await services.deps.audit(
+            session,
+            IdentityEvent.IP_ALLOWLIST_CHANGED,
+            user_id=user.id,
+            request=info,
+            data={"cidrs": cidrs},
+        )
+    state_cache(request).drop(principal.session_id)
+    return s.IpAllowlistResponse(cidrs=cidrs)
+
+
+# Factors --------------------------------------------------------------------------------
+
+
+@router.get("/mfa", **guarded(AUTHENTICATED))
+async def list_factors(services: Services, principal: CurrentPrincipal) -> list[s.FactorView]:
+    async with services.unit_of_work() as session:
+        factors = await services.factors.list_factors(session, user_id=principal.user_id)
+    return [
+        s.FactorView(
+            id=f.id,
+            kind=f.kind,
+            label=f.label,
+            status=f.status,
+            created_ns=str(f.created_ns),
+            last_used_ns=str(f.last_used_ns) if f.last_used_ns else None,
+            restricted=f.restricted,
+        )
+        for f in factors
+    ]
+
+
+@router.post("/mfa/totp/enroll", status_code=201, **guarded(AUTHENTICATED))
+async def enrol_totp(
+    request: Request, services: Services, principal: CurrentPrincipal
+) -> s.TotpEnrolResponse:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        enrolment = await services.factors.enrol_totp(
+            session, user=user, state=principal.state, request=request_info(request)
+        )
+    return s.TotpEnrolResponse(
+        factor_id=enrolment.factor_id,
+        secret=enrolment.secret,
+        otpauth_uri=enrolment.otpauth_uri,
+        qr_png_base64=enrolment.qr_png_base64,
+    )
+
+
+@router.post("/mfa/totp/confirm", **guarded(AUTHENTICATED))
+async def confirm_totp(
+    body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        ok = await services.factors.confirm_totp(
+            session,
+            user=user,
+            factor_id=body.factor_id,
+            code=body.code,
+            request=request_info(request),
+        )
+    if not ok:
+        raise Unauthorized("that code was not accepted; check the time on your device")
+    return s.Accepted(detail="authenticator app enrolled; sign in again to use it")
+
+
+@router.post("/mfa/backup-codes", status_code=201, **guarded(AUTHENTICATED))
+async def backup_codes(
+    request: Request, services: Services, principal: CurrentPrincipal
+) -> s.BackupCodesResponse:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        codes = await services.factors.regenerate_backup_codes(
+            session, user=user, state=principal.state, request=request_info(request)
+        )
+    return s.BackupCodesResponse(codes=codes)
+
+
+@router.post("/mfa/email/enroll", status_code=201, **guarded(AUTHENTICATED))
+async def enrol_email(
+    request: Request, services: Services, principal: CurrentPrincipal
+) -> s.PendingFactorResponse:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        factor_id = await services.factors.enrol_otp(
+            session,
+            user=user,
+            state=principal.state,
+            method=Method.EMAIL,
+            phone=None,
+            request=request_info(request),
+        )
+    return s.PendingFactorResponse(factor_id=factor_id, detail="a code was emailed to you")
+
+
+@router.post("/mfa/sms/enroll", status_code=201, **guarded(AUTHENTICATED))
+async def enrol_sms(
+    body: s.SmsEnrolRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.PendingFactorResponse:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        factor_id = await services.factors.enrol_otp(
+            session,
+            user=user,
+            state=principal.state,
+            method=Method.SMS,
+            phone=body.phone,
+            request=request_info(request),
+        )
+    return s.PendingFactorResponse(factor_id=factor_id, detail="a code was sent by SMS")
+
+
+async def _confirm_otp(
+    body: s.ConfirmRequest, request: Request, services: Services, principal: Principal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        ok = await services.factors.confirm_otp(
+            session,
+            user=user,
+            factor_id=body.factor_id,
+            code=body.code,
+            request=request_info(request),
+        )
+    if not ok:
+        raise Unauthorized("that code was not accepted")
+    return s.Accepted(detail="factor enrolled")
+
+
+@router.post("/mfa/email/confirm", **guarded(AUTHENTICATED))
+async def confirm_email_factor(
+    body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    return await _confirm_otp(body, request, services, principal)
+
+
+@router.post("/mfa/sms/confirm", **guarded(AUTHENTICATED))
+async def confirm_sms_factor(
+    body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    return await _confirm_otp(body, request, services, principal)
+
+
+@router.delete("/mfa/{factor_id}", status_code=204, **guarded(AUTHENTICATED))
+async def remove_factor(
+    factor_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
+) -> Response:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.remove(
+            session,
+            user=user,
+            state=principal.state,
+            factor_id=factor_id,
+            request=request_info(request),
+        )
+    return Response(status_code=204)
+
+
+# Recovery -------------------------------------------------------------------------------
+
+
+@router.post("/password/reset", status_code=202, **public_route())
+async def request_reset(
+    body: s.PasswordResetRequest, request: Request, services: Services
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        await services.accounts.request_password_reset(
+            session, email=body.email, request=request_info(request)
+        )
+    return s.Accepted(detail="if that address has an account, a reset link is on its way")
+
+
+@router.post("/password/reset/confirm", **public_route())
+async def confirm_reset(
+    body: s.PasswordResetConfirm, request: Request, services: Services
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        ok = await services.accounts.reset_password(
+            session,
+            token=body.token,
+            new_password=body.new_password,
+            method=body.method,
+            code=body.code,
+            request=request_info(request),
+        )
+    if not ok:
+        raise Unauthorized("the reset link or code is invalid or expired")
+    return s.Accepted(detail="password changed; every session was signed out")
+
+
+@jwks_router.get("/.well-known/jwks.json", **public_route())
+async def jwks(services: Services) -> dict[str, list[dict[str, str]]]:
+    return services.keys.jwks()

@@ -1,0 +1,82 @@
+"""What the identity services share: request context, secret tokens, audit helper."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.core.clock import Clock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.identity.policy import IdentityPolicy
+from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.service import Ledger
+from tradeguard.notify.service import Notifier
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Who is asking, as far as the transport can tell (never trusted for authorization)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    device_token: str | None = field(default=None, repr=False)
+    device_attributes: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def new_secret_token() -> tuple[str, bytes]:
+    """A 256-bit URL-safe secret and its SHA-256 (what is stored and looked up)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_secret_token(token)
+
+
+def hash_secret_token(token: str) -> bytes:
+    # High-entropy random tokens need no slow hash: a fast digest is enough to make a leaked
+    # table useless, and allows lookup by value.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityDeps:
+    """The collaborators every identity service uses."""
+
+    clock: Clock
+    ids: IdGenerator
+    ledger: Ledger
+    keyring: LocalKeyring
+    notifier: Notifier
+    policy: IdentityPolicy
+
+    async def audit(
+        self,
+        session: AsyncSession,
+        event_type: str,
+        *,
+        user_id: str | None,
+        request: RequestInfo | None = None,
+        actor: Party | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        payload = dict(data or {})
+        if request is not None and request.ip:
+            payload.setdefault("ip", request.ip)
+        subject = Party("user", user_id) if user_id else None
+        await self.ledger.append(
+            session,
+            LedgerEvent(
+                type=event_type,
+                actor=actor or subject or Party("anonymous", request.ip or "-" if request else "-"),
+                subject=subject,
+                data=payload,
+                request_id=request.request_id if request else None,
+            ),
+        )
+
+    def pepper(self, purpose: str) -> bytes:
+        return self.keyring.derive_secret(purpose)

@@ -1,0 +1,103 @@
+"""Builds the identity services from settings, once per process (app, CLI command, test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import Clock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.db.engine import unit_of_work
+from tradeguard.identity.common import IdentityDeps
+from tradeguard.identity.factors import FactorService
+from tradeguard.identity.keystore import load_or_create_ring
+from tradeguard.identity.password_hashing import Argon2Parameters, PasswordHasher
+from tradeguard.identity.policy import IdentityPolicy
+from tradeguard.identity.service import AccountService
+from tradeguard.identity.sessions import AuthService
+from tradeguard.identity.signing_keys import SigningKeyRing
+from tradeguard.identity.tokens import AccessTokenIssuer, AccessTokenVerifier
+from tradeguard.ledger.service import Ledger
+from tradeguard.notify.service import Notifier
+
+
+def policy_from(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(
+        origin=settings.public_origin,
+        rp_id=settings.webauthn_rp_id,
+        rp_name=settings.webauthn_rp_name,
+        audience=settings.jwt_audience,
+        trader_idle_seconds=settings.trader_idle_timeout_seconds,
+        staff_idle_seconds=settings.staff_idle_timeout_seconds,
+        step_up_seconds=settings.step_up_window_seconds,
+        max_failures=settings.login_max_failures,
+        lockout_seconds=settings.login_lockout_seconds,
+        ip_max_failures=settings.ip_max_failures,
+        refresh_grace_seconds=settings.refresh_grace_seconds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityServices:
+    deps: IdentityDeps
+    sessions: async_sessionmaker[AsyncSession]
+    keys: SigningKeyRing
+    verifier: AccessTokenVerifier
+    hasher: PasswordHasher
+    auth: AuthService
+    accounts: AccountService
+    factors: FactorService
+
+    @property
+    def clock(self) -> Clock:
+        return self.deps.clock
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        async with unit_of_work(self.sessions) as session:
+            yield session
+
+
+def build_identity(
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    sessions: async_sessionmaker[AsyncSession],
+    argon2: Argon2Parameters | None = None,
+) -> IdentityServices:
+    keyring = LocalKeyring.load_or_create(settings.keys_dir / "master.key")
+    keys = load_or_create_ring(settings.keys_dir / "jwt")
+    policy = policy_from(settings)
+    ledger = Ledger(clock=clock, ids=ids)
+    deps = IdentityDeps(
+        clock=clock,
+        ids=ids,
+        ledger=ledger,
+        keyring=keyring,
+        notifier=Notifier(clock=clock, ids=ids, keyring=keyring),
+        policy=policy,
+    )
+    hasher = PasswordHasher(argon2)
+    issuer = AccessTokenIssuer(
+        keys=keys, clock=clock, issuer=policy.issuer, audience=policy.audience
+    )
+    verifier = AccessTokenVerifier(
+        keys=keys, clock=clock, issuer=policy.issuer, audience=policy.audience
+    )
+    auth = AuthService(deps, hasher=hasher, issuer=issuer)
+    return IdentityServices(
+        deps=deps,
+        sessions=sessions,
+        keys=keys,
+        verifier=verifier,
+        hasher=hasher,
+        auth=auth,
+        accounts=AccountService(deps, hasher=hasher, auth=auth),
+        factors=FactorService(deps, auth=auth),
+    )

@@ -1,0 +1,189 @@
+"""Authentication and permission checks for routes (RBAC-4, RBAC-6, SESS-4, SESS-5).
+
+Every protected route declares its permission with `guarded(...)`: the declaration is
+visible to the route-table audit (deny by default) and installs the check. Each check,
+allowed or denied, is a ledger event; a denial commits its own event before the error.
+The access token's signature proves who; the session state (read per request, cached for a
+second) proves the session still stands, so a revocation takes effect at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from tradeguard.access.domain import Role
+from tradeguard.core.clock import Clock
+from tradeguard.core.context import request_id_var
+from tradeguard.core.errors import Forbidden, Unauthorized
+from tradeguard.identity.common import RequestInfo
+from tradeguard.identity.container import IdentityServices
+from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.ip_allowlist import allowed
+from tradeguard.identity.sessions import SessionState
+from tradeguard.ledger.domain import LedgerEvent, Party
+
+PERMISSION_EXTENSION = "x-permission"
+AUTHENTICATED = "authenticated"
+PERMISSION_CHECKED = "access:permission:checked"
+STATE_CACHE_NS = 1_000_000_000
+# Writing last-seen on every request would turn reads into writes; a minute of slack on a
+# 15-minute inactivity limit is immaterial.
+TOUCH_INTERVAL_NS = 60 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    session_id: str
+    role: Role
+    permissions: frozenset[str]
+    amr: tuple[str, ...]
+    state: SessionState
+
+
+class SessionStateCache:
+    """Per-process cache of session states; revocations in this process drop entries at once."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[int, SessionState]] = {}
+
+    def get(self, session_id: str) -> SessionState | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry[0] < self._clock.monotonic_ns():
+            return None
+        return entry[1]
+
+    def put(self, state: SessionState) -> None:
+        if len(self._entries) > 50_000:
+            self._entries.clear()
+        expires = self._clock.monotonic_ns() + STATE_CACHE_NS
+        self._entries[state.session_id] = (expires, state)
+
+    def drop(self, *session_ids: str) -> None:
+        for session_id in session_ids:
+            self._entries.pop(session_id, None)
+
+
+def identity_services(request: Request) -> IdentityServices:
+    services: IdentityServices = request.app.state.identity
+    return services
+
+
+def state_cache(request: Request) -> SessionStateCache:
+    cache: SessionStateCache = request.app.state.session_cache
+    return cache
+
+
+Services = Annotated[IdentityServices, Depends(identity_services)]
+
+
+def request_info(request: Request, **extra: Any) -> RequestInfo:
+    client = request.client
+    return RequestInfo(
+        ip=client.host if client else None,
+        user_agent=(request.headers.get("user-agent") or "")[:256] or None,
+        request_id=request_id_var.get(),
+        **extra,
+    )
+
+
+async def _audit_alone(services: IdentityServices, event: LedgerEvent) -> None:
+    """Commit an audit event on its own, for outcomes whose request will fail."""
+    async with services.unit_of_work() as session:
+        await services.deps.ledger.append(session, event)
+
+
+async def authenticated(request: Request, services: Services) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send an access token: Authorization: Bearer <token>")
+    claims = services.verifier.verify(token.strip())
+    cache = state_cache(request)
+    state = cache.get(claims.session_id)
+    if state is None:
+        async with services.unit_of_work() as session:
+            state = await services.auth.session_state(session, claims.session_id)
+        if state is not None:
+            cache.put(state)
+    if state is None or not state.active or state.user_id != claims.subject:
+        raise Unauthorized("the session has ended; sign in again")
+    info = request_info(request)
+    now = services.clock.now_ns()
+    if now - state.last_seen_ns > state.idle_ns:
+        async with services.unit_of_work() as session:
+            await services.auth.revoke(
+                session,
+                user_id=state.user_id,
+                session_id=state.session_id,
+                request=info,
+                reason="inactivity",
+            )
+        cache.drop(state.session_id)
+        raise Unauthorized("signed out after inactivity; sign in again")
+    if not allowed(state.ip_allowlist, info.ip):
+        await _audit_alone(
+            services,
+            LedgerEvent(
+                type=IdentityEvent.IP_REFUSED,
+                actor=Party("user", state.user_id),
+                subject=Party("user", state.user_id),
+                data={"ip": info.ip},
+                request_id=info.request_id,
+            ),
+        )
+        raise Forbidden("this address is not on your IP allowlist")
+    if now - state.last_seen_ns > TOUCH_INTERVAL_NS:
+        async with services.unit_of_work() as session:
+            await services.auth.touch(session, state.session_id)
+        cache.drop(state.session_id)
+    return Principal(
+        user_id=state.user_id,
+        session_id=state.session_id,
+        role=state.role,
+        permissions=frozenset(claims.permissions),
+        amr=claims.amr,
+        state=state,
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
+
+
+def _permission_check(permission: str) -> Any:
+    async def check(request: Request, services: Services, principal: CurrentPrincipal) -> None:
+        granted = permission == AUTHENTICATED or permission in principal.permissions
+        route = request.scope.get("route")
+        event = LedgerEvent(
+            type=PERMISSION_CHECKED,
+            actor=Party("user", principal.user_id),
+            subject=Party("session", principal.session_id),
+            data={
+                "permission": permission,
+                "allowed": granted,
+                "route": getattr(route, "path", request.url.path),
+                "method": request.method,
+            },
+            request_id=request_id_var.get(),
+        )
+        await _audit_alone(services, event)
+        if not granted:
+            raise Forbidden(f"this action needs the {permission} permission")
+
+    return check
+
+
+def guarded(permission: str) -> dict[str, Any]:
+    """Route keyword arguments: declare the permission and enforce it."""
+    return {
+        "dependencies": [Depends(_permission_check(permission))],
+        "openapi_extra": {PERMISSION_EXTENSION: permission},
+    }
+
+
+def public_route() -> dict[str, Any]:
+    return {"openapi_extra": {PERMISSION_EXTENSION: "public"}}

@@ -1,0 +1,168 @@
+"""API request and response bodies for identity (pydantic v2, extra fields refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Secret = Annotated[str, Field(min_length=1, max_length=1024)]
+Code = Annotated[str, Field(min_length=4, max_length=32)]
+Opaque = Annotated[str, Field(min_length=16, max_length=128)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class DeviceInfo(Strict):
+    device_token: Opaque | None = None
+    platform: Annotated[str, Field(max_length=64)] | None = None
+    language: Annotated[str, Field(max_length=35)] | None = None
+    timezone: Annotated[str, Field(max_length=64)] | None = None
+    screen: Annotated[str, Field(max_length=32)] | None = None
+    app_version: Annotated[str, Field(max_length=32)] | None = None
+
+
+class RegisterRequest(Strict):
+    username: Annotated[str, Field(min_length=3, max_length=32)]
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    password: Secret
+
+
+class RegisterResponse(Strict):
+    status: Literal["verification_sent"] = "verification_sent"
+    detail: str = "If the details are valid, a verification email is on its way."
+
+
+class TokenRequest(Strict):
+    token: Opaque
+
+
+class LoginRequest(Strict):
+    login: Annotated[str, Field(min_length=1, max_length=254)]
+    password: Secret
+    device: DeviceInfo | None = None
+
+
+class TokenResponse(Strict):
+    status: Literal["authenticated"] = "authenticated"
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name
+    expires_in: int
+    session_id: str
+    device_token: str | None = None
+
+
+class MfaRequiredResponse(Strict):
+    status: Literal["mfa_required"] = "mfa_required"
+    ticket: str
+    methods: list[str]
+    expires_in: int
+    device_token: str | None = None
+
+
+MfaMethod = Literal["totp", "backup_code", "email", "sms", "webauthn"]
+
+
+class MfaVerifyRequest(Strict):
+    ticket: Opaque
+    method: MfaMethod
+    code: Code | None = None
+    assertion: dict[str, object] | None = None
+
+
+class MfaSendRequest(Strict):
+    ticket: Opaque
+    method: Literal["email", "sms"]
+
+
+class StepUpRequest(Strict):
+    method: Literal["totp", "backup_code"]
+    code: Code
+
+
+class RefreshRequest(Strict):
+    refresh_token: Opaque
+
+
+class SessionView(Strict):
+    id: str
+    created_ns: str
+    last_seen_ns: str
+    expires_ns: str
+    amr: list[str]
+    ip: str | None
+    user_agent: str | None
+    device_id: str | None
+    current: bool
+
+
+class DeviceView(Strict):
+    id: str
+    name: str
+    authorized: bool
+    created_ns: str
+    last_seen_ns: str
+    last_ip: str | None
+
+
+class FactorView(Strict):
+    id: str
+    kind: str
+    label: str
+    status: str
+    created_ns: str
+    last_used_ns: str | None
+    restricted: bool
+
+
+class TotpEnrolResponse(Strict):
+    factor_id: str
+    secret: str
+    otpauth_uri: str
+    qr_png_base64: str
+
+
+class ConfirmRequest(Strict):
+    factor_id: Annotated[str, Field(min_length=1, max_length=36)]
+    code: Code
+
+
+class SmsEnrolRequest(Strict):
+    phone: Annotated[str, Field(min_length=8, max_length=16)]
+
+
+class PendingFactorResponse(Strict):
+    factor_id: str
+    detail: str
+
+
+class BackupCodesResponse(Strict):
+    codes: list[str]
+    detail: str = "Store these codes somewhere safe; each works once and they are not shown again."
+
+
+class IpAllowlistRequest(Strict):
+    cidrs: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)]
+
+
+class IpAllowlistResponse(Strict):
+    cidrs: list[str]
+
+
+class PasswordResetRequest(Strict):
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+
+
+class PasswordResetConfirm(Strict):
+    token: Opaque
+    new_password: Secret
+    method: Literal["totp", "backup_code", "sms"] | None = None
+    code: Code | None = None
+
+
+class Accepted(Strict):
+    status: Literal["accepted"] = "accepted"
+    detail: str

@@ -1,0 +1,796 @@
+"""Login, second-factor verification, sessions and refresh-token rotation (AUTH, SESS, ACCT-1).
+
+Failures are *returned* as outcomes, not raised, so the edge can commit what they changed
+(failure counters, locks, revocations, audit events) before answering with an error.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.access.domain import STAFF_ROLES, Permission, Role, permissions_for
+from tradeguard.core.clock import NS_PER_SECOND
+from tradeguard.identity import repository
+from tradeguard.identity.common import (
+    IdentityDeps,
+    RequestInfo,
+    hash_secret_token,
+    new_secret_token,
+)
+from tradeguard.identity.devices import device_name, fingerprint
+from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.ip_allowlist import allowed
+from tradeguard.identity.mfa import otp as otp_codes
+from tradeguard.identity.mfa import totp
+from tradeguard.identity.mfa.backup_codes import BackupCodeBook
+from tradeguard.identity.models import (
+    AuthSession,
+    AuthThrottle,
+    AuthTicket,
+    Device,
+    MfaFactor,
+    RefreshToken,
+    User,
+)
+from tradeguard.identity.password_hashing import PasswordHasher
+from tradeguard.identity.throttle import ThrottleState, after_failure
+from tradeguard.identity.tokens import AccessTokenIssuer, new_refresh_token
+
+MFA_TICKET = "mfa_login"
+TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
+BACKUP_PEPPER = "identity.backup_codes"
+OTP_PEPPER = "identity.otp_codes"
+DESTINATION_PURPOSE = "identity.factor_destination"
+
+
+class Method(StrEnum):
+    """Second-factor methods, as clients name them."""
+
+    TOTP = "totp"
+    BACKUP_CODE = "backup_code"
+    EMAIL = "email"
+    SMS = "sms"
+    WEBAUTHN = "webauthn"
+
+
+# RFC 8176 authentication method references where one fits.
+AMR = {
+    Method.TOTP: "otp",
+    Method.BACKUP_CODE: "kba",
+    Method.EMAIL: "mail",
+    Method.SMS: "sms",
+    Method.WEBAUTHN: "hwk",
+}
+FACTOR_METHOD = {
+    "totp": Method.TOTP,
+    "backup_codes": Method.BACKUP_CODE,
+    "email": Method.EMAIL,
+    "sms": Method.SMS,
+    "webauthn": Method.WEBAUTHN,
+}
+# Permissions that need an enrolled and verified second factor and an authorized device.
+GUARDED_PERMISSIONS = frozenset(
+    {Permission.ORDER_PLACE, Permission.ORDER_MODIFY, Permission.ACCOUNT_WITHDRAW}
+)
+
+
+class Failure(StrEnum):
+    INVALID_CREDENTIALS = "invalid_credentials"
+    THROTTLED = "throttled"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    INVALID_TICKET = "invalid_ticket"
+    WRONG_CODE = "wrong_code"
+    METHOD_NOT_ENROLLED = "method_not_enrolled"
+    INVALID_REFRESH = "invalid_refresh"
+    REFRESH_REUSED = "refresh_reused"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    session_id: str
+    device_token: str | None = field(default=None, repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    ticket: str = field(repr=False)
+    methods: list[str]
+    expires_in: int
+    device_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    failure: Failure
+    retry_after_seconds: int | None = None
+
+
+LoginOutcome = TokenPair | MfaChallenge | Denied
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What each authenticated request checks against, after the token's signature."""
+
+    session_id: str
+    user_id: str
+    role: Role
+    active: bool
+    last_seen_ns: int
+    idle_ns: int
+    mfa_verified_ns: int | None
+    created_ns: int
+    device_authorized: bool
+    ip_allowlist: tuple[str, ...]
+
+
+class AuthService:
+    def __init__(
+        self, deps: IdentityDeps, *, hasher: PasswordHasher, issuer: AccessTokenIssuer
+    ) -> None:
+        self.deps = deps
+        self.hasher = hasher
+        self.issuer = issuer
+        self.backup_book = BackupCodeBook(deps.pepper(BACKUP_PEPPER))
+
+    # Login ------------------------------------------------------------------------------
+
+    async def login(
+        self, session: AsyncSession, *, login: str, password: str, request: RequestInfo
+    ) -> LoginOutcome:
+        """Password step. Unknown user, wrong password and locked account look the same."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        account_key = "acct:" + login.strip().casefold()[:100]
+        ip_key = f"ip:{request.ip or '-'}"
+        blocked = max(
+            await self._blocked_for(session, account_key, now),
+            await self._blocked_for(session, ip_key, now),
+        )
+        if blocked:
+            await deps.audit(session, IdentityEvent.LOGIN_THROTTLED, user_id=None, request=request)
+            return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
+        user = await repository.user_by_login(session, login)
+        if user is None or user.password_hash is None:
+            # Spend the same time a real verification takes (no enumeration by timing).
+            self.hasher.verify_dummy()
+            return await self._password_failed(session, None, account_key, ip_key, request)
+        password_ok = self.hasher.verify(user.password_hash, password)
+        locked = user.status != "active" or (user.locked_until_ns or 0) > now
+        if not password_ok or locked:
+            return await self._password_failed(
+                session, user if not locked else None, account_key, ip_key, request
+            )
+        if not _ip_allowed(user, request.ip):
+            await deps.audit(session, IdentityEvent.IP_REFUSED, user_id=user.id, request=request)
+            return Denied(Failure.IP_NOT_ALLOWED)
+        await repository.clear_throttle(session, account_key)
+        user.failed_logins = 0
+        if self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = self.hasher.hash(password)
+        device, device_token = await self._recognize_device(session, user, request)
+        methods = await self.available_methods(session, user.id)
+        if not methods:
+            # No second factor yet: a limited session that can enrol one (ACCT-1).
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_SUCCEEDED,
+                user_id=user.id,
+                request=request,
+                data={"amr": ["pwd"], "device_id": device.id},
+            )
+            pair = await self._start_session(session, user, device, ["pwd"], request, mfa=False)
+            return _with_device_token(pair, device_token)
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=MFA_TICKET,
+                user_id=user.id,
+                payload=json.dumps({"device_id": device.id}),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + deps.policy.ns(deps.policy.mfa_ticket_seconds),
+            )
+        )
+        await deps.audit(
+            session,
+            IdentityEvent.LOGIN_MFA_REQUIRED,
+            user_id=user.id,
+            request=request,
+            data={
+                "methods": methods,
+                "device_id": device.id,
+                "new_device": device.authorized_ns is None,
+            },
+        )
+        return MfaChallenge(token, methods, deps.policy.mfa_ticket_seconds, device_token)
+
+    async def _blocked_for(self, session: AsyncSession, key: str, now: int) -> int:
+        row = await repository.throttle(session, key)
+        if row is None:
+            return 0
+        return ThrottleState(
+            row.failures, row.window_start_ns, row.blocked_until_ns
+        ).blocked_for_ns(now)
+
+    async def _count_failure(self, session: AsyncSession, key: str, limit: int) -> ThrottleState:
+        now, policy = self.deps.clock.now_ns(), self.deps.policy
+        row = await repository.throttle(session, key)
+        state = (
+            None
+            if row is None
+            else ThrottleState(row.failures, row.window_start_ns, row.blocked_until_ns)
+        )
+        new = after_failure(
+            state, now_ns=now, max_failures=limit, lockout_seconds=policy.lockout_seconds
+        )
+        if row is None:
+            session.add(
+                AuthThrottle(
+                    key=key,
+                    failures=new.failures,
+                    window_start_ns=new.window_start_ns,
+                    blocked_until_ns=new.blocked_until_ns,
+                )
+            )
+        else:
+            row.failures, row.window_start_ns, row.blocked_until_ns = (
+                new.failures,
+                new.window_start_ns,
+                new.blocked_until_ns,
+            )
+        return new
+
+    async def _password_failed(
+        self,
+        session: AsyncSession,
+        user: User | None,
+        account_key: str,
+        ip_key: str,
+        request: RequestInfo,
+    ) -> Denied:
+        deps, policy = self.deps, self.deps.policy
+        account = await self._count_failure(session, account_key, policy.max_failures)
+        await self._count_failure(session, ip_key, policy.ip_max_failures)
+        await deps.audit(
+            session,
+            IdentityEvent.LOGIN_FAILED,
+            user_id=user.id if user else None,
+            request=request,
+            data={"failures": account.failures},
+        )
+        if user is not None:
+            user.failed_logins = account.failures
+            if account.failures >= policy.max_failures:
+                user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
+                await deps.audit(
+                    session,
+                    IdentityEvent.ACCOUNT_LOCKED,
+                    user_id=user.id,
+                    request=request,
+                    data={"seconds": policy.lockout_seconds},
+                )
+                await deps.notifier.enqueue_email(
+                    session,
+                    to=user.email,
+                    template="account_locked",
+                    subject="Your tradeguard account was temporarily locked",
+                    body=(
+                        f"After {account.failures} failed sign-in attempts your account is locked "
+                        f"for {policy.lockout_seconds // 60} minutes. If this was not you, reset "
+                        "your password and review your devices."
+                    ),
+                )
+        return Denied(Failure.INVALID_CREDENTIALS)
+
+    async def _recognize_device(
+        self, session: AsyncSession, user: User, request: RequestInfo
+    ) -> tuple[Device, str | None]:
+        now = self.deps.clock.now_ns()
+        if request.device_token:
+            known = await repository.device_by_token(
+                session, user.id, hash_secret_token(request.device_token)
+            )
+            if known is not None:
+                known.last_seen_ns, known.last_ip = now, request.ip
+                return known, None
+        token, token_hash = new_secret_token()
+        device = Device(
+            id=self.deps.ids.new_str(),
+            user_id=user.id,
+            token_hash=token_hash,
+            fingerprint=fingerprint(request.device_attributes),
+            name=device_name({**request.device_attributes, "user_agent": request.user_agent}),
+            created_ns=now,
+            last_seen_ns=now,
+            last_ip=request.ip,
+        )
+        session.add(device)
+        await session.flush()
+        await self.deps.audit(
+            session,
+            IdentityEvent.DEVICE_SEEN,
+            user_id=user.id,
+            request=request,
+            data={"device_id": device.id},
+        )
+        return device, token
+
+    async def available_methods(self, session: AsyncSession, user_id: str) -> list[str]:
+        factors = await repository.factors_of(session, user_id)
+        return sorted({FACTOR_METHOD[f.kind].value for f in factors if f.kind in FACTOR_METHOD})
+
+    # Second factor ----------------------------------------------------------------------
+
+    async def send_login_code(
+        self, session: AsyncSession, *, ticket: str, method: Method, request: RequestInfo
+    ) -> Denied | None:
+        """Send an email or SMS code for a pending login (rate-limited by the ticket)."""
+        row = await self._live_ticket(session, ticket)
+        if row is None or row.user_id is None:
+            return Denied(Failure.INVALID_TICKET)
+        factor = await self._factor_for(session, row.user_id, method)
+        if factor is None or method not in {Method.EMAIL, Method.SMS}:
+            return Denied(Failure.METHOD_NOT_ENROLLED)
+        payload = json.loads(row.payload)
+        sent = int(payload.get("codes_sent", 0))
+        if sent >= 3:
+            return Denied(Failure.THROTTLED)
+        await self.issue_code(
+            session, user_id=row.user_id, factor=factor, ticket_row=row, payload=payload
+        )
+        payload["codes_sent"] = sent + 1
+        row.payload = json.dumps(payload)
+        return None
+
+    async def issue_code(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        factor: MfaFactor,
+        ticket_row: AuthTicket,
+        payload: dict[str, Any],
+    ) -> None:
+        """Issue an OTP for `factor`, remember its hash in the ticket, and send it."""
+        deps = self.deps
+        channel = otp_codes.OtpChannel.SMS if factor.kind == "sms" else otp_codes.OtpChannel.EMAIL
+        code, challenge = otp_codes.issue(
+            channel=channel, now_ns=deps.clock.now_ns(), pepper=deps.pepper(OTP_PEPPER)
+        )
+        payload["otp"] = {
+            "challenge_id": challenge.challenge_id,
+            "channel": channel.value,
+            "code_hash": challenge.code_hash.hex(),
+            "digits": challenge.digits,
+            "expires_at_ns": challenge.expires_at_ns,
+            "attempts_left": challenge.attempts_left,
+            "used": False,
+            "factor_id": factor.id,
+        }
+        destination = self.destination(factor)
+        if channel is otp_codes.OtpChannel.SMS:
+            await deps.notifier.enqueue_sms(
+                session,
+                to=destination,
+                template="otp_code",
+                body=f"Your tradeguard code is {code}. It expires in 5 minutes. Never share it.",
+            )
+        else:
+            await deps.notifier.enqueue_email(
+                session,
+                to=destination,
+                template="otp_code",
+                subject="Your tradeguard verification code",
+                body=f"Your code is {code}. It expires in 5 minutes. We will never ask you for it.",
+            )
+
+    def destination(self, factor: MfaFactor) -> str:
+        if factor.destination_enc is None:
+            raise ValueError("factor has no destination")
+        return self.deps.keyring.decrypt(
+            factor.destination_enc, purpose=DESTINATION_PURPOSE, context=factor.id.encode()
+        ).decode()
+
+    async def verify_login(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: str,
+        method: Method,
+        code: str | None,
+        request: RequestInfo,
+        webauthn_verifier: Any = None,
+    ) -> TokenPair | Denied:
+        """Second step of login: the MFA ticket plus one factor gives a full session."""
+        deps = self.deps
+        row = await self._live_ticket(session, ticket)
+        if row is None or row.user_id is None:
+            return Denied(Failure.INVALID_TICKET)
+        user = await repository.user_by_id(session, row.user_id)
+        if user is None:
+            return Denied(Failure.INVALID_TICKET)
+        payload = json.loads(row.payload)
+        if method is Method.WEBAUTHN and webauthn_verifier is not None:
+            ok = await webauthn_verifier(session, user, payload)
+        else:
+            ok = await self.check_factor(
+                session, user_id=user.id, method=method, code=code or "", payload=payload
+            )
+        if not ok:
+            row.attempts += 1
+            row.payload = json.dumps(payload)
+            await deps.audit(
+                session,
+                IdentityEvent.MFA_FAILED,
+                user_id=user.id,
+                request=request,
+                data={"method": method.value, "attempt": row.attempts},
+            )
+            return Denied(Failure.WRONG_CODE)
+        if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
+            return Denied(Failure.INVALID_TICKET)
+        device = await repository.device_of(session, user.id, str(payload.get("device_id", "")))
+        if device is not None and device.authorized_ns is None:
+            device.authorized_ns = deps.clock.now_ns()
+            await deps.audit(
+                session,
+                IdentityEvent.DEVICE_AUTHORIZED,
+                user_id=user.id,
+                request=request,
+                data={"device_id": device.id, "by": method.value},
+            )
+            await deps.notifier.enqueue_email(
+                session,
+                to=user.email,
+                template="new_device",
+                subject="New sign-in to your tradeguard account",
+                body=(
+                    f"A new device signed in: {device.name}, "
+                    f"from {request.ip or 'an unknown address'}. "
+                    "If this was not you, revoke it under Devices and change your password."
+                ),
+            )
+        amr = ["pwd", AMR[method], "mfa"]
+        await deps.audit(
+            session,
+            IdentityEvent.MFA_VERIFIED,
+            user_id=user.id,
+            request=request,
+            data={"method": method.value},
+        )
+        await deps.audit(
+            session,
+            IdentityEvent.LOGIN_SUCCEEDED,
+            user_id=user.id,
+            request=request,
+            data={"amr": amr, "device_id": device.id if device else None},
+        )
+        return await self._start_session(session, user, device, amr, request, mfa=True)
+
+    async def _live_ticket(self, session: AsyncSession, ticket: str) -> AuthTicket | None:
+        if not ticket or len(ticket) > 128:
+            return None
+        row = await repository.ticket_by_hash(session, hash_secret_token(ticket), MFA_TICKET)
+        now = self.deps.clock.now_ns()
+        if row is None or row.used_ns is not None or row.expires_ns <= now:
+            return None
+        if row.attempts >= self.deps.policy.max_ticket_attempts:
+            return None
+        return row
+
+    async def _factor_for(
+        self, session: AsyncSession, user_id: str, method: Method
+    ) -> MfaFactor | None:
+        for factor in await repository.factors_of(session, user_id):
+            if FACTOR_METHOD.get(factor.kind) is method:
+                return factor
+        return None
+
+    async def check_factor(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        method: Method,
+        code: str,
+        payload: dict[str, Any],
+    ) -> bool:
+        """Check a TOTP, backup or OTP code; a used code or step is never accepted again."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        if method is Method.TOTP:
+            for factor in await repository.factors_of(session, user_id):
+                if factor.kind != "totp" or factor.secret_enc is None:
+                    continue
+                secret = deps.keyring.decrypt(
+                    factor.secret_enc, purpose=TOTP_SECRET_PURPOSE, context=factor.id.encode()
+                ).decode()
+                step = totp.verify(secret, code, now_ns=now, last_used_step=factor.last_used_step)
+                # The conditional update refuses a step that a concurrent request already used.
+                if step is not None and await repository.advance_totp_step(
+                    session, factor.id, step, now
+                ):
+                    return True
+            return False
+        if method is Method.BACKUP_CODE:
+            book = await self._factor_for(session, user_id, method)
+            if book is None:
+                return False
+            rows = await repository.backup_codes(session, book.id)
+            hashes = [None if r.used_ns is not None else r.code_hash for r in rows]
+            index = self.backup_book.match(code, hashes)
+            if index is None or not await repository.spend_backup_code(
+                session, factor.id, rows[index].idx, now
+            ):
+                return False
+            remaining = sum(1 for h in hashes if h is not None) - 1
+            await deps.audit(
+                session,
+                IdentityEvent.BACKUP_CODE_USED,
+                user_id=user_id,
+                data={"remaining": remaining},
+            )
+            return True
+        if method in {Method.EMAIL, Method.SMS}:
+            return self._check_otp(payload, code, now)
+        return False
+
+    def _check_otp(self, payload: dict[str, Any], code: str, now: int) -> bool:
+        stored = payload.get("otp")
+        if not isinstance(stored, dict):
+            return False
+        challenge = otp_codes.OtpChallenge(
+            challenge_id=stored["challenge_id"],
+            channel=otp_codes.OtpChannel(stored["channel"]),
+            code_hash=bytes.fromhex(stored["code_hash"]),
+            digits=int(stored["digits"]),
+            expires_at_ns=int(stored["expires_at_ns"]),
+            attempts_left=int(stored["attempts_left"]),
+            used=bool(stored["used"]),
+        )
+        result = otp_codes.verify(challenge, code, now_ns=now, pepper=self.deps.pepper(OTP_PEPPER))
+        stored["attempts_left"] = result.challenge.attempts_left
+        stored["used"] = result.challenge.used
+        return result.accepted
+
+    # Sessions -----------------------------------------------------------------------------
+
+    async def _start_session(
+        self,
+        session: AsyncSession,
+        user: User,
+        device: Device | None,
+        amr: list[str],
+        request: RequestInfo,
+        *,
+        mfa: bool,
+    ) -> TokenPair:
+        deps, now = self.deps, self.deps.clock.now_ns()
+        auth = AuthSession(
+            id=deps.ids.new_str(),  # a new session id on every (re)authentication
+            user_id=user.id,
+            device_id=device.id if device else None,
+            amr=" ".join(amr),
+            created_ns=now,
+            last_seen_ns=now,
+            expires_ns=now + deps.policy.ns(deps.policy.session_lifetime_seconds),
+            mfa_verified_ns=now if mfa else None,
+            ip=request.ip,
+            user_agent=(request.user_agent or "")[:256] or None,
+        )
+        session.add(auth)
+        await session.flush()
+        await deps.audit(
+            session,
+            IdentityEvent.SESSION_CREATED,
+            user_id=user.id,
+            request=request,
+            data={"session_id": auth.id, "amr": amr},
+        )
+        return await self._issue_pair(session, user, auth, device)
+
+    async def _issue_pair(
+        self, session: AsyncSession, user: User, auth: AuthSession, device: Device | None
+    ) -> TokenPair:
+        refresh, refresh_hash = new_refresh_token()
+        session.add(
+            RefreshToken(
+                token_hash=refresh_hash, session_id=auth.id, issued_ns=self.deps.clock.now_ns()
+            )
+        )
+        role = Role(user.role)
+        access = self.issuer.issue(
+            subject=user.id,
+            session_id=auth.id,
+            role=role.value,
+            permissions=effective_permissions(role, auth.amr.split(), device),
+            amr=auth.amr.split(),
+        )
+        expires = access.claims.expires_at - access.claims.issued_at
+        return TokenPair(access.token, refresh, expires, auth.id)
+
+    async def refresh(
+        self, session: AsyncSession, *, refresh_token: str, request: RequestInfo
+    ) -> TokenPair | Denied:
+        """Rotate a refresh token. A spent token presented again revokes the whole session,
+        except within a short grace window, where parallel refreshes of one token all succeed."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        if not refresh_token or len(refresh_token) > 128:
+            return Denied(Failure.INVALID_REFRESH)
+        token_hash = hash_secret_token(refresh_token)
+        row = await repository.refresh_token(session, token_hash)
+        if row is None:
+            return Denied(Failure.INVALID_REFRESH)
+        auth = await repository.auth_session(session, row.session_id)
+        if auth is None or auth.revoked_ns is not None or auth.expires_ns <= now:
+            return Denied(Failure.INVALID_REFRESH)
+        user = await repository.user_by_id(session, auth.user_id)
+        if user is None or user.status != "active" or not _ip_allowed(user, request.ip):
+            return Denied(Failure.INVALID_REFRESH)
+        if now - auth.last_seen_ns > deps.policy.idle_ns(Role(user.role)):
+            # A refresh is not activity: a client refreshing in the background must not keep
+            # an abandoned session alive past the inactivity limit (SESS-5).
+            await self.revoke(
+                session, user_id=user.id, session_id=auth.id, request=request, reason="inactivity"
+            )
+            return Denied(Failure.INACTIVE)
+        spent_now = row.spent_ns is None and await repository.spend_refresh_token(
+            session, token_hash, now
+        )
+        if not spent_now:
+            spent_at = row.spent_ns if row.spent_ns is not None else now
+            if now - spent_at > deps.policy.ns(deps.policy.refresh_grace_seconds):
+                await repository.revoke_sessions(
+                    session,
+                    user_id=auth.user_id,
+                    session_id=auth.id,
+                    now_ns=now,
+                    reason="refresh_reuse",
+                )
+                await deps.audit(
+                    session,
+                    IdentityEvent.REFRESH_REUSE_DETECTED,
+                    user_id=auth.user_id,
+                    request=request,
+                    data={"session_id": auth.id},
+                )
+                return Denied(Failure.REFRESH_REUSED)
+        device = (
+            await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
+        )
+        await deps.audit(
+            session,
+            IdentityEvent.SESSION_REFRESHED,
+            user_id=user.id,
+            request=request,
+            data={"session_id": auth.id, "grace": not spent_now},
+        )
+        return await self._issue_pair(session, user, auth, device)
+
+    async def revoke(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        request: RequestInfo,
+        reason: str,
+        session_id: str | None = None,
+        device_id: str | None = None,
+    ) -> list[str]:
+        revoked = await repository.revoke_sessions(
+            session,
+            user_id=user_id,
+            session_id=session_id,
+            device_id=device_id,
+            now_ns=self.deps.clock.now_ns(),
+            reason=reason,
+        )
+        for sid in revoked:
+            await self.deps.audit(
+                session,
+                IdentityEvent.SESSION_REVOKED,
+                user_id=user_id,
+                request=request,
+                data={"session_id": sid, "reason": reason},
+            )
+        return revoked
+
+    async def session_state(self, session: AsyncSession, session_id: str) -> SessionState | None:
+        auth = await repository.auth_session(session, session_id)
+        if auth is None:
+            return None
+        user = await repository.user_by_id(session, auth.user_id)
+        if user is None:
+            return None
+        now = self.deps.clock.now_ns()
+        device = (
+            await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
+        )
+        role = Role(user.role)
+        return SessionState(
+            session_id=auth.id,
+            user_id=user.id,
+            role=role,
+            active=auth.revoked_ns is None and auth.expires_ns > now and user.status == "active",
+            last_seen_ns=auth.last_seen_ns,
+            idle_ns=self.deps.policy.idle_ns(role),
+            mfa_verified_ns=auth.mfa_verified_ns,
+            created_ns=auth.created_ns,
+            device_authorized=device is not None and device.authorized_ns is not None,
+            ip_allowlist=tuple(json.loads(user.ip_allowlist)) if user.ip_allowlist else (),
+        )
+
+    async def touch(self, session: AsyncSession, session_id: str) -> None:
+        auth = await repository.auth_session(session, session_id)
+        if auth is not None:
+            auth.last_seen_ns = self.deps.clock.now_ns()
+
+    async def step_up(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        session_id: str,
+        method: Method,
+        code: str,
+        request: RequestInfo,
+    ) -> bool:
+        """Re-prove a second factor inside an existing session (for sensitive actions)."""
+        ok = await self.check_factor(session, user_id=user_id, method=method, code=code, payload={})
+        await self.deps.audit(
+            session,
+            IdentityEvent.MFA_VERIFIED if ok else IdentityEvent.MFA_FAILED,
+            user_id=user_id,
+            request=request,
+            data={"method": method.value, "step_up": True},
+        )
+        if ok:
+            auth = await repository.auth_session(session, session_id)
+            if auth is not None:
+                auth.mfa_verified_ns = self.deps.clock.now_ns()
+                if AMR[method] not in auth.amr.split():
+                    auth.amr = f"{auth.amr} {AMR[method]} mfa".strip()
+        return ok
+
+
+def effective_permissions(role: Role, amr: list[str], device: Device | None) -> list[str]:
+    """Role permissions, less what this session may not yet use (deny by default).
+
+    Without a verified second factor a session can only look and enrol one (ACCT-1). Staff
+    need a WebAuthn factor for anything at all (IAC-3). Trading and withdrawals also need an
+    authorized device (ACCT-4).
+    """
+    granted = permissions_for(role)
+    second_factor = "mfa" in amr
+    if role in STAFF_ROLES:
+        return granted if "hwk" in amr else []
+    if not second_factor:
+        return [p for p in granted if p == Permission.ACCOUNT_VIEW]
+    device_ok = device is not None and device.authorized_ns is not None
+    return [p for p in granted if device_ok or p not in GUARDED_PERMISSIONS]
+
+
+def _ip_allowed(user: User, ip: str | None) -> bool:
+    return allowed(json.loads(user.ip_allowlist) if user.ip_allowlist else [], ip)
+
+
+def _with_device_token(pair: TokenPair, device_token: str | None) -> TokenPair:
+    return TokenPair(
+        pair.access_token, pair.refresh_token, pair.expires_in, pair.session_id, device_token
+    )
+
+
+def generate_challenge() -> str:
+    return secrets.token_urlsafe(32)
