@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.core.errors import ConfigurationError
@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     refresh_grace_seconds: Annotated[int, Field(ge=0, le=60)] = 10
     log_level: str = "INFO"
     ledger_sequencer_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 50
+
+    # Notifications (AUTH-4, AUTH-5, ACCT-2, HALT-3). Without an SMTP host, development writes
+    # mail to <data_dir>/mailbox (`tradeguard dev mailbox`); production requires a relay.
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    mail_from: str = "tradeguard@localhost"
+    sms_provider: Literal["file", "disabled"] = "file"
+    notify_dispatch_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
 
     @field_validator("database_url", "vault_database_url")
     @classmethod
@@ -162,6 +174,16 @@ class Settings(BaseSettings):
             problems.append(
                 "TRADEGUARD_WORKERS: SQLite serves one worker process; "
                 "use TRADEGUARD_DATABASE_URL=postgresql://... for several"
+            )
+        if self.smtp_host is None:
+            problems.append(
+                "TRADEGUARD_SMTP_HOST: production sends email through an SMTP relay, "
+                "not the development mailbox"
+            )
+        if self.sms_provider == "file":
+            problems.append(
+                "TRADEGUARD_SMS_PROVIDER: the file provider is for development; "
+                "use `disabled` until an SMS gateway is configured"
             )
         if self.enable_api_docs:
             problems.append(

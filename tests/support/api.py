@@ -85,7 +85,8 @@ class Api:
 async def running_api(
     settings: Settings, engine: AsyncEngine, clock: FrozenClock
 ) -> AsyncIterator[Api]:
-    app = create_app(settings, clock=clock, engine=engine, argon2=TEST_ARGON2)
+    # Background workers off: tests read the outbox and the ledger deterministically.
+    app = create_app(settings, clock=clock, engine=engine, argon2=TEST_ARGON2, run_workers=False)
     async with app.router.lifespan_context(app):
         yield Api(app, clock, engine)
 

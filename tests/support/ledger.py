@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tradeguard.ledger import repository
+from tradeguard.ledger.sequencer import LedgerSequencer
 
 
 async def tamper_event_body(engine: AsyncEngine, *, seq: int, new_body: bytes) -> None:
@@ -40,3 +45,20 @@ async def tamper_event_body(engine: AsyncEngine, *, seq: int, new_body: bytes) -
             {"body": new_body, "seq": seq},
         )
         await conn.execute(text(trigger))
+
+
+async def settle(engine: AsyncEngine, *, attempts: int = 500) -> int:
+    """Sequence until every committed event is chained.
+
+    On PostgreSQL the sequencer waits for every writer of the database to finish, so another
+    process writing to the same database (a parallel test run) can hold it back briefly.
+    """
+    sequencer = LedgerSequencer(engine)
+    total = 0
+    for _ in range(attempts):
+        total += await sequencer.drain()
+        async with engine.connect() as conn:
+            if await repository.unchained_count(conn) == 0:
+                return total
+        await asyncio.sleep(0.02)
+    raise AssertionError("audit events stayed unsequenced")

@@ -71,6 +71,8 @@ class TestSettings:
         assert "TRADEGUARD_TLS_CERT_FILE" in detail
         assert "TRADEGUARD_WORKERS" in detail
         assert "TRADEGUARD_ENABLE_API_DOCS" in detail
+        assert "TRADEGUARD_SMTP_HOST" in detail
+        assert "TRADEGUARD_SMS_PROVIDER" in detail
 
     def test_production_with_real_settings_is_accepted(self, tmp_path: Path) -> None:
         settings = load_settings(
@@ -80,6 +82,8 @@ class TestSettings:
             database_url="postgresql://db/tg",
             workers=4,
             enable_api_docs=False,
+            smtp_host="smtp.internal",
+            sms_provider="disabled",
             _env_file=None,
         )
         assert settings.is_production

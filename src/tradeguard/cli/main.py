@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tradeguard import __version__
-from tradeguard.cli import audit, db
+from tradeguard.cli import audit, db, dev, keys, users
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
 from tradeguard.core.clock import SystemClock
@@ -22,6 +22,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
+app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+app.add_typer(dev.app, name="dev")
 
 
 def _version(value: bool) -> None:

@@ -193,6 +193,8 @@ async def refresh(body: s.RefreshRequest, request: Request, services: Services) 
             session, refresh_token=body.refresh_token, request=request_info(request)
         )
     if isinstance(outcome, Denied):
+        # The family was revoked: its access tokens must stop working at once here too.
+        state_cache(request).drop(*outcome.revoked_sessions)
         _raise_denied(outcome)
     assert isinstance(outcome, TokenPair)  # noqa: S101
     return _tokens(outcome)
@@ -350,7 +352,10 @@ async def put_ip_allowlist(
             request=info,
             data={"cidrs": cidrs},
         )
-    state_cache(request).drop(principal.session_id)
+        # Every session of the user carries the list in its cached state, not only this one:
+        # a session in use from an address now outside the list must be refused at once.
+        live = await repository.sessions_of(session, user.id, services.clock.now_ns())
+    state_cache(request).drop(principal.session_id, *(row.id for row in live))
     return s.IpAllowlistResponse(cidrs=cidrs)
 
 
@@ -401,6 +406,7 @@ async def confirm_totp(
         ok = await services.factors.confirm_totp(
             session,
             user=user,
+            state=principal.state,
             factor_id=body.factor_id,
             code=body.code,
             request=request_info(request),
@@ -464,6 +470,7 @@ async def _confirm_otp(
         ok = await services.factors.confirm_otp(
             session,
             user=user,
+            state=principal.state,
             factor_id=body.factor_id,
             code=body.code,
             request=request_info(request),
@@ -522,7 +529,7 @@ async def confirm_reset(
     body: s.PasswordResetConfirm, request: Request, services: Services
 ) -> s.Accepted:
     async with services.unit_of_work() as session:
-        ok = await services.accounts.reset_password(
+        revoked = await services.accounts.reset_password(
             session,
             token=body.token,
             new_password=body.new_password,
@@ -530,8 +537,9 @@ async def confirm_reset(
             code=body.code,
             request=request_info(request),
         )
-    if not ok:
+    if revoked is None:
         raise Unauthorized("the reset link or code is invalid or expired")
+    state_cache(request).drop(*revoked)
     return s.Accepted(detail="password changed; every session was signed out")
 
 

@@ -39,6 +39,7 @@ def policy_from(settings: Settings) -> IdentityPolicy:
         lockout_seconds=settings.login_lockout_seconds,
         ip_max_failures=settings.ip_max_failures,
         refresh_grace_seconds=settings.refresh_grace_seconds,
+        sms_enabled=settings.sms_provider != "disabled",
     )
 
 

@@ -135,11 +135,16 @@ class FactorService:
         session: AsyncSession,
         *,
         user: User,
+        state: SessionState,
         factor_id: str,
         code: str,
         request: RequestInfo,
     ) -> bool:
         """Activate a pending TOTP factor; the enrolment code's step is burned (no replay)."""
+        # The enrolment rule is checked again here, not only when the factor was started: a
+        # factor started while the account had none must not be activated after the owner
+        # enrolled one, by a password-only session that cannot step up (ACCT-1, ATO-2).
+        await self.require_fresh_factor(session, user=user, state=state)
         factor = await repository.factor_of(session, user.id, factor_id)
         if factor is None or factor.kind != "totp" or factor.status != "pending":
             raise NotFound("no pending authenticator-app factor with that id")
@@ -188,9 +193,20 @@ class FactorService:
     async def regenerate_backup_codes(
         self, session: AsyncSession, *, user: User, state: SessionState, request: RequestInfo
     ) -> list[str]:
-        """A new set of codes, shown once; the previous set stops working at once."""
+        """A new set of codes, shown once; the previous set stops working at once.
+
+        Backup codes are for recovery, never the only factor: a user needs an authenticator
+        app, a security key or a phone first.
+        """
         await self.require_fresh_factor(session, user=user, state=state)
         deps, now = self.deps, self.deps.clock.now_ns()
+        if not [
+            f for f in await repository.factors_of(session, user.id) if f.kind != "backup_codes"
+        ]:
+            raise FactorConflict(
+                "enrol an authenticator app, security key or phone first; "
+                "backup codes are for recovery"
+            )
         for existing in await repository.factors_of(session, user.id):
             if existing.kind == "backup_codes":
                 existing.revoked_ns = now
@@ -238,6 +254,8 @@ class FactorService:
         await self.require_fresh_factor(session, user=user, state=state)
         deps, now = self.deps, self.deps.clock.now_ns()
         if method is Method.SMS:
+            if not deps.policy.sms_enabled:
+                raise FactorConflict("this platform does not offer SMS codes; use another factor")
             if phone is None or not PHONE_PATTERN.fullmatch(phone):
                 raise InvalidInput("phone must be in E.164 form, e.g. +14155550123")
             destination, label = phone, f"SMS to …{phone[-2:]}"
@@ -286,8 +304,16 @@ class FactorService:
         return factor.id
 
     async def confirm_otp(
-        self, session: AsyncSession, *, user: User, factor_id: str, code: str, request: RequestInfo
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        state: SessionState,
+        factor_id: str,
+        code: str,
+        request: RequestInfo,
     ) -> bool:
+        await self.require_fresh_factor(session, user=user, state=state)  # as in confirm_totp
         factor = await repository.factor_of(session, user.id, factor_id)
         ticket = await repository.ticket_by_id(session, factor_id, ENROL_TICKET)
         now = self.deps.clock.now_ns()

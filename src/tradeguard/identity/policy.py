@@ -28,6 +28,7 @@ class IdentityPolicy:
     reset_token_seconds: int = 1800
     recent_login_seconds: int = 600
     max_ticket_attempts: int = 5
+    sms_enabled: bool = True
 
     @property
     def issuer(self) -> str:

@@ -84,6 +84,11 @@ async def spend_ticket(session: AsyncSession, ticket_id: str, now_ns: int) -> bo
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+async def delete_tickets_expired_before(session: AsyncSession, cutoff_ns: int) -> int:
+    result = await session.execute(delete(AuthTicket).where(AuthTicket.expires_ns < cutoff_ns))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def spend_open_tickets(session: AsyncSession, user_id: str, kind: str, now_ns: int) -> None:
     await session.execute(
         update(AuthTicket)
@@ -129,6 +134,20 @@ async def advance_totp_step(session: AsyncSession, factor_id: str, step: int, no
             (MfaFactor.last_used_step.is_(None)) | (MfaFactor.last_used_step < step),
         )
         .values(last_used_step=step, last_used_ns=now_ns)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def advance_sign_count(
+    session: AsyncSession, factor_id: str, *, previous: int, new: int, now_ns: int
+) -> bool:
+    """Store a WebAuthn signature counter only if nobody stored another since we read it."""
+    counter = func.coalesce(MfaFactor.sign_count, 0)
+    result = await session.execute(
+        update(MfaFactor)
+        .where(MfaFactor.id == factor_id, counter == previous)
+        .values(sign_count=new, last_used_ns=now_ns)
+        .execution_options(synchronize_session="fetch")
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

@@ -159,7 +159,7 @@ class PasswordResetRequest(Strict):
 class PasswordResetConfirm(Strict):
     token: Opaque
     new_password: Secret
-    method: Literal["totp", "backup_code", "sms"] | None = None
+    method: Literal["totp", "backup_code"] | None = None
     code: Code | None = None
 
 

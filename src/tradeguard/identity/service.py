@@ -275,28 +275,33 @@ class AccountService:
         method: str | None,
         code: str | None,
         request: RequestInfo,
-    ) -> bool:
+    ) -> list[str] | None:
         """Set a new password with a reset token AND, when the account has MFA, a factor.
 
         A reset never bypasses MFA: email access alone does not take over the account
         (a backup code or another enrolled factor is needed, or manual identity review).
-        Every session is revoked afterwards.
+        Every session is revoked afterwards; returns their ids (None: the reset was refused),
+        so that the caller can drop them from its session cache at once.
         """
         deps = self.deps
         row = await self._live_ticket(session, token, RESET_TICKET)
         if row is None or row.user_id is None or self.auth is None:
-            return False
+            return None
         user = await repository.user_by_id(session, row.user_id)
         if user is None:
-            return False
+            return None
         self._check_password(new_password, user_inputs=(user.username, user.email))
         methods = await self.auth.available_methods(session, user.id)
         if methods:
-            if method is None or method not in methods or method in {"email", "webauthn"}:
-                # Email codes would let the mailbox alone reset the account.
+            # Email codes would let the mailbox alone reset the account; WebAuthn and SMS have
+            # no reset ceremony yet. A backup code (the recovery factor) or TOTP is needed.
+            if method is None or method not in methods or method in {"email", "webauthn", "sms"}:
+                usable = [m for m in methods if m not in {"email", "webauthn", "sms"}]
                 raise MfaRequiredForReset(
-                    "confirm with a backup code, authenticator app or SMS code",
-                    methods=[m for m in methods if m not in {"email", "webauthn"}],
+                    "confirm with a backup code or your authenticator app"
+                    if usable
+                    else "this account needs a manual identity review to reset; contact support",
+                    methods=usable,
                 )
             ok = await self.auth.check_factor(
                 session, user_id=user.id, method=Method(method), code=code or "", payload={}
@@ -305,14 +310,16 @@ class AccountService:
                 row.attempts += 1
                 if row.attempts >= deps.policy.max_ticket_attempts:
                     row.used_ns = deps.clock.now_ns()
-                return False
+                return None
         if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
-            return False
+            return None
         user.password_hash = self.hasher.hash(new_password)
         user.password_changed_ns = deps.clock.now_ns()
         user.failed_logins = 0
         user.locked_until_ns = None
-        await self.auth.revoke(session, user_id=user.id, request=request, reason="password_reset")
+        revoked = await self.auth.revoke(
+            session, user_id=user.id, request=request, reason="password_reset"
+        )
         await deps.audit(
             session,
             IdentityEvent.PASSWORD_CHANGED,
@@ -330,7 +337,7 @@ class AccountService:
                 "If this was not you, contact support now."
             ),
         )
-        return True
+        return revoked
 
 
 class MfaRequiredForReset(TradeguardError):

@@ -114,6 +114,7 @@ class MfaChallenge:
 class Denied:
     failure: Failure
     retry_after_seconds: int | None = None
+    revoked_sessions: tuple[str, ...] = ()
 
 
 LoginOutcome = TokenPair | MfaChallenge | Denied
@@ -532,7 +533,7 @@ class AuthService:
             hashes = [None if r.used_ns is not None else r.code_hash for r in rows]
             index = self.backup_book.match(code, hashes)
             if index is None or not await repository.spend_backup_code(
-                session, factor.id, rows[index].idx, now
+                session, book.id, rows[index].idx, now
             ):
                 return False
             remaining = sum(1 for h in hashes if h is not None) - 1
@@ -645,7 +646,7 @@ class AuthService:
             await self.revoke(
                 session, user_id=user.id, session_id=auth.id, request=request, reason="inactivity"
             )
-            return Denied(Failure.INACTIVE)
+            return Denied(Failure.INACTIVE, revoked_sessions=(auth.id,))
         spent_now = row.spent_ns is None and await repository.spend_refresh_token(
             session, token_hash, now
         )
@@ -666,7 +667,7 @@ class AuthService:
                     request=request,
                     data={"session_id": auth.id},
                 )
-                return Denied(Failure.REFRESH_REUSED)
+                return Denied(Failure.REFRESH_REUSED, revoked_sessions=(auth.id,))
         device = (
             await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
         )

@@ -42,11 +42,37 @@ async def load_state(conn: AsyncConnection) -> SequencerState:
 
 
 async def transaction_horizon(conn: AsyncConnection) -> int:
-    """PostgreSQL: the oldest transaction id still running; every lower one has finished."""
-    result = await conn.execute(
-        text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    """PostgreSQL: a transaction id below which every writer of THIS database has finished.
+
+    pg_snapshot_xmin would do, but it spans the whole cluster: one long write in another
+    database would stall audit sequencing here. So: take the snapshot's xmax (every lower
+    id is finished or still running), then lower it to the oldest id still running in this
+    database (backends and prepared transactions). Read in that order, a transaction missing
+    from the running list has finished before the events are read, so its rows are visible.
+    """
+    xmax = int(
+        (
+            await conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"))
+        ).scalar_one()
     )
-    return int(result.scalar_one())
+    running = (
+        await conn.execute(
+            text(
+                "SELECT backend_xid::text::bigint FROM pg_stat_activity "
+                "WHERE datname = current_database() AND backend_xid IS NOT NULL "
+                "UNION ALL SELECT transaction::text::bigint FROM pg_prepared_xacts "
+                "WHERE database = current_database()"
+            )
+        )
+    ).scalars()
+    horizon = xmax
+    for xid32 in running:
+        # pg_stat_activity shows 32-bit ids; widen them with the epoch of xmax.
+        full = (xmax & ~0xFFFF_FFFF) | int(xid32)
+        if full > xmax:
+            full -= 1 << 32
+        horizon = min(horizon, full)
+    return horizon
 
 
 async def unsequenced_events(
@@ -89,9 +115,11 @@ async def save_state(conn: AsyncConnection, state: SequencerState) -> None:
     )
 
 
+# LATERAL makes PostgreSQL fetch each body by primary key: a plain join lets the planner pick
+# a hash join over a full scan of audit_event for every chunk, which is quadratic overall.
 _CHAIN_RANGE_SQL = (
     "SELECT c.seq, c.leaf_hash, c.chain_hash, e.body FROM audit_chain c "
-    "JOIN audit_event e ON e.pk = c.event_pk "
+    "{join} (SELECT body FROM audit_event WHERE pk = c.event_pk) e "
     "WHERE c.seq >= {first} AND c.seq <= {last} ORDER BY c.seq"
 )
 
@@ -105,11 +133,14 @@ async def chain_range(conn: AsyncConnection, first_seq: int, last_seq: int) -> S
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if conn.dialect.name == "postgresql":
-        sql = _CHAIN_RANGE_SQL.format(first="$1", last="$2")
+        sql = _CHAIN_RANGE_SQL.format(join="CROSS JOIN LATERAL", first="$1", last="$2")
         return list(await driver.fetch(sql, first_seq, last_seq))
-    cursor = await driver.execute(
-        _CHAIN_RANGE_SQL.format(first="?", last="?"), (first_seq, last_seq)
+    # SQLite has no LATERAL; its planner already joins by primary-key lookup.
+    sql = _CHAIN_RANGE_SQL.format(join="JOIN", first="?", last="?").replace(
+        "(SELECT body FROM audit_event WHERE pk = c.event_pk) e",
+        "audit_event e ON e.pk = c.event_pk",
     )
+    cursor = await driver.execute(sql, (first_seq, last_seq))
     try:
         return list(await cursor.fetchall())
     finally:

@@ -50,16 +50,6 @@ class EmailMessage:
     created_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class SmsMessage:
-    """One text message; `message_id` is the outbox id."""
-
-    message_id: str
-    to: str = field(repr=False)
-    body: str = field(repr=False)
-    created_ns: int
-
-
 class EmailSender(Protocol):
     """Delivers one email or raises; raising means "not delivered, try again later"."""
 
@@ -148,7 +138,10 @@ class RetryPolicy:
         a minimum spacing (a failing server is not hammered); the random half spreads
         replicas and messages that failed together, so they do not retry in lockstep.
         """
-        step = min(self.cap_seconds, self.base_seconds * 2.0 ** max(attempts - 1, 0))
+        # The exponent is clamped: 2.0 ** 1024 overflows a float, and any step past 2 ** 64
+        # base intervals is far beyond every sensible cap anyway.
+        exponent = min(max(attempts - 1, 0), 64)
+        step = min(self.cap_seconds, self.base_seconds * 2.0**exponent)
         return int((step / 2 + step / 2 * jitter) * NS_PER_SECOND)
 
     def max_delay_ns(self, attempts: int) -> int:

@@ -60,10 +60,13 @@ async def claim_due(
 ) -> Sequence[Any]:
     """Claim up to `limit` due messages: push their next attempt to `claim_until_ns`, count it.
 
-    One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) ... RETURNING: on
-    PostgreSQL, a row another dispatcher is claiming right now is skipped rather than waited
+    WITH due AS (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING: on
+    PostgreSQL a row another dispatcher is claiming right now is skipped rather than waited
     for, and a row it has just claimed no longer matches `next_attempt_ns <= now` when the
-    UPDATE re-checks it; so no two dispatchers claim the same message. SQLite renders no
+    UPDATE re-checks it; so no two dispatchers claim the same message. The selection is a
+    CTE, not an IN (subquery): PostgreSQL evaluates a locking CTE exactly once, while a
+    subquery may be re-run per row and then, skipping the rows this very UPDATE has just
+    locked, return the next ones until it has claimed the whole table. SQLite renders no
     FOR UPDATE; its single write lock (BEGIN IMMEDIATE) serializes claims instead.
     """
     due = (
@@ -76,12 +79,12 @@ async def claim_due(
         .order_by(_OUTBOX.c.next_attempt_ns, _OUTBOX.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("due")
     )
     result = await conn.execute(
         update(_OUTBOX)
         .where(
-            _OUTBOX.c.id.in_(due),
+            _OUTBOX.c.id.in_(select(due.c.id)),
             *_pending(),
             _OUTBOX.c.next_attempt_ns <= now_ns,
         )

@@ -17,10 +17,15 @@ from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.identity import api as identity_api
+from tradeguard.identity import webauthn_api
 from tradeguard.identity.container import build_identity
 from tradeguard.identity.guard import SessionStateCache
 from tradeguard.identity.password_hashing import Argon2Parameters
+from tradeguard.identity.tasks import run_housekeeping
+from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
+from tradeguard.notify.senders import Senders, senders_from_settings
+from tradeguard.notify.tasks import OutboxDispatcher
 from tradeguard.web import health
 from tradeguard.web.metrics import HttpMetrics
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
@@ -39,6 +44,7 @@ def create_app(
     clock: Clock | None = None,
     engine: AsyncEngine | None = None,
     argon2: Argon2Parameters | None = None,
+    run_workers: bool = True,
 ) -> FastAPI:
     """Build the API app. Its lifespan opens the database (unless `engine` is given, which
     the caller then owns) and runs the audit-ledger sequencer in the background."""
@@ -49,7 +55,9 @@ def create_app(
     app = FastAPI(
         title="tradeguard",
         version=__version__,
-        lifespan=_lifespan(settings, clock=clock, ids=ids, engine=engine, argon2=argon2),
+        lifespan=_lifespan(
+            settings, clock=clock, ids=ids, engine=engine, argon2=argon2, run_workers=run_workers
+        ),
         docs_url=DOCS_URL if docs else None,
         openapi_url=OPENAPI_URL if docs else None,
         redoc_url=None,
@@ -60,6 +68,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(identity_api.router)
     app.include_router(identity_api.jwks_router)
+    app.include_router(webauthn_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the body guard so that 413/408 answers also get security headers and ids.
@@ -86,6 +95,7 @@ def _lifespan(
     ids: IdGenerator,
     engine: AsyncEngine | None,
     argon2: Argon2Parameters | None,
+    run_workers: bool,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,25 +111,68 @@ def _lifespan(
         app.state.identity = build_identity(
             settings, clock=clock, ids=ids, sessions=app.state.runtime.sessions, argon2=argon2
         )
-        sequencer = LedgerSequencer(
-            active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
+        identity = app.state.identity
+        app.state.webauthn = WebAuthnService(
+            identity.deps, auth=identity.auth, factors=identity.factors
         )
-        task = asyncio.create_task(sequencer.run_forever(), name="ledger-sequencer")
-        task.add_done_callback(_report_sequencer_exit)
+        tasks: list[asyncio.Task[None]] = []
+        if run_workers:
+            sequencer = LedgerSequencer(
+                active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
+            )
+            senders = notify_senders(settings, clock)
+            dispatcher = OutboxDispatcher(
+                engine=active_engine,
+                keyring=identity.deps.keyring,  # the key the Notifier sealed messages with
+                email_sender=senders.email,
+                sms_provider=senders.sms,
+                clock=clock,
+            )
+            tasks.append(asyncio.create_task(sequencer.run_forever(), name="ledger-sequencer"))
+            tasks.append(
+                asyncio.create_task(
+                    dispatcher.run_forever(settings.notify_dispatch_interval_ms),
+                    name="notify-dispatcher",
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    run_housekeeping(app.state.runtime.sessions, clock),
+                    name="identity-housekeeping",
+                )
+            )
+            for task in tasks:
+                task.add_done_callback(_report_worker_exit)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             if owned:
                 await active_engine.dispose()
 
     return lifespan
 
 
-def _report_sequencer_exit(task: asyncio.Task[None]) -> None:
-    # run_forever only returns by cancellation; anything else means audit events stop being
-    # chained, which operators must see at once.
+def _report_worker_exit(task: asyncio.Task[None]) -> None:
+    # Workers only return by cancellation; anything else means audit events stop being
+    # chained or notifications stop being sent, which operators must see at once.
     if not task.cancelled() and task.exception() is not None:
-        logger.error("ledger sequencer stopped", exc_info=task.exception())
+        logger.error("%s stopped", task.get_name(), exc_info=task.exception())
+
+
+def notify_senders(settings: Settings, clock: Clock) -> Senders:
+    return senders_from_settings(
+        settings,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_security=settings.smtp_security,
+        smtp_username=settings.smtp_username,
+        smtp_password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        mail_from=settings.mail_from,
+        smtp_timeout_seconds=settings.smtp_timeout_seconds,
+        sms_provider=settings.sms_provider,
+        clock=clock,
+    )

@@ -24,6 +24,12 @@ COMMANDS = [
     ["db", "status"],
     ["audit"],
     ["audit", "verify"],
+    ["users"],
+    ["users", "create"],
+    ["keys"],
+    ["keys", "rotate-jwt"],
+    ["dev"],
+    ["dev", "mailbox"],
 ]
 
 
@@ -118,3 +124,65 @@ class TestInitAndAudit:
         assert "migrated new ->" in upgraded.output
         assert "already at" in again.output
         assert status.exit_code == 0
+
+
+class TestUsersAndKeys:
+    @pytest.mark.spec("RBAC-1")
+    def test_operator_creates_an_admin_with_a_prompted_password(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        password = "quiet meadow lantern 7931"
+        result = runner.invoke(
+            app,
+            [
+                "users",
+                "create",
+                "ada",
+                "ada@example.com",
+                "--role",
+                "ADMIN",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            input=f"{password}\n{password}\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "created ADMIN ada" in result.output
+        assert password not in result.output.split("Repeat")[-1].split("created")[-1]
+        verify = runner.invoke(app, ["audit", "verify", "--json", "--data-dir", str(tmp_path)])
+        assert json.loads(verify.output)["ok"] is True
+
+    def test_weak_password_and_duplicate_user_fail_with_a_clear_message(
+        self, tmp_path: Path
+    ) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        weak = runner.invoke(
+            app,
+            ["users", "create", "bob", "bob@example.com", "--data-dir", str(tmp_path)],
+            input="password\npassword\n",
+        )
+        good = "quiet meadow lantern 7931"
+        args = ["users", "create", "bob", "bob@example.com", "--data-dir", str(tmp_path)]
+        first = runner.invoke(app, args, input=f"{good}\n{good}\n")
+        again = runner.invoke(app, args, input=f"{good}\n{good}\n")
+        bad_role = runner.invoke(app, [*args, "--role", "ROOT"], input=f"{good}\n{good}\n")
+        assert weak.exit_code == 1
+        assert "error:" in weak.output
+        assert first.exit_code == 0
+        assert again.exit_code == 1
+        assert "already registered" in again.output
+        assert bad_role.exit_code == 2
+
+    @pytest.mark.spec("SESS-1")
+    def test_rotating_the_jwt_key_keeps_the_old_one_for_verification(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        first = runner.invoke(app, ["keys", "rotate-jwt", "--data-dir", str(tmp_path)])
+        second = runner.invoke(app, ["keys", "rotate-jwt", "--data-dir", str(tmp_path)])
+        assert first.exit_code == second.exit_code == 0
+        retired = sorted((tmp_path / "keys" / "jwt").glob("retired-*.pem"))
+        assert len(retired) == 2
+        assert all(p.stat().st_mode & 0o077 == 0 for p in retired)
+
+    def test_rotation_without_a_data_dir_fails(self, tmp_path: Path) -> None:
+        result = runner.invoke(app, ["keys", "rotate-jwt", "--data-dir", str(tmp_path / "none")])
+        assert result.exit_code == 2
+        assert not (tmp_path / "none").exists()

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.ledger import settle
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import session_factory, unit_of_work
@@ -73,7 +74,7 @@ class TestConcurrentAppends:
         await slow
         writers_done.set()
         await seq_task
-        await sequencer.drain()
+        await settle(pg_engine)
 
         total = WRITERS * EVENTS_PER_WRITER + 1
         report = await verify_chain(pg_engine)

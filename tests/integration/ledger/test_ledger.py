@@ -9,12 +9,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.support.ledger import tamper_event_body
+from tests.support.ledger import settle, tamper_event_body
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import session_factory, unit_of_work
 from tradeguard.ledger.domain import LedgerEvent, Party
-from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.verify import Failure, verify_chain
 
@@ -47,7 +46,7 @@ class TestAppendAndVerify:
         self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
     ) -> None:
         await append_many(sessions, ledger, 25)
-        chained = await LedgerSequencer(engine).drain()
+        chained = await settle(engine)
         report = await verify_chain(engine)
         assert chained == 25
         assert report.ok, report.detail
@@ -83,7 +82,7 @@ class TestAppendAndVerify:
         with pytest.raises(RuntimeError, match="business rule"):
             await failing_change()
         await append_many(sessions, ledger, 1)
-        await LedgerSequencer(engine).drain()
+        await settle(engine)
         report = await verify_chain(engine)
         assert report.ok
         assert report.verified == 1
@@ -115,7 +114,7 @@ class TestAppendOnly:
         statement: str,
     ) -> None:
         await append_many(sessions, ledger, 2)
-        await LedgerSequencer(engine).drain()
+        await settle(engine)
         column = "body" if table == "audit_event" else "leaf_hash"
         with pytest.raises(DBAPIError, match="append-only"):
             async with engine.begin() as conn:
@@ -137,7 +136,7 @@ class TestTamperEvidence:
         self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
     ) -> None:
         await append_many(sessions, ledger, 10)
-        await LedgerSequencer(engine).drain()
+        await settle(engine)
         async with engine.connect() as conn:
             original = (
                 await conn.execute(

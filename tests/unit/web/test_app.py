@@ -216,7 +216,9 @@ class TestRoutePolicy:
     ) -> None:
         app = create_app(settings_with(settings, enable_api_docs=False), clock=clock)
         declared = {route.path: route.permission for route in route_permissions(app)}
-        assert declared == {"/health/live": PUBLIC, "/health/ready": PUBLIC, "/metrics": PUBLIC}
+        health = {"/health/live": PUBLIC, "/health/ready": PUBLIC, "/metrics": PUBLIC}
+        assert health.items() <= declared.items()
+        assert None not in declared.values()
 
     @pytest.mark.spec("RBAC-4")
     def test_included_routes_are_listed_with_their_prefix(

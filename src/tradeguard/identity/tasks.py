@@ -1,0 +1,38 @@
+"""Identity housekeeping: expired one-time tickets are deleted so they cannot pile up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.db.engine import unit_of_work
+from tradeguard.identity import repository
+
+log = logging.getLogger(__name__)
+
+# Keep spent and expired tickets for an hour: long enough to investigate a burst, short
+# enough that unauthenticated ceremony starts cannot grow the table without bound.
+TICKET_RETENTION_NS = 3600 * NS_PER_SECOND
+
+
+async def purge_expired_tickets(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> int:
+    async with unit_of_work(sessions) as session:
+        return await repository.delete_tickets_expired_before(
+            session, clock.now_ns() - TICKET_RETENTION_NS
+        )
+
+
+async def run_housekeeping(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, interval_seconds: float = 60
+) -> None:
+    while True:
+        try:
+            await purge_expired_tickets(sessions, clock)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("identity housekeeping failed; retrying")
+        await asyncio.sleep(interval_seconds)

@@ -1,0 +1,688 @@
+"""W3C WebAuthn Level 3 ceremonies (sections 7.1, 7.2) bound to accounts (AUTH-2, AUTH-3, IAC-3).
+
+Security keys and passkeys are registered as factors (ACCT-1 step-up rules), used as the
+second step of a password login, or, for passkeys, as a whole passwordless login. Every
+challenge lives in an `AuthTicket` and is used at most once: registration and passwordless
+tickets are spent *before* the response is verified, and an MFA ticket's challenge is taken
+out of its payload before verifying, so a replayed response always meets a spent challenge.
+
+Failures are returned as `Refused` outcomes, not raised, so the edge commits what they
+changed (spent tickets, throttle counters, audit events) before it answers with an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.core.clock import NS_PER_SECOND
+from tradeguard.identity import repository
+from tradeguard.identity.common import (
+    IdentityDeps,
+    RequestInfo,
+    hash_secret_token,
+    new_secret_token,
+)
+from tradeguard.identity.errors import (
+    AuthenticatorNotAllowed,
+    ClonedAuthenticator,
+    WebAuthnAuthenticationRejected,
+    WebAuthnRegistrationRejected,
+)
+from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.factors import FactorService
+from tradeguard.identity.ip_allowlist import allowed
+from tradeguard.identity.mfa import webauthn as ceremonies
+from tradeguard.identity.models import AuthTicket, MfaFactor, User
+from tradeguard.identity.sessions import AuthService, SessionState, TokenPair
+
+REGISTER_TICKET = "webauthn_register"
+LOGIN_TICKET = "webauthn_login"
+WEBAUTHN_KIND = "webauthn"
+# Key of the challenge inside an MFA login ticket's payload, and of its issue counter.
+MFA_CHALLENGE_KEY = "webauthn_challenge"
+MFA_CHALLENGES_ISSUED_KEY = "webauthn_challenges"
+# Enough for a few retries with another key; bounds the writes one MFA ticket can cause.
+MAX_MFA_CHALLENGES = 5
+# A passkey with user verification is possession plus a PIN or biometric: RFC 8176 "hwk"
+# and "user", and multi-factor by itself.
+PASSKEY_AMR = ["hwk", "user", "mfa"]
+
+WebAuthnVerifier = Callable[[AsyncSession, User, dict[str, Any]], Awaitable[bool]]
+
+
+class WebAuthnEvent(StrEnum):
+    """Audit events of the WebAuthn ceremonies not already in `IdentityEvent`."""
+
+    CHALLENGE_ISSUED = "identity:webauthn:challenge_issued"
+
+
+class Ceremony(StrEnum):
+    REGISTRATION = "registration"
+    MFA = "mfa"
+    PASSKEY_LOGIN = "passkey_login"
+
+
+class WebAuthnRefusal(StrEnum):
+    """Why a ceremony was refused; stable codes for the audit ledger."""
+
+    INVALID_TICKET = "INVALID_TICKET"
+    THROTTLED = "THROTTLED"
+    NOT_ENROLLED = "NOT_ENROLLED"
+    REGISTRATION_REJECTED = "REGISTRATION_REJECTED"
+    AUTHENTICATOR_NOT_ALLOWED = "AUTHENTICATOR_NOT_ALLOWED"
+    CREDENTIAL_IN_USE = "CREDENTIAL_IN_USE"
+    ASSERTION_REJECTED = "ASSERTION_REJECTED"
+    UNKNOWN_CREDENTIAL = "UNKNOWN_CREDENTIAL"
+    NOT_A_PASSKEY = "NOT_A_PASSKEY"
+    USER_HANDLE_MISMATCH = "USER_HANDLE_MISMATCH"
+    CLONE_SUSPECTED = "CLONE_SUSPECTED"
+    ACCOUNT_UNAVAILABLE = "ACCOUNT_UNAVAILABLE"
+    IP_NOT_ALLOWED = "IP_NOT_ALLOWED"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: WebAuthnRefusal
+    retry_after_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyStart:
+    """Options for the browser, and the ticket to send back with its answer (if a new one)."""
+
+    options_json: str
+    expires_in: int
+    ticket: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredFactor:
+    factor_id: str
+    label: str
+    passkey: bool
+
+
+class WebAuthnService:
+    def __init__(
+        self,
+        deps: IdentityDeps,
+        *,
+        auth: AuthService,
+        factors: FactorService,
+        allowed_aaguids: Collection[str] | None = None,
+        challenge_seconds: int = 300,
+    ) -> None:
+        """`allowed_aaguids` limits registration to those authenticator models (None: any)."""
+        self.deps = deps
+        self.auth = auth
+        self.factors = factors
+        self.allowed_aaguids = (
+            None if allowed_aaguids is None else frozenset(a.lower() for a in allowed_aaguids)
+        )
+        self.challenge_seconds = challenge_seconds
+
+    # Registration (section 7.1) ---------------------------------------------------------
+
+    async def registration_options(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        state: SessionState,
+        passkey: bool,
+        label: str | None,
+        request: RequestInfo,
+    ) -> CeremonyStart:
+        """Start adding a security key or passkey; needs the same step-up as any factor change."""
+        await self.factors.require_fresh_factor(session, user=user, state=state)
+        existing = [
+            f.credential_id
+            for f in await repository.factors_of(session, user.id)
+            if f.kind == WEBAUTHN_KIND and f.credential_id is not None
+        ]
+        options = ceremonies.registration_options(
+            rp_id=self.deps.policy.rp_id,
+            rp_name=self.deps.policy.rp_name,
+            user_id=_user_handle(user.id),
+            user_name=user.username,
+            user_display_name=user.username,
+            exclude_credential_ids=existing,
+            passkey=passkey,
+            timeout_ms=self.challenge_seconds * 1000,
+        )
+        payload = {
+            "challenge": _b64(options.challenge),
+            "passkey": passkey,
+            "label": label or ("Passkey" if passkey else "Security key"),
+            # The step-up decision above belongs to this session only.
+            "session_id": state.session_id,
+        }
+        token = await self._new_ticket(session, REGISTER_TICKET, user.id, payload)
+        await self._audit_challenge(session, Ceremony.REGISTRATION, user.id, request)
+        return CeremonyStart(options.options_json, self.challenge_seconds, token)
+
+    async def register(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        state: SessionState,
+        ticket: str,
+        response: Mapping[str, Any],
+        request: RequestInfo,
+    ) -> RegisteredFactor | Refused:
+        """Verify a registration response and store the credential as an active factor."""
+        deps, policy, now = self.deps, self.deps.policy, self.deps.clock.now_ns()
+        row = await self._open_ticket(session, ticket, REGISTER_TICKET)
+        payload = json.loads(row.payload) if row is not None else {}
+        if row is None or row.user_id != user.id or payload.get("session_id") != state.session_id:
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.INVALID_TICKET, request
+            )
+        # The step-up must still hold when the factor is actually added.
+        await self.factors.require_fresh_factor(session, user=user, state=state)
+        # Spent before verifying: a response replayed against this challenge meets a used
+        # ticket, whatever the outcome of the first attempt.
+        if not await repository.spend_ticket(session, row.id, now):
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.INVALID_TICKET, request
+            )
+        passkey = bool(payload.get("passkey"))
+        try:
+            credential = ceremonies.verify_registration(
+                response=response,
+                expected_challenge=_unb64(str(payload.get("challenge", ""))),
+                expected_origin=policy.origin,
+                expected_rp_id=policy.rp_id,
+                # A passkey is a whole login, so it must verify the user (PIN or biometric).
+                require_user_verification=passkey,
+                allowed_aaguids=self.allowed_aaguids,
+            )
+        except AuthenticatorNotAllowed:
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.AUTHENTICATOR_NOT_ALLOWED, request
+            )
+        except WebAuthnRegistrationRejected:
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.REGISTRATION_REJECTED, request
+            )
+        # Section 7.1 step 26: a credential id registered before, to anyone, is refused.
+        if await repository.factor_by_credential(session, credential.credential_id) is not None:
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.CREDENTIAL_IN_USE, request
+            )
+        factor = MfaFactor(
+            id=deps.ids.new_str(),
+            user_id=user.id,
+            kind=WEBAUTHN_KIND,
+            label=str(payload.get("label") or "Security key"),
+            status="active",
+            credential_id=credential.credential_id,
+            public_key=credential.public_key,
+            sign_count=credential.sign_count,
+            aaguid=credential.aaguid,
+            is_passkey=passkey,
+            created_ns=now,
+            confirmed_ns=now,
+        )
+        try:
+            # The unique index also catches revoked factors and concurrent registrations;
+            # the savepoint keeps the refusal's audit event in this transaction.
+            async with session.begin_nested():
+                session.add(factor)
+                await session.flush()
+        except IntegrityError:
+            return await self._registration_refused(
+                session, user, WebAuthnRefusal.CREDENTIAL_IN_USE, request
+            )
+        await deps.audit(
+            session,
+            IdentityEvent.FACTOR_CONFIRMED,
+            user_id=user.id,
+            request=request,
+            data={
+                "factor_id": factor.id,
+                "kind": WEBAUTHN_KIND,
+                "passkey": passkey,
+                "aaguid": credential.aaguid,
+                "user_verified": credential.user_verified,
+                "backed_up": credential.backed_up,
+            },
+        )
+        await self.factors._notify(
+            session, user, f"A new sign-in factor was added: {factor.label}."
+        )
+        return RegisteredFactor(factor.id, factor.label, passkey)
+
+    async def _registration_refused(
+        self, session: AsyncSession, user: User, reason: WebAuthnRefusal, request: RequestInfo
+    ) -> Refused:
+        await self.deps.audit(
+            session,
+            IdentityEvent.MFA_FAILED,
+            user_id=user.id,
+            request=request,
+            data={"method": WEBAUTHN_KIND, "enrolment": True, "reason": reason.value},
+        )
+        return Refused(reason)
+
+    # Authentication (section 7.2) -------------------------------------------------------
+
+    async def authentication_options(
+        self, session: AsyncSession, *, ticket: str | None, request: RequestInfo
+    ) -> CeremonyStart | Refused:
+        """With an MFA ticket: a challenge for the user's keys, kept in that ticket.
+        Without one: a passwordless passkey login (discoverable credentials, UV required)."""
+        if ticket is not None:
+            return await self._mfa_options(session, ticket=ticket, request=request)
+        refused = await self._throttled(session, request)
+        if refused is not None:
+            return refused
+        options = ceremonies.authentication_options(
+            rp_id=self.deps.policy.rp_id,
+            require_user_verification=True,
+            timeout_ms=self.challenge_seconds * 1000,
+        )
+        token = await self._new_ticket(
+            session, LOGIN_TICKET, None, {"challenge": _b64(options.challenge)}
+        )
+        await self._audit_challenge(session, Ceremony.PASSKEY_LOGIN, None, request)
+        return CeremonyStart(options.options_json, self.challenge_seconds, token)
+
+    async def _mfa_options(
+        self, session: AsyncSession, *, ticket: str, request: RequestInfo
+    ) -> CeremonyStart | Refused:
+        row = await self.auth._live_ticket(session, ticket)
+        if row is None or row.user_id is None:
+            await self._audit_challenge_refused(
+                session, Ceremony.MFA, None, WebAuthnRefusal.INVALID_TICKET, request
+            )
+            return Refused(WebAuthnRefusal.INVALID_TICKET)
+        payload = json.loads(row.payload)
+        issued = int(payload.get(MFA_CHALLENGES_ISSUED_KEY, 0))
+        if issued >= MAX_MFA_CHALLENGES:
+            await self._audit_challenge_refused(
+                session, Ceremony.MFA, row.user_id, WebAuthnRefusal.THROTTLED, request
+            )
+            return Refused(WebAuthnRefusal.THROTTLED, retry_after_seconds=self.challenge_seconds)
+        credential_ids = [
+            f.credential_id
+            for f in await repository.factors_of(session, row.user_id)
+            if f.kind == WEBAUTHN_KIND and f.credential_id is not None
+        ]
+        if not credential_ids:
+            await self._audit_challenge_refused(
+                session, Ceremony.MFA, row.user_id, WebAuthnRefusal.NOT_ENROLLED, request
+            )
+            return Refused(WebAuthnRefusal.NOT_ENROLLED)
+        options = ceremonies.authentication_options(
+            rp_id=self.deps.policy.rp_id,
+            allow_credential_ids=credential_ids,
+            # A second factor needs presence only; the password was the first factor.
+            require_user_verification=False,
+            timeout_ms=self.challenge_seconds * 1000,
+        )
+        # A new challenge replaces the previous one: only the latest options can be answered.
+        payload[MFA_CHALLENGE_KEY] = _b64(options.challenge)
+        payload[MFA_CHALLENGES_ISSUED_KEY] = issued + 1
+        row.payload = json.dumps(payload)
+        await self._audit_challenge(session, Ceremony.MFA, row.user_id, request)
+        remaining = (row.expires_ns - self.deps.clock.now_ns()) // NS_PER_SECOND
+        return CeremonyStart(options.options_json, max(remaining, 1))
+
+    def login_assertion_verifier(
+        self, assertion: Mapping[str, Any], request: RequestInfo
+    ) -> WebAuthnVerifier:
+        """The `webauthn_verifier` hook of `AuthService.verify_login` for one assertion."""
+
+        async def verify(session: AsyncSession, user: User, payload: dict[str, Any]) -> bool:
+            return await self.verify_second_factor(
+                session, user=user, payload=payload, assertion=assertion, request=request
+            )
+
+        return verify
+
+    async def verify_second_factor(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        payload: dict[str, Any],
+        assertion: Mapping[str, Any],
+        request: RequestInfo,
+    ) -> bool:
+        """Check an assertion against the challenge in an MFA ticket's payload.
+
+        The challenge is removed from the payload first; `verify_login` stores the payload
+        back after a failure and spends the ticket after a success, so it is never reusable.
+        """
+        challenge = payload.pop(MFA_CHALLENGE_KEY, None)
+        if not isinstance(challenge, str) or not assertion:
+            return False
+        try:
+            credential_id = ceremonies.assertion_credential_id(assertion)
+        except WebAuthnAuthenticationRejected:
+            return False
+        factor = await repository.factor_by_credential(session, credential_id)
+        if factor is None or factor.user_id != user.id or factor.kind != WEBAUTHN_KIND:
+            return False
+        refusal = await self._check_assertion(
+            session,
+            user=user,
+            factor=factor,
+            response=assertion,
+            challenge=_unb64(challenge),
+            require_user_verification=False,
+            request=request,
+        )
+        return refusal is None
+
+    async def login_with_passkey(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: str,
+        response: Mapping[str, Any],
+        request: RequestInfo,
+    ) -> TokenPair | Refused:
+        """Passwordless login: a discoverable passkey that verified the user is a whole login."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        refused = await self._throttled(session, request)
+        if refused is not None:
+            return refused
+        row = await self._open_ticket(session, ticket, LOGIN_TICKET)
+        # Spent before verifying, whatever follows (single-use challenge).
+        if row is None or not await repository.spend_ticket(session, row.id, now):
+            return await self._login_refused(session, WebAuthnRefusal.INVALID_TICKET, None, request)
+        challenge = _unb64(str(json.loads(row.payload).get("challenge", "")))
+        try:
+            credential_id = ceremonies.assertion_credential_id(response)
+        except WebAuthnAuthenticationRejected:
+            return await self._login_refused(
+                session, WebAuthnRefusal.ASSERTION_REJECTED, None, request
+            )
+        factor = await repository.factor_by_credential(session, credential_id)
+        if factor is None or factor.kind != WEBAUTHN_KIND:
+            return await self._login_refused(
+                session, WebAuthnRefusal.UNKNOWN_CREDENTIAL, None, request
+            )
+        user = await repository.user_by_id(session, factor.user_id)
+        if user is None:
+            return await self._login_refused(
+                session, WebAuthnRefusal.UNKNOWN_CREDENTIAL, None, request
+            )
+        # A security key registered as a second factor only proves presence: never a login.
+        if not factor.is_passkey:
+            return await self._login_refused(
+                session, WebAuthnRefusal.NOT_A_PASSKEY, user.id, request
+            )
+        # A disabled or temporarily locked account stays locked whatever the method.
+        if user.status != "active" or (user.locked_until_ns or 0) > now:
+            return await self._login_refused(
+                session, WebAuthnRefusal.ACCOUNT_UNAVAILABLE, user.id, request
+            )
+        if not allowed(json.loads(user.ip_allowlist) if user.ip_allowlist else [], request.ip):
+            await deps.audit(session, IdentityEvent.IP_REFUSED, user_id=user.id, request=request)
+            return await self._login_refused(
+                session, WebAuthnRefusal.IP_NOT_ALLOWED, user.id, request
+            )
+        # Section 7.2 step 6: the user was not identified beforehand, so the response must
+        # name the account the credential belongs to.
+        if not _user_handle_matches(response, user.id):
+            return await self._login_refused(
+                session, WebAuthnRefusal.USER_HANDLE_MISMATCH, user.id, request
+            )
+        refusal = await self._check_assertion(
+            session,
+            user=user,
+            factor=factor,
+            response=response,
+            challenge=challenge,
+            require_user_verification=True,
+            request=request,
+        )
+        if refusal is not None:
+            return await self._login_refused(session, refusal, user.id, request)
+        return await self._start_passkey_session(session, user, factor, request)
+
+    async def _start_passkey_session(
+        self, session: AsyncSession, user: User, factor: MfaFactor, request: RequestInfo
+    ) -> TokenPair:
+        deps = self.deps
+        device, device_token = await self.auth._recognize_device(session, user, request)
+        if device.authorized_ns is None:
+            # A verified passkey is multi-factor, so it authorizes the device like MFA does.
+            device.authorized_ns = deps.clock.now_ns()
+            await deps.audit(
+                session,
+                IdentityEvent.DEVICE_AUTHORIZED,
+                user_id=user.id,
+                request=request,
+                data={"device_id": device.id, "by": "passkey"},
+            )
+            await deps.notifier.enqueue_email(
+                session,
+                to=user.email,
+                template="new_device",
+                subject="New sign-in to your tradeguard account",
+                body=(
+                    f"A new device signed in with your passkey {factor.label}: {device.name}, "
+                    f"from {request.ip or 'an unknown address'}. "
+                    "If this was not you, revoke it under Devices and remove the passkey."
+                ),
+            )
+        await deps.audit(
+            session,
+            IdentityEvent.MFA_VERIFIED,
+            user_id=user.id,
+            request=request,
+            data={"method": WEBAUTHN_KIND, "passkey": True, "factor_id": factor.id},
+        )
+        await deps.audit(
+            session,
+            IdentityEvent.LOGIN_SUCCEEDED,
+            user_id=user.id,
+            request=request,
+            data={"amr": PASSKEY_AMR, "device_id": device.id, "method": "passkey"},
+        )
+        pair = await self.auth._start_session(
+            session, user, device, list(PASSKEY_AMR), request, mfa=True
+        )
+        return replace(pair, device_token=device_token)
+
+    async def _check_assertion(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        factor: MfaFactor,
+        response: Mapping[str, Any],
+        challenge: bytes,
+        require_user_verification: bool,
+        request: RequestInfo,
+    ) -> WebAuthnRefusal | None:
+        """Verify against the stored credential; on success store the new counter."""
+        deps, policy = self.deps, self.deps.policy
+        if factor.credential_id is None or factor.public_key is None:
+            return WebAuthnRefusal.ASSERTION_REJECTED
+        try:
+            verified = ceremonies.verify_authentication(
+                response=response,
+                expected_challenge=challenge,
+                expected_origin=policy.origin,
+                expected_rp_id=policy.rp_id,
+                credential_id=factor.credential_id,
+                credential_public_key=factor.public_key,
+                stored_sign_count=factor.sign_count or 0,
+                require_user_verification=require_user_verification,
+            )
+        except ClonedAuthenticator:
+            # Correctly signed but the counter went backwards: two copies of the key exist.
+            # The login is refused; the factor stays active (the owner may hold the original)
+            # and the owner is told, so they can decide whether to remove it.
+            await deps.audit(
+                session,
+                IdentityEvent.FACTOR_CLONE_SUSPECTED,
+                user_id=user.id,
+                request=request,
+                data={"factor_id": factor.id, "stored_sign_count": factor.sign_count or 0},
+            )
+            await deps.notifier.enqueue_email(
+                session,
+                to=user.email,
+                template="factor_clone_suspected",
+                subject="A sign-in with your security key was refused",
+                body=(
+                    f"A sign-in with {factor.label} was refused because the key's signature "
+                    "counter went backwards, which can mean the key was copied. If this was not "
+                    "you, remove that key and change your password."
+                ),
+            )
+            return WebAuthnRefusal.CLONE_SUSPECTED
+        except WebAuthnAuthenticationRejected:
+            return WebAuthnRefusal.ASSERTION_REJECTED
+        # Conditional update: two copies of a key used at the same instant cannot both move the
+        # counter, so the second is refused instead of silently overwriting the first.
+        if not await repository.advance_sign_count(
+            session,
+            factor.id,
+            previous=factor.sign_count or 0,
+            new=verified.new_sign_count,
+            now_ns=deps.clock.now_ns(),
+        ):
+            return WebAuthnRefusal.ASSERTION_REJECTED
+        return None
+
+    async def _throttled(self, session: AsyncSession, request: RequestInfo) -> Refused | None:
+        """Passwordless login shares the per-address failure budget of password login."""
+        blocked = await self.auth._blocked_for(session, _ip_key(request), self.deps.clock.now_ns())
+        if not blocked:
+            return None
+        await self.deps.audit(
+            session,
+            IdentityEvent.LOGIN_THROTTLED,
+            user_id=None,
+            request=request,
+            data={"method": "passkey"},
+        )
+        return Refused(WebAuthnRefusal.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
+
+    async def _login_refused(
+        self,
+        session: AsyncSession,
+        reason: WebAuthnRefusal,
+        user_id: str | None,
+        request: RequestInfo,
+    ) -> Refused:
+        await self.auth._count_failure(session, _ip_key(request), self.deps.policy.ip_max_failures)
+        await self.deps.audit(
+            session,
+            IdentityEvent.LOGIN_FAILED,
+            user_id=user_id,
+            request=request,
+            data={"method": "passkey", "reason": reason.value},
+        )
+        return Refused(reason)
+
+    # Tickets and audit ------------------------------------------------------------------
+
+    async def _new_ticket(
+        self, session: AsyncSession, kind: str, user_id: str | None, payload: dict[str, Any]
+    ) -> str:
+        now = self.deps.clock.now_ns()
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=self.deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=kind,
+                user_id=user_id,
+                payload=json.dumps(payload),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + self.deps.policy.ns(self.challenge_seconds),
+            )
+        )
+        await session.flush()
+        return token
+
+    async def _open_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
+        if not token or len(token) > 128:
+            return None
+        row = await repository.ticket_by_hash(session, hash_secret_token(token), kind)
+        if row is None or row.used_ns is not None or row.expires_ns <= self.deps.clock.now_ns():
+            return None
+        return row
+
+    async def _audit_challenge(
+        self,
+        session: AsyncSession,
+        ceremony: Ceremony,
+        user_id: str | None,
+        request: RequestInfo,
+    ) -> None:
+        await self.deps.audit(
+            session,
+            WebAuthnEvent.CHALLENGE_ISSUED,
+            user_id=user_id,
+            request=request,
+            data={"ceremony": ceremony.value},
+        )
+
+    async def _audit_challenge_refused(
+        self,
+        session: AsyncSession,
+        ceremony: Ceremony,
+        user_id: str | None,
+        reason: WebAuthnRefusal,
+        request: RequestInfo,
+    ) -> None:
+        await self.deps.audit(
+            session,
+            IdentityEvent.MFA_FAILED,
+            user_id=user_id,
+            request=request,
+            data={"method": WEBAUTHN_KIND, "ceremony": ceremony.value, "reason": reason.value},
+        )
+
+
+def _ip_key(request: RequestInfo) -> str:
+    # The same key password login counts failures under (AuthService.login).
+    return f"ip:{request.ip or '-'}"
+
+
+def _user_handle(user_id: str) -> bytes:
+    """The WebAuthn user handle: the opaque account id, never a name or email (section 14.6.1)."""
+    return user_id.encode("ascii")
+
+
+def _user_handle_matches(response: Mapping[str, Any], user_id: str) -> bool:
+    inner = response.get("response")
+    handle = inner.get("userHandle") if isinstance(inner, Mapping) else None
+    if not isinstance(handle, str) or not handle:
+        return False
+    try:
+        claimed = _unb64(handle)
+    except ValueError:
+        return False
+    return claimed == _user_handle(user_id)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc
