@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 
 import jwt
 
+from _machine import machine_info  # bench/ is on sys.path as the script's directory
 from tradeguard.core.clock import SystemClock
 from tradeguard.identity.password_hashing import Argon2Parameters, PasswordHasher
 from tradeguard.identity.signing_keys import SigningAlgorithm, SigningKeyRing
@@ -38,18 +38,8 @@ PASSWORD = "violet tractor juggles quietly"  # noqa: S105 - a benchmark input, n
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        **machine_info(),
         "argon2_cffi": metadata.version("argon2-cffi"),
         "pyjwt": metadata.version("pyjwt"),
         "cryptography": metadata.version("cryptography"),
@@ -164,11 +154,68 @@ def bench_tokens(algorithm: SigningAlgorithm, *, calls: int, rounds: int) -> dic
     }
 
 
+async def _refresh_run(refreshes: int) -> dict[str, Any]:
+    """Refresh-token rotations through the real app (in-process ASGI, SQLite file)."""
+    import tempfile  # noqa: PLC0415 - only this part needs them
+
+    import httpx  # noqa: PLC0415
+
+    from tradeguard.access.domain import Role  # noqa: PLC0415
+    from tradeguard.config import Settings  # noqa: PLC0415
+    from tradeguard.db.engine import create_engine  # noqa: PLC0415
+    from tradeguard.db.migrate import upgrade  # noqa: PLC0415
+    from tradeguard.web.app import create_app  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = Settings(data_dir=Path(scratch), _env_file=None)  # type: ignore[call-arg]
+        engine = create_engine(settings.main_database_url)
+        await upgrade(engine)
+        app = create_app(settings, engine=engine, run_workers=False)
+        async with app.router.lifespan_context(app):
+            identity = app.state.identity
+            async with identity.unit_of_work() as session:
+                await identity.accounts.create_user(
+                    session,
+                    username="bench",
+                    email="bench@example.com",
+                    password=PASSWORD,
+                    role=Role.TRADER,
+                    email_verified=True,
+                )
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="https://bench") as client:
+                login = await client.post(
+                    "/api/v1/auth/login", json={"login": "bench", "password": PASSWORD}
+                )
+                token = login.json()["refresh_token"]
+                start = time.perf_counter()
+                for _ in range(refreshes):
+                    response = await client.post(
+                        "/api/v1/auth/token/refresh", json={"refresh_token": token}
+                    )
+                    token = response.json()["refresh_token"]
+                elapsed = time.perf_counter() - start
+        await engine.dispose()
+    return {
+        "refreshes": refreshes,
+        "refreshes_per_second": round(refreshes / elapsed, 1),
+        "ms_per_refresh": round(elapsed / refreshes * 1000, 2),
+        "database": "SQLite (synchronous=FULL), one client",
+    }
+
+
+def bench_refresh(refreshes: int) -> dict[str, Any]:
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(_refresh_run(refreshes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--argon2-samples", type=int, default=200)
     parser.add_argument("--token-batch", type=int, default=200)
     parser.add_argument("--token-rounds", type=int, default=40)
+    parser.add_argument("--refreshes", type=int, default=300)
     args = parser.parse_args()
     result = {
         "benchmark": "auth",
@@ -178,6 +225,7 @@ def main() -> None:
             algorithm: bench_tokens(algorithm, calls=args.token_batch, rounds=args.token_rounds)
             for algorithm in ("EdDSA", "ES256")
         },
+        "refresh_rotation": bench_refresh(args.refreshes),
     }
     print(json.dumps(result, indent=2))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -61,7 +62,14 @@ class Settings(BaseSettings):
     public_origin: str = "https://localhost:8443"
     webauthn_rp_id: str = "localhost"
     webauthn_rp_name: str = "tradeguard"
+    # Authenticator models (AAGUIDs) allowed to register; empty allows any. With attestation
+    # "none" an AAGUID is the authenticator's own claim: a policy hint, not proof.
+    webauthn_allowed_aaguids: list[str] = Field(default_factory=list)
     jwt_audience: str = "tradeguard-api"
+    # Optional k-anonymity breached-password service (HIBP range API format), e.g.
+    # https://api.pwnedpasswords.com; only a 5-character hash prefix leaves the platform.
+    breached_password_api_url: str | None = None
+    breached_password_fail_closed: bool = False
     trader_idle_timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 1800
     staff_idle_timeout_seconds: Annotated[int, Field(ge=60, le=900)] = 900
     step_up_window_seconds: Annotated[int, Field(ge=30, le=3600)] = 600
@@ -108,6 +116,17 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return upper
+
+    @field_validator("webauthn_allowed_aaguids")
+    @classmethod
+    def _aaguids(cls, value: list[str]) -> list[str]:
+        pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        for item in value:
+            if not pattern.fullmatch(item.lower()):
+                raise ValueError(
+                    "each entry must be an AAGUID like cb69481e-8ff7-4039-93ec-0a2729a154a8"
+                )
+        return [item.lower() for item in value]
 
     @field_validator("public_origin")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.password_hashing import Argon2Parameters
+from tradeguard.ledger.models import AuditEventRow
 from tradeguard.notify.models import OutboxMessage
 from tradeguard.notify.service import BODY_PURPOSE, RECIPIENT_PURPOSE, seal_context
 from tradeguard.web.app import create_app
@@ -149,3 +151,41 @@ async def login_with_totp(
     body: dict[str, Any] = response.json()
     body["device_token"] = first.get("device_token")
     return body
+
+
+PROBLEMS = "https://tradeguard.dev/problems/"
+
+
+async def audit_events(api: Api, event_type: str | None = None) -> list[dict[str, Any]]:
+    """Ledger events as stored (canonical JSON, decoded), oldest first."""
+    async with api.services.unit_of_work() as session:
+        query = select(AuditEventRow.body).order_by(AuditEventRow.pk)
+        if event_type is not None:
+            query = query.where(AuditEventRow.event_type == event_type)
+        bodies = (await session.execute(query)).scalars().all()
+    return [json.loads(body) for body in bodies]
+
+
+async def step_up(api: Api, client: httpx.AsyncClient, access: str, totp: pyotp.TOTP) -> None:
+    api.clock.advance(seconds=30)  # a fresh TOTP step: a used code is never accepted again
+    response = await client.post(
+        "/api/v1/auth/mfa/step-up",
+        json={"method": "totp", "code": totp.at(api.clock.now_ns() // 10**9)},
+        headers=bearer(access),
+    )
+    assert response.status_code == 200, response.text
+
+
+async def user_with_totp(api: Api, client: httpx.AsyncClient) -> tuple[str, pyotp.TOTP]:
+    """A verified user whose password-only first session enrolled TOTP; returns that session."""
+    await register_verified(api, client)
+    access = (await login(client))["access_token"]
+    return access, await enrol_totp(api, client, access)
+
+
+def is_problem(response: httpx.Response, status: int, slug: str) -> bool:
+    return (
+        response.status_code == status
+        and response.headers["content-type"].startswith("application/problem+json")
+        and response.json()["type"] == PROBLEMS + slug
+    )

@@ -13,6 +13,8 @@ from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.keyring import LocalKeyring
 from tradeguard.db.engine import unit_of_work
+from tradeguard.identity.breach_provider import http_range_fetcher
+from tradeguard.identity.breached_passwords import KAnonymityBreachChecker
 from tradeguard.identity.common import IdentityDeps
 from tradeguard.identity.factors import FactorService
 from tradeguard.identity.keystore import load_or_create_ring
@@ -99,6 +101,16 @@ def build_identity(
         verifier=verifier,
         hasher=hasher,
         auth=auth,
-        accounts=AccountService(deps, hasher=hasher, auth=auth),
+        accounts=AccountService(
+            deps,
+            hasher=hasher,
+            auth=auth,
+            breach_checker=(
+                KAnonymityBreachChecker(http_range_fetcher(settings.breached_password_api_url))
+                if settings.breached_password_api_url
+                else None
+            ),
+            breach_fail_closed=settings.breached_password_fail_closed,
+        ),
         factors=FactorService(deps, auth=auth),
     )

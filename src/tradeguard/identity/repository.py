@@ -69,6 +69,16 @@ async def ticket_by_hash(session: AsyncSession, token_hash: bytes, kind: str) ->
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def open_ticket(
+    session: AsyncSession, token_hash: bytes, kind: str, now_ns: int
+) -> AuthTicket | None:
+    """An unspent, unexpired ticket of this kind, looked up by its secret's hash."""
+    row = await ticket_by_hash(session, token_hash, kind)
+    if row is None or row.used_ns is not None or row.expires_ns <= now_ns:
+        return None
+    return row
+
+
 async def ticket_by_id(session: AsyncSession, ticket_id: str, kind: str) -> AuthTicket | None:
     query = select(AuthTicket).where(AuthTicket.id == ticket_id, AuthTicket.kind == kind)
     return (await session.execute(query)).scalar_one_or_none()

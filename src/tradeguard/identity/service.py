@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -13,19 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.access.domain import Role
 from tradeguard.core.errors import Conflict, InvalidInput, TradeguardError
 from tradeguard.identity import repository
+from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
     IdentityDeps,
     RequestInfo,
     hash_secret_token,
     new_secret_token,
 )
-from tradeguard.identity.errors import WeakPassword
+from tradeguard.identity.errors import BreachCheckUnavailable, WeakPassword
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
 from tradeguard.identity.sessions import AuthService, Method
 from tradeguard.ledger.domain import SYSTEM, Party
+
+log = logging.getLogger(__name__)
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
 
@@ -70,14 +74,29 @@ class AccountService:
         hasher: PasswordHasher,
         policy: PasswordPolicy | None = None,
         auth: AuthService | None = None,
+        breach_checker: BreachedPasswordChecker | None = None,
+        breach_fail_closed: bool = False,
     ) -> None:
         self.deps = deps
         self.hasher = hasher
         self.password_policy = policy or PasswordPolicy()
         self.auth = auth
+        self.breach_checker = breach_checker or NoBreachCheck()
+        self.breach_fail_closed = breach_fail_closed
 
-    def _check_password(self, password: str, *, user_inputs: tuple[str, ...]) -> None:
-        verdict = self.password_policy.check(password, user_inputs=user_inputs)
+    async def _check_password(self, password: str, *, user_inputs: tuple[str, ...]) -> None:
+        """Local rules, then the breach corpus (SP 800-63B-4: compare against breached lists)."""
+        try:
+            verdict = await self.password_policy.assess(
+                password, user_inputs=user_inputs, breach_checker=self.breach_checker
+            )
+        except BreachCheckUnavailable:
+            if self.breach_fail_closed:
+                raise
+            # Failing open keeps sign-up working when the corpus service is down; the local
+            # checks above have already passed. Operators choose with the fail-closed setting.
+            log.warning("breached-password service unavailable; accepted on local checks only")
+            verdict = self.password_policy.check(password, user_inputs=user_inputs)
         if not verdict.accepted:
             raise WeakPassword(verdict.message, reason=verdict.reason)
 
@@ -92,11 +111,13 @@ class AccountService:
         email_verified: bool = False,
         actor: Party = SYSTEM,
         event: IdentityEvent = IdentityEvent.USER_CREATED,
+        password_vetted: bool = False,
     ) -> NewUser:
         """Create an account after the password policy passes; the audit event commits with it."""
         name = normalize_username(username)
         address = normalize_email(email)
-        self._check_password(password, user_inputs=(name, address))
+        if not password_vetted:
+            await self._check_password(password, user_inputs=(name, address))
         if await repository.username_taken(session, name) or await repository.email_taken(
             session, address
         ):
@@ -142,7 +163,7 @@ class AccountService:
         """
         name = normalize_username(username)
         address = normalize_email(email)
-        self._check_password(password, user_inputs=(name, address))
+        await self._check_password(password, user_inputs=(name, address))
         existing = await repository.user_by_email(session, address)
         if existing is not None:
             await self.deps.notifier.enqueue_email(
@@ -168,6 +189,7 @@ class AccountService:
             role=Role.TRADER,
             actor=Party("anonymous", request.ip or "-"),
             event=IdentityEvent.USER_REGISTERED,
+            password_vetted=True,
         )
         await self._send_email_verification(session, user.id, user.email)
 
@@ -220,10 +242,9 @@ class AccountService:
     async def _live_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
         if not token or len(token) > 128:
             return None
-        row = await repository.ticket_by_hash(session, hash_secret_token(token), kind)
-        if row is None or row.used_ns is not None or row.expires_ns <= self.deps.clock.now_ns():
-            return None
-        return row
+        return await repository.open_ticket(
+            session, hash_secret_token(token), kind, self.deps.clock.now_ns()
+        )
 
     async def request_password_reset(
         self, session: AsyncSession, *, email: str, request: RequestInfo
@@ -290,7 +311,7 @@ class AccountService:
         user = await repository.user_by_id(session, row.user_id)
         if user is None:
             return None
-        self._check_password(new_password, user_inputs=(user.username, user.email))
+        await self._check_password(new_password, user_inputs=(user.username, user.email))
         methods = await self.auth.available_methods(session, user.id)
         if methods:
             # Email codes would let the mailbox alone reset the account; WebAuthn and SMS have

@@ -618,10 +618,9 @@ class WebAuthnService:
     async def _open_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
         if not token or len(token) > 128:
             return None
-        row = await repository.ticket_by_hash(session, hash_secret_token(token), kind)
-        if row is None or row.used_ns is not None or row.expires_ns <= self.deps.clock.now_ns():
-            return None
-        return row
+        return await repository.open_ticket(
+            session, hash_secret_token(token), kind, self.deps.clock.now_ns()
+        )
 
     async def _audit_challenge(
         self,

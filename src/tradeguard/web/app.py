@@ -113,7 +113,10 @@ def _lifespan(
         )
         identity = app.state.identity
         app.state.webauthn = WebAuthnService(
-            identity.deps, auth=identity.auth, factors=identity.factors
+            identity.deps,
+            auth=identity.auth,
+            factors=identity.factors,
+            allowed_aaguids=settings.webauthn_allowed_aaguids or None,
         )
         tasks: list[asyncio.Task[None]] = []
         if run_workers:

@@ -2,52 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
-import pyotp
 import pytest
-from sqlalchemy import select
 
 from tests.support.api import (
     CLIENT_IP,
     PASSWORD,
     Api,
+    audit_events,
     bearer,
     enrol_totp,
+    is_problem,
     login,
     login_with_totp,
     register_verified,
+    step_up,
+    user_with_totp,
 )
-from tradeguard.ledger.models import AuditEventRow
 
-PROBLEMS = "https://tradeguard.dev/problems/"
 OUTSIDE_IP = "198.51.100.9"
-
-
-async def audit_events(api: Api, event_type: str) -> list[dict[str, Any]]:
-    async with api.services.unit_of_work() as session:
-        query = select(AuditEventRow.body).where(AuditEventRow.event_type == event_type)
-        bodies = (await session.execute(query.order_by(AuditEventRow.pk))).scalars().all()
-    return [json.loads(body) for body in bodies]
-
-
-async def step_up(api: Api, client: httpx.AsyncClient, access: str, totp: pyotp.TOTP) -> None:
-    api.clock.advance(seconds=30)  # a fresh TOTP step: a used code is never accepted again
-    response = await client.post(
-        "/api/v1/auth/mfa/step-up",
-        json={"method": "totp", "code": totp.at(api.clock.now_ns() // 10**9)},
-        headers=bearer(access),
-    )
-    assert response.status_code == 200, response.text
-
-
-async def user_with_totp(api: Api, client: httpx.AsyncClient) -> tuple[str, pyotp.TOTP]:
-    """A verified user whose password-only first session enrolled TOTP; returns that session."""
-    await register_verified(api, client)
-    access = (await login(client))["access_token"]
-    return access, await enrol_totp(api, client, access)
 
 
 async def devices(client: httpx.AsyncClient, access: str) -> list[dict[str, Any]]:
@@ -68,14 +43,6 @@ async def refreshed(client: httpx.AsyncClient, refresh_token: str) -> dict[str, 
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def is_problem(response: httpx.Response, status: int, slug: str) -> bool:
-    return (
-        response.status_code == status
-        and response.headers["content-type"].startswith("application/problem+json")
-        and response.json()["type"] == PROBLEMS + slug
-    )
 
 
 def comparable(response: httpx.Response) -> dict[str, object]:

@@ -6,10 +6,9 @@ import httpx
 import pyotp
 import pytest
 
-from tests.support.api import PASSWORD, Api, bearer, enrol_totp, login, register_verified
+from tests.support.api import PASSWORD, PROBLEMS, Api, bearer, enrol_totp, login, register_verified
 
 NEW_PASSWORD = "violet kestrel under the copper bridge 7"
-PROBLEMS = "https://tradeguard.dev/problems/"
 
 
 async def request_reset(api: Api, client: httpx.AsyncClient, email: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tests.support.api import (
     PASSWORD,
+    PROBLEMS,
     Api,
     bearer,
     enrol_totp,
@@ -30,7 +31,6 @@ from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.models import AuditEventRow
 
 BASE = "/api/v1/auth/webauthn"
-PROBLEMS = "https://tradeguard.dev/problems/"
 
 
 def origin(api: Api) -> str:
