@@ -510,6 +510,59 @@ async def remove_factor(
     return Response(status_code=204)
 
 
+# Password and email changes (step-up required) --------------------------------------------
+
+
+@router.put("/password", **guarded(AUTHENTICATED))
+async def change_password(
+    body: s.PasswordChangeRequest,
+    request: Request,
+    services: Services,
+    principal: CurrentPrincipal,
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.require_fresh_factor(session, user=user, state=principal.state)
+        revoked = await services.accounts.change_password(
+            session,
+            user=user,
+            current_session_id=principal.session_id,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            request=request_info(request),
+        )
+    if revoked is None:
+        raise Unauthorized("the current password is not correct")
+    state_cache(request).drop(*revoked)
+    return s.Accepted(detail="password changed; your other sessions were signed out")
+
+
+@router.put("/email", status_code=202, **guarded(AUTHENTICATED))
+async def change_email(
+    body: s.EmailChangeRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.require_fresh_factor(session, user=user, state=principal.state)
+        await services.accounts.request_email_change(
+            session, user=user, new_email=body.new_email, request=request_info(request)
+        )
+    return s.Accepted(detail="a confirmation link was sent to the new address")
+
+
+@router.post("/email/change/confirm", **public_route())
+async def confirm_email_change(
+    body: s.TokenRequest, request: Request, services: Services
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        ok = await services.accounts.confirm_email_change(
+            session, token=body.token, request=request_info(request)
+        )
+    if not ok:
+        raise Unauthorized("the confirmation link is invalid or expired; start again")
+    return s.Accepted(detail="email address changed")
+
+
 # Recovery -------------------------------------------------------------------------------
 
 

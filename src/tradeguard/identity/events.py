@@ -33,3 +33,5 @@ class IdentityEvent(StrEnum):
     IP_REFUSED = "identity:ip_allowlist:refused"
     PASSWORD_RESET_REQUESTED = "identity:password:reset_requested"  # noqa: S105 - event name
     PASSWORD_CHANGED = "identity:password:changed"  # noqa: S105 - event name
+    EMAIL_CHANGE_REQUESTED = "identity:email:change_requested"
+    EMAIL_CHANGED = "identity:email:changed"

@@ -152,6 +152,15 @@ class IpAllowlistResponse(Strict):
     cidrs: list[str]
 
 
+class PasswordChangeRequest(Strict):
+    current_password: Secret
+    new_password: Secret
+
+
+class EmailChangeRequest(Strict):
+    new_email: Annotated[str, Field(min_length=3, max_length=254)]
+
+
 class PasswordResetRequest(Strict):
     email: Annotated[str, Field(min_length=3, max_length=254)]
 

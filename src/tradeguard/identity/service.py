@@ -62,6 +62,7 @@ class NewUser:
 
 EMAIL_VERIFY_TICKET = "email_verify"
 RESET_TICKET = "password_reset"
+EMAIL_CHANGE_TICKET = "email_change"
 
 
 class AccountService:
@@ -359,6 +360,148 @@ class AccountService:
             ),
         )
         return revoked
+
+    # Changes from inside a session (the route has already required a fresh second factor) --
+
+    async def change_password(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        current_session_id: str,
+        current_password: str,
+        new_password: str,
+        request: RequestInfo,
+    ) -> list[str] | None:
+        """Change the password; None if the current one is wrong. Other sessions end."""
+        deps = self.deps
+        if user.password_hash is None or not self.hasher.verify(
+            user.password_hash, current_password
+        ):
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_FAILED,
+                user_id=user.id,
+                request=request,
+                data={"via": "password_change"},
+            )
+            return None
+        await self._check_password(new_password, user_inputs=(user.username, user.email))
+        user.password_hash = self.hasher.hash(new_password)
+        user.password_changed_ns = deps.clock.now_ns()
+        revoked: list[str] = []
+        if self.auth is not None:
+            for other in await repository.sessions_of(session, user.id, deps.clock.now_ns()):
+                if other.id != current_session_id:
+                    revoked += await self.auth.revoke(
+                        session,
+                        user_id=user.id,
+                        session_id=other.id,
+                        request=request,
+                        reason="password_changed",
+                    )
+        await deps.audit(
+            session,
+            IdentityEvent.PASSWORD_CHANGED,
+            user_id=user.id,
+            request=request,
+            data={"via": "change", "sessions_revoked": len(revoked)},
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="password_changed",
+            subject="Your tradeguard password was changed",
+            body=(
+                "Your password was changed and your other sessions were signed out. "
+                "If this was not you, reset your password and contact support now."
+            ),
+        )
+        return revoked
+
+    async def request_email_change(
+        self, session: AsyncSession, *, user: User, new_email: str, request: RequestInfo
+    ) -> None:
+        """Send a confirmation link to the new address; the old address is told at once.
+
+        A taken address gets the same answer (no enumeration) and simply never confirms.
+        """
+        deps, now = self.deps, self.deps.clock.now_ns()
+        address = normalize_email(new_email)
+        if address == user.email:
+            raise InvalidInput("that is already your email address")
+        await repository.spend_open_tickets(session, user.id, EMAIL_CHANGE_TICKET, now)
+        await deps.audit(
+            session, IdentityEvent.EMAIL_CHANGE_REQUESTED, user_id=user.id, request=request
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="email_change_requested",
+            subject="A change of your tradeguard email address was requested",
+            body=(
+                "Someone signed in to your account asked to move it to a new email address. "
+                "If this was not you, change your password and contact support now."
+            ),
+        )
+        if await repository.email_taken(session, address):
+            return
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=EMAIL_CHANGE_TICKET,
+                user_id=user.id,
+                payload=json.dumps({"email": address, "old": user.email}),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + deps.policy.ns(deps.policy.reset_token_seconds),
+            )
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=address,
+            template="confirm_email_change",
+            subject="Confirm your new email address for tradeguard",
+            body=(
+                "Confirm this address for your tradeguard account with this single-use token "
+                f"within 30 minutes:\n{deps.policy.origin}/confirm-email?token={token}\n"
+                "or send it to POST /api/v1/auth/email/change/confirm."
+            ),
+        )
+
+    async def confirm_email_change(
+        self, session: AsyncSession, *, token: str, request: RequestInfo
+    ) -> bool:
+        deps = self.deps
+        row = await self._live_ticket(session, token, EMAIL_CHANGE_TICKET)
+        if row is None or row.user_id is None:
+            return False
+        user = await repository.user_by_id(session, row.user_id)
+        payload = json.loads(row.payload)
+        if user is None or payload.get("old") != user.email:
+            return False
+        address = str(payload["email"])
+        if await repository.email_taken(session, address):
+            return False
+        if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
+            return False
+        old = user.email
+        user.email = address
+        user.email_verified_ns = deps.clock.now_ns()
+        await deps.audit(session, IdentityEvent.EMAIL_CHANGED, user_id=user.id, request=request)
+        await deps.notifier.enqueue_email(
+            session,
+            to=old,
+            template="email_changed",
+            subject="Your tradeguard email address was changed",
+            body=(
+                "Your account now uses a different email address. If this was not you, "
+                "contact support now: this address can still be used to prove ownership."
+            ),
+        )
+        return True
 
 
 class MfaRequiredForReset(TradeguardError):
