@@ -74,14 +74,18 @@ def _clean_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[RunningServer]:
-    """Run `_serve.py` on a free loopback port until the block exits; bounded waits only."""
+def running_server(
+    data_dir: Path, extra_args: Sequence[str] = (), *, via_cli: bool = False
+) -> Iterator[RunningServer]:
+    """Run `_serve.py` (or, with via_cli, the real `python -m tradeguard serve`) on a free
+    loopback port until the block exits; bounded waits only."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log_file = data_dir / "server.log"
+    log_file = data_dir.parent / f"{data_dir.name}-server.log"
+    entry = ["-m", "tradeguard", "serve"] if via_cli else [str(SERVE_SCRIPT)]
     command = [
         sys.executable,
-        str(SERVE_SCRIPT),
+        *entry,
         "--data-dir",
         str(data_dir),
         "--port",
