@@ -118,7 +118,23 @@ async def login(client: httpx.AsyncClient, username: str = "alice", **extra: Any
     return body
 
 
+async def prove_email(api: Api, client: httpx.AsyncClient, access: str) -> None:
+    """The first factor needs this session to prove the mailbox (a password is not enough)."""
+    sent = await client.post("/api/v1/auth/email/proof", headers=bearer(access))
+    assert sent.status_code == 202, sent.text
+    mails = [m for m in await api.outbox() if m["template"] == "email_proof"]
+    match = re.search(r"\b(\d{6})\b", mails[-1]["body"])
+    assert match
+    proved = await client.post(
+        "/api/v1/auth/email/proof/verify", json={"code": match.group(1)}, headers=bearer(access)
+    )
+    assert proved.status_code == 200, proved.text
+
+
 async def enrol_totp(api: Api, client: httpx.AsyncClient, access: str) -> pyotp.TOTP:
+    factors = await client.get("/api/v1/auth/mfa", headers=bearer(access))
+    if not [f for f in factors.json() if f["status"] == "active"]:
+        await prove_email(api, client, access)
     enrol = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(access))
     assert enrol.status_code == 201, enrol.text
     body = enrol.json()

@@ -172,7 +172,7 @@ async def step_up(
     body: s.StepUpRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
     async with services.unit_of_work() as session:
-        ok = await services.auth.step_up(
+        denied = await services.auth.step_up(
             session,
             user_id=principal.user_id,
             session_id=principal.session_id,
@@ -181,8 +181,8 @@ async def step_up(
             request=request_info(request),
         )
     state_cache(request).drop(principal.session_id)
-    if not ok:
-        raise Unauthorized("that code was not accepted")
+    if denied is not None:
+        _raise_denied(denied)
     return s.Accepted(detail="confirmed; sensitive actions are allowed for the next few minutes")
 
 
@@ -360,6 +360,32 @@ async def put_ip_allowlist(
 
 
 # Factors --------------------------------------------------------------------------------
+
+
+@router.post("/email/proof", status_code=202, **guarded(AUTHENTICATED))
+async def send_email_proof(
+    request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        await services.factors.send_email_proof(
+            session, user=user, state=principal.state, request=request_info(request)
+        )
+    return s.Accepted(detail="a code was emailed to your verified address; it expires in 5 minutes")
+
+
+@router.post("/email/proof/verify", **guarded(AUTHENTICATED))
+async def verify_email_proof(
+    body: s.CodeRequest, request: Request, services: Services, principal: CurrentPrincipal
+) -> s.Accepted:
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        ok = await services.factors.verify_email_proof(
+            session, user=user, state=principal.state, code=body.code, request=request_info(request)
+        )
+    if not ok:
+        raise Unauthorized("that code was not accepted")
+    return s.Accepted(detail="email confirmed; you can add your first sign-in factor now")
 
 
 @router.get("/mfa", **guarded(AUTHENTICATED))

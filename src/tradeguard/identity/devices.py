@@ -16,7 +16,12 @@ def fingerprint(attributes: Mapping[str, str | None]) -> bytes:
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).digest()
 
 
+def _printable(text: str) -> str:
+    # Client-supplied: it is quoted in emails and UIs, so no control characters or newlines.
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
 def device_name(attributes: Mapping[str, str | None]) -> str:
-    agent = (attributes.get("user_agent") or "unknown client")[:80]
-    platform = attributes.get("platform")
-    return f"{agent} ({platform[:30]})" if platform else agent
+    agent = _printable(attributes.get("user_agent") or "")[:80] or "unknown client"
+    platform = _printable(attributes.get("platform") or "")[:30]
+    return f"{agent} ({platform})" if platform else agent

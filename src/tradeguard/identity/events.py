@@ -9,6 +9,7 @@ class IdentityEvent(StrEnum):
     USER_REGISTERED = "identity:user:registered"
     USER_CREATED = "identity:user:created"
     EMAIL_VERIFIED = "identity:email:verified"
+    EMAIL_PROVED = "identity:email:proved"
     LOGIN_SUCCEEDED = "identity:login:succeeded"
     LOGIN_FAILED = "identity:login:failed"
     LOGIN_THROTTLED = "identity:login:throttled"

@@ -15,14 +15,22 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import STAFF_ROLES, Role
-from tradeguard.core.errors import Forbidden, InvalidInput, NotFound, TradeguardError
+from tradeguard.core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    TradeguardError,
+)
 from tradeguard.identity import repository
 from tradeguard.identity.common import IdentityDeps, RequestInfo, new_secret_token
 from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.mfa import otp as otp_codes
 from tradeguard.identity.mfa import totp
 from tradeguard.identity.models import AuthTicket, BackupCode, MfaFactor, User
 from tradeguard.identity.sessions import (
     DESTINATION_PURPOSE,
+    OTP_PEPPER,
     TOTP_SECRET_PURPOSE,
     AuthService,
     Method,
@@ -30,6 +38,8 @@ from tradeguard.identity.sessions import (
 )
 
 ENROL_TICKET = "factor_enrol"
+EMAIL_PROOF_TICKET = "email_proof"
+MAX_EMAIL_PROOFS = 3
 PHONE_PATTERN = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -92,11 +102,155 @@ class FactorService:
                     "confirm with an enrolled factor at POST /api/v1/auth/mfa/step-up, then retry"
                 )
             return
-        # First factor: the password alone must be recent and the email proven.
+        # First factor: a password is not enough (it may be the attacker's only asset), so
+        # this session must also have proven control of the verified mailbox just now.
         if user.email_verified_ns is None:
             raise Forbidden("verify your email address before adding a second factor")
-        if now - state.created_ns > policy.ns(policy.recent_login_seconds):
-            raise StepUpRequired("sign in again, then add your first factor within 10 minutes")
+        if not await self._email_proven(session, user.id, state.session_id, now):
+            raise StepUpRequired(
+                "confirm your email first: POST /api/v1/auth/email/proof sends a code, "
+                "POST /api/v1/auth/email/proof/verify checks it"
+            )
+
+    async def _email_proven(
+        self, session: AsyncSession, user_id: str, session_id: str, now: int
+    ) -> bool:
+        window = self.deps.policy.ns(self.deps.policy.recent_login_seconds)
+        for ticket in await repository.recent_tickets(
+            session, user_id, EMAIL_PROOF_TICKET, since_ns=now - window
+        ):
+            payload = json.loads(ticket.payload)
+            if (
+                payload.get("session_id") == session_id
+                and ticket.used_ns is not None
+                and now - ticket.used_ns <= window
+            ):
+                return True
+        return False
+
+    async def send_email_proof(
+        self, session: AsyncSession, *, user: User, state: SessionState, request: RequestInfo
+    ) -> None:
+        """Email a one-time code proving this session controls the account's mailbox."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        if user.email_verified_ns is None:
+            raise Forbidden("verify your email address first")
+        window = deps.policy.ns(deps.policy.recent_login_seconds)
+        recent = await repository.recent_tickets(
+            session, user.id, EMAIL_PROOF_TICKET, since_ns=now - window
+        )
+        if len(recent) >= MAX_EMAIL_PROOFS:
+            raise TooManyRequests("too many codes requested; wait ten minutes")
+        code, challenge = otp_codes.issue(
+            channel=otp_codes.OtpChannel.EMAIL, now_ns=now, pepper=deps.pepper(OTP_PEPPER)
+        )
+        _, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=EMAIL_PROOF_TICKET,
+                user_id=user.id,
+                attempts=0,
+                created_ns=now,
+                expires_ns=challenge.expires_at_ns,
+                payload=json.dumps(
+                    {
+                        "session_id": state.session_id,
+                        "otp": {
+                            "challenge_id": challenge.challenge_id,
+                            "channel": challenge.channel.value,
+                            "code_hash": challenge.code_hash.hex(),
+                            "digits": challenge.digits,
+                            "expires_at_ns": challenge.expires_at_ns,
+                            "attempts_left": challenge.attempts_left,
+                            "used": False,
+                        },
+                    }
+                ),
+            )
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="email_proof",
+            subject="Your tradeguard confirmation code",
+            body=(
+                f"Your code is {code}. It expires in 5 minutes. Someone signed in to your account "
+                "is adding a sign-in method; if this was not you, change your password now."
+            ),
+        )
+
+    async def verify_email_proof(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        state: SessionState,
+        code: str,
+        request: RequestInfo,
+    ) -> bool:
+        deps, now = self.deps, self.deps.clock.now_ns()
+        if await self.auth.mfa_blocked(session, user.id):
+            raise TooManyRequests("too many wrong codes; wait before trying again")
+        candidates = [
+            t
+            for t in await repository.recent_tickets(
+                session,
+                user.id,
+                EMAIL_PROOF_TICKET,
+                since_ns=now - deps.policy.ns(deps.policy.recent_login_seconds),
+            )
+            if t.used_ns is None
+            and t.expires_ns > now
+            and json.loads(t.payload).get("session_id") == state.session_id
+        ]
+        if not candidates:
+            raise NotFound("no code is pending for this session; request one first")
+        ticket = candidates[-1]
+        if (
+            await repository.reserve_ticket_attempt(
+                session, ticket.id, deps.policy.max_ticket_attempts
+            )
+            is None
+        ):
+            return False
+        payload = json.loads(ticket.payload)
+        ok = self.auth._check_otp(payload, code, now)
+        ticket.payload = json.dumps(payload)
+        if not ok:
+            await self.auth.record_mfa_failure(session, user, request, method="email_proof")
+            return False
+        await repository.spend_ticket(session, ticket.id, now)
+        await self.auth.clear_mfa_failures(session, user.id)
+        await deps.audit(
+            session,
+            IdentityEvent.EMAIL_PROVED,
+            user_id=user.id,
+            request=request,
+            data={"session_id": state.session_id},
+        )
+        return True
+
+    async def after_first_factor(
+        self, session: AsyncSession, *, user: User, current_session_id: str, request: RequestInfo
+    ) -> list[str]:
+        """Once a first factor exists, end every other password-only session of the user."""
+        others = [
+            s
+            for s in await repository.sessions_of(session, user.id, self.deps.clock.now_ns())
+            if s.id != current_session_id and s.mfa_verified_ns is None
+        ]
+        revoked: list[str] = []
+        for other in others:
+            revoked += await self.auth.revoke(
+                session,
+                user_id=user.id,
+                session_id=other.id,
+                request=request,
+                reason="first_factor_enrolled",
+            )
+        return revoked
 
     # TOTP -----------------------------------------------------------------------------
 
@@ -162,12 +316,19 @@ class FactorService:
                 data={"method": "totp", "enrolment": True},
             )
             return False
-        await self._activate(session, user, factor, request)
+        await self._activate(session, user, factor, request, state=state)
         return True
 
     async def _activate(
-        self, session: AsyncSession, user: User, factor: MfaFactor, request: RequestInfo
+        self,
+        session: AsyncSession,
+        user: User,
+        factor: MfaFactor,
+        request: RequestInfo,
+        *,
+        state: SessionState,
     ) -> None:
+        first = not await repository.factors_of(session, user.id)
         factor.status = "active"
         factor.confirmed_ns = self.deps.clock.now_ns()
         await self.deps.audit(
@@ -178,6 +339,10 @@ class FactorService:
             data={"factor_id": factor.id, "kind": factor.kind},
         )
         await self._notify(session, user, f"A new sign-in factor was added: {factor.label}.")
+        if first:
+            await self.after_first_factor(
+                session, user=user, current_session_id=state.session_id, request=request
+            )
 
     async def _notify(self, session: AsyncSession, user: User, what: str) -> None:
         await self.deps.notifier.enqueue_email(
@@ -331,7 +496,7 @@ class FactorService:
         if not ok:
             return False
         ticket.used_ns = now
-        await self._activate(session, user, factor, request)
+        await self._activate(session, user, factor, request, state=state)
         return True
 
     # Removal ----------------------------------------------------------------------------
@@ -345,10 +510,10 @@ class FactorService:
         factor_id: str,
         request: RequestInfo,
     ) -> None:
-        await self.require_fresh_factor(session, user=user, state=state)
         factor = await repository.factor_of(session, user.id, factor_id)
         if factor is None:
             raise NotFound("no factor with that id")
+        await self.require_fresh_factor(session, user=user, state=state)
         remaining = [f for f in await repository.factors_of(session, user.id) if f.id != factor.id]
         role = Role(user.role)
         if (

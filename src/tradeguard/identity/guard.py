@@ -22,7 +22,7 @@ from tradeguard.identity.common import RequestInfo
 from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import allowed
-from tradeguard.identity.sessions import SessionState
+from tradeguard.identity.sessions import SessionState, effective_permissions
 from tradeguard.ledger.domain import LedgerEvent, Party
 
 PERMISSION_EXTENSION = "x-permission"
@@ -145,7 +145,10 @@ async def authenticated(request: Request, services: Services) -> Principal:
         user_id=state.user_id,
         session_id=state.session_id,
         role=state.role,
-        permissions=frozenset(claims.permissions),
+        # The token's claims, narrowed to what the session may use now: a demotion, a removed
+        # factor or a revoked device takes effect at once, not when the token expires.
+        permissions=frozenset(claims.permissions)
+        & frozenset(effective_permissions(state.role, list(claims.amr), state.device_authorized)),
         amr=claims.amr,
         state=state,
     )

@@ -28,6 +28,9 @@ class IdentityPolicy:
     reset_token_seconds: int = 1800
     recent_login_seconds: int = 600
     max_ticket_attempts: int = 5
+    # Wrong second-factor codes per user per window before the account locks (TOTP guessing
+    # needs ~10^5 tries; back-off after the first few keeps a burst from getting near that).
+    max_mfa_failures: int = 10
     sms_enabled: bool = True
 
     @property

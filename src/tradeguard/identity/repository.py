@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.identity.models import (
@@ -57,6 +60,54 @@ async def throttle(session: AsyncSession, key: str) -> AuthThrottle | None:
     return await session.get(AuthThrottle, key)
 
 
+async def increment_throttle(
+    session: AsyncSession, key: str, *, now_ns: int, window_ns: int
+) -> int:
+    """Count one failure atomically (concurrent failures are all counted); returns the count.
+
+    An expired window starts over at 1. The upsert takes the row lock, so parallel requests
+    cannot each read the same old count and write it back plus one.
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    upsert: Any = (
+        pg_insert(AuthThrottle) if dialect == "postgresql" else sqlite_insert(AuthThrottle)
+    )
+    table = AuthThrottle.__table__.c
+    expired = table.window_start_ns < now_ns - window_ns
+    statement = (
+        upsert.values(key=key, failures=1, window_start_ns=now_ns, blocked_until_ns=None)
+        .on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "failures": case((expired, 1), else_=table.failures + 1),
+                "window_start_ns": case((expired, now_ns), else_=table.window_start_ns),
+            },
+        )
+        .returning(table.failures)
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def block_throttle(session: AsyncSession, key: str, until_ns: int) -> None:
+    await session.execute(
+        update(AuthThrottle).where(AuthThrottle.key == key).values(blocked_until_ns=until_ns)
+    )
+
+
+async def reserve_ticket_attempt(
+    session: AsyncSession, ticket_id: str, max_attempts: int
+) -> int | None:
+    """Take one guess from a ticket atomically; None when no guess is left."""
+    result = await session.execute(
+        update(AuthTicket)
+        .where(AuthTicket.id == ticket_id, AuthTicket.attempts < max_attempts)
+        .values(attempts=AuthTicket.attempts + 1)
+        .returning(AuthTicket.attempts)
+    )
+    value = result.scalar_one_or_none()
+    return None if value is None else int(value)
+
+
 async def clear_throttle(session: AsyncSession, key: str) -> None:
     await session.execute(delete(AuthThrottle).where(AuthThrottle.key == key))
 
@@ -77,6 +128,21 @@ async def open_ticket(
     if row is None or row.used_ns is not None or row.expires_ns <= now_ns:
         return None
     return row
+
+
+async def recent_tickets(
+    session: AsyncSession, user_id: str, kind: str, *, since_ns: int
+) -> Sequence[AuthTicket]:
+    query = (
+        select(AuthTicket)
+        .where(
+            AuthTicket.user_id == user_id,
+            AuthTicket.kind == kind,
+            AuthTicket.created_ns >= since_ns,
+        )
+        .order_by(AuthTicket.created_ns)
+    )
+    return (await session.execute(query)).scalars().all()
 
 
 async def ticket_by_id(session: AsyncSession, ticket_id: str, kind: str) -> AuthTicket | None:

@@ -130,6 +130,10 @@ class ConfirmRequest(Strict):
     code: Code
 
 
+class CodeRequest(Strict):
+    code: Code
+
+
 class SmsEnrolRequest(Strict):
     phone: Annotated[str, Field(min_length=8, max_length=16)]
 

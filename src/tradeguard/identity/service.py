@@ -26,7 +26,7 @@ from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
-from tradeguard.identity.sessions import AuthService, Method
+from tradeguard.identity.sessions import DESTINATION_PURPOSE, AuthService, Method
 from tradeguard.ledger.domain import SYSTEM, Party
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,10 @@ class AccountService:
         name = normalize_username(username)
         address = normalize_email(email)
         await self._check_password(password, user_inputs=(name, address))
+        # The username first: answering "taken" only when the email is new would tell the
+        # caller which emails have accounts.
+        if await repository.username_taken(session, name):
+            raise Conflict("that username is taken; choose another")
         existing = await repository.user_by_email(session, address)
         if existing is not None:
             await self.deps.notifier.enqueue_email(
@@ -180,8 +184,6 @@ class AccountService:
             # Hash anyway so both paths cost the same time.
             self.hasher.hash(password)
             return
-        if await repository.username_taken(session, name):
-            raise Conflict("that username is taken; choose another")
         user = await self.create_user(
             session,
             username=name,
@@ -197,19 +199,13 @@ class AccountService:
     async def _send_email_verification(
         self, session: AsyncSession, user_id: str, email: str
     ) -> None:
-        deps, now = self.deps, self.deps.clock.now_ns()
-        token, token_hash = new_secret_token()
-        session.add(
-            AuthTicket(
-                id=deps.ids.new_str(),
-                token_hash=token_hash,
-                kind=EMAIL_VERIFY_TICKET,
-                user_id=user_id,
-                payload=json.dumps({"email": email}),
-                attempts=0,
-                created_ns=now,
-                expires_ns=now + deps.policy.ns(deps.policy.email_token_seconds),
-            )
+        deps = self.deps
+        token = self._issue_ticket(
+            session,
+            kind=EMAIL_VERIFY_TICKET,
+            user_id=user_id,
+            payload={"email": email},
+            ttl_seconds=deps.policy.email_token_seconds,
         )
         await deps.notifier.enqueue_email(
             session,
@@ -240,6 +236,32 @@ class AccountService:
         )
         return True
 
+    def _issue_ticket(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        user_id: str,
+        ttl_seconds: int,
+        payload: dict[str, str] | None = None,
+    ) -> str:
+        """A single-use emailed secret: returns the token; only its hash is stored."""
+        now = self.deps.clock.now_ns()
+        token, token_hash = new_secret_token()
+        session.add(
+            AuthTicket(
+                id=self.deps.ids.new_str(),
+                token_hash=token_hash,
+                kind=kind,
+                user_id=user_id,
+                payload=json.dumps(payload or {}),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + self.deps.policy.ns(ttl_seconds),
+            )
+        )
+        return token
+
     async def _live_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
         if not token or len(token) > 128:
             return None
@@ -260,18 +282,11 @@ class AccountService:
             return
         deps, now = self.deps, self.deps.clock.now_ns()
         await repository.spend_open_tickets(session, user.id, RESET_TICKET, now)
-        token, token_hash = new_secret_token()
-        session.add(
-            AuthTicket(
-                id=deps.ids.new_str(),
-                token_hash=token_hash,
-                kind=RESET_TICKET,
-                user_id=user.id,
-                payload="{}",
-                attempts=0,
-                created_ns=now,
-                expires_ns=now + deps.policy.ns(deps.policy.reset_token_seconds),
-            )
+        token = self._issue_ticket(
+            session,
+            kind=RESET_TICKET,
+            user_id=user.id,
+            ttl_seconds=deps.policy.reset_token_seconds,
         )
         await deps.audit(
             session, IdentityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id, request=request
@@ -325,14 +340,23 @@ class AccountService:
                     else "this account needs a manual identity review to reset; contact support",
                     methods=usable,
                 )
+            if await self.auth.mfa_blocked(session, user.id):
+                return None
+            # One guess per reservation, taken atomically; a token has only a few.
+            if (
+                await repository.reserve_ticket_attempt(
+                    session, row.id, deps.policy.max_ticket_attempts
+                )
+                is None
+            ):
+                return None
             ok = await self.auth.check_factor(
                 session, user_id=user.id, method=Method(method), code=code or "", payload={}
             )
             if not ok:
-                row.attempts += 1
-                if row.attempts >= deps.policy.max_ticket_attempts:
-                    row.used_ns = deps.clock.now_ns()
+                await self.auth.record_mfa_failure(session, user, request, method=f"reset:{method}")
                 return None
+            await self.auth.clear_mfa_failures(session, user.id)
         if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
             return None
         user.password_hash = self.hasher.hash(new_password)
@@ -446,18 +470,12 @@ class AccountService:
         )
         if await repository.email_taken(session, address):
             return
-        token, token_hash = new_secret_token()
-        session.add(
-            AuthTicket(
-                id=deps.ids.new_str(),
-                token_hash=token_hash,
-                kind=EMAIL_CHANGE_TICKET,
-                user_id=user.id,
-                payload=json.dumps({"email": address, "old": user.email}),
-                attempts=0,
-                created_ns=now,
-                expires_ns=now + deps.policy.ns(deps.policy.reset_token_seconds),
-            )
+        token = self._issue_ticket(
+            session,
+            kind=EMAIL_CHANGE_TICKET,
+            user_id=user.id,
+            payload={"email": address, "old": user.email},
+            ttl_seconds=deps.policy.reset_token_seconds,
         )
         await deps.notifier.enqueue_email(
             session,
@@ -490,6 +508,14 @@ class AccountService:
         old = user.email
         user.email = address
         user.email_verified_ns = deps.clock.now_ns()
+        # Codes and links must follow the address: the old mailbox may be the reason for the
+        # change, and must not keep signing in or resetting the account.
+        for factor in await repository.factors_of(session, user.id, status=None):
+            if factor.kind == "email":
+                factor.destination_enc = deps.keyring.encrypt(
+                    address.encode(), purpose=DESTINATION_PURPOSE, context=factor.id.encode()
+                )
+        await repository.spend_open_tickets(session, user.id, RESET_TICKET, deps.clock.now_ns())
         await deps.audit(session, IdentityEvent.EMAIL_CHANGED, user_id=user.id, request=request)
         await deps.notifier.enqueue_email(
             session,

@@ -31,7 +31,6 @@ from tradeguard.identity.mfa import totp
 from tradeguard.identity.mfa.backup_codes import BackupCodeBook
 from tradeguard.identity.models import (
     AuthSession,
-    AuthThrottle,
     AuthTicket,
     Device,
     MfaFactor,
@@ -39,7 +38,7 @@ from tradeguard.identity.models import (
     User,
 )
 from tradeguard.identity.password_hashing import PasswordHasher
-from tradeguard.identity.throttle import ThrottleState, after_failure
+from tradeguard.identity.throttle import WINDOW_SECONDS, ThrottleState, delay_seconds
 from tradeguard.identity.tokens import AccessTokenIssuer, new_refresh_token
 
 MFA_TICKET = "mfa_login"
@@ -174,7 +173,9 @@ class AuthService:
             )
         if not _ip_allowed(user, request.ip):
             await deps.audit(session, IdentityEvent.IP_REFUSED, user_id=user.id, request=request)
-            return Denied(Failure.IP_NOT_ALLOWED)
+            # Counted like a wrong password: otherwise the missing back-off would tell a
+            # guesser outside the allowlist that this password is the right one.
+            return await self._password_failed(session, user, account_key, ip_key, request)
         await repository.clear_throttle(session, account_key)
         user.failed_logins = 0
         if self.hasher.needs_rehash(user.password_hash):
@@ -228,31 +229,56 @@ class AuthService:
 
     async def _count_failure(self, session: AsyncSession, key: str, limit: int) -> ThrottleState:
         now, policy = self.deps.clock.now_ns(), self.deps.policy
-        row = await repository.throttle(session, key)
-        state = (
-            None
-            if row is None
-            else ThrottleState(row.failures, row.window_start_ns, row.blocked_until_ns)
+        failures = await repository.increment_throttle(
+            session, key, now_ns=now, window_ns=WINDOW_SECONDS * NS_PER_SECOND
         )
-        new = after_failure(
-            state, now_ns=now, max_failures=limit, lockout_seconds=policy.lockout_seconds
+        delay = delay_seconds(failures, max_failures=limit, lockout_seconds=policy.lockout_seconds)
+        blocked = now + delay * NS_PER_SECOND if delay else None
+        if blocked is not None:
+            await repository.block_throttle(session, key, blocked)
+        return ThrottleState(failures, now, blocked)
+
+    # Second-factor guessing is limited per user, across tickets, step-ups and resets: a
+    # correct password must not reset it, or each new login would bring fresh guesses.
+
+    async def mfa_blocked(self, session: AsyncSession, user_id: str) -> int:
+        return await self._blocked_for(session, f"mfa:{user_id}", self.deps.clock.now_ns())
+
+    async def record_mfa_failure(
+        self, session: AsyncSession, user: User, request: RequestInfo, *, method: str
+    ) -> None:
+        deps, policy = self.deps, self.deps.policy
+        state = await self._count_failure(session, f"mfa:{user.id}", policy.max_mfa_failures)
+        await deps.audit(
+            session,
+            IdentityEvent.MFA_FAILED,
+            user_id=user.id,
+            request=request,
+            data={"method": method, "failures": state.failures},
         )
-        if row is None:
-            session.add(
-                AuthThrottle(
-                    key=key,
-                    failures=new.failures,
-                    window_start_ns=new.window_start_ns,
-                    blocked_until_ns=new.blocked_until_ns,
-                )
+        if state.failures == policy.max_mfa_failures:
+            user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
+            await deps.audit(
+                session,
+                IdentityEvent.ACCOUNT_LOCKED,
+                user_id=user.id,
+                request=request,
+                data={"seconds": policy.lockout_seconds, "reason": "second_factor_failures"},
             )
-        else:
-            row.failures, row.window_start_ns, row.blocked_until_ns = (
-                new.failures,
-                new.window_start_ns,
-                new.blocked_until_ns,
+            await deps.notifier.enqueue_email(
+                session,
+                to=user.email,
+                template="account_locked",
+                subject="Your tradeguard account was temporarily locked",
+                body=(
+                    f"After {state.failures} wrong second-factor codes your account is locked "
+                    f"for {policy.lockout_seconds // 60} minutes. Someone may know your password: "
+                    "change it and review your devices."
+                ),
             )
-        return new
+
+    async def clear_mfa_failures(self, session: AsyncSession, user_id: str) -> None:
+        await repository.clear_throttle(session, f"mfa:{user_id}")
 
     async def _password_failed(
         self,
@@ -423,6 +449,14 @@ class AuthService:
         user = await repository.user_by_id(session, row.user_id)
         if user is None:
             return Denied(Failure.INVALID_TICKET)
+        if await self.mfa_blocked(session, user.id):
+            return Denied(Failure.THROTTLED, retry_after_seconds=60)
+        # Take the guess atomically before checking it: parallel requests cannot share one.
+        attempt = await repository.reserve_ticket_attempt(
+            session, row.id, deps.policy.max_ticket_attempts
+        )
+        if attempt is None:
+            return Denied(Failure.INVALID_TICKET)
         payload = json.loads(row.payload)
         if method is Method.WEBAUTHN and webauthn_verifier is not None:
             ok = await webauthn_verifier(session, user, payload)
@@ -431,16 +465,10 @@ class AuthService:
                 session, user_id=user.id, method=method, code=code or "", payload=payload
             )
         if not ok:
-            row.attempts += 1
             row.payload = json.dumps(payload)
-            await deps.audit(
-                session,
-                IdentityEvent.MFA_FAILED,
-                user_id=user.id,
-                request=request,
-                data={"method": method.value, "attempt": row.attempts},
-            )
+            await self.record_mfa_failure(session, user, request, method=method.value)
             return Denied(Failure.WRONG_CODE)
+        await self.clear_mfa_failures(session, user.id)
         if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
             return Denied(Failure.INVALID_TICKET)
         device = await repository.device_of(session, user.id, str(payload.get("device_id", "")))
@@ -616,7 +644,9 @@ class AuthService:
             subject=user.id,
             session_id=auth.id,
             role=role.value,
-            permissions=effective_permissions(role, auth.amr.split(), device),
+            permissions=effective_permissions(
+                role, auth.amr.split(), device is not None and device.authorized_ns is not None
+            ),
             amr=auth.amr.split(),
         )
         expires = access.claims.expires_at - access.claims.issued_at
@@ -747,26 +777,34 @@ class AuthService:
         method: Method,
         code: str,
         request: RequestInfo,
-    ) -> bool:
+    ) -> Denied | None:
         """Re-prove a second factor inside an existing session (for sensitive actions)."""
+        user = await repository.user_by_id(session, user_id)
+        if user is None:
+            return Denied(Failure.INVALID_TICKET)
+        if await self.mfa_blocked(session, user_id):
+            return Denied(Failure.THROTTLED, retry_after_seconds=60)
         ok = await self.check_factor(session, user_id=user_id, method=method, code=code, payload={})
+        if not ok:
+            await self.record_mfa_failure(session, user, request, method=f"{method.value}:step_up")
+            return Denied(Failure.WRONG_CODE)
+        await self.clear_mfa_failures(session, user_id)
         await self.deps.audit(
             session,
-            IdentityEvent.MFA_VERIFIED if ok else IdentityEvent.MFA_FAILED,
+            IdentityEvent.MFA_VERIFIED,
             user_id=user_id,
             request=request,
             data={"method": method.value, "step_up": True},
         )
-        if ok:
-            auth = await repository.auth_session(session, session_id)
-            if auth is not None:
-                auth.mfa_verified_ns = self.deps.clock.now_ns()
-                if AMR[method] not in auth.amr.split():
-                    auth.amr = f"{auth.amr} {AMR[method]} mfa".strip()
-        return ok
+        auth = await repository.auth_session(session, session_id)
+        if auth is not None:
+            auth.mfa_verified_ns = self.deps.clock.now_ns()
+            if AMR[method] not in auth.amr.split():
+                auth.amr = f"{auth.amr} {AMR[method]} mfa".strip()
+        return None
 
 
-def effective_permissions(role: Role, amr: list[str], device: Device | None) -> list[str]:
+def effective_permissions(role: Role, amr: list[str], device_authorized: bool) -> list[str]:
     """Role permissions, less what this session may not yet use (deny by default).
 
     Without a verified second factor a session can only look and enrol one (ACCT-1). Staff
@@ -779,8 +817,7 @@ def effective_permissions(role: Role, amr: list[str], device: Device | None) -> 
         return granted if "hwk" in amr else []
     if not second_factor:
         return [p for p in granted if p == Permission.ACCOUNT_VIEW]
-    device_ok = device is not None and device.authorized_ns is not None
-    return [p for p in granted if device_ok or p not in GUARDED_PERMISSIONS]
+    return [p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS]
 
 
 def _ip_allowed(user: User, ip: str | None) -> bool:

@@ -23,6 +23,16 @@ class ThrottleState:
         return self.blocked_until_ns - now_ns
 
 
+def delay_seconds(failures: int, *, max_failures: int, lockout_seconds: int) -> int:
+    """How long to block after `failures` failures in the window: back-off, then the lock."""
+    if failures >= max_failures:
+        return lockout_seconds
+    if failures > FREE_FAILURES:
+        backoff: int = 2 ** min(failures - FREE_FAILURES - 1, 30)
+        return min(backoff, lockout_seconds)
+    return 0
+
+
 def after_failure(
     state: ThrottleState | None, *, now_ns: int, max_failures: int, lockout_seconds: int
 ) -> ThrottleState:

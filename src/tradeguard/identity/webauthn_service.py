@@ -220,6 +220,7 @@ class WebAuthnService:
             return await self._registration_refused(
                 session, user, WebAuthnRefusal.CREDENTIAL_IN_USE, request
             )
+        first = not await repository.factors_of(session, user.id)
         factor = MfaFactor(
             id=deps.ids.new_str(),
             user_id=user.id,
@@ -261,6 +262,10 @@ class WebAuthnService:
         await self.factors._notify(
             session, user, f"A new sign-in factor was added: {factor.label}."
         )
+        if first:
+            await self.factors.after_first_factor(
+                session, user=user, current_session_id=state.session_id, request=request
+            )
         return RegisteredFactor(factor.id, factor.label, passkey)
 
     async def _registration_refused(

@@ -7,7 +7,6 @@ import json
 import re
 
 import httpx
-import pyotp
 import pytest
 
 from tests.support.api import (
@@ -19,6 +18,7 @@ from tests.support.api import (
     is_problem,
     login,
     login_with_totp,
+    prove_email,
     register_verified,
     step_up,
     user_with_totp,
@@ -56,7 +56,14 @@ async def last_sms_code(api: Api, phone: str = PHONE) -> str:
     return match.group(1)
 
 
+async def prove_if_first(api: Api, client: httpx.AsyncClient, access: str) -> None:
+    factors = await client.get("/api/v1/auth/mfa", headers=bearer(access))
+    if not [f for f in factors.json() if f["status"] == "active"]:
+        await prove_email(api, client, access)
+
+
 async def enrol_email_factor(api: Api, client: httpx.AsyncClient, access: str) -> str:
+    await prove_if_first(api, client, access)
     started = await client.post("/api/v1/auth/mfa/email/enroll", headers=bearer(access))
     assert started.status_code == 201, started.text
     factor_id: str = started.json()["factor_id"]
@@ -71,6 +78,7 @@ async def enrol_email_factor(api: Api, client: httpx.AsyncClient, access: str) -
 
 
 async def enrol_sms_factor(api: Api, client: httpx.AsyncClient, access: str) -> str:
+    await prove_if_first(api, client, access)
     started = await client.post(
         "/api/v1/auth/mfa/sms/enroll", json={"phone": PHONE}, headers=bearer(access)
     )
@@ -208,6 +216,7 @@ class TestEmailCodeFactor:
         async with api.client() as client:
             await register_verified(api, client)
             access = (await login(client))["access_token"]
+            await prove_email(api, client, access)
             started = await client.post("/api/v1/auth/mfa/email/enroll", headers=bearer(access))
             code = await api.last_code_in_mail("alice@example.com")
             wrong = "000000" if code != "000000" else "111111"
@@ -230,9 +239,10 @@ class TestEmailCodeFactor:
             await client.post("/api/v1/auth/mfa/send", json={"ticket": ticket, "method": "email"})
             code = await api.last_code_in_mail("alice@example.com")
             wrong = f"{(int(code) + 1) % 10**6:06d}"
-            statuses = [(await verify_with(client, ticket, "email", wrong)).status_code]
-            for _ in range(4):
+            statuses = []
+            for _ in range(5):
                 statuses.append((await verify_with(client, ticket, "email", wrong)).status_code)
+                api.clock.advance(seconds=20)  # past the per-user back-off (a few seconds)
             right_too_late = await verify_with(client, ticket, "email", code)
             resend = await client.post(
                 "/api/v1/auth/mfa/send", json={"ticket": ticket, "method": "email"}
@@ -241,7 +251,7 @@ class TestEmailCodeFactor:
         assert right_too_late.status_code == 401
         assert resend.status_code == 401
         failures = await audit_events(api, "identity:mfa:failed")
-        assert [event["data"]["attempt"] for event in failures] == [1, 2, 3, 4, 5]
+        assert [event["data"]["failures"] for event in failures] == [1, 2, 3, 4, 5]
 
     @pytest.mark.spec("AUTH-5", "API-2")
     async def test_more_than_three_sends_per_ticket_are_refused(self, api: Api) -> None:
@@ -283,6 +293,7 @@ class TestEmailCodeFactor:
         async with api.client() as client:
             await register_verified(api, client)
             access = (await login(client))["access_token"]
+            await prove_email(api, client, access)
             started = await client.post("/api/v1/auth/mfa/email/enroll", headers=bearer(access))
             code = await api.last_code_in_mail("alice@example.com")
             api.clock.advance(seconds=6 * 60)
@@ -337,6 +348,7 @@ class TestSmsCodeFactor:
         async with api.client() as client:
             await register_verified(api, client)
             access = (await login(client))["access_token"]
+            await prove_email(api, client, access)
             responses = [
                 await client.post(
                     "/api/v1/auth/mfa/sms/enroll", json={"phone": phone}, headers=bearer(access)
@@ -376,9 +388,10 @@ class TestSmsCodeFactor:
             ]
             code = await last_sms_code(api)
             wrong = f"{(int(code) + 7) % 10**6:06d}"
-            guesses = [
-                (await verify_with(client, guessed, "sms", wrong)).status_code for _ in range(5)
-            ]
+            guesses = []
+            for _ in range(5):
+                guesses.append((await verify_with(client, guessed, "sms", wrong)).status_code)
+                api.clock.advance(seconds=20)  # past the per-user back-off
             right_too_late = await verify_with(client, guessed, "sms", code)
             waited = (await login(client))["ticket"]
             await client.post("/api/v1/auth/mfa/send", json={"ticket": waited, "method": "sms"})
@@ -457,7 +470,7 @@ class TestFactorRemoval:
 
 class TestFactorEnrolmentRules:
     @pytest.mark.spec("ACCT-1", "ATO-2")
-    async def test_a_password_only_session_cannot_add_a_factor_once_one_exists(
+    async def test_password_only_sessions_end_when_the_first_factor_is_enrolled(
         self, api: Api
     ) -> None:
         async with api.client() as client:
@@ -471,28 +484,55 @@ class TestFactorEnrolmentRules:
             sms_attempt = await client.post(
                 "/api/v1/auth/mfa/sms/enroll", json={"phone": PHONE}, headers=bearer(attacker)
             )
-            codes_attempt = await client.post(
-                "/api/v1/auth/mfa/backup-codes", headers=bearer(attacker)
-            )
             password_only = await login(client)
-        for response in (totp_attempt, sms_attempt, codes_attempt):
-            assert is_problem(response, 403, "step-up-required")
+        for response in (totp_attempt, sms_attempt):
+            assert response.status_code == 401
         assert password_only["status"] == "mfa_required"
         assert not [m for m in await api.outbox() if m["channel"] == "sms"]
+        revoked = await audit_events(api, "identity:session:revoked")
+        assert [e["data"]["reason"] for e in revoked] == ["first_factor_enrolled"]
 
     @pytest.mark.spec("ACCT-1", "ATO-2")
-    async def test_the_first_factor_needs_a_sign_in_from_the_last_ten_minutes(
-        self, api: Api
-    ) -> None:
+    async def test_a_password_alone_cannot_add_the_first_factor(self, api: Api) -> None:
         async with api.client() as client:
             await register_verified(api, client)
-            stale = (await login(client))["access_token"]
+            attacker = (await login(client))["access_token"]
+            attempts = [
+                await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(attacker)),
+                await client.post(
+                    "/api/v1/auth/mfa/sms/enroll", json={"phone": PHONE}, headers=bearer(attacker)
+                ),
+                await client.post(
+                    "/api/v1/auth/webauthn/register/options",
+                    json={"passkey": True},
+                    headers=bearer(attacker),
+                ),
+            ]
+        for response in attempts:
+            assert is_problem(response, 403, "step-up-required")
+        assert not await audit_events(api, "identity:factor:enrolled")
+
+    @pytest.mark.spec("ACCT-1", "ATO-2")
+    async def test_the_mailbox_proof_is_single_use_per_session_and_expires(self, api: Api) -> None:
+        async with api.client() as client:
+            await register_verified(api, client)
+            first = (await login(client))["access_token"]
+            await prove_email(api, client, first)
+            other = (await login(client))["access_token"]
+            other_session = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(other))
             api.clock.advance(seconds=11 * 60)
-            refused = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(stale))
-            fresh = (await login(client))["access_token"]
-            accepted = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(fresh))
-        assert is_problem(refused, 403, "step-up-required")
-        assert accepted.status_code == 201, accepted.text
+            stale = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(first))
+            wrong = await client.post("/api/v1/auth/email/proof", headers=bearer(first))
+            bad = await client.post(
+                "/api/v1/auth/email/proof/verify", json={"code": "000000"}, headers=bearer(first)
+            )
+            await prove_email(api, client, first)
+            fresh = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(first))
+        assert is_problem(other_session, 403, "step-up-required")
+        assert is_problem(stale, 403, "step-up-required")
+        assert wrong.status_code == 202
+        assert bad.status_code == 401
+        assert fresh.status_code == 201, fresh.text
 
     @pytest.mark.spec("ACCT-1", "AUTH-5")
     async def test_an_unverified_email_cannot_add_a_first_factor(self, api: Api) -> None:
@@ -515,42 +555,6 @@ class TestFactorEnrolmentRules:
             assert is_problem(response, 403, "forbidden")
         assert not await audit_events(api, "identity:factor:enrolled")
 
-    @pytest.mark.spec("ACCT-1", "ATO-2")
-    async def test_a_factor_started_before_the_owner_enrolled_cannot_be_confirmed_later(
-        self, api: Api
-    ) -> None:
-        async with api.client() as client:
-            await register_verified(api, client)
-            attacker = (await login(client))["access_token"]
-            started = await client.post("/api/v1/auth/mfa/totp/enroll", headers=bearer(attacker))
-            sms_started = await client.post(
-                "/api/v1/auth/mfa/sms/enroll", json={"phone": PHONE}, headers=bearer(attacker)
-            )
-            sms_code = await last_sms_code(api)
-            owner = (await login(client))["access_token"]
-            await enrol_totp(api, client, owner)
-            api.clock.advance(seconds=30)
-            attacker_totp = pyotp.TOTP(started.json()["secret"])
-            totp_confirm = await client.post(
-                "/api/v1/auth/mfa/totp/confirm",
-                json={
-                    "factor_id": started.json()["factor_id"],
-                    "code": attacker_totp.at(api.clock.now_ns() // 10**9),
-                },
-                headers=bearer(attacker),
-            )
-            sms_confirm = await client.post(
-                "/api/v1/auth/mfa/sms/confirm",
-                json={"factor_id": sms_started.json()["factor_id"], "code": sms_code},
-                headers=bearer(attacker),
-            )
-            challenge = await login(client)
-        for response in (totp_confirm, sms_confirm):
-            assert is_problem(response, 403, "step-up-required")
-        assert challenge["methods"] == ["totp"]
-        confirmed = await audit_events(api, "identity:factor:confirmed")
-        assert len(confirmed) == 1
-
 
 class TestBackupCodesAreNeverTheOnlyFactor:
     @pytest.mark.spec("AUTH-7", "ACCT-1")
@@ -558,6 +562,7 @@ class TestBackupCodesAreNeverTheOnlyFactor:
         async with api.client() as client:
             await register_verified(api, client)
             access = (await login(client))["access_token"]
+            await prove_email(api, client, access)
             response = await client.post("/api/v1/auth/mfa/backup-codes", headers=bearer(access))
         assert response.status_code == 409
         assert response.json()["type"].endswith("factor-conflict")

@@ -18,6 +18,7 @@ from tests.support.api import (
     enrol_totp,
     login,
     login_with_totp,
+    prove_email,
     register_verified,
 )
 from tests.support.webauthn_authenticator import (
@@ -47,7 +48,9 @@ async def events(api: Api, event_type: str | None = None) -> list[dict[str, Any]
 async def password_session(api: Api, client: httpx.AsyncClient, username: str = "alice") -> str:
     """A fresh account's first, password-only session (it may add its first factor)."""
     await register_verified(api, client, username)
-    return str((await login(client, username))["access_token"])
+    access = str((await login(client, username))["access_token"])
+    await prove_email(api, client, access)
+    return access
 
 
 async def registration_options(
@@ -563,6 +566,7 @@ class TestPasskeyLogin:
             )
         async with api.client() as client:
             access = str((await login(client, "auditor"))["access_token"])
+            await prove_email(api, client, access)
             await register_authenticator(api, client, access, passkey, passkey=True)
             response = await login_with_passkey(api, client, passkey)
 
