@@ -13,7 +13,9 @@ parameters; `needs_rehash` upgrades them at the next successful login when defau
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -39,7 +41,9 @@ class Argon2Parameters:
 class PasswordHasher:
     """Hash and verify NFKC-normalized passwords with Argon2id."""
 
-    def __init__(self, parameters: Argon2Parameters | None = None) -> None:
+    def __init__(
+        self, parameters: Argon2Parameters | None = None, *, max_concurrent: int | None = None
+    ) -> None:
         self.parameters = parameters or Argon2Parameters()
         self._hasher = argon2.PasswordHasher(
             time_cost=self.parameters.time_cost,
@@ -53,6 +57,7 @@ class PasswordHasher:
         # verifying against it costs what a real verify costs, so a login for an unknown user
         # takes as long as one for a known user with a wrong password (no enumeration by time).
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+        self._slots = asyncio.Semaphore(max_concurrent or max(2, os.cpu_count() or 2))
 
     def hash(self, password: str) -> str:
         """The PHC-format Argon2id hash of the normalized password."""
@@ -78,6 +83,23 @@ class PasswordHasher:
         with contextlib.suppress(VerifyMismatchError):
             self._hasher.verify(self._dummy_hash, b"not-the-password")
         return False
+
+    # Async forms for request handlers: a hash takes ~55 ms of CPU, which on the event loop
+    # would stall every other request in the process. argon2-cffi releases the GIL, so worker
+    # threads run hashes in parallel; the semaphore caps how many run at once (each holds
+    # 46 MiB), so a burst of logins queues instead of exhausting memory.
+
+    async def hash_async(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self.hash, password)
+
+    async def verify_async(self, stored_hash: str, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self.verify, stored_hash, password)
+
+    async def verify_dummy_async(self) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self.verify_dummy)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """True if the stored hash was made with other parameters (or is not Argon2id)."""

@@ -129,7 +129,7 @@ class AccountService:
             username=name,
             email=address,
             email_verified_ns=now if email_verified else None,
-            password_hash=self.hasher.hash(password),
+            password_hash=await self.hasher.hash_async(password),
             role=role.value,
             status="active",
             failed_logins=0,
@@ -182,7 +182,7 @@ class AccountService:
                 ),
             )
             # Hash anyway so both paths cost the same time.
-            self.hasher.hash(password)
+            await self.hasher.hash_async(password)
             return
         user = await self.create_user(
             session,
@@ -359,7 +359,7 @@ class AccountService:
             await self.auth.clear_mfa_failures(session, user.id)
         if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
             return None
-        user.password_hash = self.hasher.hash(new_password)
+        user.password_hash = await self.hasher.hash_async(new_password)
         user.password_changed_ns = deps.clock.now_ns()
         user.failed_logins = 0
         user.locked_until_ns = None
@@ -399,7 +399,7 @@ class AccountService:
     ) -> list[str] | None:
         """Change the password; None if the current one is wrong. Other sessions end."""
         deps = self.deps
-        if user.password_hash is None or not self.hasher.verify(
+        if user.password_hash is None or not await self.hasher.verify_async(
             user.password_hash, current_password
         ):
             await deps.audit(
@@ -411,7 +411,7 @@ class AccountService:
             )
             return None
         await self._check_password(new_password, user_inputs=(user.username, user.email))
-        user.password_hash = self.hasher.hash(new_password)
+        user.password_hash = await self.hasher.hash_async(new_password)
         user.password_changed_ns = deps.clock.now_ns()
         revoked: list[str] = []
         if self.auth is not None:

@@ -163,9 +163,9 @@ class AuthService:
         user = await repository.user_by_login(session, login)
         if user is None or user.password_hash is None:
             # Spend the same time a real verification takes (no enumeration by timing).
-            self.hasher.verify_dummy()
+            await self.hasher.verify_dummy_async()
             return await self._password_failed(session, None, account_key, ip_key, request)
-        password_ok = self.hasher.verify(user.password_hash, password)
+        password_ok = await self.hasher.verify_async(user.password_hash, password)
         locked = user.status != "active" or (user.locked_until_ns or 0) > now
         if not password_ok or locked:
             return await self._password_failed(
@@ -179,7 +179,7 @@ class AuthService:
         await repository.clear_throttle(session, account_key)
         user.failed_logins = 0
         if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = self.hasher.hash(password)
+            user.password_hash = await self.hasher.hash_async(password)
         device, device_token = await self._recognize_device(session, user, request)
         methods = await self.available_methods(session, user.id)
         if not methods:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tradeguard.identity import password_hashing
@@ -74,3 +77,30 @@ class TestPasswordHasher:
         assert defaults.memory_cost_kib * defaults.time_cost >= 47_104
         assert defaults.memory_cost_kib >= 19_456
         assert defaults.salt_len >= 16
+
+
+class TestAsyncHashing:
+    @pytest.mark.spec("AUTH-1")
+    async def test_hashing_runs_off_the_event_loop_and_is_capped(self) -> None:
+        hasher = PasswordHasher(
+            Argon2Parameters(time_cost=1, memory_cost_kib=1024), max_concurrent=2
+        )
+        loop_thread = threading.get_ident()
+        seen: list[int] = []
+        original = hasher.hash
+
+        def spy(password: str) -> str:
+            seen.append(threading.get_ident())
+            return original(password)
+
+        hasher.hash = spy  # type: ignore[method-assign]
+        hashes = await asyncio.gather(
+            *(hasher.hash_async("quiet meadow lantern 7931") for _ in range(4))
+        )
+        assert all(
+            await asyncio.gather(
+                *(hasher.verify_async(h, "quiet meadow lantern 7931") for h in hashes)
+            )
+        )
+        assert await hasher.verify_dummy_async() is False
+        assert loop_thread not in seen
