@@ -29,6 +29,25 @@ def normalize(cidrs: Iterable[str]) -> list[str]:
     return result
 
 
+def client_bucket(ip: str | None) -> str:
+    """The unit an address-based limit counts: one IPv4 address, or an IPv6 /64.
+
+    An IPv6 client usually holds a whole /64, so counting single addresses would let it
+    rotate through 2^64 of them to dodge any limit.
+    """
+    if ip is None:
+        return "-"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return "-"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def allowed(cidrs: Sequence[str], ip: str | None) -> bool:
     """An empty list allows everything (the allowlist is optional); otherwise the IP must match."""
     if not cidrs:

@@ -12,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import Role
-from tradeguard.core.errors import Conflict, InvalidInput, TradeguardError
+from tradeguard.core.errors import Conflict, InvalidInput, TooManyRequests, TradeguardError
 from tradeguard.identity import repository
 from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
@@ -23,6 +23,7 @@ from tradeguard.identity.common import (
 )
 from tradeguard.identity.errors import BreachCheckUnavailable, WeakPassword
 from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.ip_allowlist import client_bucket
 from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
@@ -63,6 +64,10 @@ class NewUser:
 EMAIL_VERIFY_TICKET = "email_verify"
 RESET_TICKET = "password_reset"
 EMAIL_CHANGE_TICKET = "email_change"
+# Per client network per 15-minute window (an IPv6 /64 counts as one client).
+REGISTRATIONS_PER_WINDOW = 20
+RESETS_PER_WINDOW = 20
+RESET_MAILS_PER_WINDOW = 3
 
 
 class AccountService:
@@ -164,6 +169,10 @@ class AccountService:
         """
         name = normalize_username(username)
         address = normalize_email(email)
+        if self.auth is not None and await self.auth.over_limit(
+            session, f"register:{client_bucket(request.ip)}", limit=REGISTRATIONS_PER_WINDOW
+        ):
+            raise TooManyRequests("too many sign-ups from this network; try again later")
         await self._check_password(password, user_inputs=(name, address))
         # The username first: answering "taken" only when the email is new would tell the
         # caller which emails have accounts.
@@ -277,8 +286,17 @@ class AccountService:
             address = normalize_email(email)
         except InvalidInput:
             return
+        if self.auth is not None and await self.auth.over_limit(
+            session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW
+        ):
+            raise TooManyRequests("too many reset requests from this network; try again later")
         user = await repository.user_by_email(session, address)
         if user is None:
+            return
+        # Per address, silently: the caller sees 202 either way, the mailbox is not flooded.
+        if self.auth is not None and await self.auth.over_limit(
+            session, f"reset-mail:{user.id}", limit=RESET_MAILS_PER_WINDOW
+        ):
             return
         deps, now = self.deps, self.deps.clock.now_ns()
         await repository.spend_open_tickets(session, user.id, RESET_TICKET, now)

@@ -25,7 +25,7 @@ from tradeguard.identity.common import (
 )
 from tradeguard.identity.devices import device_name, fingerprint
 from tradeguard.identity.events import IdentityEvent
-from tradeguard.identity.ip_allowlist import allowed
+from tradeguard.identity.ip_allowlist import allowed, client_bucket
 from tradeguard.identity.mfa import otp as otp_codes
 from tradeguard.identity.mfa import totp
 from tradeguard.identity.mfa.backup_codes import BackupCodeBook
@@ -152,7 +152,7 @@ class AuthService:
         """Password step. Unknown user, wrong password and locked account look the same."""
         deps, now = self.deps, self.deps.clock.now_ns()
         account_key = "acct:" + login.strip().casefold()[:100]
-        ip_key = f"ip:{request.ip or '-'}"
+        ip_key = f"ip:{client_bucket(request.ip)}"
         blocked = max(
             await self._blocked_for(session, account_key, now),
             await self._blocked_for(session, ip_key, now),
@@ -237,6 +237,22 @@ class AuthService:
         if blocked is not None:
             await repository.block_throttle(session, key, blocked)
         return ThrottleState(failures, now, blocked)
+
+    async def over_limit(self, session: AsyncSession, key: str, *, limit: int) -> int:
+        """Count one use of a rate-limited action; the ns to wait if it is refused, else 0."""
+        now = self.deps.clock.now_ns()
+        blocked = await self._blocked_for(session, key, now)
+        if blocked:
+            return blocked
+        # A plain quota (no back-off): legitimate uses come in bursts from shared networks.
+        uses = await repository.increment_throttle(
+            session, key, now_ns=now, window_ns=WINDOW_SECONDS * NS_PER_SECOND
+        )
+        if uses > limit:
+            until = now + self.deps.policy.ns(self.deps.policy.lockout_seconds)
+            await repository.block_throttle(session, key, until)
+            return until - now
+        return 0
 
     # Second-factor guessing is limited per user, across tickets, step-ups and resets: a
     # correct password must not reset it, or each new login would bring fresh guesses.

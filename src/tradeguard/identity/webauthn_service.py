@@ -39,7 +39,7 @@ from tradeguard.identity.errors import (
 )
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.factors import FactorService
-from tradeguard.identity.ip_allowlist import allowed
+from tradeguard.identity.ip_allowlist import allowed, client_bucket
 from tradeguard.identity.mfa import webauthn as ceremonies
 from tradeguard.identity.models import AuthTicket, MfaFactor, User
 from tradeguard.identity.sessions import AuthService, SessionState, TokenPair
@@ -661,7 +661,7 @@ class WebAuthnService:
 
 def _ip_key(request: RequestInfo) -> str:
     # The same key password login counts failures under (AuthService.login).
-    return f"ip:{request.ip or '-'}"
+    return f"ip:{client_bucket(request.ip)}"
 
 
 def _user_handle(user_id: str) -> bytes:

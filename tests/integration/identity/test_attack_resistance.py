@@ -210,3 +210,41 @@ class TestEmailChangeMovesCodes:
         assert sent.status_code == 200
         assert after_old == before
         assert len(to_new) == 1
+
+
+class TestQuotas:
+    @pytest.mark.spec("API-2")
+    async def test_one_ipv6_network_cannot_register_without_limit(self, api: Api) -> None:
+        statuses = []
+        for n in range(22):
+            # A different address of the same /64 each time.
+            async with api.client(ip=f"2001:db8:1:2::{n + 1:x}") as client:
+                response = await client.post(
+                    "/api/v1/auth/register",
+                    json={
+                        "username": f"user{n}",
+                        "email": f"user{n}@example.com",
+                        "password": PASSWORD,
+                    },
+                )
+                statuses.append(response.status_code)
+        assert statuses[:20] == [201] * 20
+        assert statuses[20:] == [429, 429]
+
+    @pytest.mark.spec("ATO-3")
+    async def test_reset_mails_to_one_address_are_capped_silently(self, api: Api) -> None:
+        async with api.client() as client:
+            await register_verified(api, client)
+            statuses = [
+                (
+                    await client.post(
+                        "/api/v1/auth/password/reset", json={"email": "alice@example.com"}
+                    )
+                ).status_code
+                for _ in range(6)
+            ]
+        sent = [
+            m for m in await api.outbox(to="alice@example.com") if m["template"] == "password_reset"
+        ]
+        assert statuses == [202] * 6
+        assert len(sent) == 3
