@@ -177,6 +177,8 @@ def _permission_check(permission: str) -> Any:
         if not granted:
             raise Forbidden(f"this action needs the {permission} permission")
 
+    # Lets the route-table audit prove the check is installed, not just declared.
+    check.enforced_permission = permission  # type: ignore[attr-defined]
     return check
 
 

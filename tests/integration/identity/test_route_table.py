@@ -8,6 +8,7 @@ import re
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from tests.support.api import PASSWORD, Api, bearer, enrol_totp, login, register_verified
 from tradeguard.web.route_policy import PUBLIC, route_permissions
@@ -205,3 +206,22 @@ class TestProblemBodies:
             assert "x" * 40 not in response.text
             assert first.json()["access_token"] not in response.text
             assert first.json()["refresh_token"] not in response.text
+
+
+class TestDeclarationsAreEnforced:
+    @pytest.mark.spec("RBAC-4")
+    async def test_every_protected_route_installs_the_check_it_declares(self, api: Api) -> None:
+        unenforced = []
+        for context in iter_route_contexts(api.app.routes):
+            route = context.original_route
+            if not isinstance(route, APIRoute):
+                continue
+            declared = (route.openapi_extra or {}).get("x-permission")
+            if declared == PUBLIC:
+                continue
+            enforced = {
+                getattr(d.dependency, "enforced_permission", None) for d in route.dependencies
+            }
+            if declared not in enforced:
+                unenforced.append((context.path, declared))
+        assert unenforced == []
