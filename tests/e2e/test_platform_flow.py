@@ -18,6 +18,7 @@ import pyotp
 import pytest
 
 from tests.e2e.servers import RunningServer, running_server
+from tradeguard.notify.senders import read_dev_mailbox, read_text_body
 
 pytestmark = pytest.mark.e2e
 BOUNDED_WAIT_SECONDS = 15
@@ -73,6 +74,26 @@ class TestDemoPlatform:
             ).json()
             assert first["status"] == "authenticated"
             auth = {"Authorization": f"Bearer {first['access_token']}"}
+            # A password alone never enrols a first factor: prove the mailbox (the code
+            # arrives through the real outbox worker in the development mailbox).
+            assert api.post("/api/v1/auth/email/proof", headers=auth).status_code == 202
+            mailbox = platform.data_dir / "mailbox"
+            codes: list[str] = []
+
+            def proof_code_arrived() -> bool:
+                for entry in read_dev_mailbox(mailbox) if mailbox.exists() else []:
+                    if entry.subject == "Your tradeguard confirmation code":
+                        found = re.search(r"\b(\d{6})\b", read_text_body(entry.path))
+                        if found:
+                            codes.append(found.group(1))
+                            return True
+                return False
+
+            wait_for(proof_code_arrived, "the mailbox-proof code")
+            proved = api.post(
+                "/api/v1/auth/email/proof/verify", json={"code": codes[0]}, headers=auth
+            )
+            assert proved.status_code == 200, proved.text
             enrol = api.post("/api/v1/auth/mfa/totp/enroll", headers=auth).json()
             totp = pyotp.TOTP(enrol["secret"])
             confirmed = api.post(

@@ -48,7 +48,7 @@ async def tamper_event_body(engine: AsyncEngine, *, seq: int, new_body: bytes) -
 
 
 async def settle(engine: AsyncEngine, *, attempts: int = 500) -> int:
-    """Sequence until every committed event is chained.
+    """Sequence until every committed event after the sequencer's cursor is chained.
 
     On PostgreSQL the sequencer waits for every writer of the database to finish, so another
     process writing to the same database (a parallel test run) can hold it back briefly.
@@ -58,7 +58,70 @@ async def settle(engine: AsyncEngine, *, attempts: int = 500) -> int:
     for _ in range(attempts):
         total += await sequencer.drain()
         async with engine.connect() as conn:
-            if await repository.unchained_count(conn) == 0:
+            # Nothing after the cursor; an event smuggled in behind it never will be chained.
+            state = await repository.load_state(conn)
+            if await repository.count_after_cursor(conn, state) == 0:
                 return total
         await asyncio.sleep(0.02)
     raise AssertionError("audit events stayed unsequenced")
+
+
+async def smuggle_event_behind_cursor(engine: AsyncEngine, *, event_id: str) -> int:
+    """Insert an event the sequencer has already passed, as an attacker with DB access could.
+
+    Its key sorts at or below any cursor: pk 0 on SQLite; txid 1 on PostgreSQL, written with
+    the txid trigger disabled (the trigger would otherwise stamp the current transaction).
+    Returns the new event's pk.
+    """
+    row = {
+        "event_id": event_id,
+        "event_type": "test:smuggled:event",
+        "occurred_ns": 1,
+        "body": b'{"smuggled":true}',
+    }
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_txid"))
+            pk = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit_event (event_id, event_type, occurred_ns, body, txid) "
+                        "VALUES (:event_id, :event_type, :occurred_ns, :body, 1) RETURNING pk"
+                    ),
+                    row,
+                )
+            ).scalar_one()
+            await conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER audit_event_txid"))
+            return int(pk)
+        await conn.execute(
+            text(
+                "INSERT INTO audit_event (pk, event_id, event_type, occurred_ns, body) "
+                "VALUES (0, :event_id, :event_type, :occurred_ns, :body)"
+            ),
+            row,
+        )
+        return 0
+
+
+async def cut_chain_after(engine: AsyncEngine, *, seq: int) -> None:
+    """Delete every chain row after `seq` behind the triggers, leaving the sequencer's state."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_append_only")
+            )
+            await conn.execute(text("DELETE FROM audit_chain WHERE seq > :seq"), {"seq": seq})
+            await conn.execute(
+                text("ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_append_only")
+            )
+            return
+        trigger = (
+            await conn.execute(
+                text(
+                    "SELECT sql FROM sqlite_master WHERE type='trigger' AND name='audit_chain_no_delete'"
+                )
+            )
+        ).scalar_one()
+        await conn.execute(text("DROP TRIGGER audit_chain_no_delete"))
+        await conn.execute(text("DELETE FROM audit_chain WHERE seq > :seq"), {"seq": seq})
+        await conn.execute(text(trigger))

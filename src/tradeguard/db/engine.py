@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -49,11 +50,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+READ_ONLY = "tradeguard_read_only"
+"""Connection execution option: this connection's transactions only read (see `read_only`)."""
+
+
 def _sqlite_begin(conn: Any) -> None:
     # pysqlite's own transaction handling is disabled (see create_engine below) so that we can
     # emit BEGIN IMMEDIATE: the write lock is taken at the start, so two transactions never
-    # both read and then deadlock upgrading to write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # both read and then deadlock upgrading to write. A connection marked read-only gets a
+    # deferred BEGIN instead: under WAL it reads one consistent snapshot and never takes the
+    # write lock, so a long reader (audit verify) does not block writers.
+    if conn.get_execution_options().get(READ_ONLY, False):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def read_only(conn: AsyncConnection) -> AsyncConnection:
+    """Mark a connection, before its transaction begins, as one that only reads.
+
+    On SQLite its transactions start with a deferred BEGIN (no write lock); a write attempted
+    on it may then fail with SQLITE_BUSY instead of waiting, so use it for pure readers only.
+    PostgreSQL is unaffected: readers never block writers there.
+    """
+    return await conn.execution_options(**{READ_ONLY: True})
 
 
 def create_engine(
@@ -69,7 +89,7 @@ def create_engine(
         database = target.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, echo=echo)
+        engine = create_async_engine(target, echo=echo, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
@@ -79,6 +99,9 @@ def create_engine(
     return create_async_engine(
         target,
         echo=echo,
+        # Bound values (password hashes, tokens, personal data) never reach exception text or
+        # the SQL echo log.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

@@ -8,6 +8,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.workers import pause
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity import repository
 
@@ -26,13 +27,18 @@ async def purge_expired_tickets(sessions: async_sessionmaker[AsyncSession], cloc
 
 
 async def run_housekeeping(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, interval_seconds: float = 60
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    interval_seconds: float = 60,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    while True:
+    while stop is None or not stop.is_set():
         try:
             await purge_expired_tickets(sessions, clock)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("identity housekeeping failed; retrying")
-        await asyncio.sleep(interval_seconds)
+        if await pause(stop, interval_seconds):
+            return

@@ -23,8 +23,9 @@ class AuditEventRow(Base):
     actor_id: Mapped[str | None] = mapped_column(String(100), index=True)
     subject_id: Mapped[str | None] = mapped_column(String(100), index=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    # PostgreSQL fills this with the inserting transaction's id (pg_current_xact_id); the
-    # sequencer uses it to know when every event below a horizon has committed or aborted.
+    # PostgreSQL: the inserting transaction's id (pg_current_xact_id), set by a BEFORE INSERT
+    # trigger whatever the client sends, and NOT NULL (migration 0003); the sequencer uses it
+    # to know when every event below a horizon has committed or aborted. SQLite: NULL.
     txid: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_audit_event_txid_pk", "txid", "pk"),)

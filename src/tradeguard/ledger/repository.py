@@ -147,13 +147,39 @@ async def chain_range(conn: AsyncConnection, first_seq: int, last_seq: int) -> S
         await cursor.close()
 
 
-async def max_seq(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.coalesce(func.max(_CHAIN.c.seq), 0)))).scalar_one())
+def _at_or_below_cursor(conn: AsyncConnection, state: SequencerState) -> Any:
+    """Events the sequencer has passed: (txid, pk) <= cursor on PostgreSQL, pk on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return tuple_(_EVENTS.c.txid, _EVENTS.c.pk) <= tuple_(state.cursor_txid, state.cursor_pk)
+    return _EVENTS.c.pk <= state.cursor_pk
 
 
-async def unchained_count(conn: AsyncConnection) -> int:
+async def first_unchained_behind_cursor(conn: AsyncConnection, state: SequencerState) -> Any | None:
+    """The first event at or below the sequencer's cursor with no chain row, if any.
+
+    The sequencer chains every event in cursor order and commits the chain rows with the
+    cursor, so such an event was inserted behind its back (or the chain row was removed).
+    """
     chained = select(_CHAIN.c.event_pk).where(_CHAIN.c.event_pk == _EVENTS.c.pk).exists()
-    query = select(func.count()).select_from(_EVENTS).where(~chained)
+    order = (_EVENTS.c.txid, _EVENTS.c.pk) if conn.dialect.name == "postgresql" else (_EVENTS.c.pk,)
+    query = (
+        select(_EVENTS.c.pk, _EVENTS.c.event_id)
+        .where(_at_or_below_cursor(conn, state), ~chained)
+        .order_by(*order)
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def count_through_cursor(conn: AsyncConnection, state: SequencerState) -> int:
+    """Events at or below the sequencer's cursor (an index range count)."""
+    query = select(func.count()).select_from(_EVENTS).where(_at_or_below_cursor(conn, state))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def count_after_cursor(conn: AsyncConnection, state: SequencerState) -> int:
+    """Events past the sequencer's cursor: committed or not yet, awaiting their chain position."""
+    query = select(func.count()).select_from(_EVENTS).where(~_at_or_below_cursor(conn, state))
     return int((await conn.execute(query)).scalar_one())
 
 

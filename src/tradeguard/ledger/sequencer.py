@@ -2,7 +2,8 @@
 
 On PostgreSQL an event is chained only once every transaction that could still insert an
 event ordered before it has finished: events are ordered by (inserting transaction id, pk)
-and only those below pg_snapshot_xmin (the oldest running transaction) are taken. So a slow
+and only those below the transaction horizon (the oldest running writer) are taken, under
+READ COMMITTED so the events read after the horizon include everything below it. So a slow
 transaction that commits late is never skipped, and nothing waits on a lock while a request
 is open. The delay is bounded by the sequencer interval plus the longest open transaction.
 On SQLite the sequencer takes the single write lock, so every lower pk has committed.
@@ -14,9 +15,10 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tradeguard.core.clock import Clock, SystemClock
+from tradeguard.core.workers import pause
 from tradeguard.ledger import repository
 from tradeguard.ledger.chain import chain_hash, leaf_hash
 
@@ -43,46 +45,56 @@ class LedgerSequencer:
 
     async def sequence_once(self) -> int:
         """Chain up to one batch of committed events; return how many were chained."""
-        async with self._engine.begin() as conn:
-            await repository.lock_sequencer(conn)
-            state = await repository.load_state(conn)
-            horizon = None
+        async with self._engine.connect() as conn:
             if conn.dialect.name == "postgresql":
-                horizon = await repository.transaction_horizon(conn)
-            events = await repository.unsequenced_events(
-                conn, state, horizon=horizon, limit=self._batch
+                # Each statement must take a fresh snapshot: the horizon is computed from the
+                # running transactions, and the events read after it must include everything
+                # that finished before. REPEATABLE READ (a server or engine default) would
+                # freeze the snapshot at the advisory lock and silently skip such events.
+                await conn.execution_options(isolation_level="READ COMMITTED")
+            async with conn.begin():
+                return await self._sequence(conn)
+
+    async def _sequence(self, conn: AsyncConnection) -> int:
+        await repository.lock_sequencer(conn)
+        state = await repository.load_state(conn)
+        horizon = None
+        if conn.dialect.name == "postgresql":
+            horizon = await repository.transaction_horizon(conn)
+        events = await repository.unsequenced_events(
+            conn, state, horizon=horizon, limit=self._batch
+        )
+        if not events:
+            return 0
+        now = self._clock.now_ns()
+        seq, previous = state.last_seq, state.last_chain_hash
+        rows = []
+        for event in events:
+            seq += 1
+            leaf = leaf_hash(bytes(event.body))
+            previous = chain_hash(previous, seq, leaf)
+            rows.append(
+                {
+                    "seq": seq,
+                    "event_pk": event.pk,
+                    "leaf_hash": leaf,
+                    "chain_hash": previous,
+                    "sequenced_ns": now,
+                }
             )
-            if not events:
-                return 0
-            now = self._clock.now_ns()
-            seq, previous = state.last_seq, state.last_chain_hash
-            rows = []
-            for event in events:
-                seq += 1
-                leaf = leaf_hash(bytes(event.body))
-                previous = chain_hash(previous, seq, leaf)
-                rows.append(
-                    {
-                        "seq": seq,
-                        "event_pk": event.pk,
-                        "leaf_hash": leaf,
-                        "chain_hash": previous,
-                        "sequenced_ns": now,
-                    }
-                )
-            await repository.insert_chain_rows(conn, rows)
-            last = events[-1]
-            await repository.save_state(
-                conn,
-                replace(
-                    state,
-                    last_seq=seq,
-                    last_chain_hash=previous,
-                    cursor_txid=last.txid or 0,
-                    cursor_pk=last.pk,
-                ),
-            )
-            return len(rows)
+        await repository.insert_chain_rows(conn, rows)
+        last = events[-1]
+        await repository.save_state(
+            conn,
+            replace(
+                state,
+                last_seq=seq,
+                last_chain_hash=previous,
+                cursor_txid=last.txid or 0,
+                cursor_pk=last.pk,
+            ),
+        )
+        return len(rows)
 
     async def drain(self) -> int:
         """Chain everything that has committed so far (used by CLI commands and tests)."""
@@ -93,9 +105,13 @@ class LedgerSequencer:
             if count < self._batch:
                 return total
 
-    async def run_forever(self) -> None:
-        """Sequence continuously until cancelled; failures are logged and retried."""
-        while True:
+    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Sequence until `stop` is set (or cancelled); failures are logged and retried.
+
+        Setting `stop` lets the current pass finish: cancelling one mid-query would leave the
+        database driver's work running after its event loop is gone.
+        """
+        while stop is None or not stop.is_set():
             try:
                 count = await self.sequence_once()
             except asyncio.CancelledError:
@@ -103,5 +119,5 @@ class LedgerSequencer:
             except Exception:
                 log.exception("ledger sequencer pass failed; retrying")
                 count = 0
-            if count < self._batch:
-                await asyncio.sleep(self._interval)
+            if count < self._batch and await pause(stop, self._interval):
+                return

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.workers import pause
 from tradeguard.crypto.keyring import LocalKeyring
 from tradeguard.notify import repository
 from tradeguard.notify.domain import (
@@ -138,9 +139,10 @@ class OutboxDispatcher:
             sent += error is None
         return DispatchReport(claimed=len(rows), sent=sent)
 
-    async def run_forever(self, interval_ms: int) -> None:
-        """Dispatch until cancelled: again at once after a full batch, else after `interval_ms`."""
-        while True:
+    async def run_forever(self, interval_ms: int, stop: asyncio.Event | None = None) -> None:
+        """Dispatch until `stop` is set: again at once after a full batch, else after
+        `interval_ms`. A pass in progress when `stop` is set finishes first."""
+        while stop is None or not stop.is_set():
             try:
                 report = await self.dispatch_batch()
             except Exception:
@@ -150,7 +152,8 @@ class OutboxDispatcher:
                 logger.exception("notify: dispatch pass failed")
                 report = DispatchReport(claimed=0, sent=0)
             full = report.claimed >= self._batch_size
-            await asyncio.sleep(0 if full else interval_ms / 1000)
+            if await pause(stop, 0 if full else interval_ms / 1000):
+                return
 
     async def _send(self, row: Any) -> str | None:
         """Deliver one claimed message; None on success, else a summary free of personal data."""

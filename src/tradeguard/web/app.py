@@ -33,6 +33,7 @@ from tradeguard.web.problems import install_problem_handlers
 from tradeguard.web.runtime import Runtime
 
 DOCS_URL = "/docs"
+WORKER_STOP_SECONDS = 10.0
 OPENAPI_URL = "/openapi.json"
 
 logger = logging.getLogger("tradeguard.web")
@@ -119,6 +120,7 @@ def _lifespan(
             allowed_aaguids=settings.webauthn_allowed_aaguids or None,
         )
         tasks: list[asyncio.Task[None]] = []
+        stop = asyncio.Event()
         if run_workers:
             sequencer = LedgerSequencer(
                 active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
@@ -131,16 +133,16 @@ def _lifespan(
                 sms_provider=senders.sms,
                 clock=clock,
             )
-            tasks.append(asyncio.create_task(sequencer.run_forever(), name="ledger-sequencer"))
+            tasks.append(asyncio.create_task(sequencer.run_forever(stop), name="ledger-sequencer"))
             tasks.append(
                 asyncio.create_task(
-                    dispatcher.run_forever(settings.notify_dispatch_interval_ms),
+                    dispatcher.run_forever(settings.notify_dispatch_interval_ms, stop),
                     name="notify-dispatcher",
                 )
             )
             tasks.append(
                 asyncio.create_task(
-                    run_housekeeping(app.state.runtime.sessions, clock),
+                    run_housekeeping(app.state.runtime.sessions, clock, stop=stop),
                     name="identity-housekeeping",
                 )
             )
@@ -149,10 +151,15 @@ def _lifespan(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Let each worker finish the pass it is in (a pass cancelled mid-query would leave
+            # the driver's work running after the loop is gone); cancel only stragglers.
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=WORKER_STOP_SECONDS)
+                for task in pending:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if owned:
                 await active_engine.dispose()
 

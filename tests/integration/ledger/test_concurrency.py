@@ -95,3 +95,57 @@ class TestConcurrentAppends:
                 )
             ).scalar_one()
         assert json.loads(first)["type"] == "test:slow:first"
+
+    @pytest.mark.spec("AUD-1", "AUD-2")
+    async def test_sequencer_chains_everything_when_the_default_is_repeatable_read(
+        self, pg_engine: AsyncEngine
+    ) -> None:
+        # The sequencer relies on each statement taking a fresh snapshot; a REPEATABLE READ
+        # default (server or engine) must not leak into it.
+        repeatable = pg_engine.execution_options(isolation_level="REPEATABLE READ")
+        async with repeatable.connect() as conn:
+            level = (await conn.execute(text("SHOW transaction_isolation"))).scalar_one()
+        assert level == "repeatable read"
+        clock = SystemClock()
+        ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+        sessions = session_factory(repeatable)
+        rng = random.Random(8785)
+
+        async def writer(n: int) -> None:
+            for i in range(EVENTS_PER_WRITER):
+                async with unit_of_work(sessions) as session:
+                    await ledger.append(
+                        session, LedgerEvent(type="trading:order:placed", data={"w": n, "i": i})
+                    )
+                await asyncio.sleep(rng.random() / 500)
+
+        async def sequencer_loop(done: asyncio.Event) -> None:
+            # sequence_once, not run_forever: a failed pass must fail the test.
+            sequencer = LedgerSequencer(repeatable, batch_size=5)
+            while not done.is_set():
+                await sequencer.sequence_once()
+                await asyncio.sleep(0.001)
+
+        done = asyncio.Event()
+        loops = [asyncio.create_task(sequencer_loop(done)) for _ in range(3)]
+        try:
+            await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+        finally:
+            done.set()
+            await asyncio.gather(*loops)
+        await settle(repeatable)
+
+        total = WRITERS * EVENTS_PER_WRITER
+        report = await verify_chain(repeatable)
+        assert report.ok, report.detail
+        assert (report.verified, report.unsequenced) == (total, 0)
+        async with pg_engine.connect() as conn:
+            unchained = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit_event e WHERE NOT EXISTS "
+                        "(SELECT 1 FROM audit_chain c WHERE c.event_pk = e.pk)"
+                    )
+                )
+            ).scalar_one()
+        assert unchained == 0

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.support.ledger import settle, tamper_event_body
+from tests.conftest import POSTGRES_URL, require_service
+from tests.support.ledger import (
+    cut_chain_after,
+    settle,
+    smuggle_event_behind_cursor,
+    tamper_event_body,
+)
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.db.engine import session_factory, unit_of_work
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.db.migrate import current_revision, upgrade
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.verify import Failure, verify_chain
@@ -154,3 +162,125 @@ class TestTamperEvidence:
         assert report.first_bad_seq == 7
         assert report.failure is Failure.EVENT_ALTERED
         assert report.verified == 6
+
+    @pytest.mark.spec("AUD-2")
+    async def test_rows_cut_off_the_end_of_the_chain_fail_naming_the_first_missing(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
+    ) -> None:
+        await append_many(sessions, ledger, 10)
+        await settle(engine)
+        await cut_chain_after(engine, seq=8)
+        report = await verify_chain(engine)
+        assert not report.ok
+        assert report.failure is Failure.MISSING_SEQUENCE
+        assert report.first_bad_seq == 9
+        assert report.verified == 8
+        assert "sequence 9" in report.detail
+
+    @pytest.mark.spec("AUD-2")
+    async def test_event_inserted_behind_the_sequencers_cursor_fails(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
+    ) -> None:
+        await append_many(sessions, ledger, 4)
+        await settle(engine)
+        pk = await smuggle_event_behind_cursor(engine, event_id="smuggled-1")
+        await append_many(sessions, ledger, 2)
+        await settle(engine)  # the sequencer moves on; it never picks the smuggled event up
+        report = await verify_chain(engine)
+        assert not report.ok
+        assert report.failure is Failure.UNCHAINED_EVENT
+        assert report.unchained_event_pk == pk
+        assert report.verified == 6
+        assert report.first_bad_seq == 7
+        assert f"event pk {pk} (id smuggled-1)" in report.detail
+        assert report.unsequenced == 0
+
+    @pytest.mark.spec("AUD-2")
+    async def test_chain_not_ending_in_the_recorded_head_fails(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
+    ) -> None:
+        await append_many(sessions, ledger, 5)
+        await settle(engine)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE audit_sequencer_state SET last_chain_hash = :h"), {"h": bytes(32)}
+            )
+        report = await verify_chain(engine)
+        assert not report.ok
+        assert report.failure is Failure.HEAD_MISMATCH
+        assert report.first_bad_seq == 5
+
+    async def test_events_after_the_cursor_are_awaiting_not_unchained(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
+    ) -> None:
+        await append_many(sessions, ledger, 3)
+        await settle(engine)
+        await append_many(sessions, ledger, 2)
+        report = await verify_chain(engine)
+        assert report.ok, report.detail
+        assert (report.verified, report.unsequenced) == (3, 2)
+
+
+@pytest.mark.postgres
+class TestPostgresTxid:
+    @pytest.mark.spec("AUD-1")
+    async def test_database_sets_txid_whatever_the_client_sends(
+        self, pg_engine: AsyncEngine
+    ) -> None:
+        async with pg_engine.begin() as conn:
+            own = (
+                await conn.execute(text("SELECT pg_current_xact_id()::text::bigint"))
+            ).scalar_one()
+            stored = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit_event (event_id, event_type, occurred_ns, body, txid) "
+                        "VALUES ('e-1', 'test:txid:forged', 1, 'x', 1) RETURNING txid"
+                    )
+                )
+            ).scalar_one()
+        assert stored == own != 1
+
+    @pytest.mark.spec("AUD-1")
+    async def test_txid_cannot_be_null(self, pg_engine: AsyncEngine) -> None:
+        async def insert_null_txid() -> None:
+            async with pg_engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_txid"))
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit_event (event_id, event_type, occurred_ns, body, txid) "
+                        "VALUES ('e-1', 'test:txid:null', 1, 'x', NULL)"
+                    )
+                )
+
+        with pytest.raises(DBAPIError, match=r'null value in column "txid"'):
+            await insert_null_txid()
+
+    async def test_upgrade_stops_on_events_with_a_null_txid(self) -> None:
+        # Such rows were never chained; the migration refuses rather than rewrite audit rows.
+        schema = "t_" + secrets.token_hex(6)
+        admin = create_engine(POSTGRES_URL, pool_size=1)
+        try:
+            async with admin.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        except OSError as exc:
+            await admin.dispose()
+            require_service("PostgreSQL", exc)
+        engine = create_engine(POSTGRES_URL, pg_schema=schema, pool_size=1)
+        try:
+            await upgrade(engine, "0002_identity")
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit_event (event_id, event_type, occurred_ns, body, txid) "
+                        "VALUES ('e-1', 'test:txid:null', 1, 'x', NULL)"
+                    )
+                )
+            with pytest.raises(RuntimeError, match="1 row"):
+                await upgrade(engine)
+            assert await current_revision(engine) == "0002_identity"
+        finally:
+            await engine.dispose()
+            async with admin.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            await admin.dispose()
