@@ -66,6 +66,7 @@ def verify_command(
                     "first_bad_seq": report.first_bad_seq,
                     "failure": report.failure.value if report.failure else None,
                     "detail": report.detail,
+                    "unchained_event_pk": report.unchained_event_pk,
                 }
             )
         )
