@@ -273,25 +273,69 @@ class AuthService:
             data={"method": method, "failures": state.failures},
         )
         if state.failures == policy.max_mfa_failures:
-            user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
-            await deps.audit(
+            await self._lock_account(
                 session,
-                IdentityEvent.ACCOUNT_LOCKED,
-                user_id=user.id,
-                request=request,
-                data={"seconds": policy.lockout_seconds, "reason": "second_factor_failures"},
+                user,
+                request,
+                reason="second_factor_failures",
+                why=f"After {state.failures} wrong second-factor codes",
+                advice="Someone may know your password: change it and review your devices.",
             )
-            await deps.notifier.enqueue_email(
-                session,
-                to=user.email,
-                template="account_locked",
-                subject="Your tradeguard account was temporarily locked",
-                body=(
-                    f"After {state.failures} wrong second-factor codes your account is locked "
-                    f"for {policy.lockout_seconds // 60} minutes. Someone may know your password: "
-                    "change it and review your devices."
-                ),
-            )
+
+    async def _lock_account(
+        self,
+        session: AsyncSession,
+        user: User,
+        request: RequestInfo,
+        *,
+        reason: str,
+        why: str,
+        advice: str,
+    ) -> None:
+        """Lock temporarily, audit it and tell the owner (the same for every cause)."""
+        deps, policy = self.deps, self.deps.policy
+        user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
+        await deps.audit(
+            session,
+            IdentityEvent.ACCOUNT_LOCKED,
+            user_id=user.id,
+            request=request,
+            data={"seconds": policy.lockout_seconds, "reason": reason},
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="account_locked",
+            subject="Your tradeguard account was temporarily locked",
+            body=(
+                f"{why} your account is locked for {policy.lockout_seconds // 60} minutes. {advice}"
+            ),
+        )
+
+    async def authorize_device(
+        self, session: AsyncSession, user: User, device: Device, request: RequestInfo, *, by: str
+    ) -> None:
+        """A device that completed multi-factor sign-in becomes authorized; the owner is told."""
+        deps = self.deps
+        device.authorized_ns = deps.clock.now_ns()
+        await deps.audit(
+            session,
+            IdentityEvent.DEVICE_AUTHORIZED,
+            user_id=user.id,
+            request=request,
+            data={"device_id": device.id, "by": by},
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="new_device",
+            subject="New sign-in to your tradeguard account",
+            body=(
+                f"A new device signed in ({by}): {device.name}, "
+                f"from {request.ip or 'an unknown address'}. "
+                "If this was not you, revoke it under Devices and change your password."
+            ),
+        )
 
     async def clear_mfa_failures(self, session: AsyncSession, user_id: str) -> None:
         await repository.clear_throttle(session, f"mfa:{user_id}")
@@ -317,24 +361,13 @@ class AuthService:
         if user is not None:
             user.failed_logins = account.failures
             if account.failures >= policy.max_failures:
-                user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
-                await deps.audit(
+                await self._lock_account(
                     session,
-                    IdentityEvent.ACCOUNT_LOCKED,
-                    user_id=user.id,
-                    request=request,
-                    data={"seconds": policy.lockout_seconds},
-                )
-                await deps.notifier.enqueue_email(
-                    session,
-                    to=user.email,
-                    template="account_locked",
-                    subject="Your tradeguard account was temporarily locked",
-                    body=(
-                        f"After {account.failures} failed sign-in attempts your account is locked "
-                        f"for {policy.lockout_seconds // 60} minutes. If this was not you, reset "
-                        "your password and review your devices."
-                    ),
+                    user,
+                    request,
+                    reason="password_failures",
+                    why=f"After {account.failures} failed sign-in attempts",
+                    advice="If this was not you, reset your password and review your devices.",
                 )
         return Denied(Failure.INVALID_CREDENTIALS)
 
@@ -489,25 +522,7 @@ class AuthService:
             return Denied(Failure.INVALID_TICKET)
         device = await repository.device_of(session, user.id, str(payload.get("device_id", "")))
         if device is not None and device.authorized_ns is None:
-            device.authorized_ns = deps.clock.now_ns()
-            await deps.audit(
-                session,
-                IdentityEvent.DEVICE_AUTHORIZED,
-                user_id=user.id,
-                request=request,
-                data={"device_id": device.id, "by": method.value},
-            )
-            await deps.notifier.enqueue_email(
-                session,
-                to=user.email,
-                template="new_device",
-                subject="New sign-in to your tradeguard account",
-                body=(
-                    f"A new device signed in: {device.name}, "
-                    f"from {request.ip or 'an unknown address'}. "
-                    "If this was not you, revoke it under Devices and change your password."
-                ),
-            )
+            await self.authorize_device(session, user, device, request, by=method.value)
         amr = ["pwd", AMR[method], "mfa"]
         await deps.audit(
             session,

@@ -466,25 +466,7 @@ class WebAuthnService:
         device, device_token = await self.auth._recognize_device(session, user, request)
         if device.authorized_ns is None:
             # A verified passkey is multi-factor, so it authorizes the device like MFA does.
-            device.authorized_ns = deps.clock.now_ns()
-            await deps.audit(
-                session,
-                IdentityEvent.DEVICE_AUTHORIZED,
-                user_id=user.id,
-                request=request,
-                data={"device_id": device.id, "by": "passkey"},
-            )
-            await deps.notifier.enqueue_email(
-                session,
-                to=user.email,
-                template="new_device",
-                subject="New sign-in to your tradeguard account",
-                body=(
-                    f"A new device signed in with your passkey {factor.label}: {device.name}, "
-                    f"from {request.ip or 'an unknown address'}. "
-                    "If this was not you, revoke it under Devices and remove the passkey."
-                ),
-            )
+            await self.auth.authorize_device(session, user, device, request, by="passkey")
         await deps.audit(
             session,
             IdentityEvent.MFA_VERIFIED,

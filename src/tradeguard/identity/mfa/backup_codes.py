@@ -1,8 +1,8 @@
 """Backup (recovery) codes (AUTH-7): NIST SP 800-63B-4 look-up secrets, section 3.1.2.
 
 Each code is 13 Crockford base32 characters, 65 bits from the OS CSPRNG, shown as
-XXXX-XXXX-XXXXX. Input is case-insensitive, ignores spaces and hyphens, and reads I/L as 1 and
-O as 0 (Crockford's aliases for what people mistype).
+4-4-5 groups (e.g. 7K3M-9QRT-2HX8V). Input is case-insensitive, ignores spaces and
+hyphens, and reads I/L as 1 and O as 0 (Crockford's aliases for what people mistype).
 
 Storage: HMAC-SHA-256 under a server-side pepper (a key kept outside the database). A slow
 hash buys little here: it exists to make low-entropy human passwords expensive to guess, and
@@ -40,7 +40,7 @@ def normalize_code(code: str) -> str | None:
 
 
 def format_code(canonical: str) -> str:
-    """Group a canonical code for display: XXXX-XXXX-XXXXX."""
+    """Group a canonical code for display in 4-4-5 groups."""
     parts, start = [], 0
     for size in _GROUPS:
         parts.append(canonical[start : start + size])
