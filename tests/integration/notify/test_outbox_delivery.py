@@ -52,7 +52,7 @@ async def enqueue_then_fail(outbox: Outbox) -> None:
         raise RuntimeError("the change failed")
 
 
-@pytest.mark.spec("AUTH-5", "ACCT-2", "HALT-3")
+@pytest.mark.spec("AUTH-5", "HALT-3")
 class TestEmailDeliveryOverSmtp:
     async def test_committed_email_is_delivered_to_a_real_smtp_server(
         self, outbox: Outbox, smtp_server: SmtpServerFactory
@@ -222,7 +222,7 @@ class TestTlsIsNeverDowngraded:
         assert (await outbox.row(message_id)).last_error == "SSLCertVerificationError"
 
 
-@pytest.mark.spec("AUTH-5", "ACCT-2")
+@pytest.mark.spec("AUTH-5")
 class TestRetriesAndDeadLetters:
     async def test_refused_email_is_retried_with_backoff_then_dead(
         self, outbox: Outbox, smtp_server: SmtpServerFactory

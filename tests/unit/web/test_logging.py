@@ -47,7 +47,6 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 
 class TestSensitiveKeys:
-    @pytest.mark.spec("PCI-1")
     @pytest.mark.parametrize(
         "key",
         [
@@ -82,7 +81,6 @@ class TestSensitiveKeys:
 
 
 class TestRedactText:
-    @pytest.mark.spec("PCI-1")
     @pytest.mark.parametrize(
         "pan", [VISA_TEST_PAN, "4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005"]
     )
@@ -92,7 +90,6 @@ class TestRedactText:
     def test_digit_runs_that_fail_luhn_are_kept(self) -> None:
         assert redact_text("order 4111111111111112 filled") == "order 4111111111111112 filled"
 
-    @pytest.mark.spec("PCI-1")
     def test_jwts_and_bearer_tokens_are_masked(self) -> None:
         text = redact_text(f"token {JWT} and header Bearer abc.DEF-123_x")
         assert "eyJ" not in text
@@ -100,11 +97,9 @@ class TestRedactText:
         assert "[REDACTED-JWT]" in text
         assert f"Bearer {REDACTED}" in text
 
-    @pytest.mark.spec("PCI-1")
     def test_emails_are_masked(self) -> None:
         assert redact_text("sent to alice.smith+x@example.co.uk") == "sent to [REDACTED-EMAIL]"
 
-    @pytest.mark.spec("PCI-1")
     def test_sensitive_key_values_in_text_are_masked(self) -> None:
         text = redact_text(
             "login password=hunter2 user=bob {\"api_key\": \"k-123 456\", 'otp': '987654'} "
@@ -117,7 +112,6 @@ class TestRedactText:
 
 
 class TestRedactionFilter:
-    @pytest.mark.spec("PCI-1")
     def test_password_field_in_extra_is_masked(
         self, captured: tuple[logging.Logger, io.StringIO]
     ) -> None:
@@ -127,7 +121,6 @@ class TestRedactionFilter:
         assert line["password"] == REDACTED
         assert line["username"] == "bob"
 
-    @pytest.mark.spec("PCI-1")
     def test_nested_values_are_masked_by_key_and_by_pattern(
         self, captured: tuple[logging.Logger, io.StringIO]
     ) -> None:
@@ -142,7 +135,6 @@ class TestRedactionFilter:
         assert VISA_TEST_PAN not in json.dumps(line)
         assert line["payload"] == {"card": REDACTED, "note": ["pan [REDACTED-PAN]"]}
 
-    @pytest.mark.spec("PCI-1")
     def test_format_arguments_are_redacted_after_formatting(
         self, captured: tuple[logging.Logger, io.StringIO]
     ) -> None:
@@ -153,7 +145,6 @@ class TestRedactionFilter:
         for secret in ("carol@example.com", "pw1", "eyJ"):
             assert secret not in message
 
-    @pytest.mark.spec("PCI-1")
     def test_tracebacks_are_redacted(self, captured: tuple[logging.Logger, io.StringIO]) -> None:
         logger, stream = captured
         try:
@@ -195,7 +186,6 @@ class TestJsonFormat:
 
 
 class TestConfigureLogging:
-    @pytest.mark.spec("PCI-1")
     def test_every_root_handler_gets_the_filter_and_reconfiguring_does_not_stack(self) -> None:
         root = logging.getLogger()
         saved_handlers, saved_level = list(root.handlers), root.level
