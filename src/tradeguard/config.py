@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.core.errors import ConfigurationError
@@ -57,10 +66,12 @@ class Settings(BaseSettings):
 
     enable_api_docs: bool = True
 
-    # Identity (AUTH, SESS, IAC-3). The public origin is what browsers show; WebAuthn binds
-    # credentials to its host (the RP ID).
-    public_origin: str = "https://localhost:8443"
-    webauthn_rp_id: str = "localhost"
+    # Identity (AUTH, SESS, IAC-3). The public origin is what browsers show: the token issuer,
+    # the base of every emailed link and the WebAuthn origin. Unset, it is derived from host
+    # and port (`derived_public_origin`), and the RP ID from its host; WebAuthn binds
+    # credentials to the RP ID.
+    public_origin: str = ""
+    webauthn_rp_id: str = ""
     webauthn_rp_name: str = "tradeguard"
     # Authenticator models (AAGUIDs) allowed to register; empty allows any. With attestation
     # "none" an AAGUID is the authenticator's own claim: a policy hint, not proof.
@@ -91,6 +102,9 @@ class Settings(BaseSettings):
     mail_from: str = "tradeguard@localhost"
     sms_provider: Literal["file", "disabled"] = "file"
     notify_dispatch_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
+
+    # True when public_origin was not configured but derived from host and port.
+    _origin_derived: bool = PrivateAttr(default=False)
 
     @field_validator("database_url", "vault_database_url")
     @classmethod
@@ -131,6 +145,8 @@ class Settings(BaseSettings):
     @field_validator("public_origin")
     @classmethod
     def _https_origin(cls, value: str) -> str:
+        if not value:
+            return value  # unset: derived from host and port below
         if not value.startswith("https://") or value.count("/") != 2:
             raise ValueError(
                 "must be an https:// origin without a path, e.g. https://broker.example"
@@ -141,6 +157,20 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TRADEGUARD_TLS_CERT_FILE and TRADEGUARD_TLS_KEY_FILE go together")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_origin(self) -> Settings:
+        # An explicit setting always wins; otherwise the origin follows the listen address, so
+        # `--port 9443` alone gives tokens and emailed links that point at 9443. The model is
+        # frozen, so the derived values are written once here, during construction.
+        if not self.public_origin:
+            object.__setattr__(self, "public_origin", derived_public_origin(self.host, self.port))
+            self._origin_derived = True
+        if not self.webauthn_rp_id:
+            object.__setattr__(
+                self, "webauthn_rp_id", urlsplit(self.public_origin).hostname or "localhost"
+            )
         return self
 
     @cached_property
@@ -154,6 +184,11 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def jwt_keys_dir(self) -> Path:
+        """Access-token signing keys; running servers watch it for rotations."""
+        return self.keys_dir / "jwt"
 
     @property
     def tls_dir(self) -> Path:
@@ -208,7 +243,34 @@ class Settings(BaseSettings):
             problems.append(
                 "TRADEGUARD_ENABLE_API_DOCS: interactive API docs must be off in production"
             )
+        if self._origin_derived:
+            problems.append(
+                "TRADEGUARD_PUBLIC_ORIGIN: production needs the origin browsers use "
+                "(e.g. https://broker.example), not one derived from the listen address"
+            )
         return problems
+
+
+def derived_public_origin(host: str, port: int) -> str:
+    """The public origin when none is configured: https, the listen host, the port.
+
+    A loopback or wildcard listen address becomes `localhost`: it is the name the development
+    certificate is issued for, what a browser on this machine uses, and the only host a
+    browser accepts WebAuthn on without a domain name. The default port 443 is left out, as
+    browsers do when they serialize an origin.
+    """
+    name = host.strip().strip("[]").lower()
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if name == "localhost" or (
+        address is not None and (address.is_loopback or address.is_unspecified)
+    ):
+        name = "localhost"
+    elif address is not None and address.version == 6:
+        name = f"[{name}]"
+    return f"https://{name}" + ("" if port == 443 else f":{port}")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tradeguard.config import Environment, load_settings
+from tradeguard.config import Environment, derived_public_origin, load_settings
 from tradeguard.core.errors import ConfigurationError
 
 
@@ -84,6 +84,75 @@ class TestSettings:
             enable_api_docs=False,
             smtp_host="smtp.internal",
             sms_provider="disabled",
+            public_origin="https://broker.example",
             _env_file=None,
         )
         assert settings.is_production
+
+    def test_production_refuses_an_origin_derived_from_the_listen_address(
+        self, tmp_path: Path
+    ) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(
+                env="production",
+                tls_cert_file=tmp_path / "c.pem",
+                tls_key_file=tmp_path / "k.pem",
+                enable_api_docs=False,
+                smtp_host="smtp.internal",
+                sms_provider="disabled",
+                _env_file=None,
+            )
+        assert "TRADEGUARD_PUBLIC_ORIGIN" in caught.value.detail
+
+
+class TestPublicOrigin:
+    def test_without_a_setting_the_origin_follows_the_port(self) -> None:
+        settings = load_settings(port=9443, _env_file=None)
+        assert settings.public_origin == "https://localhost:9443"
+        assert settings.webauthn_rp_id == "localhost"
+
+    def test_the_port_from_the_environment_moves_the_origin_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TRADEGUARD_PORT", "10443")
+        assert load_settings(_env_file=None).public_origin == "https://localhost:10443"
+
+    def test_an_explicit_origin_wins_and_names_the_relying_party(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TRADEGUARD_PUBLIC_ORIGIN", "https://broker.example")
+        settings = load_settings(port=9443, _env_file=None)
+        assert settings.public_origin == "https://broker.example"
+        assert settings.webauthn_rp_id == "broker.example"
+
+    def test_an_explicit_relying_party_id_wins(self) -> None:
+        settings = load_settings(
+            public_origin="https://app.broker.example",
+            webauthn_rp_id="broker.example",
+            _env_file=None,
+        )
+        assert settings.webauthn_rp_id == "broker.example"
+
+    def test_an_origin_with_a_path_is_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="TRADEGUARD_PUBLIC_ORIGIN"):
+            load_settings(public_origin="https://broker.example/app", _env_file=None)
+
+    @pytest.mark.parametrize(
+        ("host", "port", "origin"),
+        [
+            ("127.0.0.1", 8443, "https://localhost:8443"),
+            ("127.0.0.53", 8443, "https://localhost:8443"),
+            ("::1", 8443, "https://localhost:8443"),
+            ("localhost", 8443, "https://localhost:8443"),
+            ("0.0.0.0", 8443, "https://localhost:8443"),  # noqa: S104 - mapped, not bound
+            ("::", 9000, "https://localhost:9000"),
+            ("Broker.Internal", 8443, "https://broker.internal:8443"),
+            ("10.1.2.3", 8443, "https://10.1.2.3:8443"),
+            ("fd00::5", 8443, "https://[fd00::5]:8443"),
+            ("broker.example", 443, "https://broker.example"),
+        ],
+    )
+    def test_loopback_and_wildcard_hosts_become_localhost(
+        self, host: str, port: int, origin: str
+    ) -> None:
+        assert derived_public_origin(host, port) == origin
