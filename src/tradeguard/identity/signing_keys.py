@@ -154,6 +154,16 @@ class SigningKeyRing:
         self._by_kid = self._index()
         return new_key
 
+    def adopt(self, other: SigningKeyRing) -> None:
+        """Take over another ring's keys (a ring re-read from disk after a rotation).
+
+        Issuers and verifiers hold this object, so they sign and verify with the new keys from
+        their next token on, without being rebuilt.
+        """
+        self._active = other.active
+        self._retired = other.retired
+        self._by_kid = self._index()
+
     def drop(self, kid: str) -> None:
         """Stop trusting a retired key; tokens it signed fail verification from now on."""
         if kid == self._active.kid:
