@@ -50,7 +50,10 @@ def verify_command(
     settings = settings_from(data_dir)
     report = None
     if not database_missing(settings):
-        report = run_async(_verify(settings.main_database_url, show_progress=not as_json))
+        report = run_async(
+            _verify(settings.main_database_url, show_progress=not as_json),
+            database_url=settings.main_database_url,
+        )
     if report is None:
         err_console.print("[bold red]error:[/] no tradeguard database here")
         err_console.print("[dim]hint:[/] run `tradeguard init` (or pass --data-dir)")

@@ -10,6 +10,7 @@ from sqlalchemy import make_url
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
+from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
@@ -29,7 +30,34 @@ class InitReport:
     first_run: bool
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for PostgreSQL and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def check_sqlite_directory(settings: Settings) -> None:
+    """Refuse a SQLite database in a directory that does not exist.
+
+    Only the data directory is created on demand (by `init`, `serve`, `db upgrade`). A
+    configured path elsewhere whose directory is missing is almost always a typo or an
+    unmounted volume, and creating it would put the database where nobody looks for it.
+    """
+    path = sqlite_file(settings.main_database_url)
+    if path is None or path.parent.is_dir():
+        return
+    if path.parent.resolve() == settings.data_dir.resolve():
+        return
+    raise ConfigurationError(
+        f"TRADEGUARD_DATABASE_URL: the directory {path.parent} of the SQLite file does not "
+        "exist; create it first, or leave the setting unset to use the data directory"
+    )
+
+
 def prepare_data_dir(settings: Settings) -> None:
+    check_sqlite_directory(settings)
     for directory in (settings.data_dir, settings.keys_dir, settings.tls_dir):
         directory.mkdir(parents=True, exist_ok=True)
     # Keys and certificates are secrets: only the service account may read them.
@@ -73,10 +101,8 @@ async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
 
 def database_missing(settings: Settings) -> bool:
     """True when the configured SQLite file is absent (read-only commands must not create it)."""
-    url = make_url(settings.main_database_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return False
-    return not Path(str(url.database)).exists()
+    path = sqlite_file(settings.main_database_url)
+    return path is not None and not path.exists()
 
 
 async def database_status(settings: Settings) -> tuple[str | None, str | None]:

@@ -9,14 +9,16 @@ import typer
 
 from tradeguard.cli.bootstrap import database_missing, database_status, prepare_data_dir
 from tradeguard.cli.common import DataDirOption, console, fail, run_async, settings_from
+from tradeguard.config import Settings
 from tradeguard.db.engine import create_engine
 from tradeguard.db.migrate import current_revision, upgrade
 
 app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 
 
-async def _upgrade(url: str) -> tuple[str | None, str | None]:
-    engine = create_engine(url)
+async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    prepare_data_dir(settings)
+    engine = create_engine(settings.main_database_url)
     try:
         before = await current_revision(engine)
         await upgrade(engine)
@@ -29,8 +31,7 @@ async def _upgrade(url: str) -> tuple[str | None, str | None]:
 def upgrade_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     """Apply every pending migration to the main database."""
     settings = settings_from(data_dir)
-    prepare_data_dir(settings)
-    before, after = run_async(_upgrade(settings.main_database_url))
+    before, after = run_async(_upgrade(settings), database_url=settings.main_database_url)
     if before == after:
         console.print(f"database already at {after}")
     else:
@@ -43,7 +44,7 @@ def status_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> No
     settings = settings_from(data_dir)
     if database_missing(settings):
         fail("no tradeguard database here", hint="run `tradeguard init` (or pass --data-dir)")
-    current, head = run_async(database_status(settings))
+    current, head = run_async(database_status(settings), database_url=settings.main_database_url)
     console.print(f"current  {current or 'none (run: tradeguard db upgrade)'}")
     console.print(f"head     {head}")
     if current != head:

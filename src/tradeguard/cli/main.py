@@ -52,7 +52,9 @@ def init(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     Safe to run again: it only adds what is missing.
     """
     settings = settings_from(data_dir)
-    report = run_async(initialize(settings, clock=SystemClock()))
+    report = run_async(
+        initialize(settings, clock=SystemClock()), database_url=settings.main_database_url
+    )
     console.print(f"data directory   {report.data_dir}")
     console.print(f"database schema  {report.migrated_from or 'new'} -> {report.migrated_to}")
     if report.created_certificate:

@@ -1,16 +1,16 @@
-"""`tradeguard serve`: prepare the data dir, optionally seed the demo, then serve over TLS."""
+"""`tradeguard serve`: bind the port, prepare the data dir, optionally seed the demo, serve."""
 
 from __future__ import annotations
 
-import asyncio
+from uvicorn.config import STARTUP_FAILURE
 
 from tradeguard.cli.bootstrap import initialize
-from tradeguard.cli.common import console, fail
+from tradeguard.cli.common import console, fail, fail_on_error, run_async
 from tradeguard.cli.demo import DemoCredential, seed_demo
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.errors import TradeguardError
-from tradeguard.web.server import serve
+from tradeguard.web.server import bind_listeners, serve
 
 
 async def _prepare(settings: Settings, *, demo: bool) -> list[DemoCredential]:
@@ -31,20 +31,44 @@ def _show_credentials(credentials: list[DemoCredential]) -> None:
         )
 
 
+def _listen_address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"https://{host}:{settings.port}"
+
+
 def serve_platform(settings: Settings, *, demo: bool) -> None:
+    # The port first: when it is taken, nothing is migrated, seeded or printed, and the one
+    # line says so (instead of a "serving on" line followed by a failure).
     try:
-        credentials = asyncio.run(_prepare(settings, demo=demo))
+        sockets = bind_listeners(settings.host, settings.port)
     except TradeguardError as exc:
-        fail(exc.detail)
+        fail_on_error(exc)
+    try:
+        credentials = run_async(
+            _prepare(settings, demo=demo), database_url=settings.main_database_url
+        )
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     if credentials:
         _show_credentials(credentials)
     elif demo:
         console.print("demo workspace already seeded; its passwords were shown when it was made")
-    console.print(
-        f"tradeguard serving on [bold]https://{settings.host}:{settings.port}[/] "
-        "(TLS only; Ctrl+C stops)"
-    )
+
+    def announce() -> None:
+        console.print(
+            f"tradeguard serving on [bold]{_listen_address(settings)}[/] "
+            f"(public origin {settings.public_origin}; TLS only; Ctrl+C stops)"
+        )
+
     try:
-        serve(settings)
+        serve(settings, sockets=sockets, on_started=announce)
     except TradeguardError as exc:
-        fail(exc.detail)
+        fail_on_error(exc)
+    except SystemExit as exc:
+        # uvicorn exits with STARTUP_FAILURE when the app's start-up fails; the reason is in
+        # the log lines above, so the last line only says that it did not start.
+        if exc.code == STARTUP_FAILURE:
+            fail("the platform did not start; the reason is logged above")
+        raise

@@ -9,7 +9,9 @@ settings for every server it creates, which needs no change to uvicorn itself.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, cast
@@ -19,6 +21,7 @@ from starlette.types import ASGIApp
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
+from tradeguard.core.errors import TradeguardError
 from tradeguard.web.app import create_app
 from tradeguard.web.logging import configure_logging
 from tradeguard.web.tls import build_server_ssl_context, ensure_dev_certificate
@@ -63,6 +66,74 @@ def tls_event_loop_factory(handshake_timeout: float) -> Callable[[], asyncio.Abs
     return _HandshakeTimeoutUvloop
 
 
+class ListenerUnavailable(TradeguardError):
+    """The listening socket cannot be opened (port taken, address not ours, no privilege)."""
+
+    status = 503
+    slug = "listener-unavailable"
+    title = "Cannot listen on the configured address"
+
+
+def _listen_failure(exc: OSError, host: str, port: int) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use by another program; stop it or serve on "
+            "another port (--port or TRADEGUARD_PORT)"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"not allowed to listen on {where}: ports below 1024 need extra privileges; "
+            "use a higher port (--port or TRADEGUARD_PORT)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; check --host or TRADEGUARD_HOST"
+    return f"cannot listen on {where}: {exc.strerror or type(exc).__name__}"
+
+
+def bind_listeners(host: str, port: int) -> list[socket.socket]:
+    """Bind the listening sockets before anything starts, so a taken port fails up front.
+
+    One socket per address the host resolves to (as asyncio's create_server would bind);
+    IPv6 sockets are IPv6-only so that an IPv4 socket on the same port does not clash.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        raise ListenerUnavailable(
+            f"cannot listen on {host}: the name does not resolve; check --host or TRADEGUARD_HOST"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenerUnavailable(_listen_failure(exc, host, port)) from None
+    return sockets
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the caller once it really serves (lifespan done, listening)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+
 def build_uvicorn_config(
     settings: Settings, app: ASGIApp, context: ssl.SSLContext
 ) -> uvicorn.Config:
@@ -91,11 +162,20 @@ def build_uvicorn_config(
     )
 
 
-def serve(settings: Settings, *, app: ASGIApp | None = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    app: ASGIApp | None = None,
+    sockets: list[socket.socket] | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     """Serve the app over HTTPS until SIGINT/SIGTERM; blocks the calling thread.
 
     Uses the configured certificate, or the development certificate (generated when
-    missing). Certificate problems raise ConfigurationError before any socket is bound.
+    missing). Certificate problems raise ConfigurationError, and a port that cannot be bound
+    raises ListenerUnavailable, before the app starts. `sockets` are listeners the caller
+    bound already (`bind_listeners`); they are closed when serving ends. `on_started` runs
+    once the app has started and the sockets listen.
     """
     configure_logging(settings.log_level)
     if settings.workers > 1:
@@ -105,12 +185,19 @@ def serve(settings: Settings, *, app: ASGIApp | None = None) -> None:
             settings.workers,
         )
     clock = SystemClock()
-    ensure_dev_certificate(settings, clock)
-    context = build_server_ssl_context(
-        settings.effective_cert_file, settings.effective_key_file, settings.tls_min_version
-    )
-    config = build_uvicorn_config(settings, app or create_app(settings, clock=clock), context)
-    server = uvicorn.Server(config)
-    loop_factory = tls_event_loop_factory(settings.tls_handshake_timeout_seconds)
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(server.serve())
+    listeners = list(sockets or ())
+    try:
+        ensure_dev_certificate(settings, clock)
+        context = build_server_ssl_context(
+            settings.effective_cert_file, settings.effective_key_file, settings.tls_min_version
+        )
+        if not listeners:
+            listeners = bind_listeners(settings.host, settings.port)
+        config = build_uvicorn_config(settings, app or create_app(settings, clock=clock), context)
+        server = _Server(config, on_started)
+        loop_factory = tls_event_loop_factory(settings.tls_handshake_timeout_seconds)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(server.serve(sockets=listeners))
+    finally:
+        for sock in listeners:
+            sock.close()
