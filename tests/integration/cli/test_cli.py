@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 from tests.support.ledger import tamper_event_body
 from tradeguard.cli.main import app
 from tradeguard.db.engine import create_engine
+from tradeguard.identity.password_hashing import PasswordHasher
 
 runner = CliRunner()
 
@@ -31,6 +34,12 @@ COMMANDS = [
     ["dev"],
     ["dev", "mailbox"],
 ]
+
+
+def password_hash(data_dir: Path, username: str) -> str:
+    with contextlib.closing(sqlite3.connect(data_dir / "tradeguard.db")) as db:
+        row = db.execute("SELECT password_hash FROM users WHERE username = ?", (username,))
+        return str(row.fetchone()[0])
 
 
 def tamper(data_dir: Path, seq: int) -> None:
@@ -126,6 +135,38 @@ class TestInitAndAudit:
         assert status.exit_code == 0
 
 
+class TestSqliteLocation:
+    @pytest.mark.parametrize("command", [["init"], ["db", "upgrade"]], ids=" ".join)
+    def test_a_sqlite_file_in_a_missing_directory_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+    ) -> None:
+        missing = tmp_path / "typo" / "nested"
+        monkeypatch.setenv("TRADEGUARD_DATABASE_URL", f"sqlite:///{missing / 'tg.db'}")
+        result = runner.invoke(app, [*command, "--data-dir", str(tmp_path / "var")])
+        assert result.exit_code == 2
+        assert f"the directory {missing} of the SQLite file does not exist" in result.output
+        assert not (tmp_path / "typo").exists()
+        assert not (tmp_path / "var").exists()
+
+    def test_a_missing_data_directory_is_created_for_its_own_sqlite_file(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        data = tmp_path / "fresh" / "var"
+        monkeypatch.setenv("TRADEGUARD_DATABASE_URL", f"sqlite:///{data / 'tradeguard.db'}")
+        result = runner.invoke(app, ["init", "--data-dir", str(data)])
+        assert result.exit_code == 0, result.output
+        assert (data / "tradeguard.db").is_file()
+
+    def test_an_existing_directory_outside_the_data_dir_is_used(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        (tmp_path / "db").mkdir()
+        monkeypatch.setenv("TRADEGUARD_DATABASE_URL", f"sqlite:///{tmp_path / 'db' / 'tg.db'}")
+        result = runner.invoke(app, ["init", "--data-dir", str(tmp_path / "var")])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "db" / "tg.db").is_file()
+
+
 class TestUsersAndKeys:
     @pytest.mark.spec("RBAC-1")
     def test_operator_creates_an_admin_with_a_prompted_password(self, tmp_path: Path) -> None:
@@ -181,6 +222,86 @@ class TestUsersAndKeys:
         retired = sorted((tmp_path / "keys" / "jwt").glob("retired-*.pem"))
         assert len(retired) == 2
         assert all(p.stat().st_mode & 0o077 == 0 for p in retired)
+
+    def test_a_script_creates_a_user_with_the_password_on_one_line_of_stdin(
+        self, tmp_path: Path
+    ) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        password = "  quiet meadow lantern 7931 "  # spaces are part of a passphrase
+        args = ["users", "create", "ops", "ops@example.com", "--role", "COMPLIANCE"]
+        result = runner.invoke(
+            app,
+            [*args, "--password-stdin", "--data-dir", str(tmp_path)],
+            input=f"{password}\nnot read\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("created COMPLIANCE ops")
+        assert "Password" not in result.output
+        assert password.strip() not in result.output
+        # Exactly the first line, spaces kept, line ending (LF or CRLF) dropped, no second
+        # line read as a confirmation.
+        crlf = runner.invoke(
+            app,
+            [
+                *args[:2],
+                "ops2",
+                "ops2@example.com",
+                "--password-stdin",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            input=f"{password}\r\n",
+        )
+        assert crlf.exit_code == 0, crlf.output
+        hasher = PasswordHasher()
+        for username in ("ops", "ops2"):
+            stored = password_hash(tmp_path, username)
+            assert hasher.verify(stored, password)
+            assert not hasher.verify(stored, password.strip())
+
+    def test_an_empty_stdin_line_is_refused(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        result = runner.invoke(
+            app,
+            [
+                "users",
+                "create",
+                "ops",
+                "ops@example.com",
+                "--password-stdin",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            input="\n",
+        )
+        assert result.exit_code == 1
+        assert "no password on standard input" in result.output
+
+    @pytest.mark.parametrize(
+        ("username", "email", "message"),
+        [
+            ("x", "ok@example.com", "username must be 3-32 characters"),
+            ("Bad Name!", "ok@example.com", "username must be 3-32 characters"),
+            ("okname", "not-an-address", "email is not a valid address"),
+        ],
+    )
+    def test_username_and_email_are_checked_before_the_password_is_asked_for(
+        self, tmp_path: Path, username: str, email: str, message: str
+    ) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        result = runner.invoke(
+            app, ["users", "create", username, email, "--data-dir", str(tmp_path)], input=""
+        )
+        assert result.exit_code == 2
+        assert message in result.output
+        assert "Password" not in result.output
+
+    def test_rotation_says_running_servers_pick_the_key_up(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        result = runner.invoke(app, ["keys", "rotate-jwt", "--data-dir", str(tmp_path)])
+        assert result.exit_code == 0
+        assert "running servers on" in result.output
+        assert "no restart needed" in result.output
 
     def test_rotation_without_a_data_dir_fails(self, tmp_path: Path) -> None:
         result = runner.invoke(app, ["keys", "rotate-jwt", "--data-dir", str(tmp_path / "none")])
