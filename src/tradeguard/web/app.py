@@ -20,13 +20,14 @@ from tradeguard.identity import api as identity_api
 from tradeguard.identity import webauthn_api
 from tradeguard.identity.container import build_identity
 from tradeguard.identity.guard import SessionStateCache
+from tradeguard.identity.keystore import SigningKeyWatcher, watch_signing_keys
 from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.identity.tasks import run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import Senders, senders_from_settings
 from tradeguard.notify.tasks import OutboxDispatcher
-from tradeguard.web import health
+from tradeguard.web import health, pages
 from tradeguard.web.metrics import HttpMetrics
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
 from tradeguard.web.problems import install_problem_handlers
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(identity_api.router)
     app.include_router(identity_api.jwks_router)
     app.include_router(webauthn_api.router)
+    app.include_router(pages.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the body guard so that 413/408 answers also get security headers and ids.
@@ -144,6 +146,14 @@ def _lifespan(
                 asyncio.create_task(
                     run_housekeeping(app.state.runtime.sessions, clock, stop=stop),
                     name="identity-housekeeping",
+                )
+            )
+            # `tradeguard keys rotate-jwt` writes new key files; this process signs with the
+            # new key (and still verifies with the old ones) without a restart.
+            key_watcher = SigningKeyWatcher(settings.jwt_keys_dir, identity.keys)
+            tasks.append(
+                asyncio.create_task(
+                    watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher"
                 )
             )
             for task in tasks:

@@ -32,6 +32,10 @@ PRE_AUTHENTICATION = frozenset(
         "/api/v1/auth/token/refresh",
         "/api/v1/auth/password/reset",
         "/api/v1/auth/password/reset/confirm",
+        # The pages that the emailed links open (web/pages.py); the token is their authority.
+        "/verify-email",
+        "/confirm-email",
+        "/reset-password",
     }
 )
 PRE_AUTHENTICATION_PREFIXES = ("/api/v1/auth/webauthn/authenticate/",)
