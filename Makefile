@@ -22,7 +22,7 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(BIN)/python
 	touch $(VENV)/.run-installed $@
 
 run: $(VENV)/.run-installed
-	$(BIN)/tradeguard serve --demo
+	$(BIN)/tradeguard serve --demo $(SERVE_ARGS)
 
 test: $(VENV)/.dev-installed
 	@scripts/ensure-test-tools.sh
