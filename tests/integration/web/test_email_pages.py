@@ -214,28 +214,36 @@ class TestResetPasswordPage:
         assert_page(confirmed, 200)
 
 
+# Forms a page never sends: fetch metadata or an Origin from elsewhere.
+FOREIGN_HEADERS = (
+    {"sec-fetch-site": "cross-site"},
+    {"sec-fetch-site": "same-site"},
+    {"origin": "https://evil.example"},
+    {"origin": "https://localhost:8443.evil.example"},
+)
+# Bodies a page never sends, and the status each gets ("TOKEN" is the form's real token).
+FOREIGN_BODIES = (
+    ("application/json", b'{"token": "TOKEN"}', 415),
+    ("application/x-www-form-urlencoded", b"token=TOKEN&token=TOKEN", 400),
+    ("application/x-www-form-urlencoded", b"token=TOKEN&admin=1", 400),
+    ("application/x-www-form-urlencoded", b"token=TOKEN&\xff=1", 400),
+    ("application/x-www-form-urlencoded", b"token=TOKEN&pad=" + b"x" * 20_000, 413),
+)
+
+
 class TestFormSubmission:
-    @pytest.mark.parametrize(
-        "headers",
-        [
-            {"sec-fetch-site": "cross-site"},
-            {"sec-fetch-site": "same-site"},
-            {"origin": "https://evil.example"},
-            {"origin": "https://localhost:8443.evil.example"},
-        ],
-        ids=["cross-site", "same-site", "foreign-origin", "lookalike-origin"],
-    )
     async def test_a_form_sent_from_another_site_is_refused_and_changes_nothing(
-        self, api: Api, headers: dict[str, str]
+        self, api: Api
     ) -> None:
         async with api.client() as client:
             form = only_form((await client.get(local(await register(api, client)))).text)
-            refused = await client.post(
-                form.action,
-                data=form.submission(),
-                headers={**BROWSER_FORM_HEADERS, **headers},
-            )
-            assert_page(refused, 403)
+            for headers in FOREIGN_HEADERS:
+                refused = await client.post(
+                    form.action,
+                    data=form.submission(),
+                    headers={**BROWSER_FORM_HEADERS, **headers},
+                )
+                assert_page(refused, 403)
             assert not await email_verified(api)
             # The token was not touched: the genuine form still works.
             assert (await submit(client, form)).status_code == 200
@@ -252,27 +260,16 @@ class TestFormSubmission:
             )
         assert_page(sent, 200)
 
-    @pytest.mark.parametrize(
-        ("content_type", "body", "status"),
-        [
-            ("application/json", b'{"token": "TOKEN"}', 415),
-            ("application/x-www-form-urlencoded", b"token=TOKEN&token=TOKEN", 400),
-            ("application/x-www-form-urlencoded", b"token=TOKEN&admin=1", 400),
-            ("application/x-www-form-urlencoded", b"token=TOKEN&\xff=1", 400),
-            ("application/x-www-form-urlencoded", b"token=TOKEN&pad=" + b"x" * 20_000, 413),
-        ],
-        ids=["json", "repeated-field", "unknown-field", "not-ascii", "oversized"],
-    )
-    async def test_a_body_that_is_not_the_pages_form_is_refused(
-        self, api: Api, content_type: str, body: bytes, status: int
-    ) -> None:
+    async def test_a_body_that_is_not_the_pages_form_is_refused(self, api: Api) -> None:
         async with api.client() as client:
             form = only_form((await client.get(local(await register(api, client)))).text)
-            refused = await client.post(
-                form.action,
-                content=body.replace(b"TOKEN", form.inputs["token"].encode()),
-                headers={**BROWSER_FORM_HEADERS, "content-type": content_type},
-            )
-            assert_page(refused, status)
-            assert form.inputs["token"] not in refused.text
+            token = form.inputs["token"]
+            for content_type, body, status in FOREIGN_BODIES:
+                refused = await client.post(
+                    form.action,
+                    content=body.replace(b"TOKEN", token.encode()),
+                    headers={**BROWSER_FORM_HEADERS, "content-type": content_type},
+                )
+                assert_page(refused, status)
+                assert token not in refused.text
             assert not await email_verified(api)
