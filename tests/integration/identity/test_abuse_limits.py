@@ -150,7 +150,7 @@ class TestTextQuotas:
         assert len(await texts(api, number(7))) == 2
         assert await exceeded(api) == [["sms_per_number"]]
 
-    @pytest.mark.spec("AUTH-4")
+    @pytest.mark.spec("AUTH-4", "API-2")
     @pytest.mark.parametrize(
         "limits", [{"sms_max_per_user": 3, "max_pending_factors": 20}], indirect=True
     )
@@ -171,7 +171,7 @@ class TestTextQuotas:
         assert await exceeded(api) == [["sms_per_user"]]
         assert tomorrow.status_code == 201, tomorrow.text
 
-    @pytest.mark.spec("AUTH-4")
+    @pytest.mark.spec("AUTH-4", "API-2")
     @pytest.mark.parametrize(
         "limits", [{"sms_max_per_network": 3, "max_pending_factors": 20}], indirect=True
     )
@@ -231,7 +231,6 @@ async def register(
 
 
 class TestSignUps:
-    @pytest.mark.spec("AUTH-5")
     async def test_probing_a_taken_address_mails_its_owner_once_a_day(self, api: Api) -> None:
         async with api.client() as client:
             await register_verified(api, client)

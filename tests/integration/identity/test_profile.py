@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support.api import (
     Api,
     bearer,
@@ -16,7 +14,6 @@ from tests.support.api import (
 
 
 class TestProfile:
-    @pytest.mark.spec("RBAC-4", "ACCT-1")
     async def test_a_password_only_session_sees_its_profile_and_view_permission(
         self, api: Api
     ) -> None:
@@ -50,7 +47,6 @@ class TestProfile:
             "device_authorized": False,
         }
 
-    @pytest.mark.spec("RBAC-4", "ACCT-4", "AUTH-6")
     async def test_a_second_factor_session_lists_its_factor_and_trading_permissions(
         self, api: Api
     ) -> None:

@@ -287,7 +287,7 @@ class TestDeviceNames:
         assert clean(email["body"].split("\n")[0])
         assert "Mozilla/5.0" in email["body"]
 
-    @pytest.mark.spec("AUTH-2", "SESS-3")
+    @pytest.mark.spec("SESS-3")
     async def test_a_passkey_sign_in_stores_a_plain_name_too(self, api: Api) -> None:
         key, passkey = SoftwareAuthenticator(), SoftwareAuthenticator(algorithm=COSE_EDDSA)
         async with api.client() as client:

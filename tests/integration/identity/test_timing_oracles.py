@@ -141,7 +141,6 @@ class TestPasswordReset:
 
 
 class TestRegistration:
-    @pytest.mark.spec("AUTH-5")
     async def test_taken_and_new_addresses_take_the_same_time(self, api: Api) -> None:
         async with api.client() as client:
             await register_verified(api, client)
