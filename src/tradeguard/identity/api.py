@@ -130,7 +130,7 @@ async def resend_verification(
 # Login ----------------------------------------------------------------------------------
 
 
-@router.post("/login", **public_route(), response_model=None)
+@router.post("/login", **public_route())
 async def login(
     body: s.LoginRequest, request: Request, services: Services
 ) -> s.TokenResponse | s.MfaRequiredResponse:

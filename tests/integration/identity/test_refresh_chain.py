@@ -14,6 +14,8 @@ import pytest
 
 from tests.support.api import Api, audit_events, bearer, login, register_verified
 from tradeguard.identity import repository
+from tradeguard.identity.common import hash_secret_token
+from tradeguard.identity.models import RefreshToken
 
 
 async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -82,3 +84,23 @@ class TestGraceWindow:
         assert head.status_code == 401  # the one chain ended with it
         assert access.status_code == 401
         assert await audit_events(api, "identity:session:refresh_reuse_detected")
+
+
+class TestUpgrade:
+    @pytest.mark.spec("SESS-2")
+    async def test_a_token_spent_before_successors_were_recorded_starts_no_second_chain(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            tokens = await signed_in(api, client)
+            first = (await refresh(client, tokens["refresh_token"])).json()
+            async with api.services.unit_of_work() as session:
+                row = await session.get(RefreshToken, hash_secret_token(tokens["refresh_token"]))
+                assert row is not None
+                row.successor_enc = None  # as rows spent before migration 0004 are
+            repeat = await refresh(client, tokens["refresh_token"])
+            heads = await live_heads(api, tokens["session_id"])
+            chain = await refresh(client, first["refresh_token"])
+        assert repeat.status_code == 401
+        assert heads == 1
+        assert chain.status_code == 200  # refused without ending the session

@@ -254,6 +254,19 @@ class TestRepeatedSignIns:
         assert [e["data"].get("recognized_by") for e in seen] == [None, "fingerprint"]
 
 
+class TestDeviceTokenContract:
+    @pytest.mark.spec("SESS-3")
+    def test_the_openapi_document_tells_clients_to_send_the_device_token_back(
+        self, api: Api
+    ) -> None:
+        schemas = api.app.openapi()["components"]["schemas"]
+        for name in ("TokenResponse", "MfaRequiredResponse"):
+            assert "send it back" in schemas[name]["properties"]["device_token"]["description"]
+        assert (
+            "previous sign-in" in schemas["DeviceInfo"]["properties"]["device_token"]["description"]
+        )
+
+
 def clean(text: str) -> bool:
     return not any(ch in text for ch in "<>\u202e\x1b\r\n\x00") and "onload" not in text
 
