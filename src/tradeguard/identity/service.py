@@ -127,13 +127,11 @@ class AccountService:
         email_verified: bool = False,
         actor: Party = SYSTEM,
         event: IdentityEvent = IdentityEvent.USER_CREATED,
-        password_vetted: bool = False,
     ) -> NewUser:
         """Create an account after the password policy passes; the audit event commits with it."""
         name = normalize_username(username)
         address = normalize_email(email)
-        if not password_vetted:
-            await self._check_password(password, user_inputs=(name, address))
+        await self._check_password(password, user_inputs=(name, address))
         if await repository.username_taken(session, name) or await repository.email_taken(
             session, address
         ):
@@ -321,8 +319,9 @@ class AccountService:
         """Send a new verification link if this address has an unverified account.
 
         The caller always gets the same answer. Links sent earlier keep working until they
-        expire (each is single use). Returns seconds to wait when a quota refuses (0: done):
-        per client network and per address, counted for every address, known or not.
+        expire or one of them verifies the address (that spends them all). Returns seconds to
+        wait when a quota refuses (0: done): per client network and per address, counted for
+        every address, known or not.
         """
         try:
             address = normalize_email(email)
