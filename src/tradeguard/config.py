@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     login_lockout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     ip_max_failures: Annotated[int, Field(ge=10, le=10_000)] = 50
     refresh_grace_seconds: Annotated[int, Field(ge=0, le=60)] = 10
+    # Abuse quotas. A client network is one IPv4 address or one IPv6 /64.
+    signup_max_per_network: Annotated[int, Field(ge=1, le=10_000)] = 20  # per 15 minutes
+    verify_resend_max_per_address: Annotated[int, Field(ge=1, le=100)] = 3  # per day
+    verify_resend_max_per_network: Annotated[int, Field(ge=1, le=10_000)] = 20  # per 15 minutes
+    # Text messages cost money and can be aimed at any number (toll fraud, SMS bombing).
+    sms_max_per_user: Annotated[int, Field(ge=1, le=1000)] = 10  # per day
+    sms_max_per_number: Annotated[int, Field(ge=1, le=1000)] = 5  # per day
+    sms_max_per_network: Annotated[int, Field(ge=1, le=10_000)] = 30  # per hour
+    max_pending_factors: Annotated[int, Field(ge=1, le=20)] = 3
+    pending_factor_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
+    # A sign-in without a device token is matched to a device of the same user with the same
+    # fingerprint, seen from the same client network within this window; 0 switches it off.
+    device_recognition_seconds: Annotated[int, Field(ge=0, le=90 * 86_400)] = 30 * 86_400
     log_level: str = "INFO"
     ledger_sequencer_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 50
 

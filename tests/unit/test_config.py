@@ -156,3 +156,27 @@ class TestPublicOrigin:
         self, host: str, port: int, origin: str
     ) -> None:
         assert derived_public_origin(host, port) == origin
+
+
+class TestAbuseQuotaSettings:
+    def test_quotas_are_read_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TRADEGUARD_SIGNUP_MAX_PER_NETWORK", "5")
+        monkeypatch.setenv("TRADEGUARD_SMS_MAX_PER_NUMBER", "2")
+        monkeypatch.setenv("TRADEGUARD_MAX_PENDING_FACTORS", "1")
+        monkeypatch.setenv("TRADEGUARD_DEVICE_RECOGNITION_SECONDS", "0")
+        settings = load_settings(_env_file=None)
+        assert settings.signup_max_per_network == 5
+        assert settings.sms_max_per_number == 2
+        assert settings.max_pending_factors == 1
+        assert settings.device_recognition_seconds == 0
+
+    @pytest.mark.parametrize(
+        "env",
+        ["TRADEGUARD_SIGNUP_MAX_PER_NETWORK", "TRADEGUARD_SMS_MAX_PER_USER"],
+    )
+    def test_a_quota_of_zero_is_refused_by_name(
+        self, monkeypatch: pytest.MonkeyPatch, env: str
+    ) -> None:
+        monkeypatch.setenv(env, "0")
+        with pytest.raises(ConfigurationError, match=env):
+            load_settings(_env_file=None)

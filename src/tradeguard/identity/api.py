@@ -10,7 +10,9 @@ from fastapi import APIRouter, Path, Request, Response
 from tradeguard.core.errors import NotFound, TooManyRequests, Unauthorized
 from tradeguard.identity import repository
 from tradeguard.identity import schemas as s
+from tradeguard.identity.devices import plain_text, user_agent_text
 from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.factors import TotpEnrolment
 from tradeguard.identity.guard import (
     AUTHENTICATED,
     CurrentPrincipal,
@@ -26,6 +28,7 @@ from tradeguard.identity.models import User
 from tradeguard.identity.sessions import Denied, Failure, Method, MfaChallenge, TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# Routes outside /api/v1/auth: the JWKS document and the caller's profile.
 jwks_router = APIRouter(tags=["auth"])
 
 IdPath = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[0-9a-f-]+$")]
@@ -45,7 +48,7 @@ def _tokens(pair: TokenPair) -> s.TokenResponse:
 def _raise_denied(denied: Denied) -> None:
     if denied.failure is Failure.THROTTLED:
         raise TooManyRequests(
-            "too many attempts; wait before trying again",
+            denied.detail or "too many attempts; wait before trying again",
             retry_after_seconds=denied.retry_after_seconds or 60,
         )
     if denied.failure in {Failure.INVALID_CREDENTIALS, Failure.IP_NOT_ALLOWED}:
@@ -76,13 +79,22 @@ async def _user(services: Services, session: Any, principal: Principal) -> User:
 async def register(
     body: s.RegisterRequest, request: Request, services: Services
 ) -> s.RegisterResponse:
+    info = request_info(request)
+    # The attempt is counted in a unit of work of its own, so a sign-up rejected below
+    # (taken username, weak password) still counts towards the network's quota.
+    async with services.unit_of_work() as session:
+        wait = await services.accounts.sign_up_refused(session, request=info)
+    if wait:
+        raise TooManyRequests(
+            "too many sign-ups from this network; try again later", retry_after_seconds=wait
+        )
     async with services.unit_of_work() as session:
         await services.accounts.register(
             session,
             username=body.username,
             email=body.email,
             password=body.password,
-            request=request_info(request),
+            request=info,
         )
     return s.RegisterResponse()
 
@@ -98,10 +110,27 @@ async def verify_email(body: s.TokenRequest, request: Request, services: Service
     return s.Accepted(detail="email address verified")
 
 
+@router.post("/email/verify/resend", status_code=202, **public_route())
+async def resend_verification(
+    body: s.ResendVerificationRequest, request: Request, services: Services
+) -> s.Accepted:
+    """Send a new verification link. The answer is the same whether or not the address has an
+    account (or one still to verify); links sent earlier keep working until they expire."""
+    async with services.unit_of_work() as session:
+        wait = await services.accounts.resend_verification(
+            session, email=body.email, request=request_info(request)
+        )
+    if wait:
+        raise TooManyRequests(
+            "too many verification emails requested; try again later", retry_after_seconds=wait
+        )
+    return s.Accepted(detail="if that address has an account to verify, a new link is on its way")
+
+
 # Login ----------------------------------------------------------------------------------
 
 
-@router.post("/login", **public_route(), response_model=None)
+@router.post("/login", **public_route())
 async def login(
     body: s.LoginRequest, request: Request, services: Services
 ) -> s.TokenResponse | s.MfaRequiredResponse:
@@ -229,7 +258,7 @@ async def list_sessions(services: Services, principal: CurrentPrincipal) -> list
             expires_ns=str(r.expires_ns),
             amr=r.amr.split(),
             ip=r.ip,
-            user_agent=r.user_agent,
+            user_agent=user_agent_text(r.user_agent),
             device_id=r.device_id,
             current=r.id == principal.session_id,
         )
@@ -262,7 +291,7 @@ async def list_devices(services: Services, principal: CurrentPrincipal) -> list[
     return [
         s.DeviceView(
             id=d.id,
-            name=d.name,
+            name=plain_text(d.name, limit=120) or "unknown client",
             authorized=d.authorized_ns is not None,
             created_ns=str(d.created_ns),
             last_seen_ns=str(d.last_seen_ns),
@@ -415,6 +444,9 @@ async def enrol_totp(
         enrolment = await services.factors.enrol_totp(
             session, user=user, state=principal.state, request=request_info(request)
         )
+    if isinstance(enrolment, Denied):
+        _raise_denied(enrolment)
+    assert isinstance(enrolment, TotpEnrolment)  # noqa: S101
     return s.TotpEnrolResponse(
         factor_id=enrolment.factor_id,
         secret=enrolment.secret,
@@ -468,6 +500,9 @@ async def enrol_email(
             phone=None,
             request=request_info(request),
         )
+    if isinstance(factor_id, Denied):
+        _raise_denied(factor_id)
+    assert isinstance(factor_id, str)  # noqa: S101
     return s.PendingFactorResponse(factor_id=factor_id, detail="a code was emailed to you")
 
 
@@ -485,6 +520,9 @@ async def enrol_sms(
             phone=body.phone,
             request=request_info(request),
         )
+    if isinstance(factor_id, Denied):
+        _raise_denied(factor_id)
+    assert isinstance(factor_id, str)  # noqa: S101
     return s.PendingFactorResponse(factor_id=factor_id, detail="a code was sent by SMS")
 
 
@@ -625,3 +663,28 @@ async def confirm_reset(
 @jwks_router.get("/.well-known/jwks.json", **public_route())
 async def jwks(services: Services) -> dict[str, list[dict[str, str]]]:
     return services.keys.jwks()
+
+
+@jwks_router.get("/api/v1/me", tags=["identity"], **guarded(AUTHENTICATED))
+async def me(services: Services, principal: CurrentPrincipal) -> s.ProfileResponse:
+    """The caller's own profile and what this session may do (nothing secret)."""
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        factors = await services.factors.list_factors(session, user_id=user.id)
+    return s.ProfileResponse(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        role=user.role,
+        email_verified=user.email_verified_ns is not None,
+        created_ns=str(user.created_ns),
+        factors=[
+            s.FactorSummary(id=f.id, kind=f.kind, label=f.label, status=f.status) for f in factors
+        ],
+        session=s.SessionSummary(
+            id=principal.session_id,
+            amr=list(principal.amr),
+            permissions=sorted(principal.permissions),
+            device_authorized=principal.state.device_authorized,
+        ),
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,3 +82,35 @@ class IdentityDeps:
 
     def pepper(self, purpose: str) -> bytes:
         return self.keyring.derive_secret(purpose)
+
+    def counter_key(self, kind: str, value: str) -> str:
+        """A throttle key for personal data (an address, a phone number) without storing it.
+
+        Keyed (HMAC), so the throttle table cannot be reversed by hashing a list of addresses.
+        """
+        digest = hmac.new(self.pepper(COUNTER_KEY_PEPPER), value.encode(), hashlib.sha256)
+        return f"{kind}:{digest.hexdigest()}"
+
+
+COUNTER_KEY_PEPPER = "identity.counter_keys"
+
+
+@asynccontextmanager
+async def kept_if(session: AsyncSession, keep: bool) -> AsyncIterator[None]:
+    """Run a block's statements in a SAVEPOINT, then keep them or roll them back.
+
+    The database counterpart of the dummy password verification: a path that must not reveal
+    whether an account exists runs the same statements either way and throws them away when
+    there is no account, so its timing (and its cost) does not depend on the answer.
+    """
+    savepoint = await session.begin_nested()
+    try:
+        yield
+        await session.flush()
+    except BaseException:
+        await savepoint.rollback()
+        raise
+    if keep:
+        await savepoint.commit()
+    else:
+        await savepoint.rollback()

@@ -41,6 +41,15 @@ def policy_from(settings: Settings) -> IdentityPolicy:
         lockout_seconds=settings.login_lockout_seconds,
         ip_max_failures=settings.ip_max_failures,
         refresh_grace_seconds=settings.refresh_grace_seconds,
+        signup_max_per_network=settings.signup_max_per_network,
+        verify_resend_max_per_address=settings.verify_resend_max_per_address,
+        verify_resend_max_per_network=settings.verify_resend_max_per_network,
+        sms_max_per_user=settings.sms_max_per_user,
+        sms_max_per_number=settings.sms_max_per_number,
+        sms_max_per_network=settings.sms_max_per_network,
+        max_pending_factors=settings.max_pending_factors,
+        pending_factor_seconds=settings.pending_factor_seconds,
+        device_recognition_seconds=settings.device_recognition_seconds,
         sms_enabled=settings.sms_provider != "disabled",
     )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import STAFF_ROLES, Role
+from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import (
     Forbidden,
     InvalidInput,
@@ -33,6 +34,8 @@ from tradeguard.identity.sessions import (
     OTP_PEPPER,
     TOTP_SECRET_PURPOSE,
     AuthService,
+    Denied,
+    Failure,
     Method,
     SessionState,
 )
@@ -80,12 +83,46 @@ class FactorService:
         self.auth = auth
 
     async def list_factors(self, session: AsyncSession, *, user_id: str) -> list[FactorView]:
+        """Active factors, and enrolments still in progress (expired ones are left out)."""
         return [
             FactorView(
                 f.id, f.kind, f.label, f.status, f.created_ns, f.last_used_ns, f.kind == "sms"
             )
             for f in await repository.factors_of(session, user_id, status=None)
+            if not self._pending_expired(f)
         ]
+
+    def _pending_expired(self, factor: MfaFactor) -> bool:
+        policy = self.deps.policy
+        return factor.status == "pending" and (
+            self.deps.clock.now_ns() - factor.created_ns >= policy.ns(policy.pending_factor_seconds)
+        )
+
+    async def _too_many_pending(
+        self, session: AsyncSession, user: User, request: RequestInfo
+    ) -> Denied | None:
+        """At most a few enrolments in progress per user: each one may have sent a message."""
+        deps, policy, now = self.deps, self.deps.policy, self.deps.clock.now_ns()
+        window = policy.ns(policy.pending_factor_seconds)
+        pending = await repository.pending_factors(session, user.id, since_ns=now - window)
+        if len(pending) < policy.max_pending_factors:
+            return None
+        retry = max(1, -(-(pending[0].created_ns + window - now) // NS_PER_SECOND))
+        await deps.audit(
+            session,
+            IdentityEvent.QUOTA_EXCEEDED,
+            user_id=user.id,
+            request=request,
+            data={"quotas": ["pending_factors"], "retry_after_seconds": retry},
+        )
+        return Denied(
+            Failure.THROTTLED,
+            retry_after_seconds=retry,
+            detail=(
+                f"{len(pending)} sign-in methods are waiting for confirmation; confirm one "
+                "or wait until they expire"
+            ),
+        )
 
     async def require_fresh_factor(
         self, session: AsyncSession, *, user: User, state: SessionState
@@ -256,8 +293,11 @@ class FactorService:
 
     async def enrol_totp(
         self, session: AsyncSession, *, user: User, state: SessionState, request: RequestInfo
-    ) -> TotpEnrolment:
+    ) -> TotpEnrolment | Denied:
         await self.require_fresh_factor(session, user=user, state=state)
+        refused = await self._too_many_pending(session, user, request)
+        if refused is not None:
+            return refused
         deps, now = self.deps, self.deps.clock.now_ns()
         secret = totp.new_secret()
         factor = MfaFactor(
@@ -300,8 +340,13 @@ class FactorService:
         # enrolled one, by a password-only session that cannot step up (ACCT-1, ATO-2).
         await self.require_fresh_factor(session, user=user, state=state)
         factor = await repository.factor_of(session, user.id, factor_id)
-        if factor is None or factor.kind != "totp" or factor.status != "pending":
-            raise NotFound("no pending authenticator-app factor with that id")
+        if (
+            factor is None
+            or factor.kind != "totp"
+            or factor.status != "pending"
+            or self._pending_expired(factor)
+        ):
+            raise NotFound("no pending authenticator-app factor with that id; start again")
         secret = self.deps.keyring.decrypt(
             factor.secret_enc or b"", purpose=TOTP_SECRET_PURPOSE, context=factor.id.encode()
         ).decode()
@@ -414,8 +459,13 @@ class FactorService:
         method: Method,
         phone: str | None,
         request: RequestInfo,
-    ) -> str:
-        """Start an email or SMS factor: send a code; returns the pending factor id."""
+    ) -> str | Denied:
+        """Start an email or SMS factor: send a code; returns the pending factor id.
+
+        Refused (429) when the user has too many enrolments in progress, and for SMS when the
+        user, the number or the client network has had its quota of texts (toll fraud, SMS
+        bombing). A refusal is audited and commits.
+        """
         await self.require_fresh_factor(session, user=user, state=state)
         deps, now = self.deps, self.deps.clock.now_ns()
         if method is Method.SMS:
@@ -428,6 +478,19 @@ class FactorService:
             if user.email_verified_ns is None:
                 raise Forbidden("verify your email address first")
             destination, label = user.email, "Email codes"
+        refused = await self._too_many_pending(session, user, request)
+        if refused is not None:
+            return refused
+        if method is Method.SMS:
+            wait = await self.auth.sms_refused(
+                session, user_id=user.id, number=destination, purpose="enrol", request=request
+            )
+            if wait:
+                return Denied(
+                    Failure.THROTTLED,
+                    retry_after_seconds=wait,
+                    detail="too many text messages were requested; try again later",
+                )
         factor = MfaFactor(
             id=deps.ids.new_str(),
             user_id=user.id,
@@ -485,6 +548,7 @@ class FactorService:
         if (
             factor is None
             or factor.status != "pending"
+            or self._pending_expired(factor)
             or ticket is None
             or ticket.used_ns is not None
             or ticket.expires_ns <= now

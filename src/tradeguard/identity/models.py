@@ -100,6 +100,9 @@ class RefreshToken(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
     issued_ns: Mapped[int] = mapped_column(BigInteger)
     spent_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # The token that replaced this one, encrypted: a parallel refresh inside the grace window
+    # gets this same successor instead of starting a second chain.
+    successor_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AuthTicket(Base):

@@ -22,6 +22,15 @@ class IdentityPolicy:
     lockout_seconds: int = 900
     ip_max_failures: int = 50
     refresh_grace_seconds: int = 10
+    signup_max_per_network: int = 20
+    verify_resend_max_per_address: int = 3
+    verify_resend_max_per_network: int = 20
+    sms_max_per_user: int = 10
+    sms_max_per_number: int = 5
+    sms_max_per_network: int = 30
+    max_pending_factors: int = 3
+    pending_factor_seconds: int = 900
+    device_recognition_seconds: int = 30 * 86_400
     session_lifetime_seconds: int = 24 * 3600  # SESS-2: refresh tokens live 24 hours
     mfa_ticket_seconds: int = 300
     email_token_seconds: int = 24 * 3600

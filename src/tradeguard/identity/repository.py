@@ -63,7 +63,15 @@ async def throttle(session: AsyncSession, key: str) -> AuthThrottle | None:
 async def increment_throttle(
     session: AsyncSession, key: str, *, now_ns: int, window_ns: int
 ) -> int:
-    """Count one failure atomically (concurrent failures are all counted); returns the count.
+    """Count one failure atomically (concurrent failures are all counted); returns the count."""
+    count, _ = await count_use(session, key, now_ns=now_ns, window_ns=window_ns)
+    return count
+
+
+async def count_use(
+    session: AsyncSession, key: str, *, now_ns: int, window_ns: int
+) -> tuple[int, int]:
+    """Count one use atomically; returns the count in the window and the window's start.
 
     An expired window starts over at 1. The upsert takes the row lock, so parallel requests
     cannot each read the same old count and write it back plus one.
@@ -83,9 +91,10 @@ async def increment_throttle(
                 "window_start_ns": case((expired, now_ns), else_=table.window_start_ns),
             },
         )
-        .returning(table.failures)
+        .returning(table.failures, table.window_start_ns)
     )
-    return int((await session.execute(statement)).scalar_one())
+    row = (await session.execute(statement)).one()
+    return int(row[0]), int(row[1])
 
 
 async def block_throttle(session: AsyncSession, key: str, until_ns: int) -> None:
@@ -192,6 +201,35 @@ async def factor_of(session: AsyncSession, user_id: str, factor_id: str) -> MfaF
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def pending_factors(
+    session: AsyncSession, user_id: str, *, since_ns: int
+) -> Sequence[MfaFactor]:
+    """A user's enrolments started since `since_ns` and not yet confirmed, oldest first."""
+    query = select(MfaFactor).where(
+        MfaFactor.user_id == user_id,
+        MfaFactor.status == "pending",
+        MfaFactor.revoked_ns.is_(None),
+        MfaFactor.created_ns >= since_ns,
+    )
+    return (await session.execute(query.order_by(MfaFactor.created_ns))).scalars().all()
+
+
+async def expire_pending_factors(
+    session: AsyncSession, *, started_before_ns: int, now_ns: int
+) -> int:
+    """Retire enrolments nobody confirmed in time; returns how many."""
+    result = await session.execute(
+        update(MfaFactor)
+        .where(
+            MfaFactor.status == "pending",
+            MfaFactor.revoked_ns.is_(None),
+            MfaFactor.created_ns < started_before_ns,
+        )
+        .values(status="expired", revoked_ns=now_ns)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def factor_by_credential(session: AsyncSession, credential_id: bytes) -> MfaFactor | None:
     query = select(MfaFactor).where(
         MfaFactor.credential_id == credential_id,
@@ -252,6 +290,29 @@ async def device_by_token(session: AsyncSession, user_id: str, token_hash: bytes
         Device.user_id == user_id, Device.token_hash == token_hash, Device.revoked_ns.is_(None)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def device_with_token(session: AsyncSession, token_hash: bytes) -> Device | None:
+    """The live device holding a token, whoever it belongs to (the caller checks the owner)."""
+    query = select(Device).where(Device.token_hash == token_hash, Device.revoked_ns.is_(None))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def devices_with_fingerprint(
+    session: AsyncSession, user_id: str, fingerprint: bytes, *, seen_since_ns: int
+) -> Sequence[Device]:
+    """A user's live devices with this fingerprint seen since `seen_since_ns`, newest first."""
+    query = (
+        select(Device)
+        .where(
+            Device.user_id == user_id,
+            Device.fingerprint == fingerprint,
+            Device.revoked_ns.is_(None),
+            Device.last_seen_ns >= seen_since_ns,
+        )
+        .order_by(Device.last_seen_ns.desc())
+    )
+    return (await session.execute(query)).scalars().all()
 
 
 async def devices_of(session: AsyncSession, user_id: str) -> Sequence[Device]:
@@ -321,10 +382,34 @@ async def refresh_token(session: AsyncSession, token_hash: bytes) -> RefreshToke
     return await session.get(RefreshToken, token_hash)
 
 
-async def spend_refresh_token(session: AsyncSession, token_hash: bytes, now_ns: int) -> bool:
+async def spend_refresh_token(
+    session: AsyncSession, token_hash: bytes, now_ns: int, *, successor_enc: bytes
+) -> bool:
+    """Spend a refresh token and name its successor in one step; False if already spent."""
     result = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.token_hash == token_hash, RefreshToken.spent_ns.is_(None))
-        .values(spent_ns=now_ns)
+        .values(spent_ns=now_ns, successor_enc=successor_enc)
+        .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def refresh_token_as_committed(
+    session: AsyncSession, token_hash: bytes
+) -> RefreshToken | None:
+    """Read a refresh token again from the database (a concurrent refresh may have spent it)."""
+    query = (
+        select(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def live_refresh_tokens(session: AsyncSession, session_id: str) -> Sequence[RefreshToken]:
+    """The unspent refresh tokens of a session: its chain's heads (one, unless forked)."""
+    query = select(RefreshToken).where(
+        RefreshToken.session_id == session_id, RefreshToken.spent_ns.is_(None)
+    )
+    return (await session.execute(query)).scalars().all()

@@ -15,8 +15,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+NEW_DEVICE_HELP = (
+    "A new device token when this sign-in is from a device not recognised before (null when "
+    "the request's token was recognised). Store it and send it back as `device.device_token` "
+    "on every later sign-in: that is how this client is recognised (no new device, no "
+    "'new sign-in' email) and, once authorized by a second factor, exempt from lockouts "
+    "caused by failures elsewhere."
+)
+
+
 class DeviceInfo(Strict):
-    device_token: Opaque | None = None
+    """What the client says about itself at sign-in; only the device token is trusted."""
+
+    device_token: Opaque | None = Field(
+        default=None,
+        description=(
+            "The device token a previous sign-in of this client returned. Sent back, it "
+            "identifies this device; without it the sign-in counts as from a new device "
+            "(matched only loosely, by fingerprint, to a recent unauthorized one)."
+        ),
+    )
     platform: Annotated[str, Field(max_length=64)] | None = None
     language: Annotated[str, Field(max_length=35)] | None = None
     timezone: Annotated[str, Field(max_length=64)] | None = None
@@ -42,7 +60,14 @@ class TokenRequest(Strict):
 class LoginRequest(Strict):
     login: Annotated[str, Field(min_length=1, max_length=254)]
     password: Secret
-    device: DeviceInfo | None = None
+    device: DeviceInfo | None = Field(
+        default=None,
+        description="The client's device token (from an earlier sign-in) and attributes.",
+    )
+
+
+class ResendVerificationRequest(Strict):
+    email: Annotated[str, Field(min_length=3, max_length=254)]
 
 
 class TokenResponse(Strict):
@@ -52,7 +77,7 @@ class TokenResponse(Strict):
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name
     expires_in: int
     session_id: str
-    device_token: str | None = None
+    device_token: str | None = Field(default=None, description=NEW_DEVICE_HELP)
 
 
 class MfaRequiredResponse(Strict):
@@ -60,7 +85,7 @@ class MfaRequiredResponse(Strict):
     ticket: str
     methods: list[str]
     expires_in: int
-    device_token: str | None = None
+    device_token: str | None = Field(default=None, description=NEW_DEVICE_HELP)
 
 
 MfaMethod = Literal["totp", "backup_code", "email", "sms", "webauthn"]
@@ -179,3 +204,28 @@ class PasswordResetConfirm(Strict):
 class Accepted(Strict):
     status: Literal["accepted"] = "accepted"
     detail: str
+
+
+class FactorSummary(Strict):
+    id: str
+    kind: str
+    label: str
+    status: str
+
+
+class SessionSummary(Strict):
+    id: str
+    amr: list[str]
+    permissions: list[str]
+    device_authorized: bool
+
+
+class ProfileResponse(Strict):
+    id: str
+    username: str
+    email: str
+    role: str
+    email_verified: bool
+    created_ns: str
+    factors: list[FactorSummary]
+    session: SessionSummary

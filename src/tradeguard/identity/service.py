@@ -19,6 +19,7 @@ from tradeguard.identity.common import (
     IdentityDeps,
     RequestInfo,
     hash_secret_token,
+    kept_if,
     new_secret_token,
 )
 from tradeguard.identity.errors import BreachCheckUnavailable, WeakPassword
@@ -27,7 +28,13 @@ from tradeguard.identity.ip_allowlist import client_bucket
 from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
-from tradeguard.identity.sessions import DESTINATION_PURPOSE, AuthService, Method
+from tradeguard.identity.sessions import (
+    DAY_SECONDS,
+    DESTINATION_PURPOSE,
+    AuthService,
+    Method,
+)
+from tradeguard.identity.throttle import WINDOW_SECONDS
 from tradeguard.ledger.domain import SYSTEM, Party
 
 log = logging.getLogger(__name__)
@@ -64,10 +71,13 @@ class NewUser:
 EMAIL_VERIFY_TICKET = "email_verify"
 RESET_TICKET = "password_reset"
 EMAIL_CHANGE_TICKET = "email_change"
-# Per client network per 15-minute window (an IPv6 /64 counts as one client).
-REGISTRATIONS_PER_WINDOW = 20
+# Per client network per 15-minute window (an IPv6 /64 counts as one client); sign-ups and
+# verification resends are settings (IdentityPolicy).
 RESETS_PER_WINDOW = 20
 RESET_MAILS_PER_WINDOW = 3
+# "Someone tried to register with your address" notices, per address per day: the owner
+# hears about probing without being flooded by it.
+REGISTER_NOTICES_PER_DAY = 1
 
 
 class AccountService:
@@ -117,22 +127,44 @@ class AccountService:
         email_verified: bool = False,
         actor: Party = SYSTEM,
         event: IdentityEvent = IdentityEvent.USER_CREATED,
-        password_vetted: bool = False,
     ) -> NewUser:
         """Create an account after the password policy passes; the audit event commits with it."""
         name = normalize_username(username)
         address = normalize_email(email)
-        if not password_vetted:
-            await self._check_password(password, user_inputs=(name, address))
+        await self._check_password(password, user_inputs=(name, address))
         if await repository.username_taken(session, name) or await repository.email_taken(
             session, address
         ):
             raise Conflict("that username or email is already registered")
+        return await self._add_user(
+            session,
+            username=name,
+            email=address,
+            password=password,
+            role=role,
+            email_verified=email_verified,
+            actor=actor,
+            event=event,
+        )
+
+    async def _add_user(
+        self,
+        session: AsyncSession,
+        *,
+        username: str,
+        email: str,
+        password: str,
+        role: Role,
+        email_verified: bool,
+        actor: Party,
+        event: IdentityEvent,
+    ) -> NewUser:
+        """Insert an account (names already normalized and checked) and audit it."""
         now = self.deps.clock.now_ns()
         user = User(
             id=self.deps.ids.new_str(),
-            username=name,
-            email=address,
+            username=username,
+            email=email,
             email_verified_ns=now if email_verified else None,
             password_hash=await self.hasher.hash_async(password),
             role=role.value,
@@ -150,7 +182,29 @@ class AccountService:
             actor=actor,
             data={"role": role.value, "email_verified": email_verified},
         )
-        return NewUser(user.id, name, address, role)
+        return NewUser(user.id, username, email, role)
+
+    async def sign_up_refused(self, session: AsyncSession, *, request: RequestInfo) -> int:
+        """Count a sign-up attempt from this client network; seconds to wait, or 0.
+
+        The edge commits this count in its own unit of work before it registers, so a
+        sign-up that is then rejected (taken username, weak password) still counts.
+        """
+        if self.auth is None:
+            return 0
+        return await self.auth.quota_refused(
+            session,
+            [
+                (
+                    "signup_per_network",
+                    f"register:{client_bucket(request.ip)}",
+                    self.deps.policy.signup_max_per_network,
+                    WINDOW_SECONDS,
+                )
+            ],
+            user_id=None,
+            request=request,
+        )
 
     async def register(
         self,
@@ -164,69 +218,153 @@ class AccountService:
         """Self-service sign-up as a TRADER; always answers the same for a taken email.
 
         A taken email must not be revealed to whoever is registering (enumeration), so the
-        owner of that address gets an email instead and the caller sees the usual answer.
-        Usernames are public handles, so a taken username is reported.
+        owner of that address gets an email instead (at most one a day) and the caller sees
+        the usual answer. Usernames are public handles, so a taken username is reported.
+        The quota is counted beforehand by `sign_up_refused`.
+
+        Both answers cost the same: a taken address runs the very statements of a new
+        account (user, audit event, verification ticket and email) under a stand-in address
+        in a savepoint that is rolled back, so the response time does not tell them apart.
         """
         name = normalize_username(username)
         address = normalize_email(email)
-        if self.auth is not None and await self.auth.over_limit(
-            session, f"register:{client_bucket(request.ip)}", limit=REGISTRATIONS_PER_WINDOW
-        ):
-            raise TooManyRequests("too many sign-ups from this network; try again later")
         await self._check_password(password, user_inputs=(name, address))
         # The username first: answering "taken" only when the email is new would tell the
         # caller which emails have accounts.
         if await repository.username_taken(session, name):
             raise Conflict("that username is taken; choose another")
         existing = await repository.user_by_email(session, address)
-        if existing is not None:
-            await self.deps.notifier.enqueue_email(
-                session,
-                to=existing.email,
-                template="register_existing",
-                subject="Someone tried to register with your email address",
-                body=(
-                    "Someone tried to open a tradeguard account with this address, which already "
-                    "has one. If it was you, sign in or reset your password instead."
-                ),
-            )
-            # Hash anyway so both paths cost the same time.
-            await self.hasher.hash_async(password)
-            return
-        user = await self.create_user(
+        # A counter is written for every address (the notice's for a taken one), so both
+        # paths run the same statement.
+        notices = await self._count_address_use(
             session,
-            username=name,
-            email=address,
-            password=password,
-            role=Role.TRADER,
-            actor=Party("anonymous", request.ip or "-"),
-            event=IdentityEvent.USER_REGISTERED,
-            password_vetted=True,
+            "register-notice" if existing is not None else "register-new",
+            address,
+            window_seconds=DAY_SECONDS,
         )
-        await self._send_email_verification(session, user.id, user.email)
+        async with kept_if(session, existing is None):
+            user = await self._add_user(
+                session,
+                username=name,
+                # A stand-in that no account can have (the username is free: checked above).
+                email=address if existing is None else f"{self.deps.ids.new_str()}.invalid",
+                password=password,
+                role=Role.TRADER,
+                email_verified=False,
+                actor=Party("anonymous", request.ip or "-"),
+                event=IdentityEvent.USER_REGISTERED,
+            )
+            token = self._verification_ticket(session, user.id, address)
+        # One email either way: the link for a new account, the notice for a taken address;
+        # a notice over the daily cap is written and rolled back like the rest.
+        async with kept_if(session, existing is None or notices <= REGISTER_NOTICES_PER_DAY):
+            if existing is None:
+                await self._verification_email(session, address, token)
+            else:
+                await self.deps.notifier.enqueue_email(
+                    session,
+                    to=address,
+                    template="register_existing",
+                    subject="Someone tried to register with your email address",
+                    body=(
+                        "Someone tried to open a tradeguard account with this address, which "
+                        "already has one. If it was you, sign in or reset your password instead. "
+                        "(We send this notice at most once a day.)"
+                    ),
+                )
+
+    async def _count_address_use(
+        self, session: AsyncSession, kind: str, address: str, *, window_seconds: int
+    ) -> int:
+        """Count one use of an action for an email address (keyed digest); the count so far."""
+        uses, _ = await repository.count_use(
+            session,
+            self.deps.counter_key(kind, address),
+            now_ns=self.deps.clock.now_ns(),
+            window_ns=self.deps.policy.ns(window_seconds),
+        )
+        return uses
 
     async def _send_email_verification(
-        self, session: AsyncSession, user_id: str, email: str
+        self, session: AsyncSession, user_id: str | None, email: str
     ) -> None:
-        deps = self.deps
-        token = self._issue_ticket(
+        token = self._verification_ticket(session, user_id, email)
+        await self._verification_email(session, email, token)
+
+    def _verification_ticket(self, session: AsyncSession, user_id: str | None, email: str) -> str:
+        return self._issue_ticket(
             session,
             kind=EMAIL_VERIFY_TICKET,
             user_id=user_id,
             payload={"email": email},
-            ttl_seconds=deps.policy.email_token_seconds,
+            ttl_seconds=self.deps.policy.email_token_seconds,
         )
-        await deps.notifier.enqueue_email(
+
+    async def _verification_email(self, session: AsyncSession, email: str, token: str) -> None:
+        await self.deps.notifier.enqueue_email(
             session,
             to=email,
             template="verify_email",
             subject="Confirm your email address for tradeguard",
             body=(
                 "Confirm your address by opening this link:\n"
-                f"{deps.policy.origin}/verify-email?token={token}\n"
+                f"{self.deps.policy.origin}/verify-email?token={token}\n"
                 "or by sending the token to POST /api/v1/auth/email/verify. It expires in 24 hours."
             ),
         )
+
+    async def resend_verification(
+        self, session: AsyncSession, *, email: str, request: RequestInfo
+    ) -> int:
+        """Send a new verification link if this address has an unverified account.
+
+        The caller always gets the same answer. Links sent earlier keep working until they
+        expire or one of them verifies the address (that spends them all). Returns seconds to
+        wait when a quota refuses (0: done): per client network and per address, counted for
+        every address, known or not.
+        """
+        try:
+            address = normalize_email(email)
+        except InvalidInput:
+            address = None
+        policy = self.deps.policy
+        quotas = [
+            (
+                "verify_resend_per_network",
+                f"verify-resend:{client_bucket(request.ip)}",
+                policy.verify_resend_max_per_network,
+                WINDOW_SECONDS,
+            )
+        ]
+        if address is not None:
+            quotas.append(
+                (
+                    "verify_resend_per_address",
+                    self.deps.counter_key("verify-resend", address),
+                    policy.verify_resend_max_per_address,
+                    DAY_SECONDS,
+                )
+            )
+        if self.auth is not None:
+            wait = await self.auth.quota_refused(session, quotas, user_id=None, request=request)
+            if wait:
+                return wait
+        if address is None:
+            return 0
+        user = await repository.user_by_email(session, address)
+        eligible = user is not None and user.email_verified_ns is None
+        # The same statements whether or not there is such an account (see `register`).
+        async with kept_if(session, eligible):
+            await self._send_email_verification(
+                session, user.id if user is not None and eligible else None, address
+            )
+            await self.deps.audit(
+                session,
+                IdentityEvent.EMAIL_VERIFICATION_RESENT,
+                user_id=user.id if user is not None and eligible else None,
+                request=request,
+            )
+        return 0
 
     async def verify_email(
         self, session: AsyncSession, *, token: str, request: RequestInfo
@@ -240,6 +378,10 @@ class AccountService:
         if not await repository.spend_ticket(session, row.id, self.deps.clock.now_ns()):
             return False
         user.email_verified_ns = self.deps.clock.now_ns()
+        # Other links sent for this address (resends) have done their job.
+        await repository.spend_open_tickets(
+            session, user.id, EMAIL_VERIFY_TICKET, self.deps.clock.now_ns()
+        )
         await self.deps.audit(
             session, IdentityEvent.EMAIL_VERIFIED, user_id=user.id, request=request
         )
@@ -250,7 +392,7 @@ class AccountService:
         session: AsyncSession,
         *,
         kind: str,
-        user_id: str,
+        user_id: str | None,
         ttl_seconds: int,
         payload: dict[str, str] | None = None,
     ) -> str:
@@ -281,7 +423,11 @@ class AccountService:
     async def request_password_reset(
         self, session: AsyncSession, *, email: str, request: RequestInfo
     ) -> None:
-        """Email a single-use reset link if the account exists; the caller always sees 202."""
+        """Email a single-use reset link if the account exists; the caller always sees 202.
+
+        Known and unknown addresses run the same statements (the unknown one in a savepoint
+        that is rolled back), so the response time does not reveal which it was.
+        """
         try:
             address = normalize_email(email)
         except InvalidInput:
@@ -290,36 +436,40 @@ class AccountService:
             session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW
         ):
             raise TooManyRequests("too many reset requests from this network; try again later")
-        user = await repository.user_by_email(session, address)
-        if user is None:
-            return
-        # Per address, silently: the caller sees 202 either way, the mailbox is not flooded.
-        if self.auth is not None and await self.auth.over_limit(
-            session, f"reset-mail:{user.id}", limit=RESET_MAILS_PER_WINDOW
+        # Per address, known or not, silently: the caller sees 202 either way, and the
+        # mailbox is not flooded.
+        if (
+            await self._count_address_use(
+                session, "reset-mail", address, window_seconds=WINDOW_SECONDS
+            )
+            > RESET_MAILS_PER_WINDOW
         ):
             return
+        user = await repository.user_by_email(session, address)
         deps, now = self.deps, self.deps.clock.now_ns()
-        await repository.spend_open_tickets(session, user.id, RESET_TICKET, now)
-        token = self._issue_ticket(
-            session,
-            kind=RESET_TICKET,
-            user_id=user.id,
-            ttl_seconds=deps.policy.reset_token_seconds,
-        )
-        await deps.audit(
-            session, IdentityEvent.PASSWORD_RESET_REQUESTED, user_id=user.id, request=request
-        )
-        await deps.notifier.enqueue_email(
-            session,
-            to=user.email,
-            template="password_reset",
-            subject="Reset your tradeguard password",
-            body=(
-                "Use this single-use token within 30 minutes to choose a new password:\n"
-                f"{deps.policy.origin}/reset-password?token={token}\n"
-                "If you did not ask for this, ignore this email; your password is unchanged."
-            ),
-        )
+        async with kept_if(session, user is not None):
+            user_id = user.id if user is not None else None
+            await repository.spend_open_tickets(session, user_id or "-", RESET_TICKET, now)
+            token = self._issue_ticket(
+                session,
+                kind=RESET_TICKET,
+                user_id=user_id,
+                ttl_seconds=deps.policy.reset_token_seconds,
+            )
+            await deps.audit(
+                session, IdentityEvent.PASSWORD_RESET_REQUESTED, user_id=user_id, request=request
+            )
+            await deps.notifier.enqueue_email(
+                session,
+                to=address,
+                template="password_reset",
+                subject="Reset your tradeguard password",
+                body=(
+                    "Use this single-use token within 30 minutes to choose a new password:\n"
+                    f"{deps.policy.origin}/reset-password?token={token}\n"
+                    "If you did not ask for this, ignore this email; your password is unchanged."
+                ),
+            )
 
     async def reset_password(
         self,
@@ -381,6 +531,7 @@ class AccountService:
         user.password_changed_ns = deps.clock.now_ns()
         user.failed_logins = 0
         user.locked_until_ns = None
+        await repository.clear_throttle(session, f"acct:{user.id}")
         revoked = await self.auth.revoke(
             session, user_id=user.id, request=request, reason="password_reset"
         )

@@ -23,7 +23,7 @@ from tradeguard.identity.common import (
     hash_secret_token,
     new_secret_token,
 )
-from tradeguard.identity.devices import device_name, fingerprint
+from tradeguard.identity.devices import device_name, fingerprint, plain_text, user_agent_text
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import allowed, client_bucket
 from tradeguard.identity.mfa import otp as otp_codes
@@ -41,11 +41,15 @@ from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.throttle import WINDOW_SECONDS, ThrottleState, delay_seconds
 from tradeguard.identity.tokens import AccessTokenIssuer, new_refresh_token
 
+HOUR_SECONDS = 3600
+DAY_SECONDS = 24 * HOUR_SECONDS
+
 MFA_TICKET = "mfa_login"
 TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
 BACKUP_PEPPER = "identity.backup_codes"
 OTP_PEPPER = "identity.otp_codes"
 DESTINATION_PURPOSE = "identity.factor_destination"
+REFRESH_SUCCESSOR_PURPOSE = "identity.refresh_successor"
 
 
 class Method(StrEnum):
@@ -114,6 +118,7 @@ class Denied:
     failure: Failure
     retry_after_seconds: int | None = None
     revoked_sessions: tuple[str, ...] = ()
+    detail: str | None = None  # what the client is told, where the failure's default won't do
 
 
 LoginOutcome = TokenPair | MfaChallenge | Denied
@@ -149,38 +154,60 @@ class AuthService:
     async def login(
         self, session: AsyncSession, *, login: str, password: str, request: RequestInfo
     ) -> LoginOutcome:
-        """Password step. Unknown user, wrong password and locked account look the same."""
+        """Password step. Unknown user, wrong password and locked account look the same.
+
+        Failures count per login string (back-off, then a lock, so unknown names are
+        throttled exactly like real ones), per resolved account (one budget however the
+        account is named: username or email) and per client network (a plain quota that
+        only blocks at its setting). A device already authorized for the account, proven by
+        its device token, is exempt from all three and has a budget of its own instead
+        (OWASP device cookies): guessing from elsewhere cannot lock its owner out.
+        """
         deps, now = self.deps, self.deps.clock.now_ns()
-        account_key = "acct:" + login.strip().casefold()[:100]
-        ip_key = f"ip:{client_bucket(request.ip)}"
-        blocked = max(
-            await self._blocked_for(session, account_key, now),
-            await self._blocked_for(session, ip_key, now),
-        )
+        login_key = "login:" + login.strip().casefold()[:100]
+        ip_key = ip_throttle_key(request.ip)
+        user = await repository.user_by_login(session, login)
+        trusted = await self._trusted_device(session, user, request)
+        if trusted is not None:
+            blocked = await self._blocked_for(session, _device_key(trusted), now)
+        else:
+            blocked = max(
+                await self._blocked_for(session, login_key, now),
+                await self._blocked_for(session, ip_key, now),
+            )
         if blocked:
             await deps.audit(session, IdentityEvent.LOGIN_THROTTLED, user_id=None, request=request)
             return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
-        user = await repository.user_by_login(session, login)
+        # Read for known and unknown names alike, so the two paths run the same queries.
+        account_blocked = trusted is None and bool(
+            await self._blocked_for(session, _account_key(user), now)
+        )
         if user is None or user.password_hash is None:
             # Spend the same time a real verification takes (no enumeration by timing).
             await self.hasher.verify_dummy_async()
-            return await self._password_failed(session, None, account_key, ip_key, request)
+            return await self._password_failed(session, None, login_key, request, trusted)
         password_ok = await self.hasher.verify_async(user.password_hash, password)
-        locked = user.status != "active" or (user.locked_until_ns or 0) > now
+        locked = user.status != "active" or (user.locked_until_ns or 0) > now or account_blocked
         if not password_ok or locked:
             return await self._password_failed(
-                session, user if not locked else None, account_key, ip_key, request
+                session, user if not locked else None, login_key, request, trusted
             )
         if not _ip_allowed(user, request.ip):
             await deps.audit(session, IdentityEvent.IP_REFUSED, user_id=user.id, request=request)
             # Counted like a wrong password: otherwise the missing back-off would tell a
             # guesser outside the allowlist that this password is the right one.
-            return await self._password_failed(session, user, account_key, ip_key, request)
-        await repository.clear_throttle(session, account_key)
-        user.failed_logins = 0
+            return await self._password_failed(session, user, login_key, request, trusted)
+        if trusted is not None:
+            await repository.clear_throttle(session, _device_key(trusted))
+        else:
+            await repository.clear_throttle(session, login_key)
+            await repository.clear_throttle(session, _account_key(user))
+            user.failed_logins = 0
         if self.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash_async(password)
-        device, device_token = await self._recognize_device(session, user, request)
+        device, device_token, by_token = await self._recognize_device(
+            session, user, request, trusted=trusted
+        )
         methods = await self.available_methods(session, user.id)
         if not methods:
             # No second factor yet: a limited session that can enrol one (ACCT-1).
@@ -200,7 +227,7 @@ class AuthService:
                 token_hash=token_hash,
                 kind=MFA_TICKET,
                 user_id=user.id,
-                payload=json.dumps({"device_id": device.id}),
+                payload=json.dumps({"device_id": device.id, "by_token": by_token}),
                 attempts=0,
                 created_ns=now,
                 expires_ns=now + deps.policy.ns(deps.policy.mfa_ticket_seconds),
@@ -218,6 +245,19 @@ class AuthService:
             },
         )
         return MfaChallenge(token, methods, deps.policy.mfa_ticket_seconds, device_token)
+
+    async def _trusted_device(
+        self, session: AsyncSession, user: User | None, request: RequestInfo
+    ) -> Device | None:
+        """The device the request's token proves, if it is authorized for this very account."""
+        if not request.device_token or len(request.device_token) > 128:
+            return None
+        device = await repository.device_with_token(
+            session, hash_secret_token(request.device_token)
+        )
+        if device is None or user is None or device.user_id != user.id:
+            return None
+        return device if device.authorized_ns is not None else None
 
     async def _blocked_for(self, session: AsyncSession, key: str, now: int) -> int:
         row = await repository.throttle(session, key)
@@ -238,21 +278,112 @@ class AuthService:
             await repository.block_throttle(session, key, blocked)
         return ThrottleState(failures, now, blocked)
 
-    async def over_limit(self, session: AsyncSession, key: str, *, limit: int) -> int:
-        """Count one use of a rate-limited action; the ns to wait if it is refused, else 0."""
-        now = self.deps.clock.now_ns()
-        blocked = await self._blocked_for(session, key, now)
-        if blocked:
-            return blocked
-        # A plain quota (no back-off): legitimate uses come in bursts from shared networks.
-        uses = await repository.increment_throttle(
+    async def _count_towards_lock(self, session: AsyncSession, key: str, limit: int) -> int:
+        """Count a failure with no back-off; at `limit` failures in the window, block the key."""
+        now, policy = self.deps.clock.now_ns(), self.deps.policy
+        failures = await repository.increment_throttle(
             session, key, now_ns=now, window_ns=WINDOW_SECONDS * NS_PER_SECOND
         )
+        if failures >= limit:
+            await repository.block_throttle(session, key, now + policy.ns(policy.lockout_seconds))
+        return failures
+
+    async def count_ip_failure(self, session: AsyncSession, request: RequestInfo) -> None:
+        """A failed sign-in from this client network (password or passkey).
+
+        A plain quota that blocks only at its setting, with no back-off before it: one bad
+        client behind a shared address (NAT, corporate proxy) must not slow everyone else.
+        """
+        await self._count_towards_lock(
+            session, ip_throttle_key(request.ip), self.deps.policy.ip_max_failures
+        )
+
+    async def over_limit(
+        self,
+        session: AsyncSession,
+        key: str,
+        *,
+        limit: int,
+        window_seconds: int = WINDOW_SECONDS,
+    ) -> int:
+        """Count one use of a rate-limited action; the ns to wait if it is refused, else 0.
+
+        A plain quota (no back-off): legitimate uses come in bursts from shared networks. A
+        refused use waits for the window to end.
+        """
+        now = self.deps.clock.now_ns()
+        window = window_seconds * NS_PER_SECOND
+        uses, started = await repository.count_use(session, key, now_ns=now, window_ns=window)
         if uses > limit:
-            until = now + self.deps.policy.ns(self.deps.policy.lockout_seconds)
-            await repository.block_throttle(session, key, until)
-            return until - now
+            return max(started + window - now, NS_PER_SECOND)
         return 0
+
+    async def quota_refused(
+        self,
+        session: AsyncSession,
+        quotas: list[tuple[str, str, int, int]],
+        *,
+        user_id: str | None,
+        request: RequestInfo,
+    ) -> int:
+        """Count one use against each (name, key, limit, window) quota; audit any exceeded.
+
+        Every quota counts the attempt, refused or not. Returns the whole seconds to wait
+        (0: allowed).
+        """
+        waits = {
+            name: await self.over_limit(session, key, limit=limit, window_seconds=window)
+            for name, key, limit, window in quotas
+        }
+        exceeded = sorted(name for name, wait in waits.items() if wait)
+        if not exceeded:
+            return 0
+        retry = -(-max(waits.values()) // NS_PER_SECOND)
+        await self.deps.audit(
+            session,
+            IdentityEvent.QUOTA_EXCEEDED,
+            user_id=user_id,
+            request=request,
+            data={"quotas": exceeded, "retry_after_seconds": retry},
+        )
+        return retry
+
+    async def sms_refused(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        number: str,
+        purpose: str,
+        request: RequestInfo,
+    ) -> int:
+        """Count a text message against its user, its number and the client network.
+
+        Texts cost money and can be aimed at any number (toll fraud, SMS bombing). Numbers
+        being enrolled are counted apart from confirmed ones, so bombing a number through
+        enrolments does not also block its owner's sign-in codes.
+        """
+        policy = self.deps.policy
+        return await self.quota_refused(
+            session,
+            [
+                ("sms_per_user", f"sms-user:{user_id}", policy.sms_max_per_user, DAY_SECONDS),
+                (
+                    "sms_per_number",
+                    self.deps.counter_key(f"sms-{purpose}", number),
+                    policy.sms_max_per_number,
+                    DAY_SECONDS,
+                ),
+                (
+                    "sms_per_network",
+                    f"sms-net:{client_bucket(request.ip)}",
+                    policy.sms_max_per_network,
+                    HOUR_SECONDS,
+                ),
+            ],
+            user_id=user_id,
+            request=request,
+        )
 
     # Second-factor guessing is limited per user, across tickets, step-ups and resets: a
     # correct password must not reset it, or each new login would bring fresh guesses.
@@ -291,25 +422,41 @@ class AuthService:
         reason: str,
         why: str,
         advice: str,
+        untrusted_only: bool = False,
     ) -> None:
-        """Lock temporarily, audit it and tell the owner (the same for every cause)."""
+        """Lock temporarily, audit it and tell the owner (the same for every cause).
+
+        `untrusted_only`: the lock is the account's throttle block, which devices already
+        authorized for the account do not see (password guessing must not lock the owner
+        out); otherwise the whole account is locked, whatever the device.
+        """
         deps, policy = self.deps, self.deps.policy
-        user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
+        minutes = policy.lockout_seconds // 60
+        if untrusted_only:
+            what = (
+                f"sign-ins from devices you have not authorized are paused for {minutes} "
+                "minutes (your authorized devices can still sign in)"
+            )
+        else:
+            user.locked_until_ns = deps.clock.now_ns() + policy.ns(policy.lockout_seconds)
+            what = f"your account is locked for {minutes} minutes"
         await deps.audit(
             session,
             IdentityEvent.ACCOUNT_LOCKED,
             user_id=user.id,
             request=request,
-            data={"seconds": policy.lockout_seconds, "reason": reason},
+            data={
+                "seconds": policy.lockout_seconds,
+                "reason": reason,
+                "untrusted_only": untrusted_only,
+            },
         )
         await deps.notifier.enqueue_email(
             session,
             to=user.email,
             template="account_locked",
             subject="Your tradeguard account was temporarily locked",
-            body=(
-                f"{why} your account is locked for {policy.lockout_seconds // 60} minutes. {advice}"
-            ),
+            body=f"{why} {what}. {advice}",
         )
 
     async def authorize_device(
@@ -331,7 +478,7 @@ class AuthService:
             template="new_device",
             subject="New sign-in to your tradeguard account",
             body=(
-                f"A new device signed in ({by}): {device.name}, "
+                f"A new device signed in ({by}): {plain_text(device.name, limit=120)}, "
                 f"from {request.ip or 'an unknown address'}. "
                 "If this was not you, revoke it under Devices and change your password."
             ),
@@ -344,50 +491,95 @@ class AuthService:
         self,
         session: AsyncSession,
         user: User | None,
-        account_key: str,
-        ip_key: str,
+        login_key: str,
         request: RequestInfo,
+        trusted: Device | None,
     ) -> Denied:
         deps, policy = self.deps, self.deps.policy
-        account = await self._count_failure(session, account_key, policy.max_failures)
-        await self._count_failure(session, ip_key, policy.ip_max_failures)
+        if trusted is not None:
+            # An authorized device's own budget: a stolen device backs off and locks by
+            # itself, without touching the account's budget for everyone else.
+            state = await self._count_failure(session, _device_key(trusted), policy.max_failures)
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_FAILED,
+                user_id=trusted.user_id,
+                request=request,
+                data={"failures": state.failures, "device_id": trusted.id},
+            )
+            return Denied(Failure.INVALID_CREDENTIALS)
+        string = await self._count_failure(session, login_key, policy.max_failures)
+        await self.count_ip_failure(session, request)
+        failures = string.failures
+        if user is not None:
+            # One budget per account, whichever name (username or email) the guesses use.
+            failures = await self._count_towards_lock(
+                session, _account_key(user), policy.max_failures
+            )
+            user.failed_logins = failures
         await deps.audit(
             session,
             IdentityEvent.LOGIN_FAILED,
             user_id=user.id if user else None,
             request=request,
-            data={"failures": account.failures},
+            data={"failures": failures},
         )
-        if user is not None:
-            user.failed_logins = account.failures
-            if account.failures >= policy.max_failures:
-                await self._lock_account(
-                    session,
-                    user,
-                    request,
-                    reason="password_failures",
-                    why=f"After {account.failures} failed sign-in attempts",
-                    advice="If this was not you, reset your password and review your devices.",
-                )
+        if user is not None and failures == policy.max_failures:
+            await self._lock_account(
+                session,
+                user,
+                request,
+                reason="password_failures",
+                why=f"After {failures} failed sign-in attempts",
+                advice="If this was not you, reset your password and review your devices.",
+                untrusted_only=True,
+            )
         return Denied(Failure.INVALID_CREDENTIALS)
 
     async def _recognize_device(
-        self, session: AsyncSession, user: User, request: RequestInfo
-    ) -> tuple[Device, str | None]:
+        self,
+        session: AsyncSession,
+        user: User,
+        request: RequestInfo,
+        *,
+        trusted: Device | None = None,
+    ) -> tuple[Device, str | None, bool]:
+        """The device signing in: (device, a new token for the client or None, by token?).
+
+        The device token is what identifies a device. A client that sends none is matched
+        by its fingerprint and client network to a device of the user seen recently, but
+        only to one that is not authorized, so nothing is inherited by resemblance (its
+        token is renewed, since the client evidently lost the old one).
+        """
         now = self.deps.clock.now_ns()
-        if request.device_token:
+        known = trusted
+        if known is None and request.device_token and len(request.device_token) <= 128:
             known = await repository.device_by_token(
                 session, user.id, hash_secret_token(request.device_token)
             )
-            if known is not None:
-                known.last_seen_ns, known.last_ip = now, request.ip
-                return known, None
+        if known is not None:
+            known.last_seen_ns, known.last_ip = now, request.ip
+            return known, None, True
+        digest = fingerprint(request.device_attributes)
         token, token_hash = new_secret_token()
+        lookalikes = await self._lookalikes(session, user, digest, request)
+        lookalike = next((d for d in lookalikes if d.authorized_ns is None), None)
+        if lookalike is not None:
+            lookalike.token_hash = token_hash
+            lookalike.last_seen_ns, lookalike.last_ip = now, request.ip
+            await self.deps.audit(
+                session,
+                IdentityEvent.DEVICE_SEEN,
+                user_id=user.id,
+                request=request,
+                data={"device_id": lookalike.id, "recognized_by": "fingerprint"},
+            )
+            return lookalike, token, False
         device = Device(
             id=self.deps.ids.new_str(),
             user_id=user.id,
             token_hash=token_hash,
-            fingerprint=fingerprint(request.device_attributes),
+            fingerprint=digest,
             name=device_name({**request.device_attributes, "user_agent": request.user_agent}),
             created_ns=now,
             last_seen_ns=now,
@@ -402,7 +594,72 @@ class AuthService:
             request=request,
             data={"device_id": device.id},
         )
-        return device, token
+        return device, token, False
+
+    async def _lookalikes(
+        self, session: AsyncSession, user: User, digest: bytes, request: RequestInfo
+    ) -> list[Device]:
+        """The user's recent devices with this fingerprint on this client network, newest first."""
+        window = self.deps.policy.device_recognition_seconds
+        if not window:
+            return []
+        rows = await repository.devices_with_fingerprint(
+            session,
+            user.id,
+            digest,
+            seen_since_ns=self.deps.clock.now_ns() - self.deps.policy.ns(window),
+        )
+        network = client_bucket(request.ip)
+        return [d for d in rows if client_bucket(d.last_ip) == network]
+
+    async def device_after_mfa(
+        self,
+        session: AsyncSession,
+        user: User,
+        device: Device,
+        request: RequestInfo,
+        *,
+        by: str,
+        by_token: bool,
+    ) -> Device:
+        """The device a sign-in that just proved a second factor is attributed to.
+
+        A device recognised by its token is authorized if it is not yet. A client without a
+        token that looks like (fingerprint and network) a device already authorized for the
+        user is that device signing in again: the sign-in is attributed to it and the
+        throwaway record made at the password step is retired, so repeated sign-ins do not
+        pile up devices and "new device" emails. Nothing is inherited that this sign-in did
+        not earn: a completed second factor authorizes the device it is on in any case.
+        """
+        if device.authorized_ns is not None:
+            return device
+        if not by_token:
+            twin = next(
+                (
+                    d
+                    for d in await self._lookalikes(session, user, device.fingerprint, request)
+                    if d.authorized_ns is not None and d.id != device.id
+                ),
+                None,
+            )
+            if twin is not None:
+                now = self.deps.clock.now_ns()
+                device.revoked_ns = now
+                twin.last_seen_ns, twin.last_ip = now, request.ip
+                await self.deps.audit(
+                    session,
+                    IdentityEvent.DEVICE_SEEN,
+                    user_id=user.id,
+                    request=request,
+                    data={
+                        "device_id": twin.id,
+                        "recognized_by": "fingerprint",
+                        "retired_device_id": device.id,
+                    },
+                )
+                return twin
+        await self.authorize_device(session, user, device, request, by=by)
+        return device
 
     async def available_methods(self, session: AsyncSession, user_id: str) -> list[str]:
         factors = await repository.factors_of(session, user_id)
@@ -424,6 +681,16 @@ class AuthService:
         sent = int(payload.get("codes_sent", 0))
         if sent >= 3:
             return Denied(Failure.THROTTLED)
+        if method is Method.SMS:
+            wait = await self.sms_refused(
+                session,
+                user_id=row.user_id,
+                number=self.destination(factor),
+                purpose="login",
+                request=request,
+            )
+            if wait:
+                return Denied(Failure.THROTTLED, retry_after_seconds=wait)
         await self.issue_code(
             session, user_id=row.user_id, factor=factor, ticket_row=row, payload=payload
         )
@@ -521,8 +788,15 @@ class AuthService:
         if not await repository.spend_ticket(session, row.id, deps.clock.now_ns()):
             return Denied(Failure.INVALID_TICKET)
         device = await repository.device_of(session, user.id, str(payload.get("device_id", "")))
-        if device is not None and device.authorized_ns is None:
-            await self.authorize_device(session, user, device, request, by=method.value)
+        if device is not None:
+            device = await self.device_after_mfa(
+                session,
+                user,
+                device,
+                request,
+                by=method.value,
+                by_token=bool(payload.get("by_token", True)),
+            )
         amr = ["pwd", AMR[method], "mfa"]
         await deps.audit(
             session,
@@ -648,7 +922,7 @@ class AuthService:
             expires_ns=now + deps.policy.ns(deps.policy.session_lifetime_seconds),
             mfa_verified_ns=now if mfa else None,
             ip=request.ip,
-            user_agent=(request.user_agent or "")[:256] or None,
+            user_agent=user_agent_text(request.user_agent),
         )
         session.add(auth)
         await session.flush()
@@ -662,14 +936,26 @@ class AuthService:
         return await self._issue_pair(session, user, auth, device)
 
     async def _issue_pair(
-        self, session: AsyncSession, user: User, auth: AuthSession, device: Device | None
+        self,
+        session: AsyncSession,
+        user: User,
+        auth: AuthSession,
+        device: Device | None,
+        *,
+        refresh: tuple[str, bytes] | None = None,
     ) -> TokenPair:
-        refresh, refresh_hash = new_refresh_token()
+        """A new access token with a refresh token: `refresh` (token, hash) or a fresh one."""
+        token, token_hash = refresh or new_refresh_token()
         session.add(
             RefreshToken(
-                token_hash=refresh_hash, session_id=auth.id, issued_ns=self.deps.clock.now_ns()
+                token_hash=token_hash, session_id=auth.id, issued_ns=self.deps.clock.now_ns()
             )
         )
+        return self._with_access_token(user, auth, device, token)
+
+    def _with_access_token(
+        self, user: User, auth: AuthSession, device: Device | None, refresh: str
+    ) -> TokenPair:
         role = Role(user.role)
         access = self.issuer.issue(
             subject=user.id,
@@ -686,8 +972,13 @@ class AuthService:
     async def refresh(
         self, session: AsyncSession, *, refresh_token: str, request: RequestInfo
     ) -> TokenPair | Denied:
-        """Rotate a refresh token. A spent token presented again revokes the whole session,
-        except within a short grace window, where parallel refreshes of one token all succeed."""
+        """Rotate a refresh token. A session has one chain of refresh tokens, never two.
+
+        Spending a token names its successor in the same conditional update. The same token
+        presented again within the grace window (parallel refreshes by one client) gets that
+        same successor back with a new access token, so no second chain is ever minted;
+        presented after the window, it is reuse: the session ends with every token in it.
+        """
         deps, now = self.deps, self.deps.clock.now_ns()
         if not refresh_token or len(refresh_token) > 128:
             return Denied(Failure.INVALID_REFRESH)
@@ -708,38 +999,60 @@ class AuthService:
                 session, user_id=user.id, session_id=auth.id, request=request, reason="inactivity"
             )
             return Denied(Failure.INACTIVE, revoked_sessions=(auth.id,))
-        spent_now = row.spent_ns is None and await repository.spend_refresh_token(
-            session, token_hash, now
-        )
-        if not spent_now:
-            spent_at = row.spent_ns if row.spent_ns is not None else now
-            if now - spent_at > deps.policy.ns(deps.policy.refresh_grace_seconds):
-                await repository.revoke_sessions(
-                    session,
-                    user_id=auth.user_id,
-                    session_id=auth.id,
-                    now_ns=now,
-                    reason="refresh_reuse",
-                )
-                await deps.audit(
-                    session,
-                    IdentityEvent.REFRESH_REUSE_DETECTED,
-                    user_id=auth.user_id,
-                    request=request,
-                    data={"session_id": auth.id},
-                )
-                return Denied(Failure.REFRESH_REUSED, revoked_sessions=(auth.id,))
         device = (
             await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
         )
+        successor, successor_hash = new_refresh_token()
+        sealed = deps.keyring.encrypt(
+            successor.encode(), purpose=REFRESH_SUCCESSOR_PURPOSE, context=token_hash
+        )
+        if row.spent_ns is None and await repository.spend_refresh_token(
+            session, token_hash, now, successor_enc=sealed
+        ):
+            await deps.audit(
+                session,
+                IdentityEvent.SESSION_REFRESHED,
+                user_id=user.id,
+                request=request,
+                data={"session_id": auth.id, "grace": False},
+            )
+            return await self._issue_pair(
+                session, user, auth, device, refresh=(successor, successor_hash)
+            )
+        # Already spent, by a parallel refresh that may have committed just now: read what
+        # it recorded, not the copy read before the update.
+        spent = await repository.refresh_token_as_committed(session, token_hash)
+        spent_at = spent.spent_ns if spent is not None and spent.spent_ns is not None else now
+        if now - spent_at > deps.policy.ns(deps.policy.refresh_grace_seconds):
+            await repository.revoke_sessions(
+                session,
+                user_id=auth.user_id,
+                session_id=auth.id,
+                now_ns=now,
+                reason="refresh_reuse",
+            )
+            await deps.audit(
+                session,
+                IdentityEvent.REFRESH_REUSE_DETECTED,
+                user_id=auth.user_id,
+                request=request,
+                data={"session_id": auth.id},
+            )
+            return Denied(Failure.REFRESH_REUSED, revoked_sessions=(auth.id,))
+        if spent is None or spent.successor_enc is None:
+            # Spent before successors were recorded (an upgrade moments ago): no new chain.
+            return Denied(Failure.INVALID_REFRESH)
+        same_successor = deps.keyring.decrypt(
+            spent.successor_enc, purpose=REFRESH_SUCCESSOR_PURPOSE, context=token_hash
+        ).decode()
         await deps.audit(
             session,
             IdentityEvent.SESSION_REFRESHED,
             user_id=user.id,
             request=request,
-            data={"session_id": auth.id, "grace": not spent_now},
+            data={"session_id": auth.id, "grace": True},
         )
-        return await self._issue_pair(session, user, auth, device)
+        return self._with_access_token(user, auth, device, same_successor)
 
     async def revoke(
         self,
@@ -849,6 +1162,19 @@ def effective_permissions(role: Role, amr: list[str], device_authorized: bool) -
     if not second_factor:
         return [p for p in granted if p == Permission.ACCOUNT_VIEW]
     return [p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS]
+
+
+def ip_throttle_key(ip: str | None) -> str:
+    """The key failed sign-ins from one client network are counted under."""
+    return f"ip:{client_bucket(ip)}"
+
+
+def _account_key(user: User | None) -> str:
+    return f"acct:{user.id if user is not None else '-'}"
+
+
+def _device_key(device: Device) -> str:
+    return f"device:{device.id}"
 
 
 def _ip_allowed(user: User, ip: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""Identity housekeeping: expired one-time tickets are deleted so they cannot pile up."""
+"""Identity housekeeping: expired one-time tickets and unconfirmed enrolments do not pile up."""
 
 from __future__ import annotations
 
@@ -26,16 +26,29 @@ async def purge_expired_tickets(sessions: async_sessionmaker[AsyncSession], cloc
         )
 
 
+async def expire_pending_factors(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, pending_seconds: int
+) -> int:
+    """Retire enrolments not confirmed in time (they can no longer be confirmed anyway)."""
+    now = clock.now_ns()
+    async with unit_of_work(sessions) as session:
+        return await repository.expire_pending_factors(
+            session, started_before_ns=now - pending_seconds * NS_PER_SECOND, now_ns=now
+        )
+
+
 async def run_housekeeping(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
     *,
     interval_seconds: float = 60,
     stop: asyncio.Event | None = None,
+    pending_factor_seconds: int = 900,
 ) -> None:
     while stop is None or not stop.is_set():
         try:
             await purge_expired_tickets(sessions, clock)
+            await expire_pending_factors(sessions, clock, pending_seconds=pending_factor_seconds)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -39,10 +39,10 @@ from tradeguard.identity.errors import (
 )
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.factors import FactorService
-from tradeguard.identity.ip_allowlist import allowed, client_bucket
+from tradeguard.identity.ip_allowlist import allowed
 from tradeguard.identity.mfa import webauthn as ceremonies
 from tradeguard.identity.models import AuthTicket, MfaFactor, User
-from tradeguard.identity.sessions import AuthService, SessionState, TokenPair
+from tradeguard.identity.sessions import AuthService, SessionState, TokenPair, ip_throttle_key
 
 REGISTER_TICKET = "webauthn_register"
 LOGIN_TICKET = "webauthn_login"
@@ -463,10 +463,13 @@ class WebAuthnService:
         self, session: AsyncSession, user: User, factor: MfaFactor, request: RequestInfo
     ) -> TokenPair:
         deps = self.deps
-        device, device_token = await self.auth._recognize_device(session, user, request)
-        if device.authorized_ns is None:
-            # A verified passkey is multi-factor, so it authorizes the device like MFA does.
-            await self.auth.authorize_device(session, user, device, request, by="passkey")
+        device, device_token, by_token = await self.auth._recognize_device(session, user, request)
+        # A verified passkey is multi-factor, so it authorizes the device like MFA does.
+        recognized = await self.auth.device_after_mfa(
+            session, user, device, request, by="passkey", by_token=by_token
+        )
+        if recognized is not device:
+            device, device_token = recognized, None
         await deps.audit(
             session,
             IdentityEvent.MFA_VERIFIED,
@@ -551,7 +554,9 @@ class WebAuthnService:
 
     async def _throttled(self, session: AsyncSession, request: RequestInfo) -> Refused | None:
         """Passwordless login shares the per-address failure budget of password login."""
-        blocked = await self.auth._blocked_for(session, _ip_key(request), self.deps.clock.now_ns())
+        blocked = await self.auth._blocked_for(
+            session, ip_throttle_key(request.ip), self.deps.clock.now_ns()
+        )
         if not blocked:
             return None
         await self.deps.audit(
@@ -570,7 +575,7 @@ class WebAuthnService:
         user_id: str | None,
         request: RequestInfo,
     ) -> Refused:
-        await self.auth._count_failure(session, _ip_key(request), self.deps.policy.ip_max_failures)
+        await self.auth.count_ip_failure(session, request)
         await self.deps.audit(
             session,
             IdentityEvent.LOGIN_FAILED,
@@ -639,11 +644,6 @@ class WebAuthnService:
             request=request,
             data={"method": WEBAUTHN_KIND, "ceremony": ceremony.value, "reason": reason.value},
         )
-
-
-def _ip_key(request: RequestInfo) -> str:
-    # The same key password login counts failures under (AuthService.login).
-    return f"ip:{client_bucket(request.ip)}"
 
 
 def _user_handle(user_id: str) -> bytes:

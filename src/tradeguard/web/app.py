@@ -144,7 +144,12 @@ def _lifespan(
             )
             tasks.append(
                 asyncio.create_task(
-                    run_housekeeping(app.state.runtime.sessions, clock, stop=stop),
+                    run_housekeeping(
+                        app.state.runtime.sessions,
+                        clock,
+                        stop=stop,
+                        pending_factor_seconds=settings.pending_factor_seconds,
+                    ),
                     name="identity-housekeeping",
                 )
             )

@@ -144,7 +144,8 @@ class TestDevices:
         async with api.client() as client:
             _, totp = await user_with_totp(api, client)
             keep = await login_with_totp(api, client, totp)
-            lose = await login_with_totp(api, client, totp)
+            # Another client (different attributes): one client signing in twice is one device.
+            lose = await login_with_totp(api, client, totp, device={"platform": "Tablet"})
             assert (
                 await client.get("/api/v1/auth/sessions", headers=bearer(lose["access_token"]))
             ).status_code == 200  # in use, so its state is cached

@@ -25,6 +25,7 @@ PRE_AUTHENTICATION = frozenset(
         "/.well-known/jwks.json",
         "/api/v1/auth/register",
         "/api/v1/auth/email/verify",
+        "/api/v1/auth/email/verify/resend",
         "/api/v1/auth/email/change/confirm",
         "/api/v1/auth/login",
         "/api/v1/auth/mfa/send",
