@@ -114,11 +114,17 @@ class TestProblemDetails:
     ) -> None:
         response = await client.post(
             "/login",
-            content=b'{"username": "alice", "password": "correct-horse-battery',
+            content=b'{"username": "alice",\n "password": "correct-horse-battery',
             headers={"content-type": "application/json"},
         )
-        assert response.status_code == 422
+        assert response.status_code == 400
+        assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+        body = response.json()
+        assert body["type"] == PROBLEM_BASE + "malformed-json"
+        assert (body["line"], body["column"]) == (2, 14)
+        assert "Unterminated string starting at (line 2, column 14)" in body["detail"]
         assert "correct-horse" not in response.text
+        assert "alice" not in response.text
 
 
 class TestHealth:
