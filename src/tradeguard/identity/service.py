@@ -312,10 +312,9 @@ class AccountService:
         self, session: AsyncSession, *, email: str, request: RequestInfo
     ) -> None:
         """Email a single-use reset link if the account exists; the caller always sees 202."""
-        try:
-            address = normalize_email(email)
-        except InvalidInput:
-            return
+        # A malformed address is a 422 like anywhere else: syntax says nothing about whether
+        # an account has the address (every well-formed one gets the same 202).
+        address = normalize_email(email)
         if self.auth is not None and (
             wait_ns := await self.auth.over_limit(
                 session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW

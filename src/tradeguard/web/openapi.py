@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -80,9 +81,15 @@ def install_openapi(app: FastAPI, *, description: str) -> None:
 
 
 def build_openapi(app: FastAPI, *, description: str) -> dict[str, Any]:
-    document = get_openapi(
-        title=app.title, version=app.version, description=description, routes=app.routes
-    )
+    with warnings.catch_warnings():
+        # FastAPI only warns about a duplicate id; a document with one is refused here.
+        warnings.filterwarnings("error", message="Duplicate Operation ID", category=UserWarning)
+        try:
+            document = get_openapi(
+                title=app.title, version=app.version, description=description, routes=app.routes
+            )
+        except UserWarning as duplicate:
+            raise ConfigurationError(f"{duplicate}: an operation id is already used") from None
     routes: dict[tuple[str, str], APIRoute] = {}
     for context in iter_route_contexts(app.routes):
         route = context.original_route

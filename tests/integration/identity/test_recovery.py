@@ -6,7 +6,16 @@ import httpx
 import pyotp
 import pytest
 
-from tests.support.api import PASSWORD, PROBLEMS, Api, bearer, enrol_totp, login, register_verified
+from tests.support.api import (
+    PASSWORD,
+    PROBLEMS,
+    Api,
+    bearer,
+    enrol_totp,
+    is_problem,
+    login,
+    register_verified,
+)
 
 NEW_PASSWORD = "violet kestrel under the copper bridge 7"
 
@@ -54,6 +63,14 @@ class TestPasswordReset:
         assert unknown.json() == known.json()
         sent = (await api.outbox())[len(before) :]
         assert [(m["to"], m["template"]) for m in sent] == [("alice@example.com", "password_reset")]
+
+    async def test_a_malformed_address_is_invalid_input(self, api: Api) -> None:
+        async with api.client() as client:
+            response = await client.post(
+                "/api/v1/auth/password/reset", json={"email": "useratexample.com"}
+            )
+        assert is_problem(response, 422, "invalid-input")
+        assert "useratexample" not in response.text
 
     @pytest.mark.spec("ATO-3")
     async def test_a_reset_without_a_factor_changes_the_password_and_ends_every_session(
