@@ -55,8 +55,6 @@ def _raise_denied(denied: Denied) -> None:
         raise refusal_error(denied)
     if denied.failure is Failure.TICKET_EXPIRED:
         raise CodeExpired("the sign-in has expired; sign in again")
-    if denied.failure is Failure.CODE_EXPIRED:
-        raise CodeExpired("that code has expired; request a new one at POST /api/v1/auth/mfa/send")
     if denied.failure in {Failure.INVALID_CREDENTIALS, Failure.IP_NOT_ALLOWED}:
         # One answer for unknown user, wrong password, locked account and refused address.
         raise Unauthorized(GENERIC_LOGIN_FAILURE)

@@ -69,7 +69,9 @@ def docs_routes(*, title: str, openapi_url: str) -> list[Route]:
     init = (
         "window.ui = SwaggerUIBundle({"
         f"url: {json.dumps(openapi_url)}, dom_id: '#swagger-ui', deepLinking: true, "
-        "presets: [SwaggerUIBundle.presets.apis], layout: 'BaseLayout'});\n"
+        "presets: [SwaggerUIBundle.presets.apis], layout: 'BaseLayout', "
+        # No badge from the public online validator: the page must not reach other hosts.
+        "validatorUrl: null});\n"
     ).encode()
 
     async def docs_page(request: Request) -> Response:
