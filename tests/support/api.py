@@ -192,10 +192,12 @@ async def step_up(api: Api, client: httpx.AsyncClient, access: str, totp: pyotp.
     assert response.status_code == 200, response.text
 
 
-async def user_with_totp(api: Api, client: httpx.AsyncClient) -> tuple[str, pyotp.TOTP]:
+async def user_with_totp(
+    api: Api, client: httpx.AsyncClient, username: str = "alice"
+) -> tuple[str, pyotp.TOTP]:
     """A verified user whose password-only first session enrolled TOTP; returns that session."""
-    await register_verified(api, client)
-    access = (await login(client))["access_token"]
+    await register_verified(api, client, username)
+    access = (await login(client, username))["access_token"]
     return access, await enrol_totp(api, client, access)
 
 

@@ -5,9 +5,15 @@ Messages are shown to clients: they never contain secrets, card numbers or perso
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+import re
+from typing import Any, ClassVar, Final
 
 PROBLEM_BASE = "https://tradeguard.dev/problems/"
+# The realm named in every WWW-Authenticate challenge (RFC 6750 section 3).
+BEARER_REALM: Final = "tradeguard"
+# RFC 6750 section 3: error_description is %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
+_CHALLENGE_TEXT: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
 class TradeguardError(Exception):
@@ -25,6 +31,10 @@ class TradeguardError(Exception):
     @property
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
+
+    def headers(self) -> dict[str, str]:
+        """HTTP header fields the response must carry (Retry-After, WWW-Authenticate, ...)."""
+        return {}
 
     def to_problem(self, *, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 problem details object (section 3.1 members plus extensions)."""
@@ -52,10 +62,51 @@ class BadRequest(TradeguardError):
     title = "Malformed request"
 
 
+class MalformedJson(BadRequest):
+    """The body is not JSON; `line`/`column` say where the parser stopped (never what it read)."""
+
+    slug = "malformed-json"
+    title = "The request body is not valid JSON"
+
+
 class Unauthorized(TradeguardError):
+    """401. Every 401 carries a Bearer challenge (RFC 9110 section 15.5.2 requires one).
+
+    `bearer_error` is the RFC 6750 section 3.1 error code: "invalid_token" when an access
+    token was sent but is bad, expired or revoked, "invalid_request" when the Authorization
+    header is malformed. None when no token was sent (section 3.1: then no error code), or when
+    what was refused is not the access token (a password, a code, a link).
+    """
+
     status = 401
     slug = "unauthorized"
     title = "Authentication required"
+    bearer_error: ClassVar[str | None] = None
+
+    def __init__(
+        self, detail: str | None = None, *, bearer_error: str | None = None, **extensions: Any
+    ) -> None:
+        super().__init__(detail, **extensions)
+        self._bearer_error = bearer_error or type(self).bearer_error
+
+    def headers(self) -> dict[str, str]:
+        challenge = f'Bearer realm="{BEARER_REALM}"'
+        if self._bearer_error is not None:
+            challenge += f', error="{self._bearer_error}"'
+            if _CHALLENGE_TEXT.fullmatch(self.detail):
+                challenge += f', error_description="{self.detail}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class CodeExpired(Unauthorized):
+    """A one-time code, emailed link or sign-in ticket that was valid has run out of time.
+
+    Only said where it tells the caller nothing new: whoever presents an expired code or link
+    already holds the ticket, session or mailbox it was issued to.
+    """
+
+    slug = "code-expired"
+    title = "The code or link has expired"
 
 
 class Forbidden(TradeguardError):
@@ -88,6 +139,12 @@ class PayloadTooLarge(TradeguardError):
     title = "Request body too large"
 
 
+class UnsupportedMediaType(TradeguardError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported request body format"
+
+
 class RequestTimeout(TradeguardError):
     status = 408
     slug = "request-timeout"
@@ -95,9 +152,34 @@ class RequestTimeout(TradeguardError):
 
 
 class TooManyRequests(TradeguardError):
+    """429 with Retry-After (RFC 6585 section 4): every caller must say when to come back."""
+
     status = 429
     slug = "too-many-requests"
     title = "Too many requests"
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after_seconds: float, **extensions: Any
+    ) -> None:
+        # Whole seconds, rounded up: a client that waits exactly this long is not refused again.
+        seconds = max(1, math.ceil(retry_after_seconds))
+        super().__init__(detail, retry_after_seconds=seconds, **extensions)
+        self.retry_after_seconds = seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class AccountLocked(TooManyRequests):
+    """The account is locked for a while after repeated wrong second factors.
+
+    Never the answer to a password: a password login keeps the one 401 for unknown user,
+    wrong password and locked account. Only a caller past the first factor (it holds an MFA
+    ticket, a session or a reset link) is told, and it learns nothing it could not infer.
+    """
+
+    slug = "account-locked"
+    title = "The account is temporarily locked"
 
 
 class ServiceUnavailable(TradeguardError):

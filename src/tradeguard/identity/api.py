@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from tradeguard.core.errors import NotFound, TooManyRequests, Unauthorized
+from tradeguard.core.errors import CodeExpired, NotFound, TooManyRequests, Unauthorized
 from tradeguard.identity import repository
 from tradeguard.identity import schemas as s
 from tradeguard.identity.devices import plain_text, user_agent_text
@@ -19,13 +19,21 @@ from tradeguard.identity.guard import (
     Principal,
     Services,
     guarded,
+    problems,
     public_route,
     request_info,
     state_cache,
 )
 from tradeguard.identity.ip_allowlist import allowed, normalize
 from tradeguard.identity.models import User
-from tradeguard.identity.sessions import Denied, Failure, Method, MfaChallenge, TokenPair
+from tradeguard.identity.sessions import (
+    Denied,
+    Failure,
+    Method,
+    MfaChallenge,
+    TokenPair,
+    refusal_error,
+)
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 # Routes outside /api/v1/auth: the JWKS document and the caller's profile.
@@ -46,11 +54,10 @@ def _tokens(pair: TokenPair) -> s.TokenResponse:
 
 
 def _raise_denied(denied: Denied) -> None:
-    if denied.failure is Failure.THROTTLED:
-        raise TooManyRequests(
-            denied.detail or "too many attempts; wait before trying again",
-            retry_after_seconds=denied.retry_after_seconds or 60,
-        )
+    if denied.failure in {Failure.THROTTLED, Failure.ACCOUNT_LOCKED}:
+        raise refusal_error(denied)
+    if denied.failure is Failure.TICKET_EXPIRED:
+        raise CodeExpired("the sign-in has expired; sign in again")
     if denied.failure in {Failure.INVALID_CREDENTIALS, Failure.IP_NOT_ALLOWED}:
         # One answer for unknown user, wrong password, locked account and refused address.
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
@@ -68,17 +75,27 @@ def _raise_denied(denied: Denied) -> None:
 async def _user(services: Services, session: Any, principal: Principal) -> User:
     user = await repository.user_by_id(session, principal.user_id)
     if user is None:
-        raise Unauthorized("the session has ended; sign in again")
+        raise Unauthorized("the session has ended; sign in again", bearer_error="invalid_token")
     return user
 
 
 # Registration and email ---------------------------------------------------------------
 
 
-@router.post("/register", status_code=201, **public_route())
+@router.post(
+    "/register",
+    status_code=201,
+    operation_id="auth.register",
+    responses=problems(409, 429, 503),
+    **public_route(),
+)
 async def register(
     body: s.RegisterRequest, request: Request, services: Services
 ) -> s.RegisterResponse:
+    """Sign up as a trader; a verification link is emailed.
+
+    A taken email gets the same answer (its owner is told by email); a taken username is 409.
+    """
     info = request_info(request)
     # The attempt is counted in a unit of work of its own, so a sign-up rejected below
     # (taken username, weak password) still counts towards the network's quota.
@@ -99,8 +116,11 @@ async def register(
     return s.RegisterResponse()
 
 
-@router.post("/email/verify", **public_route())
+@router.post(
+    "/email/verify", operation_id="auth.email.verify", responses=problems(401), **public_route()
+)
 async def verify_email(body: s.TokenRequest, request: Request, services: Services) -> s.Accepted:
+    """Confirm the email address with the emailed token."""
     async with services.unit_of_work() as session:
         ok = await services.accounts.verify_email(
             session, token=body.token, request=request_info(request)
@@ -130,10 +150,20 @@ async def resend_verification(
 # Login ----------------------------------------------------------------------------------
 
 
-@router.post("/login", **public_route())
+@router.post(
+    "/login",
+    operation_id="auth.login",
+    response_model=s.LoginResponse,
+    responses=problems(401, 429),
+    **public_route(),
+)
 async def login(
     body: s.LoginRequest, request: Request, services: Services
 ) -> s.TokenResponse | s.MfaRequiredResponse:
+    """Sign in with a password: tokens, or `mfa_required` with a ticket and the methods.
+
+    Unknown user, wrong password and locked account all get the same 401.
+    """
     device = body.device or s.DeviceInfo()
     info = request_info(
         request,
@@ -160,10 +190,13 @@ async def login(
     return _tokens(outcome)
 
 
-@router.post("/mfa/send", **public_route())
+@router.post(
+    "/mfa/send", operation_id="auth.mfa.send", responses=problems(401, 429), **public_route()
+)
 async def send_login_code(
     body: s.MfaSendRequest, request: Request, services: Services
 ) -> s.Accepted:
+    """Send an email or SMS code for a pending sign-in (MFA ticket)."""
     async with services.unit_of_work() as session:
         denied = await services.auth.send_login_code(
             session, ticket=body.ticket, method=Method(body.method), request=request_info(request)
@@ -173,10 +206,13 @@ async def send_login_code(
     return s.Accepted(detail=f"a code was sent by {body.method}; it expires in 5 minutes")
 
 
-@router.post("/mfa/verify", **public_route())
+@router.post(
+    "/mfa/verify", operation_id="auth.mfa.verify", responses=problems(401, 429), **public_route()
+)
 async def verify_mfa(
     body: s.MfaVerifyRequest, request: Request, services: Services
 ) -> s.TokenResponse:
+    """Complete a sign-in with the MFA ticket and one second factor: tokens."""
     verifier = None
     if body.method == "webauthn":
         webauthn = request.app.state.webauthn
@@ -196,10 +232,16 @@ async def verify_mfa(
     return _tokens(outcome)
 
 
-@router.post("/mfa/step-up", **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/step-up",
+    operation_id="auth.mfa.step_up",
+    responses=problems(401, 429),
+    **guarded(AUTHENTICATED),
+)
 async def step_up(
     body: s.StepUpRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Re-confirm a second factor before a sensitive action (valid for a few minutes)."""
     async with services.unit_of_work() as session:
         denied = await services.auth.step_up(
             session,
@@ -215,8 +257,11 @@ async def step_up(
     return s.Accepted(detail="confirmed; sensitive actions are allowed for the next few minutes")
 
 
-@router.post("/token/refresh", **public_route())
+@router.post(
+    "/token/refresh", operation_id="auth.token.refresh", responses=problems(401), **public_route()
+)
 async def refresh(body: s.RefreshRequest, request: Request, services: Services) -> s.TokenResponse:
+    """Rotate a refresh token: new tokens; reusing a spent one ends the session."""
     async with services.unit_of_work() as session:
         outcome = await services.auth.refresh(
             session, refresh_token=body.refresh_token, request=request_info(request)
@@ -229,8 +274,9 @@ async def refresh(body: s.RefreshRequest, request: Request, services: Services) 
     return _tokens(outcome)
 
 
-@router.post("/logout", status_code=204, **guarded(AUTHENTICATED))
+@router.post("/logout", status_code=204, operation_id="auth.logout", **guarded(AUTHENTICATED))
 async def logout(request: Request, services: Services, principal: CurrentPrincipal) -> Response:
+    """Sign out: end this session."""
     async with services.unit_of_work() as session:
         await services.auth.revoke(
             session,
@@ -246,8 +292,9 @@ async def logout(request: Request, services: Services, principal: CurrentPrincip
 # Sessions and devices -------------------------------------------------------------------
 
 
-@router.get("/sessions", **guarded(AUTHENTICATED))
+@router.get("/sessions", operation_id="auth.sessions.list", **guarded(AUTHENTICATED))
 async def list_sessions(services: Services, principal: CurrentPrincipal) -> list[s.SessionView]:
+    """List your active sessions."""
     async with services.unit_of_work() as session:
         rows = await repository.sessions_of(session, principal.user_id, services.clock.now_ns())
     return [
@@ -266,10 +313,16 @@ async def list_sessions(services: Services, principal: CurrentPrincipal) -> list
     ]
 
 
-@router.delete("/sessions/{session_id}", status_code=204, **guarded(AUTHENTICATED))
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    operation_id="auth.sessions.revoke",
+    **guarded(AUTHENTICATED),
+)
 async def revoke_session(
     session_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
 ) -> Response:
+    """End one of your sessions."""
     async with services.unit_of_work() as session:
         revoked = await services.auth.revoke(
             session,
@@ -284,8 +337,9 @@ async def revoke_session(
     return Response(status_code=204)
 
 
-@router.get("/devices", **guarded(AUTHENTICATED))
+@router.get("/devices", operation_id="auth.devices.list", **guarded(AUTHENTICATED))
 async def list_devices(services: Services, principal: CurrentPrincipal) -> list[s.DeviceView]:
+    """List the devices that signed in to your account."""
     async with services.unit_of_work() as session:
         rows = await repository.devices_of(session, principal.user_id)
     return [
@@ -301,10 +355,13 @@ async def list_devices(services: Services, principal: CurrentPrincipal) -> list[
     ]
 
 
-@router.post("/devices/{device_id}", **guarded(AUTHENTICATED))
+@router.post(
+    "/devices/{device_id}", operation_id="auth.devices.authorize", **guarded(AUTHENTICATED)
+)
 async def authorize_device(
     device_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Authorize one of your devices for trading (needs a fresh second factor)."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         await services.factors.require_fresh_factor(session, user=user, state=principal.state)
@@ -323,10 +380,16 @@ async def authorize_device(
     return s.Accepted(detail="device authorized")
 
 
-@router.delete("/devices/{device_id}", status_code=204, **guarded(AUTHENTICATED))
+@router.delete(
+    "/devices/{device_id}",
+    status_code=204,
+    operation_id="auth.devices.revoke",
+    **guarded(AUTHENTICATED),
+)
 async def revoke_device(
     device_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
 ) -> Response:
+    """Revoke a device and end its sessions."""
     info = request_info(request)
     async with services.unit_of_work() as session:
         device = await repository.device_of(session, principal.user_id, device_id)
@@ -351,17 +414,19 @@ async def revoke_device(
     return Response(status_code=204)
 
 
-@router.get("/ip-allowlist", **guarded(AUTHENTICATED))
+@router.get("/ip-allowlist", operation_id="auth.ip_allowlist.get", **guarded(AUTHENTICATED))
 async def get_ip_allowlist(
     services: Services, principal: CurrentPrincipal
 ) -> s.IpAllowlistResponse:
+    """Your IP allowlist (empty: any address)."""
     return s.IpAllowlistResponse(cidrs=list(principal.state.ip_allowlist))
 
 
-@router.put("/ip-allowlist", **guarded(AUTHENTICATED))
+@router.put("/ip-allowlist", operation_id="auth.ip_allowlist.replace", **guarded(AUTHENTICATED))
 async def put_ip_allowlist(
     body: s.IpAllowlistRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.IpAllowlistResponse:
+    """Replace your IP allowlist (needs a fresh second factor; must include your address)."""
     cidrs = normalize(body.cidrs)
     info = request_info(request)
     if cidrs and not allowed(cidrs, info.ip):
@@ -391,10 +456,17 @@ async def put_ip_allowlist(
 # Factors --------------------------------------------------------------------------------
 
 
-@router.post("/email/proof", status_code=202, **guarded(AUTHENTICATED))
+@router.post(
+    "/email/proof",
+    status_code=202,
+    operation_id="auth.email.proof.send",
+    responses=problems(429),
+    **guarded(AUTHENTICATED),
+)
 async def send_email_proof(
     request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Email a code proving this session controls the mailbox (before the first factor)."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         await services.factors.send_email_proof(
@@ -403,10 +475,16 @@ async def send_email_proof(
     return s.Accepted(detail="a code was emailed to your verified address; it expires in 5 minutes")
 
 
-@router.post("/email/proof/verify", **guarded(AUTHENTICATED))
+@router.post(
+    "/email/proof/verify",
+    operation_id="auth.email.proof.verify",
+    responses=problems(404, 429),
+    **guarded(AUTHENTICATED),
+)
 async def verify_email_proof(
     body: s.CodeRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Check the emailed proof code."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         ok = await services.factors.verify_email_proof(
@@ -417,8 +495,9 @@ async def verify_email_proof(
     return s.Accepted(detail="email confirmed; you can add your first sign-in factor now")
 
 
-@router.get("/mfa", **guarded(AUTHENTICATED))
+@router.get("/mfa", operation_id="auth.mfa.list", **guarded(AUTHENTICATED))
 async def list_factors(services: Services, principal: CurrentPrincipal) -> list[s.FactorView]:
+    """List your second factors."""
     async with services.unit_of_work() as session:
         factors = await services.factors.list_factors(session, user_id=principal.user_id)
     return [
@@ -435,10 +514,16 @@ async def list_factors(services: Services, principal: CurrentPrincipal) -> list[
     ]
 
 
-@router.post("/mfa/totp/enroll", status_code=201, **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/totp/enroll",
+    status_code=201,
+    operation_id="auth.mfa.totp.enroll",
+    **guarded(AUTHENTICATED),
+)
 async def enrol_totp(
     request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.TotpEnrolResponse:
+    """Start enrolling an authenticator app: its secret and QR code."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         enrolment = await services.factors.enrol_totp(
@@ -455,10 +540,16 @@ async def enrol_totp(
     )
 
 
-@router.post("/mfa/totp/confirm", **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/totp/confirm",
+    operation_id="auth.mfa.totp.confirm",
+    responses=problems(404),
+    **guarded(AUTHENTICATED),
+)
 async def confirm_totp(
     body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Activate a pending authenticator app with a code from it."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         ok = await services.factors.confirm_totp(
@@ -474,10 +565,17 @@ async def confirm_totp(
     return s.Accepted(detail="authenticator app enrolled; sign in again to use it")
 
 
-@router.post("/mfa/backup-codes", status_code=201, **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/backup-codes",
+    status_code=201,
+    operation_id="auth.mfa.backup_codes.regenerate",
+    responses=problems(409),
+    **guarded(AUTHENTICATED),
+)
 async def backup_codes(
     request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.BackupCodesResponse:
+    """Issue a new set of backup codes (the old ones stop working)."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         codes = await services.factors.regenerate_backup_codes(
@@ -486,10 +584,17 @@ async def backup_codes(
     return s.BackupCodesResponse(codes=codes)
 
 
-@router.post("/mfa/email/enroll", status_code=201, **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/email/enroll",
+    status_code=201,
+    operation_id="auth.mfa.email.enroll",
+    responses=problems(409),
+    **guarded(AUTHENTICATED),
+)
 async def enrol_email(
     request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.PendingFactorResponse:
+    """Start enrolling email codes as a factor: a code is emailed."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         factor_id = await services.factors.enrol_otp(
@@ -506,10 +611,17 @@ async def enrol_email(
     return s.PendingFactorResponse(factor_id=factor_id, detail="a code was emailed to you")
 
 
-@router.post("/mfa/sms/enroll", status_code=201, **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/sms/enroll",
+    status_code=201,
+    operation_id="auth.mfa.sms.enroll",
+    responses=problems(409),
+    **guarded(AUTHENTICATED),
+)
 async def enrol_sms(
     body: s.SmsEnrolRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.PendingFactorResponse:
+    """Start enrolling SMS codes as a factor: a code is texted."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         factor_id = await services.factors.enrol_otp(
@@ -544,24 +656,43 @@ async def _confirm_otp(
     return s.Accepted(detail="factor enrolled")
 
 
-@router.post("/mfa/email/confirm", **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/email/confirm",
+    operation_id="auth.mfa.email.confirm",
+    responses=problems(404),
+    **guarded(AUTHENTICATED),
+)
 async def confirm_email_factor(
     body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Activate a pending email factor with the emailed code."""
     return await _confirm_otp(body, request, services, principal)
 
 
-@router.post("/mfa/sms/confirm", **guarded(AUTHENTICATED))
+@router.post(
+    "/mfa/sms/confirm",
+    operation_id="auth.mfa.sms.confirm",
+    responses=problems(404),
+    **guarded(AUTHENTICATED),
+)
 async def confirm_sms_factor(
     body: s.ConfirmRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Activate a pending SMS factor with the texted code."""
     return await _confirm_otp(body, request, services, principal)
 
 
-@router.delete("/mfa/{factor_id}", status_code=204, **guarded(AUTHENTICATED))
+@router.delete(
+    "/mfa/{factor_id}",
+    status_code=204,
+    operation_id="auth.mfa.remove",
+    responses=problems(409),
+    **guarded(AUTHENTICATED),
+)
 async def remove_factor(
     factor_id: IdPath, request: Request, services: Services, principal: CurrentPrincipal
 ) -> Response:
+    """Remove a second factor (needs a fresh second factor; never your last one)."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         await services.factors.remove(
@@ -577,13 +708,19 @@ async def remove_factor(
 # Password and email changes (step-up required) --------------------------------------------
 
 
-@router.put("/password", **guarded(AUTHENTICATED))
+@router.put(
+    "/password",
+    operation_id="auth.password.change",
+    responses=problems(503),
+    **guarded(AUTHENTICATED),
+)
 async def change_password(
     body: s.PasswordChangeRequest,
     request: Request,
     services: Services,
     principal: CurrentPrincipal,
 ) -> s.Accepted:
+    """Change your password (needs a fresh second factor); other sessions end."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         await services.factors.require_fresh_factor(session, user=user, state=principal.state)
@@ -601,10 +738,11 @@ async def change_password(
     return s.Accepted(detail="password changed; your other sessions were signed out")
 
 
-@router.put("/email", status_code=202, **guarded(AUTHENTICATED))
+@router.put("/email", status_code=202, operation_id="auth.email.change", **guarded(AUTHENTICATED))
 async def change_email(
     body: s.EmailChangeRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
+    """Change your email address (needs a fresh second factor): the new one must confirm."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         await services.factors.require_fresh_factor(session, user=user, state=principal.state)
@@ -614,10 +752,16 @@ async def change_email(
     return s.Accepted(detail="a confirmation link was sent to the new address")
 
 
-@router.post("/email/change/confirm", **public_route())
+@router.post(
+    "/email/change/confirm",
+    operation_id="auth.email.change.confirm",
+    responses=problems(401),
+    **public_route(),
+)
 async def confirm_email_change(
     body: s.TokenRequest, request: Request, services: Services
 ) -> s.Accepted:
+    """Confirm a new email address with the token sent to it."""
     async with services.unit_of_work() as session:
         ok = await services.accounts.confirm_email_change(
             session, token=body.token, request=request_info(request)
@@ -630,10 +774,17 @@ async def confirm_email_change(
 # Recovery -------------------------------------------------------------------------------
 
 
-@router.post("/password/reset", status_code=202, **public_route())
+@router.post(
+    "/password/reset",
+    status_code=202,
+    operation_id="auth.password.reset.request",
+    responses=problems(429),
+    **public_route(),
+)
 async def request_reset(
     body: s.PasswordResetRequest, request: Request, services: Services
 ) -> s.Accepted:
+    """Ask for a password-reset link (the same answer whether or not the address has one)."""
     async with services.unit_of_work() as session:
         await services.accounts.request_password_reset(
             session, email=body.email, request=request_info(request)
@@ -641,10 +792,16 @@ async def request_reset(
     return s.Accepted(detail="if that address has an account, a reset link is on its way")
 
 
-@router.post("/password/reset/confirm", **public_route())
+@router.post(
+    "/password/reset/confirm",
+    operation_id="auth.password.reset.confirm",
+    responses=problems(401, 403, 429, 503),
+    **public_route(),
+)
 async def confirm_reset(
     body: s.PasswordResetConfirm, request: Request, services: Services
 ) -> s.Accepted:
+    """Set a new password with the reset token (and a second factor when one is enrolled)."""
     async with services.unit_of_work() as session:
         revoked = await services.accounts.reset_password(
             session,
@@ -660,12 +817,19 @@ async def confirm_reset(
     return s.Accepted(detail="password changed; every session was signed out")
 
 
-@jwks_router.get("/.well-known/jwks.json", **public_route())
-async def jwks(services: Services) -> dict[str, list[dict[str, str]]]:
-    return services.keys.jwks()
+@jwks_router.get("/.well-known/jwks.json", operation_id="auth.jwks", **public_route())
+async def jwks(services: Services) -> s.JwkSet:
+    """The public keys (JWK Set, RFC 7517) that verify access tokens."""
+    return s.JwkSet.model_validate(services.keys.jwks())
 
 
-@jwks_router.get("/api/v1/me", tags=["identity"], **guarded(AUTHENTICATED))
+@jwks_router.get(
+    "/api/v1/me",
+    tags=["identity"],
+    operation_id="identity.me",
+    responses=problems(401),
+    **guarded(AUTHENTICATED),
+)
 async def me(services: Services, principal: CurrentPrincipal) -> s.ProfileResponse:
     """The caller's own profile and what this session may do (nothing secret)."""
     async with services.unit_of_work() as session:

@@ -24,6 +24,7 @@ class InvalidToken(Unauthorized):
 
     slug = "invalid-token"
     title = "The access token is not valid"
+    bearer_error = "invalid_token"
 
 
 class WebAuthnRegistrationRejected(InvalidInput):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.access.domain import STAFF_ROLES, Role
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import (
+    CodeExpired,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -38,6 +39,7 @@ from tradeguard.identity.sessions import (
     Failure,
     Method,
     SessionState,
+    refusal_error,
 )
 
 ENROL_TICKET = "factor_enrol"
@@ -177,7 +179,13 @@ class FactorService:
             session, user.id, EMAIL_PROOF_TICKET, since_ns=now - window
         )
         if len(recent) >= MAX_EMAIL_PROOFS:
-            raise TooManyRequests("too many codes requested; wait ten minutes")
+            # The oldest of them leaves the window first.
+            wait_ns = recent[0].created_ns + window - now
+            raise TooManyRequests(
+                f"{MAX_EMAIL_PROOFS} codes were sent in the last "
+                f"{deps.policy.recent_login_seconds // 60} minutes; wait before asking again",
+                retry_after_seconds=wait_ns / NS_PER_SECOND,
+            )
         code, challenge = otp_codes.issue(
             channel=otp_codes.OtpChannel.EMAIL, now_ns=now, pepper=deps.pepper(OTP_PEPPER)
         )
@@ -228,9 +236,10 @@ class FactorService:
         request: RequestInfo,
     ) -> bool:
         deps, now = self.deps, self.deps.clock.now_ns()
-        if await self.auth.mfa_blocked(session, user.id):
-            raise TooManyRequests("too many wrong codes; wait before trying again")
-        candidates = [
+        refused = await self.auth.second_factor_refusal(session, user)
+        if refused is not None:
+            raise refusal_error(refused)
+        unused = [
             t
             for t in await repository.recent_tickets(
                 session,
@@ -238,10 +247,13 @@ class FactorService:
                 EMAIL_PROOF_TICKET,
                 since_ns=now - deps.policy.ns(deps.policy.recent_login_seconds),
             )
-            if t.used_ns is None
-            and t.expires_ns > now
-            and json.loads(t.payload).get("session_id") == state.session_id
+            if t.used_ns is None and json.loads(t.payload).get("session_id") == state.session_id
         ]
+        candidates = [t for t in unused if t.expires_ns > now]
+        if not candidates and unused:
+            raise CodeExpired(
+                "that code has expired; request a new one at POST /api/v1/auth/email/proof"
+            )
         if not candidates:
             raise NotFound("no code is pending for this session; request one first")
         ticket = candidates[-1]
@@ -551,9 +563,10 @@ class FactorService:
             or self._pending_expired(factor)
             or ticket is None
             or ticket.used_ns is not None
-            or ticket.expires_ns <= now
         ):
             raise NotFound("no pending code factor with that id; start again")
+        if ticket.expires_ns <= now:
+            raise CodeExpired("that code has expired; start the enrolment again")
         payload = json.loads(ticket.payload)
         ok = self.auth._check_otp(payload, code, now)
         ticket.payload = json.dumps(payload)

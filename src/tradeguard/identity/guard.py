@@ -10,7 +10,8 @@ second) proves the session still stands, so a revocation takes effect at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from http import HTTPStatus
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 
@@ -29,6 +30,10 @@ PERMISSION_EXTENSION = "x-permission"
 AUTHENTICATED = "authenticated"
 PERMISSION_CHECKED = "access:permission:checked"
 STATE_CACHE_NS = 1_000_000_000
+SEND_A_TOKEN: Final = "send an access token: Authorization: Bearer <token>"  # noqa: S105 - advice
+# RFC 6750 section 3.1 error codes.
+INVALID_REQUEST: Final = "invalid_request"
+INVALID_TOKEN: Final = "invalid_token"  # noqa: S105 - an RFC 6750 error code
 # Writing last-seen on every request would turn reads into writes; a minute of slack on a
 # 15-minute inactivity limit is immaterial.
 TOUCH_INTERVAL_NS = 60 * 1_000_000_000
@@ -97,12 +102,24 @@ async def _audit_alone(services: IdentityServices, event: LedgerEvent) -> None:
         await services.deps.ledger.append(session, event)
 
 
+def _bearer_token(request: Request) -> str:
+    """The access token of `Authorization: Bearer <token>` (RFC 6750 section 2.1)."""
+    header = request.headers.get("authorization")
+    scheme, _, token = (header or "").partition(" ")
+    if header is None or scheme.lower() != "bearer":
+        # No credentials, or another scheme: RFC 6750 section 3.1 says the challenge then
+        # carries no error code, only the scheme and realm.
+        raise Unauthorized(SEND_A_TOKEN)
+    token = token.strip(" ")
+    if not token or " " in token:
+        raise Unauthorized(
+            "the Authorization header must be: Bearer <token>", bearer_error=INVALID_REQUEST
+        )
+    return token
+
+
 async def authenticated(request: Request, services: Services) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send an access token: Authorization: Bearer <token>")
-    claims = services.verifier.verify(token.strip())
+    claims = services.verifier.verify(_bearer_token(request))
     cache = state_cache(request)
     state = cache.get(claims.session_id)
     if state is None:
@@ -111,7 +128,7 @@ async def authenticated(request: Request, services: Services) -> Principal:
         if state is not None:
             cache.put(state)
     if state is None or not state.active or state.user_id != claims.subject:
-        raise Unauthorized("the session has ended; sign in again")
+        raise Unauthorized("the session has ended; sign in again", bearer_error=INVALID_TOKEN)
     info = request_info(request)
     now = services.clock.now_ns()
     if now - state.last_seen_ns > state.idle_ns:
@@ -124,7 +141,7 @@ async def authenticated(request: Request, services: Services) -> Principal:
                 reason="inactivity",
             )
         cache.drop(state.session_id)
-        raise Unauthorized("signed out after inactivity; sign in again")
+        raise Unauthorized("signed out after inactivity; sign in again", bearer_error=INVALID_TOKEN)
     if not allowed(state.ip_allowlist, info.ip):
         await _audit_alone(
             services,
@@ -192,3 +209,12 @@ def guarded(permission: str) -> dict[str, Any]:
 
 def public_route() -> dict[str, Any]:
     return {"openapi_extra": {PERMISSION_EXTENSION: "public"}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Route `responses` for error statuses particular to a route (409, 429, ...).
+
+    The web layer documents each as problem+json, and adds by itself what every route of a
+    kind answers: 401/403 when guarded, 404 with path parameters, 422 and the body errors.
+    """
+    return {status: {"description": HTTPStatus(status).phrase} for status in statuses}

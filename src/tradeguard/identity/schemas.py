@@ -7,6 +7,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]
+# Checked as an address by the service (email-validator, with a clear 422); the schema says so.
+EmailAddress = Annotated[
+    str, Field(min_length=3, max_length=254, json_schema_extra={"format": "email"})
+]
 Code = Annotated[str, Field(min_length=4, max_length=32)]
 Opaque = Annotated[str, Field(min_length=16, max_length=128)]
 
@@ -44,7 +48,7 @@ class DeviceInfo(Strict):
 
 class RegisterRequest(Strict):
     username: Annotated[str, Field(min_length=3, max_length=32)]
-    email: Annotated[str, Field(min_length=3, max_length=254)]
+    email: EmailAddress
     password: Secret
 
 
@@ -87,6 +91,9 @@ class MfaRequiredResponse(Strict):
     expires_in: int
     device_token: str | None = Field(default=None, description=NEW_DEVICE_HELP)
 
+
+# What POST /login answers, told apart by `status`.
+LoginResponse = Annotated[TokenResponse | MfaRequiredResponse, Field(discriminator="status")]
 
 MfaMethod = Literal["totp", "backup_code", "email", "sms", "webauthn"]
 
@@ -187,11 +194,11 @@ class PasswordChangeRequest(Strict):
 
 
 class EmailChangeRequest(Strict):
-    new_email: Annotated[str, Field(min_length=3, max_length=254)]
+    new_email: EmailAddress
 
 
 class PasswordResetRequest(Strict):
-    email: Annotated[str, Field(min_length=3, max_length=254)]
+    email: EmailAddress
 
 
 class PasswordResetConfirm(Strict):
@@ -229,3 +236,16 @@ class ProfileResponse(Strict):
     created_ns: str
     factors: list[FactorSummary]
     session: SessionSummary
+class Jwk(BaseModel):
+    """A public key (RFC 7517 section 4; OKP keys: RFC 8037)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kty: str
+    kid: str
+    use: str | None = None
+    alg: str | None = None
+
+
+class JwkSet(Strict):
+    keys: list[Jwk]

@@ -12,7 +12,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import Role
-from tradeguard.core.errors import Conflict, InvalidInput, TooManyRequests, TradeguardError
+from tradeguard.core.clock import NS_PER_SECOND
+from tradeguard.core.errors import (
+    CodeExpired,
+    Conflict,
+    InvalidInput,
+    TooManyRequests,
+    TradeguardError,
+)
 from tradeguard.identity import repository
 from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
@@ -33,6 +40,7 @@ from tradeguard.identity.sessions import (
     DESTINATION_PURPOSE,
     AuthService,
     Method,
+    refusal_error,
 )
 from tradeguard.identity.throttle import WINDOW_SECONDS
 from tradeguard.ledger.domain import SYSTEM, Party
@@ -78,6 +86,13 @@ RESET_MAILS_PER_WINDOW = 3
 # "Someone tried to register with your address" notices, per address per day: the owner
 # hears about probing without being flooded by it.
 REGISTER_NOTICES_PER_DAY = 1
+# What to say when an emailed link has run out (only its holder can present it).
+_EXPIRED_LINK = {
+    "email_verify": "this verification link has expired; request a new one",
+    "password_reset": "this reset link has expired; ask for a new one at POST "
+    "/api/v1/auth/password/reset",
+    "email_change": "this confirmation link has expired; start the email change again",
+}
 
 
 class AccountService:
@@ -414,11 +429,17 @@ class AccountService:
         return token
 
     async def _live_ticket(self, session: AsyncSession, token: str, kind: str) -> AuthTicket | None:
+        """The unspent, unexpired ticket of this emailed token; raises CodeExpired for one
+        that was valid but ran out (nothing is written before this: raising rolls back
+        nothing)."""
         if not token or len(token) > 128:
             return None
-        return await repository.open_ticket(
-            session, hash_secret_token(token), kind, self.deps.clock.now_ns()
-        )
+        row = await repository.ticket_by_hash(session, hash_secret_token(token), kind)
+        if row is None or row.used_ns is not None:
+            return None
+        if row.expires_ns <= self.deps.clock.now_ns():
+            raise CodeExpired(_EXPIRED_LINK.get(kind, "this link has expired"))
+        return row
 
     async def request_password_reset(
         self, session: AsyncSession, *, email: str, request: RequestInfo
@@ -426,16 +447,20 @@ class AccountService:
         """Email a single-use reset link if the account exists; the caller always sees 202.
 
         Known and unknown addresses run the same statements (the unknown one in a savepoint
-        that is rolled back), so the response time does not reveal which it was.
+        that is rolled back), so the response time does not reveal which it was. A malformed
+        address is a 422 like anywhere else: syntax says nothing about whether an account has
+        the address (every well-formed one gets the same 202).
         """
-        try:
-            address = normalize_email(email)
-        except InvalidInput:
-            return
-        if self.auth is not None and await self.auth.over_limit(
-            session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW
+        address = normalize_email(email)
+        if self.auth is not None and (
+            wait_ns := await self.auth.over_limit(
+                session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW
+            )
         ):
-            raise TooManyRequests("too many reset requests from this network; try again later")
+            raise TooManyRequests(
+                "too many reset requests from this network; try again later",
+                retry_after_seconds=wait_ns / NS_PER_SECOND,
+            )
         # Per address, known or not, silently: the caller sees 202 either way, and the
         # mailbox is not flooded.
         if (
@@ -508,8 +533,10 @@ class AccountService:
                     else "this account needs a manual identity review to reset; contact support",
                     methods=usable,
                 )
-            if await self.auth.mfa_blocked(session, user.id):
-                return None
+            refused = await self.auth.second_factor_refusal(session, user)
+            if refused is not None:
+                # The holder of the reset link may learn the account is locked, and until when.
+                raise refusal_error(refused)
             # One guess per reservation, taken atomically; a token has only a few.
             if (
                 await repository.reserve_ticket_attempt(

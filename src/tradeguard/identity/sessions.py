@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import STAFF_ROLES, Permission, Role, permissions_for
 from tradeguard.core.clock import NS_PER_SECOND
+from tradeguard.core.errors import AccountLocked, TooManyRequests
 from tradeguard.identity import repository
 from tradeguard.identity.common import (
     IdentityDeps,
@@ -45,6 +46,12 @@ HOUR_SECONDS = 3600
 DAY_SECONDS = 24 * HOUR_SECONDS
 
 MFA_TICKET = "mfa_login"
+MAX_CODES_PER_TICKET = 3
+LOCKED_DETAIL = (
+    "too many wrong second-factor codes: the account is temporarily locked; "
+    "try again after the Retry-After time"
+)
+THROTTLED_DETAIL = "too many attempts; try again after the Retry-After time"
 TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
 BACKUP_PEPPER = "identity.backup_codes"
 OTP_PEPPER = "identity.otp_codes"
@@ -88,6 +95,11 @@ class Failure(StrEnum):
     THROTTLED = "throttled"
     IP_NOT_ALLOWED = "ip_not_allowed"
     INVALID_TICKET = "invalid_ticket"
+    # Told apart from an invalid ticket only for the caller holding it, who knew it existed
+    # and when it was issued.
+    TICKET_EXPIRED = "ticket_expired"
+    # Second-factor guessing locked the account; only said past the password step.
+    ACCOUNT_LOCKED = "account_locked"
     WRONG_CODE = "wrong_code"
     METHOD_NOT_ENROLLED = "method_not_enrolled"
     INVALID_REFRESH = "invalid_refresh"
@@ -391,6 +403,22 @@ class AuthService:
     async def mfa_blocked(self, session: AsyncSession, user_id: str) -> int:
         return await self._blocked_for(session, f"mfa:{user_id}", self.deps.clock.now_ns())
 
+    async def second_factor_refusal(self, session: AsyncSession, user: User) -> Denied | None:
+        """Denied while second-factor guesses are refused: locked out, or backing off.
+
+        Only for callers past the password (MFA ticket, session, reset link): they may learn
+        that the account is locked, and for how long. The password step itself never says.
+        """
+        blocked = await self.mfa_blocked(session, user.id)
+        if not blocked:
+            return None
+        now = self.deps.clock.now_ns()
+        locked_for = (user.locked_until_ns or 0) - now
+        if locked_for > 0:
+            wait = max(blocked, locked_for)
+            return Denied(Failure.ACCOUNT_LOCKED, retry_after_seconds=-(-wait // NS_PER_SECOND))
+        return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
+
     async def record_mfa_failure(
         self, session: AsyncSession, user: User, request: RequestInfo, *, method: str
     ) -> None:
@@ -671,16 +699,20 @@ class AuthService:
         self, session: AsyncSession, *, ticket: str, method: Method, request: RequestInfo
     ) -> Denied | None:
         """Send an email or SMS code for a pending login (rate-limited by the ticket)."""
-        row = await self._live_ticket(session, ticket)
-        if row is None or row.user_id is None:
+        row = await self._ticket_or_failure(session, ticket)
+        if isinstance(row, Failure):
+            return Denied(row)
+        if row.user_id is None:
             return Denied(Failure.INVALID_TICKET)
         factor = await self._factor_for(session, row.user_id, method)
         if factor is None or method not in {Method.EMAIL, Method.SMS}:
             return Denied(Failure.METHOD_NOT_ENROLLED)
         payload = json.loads(row.payload)
         sent = int(payload.get("codes_sent", 0))
-        if sent >= 3:
-            return Denied(Failure.THROTTLED)
+        if sent >= MAX_CODES_PER_TICKET:
+            # This ticket sends no more; a new sign-in may, once this one has run out.
+            left_ns = row.expires_ns - self.deps.clock.now_ns()
+            return Denied(Failure.THROTTLED, retry_after_seconds=-(-left_ns // NS_PER_SECOND))
         if method is Method.SMS:
             wait = await self.sms_refused(
                 session,
@@ -759,14 +791,19 @@ class AuthService:
     ) -> TokenPair | Denied:
         """Second step of login: the MFA ticket plus one factor gives a full session."""
         deps = self.deps
-        row = await self._live_ticket(session, ticket)
-        if row is None or row.user_id is None:
+        row = await self._ticket_or_failure(session, ticket)
+        if isinstance(row, Failure):
+            return Denied(row)
+        if row.user_id is None:
             return Denied(Failure.INVALID_TICKET)
         user = await repository.user_by_id(session, row.user_id)
         if user is None:
             return Denied(Failure.INVALID_TICKET)
-        if await self.mfa_blocked(session, user.id):
-            return Denied(Failure.THROTTLED, retry_after_seconds=60)
+        refused = await self.second_factor_refusal(session, user)
+        if refused is not None:
+            return refused
+        # (An emailed or texted code cannot outlive its ticket: both last five minutes and the
+        # code is sent after the ticket is issued, so an expired code is an expired ticket.)
         # Take the guess atomically before checking it: parallel requests cannot share one.
         attempt = await repository.reserve_ticket_attempt(
             session, row.id, deps.policy.max_ticket_attempts
@@ -815,14 +852,22 @@ class AuthService:
         return await self._start_session(session, user, device, amr, request, mfa=True)
 
     async def _live_ticket(self, session: AsyncSession, ticket: str) -> AuthTicket | None:
+        row = await self._ticket_or_failure(session, ticket)
+        return None if isinstance(row, Failure) else row
+
+    async def _ticket_or_failure(self, session: AsyncSession, ticket: str) -> AuthTicket | Failure:
+        """The live MFA ticket, or why it cannot be used (expired is told apart: the caller
+        holds the ticket, so learns nothing from it)."""
         if not ticket or len(ticket) > 128:
-            return None
+            return Failure.INVALID_TICKET
         row = await repository.ticket_by_hash(session, hash_secret_token(ticket), MFA_TICKET)
         now = self.deps.clock.now_ns()
-        if row is None or row.used_ns is not None or row.expires_ns <= now:
-            return None
+        if row is None or row.used_ns is not None:
+            return Failure.INVALID_TICKET
         if row.attempts >= self.deps.policy.max_ticket_attempts:
-            return None
+            return Failure.INVALID_TICKET
+        if row.expires_ns <= now:
+            return Failure.TICKET_EXPIRED
         return row
 
     async def _factor_for(
@@ -1126,8 +1171,9 @@ class AuthService:
         user = await repository.user_by_id(session, user_id)
         if user is None:
             return Denied(Failure.INVALID_TICKET)
-        if await self.mfa_blocked(session, user_id):
-            return Denied(Failure.THROTTLED, retry_after_seconds=60)
+        refused = await self.second_factor_refusal(session, user)
+        if refused is not None:
+            return refused
         ok = await self.check_factor(session, user_id=user_id, method=method, code=code, payload={})
         if not ok:
             await self.record_mfa_failure(session, user, request, method=f"{method.value}:step_up")
@@ -1146,6 +1192,14 @@ class AuthService:
             if AMR[method] not in auth.amr.split():
                 auth.amr = f"{auth.amr} {AMR[method]} mfa".strip()
         return None
+
+
+def refusal_error(denied: Denied) -> TooManyRequests:
+    """The 429 for a second-factor refusal, for paths that raise instead of returning."""
+    retry = denied.retry_after_seconds or 1
+    if denied.failure is Failure.ACCOUNT_LOCKED:
+        return AccountLocked(LOCKED_DETAIL, retry_after_seconds=retry)
+    return TooManyRequests(denied.detail or THROTTLED_DETAIL, retry_after_seconds=retry)
 
 
 def effective_permissions(role: Role, amr: list[str], device_authorized: bool) -> list[str]:

@@ -27,9 +27,11 @@ from tradeguard.identity.guard import (
     CurrentPrincipal,
     Services,
     guarded,
+    problems,
     public_route,
     request_info,
 )
+from tradeguard.identity.sessions import THROTTLED_DETAIL
 from tradeguard.identity.webauthn_service import (
     CeremonyStart,
     Refused,
@@ -106,8 +108,7 @@ def _registration_error(refused: Refused) -> TradeguardError:
 def _authentication_error(refused: Refused) -> TradeguardError:
     if refused.reason is WebAuthnRefusal.THROTTLED:
         return TooManyRequests(
-            "too many attempts; wait before trying again",
-            retry_after_seconds=refused.retry_after_seconds or 60,
+            THROTTLED_DETAIL, retry_after_seconds=refused.retry_after_seconds or 1
         )
     if refused.reason is WebAuthnRefusal.INVALID_TICKET:
         return Unauthorized("the sign-in challenge is invalid, used or expired; start again")
@@ -119,7 +120,12 @@ def _authentication_error(refused: Refused) -> TradeguardError:
     return WebAuthnAuthenticationRejected("the passkey or security key was not accepted")
 
 
-@router.post("/register/options", **guarded(AUTHENTICATED))
+@router.post(
+    "/register/options",
+    operation_id="auth.webauthn.register.options",
+    responses=problems(409),
+    **guarded(AUTHENTICATED),
+)
 async def registration_options(
     body: RegistrationOptionsRequest,
     request: Request,
@@ -127,6 +133,7 @@ async def registration_options(
     webauthn: WebAuthn,
     principal: CurrentPrincipal,
 ) -> CeremonyOptionsResponse:
+    """Start registering a security key or passkey: options for the browser and a ticket."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         start = await webauthn.registration_options(
@@ -140,7 +147,12 @@ async def registration_options(
     return _options(start)
 
 
-@router.post("/register/verify", status_code=201, **guarded(AUTHENTICATED))
+@router.post(
+    "/register/verify",
+    status_code=201,
+    operation_id="auth.webauthn.register.verify",
+    **guarded(AUTHENTICATED),
+)
 async def register(
     body: RegistrationVerifyRequest,
     request: Request,
@@ -148,6 +160,7 @@ async def register(
     webauthn: WebAuthn,
     principal: CurrentPrincipal,
 ) -> RegisteredResponse:
+    """Finish registering: the browser's credential with the ticket."""
     async with services.unit_of_work() as session:
         user = await _user(services, session, principal)
         outcome = await webauthn.register(
@@ -165,13 +178,19 @@ async def register(
     )
 
 
-@router.post("/authenticate/options", **public_route())
+@router.post(
+    "/authenticate/options",
+    operation_id="auth.webauthn.authenticate.options",
+    responses=problems(401, 429),
+    **public_route(),
+)
 async def authentication_options(
     request: Request,
     services: Services,
     webauthn: WebAuthn,
     body: AuthenticationOptionsRequest | None = None,
 ) -> CeremonyOptionsResponse:
+    """Start a passkey sign-in, or a WebAuthn second factor for an MFA ticket: options."""
     async with services.unit_of_work() as session:
         outcome = await webauthn.authentication_options(
             session, ticket=body.ticket if body else None, request=request_info(request)
@@ -181,10 +200,16 @@ async def authentication_options(
     return _options(outcome)
 
 
-@router.post("/authenticate/verify", **public_route())
+@router.post(
+    "/authenticate/verify",
+    operation_id="auth.webauthn.authenticate.verify",
+    responses=problems(401, 429),
+    **public_route(),
+)
 async def authenticate(
     body: AuthenticationVerifyRequest, request: Request, services: Services, webauthn: WebAuthn
 ) -> s.TokenResponse:
+    """Sign in with a passkey: the browser's assertion with the ticket gives tokens."""
     device = body.device or s.DeviceInfo()
     info = request_info(
         request,

@@ -28,14 +28,21 @@ from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import Senders, senders_from_settings
 from tradeguard.notify.tasks import OutboxDispatcher
 from tradeguard.web import health, pages
+from tradeguard.web.docs import DOCS_URL, docs_routes
 from tradeguard.web.metrics import HttpMetrics
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
+from tradeguard.web.openapi import install_openapi, operation_id_from_path
 from tradeguard.web.problems import install_problem_handlers
+from tradeguard.web.routing import RouteResolutionMiddleware, RouteTable
 from tradeguard.web.runtime import Runtime
 
-DOCS_URL = "/docs"
 WORKER_STOP_SECONDS = 10.0
 OPENAPI_URL = "/openapi.json"
+API_DESCRIPTION = (
+    "The tradeguard API. Every error is RFC 9457 `application/problem+json` with a stable "
+    "`type` URI; 401 answers carry a Bearer challenge and 429 answers a Retry-After header. "
+    "Protected operations take an access token as `Authorization: Bearer <token>`."
+)
 
 logger = logging.getLogger("tradeguard.web")
 
@@ -60,21 +67,28 @@ def create_app(
         lifespan=_lifespan(
             settings, clock=clock, ids=ids, engine=engine, argon2=argon2, run_workers=run_workers
         ),
-        docs_url=DOCS_URL if docs else None,
+        # Swagger UI is served from the installed package by docs_router, never from a CDN.
+        docs_url=None,
         openapi_url=OPENAPI_URL if docs else None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=operation_id_from_path,
     )
     app.state.metrics = metrics
     install_problem_handlers(app)
+    install_openapi(app, description=API_DESCRIPTION)
     app.include_router(health.router)
     app.include_router(identity_api.router)
     app.include_router(identity_api.jwks_router)
     app.include_router(webauthn_api.router)
     app.include_router(pages.router)
+    if docs:
+        app.router.routes.extend(docs_routes(title=app.title, openapi_url=OPENAPI_URL))
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
-    # outside the body guard so that 413/408 answers also get security headers and ids.
+    # outside the body guard so that 413/408 answers also get security headers and ids; route
+    # resolution (405, OPTIONS) is innermost, after the body limits.
+    app.add_middleware(RouteResolutionMiddleware)
     app.add_middleware(
         RequestBodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -102,6 +116,8 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A route table where a parameter route captures a fixed one refuses to start.
+        RouteTable.of_routes(app.routes)
         owned = engine is None
         active_engine = engine if engine is not None else create_engine(settings.main_database_url)
         app.state.runtime = Runtime(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from tradeguard.core.errors import ServiceUnavailable
@@ -24,15 +25,41 @@ logger = logging.getLogger("tradeguard.web.health")
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health/live", openapi_extra=public(), response_class=Response)
+class Live(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ready"]
+
+
+# The handlers return prebuilt bytes (the liveness probe is the benchmark target); the models
+# document them.
+@router.get("/health/live", openapi_extra=public(), response_model=Live, operation_id="health.live")
 async def live() -> Response:
-    """The process is up and serving; touches nothing else (the benchmark target)."""
+    """Liveness: the process is up and serving.
+
+    Touches nothing else (the benchmark target).
+    """
     return Response(_LIVE_BODY, media_type="application/json")
 
 
-@router.get("/health/ready", openapi_extra=public(), response_class=Response)
+@router.get(
+    "/health/ready",
+    openapi_extra=public(),
+    response_model=Ready,
+    operation_id="health.ready",
+    responses={503: {"description": "The database is not available"}},
+)
 async def ready(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Response:
-    """The database answers `SELECT 1` within the timeout; 503 problem+json otherwise."""
+    """Readiness: the database answers.
+
+    The database must answer `SELECT 1` within the timeout; 503 problem+json otherwise.
+    """
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
             async with runtime.engine.connect() as connection:
@@ -47,8 +74,19 @@ async def ready(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Response:
     return Response(b'{"status":"ready"}', media_type="application/json")
 
 
-@router.get("/metrics", openapi_extra=public(), response_class=Response)
+@router.get(
+    "/metrics",
+    openapi_extra=public(),
+    response_class=Response,
+    operation_id="health.metrics",
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of this app's registry."""
+    """Prometheus metrics of this process (requests by route template and status)."""
     http_metrics: HttpMetrics = request.app.state.metrics
     return Response(generate_latest(http_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,7 @@ from tradeguard.core.errors import PayloadTooLarge, RequestTimeout, TradeguardEr
 from tradeguard.core.ids import IdGenerator
 from tradeguard.web.metrics import UNMATCHED_ROUTE, HttpMetrics
 from tradeguard.web.problems import send_problem
+from tradeguard.web.routing import ROUTE_TEMPLATE_KEY
 
 REQUEST_ID_HEADER: Final = b"x-request-id"
 # Incoming ids are echoed into headers and logs, so only a short, plain alphabet is trusted:
@@ -46,11 +47,11 @@ _COMMON_SECURITY_HEADERS: Final[tuple[tuple[bytes, bytes], ...]] = (
 )
 # JSON APIs never need to load anything, so the policy forbids everything.
 API_CSP: Final = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-# Swagger UI (development only: production refuses to start with docs enabled) loads its
-# script and stylesheet from jsDelivr and boots from one inline script that FastAPI writes.
+# Swagger UI (development only: production refuses to start with docs enabled) is served from
+# this origin (web/docs.py) and boots from a script file, so nothing else and nothing inline
+# may run; it fetches only /openapi.json.
 DOCS_CSP: Final = (
-    b"default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    b"style-src https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 
@@ -72,6 +73,9 @@ def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 
 def _route_template(scope: Scope) -> str | None:
     """The matched route's full path template ("/api/orders/{order_id}"), None if unmatched."""
+    resolved = scope.get(ROUTE_TEMPLATE_KEY)
+    if isinstance(resolved, str):
+        return resolved  # answered by route resolution (405, OPTIONS)
     # FastAPI >= 0.16x serves routes of an included router through an effective route
     # context that knows the full prefixed template, while scope["route"] is the router's
     # own route with only its unprefixed path.
@@ -167,6 +171,14 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def too_large(max_body_bytes: int) -> PayloadTooLarge:
+    """The 413, stating the limit so a client knows how much to cut."""
+    return PayloadTooLarge(
+        f"The request body is larger than the limit of {max_body_bytes} bytes",
+        max_body_bytes=max_body_bytes,
+    )
+
+
 class _BodyAborted(Exception):
     """Raised into the app from receive() once the body limit or deadline is broken."""
 
@@ -202,7 +214,9 @@ class RequestBodyGuardMiddleware:
             elif name == b"transfer-encoding":
                 has_body = True
         if declared_length is not None and declared_length > self._max_body_bytes:
-            await send_problem(send, PayloadTooLarge(), instance=scope["path"], close=True)
+            await send_problem(
+                send, too_large(self._max_body_bytes), instance=scope["path"], close=True
+            )
             return
         if not has_body or declared_length == 0:
             # RFC 9112 section 6.3: without Content-Length or Transfer-Encoding a request has
@@ -276,7 +290,7 @@ class _GuardedRequest:
         if message["type"] == "http.request":
             self._received += len(message.get("body", b""))
             if self._received > self._max_body_bytes:
-                self._fail(PayloadTooLarge())
+                self._fail(too_large(self._max_body_bytes))
             if not message.get("more_body", False):
                 self._body_complete = True
         return message

@@ -302,7 +302,8 @@ class TestEmailCodeFactor:
                 json={"factor_id": started.json()["factor_id"], "code": code},
                 headers=bearer(access),
             )
-        assert is_problem(expired, 404, "not-found")
+        assert is_problem(expired, 401, "code-expired")
+        assert "expired" in expired.json()["detail"]
 
     @pytest.mark.spec("AUTH-5")
     async def test_a_code_cannot_be_sent_by_a_method_the_user_has_not_enrolled(

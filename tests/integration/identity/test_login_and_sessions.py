@@ -194,8 +194,10 @@ class TestLogin:
             extra = await client.post(
                 "/api/v1/auth/login", json={"login": "a", "password": "b", "admin": True}
             )
-        for response in (not_json, missing, extra):
+        assert not_json.status_code == 400
+        for response in (missing, extra):
             assert response.status_code == 422
+        for response in (not_json, missing, extra):
             assert response.headers["content-type"].startswith("application/problem+json")
 
 

@@ -11,10 +11,11 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from tests.support.api import PASSWORD, Api, bearer, enrol_totp, login, register_verified
+from tradeguard.web.docs import DOCS_PATHS
 from tradeguard.web.route_policy import PUBLIC, route_permissions
 
 # Framework routes that only exist while the development API docs are switched on.
-DEV_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+DEV_DOCS = frozenset({"/docs/oauth2-redirect", "/openapi.json", "/redoc", *DOCS_PATHS})
 # A route is public only because a caller without a session must reach it; adding one here
 # is a security decision to review, not a formality.
 PRE_AUTHENTICATION = frozenset(

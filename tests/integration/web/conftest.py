@@ -12,5 +12,6 @@ from tradeguard.core.clock import FrozenClock
 
 @pytest.fixture
 async def api(settings: Settings, engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Api]:
+    """The real app (all routers, docs on) over a migrated SQLite or PostgreSQL database."""
     async with running_api(settings, engine, clock) as running:
         yield running

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,7 @@ from tradeguard.core.errors import PROBLEM_BASE, Conflict
 from tradeguard.db.engine import create_engine
 from tradeguard.db.migrate import upgrade
 from tradeguard.web.app import create_app
-from tradeguard.web.problems import PROBLEM_CONTENT_TYPE
+from tradeguard.web.problems import PROBLEM_CONTENT_TYPE, _malformed_json
 from tradeguard.web.route_policy import PERMISSION_EXTENSION, PUBLIC, route_permissions
 from tradeguard.web.runtime import Runtime
 
@@ -112,11 +113,64 @@ class TestProblemDetails:
     ) -> None:
         response = await client.post(
             "/login",
-            content=b'{"username": "alice", "password": "correct-horse-battery',
+            content=b'{"username": "alice",\n "password": "correct-horse-battery',
             headers={"content-type": "application/json"},
         )
-        assert response.status_code == 422
+        assert response.status_code == 400
+        assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+        body = response.json()
+        assert body["type"] == PROBLEM_BASE + "malformed-json"
+        assert (body["line"], body["column"]) == (2, 14)
+        assert "Unterminated string starting at (line 2, column 14)" in body["detail"]
         assert "correct-horse" not in response.text
+        assert "alice" not in response.text
+
+    async def test_a_body_sent_without_the_json_content_type_is_415(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = b'{"username": "alice", "password": "correct-horse-battery", "pin": 1}'
+        untyped = await client.post("/login", content=document)
+        as_text = await client.post(
+            "/login", content=document, headers={"content-type": "text/plain"}
+        )
+        as_json = await client.post(
+            "/login", content=document, headers={"content-type": "application/json"}
+        )
+        for response in (untyped, as_text):
+            assert response.status_code == 415
+            assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+            assert response.json()["type"] == PROBLEM_BASE + "unsupported-media-type"
+            assert "Content-Type: application/json" in response.json()["detail"]
+            assert "correct-horse" not in response.text
+        assert as_json.status_code == 200
+
+    async def test_a_body_that_is_not_utf8_is_malformed_json(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            "/login",
+            content=b'{"username": "\xff\xfe"}',
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 400
+        assert response.json()["type"] == PROBLEM_BASE + "malformed-json"
+
+    async def test_a_parser_message_outside_the_known_set_is_not_passed_on(self) -> None:
+        error = RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", 3),
+                    "msg": "JSON decode error",
+                    "ctx": {"error": "unexpected 'hunter2'"},
+                }
+            ],
+            body="ab\ncd",
+        )
+        malformed = _malformed_json(error)
+        assert malformed is not None
+        assert "hunter2" not in malformed.detail
+        assert malformed.extensions == {"line": 2, "column": 1}
 
 
 class TestHealth:

@@ -174,6 +174,8 @@ class TestBodySizeLimit:
         assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
         assert response.headers["connection"] == "close"
         assert response.json()["type"].endswith("/payload-too-large")
+        assert response.json()["max_body_bytes"] == 1024
+        assert "limit of 1024 bytes" in response.json()["detail"]
 
     @pytest.mark.spec("API-2")
     async def test_chunked_body_over_limit_is_refused_while_streaming(
@@ -187,6 +189,7 @@ class TestBodySizeLimit:
             response = await client.post("/echo", content=chunks())
         assert response.status_code == 413
         assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+        assert response.json()["max_body_bytes"] == 1024
 
     @pytest.mark.spec("API-2")
     async def test_body_within_limit_reaches_the_route(self, make_app: AppFactory) -> None:
