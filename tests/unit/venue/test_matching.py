@@ -437,6 +437,7 @@ class TestBookQueries:
         )
 
         assert book.depth(2) == Depth([(99, 2), (98, 3)], [(101, 5), (103, 4)])
+        assert book.depth(4) == Depth([(99, 2), (98, 3), (97, 1)], [(101, 5), (103, 4)])
         assert book.depth(10) == Depth([(99, 2), (98, 3), (97, 1)], [(101, 5), (103, 4)])
         assert book.depth(0) == Depth([], [])
         with pytest.raises(InvalidInput):
