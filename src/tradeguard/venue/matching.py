@@ -152,6 +152,7 @@ _NO_STP: tuple[tuple[str, int], ...] = ()
 # Enum members bound to module names: on Python 3.11 `Enum.MEMBER` is an attribute lookup
 # through the enum's metaclass (~100 ns), several per order on the hot path.
 _BID = BookSide.BID
+_ASK = BookSide.ASK
 _IOC_TIF = TimeInForce.IOC
 _CANCEL_NEWEST = StpMode.CANCEL_NEWEST
 _CANCEL_BOTH = StpMode.CANCEL_BOTH
@@ -229,8 +230,10 @@ class OrderBook:
         rec = self._orders.get(order_id)
         if rec is None:
             return None
-        if new_remaining < 1:
-            raise InvalidInput("a reduction must leave at least 1; cancel the order instead")
+        if type(new_remaining) is not int or new_remaining < 1:
+            raise InvalidInput(
+                "a reduction must leave a whole quantity of at least 1; cancel instead"
+            )
         removed = rec.remaining - new_remaining
         if removed < 0:
             raise InvalidInput("an order's quantity can only be reduced in place")
@@ -256,14 +259,20 @@ class OrderBook:
                 raise InvalidInput("price protection applies to market orders only")
         elif protection is not None and (type(protection) is not int or protection < 1):
             raise InvalidInput("protection price must be a whole number of ticks, at least 1")
+        # Deny by default: a bare string such as "ioc" must not fall through to the
+        # behaviour of some other member (a resting order, another STP mode).
+        if type(order.tif) is not TimeInForce or type(order.stp) is not StpMode:
+            raise InvalidInput("time in force and STP mode must be their enum members")
+        side = order.side
+        if side is _BID:
+            own, opposite = self._bids, self._asks
+        elif side is _ASK:
+            own, opposite = self._asks, self._bids
+        else:
+            raise InvalidInput("side must be a BookSide member")
         order_id = order.order_id
         if order_id in self._orders:
             raise Conflict("an order with this id is already on the book")
-
-        if order.side is _BID:
-            own, opposite = self._bids, self._asks
-        else:
-            own, opposite = self._asks, self._bids
         osign = opposite.sign
         if limit is not None:
             bound = limit * osign

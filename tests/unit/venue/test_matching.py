@@ -328,6 +328,9 @@ class TestValidation:
             (IncomingOrder("x", "o", BID, 1, 100.0, DAY), "limit price"),  # type: ignore[arg-type]
             (IncomingOrder("x", "o", BID, 1, 100, DAY, protection_ticks=110), "market orders"),
             (IncomingOrder("x", "o", BID, 1, None, DAY, protection_ticks=0), "protection"),
+            (IncomingOrder("x", "o", "bid", 1, 100, DAY), "side"),  # type: ignore[arg-type]
+            (IncomingOrder("x", "o", BID, 1, 100, "ioc"), "time in force"),  # type: ignore[arg-type]
+            (IncomingOrder("x", "o", BID, 1, 100, DAY, stp="decrement"), "STP mode"),  # type: ignore[arg-type]
         ],
     )
     def test_a_malformed_order_is_refused_and_changes_nothing(
@@ -406,11 +409,12 @@ class TestCancelAndReduce:
 
         assert book.remaining("a") == 5
 
-    def test_reduce_refuses_to_leave_nothing(self) -> None:
+    @pytest.mark.parametrize("bad", [0, -1, 2.5])
+    def test_reduce_refuses_to_leave_nothing_or_a_fraction(self, bad: int) -> None:
         book = book_with(limit("a", ASK, 5, 100))
 
-        with pytest.raises(InvalidInput, match="cancel the order instead"):
-            book.reduce("a", 0)
+        with pytest.raises(InvalidInput, match="cancel instead"):
+            book.reduce("a", bad)
 
         assert book.best_ask() == (100, 5)
 
