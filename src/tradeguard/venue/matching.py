@@ -147,6 +147,9 @@ class _Half:
             del keys[bisect_left(keys, key)]
 
 
+# Building the hot path's NamedTuples through tuple.__new__ (as NamedTuple._make does) skips
+# the generated Python-level __new__: about three times cheaper per result and per fill.
+_new_tuple = tuple.__new__
 _NO_FILLS: tuple[Fill, ...] = ()
 _NO_STP: tuple[tuple[str, int], ...] = ()
 # Enum members bound to module names: on Python 3.11 `Enum.MEMBER` is an attribute lookup
@@ -332,7 +335,9 @@ class OrderBook:
                 traded = remaining if remaining < rec.remaining else rec.remaining
                 if fills is None:
                     fills = []
-                fills.append(Fill(order_id, owner, rec.order_id, rec.owner, price, traded))
+                fills.append(
+                    _new_tuple(Fill, (order_id, owner, rec.order_id, rec.owner, price, traded))
+                )
                 remaining -= traded
                 size -= traded
                 if traded == rec.remaining:
@@ -387,13 +392,16 @@ class OrderBook:
                     self._by_owner[owner] = {order_id: rec}
                 else:
                     mine[order_id] = rec
-        return MatchResult(
-            _NO_FILLS if fills is None else tuple(fills),
-            rested,
-            cancelled,
-            reason,
-            _NO_STP if stp_hits is None else tuple(stp_hits),
-            self_trade,
+        return _new_tuple(
+            MatchResult,
+            (
+                _NO_FILLS if fills is None else tuple(fills),
+                rested,
+                cancelled,
+                reason,
+                _NO_STP if stp_hits is None else tuple(stp_hits),
+                self_trade,
+            ),
         )
 
     # -- internals -----------------------------------------------------------------------
