@@ -130,7 +130,13 @@ async def verify_email(body: s.TokenRequest, request: Request, services: Service
     return s.Accepted(detail="email address verified")
 
 
-@router.post("/email/verify/resend", status_code=202, **public_route())
+@router.post(
+    "/email/verify/resend",
+    status_code=202,
+    operation_id="auth.email.verify.resend",
+    responses=problems(429),
+    **public_route(),
+)
 async def resend_verification(
     body: s.ResendVerificationRequest, request: Request, services: Services
 ) -> s.Accepted:
@@ -518,6 +524,7 @@ async def list_factors(services: Services, principal: CurrentPrincipal) -> list[
     "/mfa/totp/enroll",
     status_code=201,
     operation_id="auth.mfa.totp.enroll",
+    responses=problems(429),
     **guarded(AUTHENTICATED),
 )
 async def enrol_totp(
@@ -588,7 +595,7 @@ async def backup_codes(
     "/mfa/email/enroll",
     status_code=201,
     operation_id="auth.mfa.email.enroll",
-    responses=problems(409),
+    responses=problems(409, 429),
     **guarded(AUTHENTICATED),
 )
 async def enrol_email(
@@ -615,7 +622,7 @@ async def enrol_email(
     "/mfa/sms/enroll",
     status_code=201,
     operation_id="auth.mfa.sms.enroll",
-    responses=problems(409),
+    responses=problems(409, 429),
     **guarded(AUTHENTICATED),
 )
 async def enrol_sms(

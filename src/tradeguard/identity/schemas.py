@@ -236,6 +236,8 @@ class ProfileResponse(Strict):
     created_ns: str
     factors: list[FactorSummary]
     session: SessionSummary
+
+
 class Jwk(BaseModel):
     """A public key (RFC 7517 section 4; OKP keys: RFC 8037)."""
 
