@@ -2,6 +2,8 @@
 # and `make test` (every quality gate and test). Both build .venv themselves from the
 # hashed lock files in requirements/.
 PYTHON ?= python3
+# Test processes (pytest-xdist); each gets its own PostgreSQL database. 2 suits the 2-core CI.
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -31,7 +33,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/traceability.py --check
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports

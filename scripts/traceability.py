@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "spec" / "SPEC.md"
+def _find_spec() -> Path:
+    """The shared spec beside the checkout, or beside a parent (a git worktree elsewhere)."""
+    override = os.environ.get("TRADEGUARD_SPEC_FILE")
+    if override:
+        return Path(override)
+    for parent in ROOT.parents:
+        candidate = parent / "shared" / "spec" / "SPEC.md"
+        if candidate.is_file():
+            return candidate
+    return ROOT.parent / "shared" / "spec" / "SPEC.md"
+
+
+SPEC = _find_spec()
 TESTS = ROOT / "tests"
 OUTPUT = ROOT / "docs" / "traceability.md"
 SPEC_LINE = re.compile(r"^- ([A-Z]+-\d+) (.+)$")

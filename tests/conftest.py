@@ -2,25 +2,76 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
-from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.db.engine import async_url, create_engine, session_factory
 from tradeguard.db.migrate import upgrade
 
-POSTGRES_URL = os.environ.get(
+BASE_POSTGRES_URL = os.environ.get(
     "TRADEGUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+# pytest-xdist names its workers gw0, gw1, ...: each gets a database of its own (created on
+# first use), because the ledger sequencer's horizon is per database: one worker's open
+# transactions must never hold back another worker's sequencer.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def _worker_url(base: str) -> str:
+    if not XDIST_WORKER:
+        return base
+    url = make_url(base)
+    return url.set(database=f"{url.database}_{XDIST_WORKER}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _worker_url(BASE_POSTGRES_URL)
+_database_ready = False
+
+
+async def _ensure_worker_database() -> None:
+    global _database_ready  # noqa: PLW0603 - once per worker process
+    if _database_ready or POSTGRES_URL == BASE_POSTGRES_URL:
+        return
+    name = make_url(POSTGRES_URL).database
+    admin = create_async_engine(
+        async_url(BASE_POSTGRES_URL), isolation_level="AUTOCOMMIT", pool_size=1
+    )
+    try:
+        async with admin.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not found:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    _database_ready = True
+
+
 REDIS_URL = os.environ.get("TRADEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Create this xdist worker's PostgreSQL database before any test uses its URL."""
+    if XDIST_WORKER:
+        with contextlib.suppress(OSError):  # unreachable: the tests that need it say so
+            asyncio.run(_ensure_worker_database())
 
 
 def require_service(name: str, error: BaseException) -> None:
@@ -47,6 +98,10 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 async def _postgres_engine() -> tuple[AsyncEngine, str]:
     schema = "t_" + secrets.token_hex(6)
+    try:
+        await _ensure_worker_database()
+    except OSError as exc:  # connection refused
+        require_service("PostgreSQL", exc)
     admin = create_engine(POSTGRES_URL, pool_size=1)
     try:
         async with admin.begin() as conn:
