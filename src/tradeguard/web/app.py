@@ -15,19 +15,21 @@ from tradeguard import __version__
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
+from tradeguard.core.workers import FailureTracker
+from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.identity import api as identity_api
 from tradeguard.identity import webauthn_api
 from tradeguard.identity.container import build_identity
 from tradeguard.identity.guard import SessionStateCache
 from tradeguard.identity.password_hashing import Argon2Parameters
-from tradeguard.identity.tasks import run_housekeeping
+from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import Senders, senders_from_settings
 from tradeguard.notify.tasks import OutboxDispatcher
-from tradeguard.web import health
-from tradeguard.web.metrics import HttpMetrics
+from tradeguard.web import health, outage
+from tradeguard.web.metrics import ComponentMetrics, ConnectionMetrics, HttpMetrics
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
 from tradeguard.web.problems import install_problem_handlers
 from tradeguard.web.runtime import Runtime
@@ -52,12 +54,19 @@ def create_app(
     clock = clock or SystemClock()
     ids = IdGenerator(clock)
     metrics = HttpMetrics()
+    components = ComponentMetrics(metrics.registry)
     docs = settings.enable_api_docs
     app = FastAPI(
         title="tradeguard",
         version=__version__,
         lifespan=_lifespan(
-            settings, clock=clock, ids=ids, engine=engine, argon2=argon2, run_workers=run_workers
+            settings,
+            clock=clock,
+            ids=ids,
+            engine=engine,
+            argon2=argon2,
+            run_workers=run_workers,
+            components=components,
         ),
         docs_url=DOCS_URL if docs else None,
         openapi_url=OPENAPI_URL if docs else None,
@@ -65,6 +74,8 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.metrics = metrics
+    # The TLS server's connection guard counts into the same registry (web/server.py).
+    app.state.connection_metrics = ConnectionMetrics(metrics.registry)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(identity_api.router)
@@ -72,12 +83,25 @@ def create_app(
     app.include_router(webauthn_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
-    # outside the body guard so that 413/408 answers also get security headers and ids.
+    # outside the others so that 413/408/503 answers also get security headers and ids; the
+    # outage middleware is outside the body guard so a retried request's body is replayed
+    # through the guard again.
     app.add_middleware(
         RequestBodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         read_timeout_seconds=settings.body_read_timeout_seconds,
         clock=clock,
+    )
+    components.register(outage.COMPONENT)
+    app.add_middleware(
+        outage.DatabaseOutageMiddleware,
+        tracker=FailureTracker(
+            outage.COMPONENT,
+            logger=outage.logger,
+            clock=clock,
+            observer=components,
+            describe=unavailable_reason,
+        ),
     )
     app.add_middleware(
         RequestContextMiddleware,
@@ -97,6 +121,7 @@ def _lifespan(
     engine: AsyncEngine | None,
     argon2: Argon2Parameters | None,
     run_workers: bool,
+    components: ComponentMetrics,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,16 +158,31 @@ def _lifespan(
                 sms_provider=senders.sms,
                 clock=clock,
             )
-            tasks.append(asyncio.create_task(sequencer.run_forever(stop), name="ledger-sequencer"))
+            trackers = (
+                sequencer.failure_tracker(components),
+                dispatcher.failure_tracker(components),
+                housekeeping_tracker(clock, observer=components),
+            )
+            for tracker in trackers:
+                components.register(tracker.component)
             tasks.append(
                 asyncio.create_task(
-                    dispatcher.run_forever(settings.notify_dispatch_interval_ms, stop),
+                    sequencer.run_forever(stop, tracker=trackers[0]), name="ledger-sequencer"
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    dispatcher.run_forever(
+                        settings.notify_dispatch_interval_ms, stop, tracker=trackers[1]
+                    ),
                     name="notify-dispatcher",
                 )
             )
             tasks.append(
                 asyncio.create_task(
-                    run_housekeeping(app.state.runtime.sessions, clock, stop=stop),
+                    run_housekeeping(
+                        app.state.runtime.sessions, clock, stop=stop, tracker=trackers[2]
+                    ),
                     name="identity-housekeeping",
                 )
             )

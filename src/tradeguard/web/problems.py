@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Final, cast
 
@@ -68,13 +69,19 @@ def problem_response(
 
 
 async def send_problem(
-    send: Send, error: errors.TradeguardError, *, instance: str, close: bool = False
+    send: Send,
+    error: errors.TradeguardError,
+    *,
+    instance: str,
+    close: bool = False,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
     """Send a problem response straight over ASGI (for middleware outside the router)."""
     payload = json.dumps(problem_body(error, instance=instance), separators=(",", ":")).encode()
     headers = [
         (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
         (b"content-length", str(len(payload)).encode()),
+        *extra_headers,
     ]
     if close:
         # The client may still be sending a body we refuse to read; closing the connection
