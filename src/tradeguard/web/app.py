@@ -18,6 +18,7 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.core.workers import FailureTracker
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.db.redis import create_redis
 from tradeguard.identity import api as identity_api
 from tradeguard.identity import webauthn_api
 from tradeguard.identity.container import build_identity
@@ -74,6 +75,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.metrics = metrics
+    app.state.readiness = health.Readiness(clock=clock, observer=components)
     # The TLS server's connection guard counts into the same registry (web/server.py).
     app.state.connection_metrics = ConnectionMetrics(metrics.registry)
     install_problem_handlers(app)
@@ -127,12 +129,14 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
         active_engine = engine if engine is not None else create_engine(settings.main_database_url)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
         app.state.runtime = Runtime(
             settings=settings,
             clock=clock,
             ids=ids,
             engine=active_engine,
             sessions=session_factory(active_engine),
+            redis=redis,
         )
         app.state.identity = build_identity(
             settings, clock=clock, ids=ids, sessions=app.state.runtime.sessions, argon2=argon2
@@ -200,6 +204,8 @@ def _lifespan(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if redis is not None:
+                await redis.aclose()
             if owned:
                 await active_engine.dispose()
 
