@@ -123,7 +123,6 @@ def metric(text_exposition: str, name: str, component: str) -> float:
 
 
 class TestRequestsDuringAnOutage:
-    @pytest.mark.spec("IR-1")
     async def test_a_database_route_answers_503_problem_with_retry_after(
         self, down_database: DownDatabase, settings: Settings, clock: FrozenClock
     ) -> None:
@@ -189,7 +188,6 @@ class TestRequestsDuringAnOutage:
 
 class TestRetryInsideTheRequest:
     @pytest.mark.postgres
-    @pytest.mark.spec("IR-1")
     async def test_a_reset_connection_is_retried_once_and_the_body_replayed(
         self,
         proxied_postgres: tuple[AsyncEngine, TcpProxy],
@@ -211,7 +209,6 @@ class TestRetryInsideTheRequest:
             assert await session.scalar(select(func.count()).select_from(User)) == 1
         assert records_of(caplog, OUTAGE_LOGGER) == []
 
-    @pytest.mark.spec("IR-1")
     async def test_a_request_that_failed_before_any_commit_runs_again_with_the_same_body(
         self,
         engine: AsyncEngine,
@@ -238,7 +235,6 @@ class TestRetryInsideTheRequest:
         assert response.json() == {"attempts": 2}
         assert bodies == [b'{"order": 42}', b'{"order": 42}']
 
-    @pytest.mark.spec("IR-1")
     async def test_a_request_that_attempted_a_commit_is_not_run_again(
         self,
         engine: AsyncEngine,
@@ -263,7 +259,6 @@ class TestRetryInsideTheRequest:
         assert response.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
         assert attempts == [1]
 
-    @pytest.mark.spec("IR-1")
     async def test_an_error_that_is_not_an_outage_stays_an_internal_error(
         self,
         engine: AsyncEngine,
