@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
@@ -52,22 +53,41 @@ class DatabaseUnreachable(Exception):
         self.cause_name = type(cause).__name__
 
 
-def unavailable_reason(error: BaseException) -> str | None:
-    """A one-line, secret-free name for a database outage; None if `error` is not one."""
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A database outage: a one-line, secret-free reason, and whether running the failed
+    work again at once may help (the connection failed) or would only wait again (a lock or
+    the pool timed out after waiting)."""
+
+    reason: str
+    retryable: bool
+
+
+def classify_outage(error: BaseException) -> Outage | None:
+    """The outage `error` shows, or None when it is not one (a bug, bad SQL, a constraint)."""
     for link in _causes(error):
         if isinstance(link, DatabaseUnreachable):
-            return f"database unreachable: {link.cause_name}"
+            return Outage(f"database unreachable: {link.cause_name}", retryable=True)
         if isinstance(link, sa_exc.TimeoutError):
-            return "database connection pool exhausted"
+            return Outage("database connection pool exhausted", retryable=False)
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
-            return "database connection lost"
+            return Outage("database connection lost", retryable=True)
         if isinstance(link, _POSTGRES_UNAVAILABLE):
-            return f"database unavailable: {type(link).__name__}"
+            retryable = not isinstance(link, asyncpg.exceptions.InsufficientResourcesError)
+            return Outage(f"database unavailable: {type(link).__name__}", retryable=retryable)
         if isinstance(link, sqlite3.Error):
             code = getattr(link, "sqlite_errorcode", None)
             if isinstance(code, int) and code & 0xFF in _SQLITE_UNAVAILABLE:
-                return f"database unavailable: {getattr(link, 'sqlite_errorname', 'SQLITE')}"
+                name = getattr(link, "sqlite_errorname", "SQLITE_ERROR")
+                # CANTOPEN may pass (a file being restored); BUSY has already waited.
+                return Outage(f"database unavailable: {name}", retryable=code & 0xFF == 14)
     return None
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """A one-line, secret-free name for a database outage; None if `error` is not one."""
+    outage = classify_outage(error)
+    return outage.reason if outage is not None else None
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

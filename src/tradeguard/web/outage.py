@@ -1,12 +1,12 @@
 """Database outages at the HTTP edge: 503 problem+json with Retry-After, one retry when safe,
 and one log line per kind of failure instead of a traceback per request.
 
-A request whose database work fails because the database is unavailable (see
-`db.availability`) is run once more after a short pause, if nothing was committed in it yet
-(no COMMIT was even attempted, so it changed nothing and running it again cannot apply
-anything twice) and no response has started. The request body read by the first attempt is
-replayed to the second. If the retry fails too, or a retry is not safe, the client gets
-503 with Retry-After. The failure state is logged when it changes (failing, a new kind of
+A request whose database connection failed (see `db.availability`) is run once more after
+a short pause if nothing was committed in it yet (no COMMIT was even attempted, so it
+changed nothing and running it again cannot apply anything twice) and no response has
+started; the request body read by the first attempt is replayed to the second. A lock or
+pool wait that timed out is not retried (it would only wait again). If the retry fails too,
+or a retry is not safe, the client gets 503 with Retry-After. The failure state is logged when it changes (failing, a new kind of
 failure, recovered), not per request, and counted in the metrics.
 """
 
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tradeguard.core.context import DatabaseActivity, database_activity_var
 from tradeguard.core.errors import ServiceUnavailable
 from tradeguard.core.workers import FailureTracker
-from tradeguard.db.availability import unavailable_reason
+from tradeguard.db.availability import classify_outage
 from tradeguard.web.problems import send_problem
 
 COMPONENT: Final = "api-database"
@@ -62,10 +62,15 @@ class DatabaseOutageMiddleware:
                 try:
                     await self.app(scope, body.receive, tracking_send)
                 except Exception as exc:
-                    reason = unavailable_reason(exc)
-                    if reason is None or response_started:
+                    outage = classify_outage(exc)
+                    if outage is None or response_started:
                         raise
-                    retry = attempt == 1 and not activity.commit_attempted and body.replayable
+                    retry = (
+                        attempt == 1
+                        and outage.retryable
+                        and not activity.commit_attempted
+                        and body.replayable
+                    )
                     if retry:
                         await asyncio.sleep(RETRY_PAUSE_SECONDS)
                         body.rewind()

@@ -5,7 +5,9 @@ nothing was committed; background workers back off; both log state changes, not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from tradeguard.core.clock import FrozenClock
 from tradeguard.core.errors import PROBLEM_BASE
 from tradeguard.core.workers import BackoffPolicy, FailureTracker
 from tradeguard.crypto.keyring import LocalKeyring
-from tradeguard.db.availability import unavailable_reason
+from tradeguard.db.availability import Outage, classify_outage, unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.db.migrate import upgrade
 from tradeguard.identity.models import User
@@ -390,3 +392,38 @@ class TestBackgroundWorkersDuringAnOutage:
             assert metric(exposition, "tradeguard_component_failures_total", name) >= 1
             assert metric(exposition, "tradeguard_component_backoff_seconds", name) > 0
         assert metric(exposition, "tradeguard_component_failing", COMPONENT) == 0
+
+
+class TestOutageClassification:
+    """Real driver errors, sorted into outages (retryable or not) and everything else."""
+
+    def test_a_lock_held_past_the_busy_timeout_is_an_outage_not_worth_an_immediate_retry(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "locked.db"
+        with (
+            contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder,
+            contextlib.closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as waiter,
+        ):
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.OperationalError) as busy:
+                waiter.execute("BEGIN IMMEDIATE")
+            holder.execute("ROLLBACK")
+        assert classify_outage(busy.value) == Outage(
+            "database unavailable: SQLITE_BUSY", retryable=False
+        )
+
+    def test_a_file_that_cannot_be_opened_is_a_retryable_outage(self, tmp_path: Path) -> None:
+        with pytest.raises(sqlite3.OperationalError) as cannot_open:
+            sqlite3.connect(tmp_path).close()
+        assert classify_outage(cannot_open.value) == Outage(
+            "database unavailable: SQLITE_CANTOPEN", retryable=True
+        )
+
+    def test_bad_sql_is_not_an_outage(self) -> None:
+        with (
+            contextlib.closing(sqlite3.connect(":memory:")) as connection,
+            pytest.raises(sqlite3.OperationalError) as bad_sql,
+        ):
+            connection.execute("SELEC 1")
+        assert classify_outage(bad_sql.value) is None
