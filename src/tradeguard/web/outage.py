@@ -6,8 +6,9 @@ a short pause if nothing was committed in it yet (no COMMIT was even attempted, 
 changed nothing and running it again cannot apply anything twice) and no response has
 started; the request body read by the first attempt is replayed to the second. A lock or
 pool wait that timed out is not retried (it would only wait again). If the retry fails too,
-or a retry is not safe, the client gets 503 with Retry-After. The failure state is logged when it changes (failing, a new kind of
-failure, recovered), not per request, and counted in the metrics.
+or a retry is not safe, the client gets 503 with Retry-After. The failure state is logged
+when it changes (failing, a new kind of failure, recovered), not per request, and counted
+in the metrics.
 """
 
 from __future__ import annotations
