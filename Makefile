@@ -45,6 +45,7 @@ traceability: $(VENV)/.dev-installed
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/run.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
+	uv pip compile requirements/sslyze.in --python-version 3.11 --generate-hashes -q -o requirements/sslyze.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .venv-tools .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     body_read_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     keep_alive_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 5
     tls_handshake_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # A request head (request line and headers) not complete this long after the connection
+    # opened, or after its first byte on a kept-alive connection, closes the connection.
+    header_read_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Connections one client address (IPv6: one /64) may hold open at once; behind a reverse
+    # proxy all connections come from the proxy, so raise it there.
+    max_connections_per_client: Annotated[int, Field(ge=1, le=1_000_000)] = 64
 
     enable_api_docs: bool = True
 

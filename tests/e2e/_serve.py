@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--tls-min-version", default="1.2", choices=("1.2", "1.3"))
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024)
     parser.add_argument("--handshake-timeout", type=float, default=10.0)
+    parser.add_argument("--header-timeout", type=float, default=10.0)
+    parser.add_argument("--max-connections-per-client", type=int, default=64)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     settings = Settings(
@@ -44,6 +46,8 @@ def main() -> None:
         tls_min_version=args.tls_min_version,
         max_body_bytes=args.max_body_bytes,
         tls_handshake_timeout_seconds=args.handshake_timeout,
+        header_read_timeout_seconds=args.header_timeout,
+        max_connections_per_client=args.max_connections_per_client,
         log_level=args.log_level,
         enable_api_docs=False,
     )

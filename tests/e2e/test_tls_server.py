@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.servers import LOOPBACK, RunningServer, running_server
+from tests.e2e.servers import LOOPBACK, REPO_ROOT, RunningServer, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +161,63 @@ class TestCipherSuites:
         with pytest.raises(ssl.SSLError) as refused:
             tls_connect(server, context)
         assert refused.value.reason in REFUSED_BY_SERVER
+
+
+# Made by scripts/ensure-test-tools.sh (which `make test` runs) from requirements/sslyze.lock.
+SSLYZE_PYTHON = REPO_ROOT / ".venv-tools" / "sslyze" / "bin" / "python"
+SSLYZE_TIMEOUT_SECONDS = 120
+
+
+def sslyze_python() -> Path:
+    if not SSLYZE_PYTHON.is_file():
+        reason = f"sslyze is not installed at {SSLYZE_PYTHON} (run scripts/ensure-test-tools.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; it is required in CI")
+        pytest.skip(reason)
+    return SSLYZE_PYTHON
+
+
+class TestMozillaIntermediateProfile:
+    """An independent scanner (sslyze, its own OpenSSL build) against the running server."""
+
+    @pytest.mark.spec("TLS-1")
+    def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(
+        self, server: RunningServer, tmp_path: Path
+    ) -> None:
+        report = tmp_path / "sslyze.json"
+        # The development certificate is self-signed: it is handed to the scanner as the one
+        # trusted root, so its chain validates and every other check counts in full.
+        scan = subprocess.run(
+            [
+                str(sslyze_python()),
+                "-m",
+                "sslyze",
+                "--mozilla_config",
+                "intermediate",
+                "--certinfo_ca_file",
+                str(server.cert_file),
+                "--json_out",
+                str(report),
+                f"{LOOPBACK}:{server.port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=SSLYZE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        # sslyze exits 1 and lists the failed checks on stdout when the server is not compliant.
+        assert scan.returncode == 0, scan.stdout + scan.stderr
+        assert "OK - Compliant." in scan.stdout
+        results = json.loads(report.read_text())["server_scan_results"][0]["scan_result"]
+        curves = results["elliptic_curves"]["result"]["supported_curves"]
+        assert {curve["name"] for curve in curves} == {"X25519", "secp256r1", "secp384r1"}
+        for old in ("ssl_2_0", "ssl_3_0", "tls_1_0", "tls_1_1"):
+            assert results[f"{old}_cipher_suites"]["result"]["accepted_cipher_suites"] == []
+        for version in ("tls_1_2", "tls_1_3"):
+            accepted = results[f"{version}_cipher_suites"]["result"]["accepted_cipher_suites"]
+            assert accepted
+            # Forward secrecy: every accepted suite agreed an ephemeral (EC)DH key.
+            assert all(suite["ephemeral_key"] is not None for suite in accepted)
 
 
 class TestNoPlainHttp:

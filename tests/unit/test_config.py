@@ -22,9 +22,13 @@ class TestSettings:
     ) -> None:
         monkeypatch.setenv("TRADEGUARD_PORT", "9443")
         monkeypatch.setenv("TRADEGUARD_DATABASE_URL", "postgresql://db.internal/tg")
+        monkeypatch.setenv("TRADEGUARD_HEADER_READ_TIMEOUT_SECONDS", "2.5")
+        monkeypatch.setenv("TRADEGUARD_MAX_CONNECTIONS_PER_CLIENT", "500")
         settings = load_settings(_env_file=None)
         assert settings.port == 9443
         assert settings.main_database_url == "postgresql://db.internal/tg"
+        assert settings.header_read_timeout_seconds == 2.5
+        assert settings.max_connections_per_client == 500
 
     @pytest.mark.parametrize(
         ("env", "value", "message"),
@@ -47,6 +51,16 @@ class TestSettings:
                 "TRADEGUARD_ENV: Input should be 'development' or 'production'",
             ),
             ("TRADEGUARD_LOG_LEVEL", "LOUD", "TRADEGUARD_LOG_LEVEL: must be one of"),
+            (
+                "TRADEGUARD_HEADER_READ_TIMEOUT_SECONDS",
+                "0",
+                "TRADEGUARD_HEADER_READ_TIMEOUT_SECONDS: Input should be greater than 0",
+            ),
+            (
+                "TRADEGUARD_MAX_CONNECTIONS_PER_CLIENT",
+                "0",
+                "TRADEGUARD_MAX_CONNECTIONS_PER_CLIENT: Input should be greater than or equal to 1",
+            ),
         ],
     )
     def test_invalid_setting_is_named_with_the_reason(

@@ -19,6 +19,11 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tradeguard.core.errors import ConfigurationError
+from tradeguard.db.availability import watch_engine
+
+# asyncpg waits 60 s for a connection by default: an unreachable (black-holed) server would
+# hold every request that long. Failing fast lets the request answer 503 with Retry-After.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def async_url(url: str) -> URL:
@@ -92,11 +97,12 @@ def create_engine(
         engine = create_async_engine(target, echo=echo, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        watch_engine(engine)
         return engine
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     if pg_schema is not None:
         connect_args["server_settings"] = {"search_path": pg_schema}
-    return create_async_engine(
+    engine = create_async_engine(
         target,
         echo=echo,
         # Bound values (password hashes, tokens, personal data) never reach exception text or
@@ -107,6 +113,8 @@ def create_engine(
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+    watch_engine(engine)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -18,13 +18,23 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tradeguard.core.clock import Clock, SystemClock
-from tradeguard.core.workers import pause
+from tradeguard.core.workers import (
+    BackoffPolicy,
+    FailureObserver,
+    FailureTracker,
+    run_until_stopped,
+)
+from tradeguard.db.availability import unavailable_reason
 from tradeguard.ledger import repository
 from tradeguard.ledger.chain import chain_hash, leaf_hash
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 5_000
+COMPONENT = "ledger-sequencer"
+# A failed pass is retried after 0.5 s, 1 s, 2 s, ... and at most every 30 s: events keep
+# committing meanwhile and are chained in one go once the database answers again.
+BACKOFF = BackoffPolicy(base_seconds=0.5, cap_seconds=30.0)
 
 
 class LedgerSequencer:
@@ -105,19 +115,29 @@ class LedgerSequencer:
             if count < self._batch:
                 return total
 
-    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
-        """Sequence until `stop` is set (or cancelled); failures are logged and retried.
+    async def run_forever(
+        self, stop: asyncio.Event | None = None, *, tracker: FailureTracker | None = None
+    ) -> None:
+        """Sequence until `stop` is set (or cancelled); a failing pass is retried with
+        exponential back-off, and logged when the state changes (failing / recovered).
 
         Setting `stop` lets the current pass finish: cancelling one mid-query would leave the
         database driver's work running after its event loop is gone.
         """
-        while stop is None or not stop.is_set():
-            try:
-                count = await self.sequence_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ledger sequencer pass failed; retrying")
-                count = 0
-            if count < self._batch and await pause(stop, self._interval):
-                return
+
+        async def one_pass() -> float:
+            count = await self.sequence_once()
+            return 0.0 if count >= self._batch else self._interval
+
+        await run_until_stopped(one_pass, tracker=tracker or self.failure_tracker(), stop=stop)
+
+    def failure_tracker(self, observer: FailureObserver | None = None) -> FailureTracker:
+        """A tracker with this worker's name, back-off and logger, reporting to `observer`."""
+        return FailureTracker(
+            COMPONENT,
+            logger=log,
+            clock=self._clock,
+            policy=BACKOFF,
+            observer=observer,
+            describe=unavailable_reason,
+        )

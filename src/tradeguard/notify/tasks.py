@@ -37,8 +37,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard.core.clock import NS_PER_SECOND, Clock
-from tradeguard.core.workers import pause
+from tradeguard.core.workers import (
+    BackoffPolicy,
+    FailureObserver,
+    FailureTracker,
+    run_until_stopped,
+)
 from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.db.availability import unavailable_reason
 from tradeguard.notify import repository
 from tradeguard.notify.domain import (
     Channel,
@@ -54,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 # last_error of a message whose final claim ran out with no outcome recorded.
 CLAIM_EXPIRED = "ClaimExpired"
+COMPONENT = "notify-dispatcher"
+# For failed passes (the database unreachable), not for failed sends: those are recorded per
+# message with the RetryPolicy's own, much longer back-off.
+PASS_BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +149,35 @@ class OutboxDispatcher:
             sent += error is None
         return DispatchReport(claimed=len(rows), sent=sent)
 
-    async def run_forever(self, interval_ms: int, stop: asyncio.Event | None = None) -> None:
+    async def run_forever(
+        self,
+        interval_ms: int,
+        stop: asyncio.Event | None = None,
+        *,
+        tracker: FailureTracker | None = None,
+    ) -> None:
         """Dispatch until `stop` is set: again at once after a full batch, else after
-        `interval_ms`. A pass in progress when `stop` is set finishes first."""
-        while stop is None or not stop.is_set():
-            try:
-                report = await self.dispatch_batch()
-            except Exception:
-                # The database is unreachable or similar: keep the server up and try again.
-                # Send failures never get here (they are recorded per message), so nothing in
-                # this traceback comes from a message's content.
-                logger.exception("notify: dispatch pass failed")
-                report = DispatchReport(claimed=0, sent=0)
-            full = report.claimed >= self._batch_size
-            if await pause(stop, 0 if full else interval_ms / 1000):
-                return
+        `interval_ms`; a failing pass (the database unreachable or similar) is retried with
+        exponential back-off. A pass in progress when `stop` is set finishes first."""
+
+        async def one_pass() -> float:
+            report = await self.dispatch_batch()
+            return 0.0 if report.claimed >= self._batch_size else interval_ms / 1000
+
+        # Send failures never reach the tracker (they are recorded per message), so nothing
+        # it logs comes from a message's content.
+        await run_until_stopped(one_pass, tracker=tracker or self.failure_tracker(), stop=stop)
+
+    def failure_tracker(self, observer: FailureObserver | None = None) -> FailureTracker:
+        """A tracker with this worker's name, back-off and logger, reporting to `observer`."""
+        return FailureTracker(
+            COMPONENT,
+            logger=logger,
+            clock=self._clock,
+            policy=PASS_BACKOFF,
+            observer=observer,
+            describe=unavailable_reason,
+        )
 
     async def _send(self, row: Any) -> str | None:
         """Deliver one claimed message; None on success, else a summary free of personal data."""

@@ -15,21 +15,24 @@ from tradeguard import __version__
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
+from tradeguard.core.workers import FailureTracker
+from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.db.redis import create_redis
 from tradeguard.identity import api as identity_api
 from tradeguard.identity import webauthn_api
 from tradeguard.identity.container import build_identity
 from tradeguard.identity.guard import SessionStateCache
 from tradeguard.identity.keystore import SigningKeyWatcher, watch_signing_keys
 from tradeguard.identity.password_hashing import Argon2Parameters
-from tradeguard.identity.tasks import run_housekeeping
+from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import Senders, senders_from_settings
 from tradeguard.notify.tasks import OutboxDispatcher
-from tradeguard.web import health, pages
+from tradeguard.web import health, outage, pages
 from tradeguard.web.docs import DOCS_URL, docs_routes
-from tradeguard.web.metrics import HttpMetrics
+from tradeguard.web.metrics import ComponentMetrics, ConnectionMetrics, HttpMetrics
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
 from tradeguard.web.openapi import install_openapi, operation_id_from_path
 from tradeguard.web.problems import install_problem_handlers
@@ -60,12 +63,19 @@ def create_app(
     clock = clock or SystemClock()
     ids = IdGenerator(clock)
     metrics = HttpMetrics()
+    components = ComponentMetrics(metrics.registry)
     docs = settings.enable_api_docs
     app = FastAPI(
         title="tradeguard",
         version=__version__,
         lifespan=_lifespan(
-            settings, clock=clock, ids=ids, engine=engine, argon2=argon2, run_workers=run_workers
+            settings,
+            clock=clock,
+            ids=ids,
+            engine=engine,
+            argon2=argon2,
+            run_workers=run_workers,
+            components=components,
         ),
         # Swagger UI is served from the installed package by docs_router, never from a CDN.
         docs_url=None,
@@ -75,6 +85,9 @@ def create_app(
         generate_unique_id_function=operation_id_from_path,
     )
     app.state.metrics = metrics
+    app.state.readiness = health.Readiness(clock=clock, observer=components)
+    # The TLS server's connection guard counts into the same registry (web/server.py).
+    app.state.connection_metrics = ConnectionMetrics(metrics.registry)
     install_problem_handlers(app)
     install_openapi(app, description=API_DESCRIPTION)
     app.include_router(health.router)
@@ -86,14 +99,27 @@ def create_app(
         app.router.routes.extend(docs_routes(title=app.title, openapi_url=OPENAPI_URL))
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
-    # outside the body guard so that 413/408 answers also get security headers and ids; route
-    # resolution (405, OPTIONS) is innermost, after the body limits.
+    # outside the others so that 413/408/503 answers also get security headers and ids; the
+    # outage middleware is outside the body guard so a retried request's body is replayed
+    # through the guard again; route resolution (405, OPTIONS) is innermost, after the body
+    # limits.
     app.add_middleware(RouteResolutionMiddleware)
     app.add_middleware(
         RequestBodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         read_timeout_seconds=settings.body_read_timeout_seconds,
         clock=clock,
+    )
+    components.register(outage.COMPONENT)
+    app.add_middleware(
+        outage.DatabaseOutageMiddleware,
+        tracker=FailureTracker(
+            outage.COMPONENT,
+            logger=outage.logger,
+            clock=clock,
+            observer=components,
+            describe=unavailable_reason,
+        ),
     )
     app.add_middleware(
         RequestContextMiddleware,
@@ -113,6 +139,7 @@ def _lifespan(
     engine: AsyncEngine | None,
     argon2: Argon2Parameters | None,
     run_workers: bool,
+    components: ComponentMetrics,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,12 +147,14 @@ def _lifespan(
         RouteTable.of_routes(app.routes)
         owned = engine is None
         active_engine = engine if engine is not None else create_engine(settings.main_database_url)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
         app.state.runtime = Runtime(
             settings=settings,
             clock=clock,
             ids=ids,
             engine=active_engine,
             sessions=session_factory(active_engine),
+            redis=redis,
         )
         app.state.identity = build_identity(
             settings, clock=clock, ids=ids, sessions=app.state.runtime.sessions, argon2=argon2
@@ -151,10 +180,23 @@ def _lifespan(
                 sms_provider=senders.sms,
                 clock=clock,
             )
-            tasks.append(asyncio.create_task(sequencer.run_forever(stop), name="ledger-sequencer"))
+            trackers = (
+                sequencer.failure_tracker(components),
+                dispatcher.failure_tracker(components),
+                housekeeping_tracker(clock, observer=components),
+            )
+            for tracker in trackers:
+                components.register(tracker.component)
             tasks.append(
                 asyncio.create_task(
-                    dispatcher.run_forever(settings.notify_dispatch_interval_ms, stop),
+                    sequencer.run_forever(stop, tracker=trackers[0]), name="ledger-sequencer"
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    dispatcher.run_forever(
+                        settings.notify_dispatch_interval_ms, stop, tracker=trackers[1]
+                    ),
                     name="notify-dispatcher",
                 )
             )
@@ -165,6 +207,7 @@ def _lifespan(
                         clock,
                         stop=stop,
                         pending_factor_seconds=settings.pending_factor_seconds,
+                        tracker=trackers[2],
                     ),
                     name="identity-housekeeping",
                 )
@@ -191,6 +234,8 @@ def _lifespan(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if redis is not None:
+                await redis.aclose()
             if owned:
                 await active_engine.dispose()
 

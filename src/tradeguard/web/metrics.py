@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 UNMATCHED_ROUTE: Final = "<unmatched>"
 
@@ -60,3 +60,59 @@ class HttpMetrics:
         label_status = str(status)
         self._requests.labels(label_method, route, label_status).inc()
         self._latency.labels(label_method, route, label_status).observe(seconds)
+
+
+class ComponentMetrics:
+    """Failure state of the components that retry on their own (background workers, the
+    request path's database access): implements core.workers.FailureObserver."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._failing = Gauge(
+            "tradeguard_component_failing",
+            "1 while the component's attempts keep failing, 0 once one succeeds.",
+            ("component",),
+            registry=registry,
+        )
+        self._failures = Counter(
+            "tradeguard_component_failures",
+            "Failed attempts (passes of a worker, requests that found the database down).",
+            ("component",),
+            registry=registry,
+        )
+        self._backoff = Gauge(
+            "tradeguard_component_backoff_seconds",
+            "The delay before the component's next attempt while it is failing.",
+            ("component",),
+            registry=registry,
+        )
+
+    def register(self, component: str) -> None:
+        """Show the component as healthy (0) before its first failure."""
+        self._failing.labels(component).set(0)
+        self._failures.labels(component)
+        self._backoff.labels(component).set(0)
+
+    def failure_recorded(self, component: str) -> None:
+        self._failures.labels(component).inc()
+
+    def state_changed(self, component: str, *, failing: bool, backoff_seconds: float) -> None:
+        self._failing.labels(component).set(1 if failing else 0)
+        self._backoff.labels(component).set(backoff_seconds)
+
+
+class ConnectionMetrics:
+    """Connections the server closed before a request could be served, by reason."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._closed = Counter(
+            "tradeguard_connections_refused",
+            "Connections closed by the server's connection guard: 'header_timeout' (request "
+            "head not received in time) or 'client_limit' (too many from one address).",
+            ("reason",),
+            registry=registry,
+        )
+        for reason in ("header_timeout", "client_limit"):
+            self._closed.labels(reason)
+
+    def refused(self, reason: str) -> None:
+        self._closed.labels(reason).inc()

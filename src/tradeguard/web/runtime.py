@@ -1,9 +1,10 @@
-"""What one running app shares across requests: settings, clock, ids and the database."""
+"""What one running app shares across requests: settings, clock, ids, the database and Redis."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
@@ -21,6 +22,8 @@ class Runtime:
     ids: IdGenerator
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Set when TRADEGUARD_REDIS_URL is configured; owned (and closed) by the app's lifespan.
+    redis: Redis | None = None
 
 
 def get_runtime(connection: HTTPConnection) -> Runtime:

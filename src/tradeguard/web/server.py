@@ -3,7 +3,10 @@
 uvicorn does not pass a TLS handshake timeout to `loop.create_server`, so asyncio's default
 (60 s) would apply and a client that connects and never finishes the handshake would hold a
 socket that long. The event loop we run uvicorn on fills in `ssl_handshake_timeout` from the
-settings for every server it creates, which needs no change to uvicorn itself.
+settings for every server it creates, which needs no change to uvicorn itself; the same
+bound applies to the closing TLS exchange (`ssl_shutdown_timeout`, 30 s by default), so a
+client that never answers our close_notify cannot hold the socket either. Request heads
+have their own deadline and each client address a connection cap (web/connections.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.errors import TradeguardError
 from tradeguard.web.app import create_app
+from tradeguard.web.connections import ConnectionGuard, RefusalCounter, guarded_http_protocol
 from tradeguard.web.logging import configure_logging
 from tradeguard.web.tls import build_server_ssl_context, ensure_dev_certificate
 
@@ -40,6 +44,7 @@ class _HandshakeTimeoutLoop(asyncio.SelectorEventLoop):
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.tls_handshake_timeout)
+            kwargs.setdefault("ssl_shutdown_timeout", self.tls_handshake_timeout)
         return await super().create_server(*args, **kwargs)
 
 
@@ -60,6 +65,7 @@ def tls_event_loop_factory(handshake_timeout: float) -> Callable[[], asyncio.Abs
         async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
             if kwargs.get("ssl") is not None:
                 kwargs.setdefault("ssl_handshake_timeout", handshake_timeout)
+                kwargs.setdefault("ssl_shutdown_timeout", handshake_timeout)
             # uvloop's server is duck-type compatible with asyncio.Server (what uvicorn uses).
             return cast(asyncio.Server, await super().create_server(*args, **kwargs))
 
@@ -134,12 +140,27 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
+def connection_guard(settings: Settings, counter: RefusalCounter | None = None) -> ConnectionGuard:
+    """The header deadline and per-client cap from the settings, counting into `counter`."""
+    return ConnectionGuard(
+        header_timeout_seconds=settings.header_read_timeout_seconds,
+        max_connections_per_client=settings.max_connections_per_client,
+        counter=counter,
+    )
+
+
 def build_uvicorn_config(
-    settings: Settings, app: ASGIApp, context: ssl.SSLContext
+    settings: Settings,
+    app: ASGIApp,
+    context: ssl.SSLContext,
+    guard: ConnectionGuard | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings for the TLS listener, serving with our SSL context."""
     return uvicorn.Config(
         app,
+        # HTTP/1.1 by httptools (uvicorn's fast parser), with our header deadline and
+        # per-client connection cap; WebSocket upgrades go to uvicorn's WebSocket protocol.
+        http=guarded_http_protocol(guard or connection_guard(settings)),
         host=settings.host,
         port=settings.port,
         # Our context replaces uvicorn's own (which would accept every TLS 1.2 suite OpenSSL
@@ -193,7 +214,12 @@ def serve(
         )
         if not listeners:
             listeners = bind_listeners(settings.host, settings.port)
-        config = build_uvicorn_config(settings, app or create_app(settings, clock=clock), context)
+        application = app or create_app(settings, clock=clock)
+        # The app's metrics registry counts the connections the guard refuses (/metrics).
+        counter = getattr(getattr(application, "state", None), "connection_metrics", None)
+        config = build_uvicorn_config(
+            settings, application, context, connection_guard(settings, counter)
+        )
         server = _Server(config, on_started)
         loop_factory = tls_event_loop_factory(settings.tls_handshake_timeout_seconds)
         with asyncio.Runner(loop_factory=loop_factory) as runner:

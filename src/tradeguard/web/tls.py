@@ -2,14 +2,18 @@
 
 The server context follows the Mozilla "intermediate" profile (server-side TLS guidelines,
 version 5.7), narrowed to forward-secret ECDHE key exchange: TLS 1.3 is preferred, TLS 1.2 is
-accepted only with ECDHE + AEAD suites unless the operator raises the floor to TLS 1.3.
+accepted only with ECDHE + AEAD suites unless the operator raises the floor to TLS 1.3, and
+key exchange uses only the profile's groups X25519, P-256 and P-384.
 """
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
+import logging
 import os
 import ssl
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +44,20 @@ TLS12_CIPHERS = ":".join(
 )
 
 ALPN_PROTOCOLS = ("http/1.1",)
+
+# The key-exchange groups of the Mozilla intermediate profile, in our preference order (names
+# as OpenSSL's groups list spells them). OpenSSL 3.0 would also offer X448 and P-521 (and the
+# finite-field groups for TLS 1.3): strong, but outside the profile and rarely used by
+# clients, so offering them only widens what a scanner flags and what must be maintained.
+KEY_EXCHANGE_GROUPS = ("X25519", "P-256", "P-384")
+# The single group used where the list cannot be set (see restrict_key_exchange_groups):
+# every TLS client supports P-256, so nobody is locked out.
+FALLBACK_GROUP = "prime256v1"
+
+# OpenSSL's SSL_CTX_set1_groups_list(ctx, list) is a macro for this SSL_CTX_ctrl command.
+_SSL_CTRL_SET_GROUPS_LIST = 92
+
+logger = logging.getLogger(__name__)
 
 DEV_CERT_VALIDITY = timedelta(days=365)
 # Backdate the start a little so a client whose clock runs slightly behind still accepts it.
@@ -155,6 +173,7 @@ def build_server_ssl_context(
     # and a client without AES hardware may prefer ChaCha20-Poly1305.
     context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    restrict_key_exchange_groups(context)
     try:
         # An empty password stops OpenSSL from prompting on the terminal for an encrypted key.
         context.load_cert_chain(str(cert_file), str(key_file), password=lambda: b"")
@@ -165,6 +184,69 @@ def build_server_ssl_context(
             "they must be PEM files, the key unencrypted and matching the certificate"
         ) from None
     return context
+
+
+def restrict_key_exchange_groups(
+    context: ssl.SSLContext, groups: tuple[str, ...] = KEY_EXCHANGE_GROUPS
+) -> bool:
+    """Offer only `groups` for (EC)DHE key exchange; False when only FALLBACK_GROUP could be set.
+
+    The stdlib gained SSLContext.set_groups in Python 3.15. Before that it only has
+    set_ecdh_curve, which sets exactly one group: P-256 alone would make every TLS 1.3 client
+    that opens with an X25519 key share (nearly all of them) pay a HelloRetryRequest round
+    trip, and X25519 alone would lock out TLS 1.2 clients without it. OPENSSL_CONF would work
+    but is process-wide (it also changes our outgoing SMTP and HTTP clients) and must be set
+    before OpenSSL initialises. So on older CPythons we call OpenSSL's
+    SSL_CTX_set1_groups_list on this context's own SSL_CTX (see _set_groups_through_openssl).
+    """
+    group_list = ":".join(groups)
+    set_groups = getattr(context, "set_groups", None)
+    if set_groups is not None:  # pragma: no cover - Python 3.15+
+        set_groups(group_list)
+        return True
+    if not _set_groups_through_openssl(context, group_list):  # pragma: no cover - see below
+        # Only on interpreters or builds that hide OpenSSL's symbols (a statically linked
+        # OpenSSL): still within the profile, at the cost of the extra round trip above.
+        logger.warning("TLS key exchange limited to P-256: this Python cannot set a group list")
+        context.set_ecdh_curve(FALLBACK_GROUP)
+        return False
+    return True
+
+
+def _set_groups_through_openssl(context: ssl.SSLContext, group_list: str) -> bool:
+    """SSL_CTX_set1_groups_list on the context's SSL_CTX via ctypes; False if not possible.
+
+    Safe by construction rather than by hope:
+    - the functions are looked up through the `_ssl` extension's own handle, so they are
+      those of the very OpenSSL library this context lives in (dlsym searches the module's
+      dependencies), never another copy on the system; a build that links OpenSSL statically
+      and hides its symbols makes the lookup fail, and we fall back;
+    - CPython's context object (PySSLContext in Modules/_ssl.c, unchanged from 3.7 to 3.14)
+      starts with `SSL_CTX *ctx` right after the object header, whose size is
+      object.__basicsize__; before using the pointer for a write we read the context's
+      options through it and require them to equal what the stdlib reports;
+    - OpenSSL validates the list and returns 0 for an unknown group, which we refuse.
+    """
+    if sys.implementation.name != "cpython":  # pragma: no cover - other interpreters
+        return False
+    try:
+        import _ssl  # noqa: PLC0415 - the stdlib's OpenSSL binding, loaded by `ssl` already
+
+        openssl = ctypes.CDLL(_ssl.__file__)
+        get_options = openssl.SSL_CTX_get_options
+        ctrl = openssl.SSL_CTX_ctrl
+    except (AttributeError, OSError):  # pragma: no cover - symbols hidden or no shared module
+        return False
+    get_options.argtypes = [ctypes.c_void_p]
+    get_options.restype = ctypes.c_uint64
+    ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+    ctrl.restype = ctypes.c_long
+    ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not ssl_ctx or get_options(ssl_ctx) != context.options:  # pragma: no cover
+        return False
+    if ctrl(ssl_ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, group_list.encode("ascii")) != 1:
+        raise ConfigurationError(f"OpenSSL refused the TLS key-exchange groups {group_list!r}")
+    return True
 
 
 def _require_readable(path: Path, env_name: str, what: str) -> None:

@@ -31,13 +31,15 @@ from tests.integration.notify.support import (
     UnreachableSender,
     smtp_sender,
 )
+from tests.support.failures import SignallingObserver
 from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
+from tradeguard.core.workers import BackoffPolicy, FailureTracker
 from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring
 from tradeguard.db.engine import create_engine, unit_of_work
 from tradeguard.notify import repository
 from tradeguard.notify.domain import EmailMessage
 from tradeguard.notify.senders import SmtpEmailSender
-from tradeguard.notify.tasks import CLAIM_EXPIRED
+from tradeguard.notify.tasks import CLAIM_EXPIRED, COMPONENT
 
 
 def parse(raw: bytes) -> MimeMessage:
@@ -447,39 +449,36 @@ class SignallingSender:
         self.delivered.set()
 
 
-class FailedPassCounter(logging.Handler):
-    """Sets `event` once the dispatcher has logged `wanted` failed passes."""
-
-    def __init__(self, wanted: int) -> None:
-        super().__init__()
-        self.wanted = wanted
-        self.seen = 0
-        self.event = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "dispatch pass failed" in record.getMessage():
-            self.seen += 1
-            if self.seen >= self.wanted:
-                self.event.set()
-
-
 class TestRunForeverResilience:
-    async def test_a_failing_database_is_logged_and_retried(
-        self, tmp_path: Path, keyring: LocalKeyring, clock: FrozenClock
+    async def test_an_unexpected_failure_is_logged_once_with_its_traceback_and_retried(
+        self,
+        tmp_path: Path,
+        keyring: LocalKeyring,
+        clock: FrozenClock,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
+        # No tables: every pass fails, and not because the database is unavailable.
         unmigrated = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
         outbox = Outbox.create(unmigrated, keyring=keyring, clock=clock, directory=tmp_path)
-        counter = FailedPassCounter(wanted=2)
-        logger = logging.getLogger("tradeguard.notify.tasks")
-        logger.addHandler(counter)
-        task = asyncio.create_task(outbox.dispatcher(UnreachableSender()).run_forever(1))
+        dispatcher = outbox.dispatcher(UnreachableSender())
+        observer = SignallingObserver()
+        tracker = FailureTracker(
+            COMPONENT,
+            logger=logging.getLogger("tradeguard.notify.tasks"),
+            clock=clock,
+            policy=BackoffPolicy(base_seconds=0.01, cap_seconds=0.02),
+            observer=observer,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run_forever(1, stop, tracker=tracker))
         try:
-            async with asyncio.timeout(10):
-                await counter.event.wait()
+            await observer.wait_for(lambda: observer.failures >= 3)
         finally:
-            logger.removeHandler(counter)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
+            stop.set()
+            async with asyncio.timeout(10):
                 await task
             await unmigrated.dispose()
-        assert counter.seen >= 2
+        (logged,) = [r for r in caplog.records if r.name == "tradeguard.notify.tasks"]
+        assert logged.levelno == logging.ERROR
+        assert logged.getMessage().startswith(f"{COMPONENT} failing: OperationalError")
+        assert logged.exc_info is not None

@@ -188,7 +188,7 @@ class TestHealth:
         async with serving(create_app(settings, clock=clock, engine=engine)) as client:
             response = await client.get("/health/ready")
         assert response.status_code == 200
-        assert response.json() == {"status": "ready"}
+        assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
 
     @pytest.mark.spec("IR-1")
     async def test_not_ready_is_a_503_problem_without_database_details(
@@ -204,6 +204,7 @@ class TestHealth:
         assert response.status_code == 503
         assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
         assert response.json()["type"] == PROBLEM_BASE + "service-unavailable"
+        assert response.json()["checks"] == {"database": "unavailable"}
         assert str(tmp_path) not in response.text
         assert "sqlite" not in response.text.lower()
 

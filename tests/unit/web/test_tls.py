@@ -6,12 +6,14 @@ import ipaddress
 import ssl
 import stat
 import warnings
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock, ns_to_datetime
@@ -20,6 +22,7 @@ from tradeguard.web.tls import (
     build_server_ssl_context,
     ensure_dev_certificate,
     generate_dev_certificate,
+    restrict_key_exchange_groups,
 )
 
 
@@ -238,6 +241,103 @@ class TestServerContext:
         with pytest.raises(HandshakeRefused) as refused:
             handshake(build_server_ssl_context(*dev_pair), client_ctx)
         assert refused.value.side == "server"
+
+
+def single_group_client(
+    cert: Path, group: str, maximum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
+) -> ssl.SSLContext:
+    """A client that offers exactly one key-exchange group (set_ecdh_curve sets the list)."""
+    context = client_context(cert, maximum=maximum)
+    context.set_ecdh_curve(group)
+    return context
+
+
+@pytest.fixture(scope="module")
+def rsa_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An RSA certificate: in TLS 1.2 a client's group list also limits the curves of an
+    ECDSA certificate, so only an RSA certificate shows the key-exchange groups on their own."""
+    directory = tmp_path_factory.mktemp("rsa")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# TLS 1.3 with the ECDSA development certificate; TLS 1.2 with the RSA one (see rsa_pair).
+HANDSHAKES = [
+    pytest.param(ssl.TLSVersion.TLSv1_3, "dev_pair", id="tls13"),
+    pytest.param(ssl.TLSVersion.TLSv1_2, "rsa_pair", id="tls12"),
+]
+
+
+class TestKeyExchangeGroups:
+    """Mozilla intermediate (5.7): X25519, P-256 and P-384, and nothing else."""
+
+    @pytest.mark.spec("TLS-1")
+    @pytest.mark.parametrize(("version", "pair"), HANDSHAKES)
+    @pytest.mark.parametrize("group", ["X25519", "prime256v1", "secp384r1"])
+    def test_a_client_offering_only_a_profile_group_is_served(
+        self, request: pytest.FixtureRequest, group: str, version: ssl.TLSVersion, pair: str
+    ) -> None:
+        cert, key = request.getfixturevalue(pair)
+        client = handshake(
+            build_server_ssl_context(cert, key), single_group_client(cert, group, version)
+        )
+        assert client.version() == version.name.replace("v1_", "v1.")
+
+    @pytest.mark.spec("TLS-1")
+    @pytest.mark.parametrize(("version", "pair"), HANDSHAKES)
+    @pytest.mark.parametrize("group", ["X448", "secp521r1"])
+    def test_a_client_offering_only_another_curve_is_refused_by_the_server(
+        self, request: pytest.FixtureRequest, group: str, version: ssl.TLSVersion, pair: str
+    ) -> None:
+        cert, key = request.getfixturevalue(pair)
+        # Without the restriction OpenSSL 3 accepts both curves (the control case below).
+        unrestricted = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        unrestricted.load_cert_chain(cert, key)
+        handshake(unrestricted, single_group_client(cert, group, version))
+        with pytest.raises(HandshakeRefused) as refused:
+            handshake(
+                build_server_ssl_context(cert, key), single_group_client(cert, group, version)
+            )
+        assert refused.value.side == "server"
+
+    @pytest.mark.spec("TLS-1")
+    def test_finite_field_groups_are_refused_in_tls13(self, dev_pair: tuple[Path, Path]) -> None:
+        client_ctx = single_group_client(dev_pair[0], "ffdhe2048")
+        with pytest.raises(HandshakeRefused) as refused:
+            handshake(build_server_ssl_context(*dev_pair), client_ctx)
+        assert refused.value.side == "server"
+
+    @pytest.mark.spec("TLS-1")
+    def test_the_whole_list_is_set_on_this_python_not_the_single_group_fallback(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        assert restrict_key_exchange_groups(context) is True
+
+    def test_an_unknown_group_is_a_configuration_error(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with pytest.raises(ConfigurationError, match="groups"):
+            restrict_key_exchange_groups(context, ("X25519", "no-such-group"))
 
 
 class TestCertificateErrors:
