@@ -390,9 +390,9 @@ RISK_CHECK_CODES = {
 }
 
 
-@pytest.mark.spec("PRE-2", "REG-1")
 class TestProperties:
-    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    @pytest.mark.spec("PRE-2", "REG-1")
+    @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
     @given(opening_orders())
     def test_an_accepted_opening_order_never_holds_more_than_is_available(
         self, case: tuple[OrderIntent, RiskSnapshot]
@@ -413,7 +413,8 @@ class TestProperties:
         else:
             assert decision.hold_cash == 0
 
-    @settings(max_examples=300)
+    @pytest.mark.spec("PRE-2", "REG-1")
+    @settings(max_examples=150)
     @given(reducing_orders())
     def test_a_reducing_order_is_never_stopped_by_notional_funds_or_exposure_checks(
         self, case: tuple[OrderIntent, RiskSnapshot]
@@ -427,7 +428,7 @@ class TestProperties:
         assert decision.accepted
         assert decision.hold_cash == 0
 
-    @settings(max_examples=300)
+    @settings(max_examples=150)
     @given(any_orders())
     def test_evaluate_is_deterministic_and_changes_nothing(
         self, case: tuple[OrderIntent, RiskSnapshot]
