@@ -45,7 +45,9 @@ from tradeguard.risk.pdt import is_pattern_day_trader, would_day_trade
 class CheckContext:
     """Values computed once per order and shared by the checks."""
 
+    instrument: InstrumentState | None  # None: unknown, or the snapshot is for another symbol
     reducing: bool
+    equity: Decimal
     notional: Decimal  # quantity x the price below (zero when no price is known)
     notional_price: Decimal | None
     protective_price: Decimal | None  # a market order's collar edge: it must not trade through
@@ -98,7 +100,9 @@ def build_context(intent: OrderIntent, snapshot: RiskSnapshot) -> CheckContext:
             notional, intent.quantity, snapshot.account.account_type, snapshot.limits
         )
     return CheckContext(
+        instrument=instrument,
         reducing=reducing,
+        equity=snapshot.account.equity,
         notional=notional,
         notional_price=price,
         protective_price=protective,
@@ -163,7 +167,7 @@ def check_instrument_known(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """The symbol must be a known instrument (and the snapshot must be for it)."""
-    if _instrument(intent, snapshot) is None:
+    if ctx.instrument is None:
         return _UNKNOWN
     return None
 
@@ -172,7 +176,7 @@ def check_symbol_halt(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """A halt in the symbol (regulatory, LULD pause, news) stops new orders in it."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if instrument.halted:
@@ -243,7 +247,7 @@ def check_instrument_tradable(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """Instruments not (or no longer) open for trading take no orders."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if not instrument.tradable:
@@ -261,7 +265,7 @@ def check_restricted_list(
     serve that purpose, so closing orders pass. A security the customer may not hold at all
     (sanctions) is not tradable instead.
     """
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if instrument.restricted and not ctx.reducing:
@@ -276,7 +280,7 @@ def check_reference_price(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """Without a reference price neither the collar nor the notional can be checked."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if instrument.reference_price is None:
@@ -294,7 +298,7 @@ def check_price_tick(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """A limit price must sit on the instrument's tick grid."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     price = intent.limit_price
@@ -310,7 +314,7 @@ def check_quantity_lot(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """The quantity must be a whole number of lots."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if intent.quantity % instrument.lot_size != 0:
@@ -325,7 +329,7 @@ def check_quantity_min(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """The quantity must reach the instrument's minimum."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if intent.quantity < instrument.min_quantity:
@@ -340,7 +344,7 @@ def check_quantity_max(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """The quantity may not exceed the instrument's maximum nor the account's (REG-1)."""
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     maximum = min(instrument.max_quantity, snapshot.limits.max_order_quantity)
@@ -422,10 +426,11 @@ def check_unusual_size(
     victim's holdings.
     """
     limits = snapshot.limits
-    quantities = sorted(order.quantity for order in snapshot.recent if order.accepted)
+    quantities = [order.quantity for order in snapshot.recent if order.accepted]
     count = len(quantities)
     if count < limits.unusual_size_min_history:
         return None
+    quantities.sort()
     middle = count // 2
     if count % 2:
         median = Decimal(quantities[middle])
@@ -493,7 +498,7 @@ def check_short_preborrow(
     Threshold securities (Rule 203(c)(6)) have persistent fails; borrowing in advance keeps
     the firm from adding to them and from the Rule 203(b)(3) close-out.
     """
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     available = snapshot.short_sale.preborrow_available
@@ -517,7 +522,7 @@ def check_short_locate(
     An easy-to-borrow list gives the "reasonable grounds to believe" the security can be
     borrowed that the rule asks for, so no individual locate is consumed.
     """
-    instrument = _instrument(intent, snapshot)
+    instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
     if intent.side is not Side.SELL_SHORT or uses_preborrow(instrument, snapshot):
@@ -578,7 +583,7 @@ def check_pattern_day_trader(
     """
     account = snapshot.account
     limits = snapshot.limits
-    if account.account_type is not AccountType.MARGIN or account.equity >= limits.pdt_min_equity:
+    if account.account_type is not AccountType.MARGIN or ctx.equity >= limits.pdt_min_equity:
         return None
     counts = snapshot.day_trades
     flagged = counts.pdt_flagged or is_pattern_day_trader(
@@ -642,7 +647,7 @@ def check_daily_loss(
     """Once equity has fallen by the daily loss limit since the open, no new risk today."""
     account = snapshot.account
     limit = snapshot.limits.daily_loss_limit
-    if not ctx.reducing and account.start_of_day_equity - account.equity >= limit:
+    if not ctx.reducing and account.start_of_day_equity - ctx.equity >= limit:
         return Reject(RejectCode.RISK_DAILY_LOSS_LIMIT, f"today's loss has reached {limit}")
     return None
 
