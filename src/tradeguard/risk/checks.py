@@ -40,10 +40,29 @@ from tradeguard.risk.domain import (
 )
 from tradeguard.risk.pdt import is_pattern_day_trader, would_day_trade
 
+# Enum members bound to module names for the hot path: in Python 3.11 reading a member such
+# as `Side.BUY` is a descriptor lookup on the enum class (about 0.1 us), per read.
+_BUY = Side.BUY
+_SELL = Side.SELL
+_SELL_SHORT = Side.SELL_SHORT
+_MARKET = OrderType.MARKET
+_IOC = TimeInForce.IOC
+_CANCEL_NEWEST = StpMode.CANCEL_NEWEST
+_ACCOUNT_ACTIVE = AccountStatus.ACTIVE
+_CLOSING_ONLY = AccountStatus.CLOSING_ONLY
+_CASH = AccountType.CASH
+_MARGIN = AccountType.MARGIN
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class CheckContext:
-    """Values computed once per order and shared by the checks."""
+    """Values computed once per order and shared by the checks; checks only read it.
+
+    Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+    which on the hot path cost more than a dozen checks. It never leaves `evaluate`.
+    """
 
     instrument: InstrumentState | None  # None: unknown, or the snapshot is for another symbol
     reducing: bool
@@ -63,9 +82,9 @@ _UNKNOWN = Reject(RejectCode.INSTRUMENT_UNKNOWN, "no such instrument")
 
 def is_reducing(intent: OrderIntent, position: PositionState) -> bool:
     """Whether the order can only shrink the position (see the module docstring)."""
-    if intent.side is Side.SELL:
+    if intent.side is _SELL:
         return intent.quantity <= position.quantity - position.held_for_sale
-    if intent.side is Side.BUY:
+    if intent.side is _BUY:
         return (
             position.quantity < 0
             and intent.quantity <= -position.quantity - position.open_buy_quantity
@@ -75,48 +94,45 @@ def is_reducing(intent: OrderIntent, position: PositionState) -> bool:
 
 def build_context(intent: OrderIntent, snapshot: RiskSnapshot) -> CheckContext:
     """Compute the per-order values once, before any check runs."""
-    reducing = is_reducing(intent, snapshot.position)
-    instrument = _instrument(intent, snapshot)
+    position = snapshot.position
+    reducing = is_reducing(intent, position)
+    instrument = snapshot.instrument
+    if instrument is not None and instrument.symbol != intent.symbol:
+        instrument = None  # a snapshot built for another symbol knows nothing of this one
     collar = None
     protective = None
     price = intent.limit_price
     reference = instrument.reference_price if instrument is not None else None
     if instrument is not None and reference is not None:
         collar = price_collar(reference, instrument.band_tier, instrument.tick_size)
-        if intent.order_type is OrderType.MARKET:
+        if intent.order_type is _MARKET:
             # A market order is sent with the collar edge as its limit, so it can never
             # execute outside the band: the most a buy can pay, the least a sale can get.
-            protective = collar[1] if intent.side is Side.BUY else collar[0]
+            protective = collar[1] if intent.side is _BUY else collar[0]
             price = protective
-        if price is not None and intent.side is not Side.BUY:
+        if price is not None and intent.side is not _BUY:
             # A sale executes at or above its limit, and about at the market; estimating
             # it at its limit alone would understate a short sale's exposure.
             price = max(price, reference)
     notional = intent.quantity * price if price is not None else ZERO
-    if reducing or intent.side is Side.SELL:
+    if reducing or intent.side is _SELL:
         hold = ZERO
     else:
         hold = required_hold(
             notional, intent.quantity, snapshot.account.account_type, snapshot.limits
         )
+    # Positional arguments, as for the decision in `evaluate`: keywords cost more per order.
     return CheckContext(
-        instrument=instrument,
-        reducing=reducing,
-        equity=snapshot.account.equity,
-        notional=notional,
-        notional_price=price,
-        protective_price=protective,
-        collar=collar,
-        hold_cash=hold,
-        day_trade=would_day_trade(intent.side, snapshot.position),
+        instrument,  # instrument
+        reducing,  # reducing
+        snapshot.account.equity,  # equity
+        notional,  # notional
+        price,  # notional_price
+        protective,  # protective_price
+        collar,  # collar
+        hold,  # hold_cash
+        would_day_trade(intent.side, position),  # day_trade
     )
-
-
-def _instrument(intent: OrderIntent, snapshot: RiskSnapshot) -> InstrumentState | None:
-    instrument = snapshot.instrument
-    if instrument is None or instrument.symbol != intent.symbol:
-        return None
-    return instrument
 
 
 # -- account and trading state (PRE-1) ---------------------------------------------------
@@ -127,9 +143,9 @@ def check_account_status(
 ) -> Reject | None:
     """Only an ACTIVE account trades; a CLOSING_ONLY account may still reduce."""
     status = snapshot.account.status
-    if status is AccountStatus.ACTIVE:
+    if status is _ACCOUNT_ACTIVE:
         return None
-    if status is AccountStatus.CLOSING_ONLY:
+    if status is _CLOSING_ONLY:
         if ctx.reducing:
             return None
         return Reject(RejectCode.ACCOUNT_CLOSING_ONLY, "the account accepts closing orders only")
@@ -141,9 +157,9 @@ def check_trading_state(
 ) -> Reject | None:
     """HALTED denies every new order; REDUCING admits reducing orders only (Nautilus states)."""
     state = snapshot.account.trading_state
-    if state is TradingState.HALTED:
+    if state is _HALTED:
         return Reject(RejectCode.ACCOUNT_HALTED, "trading state is HALTED")
-    if state is TradingState.REDUCING and not ctx.reducing:
+    if state is _REDUCING and not ctx.reducing:
         return Reject(
             RejectCode.ACCOUNT_REDUCING_ONLY,
             "trading state is REDUCING and the order would not reduce the position",
@@ -193,7 +209,7 @@ def check_session(intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
     market = snapshot.market
     if not market.enforce_session or market.session_open:
         return None
-    if intent.order_type is OrderType.MARKET or intent.time_in_force is TimeInForce.IOC:
+    if intent.order_type is _MARKET or intent.time_in_force is _IOC:
         return Reject(
             RejectCode.MARKET_CLOSED, "the session is closed: only resting limit orders pass"
         )
@@ -208,7 +224,7 @@ def check_order_rate(
 ) -> Reject | None:
     """At most max_orders_per_second attempts, accepted or not, in the trailing second."""
     limit = snapshot.limits.max_orders_per_second
-    if _attempts_within(snapshot, NS_PER_SECOND, limit) >= limit:
+    if _attempts_reach(snapshot, limit, NS_PER_SECOND):
         return Reject(RejectCode.THROTTLE_ORDER_RATE, f"more than {limit} orders in one second")
     return None
 
@@ -218,9 +234,7 @@ def check_placement_burst(
 ) -> Reject | None:
     """At most burst_max_orders attempts within the burst window."""
     limits = snapshot.limits
-    if _attempts_within(snapshot, limits.burst_window_ns, limits.burst_max_orders) >= (
-        limits.burst_max_orders
-    ):
+    if _attempts_reach(snapshot, limits.burst_max_orders, limits.burst_window_ns):
         return Reject(
             RejectCode.PATTERN_PLACEMENT_BURST,
             f"{limits.burst_max_orders} orders within {limits.burst_window_ns // 10**6} ms",
@@ -228,16 +242,13 @@ def check_placement_burst(
     return None
 
 
-def _attempts_within(snapshot: RiskSnapshot, window_ns: int, stop_at: int) -> int:
-    # `recent` is newest first: stop at the first attempt older than the window, or once
-    # the limit is reached (the answer cannot change after that).
-    cutoff = snapshot.market.now_ns - window_ns
-    count = 0
-    for order in snapshot.recent:
-        if order.created_ns <= cutoff or count >= stop_at:
-            break
-        count += 1
-    return count
+def _attempts_reach(snapshot: RiskSnapshot, count: int, window_ns: int) -> bool:
+    # `recent` is newest first, so `count` attempts fall inside the window exactly when the
+    # count-th newest does: one comparison, whatever the window holds.
+    recent = snapshot.recent
+    return len(recent) >= count and (
+        recent[count - 1].created_ns > snapshot.market.now_ns - window_ns
+    )
 
 
 # -- instrument (PRE-4 restricted securities) --------------------------------------------
@@ -302,7 +313,7 @@ def check_price_tick(
     if instrument is None:
         return _UNKNOWN
     price = intent.limit_price
-    if price is not None and price % instrument.tick_size != 0:
+    if price is not None and price % instrument.tick_size != ZERO:
         return Reject(
             RejectCode.ORDER_PRICE_OFF_TICK,
             f"limit price {price} is not a multiple of the tick {instrument.tick_size}",
@@ -347,7 +358,8 @@ def check_quantity_max(
     instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
-    maximum = min(instrument.max_quantity, snapshot.limits.max_order_quantity)
+    maximum = instrument.max_quantity
+    maximum = min(maximum, snapshot.limits.max_order_quantity)
     if intent.quantity > maximum:
         return Reject(
             RejectCode.ORDER_QUANTITY_ABOVE_MAX,
@@ -426,21 +438,24 @@ def check_unusual_size(
     victim's holdings.
     """
     limits = snapshot.limits
+    multiple = limits.unusual_size_multiple
+    if intent.quantity <= multiple:
+        return None  # every order is at least one share, so the median is too
     quantities = [order.quantity for order in snapshot.recent if order.accepted]
     count = len(quantities)
     if count < limits.unusual_size_min_history:
         return None
     quantities.sort()
     middle = count // 2
-    if count % 2:
-        median = Decimal(quantities[middle])
-    else:
-        median = Decimal(quantities[middle - 1] + quantities[middle]) / 2
-    if intent.quantity > limits.unusual_size_multiple * median:
+    # Twice the median, so an even count needs no division.
+    twice_median = (
+        2 * quantities[middle] if count % 2 else quantities[middle - 1] + quantities[middle]
+    )
+    if 2 * intent.quantity > multiple * twice_median:
         return Reject(
             RejectCode.PATTERN_UNUSUAL_SIZE,
-            f"quantity {intent.quantity} is over {limits.unusual_size_multiple}x "
-            f"the account's median order of {median}",
+            f"quantity {intent.quantity} is over {multiple}x "
+            f"the account's median order of {Decimal(twice_median) / 2}",
         )
     return None
 
@@ -452,7 +467,7 @@ def check_sell_marking(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """Rule 200(g): a sale marked long needs the shares, net of those other sales reserve."""
-    if intent.side is not Side.SELL:
+    if intent.side is not _SELL:
         return None
     position = snapshot.position
     available = max(position.quantity - position.held_for_sale, 0)
@@ -468,7 +483,7 @@ def check_short_account_type(
     intent: OrderIntent, snapshot: RiskSnapshot, ctx: CheckContext
 ) -> Reject | None:
     """Short sales are credit: Reg T allows them in margin accounts only (220.8(a))."""
-    if intent.side is Side.SELL_SHORT and snapshot.account.account_type is AccountType.CASH:
+    if intent.side is _SELL_SHORT and snapshot.account.account_type is _CASH:
         return Reject(RejectCode.SHORT_CASH_ACCOUNT, "short sales need a margin account")
     return None
 
@@ -479,7 +494,7 @@ def check_short_penalty_box(
     """Rule 204(b): while a fail is not closed out, a short sale needs a pre-borrow."""
     short_sale = snapshot.short_sale
     if (
-        intent.side is Side.SELL_SHORT
+        intent.side is _SELL_SHORT
         and short_sale.penalty_box
         and intent.quantity > short_sale.preborrow_available
     ):
@@ -502,11 +517,7 @@ def check_short_preborrow(
     if instrument is None:
         return _UNKNOWN
     available = snapshot.short_sale.preborrow_available
-    if (
-        intent.side is Side.SELL_SHORT
-        and instrument.threshold_security
-        and intent.quantity > available
-    ):
+    if intent.side is _SELL_SHORT and instrument.threshold_security and intent.quantity > available:
         return Reject(
             RejectCode.SHORT_PREBORROW_REQUIRED,
             f"{instrument.symbol} is a threshold security: {available} shares pre-borrowed",
@@ -525,7 +536,7 @@ def check_short_locate(
     instrument = ctx.instrument
     if instrument is None:
         return _UNKNOWN
-    if intent.side is not Side.SELL_SHORT or uses_preborrow(instrument, snapshot):
+    if intent.side is not _SELL_SHORT or uses_preborrow(instrument, snapshot):
         return None
     available = snapshot.short_sale.locate_available
     if not instrument.easy_to_borrow and intent.quantity > available:
@@ -553,11 +564,11 @@ def check_self_trade(
     trade. The other modes (cancel oldest, cancel both, decrement) act on the resting order
     too, so the venue applies them at match time.
     """
-    if snapshot.limits.stp_mode is not StpMode.CANCEL_NEWEST:
+    if snapshot.limits.stp_mode is not _CANCEL_NEWEST:
         return None
     own = snapshot.own_orders
     price = intent.limit_price
-    if intent.side is Side.BUY:
+    if intent.side is _BUY:
         crosses = own.best_ask is not None and (price is None or price >= own.best_ask)
     else:
         crosses = own.best_bid is not None and (price is None or price <= own.best_bid)
@@ -583,7 +594,7 @@ def check_pattern_day_trader(
     """
     account = snapshot.account
     limits = snapshot.limits
-    if account.account_type is not AccountType.MARGIN or ctx.equity >= limits.pdt_min_equity:
+    if account.account_type is not _MARGIN or ctx.equity >= limits.pdt_min_equity:
         return None
     counts = snapshot.day_trades
     flagged = counts.pdt_flagged or is_pattern_day_trader(
@@ -616,7 +627,7 @@ def check_position_limit(
     if ctx.reducing:
         return None
     position = snapshot.position
-    if intent.side is Side.BUY:
+    if intent.side is _BUY:
         projected = position.quantity + position.open_buy_quantity + intent.quantity
     else:
         projected = position.open_sell_quantity + intent.quantity - position.quantity

@@ -96,49 +96,85 @@ CHECKS: tuple[Check, ...] = (
     check_buying_power,
 )
 
+# Checks that can only ever deny one kind of order. Each still passes an order it does not
+# apply to, so calling it would change nothing; the pipeline just skips the call (a third
+# of the time on a plain buy is spent calling checks).
+_SALE_ONLY = frozenset({check_sell_marking})
+_SHORT_SALE_ONLY = frozenset(
+    {check_short_account_type, check_short_penalty_box, check_short_preborrow, check_short_locate}
+)
+_OPENING_ONLY = frozenset(
+    {
+        check_order_notional,
+        check_position_limit,
+        check_gross_exposure,
+        check_daily_loss,
+        check_buying_power,
+    }
+)
+_NOT_FOR: dict[Side, frozenset[Check]] = {
+    Side.BUY: _SALE_ONLY | _SHORT_SALE_ONLY,
+    Side.SELL: _SHORT_SALE_ONLY,
+    Side.SELL_SHORT: _SALE_ONLY,
+}
+
+
+def _applicable(side: Side, reducing: bool) -> tuple[Check, ...]:
+    skipped = _NOT_FOR[side] | (_OPENING_ONLY if reducing else frozenset())
+    return tuple(check for check in CHECKS if check not in skipped)
+
+
+# Bound to module names: an enum member lookup costs about 0.1 us in Python 3.11.
+_SELL = Side.SELL
+_SELL_SHORT = Side.SELL_SHORT
+_CHECKS_FOR = {
+    (side, reducing): _applicable(side, reducing) for side in Side for reducing in (False, True)
+}
 # The check's name in a decision is its function name without the prefix:
 # check_price_collar -> "price_collar".
-_NAMED_CHECKS = tuple((check.__name__.removeprefix("check_"), check) for check in CHECKS)
+_NAMES = {check: check.__name__.removeprefix("check_") for check in CHECKS}
 
 
 def evaluate(intent: OrderIntent, snapshot: RiskSnapshot) -> RiskDecision:
     """Run every pre-trade check on the order; the first denial decides."""
+    # Decisions are built with positional arguments: keywords cost a NamedTuple more than
+    # a microsecond per order.
     ctx = build_context(intent, snapshot)
-    for name, check in _NAMED_CHECKS:
+    for check in _CHECKS_FOR[intent.side, ctx.reducing]:
         reject = check(intent, snapshot, ctx)
         if reject is not None:
             return RiskDecision(
-                accepted=False,
-                code=reject.code,
-                check=name,
-                detail=reject.detail,
-                reducing=ctx.reducing,
-                hold_cash=ZERO,
-                hold_shares=0,
-                locate_use=0,
-                preborrow=False,
-                day_trade=ctx.day_trade,
-                notional=ctx.notional,
-                protective_price=ctx.protective_price,
+                False,  # accepted
+                reject.code,  # code
+                _NAMES[check],  # check
+                reject.detail,  # detail
+                ctx.reducing,  # reducing
+                ZERO,  # hold_cash
+                0,  # hold_shares
+                0,  # locate_use
+                False,  # preborrow
+                ctx.day_trade,  # day_trade
+                ctx.notional,  # notional
+                ctx.protective_price,  # protective_price
             )
     locate_use = 0
     preborrow = False
     instrument = snapshot.instrument
-    if intent.side is Side.SELL_SHORT and instrument is not None:
+    if intent.side is _SELL_SHORT and instrument is not None:
         preborrow = uses_preborrow(instrument, snapshot)
         if preborrow or not instrument.easy_to_borrow:
             locate_use = intent.quantity
     return RiskDecision(
-        accepted=True,
-        code=None,
-        check=None,
-        detail=None,
-        reducing=ctx.reducing,
-        hold_cash=ctx.hold_cash,
-        hold_shares=intent.quantity if intent.side is Side.SELL else 0,
-        locate_use=locate_use,
-        preborrow=preborrow,
-        day_trade=ctx.day_trade,
-        notional=ctx.notional,
-        protective_price=ctx.protective_price,
+        True,  # accepted
+        None,  # code
+        None,  # check
+        None,  # detail
+        ctx.reducing,  # reducing
+        ctx.hold_cash,  # hold_cash
+        intent.quantity if intent.side is _SELL else 0,  # hold_shares
+        locate_use,  # locate_use
+        preborrow,  # preborrow
+        ctx.day_trade,  # day_trade
+        ctx.notional,  # notional
+        ctx.protective_price,  # protective_price
     )

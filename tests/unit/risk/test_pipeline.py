@@ -442,3 +442,23 @@ class TestProperties:
         assert first == second
         assert (order, state) == before
         assert first.accepted == (first.code is None)
+
+    @settings(max_examples=150)
+    @given(any_orders())
+    def test_skipping_checks_that_cannot_apply_changes_no_decision(
+        self, case: tuple[OrderIntent, RiskSnapshot]
+    ) -> None:
+        order, state = case
+        ctx = checks.build_context(order, state)
+        every_check = next(
+            (
+                (check.__name__.removeprefix("check_"), reject.code)
+                for check in CHECKS
+                if (reject := check(order, state, ctx)) is not None
+            ),
+            (None, None),
+        )
+
+        decision = evaluate(order, state)
+
+        assert (decision.check, decision.code) == every_check
