@@ -1,6 +1,7 @@
 """Pre-trade pipeline latency per order, with Nautilus Trader's RiskEngine on the same orders.
 
-Usage: python bench/pretrade.py [--orders N] [--rounds N] [--seed N] [--setup] [--skip-nautilus]
+Usage: python bench/pretrade.py [--orders N] [--rounds N] [--segments N] [--seed N]
+                                [--setup] [--skip-nautilus]
 
 Builds a realistic stream of one account's orders (most accepted; rejects for the collar,
 tick, size, notional, buying power, throttles, halts, locates, PDT, self-trade, restricted
@@ -8,8 +9,8 @@ list), with every RiskSnapshot prebuilt: its `recent` history is the stream's ow
 attempts. Times `evaluate` per order with every check on, then runs Nautilus Trader's
 RiskEngine (pinned below, in its own venv under bench/.venvs/, created on first use or with
 --setup) on the same orders for the checks both perform, as a subprocess, and merges.
-Our rounds are split around the Nautilus run, so both see the same machine load; rounds
-alternate between the wall clock and the thread CPU clock (see _latency.py).
+The run alternates segments of our rounds and Nautilus rounds, so both see the same machine
+load; rounds alternate between the wall clock and the thread CPU clock (see _latency.py).
 Prints one JSON object.
 """
 
@@ -21,6 +22,7 @@ import gc
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from _latency import CLOCKS, clock_overhead_ns, summarize
 from _machine import machine_info  # bench/ is on sys.path as the script's directory
@@ -352,7 +355,8 @@ def ensure_nautilus() -> Path:
     return python
 
 
-def run_nautilus(specs: list[NautilusOrder], rounds: int) -> dict[str, object]:
+def run_nautilus(specs: list[NautilusOrder], rounds: int) -> dict[str, Any]:
+    """One Nautilus segment: a fresh engine in its own process, `rounds` recorded rounds."""
     python = ensure_nautilus()
     setup = {
         "symbol": SYMBOL,
@@ -375,14 +379,15 @@ def run_nautilus(specs: list[NautilusOrder], rounds: int) -> dict[str, object]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        result: dict[str, object] = json.loads(result_path.read_text())
+        result: dict[str, Any] = json.loads(result_path.read_text())
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--setup", action="store_true", help="only create the Nautilus venv")
     parser.add_argument("--skip-nautilus", action="store_true")
@@ -393,32 +398,54 @@ def main() -> None:
 
     load_before = os.getloadavg()
     cases, specs, outcomes = build_stream(args.orders, args.seed)
-    warm_up: dict[str, list[int]] = {"wall": [], "cpu": []}
-    time_ours(cases, range(2), warm_up)
-    samples: dict[str, list[int]] = {"wall": [], "cpu": []}
-    first_half = args.rounds // 2
-    time_ours(cases, range(first_half), samples)
-    nautilus = None if args.skip_nautilus else run_nautilus(specs, args.rounds)
-    time_ours(cases, range(first_half, args.rounds), samples)
-    ours = {name: summarize(samples[name], clock_overhead_ns(CLOCKS[name])) for name in CLOCKS}
+    time_ours(cases, range(2), {"wall": [], "cpu": []})  # warm up
+    ours: dict[str, list[int]] = {"wall": [], "cpu": []}
+    theirs: dict[str, list[int]] = {"wall": [], "cpu": []}
+    their_overhead: dict[str, list[int]] = {"wall": [], "cpu": []}
+    sent = 0
+    denials: Counter[str] = Counter()
+    # Segments alternate between the two engines, so a change in the machine's load during
+    # the run falls on both alike.
+    per_segment = max(2, args.rounds // args.segments)
+    for segment in range(args.segments):
+        time_ours(cases, range(segment * per_segment, (segment + 1) * per_segment), ours)
+        if not args.skip_nautilus:
+            run = run_nautilus(specs, per_segment)
+            for name in CLOCKS:
+                theirs[name] += run["samples"][name]
+                their_overhead[name].append(run["clock_overhead_ns"][name])
+            sent += run["sent"]
+            denials.update(run["denials"])
+    mine = {name: summarize(ours[name], clock_overhead_ns(CLOCKS[name])) for name in CLOCKS}
 
     result: dict[str, object] = {
         "benchmark": "pretrade",
         "machine": machine_info(),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "orders_per_round": len(cases),
-        "rounds": args.rounds,
+        "rounds": per_segment * args.segments,
+        "segments": args.segments,
         "tradeguard": {
-            **ours,
+            **mine,
             "checks": len(CHECKS),
             "accepted_share": round(outcomes["ACCEPTED"] / len(cases), 4),
             "outcomes": dict(outcomes.most_common()),
         },
     }
-    if nautilus is not None:
-        result["nautilus"] = {"version": NAUTILUS_VERSION, **nautilus}
+    if not args.skip_nautilus:
+        nautilus = {
+            name: summarize(theirs[name], int(statistics.median(their_overhead[name])))
+            for name in CLOCKS
+        }
+        recorded = len(theirs["wall"]) + len(theirs["cpu"])
+        result["nautilus"] = {
+            "version": NAUTILUS_VERSION,
+            **nautilus,
+            "sent_share": round(sent / recorded, 4),
+            "denials": dict(denials.most_common()),
+        }
         result["nautilus_over_tradeguard"] = {
-            f"{name}_{stat}": round(nautilus[name][stat] / ours[name][stat], 2)  # type: ignore[index]
+            f"{name}_{stat}": round(nautilus[name][stat] / mine[name][stat], 2)
             for name in CLOCKS
             for stat in ("p50_us", "p99_us", "mean_us")
         }
