@@ -68,7 +68,7 @@ def build(setup: dict) -> tuple:
 
     def denied(event: object) -> None:
         # Group denials by reason with the numbers taken out.
-        reason = re.sub(r"[-\d.,]+", "N", getattr(event, "reason", "")).split(":")[0]
+        reason = re.sub(r"-?\d[\d,]*(\.\d+)?", "N", getattr(event, "reason", "")).split(":")[0]
         outcome["denied"][reason] += 1
 
     msgbus.register(endpoint="ExecEngine.execute", handler=sent)
