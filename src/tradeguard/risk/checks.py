@@ -413,8 +413,8 @@ def check_duplicate(
         if order.created_ns <= cutoff:
             break
         if (
-            order.accepted
-            and order.quantity == intent.quantity
+            order.quantity == intent.quantity
+            and order.accepted
             and order.side is intent.side
             and order.limit_price == intent.limit_price
             and order.symbol == intent.symbol
@@ -439,8 +439,8 @@ def check_unusual_size(
     """
     limits = snapshot.limits
     multiple = limits.unusual_size_multiple
-    if intent.quantity <= multiple:
-        return None  # every order is at least one share, so the median is too
+    if intent.quantity <= multiple or len(snapshot.recent) < limits.unusual_size_min_history:
+        return None  # every order is at least one share (so is the median); too little history
     quantities = [order.quantity for order in snapshot.recent if order.accepted]
     count = len(quantities)
     if count < limits.unusual_size_min_history:
