@@ -28,7 +28,7 @@ from tests.support.risk import (
 from tests.support.risk import limits as risk_limits
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.orders import OrderType, Side, StpMode, TimeInForce
-from tradeguard.risk import checks
+from tradeguard.risk import checks, pipeline
 from tradeguard.risk.buying_power import available_funds
 from tradeguard.risk.domain import (
     REJECT_DESCRIPTIONS,
@@ -204,6 +204,38 @@ class TestOrder:
         defined = {name for name in dir(checks) if name.startswith("check_")}
 
         assert defined == {check.__name__ for check in CHECKS}
+
+    @pytest.mark.parametrize("side", list(Side), ids=str)
+    def test_checks_skipped_for_a_side_pass_every_order_of_that_side(self, side: Side) -> None:
+        # A state in which every skipped check would deny, if it applied.
+        state = snapshot(
+            account=account(account_type=AccountType.CASH),
+            instrument=instrument(threshold_security=True),
+            short_sale=short_sale(penalty_box=True),
+        )
+        order = intent(side=side, quantity=1)
+        ctx = checks.build_context(order, state)
+
+        for check in pipeline._NOT_FOR[side]:
+            assert check(order, state, ctx) is None, check.__name__
+
+    def test_checks_skipped_for_reducing_orders_pass_every_reducing_order(self) -> None:
+        state = snapshot(
+            account=account(cash_settled=Decimal(-(10**9)), start_of_day_equity=Decimal(10**9)),
+            position=long_position(100),
+            gross_exposure=Decimal(10**12),
+            limits=risk_limits(
+                position_limit=1,
+                max_order_notional=Decimal("0.01"),
+                gross_exposure_cap=Decimal("0.01"),
+            ),
+        )
+        order = intent(side=Side.SELL)
+        ctx = checks.build_context(order, state)
+
+        assert ctx.reducing
+        for check in pipeline._OPENING_ONLY:
+            assert check(order, state, ctx) is None, check.__name__
 
     def test_account_state_is_reported_before_anything_else_wrong(self) -> None:
         everything_wrong = snapshot(
