@@ -9,10 +9,12 @@ second) proves the session still stands, so a revocation takes effect at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from tradeguard.access.domain import Role
 from tradeguard.core.clock import Clock
@@ -45,11 +47,13 @@ class Principal:
 
 
 class SessionStateCache:
-    """Per-process cache of session states; revocations in this process drop entries at once."""
+    """Per-process cache of session states; revocations in this process drop entries at once
+    (and, through `on_drop`, the verified-token cache's entries of those sessions)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, on_drop: Callable[[tuple[str, ...]], None] | None = None) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[int, SessionState]] = {}
+        self.on_drop = on_drop
 
     def get(self, session_id: str) -> SessionState | None:
         entry = self._entries.get(session_id)
@@ -66,6 +70,8 @@ class SessionStateCache:
     def drop(self, *session_ids: str) -> None:
         for session_id in session_ids:
             self._entries.pop(session_id, None)
+        if self.on_drop is not None:
+            self.on_drop(session_ids)
 
 
 def identity_services(request: Request) -> IdentityServices:
@@ -81,7 +87,7 @@ def state_cache(request: Request) -> SessionStateCache:
 Services = Annotated[IdentityServices, Depends(identity_services)]
 
 
-def request_info(request: Request, **extra: Any) -> RequestInfo:
+def request_info(request: HTTPConnection, **extra: Any) -> RequestInfo:
     client = request.client
     return RequestInfo(
         ip=client.host if client else None,
@@ -102,6 +108,13 @@ async def authenticated(request: Request, services: Services) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send an access token: Authorization: Bearer <token>")
+    return await authenticate_token(request, services, token)
+
+
+async def authenticate_token(
+    request: HTTPConnection, services: IdentityServices, token: str
+) -> Principal:
+    """The principal behind an access token, if its session still stands (HTTP and WSS)."""
     claims = services.verifier.verify(token.strip())
     cache = state_cache(request)
     state = cache.get(claims.session_id)
@@ -157,25 +170,38 @@ async def authenticated(request: Request, services: Services) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
 
 
+async def check_permission(
+    services: IdentityServices,
+    principal: Principal,
+    permission: str,
+    *,
+    route: str,
+    method: str,
+) -> None:
+    """Decide and audit one permission check (RBAC-6); raise Forbidden when denied."""
+    granted = permission == AUTHENTICATED or permission in principal.permissions
+    event = LedgerEvent(
+        type=PERMISSION_CHECKED,
+        actor=Party("user", principal.user_id),
+        subject=Party("session", principal.session_id),
+        data={"permission": permission, "allowed": granted, "route": route, "method": method},
+        request_id=request_id_var.get(),
+    )
+    await _audit_alone(services, event)
+    if not granted:
+        raise Forbidden(f"this action needs the {permission} permission")
+
+
 def _permission_check(permission: str) -> Any:
     async def check(request: Request, services: Services, principal: CurrentPrincipal) -> None:
-        granted = permission == AUTHENTICATED or permission in principal.permissions
         route = request.scope.get("route")
-        event = LedgerEvent(
-            type=PERMISSION_CHECKED,
-            actor=Party("user", principal.user_id),
-            subject=Party("session", principal.session_id),
-            data={
-                "permission": permission,
-                "allowed": granted,
-                "route": getattr(route, "path", request.url.path),
-                "method": request.method,
-            },
-            request_id=request_id_var.get(),
+        await check_permission(
+            services,
+            principal,
+            permission,
+            route=getattr(route, "path", request.url.path),
+            method=request.method,
         )
-        await _audit_alone(services, event)
-        if not granted:
-            raise Forbidden(f"this action needs the {permission} permission")
 
     # Lets the route-table audit prove the check is installed, not just declared.
     check.enforced_permission = permission  # type: ignore[attr-defined]
