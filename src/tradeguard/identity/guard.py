@@ -79,7 +79,7 @@ def identity_services(request: Request) -> IdentityServices:
     return services
 
 
-def state_cache(request: Request) -> SessionStateCache:
+def state_cache(request: HTTPConnection) -> SessionStateCache:
     cache: SessionStateCache = request.app.state.session_cache
     return cache
 

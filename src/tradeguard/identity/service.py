@@ -552,3 +552,8 @@ class MfaRequiredForReset(TradeguardError):
     status = 403
     slug = "mfa-required"
     title = "A second factor is required"
+
+    async def role_of(self, session: AsyncSession, user_id: str) -> Role | None:
+        """The role of an existing user (None: no such user)."""
+        user = await repository.user_by_id(session, user_id)
+        return Role(user.role) if user is not None else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,15 @@ from tradeguard.trading import journal, repository
 from tradeguard.trading.common import AccountNotFound, TradingDeps, TradingInputError
 from tradeguard.trading.domain import ZERO
 from tradeguard.trading.events import TradingEvent
-from tradeguard.trading.models import AccountDay, BookBalance, Position, TradingAccount
+from tradeguard.trading.models import (
+    AccountDay,
+    BookBalance,
+    Execution,
+    JournalEntry,
+    JournalTransaction,
+    Position,
+    TradingAccount,
+)
 
 MAX_ADJUSTMENT = Decimal(10_000_000)
 
@@ -164,6 +173,21 @@ class AccountService:
     async def list_for(self, session: AsyncSession, user_id: str) -> Sequence[TradingAccount]:
         return await repository.accounts_of(session, user_id)
 
+    async def list_all(self, session: AsyncSession) -> Sequence[TradingAccount]:
+        return await repository.all_accounts(session)
+
+    async def executions(
+        self, session: AsyncSession, account_id: str, *, limit: int
+    ) -> Sequence[Execution]:
+        return await repository.executions_of(session, account_id, limit=limit)
+
+    async def journal(
+        self, session: AsyncSession, account_id: str, *, limit: int
+    ) -> tuple[Sequence[JournalTransaction], Sequence[JournalEntry]]:
+        """The account's movements, newest first, with every entry of each."""
+        txns = await repository.journal_page(session, account_id, before_ns=None, limit=limit)
+        return txns, await repository.entries_of(session, [t.id for t in txns])
+
     async def view(self, session: AsyncSession, account: TradingAccount) -> AccountView:
         rows = await repository.balances(session, account.id)
         balances = balances_from(account.id, account.currency, rows)
@@ -211,7 +235,7 @@ class AccountService:
             pdt_flagged=pdt_flagged,
         )
 
-    def trading_date(self) -> object:
+    def trading_date(self) -> date:
         return self.deps.calendar.trading_date(self.deps.clock.now_ns())
 
     def mark(self, symbol: str) -> Decimal | None:

@@ -9,16 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from tradeguard.access.domain import Permission
+from tradeguard.access.domain import Permission, Role
 from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import NotFound
 from tradeguard.db.engine import unit_of_work
-from tradeguard.identity.guard import CurrentPrincipal, guarded
+from tradeguard.identity.guard import CurrentPrincipal, guarded, identity_services
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, AccountType, TradingState
-from tradeguard.trading import repository
 from tradeguard.trading import schemas as s
-from tradeguard.trading.api import (
+from tradeguard.trading.views import (
     IdPath,
     Limit,
     SymbolPath,
@@ -31,6 +30,7 @@ from tradeguard.trading.api import (
     order_out,
     trading,
 )
+from tradeguard.trading.common import TradingInputError
 from tradeguard.trading.domain import CancelReason, HaltScope
 from tradeguard.trading.reference import InstrumentSpec, normalize_symbol
 
@@ -72,8 +72,7 @@ async def create_instrument(
             actor=staff(principal),
             request_id=request_id_var.get(),
         )
-        version = await repository.control_version(session)
-        await services.deps.reference.reload(session, version)
+        await services.reference.refresh_cache(session)
     if services.venue is not None:
         services.venue.list_symbol(row.symbol, tick=row.tick_size, price=row.reference_price)
     return instrument_out(services, row, set())
@@ -103,8 +102,7 @@ async def update_instrument(
             actor=staff(principal),
             request_id=request_id_var.get(),
         )
-        version = await repository.control_version(session)
-        await services.deps.reference.reload(session, version)
+        await services.reference.refresh_cache(session)
         halted = {h.target for h in await services.halts.active(session) if h.scope != "account"}
     return instrument_out(services, row, halted)
 
@@ -204,7 +202,7 @@ async def list_all_accounts(
         rows = (
             await services.accounts.list_for(session, user_id)
             if user_id
-            else await repository.all_accounts(session)
+            else await services.accounts.list_all(session)
         )
     return [account_summary(r) for r in rows]
 
@@ -215,8 +213,11 @@ async def open_account_for(
 ) -> s.AccountOut:
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
-        if not await repository.user_exists(session, body.user_id):
+        role = await identity_services(request).accounts.role_of(session, body.user_id)
+        if role is None:
             raise NotFound("no such user")
+        if role is not Role.TRADER:
+            raise TradingInputError("only traders hold trading accounts")
         row = await services.accounts.open_account(
             session,
             user_id=body.user_id,
@@ -362,7 +363,7 @@ async def list_alerts(
 ) -> list[s.AlertOut]:
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
-        rows = await repository.alerts(session, limit=limit, open_only=open_only)
+        rows = await services.settlement.alerts(session, limit=limit, open_only=open_only)
     return [alert_out(r) for r in rows]
 
 
@@ -372,4 +373,4 @@ async def reconcile(request: Request, principal: CurrentPrincipal) -> s.Reconcil
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         report = await services.reconciler.run(session, actor=staff(principal))
-    return s.ReconcileOut(**report.as_json())  # type: ignore[arg-type]
+    return s.ReconcileOut(**report.as_json())

@@ -55,6 +55,11 @@ def round_money(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
+def cash_effect(side: str, notional: Decimal, fee: Decimal) -> Decimal:
+    """What an execution does to the account's cash: sales bring in, purchases pay out."""
+    return (notional if side != "buy" else -notional) - fee
+
+
 def request_hash(fields: dict[str, Any]) -> str:
     """Digest of an order request, so a retried client order id can be told from a reuse."""
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()

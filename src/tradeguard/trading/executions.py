@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tradeguard.core.orders import Side, StpMode, TimeInForce
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import SYSTEM, Party
-from tradeguard.risk.bands import price_band
+from tradeguard.risk.bands import price_collar
 from tradeguard.trading import journal, repository
 from tradeguard.trading.common import TradingDeps
 from tradeguard.trading.domain import (
@@ -107,7 +107,7 @@ class ExecutionRecorder:
         )
         if reference is None or info is None:
             return None
-        lower, upper = price_band(reference, info.band_tier, info.tick_size)
+        lower, upper = price_collar(reference, info.band_tier, info.tick_size)
         return upper if order.side == Side.BUY else lower
 
     def to_venue(self, order: Order) -> VenueOrder:

@@ -132,8 +132,10 @@ def reject_decision(code: RejectCode, check: str, detail: str) -> RiskDecision:
         hold_cash=ZERO,
         hold_shares=0,
         locate_use=0,
+        preborrow=False,
         day_trade=False,
         notional=ZERO,
+        protective_price=None,
     )
 
 
@@ -206,9 +208,11 @@ class OrderService:
         )
         info = self.deps.reference.get(request.symbol)
         if info is None:
-            decision = reject_decision(RejectCode.INSTRUMENT_UNKNOWN, "instrument", "no such symbol")
+            decision = reject_decision(
+                RejectCode.INSTRUMENT_UNKNOWN, "instrument_known", "no such instrument"
+            )
         else:
-            snapshot, _ = await self.snapshots.build(
+            snapshot = await self.snapshots.build(
                 session, account=account, info=info, intent=intent
             )
             decision = evaluate(intent, snapshot)
@@ -269,7 +273,7 @@ class OrderService:
             reducing=decision.reducing,
             day_trade=False,
             reject_code=decision.code.value if decision.code else None,
-            reject_detail=decision.detail[:300] if decision.code else None,
+            reject_detail=(decision.detail or "")[:300] if decision.code else None,
             replaces_order_id=replaces.id if replaces else None,
             trading_date=self.deps.calendar.trading_date(now).isoformat(),
             created_ns=now,

@@ -14,6 +14,7 @@ Checks, each naming what disagrees:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -23,8 +24,9 @@ from tradeguard.core.orders import Side
 from tradeguard.ledger.domain import Party
 from tradeguard.trading import journal, repository
 from tradeguard.trading.common import TradingDeps
+from tradeguard.trading.domain import cash_effect
 from tradeguard.trading.events import TradingEvent
-from tradeguard.trading.settlement import cash_effect
+from tradeguard.trading.models import Execution
 
 ZERO = Decimal(0)
 MAX_LISTED = 50
@@ -119,7 +121,7 @@ class Reconciler:
         session: AsyncSession,
         report: ReconcileReport,
         entries: dict[tuple[str, str, str], Decimal],
-        executions: list,  # type: ignore[type-arg]
+        executions: Sequence[Execution],
     ) -> None:
         from_executions: dict[tuple[str, str], int] = defaultdict(int)
         for e in executions:
@@ -141,7 +143,7 @@ class Reconciler:
         session: AsyncSession,
         report: ReconcileReport,
         entries: dict[tuple[str, str, str], Decimal],
-        executions: list,  # type: ignore[type-arg]
+        executions: Sequence[Execution],
     ) -> None:
         open_orders = await repository.all_open_orders(session)
         report.orders = len(open_orders)
@@ -179,16 +181,16 @@ class Reconciler:
             sums[1] += e.notional
             sums[2] += e.fee
         for order_id, (quantity, notional, fees) in per_order.items():
-            order = await repository.order(session, order_id)
-            if order is None:
+            filled = await repository.order(session, order_id)
+            if filled is None:
                 report.add(f"executions refer to a missing order {order_id}")
                 continue
-            if (order.filled_quantity, order.filled_notional, order.fees) != (
+            if (filled.filled_quantity, filled.filled_notional, filled.fees) != (
                 int(quantity), notional, fees
             ):
                 report.add(
-                    f"order {order_id}: filled {order.filled_quantity}/{order.filled_notional}"
-                    f"/{order.fees} but executions say {quantity}/{notional}/{fees}"
+                    f"order {order_id}: filled {filled.filled_quantity}/{filled.filled_notional}"
+                    f"/{filled.fees} but executions say {quantity}/{notional}/{fees}"
                 )
 
     async def _cash(
@@ -196,12 +198,12 @@ class Reconciler:
         session: AsyncSession,
         report: ReconcileReport,
         entries: dict[tuple[str, str, str], Decimal],
-        executions: list,  # type: ignore[type-arg]
+        executions: Sequence[Execution],
     ) -> None:
         unsettled: dict[str, Decimal] = defaultdict(lambda: ZERO)
         settled: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for e in executions:
-            (unsettled if e.settled_ns is None else settled)[e.account_id] += cash_effect(e)
+            (unsettled if e.settled_ns is None else settled)[e.account_id] += cash_effect(e.side, e.notional, e.fee)
         adjustments: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for book, amount in await repository.adjustment_entries(session):
             account_id = journal.account_of(book)

@@ -173,6 +173,15 @@ class ReferenceService:
             )
         return row
 
+    async def refresh_cache(self, session: AsyncSession) -> int:
+        """Reload the in-memory reference data now (returns the control version)."""
+        version = await repository.control_version(session)
+        await self.deps.reference.reload(session, version)
+        return version
+
+    async def control_version(self, session: AsyncSession) -> int:
+        return await repository.control_version(session)
+
     async def list(self, session: AsyncSession) -> Sequence[Instrument]:
         return await repository.instruments(session)
 

@@ -35,7 +35,7 @@ CONTROL_ID = 1
 
 
 def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def add(session: AsyncSession, row: object) -> None:
@@ -305,11 +305,13 @@ async def open_orders(
     return (await session.execute(query.order_by(Order.created_ns, Order.id))).scalars().all()
 
 
-async def orders_by_ids(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, Order]:
+async def orders_by_ids(
+    session: AsyncSession, order_ids: Sequence[str], *, lock: bool = True
+) -> dict[str, Order]:
     if not order_ids:
         return {}
     query = select(Order).where(Order.id.in_(order_ids))
-    if _is_postgres(session):
+    if lock and _is_postgres(session):
         query = query.with_for_update()
     return {row.id: row for row in (await session.execute(query)).scalars().all()}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -20,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.orders import Side
 from tradeguard.ledger.domain import SYSTEM, Party
-from tradeguard.risk.regsho import close_out_deadline_ns
+from tradeguard.risk.regsho import FailOrigin, close_out_deadline_ns
 from tradeguard.trading import journal, repository
 from tradeguard.trading.common import TradingDeps
-from tradeguard.trading.domain import ZERO, CancelReason, OrderStatus
+from tradeguard.trading.domain import ZERO, CancelReason, OrderStatus, cash_effect
 from tradeguard.trading.events import RiskEvent, TradingEvent
 from tradeguard.trading.models import Execution, Order, RiskAlert, SettlementFail
 from tradeguard.trading.orders import OrderService
@@ -34,12 +35,6 @@ class SettlementReport:
     settled_executions: int
     accounts: int
     fails_opened: int
-
-
-def cash_effect(execution: Execution) -> Decimal:
-    """What an execution does to the account's cash: sales bring in, purchases pay out."""
-    signed = execution.notional if execution.side != Side.BUY else -execution.notional
-    return signed - execution.fee
 
 
 class SettlementService:
@@ -68,7 +63,7 @@ class SettlementService:
         for (account_id, settlement_date), executions in sorted(groups.items()):
             account = await repository.account(session, account_id)
             assert account is not None  # noqa: S101 - locked above
-            net = sum((cash_effect(e) for e in executions), ZERO)
+            net = sum((cash_effect(e.side, e.notional, e.fee) for e in executions), ZERO)
             if net:
                 move = journal.settlement(account_id, account.currency, net, settlement_date)
                 await repository.post(session, self.deps.ids.new_str(), move, now)
@@ -107,7 +102,6 @@ class SettlementService:
         return True
 
     async def _open_fail(self, session: AsyncSession, execution: Execution, now: int) -> None:
-        settlement_date = date.fromisoformat(execution.settlement_date)
         fail = SettlementFail(
             id=self.deps.ids.new_str(),
             account_id=execution.account_id,
@@ -118,7 +112,9 @@ class SettlementService:
             trade_date=execution.trading_date,
             settlement_date=execution.settlement_date,
             deadline_ns=close_out_deadline_ns(
-                self.deps.calendar, settlement_date=settlement_date, short_sale=True
+                self.deps.calendar,
+                trade_date=date.fromisoformat(execution.trading_date),
+                origin=FailOrigin.SHORT_SALE,
             ),
             status="open",
             alerted_ns=None,
@@ -139,6 +135,11 @@ class SettlementService:
                 "close_out_deadline_ns": str(fail.deadline_ns),
             },
         )
+
+    async def alerts(
+        self, session: AsyncSession, *, limit: int, open_only: bool
+    ) -> Sequence[RiskAlert]:
+        return await repository.alerts(session, limit=limit, open_only=open_only)
 
     async def check_fail_deadlines(self, session: AsyncSession) -> int:
         """Alert on every open fail past its close-out deadline (once); returns the count."""
@@ -184,6 +185,10 @@ class SettlementService:
         return list(await repository.open_day_orders_before(session, today.isoformat()))
 
     async def expire(self, session: AsyncSession, order_ids: list[str]) -> list[Order]:
+        # Lock order: account rows by id, then the orders.
+        unlocked = await repository.orders_by_ids(session, order_ids, lock=False)
+        for account_id in sorted({o.account_id for o in unlocked.values()}):
+            await repository.account(session, account_id, lock=True)
         rows = await repository.orders_by_ids(session, order_ids)
         expired = []
         for order_id in order_ids:

@@ -78,8 +78,7 @@ class SnapshotBuilder:
         account: TradingAccount,
         info: InstrumentInfo,
         intent: OrderIntent,
-        exclude_order_id: str | None = None,
-    ) -> tuple[RiskSnapshot, RiskLimits]:
+    ) -> RiskSnapshot:
         deps = self.deps
         now = deps.clock.now_ns()
         trading_date = deps.calendar.trading_date(now)
@@ -89,10 +88,7 @@ class SnapshotBuilder:
         )
         positions = await repository.positions(session, account.id)
         state = await self.accounts.account_state(session, account, balances, positions)
-        open_orders = [
-            o for o in await repository.open_orders_of_account(session, account.id)
-            if o.id != exclude_order_id
-        ]
+        open_orders = await repository.open_orders_of_account(session, account.id)
         halts = await repository.halts_affecting(session, info.symbol)
         market_halted = any(scope == HaltScope.MARKET for scope, _ in halts)
         symbol_halted = any(scope == HaltScope.SYMBOL for scope, _ in halts)
@@ -124,9 +120,6 @@ class SnapshotBuilder:
                 mark = self.accounts.mark(pos.symbol) or abs(pos.cost_basis / pos.quantity)
                 gross += abs(pos.quantity) * mark
         held_for_sale = balances.shares_held.get(info.symbol, 0)
-        if exclude_order_id is not None:
-            # The order being replaced gives back its reservation in the savepoint already.
-            pass
         position = PositionState(
             quantity=position_row.quantity if position_row else 0,
             held_for_sale=held_for_sale,
@@ -170,7 +163,7 @@ class SnapshotBuilder:
             limits=limits,
             gross_exposure=gross,
         )
-        return snapshot, limits
+        return snapshot
 
     @staticmethod
     def _opened_today(row: object, day: str, long: bool) -> int:

@@ -9,8 +9,6 @@ from collections import defaultdict
 
 from tradeguard.core.workers import pause
 from tradeguard.db.engine import unit_of_work
-from tradeguard.ledger.domain import SYSTEM
-from tradeguard.trading import repository
 from tradeguard.trading.container import TradingServices
 from tradeguard.trading.domain import MARKET_TARGET, HaltScope
 from tradeguard.trading.executions import Notice, order_payload
@@ -24,9 +22,8 @@ MAINTENANCE_SECONDS = 2.0
 async def sync_reference(services: TradingServices, *, rebuild: bool) -> int:
     """Reload reference data and halts into memory and (re)open the venue's books."""
     async with unit_of_work(services.sessions) as session:
-        version = await repository.control_version(session)
-        await services.deps.reference.reload(session, version)
-        halts = await repository.active_halts(session)
+        version = await services.reference.refresh_cache(session)
+        halts = await services.halts.active(session)
     venue = services.venue
     if venue is None:
         return version
@@ -48,7 +45,7 @@ async def watch_control(services: TradingServices, stop: asyncio.Event) -> None:
     while not await pause(stop, CONTROL_POLL_SECONDS):
         try:
             async with unit_of_work(services.sessions) as session:
-                version = await repository.control_version(session)
+                version = await services.reference.control_version(session)
             if version != seen:
                 seen = await sync_reference(services, rebuild=True)
         except Exception:
@@ -74,8 +71,6 @@ async def expire_day_orders(services: TradingServices) -> int:
 
         async def work(ids: list[str] = ids) -> list[Notice]:
             async with unit_of_work(services.sessions) as session:
-                for account_id in sorted({o.account_id for o in due if o.id in ids}):
-                    await repository.account(session, account_id, lock=True)
                 rows = await services.settlement.expire(session, ids)
                 return [Notice(o.account_id, "order", order_payload(o)) for o in rows]
 
@@ -109,5 +104,3 @@ def start_tasks(
         )
     return tasks
 
-
-__all__ = ["SYSTEM", "run_maintenance_once", "start_tasks", "sync_reference"]
