@@ -1,4 +1,4 @@
-"""Order vocabulary shared by trading, risk and the venue."""
+"""Order vocabulary shared by trading, risk and the venue: sides, types, time in force, STP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class Side(StrEnum):
-    """Which way an order trades; SELL_SHORT is a sale marked short (Reg SHO Rule 200(g))."""
+    """The direction of an order as the customer enters it."""
 
     BUY = "buy"
     SELL = "sell"
@@ -14,14 +14,14 @@ class Side(StrEnum):
 
 
 class OrderType(StrEnum):
-    """How an order is priced."""
+    """Market orders take liquidity at any price inside protection; limit orders cap it."""
 
     MARKET = "market"
     LIMIT = "limit"
 
 
 class TimeInForce(StrEnum):
-    """How long an order stays working."""
+    """How long an order's unfilled remainder may rest on the book."""
 
     DAY = "day"
     IOC = "ioc"
@@ -29,21 +29,21 @@ class TimeInForce(StrEnum):
 
 
 class StpMode(StrEnum):
-    """What the venue does when an order would trade against the same account's order."""
+    """Self-trade prevention, decided by the incoming order (FIX 2964, CME, Nasdaq semantics)."""
 
-    CANCEL_NEWEST = "cancel_newest"
-    CANCEL_OLDEST = "cancel_oldest"
-    CANCEL_BOTH = "cancel_both"
-    DECREMENT = "decrement"
+    CANCEL_NEWEST = "cancel_newest"  # cancel the incoming remainder; the resting order stays
+    CANCEL_OLDEST = "cancel_oldest"  # cancel the resting order, keep matching the incoming one
+    CANCEL_BOTH = "cancel_both"  # cancel the resting order and the incoming remainder
+    DECREMENT = "decrement"  # reduce both by the overlap; cancel whichever reaches zero
 
 
 class BookSide(StrEnum):
-    """The side of the order book an order rests on."""
+    """The side of the order book an order rests on: bids buy, asks sell."""
 
     BID = "bid"
     ASK = "ask"
 
 
 def book_side(side: Side) -> BookSide:
-    """The book side an order of this side rests on."""
+    """The book side of an order side; a short sale is an ask like any other sale."""
     return BookSide.BID if side is Side.BUY else BookSide.ASK
