@@ -102,17 +102,19 @@ class Settings(BaseSettings):
     market_volatility: Annotated[Decimal, Field(gt=0, le=5)] = Decimal("0.25")
     commission_per_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.005")
     # Firm-wide pre-trade limits (SEC 15c3-5); accounts may carry tighter or looser overrides.
-    risk_max_order_quantity: Annotated[int, Field(ge=1)] = 100_000
+    # The defaults and their reasoning: risk/domain.py, RiskLimits.defaults(). The rate and
+    # burst limits count the last 64 orders, so they are at most 64.
+    risk_max_order_quantity: Annotated[int, Field(ge=1)] = 50_000
     risk_max_order_notional: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000)
-    risk_duplicate_window_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 2_000
-    risk_max_orders_per_second: Annotated[int, Field(ge=1, le=100_000)] = 20
-    risk_burst_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
-    risk_burst_max_orders: Annotated[int, Field(ge=1)] = 300
+    risk_duplicate_window_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 5_000
+    risk_max_orders_per_second: Annotated[int, Field(ge=1, le=64)] = 10
+    risk_burst_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    risk_burst_max_orders: Annotated[int, Field(ge=1, le=64)] = 30
     risk_unusual_size_multiple: Annotated[Decimal, Field(gt=1)] = Decimal(20)
-    risk_unusual_size_min_history: Annotated[int, Field(ge=1)] = 10
-    risk_position_limit: Annotated[int, Field(ge=1)] = 250_000
+    risk_unusual_size_min_history: Annotated[int, Field(ge=1, le=64)] = 10
+    risk_position_limit: Annotated[int, Field(ge=1)] = 100_000
     risk_gross_exposure_cap: Annotated[Decimal, Field(gt=0)] = Decimal(5_000_000)
-    risk_daily_loss_limit: Annotated[Decimal, Field(gt=0)] = Decimal(100_000)
+    risk_daily_loss_limit: Annotated[Decimal, Field(gt=0)] = Decimal(50_000)
     risk_initial_margin_rate: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
     risk_stp_mode: Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = (
         "cancel_newest"

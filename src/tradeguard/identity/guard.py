@@ -50,7 +50,9 @@ class SessionStateCache:
     """Per-process cache of session states; revocations in this process drop entries at once
     (and, through `on_drop`, the verified-token cache's entries of those sessions)."""
 
-    def __init__(self, clock: Clock, on_drop: Callable[[tuple[str, ...]], None] | None = None) -> None:
+    def __init__(
+        self, clock: Clock, on_drop: Callable[[tuple[str, ...]], None] | None = None
+    ) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[int, SessionState]] = {}
         self.on_drop = on_drop

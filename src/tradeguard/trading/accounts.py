@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.core.errors import InvalidInput
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.buying_power import buying_power
-from tradeguard.risk.domain import AccountState, AccountStatus, AccountType, RiskLimits, TradingState
+from tradeguard.risk.domain import (
+    AccountState,
+    AccountStatus,
+    AccountType,
+    RiskLimits,
+    TradingState,
+)
 from tradeguard.trading import journal, repository
 from tradeguard.trading.common import AccountNotFound, TradingDeps, TradingInputError
 from tradeguard.trading.domain import ZERO
@@ -164,7 +170,9 @@ class AccountService:
             raise AccountNotFound("no such account")
         return row
 
-    async def get(self, session: AsyncSession, account_id: str, *, lock: bool = False) -> TradingAccount:
+    async def get(
+        self, session: AsyncSession, account_id: str, *, lock: bool = False
+    ) -> TradingAccount:
         row = await repository.account(session, account_id, lock=lock)
         if row is None:
             raise AccountNotFound("no such account")
@@ -194,9 +202,7 @@ class AccountService:
         positions = await repository.positions(session, account.id)
         state = await self.account_state(session, account, balances, positions)
         limits = effective_limits(self.deps.policy.limits, account)
-        days = self.deps.calendar.business_days_ending(
-            self.trading_date(), limits.pdt_window_days
-        )
+        days = self.deps.calendar.business_days_ending(self.trading_date(), limits.pdt_window_days)
         day_list = [d.isoformat() for d in days]
         day_trades = await repository.day_trades_in(session, account.id, day_list)
         total = await repository.executed_orders_in(session, account.id, day_list)

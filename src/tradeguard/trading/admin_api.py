@@ -17,6 +17,9 @@ from tradeguard.identity.guard import CurrentPrincipal, guarded, identity_servic
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, AccountType, TradingState
 from tradeguard.trading import schemas as s
+from tradeguard.trading.common import TradingInputError
+from tradeguard.trading.domain import CancelReason, HaltScope
+from tradeguard.trading.reference import InstrumentSpec, normalize_symbol
 from tradeguard.trading.views import (
     IdPath,
     Limit,
@@ -30,9 +33,6 @@ from tradeguard.trading.views import (
     order_out,
     trading,
 )
-from tradeguard.trading.common import TradingInputError
-from tradeguard.trading.domain import CancelReason, HaltScope
-from tradeguard.trading.reference import InstrumentSpec, normalize_symbol
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -127,11 +127,17 @@ async def restrict_symbol(
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.reference.restrict(
-            session, symbol=symbol, reason=body.reason, actor=staff(principal),
+            session,
+            symbol=symbol,
+            reason=body.reason,
+            actor=staff(principal),
             request_id=request_id_var.get(),
         )
     return s.RestrictedOut(
-        symbol=row.symbol, reason=row.reason, added_by=row.added_by, added_at=s.iso(row.added_ns) or ""
+        symbol=row.symbol,
+        reason=row.reason,
+        added_by=row.added_by,
+        added_at=s.iso(row.added_ns) or "",
     )
 
 
@@ -145,12 +151,15 @@ async def unrestrict_symbol(
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         await services.reference.unrestrict(
-            session, symbol=symbol, reason=reason, actor=staff(principal),
+            session,
+            symbol=symbol,
+            reason=reason,
+            actor=staff(principal),
             request_id=request_id_var.get(),
         )
 
 
-# Kill switches -------------------------------------------------------------------------------------
+# Kill switches ------------------------------------------------------------------------------------
 
 
 @router.get("/halts", **guarded(Permission.ADMIN_CONFIG))
@@ -190,7 +199,7 @@ async def resume_halt(body: s.HaltIn, request: Request, principal: CurrentPrinci
     return halt_out(halt)
 
 
-# Accounts ---------------------------------------------------------------------------------------------
+# Accounts -----------------------------------------------------------------------------------------
 
 
 @router.get("/accounts", **guarded(Permission.ADMIN_CONFIG))
@@ -238,7 +247,9 @@ async def get_any_account(account_id: IdPath, request: Request) -> s.AccountOut:
         return account_out(await services.accounts.view(session, row))
 
 
-@router.post("/accounts/{account_id}/adjustments", status_code=201, **guarded(Permission.ADMIN_CONFIG))
+@router.post(
+    "/accounts/{account_id}/adjustments", status_code=201, **guarded(Permission.ADMIN_CONFIG)
+)
 async def adjust_account(
     account_id: IdPath, body: s.AdjustmentIn, request: Request, principal: CurrentPrincipal
 ) -> s.AccountOut:
@@ -346,13 +357,15 @@ async def set_stock_loan(
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.locates.set_inventory(
-            session, symbol=normalize_symbol(symbol), available=body.available,
+            session,
+            symbol=normalize_symbol(symbol),
+            available=body.available,
             actor=staff(principal),
         )
     return s.InventoryOut(symbol=row.symbol, available=row.available)
 
 
-# Compliance ----------------------------------------------------------------------------------------------
+# Compliance ---------------------------------------------------------------------------------------
 
 
 @router.get("/alerts", **guarded(Permission.COMPLIANCE_AUDIT))

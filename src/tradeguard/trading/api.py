@@ -13,7 +13,6 @@ from tradeguard.core.context import request_id_var
 from tradeguard.core.orders import OrderType, Side, TimeInForce
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.guard import AUTHENTICATED, CurrentPrincipal, guarded
-from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountType
 from tradeguard.trading import schemas as s
 from tradeguard.trading.desk import ReplaceRequest
@@ -122,7 +121,9 @@ async def list_positions(
             symbol=p.symbol,
             quantity=p.quantity,
             held_for_sale=p.held_for_sale,
-            average_price=s.money(p.average_price.quantize(Decimal("0.0001")) if p.average_price else None),
+            average_price=s.money(
+                p.average_price.quantize(Decimal("0.0001")) if p.average_price else None
+            ),
             mark_price=s.money(p.mark_price),
             market_value=s.money(p.market_value),
             unrealized_pnl=s.money(p.unrealized_pnl),
@@ -286,7 +287,7 @@ async def replace_order(
     return placed(outcome, response)
 
 
-# Locates --------------------------------------------------------------------------------------------
+# Locates ------------------------------------------------------------------------------------------
 
 
 @router.get("/accounts/{account_id}/locates", **guarded(Permission.ACCOUNT_VIEW))
@@ -320,4 +321,3 @@ async def request_locate(
     if isinstance(row, LocateRefused):
         raise row
     return locate_out(row)
-

@@ -74,7 +74,9 @@ class TradingDesk:
             )
         if outcome.replayed:
             return outcome
-        await self.hub.publish([Notice(outcome.order.account_id, "order", order_payload(outcome.order))])
+        await self.hub.publish(
+            [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
+        )
         if outcome.accepted and self.venue is not None:
             await self.venue.submit(self.recorder.to_venue(outcome.order))
             return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
@@ -231,7 +233,11 @@ class TradingDesk:
     ) -> HaltOutcome:
         async with unit_of_work(self.sessions) as session:
             outcome = await self.halts.halt(
-                session, scope=scope, target=target, reason=reason, actor=actor,
+                session,
+                scope=scope,
+                target=target,
+                reason=reason,
+                actor=actor,
                 request_id=request_id,
             )
         await self._after_halt(outcome.cancelled)
@@ -252,7 +258,11 @@ class TradingDesk:
     ) -> TradingHalt:
         async with unit_of_work(self.sessions) as session:
             halt = await self.halts.resume(
-                session, scope=scope, target=target, reason=reason, actor=actor,
+                session,
+                scope=scope,
+                target=target,
+                reason=reason,
+                actor=actor,
                 request_id=request_id,
             )
         if self.venue is not None and scope is not HaltScope.ACCOUNT:

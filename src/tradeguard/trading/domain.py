@@ -118,5 +118,11 @@ def apply_execution(
     if new_quantity == 0:
         remaining_cost = ZERO
     return PositionChange(
-        new_quantity, remaining_cost, realized, opened_long, opened_short, reduced_long, reduced_short
+        new_quantity,
+        remaining_cost,
+        realized,
+        opened_long,
+        opened_short,
+        reduced_long,
+        reduced_short,
     )

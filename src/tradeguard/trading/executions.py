@@ -164,8 +164,20 @@ class ExecutionRecorder:
         now = self.deps.clock.now_ns()
         for fill in report.fills:
             for order_id, account_id, buys, liquidity, contra in (
-                (fill.taker_order_id, fill.taker_account, fill.taker_buys, "taker", fill.maker_account),
-                (fill.maker_order_id, fill.maker_account, not fill.taker_buys, "maker", fill.taker_account),
+                (
+                    fill.taker_order_id,
+                    fill.taker_account,
+                    fill.taker_buys,
+                    "taker",
+                    fill.maker_account,
+                ),
+                (
+                    fill.maker_order_id,
+                    fill.maker_account,
+                    not fill.taker_buys,
+                    "maker",
+                    fill.taker_account,
+                ),
             ):
                 if account_id == STREET:
                     continue
@@ -238,8 +250,12 @@ class ExecutionRecorder:
             # Price improvement leaves cash reserved that nothing will use: give it back.
             if order.hold_cash or order.hold_shares:
                 leftover = journal.release(
-                    account.id, account.currency, order.symbol, order.hold_cash,
-                    order.hold_shares, order.id,
+                    account.id,
+                    account.currency,
+                    order.symbol,
+                    order.hold_cash,
+                    order.hold_shares,
+                    order.id,
                 )
                 await repository.post(session, deps.ids.new_str(), leftover, now)
                 order.hold_cash, order.hold_shares = ZERO, 0
@@ -284,13 +300,19 @@ class ExecutionRecorder:
             "day_trade": day_trade,
         }
         await deps.audit(
-            session, TradingEvent.EXECUTION_CREATED, actor=SYSTEM,
-            subject=Party("account", account.id), data=data,
+            session,
+            TradingEvent.EXECUTION_CREATED,
+            actor=SYSTEM,
+            subject=Party("account", account.id),
+            data=data,
         )
         if order.status == OrderStatus.FILLED:
             await deps.audit(
-                session, TradingEvent.ORDER_FILLED, actor=SYSTEM,
-                subject=Party("account", account.id), data=order_data(order),
+                session,
+                TradingEvent.ORDER_FILLED,
+                actor=SYSTEM,
+                subject=Party("account", account.id),
+                data=order_data(order),
             )
         batch.notices.append(Notice(account.id, "execution", data))
         batch.notices.append(Notice(account.id, "order", order_payload(order)))
@@ -324,13 +346,17 @@ class ExecutionRecorder:
         if row.activity_date != today:
             row.activity_date = today
             row.opened_today_long = row.opened_today_short = 0
-        change = apply_execution(row.quantity, row.cost_basis, buy=buy, shares=quantity, price=price)
+        change = apply_execution(
+            row.quantity, row.cost_basis, buy=buy, shares=quantity, price=price
+        )
         # A day trade: this order closes shares that were opened on the same trading day
         # (buy then sell, or sell short then buy to cover). Each order counts once.
         closes_today = (change.reduced_long and row.opened_today_long) or (
             change.reduced_short and row.opened_today_short
         )
-        row.opened_today_long = max(0, row.opened_today_long - change.reduced_long) + change.opened_long
+        row.opened_today_long = (
+            max(0, row.opened_today_long - change.reduced_long) + change.opened_long
+        )
         row.opened_today_short = (
             max(0, row.opened_today_short - change.reduced_short) + change.opened_short
         )
@@ -366,7 +392,9 @@ class ExecutionRecorder:
         if not buy:
             return
         left = quantity
-        for fail in await repository.open_fails(session, account_id=account.id, symbol=order.symbol):
+        for fail in await repository.open_fails(
+            session, account_id=account.id, symbol=order.symbol
+        ):
             take = min(left, fail.quantity - fail.closed_quantity)
             fail.closed_quantity += take
             left -= take
@@ -374,10 +402,16 @@ class ExecutionRecorder:
                 fail.status = "closed"
                 fail.closed_ns = now
                 await self.deps.audit(
-                    session, RiskEvent.FAIL_CLOSED, actor=SYSTEM,
+                    session,
+                    RiskEvent.FAIL_CLOSED,
+                    actor=SYSTEM,
                     subject=Party("account", account.id),
-                    data={"fail_id": fail.id, "symbol": fail.symbol, "quantity": fail.quantity,
-                          "closed_by_order": order.id},
+                    data={
+                        "fail_id": fail.id,
+                        "symbol": fail.symbol,
+                        "quantity": fail.quantity,
+                        "closed_by_order": order.id,
+                    },
                 )
             if left == 0:
                 return
@@ -385,7 +419,11 @@ class ExecutionRecorder:
     async def _venue_cancel(
         self, session: AsyncSession, order: Order, quantity: int, reason: str, batch: _Batch
     ) -> None:
-        cause = CancelReason(reason) if reason in CancelReason.__members__.values() else CancelReason.IOC
+        cause = (
+            CancelReason(reason)
+            if reason in CancelReason.__members__.values()
+            else CancelReason.IOC
+        )
         if quantity >= remaining(order):
             await self.orders.close_order(
                 session, order, status=OrderStatus.CANCELLED, reason=cause, actor=SYSTEM
@@ -405,14 +443,18 @@ class ExecutionRecorder:
         shares = min(order.hold_shares, quantity)
         now = self.deps.clock.now_ns()
         if cash or shares:
-            move = journal.release(account.id, account.currency, order.symbol, cash, shares, order.id)
+            move = journal.release(
+                account.id, account.currency, order.symbol, cash, shares, order.id
+            )
             await repository.post(session, self.deps.ids.new_str(), move, now)
         order.hold_cash -= cash
         order.hold_shares -= shares
         order.quantity -= quantity
         order.updated_ns = now
         await self.deps.audit(
-            session, TradingEvent.ORDER_CANCELLED, actor=SYSTEM,
+            session,
+            TradingEvent.ORDER_CANCELLED,
+            actor=SYSTEM,
             subject=Party("account", order.account_id),
             data={**order_data(order), "reason": reason.value, "cancelled_quantity": quantity},
         )

@@ -16,7 +16,12 @@ from tradeguard.core.errors import Conflict, NotFound
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import TradingState
 from tradeguard.trading import repository
-from tradeguard.trading.common import AccountNotFound, InstrumentNotFound, TradingDeps, TradingInputError
+from tradeguard.trading.common import (
+    AccountNotFound,
+    InstrumentNotFound,
+    TradingDeps,
+    TradingInputError,
+)
 from tradeguard.trading.domain import MARKET_TARGET, CancelReason, HaltScope, OrderStatus
 from tradeguard.trading.events import TradingEvent
 from tradeguard.trading.models import Order, TradingHalt
@@ -78,7 +83,9 @@ class HaltService:
             affected = await repository.open_orders(session, symbol=target)
         else:
             affected = await repository.open_orders(session, account_id=target)
-        for account_id in sorted({o.account_id for o in affected} | ({target} if scope is HaltScope.ACCOUNT else set())):
+        for account_id in sorted(
+            {o.account_id for o in affected} | ({target} if scope is HaltScope.ACCOUNT else set())
+        ):
             account = await repository.account(session, account_id, lock=True)
             if scope is HaltScope.ACCOUNT and account is not None:
                 account.trading_state = TradingState.HALTED.value

@@ -191,11 +191,19 @@ def fill(
     shares = Decimal(quantity)
     entries = release_entries(account_id, currency, symbol, released_cash, released_shares)
     if buy:
-        entries += _pair(unsettled_book(account_id), FIRM_CLEARING, currency, notional, Phase.POSTED)
-        entries += _pair(street_book(symbol), position_book(account_id, symbol), symbol, shares, Phase.POSTED)
+        entries += _pair(
+            unsettled_book(account_id), FIRM_CLEARING, currency, notional, Phase.POSTED
+        )
+        entries += _pair(
+            street_book(symbol), position_book(account_id, symbol), symbol, shares, Phase.POSTED
+        )
     else:
-        entries += _pair(FIRM_CLEARING, unsettled_book(account_id), currency, notional, Phase.POSTED)
-        entries += _pair(position_book(account_id, symbol), street_book(symbol), symbol, shares, Phase.POSTED)
+        entries += _pair(
+            FIRM_CLEARING, unsettled_book(account_id), currency, notional, Phase.POSTED
+        )
+        entries += _pair(
+            position_book(account_id, symbol), street_book(symbol), symbol, shares, Phase.POSTED
+        )
     if fee:
         entries += _pair(unsettled_book(account_id), FIRM_FEES, currency, fee, Phase.POSTED)
     return movement(

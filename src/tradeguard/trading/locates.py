@@ -68,8 +68,12 @@ class LocateService:
                 RiskEvent.LOCATE_REFUSED,
                 actor=actor,
                 subject=Party("account", account_id),
-                data={"symbol": symbol, "quantity": quantity, "available": available,
-                      "kind": "preborrow" if preborrow else "locate"},
+                data={
+                    "symbol": symbol,
+                    "quantity": quantity,
+                    "available": available,
+                    "kind": "preborrow" if preborrow else "locate",
+                },
                 request_id=request_id,
             )
             return LocateRefused(

@@ -98,7 +98,9 @@ class Reconciler:
         report.transactions = len(txns)
         for (txn_id, asset, phase), total in sorted(sums.items()):
             if total != 0:
-                report.add(f"journal transaction {txn_id} does not balance: {asset} {phase} {total}")
+                report.add(
+                    f"journal transaction {txn_id} does not balance: {asset} {phase} {total}"
+                )
 
     async def _books(
         self, session: AsyncSession, report: ReconcileReport
@@ -106,7 +108,9 @@ class Reconciler:
         summed: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
         for book, asset, phase, amount in await repository.customer_entries(session):
             summed[(book, asset, phase)] += amount
-        stored = {(b.book, b.asset, b.phase): b.amount for b in await repository.all_balances(session)}
+        stored = {
+            (b.book, b.asset, b.phase): b.amount for b in await repository.all_balances(session)
+        }
         report.books = len(set(summed) | set(stored))
         for key in sorted(set(summed) | set(stored)):
             if summed.get(key, ZERO) != stored.get(key, ZERO):
@@ -125,8 +129,12 @@ class Reconciler:
     ) -> None:
         from_executions: dict[tuple[str, str], int] = defaultdict(int)
         for e in executions:
-            from_executions[(e.account_id, e.symbol)] += e.quantity if e.side == Side.BUY else -e.quantity
-        positions = {(p.account_id, p.symbol): p.quantity for p in await repository.all_positions(session)}
+            from_executions[(e.account_id, e.symbol)] += (
+                e.quantity if e.side == Side.BUY else -e.quantity
+            )
+        positions = {
+            (p.account_id, p.symbol): p.quantity for p in await repository.all_positions(session)
+        }
         report.positions = len(positions)
         for key in sorted(set(positions) | set(from_executions)):
             account_id, symbol = key
@@ -160,7 +168,9 @@ class Reconciler:
             if book == journal.cash_book(account_id):
                 expected = cash_held.pop(account_id, ZERO)
                 if -amount != expected:
-                    report.add(f"account {account_id}: cash held {-amount}, open orders hold {expected}")
+                    report.add(
+                        f"account {account_id}: cash held {-amount}, open orders hold {expected}"
+                    )
             else:
                 expected_shares = shares_held.pop((account_id, asset), 0)
                 if -amount != expected_shares:
@@ -186,7 +196,9 @@ class Reconciler:
                 report.add(f"executions refer to a missing order {order_id}")
                 continue
             if (filled.filled_quantity, filled.filled_notional, filled.fees) != (
-                int(quantity), notional, fees
+                int(quantity),
+                notional,
+                fees,
             ):
                 report.add(
                     f"order {order_id}: filled {filled.filled_quantity}/{filled.filled_notional}"
@@ -203,7 +215,9 @@ class Reconciler:
         unsettled: dict[str, Decimal] = defaultdict(lambda: ZERO)
         settled: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for e in executions:
-            (unsettled if e.settled_ns is None else settled)[e.account_id] += cash_effect(e.side, e.notional, e.fee)
+            (unsettled if e.settled_ns is None else settled)[e.account_id] += cash_effect(
+                e.side, e.notional, e.fee
+            )
         adjustments: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for book, amount in await repository.adjustment_entries(session):
             account_id = journal.account_of(book)
@@ -212,7 +226,9 @@ class Reconciler:
         accounts = {a.id: a for a in await repository.all_accounts(session, limit=1_000_000)}
         for account_id, account in sorted(accounts.items()):
             currency = account.currency
-            book_unsettled = entries.get((journal.unsettled_book(account_id), currency, "posted"), ZERO)
+            book_unsettled = entries.get(
+                (journal.unsettled_book(account_id), currency, "posted"), ZERO
+            )
             if book_unsettled != unsettled.get(account_id, ZERO):
                 report.add(
                     f"account {account_id}: unsettled cash {book_unsettled}, unsettled executions "

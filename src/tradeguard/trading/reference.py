@@ -158,7 +158,11 @@ class ReferenceService:
         if spec.easy_to_borrow is not None:
             row.easy_to_borrow = spec.easy_to_borrow
         after = _fields(row)
-        changes = {k: {"from": _plain(before[k]), "to": _plain(v)} for k, v in after.items() if before[k] != v}
+        changes = {
+            k: {"from": _plain(before[k]), "to": _plain(v)}
+            for k, v in after.items()
+            if before[k] != v
+        }
         if changes:
             now = self.deps.clock.now_ns()
             row.updated_ns = now
@@ -178,6 +182,11 @@ class ReferenceService:
         version = await repository.control_version(session)
         await self.deps.reference.reload(session, version)
         return version
+
+    async def signal_change(self, session: AsyncSession) -> None:
+        """Tell running servers to reload and rebuild their books (after a CLI change)."""
+        await repository.lock_control(session, exclusive=True)
+        await repository.bump_control(session, self.deps.clock.now_ns())
 
     async def control_version(self, session: AsyncSession) -> int:
         return await repository.control_version(session)
@@ -210,7 +219,10 @@ class ReferenceService:
             raise Conflict(f"{symbol} is already on the restricted list")
         now = self.deps.clock.now_ns()
         row = RestrictedSecurity(
-            symbol=symbol, reason=reason.strip()[:500], added_by=f"{actor.kind}:{actor.id}", added_ns=now
+            symbol=symbol,
+            reason=reason.strip()[:500],
+            added_by=f"{actor.kind}:{actor.id}",
+            added_ns=now,
         )
         repository.add(session, row)
         await repository.bump_control(session, now)

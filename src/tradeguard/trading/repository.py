@@ -101,7 +101,7 @@ async def halt_history(session: AsyncSession, limit: int) -> Sequence[TradingHal
     return (await session.execute(query)).scalars().all()
 
 
-# Reference data ------------------------------------------------------------------------------------
+# Reference data -----------------------------------------------------------------------------------
 
 
 async def instrument(session: AsyncSession, symbol: str) -> Instrument | None:
@@ -125,7 +125,7 @@ async def delete_row(session: AsyncSession, row: object) -> None:
     await session.delete(row)
 
 
-# Accounts ----------------------------------------------------------------------------------------------
+# Accounts -----------------------------------------------------------------------------------------
 
 
 async def account(
@@ -159,7 +159,7 @@ async def account_day(session: AsyncSession, account_id: str, day: str) -> Accou
     return await session.get(AccountDay, (account_id, day))
 
 
-# Journal -----------------------------------------------------------------------------------------------
+# Journal ------------------------------------------------------------------------------------------
 
 
 async def balances(session: AsyncSession, account_id: str) -> Sequence[BookBalance]:
@@ -233,7 +233,7 @@ async def entries_of(session: AsyncSession, txn_ids: Sequence[str]) -> Sequence[
     return (await session.execute(query)).scalars().all()
 
 
-# Orders --------------------------------------------------------------------------------------------------
+# Orders -------------------------------------------------------------------------------------------
 
 
 async def order(
@@ -328,7 +328,7 @@ async def open_day_orders(session: AsyncSession) -> Sequence[Order]:
     return (await session.execute(query.order_by(Order.created_ns))).scalars().all()
 
 
-# Executions and positions -------------------------------------------------------------------------------
+# Executions and positions -------------------------------------------------------------------------
 
 
 async def positions(session: AsyncSession, account_id: str) -> Sequence[Position]:
@@ -380,7 +380,7 @@ async def unsettled_executions(session: AsyncSession, up_to: str) -> Sequence[Ex
     return (await session.execute(query)).scalars().all()
 
 
-# Reg SHO ---------------------------------------------------------------------------------------------------
+# Reg SHO ------------------------------------------------------------------------------------------
 
 
 async def locates_for(
@@ -402,7 +402,9 @@ async def locates_of(session: AsyncSession, account_id: str, limit: int) -> Sequ
     return (await session.execute(query)).scalars().all()
 
 
-async def stock_loan(session: AsyncSession, symbol: str, *, lock: bool) -> StockLoanInventory | None:
+async def stock_loan(
+    session: AsyncSession, symbol: str, *, lock: bool
+) -> StockLoanInventory | None:
     query = select(StockLoanInventory).where(StockLoanInventory.symbol == symbol)
     if lock and _is_postgres(session):
         query = query.with_for_update()
@@ -428,7 +430,7 @@ async def alerts(session: AsyncSession, *, limit: int, open_only: bool) -> Seque
     return (await session.execute(query)).scalars().all()
 
 
-# Reconciliation --------------------------------------------------------------------------------------------
+# Reconciliation -----------------------------------------------------------------------------------
 
 
 async def entry_sums_by_transaction(session: AsyncSession) -> list[Any]:

@@ -17,7 +17,7 @@ PriceStr = Annotated[
     str,
     Field(
         pattern=r"^(0|[1-9]\d{0,6})(\.\d{1,4})?$",
-        description="A price as a decimal string, e.g. \"187.25\" (at most 4 decimals).",
+        description='A price as a decimal string, e.g. "187.25" (at most 4 decimals).',
         examples=["187.25"],
     ),
 ]
@@ -139,7 +139,7 @@ class LimitsIn(Strict):
     position_limit: Annotated[int, Field(ge=1)] | None = None
     gross_exposure_cap: AmountStr | None = None
     daily_loss_limit: AmountStr | None = None
-    max_orders_per_second: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    max_orders_per_second: Annotated[int, Field(ge=1, le=64)] | None = None
     reason: Reason
 
 

@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +44,9 @@ class SettlementService:
     def today(self) -> date:
         return self.deps.calendar.trading_date(self.deps.clock.now_ns())
 
-    async def settle_due(self, session: AsyncSession, *, through: date | None = None) -> SettlementReport:
+    async def settle_due(
+        self, session: AsyncSession, *, through: date | None = None
+    ) -> SettlementReport:
         """Settle every execution whose settlement date has come (business days only)."""
         day = through or self.today()
         if not self.deps.calendar.is_business_day(day):
@@ -69,7 +70,9 @@ class SettlementService:
                 await repository.post(session, self.deps.ids.new_str(), move, now)
             for execution in executions:
                 execution.settled_ns = now
-                if execution.side == Side.SELL_SHORT and not await self._deliver(session, execution):
+                if execution.side == Side.SELL_SHORT and not await self._deliver(
+                    session, execution
+                ):
                     await self._open_fail(session, execution, now)
                     fails += 1
             await self.deps.audit(
@@ -196,7 +199,11 @@ class SettlementService:
             if order is None or not order.open:
                 continue
             await self.orders.close_order(
-                session, order, status=OrderStatus.EXPIRED, reason=CancelReason.EXPIRED, actor=SYSTEM
+                session,
+                order,
+                status=OrderStatus.EXPIRED,
+                reason=CancelReason.EXPIRED,
+                actor=SYSTEM,
             )
             expired.append(order)
         return expired

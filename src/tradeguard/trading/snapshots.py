@@ -35,7 +35,9 @@ from tradeguard.trading.models import Order, TradingAccount
 RECENT_ORDERS = 64
 
 
-def instrument_state(info: InstrumentInfo, reference: Decimal | None, halted: bool) -> InstrumentState:
+def instrument_state(
+    info: InstrumentInfo, reference: Decimal | None, halted: bool
+) -> InstrumentState:
     return InstrumentState(
         symbol=info.symbol,
         tick_size=info.tick_size,
@@ -106,11 +108,15 @@ class SnapshotBuilder:
                 continue
             if order.side == Side.BUY:
                 open_buy += left
-                if order.limit_price is not None and (own_bid is None or order.limit_price > own_bid):
+                if order.limit_price is not None and (
+                    own_bid is None or order.limit_price > own_bid
+                ):
                     own_bid = order.limit_price
             else:
                 open_sell += left
-                if order.limit_price is not None and (own_ask is None or order.limit_price < own_ask):
+                if order.limit_price is not None and (
+                    own_ask is None or order.limit_price < own_ask
+                ):
                     own_ask = order.limit_price
         # A market order rests nowhere, but until the venue has answered it can still trade:
         # treat it as crossing everything on its side.

@@ -87,8 +87,12 @@ class StreamHub:
     async def publish(self, notices: Iterable[NoticeLike]) -> None:
         now = str(self._clock.now_ns())
         for notice in notices:
-            message = {"type": notice.kind, "account_id": notice.account_id, "ts": now,
-                       "data": notice.payload}
+            message = {
+                "type": notice.kind,
+                "account_id": notice.account_id,
+                "ts": now,
+                "data": notice.payload,
+            }
             for connection in list(self._by_account.get(notice.account_id, ())):
                 connection.offer(message)
 

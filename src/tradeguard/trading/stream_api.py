@@ -24,7 +24,12 @@ from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import TradeguardError
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.container import IdentityServices
-from tradeguard.identity.guard import PERMISSION_EXTENSION, Principal, authenticate_token, check_permission
+from tradeguard.identity.guard import (
+    PERMISSION_EXTENSION,
+    Principal,
+    authenticate_token,
+    check_permission,
+)
 from tradeguard.trading.container import TradingServices
 from tradeguard.trading.stream import StreamConnection
 
@@ -123,9 +128,14 @@ async def _serve(
     if overflow in done:
         await _close(websocket, CLOSE_SLOW, "too slow: reconnect and catch up over REST")
     elif watcher in done:
-        reason = watcher.result() if not watcher.cancelled() and watcher.exception() is None else None
-        await _close(websocket, CLOSE_EXPIRED if reason == "expired" else CLOSE_POLICY,
-                     "the session ended" if reason != "expired" else "token expired")
+        reason = (
+            watcher.result() if not watcher.cancelled() and watcher.exception() is None else None
+        )
+        await _close(
+            websocket,
+            CLOSE_EXPIRED if reason == "expired" else CLOSE_POLICY,
+            "the session ended" if reason != "expired" else "token expired",
+        )
     else:
         await _close(websocket, 1000, "bye")
 

@@ -103,4 +103,3 @@ def start_tasks(
             asyncio.create_task(services.venue.run_street(tick_ms, stop), name="venue-street")
         )
     return tasks
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-
 from typing import Annotated
 
 from fastapi import Path, Query, Request, Response
@@ -24,7 +23,6 @@ from tradeguard.trading.models import (
     TradingHalt,
 )
 from tradeguard.trading.orders import PlaceOutcome, rejection
-
 
 IdPath = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
 SymbolPath = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,11}$")]

@@ -42,12 +42,11 @@ logger = logging.getLogger("tradeguard.venue")
 
 REBUILD_ATTEMPTS = 3
 SUBMITTED_MEMORY = 50_000
-SECONDS_PER_YEAR = 252 * 6.5 * 3600  # trading seconds in a year, for the GBM time step
 
 
 @dataclass(slots=True)
 class StreetConfig:
-    volatility: float = 0.25
+    volatility: Decimal = Decimal("0.25")
     spread_ticks: int = 2
     quote_size: int = 500
 
@@ -102,13 +101,12 @@ class SimulatedVenue:
         state.tick = tick
         if price is not None and state.last_price is None:
             state.last_price = price
-            state.reference.observe(self._clock.now_ns(), price)
+            state.reference.observe(price, self._clock.now_ns())
         if self._street is not None and state.model is None and price is not None:
             state.model = GbmQuoteModel(
                 initial_price=price,
                 volatility=self._street.volatility,
-                drift=0.0,
-                tick_size=tick,
+                tick=tick,
                 spread_ticks=self._street.spread_ticks,
                 quote_size=self._street.quote_size,
                 rng=random.Random(self._rng.random()),  # noqa: S311 - simulation
@@ -129,7 +127,7 @@ class SimulatedVenue:
         state = self._symbols.get(symbol)
         if state is None:
             return None
-        return state.reference.value(self._clock.now_ns())
+        return state.reference.reference_price(self._clock.now_ns())
 
     def mark_price(self, symbol: str) -> Decimal | None:
         state = self._symbols.get(symbol)
@@ -157,8 +155,8 @@ class SimulatedVenue:
             return {"bids": [], "asks": []}
         raw = state.book.depth(levels)
         return {
-            side: [(from_ticks(price, state.tick), qty) for price, qty in raw[side]]
-            for side in ("bids", "asks")
+            "bids": [(from_ticks(price, state.tick), qty) for price, qty in raw.bids],
+            "asks": [(from_ticks(price, state.tick), qty) for price, qty in raw.asks],
         }
 
     # Orders ----------------------------------------------------------------------------------
@@ -272,9 +270,11 @@ class SimulatedVenue:
             state.last_price = report.fills[-1].price
             now = self._clock.now_ns()
             for fill in report.fills:
-                state.reference.observe(now, fill.price)
+                state.reference.observe(fill.price, now)
 
-    def _report(self, state: SymbolState, incoming: IncomingOrder, result: MatchResult) -> VenueReport:
+    def _report(
+        self, state: SymbolState, incoming: IncomingOrder, result: MatchResult
+    ) -> VenueReport:
         fills = tuple(
             VenueFill(
                 match_id=self._ids.new_str(),
@@ -292,7 +292,10 @@ class SimulatedVenue:
         if result.cancelled and incoming.owner != STREET:
             cancels.append(
                 VenueCancel(
-                    incoming.order_id, incoming.owner, result.cancelled, result.cancel_reason or "ioc"
+                    incoming.order_id,
+                    incoming.owner,
+                    result.cancelled,
+                    result.cancel_reason.value if result.cancel_reason else "ioc",
                 )
             )
         for order_id, quantity in result.stp_cancelled:
@@ -309,13 +312,13 @@ class SimulatedVenue:
             if state.model is None or state.halted:
                 continue
             async with state.lock:
-                quote = state.model.step(dt_seconds / SECONDS_PER_YEAR)
+                quote = state.model.step(Decimal(str(dt_seconds)))
                 state.quote = quote
                 for order_id in state.street_ids:
                     state.book.cancel(order_id)
                 state.street_ids = []
                 mid = (quote.bid + quote.ask) / 2
-                state.reference.observe(self._clock.now_ns(), mid)
+                state.reference.observe(mid, self._clock.now_ns())
                 for side, price, size in (
                     (BookSide.BID, quote.bid, quote.bid_size),
                     (BookSide.ASK, quote.ask, quote.ask_size),

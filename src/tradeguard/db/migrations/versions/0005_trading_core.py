@@ -10,7 +10,6 @@ Revises: 0003_ledger_txid
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0005_trading_core"
 down_revision = "0003_ledger_txid"
 branch_labels = None
