@@ -38,6 +38,10 @@ class Trader:
     user_id: str
     access: str
     client: httpx.AsyncClient
+    sign_in: Any = None  # how to sign in again after the clock moved past the session
+
+    async def sign_in_again(self) -> None:
+        self.access = await self.sign_in()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -71,9 +75,15 @@ async def signed_in_trader(api: Api, client: httpx.AsyncClient, username: str) -
     first = await login(client, username)
     totp = await enrol_totp(api, client, first["access_token"])
     tokens = await login_with_totp(api, client, totp, username)
+    device = {"device_token": tokens["device_token"]}
+
+    async def again() -> str:
+        renewed = await login_with_totp(api, client, totp, username, device=device)
+        return str(renewed["access_token"])
+
     claims = api.services.verifier.verify(tokens["access_token"])
     assert "order:place" in claims.permissions
-    return Trader(username, claims.subject, tokens["access_token"], client)
+    return Trader(username, claims.subject, tokens["access_token"], client, again)
 
 
 async def signed_in_staff(
@@ -106,17 +116,21 @@ async def signed_in_staff(
         headers=bearer(access),
     )
     assert done.status_code == 201, done.text
-    options = await client.post(f"{WEBAUTHN}/authenticate/options", json={})
-    assert options.status_code == 200, options.text
-    assertion = passkey.get(json.dumps(options.json()["options"]), origin)
-    signed = await client.post(
-        f"{WEBAUTHN}/authenticate/verify",
-        json={"ticket": options.json()["ticket"], "credential": json.loads(assertion)},
-    )
-    assert signed.status_code == 200, signed.text
-    token = signed.json()["access_token"]
+
+    async def passkey_login() -> str:
+        options = await client.post(f"{WEBAUTHN}/authenticate/options", json={})
+        assert options.status_code == 200, options.text
+        assertion = passkey.get(json.dumps(options.json()["options"]), origin)
+        signed = await client.post(
+            f"{WEBAUTHN}/authenticate/verify",
+            json={"ticket": options.json()["ticket"], "credential": json.loads(assertion)},
+        )
+        assert signed.status_code == 200, signed.text
+        return str(signed.json()["access_token"])
+
+    token = await passkey_login()
     claims = api.services.verifier.verify(token)
-    return Trader(username, claims.subject, token, client)
+    return Trader(username, claims.subject, token, client, passkey_login)
 
 
 async def add_instrument(
@@ -198,6 +212,13 @@ async def street_order(
         )
     )
     return order_id
+
+
+async def withdraw(api: Api, symbol: str, street_order_id: str) -> None:
+    """Take whatever is left of a street order off the book."""
+    venue = trading_of(api).venue
+    assert venue is not None
+    await venue.purge(symbol, [street_order_id])
 
 
 async def account_body(trader: Trader, account_id: str) -> dict[str, Any]:

@@ -69,7 +69,9 @@ def build_trading(
     metrics = TradingMetrics(registry)
     accounts = AccountService(deps)
     orders = OrderService(deps, accounts, SnapshotBuilder(deps, accounts), metrics)
-    hub = StreamHub(clock=clock, buffer=settings.stream_send_buffer)
+    hub = StreamHub(
+        clock=clock, buffer=settings.stream_send_buffer, on_slow_drop=metrics.slow_client_dropped
+    )
     recorder = ExecutionRecorder(deps, orders, sessions, metrics, publish=hub.publish)
     venue: SimulatedVenue | None = None
     if with_venue:

@@ -191,6 +191,7 @@ class TradingDesk:
                 )
                 if outcome.replayed:
                     await savepoint.rollback()
+                    await session.refresh(outcome.order)
                     return outcome
                 if not outcome.accepted:
                     # Keep the refusal (its audit event and order row) but not the replacement:
@@ -198,6 +199,8 @@ class TradingDesk:
                     code = outcome.order.reject_code
                     detail = outcome.order.reject_detail
                     await savepoint.rollback()
+                    # The rollback expired what the savepoint touched: reload before reading.
+                    await session.refresh(row)
                     rejected = await self.orders.record_rejected_replace(
                         session,
                         old=row,

@@ -23,6 +23,11 @@ class TradingMetrics:
         self._executions = Counter(
             "tradeguard_executions", "Executions recorded.", registry=self.registry
         )
+        self._slow = Counter(
+            "tradeguard_stream_slow_clients_dropped",
+            "WebSocket clients disconnected because they did not keep up with their updates.",
+            registry=self.registry,
+        )
         self._stale = Counter(
             "tradeguard_venue_book_rebuilds",
             "Venue books rebuilt from the database because they disagreed with it.",
@@ -38,6 +43,9 @@ class TradingMetrics:
 
     def executions(self, count: int) -> None:
         self._executions.inc(count)
+
+    def slow_client_dropped(self) -> None:
+        self._slow.inc()
 
     def book_rebuilt(self) -> None:
         self._stale.inc()

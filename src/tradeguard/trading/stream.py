@@ -8,7 +8,7 @@ slow reader can never stall the order path or the other clients.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,9 +44,12 @@ class StreamConnection:
 
 
 class StreamHub:
-    def __init__(self, *, clock: Clock, buffer: int) -> None:
+    def __init__(
+        self, *, clock: Clock, buffer: int, on_slow_drop: Callable[[], None] | None = None
+    ) -> None:
         self._clock = clock
         self._buffer = buffer
+        self._on_slow_drop = on_slow_drop
         self._by_account: dict[str, set[StreamConnection]] = {}
         self._connections: set[StreamConnection] = set()
         self.dropped_slow = 0
@@ -70,6 +73,8 @@ class StreamHub:
                     del self._by_account[account_id]
         if connection.overflowed.is_set():
             self.dropped_slow += 1
+            if self._on_slow_drop is not None:
+                self._on_slow_drop()
 
     def account_opened(self, user_id: str, account_id: str) -> None:
         """A new account's updates reach its owner's open connections too."""
