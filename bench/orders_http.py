@@ -82,9 +82,21 @@ def wrk(url: str, script: str, *, duration: float, connections: int) -> dict[str
         handle.write(script + WRK_REPORT)
     try:
         completed = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--timeout",
-             "5s", "-s", handle.name, url],
-            check=True, capture_output=True, text=True, timeout=duration + 60,
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{int(duration)}s",
+                "--timeout",
+                "5s",
+                "-s",
+                handle.name,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
         )
     finally:
         Path(handle.name).unlink(missing_ok=True)
@@ -104,7 +116,11 @@ def cli(server: RunningServer, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
     completed = subprocess.run(
         [sys.executable, "-m", "tradeguard", *args, "--data-dir", str(server.data_dir)],
-        check=True, capture_output=True, text=True, env=env, timeout=120,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     return completed.stdout
 
@@ -114,8 +130,16 @@ def prepare_accounts(server: RunningServer, count: int) -> list[str]:
     for _ in range(count):
         out = cli(server, "trading", "accounts", "open", "alice", "--type", "cash")
         account_id = out.split()[1]
-        cli(server, "trading", "accounts", "adjust", account_id, "5000000", "--reason",
-            "benchmark funding")
+        cli(
+            server,
+            "trading",
+            "accounts",
+            "adjust",
+            account_id,
+            "5000000",
+            "--reason",
+            "benchmark funding",
+        )
         ids.append(account_id)
     return ids
 
@@ -131,7 +155,9 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="tradeguard-bench-") as data_dir,
         running_server(
-            Path(data_dir) / "var", ["--demo"], via_cli=True,
+            Path(data_dir) / "var",
+            ["--demo"],
+            via_cli=True,
             env={**SERVER_ENV, "TRADEGUARD_LOG_LEVEL": "WARNING"},
         ) as server,
     ):
@@ -149,12 +175,22 @@ def main() -> None:
         wrk(url + "/health/live", "", duration=2, connections=args.connections)
         wrk(url, script, duration=2, connections=args.connections)
         orders = wrk(url, script, duration=args.duration, connections=args.connections)
-        health = wrk(url + "/health/live", "", duration=args.duration,
-                     connections=args.connections)
+        health = wrk(url + "/health/live", "", duration=args.duration, connections=args.connections)
         reconcile = subprocess.run(
-            [sys.executable, "-m", "tradeguard", "trading", "reconcile", "--json",
-             "--data-dir", str(server.data_dir)],
-            capture_output=True, text=True, check=False, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "tradeguard",
+                "trading",
+                "reconcile",
+                "--json",
+                "--data-dir",
+                str(server.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
         )
     report = {
         "benchmark": "orders_http",

@@ -41,7 +41,11 @@ def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["COLUMNS"] = "240"
     return subprocess.run(
         [sys.executable, "-m", "tradeguard", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=120, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
 
 
@@ -64,8 +68,8 @@ def ws_url(server: RunningServer) -> str:
     return f"wss://127.0.0.1:{server.port}/api/v1/stream"
 
 
-async def next_of_type(ws: Any, kind: str, timeout: float = 15) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
+async def next_of_type(ws: Any, kind: str, within: float = 15) -> dict[str, Any]:
+    async with asyncio.timeout(within):
         while True:
             message = json.loads(await ws.recv())
             if message["type"] == kind:
@@ -83,8 +87,12 @@ class TestStream:
         async def scenario() -> tuple[dict[str, Any], dict[str, Any], int | None]:
             context = server.client_context()
             async with (
-                connect(ws_url(server), ssl=context, additional_headers=trader.headers,
-                        server_hostname="localhost") as by_header,
+                connect(
+                    ws_url(server),
+                    ssl=context,
+                    additional_headers=trader.headers,
+                    server_hostname="localhost",
+                ) as by_header,
                 connect(ws_url(server), ssl=context, server_hostname="localhost") as by_message,
             ):
                 await by_message.send(json.dumps({"type": "auth", "token": trader.access_token}))
@@ -95,8 +103,14 @@ class TestStream:
                 ) as api:
                     placed = await api.post(
                         f"/api/v1/accounts/{account}/orders",
-                        json={"client_order_id": "ws-1", "symbol": "AAPL", "side": "buy",
-                              "type": "limit", "quantity": 1, "limit_price": "225.00"},
+                        json={
+                            "client_order_id": "ws-1",
+                            "symbol": "AAPL",
+                            "side": "buy",
+                            "type": "limit",
+                            "quantity": 1,
+                            "limit_price": "225.00",
+                        },
                         headers=trader.headers,
                     )
                     assert placed.status_code == 201, placed.text
@@ -128,11 +142,17 @@ class TestStream:
             # A tiny receive window: the server's writes back up quickly when we never read.
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
             slow = await connect(
-                ws_url(server), ssl=context, sock=raw, server_hostname="localhost",
-                additional_headers=trader.headers, max_queue=1,
+                ws_url(server),
+                ssl=context,
+                sock=raw,
+                server_hostname="localhost",
+                additional_headers=trader.headers,
+                max_queue=1,
             )
             fast = await connect(
-                ws_url(server), ssl=context, server_hostname="localhost",
+                ws_url(server),
+                ssl=context,
+                server_hostname="localhost",
                 additional_headers=trader.headers,
             )
             received = 0
@@ -144,12 +164,20 @@ class TestStream:
 
             reader = asyncio.create_task(read_fast())
             slow.transport.pause_reading()  # the slow client never reads again
-            async with httpx.AsyncClient(base_url=server.base_url, verify=context, timeout=20) as api:
+            async with httpx.AsyncClient(
+                base_url=server.base_url, verify=context, timeout=20
+            ) as api:
                 for i in range(1200):
                     response = await api.post(
                         f"/api/v1/accounts/{account}/orders",
-                        json={"client_order_id": f"flood-{i}", "symbol": "AAPL", "side": "buy",
-                              "type": "limit", "quantity": 1, "limit_price": f"224.{i % 90:02d}"},
+                        json={
+                            "client_order_id": f"flood-{i}",
+                            "symbol": "AAPL",
+                            "side": "buy",
+                            "type": "limit",
+                            "quantity": 1,
+                            "limit_price": f"224.{i % 90:02d}",
+                        },
                         headers=trader.headers,
                     )
                     assert response.status_code in (201, 422), response.text
@@ -206,9 +234,15 @@ class TestCrashRecovery:
                         try:
                             response = await api.post(
                                 f"/api/v1/accounts/{account}/orders",
-                                json={"client_order_id": f"k{worker}-{n}", "symbol": "AAPL",
-                                      "side": "buy", "type": "limit", "time_in_force": "day",
-                                      "quantity": 1, "limit_price": price},
+                                json={
+                                    "client_order_id": f"k{worker}-{n}",
+                                    "symbol": "AAPL",
+                                    "side": "buy",
+                                    "type": "limit",
+                                    "time_in_force": "day",
+                                    "quantity": 1,
+                                    "limit_price": price,
+                                },
                                 headers=trader.headers,
                             )
                         except httpx.HTTPError:
@@ -240,7 +274,8 @@ class TestCrashRecovery:
                     api, trader.username, trader.password, trader.totp, trader.device_token
                 )
                 orders = api.get(
-                    f"/api/v1/accounts/{account}/orders", params={"limit": 500},
+                    f"/api/v1/accounts/{account}/orders",
+                    params={"limit": 500},
                     headers={"Authorization": f"Bearer {token}"},
                 ).json()
             present = {o["id"] for o in orders}

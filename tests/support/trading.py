@@ -10,7 +10,15 @@ from typing import Any
 
 import httpx
 
-from tests.support.api import Api, bearer, enrol_totp, login, login_with_totp, prove_email, register_verified
+from tests.support.api import (
+    Api,
+    bearer,
+    enrol_totp,
+    login,
+    login_with_totp,
+    prove_email,
+    register_verified,
+)
 from tests.support.webauthn_authenticator import SoftwareAuthenticator
 from tradeguard.access.domain import Role
 from tradeguard.core.orders import Side, StpMode, TimeInForce
@@ -179,7 +187,10 @@ async def funded_account(
         )
         if Decimal(cash):
             await services.accounts.adjust(
-                session, account_id=account.id, amount=Decimal(cash), reason="test funding",
+                session,
+                account_id=account.id,
+                amount=Decimal(cash),
+                reason="test funding",
                 actor=SETUP,
             )
     services.hub.account_opened(trader.user_id, account.id)
@@ -189,9 +200,7 @@ async def funded_account(
 _street_seq = 0
 
 
-async def street_order(
-    api: Api, symbol: str, side: Side, quantity: int, price: str
-) -> str:
+async def street_order(api: Api, symbol: str, side: Side, quantity: int, price: str) -> str:
     """Liquidity from the simulated street (not a customer): rests until traded or replaced."""
     global _street_seq  # noqa: PLW0603 - unique ids within one test process
     _street_seq += 1

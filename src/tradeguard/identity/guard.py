@@ -9,7 +9,7 @@ second) proves the session still stands, so a revocation takes effect at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -172,6 +172,22 @@ async def authenticate_token(
 CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
 
 
+def _permission_event(
+    principal: Principal, permission: str, granted: bool, *, route: str, method: str
+) -> LedgerEvent:
+    return LedgerEvent(
+        type=PERMISSION_CHECKED,
+        actor=Party("user", principal.user_id),
+        subject=Party("session", principal.session_id),
+        data={"permission": permission, "allowed": granted, "route": route, "method": method},
+        request_id=request_id_var.get(),
+    )
+
+
+def _granted(principal: Principal, permission: str) -> bool:
+    return permission == AUTHENTICATED or permission in principal.permissions
+
+
 async def check_permission(
     services: IdentityServices,
     principal: Principal,
@@ -181,28 +197,44 @@ async def check_permission(
     method: str,
 ) -> None:
     """Decide and audit one permission check (RBAC-6); raise Forbidden when denied."""
-    granted = permission == AUTHENTICATED or permission in principal.permissions
-    event = LedgerEvent(
-        type=PERMISSION_CHECKED,
-        actor=Party("user", principal.user_id),
-        subject=Party("session", principal.session_id),
-        data={"permission": permission, "allowed": granted, "route": route, "method": method},
-        request_id=request_id_var.get(),
-    )
+    granted = _granted(principal, permission)
+    event = _permission_event(principal, permission, granted, route=route, method=method)
     await _audit_alone(services, event)
     if not granted:
         raise Forbidden(f"this action needs the {permission} permission")
 
 
+@dataclass(slots=True)
+class PendingAudit:
+    """An allowed check whose audit event rides in the route's own transaction."""
+
+    event: LedgerEvent
+    written: bool = False
+
+
+PENDING_AUDIT = "pending_audit"
+
+
+def pending_audit(request: Request) -> list[LedgerEvent]:
+    """Events the route must append in its transaction (then call `audit_committed`)."""
+    pending: PendingAudit | None = getattr(request.state, PENDING_AUDIT, None)
+    return [pending.event] if pending is not None and not pending.written else []
+
+
+def audit_committed(request: Request) -> None:
+    pending: PendingAudit | None = getattr(request.state, PENDING_AUDIT, None)
+    if pending is not None:
+        pending.written = True
+
+
+def _route_of(request: Request) -> str:
+    return str(getattr(request.scope.get("route"), "path", request.url.path))
+
+
 def _permission_check(permission: str) -> Any:
     async def check(request: Request, services: Services, principal: CurrentPrincipal) -> None:
-        route = request.scope.get("route")
         await check_permission(
-            services,
-            principal,
-            permission,
-            route=getattr(route, "path", request.url.path),
-            method=request.method,
+            services, principal, permission, route=_route_of(request), method=request.method
         )
 
     # Lets the route-table audit prove the check is installed, not just declared.
@@ -210,10 +242,45 @@ def _permission_check(permission: str) -> Any:
     return check
 
 
-def guarded(permission: str) -> dict[str, Any]:
-    """Route keyword arguments: declare the permission and enforce it."""
+def _permission_check_in_transaction(permission: str) -> Any:
+    async def check(
+        request: Request, services: Services, principal: CurrentPrincipal
+    ) -> AsyncIterator[None]:
+        granted = _granted(principal, permission)
+        event = _permission_event(
+            principal, permission, granted, route=_route_of(request), method=request.method
+        )
+        if not granted:
+            await _audit_alone(services, event)
+            raise Forbidden(f"this action needs the {permission} permission")
+        pending = PendingAudit(event)
+        setattr(request.state, PENDING_AUDIT, pending)
+        try:
+            yield
+        finally:
+            # The route did not commit it (it failed before, or never took it): record the
+            # check on its own, so every check is in the ledger whatever the outcome.
+            if not pending.written:
+                await _audit_alone(services, event)
+
+    check.enforced_permission = permission  # type: ignore[attr-defined]
+    return check
+
+
+def guarded(permission: str, *, audit_in_transaction: bool = False) -> dict[str, Any]:
+    """Route keyword arguments: declare the permission and enforce it.
+
+    With `audit_in_transaction` an allowed check's audit event is handed to the route
+    (`pending_audit`) to append in its own transaction, saving a commit on hot paths such as
+    order placement; if the route does not commit it, it is written on its own after the
+    route ran. A denied check is always committed on its own at once.
+    """
+    if audit_in_transaction:
+        dependency = Depends(_permission_check_in_transaction(permission), scope="function")
+    else:
+        dependency = Depends(_permission_check(permission))
     return {
-        "dependencies": [Depends(_permission_check(permission))],
+        "dependencies": [dependency],
         "openapi_extra": {PERMISSION_EXTENSION: permission},
     }
 

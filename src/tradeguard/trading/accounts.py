@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,11 +32,21 @@ from tradeguard.trading.models import (
     Execution,
     JournalEntry,
     JournalTransaction,
-    Position,
     TradingAccount,
 )
 
 MAX_ADJUSTMENT = Decimal(10_000_000)
+
+
+class PositionLike(Protocol):
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+    @property
+    def cost_basis(self) -> Decimal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,13 +262,10 @@ class AccountService:
         info = self.deps.reference.get(symbol)
         return info.reference_price if info else None
 
-    async def account_state(
-        self,
-        session: AsyncSession,
-        account: TradingAccount,
-        balances: Balances,
-        positions: Sequence[Position],
+    def state_from(
+        self, account: TradingAccount, balances: Balances, positions: Sequence[PositionLike]
     ) -> AccountState:
+        """The account's state at current marks (start-of-day equity still to be filled in)."""
         long_value = short_value = ZERO
         for pos in positions:
             if pos.quantity == 0:
@@ -270,7 +278,7 @@ class AccountService:
                 long_value += mark * pos.quantity
             else:
                 short_value += mark * -pos.quantity
-        state = AccountState(
+        return AccountState(
             account_id=account.id,
             account_type=AccountType(account.account_type),
             status=AccountStatus(account.status),
@@ -282,6 +290,15 @@ class AccountService:
             short_market_value=short_value,
             start_of_day_equity=ZERO,
         )
+
+    async def account_state(
+        self,
+        session: AsyncSession,
+        account: TradingAccount,
+        balances: Balances,
+        positions: Sequence[PositionLike],
+    ) -> AccountState:
+        state = self.state_from(account, balances, positions)
         start = await self.start_of_day_equity(session, account.id, state.equity)
         return replace(state, start_of_day_equity=start)
 
@@ -327,6 +344,7 @@ class AccountService:
             balances = balances_from(account.id, account.currency, rows)
             if balances.cash_settled - balances.cash_held + amount < 0:
                 raise TradingInputError("the debit exceeds the account's free settled cash")
+        repository.changed(account)
         move = journal.adjustment(account.id, account.currency, amount, reason)
         await repository.post(session, self.deps.ids.new_str(), move, self.deps.clock.now_ns())
         # Money in or out is not a trading loss or gain: move the day's starting point too.
@@ -393,6 +411,7 @@ class AccountService:
             )
             account.trading_state = trading_state.value
         account.updated_ns = now
+        repository.changed(account)
         return account
 
     async def _refuse_close_with_holdings(
@@ -428,6 +447,7 @@ class AccountService:
                 setattr(account, name, value)
         if changed:
             account.updated_ns = self.deps.clock.now_ns()
+            repository.changed(account)
             await self.deps.audit(
                 session,
                 TradingEvent.ACCOUNT_LIMITS_CHANGED,

@@ -12,7 +12,13 @@ from tradeguard.access.domain import Permission
 from tradeguard.core.context import request_id_var
 from tradeguard.core.orders import OrderType, Side, TimeInForce
 from tradeguard.db.engine import unit_of_work
-from tradeguard.identity.guard import AUTHENTICATED, CurrentPrincipal, guarded
+from tradeguard.identity.guard import (
+    AUTHENTICATED,
+    CurrentPrincipal,
+    audit_committed,
+    guarded,
+    pending_audit,
+)
 from tradeguard.risk.domain import AccountType
 from tradeguard.trading import schemas as s
 from tradeguard.trading.desk import ReplaceRequest
@@ -202,7 +208,11 @@ async def list_orders(
     return [order_out(r) for r in rows]
 
 
-@router.post("/accounts/{account_id}/orders", status_code=201, **guarded(Permission.ORDER_PLACE))
+@router.post(
+    "/accounts/{account_id}/orders",
+    status_code=201,
+    **guarded(Permission.ORDER_PLACE, audit_in_transaction=True),
+)
 async def place_order(
     account_id: IdPath,
     body: s.OrderIn,
@@ -228,7 +238,9 @@ async def place_order(
         ),
         actor=user(principal),
         request_id=request_id_var.get(),
+        audit=pending_audit(request),
     )
+    audit_committed(request)
     return placed(outcome, response)
 
 
@@ -262,6 +274,7 @@ async def cancel_order(
 
 @router.put("/accounts/{account_id}/orders/{order_id}", **guarded(Permission.ORDER_MODIFY))
 async def replace_order(
+    *,
     account_id: IdPath,
     order_id: IdPath,
     body: s.ReplaceIn,

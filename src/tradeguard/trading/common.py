@@ -90,6 +90,8 @@ class ReferenceCache:
     def __init__(self) -> None:
         self.version = -1
         self._instruments: dict[str, InstrumentInfo] = {}
+        self._market_halted = False
+        self._halted_symbols: frozenset[str] = frozenset()
 
     async def ensure(self, session: AsyncSession, version: int) -> None:
         if version != self.version:
@@ -101,7 +103,15 @@ class ReferenceCache:
             row.symbol: instrument_info(row, restricted=row.symbol in restricted)
             for row in await repository.instruments(session)
         }
+        halts = await repository.active_halts(session)
+        self._market_halted = any(h.scope == "market" for h in halts)
+        self._halted_symbols = frozenset(h.target for h in halts if h.scope == "symbol")
         self.version = version
+
+    def halted(self, symbol: str) -> tuple[bool, bool]:
+        """(market-wide halt, this symbol halted) as of the loaded control version; every halt
+        and resumption moves the version, so an order checked under it sees the latest."""
+        return self._market_halted, symbol in self._halted_symbols
 
     def get(self, symbol: str) -> InstrumentInfo | None:
         return self._instruments.get(symbol)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.core.orders import OrderType, Side, TimeInForce
 from tradeguard.db.engine import unit_of_work
-from tradeguard.ledger.domain import Party
+from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.trading import repository
 from tradeguard.trading.common import OrderConflict, OrderNotFound, TradingDeps
 from tradeguard.trading.domain import OPEN_STATUSES, CancelReason, HaltScope, OrderStatus
@@ -62,8 +62,13 @@ class TradingDesk:
         request: OrderRequest,
         actor: Party,
         request_id: str | None = None,
+        audit: Sequence[LedgerEvent] = (),
     ) -> PlaceOutcome:
+        """`audit`: events (the permission check) to commit with the order, in one
+        transaction."""
         async with unit_of_work(self.sessions) as session:
+            for event in audit:
+                await self.deps.ledger.append(session, event)
             outcome = await self.orders.place(
                 session,
                 account_id=account_id,
@@ -74,11 +79,17 @@ class TradingDesk:
             )
         if outcome.replayed:
             return outcome
+        if outcome.after_commit is not None:
+            outcome.after_commit()
         await self.hub.publish(
             [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
         )
-        if outcome.accepted and self.venue is not None:
-            await self.venue.submit(self.recorder.to_venue(outcome.order))
+        # When the venue traded or cancelled some of it, answer with the order as it is now.
+        if (
+            outcome.accepted
+            and self.venue is not None
+            and await self.venue.submit(self.recorder.to_venue(outcome.order))
+        ):
             return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
         return outcome
 

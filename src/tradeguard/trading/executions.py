@@ -129,55 +129,12 @@ class ExecutionRecorder:
             await self.publish(batch.notices)
 
     async def _apply(self, session: AsyncSession, report: VenueReport, batch: _Batch) -> None:
-        account_ids = sorted(
-            {f.taker_account for f in report.fills}
-            | {f.maker_account for f in report.fills}
-            | {c.account_id for c in report.cancels}
-        )
-        account_ids = [a for a in account_ids if a != STREET]
-        accounts: dict[str, TradingAccount] = {}
-        for account_id in account_ids:  # lock order: account rows by id, then orders
-            row = await repository.account(session, account_id, lock=True)
-            if row is None:
-                raise StaleBook(f"unknown account in book {report.symbol}")
-            accounts[account_id] = row
-        order_ids = sorted(
-            {f.taker_order_id for f in report.fills if f.taker_account != STREET}
-            | {f.maker_order_id for f in report.fills if f.maker_account != STREET}
-            | {c.order_id for c in report.cancels}
-        )
-        orders = await repository.orders_by_ids(session, order_ids)
-        needed: dict[str, int] = {}
-        for fill in report.fills:
-            for order_id, account in (
-                (fill.taker_order_id, fill.taker_account),
-                (fill.maker_order_id, fill.maker_account),
-            ):
-                if account != STREET:
-                    needed[order_id] = needed.get(order_id, 0) + fill.quantity
-        for cancel in report.cancels:
-            needed[cancel.order_id] = needed.get(cancel.order_id, 0) + cancel.quantity
-        for order_id, quantity in needed.items():
-            order = orders.get(order_id)
-            if order is None or order.status not in OPEN_STATUSES or remaining(order) < quantity:
-                raise StaleBook(f"order {order_id} is not open for {quantity} in the database")
+        accounts, orders = await self._lock_and_check(session, report)
         now = self.deps.clock.now_ns()
         for fill in report.fills:
-            for order_id, account_id, buys, liquidity, contra in (
-                (
-                    fill.taker_order_id,
-                    fill.taker_account,
-                    fill.taker_buys,
-                    "taker",
-                    fill.maker_account,
-                ),
-                (
-                    fill.maker_order_id,
-                    fill.maker_account,
-                    not fill.taker_buys,
-                    "maker",
-                    fill.taker_account,
-                ),
+            for order_id, account_id, liquidity, contra in (
+                (fill.taker_order_id, fill.taker_account, "taker", fill.maker_account),
+                (fill.maker_order_id, fill.maker_account, "maker", fill.taker_account),
             ):
                 if account_id == STREET:
                     continue
@@ -196,6 +153,39 @@ class ExecutionRecorder:
         for cancel in report.cancels:
             order = orders[cancel.order_id]
             await self._venue_cancel(session, order, cancel.quantity, cancel.reason, batch)
+
+    async def _lock_and_check(
+        self, session: AsyncSession, report: VenueReport
+    ) -> tuple[dict[str, TradingAccount], dict[str, Order]]:
+        """Lock the accounts (by id) and orders a report touches, and prove the database agrees
+        with the venue: every order open with at least the quantity the venue used."""
+        customers = {f.taker_account for f in report.fills} | {
+            f.maker_account for f in report.fills
+        }
+        customers |= {c.account_id for c in report.cancels}
+        accounts: dict[str, TradingAccount] = {}
+        for account_id in sorted(customers - {STREET}):
+            row = await repository.account(session, account_id, lock=True)
+            if row is None:
+                raise StaleBook(f"unknown account in book {report.symbol}")
+            repository.changed(row)
+            accounts[account_id] = row
+        needed: dict[str, int] = {}
+        for fill in report.fills:
+            for order_id, account in (
+                (fill.taker_order_id, fill.taker_account),
+                (fill.maker_order_id, fill.maker_account),
+            ):
+                if account != STREET:
+                    needed[order_id] = needed.get(order_id, 0) + fill.quantity
+        for cancel in report.cancels:
+            needed[cancel.order_id] = needed.get(cancel.order_id, 0) + cancel.quantity
+        orders = await repository.orders_by_ids(session, sorted(needed))
+        for order_id, quantity in needed.items():
+            order = orders.get(order_id)
+            if order is None or order.status not in OPEN_STATUSES or remaining(order) < quantity:
+                raise StaleBook(f"order {order_id} is not open for {quantity} in the database")
+        return accounts, orders
 
     async def _fill(
         self,
@@ -250,12 +240,12 @@ class ExecutionRecorder:
             # Price improvement leaves cash reserved that nothing will use: give it back.
             if order.hold_cash or order.hold_shares:
                 leftover = journal.release(
-                    account.id,
-                    account.currency,
-                    order.symbol,
-                    order.hold_cash,
-                    order.hold_shares,
-                    order.id,
+                    account_id=account.id,
+                    currency=account.currency,
+                    symbol=order.symbol,
+                    cash=order.hold_cash,
+                    shares=order.hold_shares,
+                    order_id=order.id,
                 )
                 await repository.post(session, deps.ids.new_str(), leftover, now)
                 order.hold_cash, order.hold_shares = ZERO, 0
@@ -280,8 +270,12 @@ class ExecutionRecorder:
             settled_ns=None,
         )
         repository.add(session, execution)
-        day_trade = await self._position(session, account, order, buy, quantity, price, now)
-        await self._close_out_fails(session, account, order, buy, quantity, now)
+        day_trade = await self._position(
+            session, account=account, order=order, buy=buy, quantity=quantity, price=price, now=now
+        )
+        await self._close_out_fails(
+            session, account=account, order=order, buy=buy, quantity=quantity, now=now
+        )
         batch.executions += 1
         data = {
             "execution_id": execution_id,
@@ -320,6 +314,7 @@ class ExecutionRecorder:
     async def _position(
         self,
         session: AsyncSession,
+        *,
         account: TradingAccount,
         order: Order,
         buy: bool,
@@ -382,6 +377,7 @@ class ExecutionRecorder:
     async def _close_out_fails(
         self,
         session: AsyncSession,
+        *,
         account: TradingAccount,
         order: Order,
         buy: bool,
@@ -444,7 +440,12 @@ class ExecutionRecorder:
         now = self.deps.clock.now_ns()
         if cash or shares:
             move = journal.release(
-                account.id, account.currency, order.symbol, cash, shares, order.id
+                account_id=account.id,
+                currency=account.currency,
+                symbol=order.symbol,
+                cash=cash,
+                shares=shares,
+                order_id=order.id,
             )
             await repository.post(session, self.deps.ids.new_str(), move, now)
         order.hold_cash -= cash

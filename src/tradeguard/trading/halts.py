@@ -88,6 +88,7 @@ class HaltService:
         ):
             account = await repository.account(session, account_id, lock=True)
             if scope is HaltScope.ACCOUNT and account is not None:
+                repository.changed(account)
                 account.trading_state = TradingState.HALTED.value
                 account.updated_ns = self.deps.clock.now_ns()
         for order in affected:
@@ -155,6 +156,7 @@ class HaltService:
         if scope is HaltScope.ACCOUNT:
             account = await repository.account(session, target, lock=True)
             if account is not None:
+                repository.changed(account)
                 account.trading_state = TradingState.ACTIVE.value
                 account.updated_ns = now
         await repository.bump_control(session, now)

@@ -161,7 +161,7 @@ def release_entries(
 
 
 def release(
-    account_id: str, currency: str, symbol: str, cash: Decimal, shares: int, order_id: str
+    *, account_id: str, currency: str, symbol: str, cash: Decimal, shares: int, order_id: str
 ) -> Movement:
     return movement(
         MovementKind.RELEASE,

@@ -93,6 +93,8 @@ class TradingAccount(Base):
     currency: Mapped[str] = mapped_column(String(3))
     created_ns: Mapped[int] = mapped_column(BigInteger)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
+    # Moves with every change to the account's money, positions or orders (cache validation).
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
     # Per-account overrides of the firm's limits (NULL = the firm default).
     max_order_quantity: Mapped[int | None] = mapped_column(Integer)
     max_order_notional: Mapped[Decimal | None] = mapped_column(DecimalString)
@@ -141,9 +143,17 @@ class JournalEntry(Base):
     amount: Mapped[Decimal] = mapped_column(DecimalString)
 
 
+MICROS = Decimal(1_000_000)
+
+
 class BookBalance(Base):
     """The running balance of one customer book, kept in the same transaction as its entries
-    (firm books are summed on demand, so no firm-wide row becomes a point of contention)."""
+    (firm books are summed on demand, so no firm-wide row becomes a point of contention).
+
+    Stored as an exact integer of millionths, so a movement adds to it in SQL
+    (`amount_micros + :delta`) without reading it first; every amount the journal moves has
+    at most six decimals, and a finer one is refused rather than rounded.
+    """
 
     __tablename__ = "book_balances"
 
@@ -151,8 +161,12 @@ class BookBalance(Base):
     asset: Mapped[str] = mapped_column(String(12), primary_key=True)
     phase: Mapped[str] = mapped_column(String(6), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id"), index=True)
-    amount: Mapped[Decimal] = mapped_column(DecimalString)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
     updated_ns: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.amount_micros) / MICROS
 
 
 # Orders, executions, positions -----------------------------------------------------------------

@@ -9,7 +9,7 @@ commit (acknowledged means committed); the venue sees the order after that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -45,7 +45,7 @@ from tradeguard.trading.domain import (
 from tradeguard.trading.events import RiskEvent, TradingEvent
 from tradeguard.trading.metrics import TradingMetrics
 from tradeguard.trading.models import Order, TradingAccount
-from tradeguard.trading.snapshots import SnapshotBuilder, remaining
+from tradeguard.trading.snapshots import AccountMemo, SnapshotBuilder, remaining
 
 MAX_QUANTITY = 1_000_000_000
 
@@ -99,6 +99,8 @@ class OrderRequest:
 class PlaceOutcome:
     order: Order
     replayed: bool
+    # Run once the transaction committed: keeps the account's cached view current.
+    after_commit: Callable[[], None] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -207,21 +209,23 @@ class OrderService:
             replaces_order_id=replaces.id if replaces else None,
         )
         info = self.deps.reference.get(request.symbol)
+        memo = None
         if info is None:
             decision = reject_decision(
                 RejectCode.INSTRUMENT_UNKNOWN, "instrument_known", "no such instrument"
             )
         else:
-            snapshot = await self.snapshots.build(
+            snapshot, memo = await self.snapshots.build(
                 session, account=account, info=info, intent=intent
             )
             decision = evaluate(intent, snapshot)
         order = self._order_row(account, request, fingerprint, decision, replaces)
         repository.add(session, order)
-        await session.flush()
+        repository.changed(account)
+        after_commit = self._remember(account.id, memo, order, account.version)
         if not decision.accepted:
             await self._record_reject(session, order, decision, actor, request_id)
-            return PlaceOutcome(order, replayed=False)
+            return PlaceOutcome(order, replayed=False, after_commit=after_commit)
         await self._reserve(session, account, order, decision)
         await self.deps.audit(
             session,
@@ -238,7 +242,19 @@ class OrderService:
             request_id=request_id,
         )
         self.metrics.order_accepted()
-        return PlaceOutcome(order, replayed=False)
+        return PlaceOutcome(order, replayed=False, after_commit=after_commit)
+
+    def _remember(
+        self, account_id: str, memo: AccountMemo | None, order: Order, version: int
+    ) -> Callable[[], None] | None:
+        if memo is None:
+            return None
+        snapshots = self.snapshots
+
+        def remember() -> None:
+            snapshots.remember(account_id, snapshots.after_order(memo, order, version=version))
+
+        return remember
 
     def _order_row(
         self,
@@ -383,14 +399,15 @@ class OrderService:
             raise OrderConflict(f"the order is already {order.status}")
         now = self.deps.clock.now_ns()
         account = await self.accounts.get(session, order.account_id)
+        repository.changed(account)
         if order.hold_cash or order.hold_shares:
             move = journal.release(
-                account.id,
-                account.currency,
-                order.symbol,
-                order.hold_cash,
-                order.hold_shares,
-                order.id,
+                account_id=account.id,
+                currency=account.currency,
+                symbol=order.symbol,
+                cash=order.hold_cash,
+                shares=order.hold_shares,
+                order_id=order.id,
             )
             await repository.post(session, self.deps.ids.new_str(), move, now)
         unused_locate = order.locate_quantity

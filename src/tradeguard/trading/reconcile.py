@@ -153,37 +153,41 @@ class Reconciler:
         entries: dict[tuple[str, str, str], Decimal],
         executions: Sequence[Execution],
     ) -> None:
+        await self._holds(session, report, entries)
+        await self._fills(session, report, executions)
+
+    async def _holds(
+        self,
+        session: AsyncSession,
+        report: ReconcileReport,
+        entries: dict[tuple[str, str, str], Decimal],
+    ) -> None:
+        """Held cash and shares equal what the open orders still reserve, book by book."""
         open_orders = await repository.all_open_orders(session)
         report.orders = len(open_orders)
-        cash_held: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        shares_held: dict[tuple[str, str], int] = defaultdict(int)
+        expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
         for order in open_orders:
-            cash_held[order.account_id] += order.hold_cash
-            shares_held[(order.account_id, order.symbol)] += order.hold_shares
+            currency_key = (journal.cash_book(order.account_id), "")
+            expected[currency_key] += order.hold_cash
+            expected[(journal.position_book(order.account_id, order.symbol), order.symbol)] += (
+                order.hold_shares
+            )
+        journaled: dict[tuple[str, str], Decimal] = {}
         for (book, asset, phase), amount in entries.items():
-            if phase != "held":
-                continue
-            account_id = journal.account_of(book)
-            assert account_id is not None  # noqa: S101 - customer books only
-            if book == journal.cash_book(account_id):
-                expected = cash_held.pop(account_id, ZERO)
-                if -amount != expected:
-                    report.add(
-                        f"account {account_id}: cash held {-amount}, open orders hold {expected}"
-                    )
-            else:
-                expected_shares = shares_held.pop((account_id, asset), 0)
-                if -amount != expected_shares:
-                    report.add(
-                        f"account {account_id}: {asset} shares held {-amount}, "
-                        f"open orders hold {expected_shares}"
-                    )
-        for account_id, amount in cash_held.items():
-            if amount:
-                report.add(f"account {account_id}: open orders hold {amount} with no journal hold")
-        for (account_id, symbol), shares in shares_held.items():
-            if shares:
-                report.add(f"account {account_id}: open orders hold {shares} {symbol} unjournaled")
+            if phase == "held":
+                key = (book, "" if book.endswith(":cash") else asset)
+                journaled[key] = -amount
+        for key in sorted(set(expected) | set(journaled)):
+            if expected.get(key, ZERO) != journaled.get(key, ZERO):
+                report.add(
+                    f"{key[0]}: held {journaled.get(key, ZERO)}, but open orders reserve "
+                    f"{expected.get(key, ZERO)}"
+                )
+
+    async def _fills(
+        self, session: AsyncSession, report: ReconcileReport, executions: Sequence[Execution]
+    ) -> None:
+        """Each order's filled quantity, notional and fees equal its executions."""
         per_order: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
         for e in executions:
             sums = per_order[e.order_id]

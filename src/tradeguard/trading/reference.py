@@ -135,28 +135,9 @@ class ReferenceService:
         if row is None:
             raise InstrumentNotFound("no such symbol")
         before = _fields(row)
-        if spec.name is not None:
-            row.name = spec.name.strip()[:120]
-        if spec.tick_size is not None:
-            row.tick_size = spec.tick_size
-        if spec.lot_size is not None:
-            row.lot_size = Decimal(spec.lot_size)
-        if spec.min_quantity is not None:
-            row.min_quantity = spec.min_quantity
-        if spec.max_quantity is not None:
-            row.max_quantity = spec.max_quantity
+        _apply_spec(row, spec)
         if row.max_quantity < row.min_quantity:
             raise TradingInputError("max_quantity must be at least min_quantity")
-        if spec.reference_price is not None:
-            row.reference_price = spec.reference_price
-        if spec.band_tier is not None:
-            row.band_tier = spec.band_tier
-        if spec.tradable is not None:
-            row.status = "active" if spec.tradable else "inactive"
-        if spec.threshold_security is not None:
-            row.threshold_security = spec.threshold_security
-        if spec.easy_to_borrow is not None:
-            row.easy_to_borrow = spec.easy_to_borrow
         after = _fields(row)
         changes = {
             k: {"from": _plain(before[k]), "to": _plain(v)}
@@ -281,3 +262,22 @@ def _fields(row: Instrument) -> dict[str, object]:
         "threshold_security": row.threshold_security,
         "easy_to_borrow": row.easy_to_borrow,
     }
+
+
+def _apply_spec(row: Instrument, spec: InstrumentSpec) -> None:
+    """Set what the spec names on the row (None leaves a field as it is)."""
+    plain = ("tick_size", "min_quantity", "max_quantity", "reference_price", "band_tier")
+    for name in plain:
+        value = getattr(spec, name)
+        if value is not None:
+            setattr(row, name, value)
+    if spec.name is not None:
+        row.name = spec.name.strip()[:120]
+    if spec.lot_size is not None:
+        row.lot_size = Decimal(spec.lot_size)
+    if spec.tradable is not None:
+        row.status = "active" if spec.tradable else "inactive"
+    if spec.threshold_security is not None:
+        row.threshold_security = spec.threshold_security
+    if spec.easy_to_borrow is not None:
+        row.easy_to_borrow = spec.easy_to_borrow

@@ -7,11 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.trading.domain import MARKET_TARGET, HaltScope
 from tradeguard.trading.journal import Movement, account_of
 from tradeguard.trading.models import (
+    MICROS,
     AccountDay,
     BookBalance,
     DayTrade,
@@ -40,6 +43,11 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 def add(session: AsyncSession, row: object) -> None:
     session.add(row)
+
+
+def changed(account: TradingAccount) -> None:
+    """Mark an account changed: its version moves, so cached views of it are reloaded."""
+    account.version = account.version + 1
 
 
 # Control row and halts ---------------------------------------------------------------------------
@@ -194,26 +202,61 @@ async def post(session: AsyncSession, txn_id: str, movement: Movement, now_ns: i
             for e in movement.entries
         ],
     )
+    deltas: dict[tuple[str, str, str], int] = {}
+    owners: dict[str, str] = {}
     for entry in movement.entries:
         owner = account_of(entry.book)
         if owner is None:
             continue
         key = (entry.book, entry.asset, entry.phase.value)
-        row = await session.get(BookBalance, key)
-        if row is None:
-            session.add(
-                BookBalance(
-                    book=entry.book,
-                    asset=entry.asset,
-                    phase=entry.phase.value,
-                    account_id=owner,
-                    amount=entry.amount,
-                    updated_ns=now_ns,
-                )
-            )
-        else:
-            row.amount = row.amount + entry.amount
-            row.updated_ns = now_ns
+        deltas[key] = deltas.get(key, 0) + to_micros(entry.amount)
+        owners[entry.book] = owner
+    if deltas:
+        await session.execute(
+            _upsert_balance(session),
+            [
+                {
+                    "book": book,
+                    "asset": asset,
+                    "phase": phase,
+                    "account_id": owners[book],
+                    "amount_micros": delta,
+                    "updated_ns": now_ns,
+                }
+                for (book, asset, phase), delta in deltas.items()
+            ],
+        )
+
+
+def to_micros(amount: Decimal) -> int:
+    """An exact amount in millionths; anything finer is a bug, refused rather than rounded."""
+    scaled = amount * MICROS
+    if scaled != scaled.to_integral_value():
+        raise ValueError("journal amounts carry at most six decimal places")
+    return int(scaled)
+
+
+_UPSERTS: dict[bool, Any] = {}
+
+
+def _upsert_balance(session: AsyncSession) -> Any:
+    # Add to the running balance in SQL: no read, and concurrent writers of other books of
+    # the same account never overwrite each other. Built once per dialect (a new statement
+    # object each time would be compiled each time).
+    postgres = _is_postgres(session)
+    cached = _UPSERTS.get(postgres)
+    if cached is not None:
+        return cached
+    statement = (pg_insert if postgres else sqlite_insert)(BookBalance)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[BookBalance.book, BookBalance.asset, BookBalance.phase],
+        set_={
+            "amount_micros": BookBalance.amount_micros + statement.excluded.amount_micros,
+            "updated_ns": statement.excluded.updated_ns,
+        },
+    )
+    _UPSERTS[postgres] = upsert
+    return upsert
 
 
 async def journal_page(
@@ -274,6 +317,22 @@ async def orders_of(
 async def open_orders_of_account(session: AsyncSession, account_id: str) -> Sequence[Order]:
     query = select(Order).where(Order.account_id == account_id, Order.open.is_(True))
     return (await session.execute(query.order_by(Order.created_ns, Order.id))).scalars().all()
+
+
+async def open_order_summaries(session: AsyncSession, account_id: str) -> list[Any]:
+    """(id, symbol, side, remaining, limit price) of an account's open orders."""
+    query = (
+        select(
+            Order.id,
+            Order.symbol,
+            Order.side,
+            Order.quantity - Order.filled_quantity,
+            Order.limit_price,
+        )
+        .where(Order.account_id == account_id, Order.open.is_(True))
+        .order_by(Order.created_ns, Order.id)
+    )
+    return list((await session.execute(query)).all())
 
 
 async def recent_orders(session: AsyncSession, account_id: str, limit: int) -> list[Any]:

@@ -60,7 +60,9 @@ class SettlementService:
             groups[(execution.account_id, execution.settlement_date)].append(execution)
         fails = 0
         for account_id in sorted({key[0] for key in groups}):
-            await repository.account(session, account_id, lock=True)
+            locked = await repository.account(session, account_id, lock=True)
+            if locked is not None:
+                repository.changed(locked)
         for (account_id, settlement_date), executions in sorted(groups.items()):
             account = await repository.account(session, account_id)
             assert account is not None  # noqa: S101 - locked above
@@ -182,9 +184,12 @@ class SettlementService:
         always-open market)."""
         now = self.deps.clock.now_ns()
         today = self.deps.calendar.trading_date(now)
-        if self.deps.policy.enforce_session and self.deps.calendar.is_business_day(today):
-            if now >= self.deps.calendar.session_close_ns(today):
-                return list(await repository.open_day_orders(session))
+        if (
+            self.deps.policy.enforce_session
+            and self.deps.calendar.is_business_day(today)
+            and now >= self.deps.calendar.session_close_ns(today)
+        ):
+            return list(await repository.open_day_orders(session))
         return list(await repository.open_day_orders_before(session, today.isoformat()))
 
     async def expire(self, session: AsyncSession, order_ids: list[str]) -> list[Order]:

@@ -7,7 +7,8 @@ can spend the same money (SQLite serializes writers; PostgreSQL queues on the ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,9 +28,9 @@ from tradeguard.risk.domain import (
     ShortSaleState,
 )
 from tradeguard.trading import repository
-from tradeguard.trading.accounts import AccountService, balances_from, effective_limits
+from tradeguard.trading.accounts import AccountService, Balances, balances_from, effective_limits
 from tradeguard.trading.common import InstrumentInfo, TradingDeps
-from tradeguard.trading.domain import ZERO, HaltScope, OrderStatus
+from tradeguard.trading.domain import ZERO, OrderStatus
 from tradeguard.trading.models import Order, TradingAccount
 
 RECENT_ORDERS = 64
@@ -58,82 +59,87 @@ def remaining(order: Order) -> int:
     return order.quantity - order.filled_quantity
 
 
-def order_price(order: Order, mark: Decimal | None) -> Decimal:
-    if order.limit_price is not None:
-        return order.limit_price
+@dataclass(frozen=True, slots=True)
+class PositionMemo:
+    symbol: str
+    quantity: int
+    cost_basis: Decimal
+    activity_date: str
+    opened_today_long: int
+    opened_today_short: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrderMemo:
+    order_id: str
+    symbol: str
+    side: Side
+    remaining: int
+    limit_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMemo:
+    """What the checks need of one account, as of the account row's `version`.
+
+    Every writer that changes an account bumps its version in the same transaction; an order
+    reads the version under the account lock and uses the memo only if it matches, so a
+    memo is never stale when it is used (another process's change just costs a reload).
+    """
+
+    version: int
+    balances: Balances
+    positions: tuple[PositionMemo, ...]
+    open_orders: tuple[OpenOrderMemo, ...]
+    recent: tuple[RecentOrder, ...]
+    start_equity: tuple[str, Decimal] | None
+
+
+def order_price(price: Decimal | None, mark: Decimal | None) -> Decimal:
+    if price is not None:
+        return price
     return mark if mark is not None else ZERO
+
+
+MEMO_LIMIT = 50_000
 
 
 class SnapshotBuilder:
     def __init__(self, deps: TradingDeps, accounts: AccountService) -> None:
         self.deps = deps
         self.accounts = accounts
+        self._memos: dict[str, AccountMemo] = {}
 
     def reference_price(self, info: InstrumentInfo) -> Decimal | None:
         live = self.deps.market.reference_price(info.symbol)
         return live if live is not None else info.reference_price
 
-    async def build(
-        self,
-        session: AsyncSession,
-        *,
-        account: TradingAccount,
-        info: InstrumentInfo,
-        intent: OrderIntent,
-    ) -> RiskSnapshot:
-        deps = self.deps
-        now = deps.clock.now_ns()
-        trading_date = deps.calendar.trading_date(now)
-        limits = effective_limits(deps.policy.limits, account)
+    # The account memo ------------------------------------------------------------------------
+
+    async def memo_for(self, session: AsyncSession, account: TradingAccount) -> AccountMemo:
+        memo = self._memos.get(account.id)
+        if memo is not None and memo.version == account.version:
+            return memo
+        return await self._load(session, account)
+
+    async def _load(self, session: AsyncSession, account: TradingAccount) -> AccountMemo:
         balances = balances_from(
             account.id, account.currency, await repository.balances(session, account.id)
         )
-        positions = await repository.positions(session, account.id)
-        state = await self.accounts.account_state(session, account, balances, positions)
-        open_orders = await repository.open_orders_of_account(session, account.id)
-        halts = await repository.halts_affecting(session, info.symbol)
-        market_halted = any(scope == HaltScope.MARKET for scope, _ in halts)
-        symbol_halted = any(scope == HaltScope.SYMBOL for scope, _ in halts)
-
-        position_row = next((p for p in positions if p.symbol == info.symbol), None)
-        open_buy = open_sell = 0
-        own_bid: Decimal | None = None
-        own_ask: Decimal | None = None
-        open_notional = ZERO
-        for order in open_orders:
-            left = remaining(order)
-            mark = self.accounts.mark(order.symbol)
-            open_notional += order_price(order, mark) * left
-            if order.symbol != info.symbol:
-                continue
-            if order.side == Side.BUY:
-                open_buy += left
-                if order.limit_price is not None and (
-                    own_bid is None or order.limit_price > own_bid
-                ):
-                    own_bid = order.limit_price
-            else:
-                open_sell += left
-                if order.limit_price is not None and (
-                    own_ask is None or order.limit_price < own_ask
-                ):
-                    own_ask = order.limit_price
-        # A market order rests nowhere, but until the venue has answered it can still trade:
-        # treat it as crossing everything on its side.
-        gross = open_notional
-        for pos in positions:
-            if pos.quantity:
-                mark = self.accounts.mark(pos.symbol) or abs(pos.cost_basis / pos.quantity)
-                gross += abs(pos.quantity) * mark
-        held_for_sale = balances.shares_held.get(info.symbol, 0)
-        position = PositionState(
-            quantity=position_row.quantity if position_row else 0,
-            held_for_sale=held_for_sale,
-            open_buy_quantity=open_buy,
-            open_sell_quantity=open_sell,
-            opened_today_long=self._opened_today(position_row, trading_date.isoformat(), True),
-            opened_today_short=self._opened_today(position_row, trading_date.isoformat(), False),
-            mark_price=self.accounts.mark(info.symbol),
+        positions = tuple(
+            PositionMemo(
+                p.symbol,
+                p.quantity,
+                p.cost_basis,
+                p.activity_date,
+                p.opened_today_long,
+                p.opened_today_short,
+            )
+            for p in await repository.positions(session, account.id)
+        )
+        open_orders = tuple(
+            OpenOrderMemo(row[0], row[1], Side(row[2]), row[3], row[4])
+            for row in await repository.open_order_summaries(session, account.id)
         )
         recent = tuple(
             RecentOrder(
@@ -145,6 +151,127 @@ class SnapshotBuilder:
                 accepted=row.status != OrderStatus.REJECTED,
             )
             for row in await repository.recent_orders(session, account.id, RECENT_ORDERS)
+        )
+        memo = AccountMemo(account.version, balances, positions, open_orders, recent, None)
+        self.remember(account.id, memo)
+        return memo
+
+    def remember(self, account_id: str, memo: AccountMemo) -> None:
+        """Keep the newest memo of an account (called after its transaction committed)."""
+        current = self._memos.get(account_id)
+        if current is not None and current.version >= memo.version:
+            return
+        if len(self._memos) >= MEMO_LIMIT:
+            self._memos.clear()
+        self._memos[account_id] = memo
+
+    def forget(self, account_id: str) -> None:
+        self._memos.pop(account_id, None)
+
+    @staticmethod
+    def after_order(memo: AccountMemo, order: Order, *, version: int) -> AccountMemo:
+        """The memo once this order (accepted or refused) is committed."""
+        recent = (
+            RecentOrder(
+                symbol=order.symbol,
+                side=Side(order.side),
+                quantity=order.quantity,
+                limit_price=order.limit_price,
+                created_ns=order.created_ns,
+                accepted=order.status != OrderStatus.REJECTED,
+            ),
+            *memo.recent[: RECENT_ORDERS - 1],
+        )
+        if order.status == OrderStatus.REJECTED:
+            return replace(memo, version=version, recent=recent)
+        balances = memo.balances
+        shares_held = dict(balances.shares_held)
+        if order.hold_shares:
+            shares_held[order.symbol] = shares_held.get(order.symbol, 0) + order.hold_shares
+        return replace(
+            memo,
+            version=version,
+            recent=recent,
+            balances=replace(
+                balances, cash_held=balances.cash_held + order.hold_cash, shares_held=shares_held
+            ),
+            open_orders=(
+                *memo.open_orders,
+                OpenOrderMemo(
+                    order.id, order.symbol, Side(order.side), order.quantity, order.limit_price
+                ),
+            ),
+        )
+
+    # The snapshot -------------------------------------------------------------------------------
+
+    async def build(
+        self,
+        session: AsyncSession,
+        *,
+        account: TradingAccount,
+        info: InstrumentInfo,
+        intent: OrderIntent,
+    ) -> tuple[RiskSnapshot, AccountMemo]:
+        deps = self.deps
+        now = deps.clock.now_ns()
+        trading_date = deps.calendar.trading_date(now)
+        today = trading_date.isoformat()
+        limits = effective_limits(deps.policy.limits, account)
+        memo = await self.memo_for(session, account)
+        state = self.accounts.state_from(account, memo.balances, memo.positions)
+        if memo.start_equity is None or memo.start_equity[0] != today:
+            start = await self.accounts.start_of_day_equity(session, account.id, state.equity)
+            memo = replace(memo, start_equity=(today, start))
+        state = replace(state, start_of_day_equity=memo.start_equity[1])  # type: ignore[index]
+        market_halted, symbol_halted = deps.reference.halted(info.symbol)
+
+        open_buy = open_sell = 0
+        own_bid: Decimal | None = None
+        own_ask: Decimal | None = None
+        open_notional = ZERO
+        for order in memo.open_orders:
+            open_notional += order_price(order.limit_price, self.accounts.mark(order.symbol)) * (
+                order.remaining
+            )
+            if order.symbol != info.symbol:
+                continue
+            if order.side is Side.BUY:
+                open_buy += order.remaining
+                if order.limit_price is not None and (
+                    own_bid is None or order.limit_price > own_bid
+                ):
+                    own_bid = order.limit_price
+            else:
+                open_sell += order.remaining
+                if order.limit_price is not None and (
+                    own_ask is None or order.limit_price < own_ask
+                ):
+                    own_ask = order.limit_price
+        gross = open_notional
+        position_row: PositionMemo | None = None
+        for pos in memo.positions:
+            if pos.symbol == info.symbol:
+                position_row = pos
+            if pos.quantity:
+                mark = self.accounts.mark(pos.symbol) or abs(pos.cost_basis / pos.quantity)
+                gross += abs(pos.quantity) * mark
+        position = PositionState(
+            quantity=position_row.quantity if position_row else 0,
+            held_for_sale=memo.balances.shares_held.get(info.symbol, 0),
+            open_buy_quantity=open_buy,
+            open_sell_quantity=open_sell,
+            opened_today_long=(
+                position_row.opened_today_long
+                if position_row and position_row.activity_date == today
+                else 0
+            ),
+            opened_today_short=(
+                position_row.opened_today_short
+                if position_row and position_row.activity_date == today
+                else 0
+            ),
+            mark_price=self.accounts.mark(info.symbol),
         )
         short_sale = await self._short_sale(session, account.id, info.symbol, intent, now)
         day_trades = await self._day_trades(session, account, limits, trading_date)
@@ -163,19 +290,13 @@ class SnapshotBuilder:
             ),
             position=position,
             own_orders=OwnOrders(best_bid=own_bid, best_ask=own_ask, open_notional=open_notional),
-            recent=recent,
+            recent=memo.recent,
             short_sale=short_sale,
             day_trades=day_trades,
             limits=limits,
             gross_exposure=gross,
         )
-        return snapshot
-
-    @staticmethod
-    def _opened_today(row: object, day: str, long: bool) -> int:
-        if row is None or getattr(row, "activity_date", None) != day:
-            return 0
-        return int(getattr(row, "opened_today_long" if long else "opened_today_short"))
+        return snapshot, memo
 
     async def _short_sale(
         self, session: AsyncSession, account_id: str, symbol: str, intent: OrderIntent, now: int
@@ -200,13 +321,13 @@ class SnapshotBuilder:
         session: AsyncSession,
         account: TradingAccount,
         limits: RiskLimits,
-        trading_date: object,
+        trading_date: date,
     ) -> DayTradeState:
         if account.account_type != AccountType.MARGIN:
             return DayTradeState(day_trades=0, total_trades=0, pdt_flagged=False)
         days = [
             d.isoformat()
-            for d in self.deps.calendar.business_days_ending(trading_date, limits.pdt_window_days)  # type: ignore[arg-type]
+            for d in self.deps.calendar.business_days_ending(trading_date, limits.pdt_window_days)
         ]
         count = await repository.day_trades_in(session, account.id, days)
         total = await repository.executed_orders_in(session, account.id, days)
@@ -216,7 +337,3 @@ class SnapshotBuilder:
             and Decimal(count) / Decimal(total) > limits.pdt_min_share
         )
         return DayTradeState(day_trades=count, total_trades=total, pdt_flagged=flagged)
-
-
-def open_orders_notional(orders: Sequence[Order]) -> Decimal:
-    return sum((o.limit_price or ZERO) * remaining(o) for o in orders) or ZERO

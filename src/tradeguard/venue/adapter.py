@@ -87,7 +87,10 @@ class ExecutionSink(Protocol):
 
 
 class Venue(Protocol):
-    async def submit(self, order: VenueOrder) -> None: ...
+    async def submit(self, order: VenueOrder) -> bool:
+        """Hand an accepted order to the venue; True when it traded or was cancelled there
+        (the caller re-reads it), False when it simply rests."""
+        ...
 
     async def under_lock(
         self, symbol: str, work: Callable[[], Awaitable[T]], *, remove: Sequence[str] = ()

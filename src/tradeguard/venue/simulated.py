@@ -161,17 +161,18 @@ class SimulatedVenue:
 
     # Orders ----------------------------------------------------------------------------------
 
-    async def submit(self, order: VenueOrder) -> None:
+    async def submit(self, order: VenueOrder) -> bool:
+        """Match an accepted order; True when anything happened to it beyond resting."""
         state = self._symbols.get(order.symbol)
         if state is None:
             raise StaleBook(f"no book for {order.symbol}")
         async with state.lock:
             if order.order_id in state.tombstones:
                 state.tombstones.discard(order.order_id)
-                return
+                return True
             if order.order_id in state.submitted:
-                return
-            await self._match_and_record(state, self._incoming(state, order))
+                return True
+            return await self._match_and_record(state, self._incoming(state, order))
 
     async def under_lock(
         self, symbol: str, work: Callable[[], Awaitable[T]], *, remove: Sequence[str] = ()
@@ -246,14 +247,14 @@ class SimulatedVenue:
 
     async def _match_and_record(
         self, state: SymbolState, incoming: IncomingOrder, *, rebuilding: bool = False
-    ) -> None:
+    ) -> bool:
         state.submitted[incoming.order_id] = None
         if len(state.submitted) > SUBMITTED_MEMORY:
             state.submitted.popitem(last=False)
         result = state.book.submit(incoming)
         report = self._report(state, incoming, result)
         if report.empty:
-            return
+            return False
         try:
             await self._sink.apply(report)
         except StaleBook:
@@ -261,7 +262,7 @@ class SimulatedVenue:
                 raise
             logger.warning("book for %s disagreed with the database; rebuilding", state.symbol)
             await self._rebuild_locked(state)
-            return
+            return True
         except BaseException:
             # Nothing was recorded: the book has moved past the database, so reload it.
             await self._rebuild_locked(state)
@@ -271,6 +272,7 @@ class SimulatedVenue:
             now = self._clock.now_ns()
             for fill in report.fills:
                 state.reference.observe(fill.price, now)
+        return True
 
     def _report(
         self, state: SymbolState, incoming: IncomingOrder, result: MatchResult

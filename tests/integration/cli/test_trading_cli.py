@@ -60,13 +60,19 @@ def data_dir(tmp_path: Path) -> Path:
         engine = create_engine(settings.main_database_url)
         clock = SystemClock()
         identity = build_identity(
-            settings, clock=clock, ids=IdGenerator(clock), sessions=session_factory(engine),
+            settings,
+            clock=clock,
+            ids=IdGenerator(clock),
+            sessions=session_factory(engine),
             argon2=Argon2Parameters(time_cost=1, memory_cost_kib=1024, parallelism=1),
         )
         async with unit_of_work(identity.sessions) as session:
             await identity.accounts.create_user(
-                session, username="tina", email="tina@example.com",
-                password="correct horse battery staple 42", role=Role.TRADER,
+                session,
+                username="tina",
+                email="tina@example.com",
+                password="correct horse battery staple 42",
+                role=Role.TRADER,
                 email_verified=True,
             )
         await engine.dispose()
@@ -87,19 +93,39 @@ class TestTradingCommands:
     def test_an_operator_lists_halts_and_resumes_and_the_books_reconcile(
         self, data_dir: Path
     ) -> None:
-        code, out = run(data_dir, "trading", "instruments", "add", "ACME", "--name", "Acme",
-                        "--price", "12.50", "--etb")
+        code, out = run(
+            data_dir,
+            "trading",
+            "instruments",
+            "add",
+            "ACME",
+            "--name",
+            "Acme",
+            "--price",
+            "12.50",
+            "--etb",
+        )
         assert code == 0, out
         code, out = run(data_dir, "trading", "instruments", "list", "--json")
         assert json.loads(out)[0]["symbol"] == "ACME"
         code, out = run(data_dir, "trading", "accounts", "open", "tina", "--type", "margin")
         assert code == 0, out
         account_id = out.split()[1]
-        code, out = run(data_dir, "trading", "accounts", "adjust", account_id, "2500.00",
-                        "--reason", "opening deposit")
+        code, out = run(
+            data_dir,
+            "trading",
+            "accounts",
+            "adjust",
+            account_id,
+            "2500.00",
+            "--reason",
+            "opening deposit",
+        )
         assert code == 0, out
         assert run(data_dir, "trading", "restricted", "add", "ACME", "--reason", "MNPI")[0] == 0
-        assert run(data_dir, "trading", "restricted", "remove", "ACME", "--reason", "cleared")[0] == 0
+        assert (
+            run(data_dir, "trading", "restricted", "remove", "ACME", "--reason", "cleared")[0] == 0
+        )
         code, out = run(data_dir, "trading", "halt", "--symbol", "ACME", "--reason", "news pending")
         assert code == 0, out
         assert "halted symbol ACME" in out
@@ -108,7 +134,9 @@ class TestTradingCommands:
         assert "already in force" in out
         code, out = run(data_dir, "trading", "halts")
         assert "news pending" in out
-        assert run(data_dir, "trading", "resume", "--symbol", "ACME", "--reason", "news out")[0] == 0
+        assert (
+            run(data_dir, "trading", "resume", "--symbol", "ACME", "--reason", "news out")[0] == 0
+        )
         code, out = run(data_dir, "trading", "reconcile", "--json")
         assert code == 0, out
         assert json.loads(out)["ok"] is True
@@ -122,14 +150,14 @@ class TestTradingCommands:
         async def tamper() -> None:
             engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
             async with engine.begin() as conn:
-                await conn.execute(text("UPDATE book_balances SET amount = '1000000.00'"))
+                await conn.execute(text("UPDATE book_balances SET amount_micros = 1000000000000"))
             await engine.dispose()
 
         asyncio.run(tamper())
         code, out = run(data_dir, "trading", "reconcile")
         assert code == 1
         assert f"acct:{account_id}:cash" in out
-        assert "1000000.00" in out
+        assert "balance 1000000 but its entries sum to 100" in out
 
     @pytest.mark.parametrize(
         ("argv", "expected"),

@@ -28,8 +28,13 @@ class TestObjectLevelAccess:
             a_account = await funded_account(api, alice, "10000.00")
             b_account = await funded_account(api, bob, "10000.00")
             placed = await alice.order(
-                a_account, client_order_id="a1", symbol="AAPL", side="buy", type="limit",
-                quantity=5, limit_price="190.00",
+                a_account,
+                client_order_id="a1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=5,
+                limit_price="190.00",
             )
             order_id = placed.json()["id"]
             a_path = f"/api/v1/accounts/{a_account}"
@@ -46,8 +51,13 @@ class TestObjectLevelAccess:
                     {"client_order_id": "r1", "quantity": 1, "limit_price": "1.00"},
                 ),
                 await bob.order(
-                    a_account, client_order_id="b1", symbol="AAPL", side="buy",
-                    type="limit", quantity=1, limit_price="190.00",
+                    a_account,
+                    client_order_id="b1",
+                    symbol="AAPL",
+                    side="buy",
+                    type="limit",
+                    quantity=1,
+                    limit_price="190.00",
                 ),
                 # Alice's order id under Bob's own account is not found either.
                 await bob.get(f"/api/v1/accounts/{b_account}/orders/{order_id}"),
@@ -69,8 +79,13 @@ class TestCancelReplace:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "10000.00")
             placed = await alice.order(
-                account, client_order_id="o1", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="190.00",
+                account,
+                client_order_id="o1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="190.00",
             )
             old_id = placed.json()["id"]
             replaced = await alice.put(
@@ -92,8 +107,13 @@ class TestCancelReplace:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "3000.00")
             placed = await alice.order(
-                account, client_order_id="o1", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="190.00",
+                account,
+                client_order_id="o1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="190.00",
             )
             old_id = placed.json()["id"]
             refused = await alice.put(
@@ -121,12 +141,22 @@ class TestKillSwitches:
             ada = await signed_in_staff(api, staff_client, "ada")
             account = await funded_account(api, alice, "20000.00")
             resting = await alice.order(
-                account, client_order_id="r1", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="190.00",
+                account,
+                client_order_id="r1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="190.00",
             )
             other = await alice.order(
-                account, client_order_id="r2", symbol="MSFT", side="buy", type="limit",
-                quantity=1, limit_price="390.00",
+                account,
+                client_order_id="r2",
+                symbol="MSFT",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="390.00",
             )
             halted = await ada.post(
                 "/api/v1/admin/halts",
@@ -137,8 +167,13 @@ class TestKillSwitches:
                 {"scope": "symbol", "target": "AAPL", "reason": "twice"},
             )
             refused = await alice.order(
-                account, client_order_id="r3", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="190.00",
+                account,
+                client_order_id="r3",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="190.00",
             )
             cancelled = await alice.get(f"/api/v1/accounts/{account}/orders/{resting.json()['id']}")
             msft = await alice.get(f"/api/v1/accounts/{account}/orders/{other.json()['id']}")
@@ -151,8 +186,13 @@ class TestKillSwitches:
                 {"scope": "symbol", "target": "AAPL", "reason": "prints corrected"},
             )
             after = await alice.order(
-                account, client_order_id="r4", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="190.00",
+                account,
+                client_order_id="r4",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="190.00",
             )
         assert halted.status_code == 201, halted.text
         assert halted.json()["cancelled_orders"] == 1
@@ -181,23 +221,36 @@ class TestKillSwitches:
             a2 = await funded_account(api, alice, "20000.00")
             await ada.post("/api/v1/admin/halts", {"scope": "market", "reason": "exchange outage"})
             market = await alice.order(
-                a1, client_order_id="m", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="200.00",
+                a1,
+                client_order_id="m",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="200.00",
             )
-            await ada.post(
-                "/api/v1/admin/halts/resume", {"scope": "market", "reason": "restored"}
-            )
+            await ada.post("/api/v1/admin/halts/resume", {"scope": "market", "reason": "restored"})
             await ada.post(
                 "/api/v1/admin/halts",
                 {"scope": "account", "target": a1, "reason": "suspected takeover"},
             )
             halted_account = await alice.order(
-                a1, client_order_id="h", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="200.00",
+                a1,
+                client_order_id="h",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="200.00",
             )
             other_account = await alice.order(
-                a2, client_order_id="o", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="200.00",
+                a2,
+                client_order_id="o",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="200.00",
             )
             state = await account_body(alice, a1)
         assert market.json()["code"] == "MARKET_HALTED"

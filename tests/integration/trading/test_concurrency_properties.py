@@ -57,8 +57,13 @@ class TestConcurrentOrders:
             responses = await asyncio.gather(
                 *(
                     alice.order(
-                        account, client_order_id=f"c{i}", symbol="AAPL", side="buy",
-                        type="limit", quantity=10, limit_price=f"{Decimal('100.00') - i * Decimal('0.01')}",
+                        account,
+                        client_order_id=f"c{i}",
+                        symbol="AAPL",
+                        side="buy",
+                        type="limit",
+                        quantity=10,
+                        limit_price=f"{Decimal('100.00') - i * Decimal('0.01')}",
                     )
                     for i in range(30)
                 )
@@ -69,9 +74,7 @@ class TestConcurrentOrders:
         assert len(accepted) + len(rejected) == 30
         assert {r["code"] for r in rejected} <= {"RISK_BUYING_POWER"}
         held = Decimal(body["balances"]["cash_held"])
-        expected_held = sum(
-            Decimal(o["limit_price"]) * 10 + Decimal("0.05") for o in accepted
-        )
+        expected_held = sum(Decimal(o["limit_price"]) * 10 + Decimal("0.05") for o in accepted)
         assert held == expected_held <= Decimal("10000.00")
         available = Decimal("10000.00") - held
         # Every refused order really did not fit in what was left: refusals were not spurious.
@@ -102,7 +105,9 @@ class TestRandomSequences:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(program=operations)
-    async def test_invariants_hold_after_every_step(self, api: Api, program: list[Operation]) -> None:
+    async def test_invariants_hold_after_every_step(
+        self, api: Api, program: list[Operation]
+    ) -> None:
         services = trading_of(api)
         if services.deps.reference.get("PROP") is None:
             await add_instrument(api, "PROP", "50.00")
@@ -117,15 +122,27 @@ class TestRandomSequences:
             elif kind == "burst":
                 await asyncio.gather(
                     *(
-                        _place(services, account, actor, state, "buy", quantity, price - i / Decimal(100))
+                        _place(
+                            services,
+                            account,
+                            actor,
+                            state,
+                            "buy",
+                            quantity,
+                            price - i / Decimal(100),
+                        )
                         for i in range(6)
                     )
                 )
             elif kind == "cancel":
                 async with unit_of_work(services.sessions) as session:
                     open_orders = await services.orders.list(
-                        session, account_id=account, user_id=None, open_only=True,
-                        before_ns=None, limit=5,
+                        session,
+                        account_id=account,
+                        user_id=None,
+                        open_only=True,
+                        before_ns=None,
+                        limit=5,
                     )
                 if open_orders:
                     await services.desk.cancel(
@@ -154,7 +171,12 @@ async def _property_account(api: Api) -> str:
 
 
 async def _place(
-    services: Any, account: str, actor: Party, state: dict[str, Any], side: str, quantity: int,
+    services: Any,
+    account: str,
+    actor: Party,
+    state: dict[str, Any],
+    side: str,
+    quantity: int,
     price: Decimal,
 ) -> None:
     state["n"] += 1
@@ -179,7 +201,9 @@ async def _check_invariants(services: Any, account_id: str) -> None:
         account = await services.accounts.get(session, account_id)
         from tradeguard.trading import repository  # noqa: PLC0415 - a test peeks at the books
 
-        balances = balances_from(account.id, account.currency, await repository.balances(session, account.id))
+        balances = balances_from(
+            account.id, account.currency, await repository.balances(session, account.id)
+        )
         positions = await repository.positions(session, account.id)
     # Held plus spent never exceeds what the account had: its free cash is never negative.
     assert balances.cash_held >= 0

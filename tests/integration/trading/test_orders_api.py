@@ -26,8 +26,13 @@ class TestPlacement:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "10000.00")
             response = await alice.order(
-                account, client_order_id="c1", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="199.50",
+                account,
+                client_order_id="c1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="199.50",
             )
             assert response.status_code == 201, response.text
             order = response.json()
@@ -52,8 +57,13 @@ class TestRejects:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "1000.00")
             response = await alice.order(
-                account, client_order_id="big", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="200.00",
+                account,
+                client_order_id="big",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="200.00",
             )
             body = await account_body(alice, account)
         assert response.status_code == 422, response.text
@@ -70,8 +80,14 @@ class TestRejects:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "1000.00")
-            fields = dict(client_order_id="big", symbol="AAPL", side="buy", type="limit",
-                          quantity=10, limit_price="200.00")
+            fields = dict(
+                client_order_id="big",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="200.00",
+            )
             first = await alice.order(account, **fields)
             await funded_account(api, alice, "0")
             again = await alice.order(account, **fields)
@@ -84,12 +100,22 @@ class TestRejects:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "100000.00")
             inside = await alice.order(
-                account, client_order_id="in", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="210.00",
+                account,
+                client_order_id="in",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="210.00",
             )
             outside = await alice.order(
-                account, client_order_id="out", symbol="AAPL", side="buy", type="limit",
-                quantity=1, limit_price="210.01",
+                account,
+                client_order_id="out",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="210.01",
             )
         assert inside.status_code == 201, inside.text
         assert outside.status_code == 422
@@ -100,8 +126,13 @@ class TestRejects:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "1000.00")
             response = await alice.order(
-                account, client_order_id="x", symbol="NOPE", side="buy", type="limit",
-                quantity=1, limit_price="1.00",
+                account,
+                client_order_id="x",
+                symbol="NOPE",
+                side="buy",
+                type="limit",
+                quantity=1,
+                limit_price="1.00",
             )
         assert response.status_code == 422
         assert response.json()["code"] == "INSTRUMENT_UNKNOWN"
@@ -115,8 +146,14 @@ class TestIdempotency:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "10000.00")
-            fields = dict(client_order_id="same", symbol="AAPL", side="buy", type="limit",
-                          quantity=5, limit_price="199.00")
+            fields = dict(
+                client_order_id="same",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=5,
+                limit_price="199.00",
+            )
             first = await alice.order(account, **fields)
             second = await alice.order(account, **fields)
             orders = await alice.get(f"/api/v1/accounts/{account}/orders")
@@ -141,18 +178,33 @@ class TestExecutions:
             # Bob has no shares: selling needs a position, so he buys from the street first.
             await street_order(api, "MSFT", Side.SELL, 20, "400.50")
             got = await bob.order(
-                b_cash, client_order_id="s0", symbol="MSFT", side="buy", type="limit",
-                quantity=20, limit_price="400.50",
+                b_cash,
+                client_order_id="s0",
+                symbol="MSFT",
+                side="buy",
+                type="limit",
+                quantity=20,
+                limit_price="400.50",
             )
             assert got.json()["status"] == "filled", got.text
             buy = await alice.order(
-                a_cash, client_order_id="b1", symbol="MSFT", side="buy", type="limit",
-                quantity=10, limit_price="401.00",
+                a_cash,
+                client_order_id="b1",
+                symbol="MSFT",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="401.00",
             )
             assert buy.status_code == 201, buy.text
             sell = await bob.order(
-                b_cash, client_order_id="s1", symbol="MSFT", side="sell", type="limit",
-                quantity=10, limit_price="401.00",
+                b_cash,
+                client_order_id="s1",
+                symbol="MSFT",
+                side="sell",
+                type="limit",
+                quantity=10,
+                limit_price="401.00",
             )
             assert sell.status_code == 201, sell.text
             alice_order = await alice.get(f"/api/v1/accounts/{a_cash}/orders/{buy.json()['id']}")
@@ -181,7 +233,11 @@ class TestExecutions:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "10000.00")
             response = await alice.order(
-                account, client_order_id="m1", symbol="AAPL", side="buy", type="market",
+                account,
+                client_order_id="m1",
+                symbol="AAPL",
+                side="buy",
+                type="market",
                 quantity=5,
             )
             body = await account_body(alice, account)
@@ -201,8 +257,13 @@ class TestCancel:
             alice = await signed_in_trader(api, client, "alice")
             account = await funded_account(api, alice, "10000.00")
             placed = await alice.order(
-                account, client_order_id="c1", symbol="AAPL", side="buy", type="limit",
-                quantity=10, limit_price="195.00",
+                account,
+                client_order_id="c1",
+                symbol="AAPL",
+                side="buy",
+                type="limit",
+                quantity=10,
+                limit_price="195.00",
             )
             order_id = placed.json()["id"]
             cancelled = await alice.delete(f"/api/v1/accounts/{account}/orders/{order_id}")
@@ -213,4 +274,6 @@ class TestCancel:
         assert again.status_code == 409
         assert Decimal(body["balances"]["cash_held"]) == 0
         assert (await reconcile(api))["ok"]
-        assert (await audit_events(api, "trading:order:cancelled"))[-1]["data"]["order_id"] == order_id
+        assert (await audit_events(api, "trading:order:cancelled"))[-1]["data"][
+            "order_id"
+        ] == order_id

@@ -28,9 +28,7 @@ from tradeguard.risk.domain import AccountType
 from tradeguard.trading.tasks import run_maintenance_once
 
 
-async def at(
-    api: Api, when: tuple[int, ...], *people: Trader
-) -> None:
+async def at(api: Api, when: tuple[int, ...], *people: Trader) -> None:
     """Move the frozen clock forward to a UTC moment; the people sign in again (their
     sessions ended while the clock moved)."""
     target = int(datetime(*when, tzinfo=UTC).timestamp()) * NS_PER_SECOND  # type: ignore[misc]
@@ -39,23 +37,42 @@ async def at(
         await person.sign_in_again()
 
 
-async def buy_from_street(api: Api, trader: Trader, account: str, symbol: str, qty: int,
-                          price: str, cid: str) -> None:
+async def buy_from_street(
+    api: Api, trader: Trader, account: str, symbol: str, qty: int, price: str, cid: str
+) -> None:
     street = await street_order(api, symbol, Side.SELL, qty, price)
     response = await trader.order(
-        account, client_order_id=cid, symbol=symbol, side="buy", type="limit",
-        quantity=qty, limit_price=price,
+        account,
+        client_order_id=cid,
+        symbol=symbol,
+        side="buy",
+        type="limit",
+        quantity=qty,
+        limit_price=price,
     )
     await withdraw(api, symbol, street)
     assert response.json()["status"] == "filled", response.text
 
 
-async def sell_to_street(api: Api, trader: Trader, account: str, symbol: str, qty: int,
-                         price: str, cid: str, side: str = "sell") -> dict[str, object]:
+async def sell_to_street(
+    api: Api,
+    trader: Trader,
+    account: str,
+    symbol: str,
+    qty: int,
+    price: str,
+    cid: str,
+    side: str = "sell",
+) -> dict[str, object]:
     street = await street_order(api, symbol, Side.BUY, qty, price)
     response = await trader.order(
-        account, client_order_id=cid, symbol=symbol, side=side, type="limit",
-        quantity=qty, limit_price=price,
+        account,
+        client_order_id=cid,
+        symbol=symbol,
+        side=side,
+        type="limit",
+        quantity=qty,
+        limit_price=price,
     )
     await withdraw(api, symbol, street)
     assert response.status_code in (201, 422), response.text
@@ -91,7 +108,9 @@ class TestSettlement:
         assert Decimal(after["balances"]["cash_settled"]) == Decimal("7999.95")
         assert executions.json()[0]["settlement_date"] == "2026-01-06"
         assert executions.json()[0]["settled"] is True
-        assert (await audit_events(api, "trading:settlement:posted"))[-1]["data"]["net"] == "-2000.05"
+        assert (await audit_events(api, "trading:settlement:posted"))[-1]["data"][
+            "net"
+        ] == "-2000.05"
         assert (await reconcile(api))["ok"]
 
     async def test_a_friday_trade_settles_on_monday_across_the_weekend(self, api: Api) -> None:
@@ -115,7 +134,9 @@ class TestRegSho:
             cash = await funded_account(api, alice, "10000.00")
             margin = await funded_account(api, alice, "10000.00", AccountType.MARGIN)
             in_cash = await sell_to_street(api, alice, cash, "GME", 10, "30.00", "s1", "sell_short")
-            no_locate = await sell_to_street(api, alice, margin, "GME", 10, "30.00", "s2", "sell_short")
+            no_locate = await sell_to_street(
+                api, alice, margin, "GME", 10, "30.00", "s2", "sell_short"
+            )
             await ada.put("/api/v1/admin/stock-loan/GME", {"available": 100})
             refused = await alice.post(
                 f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 500}
@@ -123,14 +144,18 @@ class TestRegSho:
             granted = await alice.post(
                 f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 10}
             )
-            shorted = await sell_to_street(api, alice, margin, "GME", 10, "30.00", "s3", "sell_short")
+            shorted = await sell_to_street(
+                api, alice, margin, "GME", 10, "30.00", "s3", "sell_short"
+            )
             spent = await sell_to_street(api, alice, margin, "GME", 1, "30.00", "s4", "sell_short")
             locates = await alice.get(f"/api/v1/accounts/{margin}/locates")
         assert in_cash["code"] == "SHORT_CASH_ACCOUNT"
         assert no_locate["code"] == "SHORT_NO_LOCATE"
-        assert refused.status_code == 422 and refused.json()["available"] == 100
+        assert refused.status_code == 422
+        assert refused.json()["available"] == 100
         assert granted.status_code == 201, granted.text
-        assert granted.json()["source"] and granted.json()["expires_at"]
+        assert granted.json()["source"]
+        assert granted.json()["expires_at"]
         assert shorted["status"] == "filled"
         assert spent["code"] == "SHORT_NO_LOCATE"
         assert locates.json()[0]["used_quantity"] == 10
@@ -144,13 +169,19 @@ class TestRegSho:
             ada = await signed_in_staff(api, staff_client)
             margin = await funded_account(api, alice, "10000.00", AccountType.MARGIN)
             await ada.put("/api/v1/admin/stock-loan/AMC", {"available": 1000})
-            await alice.post(f"/api/v1/accounts/{margin}/locates", {"symbol": "AMC", "quantity": 100})
-            locate_only = await sell_to_street(api, alice, margin, "AMC", 100, "4.00", "t1", "sell_short")
+            await alice.post(
+                f"/api/v1/accounts/{margin}/locates", {"symbol": "AMC", "quantity": 100}
+            )
+            locate_only = await sell_to_street(
+                api, alice, margin, "AMC", 100, "4.00", "t1", "sell_short"
+            )
             await alice.post(
                 f"/api/v1/accounts/{margin}/locates",
                 {"symbol": "AMC", "quantity": 100, "preborrow": True},
             )
-            preborrowed = await sell_to_street(api, alice, margin, "AMC", 100, "4.00", "t2", "sell_short")
+            preborrowed = await sell_to_street(
+                api, alice, margin, "AMC", 100, "4.00", "t2", "sell_short"
+            )
         assert locate_only["code"] == "SHORT_PREBORROW_REQUIRED"
         assert preborrowed["status"] == "filled"
 
@@ -169,8 +200,12 @@ class TestRegSho:
             carol = await signed_in_staff(api, compliance_client, "carol", Role.COMPLIANCE)
             margin = await funded_account(api, alice, "20000.00", AccountType.MARGIN)
             await ada.put("/api/v1/admin/stock-loan/GME", {"available": 100})
-            await alice.post(f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 100})
-            shorted = await sell_to_street(api, alice, margin, "GME", 100, "30.00", "s1", "sell_short")
+            await alice.post(
+                f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 100}
+            )
+            shorted = await sell_to_street(
+                api, alice, margin, "GME", 100, "30.00", "s1", "sell_short"
+            )
             assert shorted["status"] == "filled"
             # The lender recalls: nothing can be borrowed by settlement (a locate is not a borrow).
             await ada.put("/api/v1/admin/stock-loan/GME", {"available": 0})
@@ -180,11 +215,15 @@ class TestRegSho:
             await at(api, (2026, 1, 7, 14, 29), alice, ada, carol)  # 09:29 New York, a minute early
             await run_maintenance_once(services)
             alerts_before = await carol.get("/api/v1/admin/alerts")
-            await at(api, (2026, 1, 7, 14, 31), alice, ada, carol)  # 09:31: the deadline (the open) has passed
+            await at(
+                api, (2026, 1, 7, 14, 31), alice, ada, carol
+            )  # 09:31: the deadline (the open) has passed
             await run_maintenance_once(services)
             alerts = await carol.get("/api/v1/admin/alerts")
             await ada.put("/api/v1/admin/stock-loan/GME", {"available": 1000})
-            await alice.post(f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 50})
+            await alice.post(
+                f"/api/v1/accounts/{margin}/locates", {"symbol": "GME", "quantity": 50}
+            )
             boxed = await sell_to_street(api, alice, margin, "GME", 10, "30.00", "s2", "sell_short")
             await buy_from_street(api, alice, margin, "GME", 100, "30.00", "cover")
             closed = await audit_events(api, "risk:settlement_fail:closed")

@@ -386,13 +386,13 @@ class TestVerifiedTokenCache:
         token = lab.issue()
         first = lab.verifier.verify(token)
         calls: list[int] = []
-        original = lab.verifier._verify  # noqa: SLF001 - counting the full verifications
+        original = lab.verifier._verify
 
         def counting(value: str) -> Any:
             calls.append(1)
             return original(value)
 
-        lab.verifier._verify = counting  # type: ignore[method-assign]  # noqa: SLF001
+        lab.verifier._verify = counting  # type: ignore[method-assign]
         assert lab.verifier.verify(token) == first
         assert calls == []
         lab.clock.advance(seconds=15 * 60)
@@ -404,7 +404,9 @@ class TestVerifiedTokenCache:
         token = lab.issue()
         lab.verifier.verify(token)
         header, payload, signature = token.split(".")
-        forged = ".".join([header, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")])
+        forged = ".".join(
+            [header, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")]
+        )
         with pytest.raises(InvalidToken):
             lab.verifier.verify(forged)
 
@@ -414,13 +416,13 @@ class TestVerifiedTokenCache:
         lab.verifier.verify(token)
         lab.verifier.forget_sessions(["session-1"])
         calls: list[int] = []
-        original = lab.verifier._verify  # noqa: SLF001
+        original = lab.verifier._verify
 
         def counting(value: str) -> Any:
             calls.append(1)
             return original(value)
 
-        lab.verifier._verify = counting  # type: ignore[method-assign]  # noqa: SLF001
+        lab.verifier._verify = counting  # type: ignore[method-assign]
         lab.verifier.verify(token)
         assert calls == [1]
 

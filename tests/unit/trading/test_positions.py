@@ -15,8 +15,12 @@ prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1000"), place
 class TestApplyExecution:
     def test_buying_then_selling_part_realizes_against_the_average_cost(self) -> None:
         first = apply_execution(0, Decimal(0), buy=True, shares=10, price=Decimal("100"))
-        second = apply_execution(first.quantity, first.cost_basis, buy=True, shares=10, price=Decimal("110"))
-        sold = apply_execution(second.quantity, second.cost_basis, buy=False, shares=5, price=Decimal("120"))
+        second = apply_execution(
+            first.quantity, first.cost_basis, buy=True, shares=10, price=Decimal("110")
+        )
+        sold = apply_execution(
+            second.quantity, second.cost_basis, buy=False, shares=5, price=Decimal("120")
+        )
         assert second.cost_basis == Decimal("2100")
         assert sold.realized == Decimal("75")  # (120 - 105) x 5
         assert sold.quantity == 15
@@ -42,7 +46,9 @@ class TestApplyExecution:
         self, buy_price: Decimal, sell_price: Decimal, quantity: int
     ) -> None:
         bought = apply_execution(0, Decimal(0), buy=True, shares=quantity, price=buy_price)
-        sold = apply_execution(bought.quantity, bought.cost_basis, buy=False, shares=quantity, price=sell_price)
+        sold = apply_execution(
+            bought.quantity, bought.cost_basis, buy=False, shares=quantity, price=sell_price
+        )
         assert sold.quantity == 0
         assert sold.realized == (sell_price - buy_price) * quantity
         assert sold.cost_basis == 0

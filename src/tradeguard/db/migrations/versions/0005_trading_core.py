@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("created_ns", sa.BigInteger(), nullable=False),
         sa.Column("updated_ns", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("max_order_quantity", sa.Integer(), nullable=True),
         sa.Column("max_order_notional", sa.String(length=40), nullable=True),
         sa.Column("position_limit", sa.Integer(), nullable=True),
@@ -128,7 +129,7 @@ def upgrade() -> None:
         sa.Column("asset", sa.String(length=12), nullable=False),
         sa.Column("phase", sa.String(length=6), nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
-        sa.Column("amount", sa.String(length=40), nullable=False),
+        sa.Column("amount_micros", sa.BigInteger(), nullable=False),
         sa.Column("updated_ns", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
