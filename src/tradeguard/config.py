@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -124,6 +125,39 @@ class Settings(BaseSettings):
 
     # True when public_origin was not configured but derived from host and port.
     _origin_derived: bool = PrivateAttr(default=False)
+    # Trading (PRE-1..4, REG-1, REG-3). `exchange` follows the NYSE calendar and session;
+    # `always` keeps a simulated market open around the clock (the demo sets it).
+    market_hours: Literal["exchange", "always"] = "exchange"
+    # The simulated street: GBM quotes that keep every book alive (`off`: only customers).
+    market_simulator: bool = True
+    market_tick_ms: Annotated[int, Field(ge=10, le=60_000)] = 500
+    market_volatility: Annotated[Decimal, Field(gt=0, le=5)] = Decimal("0.25")
+    commission_per_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.005")
+    # Firm-wide pre-trade limits (SEC 15c3-5); accounts may carry tighter or looser overrides.
+    # The defaults and their reasoning: risk/domain.py, RiskLimits.defaults(). The rate and
+    # burst limits count the last 64 orders, so they are at most 64.
+    risk_max_order_quantity: Annotated[int, Field(ge=1)] = 50_000
+    risk_max_order_notional: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000)
+    risk_duplicate_window_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 5_000
+    risk_max_orders_per_second: Annotated[int, Field(ge=1, le=64)] = 10
+    risk_burst_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    risk_burst_max_orders: Annotated[int, Field(ge=1, le=64)] = 30
+    risk_unusual_size_multiple: Annotated[Decimal, Field(gt=1)] = Decimal(20)
+    risk_unusual_size_min_history: Annotated[int, Field(ge=1, le=64)] = 10
+    risk_position_limit: Annotated[int, Field(ge=1)] = 100_000
+    risk_gross_exposure_cap: Annotated[Decimal, Field(gt=0)] = Decimal(5_000_000)
+    risk_daily_loss_limit: Annotated[Decimal, Field(gt=0)] = Decimal(50_000)
+    risk_initial_margin_rate: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
+    risk_stp_mode: Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = (
+        "cancel_newest"
+    )
+    # FINRA 4210(f)(8)(B) pattern day trading; configurable since FINRA proposed replacing it.
+    pdt_day_trades: Annotated[int, Field(ge=1, le=100)] = 4
+    pdt_window_days: Annotated[int, Field(ge=1, le=30)] = 5
+    pdt_min_equity: Annotated[Decimal, Field(ge=0)] = Decimal(25_000)
+    pdt_min_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.06")
+    # WebSocket streams: messages buffered per connection before a slow client is dropped.
+    stream_send_buffer: Annotated[int, Field(ge=1, le=100_000)] = 256
 
     @field_validator("database_url", "vault_database_url")
     @classmethod

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +75,18 @@ def _clean_environment() -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(
-    data_dir: Path, extra_args: Sequence[str] = (), *, via_cli: bool = False
+    data_dir: Path,
+    extra_args: Sequence[str] = (),
+    *,
+    via_cli: bool = False,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run `_serve.py` (or, with via_cli, the real `python -m tradeguard serve`) on a free
-    loopback port until the block exits; bounded waits only."""
+    loopback port until the block exits; bounded waits only. `env` adds TRADEGUARD_*
+    settings; `port` reuses a port (a restart after a crash)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_file = data_dir.parent / f"{data_dir.name}-server.log"
     entry = ["-m", "tradeguard", "serve"] if via_cli else [str(SERVE_SCRIPT)]
     command = [
@@ -92,9 +98,13 @@ def running_server(
         str(port),
         *extra_args,
     ]
-    with log_file.open("wb") as log:
+    with log_file.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=_clean_environment(), cwd=REPO_ROOT
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**_clean_environment(), **(env or {})},
+            cwd=REPO_ROOT,
         )
     server = RunningServer(port=port, data_dir=data_dir, log_file=log_file, process=process)
     try:

@@ -19,7 +19,10 @@ from tradeguard.identity.container import build_identity
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
+from tradeguard.risk.domain import AccountType
+from tradeguard.trading.container import build_trading
 from tradeguard.trading.models import Instrument
+from tradeguard.trading.reference import InstrumentSpec
 
 DEMO_DOMAIN = "demo.example.com"
 DEMO_USERS: tuple[tuple[str, Role], ...] = (
@@ -29,12 +32,38 @@ DEMO_USERS: tuple[tuple[str, Role], ...] = (
     ("carol.compliance", Role.COMPLIANCE),
     ("sam.support", Role.SUPPORT),
 )
-DEMO_INSTRUMENTS: tuple[tuple[str, str], ...] = (
-    ("AAPL", "Apple Inc."),
-    ("MSFT", "Microsoft Corporation"),
-    ("NVDA", "NVIDIA Corporation"),
-    ("TSLA", "Tesla, Inc."),
-    ("SPY", "SPDR S&P 500 ETF Trust"),
+# (symbol, name, reference price, LULD tier, easy to borrow)
+DEMO_INSTRUMENTS: tuple[tuple[str, str, str, int, bool], ...] = (
+    ("AAPL", "Apple Inc.", "232.50", 1, True),
+    ("MSFT", "Microsoft Corporation", "418.20", 1, True),
+    ("NVDA", "NVIDIA Corporation", "141.80", 1, True),
+    ("AMZN", "Amazon.com, Inc.", "201.40", 1, True),
+    ("GOOGL", "Alphabet Inc. Class A", "168.90", 1, True),
+    ("META", "Meta Platforms, Inc.", "567.30", 1, True),
+    ("TSLA", "Tesla, Inc.", "338.60", 1, True),
+    ("JPM", "JPMorgan Chase & Co.", "241.10", 1, True),
+    ("V", "Visa Inc.", "309.70", 1, True),
+    ("XOM", "Exxon Mobil Corporation", "118.40", 1, True),
+    ("KO", "The Coca-Cola Company", "63.25", 1, True),
+    ("DIS", "The Walt Disney Company", "114.80", 1, True),
+    ("INTC", "Intel Corporation", "24.05", 1, True),
+    ("F", "Ford Motor Company", "10.95", 1, True),
+    ("SPY", "SPDR S&P 500 ETF Trust", "598.40", 1, True),
+    ("QQQ", "Invesco QQQ Trust", "509.90", 1, True),
+    ("PLTR", "Palantir Technologies Inc.", "67.45", 1, False),
+    ("GME", "GameStop Corp.", "29.80", 2, False),
+    ("AMC", "AMC Entertainment Holdings", "4.12", 2, False),
+    ("SNDL", "SNDL Inc.", "1.87", 2, False),
+)
+# A Reg SHO threshold security (shorts need a pre-borrow) and a restricted symbol.
+DEMO_THRESHOLD = "AMC"
+DEMO_RESTRICTED = ("PLTR", "Material non-public information: research coverage initiation")
+# Demo cash: (username, account type, USD). Bob's margin account is under the $25,000
+# pattern-day-trader minimum, so his fourth day trade in five days is refused.
+DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
+    ("alice", "cash", "100000.00"),
+    ("alice", "margin", "50000.00"),
+    ("bob", "margin", "20000.00"),
 )
 
 
@@ -47,7 +76,8 @@ class DemoCredential:
 
 
 async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]:
-    """Create demo users and instruments once; returns the new credentials (empty if seeded)."""
+    """Create demo users, ~20 instruments, funded accounts and a stock-loan book once;
+    returns the new credentials (empty if already seeded)."""
     if settings.is_production:
         raise ConfigurationError("--demo is for development; production starts empty")
     engine = create_engine(settings.main_database_url)
@@ -55,17 +85,20 @@ async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]
     ledger = Ledger(clock=clock, ids=ids)
     sessions = session_factory(engine)
     identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions).accounts
+    trading = build_trading(settings, clock=clock, ids=ids, sessions=sessions, with_venue=False)
+    seeder = Party("system", "demo")
     credentials: list[DemoCredential] = []
     try:
         async with unit_of_work(sessions) as session:
             seeded = await session.scalar(select(Instrument.symbol).limit(1))
             if seeded is not None:
                 return []
+            user_ids: dict[str, str] = {}
             for username, role in DEMO_USERS:
                 # 144 random bits: strong enough for any policy, shown exactly once.
                 password = secrets.token_urlsafe(18)
                 email = f"{username}@{DEMO_DOMAIN}"
-                await identity.create_user(
+                user = await identity.create_user(
                     session,
                     username=username,
                     email=email,
@@ -73,31 +106,52 @@ async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]
                     role=role,
                     email_verified=True,
                 )
+                user_ids[username] = user.id
                 credentials.append(DemoCredential(username, email, role, password))
-            now = clock.now_ns()
-            for symbol, name in DEMO_INSTRUMENTS:
-                session.add(
-                    Instrument(
-                        symbol=symbol,
-                        name=name,
-                        currency="USD",
-                        tick_size=Decimal("0.01"),
-                        lot_size=Decimal(1),
-                        status="active",
-                        created_ns=now,
-                    )
-                )
-                await ledger.append(
+            for symbol, name, price, tier, easy in DEMO_INSTRUMENTS:
+                await trading.reference.create(
                     session,
-                    LedgerEvent(
-                        type=AuditEvent.INSTRUMENT_CREATED,
-                        subject=Party("instrument", symbol),
-                        data={"symbol": symbol, "tick_size": "0.01", "currency": "USD"},
+                    symbol=symbol,
+                    spec=InstrumentSpec(
+                        name=name,
+                        reference_price=Decimal(price),
+                        band_tier=tier,
+                        easy_to_borrow=easy,
+                        threshold_security=symbol == DEMO_THRESHOLD,
                     ),
+                    actor=seeder,
+                )
+                if not easy:
+                    await trading.locates.set_inventory(
+                        session, symbol=symbol, available=50_000, actor=seeder
+                    )
+            await trading.reference.restrict(
+                session, symbol=DEMO_RESTRICTED[0], reason=DEMO_RESTRICTED[1], actor=seeder
+            )
+            for username, account_type, cash in DEMO_ACCOUNTS:
+                account = await trading.accounts.open_account(
+                    session,
+                    user_id=user_ids[username],
+                    account_type=AccountType(account_type),
+                    actor=seeder,
+                )
+                await trading.accounts.adjust(
+                    session,
+                    account_id=account.id,
+                    amount=Decimal(cash),
+                    reason="demo funding",
+                    actor=seeder,
                 )
             await ledger.append(
                 session,
-                LedgerEvent(type=AuditEvent.SYSTEM_DEMO_SEEDED, data={"users": len(DEMO_USERS)}),
+                LedgerEvent(
+                    type=AuditEvent.SYSTEM_DEMO_SEEDED,
+                    data={
+                        "users": len(DEMO_USERS),
+                        "instruments": len(DEMO_INSTRUMENTS),
+                        "accounts": len(DEMO_ACCOUNTS),
+                    },
+                ),
             )
         await LedgerSequencer(engine, clock=clock).drain()
     finally:

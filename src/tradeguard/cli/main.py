@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tradeguard import __version__
-from tradeguard.cli import audit, db, dev, keys, users
+from tradeguard.cli import audit, db, dev, keys, trading, users
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
 from tradeguard.core.clock import SystemClock
@@ -25,6 +26,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dev.app, name="dev")
+app.add_typer(trading.app, name="trading")
 
 
 def _version(value: bool) -> None:
@@ -80,7 +82,11 @@ def serve(
     """Run the platform over HTTPS (TLS only; there is no plain-HTTP listener)."""
     from tradeguard.cli.serving import serve_platform  # noqa: PLC0415 - heavy import
 
-    settings = settings_from(data_dir, host=host, port=port, tls_cert_file=cert, tls_key_file=key)
+    # The demo market stays open around the clock, so a visitor can trade at any hour.
+    hours = "always" if demo and "TRADEGUARD_MARKET_HOURS" not in os.environ else None
+    settings = settings_from(
+        data_dir, host=host, port=port, tls_cert_file=cert, tls_key_file=key, market_hours=hours
+    )
     serve_platform(settings, demo=demo)
 
 

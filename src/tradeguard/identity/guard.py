@@ -9,11 +9,13 @@ second) proves the session still stands, so a revocation takes effect at once.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from tradeguard.access.domain import Role
 from tradeguard.core.clock import Clock
@@ -50,11 +52,15 @@ class Principal:
 
 
 class SessionStateCache:
-    """Per-process cache of session states; revocations in this process drop entries at once."""
+    """Per-process cache of session states; revocations in this process drop entries at once
+    (and, through `on_drop`, the verified-token cache's entries of those sessions)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(
+        self, clock: Clock, on_drop: Callable[[tuple[str, ...]], None] | None = None
+    ) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[int, SessionState]] = {}
+        self.on_drop = on_drop
 
     def get(self, session_id: str) -> SessionState | None:
         entry = self._entries.get(session_id)
@@ -71,6 +77,8 @@ class SessionStateCache:
     def drop(self, *session_ids: str) -> None:
         for session_id in session_ids:
             self._entries.pop(session_id, None)
+        if self.on_drop is not None:
+            self.on_drop(session_ids)
 
 
 def identity_services(request: Request) -> IdentityServices:
@@ -78,7 +86,7 @@ def identity_services(request: Request) -> IdentityServices:
     return services
 
 
-def state_cache(request: Request) -> SessionStateCache:
+def state_cache(request: HTTPConnection) -> SessionStateCache:
     cache: SessionStateCache = request.app.state.session_cache
     return cache
 
@@ -86,7 +94,7 @@ def state_cache(request: Request) -> SessionStateCache:
 Services = Annotated[IdentityServices, Depends(identity_services)]
 
 
-def request_info(request: Request, **extra: Any) -> RequestInfo:
+def request_info(request: HTTPConnection, **extra: Any) -> RequestInfo:
     client = request.client
     return RequestInfo(
         ip=client.host if client else None,
@@ -119,7 +127,14 @@ def _bearer_token(request: Request) -> str:
 
 
 async def authenticated(request: Request, services: Services) -> Principal:
-    claims = services.verifier.verify(_bearer_token(request))
+    return await authenticate_token(request, services, _bearer_token(request))
+
+
+async def authenticate_token(
+    request: HTTPConnection, services: IdentityServices, token: str
+) -> Principal:
+    """The principal behind an access token, if its session still stands (HTTP and WSS)."""
+    claims = services.verifier.verify(token)
     cache = state_cache(request)
     state = cache.get(claims.session_id)
     if state is None:
@@ -174,35 +189,115 @@ async def authenticated(request: Request, services: Services) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
 
 
+def _permission_event(
+    principal: Principal, permission: str, granted: bool, *, route: str, method: str
+) -> LedgerEvent:
+    return LedgerEvent(
+        type=PERMISSION_CHECKED,
+        actor=Party("user", principal.user_id),
+        subject=Party("session", principal.session_id),
+        data={"permission": permission, "allowed": granted, "route": route, "method": method},
+        request_id=request_id_var.get(),
+    )
+
+
+def _granted(principal: Principal, permission: str) -> bool:
+    return permission == AUTHENTICATED or permission in principal.permissions
+
+
+async def check_permission(
+    services: IdentityServices,
+    principal: Principal,
+    permission: str,
+    *,
+    route: str,
+    method: str,
+) -> None:
+    """Decide and audit one permission check (RBAC-6); raise Forbidden when denied."""
+    granted = _granted(principal, permission)
+    event = _permission_event(principal, permission, granted, route=route, method=method)
+    await _audit_alone(services, event)
+    if not granted:
+        raise Forbidden(f"this action needs the {permission} permission")
+
+
+@dataclass(slots=True)
+class PendingAudit:
+    """An allowed check whose audit event rides in the route's own transaction."""
+
+    event: LedgerEvent
+    written: bool = False
+
+
+PENDING_AUDIT = "pending_audit"
+
+
+def pending_audit(request: Request) -> list[LedgerEvent]:
+    """Events the route must append in its transaction (then call `audit_committed`)."""
+    pending: PendingAudit | None = getattr(request.state, PENDING_AUDIT, None)
+    return [pending.event] if pending is not None and not pending.written else []
+
+
+def audit_committed(request: Request) -> None:
+    pending: PendingAudit | None = getattr(request.state, PENDING_AUDIT, None)
+    if pending is not None:
+        pending.written = True
+
+
+def _route_of(request: Request) -> str:
+    return str(getattr(request.scope.get("route"), "path", request.url.path))
+
+
 def _permission_check(permission: str) -> Any:
     async def check(request: Request, services: Services, principal: CurrentPrincipal) -> None:
-        granted = permission == AUTHENTICATED or permission in principal.permissions
-        route = request.scope.get("route")
-        event = LedgerEvent(
-            type=PERMISSION_CHECKED,
-            actor=Party("user", principal.user_id),
-            subject=Party("session", principal.session_id),
-            data={
-                "permission": permission,
-                "allowed": granted,
-                "route": getattr(route, "path", request.url.path),
-                "method": request.method,
-            },
-            request_id=request_id_var.get(),
+        await check_permission(
+            services, principal, permission, route=_route_of(request), method=request.method
         )
-        await _audit_alone(services, event)
-        if not granted:
-            raise Forbidden(f"this action needs the {permission} permission")
 
     # Lets the route-table audit prove the check is installed, not just declared.
     check.enforced_permission = permission  # type: ignore[attr-defined]
     return check
 
 
-def guarded(permission: str) -> dict[str, Any]:
-    """Route keyword arguments: declare the permission and enforce it."""
+def _permission_check_in_transaction(permission: str) -> Any:
+    async def check(
+        request: Request, services: Services, principal: CurrentPrincipal
+    ) -> AsyncIterator[None]:
+        granted = _granted(principal, permission)
+        event = _permission_event(
+            principal, permission, granted, route=_route_of(request), method=request.method
+        )
+        if not granted:
+            await _audit_alone(services, event)
+            raise Forbidden(f"this action needs the {permission} permission")
+        pending = PendingAudit(event)
+        setattr(request.state, PENDING_AUDIT, pending)
+        try:
+            yield
+        finally:
+            # The route did not commit it (it failed before, or never took it): record the
+            # check on its own, so every check is in the ledger whatever the outcome.
+            if not pending.written:
+                await _audit_alone(services, event)
+
+    check.enforced_permission = permission  # type: ignore[attr-defined]
+    return check
+
+
+def guarded(permission: str, *, audit_in_transaction: bool = False) -> dict[str, Any]:
+    """Route keyword arguments: declare the permission and enforce it.
+
+    With `audit_in_transaction` an allowed check's audit event is handed to the route
+    (`pending_audit`) to append in its own transaction, saving a commit on hot paths such as
+    order placement; if the route does not commit it, it is written on its own after the
+    route ran. A denied check is always committed on its own at once.
+    """
+    if audit_in_transaction:
+        dependency = Depends(_permission_check_in_transaction(permission), scope="function")
+    else:
+        dependency = Depends(_permission_check(permission))
     return {
-        "dependencies": [Depends(_permission_check(permission))],
+        "dependencies": [dependency],
         "openapi_extra": {PERMISSION_EXTENSION: permission},
     }
 

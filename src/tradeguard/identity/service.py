@@ -725,6 +725,16 @@ class AccountService:
         )
         return True
 
+    async def find_user(self, session: AsyncSession, login: str) -> tuple[str, Role] | None:
+        """A user's id and role by username or email (for operator tools)."""
+        user = await repository.user_by_login(session, login)
+        return (user.id, Role(user.role)) if user is not None else None
+
+    async def role_of(self, session: AsyncSession, user_id: str) -> Role | None:
+        """The role of an existing user (None: no such user)."""
+        user = await repository.user_by_id(session, user_id)
+        return Role(user.role) if user is not None else None
+
 
 class MfaRequiredForReset(TradeguardError):
     status = 403

@@ -14,7 +14,8 @@ import binascii
 import hashlib
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ _ACCEPTED_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_LEEWAY_SECONDS = 30
 # Far above any token we issue; refuses megabyte inputs before any parsing.
 MAX_TOKEN_CHARS = 8192
+# Verified tokens remembered (by SHA-256 of the token) so a client's next request with the
+# same token costs a dictionary lookup, not a signature check.
+CLAIMS_CACHE_SIZE = 100_000
 _REQUIRED_REGISTERED = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti"]
 REFRESH_TOKEN_PREFIX = "tgr_"  # noqa: S105 - a public marker, not a secret
 
@@ -154,16 +158,64 @@ class AccessTokenVerifier:
         self._algorithms = allowed
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
+        self._cache: OrderedDict[bytes, AccessClaims] = OrderedDict()
+        self._by_session: dict[str, set[bytes]] = {}
 
     def verify(self, token: str) -> AccessClaims:
-        """The token's claims if it is authentic, current and meant for us."""
+        """The token's claims if it is authentic, current and meant for us.
+
+        A token verified once is remembered until it expires (keyed by its SHA-256, never the
+        token itself); the cached answer is re-checked against the clock and the key ring on
+        every use, so expiry and key removal still apply, and `forget_sessions` drops it when
+        its session is revoked.
+        """
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken()
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            now = self._clock.now_ns() // NS_PER_SECOND
+            if (
+                now < cached.expires_at + self._leeway
+                and now >= cached.not_before - self._leeway
+                and self._keys.verification_key(cached.key_id) is not None
+            ):
+                return cached
+            self._evict(digest)
         try:
-            return self._verify(token)
+            claims = self._verify(token)
         except InvalidToken:
             raise
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             # PyJWT's messages name the failed check, never the token; the detail stays generic.
             raise InvalidToken() from exc
+        self._remember(digest, claims)
+        return claims
+
+    def forget_sessions(self, session_ids: Iterable[str]) -> None:
+        """Drop remembered tokens of revoked sessions."""
+        for session_id in session_ids:
+            for digest in self._by_session.pop(session_id, set()):
+                self._cache.pop(digest, None)
+
+    def _remember(self, digest: bytes, claims: AccessClaims) -> None:
+        self._cache[digest] = claims
+        self._by_session.setdefault(claims.session_id, set()).add(digest)
+        while len(self._cache) > CLAIMS_CACHE_SIZE:
+            old, old_claims = self._cache.popitem(last=False)
+            self._discard_index(old, old_claims.session_id)
+
+    def _evict(self, digest: bytes) -> None:
+        claims = self._cache.pop(digest, None)
+        if claims is not None:
+            self._discard_index(digest, claims.session_id)
+
+    def _discard_index(self, digest: bytes, session_id: str) -> None:
+        members = self._by_session.get(session_id)
+        if members is not None:
+            members.discard(digest)
+            if not members:
+                del self._by_session[session_id]
 
     def _verify(self, token: str) -> AccessClaims:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:

@@ -30,6 +30,12 @@ from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import Senders, senders_from_settings
 from tradeguard.notify.tasks import OutboxDispatcher
+from tradeguard.trading import admin_api as trading_admin_api
+from tradeguard.trading import api as trading_api
+from tradeguard.trading import stream_api as trading_stream_api
+from tradeguard.trading.container import build_trading
+from tradeguard.trading.tasks import start_tasks as start_trading_tasks
+from tradeguard.trading.tasks import sync_reference
 from tradeguard.web import health, outage, pages
 from tradeguard.web.docs import DOCS_URL, docs_routes
 from tradeguard.web.metrics import ComponentMetrics, ConnectionMetrics, HttpMetrics
@@ -97,6 +103,9 @@ def create_app(
     app.include_router(pages.router)
     if docs:
         app.router.routes.extend(docs_routes(title=app.title, openapi_url=OPENAPI_URL))
+    app.include_router(trading_api.router)
+    app.include_router(trading_admin_api.router)
+    app.include_router(trading_stream_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -160,6 +169,16 @@ def _lifespan(
             settings, clock=clock, ids=ids, sessions=app.state.runtime.sessions, argon2=argon2
         )
         identity = app.state.identity
+        app.state.session_cache.on_drop = identity.verifier.forget_sessions
+        app.state.trading = build_trading(
+            settings,
+            clock=clock,
+            ids=ids,
+            sessions=app.state.runtime.sessions,
+            registry=app.state.metrics.registry,
+            street=run_workers and settings.market_simulator,
+        )
+        await sync_reference(app.state.trading, rebuild=True)
         app.state.webauthn = WebAuthnService(
             identity.deps,
             auth=identity.auth,
@@ -219,6 +238,9 @@ def _lifespan(
                 asyncio.create_task(
                     watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher"
                 )
+            )
+            tasks.extend(
+                start_trading_tasks(app.state.trading, stop, tick_ms=settings.market_tick_ms)
             )
             for task in tasks:
                 task.add_done_callback(_report_worker_exit)

@@ -376,3 +376,61 @@ class TestRefreshTokens:
         assert digest == hashlib.sha256(token.encode()).digest()
         assert hash_refresh_token(token) == digest
         assert token.encode() not in digest
+
+
+class TestVerifiedTokenCache:
+    """A token verified once costs a lookup next time, never a weaker check."""
+
+    def test_a_repeated_token_skips_the_signature_but_not_expiry(self) -> None:
+        lab = TokenLab(FrozenClock())
+        token = lab.issue()
+        first = lab.verifier.verify(token)
+        calls: list[int] = []
+        original = lab.verifier._verify
+
+        def counting(value: str) -> Any:
+            calls.append(1)
+            return original(value)
+
+        lab.verifier._verify = counting  # type: ignore[method-assign]
+        assert lab.verifier.verify(token) == first
+        assert calls == []
+        lab.clock.advance(seconds=15 * 60)
+        with pytest.raises(InvalidToken):
+            lab.verifier.verify(token)
+
+    def test_a_tampered_copy_of_a_cached_token_is_still_refused(self) -> None:
+        lab = TokenLab(FrozenClock())
+        token = lab.issue()
+        lab.verifier.verify(token)
+        header, payload, signature = token.split(".")
+        forged = ".".join(
+            [header, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")]
+        )
+        with pytest.raises(InvalidToken):
+            lab.verifier.verify(forged)
+
+    def test_forgetting_a_session_forces_a_full_check_again(self) -> None:
+        lab = TokenLab(FrozenClock())
+        token = lab.issue()
+        lab.verifier.verify(token)
+        lab.verifier.forget_sessions(["session-1"])
+        calls: list[int] = []
+        original = lab.verifier._verify
+
+        def counting(value: str) -> Any:
+            calls.append(1)
+            return original(value)
+
+        lab.verifier._verify = counting  # type: ignore[method-assign]
+        lab.verifier.verify(token)
+        assert calls == [1]
+
+    def test_a_token_whose_key_left_the_ring_stops_verifying_from_the_cache(self) -> None:
+        lab = TokenLab(FrozenClock())
+        token = lab.issue()
+        kid = lab.verifier.verify(token).key_id
+        lab.ring.rotate()
+        lab.ring.drop(kid)
+        with pytest.raises(InvalidToken):
+            lab.verifier.verify(token)

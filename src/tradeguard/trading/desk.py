@@ -1,0 +1,295 @@
+"""The trading desk: the flows that cross the database and the venue.
+
+Each flow commits its database change first (acknowledged means committed) and only then
+lets the venue act on it; cancels and replaces run while the symbol's book is held still, so
+a cancel and a fill never cross.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tradeguard.core.orders import OrderType, Side, TimeInForce
+from tradeguard.db.engine import unit_of_work
+from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.trading import repository
+from tradeguard.trading.common import OrderConflict, OrderNotFound, TradingDeps
+from tradeguard.trading.domain import OPEN_STATUSES, CancelReason, HaltScope, OrderStatus
+from tradeguard.trading.executions import ExecutionRecorder, Notice, order_payload
+from tradeguard.trading.halts import HaltOutcome, HaltService
+from tradeguard.trading.models import Order, TradingHalt
+from tradeguard.trading.orders import OrderRequest, OrderService, PlaceOutcome
+from tradeguard.trading.stream import StreamHub
+from tradeguard.venue.adapter import Venue
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceRequest:
+    client_order_id: str
+    quantity: int
+    limit_price: Decimal | None
+
+
+class TradingDesk:
+    def __init__(
+        self,
+        *,
+        deps: TradingDeps,
+        sessions: async_sessionmaker[AsyncSession],
+        orders: OrderService,
+        halts: HaltService,
+        recorder: ExecutionRecorder,
+        venue: Venue | None,
+        hub: StreamHub,
+    ) -> None:
+        self.deps = deps
+        self.sessions = sessions
+        self.orders = orders
+        self.halts = halts
+        self.recorder = recorder
+        self.venue = venue
+        self.hub = hub
+
+    async def place(
+        self,
+        *,
+        account_id: str,
+        user_id: str | None,
+        request: OrderRequest,
+        actor: Party,
+        request_id: str | None = None,
+        audit: Sequence[LedgerEvent] = (),
+    ) -> PlaceOutcome:
+        """`audit`: events (the permission check) to commit with the order, in one
+        transaction."""
+        async with unit_of_work(self.sessions) as session:
+            for event in audit:
+                await self.deps.ledger.append(session, event)
+            outcome = await self.orders.place(
+                session,
+                account_id=account_id,
+                user_id=user_id,
+                request=request,
+                actor=actor,
+                request_id=request_id,
+            )
+        if outcome.replayed:
+            return outcome
+        if outcome.after_commit is not None:
+            outcome.after_commit()
+        await self.hub.publish(
+            [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
+        )
+        # When the venue traded or cancelled some of it, answer with the order as it is now.
+        if (
+            outcome.accepted
+            and self.venue is not None
+            and await self.venue.submit(self.recorder.to_venue(outcome.order))
+        ):
+            return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
+        return outcome
+
+    async def reload(self, order_id: str) -> Order:
+        async with unit_of_work(self.sessions) as session:
+            row = await repository.order(session, order_id)
+        if row is None:  # pragma: no cover - orders are never deleted
+            raise OrderNotFound("no such order")
+        return row
+
+    async def cancel(
+        self,
+        *,
+        account_id: str,
+        order_id: str,
+        user_id: str | None,
+        actor: Party,
+        reason: CancelReason = CancelReason.USER,
+        request_id: str | None = None,
+    ) -> Order:
+        """Cancel an open order. Never blocked by risk checks, halts or trading state."""
+        async with unit_of_work(self.sessions) as session:
+            order = await self.orders.get_owned(
+                session, account_id=account_id, order_id=order_id, user_id=user_id
+            )
+        symbol = order.symbol
+
+        async def work() -> Order:
+            async with unit_of_work(self.sessions) as session:
+                await repository.account(session, order.account_id, lock=True)
+                rows = await repository.orders_by_ids(session, [order.id])
+                row = rows[order.id]
+                if row.status not in OPEN_STATUSES:
+                    raise OrderConflict(f"too late to cancel: the order is {row.status}")
+                await self.orders.close_order(
+                    session,
+                    row,
+                    status=OrderStatus.CANCELLED,
+                    reason=reason,
+                    actor=actor,
+                    request_id=request_id,
+                )
+                return row
+
+        if self.venue is None:
+            row = await work()
+        else:
+            row = await self.venue.under_lock(symbol, work, remove=[order.id])
+        await self.hub.publish([Notice(row.account_id, "order", order_payload(row))])
+        return row
+
+    async def replace(
+        self,
+        *,
+        account_id: str,
+        order_id: str,
+        user_id: str | None,
+        request: ReplaceRequest,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> PlaceOutcome:
+        """Cancel-replace: the old order closes and the new one is checked as a fresh order
+        (with the old reservation given back) in one transaction; if the new one is refused,
+        the old one stays exactly as it was."""
+        async with unit_of_work(self.sessions) as session:
+            old = await self.orders.get_owned(
+                session, account_id=account_id, order_id=order_id, user_id=user_id
+            )
+        symbol = old.symbol
+
+        async def work() -> PlaceOutcome:
+            async with unit_of_work(self.sessions) as session:
+                await repository.lock_control(session, exclusive=False)
+                await repository.account(session, old.account_id, lock=True)
+                row = (await repository.orders_by_ids(session, [old.id]))[old.id]
+                existing = await repository.order_by_client_id(
+                    session, row.account_id, request.client_order_id
+                )
+                if existing is not None and existing.replaces_order_id == row.id:
+                    return PlaceOutcome(existing, replayed=True)
+                if row.status not in OPEN_STATUSES:
+                    raise OrderConflict(f"too late to replace: the order is {row.status}")
+                new_request = OrderRequest(
+                    client_order_id=request.client_order_id,
+                    symbol=row.symbol,
+                    side=Side(row.side),
+                    order_type=OrderType(row.order_type),
+                    time_in_force=TimeInForce(row.time_in_force),
+                    quantity=request.quantity,
+                    limit_price=request.limit_price,
+                )
+                new_request.validate()
+                savepoint = await session.begin_nested()
+                await self.orders.close_order(
+                    session,
+                    row,
+                    status=OrderStatus.REPLACED,
+                    reason=CancelReason.REPLACED,
+                    actor=actor,
+                    request_id=request_id,
+                )
+                outcome = await self.orders.place(
+                    session,
+                    account_id=row.account_id,
+                    user_id=None,
+                    request=new_request,
+                    actor=actor,
+                    request_id=request_id,
+                    replaces=row,
+                )
+                if outcome.replayed:
+                    await savepoint.rollback()
+                    await session.refresh(outcome.order)
+                    return outcome
+                if not outcome.accepted:
+                    # Keep the refusal (its audit event and order row) but not the replacement:
+                    # roll back to before the old order was closed, then record the reject.
+                    code = outcome.order.reject_code
+                    detail = outcome.order.reject_detail
+                    await savepoint.rollback()
+                    # The rollback expired what the savepoint touched: reload before reading.
+                    await session.refresh(row)
+                    rejected = await self.orders.record_rejected_replace(
+                        session,
+                        old=row,
+                        request=new_request,
+                        code=code,
+                        detail=detail,
+                        actor=actor,
+                        request_id=request_id,
+                    )
+                    return PlaceOutcome(rejected, replayed=False)
+                await savepoint.commit()
+                row.replaced_by_order_id = outcome.order.id
+                return outcome
+
+        if self.venue is None:
+            outcome = await work()
+        else:
+            outcome = await self.venue.under_lock(symbol, work, remove=[old.id])
+        if outcome.accepted and not outcome.replayed and self.venue is not None:
+            # The old order left the book inside the lock only if the replace went through.
+            await self.venue.submit(self.recorder.to_venue(outcome.order))
+            outcome = PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
+        return outcome
+
+    async def halt(
+        self,
+        *,
+        scope: HaltScope,
+        target: str,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> HaltOutcome:
+        async with unit_of_work(self.sessions) as session:
+            outcome = await self.halts.halt(
+                session,
+                scope=scope,
+                target=target,
+                reason=reason,
+                actor=actor,
+                request_id=request_id,
+            )
+        await self._after_halt(outcome.cancelled)
+        if self.venue is not None and scope is not HaltScope.ACCOUNT:
+            setter = getattr(self.venue, "set_halted", None)
+            if setter is not None:
+                setter(None if scope is HaltScope.MARKET else outcome.halt.target, True)
+        return outcome
+
+    async def resume(
+        self,
+        *,
+        scope: HaltScope,
+        target: str,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> TradingHalt:
+        async with unit_of_work(self.sessions) as session:
+            halt = await self.halts.resume(
+                session,
+                scope=scope,
+                target=target,
+                reason=reason,
+                actor=actor,
+                request_id=request_id,
+            )
+        if self.venue is not None and scope is not HaltScope.ACCOUNT:
+            setter = getattr(self.venue, "set_halted", None)
+            if setter is not None:
+                setter(None if scope is HaltScope.MARKET else halt.target, False)
+        return halt
+
+    async def _after_halt(self, cancelled: Sequence[Order]) -> None:
+        if self.venue is not None:
+            by_symbol: dict[str, list[str]] = {}
+            for order in cancelled:
+                by_symbol.setdefault(order.symbol, []).append(order.id)
+            for symbol, ids in by_symbol.items():
+                await self.venue.purge(symbol, ids)
+        await self.hub.publish([Notice(o.account_id, "order", order_payload(o)) for o in cancelled])

@@ -1,0 +1,236 @@
+"""The double-entry money journal: books, entries, and the movements built from them (pure).
+
+Every movement is one journal transaction whose entries sum to zero per asset and phase, so
+money and shares are never created or destroyed, only moved between books:
+
+- cash books (asset = the account currency): `acct:<id>:cash` holds settled cash,
+  `acct:<id>:unsettled` trades not yet settled (T+1);
+- a position book per symbol (asset = the symbol, amounts in shares): `acct:<id>:pos:<SYM>`;
+- firm books are the other side of every movement: `firm:clearing` (cash owed to or by the
+  clearing house), `firm:street:<SYM>` (shares from or to the street), `firm:fees`,
+  `firm:adjustments` (admin credits and debits), `firm:holds` (the contra of reservations).
+
+Phases: `posted` entries are real movements; `held` entries are reservations (a buy order's
+cash, a sell order's shares). A hold moves an amount from the customer book to `firm:holds`
+in the held phase, and a release moves it back, so "held" on a customer book is the negated
+sum of its held-phase entries and buying power is derived from the posted and held sums.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+ZERO = Decimal(0)
+
+
+class Phase(StrEnum):
+    POSTED = "posted"
+    HELD = "held"
+
+
+class MovementKind(StrEnum):
+    HOLD = "hold"
+    RELEASE = "release"
+    FILL = "fill"
+    FEE = "fee"
+    SETTLEMENT = "settlement"
+    ADJUSTMENT = "adjustment"
+
+
+FIRM_CLEARING = "firm:clearing"
+FIRM_FEES = "firm:fees"
+FIRM_ADJUSTMENTS = "firm:adjustments"
+FIRM_HOLDS = "firm:holds"
+
+
+def cash_book(account_id: str) -> str:
+    return f"acct:{account_id}:cash"
+
+
+def unsettled_book(account_id: str) -> str:
+    return f"acct:{account_id}:unsettled"
+
+
+def position_book(account_id: str, symbol: str) -> str:
+    return f"acct:{account_id}:pos:{symbol}"
+
+
+def street_book(symbol: str) -> str:
+    return f"firm:street:{symbol}"
+
+
+def account_of(book: str) -> str | None:
+    """The account id a customer book belongs to (None for firm books)."""
+    if not book.startswith("acct:"):
+        return None
+    return book.split(":", 2)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    book: str
+    asset: str
+    phase: Phase
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """A journal transaction before it is stored."""
+
+    kind: MovementKind
+    memo: str
+    entries: tuple[Entry, ...]
+    account_id: str | None = None
+    order_id: str | None = None
+    execution_id: str | None = None
+
+
+class UnbalancedMovement(ValueError):
+    """A movement whose entries do not sum to zero: a bug, never stored."""
+
+
+def imbalance(entries: tuple[Entry, ...] | list[Entry]) -> dict[tuple[str, Phase], Decimal]:
+    """Net amount per (asset, phase); a balanced movement has none."""
+    sums: dict[tuple[str, Phase], Decimal] = defaultdict(lambda: ZERO)
+    for entry in entries:
+        sums[(entry.asset, entry.phase)] += entry.amount
+    return {key: value for key, value in sums.items() if value != 0}
+
+
+def movement(
+    kind: MovementKind,
+    memo: str,
+    entries: list[Entry],
+    *,
+    account_id: str | None = None,
+    order_id: str | None = None,
+    execution_id: str | None = None,
+) -> Movement:
+    """Build a movement, refusing one that does not balance or moves nothing."""
+    kept = tuple(e for e in entries if e.amount != 0)
+    if not kept:
+        raise UnbalancedMovement(f"{kind} movement has no entries")
+    if imbalance(kept):
+        raise UnbalancedMovement(f"{kind} movement does not balance")
+    return Movement(kind, memo, kept, account_id, order_id, execution_id)
+
+
+def _pair(debit: str, credit: str, asset: str, amount: Decimal, phase: Phase) -> list[Entry]:
+    # Sign convention: a positive amount increases the book (credit), negative decreases it.
+    return [Entry(debit, asset, phase, -amount), Entry(credit, asset, phase, amount)]
+
+
+def hold_cash(account_id: str, currency: str, amount: Decimal, order_id: str) -> Movement:
+    """Reserve cash for an order (buying power goes down, cash does not move)."""
+    return movement(
+        MovementKind.HOLD,
+        "buying power reserved for an order",
+        _pair(cash_book(account_id), FIRM_HOLDS, currency, amount, Phase.HELD),
+        account_id=account_id,
+        order_id=order_id,
+    )
+
+
+def hold_shares(account_id: str, symbol: str, quantity: int, order_id: str) -> Movement:
+    """Reserve shares for a sell order, so two sells can never sell the same shares."""
+    return movement(
+        MovementKind.HOLD,
+        "shares reserved for a sell order",
+        _pair(position_book(account_id, symbol), FIRM_HOLDS, symbol, Decimal(quantity), Phase.HELD),
+        account_id=account_id,
+        order_id=order_id,
+    )
+
+
+def release_entries(
+    account_id: str, currency: str, symbol: str, cash: Decimal, shares: int
+) -> list[Entry]:
+    """Entries that give back part of an order's reservation."""
+    entries: list[Entry] = []
+    if cash:
+        entries += _pair(FIRM_HOLDS, cash_book(account_id), currency, cash, Phase.HELD)
+    if shares:
+        entries += _pair(
+            FIRM_HOLDS, position_book(account_id, symbol), symbol, Decimal(shares), Phase.HELD
+        )
+    return entries
+
+
+def release(
+    *, account_id: str, currency: str, symbol: str, cash: Decimal, shares: int, order_id: str
+) -> Movement:
+    return movement(
+        MovementKind.RELEASE,
+        "reservation released",
+        release_entries(account_id, currency, symbol, cash, shares),
+        account_id=account_id,
+        order_id=order_id,
+    )
+
+
+def fill(
+    *,
+    account_id: str,
+    currency: str,
+    symbol: str,
+    buy: bool,
+    quantity: int,
+    notional: Decimal,
+    fee: Decimal,
+    released_cash: Decimal,
+    released_shares: int,
+    order_id: str,
+    execution_id: str,
+) -> Movement:
+    """An execution: shares against cash into the unsettled book, its fee, and the release of
+    the reservation it used, all in one balanced transaction."""
+    shares = Decimal(quantity)
+    entries = release_entries(account_id, currency, symbol, released_cash, released_shares)
+    if buy:
+        entries += _pair(
+            unsettled_book(account_id), FIRM_CLEARING, currency, notional, Phase.POSTED
+        )
+        entries += _pair(
+            street_book(symbol), position_book(account_id, symbol), symbol, shares, Phase.POSTED
+        )
+    else:
+        entries += _pair(
+            FIRM_CLEARING, unsettled_book(account_id), currency, notional, Phase.POSTED
+        )
+        entries += _pair(
+            position_book(account_id, symbol), street_book(symbol), symbol, shares, Phase.POSTED
+        )
+    if fee:
+        entries += _pair(unsettled_book(account_id), FIRM_FEES, currency, fee, Phase.POSTED)
+    return movement(
+        MovementKind.FILL,
+        f"{'bought' if buy else 'sold'} {quantity} {symbol}",
+        entries,
+        account_id=account_id,
+        order_id=order_id,
+        execution_id=execution_id,
+    )
+
+
+def settlement(account_id: str, currency: str, net: Decimal, settlement_date: str) -> Movement:
+    """T+1: the net of a settlement date's trades moves from unsettled to settled cash."""
+    return movement(
+        MovementKind.SETTLEMENT,
+        f"trades settling {settlement_date}",
+        _pair(unsettled_book(account_id), cash_book(account_id), currency, net, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def adjustment(account_id: str, currency: str, amount: Decimal, reason: str) -> Movement:
+    """An audited admin credit (positive) or debit (negative) of settled cash."""
+    return movement(
+        MovementKind.ADJUSTMENT,
+        reason,
+        _pair(FIRM_ADJUSTMENTS, cash_book(account_id), currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )

@@ -1,0 +1,105 @@
+"""Background work of the trading core: venue start-up and recovery, the control-version
+watch, settlement, Reg SHO deadlines, DAY-order expiry, and the simulated street."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from tradeguard.core.workers import pause
+from tradeguard.db.engine import unit_of_work
+from tradeguard.trading.container import TradingServices
+from tradeguard.trading.domain import MARKET_TARGET, HaltScope
+from tradeguard.trading.executions import Notice, order_payload
+
+logger = logging.getLogger("tradeguard.trading.tasks")
+
+CONTROL_POLL_SECONDS = 0.25
+MAINTENANCE_SECONDS = 2.0
+
+
+async def sync_reference(services: TradingServices, *, rebuild: bool) -> int:
+    """Reload reference data and halts into memory and (re)open the venue's books."""
+    async with unit_of_work(services.sessions) as session:
+        version = await services.reference.refresh_cache(session)
+        halts = await services.halts.active(session)
+    venue = services.venue
+    if venue is None:
+        return version
+    for info in services.deps.reference.all():
+        venue.list_symbol(info.symbol, tick=info.tick_size, price=info.reference_price)
+    market_halted = any(h.scope == HaltScope.MARKET and h.target == MARKET_TARGET for h in halts)
+    halted_symbols = {h.target for h in halts if h.scope == HaltScope.SYMBOL}
+    for symbol in venue.symbols():
+        venue.set_halted(symbol, market_halted or symbol in halted_symbols)
+    if rebuild:
+        await venue.rebuild_all()
+    return version
+
+
+async def watch_control(services: TradingServices, stop: asyncio.Event) -> None:
+    """Pick up changes made elsewhere (the CLI, another replica): reference data, halts, and
+    orders cancelled behind the venue's back (the books are rebuilt from the database)."""
+    seen = services.deps.reference.version
+    while not await pause(stop, CONTROL_POLL_SECONDS):
+        try:
+            async with unit_of_work(services.sessions) as session:
+                version = await services.reference.control_version(session)
+            if version != seen:
+                seen = await sync_reference(services, rebuild=True)
+        except Exception:
+            logger.exception("trading control watch failed")
+
+
+async def run_maintenance_once(services: TradingServices) -> None:
+    async with unit_of_work(services.sessions) as session:
+        await services.settlement.settle_due(session)
+    async with unit_of_work(services.sessions) as session:
+        await services.settlement.check_fail_deadlines(session)
+    await expire_day_orders(services)
+
+
+async def expire_day_orders(services: TradingServices) -> int:
+    async with unit_of_work(services.sessions) as session:
+        due = await services.settlement.expiring_day_orders(session)
+    by_symbol: dict[str, list[str]] = defaultdict(list)
+    for order in due:
+        by_symbol[order.symbol].append(order.id)
+    expired = 0
+    for symbol, ids in by_symbol.items():
+
+        async def work(ids: list[str] = ids) -> list[Notice]:
+            async with unit_of_work(services.sessions) as session:
+                rows = await services.settlement.expire(session, ids)
+                return [Notice(o.account_id, "order", order_payload(o)) for o in rows]
+
+        if services.venue is None:
+            notices = await work()
+        else:
+            notices = await services.venue.under_lock(symbol, work, remove=ids)
+        expired += len(notices)
+        await services.hub.publish(notices)
+    return expired
+
+
+async def run_maintenance(services: TradingServices, stop: asyncio.Event) -> None:
+    while not await pause(stop, MAINTENANCE_SECONDS):
+        try:
+            await run_maintenance_once(services)
+        except Exception:
+            logger.exception("trading maintenance pass failed")
+
+
+def start_tasks(
+    services: TradingServices, stop: asyncio.Event, *, tick_ms: int
+) -> list[asyncio.Task[None]]:
+    tasks = [
+        asyncio.create_task(watch_control(services, stop), name="trading-control-watch"),
+        asyncio.create_task(run_maintenance(services, stop), name="trading-maintenance"),
+    ]
+    if services.venue is not None:
+        tasks.append(
+            asyncio.create_task(services.venue.run_street(tick_ms, stop), name="venue-street")
+        )
+    return tasks

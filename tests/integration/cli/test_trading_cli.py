@@ -1,0 +1,181 @@
+"""`tradeguard trading`: reference data, accounts, kill switches and reconciliation from the
+command line, against a real data directory; bad input fails in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from tradeguard.access.domain import Role
+from tradeguard.cli.main import app
+from tradeguard.config import Settings
+from tradeguard.core.clock import SystemClock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.identity.container import build_identity
+from tradeguard.identity.password_hashing import Argon2Parameters
+
+runner = CliRunner()
+
+TRADING_COMMANDS = [
+    ["trading"],
+    ["trading", "instruments"],
+    ["trading", "instruments", "list"],
+    ["trading", "instruments", "add"],
+    ["trading", "instruments", "update"],
+    ["trading", "restricted", "add"],
+    ["trading", "restricted", "remove"],
+    ["trading", "accounts", "list"],
+    ["trading", "accounts", "open"],
+    ["trading", "accounts", "adjust"],
+    ["trading", "accounts", "status"],
+    ["trading", "orders", "list"],
+    ["trading", "orders", "cancel"],
+    ["trading", "halt"],
+    ["trading", "resume"],
+    ["trading", "halts"],
+    ["trading", "reconcile"],
+    ["trading", "settle"],
+    ["trading", "stock-loan"],
+]
+
+
+def run(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "var"
+    assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
+
+    async def trader() -> None:
+        settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
+        engine = create_engine(settings.main_database_url)
+        clock = SystemClock()
+        identity = build_identity(
+            settings,
+            clock=clock,
+            ids=IdGenerator(clock),
+            sessions=session_factory(engine),
+            argon2=Argon2Parameters(time_cost=1, memory_cost_kib=1024, parallelism=1),
+        )
+        async with unit_of_work(identity.sessions) as session:
+            await identity.accounts.create_user(
+                session,
+                username="tina",
+                email="tina@example.com",
+                password="correct horse battery staple 42",
+                role=Role.TRADER,
+                email_verified=True,
+            )
+        await engine.dispose()
+
+    asyncio.run(trader())
+    return directory
+
+
+class TestHelp:
+    @pytest.mark.parametrize("command", TRADING_COMMANDS, ids=" ".join)
+    def test_every_trading_command_has_help(self, command: list[str]) -> None:
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0
+        assert "Usage" in result.output
+
+
+class TestTradingCommands:
+    def test_an_operator_lists_halts_and_resumes_and_the_books_reconcile(
+        self, data_dir: Path
+    ) -> None:
+        code, out = run(
+            data_dir,
+            "trading",
+            "instruments",
+            "add",
+            "ACME",
+            "--name",
+            "Acme",
+            "--price",
+            "12.50",
+            "--etb",
+        )
+        assert code == 0, out
+        code, out = run(data_dir, "trading", "instruments", "list", "--json")
+        assert json.loads(out)[0]["symbol"] == "ACME"
+        code, out = run(data_dir, "trading", "accounts", "open", "tina", "--type", "margin")
+        assert code == 0, out
+        account_id = out.split()[1]
+        code, out = run(
+            data_dir,
+            "trading",
+            "accounts",
+            "adjust",
+            account_id,
+            "2500.00",
+            "--reason",
+            "opening deposit",
+        )
+        assert code == 0, out
+        assert run(data_dir, "trading", "restricted", "add", "ACME", "--reason", "MNPI")[0] == 0
+        assert (
+            run(data_dir, "trading", "restricted", "remove", "ACME", "--reason", "cleared")[0] == 0
+        )
+        code, out = run(data_dir, "trading", "halt", "--symbol", "ACME", "--reason", "news pending")
+        assert code == 0, out
+        assert "halted symbol ACME" in out
+        code, out = run(data_dir, "trading", "halt", "--symbol", "ACME", "--reason", "again")
+        assert code == 1
+        assert "already in force" in out
+        code, out = run(data_dir, "trading", "halts")
+        assert "news pending" in out
+        assert (
+            run(data_dir, "trading", "resume", "--symbol", "ACME", "--reason", "news out")[0] == 0
+        )
+        code, out = run(data_dir, "trading", "reconcile", "--json")
+        assert code == 0, out
+        assert json.loads(out)["ok"] is True
+
+    def test_reconcile_names_a_tampered_balance_and_exits_1(self, data_dir: Path) -> None:
+        run(data_dir, "trading", "instruments", "add", "ACME", "--name", "Acme", "--price", "12.50")
+        _, out = run(data_dir, "trading", "accounts", "open", "tina")
+        account_id = out.split()[1]
+        run(data_dir, "trading", "accounts", "adjust", account_id, "100.00", "--reason", "deposit")
+
+        async def tamper() -> None:
+            engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE book_balances SET amount_micros = 1000000000000"))
+            await engine.dispose()
+
+        asyncio.run(tamper())
+        code, out = run(data_dir, "trading", "reconcile")
+        assert code == 1
+        assert f"acct:{account_id}:cash" in out
+        assert "balance 1000000 but its entries sum to 100" in out
+
+    @pytest.mark.parametrize(
+        ("argv", "expected"),
+        [
+            (["trading", "halt", "--reason", "why"], "exactly one of"),
+            (["trading", "halt", "--market", "--symbol", "X", "--reason", "why"], "exactly one of"),
+            (["trading", "accounts", "adjust", "nope", "ten", "--reason", "why"], "decimal number"),
+            (["trading", "accounts", "adjust", "nope", "10", "--reason", "why"], "no such account"),
+            (["trading", "accounts", "open", "ghost"], "no user"),
+            (["trading", "instruments", "add", "x y", "--name", "n", "--price", "1"], "symbol"),
+            (["trading", "resume", "--market", "--reason", "why"], "nothing to resume"),
+            (["trading", "accounts", "status", "nope", "--reason", "why"], "--status"),
+        ],
+    )
+    def test_bad_input_fails_in_one_clear_line(
+        self, data_dir: Path, argv: list[str], expected: str
+    ) -> None:
+        code, out = run(data_dir, *argv)
+        assert code in (1, 2)
+        assert expected in out
+        assert "Traceback" not in out
