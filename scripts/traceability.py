@@ -15,6 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def _find_spec() -> Path:
     """The shared spec beside the checkout, or beside a parent (a git worktree elsewhere)."""
     override = os.environ.get("TRADEGUARD_SPEC_FILE")
