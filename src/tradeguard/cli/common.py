@@ -16,6 +16,7 @@ from sqlalchemy import make_url
 
 from tradeguard.config import Settings, load_settings
 from tradeguard.core.errors import ConfigurationError, TradeguardError
+from tradeguard.db.availability import DatabaseUnreachable
 
 T = TypeVar("T")
 
@@ -80,6 +81,9 @@ def database_failure(exc: BaseException, url: str) -> str | None:
     kind only: the URL's user and password and the driver's own text (which may quote the
     user name) are left out.
     """
+    if isinstance(exc, DatabaseUnreachable):
+        # The engine's connect hook wraps the driver's OSError; the message needs its kind.
+        exc = exc.cause
     parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     if parsed.get_backend_name() == "sqlite":
         if isinstance(exc, sa_exc.OperationalError) and "unable to open" in str(exc.orig):

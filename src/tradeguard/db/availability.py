@@ -51,6 +51,7 @@ class DatabaseUnreachable(Exception):
         # The cause's text names the host and port; only its type travels in this message.
         super().__init__(f"database unreachable: {type(cause).__name__}")
         self.cause_name = type(cause).__name__
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)

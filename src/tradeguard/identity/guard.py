@@ -302,6 +302,21 @@ def guarded(permission: str, *, audit_in_transaction: bool = False) -> dict[str,
     }
 
 
+WEBSOCKET_PERMISSION_ATTRIBUTE = "declared_permission"
+
+
+def guarded_websocket(permission: str) -> Callable[[Any], Any]:
+    """Declare a WebSocket endpoint's permission where the route-table audit reads it (a
+    WebSocket route has no OpenAPI entry); the endpoint itself must enforce it on connect
+    with `check_permission`."""
+
+    def declare(endpoint: Any) -> Any:
+        setattr(endpoint, WEBSOCKET_PERMISSION_ATTRIBUTE, permission)
+        return endpoint
+
+    return declare
+
+
 def public_route() -> dict[str, Any]:
     return {"openapi_extra": {PERMISSION_EXTENSION: "public"}}
 

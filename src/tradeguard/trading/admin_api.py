@@ -52,6 +52,7 @@ def _decimal(value: str | None) -> Decimal | None:
 async def create_instrument(
     body: s.InstrumentIn, request: Request, principal: CurrentPrincipal
 ) -> s.InstrumentOut:
+    """Add a tradable instrument (audited)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.reference.create(
@@ -82,6 +83,7 @@ async def create_instrument(
 async def update_instrument(
     symbol: SymbolPath, body: s.InstrumentPatch, request: Request, principal: CurrentPrincipal
 ) -> s.InstrumentOut:
+    """Change an instrument's trading attributes (audited)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.reference.update(
@@ -109,6 +111,7 @@ async def update_instrument(
 
 @router.get("/restricted-list", **guarded(Permission.ADMIN_CONFIG))
 async def list_restricted(request: Request) -> list[s.RestrictedOut]:
+    """The firm's restricted list."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = await services.reference.restricted(session)
@@ -124,6 +127,7 @@ async def list_restricted(request: Request) -> list[s.RestrictedOut]:
 async def restrict_symbol(
     symbol: SymbolPath, body: s.ReasonIn, request: Request, principal: CurrentPrincipal
 ) -> s.RestrictedOut:
+    """Put a symbol on the restricted list, with a reason."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.reference.restrict(
@@ -148,6 +152,7 @@ async def unrestrict_symbol(
     principal: CurrentPrincipal,
     reason: Annotated[str, Query(min_length=3, max_length=500)],
 ) -> None:
+    """Take a symbol off the restricted list, with a reason."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         await services.reference.unrestrict(
@@ -188,6 +193,7 @@ async def start_halt(body: s.HaltIn, request: Request, principal: CurrentPrincip
 
 @router.post("/halts/resume", **guarded(Permission.ADMIN_CONFIG))
 async def resume_halt(body: s.HaltIn, request: Request, principal: CurrentPrincipal) -> s.HaltOut:
+    """Lift a halt (latched until now), with a reason."""
     services = trading(request)
     halt = await services.desk.resume(
         scope=HaltScope(body.scope),
@@ -206,6 +212,7 @@ async def resume_halt(body: s.HaltIn, request: Request, principal: CurrentPrinci
 async def list_all_accounts(
     request: Request, user_id: Annotated[str | None, Query(max_length=36)] = None
 ) -> list[s.AccountSummaryOut]:
+    """Trading accounts of every user (or of one, with `user_id`)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = (
@@ -220,6 +227,7 @@ async def list_all_accounts(
 async def open_account_for(
     body: s.StaffAccountIn, request: Request, principal: CurrentPrincipal
 ) -> s.AccountOut:
+    """Open a cash or margin account for a trader."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         role = await identity_services(request).accounts.role_of(session, body.user_id)
@@ -241,6 +249,7 @@ async def open_account_for(
 
 @router.get("/accounts/{account_id}", **guarded(Permission.ADMIN_CONFIG))
 async def get_any_account(account_id: IdPath, request: Request) -> s.AccountOut:
+    """Any trading account with its balances."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.accounts.get(session, account_id)
@@ -272,6 +281,7 @@ async def adjust_account(
 async def update_account(
     account_id: IdPath, body: s.AccountPatch, request: Request, principal: CurrentPrincipal
 ) -> s.AccountOut:
+    """Change an account's status or trading state, with a reason."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.accounts.set_status(
@@ -337,6 +347,7 @@ async def record_locate(
 async def operator_cancel(
     account_id: IdPath, order_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> s.OrderOut:
+    """Cancel a customer's open order as the operator."""
     services = trading(request)
     row = await services.desk.cancel(
         account_id=account_id,
@@ -374,6 +385,7 @@ async def list_alerts(
     limit: Limit = 100,
     open_only: Annotated[bool, Query(alias="open")] = False,
 ) -> list[s.AlertOut]:
+    """Risk alerts for the compliance desk (missed Reg SHO close-outs, ...)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = await services.settlement.alerts(session, limit=limit, open_only=open_only)

@@ -57,6 +57,7 @@ async def list_instruments(request: Request) -> list[s.InstrumentOut]:
 
 @router.get("/instruments/{symbol}", **guarded(AUTHENTICATED))
 async def get_instrument(symbol: SymbolPath, request: Request) -> s.InstrumentOut:
+    """One instrument: trading attributes, live quote and price collar."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.reference.get(session, symbol)
@@ -108,6 +109,7 @@ async def open_account(
 async def get_account(
     account_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> s.AccountOut:
+    """One of your accounts with balances, buying power and PDT day-trade count."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.accounts.owned(session, account_id, principal.user_id)
@@ -118,6 +120,7 @@ async def get_account(
 async def list_positions(
     account_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> list[s.PositionOut]:
+    """Positions with average price, mark, market value and P&L."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.accounts.owned(session, account_id, principal.user_id)
@@ -146,6 +149,7 @@ async def list_executions(
     principal: CurrentPrincipal,
     limit: Limit = 100,
 ) -> list[s.ExecutionOut]:
+    """Executions (fills), newest first, with their settlement dates."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         await services.accounts.owned(session, account_id, principal.user_id)
@@ -195,6 +199,7 @@ async def list_orders(
     open_only: Annotated[bool, Query(alias="open")] = False,
     limit: Limit = 100,
 ) -> list[s.OrderOut]:
+    """Orders of an account, newest first (`open=true`: working orders only)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = await services.orders.list(
@@ -248,6 +253,7 @@ async def place_order(
 async def get_order(
     account_id: IdPath, order_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> s.OrderOut:
+    """One order as it stands now."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.orders.get_owned(
@@ -307,6 +313,7 @@ async def replace_order(
 async def list_locates(
     account_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> list[s.LocateOut]:
+    """Reg SHO locates and pre-borrows of an account, newest first."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         await services.accounts.owned(session, account_id, principal.user_id)

@@ -84,6 +84,7 @@ class TradingDesk:
         await self.hub.publish(
             [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
         )
+        self._ensure_listed(outcome.order.symbol)
         # When the venue traded or cancelled some of it, answer with the order as it is now.
         if (
             outcome.accepted
@@ -92,6 +93,13 @@ class TradingDesk:
         ):
             return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
         return outcome
+
+    def _ensure_listed(self, symbol: str) -> None:
+        """Open the symbol's book if start-up could not (the database was down then)."""
+        lister = getattr(self.venue, "list_symbol", None)
+        info = self.deps.reference.get(symbol)
+        if lister is not None and info is not None:
+            lister(symbol, tick=info.tick_size, price=info.reference_price)
 
     async def reload(self, order_id: str) -> Order:
         async with unit_of_work(self.sessions) as session:

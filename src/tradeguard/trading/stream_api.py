@@ -25,10 +25,10 @@ from tradeguard.core.errors import TradeguardError
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.guard import (
-    PERMISSION_EXTENSION,
     Principal,
     authenticate_token,
     check_permission,
+    guarded_websocket,
 )
 from tradeguard.trading.container import TradingServices
 from tradeguard.trading.stream import StreamConnection
@@ -83,6 +83,7 @@ async def _authorize(websocket: WebSocket, identity: IdentityServices, token: st
 
 
 @router.websocket(STREAM_PATH)
+@guarded_websocket(STREAM_PERMISSION)
 async def stream(websocket: WebSocket) -> None:
     identity: IdentityServices = websocket.app.state.identity
     services: TradingServices = websocket.app.state.trading
@@ -185,6 +186,3 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     if websocket.client_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=code, reason=reason)
-
-
-__all__ = ["PERMISSION_EXTENSION", "STREAM_PATH", "router"]

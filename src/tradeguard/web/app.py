@@ -178,7 +178,15 @@ def _lifespan(
             registry=app.state.metrics.registry,
             street=run_workers and settings.market_simulator,
         )
-        await sync_reference(app.state.trading, rebuild=True)
+        try:
+            await sync_reference(app.state.trading, rebuild=True)
+        except Exception as exc:
+            # The database may be down at start (requests then answer 503): the trading
+            # control watch loads reference data and rebuilds the books once it is back.
+            logger.warning(
+                "trading reference data not loaded at start (%s); retrying in the background",
+                type(exc).__name__,
+            )
         app.state.webauthn = WebAuthnService(
             identity.deps,
             auth=identity.auth,

@@ -17,6 +17,8 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
+from tradeguard.identity.guard import WEBSOCKET_PERMISSION_ATTRIBUTE
+
 PERMISSION_EXTENSION: Final = "x-permission"
 PUBLIC: Final = "public"
 
@@ -36,10 +38,12 @@ def public() -> dict[str, Any]:
 def declared_permission(route: object) -> str | None:
     """The permission a route declares ("public" or a permission name), or None if none."""
     extra = getattr(route, "openapi_extra", None)
-    if not isinstance(extra, dict):
-        return None
-    value = extra.get(PERMISSION_EXTENSION)
-    return value if isinstance(value, str) else None
+    if isinstance(extra, dict):
+        value = extra.get(PERMISSION_EXTENSION)
+        return value if isinstance(value, str) else None
+    # WebSocket routes have no OpenAPI entry: their endpoint carries the declaration.
+    declared = getattr(getattr(route, "endpoint", None), WEBSOCKET_PERMISSION_ATTRIBUTE, None)
+    return declared if isinstance(declared, str) else None
 
 
 def route_permissions(app: FastAPI) -> list[DeclaredRoute]:
