@@ -13,6 +13,7 @@ from tests.e2e.servers import RunningServer
 from tradeguard.notify.senders import read_dev_mailbox, read_text_body
 
 BOUNDED_WAIT_SECONDS = 20
+STEP_SECONDS = 30
 
 
 @dataclass
@@ -22,6 +23,7 @@ class DemoTrader:
     totp: pyotp.TOTP
     device_token: str
     access_token: str
+    last_step: int = 0  # the newest TOTP time step used: a code works once
 
     @property
     def headers(self) -> dict[str, str]:
@@ -50,27 +52,37 @@ def _mail_code(server: RunningServer, seen: set[str]) -> str:
     raise AssertionError("no confirmation code reached the development mailbox")
 
 
-def sign_in_with_totp(
-    api: httpx.Client, username: str, password: str, totp: pyotp.TOTP, device_token: str
-) -> str:
+def fresh_totp_code(totp: pyotp.TOTP, last_step: int) -> tuple[str, int]:
+    """A code for a time step never used before that the server still accepts (its window
+    is one step either side of now): waits for the clock when the next one is too early."""
+    while True:
+        now_step = int(time.time()) // STEP_SECONDS
+        step = max(now_step - 1, last_step + 1)
+        if step <= now_step + 1:
+            return totp.at(step * STEP_SECONDS), step
+        time.sleep(1)
+
+
+def sign_in_with_totp(api: httpx.Client, trader: DemoTrader) -> str:
+    """Password, then a fresh TOTP code, from the trader's authorized device."""
     challenge = api.post(
         "/api/v1/auth/login",
-        json={"login": username, "password": password, "device": {"device_token": device_token}},
+        json={
+            "login": trader.username,
+            "password": trader.password,
+            "device": {"device_token": trader.device_token},
+        },
     ).json()
     assert challenge["status"] == "mfa_required", challenge
-    for offset in (30, 0, 60):
-        # A code is single use per time step: try the next step first (inside the window).
-        verified = api.post(
-            "/api/v1/auth/mfa/verify",
-            json={
-                "ticket": challenge["ticket"],
-                "method": "totp",
-                "code": totp.at(int(time.time()) + offset),
-            },
-        )
-        if verified.status_code == 200:
-            return str(verified.json()["access_token"])
-    raise AssertionError(verified.text)
+    code, step = fresh_totp_code(trader.totp, trader.last_step)
+    verified = api.post(
+        "/api/v1/auth/mfa/verify",
+        json={"ticket": challenge["ticket"], "method": "totp", "code": code},
+    )
+    assert verified.status_code == 200, verified.text
+    trader.last_step = step
+    trader.access_token = str(verified.json()["access_token"])
+    return trader.access_token
 
 
 def demo_trader(server: RunningServer, username: str = "alice") -> DemoTrader:
@@ -87,11 +99,13 @@ def demo_trader(server: RunningServer, username: str = "alice") -> DemoTrader:
         assert proved.status_code == 200, proved.text
         enrol = api.post("/api/v1/auth/mfa/totp/enroll", headers=auth).json()
         totp = pyotp.TOTP(enrol["secret"])
+        code, step = fresh_totp_code(totp, 0)
         confirmed = api.post(
             "/api/v1/auth/mfa/totp/confirm",
-            json={"factor_id": enrol["factor_id"], "code": totp.now()},
+            json={"factor_id": enrol["factor_id"], "code": code},
             headers=auth,
         )
         assert confirmed.status_code == 200, confirmed.text
-        token = sign_in_with_totp(api, username, password, totp, body["device_token"])
-    return DemoTrader(username, password, totp, body["device_token"], token)
+        trader = DemoTrader(username, password, totp, body["device_token"], "", step)
+        sign_in_with_totp(api, trader)
+    return trader

@@ -270,9 +270,7 @@ class TestCrashRecovery:
             with httpx.Client(
                 base_url=again.base_url, verify=again.client_context(), timeout=20
             ) as api:
-                token = sign_in_with_totp(
-                    api, trader.username, trader.password, trader.totp, trader.device_token
-                )
+                token = sign_in_with_totp(api, trader)
                 orders = api.get(
                     f"/api/v1/accounts/{account}/orders",
                     params={"limit": 500},
