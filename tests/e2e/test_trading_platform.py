@@ -130,6 +130,29 @@ class TestStream:
         assert second["data"]["order_id"] == first["data"]["order_id"]
         assert refused_code == 1008
 
+    def test_an_oversized_frame_closes_the_stream_before_it_is_read(
+        self, market: tuple[RunningServer, DemoTrader]
+    ) -> None:
+        server, trader = market
+
+        async def scenario() -> int | None:
+            async with connect(
+                ws_url(server),
+                ssl=server.client_context(),
+                server_hostname="localhost",
+                additional_headers=trader.headers,
+                max_size=None,
+            ) as ws:
+                await next_of_type(ws, "hello")
+                await ws.send("x" * 100_000)
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+            return None
+
+        assert asyncio.run(scenario()) == 1009  # message too big
+
     def test_a_client_that_stops_reading_is_dropped_and_others_keep_receiving(
         self, market: tuple[RunningServer, DemoTrader]
     ) -> None:

@@ -46,8 +46,15 @@ app.add_typer(restricted_app, name="restricted")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(orders_app, name="orders")
 
+
+def _reason(value: str) -> str:
+    if len(" ".join(value.split())) < 3:
+        raise typer.BadParameter("give a reason of at least 3 characters (it is audited)")
+    return value
+
+
 ReasonOption = Annotated[
-    str, typer.Option("--reason", help="Why (kept in the audit ledger).", min=3)
+    str, typer.Option("--reason", help="Why (kept in the audit ledger).", callback=_reason)
 ]
 
 
@@ -236,10 +243,9 @@ def restricted_add(
     """Put a symbol on the firm's restricted list (customers may only close positions)."""
 
     async def work(services: TradingServices) -> None:
+        await services.desk.restrict(symbol=symbol, reason=reason, actor=operator())
         async with unit_of_work(services.sessions) as session:
-            await services.reference.restrict(
-                session, symbol=symbol, reason=reason, actor=operator()
-            )
+            await services.reference.signal_change(session)
 
     _with_trading(data_dir, work)
     console.print(f"{symbol.upper()} is restricted")
@@ -360,15 +366,15 @@ def accounts_status(
         fail("give --status or --trading-state", code=2)
 
     async def work(services: TradingServices) -> None:
+        await services.desk.set_account_status(
+            account_id=account_id,
+            status=status,
+            trading_state=trading_state,
+            reason=reason,
+            actor=operator(),
+        )
         async with unit_of_work(services.sessions) as session:
-            await services.accounts.set_status(
-                session,
-                account_id=account_id,
-                status=status,
-                trading_state=trading_state,
-                reason=reason,
-                actor=operator(),
-            )
+            await services.reference.signal_change(session)
 
     _with_trading(data_dir, work)
     console.print(f"updated {account_id}")

@@ -73,6 +73,13 @@ class ExchangeCalendar:
         """The exchange-local calendar date of an instant (epoch nanoseconds)."""
         return datetime.fromtimestamp(ns // NS_PER_SECOND, tz=self._tz).date()
 
+    def session_date(self, ns: int) -> date:
+        """The trading date activity at `ns` books to: that date on a business day, else the
+        next business day (a trade in an always-open demo market on a Saturday belongs to
+        Monday, for settlement and for the five-business-day PDT window alike)."""
+        day = self.trading_date(ns)
+        return day if self.is_business_day(day) else self.next_business_day(day)
+
     def is_business_day(self, d: date) -> bool:
         """A weekday on which the NYSE is not closed for a holiday."""
         known = self._business.get(d)

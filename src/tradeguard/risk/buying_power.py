@@ -18,7 +18,7 @@ proceeds.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from tradeguard.risk.domain import ZERO, AccountState, AccountType, RiskLimits
 
@@ -27,6 +27,8 @@ from tradeguard.risk.domain import ZERO, AccountState, AccountType, RiskLimits
 _CASH = AccountType.CASH
 
 _ONE = Decimal(1)
+_CENT = Decimal("0.01")
+_MICRO = Decimal("0.000001")
 
 
 def available_funds(account: AccountState, limits: RiskLimits) -> Decimal:
@@ -44,7 +46,10 @@ def required_hold(
 ) -> Decimal:
     """What an opening order reserves: its cash or initial-margin cost plus commission."""
     rate = _ONE if account_type is _CASH else limits.initial_margin_rate
-    return notional * rate + limits.commission_per_share * quantity
+    commission = (limits.commission_per_share * quantity).quantize(_CENT, rounding=ROUND_CEILING)
+    # Reserved money is kept to the millionth (the journal's grain), rounded up: a hold is
+    # never less than what the order may need.
+    return (notional * rate + commission).quantize(_MICRO, rounding=ROUND_CEILING)
 
 
 def buying_power(account: AccountState, limits: RiskLimits) -> Decimal:

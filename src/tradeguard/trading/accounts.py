@@ -105,6 +105,7 @@ class AccountView:
     positions: list[PositionView]
     day_trades: int
     pdt_flagged: bool
+    limits: RiskLimits
 
 
 def effective_limits(base: RiskLimits, account: TradingAccount) -> RiskLimits:
@@ -250,10 +251,11 @@ class AccountService:
             positions=views,
             day_trades=day_trades,
             pdt_flagged=pdt_flagged,
+            limits=limits,
         )
 
     def trading_date(self) -> date:
-        return self.deps.calendar.trading_date(self.deps.clock.now_ns())
+        return self.deps.session_date(self.deps.clock.now_ns())
 
     def mark(self, symbol: str) -> Decimal | None:
         live = self.deps.market.mark_price(symbol)
@@ -306,7 +308,7 @@ class AccountService:
         self, session: AsyncSession, account_id: str, current_equity: Decimal
     ) -> Decimal:
         """Recorded on the account's first activity of the trading day (daily loss limit)."""
-        day = self.deps.calendar.trading_date(self.deps.clock.now_ns()).isoformat()
+        day = self.deps.session_date(self.deps.clock.now_ns()).isoformat()
         row = await repository.account_day(session, account_id, day)
         if row is None:
             row = AccountDay(
@@ -342,13 +344,15 @@ class AccountService:
         if amount < 0:
             rows = await repository.balances(session, account.id)
             balances = balances_from(account.id, account.currency, rows)
-            if balances.cash_settled - balances.cash_held + amount < 0:
-                raise TradingInputError("the debit exceeds the account's free settled cash")
+            free = balances.cash_settled + balances.cash_unsettled - balances.cash_held
+            if free + amount < 0:
+                # Unsettled purchases are owed already: they count against what may leave.
+                raise TradingInputError("the debit exceeds the account's free cash")
         repository.changed(account)
         move = journal.adjustment(account.id, account.currency, amount, reason)
         await repository.post(session, self.deps.ids.new_str(), move, self.deps.clock.now_ns())
         # Money in or out is not a trading loss or gain: move the day's starting point too.
-        day = self.deps.calendar.trading_date(self.deps.clock.now_ns()).isoformat()
+        day = self.deps.session_date(self.deps.clock.now_ns()).isoformat()
         day_row = await repository.account_day(session, account.id, day)
         if day_row is not None:
             day_row.start_equity = day_row.start_equity + amount
@@ -438,6 +442,9 @@ class AccountService:
         """Override (or with None restore) the firm's limits for one account; audited."""
         if len(reason.strip()) < 3:
             raise TradingInputError("a limit change needs a reason")
+        for name, value in limits.items():
+            if value is not None and value <= 0:  # type: ignore[operator]
+                raise TradingInputError(f"{name} must be positive (or null for the firm default)")
         account = await self.get(session, account_id, lock=True)
         changed: dict[str, object] = {}
         for name, value in limits.items():

@@ -129,14 +129,9 @@ async def restrict_symbol(
 ) -> s.RestrictedOut:
     """Put a symbol on the restricted list, with a reason."""
     services = trading(request)
-    async with unit_of_work(services.sessions) as session:
-        row = await services.reference.restrict(
-            session,
-            symbol=symbol,
-            reason=body.reason,
-            actor=staff(principal),
-            request_id=request_id_var.get(),
-        )
+    row = await services.desk.restrict(
+        symbol=symbol, reason=body.reason, actor=staff(principal), request_id=request_id_var.get()
+    )
     return s.RestrictedOut(
         symbol=row.symbol,
         reason=row.reason,
@@ -283,16 +278,16 @@ async def update_account(
 ) -> s.AccountOut:
     """Change an account's status or trading state, with a reason."""
     services = trading(request)
+    row = await services.desk.set_account_status(
+        account_id=account_id,
+        status=AccountStatus(body.status) if body.status else None,
+        trading_state=TradingState(body.trading_state) if body.trading_state else None,
+        reason=body.reason,
+        actor=staff(principal),
+        request_id=request_id_var.get(),
+    )
     async with unit_of_work(services.sessions) as session:
-        row = await services.accounts.set_status(
-            session,
-            account_id=account_id,
-            status=AccountStatus(body.status) if body.status else None,
-            trading_state=TradingState(body.trading_state) if body.trading_state else None,
-            reason=body.reason,
-            actor=staff(principal),
-            request_id=request_id_var.get(),
-        )
+        row = await services.accounts.get(session, row.id)
         return account_out(await services.accounts.view(session, row))
 
 

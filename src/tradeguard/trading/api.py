@@ -31,7 +31,6 @@ from tradeguard.trading.views import (
     SymbolPath,
     account_out,
     execution_out,
-    halt_out,
     instrument_out,
     locate_out,
     order_out,
@@ -66,12 +65,18 @@ async def get_instrument(symbol: SymbolPath, request: Request) -> s.InstrumentOu
 
 
 @router.get("/market/halts", **guarded(AUTHENTICATED))
-async def market_halts(request: Request) -> list[s.HaltOut]:
+async def market_halts(request: Request) -> list[s.MarketHaltOut]:
     """Market-wide and symbol halts in force (account halts are private)."""
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = await services.halts.active(session)
-    return [halt_out(r) for r in rows if r.scope != "account"]
+    return [
+        s.MarketHaltOut(
+            scope=r.scope, target=r.target, reason=r.reason, halted_at=s.iso(r.halted_ns) or ""
+        )
+        for r in rows
+        if r.scope != "account"
+    ]
 
 
 # Accounts ---------------------------------------------------------------------------------------
@@ -136,7 +141,7 @@ async def list_positions(
             mark_price=s.money(p.mark_price),
             market_value=s.money(p.market_value),
             unrealized_pnl=s.money(p.unrealized_pnl),
-            realized_pnl=str(p.realized_pnl),
+            realized_pnl=s.money(p.realized_pnl) or "",
         )
         for p in view.positions
     ]

@@ -4,6 +4,7 @@ reference-data cache."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
@@ -167,6 +168,22 @@ class TradingDeps:
     policy: TradingPolicy
     market: MarketView = field(default_factory=StaticMarket)
     reference: ReferenceCache = field(default_factory=ReferenceCache)
+
+    def session_date(self, now_ns: int) -> date:
+        """The trading date an order or a trade at `now_ns` books to. With exchange hours,
+        after the close (or on a holiday) that is the next session's date; in an always-open
+        market, a weekend or holiday books to the next business day."""
+        calendar = self.calendar
+        if not self.policy.enforce_session:
+            return calendar.session_date(now_ns)
+        day = calendar.trading_date(now_ns)
+        if not calendar.is_business_day(day) or now_ns >= calendar.session_close_ns(day):
+            return calendar.next_business_day(day)
+        return day
+
+    def market_open(self, now_ns: int) -> bool:
+        """Whether the venue may match now (always, in an always-open market)."""
+        return not self.policy.enforce_session or self.calendar.is_open(now_ns)
 
     async def audit(
         self,

@@ -83,15 +83,17 @@ def build_trading(
             street=StreetConfig(volatility=settings.market_volatility) if run_street else None,
             seed=seed,
             on_rebuild=metrics.book_rebuilt,
+            session_open=lambda: deps.market_open(clock.now_ns()),
         )
         deps.market = venue
     halts = HaltService(deps, orders)
+    reference = ReferenceService(deps)
     return TradingServices(
         deps=deps,
         sessions=sessions,
         accounts=accounts,
         orders=orders,
-        reference=ReferenceService(deps),
+        reference=reference,
         halts=halts,
         locates=LocateService(deps),
         settlement=SettlementService(deps, orders),
@@ -103,6 +105,8 @@ def build_trading(
             sessions=sessions,
             orders=orders,
             halts=halts,
+            accounts=accounts,
+            reference=reference,
             recorder=recorder,
             venue=venue,
             hub=hub,

@@ -16,13 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tradeguard.core.orders import OrderType, Side, TimeInForce
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.risk.domain import AccountStatus, TradingState
 from tradeguard.trading import repository
+from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.common import OrderConflict, OrderNotFound, TradingDeps
 from tradeguard.trading.domain import OPEN_STATUSES, CancelReason, HaltScope, OrderStatus
 from tradeguard.trading.executions import ExecutionRecorder, Notice, order_payload
 from tradeguard.trading.halts import HaltOutcome, HaltService
-from tradeguard.trading.models import Order, TradingHalt
+from tradeguard.trading.models import Order, RestrictedSecurity, TradingAccount, TradingHalt
 from tradeguard.trading.orders import OrderRequest, OrderService, PlaceOutcome
+from tradeguard.trading.reference import ReferenceService
 from tradeguard.trading.stream import StreamHub
 from tradeguard.venue.adapter import Venue
 
@@ -42,6 +45,8 @@ class TradingDesk:
         sessions: async_sessionmaker[AsyncSession],
         orders: OrderService,
         halts: HaltService,
+        accounts: AccountService,
+        reference: ReferenceService,
         recorder: ExecutionRecorder,
         venue: Venue | None,
         hub: StreamHub,
@@ -50,6 +55,8 @@ class TradingDesk:
         self.sessions = sessions
         self.orders = orders
         self.halts = halts
+        self.accounts = accounts
+        self.reference = reference
         self.recorder = recorder
         self.venue = venue
         self.hub = hub
@@ -85,10 +92,13 @@ class TradingDesk:
             [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
         )
         self._ensure_listed(outcome.order.symbol)
+        # Outside the session the order rests in the database only; the books are rebuilt
+        # from the open orders at the open (nothing matches while the exchange is closed).
         # When the venue traded or cancelled some of it, answer with the order as it is now.
         if (
             outcome.accepted
             and self.venue is not None
+            and self.deps.market_open(self.deps.clock.now_ns())
             and await self.venue.submit(self.recorder.to_venue(outcome.order))
         ):
             return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
@@ -238,7 +248,12 @@ class TradingDesk:
             outcome = await work()
         else:
             outcome = await self.venue.under_lock(symbol, work, remove=[old.id])
-        if outcome.accepted and not outcome.replayed and self.venue is not None:
+        if (
+            outcome.accepted
+            and not outcome.replayed
+            and self.venue is not None
+            and self.deps.market_open(self.deps.clock.now_ns())
+        ):
             # The old order left the book inside the lock only if the replace went through.
             await self.venue.submit(self.recorder.to_venue(outcome.order))
             outcome = PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
@@ -292,6 +307,70 @@ class TradingDesk:
             if setter is not None:
                 setter(None if scope is HaltScope.MARKET else halt.target, False)
         return halt
+
+    async def restrict(
+        self, *, symbol: str, reason: str, actor: Party, request_id: str | None = None
+    ) -> RestrictedSecurity:
+        """Put a symbol on the restricted list and cancel the resting orders that would open
+        or add to a position in it (closing orders stay: customers may still get out)."""
+        async with unit_of_work(self.sessions) as session:
+            row = await self.reference.restrict(
+                session, symbol=symbol, reason=reason, actor=actor, request_id=request_id
+            )
+            cancelled = await self.orders.cancel_open(
+                session,
+                symbol=row.symbol,
+                opening_only=True,
+                reason=CancelReason.RESTRICTED,
+                actor=actor,
+                request_id=request_id,
+            )
+        await self._after_halt(cancelled)
+        return row
+
+    async def set_account_status(
+        self,
+        *,
+        account_id: str,
+        status: AccountStatus | None,
+        trading_state: TradingState | None,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> TradingAccount:
+        """Change an account's status or trading state; orders it may no longer have are
+        cancelled with it (closing-only or REDUCING: opening orders; suspended: all)."""
+        async with unit_of_work(self.sessions) as session:
+            account = await self.accounts.set_status(
+                session,
+                account_id=account_id,
+                status=status,
+                trading_state=trading_state,
+                reason=reason,
+                actor=actor,
+                request_id=request_id,
+            )
+            cancelled: list[Order] = []
+            if account.status in {AccountStatus.SUSPENDED, AccountStatus.CLOSED}:
+                opening_only: bool | None = False
+            elif (
+                account.status == AccountStatus.CLOSING_ONLY
+                or account.trading_state == TradingState.REDUCING
+            ):
+                opening_only = True
+            else:
+                opening_only = None
+            if opening_only is not None:
+                cancelled = await self.orders.cancel_open(
+                    session,
+                    account_id=account.id,
+                    opening_only=opening_only,
+                    reason=CancelReason.ACCOUNT_STATUS,
+                    actor=actor,
+                    request_id=request_id,
+                )
+        await self._after_halt(cancelled)
+        return account
 
     async def _after_halt(self, cancelled: Sequence[Order]) -> None:
         if self.venue is not None:

@@ -39,6 +39,8 @@ class CancelReason(StrEnum):
     EXPIRED = "expired"
     OPERATOR = "operator"
     REPLACED = "replaced"
+    RESTRICTED = "restricted"
+    ACCOUNT_STATUS = "account_status"
 
 
 class HaltScope(StrEnum):

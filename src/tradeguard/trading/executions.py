@@ -212,7 +212,7 @@ class ExecutionRecorder:
             release_cash = (order.hold_cash * quantity / left).quantize(RELEASE_QUANTUM)
             release_shares = min(order.hold_shares, quantity)
         execution_id = deps.ids.new_str()
-        trading_date = deps.calendar.trading_date(now)
+        trading_date = deps.session_date(now)
         settlement_date = deps.calendar.settlement_date(trading_date)
         trade = journal.fill(
             account_id=account.id,
@@ -323,7 +323,7 @@ class ExecutionRecorder:
         now: int,
     ) -> bool:
         """Average-cost position update and FINRA 4210 day-trade counting (one per order)."""
-        today = self.deps.calendar.trading_date(now).isoformat()
+        today = self.deps.session_date(now).isoformat()
         row = await repository.position(session, account.id, order.symbol)
         if row is None:
             row = Position(

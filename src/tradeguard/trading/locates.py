@@ -60,8 +60,11 @@ class LocateService:
             raise InstrumentNotFound("no such symbol")
         await repository.account(session, account_id, lock=True)
         inventory = await repository.stock_loan(session, symbol, lock=True)
-        available = inventory.available if inventory else 0
         easy = instrument.easy_to_borrow and not instrument.threshold_security
+        # Reasonable grounds (Rule 203(b)(1)) for no more shares than the desk can lend: the
+        # locates already promised today (to anyone) come off what it has.
+        promised = await repository.outstanding_locates(session, symbol, self.deps.clock.now_ns())
+        available = max(0, (inventory.available if inventory else 0) - promised)
         if not easy and available < quantity:
             await self.deps.audit(
                 session,

@@ -193,7 +193,9 @@ class OrderService:
         if existing is not None:
             if existing.request_hash != fingerprint:
                 raise ClientOrderIdReused(
-                    "this client_order_id was used for a different order; use a new one"
+                    "this client_order_id was used for a different order; use a new one",
+                    code="CLIENT_ORDER_ID_REUSED",
+                    order_id=existing.id,
                 )
             return PlaceOutcome(existing, replayed=True)
         await self.deps.reference.ensure(session, version)
@@ -291,7 +293,7 @@ class OrderService:
             reject_code=decision.code.value if decision.code else None,
             reject_detail=(decision.detail or "")[:300] if decision.code else None,
             replaces_order_id=replaces.id if replaces else None,
-            trading_date=self.deps.calendar.trading_date(now).isoformat(),
+            trading_date=self.deps.session_date(now).isoformat(),
             created_ns=now,
             updated_ns=now,
         )
@@ -455,6 +457,37 @@ class OrderService:
             if left == 0:
                 break
         order.locate_quantity -= quantity - left
+
+    async def cancel_open(
+        self,
+        session: AsyncSession,
+        *,
+        symbol: str | None = None,
+        account_id: str | None = None,
+        opening_only: bool,
+        reason: CancelReason,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> list[Order]:
+        """Cancel the open orders of a symbol or an account (only those that would open or add
+        to a position, with `opening_only`); accounts are locked by id first."""
+        rows = [
+            o
+            for o in await repository.open_orders(session, symbol=symbol, account_id=account_id)
+            if not (opening_only and o.reducing)
+        ]
+        for owner in sorted({o.account_id for o in rows}):
+            await repository.account(session, owner, lock=True)
+        for order in rows:
+            await self.close_order(
+                session,
+                order,
+                status=OrderStatus.CANCELLED,
+                reason=reason,
+                actor=actor,
+                request_id=request_id,
+            )
+        return rows
 
     # Reads ---------------------------------------------------------------------------------------
 

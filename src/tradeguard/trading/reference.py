@@ -52,8 +52,11 @@ def _check(spec: InstrumentSpec) -> None:
         raise TradingInputError("tick_size must be between 0.0001 and 100")
     if spec.lot_size is not None and not 1 <= spec.lot_size <= 10_000:
         raise TradingInputError("lot_size must be between 1 and 10000")
-    if spec.reference_price is not None and not (0 < spec.reference_price <= MAX_PRICE):
-        raise TradingInputError("reference_price must be positive")
+    if spec.reference_price is not None:
+        if not 0 < spec.reference_price <= MAX_PRICE:
+            raise TradingInputError(f"reference_price must be above 0 and at most {MAX_PRICE}")
+        if spec.reference_price != spec.reference_price.quantize(Decimal("0.0001")):
+            raise TradingInputError("reference_price carries at most 4 decimal places")
     if spec.band_tier is not None and spec.band_tier not in (1, 2):
         raise TradingInputError("band_tier is 1 or 2 (LULD tiers)")
     if spec.min_quantity is not None and spec.min_quantity < 1:
@@ -64,6 +67,11 @@ def _check(spec: InstrumentSpec) -> None:
         and spec.max_quantity < spec.min_quantity
     ):
         raise TradingInputError("max_quantity must be at least min_quantity")
+
+
+def _on_tick(price: Decimal | None, tick: Decimal) -> None:
+    if price is not None and price % tick != 0:
+        raise TradingInputError(f"reference_price {price} is not a multiple of the tick {tick}")
 
 
 def _plain(value: object) -> object:
@@ -90,6 +98,7 @@ class ReferenceService:
         await repository.lock_control(session, exclusive=True)
         if await repository.instrument(session, symbol) is not None:
             raise Conflict(f"{symbol} already exists; update it instead")
+        _on_tick(spec.reference_price, spec.tick_size or Decimal("0.01"))
         now = self.deps.clock.now_ns()
         row = Instrument(
             symbol=symbol,
@@ -138,6 +147,7 @@ class ReferenceService:
         _apply_spec(row, spec)
         if row.max_quantity < row.min_quantity:
             raise TradingInputError("max_quantity must be at least min_quantity")
+        _on_tick(row.reference_price, row.tick_size)
         after = _fields(row)
         changes = {
             k: {"from": _plain(before[k]), "to": _plain(v)}

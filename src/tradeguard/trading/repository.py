@@ -344,6 +344,7 @@ async def recent_orders(session: AsyncSession, account_id: str, limit: int) -> l
             Order.limit_price,
             Order.created_ns,
             Order.status,
+            Order.cancel_reason,
         )
         .where(Order.account_id == account_id)
         .order_by(Order.created_ns.desc(), Order.id.desc())
@@ -379,11 +380,6 @@ async def open_day_orders_before(session: AsyncSession, trading_date: str) -> Se
     query = select(Order).where(
         Order.open.is_(True), Order.time_in_force == "day", Order.trading_date < trading_date
     )
-    return (await session.execute(query.order_by(Order.created_ns))).scalars().all()
-
-
-async def open_day_orders(session: AsyncSession) -> Sequence[Order]:
-    query = select(Order).where(Order.open.is_(True), Order.time_in_force == "day")
     return (await session.execute(query.order_by(Order.created_ns))).scalars().all()
 
 
@@ -453,6 +449,14 @@ async def locates_for(
         Locate.used_quantity < Locate.quantity,
     )
     return (await session.execute(query.order_by(Locate.created_ns, Locate.id))).scalars().all()
+
+
+async def outstanding_locates(session: AsyncSession, symbol: str, now_ns: int) -> int:
+    """Shares of a symbol promised by unexpired locates (every account), used or not."""
+    query = select(func.coalesce(func.sum(Locate.quantity), 0)).where(
+        Locate.symbol == symbol, Locate.kind == "locate", Locate.expires_ns > now_ns
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 async def locates_of(session: AsyncSession, account_id: str, limit: int) -> Sequence[Locate]:

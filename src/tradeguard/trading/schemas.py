@@ -49,7 +49,15 @@ class Strict(BaseModel):
 
 
 def money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    """A decimal string with at least two decimals and no exponent or padding beyond them:
+    "100000.00", "1995.05", "510.425" (sub-cent amounts are real: per-share commissions)."""
+    if value is None:
+        return None
+    if value == 0:
+        value = abs(value)  # no "-0.00"
+    text = format(value, "f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def iso(ns: int | None) -> str | None:
@@ -198,6 +206,17 @@ class BalancesOut(Strict):
     buying_power: str
 
 
+class LimitsOut(Strict):
+    """The pre-trade limits in force for the account (the firm's, or its overrides)."""
+
+    max_order_quantity: int
+    max_order_notional: str
+    max_orders_per_second: int
+    position_limit: int
+    gross_exposure_cap: str
+    daily_loss_limit: str
+
+
 class AccountOut(Strict):
     id: str
     number: str
@@ -208,6 +227,7 @@ class AccountOut(Strict):
     balances: BalancesOut
     day_trades_in_window: int = Field(description="Day trades in the last five business days.")
     pattern_day_trader: bool
+    limits: LimitsOut
     created_at: str
 
 
@@ -309,6 +329,15 @@ class HaltOut(Strict):
     resumed_by: str | None
     resumed_at: str | None
     resume_reason: str | None
+
+
+class MarketHaltOut(Strict):
+    """A halt in force as the market sees it (who halted it is for staff only)."""
+
+    scope: str
+    target: str
+    reason: str
+    halted_at: str
 
 
 class RestrictedOut(Strict):

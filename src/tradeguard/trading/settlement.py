@@ -182,15 +182,8 @@ class SettlementService:
     async def expiring_day_orders(self, session: AsyncSession) -> list[Order]:
         """Open DAY orders whose trading day is over (at the close, or at the date change in an
         always-open market)."""
-        now = self.deps.clock.now_ns()
-        today = self.deps.calendar.trading_date(now)
-        if (
-            self.deps.policy.enforce_session
-            and self.deps.calendar.is_business_day(today)
-            and now >= self.deps.calendar.session_close_ns(today)
-        ):
-            return list(await repository.open_day_orders(session))
-        return list(await repository.open_day_orders_before(session, today.isoformat()))
+        session_day = self.deps.session_date(self.deps.clock.now_ns()).isoformat()
+        return list(await repository.open_day_orders_before(session, session_day))
 
     async def expire(self, session: AsyncSession, order_ids: list[str]) -> list[Order]:
         # Lock order: account rows by id, then the orders.

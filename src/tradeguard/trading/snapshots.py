@@ -148,7 +148,8 @@ class SnapshotBuilder:
                 quantity=row.quantity,
                 limit_price=row.limit_price,
                 created_ns=row.created_ns,
-                accepted=row.status != OrderStatus.REJECTED,
+                # A refused order, or one a halt cancelled, is no repeat to guard against.
+                accepted=row.status != OrderStatus.REJECTED and row.cancel_reason != "halt",
             )
             for row in await repository.recent_orders(session, account.id, RECENT_ORDERS)
         )
@@ -215,7 +216,7 @@ class SnapshotBuilder:
     ) -> tuple[RiskSnapshot, AccountMemo]:
         deps = self.deps
         now = deps.clock.now_ns()
-        trading_date = deps.calendar.trading_date(now)
+        trading_date = deps.session_date(now)
         today = trading_date.isoformat()
         limits = effective_limits(deps.policy.limits, account)
         memo = await self.memo_for(session, account)

@@ -137,6 +137,13 @@ async def _serve(
             CLOSE_EXPIRED if reason == "expired" else CLOSE_POLICY,
             "the session ended" if reason != "expired" else "token expired",
         )
+    elif (
+        receiver in done
+        and not receiver.cancelled()
+        and receiver.exception() is None
+        and receiver.result() == "refused"
+    ):
+        await _close(websocket, CLOSE_POLICY, "the new token was not accepted")
     else:
         await _close(websocket, 1000, "bye")
 
@@ -148,7 +155,7 @@ async def _send(websocket: WebSocket, connection: StreamConnection) -> None:
         connection.sent += 1
 
 
-async def _receive(websocket: WebSocket, identity: IdentityServices, state: dict[str, Any]) -> None:
+async def _receive(websocket: WebSocket, identity: IdentityServices, state: dict[str, Any]) -> str:
     while True:
         raw = await websocket.receive_text()
         token = _auth_token(raw)
@@ -161,9 +168,9 @@ async def _receive(websocket: WebSocket, identity: IdentityServices, state: dict
             principal = await _authorize(websocket, identity, token)
             claims = identity.verifier.verify(token)
         except TradeguardError:
-            return
+            return "refused"
         if principal.user_id != state.get("user_id", principal.user_id):
-            return
+            return "refused"
         state["user_id"] = principal.user_id
         state["token"] = token
         state["expires_ns"] = claims.expires_at * NS_PER_SECOND

@@ -33,7 +33,9 @@ async def sync_reference(services: TradingServices, *, rebuild: bool) -> int:
     halted_symbols = {h.target for h in halts if h.scope == HaltScope.SYMBOL}
     for symbol in venue.symbols():
         venue.set_halted(symbol, market_halted or symbol in halted_symbols)
-    if rebuild:
+    if rebuild and services.deps.market_open(services.deps.clock.now_ns()):
+        # While the exchange is closed the books stay empty (nothing may match); they are
+        # rebuilt from the open orders at the open.
         await venue.rebuild_all()
     return version
 
@@ -83,9 +85,21 @@ async def expire_day_orders(services: TradingServices) -> int:
     return expired
 
 
+async def open_the_market(services: TradingServices, was_open: bool) -> bool:
+    """At the opening bell, load every book from the open orders (the orders that arrived
+    while the exchange was closed meet in time priority); returns whether it is open now."""
+    is_open = services.deps.market_open(services.deps.clock.now_ns())
+    if is_open and not was_open and services.venue is not None:
+        logger.info("session open: rebuilding the order books from the open orders")
+        await services.venue.rebuild_all()
+    return is_open
+
+
 async def run_maintenance(services: TradingServices, stop: asyncio.Event) -> None:
+    was_open = services.deps.market_open(services.deps.clock.now_ns())
     while not await pause(stop, MAINTENANCE_SECONDS):
         try:
+            was_open = await open_the_market(services, was_open)
             await run_maintenance_once(services)
         except Exception:
             logger.exception("trading maintenance pass failed")

@@ -16,7 +16,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
 
 from tradeguard.core.clock import Clock
@@ -81,6 +81,7 @@ class SimulatedVenue:
         street: StreetConfig | None = None,
         seed: int | None = None,
         on_rebuild: Callable[[], None] | None = None,
+        session_open: Callable[[], bool] | None = None,
     ) -> None:
         self._clock = clock
         self._ids = ids
@@ -89,6 +90,8 @@ class SimulatedVenue:
         self._rng = random.Random(seed)  # noqa: S311 - market simulation, not security
         self._symbols: dict[str, SymbolState] = {}
         self._on_rebuild = on_rebuild
+        # The street quotes only while the session is open (always, without a predicate).
+        self._session_open = session_open or (lambda: True)
 
     # Listing -------------------------------------------------------------------------------
 
@@ -124,10 +127,14 @@ class SimulatedVenue:
     # Market view ----------------------------------------------------------------------------
 
     def reference_price(self, symbol: str) -> Decimal | None:
+        """The LULD reference price (five-minute mean), on the symbol's tick grid."""
         state = self._symbols.get(symbol)
         if state is None:
             return None
-        return state.reference.reference_price(self._clock.now_ns())
+        mean = state.reference.reference_price(self._clock.now_ns())
+        if mean is None:
+            return None
+        return (mean / state.tick).to_integral_value(rounding=ROUND_HALF_EVEN) * state.tick
 
     def mark_price(self, symbol: str) -> Decimal | None:
         state = self._symbols.get(symbol)
@@ -310,6 +317,8 @@ class SimulatedVenue:
 
     async def tick(self, dt_seconds: float) -> None:
         """Move every quoted symbol one step and refresh the street's orders."""
+        if not self._session_open():
+            return
         for state in list(self._symbols.values()):
             if state.model is None or state.halted:
                 continue

@@ -32,6 +32,7 @@ from tradeguard.web.tls import build_server_ssl_context, ensure_dev_certificate
 
 # Bounded so a stuck connection cannot stall a deploy or a restart forever.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+WEBSOCKET_MAX_MESSAGE_BYTES = 16 * 1024
 
 logger = logging.getLogger("tradeguard.web.server")
 
@@ -169,6 +170,9 @@ def build_uvicorn_config(
         ssl_keyfile=str(settings.effective_key_file),
         ssl_context_factory=lambda _config, _default: context,
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        # Clients only ever send small control messages over WebSocket (auth, ping): a frame
+        # above this closes the connection (1009) instead of pinning megabytes of memory.
+        ws_max_size=WEBSOCKET_MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
         # Logging is ours (JSON, redacted); the access log is written by the middleware.

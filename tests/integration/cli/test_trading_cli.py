@@ -170,6 +170,22 @@ class TestTradingCommands:
             (["trading", "instruments", "add", "x y", "--name", "n", "--price", "1"], "symbol"),
             (["trading", "resume", "--market", "--reason", "why"], "nothing to resume"),
             (["trading", "accounts", "status", "nope", "--reason", "why"], "--status"),
+            (["trading", "halt", "--market", "--reason", "  "], "reason of at least 3"),
+            (
+                [
+                    "trading",
+                    "instruments",
+                    "add",
+                    "ZZ",
+                    "--name",
+                    "n",
+                    "--price",
+                    "10",
+                    "--tick",
+                    "0.003",
+                ],
+                "not a multiple of the tick",
+            ),
         ],
     )
     def test_bad_input_fails_in_one_clear_line(

@@ -164,6 +164,7 @@ class TestIdempotency:
         assert len(orders.json()) == 1
         assert reuse.status_code == 409
         assert reuse.json()["type"].endswith("client-order-id-reused")
+        assert reuse.json()["code"] == "CLIENT_ORDER_ID_REUSED"
 
 
 @pytest.mark.spec("PRE-2", "AUD-1")
@@ -213,7 +214,7 @@ class TestExecutions:
             a_body = await account_body(alice, a_cash)
         assert sell.json()["status"] == "filled"
         assert alice_order.json()["status"] == "filled"
-        assert alice_order.json()["average_price"] == "401.0000"
+        assert alice_order.json()["average_price"] == "401.00"
         assert positions.json()[0]["quantity"] == 10
         assert {e["side"] for e in executions.json()} == {"buy", "sell"}
         # Alice paid 4010.00 + 0.05 commission; it is unsettled until T+1; nothing is held.
