@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import ssl
 import statistics
@@ -29,63 +28,18 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.e2e.servers import LOOPBACK, RunningServer, running_server  # noqa: E402
 
 from _machine import machine_info  # noqa: E402 - bench/ is on sys.path as the script's dir
+from _wrk import run_wrk  # noqa: E402
 
 TARGET_PATH = "/health/live"
 WARMUP_SECONDS = 1.0
 
-# wrk's done() hook writes its summary as JSON so nothing has to parse its text report.
-WRK_REPORT_SCRIPT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nWRK_JSON {"requests":%d,"duration_us":%d,"socket_errors":%d,"non_2xx":%d,'
-    .. '"p50_us":%d,"p99_us":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
-    e.status, latency:percentile(50), latency:percentile(99)))
-end
-"""
 
-
-def run_wrk(server: RunningServer, *, duration: float, connections: int) -> dict[str, Any]:
-    threads = max(1, min(connections, os.cpu_count() or 1))
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_REPORT_SCRIPT)
-    try:
-        url = server.base_url + TARGET_PATH
-        subprocess.run(
-            ["wrk", "-t1", "-c1", "-d1s", url], check=True, capture_output=True, timeout=30
-        )
-        completed = subprocess.run(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{connections}",
-                f"-d{int(duration)}s",
-                "--timeout",
-                "5s",
-                "-s",
-                script.name,
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-        )
-    finally:
-        Path(script.name).unlink(missing_ok=True)
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("WRK_JSON "))
-    report = json.loads(line.removeprefix("WRK_JSON "))
-    seconds = report["duration_us"] / 1e6
-    return {
-        "client": f"wrk ({threads} threads)",
-        "requests": report["requests"],
-        "errors": report["socket_errors"] + report["non_2xx"],
-        "duration_s": round(seconds, 3),
-        "requests_per_s": round(report["requests"] / seconds, 1),
-        "p50_ms": round(report["p50_us"] / 1000, 3),
-        "p99_ms": round(report["p99_us"] / 1000, 3),
-    }
+def run_wrk_baseline(server: RunningServer, *, duration: float, connections: int) -> dict[str, Any]:
+    url = server.base_url + TARGET_PATH
+    subprocess.run(["wrk", "-t1", "-c1", "-d1s", url], check=True, capture_output=True, timeout=30)
+    result = run_wrk(url, duration=duration, connections=connections)
+    result["requests_per_s"] = result.pop("per_s")
+    return result
 
 
 async def _httpx_load(
@@ -154,7 +108,7 @@ def main() -> None:
         running_server(Path(data_dir), ["--log-level", args.log_level]) as server,
     ):
         if use_wrk:
-            result = run_wrk(server, duration=duration, connections=args.connections)
+            result = run_wrk_baseline(server, duration=duration, connections=args.connections)
         else:
             result = asyncio.run(
                 _httpx_load(

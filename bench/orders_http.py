@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -63,53 +62,6 @@ request = function()
     {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
 end
 """
-
-WRK_REPORT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nWRK_JSON {"requests":%d,"duration_us":%d,"socket_errors":%d,"non_2xx":%d,'
-    .. '"p50_us":%d,"p99_us":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
-    e.status, latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def wrk(url: str, script: str, *, duration: float, connections: int) -> dict[str, Any]:
-    threads = max(1, min(connections, os.cpu_count() or 1))
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script + WRK_REPORT)
-    try:
-        completed = subprocess.run(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{connections}",
-                f"-d{int(duration)}s",
-                "--timeout",
-                "5s",
-                "-s",
-                handle.name,
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-        )
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("WRK_JSON "))
-    report = json.loads(line.removeprefix("WRK_JSON "))
-    seconds = report["duration_us"] / 1e6
-    return {
-        "requests": report["requests"],
-        "errors": report["socket_errors"] + report["non_2xx"],
-        "per_s": round(report["requests"] / seconds, 1),
-        "p50_ms": round(report["p50_us"] / 1000, 3),
-        "p99_ms": round(report["p99_us"] / 1000, 3),
-    }
 
 
 def cli(server: RunningServer, *args: str) -> str:
@@ -172,10 +124,10 @@ def main() -> None:
         }
         url = server.base_url
         # Warm up both paths, then measure each with the same wrk settings.
-        wrk(url + "/health/live", "", duration=2, connections=args.connections)
-        wrk(url, script, duration=2, connections=args.connections)
-        orders = wrk(url, script, duration=args.duration, connections=args.connections)
-        health = wrk(url + "/health/live", "", duration=args.duration, connections=args.connections)
+        run_wrk(url + "/health/live", duration=2, connections=args.connections)
+        run_wrk(url, script=script, duration=2, connections=args.connections)
+        orders = run_wrk(url, script=script, duration=args.duration, connections=args.connections)
+        health = run_wrk(url + "/health/live", duration=args.duration, connections=args.connections)
         reconcile = subprocess.run(
             [
                 sys.executable,

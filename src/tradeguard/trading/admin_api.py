@@ -45,6 +45,22 @@ def _decimal(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _spec(body: s.InstrumentIn | s.InstrumentPatch) -> InstrumentSpec:
+    """The attributes a create or update request names (None: unchanged on update)."""
+    return InstrumentSpec(
+        name=body.name,
+        tick_size=_decimal(body.tick_size),
+        lot_size=body.lot_size,
+        min_quantity=body.min_quantity,
+        max_quantity=body.max_quantity,
+        reference_price=_decimal(body.reference_price),
+        band_tier=body.band_tier,
+        tradable=body.tradable,
+        threshold_security=body.threshold_security,
+        easy_to_borrow=body.easy_to_borrow,
+    )
+
+
 # Instruments and the restricted list ----------------------------------------------------------
 
 
@@ -58,18 +74,7 @@ async def create_instrument(
         row = await services.reference.create(
             session,
             symbol=body.symbol,
-            spec=InstrumentSpec(
-                name=body.name,
-                tick_size=Decimal(body.tick_size),
-                lot_size=body.lot_size,
-                min_quantity=body.min_quantity,
-                max_quantity=body.max_quantity,
-                reference_price=_decimal(body.reference_price),
-                band_tier=body.band_tier,
-                tradable=body.tradable,
-                threshold_security=body.threshold_security,
-                easy_to_borrow=body.easy_to_borrow,
-            ),
+            spec=_spec(body),
             actor=staff(principal),
             request_id=request_id_var.get(),
         )
@@ -89,18 +94,7 @@ async def update_instrument(
         row = await services.reference.update(
             session,
             symbol=symbol,
-            spec=InstrumentSpec(
-                name=body.name,
-                tick_size=_decimal(body.tick_size),
-                lot_size=body.lot_size,
-                min_quantity=body.min_quantity,
-                max_quantity=body.max_quantity,
-                reference_price=_decimal(body.reference_price),
-                band_tier=body.band_tier,
-                tradable=body.tradable,
-                threshold_security=body.threshold_security,
-                easy_to_borrow=body.easy_to_borrow,
-            ),
+            spec=_spec(body),
             actor=staff(principal),
             request_id=request_id_var.get(),
         )

@@ -104,6 +104,12 @@ class TradingDesk:
             return PlaceOutcome(await self.reload(outcome.order.id), replayed=False)
         return outcome
 
+    def _street_halted(self, scope: HaltScope, target: str, *, halted: bool) -> None:
+        """Stop (or restart) the simulated street quoting what a market or symbol halt covers."""
+        setter = getattr(self.venue, "set_halted", None)
+        if setter is not None and scope is not HaltScope.ACCOUNT:
+            setter(None if scope is HaltScope.MARKET else target, halted)
+
     def _ensure_listed(self, symbol: str) -> None:
         """Open the symbol's book if start-up could not (the database was down then)."""
         lister = getattr(self.venue, "list_symbol", None)
@@ -278,10 +284,7 @@ class TradingDesk:
                 request_id=request_id,
             )
         await self._after_halt(outcome.cancelled)
-        if self.venue is not None and scope is not HaltScope.ACCOUNT:
-            setter = getattr(self.venue, "set_halted", None)
-            if setter is not None:
-                setter(None if scope is HaltScope.MARKET else outcome.halt.target, True)
+        self._street_halted(scope, outcome.halt.target, halted=True)
         return outcome
 
     async def resume(
@@ -302,10 +305,7 @@ class TradingDesk:
                 actor=actor,
                 request_id=request_id,
             )
-        if self.venue is not None and scope is not HaltScope.ACCOUNT:
-            setter = getattr(self.venue, "set_halted", None)
-            if setter is not None:
-                setter(None if scope is HaltScope.MARKET else halt.target, False)
+        self._street_halted(scope, halt.target, halted=False)
         return halt
 
     async def restrict(

@@ -51,6 +51,14 @@ def _reason(reason: str) -> str:
     return text[:500]
 
 
+def _target(scope: HaltScope, target: str) -> str:
+    """What a halt of this scope is keyed by: `*` market-wide, the symbol in capitals, or the
+    account id."""
+    if scope is HaltScope.MARKET:
+        return MARKET_TARGET
+    return target.strip().upper() if scope is HaltScope.SYMBOL else target.strip()
+
+
 class HaltService:
     def __init__(self, deps: TradingDeps, orders: OrderService) -> None:
         self.deps = deps
@@ -68,11 +76,9 @@ class HaltService:
     ) -> HaltOutcome:
         why = _reason(reason)
         await repository.lock_control(session, exclusive=True)
-        target = MARKET_TARGET if scope is HaltScope.MARKET else target
-        if scope is HaltScope.SYMBOL:
-            target = target.upper()
-            if await repository.instrument(session, target) is None:
-                raise InstrumentNotFound("no such symbol")
+        target = _target(scope, target)
+        if scope is HaltScope.SYMBOL and await repository.instrument(session, target) is None:
+            raise InstrumentNotFound("no such symbol")
         if scope is HaltScope.ACCOUNT and await repository.account(session, target) is None:
             raise AccountNotFound("no such account")
         if await repository.active_halt(session, scope.value, target) is not None:
@@ -143,9 +149,7 @@ class HaltService:
     ) -> TradingHalt:
         why = _reason(reason)
         await repository.lock_control(session, exclusive=True)
-        target = MARKET_TARGET if scope is HaltScope.MARKET else target
-        if scope is HaltScope.SYMBOL:
-            target = target.upper()
+        target = _target(scope, target)
         halt = await repository.active_halt(session, scope.value, target)
         if halt is None:
             raise HaltNotFound("nothing to resume: no such halt is in force")
