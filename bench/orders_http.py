@@ -31,6 +31,7 @@ from tests.e2e.demo_session import demo_trader  # noqa: E402
 from tests.e2e.servers import LOOPBACK, RunningServer, running_server  # noqa: E402
 
 from _machine import machine_info  # noqa: E402 - bench/ is on sys.path as the script's dir
+from _wrk import run_wrk  # noqa: E402
 
 SYMBOL = "AAPL"
 # Every account may place up to 64 orders a second (the risk window's size): the load is
