@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # proxy all connections come from the proxy, so raise it there.
     max_connections_per_client: Annotated[int, Field(ge=1, le=1_000_000)] = 64
 
+    # The server's longest wait for one PostgreSQL statement: a server that stops answering
+    # turns into 503s within this time instead of requests that hang.
+    database_command_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0
+
     enable_api_docs: bool = True
 
     # Identity (AUTH, SESS, IAC-3). The public origin is what browsers show: the token issuer,

@@ -20,6 +20,8 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._refuse = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
         self.accepted = 0
 
@@ -44,6 +46,13 @@ class TcpProxy:
 
     async def restore(self) -> None:
         await self.start()
+
+    def stall(self) -> None:
+        """Keep every connection open but pass no more bytes (a black-holed path)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     def refuse_next(self, count: int) -> None:
         """Accept and at once reset the next `count` connections (a flapping path)."""
@@ -80,10 +89,10 @@ class TcpProxy:
             for end in (writer, upstream_writer):
                 end.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
 
 from tradeguard.config import Settings, load_settings
-from tradeguard.core.errors import ConfigurationError, TradeguardError
+from tradeguard.core.errors import ConfigurationError, InvalidInput, TradeguardError
 from tradeguard.db.availability import DatabaseUnreachable
 
 T = TypeVar("T")
@@ -53,8 +53,10 @@ def settings_from(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def fail_on_error(exc: TradeguardError) -> NoReturn:
-    """A domain error as one line: configuration problems exit 2, everything else 1."""
-    fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILURE)
+    """A domain error as one line: configuration problems and input the command refuses (a
+    weak password, a malformed value) exit 2, everything else 1."""
+    usage = isinstance(exc, ConfigurationError | InvalidInput)
+    fail(exc.detail, code=EXIT_USAGE if usage else EXIT_FAILURE)
 
 
 def run_async(coro: Coroutine[Any, Any, T], *, database_url: str | None = None) -> T:

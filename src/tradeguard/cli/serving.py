@@ -32,6 +32,9 @@ def _show_credentials(credentials: list[DemoCredential]) -> None:
 
 
 def _listen_address(settings: Settings) -> str:
+    if settings.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - naming the wildcard, not binding
+        # A wildcard is no address to open: name one that works, and say what it means.
+        return f"https://localhost:{settings.port} (all addresses)"
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return f"https://{host}:{settings.port}"
 
@@ -54,7 +57,11 @@ def serve_platform(settings: Settings, *, demo: bool) -> None:
     if credentials:
         _show_credentials(credentials)
     elif demo:
-        console.print("demo workspace already seeded; its passwords were shown when it was made")
+        console.print(
+            "demo workspace already seeded; its passwords were shown when it was made "
+            "(forgot them? reset one through `tradeguard dev mailbox`, or stop the server, "
+            f"delete {settings.data_dir} and run it again for a fresh demo)"
+        )
 
     def announce() -> None:
         console.print(

@@ -71,6 +71,9 @@ def classify_outage(error: BaseException) -> Outage | None:
             return Outage(f"database unreachable: {link.cause_name}", retryable=True)
         if isinstance(link, sa_exc.TimeoutError):
             return Outage("database connection pool exhausted", retryable=False)
+        if isinstance(link, TimeoutError):
+            # The statement timeout (asyncpg command_timeout): the server stopped answering.
+            return Outage("database not answering in time", retryable=False)
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
             return Outage("database connection lost", retryable=True)
         if isinstance(link, _POSTGRES_UNAVAILABLE):

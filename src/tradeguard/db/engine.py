@@ -24,6 +24,7 @@ from tradeguard.db.availability import watch_engine
 # asyncpg waits 60 s for a connection by default: an unreachable (black-holed) server would
 # hold every request that long. Failing fast lets the request answer 503 with Retry-After.
 CONNECT_TIMEOUT_SECONDS = 5.0
+POOL_TIMEOUT_SECONDS = 10.0
 
 
 def async_url(url: str) -> URL:
@@ -82,12 +83,19 @@ async def read_only(conn: AsyncConnection) -> AsyncConnection:
 
 
 def create_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, pg_schema: str | None = None
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    pg_schema: str | None = None,
+    command_timeout: float | None = None,
 ) -> AsyncEngine:
     """Create the async engine for a configured database URL.
 
     `pg_schema` puts a PostgreSQL connection's search_path on one schema (tests use a fresh
-    schema each, so they are isolated and can run side by side).
+    schema each, so they are isolated and can run side by side). `command_timeout` bounds
+    every statement on PostgreSQL (the server sets it, so a request never hangs on a server
+    that stopped answering: it fails, and the outage handling answers 503).
     """
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
@@ -100,6 +108,8 @@ def create_engine(
         watch_engine(engine)
         return engine
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    if command_timeout is not None:
+        connect_args["command_timeout"] = command_timeout
     if pg_schema is not None:
         connect_args["server_settings"] = {"search_path": pg_schema}
     engine = create_async_engine(
@@ -110,6 +120,8 @@ def create_engine(
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # A request waits at most this long for a pooled connection, then fails (503).
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         pool_pre_ping=True,
         connect_args=connect_args,
     )

@@ -60,6 +60,22 @@ async def throttle(session: AsyncSession, key: str) -> AuthThrottle | None:
     return await session.get(AuthThrottle, key)
 
 
+async def locked_throttle(session: AsyncSession, key: str, now_ns: int) -> AuthThrottle | None:
+    """The throttle row of `key`, locked until the transaction ends (created empty if need
+    be, so there is a row to lock): parallel attempts on one key queue, and each sees the
+    failures the ones before it counted. SQLite transactions are serialized already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return await throttle(session, key)
+    await session.execute(
+        pg_insert(AuthThrottle)
+        .values(key=key, failures=0, window_start_ns=now_ns, blocked_until_ns=None)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    query = select(AuthThrottle).where(AuthThrottle.key == key).with_for_update()
+    query = query.execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def increment_throttle(
     session: AsyncSession, key: str, *, now_ns: int, window_ns: int
 ) -> int:

@@ -181,18 +181,21 @@ class AuthService:
         user = await repository.user_by_login(session, login)
         trusted = await self._trusted_device(session, user, request)
         if trusted is not None:
-            blocked = await self._blocked_for(session, _device_key(trusted), now)
+            blocked = await self._blocked_for(session, _device_key(trusted), now, lock=True)
         else:
             blocked = max(
-                await self._blocked_for(session, login_key, now),
+                await self._blocked_for(session, login_key, now, lock=True),
                 await self._blocked_for(session, ip_key, now),
             )
         if blocked:
             await deps.audit(session, IdentityEvent.LOGIN_THROTTLED, user_id=None, request=request)
             return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
         # Read for known and unknown names alike, so the two paths run the same queries.
+        # (An unknown name locks a row of its own: one shared row would queue every unknown
+        # name's sign-in behind every other's.)
+        account_key = _account_key(user) if user is not None else f"acct:-{login_key}"
         account_blocked = trusted is None and bool(
-            await self._blocked_for(session, _account_key(user), now)
+            await self._blocked_for(session, account_key, now, lock=True)
         )
         if user is None or user.password_hash is None:
             # Spend the same time a real verification takes (no enumeration by timing).
@@ -271,8 +274,16 @@ class AuthService:
             return None
         return device if device.authorized_ns is not None else None
 
-    async def _blocked_for(self, session: AsyncSession, key: str, now: int) -> int:
-        row = await repository.throttle(session, key)
+    async def _blocked_for(
+        self, session: AsyncSession, key: str, now: int, *, lock: bool = False
+    ) -> int:
+        # `lock`: take the key's row for the rest of the transaction, so a burst of parallel
+        # guesses is judged one after another, not all against the same old count.
+        row = (
+            await repository.locked_throttle(session, key, now)
+            if lock
+            else await repository.throttle(session, key)
+        )
         if row is None:
             return 0
         return ThrottleState(
@@ -401,7 +412,9 @@ class AuthService:
     # correct password must not reset it, or each new login would bring fresh guesses.
 
     async def mfa_blocked(self, session: AsyncSession, user_id: str) -> int:
-        return await self._blocked_for(session, f"mfa:{user_id}", self.deps.clock.now_ns())
+        return await self._blocked_for(
+            session, f"mfa:{user_id}", self.deps.clock.now_ns(), lock=True
+        )
 
     async def second_factor_refusal(self, session: AsyncSession, user: User) -> Denied | None:
         """Denied while second-factor guesses are refused: locked out, or backing off.

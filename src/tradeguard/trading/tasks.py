@@ -7,7 +7,14 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from tradeguard.core.workers import pause
+from tradeguard.core.clock import Clock
+from tradeguard.core.workers import (
+    BackoffPolicy,
+    FailureObserver,
+    FailureTracker,
+    run_until_stopped,
+)
+from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import unit_of_work
 from tradeguard.trading.container import TradingServices
 from tradeguard.trading.domain import MARKET_TARGET, HaltScope
@@ -40,18 +47,41 @@ async def sync_reference(services: TradingServices, *, rebuild: bool) -> int:
     return version
 
 
-async def watch_control(services: TradingServices, stop: asyncio.Event) -> None:
+CONTROL_COMPONENT = "trading-control-watch"
+MAINTENANCE_COMPONENT = "trading-maintenance"
+STREET_COMPONENT = "venue-street"
+
+
+def tracker_for(
+    component: str, clock: Clock, observer: FailureObserver | None, *, base: float, cap: float
+) -> FailureTracker:
+    """Back-off, one log line per change of state, metrics (like every background worker)."""
+    return FailureTracker(
+        component,
+        logger=logger,
+        clock=clock,
+        policy=BackoffPolicy(base_seconds=base, cap_seconds=cap),
+        observer=observer,
+        describe=unavailable_reason,
+    )
+
+
+async def watch_control(
+    services: TradingServices, stop: asyncio.Event, tracker: FailureTracker
+) -> None:
     """Pick up changes made elsewhere (the CLI, another replica): reference data, halts, and
     orders cancelled behind the venue's back (the books are rebuilt from the database)."""
     seen = services.deps.reference.version
-    while not await pause(stop, CONTROL_POLL_SECONDS):
-        try:
-            async with unit_of_work(services.sessions) as session:
-                version = await services.reference.control_version(session)
-            if version != seen:
-                seen = await sync_reference(services, rebuild=True)
-        except Exception:
-            logger.exception("trading control watch failed")
+
+    async def one_pass() -> float:
+        nonlocal seen
+        async with unit_of_work(services.sessions) as session:
+            version = await services.reference.control_version(session)
+        if version != seen:
+            seen = await sync_reference(services, rebuild=True)
+        return CONTROL_POLL_SECONDS
+
+    await run_until_stopped(one_pass, tracker=tracker, stop=stop)
 
 
 async def run_maintenance_once(services: TradingServices) -> None:
@@ -95,25 +125,60 @@ async def open_the_market(services: TradingServices, was_open: bool) -> bool:
     return is_open
 
 
-async def run_maintenance(services: TradingServices, stop: asyncio.Event) -> None:
+async def run_maintenance(
+    services: TradingServices, stop: asyncio.Event, tracker: FailureTracker
+) -> None:
     was_open = services.deps.market_open(services.deps.clock.now_ns())
-    while not await pause(stop, MAINTENANCE_SECONDS):
-        try:
-            was_open = await open_the_market(services, was_open)
-            await run_maintenance_once(services)
-        except Exception:
-            logger.exception("trading maintenance pass failed")
+
+    async def one_pass() -> float:
+        nonlocal was_open
+        was_open = await open_the_market(services, was_open)
+        await run_maintenance_once(services)
+        return MAINTENANCE_SECONDS
+
+    await run_until_stopped(one_pass, tracker=tracker, stop=stop)
 
 
 def start_tasks(
-    services: TradingServices, stop: asyncio.Event, *, tick_ms: int
+    services: TradingServices,
+    stop: asyncio.Event,
+    *,
+    tick_ms: int,
+    observer: FailureObserver | None = None,
 ) -> list[asyncio.Task[None]]:
+    clock = services.deps.clock
     tasks = [
-        asyncio.create_task(watch_control(services, stop), name="trading-control-watch"),
-        asyncio.create_task(run_maintenance(services, stop), name="trading-maintenance"),
+        asyncio.create_task(
+            watch_control(
+                services,
+                stop,
+                tracker_for(CONTROL_COMPONENT, clock, observer, base=CONTROL_POLL_SECONDS, cap=30),
+            ),
+            name=CONTROL_COMPONENT,
+        ),
+        asyncio.create_task(
+            run_maintenance(
+                services,
+                stop,
+                tracker_for(
+                    MAINTENANCE_COMPONENT, clock, observer, base=MAINTENANCE_SECONDS, cap=60
+                ),
+            ),
+            name=MAINTENANCE_COMPONENT,
+        ),
     ]
     if services.venue is not None:
         tasks.append(
-            asyncio.create_task(services.venue.run_street(tick_ms, stop), name="venue-street")
+            asyncio.create_task(
+                services.venue.run_street(
+                    tick_ms,
+                    stop,
+                    tracker_for(STREET_COMPONENT, clock, observer, base=tick_ms / 1000, cap=30),
+                ),
+                name=STREET_COMPONENT,
+            )
         )
     return tasks
+
+
+COMPONENTS = (CONTROL_COMPONENT, MAINTENANCE_COMPONENT, STREET_COMPONENT)

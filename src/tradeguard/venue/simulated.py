@@ -22,7 +22,7 @@ from typing import TypeVar
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.core.orders import BookSide, StpMode, TimeInForce, book_side
-from tradeguard.core.workers import pause
+from tradeguard.core.workers import FailureTracker, run_until_stopped
 from tradeguard.venue.adapter import (
     STREET,
     ExecutionSink,
@@ -349,14 +349,18 @@ class SimulatedVenue:
                     if order_id in state.book:
                         state.street_ids.append(order_id)
 
-    async def run_street(self, interval_ms: int, stop: asyncio.Event) -> None:
-        """Background task: quote every `interval_ms` until stopped."""
+    async def run_street(
+        self, interval_ms: int, stop: asyncio.Event, tracker: FailureTracker
+    ) -> None:
+        """Background task: quote every `interval_ms` until stopped (backing off while the
+        database, which records the street's fills, is failing)."""
         dt = interval_ms / 1000
-        while not await pause(stop, dt):
-            try:
-                await self.tick(dt)
-            except Exception:
-                logger.exception("street quote step failed")
+
+        async def one_pass() -> float:
+            await self.tick(dt)
+            return dt
+
+        await run_until_stopped(one_pass, tracker=tracker, stop=stop)
 
 
 def _protection_ticks(price: Decimal, tick: Decimal, side: BookSide) -> int:

@@ -34,6 +34,7 @@ from tradeguard.trading import admin_api as trading_admin_api
 from tradeguard.trading import api as trading_api
 from tradeguard.trading import stream_api as trading_stream_api
 from tradeguard.trading.container import build_trading
+from tradeguard.trading.tasks import COMPONENTS as TRADING_COMPONENTS
 from tradeguard.trading.tasks import start_tasks as start_trading_tasks
 from tradeguard.trading.tasks import sync_reference
 from tradeguard.web import health, outage, pages
@@ -155,7 +156,14 @@ def _lifespan(
         # A route table where a parameter route captures a fixed one refuses to start.
         RouteTable.of_routes(app.routes)
         owned = engine is None
-        active_engine = engine if engine is not None else create_engine(settings.main_database_url)
+        active_engine = (
+            engine
+            if engine is not None
+            else create_engine(
+                settings.main_database_url,
+                command_timeout=settings.database_command_timeout_seconds,
+            )
+        )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         app.state.runtime = Runtime(
             settings=settings,
@@ -247,8 +255,12 @@ def _lifespan(
                     watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher"
                 )
             )
+            for component in TRADING_COMPONENTS:
+                components.register(component)
             tasks.extend(
-                start_trading_tasks(app.state.trading, stop, tick_ms=settings.market_tick_ms)
+                start_trading_tasks(
+                    app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
+                )
             )
             for task in tasks:
                 task.add_done_callback(_report_worker_exit)

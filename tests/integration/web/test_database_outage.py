@@ -26,6 +26,7 @@ from tests.unit.web.conftest import serving
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.errors import PROBLEM_BASE
+from tradeguard.core.ids import IdGenerator
 from tradeguard.core.workers import BackoffPolicy, FailureTracker
 from tradeguard.crypto.keyring import LocalKeyring
 from tradeguard.db.availability import Outage, classify_outage, unavailable_reason
@@ -36,6 +37,8 @@ from tradeguard.identity.tasks import run_housekeeping
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.senders import FileEmailSender, FileSmsProvider
 from tradeguard.notify.tasks import OutboxDispatcher
+from tradeguard.trading.container import build_trading
+from tradeguard.trading.tasks import run_maintenance, watch_control
 from tradeguard.web.app import create_app
 from tradeguard.web.metrics import ComponentMetrics
 from tradeguard.web.outage import COMPONENT, RETRY_AFTER_SECONDS
@@ -108,6 +111,26 @@ async def proxied_postgres() -> AsyncIterator[tuple[AsyncEngine, TcpProxy]]:
         await _drop_schema(schema)
 
 
+@pytest.fixture
+async def stalling_postgres() -> AsyncIterator[tuple[AsyncEngine, TcpProxy]]:
+    """Like `proxied_postgres`, with the server's one-second statement timeout."""
+    migrated, schema = await _postgres_engine()
+    try:
+        await upgrade(migrated)
+        url = make_url(POSTGRES_URL)
+        async with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+            engine = create_engine(proxied, pg_schema=schema, command_timeout=1.0)
+            try:
+                yield engine, proxy
+            finally:
+                proxy.flow()
+                await engine.dispose()
+    finally:
+        await migrated.dispose()
+        await _drop_schema(schema)
+
+
 def api_app(settings: Settings, clock: FrozenClock, engine: AsyncEngine) -> FastAPI:
     return create_app(settings, clock=clock, engine=engine, argon2=TEST_ARGON2, run_workers=False)
 
@@ -122,6 +145,28 @@ def metric(text_exposition: str, name: str, component: str) -> float:
         if line.startswith(prefix):
             return float(line.removeprefix(prefix))
     raise AssertionError(f"{prefix!r} not exposed")
+
+
+class TestAServerThatStopsAnswering:
+    """Found by the review of #6: with packets dropped (not refused), requests hung until the
+    client gave up. A statement timeout turns the silence into a prompt 503."""
+
+    @pytest.mark.postgres
+    async def test_a_black_holed_database_answers_503_within_the_statement_timeout(
+        self,
+        stalling_postgres: tuple[AsyncEngine, TcpProxy],
+        settings: Settings,
+        clock: FrozenClock,
+    ) -> None:
+        engine, proxy = stalling_postgres
+        async with serving(api_app(settings, clock, engine)) as client:
+            warm = await client.post("/api/v1/auth/login", json=LOGIN)
+            proxy.stall()
+            async with asyncio.timeout(20):
+                stalled = await client.post("/api/v1/auth/login", json=LOGIN)
+        assert warm.status_code == 401
+        assert stalled.status_code == 503
+        assert stalled.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
 
 
 class TestRequestsDuringAnOutage:
@@ -307,6 +352,17 @@ def worker(name: str, engine: AsyncEngine, clock: FrozenClock, tmp_path: Path) -
         )
         return lambda stop, tracker: dispatcher.run_forever(10, stop, tracker=tracker)
     sessions = session_factory(engine)
+    if name in {"trading-control-watch", "trading-maintenance"}:
+        trading = build_trading(
+            Settings(data_dir=tmp_path / "var", _env_file=None),  # type: ignore[call-arg]
+            clock=clock,
+            ids=IdGenerator(clock),
+            sessions=sessions,
+            with_venue=False,
+        )
+        if name == "trading-control-watch":
+            return lambda stop, tracker: watch_control(trading, stop, tracker)
+        return lambda stop, tracker: run_maintenance(trading, stop, tracker)
     return lambda stop, tracker: run_housekeeping(
         sessions, clock, interval_seconds=0.01, stop=stop, tracker=tracker
     )
@@ -316,6 +372,8 @@ WORKERS = {
     "ledger-sequencer": "tradeguard.ledger.sequencer",
     "notify-dispatcher": "tradeguard.notify.tasks",
     "identity-housekeeping": "tradeguard.identity.tasks",
+    "trading-control-watch": "tradeguard.trading.tasks",
+    "trading-maintenance": "tradeguard.trading.tasks",
 }
 
 
