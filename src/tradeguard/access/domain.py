@@ -22,6 +22,10 @@ class Permission(StrEnum):
     ADMIN_CONFIG = "admin:config"
     COMPLIANCE_AUDIT = "compliance:audit"
     COMPLIANCE_REPORT = "compliance:report"
+    # Staff views of a customer (issue #8): the profile with personal data masked, and
+    # revealing one masked field with a stated reason (audited, shown to the customer).
+    CUSTOMER_READ = "customer:read"
+    CUSTOMER_UNMASK = "customer:unmask"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -37,12 +41,25 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.ADMIN: frozenset(
-        {Permission.ADMIN_USERS, Permission.ADMIN_CONFIG, Permission.ACCOUNT_VIEW}
+        {
+            Permission.ADMIN_USERS,
+            Permission.ADMIN_CONFIG,
+            Permission.ACCOUNT_VIEW,
+            Permission.CUSTOMER_READ,
+        }
     ),
     Role.COMPLIANCE: frozenset(
-        {Permission.COMPLIANCE_AUDIT, Permission.COMPLIANCE_REPORT, Permission.ACCOUNT_VIEW}
+        {
+            Permission.COMPLIANCE_AUDIT,
+            Permission.COMPLIANCE_REPORT,
+            Permission.ACCOUNT_VIEW,
+            Permission.CUSTOMER_READ,
+            Permission.CUSTOMER_UNMASK,
+        }
     ),
-    Role.SUPPORT: frozenset({Permission.ACCOUNT_VIEW}),
+    Role.SUPPORT: frozenset(
+        {Permission.ACCOUNT_VIEW, Permission.CUSTOMER_READ, Permission.CUSTOMER_UNMASK}
+    ),
 }
 
 STAFF_ROLES = frozenset({Role.ADMIN, Role.COMPLIANCE, Role.SUPPORT})
