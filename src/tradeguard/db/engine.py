@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import event, make_url
+from sqlalchemy import Engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -133,13 +136,74 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+# SQLite has one writer at a time, and every transaction here begins IMMEDIATE (takes the
+# write lock). A second connection that finds the lock taken does not queue: SQLite's busy
+# handler sleeps and retries (1, 2, 5, ... 100 ms), so under concurrent requests a waiter
+# oversleeps the holder by up to 100 ms and the order of service is luck. Inside one process
+# the gate below queues SQLite transactions on an asyncio lock instead (first come, first
+# served, woken the moment the holder commits); the busy handler is left for other processes
+# (the CLI). Locks are per event loop, since an asyncio lock belongs to one.
+_GATES: WeakKeyDictionary[Engine, dict[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    WeakKeyDictionary()
+)
+_HELD: ContextVar[frozenset[int]] = ContextVar("tradeguard_sqlite_gate_held", default=frozenset())
+
+
+def _gate(engine: AsyncEngine) -> asyncio.Lock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    loops = _GATES.setdefault(engine.sync_engine, {})
+    loop = asyncio.get_running_loop()
+    lock = loops.get(loop)
+    if lock is None:
+        for stale in [known for known in loops if known.is_closed()]:
+            del loops[stale]
+        lock = loops[loop] = asyncio.Lock()
+    return lock
+
+
+def holds_write_gate(engine: AsyncEngine) -> bool:
+    """Whether this context already holds the engine's write turn (see `write_gate`)."""
+    return id(engine.sync_engine) in _HELD.get()
+
+
+@asynccontextmanager
+async def write_gate(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold the process's SQLite write turn for one transaction (nothing on PostgreSQL).
+
+    Re-entrant within a task (and the tasks it starts): a transaction opened while the same
+    context already holds the turn goes straight on, as it did before the gate existed.
+    """
+    lock = _gate(engine)
+    key = id(engine.sync_engine)
+    held = _HELD.get()
+    if lock is None or key in held:
+        yield
+        return
+    async with lock:
+        token = _HELD.set(held | {key})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+
+
 @asynccontextmanager
 async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """The edge (request, job, CLI command) owns the transaction: commit once, or roll back."""
-    async with factory() as session:
+    bind = factory.kw.get("bind")
+    async with (
+        write_gate(bind) if isinstance(bind, AsyncEngine) else _no_gate(),
+        factory() as session,
+    ):
         try:
             yield session
             await session.commit()
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def _no_gate() -> AsyncIterator[None]:
+    yield

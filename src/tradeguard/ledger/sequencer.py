@@ -25,6 +25,7 @@ from tradeguard.core.workers import (
     run_until_stopped,
 )
 from tradeguard.db.availability import unavailable_reason
+from tradeguard.db.engine import write_gate
 from tradeguard.ledger import repository
 from tradeguard.ledger.chain import chain_hash, leaf_hash
 
@@ -55,7 +56,7 @@ class LedgerSequencer:
 
     async def sequence_once(self) -> int:
         """Chain up to one batch of committed events; return how many were chained."""
-        async with self._engine.connect() as conn:
+        async with write_gate(self._engine), self._engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # Each statement must take a fresh snapshot: the horizon is computed from the
                 # running transactions, and the events read after it must include everything

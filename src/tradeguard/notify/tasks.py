@@ -45,6 +45,7 @@ from tradeguard.core.workers import (
 )
 from tradeguard.crypto.keyring import LocalKeyring
 from tradeguard.db.availability import unavailable_reason
+from tradeguard.db.engine import write_gate
 from tradeguard.notify import repository
 from tradeguard.notify.domain import (
     Channel,
@@ -125,7 +126,7 @@ class OutboxDispatcher:
         """One pass; reports how many messages were claimed and how many of them were sent."""
         now = self._clock.now_ns()
         claim_until = now + self._claim_ns
-        async with self._engine.begin() as conn:
+        async with write_gate(self._engine), self._engine.begin() as conn:
             buried = await repository.bury_exhausted(
                 conn, now_ns=now, max_attempts=self._retry.max_attempts, reason=CLAIM_EXPIRED
             )
@@ -211,7 +212,7 @@ class OutboxDispatcher:
 
     async def _record(self, row: Any, error: str | None) -> None:
         now = self._clock.now_ns()
-        async with self._engine.begin() as conn:
+        async with write_gate(self._engine), self._engine.begin() as conn:
             if error is None:
                 await repository.mark_sent(conn, message_id=row.id, now_ns=now)
                 logger.info("notify: %s message %s sent", row.channel, row.id)

@@ -23,6 +23,7 @@ from tradeguard.trading.common import OrderConflict, OrderNotFound, TradingDeps
 from tradeguard.trading.domain import OPEN_STATUSES, CancelReason, HaltScope, OrderStatus
 from tradeguard.trading.executions import ExecutionRecorder, Notice, order_payload
 from tradeguard.trading.halts import HaltOutcome, HaltService
+from tradeguard.trading.intake import GroupCommit
 from tradeguard.trading.models import Order, RestrictedSecurity, TradingAccount, TradingHalt
 from tradeguard.trading.orders import OrderRequest, OrderService, PlaceOutcome
 from tradeguard.trading.reference import ReferenceService
@@ -35,6 +36,11 @@ class ReplaceRequest:
     client_order_id: str
     quantity: int
     limit_price: Decimal | None
+
+
+def _remember(outcome: PlaceOutcome) -> None:
+    if outcome.after_commit is not None:
+        outcome.after_commit()
 
 
 class TradingDesk:
@@ -60,6 +66,9 @@ class TradingDesk:
         self.recorder = recorder
         self.venue = venue
         self.hub = hub
+        # Orders are written in group commits (trading/intake.py); each one's memo update
+        # runs as soon as its batch is durable.
+        self.intake: GroupCommit[PlaceOutcome] = GroupCommit(sessions, on_commit=_remember)
 
     async def place(
         self,
@@ -73,10 +82,11 @@ class TradingDesk:
     ) -> PlaceOutcome:
         """`audit`: events (the permission check) to commit with the order, in one
         transaction."""
-        async with unit_of_work(self.sessions) as session:
+
+        async def place_in(session: AsyncSession) -> PlaceOutcome:
             for event in audit:
                 await self.deps.ledger.append(session, event)
-            outcome = await self.orders.place(
+            return await self.orders.place(
                 session,
                 account_id=account_id,
                 user_id=user_id,
@@ -84,10 +94,10 @@ class TradingDesk:
                 actor=actor,
                 request_id=request_id,
             )
+
+        outcome = await self.intake.run(place_in)
         if outcome.replayed:
             return outcome
-        if outcome.after_commit is not None:
-            outcome.after_commit()
         await self.hub.publish(
             [Notice(outcome.order.account_id, "order", order_payload(outcome.order))]
         )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import ServiceUnavailable
 from tradeguard.core.workers import FailureObserver, FailureTracker, failure_name
+from tradeguard.db.engine import read_only
 from tradeguard.web.metrics import HttpMetrics
 from tradeguard.web.outage import RETRY_AFTER_SECONDS
 from tradeguard.web.problems import problem_response
@@ -129,6 +130,7 @@ async def ready(request: Request, runtime: Annotated[Runtime, Depends(get_runtim
 async def _database_answers(engine: AsyncEngine) -> None:
     async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
         async with engine.connect() as connection:
+            await read_only(connection)
             await connection.execute(text("SELECT 1"))
 
 
