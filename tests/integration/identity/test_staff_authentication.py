@@ -3,15 +3,18 @@ one-time token, WebAuthn step-up and the staff inactivity limit."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from tests.integration.identity.test_webauthn_api import (
     assert_problem,
@@ -37,8 +40,10 @@ from tests.support.webauthn_authenticator import (
     shared_attestation_ca,
 )
 from tradeguard.access.domain import Role, permissions_for
+from tradeguard.cli.main import app as cli_app
 from tradeguard.config import Settings
-from tradeguard.core.clock import FrozenClock
+from tradeguard.core.clock import FrozenClock, SystemClock
+from tradeguard.db.engine import create_engine
 from tradeguard.identity.models import AuthTicket, User
 from tradeguard.identity.staff_enrolment import ENROLMENT_TICKET, StaffEnrolmentService
 from tradeguard.ledger.domain import Party
@@ -488,6 +493,34 @@ class TestStaffEnrolment:
         assert short.status_code == extra.status_code == 422
         assert short.headers["content-type"].startswith("application/problem+json")
         assert still.status_code == 200
+
+
+class TestInvitationFromTheCli:
+    @pytest.mark.spec("IAC-3")
+    async def test_the_token_the_cli_prints_is_redeemed_through_the_api(
+        self, tmp_path: Path, settings: Settings
+    ) -> None:
+        data = tmp_path / "operator"
+        cli = CliRunner()
+        await asyncio.to_thread(cli.invoke, cli_app, ["init", "--data-dir", str(data)])
+        invited = await asyncio.to_thread(
+            cli.invoke,
+            cli_app,
+            ["users", "invite-staff", "--email", ADA, "--role", "SUPPORT", "--data-dir", str(data)],
+        )
+        assert invited.exit_code == 0, invited.output
+        token = invited.output.splitlines()[1].strip()
+        served = settings.model_copy(update={"data_dir": data})
+        engine = create_engine(served.main_database_url)
+        clock = FrozenClock(start_ns=SystemClock().now_ns())
+        try:
+            async with running_api(served, engine, clock) as api, api.client() as client:
+                done = await enrol(api, client, token, SoftwareAuthenticator())
+        finally:
+            await engine.dispose()
+
+        assert done.status_code == 201, done.text
+        assert done.json()["role"] == "SUPPORT"
 
 
 # Step-up by a WebAuthn ceremony -----------------------------------------------------------
