@@ -18,7 +18,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -66,7 +66,7 @@ class AuthenticatorModel:
 
     aaguid: str
     description: str
-    root_certificates: tuple[bytes, ...]  # DER
+    root_certificates: tuple[bytes, ...] = field(repr=False)  # DER
     status: str | None
     revoked: bool
 
