@@ -213,7 +213,7 @@ class TestUsersAndKeys:
         with contextlib.closing(sqlite3.connect(tmp_path / "tradeguard.db")) as db:
             assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
 
-    @pytest.mark.spec("IAC-3", "RBAC-1")
+    @pytest.mark.spec("IAC-3")
     def test_operator_invites_staff_with_a_one_time_token(self, tmp_path: Path) -> None:
         runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
         args = ["users", "invite-staff", "--data-dir", str(tmp_path)]

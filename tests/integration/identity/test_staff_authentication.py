@@ -301,7 +301,7 @@ class TestStaffAuthenticatorRegistration:
 # Enrolment by one-time token --------------------------------------------------------------
 
 
-@pytest.mark.spec("IAC-3", "RBAC-1")
+@pytest.mark.spec("IAC-3")
 class TestStaffEnrolment:
     async def test_an_invited_staff_member_sets_a_password_and_key_in_one_flow(
         self, api: Api
