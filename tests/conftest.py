@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from tests.support.webauthn_authenticator import default_metadata_document
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.db.engine import async_url, create_engine, session_factory
@@ -88,7 +89,13 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "var", _env_file=None)  # type: ignore[call-arg]
+    # Staff authenticators are attested against a catalogue that trusts the test vendor whose
+    # root certifies every SoftwareAuthenticator (IAC-3).
+    metadata = tmp_path / "staff-authenticators.json"
+    metadata.write_text(default_metadata_document())
+    return Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path / "var", webauthn_staff_metadata_file=metadata, _env_file=None
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

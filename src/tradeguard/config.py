@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # Authenticator models (AAGUIDs) allowed to register; empty allows any. With attestation
     # "none" an AAGUID is the authenticator's own claim: a policy hint, not proof.
     webauthn_allowed_aaguids: list[str] = Field(default_factory=list)
+    # Staff authenticators (IAC-3) must prove their model by attestation: a FIDO MDS3-style
+    # file of allowed models (AAGUIDs) and their attestation roots, re-read when it changes.
+    # Unset: the catalogue shipped with tradeguard (YubiKey 5 series, Google Titan v2).
+    webauthn_staff_metadata_file: Path | None = None
+    # How long a staff enrolment token from `tradeguard users invite-staff` can be redeemed.
+    staff_enrolment_seconds: Annotated[int, Field(ge=300, le=7 * 86_400)] = 86_400
     jwt_audience: str = "tradeguard-api"
     # Optional k-anonymity breached-password service (HIBP range API format), e.g.
     # https://api.pwnedpasswords.com; only a 5-character hash prefix leaves the platform.

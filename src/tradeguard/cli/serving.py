@@ -10,10 +10,13 @@ from tradeguard.cli.demo import DemoCredential, seed_demo
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.errors import TradeguardError
+from tradeguard.identity.authenticator_metadata import default_metadata_file, read_catalogue
 from tradeguard.web.server import bind_listeners, serve
 
 
 async def _prepare(settings: Settings, *, demo: bool) -> list[DemoCredential]:
+    # A staff authenticator catalogue that cannot be read stops the start in one line.
+    read_catalogue(settings.webauthn_staff_metadata_file or default_metadata_file())
     clock = SystemClock()
     await initialize(settings, clock=clock)
     return await seed_demo(settings, clock=clock) if demo else []

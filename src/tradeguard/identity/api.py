@@ -11,6 +11,7 @@ from tradeguard.core.errors import CodeExpired, NotFound, TooManyRequests, Unaut
 from tradeguard.identity import repository
 from tradeguard.identity import schemas as s
 from tradeguard.identity.devices import plain_text, user_agent_text
+from tradeguard.identity.errors import WebAuthnAuthenticationRejected
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.factors import TotpEnrolment
 from tradeguard.identity.guard import (
@@ -34,6 +35,7 @@ from tradeguard.identity.sessions import (
     TokenPair,
     refusal_error,
 )
+from tradeguard.identity.webauthn_service import Refused, WebAuthnRefusal, WebAuthnService
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 # Routes outside /api/v1/auth: the JWKS document and the caller's profile.
@@ -247,19 +249,44 @@ async def verify_mfa(
 async def step_up(
     body: s.StepUpRequest, request: Request, services: Services, principal: CurrentPrincipal
 ) -> s.Accepted:
-    """Re-confirm a second factor before a sensitive action (valid for a few minutes)."""
+    """Re-confirm a second factor before a sensitive action (valid for a few minutes).
+
+    A TOTP or backup code, or (method "webauthn") a passkey or security key answering the
+    challenge from POST /api/v1/auth/webauthn/step-up/options.
+    """
+    outcome: Denied | Refused | None
     async with services.unit_of_work() as session:
-        denied = await services.auth.step_up(
-            session,
-            user_id=principal.user_id,
-            session_id=principal.session_id,
-            method=Method(body.method),
-            code=body.code,
-            request=request_info(request),
-        )
+        if isinstance(body, s.WebAuthnStepUp):
+            user = await _user(services, session, principal)
+            webauthn: WebAuthnService = request.app.state.webauthn
+            outcome = await webauthn.step_up(
+                session,
+                user=user,
+                state=principal.state,
+                ticket=body.ticket,
+                response=body.assertion,
+                request=request_info(request),
+            )
+        else:
+            outcome = await services.auth.step_up(
+                session,
+                user_id=principal.user_id,
+                session_id=principal.session_id,
+                method=Method(body.method),
+                code=body.code,
+                request=request_info(request),
+            )
     state_cache(request).drop(principal.session_id)
-    if denied is not None:
-        _raise_denied(denied)
+    if isinstance(outcome, Denied):
+        _raise_denied(outcome)
+    if isinstance(outcome, Refused):
+        # One answer whatever the cause (the owner of a suspected clone is told by email),
+        # except a challenge that is used or stale, which can simply be asked for again.
+        if outcome.reason is WebAuthnRefusal.INVALID_TICKET:
+            raise WebAuthnAuthenticationRejected(
+                "the step-up challenge is invalid, used or expired; request new options"
+            )
+        raise WebAuthnAuthenticationRejected("the passkey or security key was not accepted")
     return s.Accepted(detail="confirmed; sensitive actions are allowed for the next few minutes")
 
 

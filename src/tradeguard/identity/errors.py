@@ -53,3 +53,15 @@ class ClonedAuthenticator(Unauthorized):
 
     slug = "cloned-authenticator"
     title = "The authenticator may have been cloned"
+
+
+class AttestationNotTrusted(AuthenticatorNotAllowed):
+    """A staff authenticator's attestation does not prove an allow-listed model (IAC-3).
+
+    `reason` is an `AttestationRefusal` code for the audit ledger; the client is told only
+    that the model is not allowed.
+    """
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason

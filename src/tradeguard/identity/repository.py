@@ -429,3 +429,13 @@ async def live_refresh_tokens(session: AsyncSession, session_id: str) -> Sequenc
         RefreshToken.session_id == session_id, RefreshToken.spent_ns.is_(None)
     )
     return (await session.execute(query)).scalars().all()
+
+
+async def open_tickets_of_kind(
+    session: AsyncSession, kind: str, now_ns: int
+) -> Sequence[AuthTicket]:
+    """Every unspent, unexpired ticket of one kind (for kinds issued rarely: invitations)."""
+    query = select(AuthTicket).where(
+        AuthTicket.kind == kind, AuthTicket.used_ns.is_(None), AuthTicket.expires_ns > now_ns
+    )
+    return (await session.execute(query.order_by(AuthTicket.created_ns))).scalars().all()

@@ -117,9 +117,21 @@ class MfaSendRequest(Strict):
     method: Literal["email", "sms"]
 
 
-class StepUpRequest(Strict):
+class CodeStepUp(Strict):
     method: Literal["totp", "backup_code"]
     code: Code
+
+
+class WebAuthnStepUp(Strict):
+    """The answer to POST /api/v1/auth/webauthn/step-up/options: its ticket and the assertion."""
+
+    method: Literal["webauthn"]
+    ticket: Opaque
+    assertion: Annotated[dict[str, object], Field(min_length=1, max_length=8)]
+
+
+# What POST /mfa/step-up takes, told apart by `method`.
+StepUpRequest = Annotated[CodeStepUp | WebAuthnStepUp, Field(discriminator="method")]
 
 
 class RefreshRequest(Strict):

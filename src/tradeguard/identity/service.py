@@ -142,8 +142,13 @@ class AccountService:
         email_verified: bool = False,
         actor: Party = SYSTEM,
         event: IdentityEvent = IdentityEvent.USER_CREATED,
+        user_id: str | None = None,
     ) -> NewUser:
-        """Create an account after the password policy passes; the audit event commits with it."""
+        """Create an account after the password policy passes; the audit event commits with it.
+
+        `user_id` is the account's id when it had to be chosen beforehand (a staff enrolment
+        registers its security key against it before the account exists).
+        """
         name = normalize_username(username)
         address = normalize_email(email)
         await self._check_password(password, user_inputs=(name, address))
@@ -160,6 +165,7 @@ class AccountService:
             email_verified=email_verified,
             actor=actor,
             event=event,
+            user_id=user_id,
         )
 
     async def _add_user(
@@ -173,11 +179,12 @@ class AccountService:
         email_verified: bool,
         actor: Party,
         event: IdentityEvent,
+        user_id: str | None = None,
     ) -> NewUser:
         """Insert an account (names already normalized and checked) and audit it."""
         now = self.deps.clock.now_ns()
         user = User(
-            id=self.deps.ids.new_str(),
+            id=user_id or self.deps.ids.new_str(),
             username=username,
             email=email,
             email_verified_ns=now if email_verified else None,

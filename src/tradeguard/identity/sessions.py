@@ -1199,12 +1199,18 @@ class AuthService:
             request=request,
             data={"method": method.value, "step_up": True},
         )
+        await self.record_step_up(session, session_id=session_id, amr=AMR[method])
+        return None
+
+    async def record_step_up(self, session: AsyncSession, *, session_id: str, amr: str) -> None:
+        """The session proved a second factor just now (by the RFC 8176 method `amr`)."""
         auth = await repository.auth_session(session, session_id)
         if auth is not None:
             auth.mfa_verified_ns = self.deps.clock.now_ns()
-            if AMR[method] not in auth.amr.split():
-                auth.amr = f"{auth.amr} {AMR[method]} mfa".strip()
-        return None
+            methods = auth.amr.split()
+            added = [m for m in (amr, "mfa") if m not in methods]
+            if added:
+                auth.amr = " ".join([*methods, *added])
 
 
 def refusal_error(denied: Denied) -> TooManyRequests:

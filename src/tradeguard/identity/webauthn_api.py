@@ -31,7 +31,7 @@ from tradeguard.identity.guard import (
     public_route,
     request_info,
 )
-from tradeguard.identity.sessions import THROTTLED_DETAIL
+from tradeguard.identity.sessions import THROTTLED_DETAIL, Denied, refusal_error
 from tradeguard.identity.webauthn_service import (
     CeremonyStart,
     Refused,
@@ -226,3 +226,29 @@ async def authenticate(
     if isinstance(outcome, Refused):
         raise _authentication_error(outcome)
     return _tokens(outcome)
+
+
+@router.post(
+    "/step-up/options",
+    operation_id="auth.webauthn.step_up.options",
+    responses=problems(401, 429),
+    **guarded(AUTHENTICATED),
+)
+async def step_up_options(
+    request: Request, services: Services, webauthn: WebAuthn, principal: CurrentPrincipal
+) -> CeremonyOptionsResponse:
+    """Start a step-up with a passkey or security key: options for the browser and a ticket.
+
+    The ticket works once, in this session only; send it back with the assertion to
+    POST /api/v1/auth/mfa/step-up (method "webauthn").
+    """
+    async with services.unit_of_work() as session:
+        user = await _user(services, session, principal)
+        outcome = await webauthn.step_up_options(
+            session, user=user, state=principal.state, request=request_info(request)
+        )
+    if isinstance(outcome, Denied):
+        raise refusal_error(outcome)
+    if isinstance(outcome, Refused):
+        raise _authentication_error(outcome)
+    return _options(outcome)

@@ -15,14 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from webauthn.helpers.structs import AttestationConveyancePreference
 
+from tradeguard.access.domain import STAFF_ROLES, Role
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.identity import repository
 from tradeguard.identity.common import (
@@ -32,6 +34,7 @@ from tradeguard.identity.common import (
     new_secret_token,
 )
 from tradeguard.identity.errors import (
+    AttestationNotTrusted,
     AuthenticatorNotAllowed,
     ClonedAuthenticator,
     WebAuthnAuthenticationRejected,
@@ -41,11 +44,23 @@ from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.factors import FactorService
 from tradeguard.identity.ip_allowlist import allowed
 from tradeguard.identity.mfa import webauthn as ceremonies
+from tradeguard.identity.mfa.attestation import AuthenticatorCatalogue
 from tradeguard.identity.models import AuthTicket, MfaFactor, User
-from tradeguard.identity.sessions import AuthService, SessionState, TokenPair, ip_throttle_key
+from tradeguard.identity.sessions import (
+    AuthService,
+    Denied,
+    Failure,
+    SessionState,
+    TokenPair,
+    ip_throttle_key,
+)
 
 REGISTER_TICKET = "webauthn_register"
 LOGIN_TICKET = "webauthn_login"
+STEP_UP_TICKET = "webauthn_step_up"
+# Step-up challenges one session may ask for per window: each is a row until housekeeping.
+MAX_STEP_UP_CHALLENGES = 10
+STEP_UP_WINDOW_SECONDS = 15 * 60
 WEBAUTHN_KIND = "webauthn"
 # Key of the challenge inside an MFA login ticket's payload, and of its issue counter.
 MFA_CHALLENGE_KEY = "webauthn_challenge"
@@ -57,6 +72,8 @@ MAX_MFA_CHALLENGES = 5
 PASSKEY_AMR = ["hwk", "user", "mfa"]
 
 WebAuthnVerifier = Callable[[AsyncSession, User, dict[str, Any]], Awaitable[bool]]
+# The staff authenticator catalogue in force (re-read by its file holder when it changes).
+StaffCatalogue = Callable[[], AuthenticatorCatalogue]
 
 
 class WebAuthnEvent(StrEnum):
@@ -69,6 +86,7 @@ class Ceremony(StrEnum):
     REGISTRATION = "registration"
     MFA = "mfa"
     PASSKEY_LOGIN = "passkey_login"
+    STEP_UP = "step_up"
 
 
 class WebAuthnRefusal(StrEnum):
@@ -93,6 +111,8 @@ class WebAuthnRefusal(StrEnum):
 class Refused:
     reason: WebAuthnRefusal
     retry_after_seconds: int | None = None
+    # Why a staff authenticator's attestation was not trusted (`AttestationRefusal`).
+    attestation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +129,7 @@ class RegisteredFactor:
     factor_id: str
     label: str
     passkey: bool
+    first: bool = False  # the account's first factor
 
 
 class WebAuthnService:
@@ -119,15 +140,21 @@ class WebAuthnService:
         auth: AuthService,
         factors: FactorService,
         allowed_aaguids: Collection[str] | None = None,
+        staff_models: StaffCatalogue | None = None,
         challenge_seconds: int = 300,
     ) -> None:
-        """`allowed_aaguids` limits registration to those authenticator models (None: any)."""
+        """`allowed_aaguids` limits registration to those authenticator models (None: any).
+
+        `staff_models` is the catalogue staff authenticators must be attested against (IAC-3);
+        without one no staff authenticator can be registered.
+        """
         self.deps = deps
         self.auth = auth
         self.factors = factors
         self.allowed_aaguids = (
             None if allowed_aaguids is None else frozenset(a.lower() for a in allowed_aaguids)
         )
+        self.staff_models = staff_models
         self.challenge_seconds = challenge_seconds
 
     # Registration (section 7.1) ---------------------------------------------------------
@@ -149,15 +176,12 @@ class WebAuthnService:
             for f in await repository.factors_of(session, user.id)
             if f.kind == WEBAUTHN_KIND and f.credential_id is not None
         ]
-        options = ceremonies.registration_options(
-            rp_id=self.deps.policy.rp_id,
-            rp_name=self.deps.policy.rp_name,
-            user_id=_user_handle(user.id),
+        options = self.new_credential_options(
+            user_id=user.id,
             user_name=user.username,
-            user_display_name=user.username,
-            exclude_credential_ids=existing,
+            role=Role(user.role),
             passkey=passkey,
-            timeout_ms=self.challenge_seconds * 1000,
+            exclude_credential_ids=existing,
         )
         payload = {
             "challenge": _b64(options.challenge),
@@ -181,7 +205,7 @@ class WebAuthnService:
         request: RequestInfo,
     ) -> RegisteredFactor | Refused:
         """Verify a registration response and store the credential as an active factor."""
-        deps, policy, now = self.deps, self.deps.policy, self.deps.clock.now_ns()
+        now = self.deps.clock.now_ns()
         row = await self._open_ticket(session, ticket, REGISTER_TICKET)
         payload = json.loads(row.payload) if row is not None else {}
         if row is None or row.user_id != user.id or payload.get("session_id") != state.session_id:
@@ -197,24 +221,106 @@ class WebAuthnService:
                 session, user, WebAuthnRefusal.INVALID_TICKET, request
             )
         passkey = bool(payload.get("passkey"))
+        # The role now, not when the options were issued: a promotion in between still
+        # needs an attested authenticator.
+        credential = self.verify_new_credential(
+            response=response,
+            challenge=_unb64(str(payload.get("challenge", ""))),
+            passkey=passkey,
+            role=Role(user.role),
+        )
+        if isinstance(credential, Refused):
+            return await self._registration_refused(
+                session, user, credential.reason, request, attestation=credential.attestation
+            )
+        stored = await self.store_credential(
+            session,
+            user=user,
+            credential=credential,
+            label=str(payload.get("label") or "Security key"),
+            passkey=passkey,
+            request=request,
+        )
+        if isinstance(stored, Refused):
+            return stored
+        await self.factors._notify(
+            session, user, f"A new sign-in factor was added: {stored.label}."
+        )
+        if stored.first:
+            await self.factors.after_first_factor(
+                session, user=user, current_session_id=state.session_id, request=request
+            )
+        return stored
+
+    def new_credential_options(
+        self,
+        *,
+        user_id: str,
+        user_name: str,
+        role: Role,
+        passkey: bool,
+        exclude_credential_ids: Sequence[bytes] = (),
+    ) -> ceremonies.CeremonyOptions:
+        """Registration options; staff authenticators are asked for "direct" attestation."""
+        return ceremonies.registration_options(
+            rp_id=self.deps.policy.rp_id,
+            rp_name=self.deps.policy.rp_name,
+            user_id=_user_handle(user_id),
+            user_name=user_name,
+            user_display_name=user_name,
+            exclude_credential_ids=exclude_credential_ids,
+            passkey=passkey,
+            attestation=(
+                AttestationConveyancePreference.DIRECT
+                if role in STAFF_ROLES
+                else AttestationConveyancePreference.NONE
+            ),
+            timeout_ms=self.challenge_seconds * 1000,
+        )
+
+    def verify_new_credential(
+        self, *, response: Mapping[str, Any], challenge: bytes, passkey: bool, role: Role
+    ) -> ceremonies.RegisteredCredential | Refused:
+        """Verify a registration response; a staff authenticator must prove an allowed model.
+
+        Traders' authenticators are taken at their word ("none" attestation: asking for more
+        would show a consent prompt and buys nothing there). Staff authenticators must carry an
+        attestation that chains to a root the catalogue lists for their AAGUID (IAC-3).
+        """
+        policy = self.deps.policy
+        staff = role in STAFF_ROLES
+        if staff and self.staff_models is None:
+            return Refused(WebAuthnRefusal.AUTHENTICATOR_NOT_ALLOWED, attestation="NO_CATALOGUE")
         try:
-            credential = ceremonies.verify_registration(
+            return ceremonies.verify_registration(
                 response=response,
-                expected_challenge=_unb64(str(payload.get("challenge", ""))),
+                expected_challenge=challenge,
                 expected_origin=policy.origin,
                 expected_rp_id=policy.rp_id,
                 # A passkey is a whole login, so it must verify the user (PIN or biometric).
                 require_user_verification=passkey,
                 allowed_aaguids=self.allowed_aaguids,
+                trusted_models=self.staff_models() if self.staff_models and staff else None,
             )
+        except AttestationNotTrusted as exc:
+            return Refused(WebAuthnRefusal.AUTHENTICATOR_NOT_ALLOWED, attestation=exc.reason)
         except AuthenticatorNotAllowed:
-            return await self._registration_refused(
-                session, user, WebAuthnRefusal.AUTHENTICATOR_NOT_ALLOWED, request
-            )
+            return Refused(WebAuthnRefusal.AUTHENTICATOR_NOT_ALLOWED)
         except WebAuthnRegistrationRejected:
-            return await self._registration_refused(
-                session, user, WebAuthnRefusal.REGISTRATION_REJECTED, request
-            )
+            return Refused(WebAuthnRefusal.REGISTRATION_REJECTED)
+
+    async def store_credential(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        credential: ceremonies.RegisteredCredential,
+        label: str,
+        passkey: bool,
+        request: RequestInfo,
+    ) -> RegisteredFactor | Refused:
+        """Store a verified credential as an active factor of `user`, audited."""
+        deps, now = self.deps, self.deps.clock.now_ns()
         # Section 7.1 step 26: a credential id registered before, to anyone, is refused.
         if await repository.factor_by_credential(session, credential.credential_id) is not None:
             return await self._registration_refused(
@@ -225,7 +331,7 @@ class WebAuthnService:
             id=deps.ids.new_str(),
             user_id=user.id,
             kind=WEBAUTHN_KIND,
-            label=str(payload.get("label") or "Security key"),
+            label=label,
             status="active",
             credential_id=credential.credential_id,
             public_key=credential.public_key,
@@ -257,28 +363,28 @@ class WebAuthnService:
                 "aaguid": credential.aaguid,
                 "user_verified": credential.user_verified,
                 "backed_up": credential.backed_up,
+                # Staff authenticators were attested against the catalogue (IAC-3).
+                "attested": Role(user.role) in STAFF_ROLES,
             },
         )
-        await self.factors._notify(
-            session, user, f"A new sign-in factor was added: {factor.label}."
-        )
-        if first:
-            await self.factors.after_first_factor(
-                session, user=user, current_session_id=state.session_id, request=request
-            )
-        return RegisteredFactor(factor.id, factor.label, passkey)
+        return RegisteredFactor(factor.id, factor.label, passkey, first)
 
     async def _registration_refused(
-        self, session: AsyncSession, user: User, reason: WebAuthnRefusal, request: RequestInfo
+        self,
+        session: AsyncSession,
+        user: User,
+        reason: WebAuthnRefusal,
+        request: RequestInfo,
+        *,
+        attestation: str | None = None,
     ) -> Refused:
+        data: dict[str, Any] = {"method": WEBAUTHN_KIND, "enrolment": True, "reason": reason.value}
+        if attestation is not None:
+            data["attestation"] = attestation
         await self.deps.audit(
-            session,
-            IdentityEvent.MFA_FAILED,
-            user_id=user.id,
-            request=request,
-            data={"method": WEBAUTHN_KIND, "enrolment": True, "reason": reason.value},
+            session, IdentityEvent.MFA_FAILED, user_id=user.id, request=request, data=data
         )
-        return Refused(reason)
+        return Refused(reason, attestation=attestation)
 
     # Authentication (section 7.2) -------------------------------------------------------
 
@@ -552,6 +658,138 @@ class WebAuthnService:
             return WebAuthnRefusal.ASSERTION_REJECTED
         return None
 
+    # Step-up (ACCT-1, IAC-3) ---------------------------------------------------------------
+
+    async def step_up_options(
+        self, session: AsyncSession, *, user: User, state: SessionState, request: RequestInfo
+    ) -> CeremonyStart | Denied | Refused:
+        """A challenge for the user's own keys, bound to this session and usable once.
+
+        Lets a user whose only factors are passkeys or security keys (every staff member)
+        re-prove a factor inside the session, like a TOTP code does.
+        """
+        refused = await self.auth.second_factor_refusal(session, user)
+        if refused is not None:
+            return refused
+        wait = await self.auth.quota_refused(
+            session,
+            [
+                (
+                    "webauthn_step_up",
+                    f"webauthn-step-up:{state.session_id}",
+                    MAX_STEP_UP_CHALLENGES,
+                    STEP_UP_WINDOW_SECONDS,
+                )
+            ],
+            user_id=user.id,
+            request=request,
+        )
+        if wait:
+            return Denied(Failure.THROTTLED, retry_after_seconds=wait)
+        keys = [
+            f
+            for f in await repository.factors_of(session, user.id)
+            if f.kind == WEBAUTHN_KIND and f.credential_id is not None
+        ]
+        if not keys:
+            await self._audit_challenge_refused(
+                session, Ceremony.STEP_UP, user.id, WebAuthnRefusal.NOT_ENROLLED, request
+            )
+            return Refused(WebAuthnRefusal.NOT_ENROLLED)
+        options = ceremonies.authentication_options(
+            rp_id=self.deps.policy.rp_id,
+            allow_credential_ids=[f.credential_id for f in keys if f.credential_id is not None],
+            # Asked for when every key is a passkey; enforced per key when the answer comes.
+            require_user_verification=all(f.is_passkey for f in keys),
+            timeout_ms=self.challenge_seconds * 1000,
+        )
+        token = await self._new_ticket(
+            session,
+            STEP_UP_TICKET,
+            user.id,
+            {"challenge": _b64(options.challenge), "session_id": state.session_id},
+        )
+        await self._audit_challenge(session, Ceremony.STEP_UP, user.id, request)
+        return CeremonyStart(options.options_json, self.challenge_seconds, token)
+
+    async def step_up(
+        self,
+        session: AsyncSession,
+        *,
+        user: User,
+        state: SessionState,
+        ticket: str,
+        response: Mapping[str, Any],
+        request: RequestInfo,
+    ) -> Denied | Refused | None:
+        """Check a step-up assertion; on success the session's second factor is fresh again.
+
+        The challenge is spent before the assertion is checked, belongs to the session that
+        asked for it, and is answerable only by one of the user's own keys; a passkey must
+        verify the user (as it does at sign-in), a security key proves presence. Every failure
+        counts towards the second-factor lock, like a wrong TOTP code.
+        """
+        now = self.deps.clock.now_ns()
+        refused = await self.auth.second_factor_refusal(session, user)
+        if refused is not None:
+            return refused
+        row = await self._open_ticket(session, ticket, STEP_UP_TICKET)
+        payload = json.loads(row.payload) if row is not None else {}
+        if (
+            row is None
+            or row.user_id != user.id
+            or payload.get("session_id") != state.session_id
+            or not await repository.spend_ticket(session, row.id, now)
+        ):
+            return await self._step_up_failed(
+                session, user, WebAuthnRefusal.INVALID_TICKET, request
+            )
+        try:
+            credential_id = ceremonies.assertion_credential_id(response)
+        except WebAuthnAuthenticationRejected:
+            return await self._step_up_failed(
+                session, user, WebAuthnRefusal.ASSERTION_REJECTED, request
+            )
+        factor = await repository.factor_by_credential(session, credential_id)
+        if factor is None or factor.user_id != user.id or factor.kind != WEBAUTHN_KIND:
+            return await self._step_up_failed(
+                session, user, WebAuthnRefusal.UNKNOWN_CREDENTIAL, request
+            )
+        refusal = await self._check_assertion(
+            session,
+            user=user,
+            factor=factor,
+            response=response,
+            challenge=_unb64(str(payload.get("challenge", ""))),
+            require_user_verification=factor.is_passkey,
+            request=request,
+        )
+        if refusal is not None:
+            return await self._step_up_failed(session, user, refusal, request)
+        await self.auth.clear_mfa_failures(session, user.id)
+        await self.deps.audit(
+            session,
+            IdentityEvent.MFA_VERIFIED,
+            user_id=user.id,
+            request=request,
+            data={
+                "method": WEBAUTHN_KIND,
+                "step_up": True,
+                "factor_id": factor.id,
+                "passkey": factor.is_passkey,
+            },
+        )
+        await self.auth.record_step_up(session, session_id=state.session_id, amr="hwk")
+        return None
+
+    async def _step_up_failed(
+        self, session: AsyncSession, user: User, reason: WebAuthnRefusal, request: RequestInfo
+    ) -> Refused:
+        await self.auth.record_mfa_failure(
+            session, user, request, method=f"{WEBAUTHN_KIND}:step_up:{reason.value}"
+        )
+        return Refused(reason)
+
     async def _throttled(self, session: AsyncSession, request: RequestInfo) -> Refused | None:
         """Passwordless login shares the per-address failure budget of password login."""
         blocked = await self.auth._blocked_for(
@@ -661,6 +899,16 @@ def _user_handle_matches(response: Mapping[str, Any], user_id: str) -> bool:
     except ValueError:
         return False
     return claimed == _user_handle(user_id)
+
+
+def encode_challenge(challenge: bytes) -> str:
+    """A challenge as kept in a ticket's payload (base64url)."""
+    return _b64(challenge)
+
+
+def decode_challenge(text: str) -> bytes:
+    """A challenge back from a ticket's payload; ValueError if it is not base64url."""
+    return _unb64(text)
 
 
 def _b64(data: bytes) -> str:

@@ -20,11 +20,13 @@ from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.redis import create_redis
 from tradeguard.identity import api as identity_api
-from tradeguard.identity import webauthn_api
+from tradeguard.identity import staff_enrolment_api, webauthn_api
+from tradeguard.identity.authenticator_metadata import AuthenticatorMetadataFile
 from tradeguard.identity.container import build_identity
 from tradeguard.identity.guard import SessionStateCache
 from tradeguard.identity.keystore import SigningKeyWatcher, watch_signing_keys
 from tradeguard.identity.password_hashing import Argon2Parameters
+from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.ledger.sequencer import LedgerSequencer
@@ -101,6 +103,7 @@ def create_app(
     app.include_router(identity_api.router)
     app.include_router(identity_api.jwks_router)
     app.include_router(webauthn_api.router)
+    app.include_router(staff_enrolment_api.router)
     app.include_router(pages.router)
     if docs:
         app.router.routes.extend(docs_routes(title=app.title, openapi_url=OPENAPI_URL))
@@ -200,6 +203,14 @@ def _lifespan(
             auth=identity.auth,
             factors=identity.factors,
             allowed_aaguids=settings.webauthn_allowed_aaguids or None,
+            staff_models=AuthenticatorMetadataFile(settings.webauthn_staff_metadata_file),
+        )
+        app.state.staff_enrolment = StaffEnrolmentService(
+            identity.deps,
+            accounts=identity.accounts,
+            auth=identity.auth,
+            webauthn=app.state.webauthn,
+            token_seconds=settings.staff_enrolment_seconds,
         )
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -29,6 +30,8 @@ COMMANDS = [
     ["audit", "verify"],
     ["users"],
     ["users", "create"],
+    ["users", "invite-staff"],
+    ["users", "staff-authenticators"],
     ["keys"],
     ["keys", "rotate-jwt"],
     ["dev"],
@@ -169,7 +172,7 @@ class TestSqliteLocation:
 
 class TestUsersAndKeys:
     @pytest.mark.spec("RBAC-1")
-    def test_operator_creates_an_admin_with_a_prompted_password(self, tmp_path: Path) -> None:
+    def test_operator_creates_a_trader_with_a_prompted_password(self, tmp_path: Path) -> None:
         runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
         password = "quiet meadow lantern 7931"
         result = runner.invoke(
@@ -180,17 +183,104 @@ class TestUsersAndKeys:
                 "ada",
                 "ada@example.com",
                 "--role",
-                "ADMIN",
+                "TRADER",
                 "--data-dir",
                 str(tmp_path),
             ],
             input=f"{password}\n{password}\n",
         )
         assert result.exit_code == 0, result.output
-        assert "created ADMIN ada" in result.output
+        assert "created TRADER ada" in result.output
         assert password not in result.output.split("Repeat")[-1].split("created")[-1]
         verify = runner.invoke(app, ["audit", "verify", "--json", "--data-dir", str(tmp_path)])
         assert json.loads(verify.output)["ok"] is True
+
+    @pytest.mark.spec("IAC-3")
+    @pytest.mark.parametrize("role", ["ADMIN", "COMPLIANCE", "SUPPORT"])
+    def test_staff_are_never_created_with_a_password_alone(self, tmp_path: Path, role: str) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        good = "quiet meadow lantern 7931"
+        result = runner.invoke(
+            app,
+            ["users", "create", "ada", "ada@example.com", "--role", role],
+            input=f"{good}\n{good}\n",
+            env={"TRADEGUARD_DATA_DIR": str(tmp_path)},
+        )
+        assert result.exit_code == 2
+        assert "enrolment token" in result.output
+        assert "invite-staff" in result.output
+        assert "Password" not in result.output  # refused before asking for it
+        with contextlib.closing(sqlite3.connect(tmp_path / "tradeguard.db")) as db:
+            assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+
+    @pytest.mark.spec("IAC-3")
+    def test_operator_invites_staff_with_a_one_time_token(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        args = ["users", "invite-staff", "--data-dir", str(tmp_path)]
+        result = runner.invoke(app, [*args, "--email", "Ada@Example.com", "--role", "admin"])
+        trader = runner.invoke(app, [*args, "--email", "t@example.com", "--role", "TRADER"])
+        bad_email = runner.invoke(app, [*args, "--email", "not-an-address", "--role", "ADMIN"])
+        no_role = runner.invoke(app, [*args, "--email", "x@example.com"])
+
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0].startswith("invited ADMIN ada@example.com")
+        assert "24 hours" in lines[0]
+        token = lines[1].strip()
+        assert len(token) >= 43
+        assert "/api/v1/auth/staff-enrolment/options" in lines[2]
+        with contextlib.closing(sqlite3.connect(tmp_path / "tradeguard.db")) as db:
+            (stored,) = db.execute(
+                "SELECT token_hash FROM auth_tickets WHERE kind = 'staff_enrolment'"
+            ).fetchone()
+        assert stored == hashlib.sha256(token.encode()).digest()
+        assert trader.exit_code == bad_email.exit_code == no_role.exit_code == 2
+        assert "not a staff role" in trader.output
+        verify = runner.invoke(app, ["audit", "verify", "--json", "--data-dir", str(tmp_path)])
+        assert json.loads(verify.output)["ok"] is True
+
+    def test_an_address_with_an_account_is_not_invited(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        good = "quiet meadow lantern 7931"
+        runner.invoke(
+            app,
+            ["users", "create", "bob", "bob@example.com", "--data-dir", str(tmp_path)],
+            input=f"{good}\n{good}\n",
+        )
+        result = runner.invoke(
+            app,
+            [
+                *("users", "invite-staff", "--email", "bob@example.com", "--role", "SUPPORT"),
+                *("--data-dir", str(tmp_path)),
+            ],
+        )
+        assert result.exit_code == 1
+        assert "already has an account" in result.output
+
+    @pytest.mark.spec("IAC-3")
+    def test_the_staff_authenticator_catalogue_is_checked_and_listed(self, tmp_path: Path) -> None:
+        shipped = runner.invoke(app, ["users", "staff-authenticators", "--data-dir", str(tmp_path)])
+        broken = tmp_path / "broken.json"
+        broken.write_text('{"entries": [{"aaguid": "not-a-guid"}]}')
+        refused = runner.invoke(
+            app,
+            ["users", "staff-authenticators", "--file", str(broken), "--data-dir", str(tmp_path)],
+        )
+        missing = runner.invoke(
+            app,
+            [
+                *("users", "staff-authenticators", "--file", str(tmp_path / "none.json")),
+                *("--data-dir", str(tmp_path)),
+            ],
+        )
+
+        assert shipped.exit_code == 0, shipped.output
+        assert "cb69481e-8ff7-4039-93ec-0a2729a154a8  YubiKey 5 Series" in shipped.output
+        assert "Google Titan Security Key v2" in shipped.output
+        assert "0 refused" in shipped.output
+        assert refused.exit_code == missing.exit_code == 2
+        assert "not a GUID" in refused.output
+        assert "cannot be read" in missing.output
 
     def test_weak_password_and_duplicate_user_fail_with_a_clear_message(
         self, tmp_path: Path
@@ -228,14 +318,14 @@ class TestUsersAndKeys:
     ) -> None:
         runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
         password = "  quiet meadow lantern 7931 "  # spaces are part of a passphrase
-        args = ["users", "create", "ops", "ops@example.com", "--role", "COMPLIANCE"]
+        args = ["users", "create", "ops", "ops@example.com", "--role", "TRADER"]
         result = runner.invoke(
             app,
             [*args, "--password-stdin", "--data-dir", str(tmp_path)],
             input=f"{password}\nnot read\n",
         )
         assert result.exit_code == 0, result.output
-        assert result.output.startswith("created COMPLIANCE ops")
+        assert result.output.startswith("created TRADER ops")
         assert "Password" not in result.output
         assert password.strip() not in result.output
         # Exactly the first line, spaces kept, line ending (LF or CRLF) dropped, no second

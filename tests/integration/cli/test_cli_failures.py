@@ -77,6 +77,27 @@ class TestServeFailures:
         assert "password:" not in result.stdout
         assert not (tmp_path / "var").exists()
 
+    def test_an_unusable_staff_authenticator_catalogue_stops_the_start(
+        self, tmp_path: Path
+    ) -> None:
+        broken = tmp_path / "staff.json"
+        broken.write_text(
+            '{"entries": [{"aaguid": "7e57ab1e-0000-4000-8000-00000000a77e", '
+            '"attestationRootCertificates": ["AAAA"]}]}'
+        )
+        result = tradeguard(
+            "serve",
+            "--data-dir",
+            "var",
+            "--port",
+            str(closed_port()),
+            cwd=tmp_path,
+            env={"TRADEGUARD_WEBAUTHN_STAFF_METADATA_FILE": str(broken)},
+        )
+        line = assert_one_line_failure(result, 2)
+        assert f"staff authenticator metadata {broken}" in line
+        assert "not base64 DER" in line
+
     def test_an_unreachable_postgresql_is_named_without_its_credentials(
         self, tmp_path: Path
     ) -> None:

@@ -34,6 +34,10 @@ PRE_AUTHENTICATION = frozenset(
         "/api/v1/auth/token/refresh",
         "/api/v1/auth/password/reset",
         "/api/v1/auth/password/reset/confirm",
+        # A staff member redeems the operator's one-time enrolment token before any account
+        # exists (IAC-3); the token and the invited address are their authority.
+        "/api/v1/auth/staff-enrolment/options",
+        "/api/v1/auth/staff-enrolment/complete",
         # The pages that the emailed links open (web/pages.py); the token is their authority.
         "/verify-email",
         "/confirm-email",

@@ -16,14 +16,15 @@ which turns its own check off (its condition is `(new > 0 or stored > 0) and new
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import webauthn
-from webauthn.helpers import options_to_json
+from webauthn.helpers import options_to_json, parse_attestation_object, validate_certificate_chain
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
-from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.exceptions import InvalidCertificateChain, WebAuthnException
 from webauthn.helpers.parse_authentication_credential_json import (
     parse_authentication_credential_json,
 )
@@ -41,10 +42,16 @@ from webauthn.helpers.structs import (
 )
 
 from tradeguard.identity.errors import (
+    AttestationNotTrusted,
     AuthenticatorNotAllowed,
     ClonedAuthenticator,
     WebAuthnAuthenticationRejected,
     WebAuthnRegistrationRejected,
+)
+from tradeguard.identity.mfa.attestation import (
+    AttestationRefusal,
+    AuthenticatorCatalogue,
+    certificate_refusal,
 )
 
 SUPPORTED_ALGORITHMS = [COSEAlgorithmIdentifier.ECDSA_SHA_256, COSEAlgorithmIdentifier.EDDSA]
@@ -52,6 +59,11 @@ DEFAULT_TIMEOUT_MS = 5 * 60 * 1000
 # What py_webauthn and its parsers raise on malformed input besides its own exceptions
 # (bad base64, CBOR or JSON shapes).
 _MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError)
+# Formats whose trust path is an X.509 chain to roots we supply, and nothing else: py_webauthn
+# adds Google's roots to "android-key" and Apple's to "apple", which would let those vendors'
+# roots vouch for a model whose catalogue entry lists other roots. "fido-u2f" carries no
+# AAGUID; "none" and self attestation prove no model at all.
+ATTESTED_FORMATS = frozenset({AttestationFormat.PACKED, AttestationFormat.TPM})
 
 ResponseJson = str | Mapping[str, Any]
 
@@ -137,17 +149,24 @@ def verify_registration(
     expected_rp_id: str,
     require_user_verification: bool,
     allowed_aaguids: Collection[str] | None = None,
-    attestation_roots: Mapping[AttestationFormat, list[bytes]] | None = None,
+    trusted_models: AuthenticatorCatalogue | None = None,
 ) -> RegisteredCredential:
     """Verify a navigator.credentials.create() response; refuse what fails any check.
 
     `allowed_aaguids` (lower-case GUID strings) restricts the authenticator models accepted.
     With attestation "none" the AAGUID is the authenticator's own unproven claim, so the list
-    then only keeps honest users on approved models; to *enforce* a model, request "direct"
-    attestation and pass the vendors' roots as `attestation_roots`.
+    then only keeps honest users on approved models. `trusted_models` *enforces* a model
+    (request "direct" attestation for it): the response must carry an attestation chain to a
+    root listed for its AAGUID, from a model not reported revoked or compromised; otherwise
+    `AttestationNotTrusted` names why.
     """
+    attestation_roots: Mapping[AttestationFormat, list[bytes]] | None = None
     try:
         credential = parse_registration_credential_json(_as_json_text(response))
+        if trusted_models is not None:
+            attestation_roots = _trusted_roots(
+                credential.response.attestation_object, trusted_models
+            )
         verified = webauthn.verify_registration_response(
             credential=credential,
             expected_challenge=expected_challenge,
@@ -175,6 +194,42 @@ def verify_registration(
         backed_up=verified.credential_backed_up,
         transports=tuple(t.value for t in transports),
     )
+
+
+def _trusted_roots(
+    attestation_object: bytes, catalogue: AuthenticatorCatalogue
+) -> dict[AttestationFormat, list[bytes]]:
+    """The roots this response's chain must lead to; raises if its model is not trusted.
+
+    Runs before the full verification so the refusal can say why; the roots returned are
+    handed to py_webauthn as well, which checks the chain and the signature again.
+    """
+    parsed = parse_attestation_object(attestation_object)
+    attested = parsed.auth_data.attested_credential_data
+    statement = parsed.att_stmt
+    if (
+        attested is None
+        or parsed.fmt not in ATTESTED_FORMATS
+        or statement is None
+        or not statement.x5c
+    ):
+        raise AttestationNotTrusted(AttestationRefusal.NOT_ATTESTED)
+    fmt = AttestationFormat(parsed.fmt)
+    aaguid = str(uuid.UUID(bytes=attested.aaguid))
+    model = catalogue.model(aaguid)
+    if model is None or not model.root_certificates:
+        raise AttestationNotTrusted(AttestationRefusal.UNKNOWN_MODEL)
+    if model.revoked:
+        raise AttestationNotTrusted(AttestationRefusal.REVOKED_MODEL)
+    roots = model.roots_pem()
+    try:
+        validate_certificate_chain(x5c=statement.x5c, pem_root_certs_bytes=roots)
+    except InvalidCertificateChain as exc:
+        raise AttestationNotTrusted(AttestationRefusal.UNTRUSTED_CHAIN) from exc
+    refusal = certificate_refusal(statement.x5c[0], fmt=fmt.value, aaguid=attested.aaguid)
+    if refusal is not None:
+        raise AttestationNotTrusted(refusal)
+    return {fmt: roots}
 
 
 def authentication_options(
