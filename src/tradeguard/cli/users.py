@@ -1,14 +1,26 @@
-"""`tradeguard users`: traders from the command line; staff by one-time enrolment token."""
+"""`tradeguard users`: create traders, invite staff (one-time enrolment token), and administer
+accounts: list, lock, unlock, change role, sign out, and second-factor resets that a second
+operator or admin must approve.
+
+Administrative commands act as the operating-system user who runs them (`operator:<name>`
+in the audit ledger and, as role OPERATOR with a pseudonym, in the customer's access log).
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from rich.table import Table
 
 from tradeguard.access.domain import STAFF_ROLES, Role
+from tradeguard.backoffice.common import Actor
+from tradeguard.backoffice.container import BackofficeServices, build_backoffice
+from tradeguard.backoffice.users import FactorResetView
 from tradeguard.cli.bootstrap import database_missing
 from tradeguard.cli.common import (
     EXIT_USAGE,
@@ -19,8 +31,9 @@ from tradeguard.cli.common import (
     run_async,
     settings_from,
 )
+from tradeguard.cli.trading import operator
 from tradeguard.config import Settings
-from tradeguard.core.clock import SystemClock
+from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import ConfigurationError, InvalidInput
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
@@ -30,6 +43,9 @@ from tradeguard.identity.mfa.attestation import describe
 from tradeguard.identity.service import NewUser, normalize_email, normalize_username
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService, StaffInvitation
 from tradeguard.ledger.domain import Party
+from tradeguard.trading.container import build_trading
+
+T = TypeVar("T")
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
 STAFF_ROLE_NAMES = ", ".join(sorted(r.value for r in STAFF_ROLES))
@@ -225,3 +241,265 @@ def staff_authenticators(
         f"{len(models) - refused} models allowed, {refused} refused as revoked or "
         f"compromised ({path}{serial})"
     )
+
+
+# Administration ---------------------------------------------------------------------------------
+
+UserArgument = Annotated[str, typer.Argument(help="The user's username, email or id.")]
+ReasonOption = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        help="Why, 10 to 500 characters (audited, and shown to the user in their access log).",
+    ),
+]
+
+
+def _operator() -> Actor:
+    return Actor.operator(operator().id)
+
+
+def _with_backoffice(
+    data_dir: Path | None, work: Callable[[BackofficeServices], Awaitable[T]]
+) -> T:
+    settings = settings_from(data_dir)
+    if database_missing(settings):
+        fail(
+            "no tradeguard database here",
+            hint="run `tradeguard init` (or pass --data-dir)",
+            code=EXIT_USAGE,
+        )
+
+    async def run() -> T:
+        engine = create_engine(settings.main_database_url)
+        try:
+            clock = SystemClock()
+            ids = IdGenerator(clock)
+            sessions = session_factory(engine)
+            identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions)
+            trading = build_trading(
+                settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
+            )
+            return await work(build_backoffice(identity, trading.accounts))
+        finally:
+            await engine.dispose()
+
+    return run_async(run(), database_url=settings.main_database_url)
+
+
+@app.command("list")
+def list_users(
+    query: Annotated[
+        str | None,
+        typer.Option("--query", "-q", help="A whole email address, or a username prefix."),
+    ] = None,
+    role: Annotated[Role | None, typer.Option(help="Only this role.", case_sensitive=False)] = None,
+    locked: Annotated[bool, typer.Option("--locked", help="Only locked accounts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """List users (at most 500), emails masked; --query searches."""
+
+    async def work(services: BackofficeServices) -> list[dict[str, str]]:
+        async with services.unit_of_work() as session:
+            page = await services.users.list_users(
+                session,
+                query=query,
+                role=role,
+                status="locked" if locked else None,
+                cursor=None,
+                limit=500,
+                actor=_operator(),
+            )
+        return [
+            {
+                "id": u.id,
+                "username": u.username,
+                "email": u.email.masked or "",
+                "role": u.role,
+                "status": u.status,
+                "created_at": ns_to_iso(u.created_ns),
+            }
+            for u in page.items
+        ]
+
+    rows = _with_backoffice(data_dir, work)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "username", "email", "role", "status", "created")
+    for r in rows:
+        table.add_row(r["id"], r["username"], r["email"], r["role"], r["status"], r["created_at"])
+    console.print(table)
+
+
+@app.command("lock")
+def lock(
+    user: UserArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Lock an account: it cannot sign in until unlocked; its sessions end now."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            target = await services.users.resolve(session, user)
+            ended = await services.users.lock(
+                session, user_id=target.id, reason=reason, actor=_operator()
+            )
+        return f"locked {target.username} ({target.id}); {len(ended)} session(s) ended"
+
+    console.print(_with_backoffice(data_dir, work))
+
+
+@app.command("unlock")
+def unlock(
+    user: UserArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Unlock an account: lifts a staff lock, a second-factor lock and sign-in throttles."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            target = await services.users.resolve(session, user)
+            cleared = await services.users.unlock(
+                session, user_id=target.id, reason=reason, actor=_operator()
+            )
+        lifted = ", ".join(cleared) if cleared else "nothing was locked"
+        return f"unlocked {target.username} ({target.id}): {lifted}"
+
+    console.print(_with_backoffice(data_dir, work))
+
+
+@app.command("set-role")
+def set_role(
+    user: UserArgument,
+    role: Annotated[Role, typer.Argument(help="The new role.", case_sensitive=False)],
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Change a user's role; every session of theirs ends."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            target = await services.users.resolve(session, user)
+            change = await services.users.set_role(
+                session, user_id=target.id, role=role, reason=reason, actor=_operator()
+            )
+        line = (
+            f"{target.username} ({target.id}) is now {change.role.value} "
+            f"(was {change.previous.value}); {len(change.sessions_ended)} session(s) ended"
+        )
+        if change.needs_security_key:
+            line += "; staff permissions work once they enrol a security key or passkey"
+        return line
+
+    console.print(_with_backoffice(data_dir, work))
+
+
+@app.command("sign-out")
+def sign_out(
+    user: UserArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """End every session of a user now."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            target = await services.users.resolve(session, user)
+            ended = await services.users.sign_out(
+                session, user_id=target.id, reason=reason, actor=_operator()
+            )
+        return f"signed out {target.username} ({target.id}): {len(ended)} session(s) ended"
+
+    console.print(_with_backoffice(data_dir, work))
+
+
+def _reset_line(view: FactorResetView) -> str:
+    return (
+        f"{view.id}  {view.status}  user {view.user_id}  requested by {view.requested_by}  "
+        f"expires {ns_to_iso(view.expires_ns)[:19]}Z"
+    )
+
+
+@app.command("reset-factors")
+def reset_factors(
+    user: UserArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Ask for a reset of a user's second factors; another operator or admin approves it
+    with `tradeguard users approve-reset` (the user is told by email either way)."""
+
+    async def work(services: BackofficeServices) -> FactorResetView:
+        async with services.unit_of_work() as session:
+            target = await services.users.resolve(session, user)
+            return await services.users.request_factor_reset(
+                session, user_id=target.id, reason=reason, actor=_operator()
+            )
+
+    view = _with_backoffice(data_dir, work)
+    console.print(f"requested {view.id}: waiting for a second approver")
+
+
+@app.command("resets")
+def resets(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Decided and expired requests too.")
+    ] = False,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """List second-factor reset requests (by default the ones waiting for approval)."""
+
+    async def work(services: BackofficeServices) -> list[FactorResetView]:
+        async with services.unit_of_work() as session:
+            return await services.users.factor_resets(
+                session, pending_only=not show_all, limit=200, actor=_operator()
+            )
+
+    views = _with_backoffice(data_dir, work)
+    for view in views:
+        console.print(_reset_line(view))
+    if not views:
+        console.print("no reset requests" + ("" if show_all else " waiting for approval"))
+
+
+@app.command("approve-reset")
+def approve_reset(
+    request_id: Annotated[str, typer.Argument(help="The reset request's id.")],
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why you approve (10 to 500 characters).")
+    ] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Approve another operator's or admin's reset request: the user's factors are removed,
+    their sessions end and they are told by email."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            view, ended = await services.users.approve_factor_reset(
+                session, request_id=request_id, note=note, actor=_operator()
+            )
+        return f"approved {view.id}: factors removed, {len(ended)} session(s) ended"
+
+    console.print(_with_backoffice(data_dir, work))
+
+
+@app.command("refuse-reset")
+def refuse_reset(
+    request_id: Annotated[str, typer.Argument(help="The reset request's id.")],
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Refuse (or withdraw your own) reset request; nothing changes."""
+
+    async def work(services: BackofficeServices) -> str:
+        async with services.unit_of_work() as session:
+            view = await services.users.refuse_factor_reset(
+                session, request_id=request_id, reason=reason, actor=_operator()
+            )
+        return f"refused {view.id}"
+
+    console.print(_with_backoffice(data_dir, work))

@@ -38,3 +38,8 @@ class IdentityEvent(StrEnum):
     PASSWORD_CHANGED = "identity:password:changed"  # noqa: S105 - event name
     EMAIL_CHANGE_REQUESTED = "identity:email:change_requested"
     EMAIL_CHANGED = "identity:email:changed"
+    # Staff administration of an account (identity/administration.py, issue #8).
+    USER_LOCKED = "identity:user:locked"
+    USER_UNLOCKED = "identity:user:unlocked"
+    ROLE_CHANGED = "identity:user:role_changed"
+    FACTORS_RESET = "identity:factors:reset"

@@ -439,3 +439,78 @@ async def open_tickets_of_kind(
         AuthTicket.kind == kind, AuthTicket.used_ns.is_(None), AuthTicket.expires_ns > now_ns
     )
     return (await session.execute(query.order_by(AuthTicket.created_ns))).scalars().all()
+
+
+# Staff administration (identity/administration.py) --------------------------------------------
+
+
+async def users_by_username_prefix(
+    session: AsyncSession, prefix: str, *, roles: Sequence[str] | None, limit: int
+) -> Sequence[User]:
+    """Users whose username starts with `prefix` (LIKE wildcards in it match literally)."""
+    query = select(User).where(User.username.startswith(prefix, autoescape=True))
+    if roles is not None:
+        query = query.where(User.role.in_(list(roles)))
+    return (await session.execute(query.order_by(User.username).limit(limit))).scalars().all()
+
+
+async def users_page(
+    session: AsyncSession,
+    *,
+    roles: Sequence[str] | None,
+    status: str | None,
+    after_username: str | None,
+    limit: int,
+) -> Sequence[User]:
+    """Users in username order, after `after_username` (keyset pagination)."""
+    query = select(User)
+    if roles is not None:
+        query = query.where(User.role.in_(list(roles)))
+    if status is not None:
+        query = query.where(User.status == status)
+    if after_username is not None:
+        query = query.where(User.username > after_username)
+    return (await session.execute(query.order_by(User.username).limit(limit))).scalars().all()
+
+
+async def locked_user(session: AsyncSession, user_id: str) -> User | None:
+    """A user row locked for the rest of the transaction (concurrent staff changes queue)."""
+    query = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent_sessions(
+    session: AsyncSession, user_id: str, *, limit: int
+) -> Sequence[AuthSession]:
+    """A user's latest sessions (one per sign-in), ended ones included, newest first."""
+    query = (
+        select(AuthSession)
+        .where(AuthSession.user_id == user_id)
+        .order_by(AuthSession.created_ns.desc(), AuthSession.id.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def revoke_factors(session: AsyncSession, user_id: str, now_ns: int) -> Sequence[MfaFactor]:
+    """Revoke every factor of a user, enrolments in progress included; returns them."""
+    rows = (
+        (
+            await session.execute(
+                select(MfaFactor).where(
+                    MfaFactor.user_id == user_id, MfaFactor.revoked_ns.is_(None)
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for row in rows:
+        row.status = "revoked"
+        row.revoked_ns = now_ns
+    return rows

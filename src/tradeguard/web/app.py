@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard import __version__
+from tradeguard.backoffice import api as backoffice_api
+from tradeguard.backoffice.container import build_backoffice
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
@@ -110,6 +112,8 @@ def create_app(
     app.include_router(trading_api.router)
     app.include_router(trading_admin_api.router)
     app.include_router(trading_stream_api.router)
+    app.include_router(backoffice_api.router)
+    app.include_router(backoffice_api.me_router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -189,6 +193,7 @@ def _lifespan(
             registry=app.state.metrics.registry,
             street=run_workers and settings.market_simulator,
         )
+        app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
         try:
             await sync_reference(app.state.trading, rebuild=True)
         except Exception as exc:

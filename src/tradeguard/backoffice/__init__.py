@@ -1,0 +1,1 @@
+"""Staff tools over customer accounts: the masked support view and admin user management."""

@@ -1,0 +1,159 @@
+"""Back-office vocabulary: audit events, access-log actions, unmaskable fields, the rules
+for a stated reason, staff pseudonyms and the problems staff actions can meet (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tradeguard.core.errors import Conflict, Forbidden, InvalidInput
+from tradeguard.identity.devices import plain_text
+
+
+class BackofficeEvent(StrEnum):
+    CUSTOMER_VIEWED = "backoffice:customer:viewed"
+    CUSTOMER_UNMASKED = "backoffice:customer:unmasked"
+    CUSTOMERS_SEARCHED = "backoffice:customer:searched"
+    CUSTOMER_SEARCH_THROTTLED = "backoffice:customer:search_throttled"
+    USERS_LISTED = "backoffice:user:listed"
+    USER_LOCKED = "backoffice:user:locked"
+    USER_UNLOCKED = "backoffice:user:unlocked"
+    USER_ROLE_CHANGED = "backoffice:user:role_changed"
+    USER_SIGNED_OUT = "backoffice:user:signed_out"
+    FACTOR_RESET_REQUESTED = "backoffice:factor_reset:requested"
+    FACTOR_RESET_APPROVED = "backoffice:factor_reset:approved"
+    FACTOR_RESET_REFUSED = "backoffice:factor_reset:refused"
+
+
+class AccessAction(StrEnum):
+    """What a customer's access log says a staff member did (stable; clients branch on it)."""
+
+    PROFILE_VIEWED = "profile_viewed"
+    FIELD_UNMASKED = "field_unmasked"
+    ACCOUNT_LOCKED = "account_locked"
+    ACCOUNT_UNLOCKED = "account_unlocked"
+    ROLE_CHANGED = "role_changed"
+    SIGNED_OUT = "signed_out"
+    FACTOR_RESET_REQUESTED = "factor_reset_requested"
+    FACTOR_RESET_REFUSED = "factor_reset_refused"
+    FACTORS_RESET = "factors_reset"
+
+
+ACTION_TEXT: dict[AccessAction, str] = {
+    AccessAction.PROFILE_VIEWED: "viewed your profile (personal data masked)",
+    AccessAction.FIELD_UNMASKED: "revealed one masked detail of your profile",
+    AccessAction.ACCOUNT_LOCKED: "locked your account",
+    AccessAction.ACCOUNT_UNLOCKED: "unlocked your account",
+    AccessAction.ROLE_CHANGED: "changed your account's role",
+    AccessAction.SIGNED_OUT: "signed you out of every session",
+    AccessAction.FACTOR_RESET_REQUESTED: "asked for a reset of your sign-in factors",
+    AccessAction.FACTOR_RESET_REFUSED: "refused a reset of your sign-in factors",
+    AccessAction.FACTORS_RESET: "removed your sign-in factors (approved by a second admin)",
+}
+
+
+class FieldKind(StrEnum):
+    """The masked values of a profile that may be revealed, one at a time."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    ACCOUNT_NUMBER = "account_number"
+    DEVICE_IP = "device_ip"
+    SIGN_IN_IP = "sign_in_ip"
+
+
+FIELD_TEXT: dict[FieldKind, str] = {
+    FieldKind.EMAIL: "your email address",
+    FieldKind.PHONE: "a phone number of a text-message factor",
+    FieldKind.ACCOUNT_NUMBER: "a trading account number",
+    FieldKind.DEVICE_IP: "the last address of a device",
+    FieldKind.SIGN_IN_IP: "the address of a sign-in",
+}
+# `email`, or a kind and the id of the factor, account, device or session it belongs to.
+FIELD_PATTERN = re.compile(
+    r"^(?:email|(?:phone|account_number|device_ip|sign_in_ip):[0-9a-f]{8}-[0-9a-f]{4}-"
+    r"[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    kind: FieldKind
+    owner_id: str | None  # the factor, account, device or session; None for the email
+
+    @property
+    def name(self) -> str:
+        return self.kind.value if self.owner_id is None else f"{self.kind.value}:{self.owner_id}"
+
+
+def parse_field(raw: str) -> FieldRef:
+    """A field reference as the profile names it; InvalidInput for anything else."""
+    if not FIELD_PATTERN.fullmatch(raw):
+        raise InvalidInput(
+            "field must be one the profile names: email, or phone:, account_number:, "
+            "device_ip: or sign_in_ip: followed by an id"
+        )
+    kind, _, owner = raw.partition(":")
+    return FieldRef(FieldKind(kind), owner or None)
+
+
+# A reason is read by the customer and by reviewers: long enough to say something, short
+# enough to read, and plain text (it is shown in the customer's log and in emails).
+REASON_MIN_CHARS = 10
+REASON_MAX_CHARS = 500
+
+
+def stated_reason(raw: str) -> str:
+    """The reason as stored and shown: plain text on one line; InvalidInput if too short."""
+    text = plain_text(raw, limit=REASON_MAX_CHARS)
+    if len(text) < REASON_MIN_CHARS:
+        raise InvalidInput(
+            f"give a reason of at least {REASON_MIN_CHARS} characters of plain text "
+            "(it is audited and shown to the customer)"
+        )
+    return text
+
+
+def staff_pseudonym(key: bytes, actor: str) -> str:
+    """A stable code for one staff member or operator, shown to customers instead of a name.
+
+    Keyed (HMAC), so nobody outside the firm can link a code to a staff id; compliance maps
+    it back through the ledger, which records the actor itself.
+    """
+    digest = hmac.new(key, actor.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:5]).decode()[:8]
+
+
+class SelfActionRefused(Forbidden):
+    """Staff never act on their own account through the staff tools (separation of duties)."""
+
+    slug = "self-action-refused"
+    title = "Staff tools cannot act on your own account"
+
+
+class SecondApproverRequired(Forbidden):
+    """The admin who asked for a factor reset cannot also approve it (four-eyes rule)."""
+
+    slug = "second-approver-required"
+    title = "A different admin must approve this"
+
+
+class ResetRequestClosed(Conflict):
+    """The factor-reset request was already decided, or expired before approval."""
+
+    slug = "reset-request-closed"
+    title = "This reset request is no longer open"
+
+
+class ResetAlreadyPending(Conflict):
+    slug = "reset-already-pending"
+    title = "A reset request for this user is already waiting for approval"
+
+
+class NothingToChange(Conflict):
+    slug = "nothing-to-change"
+    title = "The account is already in that state"
