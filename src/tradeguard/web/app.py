@@ -12,6 +12,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard import __version__
+from tradeguard.access import alerts_api as access_alerts_api
+from tradeguard.access.alerts_container import build_access_alerts
+from tradeguard.access.alerts_tasks import COMPONENT as ACCESS_DETECTOR_COMPONENT
+from tradeguard.access.alerts_tasks import start_detector as start_access_detector
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
@@ -107,6 +111,7 @@ def create_app(
     app.include_router(trading_api.router)
     app.include_router(trading_admin_api.router)
     app.include_router(trading_stream_api.router)
+    app.include_router(access_alerts_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -178,6 +183,7 @@ def _lifespan(
         )
         identity = app.state.identity
         app.state.session_cache.on_drop = identity.verifier.forget_sessions
+        app.state.access_alerts = build_access_alerts(settings, identity=identity)
         app.state.trading = build_trading(
             settings,
             clock=clock,
@@ -262,6 +268,17 @@ def _lifespan(
                     app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
                 )
             )
+            if settings.access_alerts_enabled:
+                components.register(ACCESS_DETECTOR_COMPONENT)
+                tasks.append(
+                    start_access_detector(
+                        app.state.access_alerts.detector,
+                        stop,
+                        interval_ms=settings.access_alert_scan_interval_ms,
+                        clock=clock,
+                        observer=components,
+                    )
+                )
             for task in tasks:
                 task.add_done_callback(_report_worker_exit)
         try:

@@ -1,0 +1,44 @@
+"""Access alert tests run against the real app and database at 10:00 on a Monday in New York,
+with small limits so that each rule is reached in a few requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.api import Api, running_api
+from tradeguard.config import Settings
+from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
+
+# Monday 5 January 2026, 10:00 in New York (15:00 UTC): inside working hours.
+MONDAY_10AM = int(datetime(2026, 1, 5, 15, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(MONDAY_10AM)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        _env_file=None,
+        access_alert_max_customers=3,
+        access_alert_customers_window_seconds=600,
+        access_alert_max_denials=2,
+        access_alert_denials_window_seconds=300,
+        access_alert_new_network_days=30,
+        access_working_hours="08:00-18:00",
+        access_working_timezone="America/New_York",
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings, engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Api]:
+    async with running_api(settings, engine, clock) as running:
+        yield running
