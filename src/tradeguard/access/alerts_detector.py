@@ -56,10 +56,10 @@ class StaffDirectory:
     async def staff_among(self, session: AsyncSession, user_ids: Iterable[str]) -> frozenset[str]:
         now = self._clock.monotonic_ns()
         wanted = set(user_ids)
+        if len(self._entries) + len(wanted) > MAX_CACHED_ROLES:
+            self._entries.clear()
         missing = [u for u in wanted if (e := self._entries.get(u)) is None or e[0] < now]
         if missing:
-            if len(self._entries) + len(missing) > MAX_CACHED_ROLES:
-                self._entries.clear()
             roles = await self._accounts.roles_of(session, missing)
             for user_id in missing:
                 role = roles.get(user_id)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard.access.alerts import Reviewer
@@ -139,18 +138,13 @@ def list_command(
     if not rows:
         console.print("no alerts")
         return
-    table = Table("id", "created", "rule", "severity", "staff user", "status", "summary")
+    # One alert per two lines (ids whole, whatever the terminal width): head, then summary.
     for row in rows:
-        table.add_row(
-            row["id"],
-            row["created_at"][:19] + "Z",
-            row["rule"],
-            row["severity"],
-            row["staff_user_id"],
-            row["status"],
-            row["summary"],
+        console.print(
+            f"{row['id']}  {row['created_at'][:19]}Z  {row['rule']}  {row['severity']}  "
+            f"{row['status']}  staff {row['staff_user_id']}"
         )
-    console.print(table)
+        console.print(f"    {row['summary']}", style="dim")
 
 
 @app.command("show")

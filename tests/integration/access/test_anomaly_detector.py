@@ -219,9 +219,7 @@ class TestCheckpoint:
                 await sam.get(HALTS)
         await settle(api.engine)
         other = build_access_alerts(api.app.state.runtime.settings, identity=api.services)
-        results = await asyncio.gather(
-            alert_services(api).detector.scan(), other.detector.scan()
-        )
+        results = await asyncio.gather(alert_services(api).detector.scan(), other.detector.scan())
 
         assert sum(r.alerts for r in results) == 1
         assert len(await stored_alerts(api)) == 1

@@ -184,7 +184,10 @@ class TestWorkingHours:
         assert finding is not None
         assert finding.rule is AnomalyRule.OFF_HOURS
         assert finding.severity is Severity.MEDIUM
-        assert finding.summary == "check outside working hours (Mon,Tue,Wed,Thu,Fri 09:00-17:00 America/New_York)"
+        assert (
+            finding.summary
+            == "check outside working hours (Mon,Tue,Wed,Thu,Fri 09:00-17:00 America/New_York)"
+        )
 
     @pytest.mark.spec("IAC-4")
     def test_the_end_of_the_day_is_outside(self) -> None:
@@ -198,13 +201,17 @@ class TestWorkingHours:
     def test_hours_follow_local_time_across_daylight_saving(self) -> None:
         # 9 March 2026 (a Monday) is the first weekday of daylight saving time in New York.
         assert off_hours(seen(1, ny(2026, 3, 9, 9, 0)), HOURS) is None
-        assert HOURS.contains(int(datetime(2026, 3, 9, 13, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND)
+        assert HOURS.contains(
+            int(datetime(2026, 3, 9, 13, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+        )
 
     def test_one_off_hours_stretch_has_one_key_and_the_next_has_another(self) -> None:
         evening = off_hours(seen(1, ny(2026, 1, 5, 20, 0)), HOURS)
         night = off_hours(seen(2, ny(2026, 1, 6, 3, 0)), HOURS)
         next_evening = off_hours(seen(3, ny(2026, 1, 6, 20, 0)), HOURS)
-        assert evening is not None and night is not None and next_evening is not None
+        assert evening is not None
+        assert night is not None
+        assert next_evening is not None
         assert evening.dedup_key == night.dedup_key == str(ny(2026, 1, 5, 17, 0))
         assert next_evening.dedup_key == str(ny(2026, 1, 6, 17, 0))
 
@@ -296,7 +303,8 @@ class TestGrantScope:
     def test_another_customer_or_another_permission_is_out_of_scope(self) -> None:
         customer = grant_out_of_scope(seen(1, T0, grant=self.grant(customer="user:c2")))
         permission = grant_out_of_scope(seen(1, T0, grant=self.grant(permission="admin:users")))
-        assert customer is not None and permission is not None
+        assert customer is not None
+        assert permission is not None
         assert customer.rule is AnomalyRule.GRANT_OUT_OF_SCOPE
         assert customer.dedup_key == "g1"
         assert "customer" in customer.summary
@@ -349,7 +357,8 @@ class TestObservations:
         assert found.kind is ObservationKind.CHECK
         assert found.customers == {"user:c1", "account:a1"}
         assert found.network == "198.51.100.0/24"
-        assert found.at_ns == T0 and found.seq == 7
+        assert found.at_ns == T0
+        assert found.seq == 7
 
     def test_a_denied_check_read_no_customer(self) -> None:
         event = document(PERMISSION_CHECKED, data={"allowed": False, "params": {"user_id": "c1"}})
@@ -368,7 +377,9 @@ class TestObservations:
         assert found.customers == frozenset()
 
     def test_a_staff_action_on_an_account_touches_that_customer(self) -> None:
-        event = document("trading:account:adjusted", actor=("staff", STAFF), subject=("account", "a9"))
+        event = document(
+            "trading:account:adjusted", actor=("staff", STAFF), subject=("account", "a9")
+        )
         found = observe(1, event, staff=self.STAFF_SET)
         assert found is not None
         assert found.kind is ObservationKind.ACTION
