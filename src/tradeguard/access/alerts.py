@@ -8,6 +8,7 @@ together or not at all. Services never commit.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,9 @@ NOTIFIED_ROLES = frozenset({Role.COMPLIANCE, Role.ADMIN})
 EMAIL_TEMPLATE = "access_alert"
 MIN_NOTE_CHARS = 3
 MAX_NOTE_CHARS = 2000
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 
 class SelfReviewRefused(Forbidden):
@@ -80,7 +84,12 @@ def normalized_note(note: str) -> str:
         raise InvalidInput(f"note must say what was found (at least {MIN_NOTE_CHARS} characters)")
     if len(text) > MAX_NOTE_CHARS:
         raise InvalidInput(f"note is longer than {MAX_NOTE_CHARS} characters")
-    if any((ord(ch) < 0x20 and ch not in "\n\t") or ord(ch) == 0x7F for ch in text):
+    # Control characters could rewrite a reviewer's terminal (the CLI prints notes), and
+    # bidirectional overrides could make a note read differently from what it says.
+    if any(
+        (unicodedata.category(ch) == "Cc" and ch not in "\n\t") or ch in BIDI_CONTROLS
+        for ch in text
+    ):
         raise InvalidInput("note must be printable text")
     return text
 

@@ -69,7 +69,8 @@ def add(session: AsyncSession, row: object) -> None:
 async def live_alert(
     session: AsyncSession, *, rule: str, staff_user_id: str, dedup_key: str
 ) -> AccessAlert | None:
-    """The newest alert of this rule, staff member and key that is not closed."""
+    """The newest alert of this rule, staff member and key that is not closed, locked (a
+    review closing it meanwhile is waited for, and then it no longer matches)."""
     query = (
         select(AccessAlert)
         .where(
@@ -80,6 +81,7 @@ async def live_alert(
         )
         .order_by(AccessAlert.window_end_ns.desc(), AccessAlert.id.desc())
         .limit(1)
+        .with_for_update()
     )
     return (await session.execute(query)).scalar_one_or_none()
 

@@ -142,9 +142,10 @@ def list_command(
     for row in rows:
         console.print(
             f"{row['id']}  {row['created_at'][:19]}Z  {row['rule']}  {row['severity']}  "
-            f"{row['status']}  staff {row['staff_user_id']}"
+            f"{row['status']}  staff {row['staff_user_id']}",
+            markup=False,
         )
-        console.print(f"    {row['summary']}", style="dim")
+        console.print(f"    {row['summary']}", style="dim", markup=False)
 
 
 @app.command("show")
@@ -166,7 +167,8 @@ def show_command(
         return
     for key, value in row.items():
         shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
-        console.print(f"{key:16} {'-' if shown is None else shown}")
+        # Plain text: a note is free text, and "[...]" in it must not be read as markup.
+        console.print(f"{key:16} {'-' if shown is None else shown}", markup=False)
 
 
 @app.command("close")

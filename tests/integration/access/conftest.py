@@ -4,18 +4,15 @@ with small limits so that each rule is reached in a few requests."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.integration.access.support import MONDAY_10AM
 from tests.support.api import Api, running_api
 from tradeguard.config import Settings
-from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
-
-# Monday 5 January 2026, 10:00 in New York (15:00 UTC): inside working hours.
-MONDAY_10AM = int(datetime(2026, 1, 5, 15, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+from tradeguard.core.clock import FrozenClock
 
 
 @pytest.fixture

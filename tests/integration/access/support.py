@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from tradeguard.access.alerts_container import AccessAlertServices
 from tradeguard.access.alerts_detector import ScanResult
 from tradeguard.access.alerts_models import AccessAlert
 from tradeguard.access.domain import Role
+from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import Party
 from tradeguard.notify.senders import MailboxEntry, read_dev_mailbox, read_text_body
@@ -29,6 +31,8 @@ WEBAUTHN = "/api/v1/auth/webauthn"
 ALERTS = "/api/v1/access/alerts"
 SETUP = Party("system", "test-setup")
 ALERT_SUBJECT = "tradeguard access alert"
+# Monday 5 January 2026, 10:00 in New York (15:00 UTC): inside working hours.
+MONDAY_10AM = int(datetime(2026, 1, 5, 15, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
 
 
 @dataclass

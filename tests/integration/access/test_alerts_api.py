@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.access.support import ALERTS, Staff, enrol_staff, scan, stored_alerts
+from tests.integration.access.support import (
+    ALERTS,
+    Staff,
+    alert_mail,
+    enrol_staff,
+    scan,
+    stored_alerts,
+)
 from tests.support.api import Api, audit_events, bearer, is_problem, login, register_verified
 from tradeguard.access.domain import Role
 
@@ -94,6 +101,8 @@ class TestReview:
         refusals = await audit_events(api, "access:alert:self_review_refused")
         assert [r["actor"] for r in refusals] == [{"kind": "staff", "id": carol.user_id}] * 2
         assert {r["data"]["alert_id"] for r in refusals} == {about_carol}
+        # Compliance is told, but never the compliance officer the alert is about.
+        assert [entry.to for entry, _ in await alert_mail(api)] == ["dave@example.com"]
 
     async def test_filters_and_pages(self, api: Api) -> None:
         async with (
@@ -186,6 +195,7 @@ class TestRefusals:
                 "blank note": await carol.post(close, {"note": "  x  "}),
                 "long note": await carol.post(close, {"note": "x" * 2001}),
                 "control characters": await carol.post(close, {"note": "fine\x00\x1b[2J"}),
+                "bidi override": await carol.post(close, {"note": "fine \u202etxt.exe"}),
                 "note not a string": await carol.post(close, {"note": ["a", "b", "c"]}),
                 "extra field": await carol.post(close, {"note": "fine", "status": "open"}),
                 "not json": await carol.client.post(
@@ -207,6 +217,7 @@ class TestRefusals:
             "blank note": 422,
             "long note": 422,
             "control characters": 422,
+            "bidi override": 422,
             "note not a string": 422,
             "extra field": 422,
             "not json": 400,

@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.integration.access.conftest import MONDAY_10AM
-from tests.integration.access.support import enrol_staff
+from tests.integration.access.support import MONDAY_10AM, enrol_staff
 from tests.support.api import running_api
 from tradeguard.access.domain import Role
 from tradeguard.cli.main import app
@@ -103,15 +102,18 @@ class TestAlertCommands:
         assert code == 0
         assert "repeated_denials" in shown
 
-        code, out = run(
-            data_dir, "access", "alerts", "close", str(alert["id"]), "--note", "Drill, expected."
-        )
+        note = "Drill [bold]expected[/]; see [/red] runbook."
+        code, out = run(data_dir, "access", "alerts", "close", str(alert["id"]), "--note", note)
         assert (code, out.strip()) == (0, f"closed {alert['id']}")
         code, out = run(data_dir, "access", "alerts", "show", str(alert["id"]), "--json")
         closed = json.loads(out)
         assert closed["status"] == "closed"
         assert closed["closed_by"] == f"operator:{getpass.getuser()}"
-        assert closed["note"] == "Drill, expected."
+        assert closed["note"] == note
+        # Free text is printed as written, never read as terminal markup.
+        code, shown = run(data_dir, "access", "alerts", "show", str(alert["id"]))
+        assert code == 0
+        assert note in shown
         code, out = run(data_dir, "access", "alerts", "close", str(alert["id"]), "--note", "again")
         assert code == 1
         assert "already closed" in out
