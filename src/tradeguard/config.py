@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -169,6 +170,23 @@ class Settings(BaseSettings):
     # WebSocket streams: messages buffered per connection before a slow client is dropped.
     stream_send_buffer: Annotated[int, Field(ge=1, le=100_000)] = 256
 
+    # Staff access anomaly alerts (IAC-4, docs/access-alerts.md). Each limit is what is still
+    # normal: one more within the window raises an alert.
+    access_alerts_enabled: bool = True
+    access_alert_scan_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5000
+    access_alert_max_customers: Annotated[int, Field(ge=1, le=1_000_000)] = 25
+    access_alert_customers_window_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = 900
+    access_alert_max_denials: Annotated[int, Field(ge=1, le=10_000)] = 5
+    access_alert_denials_window_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = 600
+    access_alert_new_network_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Working hours for the off-hours rule: local "HH:MM-HH:MM" (end may be 24:00) on the
+    # listed weekdays in the zone. To switch the rule off: all seven days, 00:00-24:00.
+    access_working_hours: str = "07:00-19:00"
+    access_working_days: list[str] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
+    )
+    access_working_timezone: str = "America/New_York"
+
     @field_validator("database_url", "vault_database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
@@ -204,6 +222,30 @@ class Settings(BaseSettings):
                     "each entry must be an AAGUID like cb69481e-8ff7-4039-93ec-0a2729a154a8"
                 )
         return [item.lower() for item in value]
+
+    @field_validator("access_working_hours")
+    @classmethod
+    def _working_hours(cls, value: str) -> str:
+        if working_minutes(value) is None:
+            raise ValueError('must be "HH:MM-HH:MM" with start before end, e.g. "07:00-19:00"')
+        return value.strip()
+
+    @field_validator("access_working_days")
+    @classmethod
+    def _working_days(cls, value: list[str]) -> list[str]:
+        days = [item.strip().lower()[:3] for item in value]
+        if not days or any(day not in WEEKDAYS for day in days):
+            raise ValueError('must be a non-empty JSON list of weekdays, e.g. ["mon","tue"]')
+        return sorted(set(days), key=WEEKDAYS.index)
+
+    @field_validator("access_working_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as America/New_York") from None
+        return value
 
     @field_validator("public_origin")
     @classmethod
@@ -312,6 +354,22 @@ class Settings(BaseSettings):
                 "(e.g. https://broker.example), not one derived from the listen address"
             )
         return problems
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def working_minutes(value: str) -> tuple[int, int] | None:
+    """ "HH:MM-HH:MM" as minutes after local midnight (start, end); None when malformed."""
+    match = _HOURS.fullmatch(value.strip())
+    if match is None:
+        return None
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start >= end or start >= 24 * 60 or end > 24 * 60:
+        return None
+    return start, end
 
 
 def derived_public_origin(host: str, port: int) -> str:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from tradeguard.access.domain import Role
+from tradeguard.access.domain import STAFF_ROLES, Role
 from tradeguard.core.clock import Clock
 from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import Forbidden, Unauthorized
@@ -39,6 +39,12 @@ INVALID_TOKEN: Final = "invalid_token"  # noqa: S105 - an RFC 6750 error code
 # Writing last-seen on every request would turn reads into writes; a minute of slack on a
 # 15-minute inactivity limit is immaterial.
 TOUCH_INTERVAL_NS = 60 * 1_000_000_000
+# Request parameters (path or query) that name a customer record. A staff member's check
+# records them, and the client address, so that access anomaly detection (IAC-4) can tell
+# how many customers one staff member reads and from where; traders' checks (the order
+# path) carry neither.
+CUSTOMER_PARAMETERS: Final = ("user_id", "customer_id", "account_id")
+MAX_PARAMETER_CHARS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,15 +196,50 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
 
 
 def _permission_event(
-    principal: Principal, permission: str, granted: bool, *, route: str, method: str
+    principal: Principal,
+    permission: str,
+    granted: bool,
+    *,
+    route: str,
+    method: str,
+    context: dict[str, Any] | None = None,
 ) -> LedgerEvent:
+    data: dict[str, Any] = {
+        "permission": permission,
+        "allowed": granted,
+        "route": route,
+        "method": method,
+    }
+    if context:
+        data.update(context)
     return LedgerEvent(
         type=PERMISSION_CHECKED,
         actor=Party("user", principal.user_id),
         subject=Party("session", principal.session_id),
-        data={"permission": permission, "allowed": granted, "route": route, "method": method},
+        data=data,
         request_id=request_id_var.get(),
     )
+
+
+def _bounded(value: object) -> str:
+    # Valid UTF-8 only (a lone surrogate would make the event unserializable), bounded.
+    return str(value)[:MAX_PARAMETER_CHARS].encode("utf-8", "replace").decode("utf-8")
+
+
+def staff_context(request: HTTPConnection, principal: Principal) -> dict[str, Any] | None:
+    """For a staff principal: the client address and the customer-naming parameters of the
+    request (path first, then query), for the permission check's audit event."""
+    if principal.role not in STAFF_ROLES:
+        return None
+    context: dict[str, Any] = {"ip": request.client.host if request.client else None}
+    params: dict[str, str] = {}
+    for name in CUSTOMER_PARAMETERS:
+        value = request.path_params.get(name, request.query_params.get(name))
+        if value is not None:
+            params[name] = _bounded(value)
+    if params:
+        context["params"] = params
+    return context
 
 
 def _granted(principal: Principal, permission: str) -> bool:
@@ -212,10 +253,13 @@ async def check_permission(
     *,
     route: str,
     method: str,
+    context: dict[str, Any] | None = None,
 ) -> None:
     """Decide and audit one permission check (RBAC-6); raise Forbidden when denied."""
     granted = _granted(principal, permission)
-    event = _permission_event(principal, permission, granted, route=route, method=method)
+    event = _permission_event(
+        principal, permission, granted, route=route, method=method, context=context
+    )
     await _audit_alone(services, event)
     if not granted:
         raise Forbidden(f"this action needs the {permission} permission")
@@ -251,7 +295,12 @@ def _route_of(request: Request) -> str:
 def _permission_check(permission: str) -> Any:
     async def check(request: Request, services: Services, principal: CurrentPrincipal) -> None:
         await check_permission(
-            services, principal, permission, route=_route_of(request), method=request.method
+            services,
+            principal,
+            permission,
+            route=_route_of(request),
+            method=request.method,
+            context=staff_context(request, principal),
         )
 
     # Lets the route-table audit prove the check is installed, not just declared.
@@ -265,7 +314,12 @@ def _permission_check_in_transaction(permission: str) -> Any:
     ) -> AsyncIterator[None]:
         granted = _granted(principal, permission)
         event = _permission_event(
-            principal, permission, granted, route=_route_of(request), method=request.method
+            principal,
+            permission,
+            granted,
+            route=_route_of(request),
+            method=request.method,
+            context=staff_context(request, principal),
         )
         if not granted:
             await _audit_alone(services, event)

@@ -28,6 +28,26 @@ async def user_by_id(session: AsyncSession, user_id: str) -> User | None:
     return await session.get(User, user_id)
 
 
+async def roles_by_id(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, str]:
+    """The role of each existing user among `user_ids`."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.role).where(User.id.in_(list(user_ids))))
+    return {row.id: row.role for row in rows}
+
+
+async def active_users_with_roles(
+    session: AsyncSession, roles: Sequence[str]
+) -> Sequence[tuple[str, str]]:
+    """(id, email) of every active user holding one of `roles`, by id."""
+    rows = await session.execute(
+        select(User.id, User.email)
+        .where(User.role.in_(list(roles)), User.status == ACTIVE)
+        .order_by(User.id)
+    )
+    return [(row.id, row.email) for row in rows]
+
+
 async def user_by_login(session: AsyncSession, login: str) -> User | None:
     """Find by username or email (both stored case-folded)."""
     key = login.strip().casefold()

@@ -742,6 +742,17 @@ class AccountService:
         user = await repository.user_by_id(session, user_id)
         return Role(user.role) if user is not None else None
 
+    async def roles_of(self, session: AsyncSession, user_ids: list[str]) -> dict[str, Role]:
+        """The role of each existing user among `user_ids` (unknown ids are left out)."""
+        found = await repository.roles_by_id(session, user_ids)
+        return {user_id: Role(role) for user_id, role in found.items()}
+
+    async def contacts_with_roles(
+        self, session: AsyncSession, roles: frozenset[Role]
+    ) -> list[tuple[str, str]]:
+        """(user id, email) of every active user holding one of `roles`: whom to notify."""
+        return list(await repository.active_users_with_roles(session, sorted(roles)))
+
 
 class MfaRequiredForReset(TradeguardError):
     status = 403

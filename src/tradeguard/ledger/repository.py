@@ -196,3 +196,21 @@ async def events_by_seq(conn: AsyncConnection, first_seq: int, limit: int) -> Se
         .limit(limit)
     )
     return (await conn.execute(query)).all()
+
+
+async def events_by_actors(
+    conn: AsyncConnection, actor_ids: Sequence[str], *, since_ns: int, through_seq: int
+) -> Sequence[Any]:
+    """Chained events of the given actors at or after `since_ns`, up to `through_seq`, in
+    sequence order (a detector's look-back window behind its checkpoint)."""
+    query = (
+        select(_CHAIN.c.seq, _EVENTS.c.body)
+        .join(_EVENTS, _EVENTS.c.pk == _CHAIN.c.event_pk)
+        .where(
+            _EVENTS.c.actor_id.in_(list(actor_ids)),
+            _EVENTS.c.occurred_ns >= since_ns,
+            _CHAIN.c.seq <= through_seq,
+        )
+        .order_by(_CHAIN.c.seq)
+    )
+    return (await conn.execute(query)).all()

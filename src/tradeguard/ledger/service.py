@@ -8,6 +8,11 @@ writers on PostgreSQL never queue behind one another for the length of their tra
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
@@ -40,3 +45,37 @@ class Ledger:
             },
         )
         return AppendedEvent(pk=pk, event_id=event_id, occurred_ns=occurred_ns, body=body)
+
+
+@dataclass(frozen=True, slots=True)
+class SequencedEvent:
+    """A chained event as its consumers read it: its chain position and its document."""
+
+    seq: int
+    document: dict[str, Any]
+
+
+def _sequenced(rows: Sequence[Any]) -> list[SequencedEvent]:
+    return [SequencedEvent(seq=int(row.seq), document=json.loads(bytes(row.body))) for row in rows]
+
+
+async def events_after(
+    session: AsyncSession, *, after_seq: int, limit: int
+) -> list[SequencedEvent]:
+    """Chained events after `after_seq`, in sequence order: how consumers (detectors,
+    reports) tail the ledger behind a checkpoint of their own."""
+    conn = await session.connection()
+    return _sequenced(await repository.events_by_seq(conn, after_seq + 1, limit))
+
+
+async def events_of_actors(
+    session: AsyncSession, actor_ids: Sequence[str], *, since_ns: int, through_seq: int
+) -> list[SequencedEvent]:
+    """Chained events of these actors since `since_ns`, up to `through_seq`, in order."""
+    if not actor_ids:
+        return []
+    conn = await session.connection()
+    rows = await repository.events_by_actors(
+        conn, actor_ids, since_ns=since_ns, through_seq=through_seq
+    )
+    return _sequenced(rows)

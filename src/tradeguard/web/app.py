@@ -12,6 +12,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard import __version__
+from tradeguard.access import alerts_api as access_alerts_api
+from tradeguard.access.alerts_container import build_access_alerts
+from tradeguard.access.alerts_tasks import COMPONENT as ACCESS_DETECTOR_COMPONENT
+from tradeguard.access.alerts_tasks import start_detector as start_access_detector
 from tradeguard.backoffice import api as backoffice_api
 from tradeguard.backoffice.container import build_backoffice
 from tradeguard.config import Settings
@@ -24,7 +28,7 @@ from tradeguard.db.redis import create_redis
 from tradeguard.identity import api as identity_api
 from tradeguard.identity import staff_enrolment_api, webauthn_api
 from tradeguard.identity.authenticator_metadata import AuthenticatorMetadataFile
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import IdentityServices, build_identity
 from tradeguard.identity.guard import SessionStateCache
 from tradeguard.identity.keystore import SigningKeyWatcher, watch_signing_keys
 from tradeguard.identity.password_hashing import Argon2Parameters
@@ -114,6 +118,7 @@ def create_app(
     app.include_router(trading_stream_api.router)
     app.include_router(backoffice_api.router)
     app.include_router(backoffice_api.me_router)
+    app.include_router(access_alerts_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -146,6 +151,24 @@ def create_app(
         docs_paths=frozenset({DOCS_URL}) if docs else frozenset(),
     )
     return app
+
+
+def _webauthn_services(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """Security keys and passkeys, and the staff enrolment that registers attested ones."""
+    app.state.webauthn = WebAuthnService(
+        identity.deps,
+        auth=identity.auth,
+        factors=identity.factors,
+        allowed_aaguids=settings.webauthn_allowed_aaguids or None,
+        staff_models=AuthenticatorMetadataFile(settings.webauthn_staff_metadata_file),
+    )
+    app.state.staff_enrolment = StaffEnrolmentService(
+        identity.deps,
+        accounts=identity.accounts,
+        auth=identity.auth,
+        webauthn=app.state.webauthn,
+        token_seconds=settings.staff_enrolment_seconds,
+    )
 
 
 def _lifespan(
@@ -185,6 +208,7 @@ def _lifespan(
         )
         identity = app.state.identity
         app.state.session_cache.on_drop = identity.verifier.forget_sessions
+        app.state.access_alerts = build_access_alerts(settings, identity=identity)
         app.state.trading = build_trading(
             settings,
             clock=clock,
@@ -203,20 +227,7 @@ def _lifespan(
                 "trading reference data not loaded at start (%s); retrying in the background",
                 type(exc).__name__,
             )
-        app.state.webauthn = WebAuthnService(
-            identity.deps,
-            auth=identity.auth,
-            factors=identity.factors,
-            allowed_aaguids=settings.webauthn_allowed_aaguids or None,
-            staff_models=AuthenticatorMetadataFile(settings.webauthn_staff_metadata_file),
-        )
-        app.state.staff_enrolment = StaffEnrolmentService(
-            identity.deps,
-            accounts=identity.accounts,
-            auth=identity.auth,
-            webauthn=app.state.webauthn,
-            token_seconds=settings.staff_enrolment_seconds,
-        )
+        _webauthn_services(app, settings, identity)
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         if run_workers:
@@ -278,6 +289,17 @@ def _lifespan(
                     app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
                 )
             )
+            if settings.access_alerts_enabled:
+                components.register(ACCESS_DETECTOR_COMPONENT)
+                tasks.append(
+                    start_access_detector(
+                        app.state.access_alerts.detector,
+                        stop,
+                        interval_ms=settings.access_alert_scan_interval_ms,
+                        clock=clock,
+                        observer=components,
+                    )
+                )
             for task in tasks:
                 task.add_done_callback(_report_worker_exit)
         try:

@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import tradeguard.access.alerts_models
+
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
 import tradeguard.backoffice.models
 import tradeguard.identity.models
