@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.access.support import MONDAY_10AM
 from tests.support.api import Api, running_api
+from tests.support.webauthn_authenticator import default_metadata_document
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 
@@ -22,9 +23,13 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    # Staff register attested keys of the test vendor (IAC-3): trust it, as tests/conftest.py.
+    metadata = tmp_path / "staff-authenticators.json"
+    metadata.write_text(default_metadata_document())
     return Settings(  # type: ignore[call-arg]
         data_dir=tmp_path / "var",
         _env_file=None,
+        webauthn_staff_metadata_file=metadata,
         access_alert_max_customers=3,
         access_alert_customers_window_seconds=600,
         access_alert_max_denials=2,

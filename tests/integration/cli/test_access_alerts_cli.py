@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from tests.integration.access.support import MONDAY_10AM, enrol_staff
 from tests.support.api import running_api
+from tests.support.webauthn_authenticator import default_metadata_document
 from tradeguard.access.domain import Role
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
@@ -47,7 +48,11 @@ def data_dir(tmp_path: Path) -> Path:
     assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
 
     async def arrange() -> None:
-        settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
+        metadata = directory / "staff-authenticators.json"
+        metadata.write_text(default_metadata_document())  # trust the test key vendor (IAC-3)
+        settings = Settings(  # type: ignore[call-arg]
+            data_dir=directory, _env_file=None, webauthn_staff_metadata_file=metadata
+        )
         engine = create_engine(settings.main_database_url)
         try:
             async with (
