@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tradeguard import __version__
-from tradeguard.cli import audit, db, dev, keys, trading, users
+from tradeguard.cli import access, audit, db, dev, keys, trading, users
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
 from tradeguard.core.clock import SystemClock
@@ -27,6 +27,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
+app.add_typer(access.app, name="access")
 
 
 def _version(value: bool) -> None:

@@ -12,6 +12,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard import __version__
+from tradeguard.access import api as access_api
+from tradeguard.access.container import build_access
+from tradeguard.access.tasks import expiry_tracker, run_expiry
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
@@ -107,6 +110,7 @@ def create_app(
     app.include_router(trading_api.router)
     app.include_router(trading_admin_api.router)
     app.include_router(trading_stream_api.router)
+    app.include_router(access_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -195,6 +199,14 @@ def _lifespan(
                 "trading reference data not loaded at start (%s); retrying in the background",
                 type(exc).__name__,
             )
+        app.state.access = build_access(
+            settings,
+            clock=clock,
+            ids=ids,
+            ledger=identity.deps.ledger,
+            notifier=identity.deps.notifier,
+            sessions=app.state.runtime.sessions,
+        )
         app.state.webauthn = WebAuthnService(
             identity.deps,
             auth=identity.auth,
@@ -219,6 +231,7 @@ def _lifespan(
                 sequencer.failure_tracker(components),
                 dispatcher.failure_tracker(components),
                 housekeeping_tracker(clock, observer=components),
+                expiry_tracker(clock, observer=components),
             )
             for tracker in trackers:
                 components.register(tracker.component)
@@ -245,6 +258,12 @@ def _lifespan(
                         tracker=trackers[2],
                     ),
                     name="identity-housekeeping",
+                )
+            )
+            tasks.append(
+                asyncio.create_task(
+                    run_expiry(app.state.access, stop=stop, tracker=trackers[3]),
+                    name="access-expiry",
                 )
             )
             # `tradeguard keys rotate-jwt` writes new key files; this process signs with the

@@ -3,6 +3,7 @@
 from alembic import context
 
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
+import tradeguard.access.models
 import tradeguard.identity.models
 import tradeguard.ledger.models
 import tradeguard.notify.models
