@@ -172,7 +172,7 @@ async def reviews(
     )
     if open_only:
         query = query.where(BreakGlassReview.closed_ns.is_(None))
-    return [(r, g) for r, g in (await session.execute(query)).tuples()]
+    return [(r, g) for r, g in (await session.execute(query)).all()]
 
 
 async def close_review(
