@@ -13,10 +13,11 @@ from tests.support.access import (
     ask,
     decide,
     mails,
+    set_level,
     snapshot,
     staff,
 )
-from tests.support.api import Api, audit_events, is_problem, running_api
+from tests.support.api import PASSWORD, Api, audit_events, bearer, is_problem, login, running_api
 from tests.support.trading import signed_in_trader
 from tradeguard.access.common import Actor
 from tradeguard.access.domain import AccessEvent, AccessLevel, Role
@@ -140,6 +141,40 @@ class TestGrantLifecycle:
             assert said_no.json()["status"] == "refused"
             assert said_no.json()["decision_note"] == "not during close"
         assert len(await mails(api, ada, "access_request_refused")) == 1
+
+
+class TestFactors:
+    @pytest.mark.spec("IAC-1")
+    async def test_a_staff_session_without_its_webauthn_factor_gets_nothing_from_a_grant(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            bob = await staff(api, client, "bob")
+            async with api.services.unit_of_work() as session:
+                eve = await api.services.accounts.create_user(
+                    session,
+                    username="eve",
+                    email="eve@example.com",
+                    password=PASSWORD,
+                    role=Role.ADMIN,
+                    email_verified=True,
+                )
+            password_only = (await login(client, "eve"))["access_token"]
+            await set_level(api, eve.id, AccessLevel.OPERATOR)
+            services = access_of(api)
+            asked = await services.run(
+                lambda session: services.grants.request(
+                    session,
+                    actor=Actor(eve.id),
+                    permission="admin:config",
+                    level=None,
+                    reason="from the console",
+                    minutes=30,
+                )
+            )
+            assert (await decide(bob, asked.grant.id, "approve")).status_code == 200
+            refused = await client.get(RESTRICTED, headers=bearer(password_only))
+        assert is_problem(refused, 403, "forbidden")
 
 
 class TestWhoMayApprove:
