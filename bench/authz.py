@@ -63,7 +63,11 @@ from tradeguard.identity.guard import (
     pending_audit,
 )
 from tradeguard.identity.password_hashing import Argon2Parameters
-from tradeguard.identity.sessions import SessionState, effective_permissions
+from tradeguard.identity.sessions import (
+    SessionState,
+    effective_permission_set,
+    effective_permissions,
+)
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.web.app import create_app
 
@@ -203,8 +207,8 @@ def decision_only_us(calls: int = 20_000) -> float:
     )
     started = time.perf_counter_ns()
     for _ in range(calls):
-        standing = claims & frozenset(
-            effective_permissions(state.role, amr, False, level=state.level)
+        standing = claims & effective_permission_set(
+            state.role, tuple(amr), False, level=state.level
         )
         held, via = effective_with_grants(standing, state.role, state.grants, 1)
         principal = Principal(

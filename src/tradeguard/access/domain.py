@@ -9,6 +9,7 @@ it expires. Traders have no level: they hold their role's permissions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -266,12 +267,22 @@ def kind_of(permission: str) -> Kind | None:
         return None
 
 
-def standing_permissions(role: Role, level: AccessLevel | None) -> frozenset[str]:
-    """What a member of `role` at `level` holds without any grant (traders: their role)."""
+def _standing(role: Role, level: AccessLevel | None) -> frozenset[str]:
     if role not in STAFF_ROLES:
         return frozenset(p.value for p in ROLE_PERMISSIONS[role])
     kinds = LEVEL_KINDS[level or UNSET_STAFF_LEVEL]
     return frozenset(p.value for p in ROLE_PERMISSIONS[role] if CATALOGUE[p].kind in kinds)
+
+
+# Every request asks this (and every grant evaluation): worked out once, looked up after.
+_STANDING: dict[tuple[Role, AccessLevel | None], frozenset[str]] = {
+    (role, level): _standing(role, level) for role in Role for level in (None, *LEVEL_ORDER)
+}
+
+
+def standing_permissions(role: Role, level: AccessLevel | None) -> frozenset[str]:
+    """What a member of `role` at `level` holds without any grant (traders: their role)."""
+    return _STANDING[role, level]
 
 
 # Just-in-time grants (IAC-1) ---------------------------------------------------------------
@@ -308,15 +319,23 @@ class GrantTarget:
 
     def permissions(self, role: Role) -> frozenset[str]:
         """What the target amounts to for `role` (always inside the role)."""
-        if self.permission is not None:
-            in_role = self.permission in ROLE_PERMISSIONS[role]
-            return frozenset({self.permission.value}) if in_role else frozenset()
-        return standing_permissions(role, self.level)
+        return _target_permissions(self.permission, self.level, role)
 
     def cap_minutes(self) -> int:
         if self.permission is not None:
             return CATALOGUE[self.permission].max_grant_minutes
         return LEVEL_CAP_MINUTES[self.level] if self.level is not None else 0
+
+
+@functools.lru_cache(maxsize=256)
+def _target_permissions(
+    permission: Permission | None, level: AccessLevel | None, role: Role
+) -> frozenset[str]:
+    if permission is not None:
+        return (
+            frozenset({permission.value}) if permission in ROLE_PERMISSIONS[role] else frozenset()
+        )
+    return standing_permissions(role, level)
 
 
 @dataclass(frozen=True, slots=True)

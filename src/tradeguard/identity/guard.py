@@ -26,7 +26,7 @@ from tradeguard.identity.common import RequestInfo
 from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import allowed
-from tradeguard.identity.sessions import SessionState, effective_permissions, staff_factor
+from tradeguard.identity.sessions import SessionState, effective_permission_set, staff_factor
 from tradeguard.ledger.domain import LedgerEvent, Party
 
 PERMISSION_EXTENSION = "x-permission"
@@ -200,10 +200,8 @@ async def authenticate_token(
     # The token's claims, narrowed to what the session may use now: a demotion, a lowered
     # level, a removed factor or a revoked device takes effect at once, not when the token
     # expires.
-    standing = frozenset(claims.permissions) & frozenset(
-        effective_permissions(
-            state.role, list(claims.amr), state.device_authorized, level=state.level
-        )
+    standing = frozenset(claims.permissions) & effective_permission_set(
+        state.role, claims.amr, state.device_authorized, level=state.level
     )
     via_grant: Mapping[str, str] = {}
     if state.grants and state.role in STAFF_ROLES and staff_factor(claims.amr):

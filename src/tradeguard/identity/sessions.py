@@ -6,6 +6,7 @@ Failures are *returned* as outcomes, not raised, so the edge can commit what the
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from tradeguard.access.domain import (
     Permission,
     Role,
     parse_level,
-    permissions_for,
     standing_permissions,
 )
 from tradeguard.core.clock import NS_PER_SECOND
@@ -1242,6 +1242,17 @@ def refusal_error(denied: Denied) -> TooManyRequests:
 def effective_permissions(
     role: Role, amr: list[str], device_authorized: bool, *, level: AccessLevel | None = None
 ) -> list[str]:
+    """Standing permissions, less what this session may not yet use, sorted (for the token)."""
+    return sorted(effective_permission_set(role, amr, device_authorized, level=level))
+
+
+def effective_permission_set(
+    role: Role,
+    amr: list[str] | tuple[str, ...],
+    device_authorized: bool,
+    *,
+    level: AccessLevel | None = None,
+) -> frozenset[str]:
     """Standing permissions, less what this session may not yet use (deny by default).
 
     Without a verified second factor a session can only look and enrol one (ACCT-1). Staff
@@ -1249,13 +1260,27 @@ def effective_permissions(
     role's permissions that their access level allows (IAC-2). Trading and withdrawals also
     need an authorized device (ACCT-4). Grants are added per request (identity/guard.py).
     """
-    granted = permissions_for(role)
-    second_factor = "mfa" in amr
+    staff = role in STAFF_ROLES
+    return _effective(
+        role, "mfa" in amr, staff_factor(amr), device_authorized, level if staff else None
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _effective(
+    role: Role,
+    second_factor: bool,
+    webauthn: bool,
+    device_authorized: bool,
+    level: AccessLevel | None,
+) -> frozenset[str]:
+    # A handful of inputs, asked on every request (the order path included): cached.
+    granted = standing_permissions(role, level)
     if role in STAFF_ROLES:
-        return sorted(standing_permissions(role, level)) if staff_factor(amr) else []
+        return granted if webauthn else frozenset()
     if not second_factor:
-        return [p for p in granted if p == Permission.ACCOUNT_VIEW]
-    return [p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS]
+        return frozenset(p for p in granted if p == Permission.ACCOUNT_VIEW)
+    return frozenset(p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS)
 
 
 def staff_factor(amr: list[str] | tuple[str, ...]) -> bool:
