@@ -147,10 +147,6 @@ DEFAULT_STAFF_LEVEL = AccessLevel.ADMIN
 UNSET_STAFF_LEVEL = AccessLevel.READ_ONLY
 
 
-def level_rank(level: AccessLevel) -> int:
-    return LEVEL_ORDER.index(level)
-
-
 def parse_level(value: str | None) -> AccessLevel | None:
     """A stored or typed level name; None when unset or unknown."""
     if value is None:

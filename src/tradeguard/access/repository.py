@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,6 +209,3 @@ async def last_uses(session: AsyncSession) -> dict[tuple[str, str], int]:
     rows = (await session.execute(select(PermissionUse))).scalars()
     return {(row.user_id, row.permission): row.last_used_ns for row in rows}
 
-
-async def count_grants(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(AccessGrant))).scalar_one())
