@@ -208,4 +208,3 @@ async def record_use(session: AsyncSession, user_id: str, permission: str, now_n
 async def last_uses(session: AsyncSession) -> dict[tuple[str, str], int]:
     rows = (await session.execute(select(PermissionUse))).scalars()
     return {(row.user_id, row.permission): row.last_used_ns for row in rows}
-
