@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     login_max_failures: Annotated[int, Field(ge=3, le=100)] = 5
     login_lockout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     ip_max_failures: Annotated[int, Field(ge=10, le=10_000)] = 50
+    # Staff access (IAC-1, IAC-4): just-in-time grants last at most their catalogue cap and
+    # at most this; a pending request can be decided for this long; break-glass lasts at
+    # most this; the access review flags permissions unused for this many days.
+    access_grant_max_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 480
+    access_request_ttl_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 24 * 60
+    access_breakglass_max_minutes: Annotated[int, Field(ge=5, le=240)] = 60
+    access_review_unused_days: Annotated[int, Field(ge=1, le=3650)] = 90
     refresh_grace_seconds: Annotated[int, Field(ge=0, le=60)] = 10
     # Abuse quotas. A client network is one IPv4 address or one IPv6 /64.
     signup_max_per_network: Annotated[int, Field(ge=1, le=10_000)] = 20  # per 15 minutes

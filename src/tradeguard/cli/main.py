@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tradeguard import __version__
-from tradeguard.cli import access_alerts, audit, db, dev, keys, trading, users
+from tradeguard.cli import access, access_alerts, audit, db, dev, keys, trading, users
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
 from tradeguard.core.clock import SystemClock
@@ -28,9 +28,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
-access_app = typer.Typer(help="Staff access: anomaly alerts.", no_args_is_help=True)
-access_app.add_typer(access_alerts.app, name="alerts")
-app.add_typer(access_app, name="access")
+access.app.add_typer(access_alerts.app, name="alerts")
+app.add_typer(access.app, name="access")
 
 
 def _version(value: bool) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tradeguard.access.usage import PermissionUseTracker
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
@@ -64,6 +65,8 @@ class IdentityServices:
     auth: AuthService
     accounts: AccountService
     factors: FactorService
+    # When staff last used each permission: recorded by the route guard (IAC-4 reviews).
+    permission_use: PermissionUseTracker = field(default_factory=PermissionUseTracker)
 
     @property
     def clock(self) -> Clock:

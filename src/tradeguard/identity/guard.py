@@ -9,15 +9,16 @@ second) proves the session still stands, so a revocation takes effect at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from tradeguard.access.domain import STAFF_ROLES, Role
+from tradeguard.access import repository as access_repository
+from tradeguard.access.domain import STAFF_ROLES, Role, effective_with_grants
 from tradeguard.core.clock import Clock
 from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import Forbidden, Unauthorized
@@ -25,7 +26,7 @@ from tradeguard.identity.common import RequestInfo
 from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import allowed
-from tradeguard.identity.sessions import SessionState, effective_permissions
+from tradeguard.identity.sessions import SessionState, effective_permission_set, staff_factor
 from tradeguard.ledger.domain import LedgerEvent, Party
 
 PERMISSION_EXTENSION = "x-permission"
@@ -55,30 +56,53 @@ class Principal:
     permissions: frozenset[str]
     amr: tuple[str, ...]
     state: SessionState
+    # Permissions held only through a live grant, each with that grant's id (IAC-1).
+    via_grant: Mapping[str, str] = field(default_factory=dict)
 
 
 class SessionStateCache:
     """Per-process cache of session states; revocations in this process drop entries at once
-    (and, through `on_drop`, the verified-token cache's entries of those sessions)."""
+    (and, through `on_drop`, the verified-token cache's entries of those sessions).
+
+    A change to what a user may do (a grant approved, revoked or taken, a level changed)
+    bumps their permissions version; `invalidate_user` makes this process refuse every cached
+    state read at an older version, including one a concurrent request reads from before
+    the change committed and puts afterwards. Other processes read the new version within
+    the cache's second.
+    """
 
     def __init__(
         self, clock: Clock, on_drop: Callable[[tuple[str, ...]], None] | None = None
     ) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[int, SessionState]] = {}
+        self._min_version: dict[str, int] = {}
         self.on_drop = on_drop
 
     def get(self, session_id: str) -> SessionState | None:
         entry = self._entries.get(session_id)
         if entry is None or entry[0] < self._clock.monotonic_ns():
             return None
-        return entry[1]
+        state = entry[1]
+        if state.permissions_version < self._min_version.get(state.user_id, 0):
+            return None
+        return state
 
     def put(self, state: SessionState) -> None:
         if len(self._entries) > 50_000:
             self._entries.clear()
+        if state.permissions_version < self._min_version.get(state.user_id, 0):
+            return
         expires = self._clock.monotonic_ns() + STATE_CACHE_NS
         self._entries[state.session_id] = (expires, state)
+
+    def invalidate_user(self, user_id: str, version: int) -> None:
+        """Never serve `user_id` a state read before their permissions version `version`."""
+        if len(self._min_version) > 50_000:
+            # Forgetting floors is safe only together with every entry they guard.
+            self._min_version.clear()
+            self._entries.clear()
+        self._min_version[user_id] = max(version, self._min_version.get(user_id, 0))
 
     def drop(self, *session_ids: str) -> None:
         for session_id in session_ids:
@@ -179,16 +203,25 @@ async def authenticate_token(
         async with services.unit_of_work() as session:
             await services.auth.touch(session, state.session_id)
         cache.drop(state.session_id)
+    # The token's claims, narrowed to what the session may use now: a demotion, a lowered
+    # level, a removed factor or a revoked device takes effect at once, not when the token
+    # expires.
+    standing = frozenset(claims.permissions) & effective_permission_set(
+        state.role, claims.amr, state.device_authorized, level=state.level
+    )
+    via_grant: Mapping[str, str] = {}
+    if state.grants and state.role in STAFF_ROLES and staff_factor(claims.amr):
+        # Grants are not in the token: they take effect and end with the session state
+        # (IAC-1), and each is checked against this request's clock.
+        standing, via_grant = effective_with_grants(standing, state.role, state.grants, now)
     return Principal(
         user_id=state.user_id,
         session_id=state.session_id,
         role=state.role,
-        # The token's claims, narrowed to what the session may use now: a demotion, a removed
-        # factor or a revoked device takes effect at once, not when the token expires.
-        permissions=frozenset(claims.permissions)
-        & frozenset(effective_permissions(state.role, list(claims.amr), state.device_authorized)),
+        permissions=standing,
         amr=claims.amr,
         state=state,
+        via_grant=via_grant,
     )
 
 
@@ -212,6 +245,9 @@ def _permission_event(
     }
     if context:
         data.update(context)
+    grant_id = principal.via_grant.get(permission) if granted else None
+    if grant_id is not None:
+        data["grant_id"] = grant_id  # allowed only through this time-limited grant
     return LedgerEvent(
         type=PERMISSION_CHECKED,
         actor=Party("user", principal.user_id),
@@ -242,6 +278,41 @@ def staff_context(request: HTTPConnection, principal: Principal) -> dict[str, An
     return context
 
 
+def _use_to_record(
+    services: IdentityServices, principal: Principal, permission: str, granted: bool
+) -> bool:
+    """Whether this allowed staff check should also record the permission's last use."""
+    return (
+        granted
+        and permission != AUTHENTICATED
+        and principal.role in STAFF_ROLES
+        and services.permission_use.due(principal.user_id, permission, services.clock.now_ns())
+    )
+
+
+async def _audit_check(
+    services: IdentityServices,
+    principal: Principal,
+    event: LedgerEvent,
+    *,
+    permission: str,
+    granted: bool,
+) -> None:
+    """Commit a check's audit event on its own, with the staff member's last use (IAC-4)."""
+    record_use = _use_to_record(services, principal, permission, granted)
+    try:
+        async with services.unit_of_work() as session:
+            await services.deps.ledger.append(session, event)
+            if record_use:
+                await access_repository.record_use(
+                    session, principal.user_id, permission, services.clock.now_ns()
+                )
+    except BaseException:
+        if record_use:
+            services.permission_use.forget(principal.user_id, permission)
+        raise
+
+
 def _granted(principal: Principal, permission: str) -> bool:
     return permission == AUTHENTICATED or permission in principal.permissions
 
@@ -260,7 +331,7 @@ async def check_permission(
     event = _permission_event(
         principal, permission, granted, route=route, method=method, context=context
     )
-    await _audit_alone(services, event)
+    await _audit_check(services, principal, event, permission=permission, granted=granted)
     if not granted:
         raise Forbidden(f"this action needs the {permission} permission")
 
@@ -324,6 +395,13 @@ def _permission_check_in_transaction(permission: str) -> Any:
         if not granted:
             await _audit_alone(services, event)
             raise Forbidden(f"this action needs the {permission} permission")
+        if _use_to_record(services, principal, permission, granted):
+            # Staff hold no permission of the order path today; should one ever use such a
+            # route, its last use is recorded on its own (rare, at most hourly).
+            async with services.unit_of_work() as session:
+                await access_repository.record_use(
+                    session, principal.user_id, permission, services.clock.now_ns()
+                )
         pending = PendingAudit(event)
         setattr(request.state, PENDING_AUDIT, pending)
         try:

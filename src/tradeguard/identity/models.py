@@ -28,6 +28,12 @@ class User(Base):
     ip_allowlist: Mapped[str | None] = mapped_column(Text)
     created_ns: Mapped[int] = mapped_column(BigInteger)
     password_changed_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # IAC-2: a staff member's standing access level (access/domain.py AccessLevel); NULL for
+    # traders, who have none.
+    access_level: Mapped[str | None] = mapped_column(String(20))
+    # Bumped by every change to what the user may do (a grant approved, revoked, taken, a
+    # level changed): a cached session state older than the version is never used.
+    permissions_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MfaFactor(Base):

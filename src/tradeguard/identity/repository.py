@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
@@ -534,3 +534,29 @@ async def revoke_factors(session: AsyncSession, user_id: str, now_ns: int) -> Se
         row.status = "revoked"
         row.revoked_ns = now_ns
     return rows
+
+
+# Staff access (access/ reads and changes these through identity/staff.py) --------------------
+
+
+async def users_with_roles(session: AsyncSession, roles: Iterable[str]) -> Sequence[User]:
+    query = select(User).where(User.role.in_(list(roles))).order_by(User.username)
+    return (await session.execute(query)).scalars().all()
+
+
+async def bump_permissions_version(
+    session: AsyncSession, user_id: str, *, access_level: str | None = None
+) -> int | None:
+    """Add one to the user's permissions version (and set their level); the new version."""
+    values: dict[str, Any] = {"permissions_version": User.permissions_version + 1}
+    if access_level is not None:
+        values["access_level"] = access_level
+    result = await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(**values)
+        .returning(User.permissions_version)
+        .execution_options(synchronize_session=False)
+    )
+    version = result.scalar_one_or_none()
+    return None if version is None else int(version)

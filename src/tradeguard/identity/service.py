@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.access.domain import Role
+from tradeguard.access.domain import DEFAULT_STAFF_LEVEL, STAFF_ROLES, Role
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import (
     CodeExpired,
@@ -190,6 +190,9 @@ class AccountService:
             email_verified_ns=now if email_verified else None,
             password_hash=await self.hasher.hash_async(password),
             role=role.value,
+            # Staff start at the default level (the whole role, as before levels existed);
+            # lower it with `tradeguard access level`.
+            access_level=DEFAULT_STAFF_LEVEL.value if role in STAFF_ROLES else None,
             status="active",
             failed_logins=0,
             created_ns=now,

@@ -6,6 +6,7 @@ Failures are *returned* as outcomes, not raised, so the edge can commit what the
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -14,7 +15,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.access.domain import STAFF_ROLES, Permission, Role, permissions_for
+from tradeguard.access import repository as access_repository
+from tradeguard.access.domain import (
+    STAFF_ROLES,
+    AccessLevel,
+    LiveGrant,
+    Permission,
+    Role,
+    parse_level,
+    standing_permissions,
+)
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import AccountLocked, TooManyRequests
 from tradeguard.identity import repository
@@ -150,6 +160,11 @@ class SessionState:
     created_ns: int
     device_authorized: bool
     ip_allowlist: tuple[str, ...]
+    # IAC-1/IAC-2: the staff member's level, their approved grants (each request drops the
+    # expired ones against its own clock) and the permissions version these were read at.
+    level: AccessLevel | None = None
+    grants: tuple[LiveGrant, ...] = ()
+    permissions_version: int = 0
 
 
 class AuthService:
@@ -1020,7 +1035,10 @@ class AuthService:
             session_id=auth.id,
             role=role.value,
             permissions=effective_permissions(
-                role, auth.amr.split(), device is not None and device.authorized_ns is not None
+                role,
+                auth.amr.split(),
+                device is not None and device.authorized_ns is not None,
+                level=parse_level(user.access_level),
             ),
             amr=auth.amr.split(),
         )
@@ -1152,6 +1170,9 @@ class AuthService:
             await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
         )
         role = Role(user.role)
+        staff = role in STAFF_ROLES
+        # Traders hold no grants: their sessions (the order path) skip the query.
+        grants = await access_repository.live_grants(session, user.id, now) if staff else []
         return SessionState(
             session_id=auth.id,
             user_id=user.id,
@@ -1163,6 +1184,9 @@ class AuthService:
             created_ns=auth.created_ns,
             device_authorized=device is not None and device.authorized_ns is not None,
             ip_allowlist=tuple(json.loads(user.ip_allowlist)) if user.ip_allowlist else (),
+            level=parse_level(user.access_level) if staff else None,
+            grants=tuple(grants),
+            permissions_version=user.permissions_version,
         )
 
     async def touch(self, session: AsyncSession, session_id: str) -> None:
@@ -1221,20 +1245,53 @@ def refusal_error(denied: Denied) -> TooManyRequests:
     return TooManyRequests(denied.detail or THROTTLED_DETAIL, retry_after_seconds=retry)
 
 
-def effective_permissions(role: Role, amr: list[str], device_authorized: bool) -> list[str]:
-    """Role permissions, less what this session may not yet use (deny by default).
+def effective_permissions(
+    role: Role, amr: list[str], device_authorized: bool, *, level: AccessLevel | None = None
+) -> list[str]:
+    """Standing permissions, less what this session may not yet use, sorted (for the token)."""
+    return sorted(effective_permission_set(role, amr, device_authorized, level=level))
+
+
+def effective_permission_set(
+    role: Role,
+    amr: list[str] | tuple[str, ...],
+    device_authorized: bool,
+    *,
+    level: AccessLevel | None = None,
+) -> frozenset[str]:
+    """Standing permissions, less what this session may not yet use (deny by default).
 
     Without a verified second factor a session can only look and enrol one (ACCT-1). Staff
-    need a WebAuthn factor for anything at all (IAC-3). Trading and withdrawals also need an
-    authorized device (ACCT-4).
+    need a WebAuthn factor for anything at all (IAC-3), and hold only the kinds of their
+    role's permissions that their access level allows (IAC-2). Trading and withdrawals also
+    need an authorized device (ACCT-4). Grants are added per request (identity/guard.py).
     """
-    granted = permissions_for(role)
-    second_factor = "mfa" in amr
+    staff = role in STAFF_ROLES
+    return _effective(
+        role, "mfa" in amr, staff_factor(amr), device_authorized, level if staff else None
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _effective(
+    role: Role,
+    second_factor: bool,
+    webauthn: bool,
+    device_authorized: bool,
+    level: AccessLevel | None,
+) -> frozenset[str]:
+    # A handful of inputs, asked on every request (the order path included): cached.
+    granted = standing_permissions(role, level)
     if role in STAFF_ROLES:
-        return granted if "hwk" in amr else []
+        return granted if webauthn else frozenset()
     if not second_factor:
-        return [p for p in granted if p == Permission.ACCOUNT_VIEW]
-    return [p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS]
+        return frozenset(p for p in granted if p == Permission.ACCOUNT_VIEW)
+    return frozenset(p for p in granted if device_authorized or p not in GUARDED_PERMISSIONS)
+
+
+def staff_factor(amr: list[str] | tuple[str, ...]) -> bool:
+    """Staff sessions must have been authenticated with a WebAuthn factor (IAC-3)."""
+    return "hwk" in amr
 
 
 def ip_throttle_key(ip: str | None) -> str:

@@ -13,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tradeguard import __version__
 from tradeguard.access import alerts_api as access_alerts_api
+from tradeguard.access import api as access_api
 from tradeguard.access.alerts_container import build_access_alerts
 from tradeguard.access.alerts_tasks import COMPONENT as ACCESS_DETECTOR_COMPONENT
 from tradeguard.access.alerts_tasks import start_detector as start_access_detector
+from tradeguard.access.container import build_access
+from tradeguard.access.tasks import expiry_tracker, run_expiry
 from tradeguard.backoffice import api as backoffice_api
 from tradeguard.backoffice.container import build_backoffice
 from tradeguard.config import Settings
@@ -119,6 +122,7 @@ def create_app(
     app.include_router(backoffice_api.router)
     app.include_router(backoffice_api.me_router)
     app.include_router(access_alerts_api.router)
+    app.include_router(access_api.router)
     app.state.session_cache = SessionStateCache(clock)
     # add_middleware wraps: the last added is outermost. The context middleware must be
     # outside the others so that 413/408/503 answers also get security headers and ids; the
@@ -227,81 +231,26 @@ def _lifespan(
                 "trading reference data not loaded at start (%s); retrying in the background",
                 type(exc).__name__,
             )
+        app.state.access = build_access(
+            settings,
+            clock=clock,
+            ids=ids,
+            ledger=identity.deps.ledger,
+            notifier=identity.deps.notifier,
+            sessions=app.state.runtime.sessions,
+        )
         _webauthn_services(app, settings, identity)
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         if run_workers:
-            sequencer = LedgerSequencer(
-                active_engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
-            )
-            senders = notify_senders(settings, clock)
-            dispatcher = OutboxDispatcher(
-                engine=active_engine,
-                keyring=identity.deps.keyring,  # the key the Notifier sealed messages with
-                email_sender=senders.email,
-                sms_provider=senders.sms,
+            tasks = _start_workers(
+                app,
+                settings,
                 clock=clock,
+                engine=active_engine,
+                stop=stop,
+                components=components,
             )
-            trackers = (
-                sequencer.failure_tracker(components),
-                dispatcher.failure_tracker(components),
-                housekeeping_tracker(clock, observer=components),
-            )
-            for tracker in trackers:
-                components.register(tracker.component)
-            tasks.append(
-                asyncio.create_task(
-                    sequencer.run_forever(stop, tracker=trackers[0]), name="ledger-sequencer"
-                )
-            )
-            tasks.append(
-                asyncio.create_task(
-                    dispatcher.run_forever(
-                        settings.notify_dispatch_interval_ms, stop, tracker=trackers[1]
-                    ),
-                    name="notify-dispatcher",
-                )
-            )
-            tasks.append(
-                asyncio.create_task(
-                    run_housekeeping(
-                        app.state.runtime.sessions,
-                        clock,
-                        stop=stop,
-                        pending_factor_seconds=settings.pending_factor_seconds,
-                        tracker=trackers[2],
-                    ),
-                    name="identity-housekeeping",
-                )
-            )
-            # `tradeguard keys rotate-jwt` writes new key files; this process signs with the
-            # new key (and still verifies with the old ones) without a restart.
-            key_watcher = SigningKeyWatcher(settings.jwt_keys_dir, identity.keys)
-            tasks.append(
-                asyncio.create_task(
-                    watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher"
-                )
-            )
-            for component in TRADING_COMPONENTS:
-                components.register(component)
-            tasks.extend(
-                start_trading_tasks(
-                    app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
-                )
-            )
-            if settings.access_alerts_enabled:
-                components.register(ACCESS_DETECTOR_COMPONENT)
-                tasks.append(
-                    start_access_detector(
-                        app.state.access_alerts.detector,
-                        stop,
-                        interval_ms=settings.access_alert_scan_interval_ms,
-                        clock=clock,
-                        observer=components,
-                    )
-                )
-            for task in tasks:
-                task.add_done_callback(_report_worker_exit)
         try:
             yield
         finally:
@@ -320,6 +269,95 @@ def _lifespan(
                 await active_engine.dispose()
 
     return lifespan
+
+
+def _start_workers(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    clock: Clock,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    components: ComponentMetrics,
+) -> list[asyncio.Task[None]]:
+    """The background workers of a serving process; each stops when `stop` is set."""
+    identity: IdentityServices = app.state.identity
+    tasks: list[asyncio.Task[None]] = []
+    sequencer = LedgerSequencer(
+        engine, interval_ms=settings.ledger_sequencer_interval_ms, clock=clock
+    )
+    senders = notify_senders(settings, clock)
+    dispatcher = OutboxDispatcher(
+        engine=engine,
+        keyring=identity.deps.keyring,  # the key the Notifier sealed messages with
+        email_sender=senders.email,
+        sms_provider=senders.sms,
+        clock=clock,
+    )
+    trackers = (
+        sequencer.failure_tracker(components),
+        dispatcher.failure_tracker(components),
+        housekeeping_tracker(clock, observer=components),
+        expiry_tracker(clock, observer=components),
+    )
+    for tracker in trackers:
+        components.register(tracker.component)
+    tasks.append(
+        asyncio.create_task(
+            sequencer.run_forever(stop, tracker=trackers[0]), name="ledger-sequencer"
+        )
+    )
+    tasks.append(
+        asyncio.create_task(
+            dispatcher.run_forever(settings.notify_dispatch_interval_ms, stop, tracker=trackers[1]),
+            name="notify-dispatcher",
+        )
+    )
+    tasks.append(
+        asyncio.create_task(
+            run_housekeeping(
+                app.state.runtime.sessions,
+                clock,
+                stop=stop,
+                pending_factor_seconds=settings.pending_factor_seconds,
+                tracker=trackers[2],
+            ),
+            name="identity-housekeeping",
+        )
+    )
+    tasks.append(
+        asyncio.create_task(
+            run_expiry(app.state.access, stop=stop, tracker=trackers[3]),
+            name="access-expiry",
+        )
+    )
+    # `tradeguard keys rotate-jwt` writes new key files; this process signs with the
+    # new key (and still verifies with the old ones) without a restart.
+    key_watcher = SigningKeyWatcher(settings.jwt_keys_dir, identity.keys)
+    tasks.append(
+        asyncio.create_task(watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher")
+    )
+    for component in TRADING_COMPONENTS:
+        components.register(component)
+    tasks.extend(
+        start_trading_tasks(
+            app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
+        )
+    )
+    if settings.access_alerts_enabled:
+        components.register(ACCESS_DETECTOR_COMPONENT)
+        tasks.append(
+            start_access_detector(
+                app.state.access_alerts.detector,
+                stop,
+                interval_ms=settings.access_alert_scan_interval_ms,
+                clock=clock,
+                observer=components,
+            )
+        )
+    for task in tasks:
+        task.add_done_callback(_report_worker_exit)
+    return tasks
 
 
 def _report_worker_exit(task: asyncio.Task[None]) -> None:

@@ -23,6 +23,8 @@ from tests.support.api import PASSWORD, TEST_ARGON2
 from tests.support.failures import LogLineWaiter, SignallingObserver
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 from tests.unit.web.conftest import serving
+from tradeguard.access.container import build_access
+from tradeguard.access.tasks import run_expiry
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.errors import PROBLEM_BASE
@@ -35,7 +37,9 @@ from tradeguard.db.migrate import upgrade
 from tradeguard.identity.models import User
 from tradeguard.identity.tasks import run_housekeeping
 from tradeguard.ledger.sequencer import LedgerSequencer
+from tradeguard.ledger.service import Ledger
 from tradeguard.notify.senders import FileEmailSender, FileSmsProvider
+from tradeguard.notify.service import Notifier
 from tradeguard.notify.tasks import OutboxDispatcher
 from tradeguard.trading.container import build_trading
 from tradeguard.trading.tasks import run_maintenance, watch_control
@@ -352,6 +356,23 @@ def worker(name: str, engine: AsyncEngine, clock: FrozenClock, tmp_path: Path) -
         )
         return lambda stop, tracker: dispatcher.run_forever(10, stop, tracker=tracker)
     sessions = session_factory(engine)
+    if name == "access-expiry":
+        ids = IdGenerator(clock)
+        access = build_access(
+            Settings(data_dir=tmp_path / "var", _env_file=None),  # type: ignore[call-arg]
+            clock=clock,
+            ids=ids,
+            ledger=Ledger(clock=clock, ids=ids),
+            notifier=Notifier(
+                clock=clock,
+                ids=ids,
+                keyring=LocalKeyring.load_or_create(tmp_path / "keys" / "master.key"),
+            ),
+            sessions=sessions,
+        )
+        return lambda stop, tracker: run_expiry(
+            access, stop=stop, interval_seconds=0.01, tracker=tracker
+        )
     if name in {"trading-control-watch", "trading-maintenance"}:
         trading = build_trading(
             Settings(data_dir=tmp_path / "var", _env_file=None),  # type: ignore[call-arg]
@@ -372,6 +393,7 @@ WORKERS = {
     "ledger-sequencer": "tradeguard.ledger.sequencer",
     "notify-dispatcher": "tradeguard.notify.tasks",
     "identity-housekeeping": "tradeguard.identity.tasks",
+    "access-expiry": "tradeguard.access.tasks",
     "trading-control-watch": "tradeguard.trading.tasks",
     "trading-maintenance": "tradeguard.trading.tasks",
 }

@@ -3,6 +3,7 @@
 from alembic import context
 
 import tradeguard.access.alerts_models
+import tradeguard.access.models
 
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
 import tradeguard.backoffice.models

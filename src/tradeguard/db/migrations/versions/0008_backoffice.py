@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_backoffice"
-down_revision = "0005_trading_core"
+down_revision = "0006_access_grants"
 branch_labels = None
 depends_on = None
 
