@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # WebSocket streams: messages buffered per connection before a slow client is dropped.
     stream_send_buffer: Annotated[int, Field(ge=1, le=100_000)] = 256
 
-    # Staff access anomaly alerts (IAC-4, docs/access-alerts.md). Each limit is what is still
+    # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still
     # normal: one more within the window raises an alert.
     access_alerts_enabled: bool = True
     access_alert_scan_interval_ms: Annotated[int, Field(ge=100, le=600_000)] = 5000
