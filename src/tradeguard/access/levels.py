@@ -10,17 +10,30 @@ from tradeguard.access.common import (
     MAX_REASON_CHARS,
     AccessDeps,
     Actor,
+    Authority,
     acting_staff,
     clean_text,
     find_member,
     notify,
     require,
 )
-from tradeguard.access.domain import AccessEvent, AccessLevel, Permission
+from tradeguard.access.domain import AccessEvent, AccessLevel, Permission, standing_permissions
 from tradeguard.core.errors import Conflict, Forbidden, InvalidInput
 from tradeguard.identity import staff
 from tradeguard.identity.staff import Member
 from tradeguard.ledger.domain import LedgerEvent, Party
+
+
+def _raises(target: Member, wanted: AccessLevel) -> bool:
+    """Whether `wanted` gives the member any permission their current level does not."""
+    current = standing_permissions(target.role, target.level)
+    return not standing_permissions(target.role, wanted) <= current
+
+
+def _independent(changer: Authority, target: Member) -> bool:
+    return changer.holds(Permission.ACCESS_APPROVE) and bool(
+        changer.independent_sources(Permission.ACCESS_APPROVE, not_from=target.user_id)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,7 @@ class LevelService:
             names = ", ".join(lv.value for lv in AccessLevel)
             raise InvalidInput(f"unknown level; the levels are {names}") from None
         why = clean_text(reason, what="reason", limit=MAX_REASON_CHARS)
+        changer: Authority | None = None
         if actor.user_id is not None:
             changer = await acting_staff(session, actor, now)
             require(changer, Permission.ADMIN_USERS, "changing an access level")
@@ -57,6 +71,14 @@ class LevelService:
             raise InvalidInput("only staff members have access levels")
         if target.level is wanted:
             raise Conflict(f"{target.username} is already at the {wanted.value} level")
+        # A standing raise is a permanent grant: it follows the approval rules (IAC-1).
+        # Authority to approve must be standing or an independent grant; never break-glass,
+        # and never a grant the person being raised approved (no lending each other power).
+        if changer is not None and _raises(target, wanted) and not _independent(changer, target):
+            raise Forbidden(
+                "raising a standing level needs access:approve held standing or through "
+                "a grant someone else approved (not break-glass); ask another admin"
+            )
         version = await staff.change_level(session, target.user_id, wanted)
         await self.deps.ledger.append(
             session,

@@ -125,6 +125,31 @@ async def grants(
     return (await session.execute(query.limit(limit))).scalars().all()
 
 
+async def end_all_for(session: AsyncSession, user_id: str, now_ns: int, note: str) -> list[str]:
+    """Withdraw a user's pending requests and end their live grants (their role changed: what
+    was asked for and approved meant the old role's duties). Returns the grant ids."""
+    rows = (
+        await session.execute(
+            select(AccessGrant.id, AccessGrant.status).where(
+                AccessGrant.user_id == user_id,
+                or_(
+                    (AccessGrant.status == _PENDING) & (AccessGrant.decide_by_ns > now_ns),
+                    (AccessGrant.status == _APPROVED) & (AccessGrant.expires_ns > now_ns),
+                ),
+            )
+        )
+    ).all()
+    for grant_id, status in rows:
+        ended = GrantStatus.WITHDRAWN if status == _PENDING else GrantStatus.REVOKED
+        await session.execute(
+            update(AccessGrant)
+            .where(AccessGrant.id == grant_id, AccessGrant.status == status)
+            .values(status=ended.value, ended_ns=now_ns, ended_by="role change", end_note=note)
+            .execution_options(synchronize_session=False)
+        )
+    return [str(grant_id) for grant_id, _ in rows]
+
+
 async def live_grants_of_all(session: AsyncSession, now_ns: int) -> Sequence[AccessGrant]:
     query = (
         select(AccessGrant)

@@ -115,7 +115,18 @@ def stated_reason(raw: str) -> str:
             f"give a reason of at least {REASON_MIN_CHARS} characters of plain text "
             "(it is audited and shown to the customer)"
         )
+    if not _says_something(text):
+        raise InvalidInput(
+            "give a real reason: at least two words, e.g. the ticket and what the customer "
+            "asked (it is audited and shown to the customer)"
+        )
     return text
+
+
+def _says_something(text: str) -> bool:
+    """At least two words with letters in them, and not one character repeated."""
+    words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
+    return len(words) >= 2 and len({ch.lower() for ch in text if ch.isalnum()}) >= 4
 
 
 def staff_pseudonym(key: bytes, actor: str) -> str:

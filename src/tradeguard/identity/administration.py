@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.access.domain import STAFF_ROLES, Role
-from tradeguard.core.errors import NotFound
+from tradeguard.access import repository as access_repository
+from tradeguard.access.domain import STAFF_ROLES, AccessLevel, Role
+from tradeguard.core.errors import Conflict, NotFound
 from tradeguard.identity import repository
 from tradeguard.identity.common import IdentityDeps, RequestInfo
 from tradeguard.identity.devices import plain_text, user_agent_text
@@ -349,7 +350,24 @@ class UserAdministration:
         customer, must never keep a token of the other kind)."""
         user = await self._locked_user(session, user_id)
         previous = Role(user.role)
+        if previous not in STAFF_ROLES and role in STAFF_ROLES:
+            # Staff accounts begin with an enrolment token and an attested security key
+            # (IAC-3); a customer's own factors (any passkey, unattested) must never become
+            # a staff sign-in.
+            raise Conflict(
+                "a customer account cannot become staff; invite the person as staff with "
+                "`tradeguard users invite-staff`"
+            )
         user.role = role.value
+        ended_grants: list[str] = []
+        if previous in STAFF_ROLES:
+            # What was granted or requested served the old role's duties, and the standing
+            # level was set for it: the new role starts at read-only with no grants.
+            ended_grants = await access_repository.end_all_for(
+                session, user.id, self.deps.clock.now_ns(), f"role changed to {role.value}"
+            )
+            user.access_level = AccessLevel.READ_ONLY.value if role in STAFF_ROLES else None
+            user.permissions_version += 1
         ended = await self._end_sessions(
             session, user, actor=actor, reason="role_changed", request=request
         )
@@ -365,6 +383,7 @@ class UserAdministration:
                 "to": role.value,
                 "reason": reason,
                 "sessions_ended": len(ended),
+                "grants_ended": ended_grants,
             },
         )
         await self._tell_owner(

@@ -379,3 +379,36 @@ class TestLevels:
             assert is_problem(same, 409, "conflict")
         changed = await audit_events(api, AccessEvent.LEVEL_CHANGED)
         assert [(e["data"]["from"], e["data"]["to"]) for e in changed][-1] == ("admin", "read-only")
+
+    @pytest.mark.spec("IAC-1", "IAC-2")
+    async def test_a_raise_needs_independent_approval_authority_never_break_glass_or_lending(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            ada = await staff(api, client, "ada", level=AccessLevel.READ_ONLY)
+            bob = await staff(api, client, "bob", level=AccessLevel.READ_ONLY)
+            cyd = await staff(api, client, "cyd")  # standing admin level
+            # bob takes admin:users by break-glass and tries to make ada a permanent admin.
+            glass = await bob.post(
+                f"{ACCESS}/break-glass",
+                {"permission": "admin:users", "reason": "exchange outage", "minutes": 5},
+            )
+            raised_by_glass = await bob.put(
+                f"{ACCESS}/staff/{ada.user_id}/level", {"level": "admin", "reason": "outage"}
+            )
+            # Lowering needs no second person: taking access away is always allowed.
+            lowered = await bob.put(
+                f"{ACCESS}/staff/{cyd.user_id}/level", {"level": "operator", "reason": "outage"}
+            )
+            # A standing admin (with standing access:approve elsewhere) may raise.
+            dee = await staff(api, client, "dee")
+            raised = await dee.put(
+                f"{ACCESS}/staff/{ada.user_id}/level", {"level": "operator", "reason": "rota"}
+            )
+        assert glass.status_code == 201, glass.text
+        assert is_problem(raised_by_glass, 403, "forbidden")
+        assert "break-glass" in raised_by_glass.json()["detail"]
+        assert lowered.status_code == 200, lowered.text
+        assert raised.status_code == 200, raised.text
+        changed = await audit_events(api, AccessEvent.LEVEL_CHANGED)
+        assert ("read-only", "admin") not in [(e["data"]["from"], e["data"]["to"]) for e in changed]

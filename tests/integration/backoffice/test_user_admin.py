@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.access import set_level
 from tests.support.api import PASSWORD, Api, bearer, is_problem, register_verified
 from tests.support.backoffice import (
     BACKOFFICE,
@@ -21,10 +22,11 @@ from tests.support.backoffice import (
     token_works,
 )
 from tests.support.trading import Trader
-from tradeguard.access.domain import Role
+from tradeguard.access.domain import AccessLevel, Role
 from tradeguard.backoffice.common import Actor
 from tradeguard.backoffice.container import BackofficeServices
 from tradeguard.core.errors import Forbidden
+from tradeguard.identity.staff import Member
 
 USERS = f"{BACKOFFICE}/users"
 RESETS = f"{BACKOFFICE}/factor-resets"
@@ -115,44 +117,63 @@ async def _signed_in_again(api: Api, trader: Trader) -> Trader:
 
 
 class TestRoleAndSignOut:
-    @pytest.mark.spec("RBAC-1")
-    async def test_a_role_change_ends_every_session_of_the_user(self, api: Api) -> None:
+    @pytest.mark.spec("RBAC-1", "IAC-3")
+    async def test_a_customer_cannot_be_made_staff_their_own_keys_would_sign_in_as_staff(
+        self, api: Api
+    ) -> None:
         async with api.client() as client, api.client("198.51.100.20") as desk:
             alice = await customer(api, client, phone=False)
             ada = await staff(api, desk, "ada", Role.ADMIN)
             to_staff = await ada.put(
                 f"{USERS}/{alice.user_id}/role", {"role": "SUPPORT", "reason": REASON}
             )
-            old_token = await token_works(client, alice.trader.access)
+            still_signed_in = await token_works(client, alice.trader.access)
+        assert is_problem(to_staff, 409, "conflict")
+        assert "invite-staff" in to_staff.json()["detail"]
+        assert still_signed_in
+        assert await events_of(api, "identity:user:role_changed") == []
+
+    @pytest.mark.spec("RBAC-1", "IAC-1")
+    async def test_a_role_change_ends_sessions_grants_and_requests_and_resets_the_level(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client, api.client("198.51.100.20") as desk:
+            ada = await staff(api, desk, "ada", Role.ADMIN)
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            await set_level(api, carol.user_id, AccessLevel.READ_ONLY)
+            pending = await carol.post(
+                "/api/v1/access/requests", {"permission": "customer:unmask", "reason": REASON}
+            )
+            old_token = carol.access
+            to_admin = await ada.put(
+                f"{USERS}/{carol.user_id}/role", {"role": "ADMIN", "reason": REASON}
+            )
+            old_token_works = await token_works(client, old_token)
             same = await ada.put(
-                f"{USERS}/{alice.user_id}/role", {"role": "SUPPORT", "reason": REASON}
+                f"{USERS}/{carol.user_id}/role", {"role": "ADMIN", "reason": REASON}
             )
-            # Staff without a security key get a session with no permissions at all.
-            await alice.trader.sign_in_again()
-            as_support = api.services.verifier.verify(alice.trader.access)
             back = await ada.put(
-                f"{USERS}/{alice.user_id}/role", {"role": "TRADER", "reason": REASON}
+                f"{USERS}/{carol.user_id}/role", {"role": "TRADER", "reason": REASON}
             )
-            support_token = await token_works(client, alice.trader.access)
-        assert to_staff.status_code == 200, to_staff.text
-        assert to_staff.json() == {
-            "user_id": alice.user_id,
-            "previous_role": "TRADER",
-            "role": "SUPPORT",
-            "sessions_ended": 2,
-            "needs_security_key": True,
-        }
-        assert not old_token
+            requests = (await ada.get("/api/v1/access/requests")).json()
+        member = await staff_member(api, carol.user_id)
+        assert pending.status_code == 201, pending.text
+        assert to_admin.status_code == 200, to_admin.text
+        assert to_admin.json()["previous_role"] == "COMPLIANCE"
+        assert to_admin.json()["sessions_ended"] >= 1
+        assert not old_token_works
         assert is_problem(same, 409, "nothing-to-change")
-        assert as_support.role == "SUPPORT"
-        assert list(as_support.permissions) == []
-        assert back.json()["sessions_ended"] == 1
-        assert not support_token
+        assert back.status_code == 200, back.text
+        # What was asked for under the old role is withdrawn; nothing stays open.
+        mine = [r for r in requests if r["id"] == pending.json()["id"]]
+        assert [r["status"] for r in mine] == ["withdrawn"]
         changes = await events_of(api, "identity:user:role_changed")
         assert [(e["data"]["from"], e["data"]["to"]) for e in changes] == [
-            ("TRADER", "SUPPORT"),
-            ("SUPPORT", "TRADER"),
+            ("COMPLIANCE", "ADMIN"),
+            ("ADMIN", "TRADER"),
         ]
+        assert member is not None
+        assert member.level is None  # a trader again: no access level
 
     @pytest.mark.spec("RBAC-1", "IAC-4")
     async def test_forced_sign_out_revokes_every_token_at_once(self, api: Api) -> None:
@@ -434,3 +455,10 @@ class TestListing:
         assert [u["email"]["masked"] for u in by_email.json()["items"]] == ["a***@e***.com"]
         assert "@example.com" not in json.dumps([first.json(), rest.json()])
         assert len(await events_of(api, "backoffice:user:listed")) == 4
+
+
+async def staff_member(api: Api, user_id: str) -> Member | None:
+    from tradeguard.identity import staff as staff_directory  # noqa: PLC0415 - a test peeks
+
+    async with api.services.unit_of_work() as session:
+        return await staff_directory.member(session, user_id)

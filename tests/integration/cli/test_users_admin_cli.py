@@ -105,10 +105,10 @@ class TestAdministration:
         code, out = run(data_dir, "users", "unlock", "tina", "--reason", REASON)
         assert code == 0, out
         assert "staff_lock" in out
+        # A customer never becomes staff (IAC-3): staff begin with an enrolment token.
         code, out = run(data_dir, "users", "set-role", "tina", "support", "--reason", REASON)
-        assert code == 0, out
-        assert "is now SUPPORT (was TRADER)" in out
-        assert "security key" in out
+        assert code == 1, out
+        assert "invite-staff" in out
         code, out = run(data_dir, "users", "sign-out", "tina", "--reason", REASON)
         assert code == 0, out
         rows = query(
@@ -118,7 +118,6 @@ class TestAdministration:
         assert rows == [
             ("operator:olga", "OPERATOR", "account_locked"),
             ("operator:olga", "OPERATOR", "account_unlocked"),
-            ("operator:olga", "OPERATOR", "role_changed"),
             ("operator:olga", "OPERATOR", "signed_out"),
         ]
 

@@ -129,6 +129,14 @@ class TestReasons:
         with pytest.raises(InvalidInput):
             stated_reason(raw)
 
+    @pytest.mark.parametrize(
+        "raw", ["..........", "aaaaaaaaaaaa", "1234567890123", "ab ab ab ab ab", "justoneword!!"]
+    )
+    def test_junk_that_says_nothing_is_refused(self, raw: str) -> None:
+        # The reason is shown to the customer in their access log: it must say something.
+        with pytest.raises(InvalidInput, match="real reason"):
+            stated_reason(raw)
+
     def test_a_long_reason_is_cut_to_its_limit(self) -> None:
         assert len(stated_reason("word " * 400)) <= REASON_MAX_CHARS
 
