@@ -127,11 +127,14 @@ class ObservationKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class GrantUse:
-    """What an `access:grant:used` event says: the grant, its stated scope, and the use.
+    """A use of a just-in-time grant: the grant, its stated scope, and what the use named.
 
-    Extension point for the just-in-time grants: an event with data
-    `{"grant_id", "permission", "granted_permissions": [...], "customer"?: "user:<id>" |
-    "account:<id>", "scope_customers"?: [...]}` is checked; an event without them is not.
+    Two sources:
+    - a permission check allowed only through a grant whose customer scope is set: the guard
+      records `grant_id` and `grant_scope` (user ids) with the check's `params`;
+    - an `access:grant:used` event with data `{"grant_id", "permission",
+      "granted_permissions": [...], "customer"?: "user:<id>" | "account:<id>",
+      "scope_customers"?: [...]}` (an event without them is not judged).
     """
 
     grant_id: str
@@ -139,6 +142,12 @@ class GrantUse:
     granted_permissions: frozenset[str]
     customer: str | None = None
     scope_customers: frozenset[str] = frozenset()
+    # Every customer record the use named (`user:<id>`, `account:<id>`), besides `customer`.
+    customers: frozenset[str] = frozenset()
+
+    @property
+    def named(self) -> frozenset[str]:
+        return self.customers | {self.customer} if self.customer else self.customers
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +362,34 @@ def grant_use_of(data: Mapping[str, Any]) -> GrantUse | None:
     )
 
 
+def grant_check_of(data: Mapping[str, Any]) -> GrantUse | None:
+    """The grant use an allowed permission check records: only a check that passed through a
+    grant with a customer scope (`grant_id` and `grant_scope`) is judged for its scope.
+
+    The records its route named are the use's customers, each as the request gave it: a
+    `user_id` or `customer_id` is a user; an `account_id` is an account, which the scope (user
+    ids) never lists: the ledger does not say who owns an account, so a scoped grant used on
+    a route that names an account is out of scope.
+    """
+    grant_id, permission = data.get("grant_id"), data.get("permission")
+    scope = _strings(data.get("grant_scope"))
+    if not isinstance(grant_id, str) or not isinstance(permission, str) or not scope:
+        return None
+    named = {
+        f"{kind}:{value}"
+        for name, value in _parameters(data).items()
+        if (kind := CUSTOMER_PARAMETERS.get(name)) is not None and isinstance(value, str) and value
+    }
+    return GrantUse(
+        grant_id=grant_id,
+        permission=permission,
+        # The guard allowed the check through this grant: it carries the permission.
+        granted_permissions=frozenset({permission}),
+        scope_customers=frozenset(f"user:{c}" for c in scope),
+        customers=frozenset(named),
+    )
+
+
 def observe(
     seq: int,
     document: Mapping[str, Any],
@@ -381,6 +418,7 @@ def observe(
     if event_type == PERMISSION_CHECKED:
         kind = ObservationKind.CHECK
         allowed = data.get("allowed") is True
+        grant = grant_check_of(data) if allowed else None
     elif event_type == IdentityEvent.LOGIN_SUCCEEDED:
         kind = ObservationKind.SIGN_IN
     elif event_type == GRANT_USED:
@@ -516,12 +554,13 @@ def new_network(latest: Observation, seen: Mapping[str, int], limits: Thresholds
 
 def grant_out_of_scope(latest: Observation) -> Finding | None:
     """A grant used for a permission it does not carry, or for a customer outside the
-    customers it was granted for (when it names any)."""
+    customers it was granted for (when it names any). A use that names no customer record (a
+    search, a list) is not judged for its customers: there is nothing in the event to judge."""
     grant = latest.grant
     if grant is None:
         return None
     wrong_permission = grant.permission not in grant.granted_permissions
-    wrong_customer = bool(grant.scope_customers) and grant.customer not in grant.scope_customers
+    wrong_customer = bool(grant.scope_customers) and bool(grant.named - grant.scope_customers)
     if not (wrong_permission or wrong_customer):
         return None
     what = "a permission" if wrong_permission else "a customer"

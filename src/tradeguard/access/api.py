@@ -33,6 +33,7 @@ from tradeguard.access.levels import LevelChange
 from tradeguard.access.models import AccessGrant, BreakGlassReview
 from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.context import request_id_var
+from tradeguard.core.errors import InvalidInput
 from tradeguard.identity import staff
 from tradeguard.identity.guard import CurrentPrincipal, Principal, guarded, problems, state_cache
 
@@ -73,6 +74,7 @@ def grant_out(row: AccessGrant, names: dict[str, str], now_ns: int) -> s.GrantOu
         permission=row.permission,
         level=row.level,
         reason=row.reason,
+        customers=list(row.customers or []),
         minutes=row.duration_seconds // 60,
         status=effective_status(row, now_ns).value,
         requested_at=ns_to_iso(row.requested_ns),
@@ -160,6 +162,7 @@ async def request_access(
             level=body.level,
             reason=body.reason,
             minutes=body.minutes,
+            customers=body.customers,
         )
         return (await _grants_out(services, session, [change.grant]))[0]
 
@@ -321,6 +324,8 @@ async def break_glass(
     compliance user is alerted at once; a review item stays open until someone else closes it.
     """
     services = access(request)
+    if body.customers:
+        raise InvalidInput("break-glass takes no customer scope; ask for a scoped grant instead")
 
     async def work(session: AsyncSession) -> tuple[s.BreakGlassOut, str, int]:
         change, review = await services.breakglass.take(

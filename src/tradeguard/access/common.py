@@ -4,7 +4,7 @@ checks (RBAC-5), input checks, and the notices they send."""
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +41,10 @@ MIN_REASON_CHARS = 3
 MAX_REASON_CHARS = 500
 MAX_NOTE_CHARS = 2000
 MINUTE_NS = 60 * NS_PER_SECOND
+# A grant's customer scope names at most this many customers (IAC-4: a scope is for a case,
+# not a population).
+MAX_SCOPE_CUSTOMERS = 20
+MAX_USER_ID_CHARS = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +220,28 @@ def parse_target(permission: str | None, level: str | None) -> GrantTarget:
         raise InvalidInput(f"unknown level; the levels are {names}") from None
 
 
+async def customer_scope(
+    session: AsyncSession, customers: Sequence[str] | None
+) -> list[str] | None:
+    """A grant's customer scope: distinct ids of existing non-staff users, at most
+    MAX_SCOPE_CUSTOMERS, in the order given; None when none are named (not limited)."""
+    if not customers:
+        return None
+    wanted = list(dict.fromkeys(c.strip() for c in customers))
+    if len(wanted) > MAX_SCOPE_CUSTOMERS:
+        raise InvalidInput(f"a grant names at most {MAX_SCOPE_CUSTOMERS} customers")
+    for user_id in wanted:
+        if not user_id or len(user_id) > MAX_USER_ID_CHARS or not user_id.isprintable():
+            raise InvalidInput("a customer is named by a user id")
+        member = await staff.member(session, user_id)
+        # Unknown and staff ids read the same: the refusal does not confirm who is staff.
+        if member is None or member.is_staff:
+            raise InvalidInput(
+                "each customer must be the user id of an existing customer (not staff)"
+            )
+    return wanted
+
+
 def check_minutes(minutes: int | None, cap: int, *, what: str) -> int:
     if cap <= 0:
         raise InvalidInput(f"{what} cannot be requested: it is held at every level or adds nothing")
@@ -250,6 +276,8 @@ def grant_facts(row: AccessGrant) -> dict[str, Any]:
         facts["permission"] = row.permission
     if row.level is not None:
         facts["level"] = row.level
+    if row.customers:
+        facts["customers"] = list(row.customers)
     return facts
 
 

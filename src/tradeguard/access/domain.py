@@ -343,6 +343,9 @@ class LiveGrant:
     expires_ns: int
     kind: GrantKind
     approved_by: str | None  # the approving admin's user id; None for break-glass
+    # The customers (user ids) the grant was asked for; empty: not limited to customers.
+    # Not enforced per request: a use naming another customer is an access alert (IAC-4).
+    customers: frozenset[str] = frozenset()
 
 
 def granted_permissions(

@@ -28,6 +28,7 @@ from tradeguard.access.common import (
     active_staff,
     check_minutes,
     clean_text,
+    customer_scope,
     effective_status,
     grant_event,
     grant_facts,
@@ -78,12 +79,15 @@ class GrantService:
         level: str | None,
         reason: str,
         minutes: int | None,
+        customers: Sequence[str] | None = None,
     ) -> GrantChange:
-        """Ask for a permission or a level for a while; other admins are told."""
+        """Ask for a permission or a level for a while, optionally for named customers only;
+        other admins are told."""
         now = self.deps.clock.now_ns()
         target = parse_target(permission, level)
         why = clean_text(reason, what="reason", limit=MAX_REASON_CHARS)
         duration = check_minutes(minutes, self.deps.policy.grant_cap(target), what=target.label)
+        scope = await customer_scope(session, customers)
         requester = await acting_staff(session, actor, now)
         require(requester, Permission.ACCESS_REQUEST, "asking for access")
         member = requester.member
@@ -102,6 +106,7 @@ class GrantService:
             permission=target.permission.value if target.permission else None,
             level=target.level.value if target.level else None,
             reason=why,
+            customers=scope,
             duration_seconds=duration * 60,
             status=GrantStatus.PENDING.value,
             requested_ns=now,
@@ -124,6 +129,7 @@ class GrantService:
                 f"{when(row.decide_by_ns)}."
             ),
         )
+        limited = f"\nOnly for {len(scope)} named customer(s)." if scope else ""
         for approver in await active_staff(session, Role.ADMIN.value):
             if approver.user_id == member.user_id:
                 continue
@@ -136,7 +142,7 @@ class GrantService:
                 body=(
                     f"{member.username} ({member.role.value}, level "
                     f"{member.level.value if member.level else '-'}) asks for {target.label} "
-                    f"for {duration} minutes.\nReason: {why}\n"
+                    f"for {duration} minutes.\nReason: {why}{limited}\n"
                     f"Decide with `tradeguard access approve {row.id} --as <you>` (or refuse), "
                     f"or POST /api/v1/access/requests/{row.id}/approve."
                 ),

@@ -6,7 +6,7 @@ and permissions version are columns of `users` (identity/models.py).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
@@ -27,6 +27,8 @@ class AccessGrant(Base):
     permission: Mapped[str | None] = mapped_column(String(40))
     level: Mapped[str | None] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text)
+    # The customers (user ids, at most 20) the grant is for; None: not limited to customers.
+    customers: Mapped[list[str] | None] = mapped_column(JSON)
     duration_seconds: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20))
     requested_ns: Mapped[int] = mapped_column(BigInteger)

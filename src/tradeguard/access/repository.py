@@ -37,6 +37,7 @@ def live_grant(row: AccessGrant) -> LiveGrant:
         expires_ns=row.expires_ns or 0,
         kind=GrantKind(row.kind),
         approved_by=row.decided_by,
+        customers=frozenset(row.customers or ()),
     )
 
 

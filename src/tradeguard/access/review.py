@@ -48,6 +48,7 @@ CSV_COLUMNS = (
     "granted_at",
     "expires_at",
     "grant_reason",
+    "grant_customers",
     "last_used_at",
     "days_unused",
     "flag_for_removal",
@@ -63,6 +64,7 @@ class GrantLine:
     permission: str | None
     level: str | None
     reason: str
+    customers: tuple[str, ...]  # the grant's customer scope; empty: not limited
     granted_by: str | None  # user id of the approver; None for break-glass
     granted_by_username: str | None
     granted_ns: int
@@ -115,6 +117,7 @@ class AccessReport:
                             "permission": g.permission,
                             "level": g.level,
                             "reason": g.reason,
+                            "customers": list(g.customers),
                             "granted_by": g.granted_by,
                             "granted_by_username": g.granted_by_username,
                             "granted_at": ns_to_iso(g.granted_ns),
@@ -166,6 +169,7 @@ class AccessReport:
                         _iso(grant.granted_ns) if grant else "",
                         _iso(grant.expires_ns) if grant else "",
                         grant.reason if grant else "",
+                        " ".join(grant.customers) if grant else "",
                         _iso(p.last_used_ns),
                         str(p.days_unused),
                         "yes" if p.flag_for_removal else "no",
@@ -223,6 +227,7 @@ class ReviewService:
                     permission=row.permission,
                     level=row.level,
                     reason=row.reason,
+                    customers=tuple(row.customers or ()),
                     granted_by=approver,
                     granted_by_username=names.get(approver) if approver else None,
                     granted_ns=row.starts_ns or row.requested_ns,

@@ -23,6 +23,7 @@ LevelName = Annotated[
     ),
 ]
 Text = Annotated[str, Field(max_length=4000)]
+CustomerId = Annotated[str, Field(max_length=64, description="A customer's user id.")]
 Minutes = Annotated[
     int,
     Field(
@@ -46,6 +47,13 @@ class GrantRequestIn(Strict):
     level: LevelName | None = None
     reason: Text = Field(description="Why (at least 3 characters; audited, shown to approvers).")
     minutes: Minutes | None = None
+    customers: list[CustomerId] | None = Field(
+        default=None,
+        max_length=100,
+        description="Only for these customers (user ids of existing non-staff users, at most "
+        "20): a use of the grant naming another customer raises an access alert. Requests "
+        "only; break-glass takes no scope.",
+    )
 
 
 class ApproveIn(Strict):
@@ -73,6 +81,9 @@ class GrantOut(BaseModel):
     permission: str | None
     level: str | None
     reason: str
+    customers: list[str] = Field(
+        description="The customers the grant is for; empty: not limited to customers."
+    )
     minutes: int
     status: Literal["pending", "approved", "refused", "withdrawn", "revoked", "expired"]
     requested_at: str
@@ -149,6 +160,7 @@ class ReviewGrantOut(BaseModel):
     permission: str | None
     level: str | None
     reason: str
+    customers: list[str]
     granted_by: str | None
     granted_by_username: str | None
     granted_at: str

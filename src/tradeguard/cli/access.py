@@ -133,13 +133,25 @@ def _print_grants(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("id", "who", "kind", "for", "minutes", "status", "decided by", "until", "reason")
+    table = Table(
+        "id",
+        "who",
+        "kind",
+        "for",
+        "customers",
+        "minutes",
+        "status",
+        "decided by",
+        "until",
+        "reason",
+    )
     for r in rows:
         table.add_row(
             r["id"],
             r["username"] or r["user_id"],
             r["kind"],
             r["permission"] or f"level {r['level']}",
+            "\n".join(r["customers"]) or "any",
             str(r["minutes"]),
             r["status"],
             r["decided_by_username"] or "-",
@@ -152,7 +164,8 @@ def _print_grants(rows: list[dict[str, Any]], as_json: bool) -> None:
 def _print_one(row: dict[str, Any], verb: str) -> None:
     target = row["permission"] or f"the {row['level']} level"
     until = f" until {row['expires_at'][:19]}Z" if row["status"] == "approved" else ""
-    console.print(f"{verb} {row['kind']} {row['id']}: {target} for {row['username']}{until}")
+    scope = f", only for customers {', '.join(row['customers'])}" if row["customers"] else ""
+    console.print(f"{verb} {row['kind']} {row['id']}: {target} for {row['username']}{scope}{until}")
 
 
 # The catalogue -----------------------------------------------------------------------------------
@@ -192,6 +205,14 @@ def request(
     minutes: Annotated[
         int | None, typer.Option(help="How long (default and maximum: the cap).")
     ] = None,
+    customers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--customer",
+            help="Only for this customer (a user id); repeat for up to 20. A use of the grant "
+            "for another customer raises an access alert.",
+        ),
+    ] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Ask for a permission or a level of your role for a while; another admin decides."""
@@ -200,7 +221,13 @@ def request(
 
     async def work(services: AccessServices, session: AsyncSession, actor: Actor) -> dict[str, Any]:
         change = await services.grants.request(
-            session, actor=actor, permission=permission, level=level, reason=reason, minutes=minutes
+            session,
+            actor=actor,
+            permission=permission,
+            level=level,
+            reason=reason,
+            minutes=minutes,
+            customers=customers,
         )
         return (await _grants_json(services, session, [change.grant]))[0]
 

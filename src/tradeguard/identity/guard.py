@@ -248,6 +248,11 @@ def _permission_event(
     grant_id = principal.via_grant.get(permission) if granted else None
     if grant_id is not None:
         data["grant_id"] = grant_id  # allowed only through this time-limited grant
+        scope = _grant_scope(principal, grant_id)
+        if scope:
+            # The customers the grant is for, so the anomaly rules (IAC-4) judge a use
+            # from this event alone.
+            data["grant_scope"] = scope
     return LedgerEvent(
         type=PERMISSION_CHECKED,
         actor=Party("user", principal.user_id),
@@ -255,6 +260,14 @@ def _permission_event(
         data=data,
         request_id=request_id_var.get(),
     )
+
+
+def _grant_scope(principal: Principal, grant_id: str) -> list[str]:
+    """The customer scope of the live grant `grant_id` (sorted; empty: not limited)."""
+    for grant in principal.state.grants:
+        if grant.grant_id == grant_id:
+            return sorted(grant.customers)
+    return []
 
 
 def _bounded(value: object) -> str:

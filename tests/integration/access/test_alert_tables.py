@@ -1,5 +1,5 @@
-"""The access alert migration builds exactly the tables the models describe, on SQLite and
-PostgreSQL: a model changed without its migration fails here."""
+"""The access alert migration (and 0006's grants table) builds exactly the tables the models
+describe, on SQLite and PostgreSQL: a model changed without its migration fails here."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from tradeguard.access.alerts_models import AccessDetectorCheckpoint
 from tradeguard.db.base import Base
 
 ACCESS_TABLES = {"access_alerts", "access_detector_checkpoints", "access_staff_networks"}
+# The grants table too (its customer scope was added to migration 0006 in place).
+COMPARED = ACCESS_TABLES | {"access_grants"}
 
 
 def _mine(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     table = name if type_ == "table" else getattr(getattr(item, "table", None), "name", None)
-    return table in ACCESS_TABLES
+    return table in COMPARED
 
 
 def _differences(connection: Connection) -> list[Any]:

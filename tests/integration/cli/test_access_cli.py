@@ -95,6 +95,12 @@ def data_dir(tmp_path: Path) -> Path:
     return directory
 
 
+def user_id(data_dir: Path, username: str) -> str:
+    with closing(sqlite3.connect(data_dir / "tradeguard.db")) as db:
+        [(found,)] = db.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchall()
+    return str(found)
+
+
 def request_id_from(output: str) -> str:
     return output.split()[2].rstrip(":")
 
@@ -211,6 +217,29 @@ class TestGrantsFromTheCommandLine:
         assert got == code, output
         assert message in output
         assert events(data_dir, "access:grant:") == []
+
+    @pytest.mark.spec("IAC-1")
+    def test_a_request_can_name_its_customers_and_a_staff_id_is_refused(
+        self, data_dir: Path
+    ) -> None:
+        tina, bob = user_id(data_dir, "tina"), user_id(data_dir, "bob")
+        code, output = run(
+            data_dir, "access", "request", "admin:config", "--as", "ada",
+            "--reason", "INC-2", "--customer", bob,
+        )  # fmt: skip
+        assert code == 2, output
+        assert "existing customer" in output
+        assert events(data_dir, "access:grant:") == []
+        code, output = run(
+            data_dir, "access", "request", "admin:config", "--as", "ada",
+            "--reason", "INC-2", "--customer", tina, "--customer", tina,
+        )  # fmt: skip
+        assert code == 0, output
+        assert f"only for customers {tina}" in output
+        code, output = run(data_dir, "access", "list", "--mine", "--as", "ada", "--json")
+        assert [g["customers"] for g in json.loads(output)] == [[tina]]
+        [requested] = events(data_dir, "access:grant:requested")
+        assert requested["data"]["customers"] == [tina]  # type: ignore[index]
 
     def test_an_empty_reason_and_a_missing_actor_are_usage_errors(self, data_dir: Path) -> None:
         code, output = run(

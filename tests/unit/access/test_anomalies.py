@@ -482,3 +482,83 @@ class TestEvaluate:
                 new_network_lookback_ns=1,
                 hours=HOURS,
             )
+
+
+class TestScopedGrantChecks:
+    """The guard's permission check through a grant with a customer scope is judged from the
+    event alone (`grant_id`, `grant_scope`, `params`)."""
+
+    STAFF_SET = frozenset({STAFF})
+
+    def check(
+        self, params: dict[str, str], *, scope: list[str] | None = None, allowed: bool = True
+    ) -> Observation:
+        data: dict[str, Any] = {
+            "permission": "customer:unmask",
+            "allowed": allowed,
+            "route": "/api/v1/backoffice/customers/{user_id}/unmask",
+            "method": "POST",
+            "params": params,
+        }
+        if allowed:
+            data["grant_id"] = "g1"
+        if scope is not None:
+            data["grant_scope"] = scope
+        found = observe(1, document(PERMISSION_CHECKED, data=data), staff=self.STAFF_SET)
+        assert found is not None
+        return found
+
+    @pytest.mark.spec("IAC-4")
+    def test_a_customer_inside_the_scope_is_no_alert(self) -> None:
+        for name in ("user_id", "customer_id"):
+            seen_check = self.check({name: "c1"}, scope=["c1", "c2"])
+            assert seen_check.grant is not None
+            assert grant_out_of_scope(seen_check) is None
+            assert evaluate([seen_check], {}, LIMITS) == []
+
+    @pytest.mark.spec("IAC-4")
+    def test_a_customer_outside_the_scope_is_a_high_alert_keyed_by_the_grant(self) -> None:
+        for name in ("user_id", "customer_id"):
+            finding = grant_out_of_scope(self.check({name: "c3"}, scope=["c1", "c2"]))
+            assert finding is not None
+            assert finding.rule is AnomalyRule.GRANT_OUT_OF_SCOPE
+            assert finding.severity is Severity.HIGH
+            assert finding.dedup_key == "g1"
+            assert finding.evidence == (1,)
+            # No customer id in the summary: the evidence points to it.
+            assert "c3" not in finding.summary
+            assert "customer" in finding.summary
+
+    def test_one_named_record_outside_the_scope_is_enough(self) -> None:
+        finding = grant_out_of_scope(
+            self.check({"user_id": "c1", "customer_id": "c9"}, scope=["c1"])
+        )
+        assert finding is not None
+
+    def test_an_account_is_outside_any_scope_since_the_ledger_does_not_name_its_owner(
+        self,
+    ) -> None:
+        assert grant_out_of_scope(self.check({"account_id": "c1"}, scope=["c1"])) is not None
+
+    @pytest.mark.spec("IAC-4")
+    def test_an_unscoped_grant_is_never_out_of_scope(self) -> None:
+        seen_check = self.check({"user_id": "c3"})
+        assert seen_check.grant is None
+        assert grant_out_of_scope(seen_check) is None
+
+    def test_a_scoped_use_naming_no_customer_and_a_denied_check_are_not_judged(self) -> None:
+        assert grant_out_of_scope(self.check({}, scope=["c1"])) is None
+        denied = self.check({"user_id": "c3"}, scope=["c1"], allowed=False)
+        assert denied.grant is None
+
+    def test_a_scope_that_is_not_a_list_of_ids_is_not_judged(self) -> None:
+        data = {
+            "permission": "customer:unmask",
+            "allowed": True,
+            "grant_id": "g1",
+            "grant_scope": "c1",
+            "params": {"user_id": "c3"},
+        }
+        found = observe(1, document(PERMISSION_CHECKED, data=data), staff=self.STAFF_SET)
+        assert found is not None
+        assert found.grant is None

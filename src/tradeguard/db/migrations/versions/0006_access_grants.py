@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("permission", sa.String(length=40), nullable=True),
         sa.Column("level", sa.String(length=20), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("customers", sa.JSON(), nullable=True),
         sa.Column("duration_seconds", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("requested_ns", sa.BigInteger(), nullable=False),
