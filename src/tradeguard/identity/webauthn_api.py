@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field, StrictBool
 
-from tradeguard.core.errors import TooManyRequests, TradeguardError, Unauthorized
+from tradeguard.core.errors import Conflict, TooManyRequests, TradeguardError, Unauthorized
 from tradeguard.identity import schemas as s
 from tradeguard.identity.api import _tokens, _user
 from tradeguard.identity.errors import (
@@ -231,7 +231,7 @@ async def authenticate(
 @router.post(
     "/step-up/options",
     operation_id="auth.webauthn.step_up.options",
-    responses=problems(401, 429),
+    responses=problems(409, 429),
     **guarded(AUTHENTICATED),
 )
 async def step_up_options(
@@ -249,6 +249,13 @@ async def step_up_options(
         )
     if isinstance(outcome, Denied):
         raise refusal_error(outcome)
+    if isinstance(outcome, Refused) and outcome.reason is WebAuthnRefusal.NOT_ENROLLED:
+        # The caller is signed in (a 401 would tell a client to drop its token): they just
+        # have no key to step up with.
+        raise Conflict(
+            "no passkey or security key is registered; step up with an authenticator app "
+            "or a backup code, or register a key first"
+        )
     if isinstance(outcome, Refused):
         raise _authentication_error(outcome)
     return _options(outcome)

@@ -652,7 +652,7 @@ class TestWebAuthnStepUp:
                 STEP_UP, json={"method": "webauthn", "code": "123456"}, headers=bearer(access)
             )
 
-        assert_problem(response, 401, "unauthorized")
+        assert_problem(response, 409, "conflict")
         assert bad_body.status_code == 422
 
     async def test_step_up_challenges_per_session_are_limited(self, api: Api) -> None:
