@@ -128,9 +128,15 @@ class UserManagement:
         actor: Actor,
         user_id: str,
         data: dict[str, object],
+        action: AccessAction,
+        reason: str | None,
     ) -> None:
+        """The action's ledger event, and its line in the customer's access log."""
         await self.deps.audit(
             session, event, actor=actor, subject=Party("user", user_id), data=data
+        )
+        await self.access_log.record(
+            session, customer_id=user_id, actor=actor, action=action, reason=reason
         )
 
     # Reading ---------------------------------------------------------------------------------
@@ -206,11 +212,6 @@ class UserManagement:
             actor=actor,
             user_id=user.id,
             data={"reason": why, "sessions_ended": len(ended)},
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.ACCOUNT_LOCKED,
             reason=why,
         )
@@ -231,11 +232,6 @@ class UserManagement:
             actor=actor,
             user_id=user.id,
             data={"reason": why, "cleared": cleared},
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.ACCOUNT_UNLOCKED,
             reason=why,
         )
@@ -267,11 +263,6 @@ class UserManagement:
                 "reason": why,
                 "sessions_ended": len(change.sessions_ended),
             },
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.ROLE_CHANGED,
             reason=why,
         )
@@ -291,9 +282,8 @@ class UserManagement:
             actor=actor,
             user_id=user.id,
             data={"reason": why, "sessions_ended": len(ended)},
-        )
-        await self.access_log.record(
-            session, customer_id=user.id, actor=actor, action=AccessAction.SIGNED_OUT, reason=why
+            action=AccessAction.SIGNED_OUT,
+            reason=why,
         )
         return ended
 
@@ -341,11 +331,6 @@ class UserManagement:
             actor=actor,
             user_id=user.id,
             data={"request_id": row.id, "reason": why},
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.FACTOR_RESET_REQUESTED,
             reason=why,
         )
@@ -405,11 +390,6 @@ class UserManagement:
                 "factors_removed": removed,
                 "sessions_ended": len(ended),
             },
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.FACTORS_RESET,
             reason=row.reason,
         )
@@ -436,11 +416,6 @@ class UserManagement:
             actor=actor,
             user_id=user.id,
             data={"request_id": row.id, "reason": why},
-        )
-        await self.access_log.record(
-            session,
-            customer_id=user.id,
-            actor=actor,
             action=AccessAction.FACTOR_RESET_REFUSED,
             reason=why,
         )
