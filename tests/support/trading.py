@@ -94,14 +94,15 @@ async def signed_in_trader(api: Api, client: httpx.AsyncClient, username: str) -
     return Trader(username, claims.subject, tokens["access_token"], client, again)
 
 
-async def signed_in_staff(
-    api: Api, client: httpx.AsyncClient, username: str = "ada", role: Role = Role.ADMIN
-) -> Trader:
-    """Staff need a WebAuthn factor before any staff permission works (IAC-3)."""
+async def staff_with_passkey(
+    api: Api, client: httpx.AsyncClient, username: str, role: Role
+) -> tuple[str, SoftwareAuthenticator]:
+    """A staff account with its email proven and an attested passkey registered (IAC-3);
+    returns the user id and the passkey."""
     from tests.support.api import PASSWORD  # noqa: PLC0415 - one shared test password
 
     async with api.services.unit_of_work() as session:
-        await api.services.accounts.create_user(
+        created = await api.services.accounts.create_user(
             session,
             username=username,
             email=f"{username}@example.com",
@@ -124,6 +125,15 @@ async def signed_in_staff(
         headers=bearer(access),
     )
     assert done.status_code == 201, done.text
+    return created.id, passkey
+
+
+async def signed_in_staff(
+    api: Api, client: httpx.AsyncClient, username: str = "ada", role: Role = Role.ADMIN
+) -> Trader:
+    """Staff need a WebAuthn factor before any staff permission works (IAC-3)."""
+    _, passkey = await staff_with_passkey(api, client, username, role)
+    origin = api.services.deps.policy.origin
 
     async def passkey_login() -> str:
         options = await client.post(f"{WEBAUTHN}/authenticate/options", json={})

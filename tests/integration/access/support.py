@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.support.api import PASSWORD, Api, bearer, login, prove_email
+from tests.support.api import PASSWORD, Api, bearer
 from tests.support.ledger import settle
+from tests.support.trading import staff_with_passkey
 from tests.support.webauthn_authenticator import SoftwareAuthenticator
 from tradeguard.access.alerts_container import AccessAlertServices
 from tradeguard.access.alerts_detector import ScanResult
@@ -72,31 +73,8 @@ class Staff:
 
 async def enrol_staff(api: Api, client: httpx.AsyncClient, username: str, role: Role) -> Staff:
     """Create a staff account, register its passkey (IAC-3) and sign in with it."""
-    async with api.services.unit_of_work() as session:
-        created = await api.services.accounts.create_user(
-            session,
-            username=username,
-            email=f"{username}@example.com",
-            password=PASSWORD,
-            role=role,
-            email_verified=True,
-        )
-    passkey = SoftwareAuthenticator()
-    first = str((await login(client, username))["access_token"])
-    await prove_email(api, client, first)
-    origin = api.services.deps.policy.origin
-    started = await client.post(
-        f"{WEBAUTHN}/register/options", json={"passkey": True}, headers=bearer(first)
-    )
-    assert started.status_code == 200, started.text
-    credential = passkey.create(json.dumps(started.json()["options"]), origin)
-    done = await client.post(
-        f"{WEBAUTHN}/register/verify",
-        json={"ticket": started.json()["ticket"], "credential": json.loads(credential)},
-        headers=bearer(first),
-    )
-    assert done.status_code == 201, done.text
-    staff = Staff(username, created.id, client, passkey)
+    user_id, passkey = await staff_with_passkey(api, client, username, role)
+    staff = Staff(username, user_id, client, passkey)
     await staff.sign_in(api)
     return staff
 
