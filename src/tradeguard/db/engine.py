@@ -22,7 +22,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tradeguard.core.errors import ConfigurationError
+from tradeguard.db import sqlite_inloop
 from tradeguard.db.availability import watch_engine
+
+sqlite_inloop.register()
 
 # asyncpg waits 60 s for a connection by default: an unreachable (black-holed) server would
 # hold every request that long. Failing fast lets the request answer 503 with Retry-After.
@@ -31,11 +34,13 @@ POOL_TIMEOUT_SECONDS = 10.0
 
 
 def async_url(url: str) -> URL:
-    """Normalize a configured URL to its async driver (aiosqlite, asyncpg)."""
+    """Normalize a configured URL to its async driver (SQLite in the loop, asyncpg)."""
     parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
+        # db/sqlite_inloop.py: statements of a write transaction run on the event loop,
+        # only what can wait (a busy lock, a disk flush) on the connection's thread.
+        return parsed.set(drivername=f"sqlite+{sqlite_inloop.DRIVER}")
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
     raise ConfigurationError(f"unsupported database URL scheme {backend!r}")
@@ -207,3 +212,28 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
 @asynccontextmanager
 async def _no_gate() -> AsyncIterator[None]:
     yield
+
+
+@asynccontextmanager
+async def reading(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads only, rolled back at the end (it has nothing to commit).
+
+    On SQLite it takes no writer's turn (`write_gate`) and begins deferred (`read_only`): it
+    reads the committed state under WAL without waiting for a writer, where a unit of work
+    would queue behind every write transaction of the process. A write attempted on it fails.
+    """
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, AsyncEngine) or not is_sqlite(bind):
+        async with factory() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
+        return
+    async with bind.connect() as conn:
+        await read_only(conn)
+        async with factory(bind=conn) as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()

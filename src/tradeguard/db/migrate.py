@@ -43,3 +43,14 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations."""
+    from alembic.util.exc import CommandError  # noqa: PLC0415 - only needed here
+
+    try:
+        found = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except CommandError:
+        return False
+    return found is not None and found.revision == revision

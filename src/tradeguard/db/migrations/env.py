@@ -7,10 +7,17 @@ import tradeguard.access.models
 
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
 import tradeguard.backoffice.models
+import tradeguard.crypto.models
 import tradeguard.identity.models
+import tradeguard.ledger.archive.models
 import tradeguard.ledger.models
+import tradeguard.ledger.personal.models
+import tradeguard.ledger.search.models
+import tradeguard.ledger.tree.models
 import tradeguard.notify.models
-import tradeguard.trading.models  # noqa: F401
+import tradeguard.surveillance.models
+import tradeguard.trading.models
+import tradeguard.vault.cards_models  # noqa: F401
 from tradeguard.db.base import Base
 
 connection = context.config.attributes.get("connection")
