@@ -1,20 +1,57 @@
-"""`tradeguard keys`: signing-key rotation."""
+"""`tradeguard keys`: signing-key rotation, and the field-encryption keyring: status, rotate,
+rewrap, usage, retire, and the master key's Shamir shares (split / combine).
+
+Every keyring command acts as the operating-system user who runs it (`operator:<name>` in
+the ledger), and every change it makes is a ledger event committed with the change.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tradeguard.cli.common import DataDirOption, console, fail, settings_from
+from tradeguard.cli.bootstrap import database_missing
+from tradeguard.cli.common import (
+    EXIT_USAGE,
+    DataDirOption,
+    console,
+    fail,
+    operator_party,
+    run_async,
+    settings_from,
+)
+from tradeguard.config import Settings
+from tradeguard.core.clock import SystemClock, ns_to_iso
+from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.classes import DataClass, parse_data_class
+from tradeguard.crypto.legacy import master_key_id
+from tradeguard.crypto.providers import create_master_key_file, read_master_key
+from tradeguard.crypto.service import KeyEvent, KeyManagement, RewrapBatch
+from tradeguard.crypto.shares import combine_shares, split_secret
+from tradeguard.crypto.tasks import rewrap_class
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.identity.container import start_identity
 from tradeguard.identity.keystore import (
     KEY_WATCH_INTERVAL_SECONDS,
     load_or_create_ring,
     rotate_ring,
 )
 
+T = TypeVar("T")
+Sessions = async_sessionmaker[AsyncSession]
+
 app = typer.Typer(help="Key management.", no_args_is_help=True)
+
+CLASS_HELP = "Data class: " + ", ".join(c.value for c in DataClass) + "."
+MAX_SHARE_LINES = 16
 
 
 @app.command("rotate-jwt")
@@ -36,3 +73,332 @@ def rotate_jwt(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
         f"running servers on {settings.jwt_keys_dir} sign with the new key within "
         f"about {KEY_WATCH_INTERVAL_SECONDS:g} s; no restart needed"
     )
+
+
+def _classes(names: list[str] | None) -> list[DataClass]:
+    if not names:
+        return list(DataClass)
+    try:
+        return [parse_data_class(name) for name in names]
+    except ValueError as exc:
+        fail(str(exc), code=EXIT_USAGE)
+
+
+def _ready(data_dir: Path | None) -> Settings:
+    settings = settings_from(data_dir)
+    if database_missing(settings):
+        fail(
+            "no tradeguard database here",
+            hint="run `tradeguard init` (or pass --data-dir)",
+            code=EXIT_USAGE,
+        )
+    return settings
+
+
+@asynccontextmanager
+async def _keys(settings: Settings) -> AsyncIterator[tuple[KeyManagement, Sessions]]:
+    clock = SystemClock()
+    engine = create_engine(settings.main_database_url)
+    try:
+        sessions = session_factory(engine)
+        identity = await start_identity(
+            settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+        )
+        yield identity.key_management, sessions
+    finally:
+        await engine.dispose()
+
+
+def _run(settings: Settings, work: Callable[[KeyManagement, Sessions], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with _keys(settings) as (management, sessions):
+            return await work(management, sessions)
+
+    return run_async(main(), database_url=settings.main_database_url)
+
+
+@app.command("status")
+def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """List every key version: its state, when it was made and activates, its last usage count.
+
+    States: encrypting (new values are sealed under it), pending (made by a rotation, encrypts
+    after the activation delay), decrypt-only (older; values under it still read), retired
+    (no value uses it; it never encrypts or decrypts again), indexing (a blind-index key).
+    """
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            rows = await management.status(session)
+        console.print(
+            f"{'class':20} {'kind':6} {'ver':>4} {'state':12} {'activates':30} {'usage':>8}  kek"
+        )
+        for row in rows:
+            usage = "-" if row.usage_count is None else str(row.usage_count)
+            console.print(
+                f"{row.data_class.value:20} {row.kind:6} {row.version:>4} {row.state:12} "
+                f"{ns_to_iso(row.activates_ns):30} {usage:>8}  {row.kek_id or '-'}"
+            )
+
+    _run(settings, work)
+
+
+ClassOption = typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)
+
+
+@app.command("rotate")
+def rotate(
+    classes: Annotated[list[str] | None, ClassOption] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Make a new key version for each class named (every class without --class).
+
+    The new version encrypts after the activation delay (TRADEGUARD_KEY_ACTIVATION_DELAY_SECONDS),
+    once every running process has read it; values under older versions still read. Move them
+    with `tradeguard keys rewrap --class C`. The scheduled check rotates on its own every
+    TRADEGUARD_KEY_ROTATION_DAYS (90) days.
+    """
+    targets = _classes(classes)
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            made = [
+                await management.rotate(session, data_class, actor=operator_party())
+                for data_class in targets
+            ]
+        for key in made:
+            console.print(
+                f"{key.data_class.value:20} v{key.version}  "
+                f"encrypts from {ns_to_iso(key.activates_ns)}"
+            )
+
+    _run(settings, work)
+
+
+@app.command("usage")
+def usage(
+    classes: Annotated[list[str] | None, ClassOption] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Count the stored values under each key version (recorded; shown by `keys status`)."""
+    targets = _classes(classes)
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            for data_class in targets:
+                counts = await management.count_usage(session, data_class, actor=operator_party())
+                shown = ", ".join(f"v{v}: {n}" for v, n in sorted(counts.items())) or "no values"
+                console.print(f"{data_class.value:20} {shown}")
+
+    _run(settings, work)
+
+
+@app.command("rewrap")
+def rewrap(
+    class_name: Annotated[str, typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)],
+    batch_size: Annotated[
+        int, typer.Option(help="Values re-encrypted per committed batch.", min=1, max=100_000)
+    ] = 1000,
+    pause_ms: Annotated[
+        int,
+        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
+    ] = 0,
+    retire: Annotated[
+        bool, typer.Option(help="Retire the versions no value uses any more, when done.")
+    ] = True,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Re-encrypt every stored value of a class under its encrypting key version.
+
+    Works in committed batches and records how far it got: stopped or killed, it resumes at
+    the last committed batch when run again. Values that do not decrypt are left as they are
+    and counted (their version then cannot retire).
+    """
+    data_class = _classes([class_name])[0]
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            counts = await management.usage(session, data_class)
+        target = management.keyring.encrypting_version(data_class)
+        pending = sum(n for v, n in counts.items() if v != target)
+        with Progress(
+            TextColumn(f"rewrap {data_class.value} -> v{target}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=not sys.stdout.isatty(),
+        ) as progress:
+            task = progress.add_task("rewrap", total=pending or None)
+
+            def advance(batch: RewrapBatch) -> None:
+                progress.advance(task, batch.rewrapped + batch.unreadable)
+
+            run = await rewrap_class(
+                management,
+                sessions,
+                data_class,
+                actor=operator_party(),
+                batch_size=batch_size,
+                pause_seconds=pause_ms / 1000,
+                on_batch=advance,
+            )
+        console.print(
+            f"{data_class.value}: {run.rewrapped} values re-encrypted under v{target} "
+            f"in {run.batches} batches"
+        )
+        if run.unreadable:
+            console.print(
+                f"[yellow]{run.unreadable} values did not decrypt and were left as they are[/]"
+            )
+        if retire:
+            async with unit_of_work(sessions) as session:
+                retired = await management.retire_unused(
+                    session, data_class, actor=operator_party()
+                )
+            console.print(
+                "retired " + ", ".join(f"v{v}" for v in retired)
+                if retired
+                else "no version retired (still in use, or its successor is within the grace)"
+            )
+
+    _run(settings, work)
+
+
+@app.command("retire")
+def retire(
+    classes: Annotated[list[str] | None, ClassOption] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Retire every older key version that no stored value uses (it never encrypts again)."""
+    targets = _classes(classes)
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            for data_class in targets:
+                retired = await management.retire_unused(
+                    session, data_class, actor=operator_party()
+                )
+                if retired:
+                    console.print(
+                        f"{data_class.value:20} retired " + ", ".join(f"v{v}" for v in retired)
+                    )
+
+    _run(settings, work)
+
+
+@app.command("split")
+def split(
+    threshold: Annotated[
+        int, typer.Option(help="Shares needed to rebuild the key.", min=2, max=16)
+    ],
+    shares: Annotated[int, typer.Option(help="Shares to make (one per custodian).", min=2, max=16)],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help="Write each share to its own file (mode 0600) here instead of printing."),
+    ] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Split the master key into Shamir shares (SLIP-0039 mnemonics) for split knowledge.
+
+    Any THRESHOLD shares rebuild it with `tradeguard keys combine`; fewer reveal nothing.
+    Give each share to a different custodian. The key's fingerprint is printed to check a
+    rebuilt key against.
+    """
+    if threshold > shares:
+        fail(f"--threshold {threshold} is more than --shares {shares}", code=EXIT_USAGE)
+    settings = _ready(data_dir)
+    passphrase = settings.master_key_passphrase
+    master = read_master_key(
+        settings.keys_dir / "master.key",
+        passphrase=passphrase.get_secret_value() if passphrase else None,
+    )
+    fingerprint = master_key_id(master).hex()
+    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()):
+        fail(f"{out_dir} is not empty", hint="give an empty or new directory", code=EXIT_USAGE)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> list[str]:
+        mnemonics = split_secret(master, threshold=threshold, shares=shares)
+        async with unit_of_work(sessions) as session:
+            await management.record_master_event(
+                session,
+                KeyEvent.MASTER_SPLIT,
+                actor=operator_party(),
+                data={"threshold": threshold, "shares": shares, "fingerprint": fingerprint},
+            )
+        return mnemonics
+
+    mnemonics = _run(settings, work)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for number, words in enumerate(mnemonics, start=1):
+            create_share_file(out_dir / f"share-{number}-of-{shares}.txt", words)
+        console.print(f"{shares} shares written to {out_dir} (mode 0600)")
+    else:
+        for number, words in enumerate(mnemonics, start=1):
+            console.print(f"share {number}/{shares}: {words}")
+    console.print(f"any {threshold} of them rebuild the master key with fingerprint {fingerprint}")
+
+
+def create_share_file(path: Path, words: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(words + "\n")
+
+
+@app.command("combine")
+def combine(
+    out: Annotated[
+        Path, typer.Option(help="Where to write the rebuilt master key (must not exist).")
+    ],
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(help="The fingerprint `keys split` printed; refused if it differs."),
+    ] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Rebuild the master key from Shamir shares read from standard input, one per line.
+
+    Writes it to OUT (mode 0600); put it in place as keys/master.key. The rebuild is recorded
+    in the ledger when the database of --data-dir is reachable.
+    """
+    if out.exists():
+        fail(
+            f"{out} already exists",
+            hint="name a new file; an existing key is never overwritten",
+            code=EXIT_USAGE,
+        )
+    lines = [line for line in sys.stdin.read(64 * 1024).splitlines() if line.strip()]
+    if len(lines) > MAX_SHARE_LINES:
+        fail(f"more than {MAX_SHARE_LINES} shares on standard input", code=EXIT_USAGE)
+    try:
+        master = combine_shares(lines)
+    except Exception as exc:  # SharesRefused: a clear message, no share echoed
+        fail(f"the shares do not combine: {getattr(exc, 'detail', exc)}", code=EXIT_USAGE)
+    rebuilt = master_key_id(master).hex()
+    if fingerprint is not None and fingerprint.strip().lower() != rebuilt:
+        fail(
+            f"the shares rebuild a key with fingerprint {rebuilt}, not {fingerprint}",
+            code=EXIT_USAGE,
+        )
+    create_master_key_file(out, master, None)
+    console.print(f"master key with fingerprint {rebuilt} written to {out} (mode 0600)")
+    settings = settings_from(data_dir)
+    if database_missing(settings) or not (settings.keys_dir / "master.key").exists():
+        console.print("not recorded in a ledger: no database with a master key here")
+        return
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            await management.record_master_event(
+                session,
+                KeyEvent.MASTER_COMBINED,
+                actor=operator_party(),
+                data={"shares": len(lines), "fingerprint": rebuilt},
+            )
+
+    _run(settings, work)

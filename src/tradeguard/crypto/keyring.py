@@ -1,28 +1,58 @@
-"""Local keyring: AES-256-GCM field encryption under per-purpose keys (ENC-2).
+"""The keyring: envelope AES-256-GCM field encryption under versioned per-class keys (ENC-2).
 
-A 256-bit key-encryption key lives in a file readable only by the service (mode 0600). Each
-data class (TOTP secrets, phone numbers, ...) gets its own key derived from it with HKDF
-(RFC 5869) and the purpose as `info`, so one class's key never decrypts another's data.
-Ciphertexts carry a version and the key id, so keys can rotate and old data be re-wrapped;
-an external KMS replaces this class behind the same two methods.
+Each data class (crypto/classes.py) has its own random 256-bit data keys, one per version,
+stored in the database wrapped by a key-encrypting key from a provider (crypto/providers.py:
+a local key file, or a KMS). The keyring holds an in-memory snapshot of the unwrapped keys:
+`refresh` reads the table (at start, then every few seconds in a serving process), and
+encryption and decryption are synchronous, on the request path, with no I/O.
+
+Encryption uses the newest version whose activation time has passed. A version activates a
+little after it is created (the activation delay, longer than the refresh interval), so
+every process has read a key before any process writes under it. A retired version never
+encrypts and never decrypts. Ciphertexts name their class and version (crypto/envelope.py),
+so a reader picks the key from the header and a rewrap can tell what still needs moving.
+
+Data sealed before versioned keys (crypto/legacy.py) reads as version 0 of its class, until
+that version is retired. `encrypt`/`decrypt` with a `purpose` keep the interface the ledger
+and the identity services were written against (ledger/personal/keys.py KeyWrapper).
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import hmac
 import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final, Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tradeguard.core.errors import TradeguardError
+from tradeguard.core.clock import Clock
+from tradeguard.core.errors import ServiceUnavailable, TradeguardError
+from tradeguard.crypto import repository
+from tradeguard.crypto.catalogue import LOCATIONS, Location, location_of_purpose
+from tradeguard.crypto.classes import CLASS_OF_ID, CLASS_OF_PURPOSE, SPEC_OF, DataClass
+from tradeguard.crypto.envelope import (
+    EnvelopeBroken,
+    FieldBinding,
+    Header,
+    is_legacy,
+    key_slot,
+    open_sealed,
+    parse_header,
+    seal,
+)
+from tradeguard.crypto.legacy import LegacyFieldKeys
+from tradeguard.crypto.providers import KekProvider, create_master_key_file, read_master_key
 
-_FORMAT_VERSION = 1
-_NONCE_BYTES = 12
-_KEY_ID_BYTES = 8
+DATA: Final = "data"
+INDEX: Final = "index"
+LEGACY: Final = "legacy"
+ACTIVE: Final = "active"
+RETIRED: Final = "retired"
+LEGACY_VERSION: Final = 0
 
 
 class DecryptionFailed(TradeguardError):
@@ -31,56 +61,281 @@ class DecryptionFailed(TradeguardError):
     title = "Stored data could not be decrypted"
 
 
+class KeyringNotLoaded(ServiceUnavailable):
+    slug = "keyring-not-loaded"
+    title = "The keyring has not read its keys yet"
+
+
+class NoActiveKey(TradeguardError):
+    status = 503
+    slug = "no-active-key"
+    title = "No key version may encrypt this class of data"
+
+
+class FieldKeyring(Protocol):
+    """What services that seal values by purpose need (Keyring, or LocalKeyring in tests)."""
+
+    def encrypt(self, plaintext: bytes, *, purpose: str, context: bytes = b"") -> bytes: ...
+
+    def decrypt(self, blob: bytes, *, purpose: str, context: bytes = b"") -> bytes: ...
+
+    def derive_secret(self, purpose: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    data_class: DataClass
+    version: int
+    retired: bool
+    activates_ns: int
+    aead: AESGCM | None  # None: version 0, the legacy HKDF keys
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """An immutable snapshot of the key table, unwrapped; replaced whole on refresh."""
+
+    versions: Mapping[DataClass, Mapping[int, LoadedKey]]
+    index_keys: Mapping[DataClass, bytes]
+    # Per class, the keys that may encrypt, newest first (computed once per snapshot: the
+    # choice on each write is then the first whose activation time has passed).
+    _encrypting: dict[DataClass, tuple[LoadedKey, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        ordered = {
+            data_class: tuple(
+                sorted(
+                    (k for k in keys.values() if not k.retired and k.aead is not None),
+                    key=lambda k: -k.version,
+                )
+            )
+            for data_class, keys in self.versions.items()
+        }
+        object.__setattr__(self, "_encrypting", ordered)
+
+    def encrypting(self, data_class: DataClass, now_ns: int) -> LoadedKey | None:
+        for key in self._encrypting.get(data_class, ()):
+            if key.activates_ns <= now_ns:
+                return key
+        return None
+
+
+class Keyring:
+    def __init__(
+        self,
+        provider: KekProvider,
+        *,
+        clock: Clock,
+        catalogue: tuple[Location, ...] = LOCATIONS,
+    ) -> None:
+        self.provider = provider
+        self.clock = clock
+        self.catalogue = catalogue
+        self._keyset: Keyset | None = None
+        # Told the class of every value that fails to decrypt (the security-signal metrics,
+        # web/metrics.py): a stored value that no longer opens is tampering, a copied
+        # ciphertext or a lost key, never normal operation.
+        self.on_decryption_failed: Callable[[DataClass], None] | None = None
+        # Unwrapped keys by (slot, wrapped bytes): a refresh asks the provider (a KMS call)
+        # only for versions it has not seen.
+        self._unwrapped: dict[tuple[bytes, bytes], bytes] = {}
+
+    # -- loading ------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._keyset is not None
+
+    @property
+    def keyset(self) -> Keyset:
+        if self._keyset is None:
+            raise KeyringNotLoaded
+        return self._keyset
+
+    def adopt(self, keyset: Keyset) -> None:
+        """Install a snapshot built elsewhere (tests, benchmarks: no database)."""
+        self._keyset = keyset
+
+    async def refresh(self, db: repository.Db) -> Keyset:
+        """Read the key table and swap in a new snapshot."""
+        versions: dict[DataClass, dict[int, LoadedKey]] = {}
+        index_keys: dict[DataClass, bytes] = {}
+        for row in await repository.key_versions(db):
+            try:
+                data_class = DataClass(row.data_class)
+            except ValueError:
+                continue  # a class of a newer release: not ours to use
+            if row.kind == LEGACY:
+                versions.setdefault(data_class, {})[row.version] = LoadedKey(
+                    data_class, row.version, row.state == RETIRED, row.activates_ns, None
+                )
+                continue
+            if row.wrapped_key is None:
+                continue
+            key = await self._unwrap(data_class, row.kind, row.version, bytes(row.wrapped_key))
+            if row.kind == INDEX:
+                index_keys[data_class] = key
+            elif row.kind == DATA:
+                versions.setdefault(data_class, {})[row.version] = LoadedKey(
+                    data_class, row.version, row.state == RETIRED, row.activates_ns, AESGCM(key)
+                )
+        self._keyset = Keyset(versions, index_keys)
+        return self._keyset
+
+    async def _unwrap(
+        self, data_class: DataClass, kind: str, version: int, wrapped: bytes
+    ) -> bytes:
+        slot = key_slot(data_class.value, kind, version)
+        cached = self._unwrapped.get((slot, wrapped))
+        if cached is not None:
+            return cached
+        try:
+            key = await self.provider.unwrap(wrapped, associated_data=slot)
+        except EnvelopeBroken:
+            raise DecryptionFailed(
+                f"the {kind} key {data_class.value} v{version} does not open under the "
+                "key-encrypting key (wrong master key, or the row was altered)"
+            ) from None
+        self._unwrapped[(slot, wrapped)] = key
+        return key
+
+    async def wrap_new_key(self, data_class: DataClass, kind: str, version: int) -> bytes:
+        """A new random key for a slot, wrapped by the provider (for the key service)."""
+        return await self.provider.wrap(
+            secrets.token_bytes(32), associated_data=key_slot(data_class.value, kind, version)
+        )
+
+    # -- fields ---------------------------------------------------------------------------
+
+    def seal(self, plaintext: bytes, binding: FieldBinding, data_class: DataClass) -> bytes:
+        """Encrypt under the class's encrypting version, bound to `binding`."""
+        key = self.keyset.encrypting(data_class, self.clock.now_ns())
+        if key is None or key.aead is None:
+            raise NoActiveKey(f"no active key version for {data_class.value}")
+        return seal(key.aead, Header(SPEC_OF[data_class].class_id, key.version), plaintext, binding)
+
+    def open(self, blob: bytes, binding: FieldBinding, data_class: DataClass) -> bytes:
+        """Decrypt a value stored at `binding`; DecryptionFailed when it is not exactly that."""
+        try:
+            return self._open(bytes(blob), binding, data_class)
+        except DecryptionFailed:
+            if self.on_decryption_failed is not None:
+                self.on_decryption_failed(data_class)
+            raise
+
+    def _open(self, blob: bytes, binding: FieldBinding, data_class: DataClass) -> bytes:
+        header = parse_header(blob)
+        if header is None:
+            if is_legacy(blob):
+                return self._open_legacy(blob, binding, data_class)
+            raise DecryptionFailed
+        if CLASS_OF_ID.get(header.class_id) is not data_class:
+            raise DecryptionFailed
+        key = self.keyset.versions.get(data_class, {}).get(header.version)
+        if key is None or key.aead is None:
+            raise DecryptionFailed(
+                f"sealed under {data_class.value} v{header.version}, unknown to this process"
+            )
+        if key.retired:
+            raise DecryptionFailed(f"sealed under retired key {data_class.value} v{key.version}")
+        try:
+            return open_sealed(key.aead, blob, binding)
+        except EnvelopeBroken:
+            raise DecryptionFailed from None
+
+    def _open_legacy(self, blob: bytes, binding: FieldBinding, data_class: DataClass) -> bytes:
+        legacy = self.provider.legacy
+        spec = SPEC_OF[data_class]
+        version0 = self.keyset.versions.get(data_class, {}).get(LEGACY_VERSION)
+        if legacy is None or spec.legacy_purpose is None or version0 is None:
+            raise DecryptionFailed
+        if version0.retired:
+            raise DecryptionFailed(f"sealed under retired key {data_class.value} v0")
+        try:
+            return legacy.decrypt(blob, purpose=spec.legacy_purpose, context=binding.record_id)
+        except EnvelopeBroken:
+            raise DecryptionFailed from None
+
+    def version_of(self, blob: bytes, data_class: DataClass) -> int | None:
+        """The key version a stored value is under (0: legacy); None if not of this class."""
+        header = parse_header(bytes(blob))
+        if header is not None:
+            return header.version if CLASS_OF_ID.get(header.class_id) is data_class else None
+        return LEGACY_VERSION if is_legacy(bytes(blob)) else None
+
+    def encrypting_version(self, data_class: DataClass) -> int | None:
+        key = self.keyset.encrypting(data_class, self.clock.now_ns())
+        return None if key is None else key.version
+
+    # -- the purpose interface (ledger KeyWrapper, identity, notify) -----------------------
+
+    def _binding(self, purpose: str, context: bytes) -> tuple[DataClass, FieldBinding]:
+        data_class = CLASS_OF_PURPOSE.get(purpose)
+        location = None if data_class is None else location_of_purpose(data_class, self.catalogue)
+        if data_class is None or location is None:
+            raise ValueError(f"no data class seals the purpose {purpose!r}")
+        return data_class, FieldBinding(data_class.value, location.table, location.column, context)
+
+    def encrypt(self, plaintext: bytes, *, purpose: str, context: bytes = b"") -> bytes:
+        data_class, binding = self._binding(purpose, context)
+        return self.seal(plaintext, binding, data_class)
+
+    def decrypt(self, blob: bytes, *, purpose: str, context: bytes = b"") -> bytes:
+        data_class, binding = self._binding(purpose, context)
+        return self.open(blob, binding, data_class)
+
+    # -- secrets that are not encryption keys ---------------------------------------------
+
+    def blind_index(self, data_class: DataClass, normalized: str) -> bytes:
+        """HMAC-SHA256 of a normalized value under the class's own index key: equal values
+        give equal indexes (lookup, de-duplication), and the index reveals nothing to
+        someone without the key, unlike a plain hash of a 9-digit tax id."""
+        key = self.keyset.index_keys.get(data_class)
+        if key is None:
+            raise NoActiveKey(f"no blind-index key for {data_class.value}")
+        return hmac.new(key, normalized.encode("utf-8"), hashlib.sha256).digest()
+
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (an HMAC pepper), never stored anywhere.
+
+        Derived from the local master key, as before versioned keys, so peppered values
+        already stored (throttle keys, pseudonyms) keep matching.
+        """
+        legacy: LegacyFieldKeys | None = self.provider.legacy
+        if legacy is None:
+            raise KeyringNotLoaded("peppers need the local master key")
+        return legacy.derive_secret(purpose)
+
+
 class LocalKeyring:
+    """The keyring before versioned keys: per-purpose HKDF keys of one master key.
+
+    Writes the legacy format; kept for tests and tools that need a keyring without a
+    database. The platform uses `Keyring`.
+    """
+
     def __init__(self, master_key: bytes) -> None:
         if len(master_key) != 32:
             raise ValueError("the key-encryption key must be 32 bytes")
-        self._master = master_key
-        # A short public fingerprint of the master key, stored beside each ciphertext.
-        self.key_id = _derive(master_key, b"tradeguard key id")[:_KEY_ID_BYTES]
-        self._cache: dict[str, AESGCM] = {}
+        self._keys = LegacyFieldKeys(master_key)
+        self.key_id = self._keys.key_id
 
     @classmethod
     def load_or_create(cls, path: Path) -> LocalKeyring:
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-        return cls(path.read_bytes())
-
-    def _aead(self, purpose: str) -> AESGCM:
-        aead = self._cache.get(purpose)
-        if aead is None:
-            aead = AESGCM(_derive(self._master, b"tradeguard field key:" + purpose.encode()))
-            self._cache[purpose] = aead
-        return aead
+            create_master_key_file(path, secrets.token_bytes(32), None)
+        return cls(read_master_key(path))
 
     def derive_secret(self, purpose: str) -> bytes:
-        """A 32-byte secret for one purpose (e.g. an HMAC pepper), never stored anywhere."""
-        return _derive(self._master, b"tradeguard secret:" + purpose.encode())
+        return self._keys.derive_secret(purpose)
 
     def encrypt(self, plaintext: bytes, *, purpose: str, context: bytes = b"") -> bytes:
-        """Encrypt; `context` (e.g. the owning row id) is authenticated, not stored."""
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        header = bytes([_FORMAT_VERSION]) + self.key_id
-        sealed = self._aead(purpose).encrypt(nonce, plaintext, header + context)
-        return header + nonce + sealed
+        return self._keys.encrypt(plaintext, purpose=purpose, context=context)
 
     def decrypt(self, blob: bytes, *, purpose: str, context: bytes = b"") -> bytes:
-        header_len = 1 + _KEY_ID_BYTES
-        if len(blob) < header_len + _NONCE_BYTES + 16 or blob[0] != _FORMAT_VERSION:
-            raise DecryptionFailed
-        header, nonce = blob[:header_len], blob[header_len : header_len + _NONCE_BYTES]
-        if header[1:] != self.key_id:
-            raise DecryptionFailed("ciphertext was sealed under another key")
         try:
-            return self._aead(purpose).decrypt(
-                nonce, blob[header_len + _NONCE_BYTES :], header + context
-            )
-        except InvalidTag:
+            return self._keys.decrypt(blob, purpose=purpose, context=context)
+        except EnvelopeBroken:
             raise DecryptionFailed from None
-
-
-def _derive(master: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)

@@ -1,0 +1,519 @@
+"""Key management use cases: create, rotate, count usage, rewrap, retire (PCI DSS 3.6/3.7).
+
+Every operation that changes the key table appends a ledger event in the same transaction
+(`crypto:<subject>:<action>`); key material never appears in an event, only class, kind,
+version and the key-encrypting key's public id. Services never commit: the command or the
+worker that calls them owns the unit of work, and a rewrap commits once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.core.clock import NS_PER_SECOND
+from tradeguard.core.errors import Conflict
+from tradeguard.crypto import repository
+from tradeguard.crypto.catalogue import Location, locations_of
+from tradeguard.crypto.classes import CLASS_OF_ID, DEFAULT_ROTATION_DAYS, SPEC_OF, DataClass
+from tradeguard.crypto.envelope import FORMAT_LEGACY, FieldBinding, parse_header
+from tradeguard.crypto.keyring import (
+    ACTIVE,
+    DATA,
+    INDEX,
+    LEGACY,
+    LEGACY_VERSION,
+    RETIRED,
+    DecryptionFailed,
+    Keyring,
+    NoActiveKey,
+)
+from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
+from tradeguard.ledger.service import Ledger
+
+log = logging.getLogger(__name__)
+
+NS_PER_DAY = 86_400 * NS_PER_SECOND
+
+
+class KeyEvent(StrEnum):
+    KEY_CREATED = "crypto:key:created"
+    KEY_ROTATED = "crypto:key:rotated"
+    KEY_RETIRED = "crypto:key:retired"
+    USAGE_COUNTED = "crypto:key:usage_counted"
+    REWRAP_STARTED = "crypto:rewrap:started"
+    REWRAP_RESUMED = "crypto:rewrap:resumed"
+    REWRAP_FINISHED = "crypto:rewrap:finished"
+    MASTER_SPLIT = "crypto:master:split"
+    MASTER_COMBINED = "crypto:master:combined"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """Cryptoperiods and the delays that keep running processes consistent."""
+
+    rotation_days: Mapping[DataClass, int] = field(default_factory=dict)
+    default_rotation_days: int = DEFAULT_ROTATION_DAYS
+    # A new version encrypts only this long after it is created: longer than the interval
+    # at which serving processes re-read the key table, so all of them know it first.
+    activation_delay_ns: int = 15 * NS_PER_SECOND
+    # An old version retires only this long after its successor activated: a transaction
+    # that sealed a value under it just before then has committed (or failed) by now.
+    retire_grace_ns: int = 60 * NS_PER_SECOND
+
+    def period_ns(self, data_class: DataClass) -> int:
+        return self.rotation_days.get(data_class, self.default_rotation_days) * NS_PER_DAY
+
+
+@dataclass(frozen=True, slots=True)
+class NewKeyVersion:
+    data_class: DataClass
+    kind: str
+    version: int
+    activates_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatus:
+    data_class: DataClass
+    kind: str
+    version: int
+    state: str  # encrypting, pending, decrypt-only, retired
+    created_ns: int
+    activates_ns: int
+    retired_ns: int | None
+    usage_count: int | None
+    kek_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapBatch:
+    data_class: DataClass
+    location: str
+    target_version: int
+    scanned: int
+    rewrapped: int
+    unreadable: int
+    finished: bool
+    resumed: bool
+    total_rewrapped: int
+
+
+class KeyManagement:
+    def __init__(
+        self, keyring: Keyring, *, ledger: Ledger, policy: KeyPolicy | None = None
+    ) -> None:
+        self.keyring = keyring
+        self.ledger = ledger
+        self.policy = policy or KeyPolicy()
+
+    @property
+    def _now(self) -> int:
+        return self.keyring.clock.now_ns()
+
+    async def _event(
+        self, session: AsyncSession, event: KeyEvent, actor: Party, data: Mapping[str, Any]
+    ) -> None:
+        await self.ledger.append(session, LedgerEvent(type=event, actor=actor, data=dict(data)))
+
+    # -- creation and rotation ------------------------------------------------------------
+
+    async def ensure_keys(
+        self, session: AsyncSession, *, actor: Party = SYSTEM
+    ) -> list[NewKeyVersion]:
+        """Give every class its first data key and blind-index key, and a version 0 where data
+        may exist in the legacy format; a no-op once done (safe in every process start)."""
+        existing = {(row.data_class, row.kind) for row in await repository.key_versions(session)}
+        created: list[NewKeyVersion] = []
+        now = self._now
+        for data_class in DataClass:
+            wanted = [DATA, INDEX]
+            if SPEC_OF[data_class].legacy_purpose and self.keyring.provider.legacy is not None:
+                wanted.append(LEGACY)
+            for kind in wanted:
+                if (data_class.value, kind) in existing:
+                    continue
+                version = LEGACY_VERSION if kind == LEGACY else 1
+                made = await self._insert(session, data_class, kind, version, activates_ns=now)
+                if made is not None:
+                    created.append(made)
+                    await self._event(session, KeyEvent.KEY_CREATED, actor, self._describe(made))
+        return created
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        kind: str,
+        version: int,
+        *,
+        activates_ns: int,
+    ) -> NewKeyVersion | None:
+        wrapped = (
+            None if kind == LEGACY else await self.keyring.wrap_new_key(data_class, kind, version)
+        )
+        try:
+            # A savepoint: another process creating the same version first (the primary key
+            # refuses the second) must not abort the caller's transaction.
+            async with session.begin_nested():
+                await repository.insert_key_version(
+                    session,
+                    {
+                        "data_class": data_class.value,
+                        "kind": kind,
+                        "version": version,
+                        "state": ACTIVE,
+                        "wrapped_key": wrapped,
+                        "kek_id": None if wrapped is None else self.keyring.provider.kek_id,
+                        "created_ns": self._now,
+                        "activates_ns": activates_ns,
+                        "retired_ns": None,
+                        "usage_count": None,
+                        "usage_counted_ns": None,
+                    },
+                )
+        except IntegrityError:
+            return None
+        return NewKeyVersion(data_class, kind, version, activates_ns)
+
+    def _describe(self, made: NewKeyVersion) -> dict[str, Any]:
+        return {
+            "data_class": made.data_class.value,
+            "kind": made.kind,
+            "version": made.version,
+            "activates_ns": made.activates_ns,
+            "kek_id": None if made.kind == LEGACY else self.keyring.provider.kek_id,
+        }
+
+    async def rotate(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        *,
+        actor: Party,
+        reason: str = "manual",
+    ) -> NewKeyVersion:
+        """Create the next version; it encrypts after the activation delay."""
+        latest = await repository.latest_version(session, data_class.value, DATA)
+        if latest is None:
+            raise NoActiveKey(f"{data_class.value} has no key yet; start the platform first")
+        made = await self._insert(
+            session,
+            data_class,
+            DATA,
+            latest + 1,
+            activates_ns=self._now + self.policy.activation_delay_ns,
+        )
+        if made is None:
+            raise Conflict(f"{data_class.value} was rotated by another process just now")
+        await self._event(
+            session, KeyEvent.KEY_ROTATED, actor, {**self._describe(made), "reason": reason}
+        )
+        return made
+
+    async def due_for_rotation(self, session: AsyncSession) -> list[DataClass]:
+        """Classes whose newest data key is older than their cryptoperiod."""
+        newest: dict[str, int] = {}
+        for row in await repository.key_versions(session):
+            if row.kind == DATA:
+                newest[row.data_class] = max(newest.get(row.data_class, 0), row.created_ns)
+        now = self._now
+        return [
+            data_class
+            for data_class in DataClass
+            if data_class.value in newest
+            and now - newest[data_class.value] >= self.policy.period_ns(data_class)
+        ]
+
+    async def rotate_due(
+        self, session: AsyncSession, *, actor: Party = SYSTEM
+    ) -> list[NewKeyVersion]:
+        """The scheduled check: rotate every class whose cryptoperiod has ended."""
+        rotated = []
+        for data_class in await self.due_for_rotation(session):
+            try:
+                rotated.append(
+                    await self.rotate(session, data_class, actor=actor, reason="scheduled")
+                )
+            except Conflict:
+                continue  # another process's check rotated it first
+        return rotated
+
+    # -- usage, retirement ------------------------------------------------------------------
+
+    async def usage(self, session: AsyncSession, data_class: DataClass) -> dict[int, int]:
+        """Stored values per key version across every location of the class (0: legacy)."""
+        counts: dict[int, int] = {}
+        for location in locations_of(data_class, self.keyring.catalogue):
+            for prefix, count in (await repository.header_counts(session, location)).items():
+                version = _version_of_prefix(prefix, data_class)
+                if version is not None:
+                    counts[version] = counts.get(version, 0) + count
+        return counts
+
+    async def count_usage(
+        self, session: AsyncSession, data_class: DataClass, *, actor: Party
+    ) -> dict[int, int]:
+        counts = await self.usage(session, data_class)
+        await repository.record_usage(session, data_class.value, counts, self._now)
+        await self._event(
+            session,
+            KeyEvent.USAGE_COUNTED,
+            actor,
+            {
+                "data_class": data_class.value,
+                "counts": {str(v): n for v, n in sorted(counts.items())},
+            },
+        )
+        return counts
+
+    async def retire_unused(
+        self, session: AsyncSession, data_class: DataClass, *, actor: Party
+    ) -> list[int]:
+        """Retire every version that no longer encrypts and that no stored value uses.
+
+        A version qualifies once a newer one has been encrypting for the retire grace; its
+        stored values are counted in this transaction. Retired, it never encrypts or
+        decrypts again. A class stored outside the database (backups) never retires here:
+        its values are in files no count reaches, kept as long as the backups are.
+        """
+        if SPEC_OF[data_class].stored_outside:
+            return []
+        now = self._now
+        keyset = await self.keyring.refresh(session)
+        versions = keyset.versions.get(data_class, {})
+        encrypting = keyset.encrypting(data_class, now - self.policy.retire_grace_ns)
+        if encrypting is None:
+            return []
+        counts = await self.usage(session, data_class)
+        retired = []
+        for version, key in sorted(versions.items()):
+            if key.retired or version >= encrypting.version or counts.get(version, 0):
+                continue
+            if await repository.retire_version(session, data_class.value, version, now):
+                retired.append(version)
+                await self._event(
+                    session,
+                    KeyEvent.KEY_RETIRED,
+                    actor,
+                    {"data_class": data_class.value, "version": version, "usage_count": 0},
+                )
+        await repository.record_usage(session, data_class.value, counts, now)
+        if retired:
+            await self.keyring.refresh(session)
+        return retired
+
+    async def status(self, session: AsyncSession) -> list[VersionStatus]:
+        now = self._now
+        keyset = await self.keyring.refresh(session)
+        out = []
+        for row in await repository.key_versions(session):
+            try:
+                data_class = DataClass(row.data_class)
+            except ValueError:
+                continue
+            encrypting = keyset.encrypting(data_class, now)
+            if row.state == RETIRED:
+                state = "retired"
+            elif row.kind == INDEX:
+                state = "indexing"
+            elif encrypting is not None and row.kind == DATA and row.version == encrypting.version:
+                state = "encrypting"
+            elif row.activates_ns > now:
+                state = "pending"
+            else:
+                state = "decrypt-only"
+            out.append(
+                VersionStatus(
+                    data_class,
+                    row.kind,
+                    row.version,
+                    state,
+                    row.created_ns,
+                    row.activates_ns,
+                    row.retired_ns,
+                    row.usage_count,
+                    row.kek_id,
+                )
+            )
+        return out
+
+    # -- rewrap -----------------------------------------------------------------------------
+
+    async def rewrap_batch(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        location: Location,
+        *,
+        batch_size: int,
+        actor: Party,
+        first_of_run: bool,
+    ) -> RewrapBatch:
+        """Re-encrypt the next batch of `location` under the encrypting version, and record
+        how far it got in the same transaction: a crash loses at most the batch under way."""
+        target = self.keyring.encrypting_version(data_class)
+        if target is None:
+            raise NoActiveKey(f"no active key version for {data_class.value}")
+        now = self._now
+        progress = await repository.progress(session, data_class.value, location.name)
+        resumed = False
+        if progress is not None and progress.target_version == target:
+            if progress.finished_ns is not None and first_of_run:
+                return RewrapBatch(
+                    data_class, location.name, target, 0, 0, 0, True, False, progress.rows_rewrapped
+                )
+            resumed = first_of_run and progress.cursor is not None
+            cursor = progress.cursor
+            total_before = progress.rows_rewrapped
+        else:
+            await repository.start_progress(
+                session,
+                {
+                    "data_class": data_class.value,
+                    "location": location.name,
+                    "target_version": target,
+                    "cursor": None,
+                    "rows_rewrapped": 0,
+                    "started_ns": now,
+                    "updated_ns": now,
+                    "finished_ns": None,
+                },
+            )
+            cursor, total_before = None, 0
+            await self._event(
+                session,
+                KeyEvent.REWRAP_STARTED,
+                actor,
+                {
+                    "data_class": data_class.value,
+                    "location": location.name,
+                    "target_version": target,
+                },
+            )
+        if resumed:
+            await self._event(
+                session,
+                KeyEvent.REWRAP_RESUMED,
+                actor,
+                {
+                    "data_class": data_class.value,
+                    "location": location.name,
+                    "target_version": target,
+                    "rows_rewrapped": total_before,
+                },
+            )
+        rows = await repository.rewrap_batch(
+            session, location, _decode_cursor(location, cursor), batch_size
+        )
+        unreadable = 0
+        swaps: list[tuple[Any, bytes, bytes]] = []
+        for row in rows:
+            values = row._mapping
+            blob = bytes(values[location.column])
+            if self.keyring.version_of(blob, data_class) == target:
+                continue
+            binding = FieldBinding(
+                data_class.value, location.table, location.column, location.record_id(values)
+            )
+            try:
+                plaintext = self.keyring.open(blob, binding, data_class)
+            except DecryptionFailed:
+                # Left as it is (and so its version cannot retire); named by count only.
+                unreadable += 1
+                continue
+            swaps.append(
+                (
+                    values[location.key_column],
+                    blob,
+                    self.keyring.seal(plaintext, binding, data_class),
+                )
+            )
+        rewrapped = await repository.swap_values(session, location, swaps)
+        finished = len(rows) < batch_size
+        new_cursor = (
+            _encode_cursor(location, rows[-1]._mapping[location.key_column]) if rows else cursor
+        )
+        await repository.advance_progress(
+            session,
+            data_class=data_class.value,
+            location=location.name,
+            cursor=new_cursor,
+            rewrapped=rewrapped,
+            now_ns=now,
+            finished=finished,
+        )
+        if unreadable:
+            log.warning(
+                "rewrap left values it could not decrypt",
+                extra={
+                    "data_class": data_class.value,
+                    "location": location.name,
+                    "count": unreadable,
+                },
+            )
+        if finished:
+            await self._event(
+                session,
+                KeyEvent.REWRAP_FINISHED,
+                actor,
+                {
+                    "data_class": data_class.value,
+                    "location": location.name,
+                    "target_version": target,
+                    "rows_rewrapped": total_before + rewrapped,
+                },
+            )
+        return RewrapBatch(
+            data_class,
+            location.name,
+            target,
+            len(rows),
+            rewrapped,
+            unreadable,
+            finished,
+            resumed,
+            total_before + rewrapped,
+        )
+
+    async def wrapped_data_key(
+        self, session: AsyncSession, data_class: DataClass, version: int
+    ) -> tuple[bytes, str]:
+        """A data key version as the key table holds it (wrapped by the KEK) and the KEK's id:
+        what travels with data kept outside the database (backups), so that opening it needs
+        the key-encrypting key and nothing else from this database."""
+        row = await repository.key_version(session, data_class.value, DATA, version)
+        if row is None or row.wrapped_key is None or row.kek_id is None:
+            raise NoActiveKey(f"no stored key {data_class.value} v{version}")
+        return bytes(row.wrapped_key), str(row.kek_id)
+
+    async def record_master_event(
+        self, session: AsyncSession, event: KeyEvent, *, actor: Party, data: Mapping[str, Any]
+    ) -> None:
+        """A master-key operation done outside the database (split, combine)."""
+        await self._event(session, event, actor, data)
+
+
+def _version_of_prefix(prefix: bytes, data_class: DataClass) -> int | None:
+    if prefix[:1] == bytes([FORMAT_LEGACY]):
+        return LEGACY_VERSION
+    header = parse_header(prefix + bytes(64))  # the prefix is the header alone
+    if header is None or CLASS_OF_ID.get(header.class_id) is not data_class:
+        return None
+    return header.version
+
+
+def _encode_cursor(location: Location, key: Any) -> str:
+    return bytes(key).hex() if location.key_is_binary else str(key)
+
+
+def _decode_cursor(location: Location, cursor: str | None) -> Any:
+    if cursor is None:
+        return None
+    return bytes.fromhex(cursor) if location.key_is_binary else cursor

@@ -1,0 +1,192 @@
+"""The keyring's jobs: the worker of a serving process (re-read the key table every few
+seconds, rotate classes whose cryptoperiod ended) and the resumable rewrap.
+
+Several processes may run the worker: a rotation is one INSERT of the next version, and the
+primary key lets only one process's insert through (the others skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.errors import ConfigurationError
+from tradeguard.core.workers import (
+    BackoffPolicy,
+    FailureObserver,
+    FailureTracker,
+    pause,
+    run_until_stopped,
+)
+from tradeguard.crypto.catalogue import locations_of
+from tradeguard.crypto.classes import DataClass, parse_data_class
+from tradeguard.crypto.providers import LocalFileKek
+from tradeguard.crypto.service import KeyManagement, KeyPolicy, NewKeyVersion, RewrapBatch
+from tradeguard.db.availability import unavailable_reason
+from tradeguard.db.engine import unit_of_work
+from tradeguard.ledger.domain import Party
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "keyring"
+BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=60.0)
+# Must stay below KeyPolicy.activation_delay_ns: a version is read by every process before
+# it encrypts anywhere.
+REFRESH_SECONDS = 5.0
+ROTATION_CHECK_SECONDS = 3600.0
+
+
+async def open_keyring(
+    management: KeyManagement, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """At process start: make the first keys if there are none, then read them."""
+    async with unit_of_work(sessions) as session:
+        await management.ensure_keys(session)
+    async with sessions() as session:
+        await management.keyring.refresh(session)
+
+
+class KeyringWorker:
+    def __init__(
+        self,
+        management: KeyManagement,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        refresh_seconds: float = REFRESH_SECONDS,
+        rotation_check_seconds: float = ROTATION_CHECK_SECONDS,
+    ) -> None:
+        self._management = management
+        self._sessions = sessions
+        self._refresh = refresh_seconds
+        self._check_ns = int(rotation_check_seconds * NS_PER_SECOND)
+        self._next_check_ns: int | None = None
+
+    @property
+    def _clock(self) -> Clock:
+        return self._management.keyring.clock
+
+    async def run_once(self) -> list[NewKeyVersion]:
+        """Rotate what is due (at most once per check interval), then re-read the keys."""
+        rotated: list[NewKeyVersion] = []
+        now = self._clock.now_ns()
+        if self._next_check_ns is None or now >= self._next_check_ns:
+            async with unit_of_work(self._sessions) as session:
+                if not self._management.keyring.loaded:
+                    await self._management.ensure_keys(session)
+                rotated = await self._management.rotate_due(session)
+            self._next_check_ns = now + self._check_ns
+            for made in rotated:
+                log.info(
+                    "data key rotated (cryptoperiod ended)",
+                    extra={"data_class": made.data_class.value, "version": made.version},
+                )
+        async with self._sessions() as session:
+            await self._management.keyring.refresh(session)
+        return rotated
+
+    async def run_forever(
+        self, stop: asyncio.Event | None = None, *, tracker: FailureTracker | None = None
+    ) -> None:
+        async def one_pass() -> float:
+            await self.run_once()
+            return self._refresh
+
+        await run_until_stopped(one_pass, tracker=tracker or self.failure_tracker(), stop=stop)
+
+    def failure_tracker(self, observer: FailureObserver | None = None) -> FailureTracker:
+        return FailureTracker(
+            COMPONENT,
+            logger=log,
+            clock=self._clock,
+            policy=BACKOFF,
+            observer=observer,
+            describe=unavailable_reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapRun:
+    data_class: DataClass
+    batches: int
+    rewrapped: int
+    unreadable: int
+    finished: bool
+
+
+async def rewrap_class(
+    management: KeyManagement,
+    sessions: async_sessionmaker[AsyncSession],
+    data_class: DataClass,
+    *,
+    actor: Party,
+    batch_size: int = 1000,
+    pause_seconds: float = 0.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[RewrapBatch], None] | None = None,
+) -> RewrapRun:
+    """Re-encrypt every stored value of a class under its encrypting version, one committed
+    batch at a time; run again after a crash and it resumes where the last commit left it."""
+    batches = rewrapped = unreadable = 0
+    for location in locations_of(data_class, management.keyring.catalogue):
+        first = True
+        while max_batches is None or batches < max_batches:
+            async with unit_of_work(sessions) as session:
+                batch = await management.rewrap_batch(
+                    session,
+                    data_class,
+                    location,
+                    batch_size=batch_size,
+                    actor=actor,
+                    first_of_run=first,
+                )
+            first = False
+            batches += 1
+            rewrapped += batch.rewrapped
+            unreadable += batch.unreadable
+            if on_batch is not None:
+                on_batch(batch)
+            if batch.finished:
+                break
+            if pause_seconds and await pause(None, pause_seconds):
+                break
+        else:
+            return RewrapRun(data_class, batches, rewrapped, unreadable, finished=False)
+    return RewrapRun(data_class, batches, rewrapped, unreadable, finished=True)
+
+
+def key_policy_from(settings: Settings) -> KeyPolicy:
+    """The cryptoperiods and delays configured; a ConfigurationError names an unknown class."""
+    try:
+        per_class = {
+            parse_data_class(name): days
+            for name, days in settings.key_rotation_days_by_class.items()
+        }
+    except ValueError as exc:
+        raise ConfigurationError(f"TRADEGUARD_KEY_ROTATION_DAYS_BY_CLASS: {exc}") from None
+    activation_ns = int(settings.key_activation_delay_seconds * NS_PER_SECOND)
+    if 0 < activation_ns <= int(REFRESH_SECONDS * NS_PER_SECOND):
+        raise ConfigurationError(
+            f"TRADEGUARD_KEY_ACTIVATION_DELAY_SECONDS must be 0 or above {REFRESH_SECONDS:g} "
+            "(the interval at which running processes re-read the keys)"
+        )
+    return KeyPolicy(
+        rotation_days=per_class,
+        default_rotation_days=settings.key_rotation_days,
+        activation_delay_ns=activation_ns,
+        retire_grace_ns=int(settings.key_retire_grace_seconds * NS_PER_SECOND),
+    )
+
+
+def kek_provider_from(settings: Settings) -> LocalFileKek:
+    """The local master-key file provider (keys/master.key); a KMS provider plugs in here."""
+    passphrase = settings.master_key_passphrase
+    return LocalFileKek.load_or_create(
+        settings.keys_dir / "master.key",
+        passphrase=passphrase.get_secret_value() if passphrase else None,
+    )

@@ -1,0 +1,338 @@
+"""`tradeguard keys` on a real data directory (SQLite): rotate and rewrap end to end, a
+rewrap killed half-way resumes, and bad input is refused with a clear message, changing
+nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradeguard.cli.main import app
+from tradeguard.config import Settings
+from tradeguard.core.clock import SystemClock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.identity.container import start_identity
+from tradeguard.notify.service import BODY_PURPOSE, seal_context
+
+runner = CliRunner()
+ROWS = 400
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRADEGUARD_KEY_ACTIVATION_DELAY_SECONDS", "0")
+    monkeypatch.setenv("TRADEGUARD_KEY_RETIRE_GRACE_SECONDS", "0")
+    directory = tmp_path / "var"
+    result = runner.invoke(app, ["init", "--data-dir", str(directory)])
+    assert result.exit_code == 0, result.output
+    # The first command that needs the keyring makes the master key and the first keys.
+    result = runner.invoke(app, ["keys", "status", "--data-dir", str(directory)])
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def settings_of(data_dir: Path) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        data_dir=data_dir,
+        key_activation_delay_seconds=0,
+        key_retire_grace_seconds=0,
+        _env_file=None,
+    )
+
+
+async def seed(data_dir: Path, count: int) -> dict[str, str]:
+    settings = settings_of(data_dir)
+    engine = create_engine(settings.main_database_url)
+    clock = SystemClock()
+    try:
+        sessions = session_factory(engine)
+        identity = await start_identity(
+            settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+        )
+        bodies = {}
+        async with unit_of_work(sessions) as session:
+            for n in range(count):
+                body = f"code {n:06d}"
+                message = await identity.deps.notifier.enqueue_sms(
+                    session, to=f"+1415555{n:04d}", template="auth.sms_otp", body=body
+                )
+                bodies[message] = body
+        return bodies
+    finally:
+        await engine.dispose()
+
+
+async def read_bodies(data_dir: Path) -> dict[str, str]:
+    settings = settings_of(data_dir)
+    engine = create_engine(settings.main_database_url)
+    clock = SystemClock()
+    try:
+        sessions = session_factory(engine)
+        identity = await start_identity(
+            settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+        )
+        keyring = identity.deps.keyring
+        database = sqlite3.connect(settings.data_dir / "tradeguard.db")
+        try:
+            rows = database.execute("SELECT id, body_enc FROM notify_outbox").fetchall()
+        finally:
+            database.close()
+        return {
+            i: keyring.decrypt(bytes(b), purpose=BODY_PURPOSE, context=seal_context(i)).decode()
+            for i, b in rows
+        }
+    finally:
+        await engine.dispose()
+
+
+def query(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    database = sqlite3.connect(data_dir / "tradeguard.db")
+    try:
+        return database.execute(sql).fetchall()
+    finally:
+        database.close()
+
+
+def body_versions(data_dir: Path) -> dict[int, int]:
+    rows = query(data_dir, "SELECT body_enc FROM notify_outbox")
+    counts: dict[int, int] = {}
+    for (blob,) in rows:
+        version = int.from_bytes(bytes(blob)[3:7], "big")  # type: ignore[call-overload]
+        counts[version] = counts.get(version, 0) + 1
+    return counts
+
+
+def event_types(data_dir: Path) -> list[str]:
+    return [
+        json.loads(bytes(b))["type"] for (b,) in query(data_dir, "SELECT body FROM audit_event")
+    ]  # type: ignore[call-overload]
+
+
+def cli(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tradeguard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+
+
+class TestRotateAndRewrap:
+    def test_rotate_rewrap_retire_and_every_value_still_reads(self, data_dir: Path) -> None:
+        bodies = asyncio.run(seed(data_dir, 30))
+        result = runner.invoke(
+            app, ["keys", "rotate", "--class", "notify_body", "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "notify_body" in result.output
+        assert "v2" in result.output
+        result = runner.invoke(
+            app,
+            [
+                "keys",
+                "rewrap",
+                "--class",
+                "notify_body",
+                "--batch-size",
+                "7",
+                "--data-dir",
+                str(data_dir),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "30 values re-encrypted under v2" in result.output
+        assert "retired v0, v1" in result.output
+        assert body_versions(data_dir) == {2: 30}
+        assert asyncio.run(read_bodies(data_dir)) == bodies
+        status = runner.invoke(app, ["keys", "status", "--data-dir", str(data_dir)])
+        assert status.exit_code == 0
+        lines = [
+            line.split() for line in status.output.splitlines() if line.startswith("notify_body ")
+        ]
+        assert [(cells[1], cells[2], cells[3]) for cells in lines] == [
+            ("data", "1", "retired"),
+            ("data", "2", "encrypting"),
+            ("index", "1", "indexing"),
+            ("legacy", "0", "retired"),
+        ]
+        usage = runner.invoke(
+            app, ["keys", "usage", "--class", "notify_body", "--data-dir", str(data_dir)]
+        )
+        assert "v2: 30" in usage.output
+
+    def test_a_rewrap_killed_half_way_resumes_where_it_stopped(self, data_dir: Path) -> None:
+        bodies = asyncio.run(seed(data_dir, ROWS))
+        assert (
+            runner.invoke(
+                app, ["keys", "rotate", "-c", "notify_body", "--data-dir", str(data_dir)]
+            ).exit_code
+            == 0
+        )
+        process = cli(
+            "keys",
+            "rewrap",
+            "-c",
+            "notify_body",
+            "--batch-size",
+            "10",
+            "--pause-ms",
+            "30",
+            "--data-dir",
+            str(data_dir),
+        )
+        try:
+            done = 0
+            for _ in range(2000):
+                rows = query(data_dir, "SELECT rows_rewrapped FROM crypto_rewrap_progress")
+                done = int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+                if done >= 50 or process.poll() is not None:
+                    break
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.communicate()  # reaps it and closes its pipes
+        assert process.returncode == -signal.SIGKILL
+        # Killed half-way: committed batches moved, the rest not, all of it readable.
+        ((cursor, rewrapped, finished),) = query(
+            data_dir, "SELECT cursor, rows_rewrapped, finished_ns FROM crypto_rewrap_progress"
+        )
+        assert finished is None
+        assert cursor is not None
+        versions = body_versions(data_dir)
+        assert versions[2] == rewrapped
+        assert 0 < versions[2] < ROWS
+        assert asyncio.run(read_bodies(data_dir)) == bodies
+
+        again = cli(
+            "keys", "rewrap", "-c", "notify_body", "--batch-size", "50", "--data-dir", str(data_dir)
+        )
+        _out, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err.decode()
+        # It went on from the cursor: the two runs together moved each value once.
+        ((total, finished_ns),) = query(
+            data_dir, "SELECT rows_rewrapped, finished_ns FROM crypto_rewrap_progress"
+        )
+        assert total == ROWS
+        assert finished_ns is not None
+        assert body_versions(data_dir) == {2: ROWS}
+        assert asyncio.run(read_bodies(data_dir)) == bodies
+        types = event_types(data_dir)
+        assert types.count("crypto:rewrap:started") == 1
+        assert types.count("crypto:rewrap:resumed") == 1
+        assert types.count("crypto:rewrap:finished") == 1
+
+
+class TestSplitAndCombine:
+    def test_shares_rebuild_the_master_key_and_both_are_audited(
+        self, data_dir: Path, tmp_path: Path
+    ) -> None:
+        shares = tmp_path / "shares"
+        result = runner.invoke(
+            app,
+            [
+                "keys",
+                "split",
+                "--threshold",
+                "2",
+                "--shares",
+                "3",
+                "--out-dir",
+                str(shares),
+                "--data-dir",
+                str(data_dir),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        fingerprint = result.output.split("fingerprint ")[1].split()[0]
+        files = sorted(shares.iterdir())
+        assert len(files) == 3
+        assert all((f.stat().st_mode & 0o777) == 0o600 for f in files)
+        rebuilt = tmp_path / "rebuilt.key"
+        result = runner.invoke(
+            app,
+            [
+                "keys",
+                "combine",
+                "--out",
+                str(rebuilt),
+                "--fingerprint",
+                fingerprint,
+                "--data-dir",
+                str(data_dir),
+            ],
+            input=files[0].read_text() + files[2].read_text(),
+        )
+        assert result.exit_code == 0, result.output
+        assert rebuilt.read_bytes() == (data_dir / "keys" / "master.key").read_bytes()
+        assert (rebuilt.stat().st_mode & 0o777) == 0o600
+        types = event_types(data_dir)
+        assert "crypto:master:split" in types
+        assert "crypto:master:combined" in types
+        # No share and no key is in the ledger.
+        ledger = b"".join(bytes(b) for (b,) in query(data_dir, "SELECT body FROM audit_event"))  # type: ignore[call-overload]
+        assert files[0].read_text().split()[4].encode() not in ledger
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["keys", "rotate", "--class", "nope"], "unknown data class 'nope'"),
+            (["keys", "rewrap", "--class", "nope"], "unknown data class 'nope'"),
+            (["keys", "usage", "-c", "tax_id", "-c", "pan"], "unknown data class 'pan'"),
+            (
+                ["keys", "split", "--threshold", "3", "--shares", "2"],
+                "--threshold 3 is more than --shares 2",
+            ),
+        ],
+    )
+    def test_bad_input_is_refused_clearly_and_changes_nothing(
+        self, data_dir: Path, args: list[str], message: str
+    ) -> None:
+        before = query(data_dir, "SELECT * FROM crypto_key_version ORDER BY 1, 2, 3")
+        result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+        assert result.exit_code == 2
+        assert message in result.output
+        assert "Traceback" not in result.output
+        assert query(data_dir, "SELECT * FROM crypto_key_version ORDER BY 1, 2, 3") == before
+
+    def test_shares_that_do_not_combine_write_no_key(self, data_dir: Path, tmp_path: Path) -> None:
+        out = tmp_path / "rebuilt.key"
+        result = runner.invoke(
+            app, ["keys", "combine", "--out", str(out)], input="academic acid acrobat\n"
+        )
+        assert result.exit_code == 2
+        assert "the shares do not combine" in result.output
+        assert not out.exists()
+
+    def test_combine_never_overwrites_a_key(self, data_dir: Path) -> None:
+        key = data_dir / "keys" / "master.key"
+        before = key.read_bytes()
+        result = runner.invoke(app, ["keys", "combine", "--out", str(key)], input="x\n")
+        assert result.exit_code == 2
+        assert "already exists" in result.output
+        assert key.read_bytes() == before
+
+    def test_a_master_key_file_others_can_read_is_refused(self, data_dir: Path) -> None:
+        key = data_dir / "keys" / "master.key"
+        key.chmod(0o644)
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(data_dir)])
+        assert result.exit_code != 0
+        assert "chmod 600" in result.output
+        assert "Traceback" not in result.output
+
+    def test_no_database_is_a_usage_error(self, tmp_path: Path) -> None:
+        result = runner.invoke(app, ["keys", "rotate", "--data-dir", str(tmp_path / "none")])
+        assert result.exit_code == 2
+        assert "no tradeguard database here" in result.output
