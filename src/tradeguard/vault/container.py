@@ -1,0 +1,110 @@
+"""Builds the vault's services for the platform: in process (the default) or remote."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import Clock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, unit_of_work
+from tradeguard.ledger.service import Ledger
+from tradeguard.vault.cards import CustomerCards
+from tradeguard.vault.certs import VaultPki
+from tradeguard.vault.client import LocalVaultClient, VaultClient
+from tradeguard.vault.domain import TokenFormat, VaultRole
+from tradeguard.vault.remote import RemoteVaultClient
+from tradeguard.vault.store import CardVaultStore
+
+
+@dataclass
+class VaultServices:
+    cards: CustomerCards
+    client: VaultClient
+    payment_client: VaultClient | None
+    # The vault itself, when it runs in this process (None: remote).
+    store: CardVaultStore | None
+
+    async def start(self) -> None:
+        """Read the in-process vault's keys (making its first ones); a no-op when remote."""
+        if self.store is not None:
+            await self.store.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.store is None or self.store.keyring.loaded
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self.payment_client is not None and self.payment_client is not self.client:
+            await self.payment_client.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+def open_store(
+    settings: Settings, *, clock: Clock, ids: IdGenerator, engine: AsyncEngine | None = None
+) -> CardVaultStore:
+    """The vault proper on its own database and key file (the caller starts it)."""
+    passphrase = settings.vault_master_key_passphrase
+    return CardVaultStore.open_with(
+        engine=engine or create_engine(settings.vault_url),
+        provider=CardVaultStore.key_provider(
+            settings.vault_master_key_file,
+            passphrase.get_secret_value() if passphrase is not None else None,
+        ),
+        clock=clock,
+        ids=ids,
+        default_format=TokenFormat(settings.vault_token_format),
+        owns_engine=engine is None,
+    )
+
+
+def build_vault(
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    ledger: Ledger,
+    sessions: async_sessionmaker[AsyncSession],
+    vault_engine: AsyncEngine | None = None,
+    store: CardVaultStore | None = None,
+) -> VaultServices:
+    """The platform's vault services (call `start` next: in process, it reads the vault's
+    keys; until it succeeds, card routes answer 503)."""
+    payment_client: VaultClient | None
+    if settings.vault_endpoint is None:
+        store = store or open_store(settings, clock=clock, ids=ids, engine=vault_engine)
+        client: VaultClient = LocalVaultClient(store, role=VaultRole.APP)
+        payment_client = LocalVaultClient(store, role=VaultRole.PAYMENT)
+    else:
+        role = VaultRole(settings.vault_client_role)
+        client = RemoteVaultClient(
+            settings.vault_endpoint,
+            pki=VaultPki(settings.vault_pki_dir),
+            role=role,
+            timeout_seconds=settings.vault_timeout_seconds,
+        )
+        # A platform holding only the app certificate cannot detokenize at all: the payment
+        # service runs with the payment certificate, in a process of its own.
+        payment_client = client if role is VaultRole.PAYMENT else None
+        store = None
+
+    @asynccontextmanager
+    async def main_unit_of_work() -> AsyncIterator[AsyncSession]:
+        async with unit_of_work(sessions) as session:
+            yield session
+
+    cards = CustomerCards(
+        client=client,
+        payment_client=payment_client,
+        ledger=ledger,
+        unit_of_work=main_unit_of_work,
+        clock=clock,
+        ids=ids,
+    )
+    return VaultServices(cards=cards, client=client, payment_client=payment_client, store=store)

@@ -1,0 +1,169 @@
+"""The vault's own HTTP API, served by `tradeguard vault serve` over mutual TLS only (PCI-3).
+
+The caller's vault role comes from its client certificate, verified by the TLS layer
+against the vault's own CA (vault/certs.py, vault/serving.py) and put in the request scope
+by the connection; nothing the client sends can change it. A request without that scope
+entry (no verified certificate) is refused before it reaches a route. Errors are RFC 9457
+problem+json and never carry request input: a card number sent to the wrong field is not
+echoed back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tradeguard.core.errors import Forbidden, InvalidInput, NotFound, TradeguardError
+from tradeguard.vault.domain import VaultRole
+from tradeguard.vault.schemas import (
+    AuthorizationIn,
+    AuthorizationOut,
+    DescribedOut,
+    DescribeIn,
+    ForgottenOut,
+    RevealedOut,
+    TokenIn,
+    TokenizedOut,
+    TokenizeIn,
+)
+from tradeguard.vault.store import CardVaultStore, VaultCaller
+
+# The request scope key where the serving connection puts the verified client's role.
+CLIENT_ROLE_SCOPE: Final = "tradeguard.vault.client_role"
+PROBLEM_JSON: Final = "application/problem+json"
+
+
+class ClientCertificateRequired(Forbidden):
+    slug = "vault-client-certificate-required"
+    title = "The vault answers only clients with a vault client certificate"
+
+
+def problem_response(error: TradeguardError, instance: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.to_problem(instance=instance),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=error.headers(),
+    )
+
+
+def _role(request: Request) -> VaultRole:
+    role = request.scope.get(CLIENT_ROLE_SCOPE)
+    if not isinstance(role, VaultRole):
+        raise ClientCertificateRequired
+    return role
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TradeguardError)  # noqa: S101 - registered for this type only
+    return problem_response(exc, request.url.path)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+    # Where and what only: pydantic's `input` and `ctx` would echo what was sent.
+    fields = [
+        {"location": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    return problem_response(InvalidInput(errors=fields), request.url.path)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+    error: TradeguardError = NotFound() if exc.status_code == 404 else InvalidInput()
+    return problem_response(error, request.url.path)
+
+
+def create_vault_app(store: CardVaultStore) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="tradeguard vault",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.store = store
+
+    app.add_exception_handler(TradeguardError, _on_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+
+    @app.middleware("http")
+    async def require_certificate(request: Request, call_next: Any) -> Any:
+        # Before routing: a client without a verified certificate learns nothing, not even
+        # which paths exist.
+        if not isinstance(request.scope.get(CLIENT_ROLE_SCOPE), VaultRole):
+            return problem_response(ClientCertificateRequired(), request.url.path)
+        return await call_next(request)
+
+    def caller(request: Request, on_behalf_of: str, request_id: str | None) -> VaultCaller:
+        return VaultCaller(_role(request), on_behalf_of, request_id)
+
+    @app.get("/v1/health")
+    async def health(request: Request) -> dict[str, str]:
+        return {"status": "ok", "role": _role(request).value}
+
+    @app.post("/v1/tokenize", status_code=201)
+    async def tokenize(request: Request, body: TokenizeIn) -> TokenizedOut:
+        card = await store.tokenize(
+            caller(request, body.on_behalf_of, body.request_id),
+            pan=body.pan,
+            expiry_month=body.expiry_month,
+            expiry_year=body.expiry_year,
+            token_format=body.token_format,
+        )
+        return TokenizedOut.of(card)
+
+    @app.post("/v1/describe")
+    async def describe(request: Request, body: DescribeIn) -> DescribedOut:
+        cards = await store.describe(
+            caller(request, body.on_behalf_of, body.request_id), body.tokens
+        )
+        return DescribedOut(cards=[TokenizedOut.of(card) for card in cards])
+
+    @app.post("/v1/detokenize")
+    async def detokenize(request: Request, body: TokenIn) -> RevealedOut:
+        card = await store.detokenize(
+            caller(request, body.on_behalf_of, body.request_id), body.token
+        )
+        return RevealedOut.of(card)
+
+    @app.post("/v1/authorization-card")
+    async def authorization_card(request: Request, body: AuthorizationIn) -> AuthorizationOut:
+        prepared = await store.authorization_card(
+            caller(request, body.on_behalf_of, body.request_id), body.token, body.cvv
+        )
+        revealed = prepared.card
+        return AuthorizationOut(
+            token=revealed.token,
+            pan=revealed.pan,
+            brand=revealed.brand,
+            expiry_month=revealed.expiry.month,
+            expiry_year=revealed.expiry.year,
+            cvv=prepared.secret.value,
+        )
+
+    @app.post("/v1/forget")
+    async def forget(request: Request, body: TokenIn) -> ForgottenOut:
+        forgotten = await store.forget(
+            caller(request, body.on_behalf_of, body.request_id), body.token
+        )
+        return ForgottenOut(forgotten=forgotten)
+
+    return app

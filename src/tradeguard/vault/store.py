@@ -1,0 +1,404 @@
+"""The vault proper (PCI-2): tokenize, describe, detokenize, forget, on the vault database.
+
+This is what runs inside the vault boundary: in the platform's process by default, or in
+`tradeguard vault serve` on its own. It holds the vault database's credentials and the
+vault's key-encrypting key, and nothing of the platform's. Every call, allowed or refused,
+is written to the vault's own access log (the platform's ledger records it too, on the
+platform's side: vault/cards.py); a refused call commits its log row on its own before the
+error.
+
+Keys: the vault keeps its own key table (same layout as the platform's, crypto/models.py)
+with only the CARD_VAULT class, wrapped by the vault's own master key file. The data key
+seals PANs; the class's separate blind-index key gives card fingerprints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.errors import ServiceUnavailable
+from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto import repository as key_repository
+from tradeguard.crypto.catalogue import Location
+from tradeguard.crypto.classes import DataClass
+from tradeguard.crypto.columns import keyring_field
+from tradeguard.crypto.keyring import ACTIVE, DATA, INDEX, Keyring
+from tradeguard.crypto.providers import KekProvider, LocalFileKek
+from tradeguard.db.engine import session_factory, unit_of_work
+from tradeguard.vault import repository
+from tradeguard.vault.domain import (
+    MAX_TOKEN_DRAWS,
+    AuthorizationCard,
+    CardBrand,
+    Expiry,
+    RevealedCard,
+    TokenFormat,
+    TokenizedCard,
+    TokenNotFound,
+    VaultAccessDenied,
+    VaultOperation,
+    VaultRole,
+    loggable_token,
+    may,
+    new_token,
+    parse_card_secret,
+    parse_expiry,
+    parse_pan,
+    token_shape_valid,
+)
+from tradeguard.vault.models import CARD_TABLE, PAN_COLUMN, VaultCardRow
+
+log = logging.getLogger(__name__)
+
+CARD_CLASS: Final = DataClass.CARD_VAULT
+# The column a vault rewrap walks (crypto/catalogue.py shape): the vault's own catalogue,
+# never the platform's.
+VAULT_LOCATIONS: Final = (
+    Location(CARD_CLASS, CARD_TABLE, PAN_COLUMN, "token", lambda row: str(row["token"]).encode()),
+)
+MAX_PARTY_CHARS: Final = 120
+MAX_REQUEST_ID_CHARS: Final = 64
+
+
+class VaultUnavailable(ServiceUnavailable):
+    slug = "vault-unavailable"
+    title = "The card vault is not available"
+
+
+@dataclass(frozen=True, slots=True)
+class VaultCaller:
+    """Who calls the vault: its vault role, and on whose behalf (`kind:id`, as the
+    platform states it; recorded, not trusted for authorization)."""
+
+    role: VaultRole
+    on_behalf_of: str
+    request_id: str | None = None
+
+    def bounded(self) -> VaultCaller:
+        return VaultCaller(
+            self.role,
+            self.on_behalf_of[:MAX_PARTY_CHARS],
+            None if self.request_id is None else self.request_id[:MAX_REQUEST_ID_CHARS],
+        )
+
+
+def fingerprint_input(digits: str) -> str:
+    # Domain-separated, so the index key could never be asked for the HMAC of a PAN under
+    # another purpose's label.
+    return "card-pan-fingerprint:v1:" + digits
+
+
+class CardVaultStore:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        keyring: Keyring,
+        clock: Clock,
+        ids: IdGenerator,
+        default_format: TokenFormat = TokenFormat.OPAQUE,
+        owns_engine: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        self.keyring = keyring
+        self.clock = clock
+        self.ids = ids
+        self.default_format = default_format
+        self._owns_engine = owns_engine
+
+    @classmethod
+    def open_with(
+        cls,
+        *,
+        engine: AsyncEngine,
+        provider: KekProvider,
+        clock: Clock,
+        ids: IdGenerator,
+        default_format: TokenFormat = TokenFormat.OPAQUE,
+        owns_engine: bool = False,
+    ) -> CardVaultStore:
+        keyring = Keyring(provider, clock=clock, catalogue=VAULT_LOCATIONS)
+        return cls(
+            engine=engine,
+            keyring=keyring,
+            clock=clock,
+            ids=ids,
+            default_format=default_format,
+            owns_engine=owns_engine,
+        )
+
+    @staticmethod
+    def key_provider(path: Path, passphrase: str | None = None) -> LocalFileKek:
+        """The vault's own key-encrypting key: a master key file apart from the platform's."""
+        return LocalFileKek.load_or_create(path, passphrase=passphrase)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        async with unit_of_work(self.sessions) as session:
+            yield session
+
+    async def start(self) -> None:
+        """Make the vault's first keys if there are none, then read them."""
+        async with self.unit_of_work() as session:
+            await self.ensure_keys(session)
+        await self.refresh_keys()
+
+    async def refresh_keys(self) -> None:
+        async with self.sessions() as session:
+            await self.keyring.refresh(session)
+
+    async def close(self) -> None:
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def ensure_keys(self, session: AsyncSession) -> list[str]:
+        """Version 1 of the vault's data key and fingerprint key, once."""
+        existing = {
+            (row.data_class, row.kind) for row in await key_repository.key_versions(session)
+        }
+        made = []
+        now = self.clock.now_ns()
+        for kind in (DATA, INDEX):
+            if (CARD_CLASS.value, kind) in existing:
+                continue
+            wrapped = await self.keyring.wrap_new_key(CARD_CLASS, kind, 1)
+            await key_repository.insert_key_version(
+                session,
+                {
+                    "data_class": CARD_CLASS.value,
+                    "kind": kind,
+                    "version": 1,
+                    "state": ACTIVE,
+                    "wrapped_key": wrapped,
+                    "kek_id": self.keyring.provider.kek_id,
+                    "created_ns": now,
+                    "activates_ns": now,
+                    "retired_ns": None,
+                    "usage_count": None,
+                    "usage_counted_ns": None,
+                },
+            )
+            made.append(kind)
+        return made
+
+    async def rotate_data_key(self, *, activation_delay_ns: int = 15 * NS_PER_SECOND) -> int:
+        """The next version of the vault's data key (it encrypts after the delay; old PANs
+        keep reading under their version). Recorded in the vault's access log."""
+        async with self.unit_of_work() as session:
+            latest = await key_repository.latest_version(session, CARD_CLASS.value, DATA)
+            version = (latest or 0) + 1
+            now = self.clock.now_ns()
+            await key_repository.insert_key_version(
+                session,
+                {
+                    "data_class": CARD_CLASS.value,
+                    "kind": DATA,
+                    "version": version,
+                    "state": ACTIVE,
+                    "wrapped_key": await self.keyring.wrap_new_key(CARD_CLASS, DATA, version),
+                    "kek_id": self.keyring.provider.kek_id,
+                    "created_ns": now,
+                    "activates_ns": now + activation_delay_ns,
+                    "retired_ns": None,
+                    "usage_count": None,
+                    "usage_counted_ns": None,
+                },
+            )
+            await self._log(
+                session,
+                VaultCaller(VaultRole.PAYMENT, "system:vault"),
+                "key_rotated",
+                None,
+                f"v{version}",
+            )
+        await self.refresh_keys()
+        return version
+
+    # -- logging ------------------------------------------------------------------------
+
+    async def _log(
+        self,
+        session: AsyncSession,
+        caller: VaultCaller,
+        operation: str,
+        token: str | None,
+        outcome: str,
+    ) -> None:
+        bounded = caller.bounded()
+        await repository.log_access(
+            session,
+            {
+                "id": self.ids.new_str(),
+                "occurred_ns": self.clock.now_ns(),
+                "operation": operation,
+                "role": bounded.role.value,
+                "on_behalf_of": bounded.on_behalf_of,
+                # A caller that sends a PAN where a token belongs must not get it written
+                # into the log: digit-shaped values only once found as tokens.
+                "token": loggable_token(token, confirmed=outcome == "allowed"),
+                "outcome": outcome,
+                "request_id": bounded.request_id,
+            },
+        )
+
+    async def _refuse(
+        self, caller: VaultCaller, operation: VaultOperation, token: str | None
+    ) -> VaultAccessDenied:
+        async with self.unit_of_work() as session:
+            await self._log(session, caller, operation.value, token, "denied")
+        return VaultAccessDenied(
+            f"the vault role {caller.role.value} may not {operation.value} cards"
+        )
+
+    async def _check(
+        self, caller: VaultCaller, operation: VaultOperation, token: str | None = None
+    ) -> None:
+        if not may(caller.role, operation):
+            raise await self._refuse(caller, operation, token)
+
+    def _ready(self) -> Keyring:
+        if not self.keyring.loaded:
+            raise VaultUnavailable("the vault has not read its keys yet")
+        return self.keyring
+
+    # -- operations ----------------------------------------------------------------------
+
+    def fingerprint(self, digits: str) -> bytes:
+        return self._ready().blind_index(CARD_CLASS, fingerprint_input(digits))
+
+    async def tokenize(
+        self,
+        caller: VaultCaller,
+        *,
+        pan: str,
+        expiry_month: int,
+        expiry_year: int,
+        token_format: TokenFormat | None = None,
+    ) -> TokenizedCard:
+        """Validate and store a card; a new random token each time (the fingerprint says
+        whether the card was seen before)."""
+        await self._check(caller, VaultOperation.TOKENIZE)
+        card = parse_pan(pan)
+        expiry = parse_expiry(expiry_month, expiry_year, now_ns=self.clock.now_ns())
+        keyring = self._ready()
+        fingerprint = self.fingerprint(card.digits)
+        chosen = token_format or self.default_format
+        bounded = caller.bounded()
+        async with self.unit_of_work() as session:
+            for _ in range(MAX_TOKEN_DRAWS):
+                token = new_token(card, chosen)
+                row = VaultCardRow(
+                    token=token,
+                    pan_enc=keyring_field(keyring, card.digits, record_id=token),
+                    fingerprint=fingerprint,
+                    brand=card.brand.value,
+                    last4=card.last4,
+                    expiry_month=expiry.month,
+                    expiry_year=expiry.year,
+                    created_ns=self.clock.now_ns(),
+                    created_by=bounded.on_behalf_of,
+                    created_role=bounded.role.value,
+                )
+                try:
+                    # A savepoint: a token drawn twice (possible for the short formats) is
+                    # refused by the primary key and drawn again, in the same transaction.
+                    async with session.begin_nested():
+                        await repository.insert_card(session, row)
+                except IntegrityError:
+                    continue
+                break
+            else:
+                raise VaultUnavailable("no free token could be drawn; use the opaque format")
+            await self._log(session, caller, VaultOperation.TOKENIZE.value, token, "allowed")
+        return TokenizedCard(token, card.brand, card.last4, expiry, fingerprint.hex())
+
+    async def describe(self, caller: VaultCaller, tokens: Sequence[str]) -> list[TokenizedCard]:
+        """Brand, last four, expiry and fingerprint of stored cards (unknown tokens are left
+        out): what de-duplication needs, without detokenizing."""
+        await self._check(caller, VaultOperation.DESCRIBE)
+        wanted = [token for token in tokens if token_shape_valid(token)]
+        async with self.unit_of_work() as session:
+            rows = await repository.cards(session, wanted) if wanted else []
+        return [_describe(row) for row in rows]
+
+    async def duplicates(self, caller: VaultCaller, pan: str) -> list[str]:
+        """The tokens stored for the same card as `pan` (by fingerprint)."""
+        await self._check(caller, VaultOperation.DESCRIBE)
+        card = parse_pan(pan)
+        fingerprint = self.fingerprint(card.digits)
+        async with self.unit_of_work() as session:
+            return list(await repository.tokens_with_fingerprint(session, fingerprint))
+
+    async def detokenize(self, caller: VaultCaller, token: str) -> RevealedCard:
+        """The PAN behind a token: the payment role only."""
+        await self._check(caller, VaultOperation.DETOKENIZE, token)
+        return await self._reveal(caller, VaultOperation.DETOKENIZE, token)
+
+    async def authorization_card(
+        self, caller: VaultCaller, token: str, cvv: str
+    ) -> AuthorizationCard:
+        """The card and its security code for one authorization (payment role only). The
+        code is checked for its brand and handed back in memory: it is never written."""
+        await self._check(caller, VaultOperation.AUTHORIZE, token)
+        card = await self._reveal(caller, VaultOperation.AUTHORIZE, token)
+        return AuthorizationCard(card, parse_card_secret(cvv, card.brand))
+
+    async def _reveal(
+        self, caller: VaultCaller, operation: VaultOperation, token: str
+    ) -> RevealedCard:
+        keyring = self._ready()
+        async with self.unit_of_work() as session:
+            row = await repository.card(session, token) if token_shape_valid(token) else None
+            await self._log(
+                session, caller, operation.value, token, "allowed" if row else "not_found"
+            )
+            if row is None:
+                # The miss is logged, then reported: the log row must commit, so it is
+                # raised after the unit of work.
+                found = None
+            else:
+                found = RevealedCard(
+                    row.token,
+                    row.pan_enc.reveal(keyring, record_id=row.token),
+                    CardBrand(row.brand),
+                    Expiry(row.expiry_year, row.expiry_month),
+                )
+        if found is None:
+            raise TokenNotFound
+        return found
+
+    async def forget(self, caller: VaultCaller, token: str) -> bool:
+        """Delete a stored card (PCI DSS 3.2.1: kept no longer than needed); idempotent."""
+        await self._check(caller, VaultOperation.FORGET, token)
+        async with self.unit_of_work() as session:
+            deleted = (
+                await repository.delete_card(session, token) if token_shape_valid(token) else False
+            )
+            await self._log(
+                session,
+                caller,
+                VaultOperation.FORGET.value,
+                token,
+                "allowed" if deleted else "not_found",
+            )
+        return deleted
+
+
+def _describe(row: VaultCardRow) -> TokenizedCard:
+    return TokenizedCard(
+        row.token,
+        CardBrand(row.brand),
+        row.last4,
+        Expiry(row.expiry_year, row.expiry_month),
+        bytes(row.fingerprint).hex(),
+    )
