@@ -27,6 +27,27 @@ SYSTEM = Party("system", "tradeguard")
 
 
 @dataclass(frozen=True, slots=True)
+class PersonalData:
+    """Personal data an event records about one person (its owner): sealed under the
+    owner's own key before the event is hashed, so destroying that key erases it while the
+    chain still verifies (ledger/personal/)."""
+
+    owner: Party
+    fields: Mapping[str, Any]
+
+    @property
+    def subject(self) -> str:
+        """The owner as the subject keys name it: `kind:id`."""
+        return f"{self.owner.kind}:{self.owner.id}"
+
+    @classmethod
+    def of(cls, owner: Party, **fields: Any) -> PersonalData | None:
+        """The fields that have a value, or None when none has (nothing to seal)."""
+        present = {name: value for name, value in fields.items() if value is not None}
+        return cls(owner, present) if present else None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerEvent:
     """An auditable fact, before it is given an id, a timestamp and a place in the chain."""
 
@@ -35,13 +56,19 @@ class LedgerEvent:
     actor: Party = SYSTEM
     subject: Party | None = None
     request_id: str | None = None
+    personal: PersonalData | None = None
 
     def __post_init__(self) -> None:
         if not is_valid_event_type(self.type):
             raise InvalidInput(f"event type {self.type!r} is not shaped source:subject:action")
 
-    def envelope(self, *, event_id: str, occurred_ns: int) -> dict[str, Any]:
-        """The JSON document that is canonicalized, hashed and stored."""
+    def envelope(
+        self, *, event_id: str, occurred_ns: int, sealed: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The JSON document that is canonicalized, hashed and stored; `sealed` is the
+        personal section as ciphertext (the plaintext never enters the document)."""
+        if self.personal is not None and self.personal.fields and sealed is None:
+            raise ValueError("an event's personal data must be sealed before it is stored")
         document: dict[str, Any] = {
             "v": EVENT_FORMAT_VERSION,
             "id": event_id,
@@ -54,6 +81,8 @@ class LedgerEvent:
         }
         if self.request_id is not None:
             document["request_id"] = self.request_id
+        if sealed is not None:
+            document["personal"] = dict(sealed)
         return document
 
 
@@ -75,3 +104,12 @@ class SequencerState:
     last_chain_hash: bytes
     cursor_txid: int
     cursor_pk: int
+
+
+@dataclass(frozen=True, slots=True)
+class StagedEvent:
+    """An event stamped and serialized but not yet inserted (`Ledger.stage`): its
+    `audit_event` row and the (kind, value) search references it names."""
+
+    row: dict[str, Any]
+    references: tuple[tuple[str, str], ...]

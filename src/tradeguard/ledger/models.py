@@ -1,8 +1,9 @@
-"""Ledger tables. Both are append-only: database triggers refuse UPDATE and DELETE."""
+"""Ledger tables. Both are append-only: database triggers refuse UPDATE and DELETE (but for
+events purged after their retention, once sealed in the archive: ledger/archive/)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
@@ -18,10 +19,12 @@ class AuditEventRow(Base):
 
     pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
-    event_type: Mapped[str] = mapped_column(String(100), index=True)
+    # event_type, actor_id and subject_id are indexed together with the chain order (txid,
+    # pk) for search: see ledger/search/models.py.
+    event_type: Mapped[str] = mapped_column(String(100))
     occurred_ns: Mapped[int] = mapped_column(BigInteger, index=True)
-    actor_id: Mapped[str | None] = mapped_column(String(100), index=True)
-    subject_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(100))
+    subject_id: Mapped[str | None] = mapped_column(String(100))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     # PostgreSQL: the inserting transaction's id (pg_current_xact_id), set by a BEFORE INSERT
     # trigger whatever the client sends, and NOT NULL (migration 0003); the sequencer uses it
@@ -37,7 +40,9 @@ class AuditChainRow(Base):
     __tablename__ = "audit_chain"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    event_pk: Mapped[int] = mapped_column(PrimaryKey, ForeignKey("audit_event.pk"), unique=True)
+    # No foreign key (migration 0014): a chain row outlives its event once the event was
+    # sealed in the archive and purged after its retention; the hashes stay for the tree.
+    event_pk: Mapped[int] = mapped_column(PrimaryKey, unique=True)
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     sequenced_ns: Mapped[int] = mapped_column(BigInteger)

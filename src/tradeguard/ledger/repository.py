@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from tradeguard.db.base import Base
 from tradeguard.ledger.domain import SequencerState
 from tradeguard.ledger.models import AuditChainRow, AuditEventRow, SequencerStateRow
+from tradeguard.ledger.verification import reads
 
 _EVENTS = Base.metadata.tables[AuditEventRow.__tablename__]
 _CHAIN = Base.metadata.tables[AuditChainRow.__tablename__]
@@ -20,9 +21,22 @@ _STATE = Base.metadata.tables[SequencerStateRow.__tablename__]
 SEQUENCER_LOCK_KEY = 0x7467_6C65_6467_6572 & 0x7FFF_FFFF_FFFF_FFFF
 
 
+# Built once, the values bound at execution: `insert().values(**row)` built a new statement
+# for every event (each value coerced into a bound parameter, the cache key worked out again).
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.pk)
+
+
+_INSERT_EVENTS = insert(_EVENTS)
+
+
 async def insert_event(session: AsyncSession, row: dict[str, Any]) -> int:
-    result = await session.execute(insert(_EVENTS).values(**row).returning(_EVENTS.c.pk))
+    result = await session.execute(_INSERT_EVENT, row)
     return int(result.scalar_one())
+
+
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Many events in one statement (executemany), in their order."""
+    await session.execute(_INSERT_EVENTS, list(rows))
 
 
 async def lock_sequencer(conn: AsyncConnection) -> None:
@@ -49,6 +63,8 @@ async def transaction_horizon(conn: AsyncConnection) -> int:
     id is finished or still running), then lower it to the oldest id still running in this
     database (backends and prepared transactions). Read in that order, a transaction missing
     from the running list has finished before the events are read, so its rows are visible.
+    A running id at or above xmax (a writer newer than the last one to finish, or one that
+    took its id after the snapshot) does not lower it.
     """
     xmax = int(
         (
@@ -67,12 +83,20 @@ async def transaction_horizon(conn: AsyncConnection) -> int:
     ).scalars()
     horizon = xmax
     for xid32 in running:
-        # pg_stat_activity shows 32-bit ids; widen them with the epoch of xmax.
-        full = (xmax & ~0xFFFF_FFFF) | int(xid32)
-        if full > xmax:
-            full -= 1 << 32
-        horizon = min(horizon, full)
+        horizon = min(horizon, widen_xid(int(xid32), xmax))
     return horizon
+
+
+def widen_xid(xid32: int, near: int) -> int:
+    """The 64-bit transaction id of `xid32` (a 32-bit id, as pg_stat_activity shows it),
+    given a 64-bit id `near` it. PostgreSQL keeps every running transaction within 2^31 of
+    the next id, so the nearest id with those low 32 bits is the one: below `near` (an older
+    writer, possibly in the previous epoch) or above it (a newer one, possibly in the next).
+    """
+    delta = (xid32 - near) & 0xFFFF_FFFF
+    if delta >= 1 << 31:
+        delta -= 1 << 32
+    return near + delta
 
 
 async def unsequenced_events(
@@ -115,34 +139,22 @@ async def save_state(conn: AsyncConnection, state: SequencerState) -> None:
     )
 
 
-# LATERAL makes PostgreSQL fetch each body by primary key: a plain join lets the planner pick
-# a hash join over a full scan of audit_event for every chunk, which is quadratic overall.
-_CHAIN_RANGE_SQL = (
-    "SELECT c.seq, c.leaf_hash, c.chain_hash, e.body FROM audit_chain c "
-    "{join} (SELECT body FROM audit_event WHERE pk = c.event_pk) e "
-    "WHERE c.seq >= {first} AND c.seq <= {last} ORDER BY c.seq"
-)
+async def chain_range(
+    conn: AsyncConnection, first_seq: int, last_seq: int
+) -> tuple[Sequence[Any], dict[int, bytes] | None]:
+    """Chain rows for seq in [first_seq, last_seq], in order, with their event bodies.
 
-
-async def chain_range(conn: AsyncConnection, first_seq: int, last_seq: int) -> Sequence[Any]:
-    """Chain rows with their event bodies for seq in [first_seq, last_seq], in order.
-
-    Verification reads every row of the ledger, so this one query goes to the driver
-    directly (still parameterized): the ORM's per-row processing would triple its cost.
+    PostgreSQL: rows (seq, leaf_hash, chain_hash, event_pk) and the bodies by event pk;
+    SQLite: rows (seq, leaf_hash, chain_hash, body) and None (see ledger/verification/reads.py).
+    Verification reads every row of the ledger, so this goes to the driver directly.
     """
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if conn.dialect.name == "postgresql":
-        sql = _CHAIN_RANGE_SQL.format(join="CROSS JOIN LATERAL", first="$1", last="$2")
-        return list(await driver.fetch(sql, first_seq, last_seq))
-    # SQLite has no LATERAL; its planner already joins by primary-key lookup.
-    sql = _CHAIN_RANGE_SQL.format(join="JOIN", first="?", last="?").replace(
-        "(SELECT body FROM audit_event WHERE pk = c.event_pk) e",
-        "audit_event e ON e.pk = c.event_pk",
-    )
-    cursor = await driver.execute(sql, (first_seq, last_seq))
+        return await reads.postgres_run(driver, first_seq, last_seq)
+    cursor = await driver.execute(reads.JOINED_SQL_SQLITE, (first_seq, last_seq))
     try:
-        return list(await cursor.fetchall())
+        return list(await cursor.fetchall()), None
     finally:
         await cursor.close()
 
@@ -177,6 +189,27 @@ async def count_through_cursor(conn: AsyncConnection, state: SequencerState) -> 
     return int((await conn.execute(query)).scalar_one())
 
 
+async def newest_txid(conn: AsyncConnection) -> int | None:
+    """PostgreSQL: the newest transaction id among the events this connection sees (one
+    index probe), or None when there are none."""
+    value = (await conn.execute(select(func.max(_EVENTS.c.txid)))).scalar()
+    return None if value is None else int(value)
+
+
+async def unchained_through(conn: AsyncConnection, state: SequencerState, txid: int) -> bool:
+    """PostgreSQL: whether an event of a transaction up to `txid` (and visible here) is still
+    past the sequencer's cursor, awaiting its chain position."""
+    query = (
+        select(_EVENTS.c.pk)
+        .where(
+            tuple_(_EVENTS.c.txid, _EVENTS.c.pk) > tuple_(state.cursor_txid, state.cursor_pk),
+            _EVENTS.c.txid <= txid,
+        )
+        .limit(1)
+    )
+    return (await conn.execute(query)).first() is not None
+
+
 async def count_after_cursor(conn: AsyncConnection, state: SequencerState) -> int:
     """Events past the sequencer's cursor: committed or not yet, awaiting their chain position."""
     query = select(func.count()).select_from(_EVENTS).where(~_at_or_below_cursor(conn, state))
@@ -194,6 +227,65 @@ async def events_by_seq(conn: AsyncConnection, first_seq: int, limit: int) -> Se
         .where(_CHAIN.c.seq >= first_seq)
         .order_by(_CHAIN.c.seq)
         .limit(limit)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def chained_after(conn: AsyncConnection, seq: int) -> bool:
+    """Whether any event is chained after `seq` (one index probe)."""
+    query = select(_CHAIN.c.seq).where(_CHAIN.c.seq > seq).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+async def events_by_types(
+    conn: AsyncConnection,
+    event_types: Sequence[str],
+    *,
+    first_seq: int,
+    through_seq: int,
+    limit: int,
+) -> Sequence[Any]:
+    """Chained events of the given types with seq in [first_seq, through_seq], in order."""
+    query = (
+        select(_CHAIN.c.seq, _EVENTS.c.body)
+        .join(_EVENTS, _EVENTS.c.pk == _CHAIN.c.event_pk)
+        .where(
+            _CHAIN.c.seq >= first_seq,
+            _CHAIN.c.seq <= through_seq,
+            _EVENTS.c.event_type.in_(list(event_types)),
+        )
+        .order_by(_CHAIN.c.seq)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def actors_by_seq(conn: AsyncConnection, first_seq: int, limit: int) -> Sequence[Any]:
+    """(seq, actor id) of chained events from `first_seq` on, in order: what a detector that
+    watches some actors reads before it reads (and parses) theirs."""
+    query = (
+        select(_CHAIN.c.seq, _EVENTS.c.actor_id)
+        .join(_EVENTS, _EVENTS.c.pk == _CHAIN.c.event_pk)
+        .where(_CHAIN.c.seq >= first_seq)
+        .order_by(_CHAIN.c.seq)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def events_of_actors_between(
+    conn: AsyncConnection, actor_ids: Sequence[str], first_seq: int, last_seq: int
+) -> Sequence[Any]:
+    """Chained events of the given actors with seq in [first_seq, last_seq], in order."""
+    query = (
+        select(_CHAIN.c.seq, _EVENTS.c.body)
+        .join(_EVENTS, _EVENTS.c.pk == _CHAIN.c.event_pk)
+        .where(
+            _CHAIN.c.seq >= first_seq,
+            _CHAIN.c.seq <= last_seq,
+            _EVENTS.c.actor_id.in_(list(actor_ids)),
+        )
+        .order_by(_CHAIN.c.seq)
     )
     return (await conn.execute(query)).all()
 

@@ -28,6 +28,7 @@ from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import write_gate
 from tradeguard.ledger import repository
 from tradeguard.ledger.chain import chain_hash, leaf_hash
+from tradeguard.ledger.tree.store import extend_tree
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class LedgerSequencer:
                 }
             )
         await repository.insert_chain_rows(conn, rows)
+        # The Merkle tree grows in the same transaction: every chained event is in the tree.
+        await extend_tree(conn, state.last_seq, [row["leaf_hash"] for row in rows])
         last = events[-1]
         await repository.save_state(
             conn,
@@ -108,13 +111,50 @@ class LedgerSequencer:
         return len(rows)
 
     async def drain(self) -> int:
-        """Chain everything that has committed so far (used by CLI commands and tests)."""
+        """Chain everything that has committed so far (used by CLI commands and tests).
+
+        On PostgreSQL an event that has committed is held back while an older transaction of
+        the database is still running (it may yet add an event ordered before it): another
+        request, worker or process writing to the same database. Drain waits for those to
+        finish, looking again every interval, so that every event committed before the call
+        is chained when it returns. (A caller must not hold a write transaction of its own
+        open while it drains: that one would be waited for.)
+        """
+        target = await self._newest_committed()
         total = 0
+        waited = False
         while True:
             count = await self.sequence_once()
             total += count
-            if count < self._batch:
+            if count >= self._batch:
+                continue
+            if target is None or not await self._held_back(target):
                 return total
+            if not waited:
+                waited = True
+                log.info(
+                    "ledger sequencer: waiting for older transactions of the database to "
+                    "finish before chaining the events committed after them"
+                )
+            await asyncio.sleep(self._interval)
+
+    async def _newest_committed(self) -> int | None:
+        """PostgreSQL: the newest transaction id of a committed event; None on SQLite, where
+        the sequencer's write lock means every committed event is chained by one pass."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        async with self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="READ COMMITTED")
+            async with conn.begin():
+                return await repository.newest_txid(conn)
+
+    async def _held_back(self, txid: int) -> bool:
+        """Whether a committed event of a transaction up to `txid` is still unchained."""
+        async with self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="READ COMMITTED")
+            async with conn.begin():
+                state = await repository.load_state(conn)
+                return await repository.unchained_through(conn, state, txid)
 
     async def run_forever(
         self, stop: asyncio.Event | None = None, *, tracker: FailureTracker | None = None

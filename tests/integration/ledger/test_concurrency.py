@@ -8,12 +8,13 @@ import random
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.support.ledger import settle
+from tests.support.ledger import drain_waiting, settle, writer_in_flight
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import session_factory, unit_of_work
+from tradeguard.ledger import repository
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -21,6 +22,18 @@ from tradeguard.ledger.verify import verify_chain
 
 WRITERS = 24
 EVENTS_PER_WRITER = 15
+
+
+async def chained_types(conn: AsyncConnection) -> list[str]:
+    bodies = (
+        await conn.execute(
+            text(
+                "SELECT e.body FROM audit_chain c JOIN audit_event e ON e.pk = c.event_pk "
+                "ORDER BY c.seq"
+            )
+        )
+    ).scalars()
+    return [json.loads(body)["type"] for body in bodies]
 
 
 @pytest.mark.postgres
@@ -149,3 +162,58 @@ class TestConcurrentAppends:
                 )
             ).scalar_one()
         assert unchained == 0
+
+
+@pytest.mark.postgres
+class TestWritersInFlight:
+    """Other clients writing to the same database (requests, workers, another process) hold
+    back only the events that committed after their own transaction began."""
+
+    @pytest.mark.spec("AUD-1")
+    async def test_events_committed_before_two_writers_in_flight_are_chained_at_once(
+        self, pg_engine: AsyncEngine
+    ) -> None:
+        clock = SystemClock()
+        ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+        async with unit_of_work(session_factory(pg_engine)) as session:
+            await ledger.append(session, LedgerEvent(type="test:fast:committed", data={}))
+        async with writer_in_flight(pg_engine) as older, writer_in_flight(pg_engine):
+            # The newer writer's id is above the snapshot's xmax (nothing newer finished):
+            # it must not be read as an id of the previous epoch, which would put the
+            # horizon below every event and chain nothing while two writers are busy.
+            async with pg_engine.connect() as conn, conn.begin():
+                horizon = await repository.transaction_horizon(conn)
+                committed = (
+                    await conn.execute(text("SELECT max(txid) FROM audit_event"))
+                ).scalar_one()
+            assert committed < horizon <= older
+            assert await LedgerSequencer(pg_engine).sequence_once() == 1
+
+    @pytest.mark.spec("AUD-1")
+    async def test_drain_waits_for_an_older_writer_then_chains_both_in_transaction_order(
+        self, pg_engine: AsyncEngine
+    ) -> None:
+        clock = SystemClock()
+        ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+        sessions = session_factory(pg_engine)
+        with drain_waiting() as waiting:
+            waited = asyncio.create_task(waiting.wait())
+            try:
+                async with sessions() as slow, slow.begin():
+                    # The older writer takes its transaction id first and commits last.
+                    await ledger.append(slow, LedgerEvent(type="test:slow:first", data={}))
+                    async with unit_of_work(sessions) as session:
+                        await ledger.append(
+                            session, LedgerEvent(type="test:fast:committed", data={})
+                        )
+                    sequencer = LedgerSequencer(pg_engine, interval_ms=5)
+                    drain = asyncio.create_task(sequencer.drain())
+                    await asyncio.wait({drain, waited}, return_when=asyncio.FIRST_COMPLETED)
+                    # Drain does not return while an event that committed before it was
+                    # called is held back (the CLI's "chain what committed" relies on it).
+                    assert not drain.done(), "drain returned with a committed event unchained"
+                assert await drain == 2
+            finally:
+                waited.cancel()
+        async with pg_engine.connect() as conn:
+            assert await chained_types(conn) == ["test:slow:first", "test:fast:committed"]

@@ -1,0 +1,2 @@
+"""The audit ledger's HTTP API for compliance (compliance:audit): checkpoints, proofs and
+search."""
