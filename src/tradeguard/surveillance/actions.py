@@ -1,0 +1,379 @@
+"""Automatic responses to surveillance alerts (MAN-5): the policy table from alert type and
+score to actions (notify compliance, cancel the account's resting orders, closing-only,
+suspend), applied in the stream's own transaction when an alert is raised, and reversed by
+compliance with a reason.
+
+**Exactly once.** An alert is raised once: the stream records it and moves its checkpoint
+in one transaction, and a restart replays without recording (surveillance/consumer.py).
+The actions are applied in that same transaction, so they commit with the alert or not at
+all; a unique key on (alert, account, action) makes a second application impossible even
+if a replay ever reached here.
+
+**Trading state.** The account's status changes through trading's own service, as a
+staff change would: its `trading:account:status_changed` event, its version (cached risk
+views reload), and the orders it may no longer have cancelled (suspended: all;
+closing-only: those that would open or add to a position). The next order is refused by
+the pre-trade check on the account's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.core.clock import Clock
+from tradeguard.core.errors import Conflict, InvalidInput, NotFound
+from tradeguard.core.ids import IdGenerator
+from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.service import Ledger
+from tradeguard.risk.domain import AccountStatus
+from tradeguard.surveillance import repository
+from tradeguard.surveillance.domain import (
+    ActionKind,
+    ActionRule,
+    ActionStatus,
+    AlertType,
+    actions_due,
+)
+from tradeguard.surveillance.events import SurveillanceEvent
+from tradeguard.surveillance.models import (
+    SurveillanceAction,
+    SurveillanceActionRule,
+    SurveillanceAlert,
+)
+from tradeguard.surveillance.repository import ActionFilter
+from tradeguard.surveillance.service import DETECTOR_PARTY, clean_reason
+from tradeguard.trading.accounts import AccountService
+from tradeguard.trading.common import AccountNotFound
+from tradeguard.trading.domain import CancelReason
+from tradeguard.trading.orders import OrderService
+
+MAX_POLICY_RULES = 50
+# The status each action puts the account in, and the statuses it tightens from.
+_STATUS_OF: dict[ActionKind, AccountStatus] = {
+    ActionKind.CLOSING_ONLY: AccountStatus.CLOSING_ONLY,
+    ActionKind.SUSPEND: AccountStatus.SUSPENDED,
+}
+_TIGHTENS: dict[ActionKind, frozenset[str]] = {
+    ActionKind.CLOSING_ONLY: frozenset({AccountStatus.ACTIVE.value}),
+    ActionKind.SUSPEND: frozenset(
+        {AccountStatus.ACTIVE.value, AccountStatus.CLOSING_ONLY.value, AccountStatus.PENDING.value}
+    ),
+}
+
+
+class ActionNotFound(NotFound):
+    slug = "action-not-found"
+    title = "No such surveillance action"
+
+
+class ActionNotReversible(Conflict):
+    slug = "action-not-reversible"
+    title = "This action cannot be reversed now"
+
+
+@dataclass(slots=True)
+class Response:
+    """What the policy did for one alert: the action rows, and the orders it cancelled (for
+    the venue to drop from its books once the transaction committed)."""
+
+    actions: list[SurveillanceAction] = field(default_factory=list)
+    cancelled: list[Any] = field(default_factory=list)
+
+
+def _reason_for(alert: SurveillanceAlert, kind: ActionKind) -> str:
+    return (
+        f"surveillance alert {alert.id} ({alert.alert_type}, score {alert.score}): "
+        f"automatic {kind.value}"
+    )
+
+
+class ActionDesk:
+    """The action policy, its application to raised alerts, and reversals; never commits."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        ledger: Ledger,
+        accounts: AccountService,
+        orders: OrderService,
+    ) -> None:
+        self._clock = clock
+        self._ids = ids
+        self._ledger = ledger
+        self._accounts = accounts
+        self._orders = orders
+
+    # The policy ----------------------------------------------------------------------------
+
+    async def policy(self, session: AsyncSession) -> list[ActionRule]:
+        return [
+            ActionRule(AlertType(r.alert_type), r.min_score, ActionKind(r.action))
+            for r in await repository.action_rules(session)
+        ]
+
+    async def set_policy(
+        self,
+        session: AsyncSession,
+        *,
+        rules: Sequence[ActionRule],
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> list[ActionRule]:
+        """Replace the whole policy (audited with what it was and what it is)."""
+        text = clean_reason(reason)
+        if len(rules) > MAX_POLICY_RULES:
+            raise InvalidInput(f"a policy has at most {MAX_POLICY_RULES} rules")
+        seen: set[tuple[str, str]] = set()
+        for rule in rules:
+            if not 0 <= rule.min_score <= 100:
+                raise InvalidInput("min_score is 0-100")
+            key = (rule.alert_type.value, rule.action.value)
+            if key in seen:
+                raise InvalidInput(
+                    f"{rule.alert_type.value} has two rules for {rule.action.value}: keep one"
+                )
+            seen.add(key)
+        before = await self.policy(session)
+        await repository.clear_action_rules(session)
+        now = self._clock.now_ns()
+        for rule in rules:
+            repository.add(
+                session,
+                SurveillanceActionRule(
+                    id=self._ids.new_str(),
+                    alert_type=rule.alert_type.value,
+                    min_score=rule.min_score,
+                    action=rule.action.value,
+                    created_by=f"{actor.kind}:{actor.id}"[:120],
+                    created_ns=now,
+                ),
+            )
+        await session.flush()
+        await self._ledger.append(
+            session,
+            LedgerEvent(
+                type=SurveillanceEvent.POLICY_CHANGED,
+                actor=actor,
+                data={
+                    "before": [_rule_json(r) for r in before],
+                    "after": [_rule_json(r) for r in rules],
+                    "reason": text,
+                },
+                request_id=request_id,
+            ),
+        )
+        return await self.policy(session)
+
+    # Applying it ---------------------------------------------------------------------------
+
+    async def respond(self, session: AsyncSession, alert: SurveillanceAlert) -> Response:
+        """Apply what the policy asks for a newly raised alert, to every account it names."""
+        response = Response()
+        rules = await self.policy(session)
+        due = actions_due(rules, alert.alert_type, alert.score)
+        if not due:
+            return response
+        done = {
+            (a.account_id, a.action) for a in await repository.actions_of_alert(session, alert.id)
+        }
+        thresholds = {r.action: r.min_score for r in rules if r.alert_type == alert.alert_type}
+        for account_id in sorted(set(alert.accounts)):
+            for kind in due:
+                if (account_id, kind.value) in done:
+                    continue
+                superseded = kind is ActionKind.CLOSING_ONLY and ActionKind.SUSPEND in due
+                row = await self._apply(
+                    session,
+                    alert,
+                    account_id,
+                    kind,
+                    thresholds[kind],
+                    superseded=superseded,
+                    cancelled=response.cancelled,
+                )
+                response.actions.append(row)
+        return response
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        alert: SurveillanceAlert,
+        account_id: str,
+        kind: ActionKind,
+        min_score: int,
+        *,
+        superseded: bool,
+        cancelled: list[Any],
+    ) -> SurveillanceAction:
+        detail: dict[str, Any] = {}
+        status = ActionStatus.APPLIED
+        reason = _reason_for(alert, kind)
+        try:
+            account = await self._accounts.get(session, account_id, lock=True)
+        except AccountNotFound:
+            account = None
+        if account is None:
+            status, detail = ActionStatus.SKIPPED, {"why": "no such account"}
+        elif superseded:
+            status, detail = ActionStatus.SKIPPED, {"why": "superseded by suspend"}
+        elif kind in _STATUS_OF:
+            target = _STATUS_OF[kind]
+            if account.status not in _TIGHTENS[kind]:
+                status = ActionStatus.SKIPPED
+                detail = {"why": f"the account is {account.status}", "from": account.status}
+            else:
+                detail = {"from": account.status, "to": target.value}
+                await self._accounts.set_status(
+                    session,
+                    account_id=account_id,
+                    status=target,
+                    trading_state=None,
+                    reason=reason,
+                    actor=DETECTOR_PARTY,
+                )
+                orders = await self._orders.cancel_open(
+                    session,
+                    account_id=account_id,
+                    # Closing-only keeps orders that reduce a position: customers may get out.
+                    opening_only=kind is ActionKind.CLOSING_ONLY,
+                    reason=CancelReason.ACCOUNT_STATUS,
+                    actor=DETECTOR_PARTY,
+                )
+                cancelled.extend(orders)
+                detail["cancelled_order_ids"] = [o.id for o in orders]
+        elif kind is ActionKind.CANCEL_ORDERS:
+            orders = await self._orders.cancel_open(
+                session,
+                account_id=account_id,
+                opening_only=False,
+                reason=CancelReason.OPERATOR,
+                actor=DETECTOR_PARTY,
+            )
+            cancelled.extend(orders)
+            detail = {"cancelled_order_ids": [o.id for o in orders]}
+        row = SurveillanceAction(
+            id=self._ids.new_str(),
+            alert_id=alert.id,
+            account_id=account_id,
+            action=kind.value,
+            status=status.value,
+            rule={"alert_type": alert.alert_type, "min_score": min_score, "score": alert.score},
+            detail=detail,
+            applied_ns=self._clock.now_ns(),
+            reversed_by=None,
+            reversed_ns=None,
+            reverse_reason=None,
+        )
+        repository.add(session, row)
+        await self._ledger.append(
+            session,
+            LedgerEvent(
+                type=(
+                    SurveillanceEvent.ACTION_APPLIED
+                    if status is ActionStatus.APPLIED
+                    else SurveillanceEvent.ACTION_SKIPPED
+                ),
+                actor=DETECTOR_PARTY,
+                subject=Party("account", account_id),
+                data={
+                    "action_id": row.id,
+                    "action": kind.value,
+                    "alert_id": alert.id,
+                    "account_id": account_id,
+                    "rule": dict(row.rule),
+                    "detail": detail,
+                },
+            ),
+        )
+        return row
+
+    # Reversing it --------------------------------------------------------------------------
+
+    async def reverse(
+        self,
+        session: AsyncSession,
+        *,
+        action_id: str,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> SurveillanceAction:
+        """Undo an applied action: the account's status goes back to what it was (orders
+        cancelled stay cancelled; the customer may place them again)."""
+        text = clean_reason(reason)
+        row = await repository.action(session, action_id, lock=True)
+        if row is None:
+            raise ActionNotFound("no such surveillance action")
+        if row.status != ActionStatus.APPLIED:
+            raise ActionNotReversible(f"the action is {row.status}: nothing to reverse")
+        kind = ActionKind(row.action)
+        restored: str | None = None
+        if kind in _STATUS_OF:
+            account = await self._accounts.get(session, row.account_id, lock=True)
+            if account.status != row.detail["to"]:
+                # Somebody changed the account since: their decision stands, and is not
+                # silently undone by reversing an older one.
+                raise ActionNotReversible(
+                    f"the account's status changed since the action (it is {account.status}); "
+                    "change it through the trading accounts route"
+                )
+            restored = str(row.detail["from"])
+            await self._accounts.set_status(
+                session,
+                account_id=row.account_id,
+                status=AccountStatus(restored),
+                trading_state=None,
+                reason=f"reversal of surveillance action {row.id}: {text}",
+                actor=actor,
+                request_id=request_id,
+            )
+        row.status = ActionStatus.REVERSED.value
+        row.reversed_by = f"{actor.kind}:{actor.id}"[:120]
+        row.reversed_ns = self._clock.now_ns()
+        row.reverse_reason = text
+        await self._ledger.append(
+            session,
+            LedgerEvent(
+                type=SurveillanceEvent.ACTION_REVERSED,
+                actor=actor,
+                subject=Party("account", row.account_id),
+                data={
+                    "action_id": row.id,
+                    "action": row.action,
+                    "alert_id": row.alert_id,
+                    "account_id": row.account_id,
+                    "restored_status": restored,
+                    "reason": text,
+                },
+                request_id=request_id,
+            ),
+        )
+        return row
+
+    # Reading -------------------------------------------------------------------------------
+
+    async def search(
+        self, session: AsyncSession, where: ActionFilter
+    ) -> Sequence[SurveillanceAction]:
+        return await repository.actions(session, where)
+
+    async def get(self, session: AsyncSession, action_id: str) -> SurveillanceAction:
+        row = await repository.action(session, action_id)
+        if row is None:
+            raise ActionNotFound("no such surveillance action")
+        return row
+
+
+def _rule_json(rule: ActionRule) -> dict[str, Any]:
+    return {
+        "alert_type": rule.alert_type.value,
+        "min_score": rule.min_score,
+        "action": rule.action.value,
+    }

@@ -1,0 +1,260 @@
+"""The surveillance stream: tails the ledger by sequence number behind a stored checkpoint
+and feeds every order, cancel and execution to the detectors.
+
+One pass is one transaction: lock the checkpoint, read the next batch of chained events,
+resolve the accounts' beneficial owners, feed the market events to the engine, record the
+alerts (each with its ledger event), move the checkpoint and store the engine's resume
+point. Alerts and checkpoint commit together, so a crash mid-pass loses and repeats
+nothing: the pass runs again from the old checkpoint.
+
+The engine's state lives in memory. Whenever it is not known to match the checkpoint (at
+start, after a failed pass, or when a consumer in another process moved the checkpoint),
+it is rebuilt before the pass: a fresh engine starts at the stored resume point and is fed
+again the market events from there up to the checkpoint, its findings discarded (they were
+recorded when first found). Because the engine's state depends only on those events
+(surveillance/engine.py), the rebuilt engine is in exactly the state the old one had, and
+a restart raises exactly the alerts an uninterrupted run would have, none twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tradeguard.core.clock import Clock
+from tradeguard.db.engine import read_only, unit_of_work
+from tradeguard.ledger.service import (
+    SequencedEvent,
+    chained_after,
+    events_after,
+    events_of_types,
+)
+from tradeguard.surveillance import repository
+from tradeguard.surveillance.actions import ActionDesk
+from tradeguard.surveillance.domain import SurveillanceParameters
+from tradeguard.surveillance.engine import SurveillanceEngine
+from tradeguard.surveillance.events import (
+    MARKET_EVENT_TYPES,
+    MarketEvent,
+    event_account,
+    parse_market_event,
+)
+from tradeguard.surveillance.models import SurveillanceCheckpoint
+from tradeguard.surveillance.owners import BeneficialOwners
+from tradeguard.surveillance.service import AlertStore, OwnerLinks
+from tradeguard.trading.accounts import AccountService
+
+log = logging.getLogger(__name__)
+
+CONSUMER_NAME = "surveillance"
+DEFAULT_BATCH = 2000
+# Account owners never change; the cache is only bounded so a long-running worker over a
+# very large customer base does not grow without end.
+MAX_CACHED_OWNERS = 1_000_000
+_MARKET_TYPES = frozenset(MARKET_EVENT_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    events: int
+    market_events: int
+    alerts: int
+    folded: int
+    # Trading events that did not parse (malformed): skipped, counted, logged by seq.
+    skipped: int = 0
+    # Whether the engine was rebuilt from the ledger before this pass.
+    rebuilt: bool = False
+    # Automatic actions the policy applied (or skipped) to the new alerts' accounts.
+    actions: int = 0
+
+
+class OwnerDirectory:
+    """Beneficial owners of accounts: their users (through trading's service, cached) and
+    the links compliance recorded (read each pass, so a new link counts from the next)."""
+
+    def __init__(self, accounts: AccountService, links: OwnerLinks) -> None:
+        self._accounts = accounts
+        self._links = links
+        self._users: dict[str, str] = {}
+
+    async def resolve(self, session: AsyncSession, account_ids: set[str]) -> BeneficialOwners:
+        pairs = await self._links.pairs(session)
+        wanted = set(account_ids)
+        for a, b in pairs:
+            wanted.update((a, b))
+        missing = [a for a in wanted if a not in self._users]
+        if missing:
+            if len(self._users) + len(missing) > MAX_CACHED_OWNERS:
+                self._users.clear()
+                missing = list(wanted)
+            self._users.update(await self._accounts.owners_of(session, sorted(missing)))
+        return BeneficialOwners(self._users, pairs)
+
+
+class SurveillanceConsumer:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        params: SurveillanceParameters,
+        store: AlertStore,
+        owners: OwnerDirectory,
+        batch_size: int = DEFAULT_BATCH,
+        name: str = CONSUMER_NAME,
+        actions: ActionDesk | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._params = params
+        self._store = store
+        self._owners = owners
+        self._batch = batch_size
+        self._name = name
+        self._actions = actions
+        # Told of the orders automatic actions cancelled, after they committed (the server
+        # drops them from the venue's books; without it the venue finds them stale).
+        self.on_cancelled: Callable[[Sequence[Any]], Awaitable[None]] | None = None
+        self._engine: SurveillanceEngine | None = None
+        # The checkpoint the engine's state matches (None: unknown, rebuild before use).
+        self._covered: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run_once(self) -> PassResult:
+        """Judge one batch of events after the checkpoint and move the checkpoint past it."""
+        if await self._caught_up():
+            return PassResult(0, 0, 0, 0)
+        committed: int | None = None
+        async with unit_of_work(self._sessions) as session:
+            now = self._clock.now_ns()
+            mark = await repository.lock_checkpoint(session, self._name, now)
+            rebuilt = False
+            engine = self._engine
+            if engine is None or self._covered != mark.last_seq:
+                engine = await self._rebuild(session, mark)
+                rebuilt = True
+            # Until this pass commits, the engine is ahead of the stored checkpoint.
+            self._covered = None
+            batch = await events_after(session, after_seq=mark.last_seq, limit=self._batch)
+            if not batch:
+                self._covered = mark.last_seq
+                return PassResult(0, 0, 0, 0, rebuilt=rebuilt)
+            events, skipped = await self._market_events(session, batch)
+            raised = folded = acted = 0
+            cancelled: list[Any] = []
+            for event in events:
+                for finding in engine.feed(event):
+                    alert = await self._store.record(session, finding)
+                    if alert is None:
+                        folded += 1
+                        continue
+                    raised += 1
+                    if self._actions is not None:
+                        # In this transaction: the actions commit with the alert, once.
+                        response = await self._actions.respond(session, alert)
+                        acted += len(response.actions)
+                        cancelled.extend(response.cancelled)
+            mark.last_seq = batch[-1].seq
+            mark.replay_from_seq, mark.replay_floor_ns = engine.resume_point()
+            mark.events_read += len(batch)
+            mark.updated_ns = now
+            committed = mark.last_seq
+        self._covered = committed
+        if cancelled and self.on_cancelled is not None:
+            try:
+                await self.on_cancelled(cancelled)
+            except Exception:
+                # Committed already; a venue that missed the purge finds the orders stale.
+                log.exception("surveillance could not drop cancelled orders from the venue")
+        return PassResult(len(batch), len(events), raised, folded, skipped, rebuilt, acted)
+
+    async def _caught_up(self) -> bool:
+        """Nothing chained after what the engine has read: a read-only look, so that an idle
+        stream polling every few hundred milliseconds never takes SQLite's write lock. (If
+        another consumer moved the checkpoint, there are events after ours: we go on.)"""
+        bind = self._sessions.kw.get("bind")
+        if self._covered is None or not isinstance(bind, AsyncEngine):
+            return False
+        async with bind.connect() as conn:
+            await read_only(conn)
+            async with conn.begin():
+                return not await chained_after(conn, self._covered)
+
+    async def run(self) -> PassResult:
+        """Pass until caught up with the chained ledger."""
+        events = market = alerts = folded = skipped = acted = 0
+        rebuilt = False
+        while True:
+            result = await self.run_once()
+            events += result.events
+            market += result.market_events
+            alerts += result.alerts
+            folded += result.folded
+            skipped += result.skipped
+            acted += result.actions
+            rebuilt = rebuilt or result.rebuilt
+            if result.events < self._batch:
+                return PassResult(events, market, alerts, folded, skipped, rebuilt, acted)
+
+    async def _market_events(
+        self, session: AsyncSession, batch: Sequence[SequencedEvent]
+    ) -> tuple[list[MarketEvent], int]:
+        documents = [e for e in batch if e.document.get("type") in _MARKET_TYPES]
+        accounts = {a for e in documents if (a := event_account(e.document)) is not None}
+        owners = await self._owners.resolve(session, accounts)
+        events: list[MarketEvent] = []
+        skipped = 0
+        for item in documents:
+            try:
+                event = parse_market_event(item.seq, item.document, owners.owner)
+            except ValueError as exc:
+                skipped += 1
+                # The seq names the event for an operator; its content stays in the ledger.
+                log.warning("surveillance skipped ledger event %d: %s", item.seq, exc)
+                continue
+            if event is not None:
+                events.append(event)
+        return events, skipped
+
+    async def _rebuild(
+        self, session: AsyncSession, mark: SurveillanceCheckpoint
+    ) -> SurveillanceEngine:
+        """A new engine in the state the checkpoint's resume point describes."""
+        self._covered = None
+        engine = SurveillanceEngine(self._params, floor_ns=mark.replay_floor_ns)
+        self._engine = engine
+        first = mark.replay_from_seq
+        if first is None:
+            return engine
+        replayed = 0
+        while first <= mark.last_seq:
+            chunk = await events_of_types(
+                session,
+                MARKET_EVENT_TYPES,
+                first_seq=first,
+                through_seq=mark.last_seq,
+                limit=self._batch,
+            )
+            if not chunk:
+                break
+            events, _ = await self._market_events(session, chunk)
+            for event in events:
+                engine.feed(event)  # found before the restart: already recorded
+            replayed += len(chunk)
+            first = chunk[-1].seq + 1
+        log.info(
+            "surveillance engine rebuilt from the ledger",
+            extra={"replayed_events": replayed, "checkpoint": mark.last_seq},
+        )
+        return engine

@@ -1,0 +1,109 @@
+"""Builds the surveillance services from settings, once per process (app, CLI command, test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tradeguard.config import Settings
+from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import unit_of_work
+from tradeguard.ledger.service import Ledger
+from tradeguard.surveillance.actions import ActionDesk
+from tradeguard.surveillance.cases import CaseDesk, StaffRoles
+from tradeguard.surveillance.consumer import OwnerDirectory, SurveillanceConsumer
+from tradeguard.surveillance.domain import (
+    SpoofParameters,
+    SurveillanceParameters,
+    WashParameters,
+)
+from tradeguard.surveillance.service import AlertStore, OwnerLinks
+from tradeguard.trading.accounts import AccountService
+from tradeguard.trading.orders import OrderService
+
+
+def parameters_from(settings: Settings) -> SurveillanceParameters:
+    """The detectors' parameters as the settings give them."""
+    return SurveillanceParameters(
+        wash=WashParameters(
+            window_ns=settings.surveillance_wash_window_seconds * NS_PER_SECOND,
+            min_quantity=settings.surveillance_wash_min_quantity,
+            max_net_fraction=settings.surveillance_wash_max_net_fraction,
+            price_tolerance=settings.surveillance_wash_price_tolerance,
+            min_round_trips=settings.surveillance_wash_min_round_trips,
+            min_aggressive_share=settings.surveillance_wash_min_aggressive_share,
+            min_volume_share=settings.surveillance_wash_min_volume_share,
+        ),
+        spoof=SpoofParameters(
+            max_order_age_ns=settings.surveillance_spoof_max_order_age_seconds * NS_PER_SECOND,
+            cancel_window_ns=settings.surveillance_spoof_cancel_window_seconds * NS_PER_SECOND,
+            min_quantity=settings.surveillance_spoof_min_quantity,
+            size_ratio=settings.surveillance_spoof_size_ratio,
+            imbalance_ratio=settings.surveillance_spoof_imbalance_ratio,
+            layering_min_levels=settings.surveillance_layering_min_levels,
+            max_distance_bps=settings.surveillance_spoof_max_distance_bps,
+            requote_window_ns=settings.surveillance_spoof_requote_window_ms * 1_000_000,
+        ),
+        book_horizon_ns=settings.surveillance_book_horizon_seconds * NS_PER_SECOND,
+        fold_window_ns=settings.surveillance_fold_window_seconds * NS_PER_SECOND,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SurveillanceServices:
+    sessions: async_sessionmaker[AsyncSession]
+    params: SurveillanceParameters
+    alerts: AlertStore
+    links: OwnerLinks
+    consumer: SurveillanceConsumer
+    cases: CaseDesk
+    actions: ActionDesk
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        async with unit_of_work(self.sessions) as session:
+            yield session
+
+
+def build_surveillance(
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    sessions: async_sessionmaker[AsyncSession],
+    ledger: Ledger,
+    accounts: AccountService,
+    orders: OrderService,
+    staff: StaffRoles | None = None,
+    consumer_name: str | None = None,
+    batch_size: int | None = None,
+) -> SurveillanceServices:
+    """`staff` (identity's service) checks that a case's assignee is compliance staff;
+    without it cases cannot be assigned (commands that never assign need not build it)."""
+    params = parameters_from(settings)
+    actions = ActionDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, orders=orders)
+    store = AlertStore(clock=clock, ids=ids, ledger=ledger, fold_window_ns=params.fold_window_ns)
+    links = OwnerLinks(clock=clock, ids=ids, ledger=ledger, accounts=accounts)
+    consumer = SurveillanceConsumer(
+        sessions=sessions,
+        clock=clock,
+        params=params,
+        store=store,
+        owners=OwnerDirectory(accounts, links),
+        batch_size=batch_size or settings.surveillance_batch_size,
+        actions=actions,
+        **({"name": consumer_name} if consumer_name else {}),
+    )
+    return SurveillanceServices(
+        sessions=sessions,
+        params=params,
+        alerts=store,
+        links=links,
+        consumer=consumer,
+        cases=CaseDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, staff=staff),
+        actions=actions,
+    )

@@ -1,0 +1,302 @@
+"""Every query of market surveillance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.surveillance.models import (
+    SurveillanceAction,
+    SurveillanceActionRule,
+    SurveillanceAlert,
+    SurveillanceCase,
+    SurveillanceCaseAlert,
+    SurveillanceCaseEntry,
+    SurveillanceCheckpoint,
+    SurveillanceLink,
+    SurveillanceReport,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    alert_type: str | None = None
+    detector: str | None = None
+    symbol: str | None = None
+    owner: str | None = None
+    account_id: str | None = None
+    before_id: str | None = None
+    limit: int = 100
+
+
+async def lock_checkpoint(session: AsyncSession, name: str, now_ns: int) -> SurveillanceCheckpoint:
+    """The consumer's checkpoint row, locked until the transaction ends (PostgreSQL: FOR
+    UPDATE, so consumers in several processes take turns; SQLite: its write lock does)."""
+    query = select(SurveillanceCheckpoint).where(SurveillanceCheckpoint.name == name)
+    row = (await session.execute(query.with_for_update())).scalar_one_or_none()
+    if row is None:
+        # The migration seeds the default row; a consumer of another name starts at the
+        # beginning of the ledger.
+        row = SurveillanceCheckpoint(
+            name=name,
+            last_seq=0,
+            replay_from_seq=None,
+            replay_floor_ns=0,
+            events_read=0,
+            updated_ns=now_ns,
+        )
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def checkpoint(session: AsyncSession, name: str) -> SurveillanceCheckpoint | None:
+    return await session.get(SurveillanceCheckpoint, name)
+
+
+def add(session: AsyncSession, row: object) -> None:
+    session.add(row)
+
+
+async def latest_alert(
+    session: AsyncSession, *, alert_type: str, owner: str, symbol: str
+) -> SurveillanceAlert | None:
+    """The alert of this type, owner and symbol with the latest trigger, locked."""
+    query = (
+        select(SurveillanceAlert)
+        .where(
+            SurveillanceAlert.alert_type == alert_type,
+            SurveillanceAlert.owner == owner,
+            SurveillanceAlert.symbol == symbol,
+        )
+        .order_by(SurveillanceAlert.latest_trigger_ns.desc(), SurveillanceAlert.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def alert(session: AsyncSession, alert_id: str) -> SurveillanceAlert | None:
+    return await session.get(SurveillanceAlert, alert_id)
+
+
+async def alerts(session: AsyncSession, where: AlertFilter) -> Sequence[SurveillanceAlert]:
+    """Alerts matching the filter, newest first (ids are time-ordered UUIDv7)."""
+    query = select(SurveillanceAlert)
+    if where.alert_type is not None:
+        query = query.where(SurveillanceAlert.alert_type == where.alert_type)
+    if where.detector is not None:
+        query = query.where(SurveillanceAlert.detector == where.detector)
+    if where.symbol is not None:
+        query = query.where(SurveillanceAlert.symbol == where.symbol)
+    if where.owner is not None:
+        query = query.where(SurveillanceAlert.owner == where.owner)
+    if where.before_id is not None:
+        query = query.where(SurveillanceAlert.id < where.before_id)
+    query = query.order_by(SurveillanceAlert.id.desc())
+    if where.account_id is None:
+        return (await session.execute(query.limit(where.limit))).scalars().all()
+    # The accounts are a JSON list (no portable index into it): filter page by page.
+    found: list[SurveillanceAlert] = []
+    page_query = query.limit(max(where.limit, 200))
+    while len(found) < where.limit:
+        page = (await session.execute(page_query)).scalars().all()
+        found.extend(row for row in page if where.account_id in row.accounts)
+        if len(page) < max(where.limit, 200):
+            break
+        page_query = query.where(SurveillanceAlert.id < page[-1].id).limit(max(where.limit, 200))
+    return found[: where.limit]
+
+
+async def links(session: AsyncSession) -> Sequence[SurveillanceLink]:
+    query = select(SurveillanceLink).order_by(SurveillanceLink.created_ns, SurveillanceLink.id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def link_pairs(session: AsyncSession) -> list[tuple[str, str]]:
+    rows = await session.execute(select(SurveillanceLink.account_a, SurveillanceLink.account_b))
+    return [(row.account_a, row.account_b) for row in rows]
+
+
+async def link(session: AsyncSession, account_a: str, account_b: str) -> SurveillanceLink | None:
+    query = select(SurveillanceLink).where(
+        SurveillanceLink.account_a == account_a, SurveillanceLink.account_b == account_b
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def link_by_id(session: AsyncSession, link_id: str) -> SurveillanceLink | None:
+    return await session.get(SurveillanceLink, link_id)
+
+
+async def links_of(session: AsyncSession, account_id: str) -> Sequence[SurveillanceLink]:
+    query = select(SurveillanceLink).where(
+        or_(SurveillanceLink.account_a == account_id, SurveillanceLink.account_b == account_id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def remove_link(session: AsyncSession, link_id: str) -> None:
+    await session.execute(delete(SurveillanceLink).where(SurveillanceLink.id == link_id))
+
+
+# Cases ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    status: str | None = None
+    assignee: str | None = None
+    before_id: str | None = None
+    limit: int = 100
+
+
+async def case(
+    session: AsyncSession, case_id: str, *, lock: bool = False
+) -> SurveillanceCase | None:
+    query = select(SurveillanceCase).where(SurveillanceCase.id == case_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def cases(session: AsyncSession, where: CaseFilter) -> Sequence[SurveillanceCase]:
+    """Cases matching the filter, newest first."""
+    query = select(SurveillanceCase)
+    if where.status is not None:
+        query = query.where(SurveillanceCase.status == where.status)
+    if where.assignee is not None:
+        query = query.where(SurveillanceCase.assignee == where.assignee)
+    if where.before_id is not None:
+        query = query.where(SurveillanceCase.id < where.before_id)
+    query = query.order_by(SurveillanceCase.id.desc()).limit(where.limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def alerts_by_ids(
+    session: AsyncSession, alert_ids: Sequence[str], *, lock: bool = False
+) -> dict[str, SurveillanceAlert]:
+    if not alert_ids:
+        return {}
+    query = select(SurveillanceAlert).where(SurveillanceAlert.id.in_(sorted(set(alert_ids))))
+    if lock:
+        query = query.with_for_update()
+    return {row.id: row for row in (await session.execute(query)).scalars()}
+
+
+async def case_memberships(
+    session: AsyncSession, alert_ids: Sequence[str]
+) -> dict[str, SurveillanceCaseAlert]:
+    """The case each of these alerts is in (alerts in none are left out)."""
+    if not alert_ids:
+        return {}
+    query = select(SurveillanceCaseAlert).where(
+        SurveillanceCaseAlert.alert_id.in_(sorted(set(alert_ids)))
+    )
+    return {row.alert_id: row for row in (await session.execute(query)).scalars()}
+
+
+async def case_alert_ids(session: AsyncSession, case_id: str) -> list[str]:
+    query = (
+        select(SurveillanceCaseAlert.alert_id)
+        .where(SurveillanceCaseAlert.case_id == case_id)
+        .order_by(SurveillanceCaseAlert.added_ns, SurveillanceCaseAlert.alert_id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def remove_case_alert(session: AsyncSession, case_id: str, alert_id: str) -> None:
+    await session.execute(
+        delete(SurveillanceCaseAlert).where(
+            SurveillanceCaseAlert.case_id == case_id, SurveillanceCaseAlert.alert_id == alert_id
+        )
+    )
+
+
+async def case_entries(session: AsyncSession, case_id: str) -> Sequence[SurveillanceCaseEntry]:
+    query = (
+        select(SurveillanceCaseEntry)
+        .where(SurveillanceCaseEntry.case_id == case_id)
+        .order_by(SurveillanceCaseEntry.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+# Actions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionFilter:
+    account_id: str | None = None
+    alert_id: str | None = None
+    status: str | None = None
+    before_id: str | None = None
+    limit: int = 100
+
+
+async def action_rules(session: AsyncSession) -> Sequence[SurveillanceActionRule]:
+    query = select(SurveillanceActionRule).order_by(
+        SurveillanceActionRule.alert_type, SurveillanceActionRule.min_score
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def clear_action_rules(session: AsyncSession) -> None:
+    await session.execute(delete(SurveillanceActionRule))
+
+
+async def actions_of_alert(session: AsyncSession, alert_id: str) -> Sequence[SurveillanceAction]:
+    query = select(SurveillanceAction).where(SurveillanceAction.alert_id == alert_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def action(
+    session: AsyncSession, action_id: str, *, lock: bool = False
+) -> SurveillanceAction | None:
+    query = select(SurveillanceAction).where(SurveillanceAction.id == action_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def actions(session: AsyncSession, where: ActionFilter) -> Sequence[SurveillanceAction]:
+    query = select(SurveillanceAction)
+    if where.account_id is not None:
+        query = query.where(SurveillanceAction.account_id == where.account_id)
+    if where.alert_id is not None:
+        query = query.where(SurveillanceAction.alert_id == where.alert_id)
+    if where.status is not None:
+        query = query.where(SurveillanceAction.status == where.status)
+    if where.before_id is not None:
+        query = query.where(SurveillanceAction.id < where.before_id)
+    query = query.order_by(SurveillanceAction.id.desc()).limit(where.limit)
+    return (await session.execute(query)).scalars().all()
+
+
+# Reports -------------------------------------------------------------------------------------
+
+
+async def report_of_case(
+    session: AsyncSession, case_id: str, *, lock: bool = False
+) -> SurveillanceReport | None:
+    query = select(SurveillanceReport).where(SurveillanceReport.case_id == case_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def reports(
+    session: AsyncSession, *, overdue_at_ns: int | None, limit: int
+) -> Sequence[SurveillanceReport]:
+    """Report drafts by due date, soonest first; with `overdue_at_ns`, only those not filed
+    and past due at that time."""
+    query = select(SurveillanceReport)
+    if overdue_at_ns is not None:
+        query = query.where(
+            SurveillanceReport.filed_ns.is_(None), SurveillanceReport.due_ns <= overdue_at_ns
+        )
+    query = query.order_by(SurveillanceReport.due_ns, SurveillanceReport.id).limit(limit)
+    return (await session.execute(query)).scalars().all()

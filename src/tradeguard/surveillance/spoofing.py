@@ -1,0 +1,361 @@
+"""MAN-2 spoofing and layering: orders not meant to trade, cancelled once the other side did.
+
+FINRA (Rule 5210 and its spoofing and layering guidance, Regulatory Notice 15-09) describes
+the pattern: an account places orders on one side that it does not intend to execute
+(spoofing: usually large, at or near the best price; layering: several orders at several
+price levels), an order of the same account on the other side executes at the price those
+orders pushed toward, and the non-bona-fide orders are then cancelled, fast. RedDeer
+Surveillance's spoofing rule judges the cancelled share of the opposite side within a window.
+
+The model keeps, per account and symbol, an episode that starts at an execution:
+
+- the far side: the account's orders on the other side resting at the execution (what is
+  left of them), placed at most `max_order_age` before it and within `max_distance_bps` of
+  its price;
+- the near side: the shares executed (within `cancel_window` of the first execution) plus
+  the account's orders resting on the execution's side.
+
+A voluntary cancel (a cancel request or a cancel-replace: never the venue's IOC, self-trade
+or halt cancels) of a far-side order at most `cancel_window` after the first execution is
+counted, and the episode raises one finding once:
+
+1. at least `min_quantity` far-side shares were cancelled;
+2. the cancelled shares are at least `size_ratio` x the shares executed;
+3. the far side rested at least `imbalance_ratio` x the near side at the execution.
+
+4. the account did not re-quote: no new far-side order of at least half the largest
+   cancelled one within `requote_window` of the cancel (a liquidity provider leaning on one
+   side replaces what it cancels; a spoofer withdraws). The finding is held that long, and
+   raised with the first event after it.
+
+With the far side (its orders cancelled or still resting) at `layering_min_levels` distinct
+prices or more it is LAYERING, otherwise SPOOFING. Each later cancel of the same episode's
+far side is a further finding of the same type (folded into the alert, so its evidence ends
+up listing every cancelled order). A market maker quoting both sides alike fails 2 and 3
+however often it cancels; a trader whose large order was cancelled with nothing executed on
+the other side never starts an episode. The evidence carries the account's order-to-trade and cancel
+ratios over the episode's reach, the time from placement to cancel and from the execution
+to cancel, and the customer book at the execution. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+from tradeguard.surveillance.book import BookTracker, Resting
+from tradeguard.surveillance.domain import (
+    AlertType,
+    Finding,
+    SpoofParameters,
+    ratio,
+    score,
+)
+from tradeguard.surveillance.events import Fill, OrderClosed, OrderPlaced
+
+BPS = Decimal(10_000)
+_PLACED, _CANCELLED, _TRADED = 0, 1, 2
+
+
+class _Candidate:
+    __slots__ = ("order_id", "placed_ns", "price", "quantity")
+
+    def __init__(self, order: Resting) -> None:
+        self.order_id = order.order_id
+        self.placed_ns = order.placed_ns
+        self.price = order.price
+        self.quantity = order.remaining
+
+
+class _Episode:
+    __slots__ = (
+        "account_id",
+        "alert_type",
+        "book",
+        "cancelled",
+        "candidates",
+        "executed",
+        "execution_ids",
+        "execution_price",
+        "first_ns",
+        "genuine_buy",
+        "genuine_orders",
+        "largest_cancel",
+        "near_quantity",
+        "owner",
+        "replaced",
+        "requote_until",
+        "symbol",
+    )
+
+    def __init__(self, fill: Fill, t: int) -> None:
+        self.account_id = fill.account_id
+        self.owner = fill.owner
+        self.symbol = fill.symbol
+        self.genuine_buy = fill.buy
+        self.first_ns = t
+        self.execution_price = fill.price
+        self.executed = 0
+        self.execution_ids: list[str] = []
+        self.genuine_orders: list[str] = []
+        self.candidates: dict[str, _Candidate] = {}
+        self.near_quantity = 0
+        # order id -> (shares cancelled, when)
+        self.cancelled: dict[str, tuple[int, int]] = {}
+        self.book: dict[str, Any] | None = None
+        # Set by the first finding; later ones keep it.
+        self.alert_type: AlertType | None = None
+        # The re-quote test: until when a new far-side order would count as re-quoting,
+        # the size it must have, and whether one came.
+        self.requote_until = 0
+        self.largest_cancel = 0
+        self.replaced = False
+
+    @property
+    def far_quantity(self) -> int:
+        return sum(c.quantity for c in self.candidates.values())
+
+
+class _Activity:
+    """An account's placements, voluntary cancels and fills in one symbol, recently."""
+
+    __slots__ = ("counts", "events")
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[int, int]] = deque()
+        self.counts = [0, 0, 0]
+
+    def add(self, t: int, kind: int) -> None:
+        self.events.append((t, kind))
+        self.counts[kind] += 1
+
+    def evict_before(self, t: int) -> None:
+        events = self.events
+        while events and events[0][0] < t:
+            self.counts[events.popleft()[1]] -= 1
+
+
+class SpoofingDetector:
+    def __init__(self, params: SpoofParameters, book: BookTracker) -> None:
+        self.params = params
+        self._book = book
+        self._reach = params.max_order_age_ns + params.cancel_window_ns
+        self._episodes: dict[tuple[str, str, bool], _Episode] = {}
+        self._activity: dict[tuple[str, str], _Activity] = {}
+        # Findings held for the re-quote test: (due time, finding, its episode).
+        self._held: deque[tuple[int, Finding, _Episode]] = deque()
+
+    def _active(self, account_id: str, symbol: str, t: int) -> _Activity:
+        key = (account_id, symbol)
+        activity = self._activity.get(key)
+        if activity is None:
+            activity = self._activity[key] = _Activity()
+        activity.evict_before(t - self._reach)
+        return activity
+
+    def placed(self, event: OrderPlaced, t: int) -> None:
+        self._active(event.account_id, event.symbol, t).add(t, _PLACED)
+        if not self._held:
+            return
+        # A new order on the far side, as large as half the largest one just cancelled,
+        # placed within the re-quote window: liquidity replaced, not withdrawn.
+        episode = self._episodes.get((event.account_id, event.symbol, not event.buy))
+        if (
+            episode is not None
+            and t <= episode.requote_until
+            and 2 * event.quantity >= episode.largest_cancel
+        ):
+            episode.replaced = True
+
+    @property
+    def holding(self) -> bool:
+        """Whether findings are held for the re-quote test."""
+        return bool(self._held)
+
+    def due(self, now: int) -> list[Finding]:
+        """Held findings whose re-quote window has passed without a re-quote."""
+        held = self._held
+        released: list[Finding] = []
+        while held and held[0][0] < now:
+            _, finding, episode = held.popleft()
+            if not episode.replaced:
+                released.append(finding)
+        return released
+
+    def fill(self, event: Fill, t: int) -> None:
+        params = self.params
+        self._active(event.account_id, event.symbol, t).add(t, _TRADED)
+        key = (event.account_id, event.symbol, event.buy)
+        episode = self._episodes.get(key)
+        if episode is None or t - episode.first_ns > params.cancel_window_ns:
+            episode = None
+        oldest = t - params.max_order_age_ns
+        reach = event.price * params.max_distance_bps / BPS
+        near = 0
+        far: list[Resting] = []
+        for order in self._book.resting_of(event.account_id, event.symbol):
+            if order.buy == event.buy:
+                near += order.remaining
+            elif (
+                order.placed_ns >= oldest
+                and order.price is not None
+                and abs(order.price - event.price) <= reach
+            ):
+                far.append(order)
+        if episode is None:
+            if not far:
+                return
+            episode = self._episodes[key] = _Episode(event, t)
+        episode.executed += event.quantity
+        episode.execution_ids.append(event.execution_id)
+        if event.order_id not in episode.genuine_orders:
+            episode.genuine_orders.append(event.order_id)
+        for order in far:
+            if order.order_id not in episode.candidates:
+                episode.candidates[order.order_id] = _Candidate(order)
+        episode.near_quantity = max(episode.near_quantity, episode.executed + near)
+        if episode.book is None and self._plausible(episode):
+            # The book as it stood at the execution, with the far-side orders marked; taken
+            # only when the episode could become an alert (a market maker's fills never are).
+            episode.book = self._book.snapshot(event.symbol, suspects=episode.candidates)
+
+    def _plausible(self, episode: _Episode) -> bool:
+        params = self.params
+        far = episode.far_quantity
+        return (
+            far >= params.min_quantity
+            and far >= params.size_ratio * episode.executed
+            and far >= params.imbalance_ratio * episode.near_quantity
+        )
+
+    def closed(self, event: OrderClosed, t: int) -> Finding | None:
+        if not event.voluntary:
+            return None
+        activity = self._active(event.account_id, event.symbol, t)
+        activity.add(t, _CANCELLED)
+        params = self.params
+        episode = self._episodes.get((event.account_id, event.symbol, not event.buy))
+        if (
+            episode is None
+            or episode.replaced
+            or t - episode.first_ns > params.cancel_window_ns
+            or event.order_id not in episode.candidates
+        ):
+            return None
+        before = episode.cancelled.get(event.order_id, (0, t))[0]
+        episode.cancelled[event.order_id] = (before + event.quantity, t)
+        cancelled = sum(quantity for quantity, _ in episode.cancelled.values())
+        far = episode.far_quantity
+        if (
+            cancelled < params.min_quantity
+            or cancelled < params.size_ratio * episode.executed
+            or far < params.imbalance_ratio * episode.near_quantity
+        ):
+            return None
+        if episode.alert_type is None:
+            layering = self._far_levels(episode) >= params.layering_min_levels
+            episode.alert_type = AlertType.LAYERING if layering else AlertType.SPOOFING
+        finding = self._finding(episode, event, t, cancelled, activity)
+        if not params.requote_window_ns:
+            return finding
+        episode.requote_until = t + params.requote_window_ns
+        episode.largest_cancel = max(episode.largest_cancel, event.quantity)
+        self._held.append((episode.requote_until, finding, episode))
+        return None
+
+    def _far_levels(self, episode: _Episode) -> int:
+        """Distinct prices of the far side still in play: cancelled, or resting still."""
+        prices = {
+            candidate.price
+            for order_id, candidate in episode.candidates.items()
+            if order_id in episode.cancelled or self._book.get(order_id) is not None
+        }
+        return len(prices)
+
+    def _finding(
+        self,
+        episode: _Episode,
+        event: OrderClosed,
+        t: int,
+        cancelled: int,
+        activity: _Activity,
+    ) -> Finding:
+        params = self.params
+        orders = [episode.candidates[order_id] for order_id in episode.cancelled]
+        levels = len({order.price for order in orders})
+        alert_type = episode.alert_type or AlertType.SPOOFING
+        layering = alert_type is AlertType.LAYERING
+        far = episode.far_quantity
+        placed, cancels, traded = activity.counts
+        to_cancel = sorted(
+            (t_cancel - episode.candidates[o].placed_ns)
+            for o, (_, t_cancel) in episode.cancelled.items()
+        )
+        after_execution = max(t_cancel for _, t_cancel in episode.cancelled.values()) - (
+            episode.first_ns
+        )
+        side = "bid" if not episode.genuine_buy else "offer"
+        kind = "layered" if layering else "spoofed"
+        summary = (
+            f"{kind} {cancelled} shares of {episode.symbol} on the {side} "
+            f"({levels} price level{'s' if levels != 1 else ''}), executed {episode.executed} "
+            f"on the other side at {episode.execution_price}, cancelled within "
+            f"{after_execution / 1e9:.1f}s of the execution"
+        )
+        return Finding(
+            alert_type=alert_type,
+            symbol=episode.symbol,
+            owner=episode.owner,
+            accounts=(episode.account_id,),
+            score=score(
+                ratio(cancelled, params.min_quantity),
+                ratio(cancelled, params.size_ratio * episode.executed),
+                ratio(far, params.imbalance_ratio * episode.near_quantity),
+            ),
+            trigger_seq=event.seq,
+            trigger_ns=t,
+            window_start_ns=min(order.placed_ns for order in orders),
+            window_end_ns=t,
+            summary=summary,
+            order_ids=tuple(episode.genuine_orders + [order.order_id for order in orders]),
+            execution_ids=tuple(episode.execution_ids),
+            evidence={
+                "genuine_side": "buy" if episode.genuine_buy else "sell",
+                "executed_quantity": episode.executed,
+                "execution_price": str(episode.execution_price),
+                "genuine_order_ids": list(episode.genuine_orders),
+                "cancelled_order_ids": [order.order_id for order in orders],
+                "cancelled_quantity": cancelled,
+                "cancelled_levels": levels,
+                "cancelled_prices": sorted({str(order.price) for order in orders}),
+                "far_side_resting_quantity": far,
+                "near_side_quantity": episode.near_quantity,
+                "seconds_to_cancel_max": round(to_cancel[-1] / 1e9, 3),
+                "seconds_to_cancel_min": round(to_cancel[0] / 1e9, 3),
+                "seconds_after_execution": round(after_execution / 1e9, 3),
+                "orders_placed": placed,
+                "orders_cancelled": cancels,
+                "fills": traded,
+                "order_to_trade_ratio": str(
+                    ratio(placed, max(traded, 1)).quantize(Decimal("0.01"))
+                ),
+                "cancel_ratio": str(ratio(cancels, max(placed, 1)).quantize(Decimal("0.01"))),
+                "activity_window_seconds": self._reach // 1_000_000_000,
+                "book_at_execution": episode.book,
+            },
+        )
+
+    def sweep(self, now: int) -> None:
+        """Drop finished episodes and idle accounts (memory only: what is dropped could no
+        longer change any finding)."""
+        expired = now - self.params.cancel_window_ns
+        for episode in [k for k, e in self._episodes.items() if e.first_ns < expired]:
+            del self._episodes[episode]
+        idle = now - self._reach
+        for key in [k for k, a in self._activity.items() if not a.events or a.events[-1][0] < idle]:
+            del self._activity[key]
+
+
+def _hundredths(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))

@@ -1,0 +1,74 @@
+"""The surveillance stream as a background worker of the server, or of its own process
+(`tradeguard surveillance run`): several may run, they take turns on the checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tradeguard.core.clock import Clock
+from tradeguard.core.workers import (
+    BackoffPolicy,
+    FailureObserver,
+    FailureTracker,
+    run_until_stopped,
+)
+from tradeguard.db.availability import unavailable_reason
+from tradeguard.surveillance.consumer import SurveillanceConsumer
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "surveillance-stream"
+
+
+def stream_tracker(
+    clock: Clock, interval_seconds: float, observer: FailureObserver | None = None
+) -> FailureTracker:
+    """Back-off from one interval up to ten (at least a minute) while passes keep failing."""
+    return FailureTracker(
+        COMPONENT,
+        logger=log,
+        clock=clock,
+        policy=BackoffPolicy(
+            base_seconds=interval_seconds, cap_seconds=max(60.0, 10 * interval_seconds)
+        ),
+        observer=observer,
+        describe=unavailable_reason,
+    )
+
+
+async def run_stream(
+    consumer: SurveillanceConsumer,
+    *,
+    interval_seconds: float,
+    stop: asyncio.Event | None = None,
+    tracker: FailureTracker,
+) -> None:
+    """Read the ledger every interval (at once again after a full batch) until `stop`."""
+
+    async def one_pass() -> float:
+        result = await consumer.run_once()
+        return 0.0 if result.events >= consumer.batch_size else interval_seconds
+
+    await run_until_stopped(one_pass, tracker=tracker, stop=stop)
+
+
+def start_stream(
+    consumer: SurveillanceConsumer,
+    stop: asyncio.Event,
+    *,
+    interval_ms: int,
+    clock: Clock,
+    observer: FailureObserver | None = None,
+) -> asyncio.Task[None]:
+    """The stream as a task of the running server, stopped by `stop`."""
+    interval = interval_ms / 1000
+    return asyncio.create_task(
+        run_stream(
+            consumer,
+            interval_seconds=interval,
+            stop=stop,
+            tracker=stream_tracker(clock, interval, observer),
+        ),
+        name=COMPONENT,
+    )

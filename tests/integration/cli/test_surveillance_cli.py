@@ -1,0 +1,279 @@
+"""`tradeguard surveillance` against a real data directory: the stream run once finds what
+traders did through the trading core, alerts are listed and shown, owner links are kept
+(audited as the operator), the evaluation runs on a generated market; bad input fails in
+one line with exit 2 (refused input) or 1 (refused action) and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tests.integration.surveillance.support import MONDAY_OPEN, Market, trade_a_market
+from tests.support.api import running_api
+from tradeguard.cli.main import app
+from tradeguard.config import Settings
+from tradeguard.core.clock import FrozenClock
+from tradeguard.db.engine import create_engine
+from tradeguard.ledger.models import AuditEventRow
+
+runner = CliRunner()
+OPERATOR = pwd.getpwuid(os.geteuid()).pw_name
+UNKNOWN = "0190c5a0-0000-7000-8000-000000000000"
+
+COMMANDS = [
+    ["surveillance"],
+    ["surveillance", "run"],
+    ["surveillance", "alerts"],
+    ["surveillance", "links"],
+    ["surveillance", "link"],
+    ["surveillance", "unlink"],
+    ["surveillance", "evaluate"],
+]
+
+
+def run(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def traded(tmp_path: Path) -> tuple[Path, Market]:
+    """A data directory where a morning of ACME was traded (a wash trader, a spoofer)."""
+    directory = tmp_path / "var"
+    assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
+    found: list[Market] = []
+
+    async def arrange() -> None:
+        settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
+        engine = create_engine(settings.main_database_url)
+        try:
+            async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
+                found.append(await trade_a_market(api))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(arrange())
+    return directory, found[0]
+
+
+def ledger_events(data_dir: Path, event_type: str) -> list[dict[str, object]]:
+    async def read() -> list[dict[str, object]]:
+        engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(AuditEventRow.body).where(AuditEventRow.event_type == event_type)
+            )
+            bodies = [json.loads(b) for b in rows.scalars()]
+        await engine.dispose()
+        return bodies
+
+    return asyncio.run(read())
+
+
+class TestHelp:
+    @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+    def test_every_surveillance_command_has_help(self, command: list[str]) -> None:
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0
+        assert "Usage" in result.output
+
+
+class TestStreamAndAlerts:
+    @pytest.mark.spec("MAN-5")
+    def test_an_operator_runs_the_stream_once_and_reads_the_alerts(
+        self, traded: tuple[Path, Market]
+    ) -> None:
+        data_dir, market = traded
+        code, out = run(data_dir, "surveillance", "run", "--once")
+        assert code == 0, out
+        assert "2 new alerts" in out
+        code, out = run(data_dir, "surveillance", "run", "--once")
+        assert (code, "0 new alerts" in out) == (0, True)
+        code, out = run(data_dir, "surveillance", "alerts", "--json")
+        alerts = json.loads(out)
+        assert {a["alert_type"] for a in alerts} == {"WASH_TRADE", "SPOOFING"}
+        code, table = run(data_dir, "surveillance", "alerts")
+        assert code == 0
+        assert "WASH_TRADE" in table
+        assert "SPOOFING" in table
+        code, out = run(data_dir, "surveillance", "alerts", "--type", "spoofing", "--json")
+        [spoof] = json.loads(out)
+        assert spoof["owner"] == market.sam.user_id
+        code, out = run(
+            data_dir, "surveillance", "alerts", "--account", market.mia.accounts[0], "--json"
+        )
+        assert json.loads(out) == []
+        code, shown = run(data_dir, "surveillance", "alerts", spoof["id"])
+        assert code == 0
+        assert market.spoof_order in shown
+        code, out = run(data_dir, "surveillance", "alerts", spoof["id"], "--json")
+        assert json.loads(out)["evidence"]["cancelled_quantity"] == 5000
+
+    def test_an_unknown_alert_exits_1_and_malformed_input_exits_2(
+        self, traded: tuple[Path, Market]
+    ) -> None:
+        data_dir, _ = traded
+        code, out = run(data_dir, "surveillance", "alerts", UNKNOWN)
+        assert code == 1
+        assert "no such alert" in out
+        for args in (
+            ["alerts", "not-an-id"],
+            ["alerts", "--type", "PUMP_AND_DUMP"],
+            ["alerts", "--symbol", "bad symbol"],
+            ["alerts", "--account", "123"],
+            ["alerts", "--limit", "0"],
+            ["alerts", UNKNOWN, "--symbol", "ACME"],
+        ):
+            code, out = run(data_dir, "surveillance", *args)
+            assert code == 2, (args, out)
+            assert "Traceback" not in out
+
+    def test_commands_refuse_a_directory_without_a_database(self, tmp_path: Path) -> None:
+        code, out = run(tmp_path / "empty", "surveillance", "alerts")
+        assert code == 2
+        assert "tradeguard init" in out
+
+
+class TestLinks:
+    @pytest.mark.spec("MAN-1")
+    def test_linking_two_owners_accounts_makes_their_crosses_wash_trades(
+        self, tmp_path: Path
+    ) -> None:
+        directory = tmp_path / "var"
+        assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
+        found: list[Market] = []
+
+        async def arrange() -> None:
+            settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
+            engine = create_engine(settings.main_database_url)
+            try:
+                async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
+                    found.append(await trade_a_market(api))
+            finally:
+                await engine.dispose()
+
+        asyncio.run(arrange())
+        market = found[0]
+        # Mia and Sam turn out to be one household: link one account of each.
+        code, out = run(
+            directory,
+            "surveillance",
+            "link",
+            market.mia.accounts[0],
+            market.sam.accounts[0],
+            "--reason",
+            "same household (KYC review 2026-01-05)",
+        )
+        assert code == 0, out
+        link_id = out.strip().split()[-1]
+        code, out = run(directory, "surveillance", "links", "--json")
+        [link] = json.loads(out)
+        assert link["id"] == link_id
+        assert link["created_by"] == f"operator:{OPERATOR}"
+        code, out = run(
+            directory,
+            "surveillance",
+            "link",
+            market.sam.accounts[0],
+            market.mia.accounts[0],
+            "--reason",
+            "again",
+        )
+        assert code == 1
+        assert "already linked" in out
+        [added] = ledger_events(directory, "surveillance:link:added")
+        assert added["actor"] == {"kind": "operator", "id": OPERATOR}
+        assert added["data"]["reason"] == "same household (KYC review 2026-01-05)"
+        code, out = run(directory, "surveillance", "unlink", link_id, "--reason", "KYC corrected")
+        assert code == 0, out
+        [removed] = ledger_events(directory, "surveillance:link:removed")
+        assert removed["data"]["reason"] == "KYC corrected"
+        code, out = run(directory, "surveillance", "links")
+        assert out.strip() == "no links"
+
+    def test_bad_links_are_refused_and_change_nothing(self, traded: tuple[Path, Market]) -> None:
+        data_dir, market = traded
+        sam = market.sam.accounts[0]
+        cases = [
+            (["link", sam, sam, "--reason", "same person"], 2, "name two accounts"),
+            (["link", sam, UNKNOWN, "--reason", "same person"], 2, "both accounts must exist"),
+            (["link", sam, "nope", "--reason", "same person"], 2, "UUID"),
+            (["link", sam, market.mia.accounts[0], "--reason", "x"], 2, "at least 3"),
+            (
+                ["link", sam, market.mia.accounts[0], "--reason", "evil \x1b[2J"],
+                2,
+                "printable",
+            ),
+            (["unlink", UNKNOWN, "--reason", "no such"], 1, "no such link"),
+        ]
+        for args, expected, message in cases:
+            code, out = run(data_dir, "surveillance", *args)
+            assert code == expected, (args, out)
+            assert message in out, (args, out)
+        code, out = run(data_dir, "surveillance", "links", "--json")
+        assert json.loads(out) == []
+        assert ledger_events(data_dir, "surveillance:link:added") == []
+
+
+class TestEvaluate:
+    @pytest.mark.spec("MAN-1", "MAN-2")
+    def test_the_evaluation_reports_precision_recall_and_latency_per_detector(self) -> None:
+        result = runner.invoke(
+            app,
+            [
+                "surveillance",
+                "evaluate",
+                "--seed",
+                "7",
+                "--accounts",
+                "30",
+                "--days",
+                "1",
+                "--episodes",
+                "3",
+                "--json",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["seed"] == 7
+        for detector in ("MAN-1", "MAN-2"):
+            row = report["detectors"][detector]
+            assert row["episodes"] >= 1
+            assert row["recall"] is not None
+            assert 0 <= row["recall"] <= 1
+            assert set(row["detection_delay_seconds"]) == {"p50", "p95", "max"}
+        assert "NEAR_MISS_SWING_TRADE" in report["near_misses"]
+        text = runner.invoke(
+            app,
+            [
+                "surveillance",
+                "evaluate",
+                "--seed",
+                "7",
+                "--accounts",
+                "30",
+                "--days",
+                "1",
+                "--episodes",
+                "3",
+            ],
+        )
+        assert text.exit_code == 0
+        assert "MAN-1" in text.output
+        assert "precision" in text.output
+
+    @pytest.mark.parametrize(
+        "args",
+        [["--accounts", "5"], ["--days", "0"], ["--episodes", "0"], ["--seed", "x"]],
+    )
+    def test_bad_evaluation_input_exits_2(self, args: list[str]) -> None:
+        result = runner.invoke(app, ["surveillance", "evaluate", *args])
+        assert result.exit_code == 2

@@ -1,0 +1,65 @@
+"""The surveillance stream runs inside the server (TRADEGUARD_SURVEILLANCE_ENABLED, on by
+default): what was traded becomes alerts without anyone running a command; switched off, no
+stream task runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.surveillance.support import MONDAY_OPEN, surveillance_of, trade_a_market
+from tests.support.api import TEST_ARGON2, Api, running_api
+from tradeguard.config import Settings
+from tradeguard.core.clock import FrozenClock
+from tradeguard.surveillance.models import SurveillanceAlert
+from tradeguard.surveillance.tasks import COMPONENT
+from tradeguard.web.app import create_app
+
+
+@asynccontextmanager
+async def serving(settings: Settings, engine: AsyncEngine, **changes: object) -> AsyncIterator[Api]:
+    configured = settings.model_copy(
+        update={"market_simulator": False, "surveillance_interval_ms": 20, **changes}
+    )
+    clock = FrozenClock(MONDAY_OPEN)
+    app = create_app(configured, clock=clock, engine=engine, argon2=TEST_ARGON2, run_workers=True)
+    async with app.router.lifespan_context(app):
+        yield Api(app, clock, engine)
+
+
+def stream_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == COMPONENT]
+
+
+@pytest.mark.spec("MAN-5")
+class TestInProcess:
+    async def test_the_running_server_turns_the_ledger_into_alerts_by_itself(
+        self, settings: Settings, engine: AsyncEngine
+    ) -> None:
+        # The market is traded first (the street's test liquidity does not survive the
+        # running server's book rebuilds), then a server with its workers starts.
+        async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as quiet:
+            await trade_a_market(quiet)
+        async with serving(settings, engine) as api:
+            assert len(stream_tasks()) == 1
+            types: set[str] = set()
+            for _ in range(400):  # the sequencer chains, the stream reads: within seconds
+                async with surveillance_of(api).unit_of_work() as session:
+                    rows = (await session.execute(select(SurveillanceAlert))).scalars().all()
+                types = {row.alert_type for row in rows}
+                if len(types) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert types == {"WASH_TRADE", "SPOOFING"}
+        assert stream_tasks() == []
+
+    async def test_switched_off_no_stream_runs(
+        self, settings: Settings, engine: AsyncEngine
+    ) -> None:
+        async with serving(settings, engine, surveillance_enabled=False):
+            assert stream_tasks() == []
