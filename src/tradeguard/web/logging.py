@@ -3,8 +3,9 @@
 Security invariant 3 (ARCHITECTURE.md): secrets, card numbers and personal data never reach
 the logs. Every handler on the root logger gets `RedactionFilter`, which masks values of
 sensitive keys (in `extra=` fields and in `key=value` / `"key": "value"` text) and anything
-that looks like a card number (Luhn-valid, 13-19 digits), a JWT, a bearer token or an email
-address, in the message, the extra fields and formatted tracebacks.
+that looks like a card number (Luhn-valid, 13-19 digits), a US tax id (123-45-6789,
+12-3456789), a JWT, a bearer token or an email address, in the message, the extra fields and
+formatted tracebacks.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ _KEY_VALUE = re.compile(
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # Digits with optional single spaces or dashes between them, as card numbers are written.
 _PAN_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# US tax ids as they are written: SSN and ITIN 123-45-6789, EIN 12-3456789. Bounded by
+# anything but a digit or a dash, so dates (2026-01-05), phone numbers and UUIDs never match.
+_TAX_ID = re.compile(r"(?<![\d-])(?:\d{3}-\d{2}-\d{4}|\d{2}-\d{7})(?![\d-])")
 
 # LogRecord attributes that are not `extra=` fields (plus uvicorn's ANSI-coloured copy of
 # its message, which is noise in JSON).
@@ -136,6 +140,8 @@ def redact_text(text: str) -> str:
         text = _KEY_VALUE.sub(_mask_key_value, text)
     if "@" in text:
         text = _EMAIL.sub("[REDACTED-EMAIL]", text)
+    if "-" in text:
+        text = _TAX_ID.sub("[REDACTED-TAX-ID]", text)
     return _PAN_CANDIDATE.sub(_mask_pan, text)
 
 

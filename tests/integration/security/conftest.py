@@ -1,0 +1,33 @@
+"""The real app with its in-process card vault, on SQLite or PostgreSQL (both databases),
+at a moment the NYSE is open so the flow can trade."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.vault.conftest import vault_database, vault_engine
+from tests.support.api import Api, running_api
+from tradeguard.config import Settings
+from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
+
+__all__ = ["api", "clock", "vault_database", "vault_engine"]
+
+# Monday 5 January 2026, 10:00 in New York (15:00 UTC): a regular session is open.
+MONDAY_OPEN = int(datetime(2026, 1, 5, 15, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(MONDAY_OPEN)
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, engine: AsyncEngine, vault_engine: AsyncEngine, clock: FrozenClock
+) -> AsyncIterator[Api]:
+    async with running_api(settings, engine, clock, vault_engine=vault_engine) as running:
+        yield running
