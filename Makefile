@@ -30,6 +30,7 @@ run: $(VENV)/.run-installed
 
 test: $(VENV)/.dev-installed
 	@scripts/ensure-test-tools.sh
+	$(BIN)/python scripts/audit_dependencies.py
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -52,6 +53,7 @@ lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/run.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 	uv pip compile requirements/sslyze.in --python-version 3.11 --generate-hashes -q -o requirements/sslyze.lock
+	uv pip compile requirements/pip-audit.in --python-version 3.11 --generate-hashes -q -o requirements/pip-audit.lock
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache .mypy_cache .ruff_cache .coverage

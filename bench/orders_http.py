@@ -5,9 +5,12 @@ demo trader in with TOTP on an authorized device, opens accounts for the load, t
 `POST /api/v1/accounts/{id}/orders` with wrk from another process (every request a new
 client order id: a resting limit buy below the market, so the order path is measured: token,
 session, permission audit, pre-trade pipeline, the reservation transaction, the venue). The
-same wrk settings then measure GET /health/live on the same server. Prints one JSON object.
+same wrk settings then measure GET /health/live on the same server. Prints one JSON object,
+with the server's CPU time per request of each and the load average (on a shared machine the
+rates depend on how much of a core the server gets; its CPU per request hardly does).
 
     .venv/bin/python bench/orders_http.py [--duration 10] [--connections 16] [--accounts 24]
+                                          [--py-spy FILE]
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -65,36 +68,58 @@ end
 """
 
 
-def cli(server: RunningServer, *args: str) -> str:
+# Runs `tradeguard` commands one after another in one process (starting the interpreter for
+# each of 48 commands took minutes on a loaded machine) and prints what each printed.
+CLI_BATCH = """
+import contextlib, io, json, sys
+from tradeguard.cli.main import app
+printed = []
+for args in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        app(args, standalone_mode=False)
+    printed.append(out.getvalue())
+print(json.dumps(printed))
+"""
+
+
+def cli(server: RunningServer, commands: list[list[str]]) -> list[str]:
+    """What each `tradeguard` command printed, run against the server's data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
+    data_dir = ["--data-dir", str(server.data_dir)]
     completed = subprocess.run(
-        [sys.executable, "-m", "tradeguard", *args, "--data-dir", str(server.data_dir)],
+        [sys.executable, "-c", CLI_BATCH, json.dumps([[*c, *data_dir] for c in commands])],
         check=True,
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
     )
-    return completed.stdout
+    printed: list[str] = json.loads(completed.stdout.splitlines()[-1])
+    return printed
 
 
 def prepare_accounts(server: RunningServer, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        out = cli(server, "trading", "accounts", "open", "alice", "--type", "cash")
-        account_id = out.split()[1]
-        cli(
-            server,
-            "trading",
-            "accounts",
-            "adjust",
-            account_id,
-            "5000000",
-            "--reason",
-            "benchmark funding",
-        )
-        ids.append(account_id)
+    opened = cli(server, [["trading", "accounts", "open", "alice", "--type", "cash"]] * count)
+    ids = [out.split()[1] for out in opened]
+    cli(
+        server,
+        [
+            ["trading", "accounts", "adjust", account_id, "5000000", "--reason", "benchmark"]
+            for account_id in ids
+        ],
+    )
     return ids
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_request_ms(seconds: float, requests: int) -> float:
+    return round(1000 * seconds / max(requests, 1), 3)
 
 
 def main() -> None:
@@ -102,9 +127,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--accounts", type=int, default=24)
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="record the server with py-spy (on PATH) during the order run, raw stacks to FILE",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
+    if args.py_spy and not shutil.which("py-spy"):
+        sys.exit("--py-spy needs py-spy on PATH (pip install py-spy)")
     with (
         tempfile.TemporaryDirectory(prefix="tradeguard-bench-") as data_dir,
         running_server(
@@ -124,11 +156,26 @@ def main() -> None:
             "seed": 0,
         }
         url = server.base_url
+        pid = server.process.pid
         # Warm up both paths, then measure each with the same wrk settings.
         run_wrk(url + "/health/live", duration=2, connections=args.connections)
         run_wrk(url, script=script, duration=2, connections=args.connections)
+        load_before = os.getloadavg()[0]
+        spy = None
+        if args.py_spy:
+            record = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
+            spy = subprocess.Popen(
+                [*record, "--duration", str(int(args.duration)), "--output", args.py_spy],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        cpu_before = process_cpu_seconds(pid)
         orders = run_wrk(url, script=script, duration=args.duration, connections=args.connections)
+        cpu_orders = process_cpu_seconds(pid)
+        if spy is not None:
+            spy.wait(timeout=60)
         health = run_wrk(url + "/health/live", duration=args.duration, connections=args.connections)
+        cpu_health = process_cpu_seconds(pid)
         reconcile = subprocess.run(
             [
                 sys.executable,
@@ -145,6 +192,8 @@ def main() -> None:
             check=False,
             timeout=300,
         )
+    orders_cpu_ms = per_request_ms(cpu_orders - cpu_before, orders["requests"])
+    health_cpu_ms = per_request_ms(cpu_health - cpu_orders, health["requests"])
     report = {
         "benchmark": "orders_http",
         "target": f"POST /api/v1/accounts/{{id}}/orders over TLS, {LOOPBACK}, signed in (TOTP)",
@@ -156,6 +205,13 @@ def main() -> None:
         "health_p50_ms": health["p50_ms"],
         "health_p99_ms": health["p99_ms"],
         "ratio_to_health": round(orders["per_s"] / health["per_s"], 3),
+        # CPU the server process (all threads, its workers included) spent per request. The
+        # rates depend on how much of the machine other processes leave the server; this
+        # hardly does, and the ratio of the two is the rate ratio of a server held to one core.
+        "orders_cpu_ms": orders_cpu_ms,
+        "health_cpu_ms": health_cpu_ms,
+        "cpu_ratio_to_health": round(health_cpu_ms / orders_cpu_ms, 3) if orders_cpu_ms else None,
+        "load_average_1m": round(load_before, 2),
         "target_ratio": 0.3,
         "target_p99_ms": 20,
         "accounts": args.accounts,

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,11 +20,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from tests.support.migrated import copy_migrated_sqlite, create_migrated_schema
 from tests.support.webauthn_authenticator import default_metadata_document
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.db.engine import async_url, create_engine, session_factory
-from tradeguard.db.migrate import upgrade
 
 BASE_POSTGRES_URL = os.environ.get(
     "TRADEGUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -59,6 +61,9 @@ async def _ensure_worker_database() -> None:
             )
             if not found:
                 await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A worker's database need not survive a server crash: commits do not wait for
+            # the WAL flush (a killed client still finds every commit; the server stays up).
+            await conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     finally:
         await admin.dispose()
     _database_ready = True
@@ -73,6 +78,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if XDIST_WORKER:
         with contextlib.suppress(OSError):  # unreachable: the tests that need it say so
             asyncio.run(_ensure_worker_database())
+
+
+HARD_TIMEOUT_SECONDS = int(os.environ.get("TRADEGUARD_TEST_HARD_TIMEOUT", "300"))
+
+
+class HungTestError(BaseException):
+    """Raised in a test that runs past HARD_TIMEOUT_SECONDS. A BaseException, so that a
+    worker loop's `except Exception` (which retries) cannot swallow it."""
+
+
+@pytest.fixture(autouse=True)
+def _hard_timeout() -> Iterator[None]:
+    """A hung test fails alone (with its traceback) instead of hanging the whole run: the
+    slowest test takes under a minute; nothing legitimate comes near this."""
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise HungTestError(f"test ran past {HARD_TIMEOUT_SECONDS} s (hung?)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(HARD_TIMEOUT_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def require_service(name: str, error: BaseException) -> None:
@@ -127,18 +157,40 @@ async def _drop_schema(schema: str) -> None:
     await admin.dispose()
 
 
+def _no_flush_per_commit(dbapi_connection: Any, _record: object) -> None:
+    """Tests need no durability against power loss: commits skip the disk flush (WAL mode
+    with synchronous=NORMAL still survives a killed process). The production setting (FULL)
+    is tested on engines of its own (tests/integration/db/test_sqlite_inloop.py)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+async def _migrated_postgres_engine() -> tuple[AsyncEngine, str]:
+    """A fresh PostgreSQL schema migrated to head (copied from a template, see
+    tests/support/migrated.py)."""
+    schema = "t_" + secrets.token_hex(6)
+    try:
+        await _ensure_worker_database()
+        await create_migrated_schema(POSTGRES_URL, schema)
+    except OSError as exc:  # connection refused
+        require_service("PostgreSQL", exc)
+    return create_engine(POSTGRES_URL, pg_schema=schema), schema
+
+
 @pytest.fixture
 async def engine(db_backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated database: a fresh SQLite file, or a fresh PostgreSQL schema."""
     if db_backend == "sqlite":
-        eng = create_engine(f"sqlite:///{tmp_path / 'test.db'}")
-        await upgrade(eng)
+        path = tmp_path / "test.db"
+        await copy_migrated_sqlite(path)
+        eng = create_engine(f"sqlite:///{path}")
+        event.listen(eng.sync_engine, "connect", _no_flush_per_commit)
         yield eng
         await eng.dispose()
         return
-    eng, schema = await _postgres_engine()
+    eng, schema = await _migrated_postgres_engine()
     try:
-        await upgrade(eng)
         yield eng
     finally:
         await eng.dispose()
@@ -153,9 +205,8 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 async def pg_engine() -> AsyncIterator[AsyncEngine]:
     """A migrated PostgreSQL schema, for behaviour only PostgreSQL has."""
-    eng, schema = await _postgres_engine()
+    eng, schema = await _migrated_postgres_engine()
     try:
-        await upgrade(eng)
         yield eng
     finally:
         await eng.dispose()

@@ -27,6 +27,21 @@ from tradeguard.core.errors import ConfigurationError
 ENV_PREFIX = "TRADEGUARD_"
 
 
+# Private networks proper (RFC 1918, RFC 6598 shared space, IPv6 unique local), not every
+# range `ipaddress` calls private: documentation, benchmarking and reserved ranges are not
+# networks a vault is deployed on, and a typo into one should not pass.
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def is_private_network(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(
+        address.version == network.version and address in network for network in PRIVATE_NETWORKS
+    )
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -176,6 +191,11 @@ class Settings(BaseSettings):
     pdt_min_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.06")
     # WebSocket streams: messages buffered per connection before a slow client is dropped.
     stream_send_buffer: Annotated[int, Field(ge=1, le=100_000)] = 256
+    # Keep-alive: the server pings every stream this often and drops one whose pong does not
+    # come back in time. Over TLS this is what bounds a client that stops reading: the TLS
+    # transport takes writes without pushing back, so the send buffer above rarely fills.
+    stream_ping_interval_seconds: Annotated[float, Field(ge=0.5, le=300)] = 20.0
+    stream_ping_timeout_seconds: Annotated[float, Field(ge=0.5, le=300)] = 20.0
 
     # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still
     # normal: one more within the window raises an alert.
@@ -193,6 +213,152 @@ class Settings(BaseSettings):
         default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]
     )
     access_working_timezone: str = "America/New_York"
+
+    # Audit ledger Merkle tree, signed checkpoints and witnessing (issue #9, h9a;
+    # docs/audit.md). The origin names the log in every checkpoint and is the signing key's
+    # name: set it once, before the first checkpoint (a schema-less URL, no spaces or '+').
+    ledger_origin: str = "tradeguard.local/audit-ledger"
+    # A checkpoint is signed once the tree has grown by this many events, or when it has
+    # grown at all and this long has passed since the last one.
+    ledger_checkpoint_every_events: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    ledger_checkpoint_interval_ms: Annotated[int, Field(ge=100, le=86_400_000)] = 10_000
+    # Where every checkpoint is also published: a directory (write-once files) or the URL
+    # prefix of a C2SP tlog-witness (https, or http to a loopback address). Unset: nowhere.
+    ledger_witness: str | None = None
+    ledger_witness_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+    # Field encryption keys (issue #10; docs/security/key-management.md). The master key file
+    # (keys/master.key, mode 0600) may be sealed under a passphrase. Data keys rotate every
+    # `key_rotation_days` (per class: {"tax_id": 30}); a new version encrypts only after the
+    # activation delay (every process reads it first), and an old one may retire only after
+    # the grace has passed since its successor activated.
+    master_key_passphrase: SecretStr | None = None
+    key_rotation_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    key_rotation_days_by_class: dict[str, Annotated[int, Field(ge=1, le=3650)]] = Field(
+        default_factory=dict
+    )
+    key_activation_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    key_retire_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+
+    # Market surveillance (MAN-1, MAN-2; docs/surveillance.md). The stream runs inside
+    # `tradeguard serve` while enabled, or in processes of its own with `tradeguard
+    # surveillance run`. Each model's parameters: what is still normal is below them.
+    surveillance_enabled: bool = True
+    surveillance_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 250
+    surveillance_batch_size: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    surveillance_book_horizon_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    surveillance_fold_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    surveillance_wash_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
+    surveillance_wash_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 100
+    surveillance_wash_max_net_fraction: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.2")
+    surveillance_wash_price_tolerance: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.01")
+    surveillance_wash_min_round_trips: Annotated[int, Field(ge=1, le=1000)] = 2
+    surveillance_wash_min_aggressive_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.5")
+    surveillance_wash_min_volume_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.01")
+    surveillance_spoof_max_order_age_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    surveillance_spoof_cancel_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    surveillance_spoof_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 1000
+    surveillance_spoof_size_ratio: Annotated[Decimal, Field(gt=0, le=1000)] = Decimal(3)
+    surveillance_spoof_imbalance_ratio: Annotated[Decimal, Field(gt=0, le=1000)] = Decimal(3)
+    surveillance_layering_min_levels: Annotated[int, Field(ge=2, le=100)] = 3
+    surveillance_spoof_max_distance_bps: Annotated[int, Field(ge=1, le=10_000)] = 500
+    surveillance_spoof_requote_window_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+
+    # Card vault (PCI-2, PCI-3; docs/vault.md). With no endpoint the vault runs inside this
+    # process on its own database (TRADEGUARD_VAULT_DATABASE_URL, default var/vault.db) and
+    # its own master key file (keys/vault/master.key). With an endpoint (unix:///path or
+    # https://private-address:port) the platform calls `tradeguard vault serve` there over
+    # mutual TLS with the client certificate of `vault_client_role`, and holds neither.
+    vault_endpoint: str | None = None
+    # Where `tradeguard vault serve` listens: a Unix socket (default <data_dir>/vault.sock)
+    # or https://<loopback or private address>:<port>.
+    vault_listen: str | None = None
+    # The vault's CA, server and client certificates (`tradeguard vault certs`).
+    vault_tls_dir: Path | None = None
+    vault_client_role: Literal["app", "payment"] = "app"
+    vault_token_format: Literal["opaque", "luhn_t_four", "luhn_six_t_four"] = "opaque"  # noqa: S105 - a format name
+    vault_master_key_passphrase: SecretStr | None = None
+    vault_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator("vault_endpoint", "vault_listen")
+    @classmethod
+    def _vault_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "unix" and parts.path:
+            return value
+        if parts.scheme == "https" and parts.hostname:
+            try:
+                address = ipaddress.ip_address(parts.hostname)
+            except ValueError:
+                raise ValueError("must name an IP address, not a host name") from None
+            # PCI-3: the vault is never reached over (or listening on) a public network.
+            if not (address.is_loopback or is_private_network(address)):
+                raise ValueError("must be a loopback or private address (PCI-3)")
+            return value
+        raise ValueError("must be unix:///path/to/vault.sock or https://<private ip>:<port>")
+
+    @property
+    def vault_master_key_file(self) -> Path:
+        return self.keys_dir / "vault" / "master.key"
+
+    @property
+    def vault_pki_dir(self) -> Path:
+        return self.vault_tls_dir or self.tls_dir / "vault"
+
+    @property
+    def effective_vault_listen(self) -> str:
+        return self.vault_listen or f"unix://{(self.data_dir / 'vault.sock').resolve()}"
+
+    @field_validator("ledger_origin")
+    @classmethod
+    def _ledger_origin(cls, value: str) -> str:
+        # A C2SP signed-note key name: non-empty, printable, no Unicode space and no '+'.
+        if not value.isprintable() or re.search(r"[\s+]", value) or not 0 < len(value) <= 200:
+            raise ValueError("must be a name like example.com/audit-ledger, without spaces or '+'")
+        return value
+
+    @property
+    def ledger_keys_dir(self) -> Path:
+        """The audit ledger's checkpoint signing key (and retired public keys)."""
+        return self.data_dir / "keys" / "ledger"
+
+    @property
+    def backup_keys_dir(self) -> Path:
+        """The backup manifest signing key (and retired public keys); not the ledger's."""
+        return self.data_dir / "keys" / "backup"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where `tradeguard backup create` writes when no --out is given."""
+        return self.data_dir / "backups"
+
+    # --- h9c: audit ledger search and export (AUD-3, AUD-4; docs/audit.md "Search") ---
+    # An API export of more matching events than this is refused (narrow the search or export
+    # in parts); the CLI export streams any size. Either way one page is in memory at a time.
+    audit_export_max_events: Annotated[int, Field(ge=1, le=100_000_000)] = 1_000_000
+
+    # --- h9f: sealed audit archive (AUD-2, ENC-3; docs/audit.md "Sealed archive") ---
+    # Where `tradeguard audit seal` writes segment files (write-once); unset: under data_dir.
+    ledger_archive_dir: Path | None = None
+    # A segment holds at most this many events, all recorded in one calendar month (UTC).
+    ledger_archive_segment_events: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+    # Audit events are kept this many years before they may be purged; never fewer than 7
+    # (AUD-2; SEC Rule 17a-4): a lower setting stops start-up.
+    ledger_retention_years: Annotated[int, Field(le=100)] = 7
+
+    @field_validator("ledger_retention_years")
+    @classmethod
+    def _retention_years(cls, value: int) -> int:
+        if value < 7:
+            raise ValueError("must be at least 7 (audit records are kept seven years: AUD-2)")
+        return value
+
+    @property
+    def ledger_archive_path(self) -> Path:
+        """The sealed archive's directory."""
+        return self.ledger_archive_dir or self.data_dir / "archive" / "ledger"
 
     @field_validator("database_url", "vault_database_url")
     @classmethod
@@ -292,6 +458,12 @@ class Settings(BaseSettings):
     @cached_property
     def vault_url(self) -> str:
         return self.vault_database_url or f"sqlite:///{(self.data_dir / 'vault.db').as_posix()}"
+
+    @property
+    def public_origin_derived(self) -> bool:
+        """True when TRADEGUARD_PUBLIC_ORIGIN is unset and the origin follows host and port
+        (so a process started with other ones, such as `serve --port`, has another origin)."""
+        return self._origin_derived
 
     @property
     def keys_dir(self) -> Path:

@@ -85,10 +85,21 @@ class Api:
 
 @asynccontextmanager
 async def running_api(
-    settings: Settings, engine: AsyncEngine, clock: FrozenClock
+    settings: Settings,
+    engine: AsyncEngine,
+    clock: FrozenClock,
+    *,
+    vault_engine: AsyncEngine | None = None,
 ) -> AsyncIterator[Api]:
     # Background workers off: tests read the outbox and the ledger deterministically.
-    app = create_app(settings, clock=clock, engine=engine, argon2=TEST_ARGON2, run_workers=False)
+    app = create_app(
+        settings,
+        clock=clock,
+        engine=engine,
+        argon2=TEST_ARGON2,
+        run_workers=False,
+        vault_engine=vault_engine,
+    )
     async with app.router.lifespan_context(app):
         yield Api(app, clock, engine)
 
@@ -173,13 +184,18 @@ PROBLEMS = "https://tradeguard.dev/problems/"
 
 
 async def audit_events(api: Api, event_type: str | None = None) -> list[dict[str, Any]]:
-    """Ledger events as stored (canonical JSON, decoded), oldest first."""
+    """Ledger events as stored (canonical JSON, decoded), oldest first, with their sealed
+    personal sections opened the way the ledger's consumers read them."""
+    keys = api.services.deps.ledger.subject_keys
+    assert keys is not None
     async with api.services.unit_of_work() as session:
         query = select(AuditEventRow.body).order_by(AuditEventRow.pk)
         if event_type is not None:
             query = query.where(AuditEventRow.event_type == event_type)
         bodies = (await session.execute(query)).scalars().all()
-    return [json.loads(body) for body in bodies]
+        documents = [json.loads(body) for body in bodies]
+        await keys.open_documents(session, documents)
+    return documents
 
 
 async def step_up(api: Api, client: httpx.AsyncClient, access: str, totp: pyotp.TOTP) -> None:

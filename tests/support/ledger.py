@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -125,3 +128,98 @@ async def cut_chain_after(engine: AsyncEngine, *, seq: int) -> None:
         await conn.execute(text("DROP TRIGGER audit_chain_no_delete"))
         await conn.execute(text("DELETE FROM audit_chain WHERE seq > :seq"), {"seq": seq})
         await conn.execute(text(trigger))
+
+
+async def change_chain_behind_triggers(
+    engine: AsyncEngine, statements: list[tuple[str, dict[str, object]]]
+) -> None:
+    """Run UPDATE/DELETE statements on audit_chain with its append-only triggers lifted."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_append_only")
+            )
+            for sql, params in statements:
+                await conn.execute(text(sql), params)
+            await conn.execute(
+                text("ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_append_only")
+            )
+            return
+        triggers = (
+            await conn.execute(
+                text(
+                    "SELECT sql FROM sqlite_master WHERE type='trigger' "
+                    "AND name IN ('audit_chain_no_update', 'audit_chain_no_delete')"
+                )
+            )
+        ).scalars()
+        saved = list(triggers)
+        await conn.execute(text("DROP TRIGGER audit_chain_no_update"))
+        await conn.execute(text("DROP TRIGGER audit_chain_no_delete"))
+        for sql, params in statements:
+            await conn.execute(text(sql), params)
+        for trigger in saved:
+            await conn.execute(text(trigger))
+
+
+async def rewrite_behind_triggers(
+    engine: AsyncEngine, table: str, statement: str, params: dict[str, object] | None = None
+) -> None:
+    """Run an UPDATE or DELETE on an append-only table with its triggers out of the way, as
+    an attacker with full database access could."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            await conn.execute(text(statement), params or {})
+            await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+            return
+        triggers = (
+            await conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name=:t"),
+                {"t": table},
+            )
+        ).all()
+        for name, _ in triggers:
+            await conn.execute(text(f'DROP TRIGGER "{name}"'))
+        await conn.execute(text(statement), params or {})
+        for _, sql in triggers:
+            await conn.execute(text(sql))
+
+
+@asynccontextmanager
+async def writer_in_flight(engine: AsyncEngine) -> AsyncIterator[int]:
+    """PostgreSQL: another client of the database in the middle of a write (a request, a
+    worker, another test process): a transaction holding its transaction id (returned) until
+    the block ends, rolled back."""
+    async with engine.connect() as conn, conn.begin():
+        yield int(
+            (await conn.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar_one()
+        )
+
+
+class _Signal(logging.Handler):
+    def __init__(self, event: asyncio.Event, words: str) -> None:
+        super().__init__(logging.INFO)
+        self.event = event
+        self.words = words
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.words in record.getMessage():
+            self.event.set()
+
+
+@contextmanager
+def drain_waiting() -> Iterator[asyncio.Event]:
+    """An event set once a sequencer's drain waits for older transactions of the database
+    (it logs so), for a test that must act only when it is waiting."""
+    logger = logging.getLogger("tradeguard.ledger.sequencer")
+    waiting = asyncio.Event()
+    signal = _Signal(waiting, "waiting for older transactions")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(signal)
+    try:
+        yield waiting
+    finally:
+        logger.removeHandler(signal)
+        logger.setLevel(level)

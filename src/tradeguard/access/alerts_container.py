@@ -16,6 +16,7 @@ from tradeguard.config import WEEKDAYS, Settings, working_minutes
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.container import IdentityServices
+from tradeguard.ledger.personal.keys import SubjectKeys
 
 DAY_NS = 86_400 * NS_PER_SECOND
 
@@ -55,6 +56,13 @@ class AccessAlertServices:
             yield session
 
 
+def _subject_keys(identity: IdentityServices) -> SubjectKeys:
+    keys = identity.deps.ledger.subject_keys
+    if keys is None:  # identity's container always gives its ledger the subject keys
+        raise ValueError("the identity ledger has no subject keys to read addresses with")
+    return keys
+
+
 def build_access_alerts(settings: Settings, *, identity: IdentityServices) -> AccessAlertServices:
     deps = identity.deps
     desk = AlertDesk(
@@ -71,5 +79,6 @@ def build_access_alerts(settings: Settings, *, identity: IdentityServices) -> Ac
         directory=StaffDirectory(identity.accounts, deps.clock),
         limits=thresholds_from(settings),
         keyring=deps.keyring,
+        subject_keys=_subject_keys(identity),
     )
     return AccessAlertServices(sessions=identity.sessions, desk=desk, detector=detector)

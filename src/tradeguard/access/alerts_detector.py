@@ -31,10 +31,16 @@ from tradeguard.access.anomalies import (
 )
 from tradeguard.access.domain import STAFF_ROLES
 from tradeguard.core.clock import NS_PER_SECOND, Clock
-from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.crypto.keyring import FieldKeyring
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.service import AccountService
-from tradeguard.ledger.service import SequencedEvent, events_after, events_of_actors
+from tradeguard.ledger.personal.keys import SubjectKeys
+from tradeguard.ledger.service import (
+    SequencedEvent,
+    actors_after,
+    events_of_actors,
+    events_of_actors_between,
+)
 
 DETECTOR_NAME = "access-anomalies"
 DEFAULT_BATCH = 500
@@ -85,7 +91,8 @@ class AnomalyDetector:
         desk: AlertDesk,
         directory: StaffDirectory,
         limits: Thresholds,
-        keyring: LocalKeyring,
+        keyring: FieldKeyring,
+        subject_keys: SubjectKeys,
         batch_size: int = DEFAULT_BATCH,
         name: str = DETECTOR_NAME,
     ) -> None:
@@ -97,6 +104,8 @@ class AnomalyDetector:
         self._batch = batch_size
         self._name = name
         self._network_pepper = keyring.derive_secret(NETWORK_KEY_PURPOSE)
+        # Opens the events' personal sections: the client address of a staff access.
+        self._subject_keys = subject_keys
 
     @property
     def batch_size(self) -> int:
@@ -111,16 +120,27 @@ class AnomalyDetector:
         async with unit_of_work(self._sessions) as session:
             now = self._clock.now_ns()
             mark = await repository.lock_checkpoint(session, self._name, now)
-            batch = await events_after(session, after_seq=mark.last_seq, limit=self._batch)
-            if not batch:
+            # Only a staff member's own events are observed (anomalies.observe): the batch's
+            # actors are read first, and only staff members' events are read and parsed. Most
+            # events are customers' (two an order), so most batches parse none.
+            actors = await actors_after(session, after_seq=mark.last_seq, limit=self._batch)
+            if not actors:
                 return ScanResult(0, 0, 0)
-            observations = await self._observe(session, batch)
+            staff = await self._directory.staff_among(session, {a for _, a in actors})
+            batch = await events_of_actors_between(
+                session,
+                sorted(staff),
+                first_seq=actors[0][0],
+                last_seq=actors[-1][0],
+                keys=self._subject_keys,
+            )
+            observations = await self._observe(session, batch) if batch else []
             raised = 0
             if observations:
                 raised = await self._judge(session, observations, through_seq=mark.last_seq)
-            mark.last_seq = batch[-1].seq
+            mark.last_seq = actors[-1][0]
             mark.updated_ns = now
-            return ScanResult(len(batch), len(observations), raised)
+            return ScanResult(len(actors), len(observations), raised)
 
     async def scan(self) -> ScanResult:
         """Scan until caught up with the chained ledger."""
@@ -161,6 +181,7 @@ class AnomalyDetector:
             staff_ids,
             since_ns=min(o.at_ns for o in observations) - reach,
             through_seq=through_seq,
+            keys=self._subject_keys,
         )
         histories: dict[str, deque[Observation]] = {s: deque() for s in staff_ids}
         for seen in await self._observe(session, earlier):

@@ -12,7 +12,8 @@ What counts as a customer (rule MANY_CUSTOMERS): a record reference `user:<id>` 
   `user_id`, `customer_id` (a user) or `account_id` (an account): the guard records those
   parameters for staff requests;
 - the subject of any other event a staff member is the actor of (an account opened,
-  adjusted or closed; a customer profile unmasked), when that subject is a user or an account.
+  adjusted or closed; a customer profile unmasked), when that subject is a user or an account;
+- the user ids a staff listing names in its `customers` (a page of trading accounts).
 A user id that belongs to a staff member (or to the actor) is not a customer. An account and
 its owner count as two records: the ledger does not say who owns an account.
 """
@@ -58,6 +59,8 @@ CUSTOMER_PARAMETERS: Mapping[str, str] = {
     "account_id": "account",
 }
 CUSTOMER_SUBJECT_KINDS = frozenset({"user", "account"})
+# Request methods that change nothing (a scoped grant's read naming no customer is unjudged).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # An alert keeps at most this many evidence sequence numbers (the newest); the rest of the
 # window is one ledger query away (by staff member and time).
 MAX_EVIDENCE = 50
@@ -144,6 +147,9 @@ class GrantUse:
     scope_customers: frozenset[str] = frozenset()
     # Every customer record the use named (`user:<id>`, `account:<id>`), besides `customer`.
     customers: frozenset[str] = frozenset()
+    # A state-changing request whose parameters name no customer (its customer is in the body
+    # or behind another record's id): nothing in the event shows it is inside the scope.
+    unnamed_change: bool = False
 
     @property
     def named(self) -> frozenset[str]:
@@ -336,6 +342,9 @@ def _customers_of(
         subject = _party(document, "subject")
         if subject is not None and subject[0] in CUSTOMER_SUBJECT_KINDS:
             found.add(_customer(subject[0], subject[1], actor=actor, staff=staff))
+        # A staff listing names the customers it showed (e.g. trading:account:listed).
+        for user_id in _strings(data.get("customers")):
+            found.add(_customer("user", user_id, actor=actor, staff=staff))
     found.discard(None)
     return frozenset(c for c in found if c is not None)
 
@@ -370,6 +379,12 @@ def grant_check_of(data: Mapping[str, Any]) -> GrantUse | None:
     `user_id` or `customer_id` is a user; an `account_id` is an account, which the scope (user
     ids) never lists: the ledger does not say who owns an account, so a scoped grant used on
     a route that names an account is out of scope.
+
+    A state-changing request (any method but GET, HEAD, OPTIONS; a check without a method
+    counts as one) that names no customer in its parameters names its customer only
+    indirectly (a factor reset by its id, a halt's `target` or an account's `user_id` in the
+    body): out of scope too, as it cannot be shown inside. A read naming nobody (a list, a
+    search) stays unjudged.
     """
     grant_id, permission = data.get("grant_id"), data.get("permission")
     scope = _strings(data.get("grant_scope"))
@@ -380,6 +395,8 @@ def grant_check_of(data: Mapping[str, Any]) -> GrantUse | None:
         for name, value in _parameters(data).items()
         if (kind := CUSTOMER_PARAMETERS.get(name)) is not None and isinstance(value, str) and value
     }
+    method = data.get("method")
+    changes = not (isinstance(method, str) and method.upper() in READ_METHODS)
     return GrantUse(
         grant_id=grant_id,
         permission=permission,
@@ -387,6 +404,7 @@ def grant_check_of(data: Mapping[str, Any]) -> GrantUse | None:
         granted_permissions=frozenset({permission}),
         scope_customers=frozenset(f"user:{c}" for c in scope),
         customers=frozenset(named),
+        unnamed_change=changes and not named,
     )
 
 
@@ -424,7 +442,10 @@ def observe(
     elif event_type == GRANT_USED:
         kind = ObservationKind.GRANT_USE
         grant = grant_use_of(data)
-    network = network_of(data.get("ip"))
+    # The client address is personal data: the ledger's reader opens it into `personal`
+    # (an erased or unreadable one is no address, so no network).
+    personal = document.get("personal")
+    network = network_of(personal.get("ip") if isinstance(personal, Mapping) else None)
     return Observation(
         seq=seq,
         at_ns=at_ns,
@@ -554,16 +575,24 @@ def new_network(latest: Observation, seen: Mapping[str, int], limits: Thresholds
 
 def grant_out_of_scope(latest: Observation) -> Finding | None:
     """A grant used for a permission it does not carry, or for a customer outside the
-    customers it was granted for (when it names any). A use that names no customer record (a
-    search, a list) is not judged for its customers: there is nothing in the event to judge."""
+    customers it was granted for (when it names any). A read that names no customer record (a
+    search, a list) is not judged for its customers: there is nothing in the event to judge.
+    A change that names none is (see `grant_check_of`): it may act on anyone."""
     grant = latest.grant
     if grant is None:
         return None
     wrong_permission = grant.permission not in grant.granted_permissions
-    wrong_customer = bool(grant.scope_customers) and bool(grant.named - grant.scope_customers)
+    wrong_customer = bool(grant.scope_customers) and (
+        bool(grant.named - grant.scope_customers) or grant.unnamed_change
+    )
     if not (wrong_permission or wrong_customer):
         return None
-    what = "a permission" if wrong_permission else "a customer"
+    if wrong_permission:
+        what = "a permission"
+    elif grant.named - grant.scope_customers:
+        what = "a customer"
+    else:
+        what = "a change that names no customer"
     return Finding(
         rule=AnomalyRule.GRANT_OUT_OF_SCOPE,
         staff_id=latest.staff_id,

@@ -26,7 +26,7 @@ from tradeguard.access.domain import (
 from tradeguard.access.models import AccessGrant
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, Clock, ns_to_iso
-from tradeguard.core.errors import Forbidden, InvalidInput, NotFound
+from tradeguard.core.errors import Forbidden, InvalidInput, NotFound, PermissionMissing
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity import staff
@@ -85,11 +85,19 @@ class AccessDeps:
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who acts: a staff member (over the API, or named with --as at the CLI), or the operator
-    at the CLI (`operator` is then the operating-system user)."""
+    at the CLI (`operator` is then the operating-system user).
+
+    `verified_by` says how a staff member named at the CLI proved it was them
+    ("hardware_key_session": a console code issued by their session signed in with a security
+    key or passkey), and `code_session_id` which session issued it; both go into every audit
+    event they cause.
+    """
 
     user_id: str | None
     operator: str | None = None
     request_id: str | None = None
+    verified_by: str | None = None
+    code_session_id: str | None = None
 
     @property
     def party(self) -> Party:
@@ -105,7 +113,14 @@ class Actor:
 
     def audit_data(self) -> dict[str, str]:
         """How the action arrived, for its ledger event."""
-        return {"via": "cli", "operator": self.operator} if self.operator else {"via": "api"}
+        if not self.operator:
+            return {"via": "api"}
+        data = {"via": "cli", "operator": self.operator}
+        if self.user_id is not None and self.verified_by is not None:
+            data["staff_verified_by"] = self.verified_by
+            if self.code_session_id is not None:
+                data["staff_code_session_id"] = self.code_session_id
+        return data
 
 
 class AccessRefused(Forbidden):
@@ -172,6 +187,58 @@ async def authority(session: AsyncSession, user_id: str, now_ns: int) -> Authori
     return Authority(member, standing, grants, held, via)
 
 
+async def approving_sources(
+    session: AsyncSession, approver: Authority, *, requester: str, now_ns: int
+) -> list[str]:
+    """Where the approver's access:approve comes from, leaving out break-glass and whatever
+    comes from the requester: a grant the requester approved, or one approved by an admin
+    whose own approving authority comes (through any chain of live grants) only from the
+    requester. "standing" or grant ids; empty: the approver may not decide this request."""
+    sources = approver.independent_sources(Permission.ACCESS_APPROVE, not_from=requester)
+    if sources == ["standing"]:
+        return sources
+    by_id = {g.grant_id: g for g in approver.grants}
+    seen = frozenset({approver.member.user_id})
+    kept: list[str] = []
+    for grant_id in sources:
+        lender = by_id[grant_id].approved_by
+        if lender is None or not await _only_from(
+            session, lender, requester=requester, now_ns=now_ns, seen=seen
+        ):
+            kept.append(grant_id)
+    return kept
+
+
+async def _only_from(
+    session: AsyncSession, user_id: str, *, requester: str, now_ns: int, seen: frozenset[str]
+) -> bool:
+    """Whether `user_id`'s approving authority comes only from `requester` through live
+    request grants. A user with standing authority, break-glass, or no live approving
+    authority at all (the chain ends elsewhere) is independent; a cycle that never reaches
+    an independent root counts as dependent."""
+    if user_id == requester:
+        return True
+    if user_id in seen:
+        return True
+    found = await authority(session, user_id, now_ns)
+    if found is None or not found.member.active:
+        return False
+    permission = Permission.ACCESS_APPROVE.value
+    if permission in found.standing:
+        return False
+    supplying = [g for g in found.grants if permission in g.target.permissions(found.member.role)]
+    if not supplying:
+        return False
+    for grant in supplying:
+        if grant.kind is not GrantKind.REQUEST or grant.approved_by is None:
+            return False
+        if not await _only_from(
+            session, grant.approved_by, requester=requester, now_ns=now_ns, seen=seen | {user_id}
+        ):
+            return False
+    return True
+
+
 async def acting_staff(session: AsyncSession, actor: Actor, now_ns: int) -> Authority:
     """The actor's authority; only an active staff member acts on their own behalf."""
     if actor.user_id is None:
@@ -184,7 +251,9 @@ async def acting_staff(session: AsyncSession, actor: Actor, now_ns: int) -> Auth
 
 def require(found: Authority, permission: Permission, action: str) -> None:
     if not found.holds(permission):
-        raise Forbidden(f"{action} needs the {permission.value} permission")
+        raise PermissionMissing(
+            f"{action} needs the {permission.value} permission", permission=permission.value
+        )
 
 
 # Input -------------------------------------------------------------------------------------------

@@ -32,6 +32,12 @@ class Permission(StrEnum):
     ADMIN_CONFIG = "admin:config"
     COMPLIANCE_AUDIT = "compliance:audit"
     COMPLIANCE_REPORT = "compliance:report"
+    # Market surveillance (issue #12, MAN-1, MAN-2): alerts and their evidence.
+    COMPLIANCE_SURVEILLANCE = "compliance:surveillance"
+    # Surveillance cases and automatic actions (issue #12, MAN-5): working a case (assign,
+    # annotate, escalate, close, record a filing), and the action policy and its reversals.
+    COMPLIANCE_CASES = "compliance:cases"
+    COMPLIANCE_ACTIONS = "compliance:actions"
     # Staff views of a customer (issue #8): the profile with personal data masked, and
     # revealing one masked field with a stated reason (audited, shown to the customer).
     CUSTOMER_READ = "customer:read"
@@ -42,6 +48,9 @@ class Permission(StrEnum):
     ACCESS_APPROVE = "access:approve"
     ACCESS_REVIEW = "access:review"
     ACCESS_ATTEST = "access:attest"
+    # A customer's own stored cards (issue #10, PCI-2): add, list, remove. Detokenizing is
+    # not a person's permission at all: only the payment service may (vault/domain.py).
+    CARD_MANAGE = "card:manage"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -54,6 +63,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ORDER_MODIFY,
             Permission.ACCOUNT_VIEW,
             Permission.ACCOUNT_WITHDRAW,
+            Permission.CARD_MANAGE,
         }
     ),
     Role.ADMIN: frozenset(
@@ -73,6 +83,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {
             Permission.COMPLIANCE_AUDIT,
             Permission.COMPLIANCE_REPORT,
+            Permission.COMPLIANCE_SURVEILLANCE,
+            Permission.COMPLIANCE_CASES,
+            Permission.COMPLIANCE_ACTIONS,
             Permission.ACCOUNT_VIEW,
             Permission.CUSTOMER_READ,
             Permission.CUSTOMER_UNMASK,
@@ -198,6 +211,11 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
         _entry(Permission.ORDER_MODIFY, Kind.OPERATE, "Replace open orders (price, quantity)"),
         _entry(Permission.ACCOUNT_WITHDRAW, Kind.OPERATE, "Withdraw money from an account"),
         _entry(
+            Permission.CARD_MANAGE,
+            Kind.OPERATE,
+            "Add, list and remove one's own payment cards (stored as vault tokens)",
+        ),
+        _entry(
             Permission.ADMIN_USERS,
             Kind.ADMINISTER,
             "Manage user accounts: list, lock, change roles and access levels, reset factors",
@@ -215,6 +233,23 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
         ),
         _entry(
             Permission.COMPLIANCE_REPORT, Kind.VIEW, "Produce regulatory and compliance reports"
+        ),
+        _entry(
+            Permission.COMPLIANCE_SURVEILLANCE,
+            Kind.VIEW,
+            "Read market surveillance alerts with their evidence (orders, executions, book)",
+        ),
+        _entry(
+            Permission.COMPLIANCE_CASES,
+            Kind.OPERATE,
+            "Open surveillance cases from alerts; assign, annotate, escalate and close them; "
+            "record a report's filing",
+        ),
+        _entry(
+            Permission.COMPLIANCE_ACTIONS,
+            Kind.OPERATE,
+            "Set the automatic surveillance action policy and reverse automatic actions "
+            "(suspensions, closing-only) with a reason",
         ),
         _entry(
             Permission.CUSTOMER_READ,

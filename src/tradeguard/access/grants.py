@@ -26,6 +26,7 @@ from tradeguard.access.common import (
     Actor,
     acting_staff,
     active_staff,
+    approving_sources,
     check_minutes,
     clean_text,
     customer_scope,
@@ -186,13 +187,16 @@ class GrantService:
             raise self._denied(
                 row, actor, "approving needs the access:approve permission", "no_authority"
             )
-        if not approver.independent_sources(Permission.ACCESS_APPROVE, not_from=row.user_id):
+        sources = await approving_sources(session, approver, requester=row.user_id, now_ns=now)
+        if not sources:
             # The only access:approve the approver has is break-glass, or a grant the
-            # requester approved: two admins must not lend each other the power to approve.
+            # requester approved, directly or through other admins' grants: nobody lends
+            # anyone the power to approve their own requests, in one step or in many.
             raise self._denied(
                 row,
                 actor,
-                "your access:approve is a break-glass grant or one the requester approved; "
+                "your access:approve is a break-glass grant or comes from the requester "
+                "(a grant they approved, directly or through other admins' grants); "
                 "approving needs standing authority or an independent grant",
                 "dependent_authority",
             )
@@ -224,9 +228,7 @@ class GrantService:
                 row,
                 actor,
                 expires_ns=str(row.expires_ns),
-                authority=approver.independent_sources(
-                    Permission.ACCESS_APPROVE, not_from=row.user_id
-                )[0],
+                authority=sources[0],
             ),
         )
         await self._tell_grantee(

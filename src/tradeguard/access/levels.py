@@ -12,6 +12,7 @@ from tradeguard.access.common import (
     Actor,
     Authority,
     acting_staff,
+    approving_sources,
     clean_text,
     find_member,
     notify,
@@ -30,9 +31,11 @@ def _raises(target: Member, wanted: AccessLevel) -> bool:
     return not standing_permissions(target.role, wanted) <= current
 
 
-def _independent(changer: Authority, target: Member) -> bool:
+async def _independent(
+    session: AsyncSession, changer: Authority, target: Member, now_ns: int
+) -> bool:
     return changer.holds(Permission.ACCESS_APPROVE) and bool(
-        changer.independent_sources(Permission.ACCESS_APPROVE, not_from=target.user_id)
+        await approving_sources(session, changer, requester=target.user_id, now_ns=now_ns)
     )
 
 
@@ -74,7 +77,11 @@ class LevelService:
         # A standing raise is a permanent grant: it follows the approval rules (IAC-1).
         # Authority to approve must be standing or an independent grant; never break-glass,
         # and never a grant the person being raised approved (no lending each other power).
-        if changer is not None and _raises(target, wanted) and not _independent(changer, target):
+        if (
+            changer is not None
+            and _raises(target, wanted)
+            and not await _independent(session, changer, target, now)
+        ):
             raise Forbidden(
                 "raising a standing level needs access:approve held standing or through "
                 "a grant someone else approved (not break-glass); ask another admin"

@@ -2,7 +2,8 @@
 
 Every profile view, unmask and account change by staff writes one entry in the same
 transaction as the access itself and its ledger event: the customer's log can never miss an
-access the ledger has, nor show one that did not happen.
+access the ledger has, nor show one that did not happen. The staff trading routes write
+theirs through `TradingAccountAccessLog`, which the container installs in trading.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from tradeguard.backoffice.common import Actor, BackofficeDeps
 from tradeguard.backoffice.domain import (
     ACTION_TEXT,
     FIELD_TEXT,
+    REASON_MAX_CHARS,
+    STAFF_ACCOUNT_ACTIONS,
     AccessAction,
     FieldKind,
     FieldRef,
 )
 from tradeguard.backoffice.models import AccessLogEntry
 from tradeguard.core.errors import InvalidInput
+from tradeguard.identity.devices import plain_text
+from tradeguard.trading.common import StaffActor
+from tradeguard.trading.domain import StaffAccountAction
 
 CURSOR_PATTERN = re.compile(r"^(\d{1,20})\.([0-9a-f-]{36})$")
 
@@ -113,4 +119,42 @@ class AccessLog:
         last = rows[limit - 1] if more else None
         return AccessLogPage(
             items=items, next_cursor=f"{last.created_ns}.{last.id}" if last is not None else None
+        )
+
+
+class TradingAccountAccessLog:
+    """The customer's log as the staff trading routes write it (trading's `StaffAccessLog`):
+    one line per customer, in the transaction of the trading read or change."""
+
+    def __init__(self, access_log: AccessLog) -> None:
+        self.access_log = access_log
+
+    async def record(
+        self,
+        session: AsyncSession,
+        *,
+        customer_id: str,
+        staff: StaffActor,
+        action: StaffAccountAction,
+        account_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        actor = Actor(
+            party=staff.party,
+            role=staff.role,
+            permissions=frozenset(),
+            user_id=staff.user_id if staff.kind == "staff" else None,
+            request_id=staff.request_id,
+            ip=staff.ip,
+        )
+        # Trading's reasons are free text written for the ledger; the customer reads them,
+        # so they are stored as the plain text the back office's own reasons are.
+        shown = plain_text(reason, limit=REASON_MAX_CHARS) if reason else None
+        await self.access_log.record(
+            session,
+            customer_id=customer_id,
+            actor=actor,
+            action=STAFF_ACCOUNT_ACTIONS[action],
+            field=FieldRef(FieldKind.TRADING_ACCOUNT, account_id) if account_id else None,
+            reason=shown or None,
         )

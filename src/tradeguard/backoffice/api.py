@@ -443,14 +443,13 @@ async def refuse_factor_reset(
 async def my_access_log(
     request: Request,
     principal: CurrentPrincipal,
-    cursor: Cursor = None,
-    limit: Limit = 50,
+    query: Annotated[s.AccessLogQuery, Query()],
 ) -> s.AccessLogOut:
     """Who at the firm accessed your data: when, their role and pseudonym, what, and why."""
     services = backoffice(request)
     async with services.unit_of_work() as session:
         page = await services.access_log.page(
-            session, customer_id=principal.user_id, cursor=cursor, limit=limit
+            session, customer_id=principal.user_id, cursor=query.cursor, limit=query.limit
         )
     return s.AccessLogOut(
         items=[_log_entry_out(item) for item in page.items], next_cursor=page.next_cursor

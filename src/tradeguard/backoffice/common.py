@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.access.domain import Permission, Role, permissions_for
 from tradeguard.backoffice.domain import staff_pseudonym
 from tradeguard.core.clock import Clock
-from tradeguard.core.errors import Forbidden
+from tradeguard.core.errors import PermissionMissing
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import LocalKeyring
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.crypto.keyring import FieldKeyring
+from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
 from tradeguard.ledger.service import Ledger
 
 PSEUDONYM_PURPOSE = "backoffice.staff_pseudonym"
@@ -38,6 +38,11 @@ class Actor:
     user_id: str | None = None
     request_id: str | None = None
     ip: str | None = None
+    # A staff member named at the command line (`--as`) who proved it there with a console
+    # code from their hardware-key session: the operating-system user who ran the command
+    # (audited next to them), and the session that issued the code.
+    console_operator: str | None = None
+    console_session_id: str | None = None
 
     @classmethod
     def staff(
@@ -50,6 +55,29 @@ class Actor:
         ip: str | None = None,
     ) -> Actor:
         return cls(Party("staff", user_id), role.value, permissions, user_id, request_id, ip)
+
+    @classmethod
+    def console_staff(
+        cls,
+        *,
+        user_id: str,
+        role: Role,
+        permissions: frozenset[str],
+        operator: str,
+        session_id: str | None = None,
+    ) -> Actor:
+        """A staff member at the command line, verified there by a console code that their
+        hardware-key session issued: they act
+        with their own authority (their standing level and live grants, as over the API),
+        so four-eyes rules compare staff members, not operating-system accounts."""
+        return cls(
+            Party("staff", user_id),
+            role.value,
+            permissions,
+            user_id,
+            console_operator=operator,
+            console_session_id=session_id,
+        )
 
     @classmethod
     def operator(cls, name: str) -> Actor:
@@ -65,7 +93,10 @@ class Actor:
     def require(self, permission: Permission) -> None:
         """Refuse unless the actor holds `permission` (checked again below the route)."""
         if permission.value not in self.permissions:
-            raise Forbidden(f"this action needs the {permission.value} permission")
+            raise PermissionMissing(
+                f"this action needs the {permission.value} permission",
+                permission=permission.value,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +104,7 @@ class BackofficeDeps:
     clock: Clock
     ids: IdGenerator
     ledger: Ledger
-    keyring: LocalKeyring
+    keyring: FieldKeyring
 
     def pseudonym(self, actor: Actor) -> str:
         return staff_pseudonym(self.keyring.derive_secret(PSEUDONYM_PURPOSE), actor.label)
@@ -94,9 +125,16 @@ class BackofficeDeps:
         data: Mapping[str, Any],
     ) -> None:
         payload = dict(data)
-        if actor.ip:
-            payload.setdefault("ip", actor.ip)
         payload.setdefault("actor_role", actor.role)
+        if actor.console_operator is not None:
+            payload.setdefault("via", "cli")
+            payload.setdefault("operator", actor.console_operator)
+            payload.setdefault("staff_verified_by", "hardware_key_session")
+            if actor.console_session_id is not None:
+                payload.setdefault("staff_code_session_id", actor.console_session_id)
+        # The staff member's client address is their personal data: sealed under their key
+        # (an operator at the command line has none).
+        owner = Party("user", actor.user_id) if actor.user_id else None
         await self.ledger.append(
             session,
             LedgerEvent(
@@ -105,5 +143,6 @@ class BackofficeDeps:
                 subject=subject,
                 data=payload,
                 request_id=actor.request_id,
+                personal=PersonalData.of(owner, ip=actor.ip) if owner else None,
             ),
         )

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tradeguard.backoffice.access_log import AccessLog
+from tradeguard.backoffice.access_log import AccessLog, TradingAccountAccessLog
 from tradeguard.backoffice.common import BackofficeDeps
 from tradeguard.backoffice.customers import CustomerDesk
 from tradeguard.backoffice.users import UserManagement
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.administration import UserAdministration
 from tradeguard.identity.container import IdentityServices
-from tradeguard.ledger.service import Ledger
 from tradeguard.trading.accounts import AccountService
+from tradeguard.trading.container import TradingServices
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,8 @@ def build_backoffice(identity: IdentityServices, accounts: AccountService) -> Ba
     deps = BackofficeDeps(
         clock=identity.clock,
         ids=identity.deps.ids,
-        ledger=Ledger(clock=identity.clock, ids=identity.deps.ids),
+        # Identity's ledger: it seals the staff member's address under their subject key.
+        ledger=identity.deps.ledger,
         keyring=identity.deps.keyring,
     )
     administration = UserAdministration(identity.deps, auth=identity.auth)
@@ -51,3 +52,9 @@ def build_backoffice(identity: IdentityServices, accounts: AccountService) -> Ba
         ),
         users=UserManagement(deps, administration=administration, access_log=access_log),
     )
+
+
+def install_staff_access_log(trading: TradingServices, backoffice: BackofficeServices) -> None:
+    """Give the staff trading routes the customer's access log (IAC-4): until this runs they
+    refuse, rather than show or change a customer's account without the customer seeing it."""
+    trading.staff_access_log = TradingAccountAccessLog(backoffice.access_log)

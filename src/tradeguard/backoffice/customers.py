@@ -27,9 +27,9 @@ from tradeguard.backoffice.domain import (
     parse_field,
     stated_reason,
 )
-from tradeguard.backoffice.masking import mask_account_number, mask_email, mask_ip, mask_phone
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import InvalidInput, NotFound
+from tradeguard.core.masking import mask_account_number, mask_email, mask_ip, mask_phone
 from tradeguard.identity.administration import AccountRecord, UserAdministration
 from tradeguard.identity.service import normalize_email
 from tradeguard.ledger.domain import Party

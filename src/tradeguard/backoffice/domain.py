@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from tradeguard.core.errors import Conflict, Forbidden, InvalidInput
 from tradeguard.identity.devices import plain_text
+from tradeguard.trading.domain import StaffAccountAction
 
 
 class BackofficeEvent(StrEnum):
@@ -41,6 +42,17 @@ class AccessAction(StrEnum):
     FACTOR_RESET_REQUESTED = "factor_reset_requested"
     FACTOR_RESET_REFUSED = "factor_reset_refused"
     FACTORS_RESET = "factors_reset"
+    # Staff trading routes (/api/v1/admin/accounts...), one per StaffAccountAction.
+    TRADING_ACCOUNTS_LISTED = "trading_accounts_listed"
+    TRADING_ACCOUNT_VIEWED = "trading_account_viewed"
+    TRADING_ACCOUNT_OPENED = "trading_account_opened"
+    CASH_ADJUSTED = "cash_adjusted"
+    TRADING_ACCOUNT_STATUS_CHANGED = "trading_account_status_changed"
+    TRADING_LIMITS_CHANGED = "trading_limits_changed"
+    LOCATE_RECORDED = "locate_recorded"
+    ORDER_CANCELLED_BY_STAFF = "order_cancelled_by_staff"
+    TRADING_ACCOUNT_HALTED = "trading_account_halted"
+    TRADING_ACCOUNT_RESUMED = "trading_account_resumed"
 
 
 ACTION_TEXT: dict[AccessAction, str] = {
@@ -53,17 +65,53 @@ ACTION_TEXT: dict[AccessAction, str] = {
     AccessAction.FACTOR_RESET_REQUESTED: "asked for a reset of your sign-in factors",
     AccessAction.FACTOR_RESET_REFUSED: "refused a reset of your sign-in factors",
     AccessAction.FACTORS_RESET: "removed your sign-in factors (approved by a second admin)",
+    AccessAction.TRADING_ACCOUNTS_LISTED: (
+        "saw your trading accounts in a list of accounts (account numbers masked)"
+    ),
+    AccessAction.TRADING_ACCOUNT_VIEWED: (
+        "viewed a trading account with its balances (account number masked)"
+    ),
+    AccessAction.TRADING_ACCOUNT_OPENED: "opened a trading account for you",
+    AccessAction.CASH_ADJUSTED: "credited or debited cash in a trading account",
+    AccessAction.TRADING_ACCOUNT_STATUS_CHANGED: (
+        "changed a trading account's status or trading state"
+    ),
+    AccessAction.TRADING_LIMITS_CHANGED: "changed a trading account's risk limits",
+    AccessAction.LOCATE_RECORDED: "recorded a locate (shares to borrow) for a trading account",
+    AccessAction.ORDER_CANCELLED_BY_STAFF: "cancelled an open order in a trading account",
+    AccessAction.TRADING_ACCOUNT_HALTED: (
+        "halted trading in a trading account (no new orders; resting orders cancelled)"
+    ),
+    AccessAction.TRADING_ACCOUNT_RESUMED: "lifted the trading halt on a trading account",
+}
+
+# What each staff trading action is in the customer's log (trading names its own actions: it
+# cannot import this module).
+STAFF_ACCOUNT_ACTIONS: dict[StaffAccountAction, AccessAction] = {
+    StaffAccountAction.ACCOUNTS_LISTED: AccessAction.TRADING_ACCOUNTS_LISTED,
+    StaffAccountAction.ACCOUNT_VIEWED: AccessAction.TRADING_ACCOUNT_VIEWED,
+    StaffAccountAction.ACCOUNT_OPENED: AccessAction.TRADING_ACCOUNT_OPENED,
+    StaffAccountAction.CASH_ADJUSTED: AccessAction.CASH_ADJUSTED,
+    StaffAccountAction.STATUS_CHANGED: AccessAction.TRADING_ACCOUNT_STATUS_CHANGED,
+    StaffAccountAction.LIMITS_CHANGED: AccessAction.TRADING_LIMITS_CHANGED,
+    StaffAccountAction.LOCATE_RECORDED: AccessAction.LOCATE_RECORDED,
+    StaffAccountAction.ORDER_CANCELLED: AccessAction.ORDER_CANCELLED_BY_STAFF,
+    StaffAccountAction.ACCOUNT_HALTED: AccessAction.TRADING_ACCOUNT_HALTED,
+    StaffAccountAction.ACCOUNT_RESUMED: AccessAction.TRADING_ACCOUNT_RESUMED,
 }
 
 
 class FieldKind(StrEnum):
-    """The masked values of a profile that may be revealed, one at a time."""
+    """What an access-log entry points at: the masked values of a profile that may be
+    revealed, one at a time (only those `FIELD_PATTERN` accepts), and the trading account
+    a staff trading action was on."""
 
     EMAIL = "email"
     PHONE = "phone"
     ACCOUNT_NUMBER = "account_number"
     DEVICE_IP = "device_ip"
     SIGN_IN_IP = "sign_in_ip"
+    TRADING_ACCOUNT = "trading_account"
 
 
 FIELD_TEXT: dict[FieldKind, str] = {
@@ -72,8 +120,10 @@ FIELD_TEXT: dict[FieldKind, str] = {
     FieldKind.ACCOUNT_NUMBER: "a trading account number",
     FieldKind.DEVICE_IP: "the last address of a device",
     FieldKind.SIGN_IN_IP: "the address of a sign-in",
+    FieldKind.TRADING_ACCOUNT: "the trading account with this id (see your accounts)",
 }
-# `email`, or a kind and the id of the factor, account, device or session it belongs to.
+# `email`, or a kind and the id of the factor, account, device or session it belongs to
+# (never `trading_account:`: that names an account, not a value to reveal).
 FIELD_PATTERN = re.compile(
     r"^(?:email|(?:phone|account_number|device_ip|sign_in_ip):[0-9a-f]{8}-[0-9a-f]{4}-"
     r"[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -163,6 +213,16 @@ class ResetRequestClosed(Conflict):
 class ResetAlreadyPending(Conflict):
     slug = "reset-already-pending"
     title = "A reset request for this user is already waiting for approval"
+
+
+class StaffStaysStaff(Conflict):
+    """A staff account never becomes a customer account: the other half of "a customer
+    account cannot become staff". Demoting staff to TRADER would leave an account that can
+    never be staff again and whose email can never be invited again; off-boarding is a lock.
+    """
+
+    slug = "staff-stays-staff"
+    title = "A staff account cannot become a customer account"
 
 
 class NothingToChange(Conflict):

@@ -67,6 +67,19 @@ class ApproveIn(Strict):
 # Responses ------------------------------------------------------------------------------------
 
 
+class AccessLogQuery(Strict):
+    """Query parameters of the customer's access log; unknown ones are refused (422), as the
+    other filtered lists do (`access/alerts_schemas.AlertQuery`), so a misspelt parameter
+    is an error instead of a silently unfiltered answer."""
+
+    cursor: str | None = Field(
+        default=None,
+        max_length=80,
+        description="`next_cursor` of the previous page (opaque).",
+    )
+    limit: int = Field(default=50, ge=1, le=100, description="Entries per page.")
+
+
 class MaskedValueOut(Output):
     field: str = Field(description="The name to reveal this value by (POST .../unmask)")
     masked: str | None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.access.domain import Permission, Role
+from tradeguard.access.domain import STAFF_ROLES, Permission, Role
 from tradeguard.backoffice import repository
 from tradeguard.backoffice.access_log import AccessLog
 from tradeguard.backoffice.common import Actor, BackofficeDeps
@@ -28,11 +28,12 @@ from tradeguard.backoffice.domain import (
     ResetRequestClosed,
     SecondApproverRequired,
     SelfActionRefused,
+    StaffStaysStaff,
     stated_reason,
 )
-from tradeguard.backoffice.masking import mask_email
 from tradeguard.backoffice.models import FactorResetRequest
 from tradeguard.core.errors import InvalidInput, NotFound
+from tradeguard.core.masking import mask_email
 from tradeguard.identity.administration import (
     LOCKED,
     USER_STATUSES,
@@ -244,6 +245,14 @@ class UserManagement:
         user = await self._target(session, user_id, actor)
         if user.role is role:
             raise NothingToChange(f"the user already has the {role.value} role")
+        if user.role in STAFF_ROLES and role not in STAFF_ROLES:
+            # Symmetric with "a customer account cannot become staff": a demoted account
+            # could never be staff again nor its email be invited again, so one admin (or a
+            # break-glass grant) could off-board a colleague for good.
+            raise StaffStaysStaff(
+                "a staff account cannot become a customer account; to off-board a staff "
+                "member, lock the account (`tradeguard users lock`)"
+            )
         change = await self.administration.change_role(
             session,
             user_id=user.id,
@@ -419,6 +428,8 @@ class UserManagement:
             action=AccessAction.FACTOR_RESET_REFUSED,
             reason=why,
         )
+        # The user was told a reset was asked for: they are told it will not happen too.
+        await self.administration.tell_reset_refused(session, user_id=user.id)
         return self._view(row)
 
     async def factor_resets(

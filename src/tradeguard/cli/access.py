@@ -1,16 +1,19 @@
 """`tradeguard access`: the permission catalogue, just-in-time grants, break-glass, levels and
 the access review (IAC-1, IAC-2, IAC-4).
 
-Commands act for a named staff member (`--as USERNAME`), whose authority is checked from the
-database exactly as over the API (RBAC-5), or, where the brief allows it (revoking a grant,
-setting a level, listing, the review), for the operator: the operating-system user who ran
-the command. Every change is audited, in its transaction, with how it arrived ("via": "cli")
-and the operator's name. A running server sees the change within a second.
+Commands act for a named staff member (`--as USERNAME`), who must prove it with a single-use
+console code issued by their own session signed in with their security key (asked for without
+echo, or read with `--code-stdin`) and whose authority is then
+checked from the database exactly as over the API (RBAC-5); or, where the brief allows it
+(revoking a grant, setting a level, listing, the review), for the operator: the
+operating-system user who ran the command (from the process's uid, never from $USER). Every
+change is audited, in its transaction, with how it arrived ("via": "cli"), the operator's name
+and, for a staff member, that a console code from their hardware-key session verified them.
+A running server sees the change within a second.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,14 +29,27 @@ from tradeguard.access.common import Actor
 from tradeguard.access.container import AccessServices, build_access
 from tradeguard.access.domain import AccessLevel, GrantStatus
 from tradeguard.access.models import AccessGrant
-from tradeguard.cli.bootstrap import database_missing
-from tradeguard.cli.common import EXIT_USAGE, DataDirOption, console, fail, run_async, settings_from
-from tradeguard.config import Settings
+from tradeguard.cli.bootstrap import existing_settings
+from tradeguard.cli.common import (
+    EXIT_USAGE,
+    CodeStdinOption,
+    DataDirOption,
+    VerifiedStaff,
+    command_name,
+    console,
+    console_code,
+    fail,
+    os_operator,
+    record_denial,
+    run_async,
+    verify_staff,
+)
 from tradeguard.core.clock import SystemClock, ns_to_iso
+from tradeguard.core.errors import PermissionMissing
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.identity import staff
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 
 T = TypeVar("T")
 
@@ -46,36 +62,31 @@ app.add_typer(breakglass_app, name="break-glass")
 
 AsOption = typer.Option(
     "--as",
-    help="The staff member (username) acting; their authority is checked as over the API.",
+    help="The staff member (username) acting; they must give a console code from their "
+    "security-key session (POST /api/v1/auth/console-code; prompted for, or --code-stdin), "
+    "then their authority is checked as over the API.",
 )
 JsonOption = typer.Option("--json", help="Print JSON.")
-
-
-def _operator() -> str:
-    try:
-        return getpass.getuser()[:64]
-    except OSError:
-        return "unknown"
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    settings = settings_from(data_dir)
-    if database_missing(settings):
-        fail(
-            "no tradeguard database here",
-            hint="run `tradeguard init` (or pass --data-dir)",
-            code=EXIT_USAGE,
-        )
-    return settings
+CodeStdin = Annotated[bool, CodeStdinOption]
 
 
 def _with_access(
     data_dir: Path | None,
     acting_as: str | None,
     work: Callable[[AccessServices, AsyncSession, Actor], Awaitable[T]],
+    *,
+    code_stdin: bool = False,
 ) -> T:
-    """Run `work` in one unit of work as the named staff member (or the operator)."""
-    settings = _settings(data_dir)
+    """Run `work` in one unit of work as the named staff member, once they have proved it
+    with a console code (or, without --as, as the operator)."""
+    if code_stdin and not acting_as:
+        fail(
+            "--code-stdin reads the console code of the staff member named with --as",
+            code=EXIT_USAGE,
+        )
+    settings = existing_settings(data_dir)
+    code = console_code(acting_as, from_stdin=code_stdin) if acting_as else None
+    command = command_name("access", work)
 
     async def run() -> T:
         engine = create_engine(settings.main_database_url)
@@ -83,7 +94,7 @@ def _with_access(
             clock = SystemClock()
             ids = IdGenerator(clock)
             sessions = session_factory(engine)
-            identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions)
+            identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
             services = build_access(
                 settings,
                 clock=clock,
@@ -92,14 +103,22 @@ def _with_access(
                 notifier=identity.deps.notifier,
                 sessions=sessions,
             )
-            actor = Actor(None, operator=_operator())
-            if acting_as is not None:
-                async with identity.unit_of_work() as session:
-                    member = await staff.member_by_username(session, acting_as)
-                if member is None or not member.is_staff:
-                    fail(f"no staff member named {acting_as!r}", code=EXIT_USAGE)
-                actor = Actor(member.user_id, operator=_operator())
-            return await services.run(lambda session: work(services, session, actor))
+            actor = Actor(None, operator=os_operator())
+            verified: VerifiedStaff | None = None
+            if acting_as is not None and code is not None:
+                verified = await verify_staff(identity, acting_as, code)
+                actor = Actor(
+                    verified.user_id,
+                    operator=verified.operator,
+                    verified_by="hardware_key_session",
+                    code_session_id=verified.code_session_id,
+                )
+            try:
+                return await services.run(lambda session: work(services, session, actor))
+            except PermissionMissing as exc:
+                if verified is not None:
+                    await record_denial(identity, verified, exc.permission, command)
+                raise
         finally:
             await engine.dispose()
 
@@ -213,6 +232,7 @@ def request(
             "for another customer raises an access alert.",
         ),
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Ask for a permission or a level of your role for a while; another admin decides."""
@@ -231,7 +251,7 @@ def request(
         )
         return (await _grants_json(services, session, [change.grant]))[0]
 
-    row = _with_access(data_dir, name, work)
+    row = _with_access(data_dir, name, work, code_stdin=code_stdin)
     _print_one(row, "requested")
 
 
@@ -240,6 +260,7 @@ def approve(
     grant_id: Annotated[str, typer.Argument(help="The request's id.")],
     acting_as: Annotated[str | None, AsOption] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the decision.")] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Approve another staff member's pending request (never your own)."""
@@ -249,7 +270,7 @@ def approve(
         change = await services.grants.approve(session, actor=actor, grant_id=grant_id, note=note)
         return (await _grants_json(services, session, [change.grant]))[0]
 
-    _print_one(_with_access(data_dir, name, work), "approved")
+    _print_one(_with_access(data_dir, name, work, code_stdin=code_stdin), "approved")
 
 
 @app.command("refuse")
@@ -257,6 +278,7 @@ def refuse(
     grant_id: Annotated[str, typer.Argument(help="The request's id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (the requester is told).")],
     acting_as: Annotated[str | None, AsOption] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Refuse another staff member's pending request."""
@@ -268,13 +290,14 @@ def refuse(
         )
         return (await _grants_json(services, session, [change.grant]))[0]
 
-    _print_one(_with_access(data_dir, name, work), "refused")
+    _print_one(_with_access(data_dir, name, work, code_stdin=code_stdin), "refused")
 
 
 @app.command("withdraw")
 def withdraw(
     grant_id: Annotated[str, typer.Argument(help="Your request's id.")],
     acting_as: Annotated[str | None, AsOption] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Withdraw your pending request, or give up your live grant early."""
@@ -284,7 +307,7 @@ def withdraw(
         change = await services.grants.withdraw(session, actor=actor, grant_id=grant_id)
         return (await _grants_json(services, session, [change.grant]))[0]
 
-    _print_one(_with_access(data_dir, name, work), "withdrew")
+    _print_one(_with_access(data_dir, name, work, code_stdin=code_stdin), "withdrew")
 
 
 @app.command("revoke")
@@ -293,8 +316,11 @@ def revoke(
     reason: Annotated[str, typer.Option("--reason", help="Why (the grantee is told).")],
     acting_as: Annotated[
         str | None,
-        typer.Option("--as", help="The admin revoking (default: the operator)."),
+        typer.Option(
+            "--as", help="The admin revoking, who gives a console code (default: the operator)."
+        ),
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """End a live grant (approved or break-glass) now."""
@@ -305,7 +331,7 @@ def revoke(
         )
         return (await _grants_json(services, session, [change.grant]))[0]
 
-    _print_one(_with_access(data_dir, acting_as, work), "revoked")
+    _print_one(_with_access(data_dir, acting_as, work, code_stdin=code_stdin), "revoked")
 
 
 @app.command("list")
@@ -318,9 +344,14 @@ def list_grants(
         GrantStatus | None, typer.Option(help="Only grants in this status.", case_sensitive=False)
     ] = None,
     acting_as: Annotated[
-        str | None, typer.Option("--as", help="The staff member asking (default: the operator).")
+        str | None,
+        typer.Option(
+            "--as",
+            help="The staff member asking, who gives a console code (default: the operator).",
+        ),
     ] = None,
     as_json: Annotated[bool, JsonOption] = False,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """List requests and grants, newest first."""
@@ -340,7 +371,7 @@ def list_grants(
             rows = await services.grants.all(session, actor=actor, status=status)
         return await _grants_json(services, session, rows)
 
-    _print_grants(_with_access(data_dir, acting_as, work), as_json)
+    _print_grants(_with_access(data_dir, acting_as, work, code_stdin=code_stdin), as_json)
 
 
 @app.command("expire")
@@ -366,8 +397,11 @@ def level(
     reason: Annotated[str, typer.Option("--reason", help="Why (audited; they are told).")],
     acting_as: Annotated[
         str | None,
-        typer.Option("--as", help="The admin changing it (default: the operator)."),
+        typer.Option(
+            "--as", help="The admin changing it, who gives a console code (default: the operator)."
+        ),
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Set a staff member's standing access level."""
@@ -379,7 +413,7 @@ def level(
         was = change.previous.value if change.previous else "unset"
         return f"{change.member.username}: level {was} -> {change.level.value}"
 
-    console.print(_with_access(data_dir, acting_as, work))
+    console.print(_with_access(data_dir, acting_as, work, code_stdin=code_stdin))
 
 
 # Break-glass -------------------------------------------------------------------------------------
@@ -395,6 +429,7 @@ def breakglass_take(
     minutes: Annotated[
         int | None, typer.Option(help="How long (default and maximum: the break-glass cap).")
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Take emergency access without approval; everyone who must know is alerted."""
@@ -413,16 +448,21 @@ def breakglass_take(
         until = ns_to_iso(change.grant.expires_ns or 0)[:19]
         return f"break-glass grant {change.grant.id} until {until}Z; review item {review.id}"
 
-    console.print(_with_access(data_dir, name, work))
+    console.print(_with_access(data_dir, name, work, code_stdin=code_stdin))
 
 
 @breakglass_app.command("list")
 def breakglass_list(
     show_all: Annotated[bool, typer.Option("--all", help="Closed items too.")] = False,
     acting_as: Annotated[
-        str | None, typer.Option("--as", help="The staff member asking (default: the operator).")
+        str | None,
+        typer.Option(
+            "--as",
+            help="The staff member asking, who gives a console code (default: the operator).",
+        ),
     ] = None,
     as_json: Annotated[bool, JsonOption] = False,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Break-glass review items (open ones unless --all)."""
@@ -446,7 +486,7 @@ def breakglass_list(
             for (r, _), grant in zip(items, grants, strict=True)
         ]
 
-    rows = _with_access(data_dir, acting_as, work)
+    rows = _with_access(data_dir, acting_as, work, code_stdin=code_stdin)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -470,6 +510,7 @@ def breakglass_close(
     review_id: Annotated[str, typer.Argument(help="The review item's id.")],
     note: Annotated[str, typer.Option("--note", help="What was checked (kept in the ledger).")],
     acting_as: Annotated[str | None, AsOption] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Close another admin's break-glass review item with a note."""
@@ -481,7 +522,7 @@ def breakglass_close(
         )
         return f"closed review item {review.id}"
 
-    console.print(_with_access(data_dir, name, work))
+    console.print(_with_access(data_dir, name, work, code_stdin=code_stdin))
 
 
 # The access review -------------------------------------------------------------------------------
@@ -497,8 +538,13 @@ def review(
         typer.Option(help="Flag permissions unused this many days (default from settings)."),
     ] = None,
     acting_as: Annotated[
-        str | None, typer.Option("--as", help="The staff member asking (default: the operator).")
+        str | None,
+        typer.Option(
+            "--as",
+            help="The staff member asking, who gives a console code (default: the operator).",
+        ),
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """The access review: every staff member, what they hold, who granted it, when each
@@ -513,4 +559,4 @@ def review(
         )
         return report.as_csv() if fmt == "csv" else json.dumps(report.as_json(), indent=2) + "\n"
 
-    sys.stdout.write(_with_access(data_dir, acting_as, work))
+    sys.stdout.write(_with_access(data_dir, acting_as, work, code_stdin=code_stdin))

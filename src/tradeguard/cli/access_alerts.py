@@ -20,14 +20,20 @@ from tradeguard.access.alerts_container import AccessAlertServices, build_access
 from tradeguard.access.alerts_repository import AlertFilter
 from tradeguard.access.alerts_schemas import alert_out
 from tradeguard.access.anomalies import AlertStatus, AnomalyRule, Severity
-from tradeguard.cli.bootstrap import database_missing
-from tradeguard.cli.common import EXIT_USAGE, DataDirOption, console, fail, run_async, settings_from
-from tradeguard.cli.trading import operator
+from tradeguard.cli.bootstrap import existing_settings
+from tradeguard.cli.common import (
+    EXIT_USAGE,
+    DataDirOption,
+    console,
+    fail,
+    operator_party,
+    run_async,
+)
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 from tradeguard.ledger.sequencer import LedgerSequencer
 
 T = TypeVar("T")
@@ -39,17 +45,6 @@ app = typer.Typer(
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _settings(data_dir: Path | None) -> Settings:
-    settings = settings_from(data_dir)
-    if database_missing(settings):
-        fail(
-            "no tradeguard database here",
-            hint="run `tradeguard init` (or pass --data-dir)",
-            code=EXIT_USAGE,
-        )
-    return settings
-
-
 def _with_alerts(
     settings: Settings, work: Callable[[AccessAlertServices, AsyncEngine], Awaitable[T]]
 ) -> T:
@@ -57,7 +52,7 @@ def _with_alerts(
         engine = create_engine(settings.main_database_url)
         try:
             clock = SystemClock()
-            identity = build_identity(
+            identity = await start_identity(
                 settings, clock=clock, ids=IdGenerator(clock), sessions=session_factory(engine)
             )
             return await work(build_access_alerts(settings, identity=identity), engine)
@@ -104,7 +99,7 @@ def list_command(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """List access alerts, newest first."""
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def work(services: AccessAlertServices, _: AsyncEngine) -> list[dict[str, Any]] | None:
         async with services.unit_of_work() as session:
@@ -155,7 +150,7 @@ def show_command(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Show one alert with its evidence (ledger sequence numbers)."""
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def work(services: AccessAlertServices, _: AsyncEngine) -> dict[str, Any]:
         async with services.unit_of_work() as session:
@@ -180,12 +175,16 @@ def close_command(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Close an alert with a note (audited as the operating-system user)."""
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def work(services: AccessAlertServices, _: AsyncEngine) -> str:
         async with services.unit_of_work() as session:
             row = await services.desk.close(
-                session, alert_id, reviewer=Reviewer(party=operator()), note=note, request_id=None
+                session,
+                alert_id,
+                reviewer=Reviewer(party=operator_party()),
+                note=note,
+                request_id=None,
             )
             return row.id
 
@@ -199,7 +198,7 @@ def scan_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None
     The server runs it in the background (TRADEGUARD_ACCESS_ALERTS_ENABLED); this is for a
     detector in a process of its own, or a check by hand. Safe next to a running server.
     """
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def work(services: AccessAlertServices, engine: AsyncEngine) -> tuple[int, int, int]:
         # Chain what has committed, so the scan sees it (the sequencer is safe to run twice).

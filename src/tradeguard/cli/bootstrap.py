@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from tradeguard.backup.keys import load_or_create_backup_keys
+from tradeguard.cli.common import EXIT_USAGE, fail, settings_from
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import ConfigurationError
@@ -18,6 +20,8 @@ from tradeguard.db.migrate import current_revision, head_revision, upgrade
 from tradeguard.ledger.domain import LedgerEvent
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
+from tradeguard.ledger.tree.keys import ACTIVE_KEY_FILE, load_or_create_log_keys
+from tradeguard.vault.migrate import upgrade as upgrade_vault
 from tradeguard.web.tls import ensure_dev_certificate
 
 
@@ -28,6 +32,9 @@ class InitReport:
     migrated_to: str | None
     created_certificate: bool
     first_run: bool
+    ledger_key: str  # the checkpoint signing key's public key (a vkey line)
+    created_ledger_key: bool
+    backup_key: str  # the backup manifest signing key's public key (a vkey line)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -73,9 +80,22 @@ async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
         before = await current_revision(engine)
         await upgrade(engine)
         after = await current_revision(engine)
+        if settings.vault_endpoint is None:
+            # The in-process card vault's own database and migration chain (PCI-2).
+            vault_engine = create_engine(settings.vault_url)
+            try:
+                await upgrade_vault(vault_engine)
+            finally:
+                await vault_engine.dispose()
         created_cert = False
         if settings.tls_cert_file is None:
             created_cert = ensure_dev_certificate(settings, clock)
+        # The audit ledger's checkpoint signing key, made now rather than by the first
+        # checkpoint, so that its public key can be published before anything is signed.
+        created_key = not (settings.ledger_keys_dir / ACTIVE_KEY_FILE).exists()
+        log_keys = load_or_create_log_keys(settings.ledger_keys_dir, settings.ledger_origin)
+        # The backup manifest signing key: a key of its own (backup/keys.py says why).
+        backup_keys = load_or_create_backup_keys(settings.backup_keys_dir)
         first_run = before is None
         if first_run:
             ledger = Ledger(clock=clock, ids=IdGenerator(clock))
@@ -96,6 +116,9 @@ async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
         migrated_to=after,
         created_certificate=created_cert,
         first_run=first_run,
+        ledger_key=log_keys.active.key.vkey,
+        created_ledger_key=created_key,
+        backup_key=backup_keys.active.key.vkey,
     )
 
 
@@ -111,3 +134,16 @@ async def database_status(settings: Settings) -> tuple[str | None, str | None]:
         return await current_revision(engine), head_revision()
     finally:
         await engine.dispose()
+
+
+def existing_settings(data_dir: Path | None) -> Settings:
+    """The settings of an initialized data directory; exit 2 with what to do when its SQLite
+    database is absent (a command that reads or records must not create one)."""
+    settings = settings_from(data_dir)
+    if database_missing(settings):
+        fail(
+            "no tradeguard database here",
+            hint="run `tradeguard init` (or pass --data-dir)",
+            code=EXIT_USAGE,
+        )
+    return settings

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import socket
-from collections.abc import Coroutine
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -14,9 +18,14 @@ from rich.text import Text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
 
+from tradeguard.access.domain import Role
 from tradeguard.config import Settings, load_settings
 from tradeguard.core.errors import ConfigurationError, InvalidInput, TradeguardError
 from tradeguard.db.availability import DatabaseUnreachable
+from tradeguard.identity.container import IdentityServices
+from tradeguard.identity.guard import PERMISSION_CHECKED
+from tradeguard.identity.sessions import Denied, Failure
+from tradeguard.ledger.domain import LedgerEvent, Party
 
 T = TypeVar("T")
 
@@ -25,6 +34,13 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+# Far above any passphrase; stops a mistaken pipe (a file, a binary) from being hashed.
+MAX_PASSWORD_LINE_CHARS = 4096
+# A console code is 43 characters; anything much longer is not one.
+MAX_CODE_CHARS = 128
+# Operator names are stored in audit events and access logs; longer ones are cut.
+MAX_OPERATOR_CHARS = 64
 
 # SQLSTATE classes (PostgreSQL appendix A) that mean "could not get a working connection".
 _PG_CONNECTION_CLASS = "08"
@@ -40,6 +56,139 @@ def fail(message: str, *, hint: str | None = None, code: int = EXIT_FAILURE) -> 
     if hint:
         err_console.print(Text.assemble(("hint:", "dim"), " ", hint))
     raise typer.Exit(code)
+
+
+def os_operator() -> str:
+    """The operating-system user running this command, named from the process's effective
+    uid in the password database.
+
+    Never from LOGNAME, USER, LNAME or USERNAME (what `getpass.getuser()` reads first):
+    anyone can set those, so `USER=bob tradeguard ...` would be audited as bob. A uid with no
+    entry (a container's arbitrary uid) is named by its number.
+    """
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid:{uid}"
+    return name[:MAX_OPERATOR_CHARS]
+
+
+def operator_party() -> Party:
+    """The operator as a ledger party: `operator:<operating-system user>`."""
+    return Party("operator", os_operator())
+
+
+def password_from_stdin() -> str:
+    """One line of standard input, without its line ending (spaces are part of a passphrase)."""
+    line = sys.stdin.readline(MAX_PASSWORD_LINE_CHARS + 1)
+    password = line.removesuffix("\n").removesuffix("\r")
+    if len(password) > MAX_PASSWORD_LINE_CHARS:
+        fail(f"the password line is longer than {MAX_PASSWORD_LINE_CHARS} characters")
+    if not password:
+        fail("no password on standard input (--password-stdin reads its first line)")
+    return password
+
+
+CodeStdinOption = typer.Option(
+    "--code-stdin",
+    help="Read the --as staff member's console code (POST /api/v1/auth/console-code, from "
+    "their security-key session) from the first line of standard input instead of prompting.",
+)
+
+STAFF_REFUSED = (
+    "cannot act as {name!r}: only staff with an active security key can, with an unused "
+    "console code from their own security-key session (POST /api/v1/auth/console-code)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedStaff:
+    """A staff member who proved who they are at this console with a console code that
+    their hardware-key session issued."""
+
+    user_id: str
+    username: str
+    role: Role
+    # The operating-system user who ran the command, audited next to the staff member.
+    operator: str
+    # The session (signed in or stepped up with a security key) that issued the code.
+    code_session_id: str
+
+
+def console_code(username: str, *, from_stdin: bool) -> str:
+    """The console code of the staff member named with --as: asked for without echo (on
+    standard error, so that --json output stays clean), or the first line of standard input."""
+    if from_stdin:
+        line = sys.stdin.readline(MAX_CODE_CHARS + 1)
+        code = line.removesuffix("\n").removesuffix("\r").strip()
+    else:
+        prompted: str = typer.prompt(f"Console code of {username}", hide_input=True, err=True)
+        code = prompted.strip()
+    if not code:
+        fail("no console code given (--code-stdin reads the first line)", code=EXIT_USAGE)
+    # An over-long value is refused like a wrong code (spent nothing, counted below).
+    return code[: MAX_CODE_CHARS + 1]
+
+
+async def verify_staff(identity: IdentityServices, username: str, code: str) -> VerifiedStaff:
+    """Prove that whoever runs the command is the staff member named with --as, or stop.
+
+    A name given on the command line is only a claim: without this anyone who can run the
+    CLI could approve a grant or a factor reset as any admin, and four eyes would be two
+    names typed by one person. The proof is a single-use console code that the member's own
+    session, signed in or stepped up with their security key, issued minutes ago (IAC-3:
+    a password alone gives staff no authority, at the console no more than over the API).
+    Failures back off like a sign-in and are committed before the command stops.
+    """
+    operator = os_operator()
+    async with identity.unit_of_work() as session:
+        outcome = await identity.auth.verify_staff_console_code(
+            session, login=username, code=code, operator=operator
+        )
+    if isinstance(outcome, Denied):
+        if outcome.failure is Failure.THROTTLED:
+            fail(
+                f"too many failed attempts to act as {username!r}; try again in "
+                f"{outcome.retry_after_seconds or 1} seconds"
+            )
+        # One message for every refusal: unknown, customer, locked, no key, bad code.
+        fail(STAFF_REFUSED.format(name=username))
+    user, session_id = outcome
+    return VerifiedStaff(user.id, user.username, Role(user.role), operator, session_id)
+
+
+def command_name(group: str, work: Callable[..., object]) -> str:
+    """The command a unit of work belongs to, e.g. `access revoke`: named from the command
+    function that defines it (its `work` closure)."""
+    function = work.__qualname__.split(".", 1)[0]
+    return f"{group} {function.removesuffix('_command').replace('_', '-')}"
+
+
+async def record_denial(
+    identity: IdentityServices, verified: VerifiedStaff, permission: str, command: str
+) -> None:
+    """A staff member named with --as lacked `permission`: the same ledger event the API's
+    guard writes for a denied check (type and shape), with "via": "cli", committed on its own
+    although the command fails, so the repeated-denials rule (IAC-4) sees console attempts
+    too. The subject is the session that issued their console code."""
+    async with identity.unit_of_work() as session:
+        await identity.deps.ledger.append(
+            session,
+            LedgerEvent(
+                type=PERMISSION_CHECKED,
+                actor=Party("user", verified.user_id),
+                subject=Party("session", verified.code_session_id),
+                data={
+                    "permission": permission,
+                    "allowed": False,
+                    "route": f"cli: {command}",
+                    "method": "CLI",
+                    "via": "cli",
+                    "operator": verified.operator,
+                },
+            ),
+        )
 
 
 def settings_from(data_dir: Path | None = None, **overrides: Any) -> Settings:
@@ -71,9 +220,17 @@ def run_async(coro: Coroutine[Any, Any, T], *, database_url: str | None = None) 
         fail_on_error(exc)
     except Exception as exc:
         message = database_failure(exc, database_url) if database_url else None
+        if message is None and isinstance(exc, OSError) and exc.filename is not None:
+            # A file the command writes or reads (an export's directory, a key file).
+            message = file_failure(exc)
         if message is None:
             raise
         fail(message)
+
+
+def file_failure(exc: OSError) -> str:
+    """One line for a file system error: the path and the system's reason."""
+    return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
 
 
 def database_failure(exc: BaseException, url: str) -> str | None:

@@ -15,7 +15,7 @@ from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -84,7 +84,7 @@ async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]
     ids = IdGenerator(clock)
     ledger = Ledger(clock=clock, ids=ids)
     sessions = session_factory(engine)
-    identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions).accounts
+    identity = (await start_identity(settings, clock=clock, ids=ids, sessions=sessions)).accounts
     trading = build_trading(settings, clock=clock, ids=ids, sessions=sessions, with_venue=False)
     seeder = Party("system", "demo")
     credentials: list[DemoCredential] = []

@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 
 from tradeguard import __version__
-from tradeguard.cli import access, access_alerts, audit, db, dev, keys, trading, users
+from tradeguard.cli import (
+    access,
+    access_alerts,
+    audit,
+    backup,
+    db,
+    dev,
+    keys,
+    surveillance,
+    trading,
+    users,
+    vault,
+)
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
 from tradeguard.core.clock import SystemClock
@@ -25,8 +37,11 @@ app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
+app.add_typer(backup.app, name="backup")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
+app.add_typer(surveillance.app, name="surveillance")
+app.add_typer(vault.app, name="vault")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")
@@ -64,6 +79,12 @@ def init(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     console.print(f"database schema  {report.migrated_from or 'new'} -> {report.migrated_to}")
     if report.created_certificate:
         console.print(f"dev certificate  created at {settings.dev_cert_file}")
+    if report.created_ledger_key:
+        console.print(f"audit log key    created in {settings.ledger_keys_dir}")
+    console.print(f"audit log vkey   {report.ledger_key}")
+    console.print("                 [dim](publish it: checkpoints verify with it)[/]")
+    console.print(f"backup vkey      {report.backup_key}")
+    console.print("                 [dim](keep it apart: backup manifests verify with it)[/]")
     console.print("[green]ready[/]: start the platform with [bold]tradeguard serve[/]")
 
 

@@ -7,7 +7,6 @@ order books within a fraction of a second.
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -16,19 +15,31 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import Role
-from tradeguard.cli.bootstrap import database_missing
-from tradeguard.cli.common import DataDirOption, console, fail, run_async, settings_from
-from tradeguard.config import Settings
+from tradeguard.backoffice.container import build_backoffice, install_staff_access_log
+from tradeguard.cli.bootstrap import existing_settings
+from tradeguard.cli.common import (
+    DataDirOption,
+    console,
+    fail,
+    operator_party,
+    os_operator,
+    run_async,
+)
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.ids import IdGenerator
+from tradeguard.core.masking import mask_account_number
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, AccountType, TradingState
+from tradeguard.trading.common import StaffAccessLog, StaffActor
 from tradeguard.trading.container import TradingServices, build_trading
-from tradeguard.trading.domain import CancelReason, HaltScope
+from tradeguard.trading.domain import CancelReason, HaltScope, StaffAccountAction
+from tradeguard.trading.events import TradingEvent
+from tradeguard.trading.models import TradingAccount
 from tradeguard.trading.reference import InstrumentSpec
 
 T = TypeVar("T")
@@ -58,38 +69,22 @@ ReasonOption = Annotated[
 ]
 
 
-def operator() -> Party:
-    """The CLI acts as the operating-system user who ran it."""
-    try:
-        name = getpass.getuser()
-    except OSError:
-        name = "unknown"
-    return Party("operator", name[:64])
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    settings = settings_from(data_dir)
-    if database_missing(settings):
-        fail(
-            "no tradeguard database here", hint="run `tradeguard init` (or pass --data-dir)", code=2
-        )
-    return settings
-
-
 def _with_trading(data_dir: Path | None, work: Callable[[TradingServices], Awaitable[T]]) -> T:
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def run() -> T:
         engine = create_engine(settings.main_database_url)
         try:
             clock = SystemClock()
+            ids = IdGenerator(clock)
+            sessions = session_factory(engine)
             services = build_trading(
-                settings,
-                clock=clock,
-                ids=IdGenerator(clock),
-                sessions=session_factory(engine),
-                with_venue=False,
+                settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
             )
+            # What the operator reads or changes of a customer's account shows in that
+            # customer's access log (IAC-4), as it does over the staff API.
+            identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
+            install_staff_access_log(services, build_backoffice(identity, services.accounts))
             async with unit_of_work(services.sessions) as session:
                 await services.reference.refresh_cache(session)
             return await work(services)
@@ -97,6 +92,31 @@ def _with_trading(data_dir: Path | None, work: Callable[[TradingServices], Await
             await engine.dispose()
 
     return run_async(run())
+
+
+def _access_log(services: TradingServices) -> StaffAccessLog:
+    log = services.staff_access_log
+    if log is None:  # pragma: no cover - _with_trading installs it
+        fail("the customer access log is not available")
+    return log
+
+
+async def _logged(
+    services: TradingServices,
+    session: AsyncSession,
+    account: TradingAccount,
+    action: StaffAccountAction,
+    reason: str | None = None,
+) -> None:
+    """One line in the account owner's access log, in the command's transaction."""
+    await _access_log(services).record(
+        session,
+        customer_id=account.user_id,
+        staff=StaffActor.console(os_operator()),
+        action=action,
+        account_id=account.id,
+        reason=reason,
+    )
 
 
 def _decimal(value: str, name: str) -> Decimal:
@@ -197,7 +217,7 @@ def instruments_add(
     async def work(services: TradingServices) -> str:
         async with unit_of_work(services.sessions) as session:
             row = await services.reference.create(
-                session, symbol=symbol, spec=spec, actor=operator()
+                session, symbol=symbol, spec=spec, actor=operator_party()
             )
             return row.symbol
 
@@ -225,7 +245,9 @@ def instruments_update(
 
     async def work(services: TradingServices) -> None:
         async with unit_of_work(services.sessions) as session:
-            await services.reference.update(session, symbol=symbol, spec=spec, actor=operator())
+            await services.reference.update(
+                session, symbol=symbol, spec=spec, actor=operator_party()
+            )
 
     _with_trading(data_dir, work)
     console.print(f"updated {symbol.upper()}")
@@ -243,7 +265,7 @@ def restricted_add(
     """Put a symbol on the firm's restricted list (customers may only close positions)."""
 
     async def work(services: TradingServices) -> None:
-        await services.desk.restrict(symbol=symbol, reason=reason, actor=operator())
+        await services.desk.restrict(symbol=symbol, reason=reason, actor=operator_party())
         async with unit_of_work(services.sessions) as session:
             await services.reference.signal_change(session)
 
@@ -262,7 +284,7 @@ def restricted_remove(
     async def work(services: TradingServices) -> None:
         async with unit_of_work(services.sessions) as session:
             await services.reference.unrestrict(
-                session, symbol=symbol, reason=reason, actor=operator()
+                session, symbol=symbol, reason=reason, actor=operator_party()
             )
 
     _with_trading(data_dir, work)
@@ -274,18 +296,35 @@ def restricted_remove(
 
 @accounts_app.command("list")
 def accounts_list(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
-    """List trading accounts."""
+    """List trading accounts (numbers masked; each owner's access log shows the listing)."""
 
     async def work(services: TradingServices) -> list[tuple[str, ...]]:
         async with unit_of_work(services.sessions) as session:
             rows = await services.accounts.list_all(session)
             out: list[tuple[str, ...]] = []
+            log = _access_log(services)
+            owners = sorted({row.user_id for row in rows})
+            # The console has no permission check to record the read: the listing is its
+            # own ledger event, naming the customers on it (as the API's listing does).
+            await services.deps.audit(
+                session,
+                TradingEvent.ACCOUNTS_LISTED,
+                actor=operator_party(),
+                data={"user_id": None, "accounts": len(rows), "customers": owners},
+            )
+            for owner in owners:
+                await log.record(
+                    session,
+                    customer_id=owner,
+                    staff=StaffActor.console(os_operator()),
+                    action=StaffAccountAction.ACCOUNTS_LISTED,
+                )
             for row in rows:
                 view = await services.accounts.view(session, row)
                 out.append(
                     (
                         row.id,
-                        row.number,
+                        mask_account_number(row.number),
                         row.account_type,
                         row.status,
                         row.trading_state,
@@ -310,10 +349,10 @@ def accounts_open(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Open a trading account for a trader."""
-    settings = _settings(data_dir)
+    settings = existing_settings(data_dir)
 
     async def work(services: TradingServices) -> str:
-        identity = build_identity(
+        identity = await start_identity(
             settings, clock=services.deps.clock, ids=services.deps.ids, sessions=services.sessions
         )
         async with unit_of_work(services.sessions) as session:
@@ -324,9 +363,10 @@ def accounts_open(
             if role is not Role.TRADER:
                 fail("only traders hold trading accounts")
             row = await services.accounts.open_account(
-                session, user_id=user_id, account_type=account_type, actor=operator()
+                session, user_id=user_id, account_type=account_type, actor=operator_party()
             )
-            return f"{row.id} ({row.number}, {row.account_type})"
+            await _logged(services, session, row, StaffAccountAction.ACCOUNT_OPENED)
+            return f"{row.id} ({mask_account_number(row.number)}, {row.account_type})"
 
     console.print(f"opened {_with_trading(data_dir, work)}")
 
@@ -344,8 +384,10 @@ def accounts_adjust(
     async def work(services: TradingServices) -> None:
         async with unit_of_work(services.sessions) as session:
             await services.accounts.adjust(
-                session, account_id=account_id, amount=value, reason=reason, actor=operator()
+                session, account_id=account_id, amount=value, reason=reason, actor=operator_party()
             )
+            account = await services.accounts.get(session, account_id)
+            await _logged(services, session, account, StaffAccountAction.CASH_ADJUSTED, reason)
 
     _with_trading(data_dir, work)
     console.print(f"adjusted {account_id} by {value} USD")
@@ -366,12 +408,16 @@ def accounts_status(
         fail("give --status or --trading-state", code=2)
 
     async def work(services: TradingServices) -> None:
+        async def logged(session: AsyncSession, account: TradingAccount) -> None:
+            await _logged(services, session, account, StaffAccountAction.STATUS_CHANGED, reason)
+
         await services.desk.set_account_status(
             account_id=account_id,
             status=status,
             trading_state=trading_state,
             reason=reason,
-            actor=operator(),
+            actor=operator_party(),
+            within=logged,
         )
         async with unit_of_work(services.sessions) as session:
             await services.reference.signal_change(session)
@@ -393,6 +439,15 @@ def orders_list(
 
     async def work(services: TradingServices) -> list[tuple[str, ...]]:
         async with unit_of_work(services.sessions) as session:
+            account = await services.accounts.get(session, account_id)
+            await _logged(services, session, account, StaffAccountAction.ACCOUNT_VIEWED)
+            await services.deps.audit(
+                session,
+                TradingEvent.ACCOUNT_VIEWED,
+                actor=operator_party(),
+                subject=Party("account", account.id),
+                data={"view": "orders", "open_only": open_only, "customers": [account.user_id]},
+            )
             rows = await services.orders.list(
                 session,
                 account_id=account_id,
@@ -434,12 +489,16 @@ def orders_cancel(
     """Cancel an open order as the operator (a running server drops it from its book)."""
 
     async def work(services: TradingServices) -> str:
+        async def logged(session: AsyncSession, account: TradingAccount) -> None:
+            await _logged(services, session, account, StaffAccountAction.ORDER_CANCELLED)
+
         row = await services.desk.cancel(
             account_id=account_id,
             order_id=order_id,
             user_id=None,
-            actor=operator(),
+            actor=operator_party(),
             reason=CancelReason.OPERATOR,
+            within=logged,
         )
         async with unit_of_work(services.sessions) as session:
             await services.reference.signal_change(session)
@@ -480,8 +539,11 @@ def halt(
     scope, target = _scope(market, symbol, account)
 
     async def work(services: TradingServices) -> int:
+        async def logged(session: AsyncSession, row: TradingAccount) -> None:
+            await _logged(services, session, row, StaffAccountAction.ACCOUNT_HALTED, reason)
+
         outcome = await services.desk.halt(
-            scope=scope, target=target, reason=reason, actor=operator()
+            scope=scope, target=target, reason=reason, actor=operator_party(), within=logged
         )
         return len(outcome.cancelled)
 
@@ -501,7 +563,12 @@ def resume(
     scope, target = _scope(market, symbol, account)
 
     async def work(services: TradingServices) -> None:
-        await services.desk.resume(scope=scope, target=target, reason=reason, actor=operator())
+        async def logged(session: AsyncSession, row: TradingAccount) -> None:
+            await _logged(services, session, row, StaffAccountAction.ACCOUNT_RESUMED, reason)
+
+        await services.desk.resume(
+            scope=scope, target=target, reason=reason, actor=operator_party(), within=logged
+        )
 
     _with_trading(data_dir, work)
     console.print(f"resumed {scope.value} {target}")
@@ -547,7 +614,7 @@ def reconcile(
 
     async def work(services: TradingServices) -> dict[str, object]:
         async with unit_of_work(services.sessions) as session:
-            report = await services.reconciler.run(session, actor=operator())
+            report = await services.reconciler.run(session, actor=operator_party())
         return report.as_json()
 
     result = _with_trading(data_dir, work)
@@ -593,7 +660,7 @@ def stock_loan(
     async def work(services: TradingServices) -> None:
         async with unit_of_work(services.sessions) as session:
             await services.locates.set_inventory(
-                session, symbol=symbol.upper(), available=available, actor=operator()
+                session, symbol=symbol.upper(), available=available, actor=operator_party()
             )
 
     _with_trading(data_dir, work)

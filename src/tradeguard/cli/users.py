@@ -1,15 +1,18 @@
 """`tradeguard users`: create traders, invite staff (one-time enrolment token), and administer
 accounts: list, lock, unlock, change role, sign out, and second-factor resets that a second
-operator or admin must approve.
+admin must approve.
 
 Administrative commands act as the operating-system user who runs them (`operator:<name>`
-in the audit ledger and, as role OPERATOR with a pseudonym, in the customer's access log).
+in the audit ledger and, as role OPERATOR with a pseudonym, in the customer's access log),
+named from the process's uid, never from $USER. Second-factor resets are four-eyes decisions:
+asking, approving and refusing act as a staff member named with `--as`, who proves it with
+a console code from their own security-key session and needs the admin:users permission, so
+the two eyes are two verified admins, not two operating-system accounts one person may hold.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -17,6 +20,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from tradeguard.access.common import authority
 from tradeguard.access.domain import STAFF_ROLES, Role
 from tradeguard.backoffice.common import Actor
 from tradeguard.backoffice.container import BackofficeServices, build_backoffice
@@ -24,25 +28,32 @@ from tradeguard.backoffice.users import FactorResetView
 from tradeguard.cli.bootstrap import database_missing
 from tradeguard.cli.common import (
     EXIT_USAGE,
+    CodeStdinOption,
     DataDirOption,
+    VerifiedStaff,
+    command_name,
     console,
+    console_code,
     fail,
     fail_on_error,
+    operator_party,
+    os_operator,
+    password_from_stdin,
+    record_denial,
     run_async,
     settings_from,
+    verify_staff,
 )
-from tradeguard.cli.trading import operator
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
-from tradeguard.core.errors import ConfigurationError, InvalidInput
+from tradeguard.core.errors import ConfigurationError, InvalidInput, PermissionMissing
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.authenticator_metadata import default_metadata_file, read_catalogue
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 from tradeguard.identity.mfa.attestation import describe
 from tradeguard.identity.service import NewUser, normalize_email, normalize_username
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService, StaffInvitation
-from tradeguard.ledger.domain import Party
 from tradeguard.trading.container import build_trading
 
 T = TypeVar("T")
@@ -50,9 +61,6 @@ T = TypeVar("T")
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
 STAFF_ROLE_NAMES = ", ".join(sorted(r.value for r in STAFF_ROLES))
 INVITE_HINT = "tradeguard users invite-staff --email EMAIL --role ROLE"
-
-# Far above any passphrase; stops a mistaken pipe (a file, a binary) from being hashed.
-MAX_PASSWORD_LINE_CHARS = 4096
 
 
 async def _create(
@@ -62,7 +70,9 @@ async def _create(
     engine = create_engine(settings.main_database_url)
     try:
         sessions = session_factory(engine)
-        identity = build_identity(settings, clock=clock, ids=IdGenerator(clock), sessions=sessions)
+        identity = await start_identity(
+            settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+        )
         async with unit_of_work(sessions) as session:
             return await identity.accounts.create_user(
                 session,
@@ -71,21 +81,10 @@ async def _create(
                 password=password,
                 role=role,
                 email_verified=True,
-                actor=Party("operator", "cli"),
+                actor=operator_party(),
             )
     finally:
         await engine.dispose()
-
-
-def _password_from_stdin() -> str:
-    """One line of standard input, without its line ending (spaces are part of a passphrase)."""
-    line = sys.stdin.readline(MAX_PASSWORD_LINE_CHARS + 1)
-    password = line.removesuffix("\n").removesuffix("\r")
-    if len(password) > MAX_PASSWORD_LINE_CHARS:
-        fail(f"the password line is longer than {MAX_PASSWORD_LINE_CHARS} characters")
-    if not password:
-        fail("no password on standard input (--password-stdin reads its first line)")
-    return password
 
 
 @app.command("create")
@@ -130,7 +129,7 @@ def create(
             code=EXIT_USAGE,
         )
     if password_stdin:
-        password = _password_from_stdin()
+        password = password_from_stdin()
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     user = run_async(
@@ -145,7 +144,9 @@ async def _invite(settings: Settings, *, email: str, role: Role) -> StaffInvitat
     engine = create_engine(settings.main_database_url)
     try:
         sessions = session_factory(engine)
-        identity = build_identity(settings, clock=clock, ids=IdGenerator(clock), sessions=sessions)
+        identity = await start_identity(
+            settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+        )
         enrolment = StaffEnrolmentService(
             identity.deps,
             accounts=identity.accounts,
@@ -153,9 +154,7 @@ async def _invite(settings: Settings, *, email: str, role: Role) -> StaffInvitat
             token_seconds=settings.staff_enrolment_seconds,
         )
         async with unit_of_work(sessions) as session:
-            return await enrolment.invite(
-                session, email=email, role=role, actor=Party("operator", "cli")
-            )
+            return await enrolment.invite(session, email=email, role=role, actor=operator_party())
     finally:
         await engine.dispose()
 
@@ -170,11 +169,13 @@ def invite_staff(
 ) -> None:
     """Invite a staff member: print a one-time enrolment token for that address and role.
 
-    The staff member redeems it (POST /api/v1/auth/staff-enrolment/options, then .../complete)
-    to set a username and password and register an attested security key in one step. The
-    token works once, for that email address only, until it expires
-    (TRADEGUARD_STAFF_ENROLMENT_SECONDS); a new invitation for the same address replaces it.
-    Only its hash is stored: hand it over in person or through a channel you trust.
+    The staff member redeems it (POST /api/v1/auth/staff-enrolment/options, then .../complete,
+    at the server's public origin: TRADEGUARD_PUBLIC_ORIGIN, or derived from TRADEGUARD_HOST
+    and TRADEGUARD_PORT, which must then match the server's) to set a username and password
+    and register an attested security key in one step. The token works once, for that email
+    address only, until it expires (TRADEGUARD_STAFF_ENROLMENT_SECONDS); a new invitation for
+    the same address replaces it. Only its hash is stored: hand it over in person or through a
+    channel you trust.
     """
     settings = settings_from(data_dir)
     if role not in STAFF_ROLES:
@@ -203,10 +204,24 @@ def invite_staff(
         f"for that address only, for {hours:g} hours:"
     )
     console.print(invitation.token)
+    origin = settings.public_origin
+    # Plain text: an origin with an IPv6 address ("[fd00::1]") is no markup to drop.
     console.print(
-        f"redeem at {settings.public_origin}/api/v1/auth/staff-enrolment/options, then "
-        ".../complete (docs/access.md, staff enrolment)"
+        f"redeem at {origin}/api/v1/auth/staff-enrolment/options, then .../complete: POST "
+        "requests from a page on that origin, where the server runs (WebAuthn binds the key "
+        "to it; docs/access.md, staff enrolment)",
+        markup=False,
     )
+    if settings.public_origin_derived:
+        # The origin printed is this command's, derived from its own settings: a server
+        # started with `--port 9443` (make run SERVE_ARGS=...) is at another one.
+        console.print(
+            f"{origin} is derived from TRADEGUARD_HOST and TRADEGUARD_PORT (port "
+            f"{settings.port}); for a server started with another --host or --port, run this "
+            "with the same TRADEGUARD_HOST/TRADEGUARD_PORT, or set TRADEGUARD_PUBLIC_ORIGIN "
+            "for both (the token works either way)",
+            markup=False,
+        )
 
 
 @app.command("staff-authenticators")
@@ -255,13 +270,31 @@ ReasonOption = Annotated[
 ]
 
 
+AsAdminOption = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        help="The admin deciding (username): they give a console code from their security-key "
+        "session (POST /api/v1/auth/console-code; prompted for, or --code-stdin) and need the "
+        "admin:users permission (their level or a grant).",
+    ),
+]
+CodeStdin = Annotated[bool, CodeStdinOption]
+
+
 def _operator() -> Actor:
-    return Actor.operator(operator().id)
+    return Actor.operator(os_operator())
 
 
 def _with_backoffice(
-    data_dir: Path | None, work: Callable[[BackofficeServices], Awaitable[T]]
+    data_dir: Path | None,
+    work: Callable[[BackofficeServices, Actor], Awaitable[T]],
+    *,
+    acting_as: str | None = None,
+    code_stdin: bool = False,
 ) -> T:
+    """Run `work` as the operator, or as the staff member named with `acting_as` once they
+    have proved it with a console code from their security-key session."""
     settings = settings_from(data_dir)
     if database_missing(settings):
         fail(
@@ -269,6 +302,8 @@ def _with_backoffice(
             hint="run `tradeguard init` (or pass --data-dir)",
             code=EXIT_USAGE,
         )
+    code = console_code(acting_as, from_stdin=code_stdin) if acting_as else None
+    command = command_name("users", work)
 
     async def run() -> T:
         engine = create_engine(settings.main_database_url)
@@ -276,11 +311,31 @@ def _with_backoffice(
             clock = SystemClock()
             ids = IdGenerator(clock)
             sessions = session_factory(engine)
-            identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions)
+            identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
             trading = build_trading(
                 settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
             )
-            return await work(build_backoffice(identity, trading.accounts))
+            actor = _operator()
+            verified: VerifiedStaff | None = None
+            if acting_as is not None and code is not None:
+                verified = await verify_staff(identity, acting_as, code)
+                async with identity.unit_of_work() as session:
+                    # What they hold right now, as the API's guard would read it (RBAC-5).
+                    found = await authority(session, verified.user_id, clock.now_ns())
+                held = found.permissions if found is not None and found.member.active else None
+                actor = Actor.console_staff(
+                    user_id=verified.user_id,
+                    role=verified.role,
+                    permissions=held or frozenset(),
+                    operator=verified.operator,
+                    session_id=verified.code_session_id,
+                )
+            try:
+                return await work(build_backoffice(identity, trading.accounts), actor)
+            except PermissionMissing as exc:
+                if verified is not None:
+                    await record_denial(identity, verified, exc.permission, command)
+                raise
         finally:
             await engine.dispose()
 
@@ -300,7 +355,7 @@ def list_users(
 ) -> None:
     """List users (at most 500), emails masked; --query searches."""
 
-    async def work(services: BackofficeServices) -> list[dict[str, str]]:
+    async def work(services: BackofficeServices, actor: Actor) -> list[dict[str, str]]:
         async with services.unit_of_work() as session:
             page = await services.users.list_users(
                 session,
@@ -309,7 +364,7 @@ def list_users(
                 status="locked" if locked else None,
                 cursor=None,
                 limit=500,
-                actor=_operator(),
+                actor=actor,
             )
         return [
             {
@@ -341,11 +396,11 @@ def lock(
 ) -> None:
     """Lock an account: it cannot sign in until unlocked; its sessions end now."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             target = await services.users.resolve(session, user)
             ended = await services.users.lock(
-                session, user_id=target.id, reason=reason, actor=_operator()
+                session, user_id=target.id, reason=reason, actor=actor
             )
         return f"locked {target.username} ({target.id}); {len(ended)} session(s) ended"
 
@@ -360,11 +415,11 @@ def unlock(
 ) -> None:
     """Unlock an account: lifts a staff lock, a second-factor lock and sign-in throttles."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             target = await services.users.resolve(session, user)
             cleared = await services.users.unlock(
-                session, user_id=target.id, reason=reason, actor=_operator()
+                session, user_id=target.id, reason=reason, actor=actor
             )
         lifted = ", ".join(cleared) if cleared else "nothing was locked"
         return f"unlocked {target.username} ({target.id}): {lifted}"
@@ -381,11 +436,11 @@ def set_role(
 ) -> None:
     """Change a user's role; every session of theirs ends."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             target = await services.users.resolve(session, user)
             change = await services.users.set_role(
-                session, user_id=target.id, role=role, reason=reason, actor=_operator()
+                session, user_id=target.id, role=role, reason=reason, actor=actor
             )
         line = (
             f"{target.username} ({target.id}) is now {change.role.value} "
@@ -406,11 +461,11 @@ def sign_out(
 ) -> None:
     """End every session of a user now."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             target = await services.users.resolve(session, user)
             ended = await services.users.sign_out(
-                session, user_id=target.id, reason=reason, actor=_operator()
+                session, user_id=target.id, reason=reason, actor=actor
             )
         return f"signed out {target.username} ({target.id}): {len(ended)} session(s) ended"
 
@@ -428,20 +483,23 @@ def _reset_line(view: FactorResetView) -> str:
 def reset_factors(
     user: UserArgument,
     reason: ReasonOption,
+    acting_as: AsAdminOption,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Ask for a reset of a user's second factors; another operator or admin approves it
-    with `tradeguard users approve-reset` (the user is told by email either way)."""
+    """Ask, as an admin named with --as (who gives a console code), for a reset of a user's
+    second factors; a different admin approves it with `tradeguard users approve-reset`
+    (the user is told by email either way)."""
 
-    async def work(services: BackofficeServices) -> FactorResetView:
+    async def work(services: BackofficeServices, actor: Actor) -> FactorResetView:
         async with services.unit_of_work() as session:
             target = await services.users.resolve(session, user)
             return await services.users.request_factor_reset(
-                session, user_id=target.id, reason=reason, actor=_operator()
+                session, user_id=target.id, reason=reason, actor=actor
             )
 
-    view = _with_backoffice(data_dir, work)
-    console.print(f"requested {view.id}: waiting for a second approver")
+    view = _with_backoffice(data_dir, work, acting_as=acting_as, code_stdin=code_stdin)
+    console.print(f"requested {view.id}: waiting for a second admin to approve")
 
 
 @app.command("resets")
@@ -453,10 +511,10 @@ def resets(
 ) -> None:
     """List second-factor reset requests (by default the ones waiting for approval)."""
 
-    async def work(services: BackofficeServices) -> list[FactorResetView]:
+    async def work(services: BackofficeServices, actor: Actor) -> list[FactorResetView]:
         async with services.unit_of_work() as session:
             return await services.users.factor_resets(
-                session, pending_only=not show_all, limit=200, actor=_operator()
+                session, pending_only=not show_all, limit=200, actor=actor
             )
 
     views = _with_backoffice(data_dir, work)
@@ -469,37 +527,43 @@ def resets(
 @app.command("approve-reset")
 def approve_reset(
     request_id: Annotated[str, typer.Argument(help="The reset request's id.")],
+    acting_as: AsAdminOption,
     note: Annotated[
         str | None, typer.Option("--note", help="Why you approve (10 to 500 characters).")
     ] = None,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Approve another operator's or admin's reset request: the user's factors are removed,
-    their sessions end and they are told by email."""
+    """Approve, as an admin named with --as (who gives a console code), a reset request that
+    a different admin made: the user's factors are removed, their sessions end and they are
+    told by email."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             view, ended = await services.users.approve_factor_reset(
-                session, request_id=request_id, note=note, actor=_operator()
+                session, request_id=request_id, note=note, actor=actor
             )
         return f"approved {view.id}: factors removed, {len(ended)} session(s) ended"
 
-    console.print(_with_backoffice(data_dir, work))
+    console.print(_with_backoffice(data_dir, work, acting_as=acting_as, code_stdin=code_stdin))
 
 
 @app.command("refuse-reset")
 def refuse_reset(
     request_id: Annotated[str, typer.Argument(help="The reset request's id.")],
     reason: ReasonOption,
+    acting_as: AsAdminOption,
+    code_stdin: CodeStdin = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Refuse (or withdraw your own) reset request; nothing changes."""
+    """Refuse, as an admin named with --as (who gives a console code), a reset request (or
+    withdraw your own); nothing changes."""
 
-    async def work(services: BackofficeServices) -> str:
+    async def work(services: BackofficeServices, actor: Actor) -> str:
         async with services.unit_of_work() as session:
             view = await services.users.refuse_factor_reset(
-                session, request_id=request_id, reason=reason, actor=_operator()
+                session, request_id=request_id, reason=reason, actor=actor
             )
         return f"refused {view.id}"
 
-    console.print(_with_backoffice(data_dir, work))
+    console.print(_with_backoffice(data_dir, work, acting_as=acting_as, code_stdin=code_stdin))

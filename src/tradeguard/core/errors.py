@@ -115,6 +115,15 @@ class Forbidden(TradeguardError):
     title = "Not allowed"
 
 
+class PermissionMissing(Forbidden):
+    """A refusal for lack of one named permission: the command line records it in the ledger
+    as the API's guard records a denied check (IAC-4 sees denials from either)."""
+
+    def __init__(self, detail: str, *, permission: str) -> None:
+        super().__init__(detail)
+        self.permission = permission
+
+
 class NotFound(TradeguardError):
     status = 404
     slug = "not-found"

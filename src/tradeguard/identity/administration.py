@@ -23,7 +23,7 @@ from tradeguard.identity.devices import plain_text, user_agent_text
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.models import User
 from tradeguard.identity.service import normalize_email
-from tradeguard.identity.sessions import AuthService
+from tradeguard.identity.sessions import AuthService, login_throttle_key
 from tradeguard.ledger.domain import Party
 
 ACTIVE = "active"
@@ -306,8 +306,8 @@ class UserAdministration:
         user.failed_logins = 0
         # The per-network budget is left alone: it belongs to a network, not to this user.
         keys = [
-            f"login:{user.username.casefold()[:100]}",
-            f"login:{user.email.casefold()[:100]}",
+            login_throttle_key(self.deps, user.username),
+            login_throttle_key(self.deps, user.email),
             f"acct:{user.id}",
             f"mfa:{user.id}",
             *(f"device:{d.id}" for d in await repository.devices_of(session, user.id)),
@@ -464,6 +464,18 @@ class UserAdministration:
             "Sign in with your password, then enrol a new second factor before you trade.",
         )
         return len(removed), ended
+
+    async def tell_reset_refused(self, session: AsyncSession, *, user_id: str) -> None:
+        """Tell the owner that the factor reset they were warned about will not happen."""
+        user = await repository.user_by_id(session, user_id)
+        if user is not None:
+            await self._tell_owner(
+                session,
+                user,
+                "The reset of your tradeguard sign-in factors was refused",
+                "The request to remove your second factors was refused or withdrawn: nothing "
+                "changed, and your factors and sessions are as they were.",
+            )
 
     async def tell_reset_requested(self, session: AsyncSession, *, user_id: str) -> None:
         """Warn the owner that a factor reset awaits approval: time to object if unexpected."""

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from tradeguard.core.errors import CodeExpired, NotFound, TooManyRequests, Unauthorized
+from tradeguard.access.domain import Permission
+from tradeguard.core.errors import (
+    CodeExpired,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from tradeguard.identity import repository
 from tradeguard.identity import schemas as s
 from tradeguard.identity.devices import plain_text, user_agent_text
@@ -28,6 +35,7 @@ from tradeguard.identity.guard import (
 from tradeguard.identity.ip_allowlist import allowed, normalize
 from tradeguard.identity.models import User
 from tradeguard.identity.sessions import (
+    CONSOLE_CODE_SECONDS,
     Denied,
     Failure,
     Method,
@@ -236,7 +244,7 @@ async def verify_mfa(
         )
     if isinstance(outcome, Denied):
         _raise_denied(outcome)
-    assert isinstance(outcome, TokenPair)  # noqa: S101
+    assert isinstance(outcome, TokenPair)  # noqa: S101 - the union is exhausted above
     return _tokens(outcome)
 
 
@@ -248,11 +256,14 @@ async def verify_mfa(
 )
 async def step_up(
     body: s.StepUpRequest, request: Request, services: Services, principal: CurrentPrincipal
-) -> s.Accepted:
+) -> s.StepUpAccepted:
     """Re-confirm a second factor before a sensitive action (valid for a few minutes).
 
     A TOTP or backup code, or (method "webauthn") a passkey or security key answering the
-    challenge from POST /api/v1/auth/webauthn/step-up/options.
+    challenge from POST /api/v1/auth/webauthn/step-up/options. The answer carries a new
+    access token for this session that includes the factor just proved (a staff member's
+    permissions after a security-key step-up), so no refresh is needed; the refresh token
+    is unchanged.
     """
     outcome: Denied | Refused | None
     async with services.unit_of_work() as session:
@@ -276,6 +287,13 @@ async def step_up(
                 code=body.code,
                 request=request_info(request),
             )
+        fresh = (
+            None
+            if outcome is not None
+            else await services.auth.fresh_access_token(
+                session, user_id=principal.user_id, session_id=principal.session_id
+            )
+        )
     state_cache(request).drop(principal.session_id)
     if isinstance(outcome, Denied):
         _raise_denied(outcome)
@@ -287,7 +305,38 @@ async def step_up(
                 "the step-up challenge is invalid, used or expired; request new options"
             )
         raise WebAuthnAuthenticationRejected("the passkey or security key was not accepted")
-    return s.Accepted(detail="confirmed; sensitive actions are allowed for the next few minutes")
+    return s.StepUpAccepted(
+        detail="confirmed; sensitive actions are allowed for the next few minutes",
+        access_token=fresh[0] if fresh else None,
+        expires_in=fresh[1] if fresh else None,
+    )
+
+
+@router.post(
+    "/console-code",
+    status_code=201,
+    operation_id="auth.console_code",
+    responses=problems(403),
+    # Held by every staff member at every level, and by nobody without a security-key
+    # session (IAC-3): the guard itself keeps out customers and password-only staff.
+    **guarded(Permission.ACCESS_REQUEST),
+)
+async def console_code(
+    request: Request, services: Services, principal: CurrentPrincipal
+) -> s.ConsoleCodeResponse:
+    """A single-use code for acting as yourself at the command line (`--as`), valid for 5
+    minutes; shown once. Staff only, from a session signed in or stepped up with a WebAuthn
+    security key or passkey (IAC-3)."""
+    async with services.unit_of_work() as session:
+        code = await services.auth.issue_console_code(
+            session,
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            request=request_info(request),
+        )
+    if code is None:
+        raise Forbidden("console codes are for staff signed in with their security key or passkey")
+    return s.ConsoleCodeResponse(code=code, expires_in=CONSOLE_CODE_SECONDS)
 
 
 @router.post(
@@ -303,7 +352,7 @@ async def refresh(body: s.RefreshRequest, request: Request, services: Services) 
         # The family was revoked: its access tokens must stop working at once here too.
         state_cache(request).drop(*outcome.revoked_sessions)
         _raise_denied(outcome)
-    assert isinstance(outcome, TokenPair)  # noqa: S101
+    assert isinstance(outcome, TokenPair)  # noqa: S101 - the union is exhausted above
     return _tokens(outcome)
 
 
@@ -477,7 +526,7 @@ async def put_ip_allowlist(
             IdentityEvent.IP_ALLOWLIST_CHANGED,
             user_id=user.id,
             request=info,
-            data={"cidrs": cidrs},
+            personal={"cidrs": cidrs},
         )
         # Every session of the user carries the list in its cached state, not only this one:
         # a session in use from an address now outside the list must be refused at once.
@@ -565,7 +614,7 @@ async def enrol_totp(
         )
     if isinstance(enrolment, Denied):
         _raise_denied(enrolment)
-    assert isinstance(enrolment, TotpEnrolment)  # noqa: S101
+    assert isinstance(enrolment, TotpEnrolment)  # noqa: S101 - the union is exhausted above
     return s.TotpEnrolResponse(
         factor_id=enrolment.factor_id,
         secret=enrolment.secret,
@@ -641,7 +690,7 @@ async def enrol_email(
         )
     if isinstance(factor_id, Denied):
         _raise_denied(factor_id)
-    assert isinstance(factor_id, str)  # noqa: S101
+    assert isinstance(factor_id, str)  # noqa: S101 - the union is exhausted above
     return s.PendingFactorResponse(factor_id=factor_id, detail="a code was emailed to you")
 
 
@@ -668,7 +717,7 @@ async def enrol_sms(
         )
     if isinstance(factor_id, Denied):
         _raise_denied(factor_id)
-    assert isinstance(factor_id, str)  # noqa: S101
+    assert isinstance(factor_id, str)  # noqa: S101 - the union is exhausted above
     return s.PendingFactorResponse(factor_id=factor_id, detail="a code was sent by SMS")
 
 

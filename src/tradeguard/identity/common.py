@@ -14,11 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.crypto.keyring import Keyring
 from tradeguard.identity.policy import IdentityPolicy
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
+from tradeguard.ledger.personal.subjects import visitors
 from tradeguard.ledger.service import Ledger
 from tradeguard.notify.service import Notifier
+
+# Who acts when nobody is signed in. The client address is personal data: it goes in the
+# event's sealed personal section, never in the actor (stored in the clear and indexed).
+ANONYMOUS = Party("anonymous", "-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ class IdentityDeps:
     clock: Clock
     ids: IdGenerator
     ledger: Ledger
-    keyring: LocalKeyring
+    keyring: Keyring
     notifier: Notifier
     policy: IdentityPolicy
 
@@ -64,21 +69,34 @@ class IdentityDeps:
         request: RequestInfo | None = None,
         actor: Party | None = None,
         data: Mapping[str, Any] | None = None,
+        personal: Mapping[str, Any] | None = None,
     ) -> None:
-        payload = dict(data or {})
+        """Append an identity event; the client address and any `personal` fields go in its
+        sealed personal section, owned by the user it is about (or, with none, by this
+        month's visitors: ledger/personal/subjects.py)."""
+        fields = dict(personal or {})
         if request is not None and request.ip:
-            payload.setdefault("ip", request.ip)
+            fields.setdefault("ip", request.ip)
         subject = Party("user", user_id) if user_id else None
         await self.ledger.append(
             session,
             LedgerEvent(
                 type=event_type,
-                actor=actor or subject or Party("anonymous", request.ip or "-" if request else "-"),
+                actor=actor or subject or ANONYMOUS,
                 subject=subject,
-                data=payload,
+                data=dict(data or {}),
                 request_id=request.request_id if request else None,
+                personal=PersonalData.of(subject or visitors(self.clock.now_ns()), **fields),
             ),
         )
+
+    async def warm_visitors_key(self, session: AsyncSession) -> None:
+        """Give this month's visitors a data key in the caller's own transaction (see
+        `kept_if`): otherwise the path without an account, whose events are theirs, would
+        create that key in a savepoint and roll it back on every request, and take longer
+        than the path with one."""
+        if self.ledger.subject_keys is not None:
+            await self.ledger.subject_keys.ensure(session, visitors(self.clock.now_ns()))
 
     def pepper(self, purpose: str) -> bytes:
         return self.keyring.derive_secret(purpose)
@@ -101,7 +119,9 @@ async def kept_if(session: AsyncSession, keep: bool) -> AsyncIterator[None]:
 
     The database counterpart of the dummy password verification: a path that must not reveal
     whether an account exists runs the same statements either way and throws them away when
-    there is no account, so its timing (and its cost) does not depend on the answer.
+    there is no account, so its timing (and its cost) does not depend on the answer. A
+    block that records an event for a visitor when there is no account calls
+    `IdentityDeps.warm_visitors_key` first, so that both paths find their data key ready.
     """
     savepoint = await session.begin_nested()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,8 +13,10 @@ from tradeguard.access.usage import PermissionUseTracker
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import LocalKeyring
-from tradeguard.db.engine import unit_of_work
+from tradeguard.crypto.keyring import Keyring
+from tradeguard.crypto.service import KeyManagement
+from tradeguard.crypto.tasks import kek_provider_from, key_policy_from, open_keyring
+from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.breach_provider import http_range_fetcher
 from tradeguard.identity.breached_passwords import KAnonymityBreachChecker
 from tradeguard.identity.common import IdentityDeps
@@ -25,6 +28,7 @@ from tradeguard.identity.service import AccountService
 from tradeguard.identity.sessions import AuthService
 from tradeguard.identity.signing_keys import SigningKeyRing
 from tradeguard.identity.tokens import AccessTokenIssuer, AccessTokenVerifier
+from tradeguard.ledger.personal.keys import SubjectKeys
 from tradeguard.ledger.service import Ledger
 from tradeguard.notify.service import Notifier
 
@@ -65,16 +69,31 @@ class IdentityServices:
     auth: AuthService
     accounts: AccountService
     factors: FactorService
+    # Field-encryption keys: creation, rotation, rewrap (crypto/service.py).
+    key_management: KeyManagement
     # When staff last used each permission: recorded by the route guard (IAC-4 reviews).
     permission_use: PermissionUseTracker = field(default_factory=PermissionUseTracker)
+    _keyring_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def clock(self) -> Clock:
         return self.deps.clock
 
+    async def load_keyring(self) -> None:
+        """Read the keyring's keys (making the first ones if need be); once per process."""
+        async with self._keyring_lock:
+            if not self.key_management.keyring.loaded:
+                await open_keyring(self.key_management, self.sessions)
+
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         async with unit_of_work(self.sessions) as session:
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads (db/engine.py `reading`)."""
+        async with reading(self.sessions) as session:
             yield session
 
 
@@ -86,10 +105,10 @@ def build_identity(
     sessions: async_sessionmaker[AsyncSession],
     argon2: Argon2Parameters | None = None,
 ) -> IdentityServices:
-    keyring = LocalKeyring.load_or_create(settings.keys_dir / "master.key")
+    keyring = Keyring(kek_provider_from(settings), clock=clock)
     keys = load_or_create_ring(settings.keys_dir / "jwt")
     policy = policy_from(settings)
-    ledger = Ledger(clock=clock, ids=ids)
+    ledger = Ledger(clock=clock, ids=ids, subject_keys=SubjectKeys(keyring, clock=clock, ids=ids))
     deps = IdentityDeps(
         clock=clock,
         ids=ids,
@@ -125,4 +144,20 @@ def build_identity(
             breach_fail_closed=settings.breached_password_fail_closed,
         ),
         factors=FactorService(deps, auth=auth),
+        key_management=KeyManagement(keyring, ledger=ledger, policy=key_policy_from(settings)),
     )
+
+
+async def start_identity(
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    sessions: async_sessionmaker[AsyncSession],
+    argon2: Argon2Parameters | None = None,
+) -> IdentityServices:
+    """`build_identity`, with the keyring's keys read (and, the first time, made): what a
+    command or a test that encrypts needs before its first unit of work."""
+    identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions, argon2=argon2)
+    await identity.load_keyring()
+    return identity

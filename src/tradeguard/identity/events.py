@@ -14,6 +14,10 @@ class IdentityEvent(StrEnum):
     LOGIN_SUCCEEDED = "identity:login:succeeded"
     LOGIN_FAILED = "identity:login:failed"
     LOGIN_THROTTLED = "identity:login:throttled"
+    # A staff member proved at the command line (`--as`) with a console code that their
+    # hardware-key session issued: no session follows.
+    CONSOLE_VERIFIED = "identity:console:verified"
+    CONSOLE_CODE_ISSUED = "identity:console:code_issued"
     QUOTA_EXCEEDED = "identity:quota:exceeded"
     LOGIN_MFA_REQUIRED = "identity:login:mfa_required"
     ACCOUNT_LOCKED = "identity:account:locked"

@@ -9,7 +9,9 @@ second) proves the session still stands, so a revocation takes effect at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any, Final
@@ -27,7 +29,7 @@ from tradeguard.identity.container import IdentityServices
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import allowed
 from tradeguard.identity.sessions import SessionState, effective_permission_set, staff_factor
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
 
 PERMISSION_EXTENSION = "x-permission"
 AUTHENTICATED = "authenticated"
@@ -77,7 +79,41 @@ class SessionStateCache:
         self._clock = clock
         self._entries: dict[str, tuple[int, SessionState]] = {}
         self._min_version: dict[str, int] = {}
+        # Reads under way, shared by every request of the session that misses meanwhile. A
+        # drop (a revocation in this process) or a permissions change detaches the reads it
+        # may make stale: they are answered to the requests already waiting for them, which
+        # came before the change, but never cached, and a request after the change starts a
+        # read of its own instead of joining one (`load`).
+        self._loading: dict[str, asyncio.Future[SessionState | None]] = {}
         self.on_drop = on_drop
+
+    async def load(
+        self, session_id: str, read: Callable[[], Awaitable[SessionState | None]]
+    ) -> SessionState | None:
+        """The session's state, read once for every request that misses it at the same time.
+
+        When an entry expires, every request of a busy session misses it together (sixteen
+        at once under load, each a database read through the writers' turn); here the first
+        reads and the others wait for its answer. The read runs as a task of its own, so a
+        request that goes away does not cancel it for the others.
+        """
+        pending = self._loading.get(session_id)
+        if pending is None:
+            pending = asyncio.ensure_future(read())
+            self._loading[session_id] = pending
+
+            def done(future: asyncio.Future[SessionState | None]) -> None:
+                if self._loading.get(session_id) is not future:
+                    return  # detached by a drop or a permissions change: never cached
+                del self._loading[session_id]
+                if future.cancelled() or future.exception() is not None:
+                    return
+                state = future.result()
+                if state is not None:
+                    self.put(state)
+
+            pending.add_done_callback(done)
+        return await asyncio.shield(pending)
 
     def get(self, session_id: str) -> SessionState | None:
         entry = self._entries.get(session_id)
@@ -103,16 +139,26 @@ class SessionStateCache:
             self._min_version.clear()
             self._entries.clear()
         self._min_version[user_id] = max(version, self._min_version.get(user_id, 0))
+        # A read under way may be of this user's session, from before the change (which
+        # session it is, is known only once it is read): every one is detached.
+        self._loading.clear()
 
     def drop(self, *session_ids: str) -> None:
         for session_id in session_ids:
             self._entries.pop(session_id, None)
+            self._loading.pop(session_id, None)
         if self.on_drop is not None:
             self.on_drop(session_ids)
 
 
-def identity_services(request: Request) -> IdentityServices:
+async def identity_services(request: Request) -> IdentityServices:
     services: IdentityServices = request.app.state.identity
+    if not services.key_management.keyring.loaded:
+        # The database was down when the server started: try to read the keys now. Failing,
+        # the route goes on: one that needs the database or the keys answers 503 as it
+        # would anyway, one that needs neither is not held up by the outage.
+        with contextlib.suppress(Exception):
+            await services.load_keyring()
     return services
 
 
@@ -168,10 +214,13 @@ async def authenticate_token(
     cache = state_cache(request)
     state = cache.get(claims.session_id)
     if state is None:
-        async with services.unit_of_work() as session:
-            state = await services.auth.session_state(session, claims.session_id)
-        if state is not None:
-            cache.put(state)
+
+        async def read() -> SessionState | None:
+            # A read-only transaction: on SQLite it waits for no writer's turn.
+            async with services.reading() as session:
+                return await services.auth.session_state(session, claims.session_id)
+
+        state = await cache.load(claims.session_id, read)
     if state is None or not state.active or state.user_id != claims.subject:
         raise Unauthorized("the session has ended; sign in again", bearer_error=INVALID_TOKEN)
     info = request_info(request)
@@ -194,8 +243,8 @@ async def authenticate_token(
                 type=IdentityEvent.IP_REFUSED,
                 actor=Party("user", state.user_id),
                 subject=Party("user", state.user_id),
-                data={"ip": info.ip},
                 request_id=info.request_id,
+                personal=PersonalData.of(Party("user", state.user_id), ip=info.ip),
             ),
         )
         raise Forbidden("this address is not on your IP allowlist")
@@ -243,8 +292,12 @@ def _permission_event(
         "route": route,
         "method": method,
     }
+    personal = None
     if context:
-        data.update(context)
+        fields = dict(context)
+        # The client address is the staff member's personal data: sealed under their key.
+        personal = PersonalData.of(Party("user", principal.user_id), ip=fields.pop("ip", None))
+        data.update(fields)
     grant_id = principal.via_grant.get(permission) if granted else None
     if grant_id is not None:
         data["grant_id"] = grant_id  # allowed only through this time-limited grant
@@ -259,6 +312,7 @@ def _permission_event(
         subject=Party("session", principal.session_id),
         data=data,
         request_id=request_id_var.get(),
+        personal=personal,
     )
 
 

@@ -232,6 +232,22 @@ class Accepted(Strict):
     detail: str
 
 
+class ConsoleCodeResponse(Strict):
+    """A console code for `--as` at the command line: shown once, single use."""
+
+    code: str
+    expires_in: int
+
+
+class StepUpAccepted(Accepted):
+    """A confirmed step-up, with an access token that carries what it proved (amr "hwk"
+    and "mfa", and the permissions that follow) so the client need not refresh first; the
+    refresh token is unchanged."""
+
+    access_token: str | None = None
+    expires_in: int | None = None
+
+
 class FactorSummary(Strict):
     id: str
     kind: str

@@ -23,6 +23,7 @@ from tradeguard.core.errors import (
 from tradeguard.identity import repository
 from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
+    ANONYMOUS,
     IdentityDeps,
     RequestInfo,
     hash_secret_token,
@@ -48,6 +49,10 @@ from tradeguard.ledger.domain import SYSTEM, Party
 log = logging.getLogger(__name__)
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,31}$")
+# A username is stored and shown in clear, so one that is only a long number (with or
+# without separators) is refused: it is most likely a card number, tax id or phone number
+# typed into the wrong field (PCI DSS 3.5.1: no PAN readable anywhere it is stored).
+_NUMBER_LIKE_USERNAME = re.compile(r"^(?:[._-]*\d){9,}[._-]*$")
 
 
 def normalize_username(raw: str) -> str:
@@ -56,6 +61,10 @@ def normalize_username(raw: str) -> str:
         raise InvalidInput(
             "username must be 3-32 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
+        )
+    if _NUMBER_LIKE_USERNAME.fullmatch(username):
+        raise InvalidInput(
+            "username must not be a long number: never use a card, tax id or phone number"
         )
     return username
 
@@ -180,6 +189,7 @@ class AccountService:
         actor: Party,
         event: IdentityEvent,
         user_id: str | None = None,
+        request: RequestInfo | None = None,
     ) -> NewUser:
         """Insert an account (names already normalized and checked) and audit it."""
         now = self.deps.clock.now_ns()
@@ -205,6 +215,7 @@ class AccountService:
             event,
             user_id=user.id,
             actor=actor,
+            request=request,
             data={"role": role.value, "email_verified": email_verified},
         )
         return NewUser(user.id, username, email, role)
@@ -276,8 +287,9 @@ class AccountService:
                 password=password,
                 role=Role.TRADER,
                 email_verified=False,
-                actor=Party("anonymous", request.ip or "-"),
+                actor=ANONYMOUS,
                 event=IdentityEvent.USER_REGISTERED,
+                request=request,
             )
             token = self._verification_ticket(session, user.id, address)
         # One email either way: the link for a new account, the notice for a taken address;
@@ -379,6 +391,7 @@ class AccountService:
         user = await repository.user_by_email(session, address)
         eligible = user is not None and user.email_verified_ns is None
         # The same statements whether or not there is such an account (see `register`).
+        await self.deps.warm_visitors_key(session)
         async with kept_if(session, eligible):
             await self._send_email_verification(
                 session, user.id if user is not None and eligible else None, address
@@ -482,6 +495,7 @@ class AccountService:
             return
         user = await repository.user_by_email(session, address)
         deps, now = self.deps, self.deps.clock.now_ns()
+        await deps.warm_visitors_key(session)
         async with kept_if(session, user is not None):
             user_id = user.id if user is not None else None
             await repository.spend_open_tickets(session, user_id or "-", RESET_TICKET, now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -51,6 +52,7 @@ from tradeguard.identity.models import (
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.throttle import WINDOW_SECONDS, ThrottleState, delay_seconds
 from tradeguard.identity.tokens import AccessTokenIssuer, new_refresh_token
+from tradeguard.ledger.domain import Party
 
 HOUR_SECONDS = 3600
 DAY_SECONDS = 24 * HOUR_SECONDS
@@ -67,6 +69,14 @@ BACKUP_PEPPER = "identity.backup_codes"
 OTP_PEPPER = "identity.otp_codes"
 DESTINATION_PURPOSE = "identity.factor_destination"
 REFRESH_SUCCESSOR_PURPOSE = "identity.refresh_successor"
+# Password checks at the console (`--as`) count their failures under one network key of their
+# own, never under an address a client over HTTP could share.
+CONSOLE_THROTTLE_KEY = "ip:console"
+CONSOLE_REQUEST = RequestInfo(user_agent="tradeguard-cli")
+# A console code (`--as` at the command line) is issued by a hardware-key session and lives
+# a few minutes, for one command.
+CONSOLE_CODE_TICKET = "console_code"
+CONSOLE_CODE_SECONDS = 300
 
 
 class Method(StrEnum):
@@ -96,7 +106,13 @@ FACTOR_METHOD = {
 }
 # Permissions that need an enrolled and verified second factor and an authorized device.
 GUARDED_PERMISSIONS = frozenset(
-    {Permission.ORDER_PLACE, Permission.ORDER_MODIFY, Permission.ACCOUNT_WITHDRAW}
+    {
+        Permission.ORDER_PLACE,
+        Permission.ORDER_MODIFY,
+        Permission.ACCOUNT_WITHDRAW,
+        # A stored card is a way to move money: the same bar as a withdrawal (ACCT-4).
+        Permission.CARD_MANAGE,
+    }
 )
 
 
@@ -191,50 +207,35 @@ class AuthService:
         (OWASP device cookies): guessing from elsewhere cannot lock its owner out.
         """
         deps, now = self.deps, self.deps.clock.now_ns()
-        login_key = "login:" + login.strip().casefold()[:100]
-        ip_key = ip_throttle_key(request.ip)
+        login_key = login_throttle_key(deps, login)
+        network_key = ip_throttle_key(request.ip)
         user = await repository.user_by_login(session, login)
         trusted = await self._trusted_device(session, user, request)
-        if trusted is not None:
-            blocked = await self._blocked_for(session, _device_key(trusted), now, lock=True)
-        else:
-            blocked = max(
-                await self._blocked_for(session, login_key, now, lock=True),
-                await self._blocked_for(session, ip_key, now),
-            )
-        if blocked:
-            await deps.audit(session, IdentityEvent.LOGIN_THROTTLED, user_id=None, request=request)
-            return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
-        # Read for known and unknown names alike, so the two paths run the same queries.
-        # (An unknown name locks a row of its own: one shared row would queue every unknown
-        # name's sign-in behind every other's.)
-        account_key = _account_key(user) if user is not None else f"acct:-{login_key}"
-        account_blocked = trusted is None and bool(
-            await self._blocked_for(session, account_key, now, lock=True)
+        checked = await self._password_step(
+            session,
+            user=user,
+            password=password,
+            login_key=login_key,
+            network_key=network_key,
+            request=request,
+            trusted=trusted,
         )
-        if user is None or user.password_hash is None:
-            # Spend the same time a real verification takes (no enumeration by timing).
-            await self.hasher.verify_dummy_async()
-            return await self._password_failed(session, None, login_key, request, trusted)
-        password_ok = await self.hasher.verify_async(user.password_hash, password)
-        locked = user.status != "active" or (user.locked_until_ns or 0) > now or account_blocked
-        if not password_ok or locked:
-            return await self._password_failed(
-                session, user if not locked else None, login_key, request, trusted
-            )
+        if isinstance(checked, Denied):
+            return checked
+        user = checked
         if not _ip_allowed(user, request.ip):
             await deps.audit(session, IdentityEvent.IP_REFUSED, user_id=user.id, request=request)
             # Counted like a wrong password: otherwise the missing back-off would tell a
             # guesser outside the allowlist that this password is the right one.
-            return await self._password_failed(session, user, login_key, request, trusted)
-        if trusted is not None:
-            await repository.clear_throttle(session, _device_key(trusted))
-        else:
-            await repository.clear_throttle(session, login_key)
-            await repository.clear_throttle(session, _account_key(user))
-            user.failed_logins = 0
-        if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash_async(password)
+            return await self._password_failed(
+                session,
+                user,
+                login_key,
+                network_key=network_key,
+                request=request,
+                trusted=trusted,
+            )
+        await self._password_accepted(session, user, password, login_key, trusted)
         device, device_token, by_token = await self._recognize_device(
             session, user, request, trusted=trusted
         )
@@ -275,6 +276,220 @@ class AuthService:
             },
         )
         return MfaChallenge(token, methods, deps.policy.mfa_ticket_seconds, device_token)
+
+    async def issue_console_code(
+        self, session: AsyncSession, *, user_id: str, session_id: str, request: RequestInfo
+    ) -> str | None:
+        """A single-use code that lets this staff member act at the console (`--as`) for a
+        few minutes; None unless the caller is active staff, holds an active WebAuthn factor,
+        and signed in (or stepped up) with it in this very session (IAC-3).
+
+        Only the code's hash is stored; issuing one spends any earlier unspent code.
+        """
+        now = self.deps.clock.now_ns()
+        user = await repository.user_by_id(session, user_id)
+        auth = await repository.auth_session(session, session_id)
+        if (
+            user is None
+            or not await self._console_eligible(session, user, now)
+            or auth is None
+            or auth.user_id != user.id
+            or auth.revoked_ns is not None
+            or not staff_factor(auth.amr.split())
+        ):
+            return None
+        await repository.spend_open_tickets(session, user.id, CONSOLE_CODE_TICKET, now)
+        code, code_hash = new_secret_token()
+        ticket_id = self.deps.ids.new_str()
+        session.add(
+            AuthTicket(
+                id=ticket_id,
+                token_hash=code_hash,
+                kind=CONSOLE_CODE_TICKET,
+                user_id=user.id,
+                payload=json.dumps({"session_id": session_id}),
+                attempts=0,
+                created_ns=now,
+                expires_ns=now + CONSOLE_CODE_SECONDS * NS_PER_SECOND,
+            )
+        )
+        await self.deps.audit(
+            session,
+            IdentityEvent.CONSOLE_CODE_ISSUED,
+            user_id=user.id,
+            request=request,
+            data={"session_id": session_id, "code_id": ticket_id},
+        )
+        return code
+
+    async def _console_eligible(self, session: AsyncSession, user: User, now: int) -> bool:
+        """Active staff with at least one active WebAuthn factor (a hardware key)."""
+        if Role(user.role) not in STAFF_ROLES or user.status != "active":
+            return False
+        if (user.locked_until_ns or 0) > now:
+            return False
+        factors = await repository.factors_of(session, user.id)
+        return any(f.kind == Method.WEBAUTHN.value for f in factors)
+
+    async def verify_staff_console_code(
+        self, session: AsyncSession, *, login: str, code: str, operator: str
+    ) -> tuple[User, str] | Denied:
+        """Prove a staff member's identity at the console (`--as USERNAME`) with a console
+        code their hardware-key session issued (POST /api/v1/auth/console-code).
+
+        The code is looked up by its hash, compared in constant time, and spent whoever
+        presents it (a code shown for another name has leaked). An unknown name, a customer,
+        a locked account, a member without an active hardware key, a wrong, spent or expired
+        code all look the same, and failures back off per name and under one console budget,
+        like the sign-in page. No session follows. The member and the issuing session's id.
+        """
+        deps, now = self.deps, self.deps.clock.now_ns()
+        context = {"via": "cli", "operator": operator, "method": "console_code"}
+        login_key = deps.counter_key("console", login.strip().casefold()[:100])
+        blocked = max(
+            await self._blocked_for(session, login_key, now, lock=True),
+            await self._blocked_for(session, CONSOLE_THROTTLE_KEY, now),
+        )
+        if blocked:
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_THROTTLED,
+                user_id=None,
+                request=CONSOLE_REQUEST,
+                data=context,
+            )
+            return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
+        presented = hash_secret_token(code)
+        row = await repository.ticket_by_hash(session, presented, CONSOLE_CODE_TICKET)
+        live = (
+            row is not None
+            and row.used_ns is None
+            and row.expires_ns > now
+            and secrets.compare_digest(row.token_hash, presented)
+            and await repository.spend_ticket(session, row.id, now)
+        )
+        found = await repository.user_by_login(session, login)
+        eligible = found is not None and await self._console_eligible(session, found, now)
+        user = found if eligible else None
+        if (
+            not live
+            or row is None
+            or user is None
+            or not secrets.compare_digest((row.user_id or "").encode(), user.id.encode())
+        ):
+            await self._count_failure(session, login_key, deps.policy.max_failures)
+            await self._count_towards_lock(
+                session, CONSOLE_THROTTLE_KEY, deps.policy.ip_max_failures
+            )
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_FAILED,
+                user_id=user.id if user is not None else None,
+                request=CONSOLE_REQUEST,
+                data=context,
+            )
+            return Denied(Failure.INVALID_CREDENTIALS)
+        await repository.clear_throttle(session, login_key)
+        issued_by = str(json.loads(row.payload).get("session_id", ""))
+        await deps.audit(
+            session,
+            IdentityEvent.CONSOLE_VERIFIED,
+            user_id=user.id,
+            actor=Party("operator", operator),
+            data={
+                "via": "cli",
+                "operator": operator,
+                "amr": ["hwk"],
+                "staff_verified_by": "hardware_key_session",
+                "session_id": issued_by,
+                "code_id": row.id,
+            },
+        )
+        return user, issued_by
+
+    async def _password_step(
+        self,
+        session: AsyncSession,
+        *,
+        user: User | None,
+        password: str,
+        login_key: str,
+        network_key: str,
+        request: RequestInfo,
+        trusted: Device | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> User | Denied:
+        """Check the password against the throttles (first) and the account's state; the user
+        when both pass. Counters are not cleared here: the caller does that when it accepts
+        the sign-in (`_password_accepted`), after any check of its own that must count like
+        a wrong password."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        if trusted is not None:
+            blocked = await self._blocked_for(session, _device_key(trusted), now, lock=True)
+        else:
+            blocked = max(
+                await self._blocked_for(session, login_key, now, lock=True),
+                await self._blocked_for(session, network_key, now),
+            )
+        if blocked:
+            await deps.audit(
+                session,
+                IdentityEvent.LOGIN_THROTTLED,
+                user_id=None,
+                request=request,
+                data=context,
+            )
+            return Denied(Failure.THROTTLED, retry_after_seconds=-(-blocked // NS_PER_SECOND))
+        # Read for known and unknown names alike, so the two paths run the same queries.
+        # (An unknown name locks a row of its own: one shared row would queue every unknown
+        # name's sign-in behind every other's.)
+        account_key = _account_key(user) if user is not None else f"acct:-{login_key}"
+        account_blocked = trusted is None and bool(
+            await self._blocked_for(session, account_key, now, lock=True)
+        )
+        if user is None or user.password_hash is None:
+            # Spend the same time a real verification takes (no enumeration by timing).
+            await self.hasher.verify_dummy_async()
+            return await self._password_failed(
+                session,
+                None,
+                login_key,
+                network_key=network_key,
+                request=request,
+                trusted=trusted,
+                context=context,
+            )
+        password_ok = await self.hasher.verify_async(user.password_hash, password)
+        locked = user.status != "active" or (user.locked_until_ns or 0) > now or account_blocked
+        if not password_ok or locked:
+            return await self._password_failed(
+                session,
+                user if not locked else None,
+                login_key,
+                network_key=network_key,
+                request=request,
+                trusted=trusted,
+                context=context,
+            )
+        return user
+
+    async def _password_accepted(
+        self,
+        session: AsyncSession,
+        user: User,
+        password: str,
+        login_key: str,
+        trusted: Device | None,
+    ) -> None:
+        """A right password: the failure counts it was judged by start again."""
+        if trusted is not None:
+            await repository.clear_throttle(session, _device_key(trusted))
+        else:
+            await repository.clear_throttle(session, login_key)
+            await repository.clear_throttle(session, _account_key(user))
+            user.failed_logins = 0
+        if user.password_hash is not None and self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash_async(password)
 
     async def _trusted_device(
         self, session: AsyncSession, user: User | None, request: RequestInfo
@@ -548,10 +763,14 @@ class AuthService:
         session: AsyncSession,
         user: User | None,
         login_key: str,
+        *,
+        network_key: str,
         request: RequestInfo,
         trusted: Device | None,
+        context: Mapping[str, Any] | None = None,
     ) -> Denied:
         deps, policy = self.deps, self.deps.policy
+        extra = dict(context or {})
         if trusted is not None:
             # An authorized device's own budget: a stolen device backs off and locks by
             # itself, without touching the account's budget for everyone else.
@@ -561,11 +780,11 @@ class AuthService:
                 IdentityEvent.LOGIN_FAILED,
                 user_id=trusted.user_id,
                 request=request,
-                data={"failures": state.failures, "device_id": trusted.id},
+                data={"failures": state.failures, "device_id": trusted.id, **extra},
             )
             return Denied(Failure.INVALID_CREDENTIALS)
         string = await self._count_failure(session, login_key, policy.max_failures)
-        await self.count_ip_failure(session, request)
+        await self._count_towards_lock(session, network_key, policy.ip_max_failures)
         failures = string.failures
         if user is not None:
             # One budget per account, whichever name (username or email) the guesses use.
@@ -578,7 +797,7 @@ class AuthService:
             IdentityEvent.LOGIN_FAILED,
             user_id=user.id if user else None,
             request=request,
-            data={"failures": failures},
+            data={"failures": failures, **extra},
         )
         if user is not None and failures == policy.max_failures:
             await self._lock_account(
@@ -1226,6 +1445,30 @@ class AuthService:
         await self.record_step_up(session, session_id=session_id, amr=AMR[method])
         return None
 
+    async def fresh_access_token(
+        self, session: AsyncSession, *, user_id: str, session_id: str
+    ) -> tuple[str, int] | None:
+        """A new access token for this live session as it stands now (after a step-up added
+        "hwk" or "mfa"), with its lifetime in seconds; the refresh token is unchanged. None
+        if the session has ended."""
+        auth = await repository.auth_session(session, session_id)
+        user = await repository.user_by_id(session, user_id)
+        now = self.deps.clock.now_ns()
+        if (
+            auth is None
+            or user is None
+            or auth.user_id != user.id
+            or auth.revoked_ns is not None
+            or auth.expires_ns <= now
+            or user.status != "active"
+        ):
+            return None
+        device = (
+            await repository.device_of(session, user.id, auth.device_id) if auth.device_id else None
+        )
+        pair = self._with_access_token(user, auth, device, "")
+        return pair.access_token, pair.expires_in
+
     async def record_step_up(self, session: AsyncSession, *, session_id: str, amr: str) -> None:
         """The session proved a second factor just now (by the RFC 8176 method `amr`)."""
         auth = await repository.auth_session(session, session_id)
@@ -1297,6 +1540,15 @@ def staff_factor(amr: list[str] | tuple[str, ...]) -> bool:
 def ip_throttle_key(ip: str | None) -> str:
     """The key failed sign-ins from one client network are counted under."""
     return f"ip:{client_bucket(ip)}"
+
+
+def login_throttle_key(deps: IdentityDeps, login: str) -> str:
+    """The key failed sign-ins with one login string (known or not) are counted under.
+
+    Keyed (HMAC), never the string itself: what people type into the login field when it
+    fails is often not a login at all (a password, a card number), and the throttle table
+    must not keep it in clear (PCI DSS 3.5.1)."""
+    return deps.counter_key("login", login.strip().casefold()[:100])
 
 
 def _account_key(user: User | None) -> str:

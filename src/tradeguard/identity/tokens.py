@@ -15,8 +15,9 @@ import hashlib
 import json
 import secrets
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -38,6 +39,21 @@ MAX_TOKEN_CHARS = 8192
 CLAIMS_CACHE_SIZE = 100_000
 _REQUIRED_REGISTERED = ["iss", "aud", "sub", "exp", "iat", "nbf", "jti"]
 REFRESH_TOKEN_PREFIX = "tgr_"  # noqa: S105 - a public marker, not a secret
+
+
+class TokenRefusal(StrEnum):
+    """Why an access token was refused: counted (web/metrics.py), never told the client."""
+
+    SIGNATURE = "signature"  # signed by a key of ours, but the signature does not verify
+    UNKNOWN_KEY = "unknown_key"  # no key of ours by that kid, or one of another algorithm
+    EXPIRED = "expired"  # outside its validity window, or claiming a longer life than policy
+    MALFORMED = "malformed"  # not a JWT of our profile (type, algorithm, claims, size)
+
+
+class _Refused(Exception):  # carries a TokenRefusal inside the verifier, never raised out
+    def __init__(self, refusal: TokenRefusal) -> None:
+        super().__init__(refusal.value)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +176,9 @@ class AccessTokenVerifier:
         self._max_lifetime = max_lifetime_seconds
         self._cache: OrderedDict[bytes, AccessClaims] = OrderedDict()
         self._by_session: dict[str, set[bytes]] = {}
+        # Told why each token was refused (the security-signal metrics): a run of bad
+        # signatures or unknown keys is someone forging tokens, not clients with old ones.
+        self.on_refused: Callable[[TokenRefusal], None] | None = None
 
     def verify(self, token: str) -> AccessClaims:
         """The token's claims if it is authentic, current and meant for us.
@@ -170,6 +189,7 @@ class AccessTokenVerifier:
         its session is revoked.
         """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            self._refused(TokenRefusal.MALFORMED)
             raise InvalidToken()
         digest = hashlib.sha256(token.encode()).digest()
         cached = self._cache.get(digest)
@@ -184,13 +204,25 @@ class AccessTokenVerifier:
             self._evict(digest)
         try:
             claims = self._verify(token)
+        except _Refused as refused:
+            self._refused(refused.refusal)
+            raise InvalidToken() from None
         except InvalidToken:
+            self._refused(TokenRefusal.MALFORMED)
             raise
+        except jwt.InvalidSignatureError as exc:
+            self._refused(TokenRefusal.SIGNATURE)
+            raise InvalidToken() from exc
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             # PyJWT's messages name the failed check, never the token; the detail stays generic.
+            self._refused(TokenRefusal.MALFORMED)
             raise InvalidToken() from exc
         self._remember(digest, claims)
         return claims
+
+    def _refused(self, refusal: TokenRefusal) -> None:
+        if self.on_refused is not None:
+            self.on_refused(refusal)
 
     def forget_sessions(self, session_ids: Iterable[str]) -> None:
         """Drop remembered tokens of revoked sessions."""
@@ -229,7 +261,7 @@ class AccessTokenVerifier:
         key = self._keys.verification_key(kid) if isinstance(kid, str) else None
         # The key decides the algorithm: a token cannot ask an ES256 key to be read as EdDSA.
         if key is None or key.algorithm != alg:
-            raise InvalidToken()
+            raise _Refused(TokenRefusal.UNKNOWN_KEY)
         payload = jwt.decode(
             token,
             key.public_key,
@@ -253,10 +285,10 @@ class AccessTokenVerifier:
         now = self._clock.now_ns() / NS_PER_SECOND
         leeway = self._leeway
         if now >= exp + leeway or now < nbf - leeway or iat > now + leeway:
-            raise InvalidToken()
+            raise _Refused(TokenRefusal.EXPIRED)
         # A token claiming a longer life than policy allows was not issued by our issuer.
         if exp - iat > self._max_lifetime:
-            raise InvalidToken()
+            raise _Refused(TokenRefusal.EXPIRED)
 
 
 def _unverified_header(token: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f
 CredentialJson = Annotated[dict[str, Any], Field(min_length=1, max_length=8)]
 
 
-def webauthn_service(request: Request) -> WebAuthnService:
+async def webauthn_service(request: Request) -> WebAuthnService:
     service: WebAuthnService = request.app.state.webauthn
     return service
 

@@ -735,11 +735,14 @@ class WebAuthnService:
             return refused
         row = await self._open_ticket(session, ticket, STEP_UP_TICKET)
         payload = json.loads(row.payload) if row is not None else {}
+        # Spent first, whoever presents it: a ticket shown by another session or user has
+        # leaked, so it is burnt, and the session it was issued to cannot use it later either.
+        spent = row is not None and await repository.spend_ticket(session, row.id, now)
         if (
             row is None
+            or not spent
             or row.user_id != user.id
             or payload.get("session_id") != state.session_id
-            or not await repository.spend_ticket(session, row.id, now)
         ):
             return await self._step_up_failed(
                 session, user, WebAuthnRefusal.INVALID_TICKET, request

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.crypto.keyring import FieldKeyring
 from tradeguard.notify import repository
 from tradeguard.notify.domain import (
     MAX_EMAIL_BODY_CHARS,
@@ -38,7 +38,7 @@ def seal_context(message_id: str) -> bytes:
 class Notifier:
     """Queues email and SMS messages; never commits (the caller's unit of work does)."""
 
-    def __init__(self, *, clock: Clock, ids: IdGenerator, keyring: LocalKeyring) -> None:
+    def __init__(self, *, clock: Clock, ids: IdGenerator, keyring: FieldKeyring) -> None:
         self._clock = clock
         self._ids = ids
         self._keyring = keyring

@@ -43,7 +43,7 @@ from tradeguard.core.workers import (
     FailureTracker,
     run_until_stopped,
 )
-from tradeguard.crypto.keyring import LocalKeyring
+from tradeguard.crypto.keyring import FieldKeyring
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import write_gate
 from tradeguard.notify import repository
@@ -80,7 +80,7 @@ class OutboxDispatcher:
         self,
         *,
         engine: AsyncEngine,
-        keyring: LocalKeyring,
+        keyring: FieldKeyring,
         email_sender: EmailSender,
         sms_provider: SmsProvider,
         clock: Clock,

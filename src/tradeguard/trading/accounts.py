@@ -193,8 +193,19 @@ class AccountService:
     async def list_for(self, session: AsyncSession, user_id: str) -> Sequence[TradingAccount]:
         return await repository.accounts_of(session, user_id)
 
+    async def owners_of(self, session: AsyncSession, account_ids: Sequence[str]) -> dict[str, str]:
+        """The user who owns each of these accounts (unknown ids are left out): how
+        surveillance finds an account's beneficial owner."""
+        return await repository.account_owners(session, account_ids)
+
     async def list_all(self, session: AsyncSession) -> Sequence[TradingAccount]:
         return await repository.all_accounts(session)
+
+    async def page(
+        self, session: AsyncSession, *, user_id: str | None, after: str | None, limit: int
+    ) -> Sequence[TradingAccount]:
+        """At most `limit` accounts (of one user, or of all), the next after account `after`."""
+        return await repository.accounts_page(session, user_id=user_id, after=after, limit=limit)
 
     async def executions(
         self, session: AsyncSession, account_id: str, *, limit: int
@@ -305,9 +316,15 @@ class AccountService:
         return replace(state, start_of_day_equity=start)
 
     async def start_of_day_equity(
-        self, session: AsyncSession, account_id: str, current_equity: Decimal
+        self,
+        session: AsyncSession,
+        account_id: str,
+        current_equity: Decimal,
+        *,
+        rows: repository.StagedWrites | None = None,
     ) -> Decimal:
-        """Recorded on the account's first activity of the trading day (daily loss limit)."""
+        """Recorded on the account's first activity of the trading day (daily loss limit);
+        staged in `rows` if given."""
         day = self.deps.session_date(self.deps.clock.now_ns()).isoformat()
         row = await repository.account_day(session, account_id, day)
         if row is None:
@@ -317,7 +334,10 @@ class AccountService:
                 start_equity=current_equity,
                 created_ns=self.deps.clock.now_ns(),
             )
-            repository.add(session, row)
+            if rows is None:
+                repository.add(session, row)
+            else:
+                rows.add_day(row)
         return row.start_equity
 
     # Staff actions -------------------------------------------------------------------------------

@@ -88,7 +88,10 @@ async def list_accounts(request: Request, principal: CurrentPrincipal) -> list[s
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         rows = await services.accounts.list_for(session, principal.user_id)
-        return [account_out(await services.accounts.view(session, row)) for row in rows]
+        return [
+            account_out(await services.accounts.view(session, row), full_number=True)
+            for row in rows
+        ]
 
 
 @router.post("/accounts", status_code=201, **guarded(Permission.ORDER_PLACE))
@@ -107,7 +110,7 @@ async def open_account(
         )
         view = await services.accounts.view(session, row)
     services.hub.account_opened(principal.user_id, row.id)
-    return account_out(view)
+    return account_out(view, full_number=True)
 
 
 @router.get("/accounts/{account_id}", **guarded(Permission.ACCOUNT_VIEW))
@@ -118,7 +121,7 @@ async def get_account(
     services = trading(request)
     async with unit_of_work(services.sessions) as session:
         row = await services.accounts.owned(session, account_id, principal.user_id)
-        return account_out(await services.accounts.view(session, row))
+        return account_out(await services.accounts.view(session, row), full_number=True)
 
 
 @router.get("/accounts/{account_id}/positions", **guarded(Permission.ACCOUNT_VIEW))

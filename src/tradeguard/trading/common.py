@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.config import Settings
 from tradeguard.core.calendar import ExchangeCalendar
 from tradeguard.core.clock import Clock
-from tradeguard.core.errors import Conflict, InvalidInput, NotFound
+from tradeguard.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from tradeguard.core.ids import IdGenerator
 from tradeguard.core.orders import StpMode
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.risk.domain import RiskLimits
 from tradeguard.trading import repository
+from tradeguard.trading.domain import StaffAccountAction
 from tradeguard.trading.models import Instrument
 
 
@@ -185,6 +186,28 @@ class TradingDeps:
         """Whether the venue may match now (always, in an always-open market)."""
         return not self.policy.enforce_session or self.calendar.is_open(now_ns)
 
+    async def write_staged(
+        self, session: AsyncSession, rows: repository.StagedWrites | None = None
+    ) -> None:
+        """Write staged rows of the order path: `rows`, or else whatever this transaction
+        staged so far (a group commit's, before it commits or before a read that depends on
+        them)."""
+        rows = rows if rows is not None else repository.staging(session)
+        if rows is None:
+            return
+        if rows.events:
+            await self.ledger.write(session, rows.take_events())
+        await repository.write_rows(session, rows)
+
+    async def stage(self, session: AsyncSession, rows: repository.StagedWrites) -> None:
+        """Add one order's staged rows to the transaction's staging, or write them now if
+        the transaction stages nothing."""
+        staged = repository.staging(session)
+        if staged is None:
+            await self.write_staged(session, rows)
+        else:
+            staged.merge(rows)
+
     async def audit(
         self,
         session: AsyncSession,
@@ -201,6 +224,56 @@ class TradingDeps:
                 type=type_, actor=actor, subject=subject, data=data or {}, request_id=request_id
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StaffActor:
+    """Who acts through a staff trading route, as the customer's access log records them."""
+
+    user_id: str
+    role: str
+    request_id: str | None = None
+    ip: str | None = None
+    # "staff" (a signed-in staff member; `user_id` is theirs) or "operator" (the command
+    # line, run on the server; `user_id` is the operating-system user's name).
+    kind: str = "staff"
+
+    @classmethod
+    def console(cls, operator: str) -> StaffActor:
+        """The operator at the command line, as the customer's log records them."""
+        return cls(user_id=operator, role="OPERATOR", kind="operator")
+
+    @property
+    def party(self) -> Party:
+        return Party(self.kind, self.user_id)
+
+
+class StaffAccessLog(Protocol):
+    """The customer's own "who accessed my data" log (IAC-4), as staff trading routes write it.
+
+    The back office keeps that log and sits above trading, so it installs its implementation
+    in `TradingServices.staff_access_log`. `record` adds one line inside the caller's
+    transaction: the line commits with the read or change it reports, or not at all.
+    """
+
+    async def record(
+        self,
+        session: AsyncSession,
+        *,
+        customer_id: str,
+        staff: StaffActor,
+        action: StaffAccountAction,
+        account_id: str | None = None,
+        reason: str | None = None,
+    ) -> None: ...
+
+
+class StaffAccessLogMissing(ServiceUnavailable):
+    """No access log is installed: staff account routes refuse rather than show or change a
+    customer's account without the customer being able to see it (deny by default)."""
+
+    slug = "access-log-unavailable"
+    title = "The customer access log is not available"
 
 
 class AccountNotFound(NotFound):

@@ -13,7 +13,7 @@ from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.ledger.service import Ledger
 from tradeguard.trading.accounts import AccountService
-from tradeguard.trading.common import TradingDeps, TradingPolicy
+from tradeguard.trading.common import StaffAccessLog, TradingDeps, TradingPolicy
 from tradeguard.trading.desk import TradingDesk
 from tradeguard.trading.executions import ExecutionRecorder
 from tradeguard.trading.halts import HaltService
@@ -44,6 +44,9 @@ class TradingServices:
     desk: TradingDesk
     metrics: TradingMetrics
     venue: SimulatedVenue | None
+    # The customer's access log for the staff account routes, installed by the back office
+    # (web/app.py); while it is None those routes refuse (IAC-4, deny by default).
+    staff_access_log: StaffAccessLog | None = None
 
 
 def build_trading(
@@ -72,6 +75,7 @@ def build_trading(
     hub = StreamHub(
         clock=clock, buffer=settings.stream_send_buffer, on_slow_drop=metrics.slow_client_dropped
     )
+    metrics.count_streams(hub.connection_count)
     recorder = ExecutionRecorder(deps, orders, sessions, metrics, publish=hub.publish)
     venue: SimulatedVenue | None = None
     if with_venue:

@@ -7,7 +7,7 @@ a cancel and a fill never cross.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,7 +19,12 @@ from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.risk.domain import AccountStatus, TradingState
 from tradeguard.trading import repository
 from tradeguard.trading.accounts import AccountService
-from tradeguard.trading.common import OrderConflict, OrderNotFound, TradingDeps
+from tradeguard.trading.common import (
+    AccountNotFound,
+    OrderConflict,
+    OrderNotFound,
+    TradingDeps,
+)
 from tradeguard.trading.domain import OPEN_STATUSES, CancelReason, HaltScope, OrderStatus
 from tradeguard.trading.executions import ExecutionRecorder, Notice, order_payload
 from tradeguard.trading.halts import HaltOutcome, HaltService
@@ -30,12 +35,23 @@ from tradeguard.trading.reference import ReferenceService
 from tradeguard.trading.stream import StreamHub
 from tradeguard.venue.adapter import Venue
 
+# Work a caller adds to a flow's own transaction (a staff route's line in the customer's
+# access log): it commits with the change, or rolls back with it.
+AccountWork = Callable[[AsyncSession, TradingAccount], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class ReplaceRequest:
     client_order_id: str
     quantity: int
     limit_price: Decimal | None
+
+
+async def _begin_orders(session: AsyncSession) -> None:
+    """Every transaction of the order intake: the control row held shared throughout, and
+    the orders' rows staged, to be written together before the commit."""
+    await repository.hold_control(session)
+    repository.open_staging(session)
 
 
 def _remember(outcome: PlaceOutcome) -> None:
@@ -68,7 +84,13 @@ class TradingDesk:
         self.hub = hub
         # Orders are written in group commits (trading/intake.py); each one's memo update
         # runs as soon as its batch is durable.
-        self.intake: GroupCommit[PlaceOutcome] = GroupCommit(sessions, on_commit=_remember)
+        self.intake: GroupCommit[PlaceOutcome] = GroupCommit(
+            sessions,
+            on_commit=_remember,
+            prologue=_begin_orders,
+            epilogue=deps.write_staged,
+            staged=True,
+        )
 
     async def place(
         self,
@@ -84,16 +106,29 @@ class TradingDesk:
         transaction."""
 
         async def place_in(session: AsyncSession) -> PlaceOutcome:
-            for event in audit:
-                await self.deps.ledger.append(session, event)
-            return await self.orders.place(
-                session,
-                account_id=account_id,
-                user_id=user_id,
-                request=request,
-                actor=actor,
-                request_id=request_id,
-            )
+            # Everything the order writes is staged, and joins the transaction's rows only
+            # if the whole order went through (trading/intake.py).
+            rows = repository.StagedWrites()
+            try:
+                for event in audit:
+                    rows.events.append(await self.deps.ledger.stage(session, event))
+                outcome = await self.orders.place(
+                    session,
+                    account_id=account_id,
+                    user_id=user_id,
+                    request=request,
+                    actor=actor,
+                    request_id=request_id,
+                    writes=rows,
+                )
+            except BaseException:
+                # Its rows are dropped; what staging changed on the session's objects (an
+                # account's version, a locate's used quantity) must not outlive them for the
+                # later orders of the batch.
+                rows.revert()
+                raise
+            await self.deps.stage(session, rows)
+            return outcome
 
         outcome = await self.intake.run(place_in)
         if outcome.replayed:
@@ -143,8 +178,10 @@ class TradingDesk:
         actor: Party,
         reason: CancelReason = CancelReason.USER,
         request_id: str | None = None,
+        within: AccountWork | None = None,
     ) -> Order:
-        """Cancel an open order. Never blocked by risk checks, halts or trading state."""
+        """Cancel an open order. Never blocked by risk checks, halts or trading state.
+        `within` runs in the cancel's transaction, after the cancel, with the account."""
         async with unit_of_work(self.sessions) as session:
             order = await self.orders.get_owned(
                 session, account_id=account_id, order_id=order_id, user_id=user_id
@@ -153,7 +190,9 @@ class TradingDesk:
 
         async def work() -> Order:
             async with unit_of_work(self.sessions) as session:
-                await repository.account(session, order.account_id, lock=True)
+                account = await repository.account(session, order.account_id, lock=True)
+                if account is None:  # pragma: no cover - accounts are never deleted
+                    raise AccountNotFound("no such account")
                 rows = await repository.orders_by_ids(session, [order.id])
                 row = rows[order.id]
                 if row.status not in OPEN_STATUSES:
@@ -166,6 +205,8 @@ class TradingDesk:
                     actor=actor,
                     request_id=request_id,
                 )
+                if within is not None:
+                    await within(session, account)
                 return row
 
         if self.venue is None:
@@ -196,7 +237,7 @@ class TradingDesk:
 
         async def work() -> PlaceOutcome:
             async with unit_of_work(self.sessions) as session:
-                await repository.lock_control(session, exclusive=False)
+                await repository.hold_control(session)
                 await repository.account(session, old.account_id, lock=True)
                 row = (await repository.orders_by_ids(session, [old.id]))[old.id]
                 existing = await repository.order_by_client_id(
@@ -283,7 +324,11 @@ class TradingDesk:
         reason: str,
         actor: Party,
         request_id: str | None = None,
+        within: AccountWork | None = None,
     ) -> HaltOutcome:
+        """Start a halt. For an account halt `within` runs in the halt's transaction, after
+        it, with the account (the customer's access-log line); other scopes name no
+        customer and never call it."""
         async with unit_of_work(self.sessions) as session:
             outcome = await self.halts.halt(
                 session,
@@ -293,6 +338,7 @@ class TradingDesk:
                 actor=actor,
                 request_id=request_id,
             )
+            await self._within_account(session, scope, outcome.halt.target, within)
         await self._after_halt(outcome.cancelled)
         self._street_halted(scope, outcome.halt.target, halted=True)
         return outcome
@@ -305,7 +351,9 @@ class TradingDesk:
         reason: str,
         actor: Party,
         request_id: str | None = None,
+        within: AccountWork | None = None,
     ) -> TradingHalt:
+        """Lift a halt; `within` as for `halt`."""
         async with unit_of_work(self.sessions) as session:
             halt = await self.halts.resume(
                 session,
@@ -315,8 +363,23 @@ class TradingDesk:
                 actor=actor,
                 request_id=request_id,
             )
+            await self._within_account(session, scope, halt.target, within)
         self._street_halted(scope, halt.target, halted=False)
         return halt
+
+    async def _within_account(
+        self,
+        session: AsyncSession,
+        scope: HaltScope,
+        target: str,
+        within: AccountWork | None,
+    ) -> None:
+        if within is None or scope is not HaltScope.ACCOUNT:
+            return
+        account = await repository.account(session, target)
+        if account is None:  # pragma: no cover - the halt service checked it
+            raise AccountNotFound("no such account")
+        await within(session, account)
 
     async def restrict(
         self, *, symbol: str, reason: str, actor: Party, request_id: str | None = None
@@ -347,9 +410,11 @@ class TradingDesk:
         reason: str,
         actor: Party,
         request_id: str | None = None,
+        within: AccountWork | None = None,
     ) -> TradingAccount:
         """Change an account's status or trading state; orders it may no longer have are
-        cancelled with it (closing-only or REDUCING: opening orders; suspended: all)."""
+        cancelled with it (closing-only or REDUCING: opening orders; suspended: all).
+        `within` runs in the change's transaction, after it, with the account."""
         async with unit_of_work(self.sessions) as session:
             account = await self.accounts.set_status(
                 session,
@@ -379,8 +444,15 @@ class TradingDesk:
                     actor=actor,
                     request_id=request_id,
                 )
+            if within is not None:
+                await within(session, account)
         await self._after_halt(cancelled)
         return account
+
+    async def after_cancel(self, cancelled: Sequence[Order]) -> None:
+        """Orders another domain cancelled in its own committed transaction (surveillance's
+        automatic actions): drop them from the venue's books and tell their owners."""
+        await self._after_halt(cancelled)
 
     async def _after_halt(self, cancelled: Sequence[Order]) -> None:
         if self.venue is not None:

@@ -52,6 +52,22 @@ class HaltScope(StrEnum):
 MARKET_TARGET = "*"
 
 
+class StaffAccountAction(StrEnum):
+    """What a staff member did to a customer's trading account, as the customer's own access
+    log names it (IAC-4; stable: the back office maps each to its customer-readable text)."""
+
+    ACCOUNTS_LISTED = "trading_accounts_listed"
+    ACCOUNT_VIEWED = "trading_account_viewed"
+    ACCOUNT_OPENED = "trading_account_opened"
+    CASH_ADJUSTED = "cash_adjusted"
+    STATUS_CHANGED = "trading_account_status_changed"
+    LIMITS_CHANGED = "trading_limits_changed"
+    LOCATE_RECORDED = "locate_recorded"
+    ORDER_CANCELLED = "order_cancelled_by_staff"
+    ACCOUNT_HALTED = "trading_account_halted"
+    ACCOUNT_RESUMED = "trading_account_resumed"
+
+
 def round_money(amount: Decimal) -> Decimal:
     """Round to cents, half to even (banker's rounding, as settlement systems do)."""
     return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)

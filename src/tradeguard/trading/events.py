@@ -11,6 +11,10 @@ class TradingEvent(StrEnum):
     RESTRICTED_ADDED = "trading:restricted_list:added"
     RESTRICTED_REMOVED = "trading:restricted_list:removed"
     ACCOUNT_OPENED = "trading:account:opened"
+    ACCOUNTS_LISTED = "trading:account:listed"
+    # An operator's read of one account at the console (over the API the permission check
+    # is the ledger record of a read).
+    ACCOUNT_VIEWED = "trading:account:viewed"
     ACCOUNT_STATUS_CHANGED = "trading:account:status_changed"
     ACCOUNT_TRADING_STATE_CHANGED = "trading:account:trading_state_changed"
     ACCOUNT_LIMITS_CHANGED = "trading:account:limits_changed"

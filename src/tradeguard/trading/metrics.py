@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class TradingMetrics:
@@ -28,6 +30,11 @@ class TradingMetrics:
             "WebSocket clients disconnected because they did not keep up with their updates.",
             registry=self.registry,
         )
+        self._streams = Gauge(
+            "tradeguard_stream_connections",
+            "WebSocket streams open now.",
+            registry=self.registry,
+        )
         self._stale = Counter(
             "tradeguard_venue_book_rebuilds",
             "Venue books rebuilt from the database because they disagreed with it.",
@@ -46,6 +53,10 @@ class TradingMetrics:
 
     def slow_client_dropped(self) -> None:
         self._slow.inc()
+
+    def count_streams(self, count: Callable[[], int]) -> None:
+        """Read the open-stream gauge from `count` at every scrape."""
+        self._streams.set_function(count)
 
     def book_rebuilt(self) -> None:
         self._stale.inc()

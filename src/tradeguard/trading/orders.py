@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.errors import TradeguardError
 from tradeguard.core.orders import OrderType, Side, TimeInForce
-from tradeguard.ledger.domain import Party
+from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.risk.domain import (
     REJECT_DESCRIPTIONS,
     OrderIntent,
@@ -176,20 +176,30 @@ class OrderService:
         actor: Party,
         request_id: str | None = None,
         replaces: Order | None = None,
+        writes: repository.StagedWrites | None = None,
     ) -> PlaceOutcome:
-        """Run the pre-trade pipeline and record the order (accepted or rejected).
+        """Run the pre-trade pipeline and record the order (accepted or refused).
 
         `user_id` restricts the account to its owner (None: staff acting on any account).
+        The order's rows are staged in `writes` for the caller to write (a group commit, which
+        keeps them only if the whole order went through), or written before this returns.
         """
         request.validate()
-        # Lock order everywhere: control row, then account rows (by id), then order rows.
-        version = await repository.lock_control(session, exclusive=False)
+        # Lock order everywhere: control row, then account rows (by id), then order rows. A
+        # group commit took the control row once for all of its orders (trading/intake.py).
+        version = repository.held_control(session)
+        if version is None:
+            version = await repository.lock_control(session, exclusive=False)
         if user_id is None:
             account = await self.accounts.get(session, account_id, lock=True)
         else:
             account = await self.accounts.owned(session, account_id, user_id, lock=True)
         fingerprint = request.fingerprint()
-        existing = await repository.order_by_client_id(session, account.id, request.client_order_id)
+        existing = repository.staged_order(session, account.id, request.client_order_id)
+        if existing is None:
+            existing = await repository.order_by_client_id(
+                session, account.id, request.client_order_id
+            )
         if existing is not None:
             if existing.request_hash != fingerprint:
                 raise ClientOrderIdReused(
@@ -198,6 +208,7 @@ class OrderService:
                     order_id=existing.id,
                 )
             return PlaceOutcome(existing, replayed=True)
+        rows = writes if writes is not None else repository.StagedWrites()
         await self.deps.reference.ensure(session, version)
         intent = OrderIntent(
             account_id=account.id,
@@ -218,43 +229,64 @@ class OrderService:
             )
         else:
             snapshot, memo = await self.snapshots.build(
-                session, account=account, info=info, intent=intent
+                session, account=account, info=info, intent=intent, rows=rows
             )
             decision = evaluate(intent, snapshot)
         order = self._order_row(account, request, fingerprint, decision, replaces)
-        repository.add(session, order)
-        repository.changed(account)
-        after_commit = self._remember(account.id, memo, order, account.version)
+        if decision.accepted and decision.locate_use > 0:
+            order.preborrow_quantity = await self._use_locates(
+                session, rows, account.id, order.symbol, decision.locate_use
+            )
+        rows.add_order(order)
+        rows.changed(account)
+        after_commit = self._remember(rows, account.id, memo, order, account.version)
         if not decision.accepted:
-            await self._record_reject(session, order, decision, actor, request_id)
-            return PlaceOutcome(order, replayed=False, after_commit=after_commit)
-        await self._reserve(session, account, order, decision)
-        await self.deps.audit(
-            session,
-            TradingEvent.ORDER_PLACED,
-            actor=actor,
-            subject=Party("account", account.id),
-            data={
-                **order_data(order),
-                "reducing": decision.reducing,
-                "hold_cash": str(decision.hold_cash),
-                "hold_shares": decision.hold_shares,
-                "replaces_order_id": order.replaces_order_id,
-            },
-            request_id=request_id,
-        )
-        self.metrics.order_accepted()
+            await self._record_reject(
+                session, rows, order, decision, actor=actor, request_id=request_id
+            )
+        else:
+            self._reserve(rows, account, order, decision)
+            rows.events.append(
+                await self.deps.ledger.stage(
+                    session,
+                    LedgerEvent(
+                        type=TradingEvent.ORDER_PLACED,
+                        actor=actor,
+                        subject=Party("account", account.id),
+                        data={
+                            **order_data(order),
+                            "reducing": decision.reducing,
+                            "hold_cash": str(decision.hold_cash),
+                            "hold_shares": decision.hold_shares,
+                            "replaces_order_id": order.replaces_order_id,
+                        },
+                        request_id=request_id,
+                    ),
+                )
+            )
+            self.metrics.order_accepted()
+        if writes is None:
+            await self.deps.write_staged(session, rows)
         return PlaceOutcome(order, replayed=False, after_commit=after_commit)
 
     def _remember(
-        self, account_id: str, memo: AccountMemo | None, order: Order, version: int
+        self,
+        rows: repository.StagedWrites,
+        account_id: str,
+        memo: AccountMemo | None,
+        order: Order,
+        version: int,
     ) -> Callable[[], None] | None:
+        """What the account looks like once the order is in: to later orders of this
+        transaction at once (staged), to everyone once it committed (the callback)."""
         if memo is None:
             return None
         snapshots = self.snapshots
+        after = snapshots.after_order(memo, order, version=version)
+        rows.memos[account_id] = after
 
         def remember() -> None:
-            snapshots.remember(account_id, snapshots.after_order(memo, order, version=version))
+            snapshots.remember(account_id, after)
 
         return remember
 
@@ -301,31 +333,37 @@ class OrderService:
     async def _record_reject(
         self,
         session: AsyncSession,
+        rows: repository.StagedWrites,
         order: Order,
         decision: RiskDecision,
+        *,
         actor: Party,
         request_id: str | None,
     ) -> None:
         # Every reject is a risk event (AUD-1) and a metric; the order row keeps the answer so
         # a retry with the same client order id gets the same one.
-        await self.deps.audit(
-            session,
-            RiskEvent.PRETRADE_REJECTED,
-            actor=actor,
-            subject=Party("account", order.account_id),
-            data={
-                **order_data(order),
-                "code": order.reject_code,
-                "check": decision.check,
-                "detail": order.reject_detail,
-            },
-            request_id=request_id,
+        rows.events.append(
+            await self.deps.ledger.stage(
+                session,
+                LedgerEvent(
+                    type=RiskEvent.PRETRADE_REJECTED,
+                    actor=actor,
+                    subject=Party("account", order.account_id),
+                    data={
+                        **order_data(order),
+                        "code": order.reject_code,
+                        "check": decision.check,
+                        "detail": order.reject_detail,
+                    },
+                    request_id=request_id,
+                ),
+            )
         )
         self.metrics.order_rejected(order.reject_code or "")
 
-    async def _reserve(
+    def _reserve(
         self,
-        session: AsyncSession,
+        rows: repository.StagedWrites,
         account: TradingAccount,
         order: Order,
         decision: RiskDecision,
@@ -333,29 +371,32 @@ class OrderService:
         now = self.deps.clock.now_ns()
         if decision.hold_cash > 0:
             move = journal.hold_cash(account.id, account.currency, decision.hold_cash, order.id)
-            await repository.post(session, self.deps.ids.new_str(), move, now)
+            rows.post(self.deps.ids.new_str(), move, now)
         if decision.hold_shares > 0:
             move = journal.hold_shares(account.id, order.symbol, decision.hold_shares, order.id)
-            await repository.post(session, self.deps.ids.new_str(), move, now)
-        if decision.locate_use > 0:
-            order.preborrow_quantity = await self._use_locates(
-                session, account.id, order.symbol, decision.locate_use, now
-            )
+            rows.post(self.deps.ids.new_str(), move, now)
 
     async def _use_locates(
-        self, session: AsyncSession, account_id: str, symbol: str, quantity: int, now: int
+        self,
+        session: AsyncSession,
+        rows: repository.StagedWrites,
+        account_id: str,
+        symbol: str,
+        quantity: int,
     ) -> int:
         """Consume locates for a short sale; returns how much of it is pre-borrowed."""
+        now = self.deps.clock.now_ns()
+        await self.deps.write_staged(session)  # the locates earlier orders used
         # Pre-borrows first (shares already borrowed), then locates, oldest first.
-        rows = sorted(
+        found = sorted(
             await repository.locates_for(session, account_id, symbol, now),
             key=lambda r: (r.kind != "preborrow", r.created_ns),
         )
         left = quantity
         preborrowed = 0
-        for row in rows:
+        for row in found:
             take = min(left, row.quantity - row.used_quantity)
-            row.used_quantity += take
+            rows.use_locate(row, take)
             if row.kind == "preborrow":
                 preborrowed += take
             left -= take
@@ -381,7 +422,11 @@ class OrderService:
         order = self._order_row(account, request, request.fingerprint(), decision, old)
         repository.add(session, order)
         await session.flush()
-        await self._record_reject(session, order, decision, actor, request_id)
+        rows = repository.StagedWrites()
+        await self._record_reject(
+            session, rows, order, decision, actor=actor, request_id=request_id
+        )
+        await self.deps.write_staged(session, rows)
         return order
 
     # Release (cancel, expiry, halt, IOC remainder) -----------------------------------------------

@@ -7,7 +7,8 @@ can spend the same money (SQLite serializes writers; PostgreSQL queues on the ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 
@@ -79,6 +80,69 @@ class OpenOrderMemo:
 
 
 @dataclass(frozen=True, slots=True)
+class SymbolOrders:
+    """An account's open orders in one symbol, summed."""
+
+    buy: int = 0
+    sell: int = 0
+    best_bid: Decimal | None = None  # its highest limit buy
+    best_ask: Decimal | None = None  # its lowest limit sell (or short sale)
+
+    def plus(self, order: OpenOrderMemo) -> SymbolOrders:
+        price = order.limit_price
+        if order.side is Side.BUY:
+            best = self.best_bid
+            if price is not None and (best is None or price > best):
+                best = price
+            return replace(self, buy=self.buy + order.remaining, best_bid=best)
+        best = self.best_ask
+        if price is not None and (best is None or price < best):
+            best = price
+        return replace(self, sell=self.sell + order.remaining, best_ask=best)
+
+
+NO_ORDERS = SymbolOrders()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrders:
+    """What the checks need of an account's open orders, summed as they are read or added: an
+    order's checks cost the same however many orders rest (summing them on every order cost
+    more than the checks once an account had a hundred)."""
+
+    # Limit price times quantity left, over the open limit orders.
+    limit_notional: Decimal = ZERO
+    # (symbol, quantity left) of open market orders: valued at the mark when read.
+    market: tuple[tuple[str, int], ...] = ()
+    # Never changed once built (`plus` makes a new one).
+    by_symbol: Mapping[str, SymbolOrders] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, orders: Iterable[OpenOrderMemo]) -> OpenOrders:
+        totals = cls()
+        for order in orders:
+            totals = totals.plus(order)
+        return totals
+
+    def plus(self, order: OpenOrderMemo) -> OpenOrders:
+        by_symbol = dict(self.by_symbol)
+        by_symbol[order.symbol] = by_symbol.get(order.symbol, NO_ORDERS).plus(order)
+        if order.limit_price is None:
+            return OpenOrders(
+                self.limit_notional, (*self.market, (order.symbol, order.remaining)), by_symbol
+            )
+        notional = self.limit_notional + order.limit_price * order.remaining
+        return OpenOrders(notional, self.market, by_symbol)
+
+    def notional(self, mark: Callable[[str], Decimal | None]) -> Decimal:
+        """Price times quantity left over every open order, a market order at the mark."""
+        total = self.limit_notional
+        for symbol, left in self.market:
+            total += order_price(None, mark(symbol)) * left
+        return total
+
+
+@dataclass(frozen=True, slots=True)
 class AccountMemo:
     """What the checks need of one account, as of the account row's `version`.
 
@@ -90,7 +154,7 @@ class AccountMemo:
     version: int
     balances: Balances
     positions: tuple[PositionMemo, ...]
-    open_orders: tuple[OpenOrderMemo, ...]
+    open_orders: OpenOrders
     recent: tuple[RecentOrder, ...]
     start_equity: tuple[str, Decimal] | None
 
@@ -117,12 +181,21 @@ class SnapshotBuilder:
     # The account memo ------------------------------------------------------------------------
 
     async def memo_for(self, session: AsyncSession, account: TradingAccount) -> AccountMemo:
+        staged = repository.staging(session)
+        if staged is not None:
+            # An earlier order of this transaction changed the account: its memo, not yet
+            # committed, is the one that holds here.
+            memo = staged.memos.get(account.id)
+            if memo is not None and memo.version == account.version:
+                return memo  # type: ignore[no-any-return]
         memo = self._memos.get(account.id)
         if memo is not None and memo.version == account.version:
             return memo
         return await self._load(session, account)
 
     async def _load(self, session: AsyncSession, account: TradingAccount) -> AccountMemo:
+        # What earlier orders of the transaction staged is part of what is read here.
+        await self.deps.write_staged(session)
         balances = balances_from(
             account.id, account.currency, await repository.balances(session, account.id)
         )
@@ -137,7 +210,7 @@ class SnapshotBuilder:
             )
             for p in await repository.positions(session, account.id)
         )
-        open_orders = tuple(
+        open_orders = OpenOrders.of(
             OpenOrderMemo(row[0], row[1], Side(row[2]), row[3], row[4])
             for row in await repository.open_order_summaries(session, account.id)
         )
@@ -153,9 +226,9 @@ class SnapshotBuilder:
             )
             for row in await repository.recent_orders(session, account.id, RECENT_ORDERS)
         )
-        memo = AccountMemo(account.version, balances, positions, open_orders, recent, None)
-        self.remember(account.id, memo)
-        return memo
+        # Not remembered here: read inside a transaction that may still roll back, it would
+        # outlive it. The order's own memo is remembered once its transaction committed.
+        return AccountMemo(account.version, balances, positions, open_orders, recent, None)
 
     def remember(self, account_id: str, memo: AccountMemo) -> None:
         """Keep the newest memo of an account (called after its transaction committed)."""
@@ -196,11 +269,10 @@ class SnapshotBuilder:
             balances=replace(
                 balances, cash_held=balances.cash_held + order.hold_cash, shares_held=shares_held
             ),
-            open_orders=(
-                *memo.open_orders,
+            open_orders=memo.open_orders.plus(
                 OpenOrderMemo(
                     order.id, order.symbol, Side(order.side), order.quantity, order.limit_price
-                ),
+                )
             ),
         )
 
@@ -213,7 +285,10 @@ class SnapshotBuilder:
         account: TradingAccount,
         info: InstrumentInfo,
         intent: OrderIntent,
+        rows: repository.StagedWrites | None = None,
     ) -> tuple[RiskSnapshot, AccountMemo]:
+        """The snapshot the checks decide on, and the account's memo it came from. A
+        start-of-day row recorded on the way is staged in `rows`, if given."""
         deps = self.deps
         now = deps.clock.now_ns()
         trading_date = deps.session_date(now)
@@ -222,33 +297,17 @@ class SnapshotBuilder:
         memo = await self.memo_for(session, account)
         state = self.accounts.state_from(account, memo.balances, memo.positions)
         if memo.start_equity is None or memo.start_equity[0] != today:
-            start = await self.accounts.start_of_day_equity(session, account.id, state.equity)
+            await self.deps.write_staged(session)
+            start = await self.accounts.start_of_day_equity(
+                session, account.id, state.equity, rows=rows
+            )
             memo = replace(memo, start_equity=(today, start))
         state = replace(state, start_of_day_equity=memo.start_equity[1])  # type: ignore[index]
         market_halted, symbol_halted = deps.reference.halted(info.symbol)
 
-        open_buy = open_sell = 0
-        own_bid: Decimal | None = None
-        own_ask: Decimal | None = None
-        open_notional = ZERO
-        for order in memo.open_orders:
-            open_notional += order_price(order.limit_price, self.accounts.mark(order.symbol)) * (
-                order.remaining
-            )
-            if order.symbol != info.symbol:
-                continue
-            if order.side is Side.BUY:
-                open_buy += order.remaining
-                if order.limit_price is not None and (
-                    own_bid is None or order.limit_price > own_bid
-                ):
-                    own_bid = order.limit_price
-            else:
-                open_sell += order.remaining
-                if order.limit_price is not None and (
-                    own_ask is None or order.limit_price < own_ask
-                ):
-                    own_ask = order.limit_price
+        open_notional = memo.open_orders.notional(self.accounts.mark)
+        mine = memo.open_orders.by_symbol.get(info.symbol, NO_ORDERS)
+        open_buy, open_sell, own_bid, own_ask = mine.buy, mine.sell, mine.best_bid, mine.best_ask
         gross = open_notional
         position_row: PositionMemo | None = None
         for pos in memo.positions:
@@ -304,6 +363,7 @@ class SnapshotBuilder:
     ) -> ShortSaleState:
         if intent.side is not Side.SELL_SHORT:
             return ShortSaleState(locate_available=0, preborrow_available=0, penalty_box=False)
+        await self.deps.write_staged(session)  # the locates earlier orders used
         locate = preborrow = 0
         for row in await repository.locates_for(session, account_id, symbol, now):
             left = row.quantity - row.used_quantity
@@ -326,6 +386,7 @@ class SnapshotBuilder:
     ) -> DayTradeState:
         if account.account_type != AccountType.MARGIN:
             return DayTradeState(day_trades=0, total_trades=0, pdt_flagged=False)
+        await self.deps.write_staged(session)
         days = [
             d.isoformat()
             for d in self.deps.calendar.business_days_ending(trading_date, limits.pdt_window_days)

@@ -54,6 +54,9 @@ class StreamHub:
         self._connections: set[StreamConnection] = set()
         self.dropped_slow = 0
 
+    def connection_count(self) -> int:
+        return len(self._connections)
+
     def connect(self, user_id: str, accounts: Iterable[str]) -> StreamConnection:
         connection = StreamConnection(
             user_id=user_id, accounts=set(accounts), queue=asyncio.Queue(self._buffer)

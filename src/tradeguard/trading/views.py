@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response
 
+from tradeguard.core.masking import mask_account_number
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.bands import price_collar
 from tradeguard.trading import schemas as s
@@ -27,6 +28,15 @@ from tradeguard.trading.orders import PlaceOutcome, rejection
 IdPath = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
 SymbolPath = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,11}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
+AfterId = Annotated[
+    str | None,
+    Query(
+        min_length=36,
+        max_length=36,
+        pattern=r"^[0-9a-f-]{36}$",
+        description="The last id of the previous page",
+    ),
+]
 
 
 def trading(request: Request) -> TradingServices:
@@ -70,12 +80,15 @@ def order_out(order: Order) -> s.OrderOut:
     )
 
 
-def account_out(view: AccountView) -> s.AccountOut:
+def account_out(view: AccountView, *, full_number: bool = False) -> s.AccountOut:
+    """The account with its balances. The number is masked (`TG****5678`) unless
+    `full_number`: only the owner's own routes show it whole (staff reveal it through the
+    back office's audited unmask, field `account_number:<account id>`)."""
     state = view.state
     account = view.account
     return s.AccountOut(
         id=account.id,
-        number=account.number,
+        number=account.number if full_number else mask_account_number(account.number),
         type=account.account_type,
         status=account.status,
         trading_state=account.trading_state,
@@ -104,9 +117,10 @@ def account_out(view: AccountView) -> s.AccountOut:
 
 
 def account_summary(account: TradingAccount) -> s.AccountSummaryOut:
+    """An account in a staff listing: its number masked, like the support view's."""
     return s.AccountSummaryOut(
         id=account.id,
-        number=account.number,
+        number=mask_account_number(account.number),
         user_id=account.user_id,
         type=account.account_type,
         status=account.status,

@@ -10,6 +10,13 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tradeguard.access.anomalies import AccessAlertEvent
+from tradeguard.access.domain import AccessEvent
+from tradeguard.crypto.classes import DataClass
+from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.tokens import TokenRefusal
+from tradeguard.vault.cards import VaultEvent
+
 UNMATCHED_ROUTE: Final = "<unmatched>"
 
 # Standard methods keep their name; anything else a client invents is folded into OTHER so
@@ -116,3 +123,72 @@ class ConnectionMetrics:
 
     def refused(self, reason: str) -> None:
         self._closed.labels(reason).inc()
+
+
+# The ledger events that are security signals (docs/security/monitoring.md): counted by type
+# as they are appended, so the alert rules (deploy/prometheus/tradeguard-alerts.yml) see
+# sign-in failures, lockouts, refused factors and vault access as they happen. Only these
+# types become label values: the label set stays bounded whatever the ledger records.
+SECURITY_EVENTS: Final = frozenset(
+    {
+        IdentityEvent.LOGIN_FAILED,
+        IdentityEvent.LOGIN_THROTTLED,
+        IdentityEvent.MFA_FAILED,
+        IdentityEvent.ACCOUNT_LOCKED,
+        IdentityEvent.REFRESH_REUSE_DETECTED,
+        IdentityEvent.IP_REFUSED,
+        IdentityEvent.FACTOR_CLONE_SUSPECTED,
+        IdentityEvent.FACTORS_RESET,
+        IdentityEvent.ROLE_CHANGED,
+        VaultEvent.TOKEN_DETOKENIZED,
+        VaultEvent.TOKEN_DENIED,
+        AccessEvent.BREAKGLASS_TAKEN,
+        AccessEvent.APPROVAL_DENIED,
+        AccessAlertEvent.RAISED,
+    }
+)
+
+
+class SecurityMetrics:
+    """Security signals: security events by type, refused access tokens by reason, and
+    values that failed to decrypt by data class."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._events = Counter(
+            "tradeguard_security_events",
+            "Security events appended to the audit ledger, by event type.",
+            ("event",),
+            registry=registry,
+        )
+        self._tokens_refused = Counter(
+            "tradeguard_access_tokens_refused",
+            "Access tokens refused, by reason: 'signature' (does not verify under our key), "
+            "'unknown_key', 'expired', 'malformed'.",
+            ("reason",),
+            registry=registry,
+        )
+        self._decryption_failures = Counter(
+            "tradeguard_decryption_failures",
+            "Stored values that did not decrypt (tampered, copied to another row, or under a "
+            "key this process lacks), by data class.",
+            ("data_class",),
+            registry=registry,
+        )
+        # Every series exists from the start at 0, so `increase()` sees the first event and
+        # the alert rules' metric names are always exposed.
+        for event in SECURITY_EVENTS:
+            self._events.labels(str(event))
+        for reason in TokenRefusal:
+            self._tokens_refused.labels(reason.value)
+        for data_class in DataClass:
+            self._decryption_failures.labels(data_class.value)
+
+    def ledger_event(self, event_type: str) -> None:
+        if event_type in SECURITY_EVENTS:
+            self._events.labels(event_type).inc()
+
+    def token_refused(self, refusal: TokenRefusal) -> None:
+        self._tokens_refused.labels(refusal.value).inc()
+
+    def decryption_failed(self, data_class: DataClass) -> None:
+        self._decryption_failures.labels(data_class.value).inc()

@@ -19,6 +19,7 @@ from tradeguard.core.clock import Clock
 from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import PayloadTooLarge, RequestTimeout, TradeguardError
 from tradeguard.core.ids import IdGenerator
+from tradeguard.web.logging import redact_text
 from tradeguard.web.metrics import UNMATCHED_ROUTE, HttpMetrics
 from tradeguard.web.problems import send_problem
 from tradeguard.web.routing import ROUTE_TEMPLATE_KEY
@@ -65,8 +66,11 @@ error_logger = logging.getLogger("tradeguard.web.errors")
 def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
+            # A client's id is echoed in every log line and error body of its request: one
+            # that looks like a card number or tax id is replaced by ours, never repeated.
             if _REQUEST_ID_PATTERN.fullmatch(value):
-                return value.decode("ascii")
+                text = value.decode("ascii")
+                return text if redact_text(text) == text else None
             return None
     return None
 

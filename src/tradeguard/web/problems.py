@@ -22,6 +22,7 @@ from starlette.types import Send
 
 from tradeguard.core import errors
 from tradeguard.core.context import request_id_var
+from tradeguard.web.logging import redact_text
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -121,9 +122,16 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_CONTENT_TYPE
 
 
+def _scrubbed_instance(path: str) -> str:
+    """The request path as the problem's `instance`, with anything that looks like a card
+    number, tax id, token or email address masked: a client that puts one in a path segment
+    (`/cards/4111111111111111`) must not get it back in the error, nor have it logged."""
+    return redact_text(path)
+
+
 def problem_body(error: errors.TradeguardError, *, instance: str) -> dict[str, Any]:
     """The problem object for a tradeguard error, tagged with the current request id."""
-    body = error.to_problem(instance=instance)
+    body = error.to_problem(instance=_scrubbed_instance(instance))
     request_id = request_id_var.get()
     if request_id is not None:
         body["request_id"] = request_id
@@ -192,7 +200,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
         except ValueError:
             title = "Error"
         body = {"type": "about:blank", "title": title, "status": status}
-        body["instance"] = request.url.path
+        body["instance"] = _scrubbed_instance(request.url.path)
         request_id = request_id_var.get()
         if request_id is not None:
             body["request_id"] = request_id
@@ -247,9 +255,14 @@ async def _validation_error_handler(request: Request, exc: Exception) -> Respons
         error: errors.TradeguardError = errors.UnsupportedMediaType(SEND_JSON)
         return problem_response(error, instance=request.url.path)
     # Only where and what: pydantic's "input" and "ctx" members echo what the client sent,
-    # which may be a password, a card number or a token.
+    # which may be a password, a card number or a token. The location echoes the client's
+    # own key names (an unknown field) and the message a validator's text, so both are
+    # scrubbed too: a card number sent as a key must not come back.
     details = [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+        {
+            "loc": [redact_text(str(part)) for part in error.get("loc", ())],
+            "msg": redact_text(str(error.get("msg", ""))),
+        }
         for error in validation_error.errors()
     ]
     error = errors.InvalidInput("The request did not pass validation", errors=details)

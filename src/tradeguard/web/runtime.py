@@ -26,7 +26,8 @@ class Runtime:
     redis: Redis | None = None
 
 
-def get_runtime(connection: HTTPConnection) -> Runtime:
-    """FastAPI dependency: the runtime of the app serving this request."""
+async def get_runtime(connection: HTTPConnection) -> Runtime:
+    """FastAPI dependency: the runtime of the app serving this request (`async`, though it
+    waits for nothing: FastAPI runs a plain `def` dependency on a worker thread)."""
     runtime: Runtime = connection.app.state.runtime
     return runtime

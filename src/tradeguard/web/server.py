@@ -173,6 +173,8 @@ def build_uvicorn_config(
         # Clients only ever send small control messages over WebSocket (auth, ping): a frame
         # above this closes the connection (1009) instead of pinning megabytes of memory.
         ws_max_size=WEBSOCKET_MAX_MESSAGE_BYTES,
+        ws_ping_interval=settings.stream_ping_interval_seconds,
+        ws_ping_timeout=settings.stream_ping_timeout_seconds,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
         # Logging is ours (JSON, redacted); the access log is written by the middleware.

@@ -5,8 +5,10 @@ event, mailed to compliance and administrators (the development mailbox)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from tests.integration.access.support import (
     alert_mail,
@@ -225,6 +227,38 @@ class TestCheckpoint:
         assert len(await stored_alerts(api)) == 1
 
 
+class TestCustomersEvents:
+    async def test_customers_events_are_passed_over_without_reading_their_documents(
+        self, api: Api
+    ) -> None:
+        async with api.client("198.51.100.80") as client:
+            sam = await enrol_staff(api, client, "sam", Role.SUPPORT)
+            await scan(api)  # caught up
+            await customer_accounts(api, 3)  # events of customers and of the setup, no staff
+            await settle(api.engine)
+            statements: list[str] = []
+
+            def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+                statements.append(statement)
+
+            event.listen(api.engine.sync_engine, "before_cursor_execute", note)
+            try:
+                passed = await alert_services(api).detector.scan()  # already chained: settled
+            finally:
+                event.remove(api.engine.sync_engine, "before_cursor_execute", note)
+            assert passed.events > 0
+            assert passed.observations == 0
+            assert not [s for s in statements if "audit_event.body" in s]
+
+            # A staff member's events among them are read and judged as before.
+            for _ in range(3):
+                await sam.get(HALTS)
+            await customer_accounts(api, 2, prefix="more")
+            judged = await scan(api)
+        assert judged.observations == 3
+        assert judged.events > judged.observations
+
+
 class TestGrantUse:
     @pytest.mark.spec("IAC-4")
     async def test_a_grant_used_outside_its_scope_raises_an_alert(self, api: Api) -> None:
@@ -301,12 +335,18 @@ class TestStaffChecksCarryContext:
             await register_verified(api, client, "tina")
             tina = (await login(client, "tina"))["access_token"]
             assert (await client.get("/api/v1/accounts", headers=bearer(tina))).status_code == 200
-        checks = [e["data"] for e in await audit_events(api, PERMISSION_CHECKED)]
+        events = await audit_events(api, PERMISSION_CHECKED)
+        checks = [e["data"] for e in events]
         staff_reads = [d for d in checks if "params" in d]
         trader_check = [d for d in checks if d["route"] == "/api/v1/accounts"]
+        staff_addresses = [e["personal"] for e in events if "params" in e["data"]]
+        trader_events = [e for e in events if e["data"]["route"] == "/api/v1/accounts"]
 
         assert staff_reads[0]["params"] == {"account_id": account}
-        assert staff_reads[0]["ip"] == "198.51.100.95"
+        # The address is the staff member's personal data: sealed under their subject key.
+        assert staff_addresses[0] == {"ip": "198.51.100.95"}
+        assert "ip" not in staff_reads[0]
+        assert "personal" not in trader_events[0]
         assert staff_reads[0]["route"] == "/api/v1/admin/accounts/{account_id}"
         # Query parameters that name a customer count too, bounded in length.
         assert staff_reads[1]["params"] == {"user_id": "x" * 64}

@@ -158,3 +158,53 @@ class TestScopedGrants:
             )
             assert glass.status_code == 422, glass.text
             assert glass.headers["content-type"].startswith("application/problem+json")
+
+
+class TestIndirectCustomers:
+    """Attack (M1): a grant scoped to alice used on a change whose route names its customer
+    only in the body (opening an account with `user_id`, a halt with `target`) raised no
+    alert: the detector judged only the route's parameters."""
+
+    @pytest.mark.spec("IAC-4")
+    async def test_a_scoped_change_naming_no_customer_raises_an_alert_a_scoped_read_none(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            ada = await staff(api, client, "ada", Role.ADMIN, AccessLevel.READ_ONLY)
+            bob = await staff(api, client, "bob")
+            alice, carl = await customers(api, "alice", "carl")
+            asked = await ada.post(
+                f"{ACCESS}/requests",
+                {
+                    "permission": "admin:config",
+                    "reason": REASON,
+                    "minutes": 30,
+                    "customers": [alice],
+                },
+            )
+            assert asked.status_code == 201, asked.text
+            assert (await decide(bob, asked.json()["id"], "approve")).status_code == 200
+            # Reads: one naming alice, one naming nobody (a list): no alert.
+            inside = await ada.get("/api/v1/admin/accounts", params={"user_id": alice})
+            assert inside.status_code == 200, inside.text
+            halts = await ada.get("/api/v1/admin/halts")
+            assert halts.status_code == 200, halts.text
+            assert (await scan(api)).alerts == 0
+            # A change whose customer (carl) is only in the body.
+            opened = await ada.post("/api/v1/admin/accounts", {"user_id": carl})
+            assert opened.status_code == 201, opened.text
+            assert (await scan(api)).alerts == 1
+        checks = [
+            e["data"]
+            for e in await audit_events(api, PERMISSION_CHECKED)
+            if e["data"].get("grant_id") == asked.json()["id"]
+        ]
+        assert [(c["method"], "params" in c) for c in checks] == [
+            ("GET", True),
+            ("GET", False),
+            ("POST", False),
+        ]
+        [alert] = await stored_alerts(api)
+        assert alert.rule == AnomalyRule.GRANT_OUT_OF_SCOPE
+        assert alert.staff_user_id == ada.user_id
+        assert carl not in alert.summary

@@ -213,6 +213,70 @@ class TestWhoMayApprove:
             (loop["id"], "dependent_authority"),
         ]
 
+    @pytest.mark.spec("IAC-1", "RBAC-5")
+    async def test_approval_authority_lent_through_a_third_admin_is_refused(self, api: Api) -> None:
+        """Attack (L1): ada approves ben's `admin` level grant (it includes access:approve);
+        ben approves gina's access:approve; gina then approves ada's own request. gina's
+        authority comes from ada, two steps away."""
+        async with api.client() as client:
+            ada = await staff(api, client, "ada")  # standing admin level: may approve
+            ben = await staff(api, client, "ben", level=AccessLevel.ENGINEER)
+            gina = await staff(api, client, "gina", level=AccessLevel.ENGINEER)
+            dee = await staff(api, client, "dee", level=AccessLevel.READ_ONLY)
+            carol = await staff(api, client, "carol")  # standing, independent of everyone
+            bens = await ask(ben, "admin", minutes=60)
+            assert (await decide(ada, bens["id"], "approve")).status_code == 200
+            ginas = await ask(gina, "access:approve", minutes=60)
+            assert (await decide(ben, ginas["id"], "approve")).status_code == 200
+            await set_level(api, ada.user_id, AccessLevel.READ_ONLY)
+            adas = await ask(ada, "admin:users")
+            before = await snapshot(api)
+            lent = await decide(gina, adas["id"], "approve")
+            after = await snapshot(api)
+            # ben's authority comes straight from ada: refused as before.
+            direct = await decide(ben, adas["id"], "approve")
+            # gina's authority is not from dee: she may decide dee's request.
+            dees = await ask(dee, "admin:users")
+            unrelated = await decide(gina, dees["id"], "approve")
+            # Someone whose authority does not come from ada approves her request.
+            independent = await decide(carol, adas["id"], "approve")
+        assert is_problem(lent, 403, "forbidden"), lent.text
+        assert "through other admins" in lent.json()["detail"]
+        assert after[0] == before[0]
+        assert is_problem(direct, 403, "forbidden")
+        assert unrelated.status_code == 200, unrelated.text
+        assert independent.status_code == 200, independent.text
+        denied = await audit_events(api, AccessEvent.APPROVAL_DENIED)
+        assert [(e["data"]["grant_id"], e["data"]["why"]) for e in denied] == [
+            (adas["id"], "dependent_authority"),
+            (adas["id"], "dependent_authority"),
+        ]
+        approved = await audit_events(api, AccessEvent.GRANT_APPROVED)
+        by_grant = {e["data"]["grant_id"]: e["data"]["authority"] for e in approved}
+        assert by_grant[dees["id"]] == ginas["id"]
+        assert by_grant[adas["id"]] == "standing"
+
+    @pytest.mark.spec("IAC-1", "IAC-2")
+    async def test_a_level_raise_by_authority_lent_through_a_third_admin_is_refused(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            ada = await staff(api, client, "ada")
+            ben = await staff(api, client, "ben", level=AccessLevel.ENGINEER)
+            gina = await staff(api, client, "gina", level=AccessLevel.ENGINEER)
+            bens = await ask(ben, "admin", minutes=60)
+            assert (await decide(ada, bens["id"], "approve")).status_code == 200
+            ginas = await ask(gina, "admin", minutes=60)
+            assert (await decide(ben, ginas["id"], "approve")).status_code == 200
+            await set_level(api, ada.user_id, AccessLevel.READ_ONLY)
+            raised = await gina.put(
+                f"{ACCESS}/staff/{ada.user_id}/level", {"level": "admin", "reason": "rota"}
+            )
+        assert is_problem(raised, 403, "forbidden"), raised.text
+        assert "someone else approved" in raised.json()["detail"]
+        changed = await audit_events(api, AccessEvent.LEVEL_CHANGED)
+        assert ("read-only", "admin") not in [(e["data"]["from"], e["data"]["to"]) for e in changed]
+
     @pytest.mark.spec("RBAC-5")
     async def test_traders_and_support_cannot_approve(self, api: Api) -> None:
         async with api.client() as client:

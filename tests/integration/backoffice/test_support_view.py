@@ -19,6 +19,7 @@ from tests.support.backoffice import (
     staff,
     token_works,
 )
+from tests.support.cases import Cases
 from tradeguard.access.domain import Role
 from tradeguard.identity.guard import PERMISSION_CHECKED
 from tradeguard.web.route_policy import route_permissions
@@ -81,6 +82,20 @@ class TestMaskedProfile:
         assert log["next_cursor"] is None
 
 
+BAD_UNMASKS: dict[str, dict[str, str]] = {
+    "unknown-field": {"field": "password", "reason": REASON},
+    "another-customers-factor": {"field": f"phone:{UNKNOWN_ID}", "reason": REASON},
+    "malformed-field": {"field": "email:extra", "reason": REASON},
+    "empty-reason": {"field": "email", "reason": ""},
+    "blank-reason": {"field": "email", "reason": "   \t  "},
+    "short-reason": {"field": "email", "reason": "because"},
+    "markup-only-reason": {"field": "email", "reason": "<b></b><i></i><u></u>"},
+    "oversized-reason": {"field": "email", "reason": "x" * 501},
+    "extra-member": {"field": "email", "reason": REASON, "value": "x"},
+    "no-field": {"reason": REASON},
+}
+
+
 class TestUnmask:
     @pytest.mark.spec("IAC-1", "IAC-4", "RBAC-1")
     async def test_unmasking_needs_a_reason_is_audited_and_shows_in_the_customers_log(
@@ -131,45 +146,21 @@ class TestUnmask:
         # Tags, bidirectional overrides and line breaks are gone; the words stay.
         assert log["items"][0]["reason"] == "alert(1) Ticket 4711: confirm address"
 
-    @pytest.mark.parametrize(
-        "body",
-        [
-            {"field": "password", "reason": REASON},
-            {"field": f"phone:{UNKNOWN_ID}", "reason": REASON},
-            {"field": "email:extra", "reason": REASON},
-            {"field": "email", "reason": ""},
-            {"field": "email", "reason": "   \t  "},
-            {"field": "email", "reason": "because"},
-            {"field": "email", "reason": "<b></b><i></i><u></u>"},
-            {"field": "email", "reason": "x" * 501},
-            {"field": "email", "reason": REASON, "value": "x"},
-            {"reason": REASON},
-        ],
-        ids=[
-            "unknown-field",
-            "another-customers-factor",
-            "malformed-field",
-            "empty-reason",
-            "blank-reason",
-            "short-reason",
-            "markup-only-reason",
-            "oversized-reason",
-            "extra-member",
-            "no-field",
-        ],
-    )
-    async def test_bad_input_is_a_problem_and_reveals_and_records_nothing(
-        self, api: Api, body: dict[str, str]
-    ) -> None:
+    async def test_bad_input_is_a_problem_and_reveals_and_records_nothing(self, api: Api) -> None:
+        cases = Cases()
         async with api.client() as client, api.client("198.51.100.20") as desk:
             alice = await customer(api, client, phone=False)
             sam = await staff(api, desk, "sam")
-            response = await sam.post(f"{CUSTOMERS}/{alice.user_id}/unmask", body)
-            log = await access_log(alice.trader)
-        assert is_problem(response, 422, "invalid-input"), response.text
-        assert "alice@example.com" not in response.text
-        assert await events_of(api, "backoffice:customer:unmasked") == []
-        assert log["items"] == []
+            for case_id, body in BAD_UNMASKS.items():
+                response = await sam.post(f"{CUSTOMERS}/{alice.user_id}/unmask", body)
+                log = await access_log(alice.trader)
+                unmasked = await events_of(api, "backoffice:customer:unmasked")
+                with cases.case(case_id):
+                    assert is_problem(response, 422, "invalid-input"), response.text
+                    assert "alice@example.com" not in response.text
+                    assert unmasked == []
+                    assert log["items"] == []
+        cases.check()
 
     async def test_an_admin_reads_masked_but_cannot_unmask(self, api: Api) -> None:
         async with api.client() as client, api.client("198.51.100.20") as desk:
@@ -231,7 +222,10 @@ class TestWhoMayLook:
         for response in (unknown, staff_member, unmask_unknown):
             assert is_problem(response, 404, "not-found")
         assert unknown.json()["detail"] == staff_member.json()["detail"]
-        assert "ada" not in staff_member.text
+        # Nothing about the staff member (name, email) comes back; the request path echoed
+        # in `instance` holds her random id, which may contain the letters "ada" by chance.
+        shown = {k: v for k, v in staff_member.json().items() if k != "instance"}
+        assert "ada" not in json.dumps(shown)
         assert is_problem(malformed, 422, "invalid-input")
         assert await events_of(api, "backoffice:customer:viewed") == []
 
@@ -424,6 +418,21 @@ class TestAccessLog:
         assert sam_log["items"] == []  # what staff did to others is not in their own log
         assert is_problem(bad_cursor, 422, "invalid-input")
         assert is_problem(over_limit, 422, "invalid-input")
+
+    async def test_unknown_query_parameters_are_refused_like_the_other_filtered_lists(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            alice = await customer(api, client, phone=False)
+            misspelt = await alice.trader.get("/api/v1/me/access-log", params={"limits": 1})
+            extra = await alice.trader.get(
+                "/api/v1/me/access-log", params={"limit": 1, "customer_id": alice.user_id}
+            )
+            fine = await alice.trader.get("/api/v1/me/access-log", params={"limit": 1})
+
+        assert is_problem(misspelt, 422, "invalid-input")
+        assert is_problem(extra, 422, "invalid-input")
+        assert fine.status_code == 200, fine.text
 
     async def test_the_log_needs_a_session(self, api: Api) -> None:
         async with api.client() as client:

@@ -21,6 +21,7 @@ from tests.support.backoffice import (
     staff,
     token_works,
 )
+from tests.support.cases import Cases
 from tests.support.trading import Trader
 from tradeguard.access.domain import AccessLevel, Role
 from tradeguard.backoffice.common import Actor
@@ -163,17 +164,17 @@ class TestRoleAndSignOut:
         assert to_admin.json()["sessions_ended"] >= 1
         assert not old_token_works
         assert is_problem(same, 409, "nothing-to-change")
-        assert back.status_code == 200, back.text
+        # Staff never become customers (the lock off-boards them): see TestStaffStaysStaff.
+        assert is_problem(back, 409, "staff-stays-staff")
         # What was asked for under the old role is withdrawn; nothing stays open.
         mine = [r for r in requests if r["id"] == pending.json()["id"]]
         assert [r["status"] for r in mine] == ["withdrawn"]
         changes = await events_of(api, "identity:user:role_changed")
         assert [(e["data"]["from"], e["data"]["to"]) for e in changes] == [
             ("COMPLIANCE", "ADMIN"),
-            ("ADMIN", "TRADER"),
         ]
         assert member is not None
-        assert member.level is None  # a trader again: no access level
+        assert member.level is AccessLevel.READ_ONLY  # the new role starts at read-only
 
     @pytest.mark.spec("RBAC-1", "IAC-4")
     async def test_forced_sign_out_revokes_every_token_at_once(self, api: Api) -> None:
@@ -206,6 +207,34 @@ class TestRoleAndSignOut:
         assert {e["data"]["reason"] for e in revoked} == {"staff_sign_out"}
         assert {e["actor"]["id"] for e in revoked} == {ada.user_id}
         assert [e["action"] for e in log["items"]] == ["signed_out"]
+
+
+class TestStaffStaysStaff:
+    """Attack (H2): one admin demotes another staff member to TRADER; the account could then
+    never be staff again and the email never be re-invited. Refused: lock to off-board."""
+
+    @pytest.mark.spec("RBAC-1", "IAC-3")
+    @pytest.mark.parametrize("victim_role", [Role.ADMIN, Role.COMPLIANCE, Role.SUPPORT])
+    async def test_an_admin_cannot_turn_a_staff_member_into_a_customer(
+        self, api: Api, victim_role: Role
+    ) -> None:
+        async with api.client() as client, api.client("198.51.100.20") as desk:
+            ada = await staff(api, desk, "ada", Role.ADMIN)
+            ben = await staff(api, client, "ben", victim_role)
+            demoted = await ada.put(
+                f"{USERS}/{ben.user_id}/role", {"role": "TRADER", "reason": REASON}
+            )
+            ben_still_works = await token_works(client, ben.access)
+            row = await user_row(ada, "ben")
+            lock = await ada.post(f"{USERS}/{ben.user_id}/lock", {"reason": REASON})
+        assert is_problem(demoted, 409, "staff-stays-staff")
+        assert "lock" in demoted.json()["detail"]
+        assert ben_still_works
+        assert row["role"] == victim_role.value
+        assert await events_of(api, "identity:user:role_changed") == []
+        assert await events_of(api, "backoffice:user:role_changed") == []
+        # Off-boarding is the lock, which is still open to the admin.
+        assert lock.status_code == 200, lock.text
 
 
 class TestSelfAction:
@@ -352,53 +381,49 @@ class TestFactorReset:
         assert is_problem(approve_after, 409, "reset-request-closed")
         assert is_problem(unknown, 404, "not-found")
         assert still
+        # The user was warned a reset was asked for; they are told it will not happen (L3a).
+        subjects = [m["subject"] for m in await api.outbox(to=alice.email)]
+        assert "The reset of your tradeguard sign-in factors was refused" in subjects
+        assert "Your tradeguard sign-in factors were reset" not in subjects
+
+
+BAD_ADMIN_INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lock-no-reason": ("lock", {}),
+    "lock-empty-reason": ("lock", {"reason": ""}),
+    "lock-short-reason": ("lock", {"reason": "too short"}),
+    "lock-oversized-reason": ("lock", {"reason": "y" * 501}),
+    "lock-extra-member": ("lock", {"reason": REASON, "force": True}),
+    "role-unknown": ("role", {"role": "ROOT", "reason": REASON}),
+    "role-no-reason": ("role", {"role": "ADMIN"}),
+    "sign-out-control-characters": (
+        "sign-out",
+        {"reason": "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000b"},
+    ),
+    "reset-markup-reason": ("factor-resets", {"reason": "<p></p>"}),
+}
 
 
 class TestAdminInputs:
-    @pytest.mark.parametrize(
-        ("path", "body"),
-        [
-            ("lock", {}),
-            ("lock", {"reason": ""}),
-            ("lock", {"reason": "too short"}),
-            ("lock", {"reason": "y" * 501}),
-            ("lock", {"reason": REASON, "force": True}),
-            ("role", {"role": "ROOT", "reason": REASON}),
-            ("role", {"role": "ADMIN"}),
-            (
-                "sign-out",
-                {"reason": "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000b"},
-            ),
-            ("factor-resets", {"reason": "<p></p>"}),
-        ],
-        ids=[
-            "lock-no-reason",
-            "lock-empty-reason",
-            "lock-short-reason",
-            "lock-oversized-reason",
-            "lock-extra-member",
-            "role-unknown",
-            "role-no-reason",
-            "sign-out-control-characters",
-            "reset-markup-reason",
-        ],
-    )
-    async def test_bad_input_is_a_problem_and_changes_nothing(
-        self, api: Api, path: str, body: dict[str, Any]
-    ) -> None:
+    async def test_bad_input_is_a_problem_and_changes_nothing(self, api: Api) -> None:
+        cases = Cases()
         async with api.client() as client, api.client("198.51.100.20") as desk:
             alice = await customer(api, client, phone=False)
             ada = await staff(api, desk, "ada", Role.ADMIN)
-            url = f"{USERS}/{alice.user_id}/{path}"
-            response = await (ada.put(url, body) if path == "role" else ada.post(url, body))
-            row = await user_row(ada, "alice")
-            still = await token_works(client, alice.trader.access)
-        assert is_problem(response, 422, "invalid-input"), response.text
-        assert row["status"] == "active"
-        assert row["role"] == "TRADER"
-        assert still
-        assert await events_of(api, "identity:session:revoked") == []
-        assert await events_of(api, "backoffice:factor_reset:requested") == []
+            for case_id, (path, body) in BAD_ADMIN_INPUTS.items():
+                url = f"{USERS}/{alice.user_id}/{path}"
+                response = await (ada.put(url, body) if path == "role" else ada.post(url, body))
+                row = await user_row(ada, "alice")
+                still = await token_works(client, alice.trader.access)
+                revoked = await events_of(api, "identity:session:revoked")
+                resets = await events_of(api, "backoffice:factor_reset:requested")
+                with cases.case(case_id):
+                    assert is_problem(response, 422, "invalid-input"), response.text
+                    assert row["status"] == "active"
+                    assert row["role"] == "TRADER"
+                    assert still
+                    assert revoked == []
+                    assert resets == []
+        cases.check()
 
     async def test_bad_and_unknown_ids_change_nothing(self, api: Api) -> None:
         async with api.client("198.51.100.20") as desk:

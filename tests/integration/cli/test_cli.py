@@ -12,12 +12,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.ledger import tamper_event_body
+from tests.support.ledger import settle, tamper_event_body
+from tradeguard.cli.common import settings_from
 from tradeguard.cli.main import app
-from tradeguard.db.engine import create_engine
+from tradeguard.core.clock import SystemClock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.password_hashing import PasswordHasher
+from tradeguard.ledger.domain import LedgerEvent
+from tradeguard.ledger.service import Ledger
 
 runner = CliRunner()
+# The origin and listen address as the tests set them, whatever the environment says.
+ORIGIN_UNSET = {"TRADEGUARD_PUBLIC_ORIGIN": None, "TRADEGUARD_HOST": None, "TRADEGUARD_PORT": None}
 
 COMMANDS = [
     [],
@@ -49,6 +56,20 @@ def tamper(data_dir: Path, seq: int) -> None:
     async def run() -> None:
         engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
         await tamper_event_body(engine, seq=seq, new_body=b'{"forged":true}')
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def append_events(data_dir: Path, count: int) -> None:
+    async def run() -> None:
+        engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
+        clock = SystemClock()
+        ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+        async with unit_of_work(session_factory(engine)) as session:
+            for n in range(count):
+                await ledger.append(session, LedgerEvent(type="test:cli:event", data={"n": n}))
+        await settle(engine)
         await engine.dispose()
 
     asyncio.run(run())
@@ -113,6 +134,21 @@ class TestInitAndAudit:
         assert report["ok"] is True
         assert report["verified"] == 1
 
+    def test_init_makes_the_audit_log_signing_key_and_prints_its_public_key(
+        self, tmp_path: Path
+    ) -> None:
+        data = tmp_path / "var"
+        first = runner.invoke(app, ["init", "--data-dir", str(data)])
+        second = runner.invoke(app, ["init", "--data-dir", str(data)])
+        listed = runner.invoke(app, ["audit", "keys", "list", "--data-dir", str(data)])
+        assert first.exit_code == 0, first.output
+        vkey = first.output.split("audit log vkey", 1)[1].split()[0]
+        assert "audit log key    created" in first.output
+        assert "audit log key    created" not in second.output
+        assert f"audit log vkey   {vkey}" in second.output
+        assert listed.output.split() == [vkey]
+        assert (data / "keys" / "ledger" / "active.pem").stat().st_mode & 0o077 == 0
+
     @pytest.mark.spec("AUD-2", "ENC-3")
     def test_audit_verify_names_the_first_tampered_sequence(self, tmp_path: Path) -> None:
         runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
@@ -120,6 +156,28 @@ class TestInitAndAudit:
         result = runner.invoke(app, ["audit", "verify", "--data-dir", str(tmp_path)])
         assert result.exit_code == 1
         assert "first bad sequence 1" in result.output
+
+    @pytest.mark.spec("AUD-2")
+    def test_audit_verify_in_worker_processes_names_the_same_sequence(self, tmp_path: Path) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        append_events(tmp_path, 40)
+        clean = runner.invoke(
+            app, ["audit", "verify", "--workers", "3", "--data-dir", str(tmp_path)]
+        )
+        tamper(tmp_path, seq=28)
+        tampered = runner.invoke(
+            app, ["audit", "verify", "--workers", "3", "--json", "--data-dir", str(tmp_path)]
+        )
+        refused = runner.invoke(
+            app, ["audit", "verify", "--workers", "0", "--data-dir", str(tmp_path)]
+        )
+        assert clean.exit_code == 0, clean.output
+        assert "41 events verified" in clean.output
+        assert tampered.exit_code == 1
+        report = json.loads(tampered.output)
+        assert (report["first_bad_seq"], report["failure"]) == (28, "event_altered")
+        assert report["verified"] == 27
+        assert refused.exit_code == 2
 
     def test_verify_without_a_database_fails_and_creates_nothing(self, tmp_path: Path) -> None:
         target = tmp_path / "missing"
@@ -238,6 +296,40 @@ class TestUsersAndKeys:
         assert "not a staff role" in trader.output
         verify = runner.invoke(app, ["audit", "verify", "--json", "--data-dir", str(tmp_path)])
         assert json.loads(verify.output)["ok"] is True
+
+    def test_the_printed_origin_is_the_one_a_server_with_these_settings_uses(
+        self, tmp_path: Path
+    ) -> None:
+        runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+        args = ["users", "invite-staff", "--data-dir", str(tmp_path), "--role", "ADMIN"]
+
+        default = runner.invoke(app, [*args, "--email", "a@example.com"], env=ORIGIN_UNSET)
+        moved = runner.invoke(
+            app,
+            [*args, "--email", "b@example.com"],
+            env={**ORIGIN_UNSET, "TRADEGUARD_PORT": "9443"},
+        )
+        configured = runner.invoke(
+            app,
+            [*args, "--email", "c@example.com"],
+            env={**ORIGIN_UNSET, "TRADEGUARD_PUBLIC_ORIGIN": "https://[fd00::1]:8443"},
+        )
+
+        assert default.exit_code == moved.exit_code == configured.exit_code == 0
+        # `make run` serves https://localhost:8443: the printed address is that server's.
+        serve_default = settings_from(tmp_path).public_origin
+        assert serve_default == "https://localhost:8443"
+        lines = default.output.splitlines()
+        assert lines[2].startswith(f"redeem at {serve_default}/api/v1/auth/staff-enrolment/")
+        # Derived from this command's own port: say so, and how to match another server.
+        assert "derived from TRADEGUARD_HOST and TRADEGUARD_PORT (port 8443)" in lines[3]
+        assert "TRADEGUARD_PUBLIC_ORIGIN" in lines[3]
+        assert "https://localhost:9443/api/v1/auth/staff-enrolment/options" in moved.output
+        # A configured origin is printed as configured (an IPv6 literal is not markup), with
+        # nothing to warn about.
+        lines = configured.output.splitlines()
+        assert lines[2].startswith("redeem at https://[fd00::1]:8443/api/v1/auth/staff-enrolment")
+        assert len(lines) == 3
 
     def test_an_address_with_an_account_is_not_invited(self, tmp_path: Path) -> None:
         runner.invoke(app, ["init", "--data-dir", str(tmp_path)])

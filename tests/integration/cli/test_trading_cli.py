@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -17,10 +20,11 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
-from tradeguard.identity.container import build_identity
+from tradeguard.identity.container import start_identity
 from tradeguard.identity.password_hashing import Argon2Parameters
 
 runner = CliRunner()
+UNKNOWN_ORDER = "00000000-0000-7000-8000-000000000000"
 
 TRADING_COMMANDS = [
     ["trading"],
@@ -59,7 +63,7 @@ def data_dir(tmp_path: Path) -> Path:
         settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
         engine = create_engine(settings.main_database_url)
         clock = SystemClock()
-        identity = build_identity(
+        identity = await start_identity(
             settings,
             clock=clock,
             ids=IdGenerator(clock),
@@ -79,6 +83,14 @@ def data_dir(tmp_path: Path) -> Path:
 
     asyncio.run(trader())
     return directory
+
+
+def ledger(data_dir: Path, event_type: str) -> list[dict[str, Any]]:
+    with closing(sqlite3.connect(data_dir / "tradeguard.db")) as db:
+        rows = db.execute(
+            "SELECT body FROM audit_event WHERE event_type = ? ORDER BY pk", (event_type,)
+        ).fetchall()
+    return [json.loads(body) for (body,) in rows]
 
 
 class TestHelp:
@@ -158,6 +170,81 @@ class TestTradingCommands:
         assert code == 1
         assert f"acct:{account_id}:cash" in out
         assert "balance 1000000 but its entries sum to 100" in out
+
+    @pytest.mark.spec("IAC-4")
+    def test_what_the_operator_reads_or_changes_shows_in_the_owners_access_log(
+        self, data_dir: Path
+    ) -> None:
+        _, out = run(data_dir, "trading", "accounts", "open", "tina")
+        account_id, number = out.split()[1], out.split()[2].strip("(,")
+        assert "****" in number  # masked: prefix and last four only
+        steps = [
+            ["trading", "accounts", "adjust", account_id, "100.00", "--reason", "deposit"],
+            [
+                "trading",
+                "accounts",
+                "status",
+                account_id,
+                "--trading-state",
+                "REDUCING",
+                "--reason",
+                "margin call",
+            ],
+            ["trading", "halt", "--account", account_id, "--reason", "suspected takeover"],
+            ["trading", "resume", "--account", account_id, "--reason", "customer verified"],
+            ["trading", "orders", "list", account_id],
+            ["trading", "accounts", "list"],
+        ]
+        for argv in steps:
+            code, out = run(data_dir, *argv)
+            assert code == 0, out
+        # A refused change writes nothing.
+        assert run(data_dir, "trading", "orders", "cancel", account_id, UNKNOWN_ORDER)[0] == 1
+        with closing(sqlite3.connect(data_dir / "tradeguard.db")) as db:
+            (tina,) = db.execute("SELECT id FROM users WHERE username = 'tina'").fetchone()
+            rows = db.execute(
+                "SELECT customer_id, actor, actor_role, action, reason"
+                " FROM backoffice_access_log ORDER BY created_ns"
+            ).fetchall()
+        assert [row[3] for row in rows] == [
+            "trading_account_opened",
+            "cash_adjusted",
+            "trading_account_status_changed",
+            "trading_account_halted",
+            "trading_account_resumed",
+            "trading_account_viewed",
+            "trading_accounts_listed",
+        ]
+        assert {row[0] for row in rows} == {tina}
+        assert {row[2] for row in rows} == {"OPERATOR"}
+        assert all(str(row[1]).startswith("operator:") for row in rows)
+        assert [row[4] for row in rows][1:5] == [
+            "deposit",
+            "margin call",
+            "suspected takeover",
+            "customer verified",
+        ]
+        # Attack (M3b): the operator's reads were in the access log but not in the ledger.
+        # Each is a ledger event naming the operator and the customers read.
+        viewed = ledger(data_dir, "trading:account:viewed")
+        listed_events = ledger(data_dir, "trading:account:listed")
+        assert [(e["actor"]["kind"], e["subject"]) for e in viewed] == [
+            ("operator", {"kind": "account", "id": account_id})
+        ]
+        assert viewed[0]["data"]["customers"] == [tina]
+        assert [e["data"] for e in listed_events] == [
+            {"user_id": None, "accounts": 1, "customers": [tina]}
+        ]
+        assert listed_events[0]["actor"] == viewed[0]["actor"]
+        assert str(viewed[0]["actor"]["id"]) == str(rows[0][1]).removeprefix("operator:")
+        _, listed = run(data_dir, "trading", "accounts", "list")
+        with closing(sqlite3.connect(data_dir / "tradeguard.db")) as db:
+            (full,) = db.execute("SELECT number FROM trading_accounts").fetchone()
+        assert full not in listed
+        assert len(ledger(data_dir, "trading:account:listed")) == 2
+        # A refused read (no such account) is no ledger event.
+        assert run(data_dir, "trading", "orders", "list", UNKNOWN_ORDER)[0] == 1
+        assert len(ledger(data_dir, "trading:account:viewed")) == 1
 
     @pytest.mark.parametrize(
         ("argv", "expected"),

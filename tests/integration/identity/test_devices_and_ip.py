@@ -250,9 +250,9 @@ class TestIpAllowlist:
         assert inside.status_code == 200
         assert outside_refresh.status_code == 401
         events = await audit_events(api, "identity:ip_allowlist:refused")
-        assert [e["data"]["ip"] for e in events] == [OUTSIDE_IP, OUTSIDE_IP]
+        assert [e["personal"]["ip"] for e in events] == [OUTSIDE_IP, OUTSIDE_IP]
         changes = await audit_events(api, "identity:ip_allowlist:changed")
-        assert [e["data"]["cidrs"] for e in changes] == [["203.0.113.0/24"]]
+        assert [e["personal"]["cidrs"] for e in changes] == [["203.0.113.0/24"]]
 
     @pytest.mark.spec("SESS-4", "ACCT-3", "AUTH-1")
     async def test_a_login_from_outside_the_list_gets_the_generic_failure(self, api: Api) -> None:

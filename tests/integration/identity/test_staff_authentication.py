@@ -606,6 +606,29 @@ class TestWebAuthnStepUp:
         assert_problem(refused, 401, "webauthn-authentication-rejected")
         assert_problem(still_gated, 403, "step-up-required")
 
+    async def test_a_challenge_shown_by_another_session_is_burnt_for_its_own_session_too(
+        self, api: Api
+    ) -> None:
+        key = SoftwareAuthenticator()
+        async with api.client() as client:
+            mine = await session_with_fresh_key(api, client, key, "tom")
+            other = await login_with_key(api, client, key, "tom")
+            theirs = str(other.json()["access_token"])
+            past_step_up_window(api)
+            started = await step_up_options(client, theirs)
+            assertion = key.get(json.dumps(started["options"]), origin(api))
+            # Whoever holds `mine` replays the other session's ticket: refused, and spent.
+            refused = await step_up_with(client, mine, started["ticket"], assertion)
+            replayed = await step_up_with(client, theirs, started["ticket"], assertion)
+            still_gated = await gated_action(client, theirs)
+
+        assert_problem(refused, 401, "webauthn-authentication-rejected")
+        assert_problem(replayed, 401, "webauthn-authentication-rejected")
+        assert "request new options" in replayed.json()["detail"]
+        assert_problem(still_gated, 403, "step-up-required")
+        failed = [e["data"]["method"] for e in await events(api, "identity:mfa:failed")]
+        assert failed[-2:] == ["webauthn:step_up:INVALID_TICKET"] * 2
+
     async def test_another_users_key_or_an_unknown_key_is_refused(self, api: Api) -> None:
         key, stranger_key = SoftwareAuthenticator(), SoftwareAuthenticator()
         async with api.client() as client:
@@ -706,3 +729,50 @@ class TestStaffInactivity:
         assert refreshed.status_code == 200, refreshed.text
         assert_problem(idle, 401, "unauthorized")
         assert "inactivity" in idle.json()["detail"]
+
+
+@pytest.mark.spec("IAC-3")
+class TestStepUpRefreshesTheAccessToken:
+    """L3b: after a security-key step-up, /api/v1/me showed no "hwk" and no permissions until
+    the token was refreshed; the step-up answer now carries a token that includes them."""
+
+    async def test_a_staff_members_key_step_up_answers_a_token_with_hwk_and_permissions(
+        self, api: Api
+    ) -> None:
+        await create_staff(api, "ada", Role.ADMIN)
+        key = SoftwareAuthenticator()
+        async with api.client() as client:
+            # The password session that registered the key: no "hwk", so no staff authority.
+            access = str((await login(client, "ada"))["access_token"])
+            await prove_email(api, client, access)
+            await register_authenticator(api, client, access, key, passkey=False)
+            before = await client.get("/api/v1/me", headers=bearer(access))
+            stepped = await step_up_by_key(api, client, access, key)
+            fresh = stepped.json()["access_token"]
+            after = await client.get("/api/v1/me", headers=bearer(fresh))
+            refresh_still = await client.get("/api/v1/me", headers=bearer(access))
+
+        assert before.json()["session"]["permissions"] == []
+        assert "hwk" not in before.json()["session"]["amr"]
+        assert stepped.status_code == 200, stepped.text
+        assert stepped.json()["expires_in"] > 0
+        session = after.json()["session"]
+        assert "hwk" in session["amr"]
+        assert session["id"] == before.json()["session"]["id"]
+        assert "access:request" in session["permissions"]
+        # The old token keeps what it said (a token is never widened after it is issued).
+        assert refresh_still.json()["session"]["permissions"] == []
+
+    async def test_a_refused_step_up_answers_no_token(self, api: Api) -> None:
+        await create_staff(api, "ada", Role.ADMIN)
+        key = SoftwareAuthenticator()
+        async with api.client() as client:
+            access = str((await login(client, "ada"))["access_token"])
+            await prove_email(api, client, access)
+            await register_authenticator(api, client, access, key, passkey=False)
+            started = await step_up_options(client, access)
+            assertion = SoftwareAuthenticator().get(json.dumps(started["options"]), origin(api))
+            refused = await step_up_with(client, access, started["ticket"], assertion)
+
+        assert refused.status_code == 401
+        assert "access_token" not in refused.json()

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, make_url, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import POSTGRES_URL, _drop_schema, _postgres_engine
@@ -235,6 +237,27 @@ class TestRequestsDuringAnOutage:
         assert "failing" in failing.getMessage()
         assert recovered.getMessage().startswith(f"{COMPONENT} recovered after 1 failed")
         assert metric(exposition, "tradeguard_component_failing", COMPONENT) == 0
+
+
+class TestASQLiteFileThatCannotBeOpened:
+    async def test_a_failed_connect_leaves_no_driver_thread_behind(self, tmp_path: Path) -> None:
+        """Found in CI: aiosqlite stopped its worker thread after a failed connect without
+        waiting; the thread then answered the test's closed event loop and died with "Event
+        loop is closed" during a later test. The in-loop driver (db/sqlite_inloop.py) waits
+        for the connection's thread after a failed connect."""
+        path = tmp_path / "down.db"
+        path.mkdir()
+        engine = create_engine(f"sqlite:///{path}")
+        before = {thread.ident for thread in threading.enumerate()}
+        try:
+            for _ in range(3):
+                with pytest.raises(DBAPIError):
+                    async with engine.connect():
+                        pass
+        finally:
+            await engine.dispose()
+        left = [t.name for t in threading.enumerate() if t.ident not in before]
+        assert not [name for name in left if name.startswith("tradeguard-sqlite")]
 
 
 class TestRetryInsideTheRequest:

@@ -13,9 +13,11 @@ schema-violating input, and be problem+json whenever it is an error.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -30,8 +32,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support.api import Api, bearer, login_with_totp, user_with_totp
+from tests.integration.vault.conftest import vault_database, vault_engine
+from tests.support.api import Api, bearer, login_with_totp, running_api, user_with_totp
+from tradeguard.config import Settings
+from tradeguard.core.clock import FrozenClock
 from tradeguard.web.problems import PROBLEM_CONTENT_TYPE
 
 # Per operation and mode, 2 cases (derandomized): about 4 requests per operation and database.
@@ -110,6 +116,18 @@ async def send(client: httpx.AsyncClient, case: Case, token: str | None) -> http
         params=request.get("params") or None,
         **body,
     )
+
+
+__all__ = ["vault_database", "vault_engine"]
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, engine: AsyncEngine, vault_engine: AsyncEngine, clock: FrozenClock
+) -> AsyncIterator[Api]:
+    """The app with its in-process card vault, so the card operations answer for real."""
+    async with running_api(settings, engine, clock, vault_engine=vault_engine) as running:
+        yield running
 
 
 class Sessions:

@@ -31,6 +31,7 @@ from tradeguard.access.anomalies import (
 )
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.identity import guard
+from tradeguard.ledger.personal.sealing import ERASED, UNREADABLE
 
 NY = ZoneInfo("America/New_York")
 WEEKDAYS = frozenset(range(5))
@@ -321,9 +322,11 @@ def document(
     actor: tuple[str, str] = ("user", STAFF),
     subject: tuple[str, str] | None = None,
     data: dict[str, Any] | None = None,
+    personal: dict[str, Any] | None = None,
     ts: int = T0,
 ) -> dict[str, Any]:
-    return {
+    """An event document as the ledger's reader gives it (its personal section opened)."""
+    opened: dict[str, Any] = {
         "v": 1,
         "id": "e",
         "type": event_type,
@@ -332,6 +335,9 @@ def document(
         "subject": None if subject is None else {"kind": subject[0], "id": subject[1]},
         "data": data or {},
     }
+    if personal is not None:
+        opened["personal"] = personal
+    return opened
 
 
 class TestObservations:
@@ -348,9 +354,9 @@ class TestObservations:
             data={
                 "permission": "customer:read",
                 "allowed": True,
-                "ip": "198.51.100.7",
                 "params": {"user_id": "c1", "account_id": "a1", "symbol": "AAPL"},
             },
+            personal={"ip": "198.51.100.7"},
         )
         found = observe(7, event, staff=self.STAFF_SET)
         assert found is not None
@@ -385,9 +391,19 @@ class TestObservations:
         assert found.kind is ObservationKind.ACTION
         assert found.customers == {"account:a9"}
 
+    def test_a_staff_listing_touches_every_customer_it_showed(self) -> None:
+        event = document(
+            "trading:account:listed",
+            actor=("staff", STAFF),
+            data={"user_id": None, "accounts": 3, "customers": ["c1", "c2", "other-staff", 7]},
+        )
+        found = observe(1, event, staff=self.STAFF_SET)
+        assert found is not None
+        assert found.customers == {"user:c1", "user:c2"}
+
     def test_a_staff_sign_in_is_observed_with_its_network_key(self) -> None:
         event = document(
-            "identity:login:succeeded", subject=("user", STAFF), data={"ip": "2001:db8::1"}
+            "identity:login:succeeded", subject=("user", STAFF), personal={"ip": "2001:db8::1"}
         )
         found = observe(1, event, staff=self.STAFF_SET, network_key=lambda n: f"k({n})")
         assert found is not None
@@ -396,9 +412,32 @@ class TestObservations:
         assert found.customers == frozenset()
 
     @pytest.mark.parametrize(
+        "personal",
+        [
+            {"ip": ERASED},  # the staff member was forgotten (crypto-shredded)
+            {"ip": UNREADABLE},
+            {"alg": "A256GCM", "key": "k", "fields": ["ip"], "ct": "AAAA"},  # read unopened
+            "not a section",
+        ],
+    )
+    def test_a_sign_in_whose_address_cannot_be_read_is_observed_without_a_network(
+        self, personal: Any
+    ) -> None:
+        event = document("identity:login:succeeded", personal=personal)
+        found = observe(1, event, staff=self.STAFF_SET, network_key=lambda n: f"k({n})")
+        assert found is not None
+        assert found.network is None
+
+    def test_an_address_left_in_plain_data_is_not_read(self) -> None:
+        event = document("identity:login:succeeded", data={"ip": "2001:db8::1"})
+        found = observe(1, event, staff=self.STAFF_SET)
+        assert found is not None
+        assert found.network is None
+
+    @pytest.mark.parametrize(
         "event",
         [
-            document("identity:login:failed", data={"ip": "203.0.113.9"}),
+            document("identity:login:failed", personal={"ip": "203.0.113.9"}),
             document("identity:mfa:failed"),
             document("identity:ip_allowlist:refused"),
             document(PERMISSION_CHECKED, actor=("user", "a-trader")),
@@ -491,15 +530,21 @@ class TestScopedGrantChecks:
     STAFF_SET = frozenset({STAFF})
 
     def check(
-        self, params: dict[str, str], *, scope: list[str] | None = None, allowed: bool = True
+        self,
+        params: dict[str, str],
+        *,
+        scope: list[str] | None = None,
+        allowed: bool = True,
+        method: str | None = "POST",
     ) -> Observation:
         data: dict[str, Any] = {
             "permission": "customer:unmask",
             "allowed": allowed,
             "route": "/api/v1/backoffice/customers/{user_id}/unmask",
-            "method": "POST",
             "params": params,
         }
+        if method is not None:
+            data["method"] = method
         if allowed:
             data["grant_id"] = "g1"
         if scope is not None:
@@ -546,10 +591,31 @@ class TestScopedGrantChecks:
         assert seen_check.grant is None
         assert grant_out_of_scope(seen_check) is None
 
-    def test_a_scoped_use_naming_no_customer_and_a_denied_check_are_not_judged(self) -> None:
-        assert grant_out_of_scope(self.check({}, scope=["c1"])) is None
+    def test_a_scoped_read_naming_no_customer_and_a_denied_check_are_not_judged(self) -> None:
+        for method in ("GET", "get", "HEAD", "OPTIONS"):
+            assert grant_out_of_scope(self.check({}, scope=["c1"], method=method)) is None
         denied = self.check({"user_id": "c3"}, scope=["c1"], allowed=False)
         assert denied.grant is None
+
+    @pytest.mark.spec("IAC-4")
+    @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
+    def test_a_scoped_change_naming_no_customer_is_out_of_scope(self, method: str | None) -> None:
+        """Attack (M1): a grant scoped to c1 approves a factor reset by its reset id, halts
+        an account named in the body, or opens an account for a `user_id` in the body: the
+        route's parameters name nobody, so nothing shows the change is inside the scope."""
+        finding = grant_out_of_scope(self.check({}, scope=["c1"], method=method))
+        assert finding is not None
+        assert finding.rule is AnomalyRule.GRANT_OUT_OF_SCOPE
+        assert finding.dedup_key == "g1"
+        assert finding.summary.endswith("a change that names no customer outside its stated scope")
+
+    def test_a_scoped_change_naming_a_customer_inside_the_scope_is_no_alert(self) -> None:
+        assert grant_out_of_scope(self.check({"user_id": "c1"}, scope=["c1"])) is None
+
+    def test_an_unscoped_change_naming_no_customer_is_no_alert(self) -> None:
+        seen_check = self.check({})
+        assert seen_check.grant is None
+        assert grant_out_of_scope(seen_check) is None
 
     def test_a_scope_that_is_not_a_list_of_ids_is_not_judged(self) -> None:
         data = {

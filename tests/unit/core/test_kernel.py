@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+import warnings
 from decimal import Decimal
 
 import pytest
@@ -40,9 +42,41 @@ class TestIdGenerator:
         assert made == sorted(made, key=lambda u: u.int)
         assert len(set(made)) == len(made)
 
+    def test_the_string_form_is_the_canonical_uuid_text(self) -> None:
+        made = IdGenerator(FrozenClock()).new_str()
+        assert str(uuid.UUID(made)) == made
+        assert uuid.UUID(made).version == 7
+
     def test_timestamp_field_comes_from_the_injected_clock(self) -> None:
         clock = FrozenClock(start_ns=1_700_000_000_123_000_000)
         assert IdGenerator(clock).new().int >> 80 == 1_700_000_000_123
+
+    def test_random_bits_differ_across_generators_and_pool_refills(self) -> None:
+        clock = FrozenClock()
+        first, second = IdGenerator(clock), IdGenerator(clock)
+        # Many pools' worth: every id's 62 random bits are new.
+        made = [first.new().int & ((1 << 62) - 1) for _ in range(3000)]
+        made += [second.new().int & ((1 << 62) - 1) for _ in range(3000)]
+        assert len(set(made)) == len(made)
+
+    def test_a_forked_child_never_draws_its_parents_random_bits(self) -> None:
+        ids = IdGenerator(FrozenClock())
+        ids.new()  # the pool is filled
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12 warns that forking a threaded process may deadlock; the child only
+            # draws an id and exits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            os.write(write, ids.new().bytes)
+            os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(child, 0)
+        from_child = os.read(read, 16)
+        os.close(read)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert from_child != ids.new().bytes
 
 
 class TestMoney:

@@ -19,6 +19,7 @@ from tradeguard.identity.tokens import (
     REFRESH_TOKEN_PREFIX,
     AccessTokenIssuer,
     AccessTokenVerifier,
+    TokenRefusal,
     hash_refresh_token,
     new_refresh_token,
 )
@@ -434,3 +435,49 @@ class TestVerifiedTokenCache:
         lab.ring.drop(kid)
         with pytest.raises(InvalidToken):
             lab.verifier.verify(token)
+
+
+class TestRefusalReasons:
+    """Each refusal is reported with its reason for the security metrics (web/metrics.py),
+    while the client always gets the same InvalidToken."""
+
+    @staticmethod
+    def watched(lab: TokenLab) -> list[TokenRefusal]:
+        seen: list[TokenRefusal] = []
+        lab.verifier.on_refused = seen.append
+        return seen
+
+    def test_a_forged_signature_is_reported_as_a_signature_refusal(self, lab: TokenLab) -> None:
+        seen = self.watched(lab)
+        header, payload, signature = lab.issue().split(".")
+        raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+        raw[10] ^= 0x01
+        assert lab.refused(f"{header}.{payload}.{_b64(bytes(raw))}").to_problem()["status"] == 401
+        assert seen == [TokenRefusal.SIGNATURE]
+
+    def test_a_token_from_a_key_not_in_the_ring_is_an_unknown_key(self, lab: TokenLab) -> None:
+        seen = self.watched(lab)
+        stranger = SigningKeyRing.generate(lab.ring.active.algorithm)  # type: ignore[arg-type]
+        lab.refused(lab.sign(key=stranger.active))
+        assert seen == [TokenRefusal.UNKNOWN_KEY]
+
+    def test_an_expired_token_is_reported_as_expired_even_after_it_was_cached(
+        self, lab: TokenLab
+    ) -> None:
+        seen = self.watched(lab)
+        token = lab.issue()
+        lab.verifier.verify(token)
+        lab.clock.advance(seconds=15 * 60)
+        lab.refused(token)
+        assert seen == [TokenRefusal.EXPIRED]
+
+    @pytest.mark.parametrize("token", ["", "not-a-jwt", "a.b.c", "x" * 9000])
+    def test_garbage_is_reported_as_malformed(self, lab: TokenLab, token: str) -> None:
+        seen = self.watched(lab)
+        lab.refused(token)
+        assert seen == [TokenRefusal.MALFORMED]
+
+    def test_a_valid_token_reports_nothing(self, lab: TokenLab) -> None:
+        seen = self.watched(lab)
+        lab.verifier.verify(lab.issue())
+        assert seen == []

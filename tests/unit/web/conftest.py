@@ -11,10 +11,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.migrated import copy_migrated_sqlite
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.db.engine import create_engine
-from tradeguard.db.migrate import upgrade
 from tradeguard.web.app import create_app
 
 BASE_URL = "https://testserver"
@@ -23,8 +23,9 @@ BASE_URL = "https://testserver"
 @pytest.fixture
 async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated SQLite database, for tests that are not about the database backend."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'web.db'}")
-    await upgrade(engine)
+    path = tmp_path / "web.db"
+    await copy_migrated_sqlite(path)
+    engine = create_engine(f"sqlite:///{path}")
     yield engine
     await engine.dispose()
 

@@ -97,6 +97,23 @@ class TestRedactText:
         assert "[REDACTED-JWT]" in text
         assert f"Bearer {REDACTED}" in text
 
+    @pytest.mark.parametrize("tax_id", ["078-05-1120", "912-70-1234", "12-3456789"])
+    def test_tax_ids_written_with_dashes_are_masked(self, tax_id: str) -> None:
+        assert redact_text(f"refused tax id {tax_id}.") == "refused tax id [REDACTED-TAX-ID]."
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "session on 2026-01-05 at 15:00",
+            "call 415-555-0100",
+            "event 0190c5a0-0000-7000-8000-000000000001",
+            "range 1234-56-78901",
+            "order 123-45-67890",
+        ],
+    )
+    def test_dates_phone_numbers_uuids_and_longer_runs_are_not_tax_ids(self, text: str) -> None:
+        assert redact_text(text) == text
+
     def test_emails_are_masked(self) -> None:
         assert redact_text("sent to alice.smith+x@example.co.uk") == "sent to [REDACTED-EMAIL]"
 

@@ -157,6 +157,25 @@ class TestRequestId:
         )
         assert UUID7.fullmatch(response.headers["x-request-id"])
 
+    @pytest.mark.parametrize("incoming", ["4111111111111111", "4111-1111-1111-1111", "078-05-1120"])
+    async def test_an_id_that_looks_like_a_card_number_or_tax_id_is_replaced_not_echoed(
+        self, client: httpx.AsyncClient, incoming: str
+    ) -> None:
+        response = await client.get("/missing", headers={"X-Request-ID": incoming})
+        assert UUID7.fullmatch(response.headers["x-request-id"])
+        assert incoming not in response.text
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+
+    @pytest.mark.parametrize("path", ["/cards/4111111111111111", "/people/078-05-1120"])
+    async def test_a_card_number_or_tax_id_in_the_path_is_not_echoed_as_the_instance(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        response = await client.get(path)
+        assert response.status_code == 404
+        secret = path.rsplit("/", 1)[1]
+        assert secret not in response.text
+        assert response.json()["instance"].startswith(path.rsplit("/", 1)[0] + "/[REDACTED-")
+
     @pytest.mark.spec("IAC-4")
     async def test_problem_body_carries_the_request_id(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/missing", headers={"X-Request-ID": "trace-1"})

@@ -1,4 +1,4 @@
-"""Masking rules, field references, stated reasons and staff pseudonyms (pure)."""
+"""Masking rules for personal data in staff views (pure)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradeguard.backoffice.domain import (
-    REASON_MAX_CHARS,
-    FieldKind,
-    parse_field,
-    staff_pseudonym,
-    stated_reason,
-)
-from tradeguard.backoffice.masking import (
+from tradeguard.core.masking import (
     HIDDEN,
     mask_account_number,
     mask_email,
@@ -22,9 +15,6 @@ from tradeguard.backoffice.masking import (
     mask_phone,
     mask_postal_address,
 )
-from tradeguard.core.errors import InvalidInput
-
-SAMPLE_ID = "0190a3b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"
 
 
 class TestMaskEmail:
@@ -90,63 +80,3 @@ class TestMaskOthers:
         assert mask_name("   ") == HIDDEN
         assert mask_postal_address("1 Main St, Springfield, IL 62701, US") == "***, US"
         assert mask_postal_address("somewhere") == HIDDEN
-
-
-class TestFields:
-    def test_a_field_names_its_kind_and_owner(self) -> None:
-        assert parse_field("email").kind is FieldKind.EMAIL
-        ref = parse_field(f"phone:{SAMPLE_ID}")
-        assert (ref.kind, ref.owner_id, ref.name) == (
-            FieldKind.PHONE,
-            SAMPLE_ID,
-            f"phone:{SAMPLE_ID}",
-        )
-
-    @pytest.mark.parametrize(
-        "raw",
-        [
-            "password",
-            "email:x",
-            f"email:{SAMPLE_ID}",
-            "phone:",
-            f"PHONE:{SAMPLE_ID}",
-            f"sms:{SAMPLE_ID}",
-        ],
-    )
-    def test_anything_else_is_refused(self, raw: str) -> None:
-        with pytest.raises(InvalidInput):
-            parse_field(raw)
-
-
-class TestReasons:
-    def test_a_reason_becomes_one_line_of_plain_text(self) -> None:
-        assert stated_reason("  Ticket <b>4711</b>:\n\tconfirm  address ") == (
-            "Ticket 4711 : confirm address"
-        )
-
-    @pytest.mark.parametrize("raw", ["", "short", "<a href=x></a>" * 3, "\u202e\u202d" * 20])
-    def test_too_little_text_is_refused(self, raw: str) -> None:
-        with pytest.raises(InvalidInput):
-            stated_reason(raw)
-
-    @pytest.mark.parametrize(
-        "raw", ["..........", "aaaaaaaaaaaa", "1234567890123", "ab ab ab ab ab", "justoneword!!"]
-    )
-    def test_junk_that_says_nothing_is_refused(self, raw: str) -> None:
-        # The reason is shown to the customer in their access log: it must say something.
-        with pytest.raises(InvalidInput, match="real reason"):
-            stated_reason(raw)
-
-    def test_a_long_reason_is_cut_to_its_limit(self) -> None:
-        assert len(stated_reason("word " * 400)) <= REASON_MAX_CHARS
-
-
-class TestPseudonyms:
-    def test_stable_per_actor_and_key_and_distinct_between_actors(self) -> None:
-        key = b"k" * 32
-        first = staff_pseudonym(key, "staff:a")
-        assert first == staff_pseudonym(key, "staff:a")
-        assert first != staff_pseudonym(key, "staff:b")
-        assert first != staff_pseudonym(b"x" * 32, "staff:a")
-        assert len(first) == 8
-        assert first.isalnum()
