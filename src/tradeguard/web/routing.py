@@ -13,6 +13,7 @@ the same method cannot be fixed at request time, so it is refused when the table
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class RouteTable:
         self._parametric = sorted(
             (t for t in merged.values() if not t.is_fixed), key=lambda t: t.rank
         )
-        _refuse_captured_routes(templates)
+        _refuse_captured_routes(tuple(templates))
 
     @classmethod
     def of_routes(cls, routes: Sequence[BaseRoute]) -> RouteTable:
@@ -141,9 +142,12 @@ class RouteTable:
         return None if best is None else (template_path, frozenset(methods))
 
 
-def _refuse_captured_routes(templates: Sequence[RouteTemplate]) -> None:
+@functools.lru_cache(maxsize=8)
+def _refuse_captured_routes(templates: tuple[RouteTemplate, ...]) -> None:
     """A parameter route registered before a more specific route of the same method would
-    capture its requests (the router takes the first match): refuse such a table."""
+    capture its requests (the router takes the first match): refuse such a table. The check
+    compares every pair; a table already found sound is not checked again (the test suite
+    starts an app per test, all with the same routes)."""
     for earlier in templates:
         for later in templates:
             if (
