@@ -114,7 +114,9 @@ async def _write_something(schema: str) -> None:
             for n in range(3):
                 await ledger.append(
                     session,
-                    LedgerEvent(type="test:rows:written", actor=Party("user", f"u{n}"), data={"n": n}),
+                    LedgerEvent(
+                        type="test:rows:written", actor=Party("user", f"u{n}"), data={"n": n}
+                    ),
                 )
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM trading_control"))  # a template row gone
