@@ -191,11 +191,11 @@ def _reset_script(url: str, schema: str, tables: list[str]) -> str:
     )
 
 
-async def take_migrated_schema(url: str) -> str:
-    """A migrated schema for one test: one a previous test of this process gave back, or a
-    fresh copy of the template."""
+async def take_migrated_schema(url: str, *, fresh: bool = False) -> str:
+    """A migrated schema for one test: one a previous test of this process gave back, or
+    (always with `fresh`) a new copy of the template."""
     free = _free_schemas.setdefault(url, [])
-    if free:
+    if free and not fresh:
         return free.pop()
     schema = "t_" + secrets.token_hex(6)
     await create_migrated_schema(url, schema)

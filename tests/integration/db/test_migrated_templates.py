@@ -128,7 +128,7 @@ async def _write_something(schema: str) -> None:
 async def test_a_schema_given_back_is_handed_out_again_equal_to_a_fresh_copy() -> None:
     if shutil.which("pg_dump") is None:
         pytest.fail("pg_dump (PostgreSQL client tools) is needed")
-    schema = await take_migrated_schema(POSTGRES_URL)
+    schema = await take_migrated_schema(POSTGRES_URL, fresh=True)  # not near its last use
     fresh = await pg_dump(schema)
     await _write_something(schema)
     assert await pg_dump(schema) != fresh
