@@ -271,6 +271,7 @@ class Settings(BaseSettings):
     surveillance_pump_min_accounts: Annotated[int, Field(ge=1, le=1000)] = 2
     surveillance_pump_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 1000
     surveillance_pump_min_buy_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.3")
+    surveillance_pump_min_member_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.05")
     # MAN-4: the firm's staff and proprietary accounts (JSON list of account ids).
     surveillance_frontrun_insider_accounts: tuple[str, ...] = ()
     surveillance_frontrun_ahead_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300

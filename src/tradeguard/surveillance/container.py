@@ -61,6 +61,7 @@ def parameters_from(settings: Settings) -> SurveillanceParameters:
             min_accounts=settings.surveillance_pump_min_accounts,
             min_quantity=settings.surveillance_pump_min_quantity,
             min_buy_share=settings.surveillance_pump_min_buy_share,
+            min_member_share=settings.surveillance_pump_min_member_share,
         ),
         frontrun=FrontRunParameters(
             insiders=frozenset(settings.surveillance_frontrun_insider_accounts),

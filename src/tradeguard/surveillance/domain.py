@@ -277,8 +277,13 @@ class PumpParameters:
     min_accounts: int = 2
     # The group bought at least this many shares before the peak ...
     min_quantity: int = 1000
-    # ... and at least this share of all shares customers bought there before the peak.
+    # ... and at least this share of customers' net buying there before the peak (each
+    # owner's shares bought less sold: a market maker turning its inventory over adds
+    # little to the demand that lifts a price) ...
     min_buy_share: Decimal = Decimal("0.3")
+    # ... each member at least this share of it (a bystander who bought a little and sold
+    # near the top is not one of the group).
+    min_member_share: Decimal = Decimal("0.05")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +308,8 @@ class FrontRunParameters:
 
     @property
     def reach_ns(self) -> int:
-        return max(self.ahead_window_ns + self.unwind_window_ns, self.restricted_window_ns)
+        # Client orders are kept an unwind window longer than followed (what came before).
+        return max(self.ahead_window_ns + 2 * self.unwind_window_ns, self.restricted_window_ns)
 
 
 @dataclass(frozen=True, slots=True)

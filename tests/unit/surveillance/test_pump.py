@@ -92,6 +92,38 @@ class TestPumpAndDump:
         assert [f.alert_type for f in found][:1] == [AlertType.PUMP_AND_DUMP]
         assert found[-1].accounts == ("g1", "g2")
 
+    def test_a_market_maker_turning_over_many_shares_does_not_hide_the_group(self) -> None:
+        tape = Tape(owners=GANG)
+        accumulate(tape, ["g1", "g2", "n1"])
+        # A market maker buys and sells 30,000 shares through the rise: turnover, not
+        # demand (by gross buying the group would be a sixth of it).
+        for k in range(11):
+            price = cents(Decimal("2.00") + Decimal("0.06") * k)
+            bid = tape.place("mm", "PUMP", "buy", 3000, price)
+            ask = tape.place("mm", "PUMP", "sell", 3000, price)
+            tape.fill(bid, 3000, price, maker=True)
+            tape.fill(ask, 3000, price, maker=True)
+            tape.wait(540)
+        dump(tape, ["g1", "g2", "n1"], price="2.58")
+        found = run(tape.events)
+        assert {f.owner for f in found} == {"gus", "nina"}
+        assert Decimal(found[-1].evidence["group_buy_share"]) >= Decimal("0.3")
+
+    def test_a_bystander_selling_near_the_top_of_a_pump_is_not_one_of_the_group(self) -> None:
+        tape = Tape(owners=GANG)
+        accumulate(tape, ["g1", "g2", "n1"], quantity=20_000)
+        tape.street_trade("lucky", "PUMP", "buy", 600, "2.00")
+        rise(tape, "2.00", "2.60")
+        dump(tape, ["g1", "g2", "n1"], quantity=15_000)
+        dump(tape, ["lucky"], quantity=600)  # sold near the top, as the group did
+        dump(tape, ["g1", "g2", "n1"], quantity=5000)
+        found = run(tape.events)
+        assert {f.owner for f in found} == {"gus", "nina"}
+        assert all("lucky" not in f.accounts for f in found)
+        # Without the member share, the lucky trader's sale is an alert of its own.
+        loose = SurveillanceParameters(pump=PumpParameters(min_member_share=Decimal(0)))
+        assert "lucky" in {f.owner for f in run(tape.events, loose)}
+
     def test_a_rally_where_the_buyers_hold_is_not_flagged(self) -> None:
         tape = Tape(owners=GANG)
         accumulate(tape, ["g1", "g2", "n1"])
@@ -108,13 +140,22 @@ class TestPumpAndDump:
         rise(tape, "2.00", "2.60", buyer="fund")  # a large buyer that holds
         dump(tape, ["p1", "p2", "p3"], quantity=300)
         assert run(tape.events) == []
-        # They pass on the buying share alone: without it they would be a "group".
-        params = SurveillanceParameters(pump=PumpParameters(min_buy_share=Decimal(0)))
+        # They pass on the buying shares: without them they would be a "group". The fund's
+        # holding is the demand that lifted the price; each of them is a bystander in it.
+        params = SurveillanceParameters(
+            pump=PumpParameters(min_buy_share=Decimal(0), min_member_share=Decimal(0))
+        )
         assert run(tape.events, params) == []  # 900 shares: below min_quantity as well
         loose = SurveillanceParameters(
-            pump=PumpParameters(min_buy_share=Decimal(0), min_quantity=100)
+            pump=PumpParameters(
+                min_buy_share=Decimal(0), min_member_share=Decimal(0), min_quantity=100
+            )
         )
         assert {f.alert_type for f in run(tape.events, loose)} == {AlertType.PUMP_AND_DUMP}
+        bystanders = SurveillanceParameters(
+            pump=PumpParameters(min_buy_share=Decimal(0), min_quantity=100)
+        )
+        assert run(tape.events, bystanders) == []
 
     def test_a_market_maker_quoting_both_sides_through_the_rise_is_not_flagged(self) -> None:
         tape = Tape(owners={"mm1": "maker", "mm2": "maker"})
