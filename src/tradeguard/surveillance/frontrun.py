@@ -34,6 +34,7 @@ it rebuilds the state exactly. Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from decimal import Decimal
 
 from tradeguard.surveillance.book import BookTracker
@@ -60,6 +61,7 @@ class _Client:
         "large",
         "notional",
         "order_id",
+        "owner",
         "quantity",
         "seq",
         "symbol",
@@ -71,6 +73,7 @@ class _Client:
         self.seq = fill.seq
         self.order_id = fill.order_id
         self.account_id = fill.account_id
+        self.owner = fill.owner
         self.symbol = fill.symbol
         self.buy = fill.buy
         self.notional = Decimal(0)
@@ -123,7 +126,10 @@ class FrontRunDetector:
         return None
 
     def _forget(self, t: int) -> None:
-        horizon = t - self.params.ahead_window_ns - self.params.unwind_window_ns
+        # Client orders are followed for `ahead + unwind` from their arrival, and kept an
+        # `unwind` longer: a later order of the same client asks whether they came before it.
+        params = self.params
+        horizon = t - params.ahead_window_ns - 2 * params.unwind_window_ns
         arrivals = self._arrivals
         while arrivals and arrivals[0].t < horizon:
             client = arrivals.popleft()
@@ -138,8 +144,13 @@ class FrontRunDetector:
         """The insider's fill unwinds a position taken just ahead of a large client order."""
         params = self.params
         best: tuple[int, _Client, list[Fill], list[Fill]] | None = None
-        for large in self._large.get(event.symbol, {}).values():
-            if large.buy == event.buy or large.t < t - params.unwind_window_ns:
+        larges = self._large.get(event.symbol, {})
+        for large in larges.values():
+            if (
+                large.buy == event.buy
+                or large.t < t - params.unwind_window_ns
+                or _program(large, larges.values(), params.unwind_window_ns)
+            ):
                 continue
             ahead = [
                 f
@@ -224,6 +235,15 @@ class FrontRunDetector:
             net = bought - sold
             if abs(net) < params.min_quantity:
                 continue
+            # Orders still resting are decided trades: a staff member whose sale (or the
+            # purchase) of a round trip had not executed yet at the listing had already
+            # chosen to hold nothing.
+            intended = net + sum(
+                order.remaining if order.buy else -order.remaining
+                for order in self._book.resting_of(account, event.symbol)
+            )
+            if abs(intended) < params.min_quantity or (intended > 0) != (net > 0):
+                continue
             first = fills[0]
             building = [f for f in fills if f.buy == (net > 0)]
             price = _average(building)
@@ -252,6 +272,7 @@ class FrontRunDetector:
                         "bought": bought,
                         "sold": sold,
                         "net_quantity": net,
+                        "net_with_resting_orders": intended,
                         "average_price": _money(price),
                         "minutes_before_listing": round(lead / 60, 1),
                         "restricted_seq": event.seq,
@@ -271,6 +292,20 @@ class FrontRunDetector:
                 del by_account[account]
             if not by_account:
                 del self._insider_fills[symbol]
+
+
+def _program(order: _Client, larges: Iterable[_Client], window_ns: int) -> bool:
+    """Whether the client order continues a buying (or selling) program the market had
+    already seen: the same owner sent another large order on the same side within
+    `window_ns` before it. Its next order is no secret then: trading alongside it is not
+    trading on non-public knowledge of it."""
+    return any(
+        other.owner == order.owner
+        and other.buy == order.buy
+        and other.seq < order.seq
+        and other.t >= order.t - window_ns
+        for other in larges
+    )
 
 
 def _evict(fills: deque[Fill], before: int) -> None:
