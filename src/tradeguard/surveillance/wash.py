@@ -216,15 +216,18 @@ class WashTradeDetector:
         net = larger - matched
         if net > params.max_net_fraction * larger:
             return None
-        average_buy = position.buy_notional / position.bought
-        average_sell = position.sell_notional / position.sold
-        if abs(average_buy - average_sell) > params.price_tolerance * average_sell:
-            return None
         traded = position.bought + position.sold
         round_trips = min(len(position.buy_orders), len(position.sell_orders))
         if (
             round_trips < params.min_round_trips
             or position.aggressive < params.min_aggressive_share * traded
+        ):
+            return None
+        average_buy = position.buy_notional / position.bought
+        average_sell = position.sell_notional / position.sold
+        if (
+            abs(average_buy - average_sell) > params.price_tolerance * average_sell
+            and _near_round_trips(position, params.price_tolerance) < params.min_round_trips
         ):
             return None
         owner_volume = traded - position.self_matched
@@ -304,6 +307,45 @@ class WashTradeDetector:
             del self._positions[key]
         for symbol in [s for s, v in self._volume.items() if not v.fills or v.fills[-1][0] < start]:
             del self._volume[symbol]
+
+
+def _near_round_trips(position: _Position, tolerance: Decimal) -> int:
+    """How many round trips were at near prices, however the owner's liquidity-taking orders
+    are paired: each with the next one, on the other side, in time (a buy and the sale that
+    follows it, or the reverse), pairs not sharing an order, counted from the first order
+    in the window and from the second, the fewer of the two.
+
+    What the window's average prices miss when the market jumps between one buy and its
+    sale: the other round trips are still each at one price. A trader taking a profit on
+    every round trip has none near, however they are paired (a sale and the next purchase
+    at one price is not a round trip: pairing from the other order shows it)."""
+    orders: list[tuple[bool, int, Decimal]] = []  # (buy, shares, value) per order
+    last = ""
+    for leg in position.legs:
+        if not leg.taker:
+            continue
+        if leg.order_id == last:
+            buy, shares, value = orders[-1]
+            orders[-1] = (buy, shares + leg.quantity, value + leg.notional)
+        else:
+            orders.append((leg.buy, leg.quantity, leg.notional))
+            last = leg.order_id
+    counts = []
+    for start in (0, 1):
+        near = 0
+        index = start
+        while index + 1 < len(orders):
+            (buy, shares, value), (other, other_shares, other_value) = orders[index : index + 2]
+            if buy != other:
+                price, other_price = value / shares, other_value / other_shares
+                sell = other_price if buy else price
+                if abs(price - other_price) <= tolerance * sell:
+                    near += 1
+                index += 2
+            else:
+                index += 1
+        counts.append(near)
+    return min(counts)
 
 
 def _money(value: Decimal) -> str:
