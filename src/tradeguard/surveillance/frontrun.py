@@ -13,11 +13,16 @@ client order. A client order is one that took liquidity when it arrived (it move
 price; a market maker's resting quotes do not), and it is large when what it executed is
 worth at least `large_order_notional`. The finding is raised at the unwinding fill once the
 insider traded at least `min_quantity` shares ahead and unwound at least `min_quantity`.
+What the market already knew is not a secret: a client order that continues its owner's
+program (another large order on the same side within `unwind_window` before it) is not a
+target, and an insider fill within `ahead_window` after another client's block on the same
+side, at least as large as the target, is explained by that block (trading after it).
 
 **RESTRICTED_LIST_AHEAD.** When the firm adds a symbol to its restricted list (it has
 non-public information: a mandate, research about to change), every insider account whose
 fills in that symbol within `restricted_window` before the addition built a net position of
-at least `min_quantity` shares (either way) is a finding.
+at least `min_quantity` shares (either way) is a finding, unless its resting orders would
+take it back below that (a round trip whose sale had not executed yet).
 
 Near-misses it lets pass: a customer (not an insider) trading ahead of another customer's
 order; an insider trading after the client order (the order is public then), or ahead of it
@@ -34,7 +39,7 @@ it rebuilds the state exactly. Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from decimal import Decimal
 
 from tradeguard.surveillance.book import BookTracker
@@ -158,6 +163,7 @@ class FrontRunDetector:
                 if f.buy == large.buy
                 and f.seq < large.seq
                 and f.ts_ns >= large.t - params.ahead_window_ns
+                and not _following(f, large, larges.values(), params)
             ]
             entered = sum(f.quantity for f in ahead)
             if entered < params.min_quantity:
@@ -304,6 +310,24 @@ def _program(order: _Client, larges: Iterable[_Client], window_ns: int) -> bool:
         and other.buy == order.buy
         and other.seq < order.seq
         and other.t >= order.t - window_ns
+        for other in larges
+    )
+
+
+def _following(
+    fill: Fill, large: _Client, larges: Collection[_Client], params: FrontRunParameters
+) -> bool:
+    """Whether the insider's fill followed another client's block on the same side, at least
+    as large as `large`, within `ahead_window` before it: public by then, that block
+    explains the trade (staff trading after a block is not trading ahead of the next
+    order). A block that continued its owner's program explains nothing new."""
+    return any(
+        other.owner != large.owner
+        and other.buy == large.buy
+        and other.seq < fill.seq
+        and other.t >= fill.ts_ns - params.ahead_window_ns
+        and other.notional >= large.notional
+        and not _program(other, larges, params.unwind_window_ns)
         for other in larges
     )
 

@@ -88,6 +88,38 @@ class TestFrontRunning:
         tape.street_trade("staff", "ACME", "sell", 500, "10.20")
         assert run(tape.events, STAFF) == []
 
+    def test_staff_following_a_block_is_not_ahead_of_a_smaller_order_that_comes_next(
+        self,
+    ) -> None:
+        tape = Tape()
+        tape.street_trade("whale", "ACME", "buy", 30_000, "10.05")  # USD 301,500: public
+        tape.wait(60)
+        tape.street_trade("staff", "ACME", "buy", 500, "10.10")
+        tape.wait(60)
+        tape.street_trade("minnow", "ACME", "buy", 12_000, "10.10")  # USD 121,200
+        tape.wait(600)
+        tape.street_trade("staff", "ACME", "sell", 500, "10.20")
+        assert run(tape.events, STAFF) == []
+        # Ahead of a larger order than the one it followed, it is front-running again.
+        tape = Tape()
+        tape.street_trade("minnow", "ACME", "buy", 12_000, "10.05")
+        tape.wait(60)
+        front_run(tape)
+        assert [f.alert_type for f in run(tape.events, STAFF)] == [AlertType.FRONT_RUNNING]
+
+    def test_trading_alongside_a_clients_buying_program_is_not_front_running(self) -> None:
+        tape = Tape()
+        tape.street_trade("whale", "ACME", "buy", 20_000, "10.00")  # the program's first
+        tape.wait(540)
+        front_run(tape)  # the whale's next block, nine minutes later
+        assert run(tape.events, STAFF) == []
+        # The program's first block is news: trading ahead of it is front-running.
+        tape = Tape()
+        front_run(tape)
+        tape.wait(60)
+        tape.street_trade("whale", "ACME", "buy", 20_000, "10.30")
+        assert [f.alert_type for f in run(tape.events, STAFF)] == [AlertType.FRONT_RUNNING]
+
     def test_staff_ahead_who_hold_past_the_unwind_window_are_not_flagged(self) -> None:
         tape = Tape()
         front_run(tape, hold=3 * 3600)
@@ -168,6 +200,25 @@ class TestRestrictedListAhead:
             frontrun=FrontRunParameters(insiders=frozenset({"staff", "staff2"}))
         )
         assert run(tape.events, params) == []
+
+    def test_a_round_trip_whose_sale_still_rests_at_the_listing_is_no_position(self) -> None:
+        tape = Tape()
+        tape.street_trade("staff", "ACME", "buy", 1600, "20.00")
+        tape.wait(1800)
+        sale = tape.place("staff", "ACME", "sell", 1600, "19.98")
+        tape.fill(sale, 700, "19.98")  # the rest waits for a buyer
+        tape.wait(1800)
+        tape.restrict("ACME")
+        assert run(tape.events, STAFF) == []
+        # Had it not offered the rest, the 900 shares it kept would be a position.
+        tape = Tape()
+        tape.street_trade("staff", "ACME", "buy", 1600, "20.00")
+        tape.wait(1800)
+        tape.street_trade("staff", "ACME", "sell", 700, "19.98")
+        tape.wait(1800)
+        tape.restrict("ACME")
+        found = run(tape.events, STAFF)
+        assert [f.evidence["net_quantity"] for f in found] == [900]
 
     def test_the_restricted_list_event_of_the_ledger_is_read(self) -> None:
         document = {
