@@ -14,16 +14,20 @@ and symbol it keeps the fills of the last `window`, and raises a finding at a fi
 
 1. the owner both bought and sold at least `min_quantity` shares in the window;
 2. the net change is small: |bought - sold| <= `max_net_fraction` x the larger side;
-3. the prices are near: |average buy - average sell| <= `price_tolerance` x average sell;
+3. the prices are near: |average buy - average sell| <= `price_tolerance` x average sell,
+   or at least `min_round_trips` round trips were each that near however the aggressive
+   orders pair up (`_near_round_trips`: a market jump between one buy and its sale does not
+   hide the others);
 4. the trades had no economic purpose beyond volume: the owner took liquidity with at least
    `min_round_trips` buy orders and as many sell orders, and such aggressive fills are at
    least `min_aggressive_share` of its volume: paying the spread both ways, again and again,
    to print volume (one buy and one sell is ordinary trading, and a market maker's resting
    quotes earn the spread);
 
-and in both cases the volume matters: the artificial volume (the crossed shares, or the
-owner's netted volume) is at least `min_volume_share` of the symbol's volume recorded in the
-window.
+and for round trips the volume matters: the artificial volume (the owner's netted volume)
+is at least `min_volume_share` of the symbol's volume recorded in the window. (A cross
+between the owner's own accounts is a wash however busy the symbol: its share is evidence,
+not a condition.)
 
 A trader who buys and sells the same stock days apart is outside the window; a day trader
 who takes a profit moves the price past the tolerance or makes one round trip; a market
@@ -193,15 +197,15 @@ class WashTradeDetector:
         position.evict_before(start)
         if position.self_matched >= params.min_quantity:
             # Trades between the owner's own accounts: no change of beneficial ownership at
-            # all, whatever else the owner did. The crossed shares are the artificial volume.
+            # all, whatever else the owner did, and however busy the symbol (a market maker's
+            # turnover hid crosses of a few hundred shares). The crossed shares are the
+            # artificial volume.
             share = min(Decimal(1), ratio(position.self_matched, volume.total))
         else:
             found = self._round_trips(position, volume)
-            if found is None:
+            if found is None or found < params.min_volume_share:
                 return None
             share = found
-        if share < params.min_volume_share:
-            return None
         round_trips = min(len(position.buy_orders), len(position.sell_orders))
         return self._finding(event, t, position, share=share, round_trips=round_trips)
 
