@@ -11,7 +11,10 @@ close, per owner and symbol:
 1. the owner's liquidity-taking shares on the fill's side in the window are at least
    `min_quantity`, and its trading there is one-sided (what it did on the other side is at
    most `max_opposite_fraction` of that);
-2. the owner's shares are at least `min_volume_share` of the symbol's volume in the window;
+2. the owner's liquidity-taking shares are at least `min_volume_share` of the symbol's
+   liquidity-taking volume in the window (the trades that set the price: a market maker's
+   resting quotes, filled again and again as the price walks, are volume that moves
+   nothing, and in busy symbols they hid the marking trader's share);
 3. the price moved at least `min_move` from the reference (the last price before the window,
    if it printed within the lookback) to this fill, in the direction of the owner's side.
 
@@ -93,7 +96,6 @@ class MarkingTheCloseDetector:
             if previous is not None and t - self._lookback <= previous[0] < self._start_ns:
                 reference = previous[1]
             window = self._windows[symbol] = _Window(self._close_ns, reference)
-        window.volume += event.quantity
         owner = window.owners.get(event.owner)
         if owner is None:
             owner = window.owners[event.owner] = _Owner()
@@ -101,6 +103,8 @@ class MarkingTheCloseDetector:
         owner.traded[side] += event.quantity
         if event.maker:
             return None
+        # Liquidity-taking volume only: an internal match counts once, by its taker.
+        window.volume += event.quantity
         owner.taken[side] += event.quantity
         owner.accounts.add(event.account_id)
         if len(owner.order_ids) < MAX_EVIDENCE_IDS:
@@ -116,7 +120,7 @@ class MarkingTheCloseDetector:
         opposite = owner.traded[1 - side]
         if taken < params.min_quantity or opposite > params.max_opposite_fraction * taken:
             return None
-        share = ratio(owner.traded[side], window.volume)
+        share = ratio(taken, window.volume)
         if share < params.min_volume_share or window.reference is None:
             return None
         move = (event.price - window.reference) / window.reference

@@ -194,7 +194,7 @@ def alert_narrative(alert: AlertFacts, masked: Mapping[str, str]) -> str:
             f"{when.capitalize()}, account(s) {who} "
             f"{'bought' if ev.get('side') == 'buy' else 'sold'} {ev.get('taken_quantity')} "
             f"shares of {alert.symbol} taking liquidity in the last minutes before the close "
-            f"({ev.get('volume_share')} of the volume then); the price moved "
+            f"({ev.get('volume_share')} of the liquidity-taking volume then); the price moved "
             f"{ev.get('move_fraction')} from {ev.get('reference_price')} to {ev.get('price')} "
             f"USD {ev.get('minutes_before_close')} minutes before the close (USD {amount}): "
             "consistent with marking the close."

@@ -48,6 +48,20 @@ class TestMarkingTheClose:
         assert Decimal(ev["move_fraction"]) >= Decimal("0.01")
         assert 0 < ev["minutes_before_close"] < 5
 
+    def test_a_market_makers_resting_quotes_filled_meanwhile_do_not_hide_it(self) -> None:
+        tape = Tape()
+        to_the_close(tape, 4)
+        for price in ["50.10", "50.30", "50.50", "50.70"]:
+            # The maker's offer at the old price is taken as the price walks: volume that
+            # sets nothing (5,000 shares against the marker's 1,200).
+            ask = tape.place("mm", "ACME", "sell", 1250, price)
+            tape.fill(ask, 1250, price, maker=True)
+            tape.street_trade("marker", "ACME", "buy", 300, price)
+            tape.wait(40)
+        found = run(tape.events)
+        assert {f.owner for f in found} == {"marker"}
+        assert Decimal(found[-1].evidence["volume_share"]) == Decimal(1)
+
     def test_the_same_buying_earlier_in_the_day_is_not_at_the_close(self) -> None:
         tape = Tape()
         to_the_close(tape, 60)
