@@ -64,20 +64,6 @@ MAX_EVIDENCE_IDS = 100
 _COMPACT_AT = 512
 
 
-class _Trade:
-    __slots__ = ("account_id", "buy", "execution_id", "order_id", "owner", "price", "quantity", "t")
-
-    def __init__(self, fill: Fill, t: int) -> None:
-        self.t = t
-        self.owner = fill.owner
-        self.account_id = fill.account_id
-        self.buy = fill.buy
-        self.quantity = fill.quantity
-        self.price = fill.price
-        self.order_id = fill.order_id
-        self.execution_id = fill.execution_id
-
-
 class _Holding:
     """One owner's fills in one symbol within the window, with cumulative sums (from any
     origin: only differences are used) and the running maximum of its position."""
@@ -98,7 +84,7 @@ class _Holding:
     def __init__(self) -> None:
         # Parallel lists, live from `head` on: the fills, their times, and the owner's
         # cumulative bought and net shares through each.
-        self.trades: list[_Trade] = []
+        self.trades: list[Fill] = []
         self.times: list[int] = []
         self.cum_bought: list[int] = []
         self.cum_net: list[int] = []
@@ -112,7 +98,7 @@ class _Holding:
         # Monotonic queue of (fill index, cumulative net): the window's highest at the front.
         self.net_highs: deque[tuple[int, int]] = deque()
 
-    def add(self, trade: _Trade) -> None:
+    def add(self, trade: Fill, t: int) -> None:
         cum_net = self.cum_net
         bought = self.cum_bought[-1] if self.cum_bought else self.evicted_bought
         net = cum_net[-1] if cum_net else self.evicted_net
@@ -125,7 +111,7 @@ class _Holding:
             self.sold += trade.quantity
         index = len(self.trades)
         self.trades.append(trade)
-        self.times.append(trade.t)
+        self.times.append(t)
         self.cum_bought.append(bought)
         cum_net.append(net)
         highs = self.net_highs
@@ -196,7 +182,7 @@ class _Tape:
     )
 
     def __init__(self) -> None:
-        self.trades: list[_Trade] = []
+        self.trades: list[Fill] = []
         self.times: list[int] = []
         self.head = 0
         # Monotonic queues of (time, price): the window's maximum (its latest occurrence)
@@ -205,10 +191,10 @@ class _Tape:
         self.lows: deque[tuple[int, Decimal]] = deque()
         self.holdings: dict[str, _Holding] = {}
 
-    def add(self, trade: _Trade) -> _Holding:
+    def add(self, trade: Fill, t: int) -> _Holding:
         self.trades.append(trade)
-        self.times.append(trade.t)
-        price, t = trade.price, trade.t
+        self.times.append(t)
+        price = trade.price
         highs, lows = self.highs, self.lows
         while highs and highs[-1][1] <= price:
             highs.pop()
@@ -219,12 +205,12 @@ class _Tape:
         holding = self.holdings.get(trade.owner)
         if holding is None:
             holding = self.holdings[trade.owner] = _Holding()
-        holding.add(trade)
+        holding.add(trade, t)
         return holding
 
     def evict_before(self, t: int) -> None:
-        trades, head = self.trades, self.head
-        while head < len(trades) and trades[head].t < t:
+        trades, times, head = self.trades, self.times, self.head
+        while head < len(trades) and times[head] < t:
             trade = trades[head]
             holding = self.holdings[trade.owner]
             holding.evict_first()
@@ -247,7 +233,7 @@ class _Tape:
 
     @property
     def first_t(self) -> int:
-        return self.trades[self.head].t
+        return self.times[self.head]
 
     def base_before(self, peak_t: int) -> tuple[Decimal, int]:
         """The lowest price from the window's start to `peak_t` (its earliest time)."""
@@ -257,10 +243,11 @@ class _Tape:
         # The window's lowest came after the peak: read the fills up to the peak (rare:
         # the price fell below its base and a sale is still near the peak).
         end = bisect_right(self.times, peak_t, self.head)
-        base, base_t = self.trades[self.head].price, self.trades[self.head].t
-        for trade in self.trades[self.head + 1 : end]:
-            if trade.price < base:
-                base, base_t = trade.price, trade.t
+        base, base_t = self.trades[self.head].price, self.times[self.head]
+        for index in range(self.head + 1, end):
+            price = self.trades[index].price
+            if price < base:
+                base, base_t = price, self.times[index]
         return base, base_t
 
 
@@ -304,7 +291,7 @@ class PumpDumpDetector:
         tape = self._tapes.get(event.symbol)
         if tape is None:
             tape = self._tapes[event.symbol] = _Tape()
-        holding = tape.add(_Trade(event, t))
+        holding = tape.add(event, t)
         tape.evict_before(t - params.window_ns)
         if event.buy or not holding.bought:
             return None
@@ -477,7 +464,7 @@ class PumpDumpDetector:
         """Drop symbols with nothing left in the window (memory only)."""
         start = now - self.params.window_ns
         for symbol in [
-            s for s, tape in self._tapes.items() if tape.empty or tape.trades[-1].t < start
+            s for s, tape in self._tapes.items() if tape.empty or tape.times[-1] < start
         ]:
             del self._tapes[symbol]
 
