@@ -8,9 +8,10 @@ sessions) is turned into ledger documents before the clock starts, as the stream
 after reading a batch (decoded JSON). Each round times the stream's own work per event on
 one core: skip the non-market events, parse the market ones (`parse_market_event`, with the
 accounts' beneficial owners) and feed them to a fresh engine with every detector (MAN-1,
-MAN-2, the book tracker). Reported per CPU-second of this process (what one core does) and
-per wall-clock second (the machine is shared), median and best of the rounds; and the
-processing latency of the events that completed a finding (perf_counter_ns around `feed`).
+MAN-2, MAN-3, MAN-4, the book tracker; the scenario's staff accounts as MAN-4's insiders).
+Reported per CPU-second of this process (what one core does) and per wall-clock second (the
+machine is shared), median and best of the rounds; and the processing latency of the events
+that completed a finding (perf_counter_ns around `feed`).
 
 **Precision and recall.** `tradeguard surveillance evaluate` on each seed, with the default
 parameters (the settings' defaults).
@@ -45,7 +46,7 @@ from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance.container import build_surveillance, parameters_from
 from tradeguard.surveillance.domain import SurveillanceParameters
 from tradeguard.surveillance.engine import SurveillanceEngine
-from tradeguard.surveillance.evaluation import evaluate
+from tradeguard.surveillance.evaluation import evaluate, scenario_parameters
 from tradeguard.surveillance.events import MARKET_EVENT_TYPES, parse_market_event
 from tradeguard.surveillance.owners import BeneficialOwners
 from tradeguard.surveillance.scenarios import Scenario, ScenarioConfig, generate
@@ -96,8 +97,9 @@ def _latency(scenario: Scenario, params: SurveillanceParameters) -> dict[str, fl
 
 
 def throughput(rounds: int) -> dict[str, Any]:
-    params = SurveillanceParameters()
     scenario = generate(ScenarioConfig(seed=1))
+    # The scenario's staff accounts are MAN-4's insiders, as in the evaluation.
+    params = scenario_parameters(scenario, SurveillanceParameters())
     market = sum(1 for d in scenario.documents if d["type"] in MARKET_EVENT_TYPES)
     results = [_round(scenario, params) for _ in range(rounds)]
     per_cpu = sorted(len(scenario.documents) / r["cpu"] for r in results)

@@ -263,6 +263,33 @@ class Settings(BaseSettings):
     surveillance_layering_min_levels: Annotated[int, Field(ge=2, le=100)] = 3
     surveillance_spoof_max_distance_bps: Annotated[int, Field(ge=1, le=10_000)] = 500
     surveillance_spoof_requote_window_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    surveillance_pump_window_seconds: Annotated[int, Field(ge=60, le=86_400)] = 14_400
+    surveillance_pump_min_rise: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("0.2")
+    surveillance_pump_near_peak: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal("0.1")
+    surveillance_pump_min_accumulation: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
+    surveillance_pump_min_sold_fraction: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
+    surveillance_pump_min_accounts: Annotated[int, Field(ge=1, le=1000)] = 2
+    surveillance_pump_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 1000
+    surveillance_pump_min_buy_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.3")
+    surveillance_pump_min_member_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.05")
+    # MAN-4: the firm's staff and proprietary accounts (JSON list of account ids).
+    surveillance_frontrun_insider_accounts: tuple[str, ...] = ()
+    surveillance_frontrun_ahead_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+    surveillance_frontrun_unwind_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 1800
+    surveillance_frontrun_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 100
+    surveillance_frontrun_large_order_notional: Annotated[Decimal, Field(gt=0)] = Decimal(100_000)
+    surveillance_frontrun_restricted_window_seconds: Annotated[int, Field(ge=60, le=86_400)] = (
+        14_400
+    )
+    surveillance_close_window_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
+    surveillance_close_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 500
+    surveillance_close_max_opposite_fraction: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.2")
+    surveillance_close_min_volume_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.3")
+    surveillance_close_min_move: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.01")
+    surveillance_stuffing_window_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
+    surveillance_stuffing_min_messages: Annotated[int, Field(ge=2, le=1_000_000)] = 50
+    surveillance_stuffing_min_cancel_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
+    surveillance_stuffing_max_fill_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.02")
 
     # Card vault (PCI-2, PCI-3; docs/vault.md). With no endpoint the vault runs inside this
     # process on its own database (TRADEGUARD_VAULT_DATABASE_URL, default var/vault.db) and

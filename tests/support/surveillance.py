@@ -15,7 +15,13 @@ from tradeguard.surveillance.domain import (
     SurveillanceParameters,
 )
 from tradeguard.surveillance.engine import SurveillanceEngine
-from tradeguard.surveillance.events import Fill, MarketEvent, OrderClosed, OrderPlaced
+from tradeguard.surveillance.events import (
+    Fill,
+    MarketEvent,
+    OrderClosed,
+    OrderPlaced,
+    RestrictedListed,
+)
 
 START_NS = 1_767_625_200 * NS_PER_SECOND  # Monday 5 January 2026, 10:00 New York
 
@@ -109,6 +115,12 @@ class Tape:
         what releases findings the spoofing model holds for its re-quote test."""
         self.wait(seconds)
         self.street_trade("someone-else", "ZZZZ", "buy", 100, "10.00")
+
+    def restrict(self, symbol: str) -> RestrictedListed:
+        """The firm puts the symbol on its restricted list."""
+        event = RestrictedListed(seq=next(self._seq), ts_ns=self.now_ns, symbol=symbol)
+        self.events.append(event)
+        return event
 
     def street_trade(self, account: str, symbol: str, side: str, quantity: int, price: str) -> None:
         """A marketable order filled in full against the street."""

@@ -1,4 +1,4 @@
-"""`tradeguard surveillance`: market surveillance (MAN-1, MAN-2, MAN-5) from the command line.
+"""`tradeguard surveillance`: market surveillance (MAN-1 to MAN-5) from the command line.
 
 Run the stream as a worker of its own (`run`; `--once` drains and exits), list and show
 alerts, keep the beneficial-owner links (audited as the operating-system user), work cases
@@ -229,7 +229,7 @@ def alerts_command(
         typer.Option("--type", help="Only alerts of this type.", case_sensitive=False),
     ] = None,
     detector: Annotated[
-        Detector | None, typer.Option(help="Only alerts of this model (MAN-1, MAN-2).")
+        Detector | None, typer.Option(help="Only alerts of this model (MAN-1 to MAN-4).")
     ] = None,
     symbol: Annotated[
         str | None, typer.Option(help="Only alerts in this symbol.", callback=_symbol)

@@ -1,1 +1,1 @@
-"""Market surveillance (MAN-1, MAN-2, PRE-3): detectors over the ledger's trading events."""
+"""Market surveillance (MAN-1 to MAN-5, PRE-3): detectors over the ledger's trading events."""

@@ -17,7 +17,11 @@ from tradeguard.surveillance.actions import ActionDesk
 from tradeguard.surveillance.cases import CaseDesk, StaffRoles
 from tradeguard.surveillance.consumer import OwnerDirectory, SurveillanceConsumer
 from tradeguard.surveillance.domain import (
+    ClosingParameters,
+    FrontRunParameters,
+    PumpParameters,
     SpoofParameters,
+    StuffingParameters,
     SurveillanceParameters,
     WashParameters,
 )
@@ -47,6 +51,39 @@ def parameters_from(settings: Settings) -> SurveillanceParameters:
             layering_min_levels=settings.surveillance_layering_min_levels,
             max_distance_bps=settings.surveillance_spoof_max_distance_bps,
             requote_window_ns=settings.surveillance_spoof_requote_window_ms * 1_000_000,
+        ),
+        pump=PumpParameters(
+            window_ns=settings.surveillance_pump_window_seconds * NS_PER_SECOND,
+            min_rise=settings.surveillance_pump_min_rise,
+            near_peak=settings.surveillance_pump_near_peak,
+            min_accumulation=settings.surveillance_pump_min_accumulation,
+            min_sold_fraction=settings.surveillance_pump_min_sold_fraction,
+            min_accounts=settings.surveillance_pump_min_accounts,
+            min_quantity=settings.surveillance_pump_min_quantity,
+            min_buy_share=settings.surveillance_pump_min_buy_share,
+            min_member_share=settings.surveillance_pump_min_member_share,
+        ),
+        frontrun=FrontRunParameters(
+            insiders=frozenset(settings.surveillance_frontrun_insider_accounts),
+            ahead_window_ns=settings.surveillance_frontrun_ahead_window_seconds * NS_PER_SECOND,
+            unwind_window_ns=settings.surveillance_frontrun_unwind_window_seconds * NS_PER_SECOND,
+            min_quantity=settings.surveillance_frontrun_min_quantity,
+            large_order_notional=settings.surveillance_frontrun_large_order_notional,
+            restricted_window_ns=settings.surveillance_frontrun_restricted_window_seconds
+            * NS_PER_SECOND,
+        ),
+        closing=ClosingParameters(
+            window_ns=settings.surveillance_close_window_seconds * NS_PER_SECOND,
+            min_quantity=settings.surveillance_close_min_quantity,
+            max_opposite_fraction=settings.surveillance_close_max_opposite_fraction,
+            min_volume_share=settings.surveillance_close_min_volume_share,
+            min_move=settings.surveillance_close_min_move,
+        ),
+        stuffing=StuffingParameters(
+            window_ns=settings.surveillance_stuffing_window_ms * 1_000_000,
+            min_messages=settings.surveillance_stuffing_min_messages,
+            min_cancel_ratio=settings.surveillance_stuffing_min_cancel_ratio,
+            max_fill_ratio=settings.surveillance_stuffing_max_fill_ratio,
         ),
         book_horizon_ns=settings.surveillance_book_horizon_seconds * NS_PER_SECOND,
         fold_window_ns=settings.surveillance_fold_window_seconds * NS_PER_SECOND,

@@ -2,7 +2,8 @@
 
 Alert types are stable strings: alerts, their ledger events, the API, the CLI and the
 evaluation all name them the same way. Each belongs to one detector model, named by the
-spec requirement it serves (MAN-1 wash trading, MAN-2 spoofing and layering).
+spec requirement it serves (MAN-1 wash trading, MAN-2 spoofing and layering, MAN-3 pump and
+dump, MAN-4 front-running and trading ahead of the restricted list).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ class AlertType(StrEnum):
     WASH_TRADE = "WASH_TRADE"
     SPOOFING = "SPOOFING"
     LAYERING = "LAYERING"
+    PUMP_AND_DUMP = "PUMP_AND_DUMP"
+    FRONT_RUNNING = "FRONT_RUNNING"
+    RESTRICTED_LIST_AHEAD = "RESTRICTED_LIST_AHEAD"
+    MARKING_THE_CLOSE = "MARKING_THE_CLOSE"
+    QUOTE_STUFFING = "QUOTE_STUFFING"
 
 
 class Detector(StrEnum):
@@ -27,12 +33,22 @@ class Detector(StrEnum):
 
     WASH = "MAN-1"
     SPOOFING = "MAN-2"
+    PUMP = "MAN-3"
+    FRONT_RUNNING = "MAN-4"
+    # Unusual order patterns and rapid order placement (PRE-3): marking the close, quote
+    # stuffing.
+    PATTERNS = "PRE-3"
 
 
 DETECTOR_OF: dict[AlertType, Detector] = {
     AlertType.WASH_TRADE: Detector.WASH,
     AlertType.SPOOFING: Detector.SPOOFING,
     AlertType.LAYERING: Detector.SPOOFING,
+    AlertType.PUMP_AND_DUMP: Detector.PUMP,
+    AlertType.FRONT_RUNNING: Detector.FRONT_RUNNING,
+    AlertType.RESTRICTED_LIST_AHEAD: Detector.FRONT_RUNNING,
+    AlertType.MARKING_THE_CLOSE: Detector.PATTERNS,
+    AlertType.QUOTE_STUFFING: Detector.PATTERNS,
 }
 
 ALERT_DESCRIPTIONS: dict[AlertType, str] = {
@@ -46,6 +62,25 @@ ALERT_DESCRIPTIONS: dict[AlertType, str] = {
     AlertType.LAYERING: (
         "orders at several price levels on one side, an execution on the other, then the "
         "levels cancelled fast"
+    ),
+    AlertType.PUMP_AND_DUMP: (
+        "a group of accounts bought a symbol, its price rose far within hours, and the group "
+        "sold near the peak"
+    ),
+    AlertType.FRONT_RUNNING: (
+        "a staff or proprietary account traded a symbol shortly before a large client order "
+        "on the same side, then unwound"
+    ),
+    AlertType.RESTRICTED_LIST_AHEAD: (
+        "a staff or proprietary account built a position in a symbol shortly before the firm "
+        "put it on its restricted list"
+    ),
+    AlertType.MARKING_THE_CLOSE: (
+        "one owner's one-sided, liquidity-taking trades in the last minutes of the session "
+        "moved the price the day closes at"
+    ),
+    AlertType.QUOTE_STUFFING: (
+        "a burst of orders and cancels within a second with almost nothing traded"
     ),
 }
 
@@ -224,9 +259,96 @@ class SpoofParameters:
 
 
 @dataclass(frozen=True, slots=True)
+class PumpParameters:
+    """MAN-3. Defaults: see docs/surveillance.md (and the settings that set them)."""
+
+    # The base, the peak and the group's buying and selling all fall within this long.
+    window_ns: int = 4 * 3600 * NS_PER_SECOND
+    # The peak at least this fraction above the lowest price before it in the window.
+    min_rise: Decimal = Decimal("0.2")
+    # A sale "near the peak": at most this fraction below it.
+    near_peak: Decimal = Decimal("0.1")
+    # A member of the group built a position: the most it held before the peak is at least
+    # this fraction of what it bought there (a market maker turns its buying over) ...
+    min_accumulation: Decimal = Decimal("0.5")
+    # ... and sold at least this fraction of that position near the peak.
+    min_sold_fraction: Decimal = Decimal("0.5")
+    # The group traded through at least this many accounts (linked or not).
+    min_accounts: int = 2
+    # The group bought at least this many shares before the peak ...
+    min_quantity: int = 1000
+    # ... and at least this share of customers' net buying there before the peak (each
+    # owner's shares bought less sold: a market maker turning its inventory over adds
+    # little to the demand that lifts a price) ...
+    min_buy_share: Decimal = Decimal("0.3")
+    # ... each member at least this share of it (a bystander who bought a little and sold
+    # near the top is not one of the group).
+    min_member_share: Decimal = Decimal("0.05")
+
+
+@dataclass(frozen=True, slots=True)
+class FrontRunParameters:
+    """MAN-4. Defaults: see docs/surveillance.md (and the settings that set them)."""
+
+    # The staff and proprietary accounts (the firm's register of employee accounts, FINRA
+    # Rule 3210, and its own trading accounts): the only ones this model judges.
+    insiders: frozenset[str] = frozenset()
+    # The insider's trade at most this long before the client order was placed ...
+    ahead_window_ns: int = 300 * NS_PER_SECOND
+    # ... and its opposite trade (the unwind) at most this long after it.
+    unwind_window_ns: int = 1800 * NS_PER_SECOND
+    # Shares the insider traded ahead (and as many unwound, or net built before a listing).
+    min_quantity: int = 100
+    # A client order (one that took liquidity when it arrived) is large when what it
+    # executed within the windows is worth this much (USD): it moves the price.
+    large_order_notional: Decimal = Decimal(100_000)
+    # Insider trading at most this long before a restricted-list addition is judged (a
+    # longer reach makes a restart replay more of the ledger: it is part of the lookback).
+    restricted_window_ns: int = 4 * 3600 * NS_PER_SECOND
+
+    @property
+    def reach_ns(self) -> int:
+        # Client orders are kept an unwind window longer than followed (what came before).
+        return max(self.ahead_window_ns + 2 * self.unwind_window_ns, self.restricted_window_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosingParameters:
+    """Marking the close (PRE-3). Defaults: see docs/surveillance.md."""
+
+    # The last minutes of the session (the close from the exchange calendar).
+    window_ns: int = 300 * NS_PER_SECOND
+    # The owner's liquidity-taking shares on one side in the window ...
+    min_quantity: int = 500
+    # ... with at most this fraction of that on the other side (one-sided) ...
+    max_opposite_fraction: Decimal = Decimal("0.2")
+    # ... its shares at least this share of the symbol's volume in the window ...
+    min_volume_share: Decimal = Decimal("0.3")
+    # ... and the price moved at least this fraction its way from the last price before.
+    min_move: Decimal = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class StuffingParameters:
+    """Quote stuffing and rapid order placement (PRE-3). Defaults: see docs/surveillance.md."""
+
+    window_ns: int = NS_PER_SECOND
+    # Orders placed and cancelled by one account in one symbol within the window ...
+    min_messages: int = 50
+    # ... cancels at least this fraction of the orders placed ...
+    min_cancel_ratio: Decimal = Decimal("0.9")
+    # ... and fills at most this fraction of them.
+    max_fill_ratio: Decimal = Decimal("0.02")
+
+
+@dataclass(frozen=True, slots=True)
 class SurveillanceParameters:
     wash: WashParameters = field(default_factory=WashParameters)
     spoof: SpoofParameters = field(default_factory=SpoofParameters)
+    pump: PumpParameters = field(default_factory=PumpParameters)
+    frontrun: FrontRunParameters = field(default_factory=FrontRunParameters)
+    closing: ClosingParameters = field(default_factory=ClosingParameters)
+    stuffing: StuffingParameters = field(default_factory=StuffingParameters)
     # The book reconstruction in an alert's evidence shows customer orders placed within
     # this long before it and still resting.
     book_horizon_ns: int = 3600 * NS_PER_SECOND
@@ -242,6 +364,10 @@ class SurveillanceParameters:
             self.spoof.max_order_age_ns
             + self.spoof.cancel_window_ns
             + self.spoof.requote_window_ns,
+            self.pump.window_ns,
+            self.frontrun.reach_ns,
+            self.closing.window_ns,
+            self.stuffing.window_ns,
             self.book_horizon_ns,
         )
 

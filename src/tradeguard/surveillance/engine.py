@@ -19,9 +19,19 @@ from __future__ import annotations
 from collections import deque
 
 from tradeguard.surveillance.book import BookTracker
+from tradeguard.surveillance.closing import MarkingTheCloseDetector
 from tradeguard.surveillance.domain import Finding, SurveillanceParameters
-from tradeguard.surveillance.events import Fill, MarketEvent, OrderClosed, OrderPlaced
+from tradeguard.surveillance.events import (
+    Fill,
+    MarketEvent,
+    OrderClosed,
+    OrderPlaced,
+    RestrictedListed,
+)
+from tradeguard.surveillance.frontrun import FrontRunDetector
+from tradeguard.surveillance.pump import PumpDumpDetector
 from tradeguard.surveillance.spoofing import SpoofingDetector
+from tradeguard.surveillance.stuffing import QuoteStuffingDetector
 from tradeguard.surveillance.wash import WashTradeDetector
 
 # Idle owners, symbols and episodes are dropped this often (memory only).
@@ -35,6 +45,12 @@ class SurveillanceEngine:
         self.book = BookTracker(self.lookback_ns)
         self.wash = WashTradeDetector(params.wash, self.book, lookback_ns=self.lookback_ns)
         self.spoofing = SpoofingDetector(params.spoof, self.book)
+        self.pump = PumpDumpDetector(params.pump, self.book)
+        self.frontrun = FrontRunDetector(params.frontrun, self.book)
+        self.closing = MarkingTheCloseDetector(
+            params.closing, self.book, lookback_ns=self.lookback_ns
+        )
+        self.stuffing = QuoteStuffingDetector(params.stuffing, self.book)
         self.now_ns = floor_ns
         self.events = 0
         # (time, seq, the engine's time before it) of every event within the lookback.
@@ -55,28 +71,48 @@ class SurveillanceEngine:
         if self.events % SWEEP_EVERY_EVENTS == 0:
             self.wash.sweep(t)
             self.spoofing.sweep(t)
+            self.pump.sweep(t)
+            self.frontrun.sweep(t)
+            self.closing.sweep(t)
+            self.stuffing.sweep(t)
         spoofing = self.spoofing
         # Findings the spoofing model held for its re-quote test, now due.
         released = spoofing.due(t) if spoofing.holding else []
         kind = type(event)
         found: Finding | None
         if kind is Fill:
-            fill: Fill = event  # type: ignore[assignment]
-            self.book.filled(fill, t)
-            spoofing.fill(fill, t)
-            found = self.wash.fill(fill, t)
-        elif kind is OrderPlaced:
+            self._fill(event, t, released)  # type: ignore[arg-type]
+            return released
+        if kind is OrderPlaced:
             placed: OrderPlaced = event  # type: ignore[assignment]
             self.book.placed(placed, t)
             spoofing.placed(placed, t)
+            found = self.stuffing.placed(placed, t)
+            if found is not None:
+                released.append(found)
             return released
-        else:
-            closed: OrderClosed = event  # type: ignore[assignment]
-            found = spoofing.closed(closed, t)
-            self.book.closed(closed)
+        if kind is RestrictedListed:
+            listed: RestrictedListed = event  # type: ignore[assignment]
+            released.extend(self.frontrun.restricted(listed, t))
+            return released
+        closed: OrderClosed = event  # type: ignore[assignment]
+        found = spoofing.closed(closed, t)
+        self.book.closed(closed)
+        if found is not None:
+            released.append(found)
+        found = self.stuffing.closed(closed, t)
         if found is not None:
             released.append(found)
         return released
+
+    def _fill(self, fill: Fill, t: int, released: list[Finding]) -> None:
+        self.book.filled(fill, t)
+        self.spoofing.fill(fill, t)
+        self.stuffing.fill(fill, t)
+        for detector in (self.wash, self.pump, self.frontrun, self.closing):
+            found = detector.fill(fill, t)
+            if found is not None:
+                released.append(found)
 
     def resume_point(self) -> tuple[int | None, int]:
         """(the first seq to replay, the engine time to start from) for an exact restart;

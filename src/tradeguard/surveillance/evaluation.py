@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from tradeguard.core.clock import NS_PER_SECOND
@@ -54,7 +54,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def _covers(episode: Episode, finding: Finding) -> bool:
     return (
         episode.detector is finding.detector
-        and episode.owner == finding.owner
+        and (episode.owner == finding.owner or finding.owner in episode.others)
         and episode.symbol == finding.symbol
         and episode.start_ns <= finding.trigger_ns <= episode.end_ns + GRACE_NS
     )
@@ -69,13 +69,22 @@ def _touches(episode: Episode, finding: Finding) -> bool:
     )
 
 
+def scenario_parameters(
+    scenario: Scenario, params: SurveillanceParameters
+) -> SurveillanceParameters:
+    """`params` with the scenario's staff and proprietary accounts among MAN-4's insiders
+    (a firm's register of them is its own; the generated market has its own accounts)."""
+    insiders = params.frontrun.insiders | scenario.insiders
+    return replace(params, frontrun=replace(params.frontrun, insiders=insiders))
+
+
 def run_scenario(
     scenario: Scenario, params: SurveillanceParameters
 ) -> tuple[list[tuple[Finding, int]], dict[str, int], float]:
     """Every finding with the engine's time over its event (ns), the event counts, and the
     engine's total wall time (s)."""
     owners = BeneficialOwners(scenario.account_users)
-    engine = SurveillanceEngine(params)
+    engine = SurveillanceEngine(scenario_parameters(scenario, params))
     market_types = frozenset(MARKET_EVENT_TYPES)
     found: list[tuple[Finding, int]] = []
     counts = {"events": len(scenario.documents), "market_events": 0}

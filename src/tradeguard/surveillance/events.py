@@ -22,13 +22,19 @@ ORDER_CANCELLED = "trading:order:cancelled"
 ORDER_REPLACED = "trading:order:replaced"
 ORDER_EXPIRED = "trading:order:expired"
 EXECUTION_CREATED = "trading:execution:created"
+# The firm put a symbol on its restricted list (it holds non-public information about it):
+# what the front-running model (MAN-4) judges earlier trading against.
+RESTRICTED_ADDED = "trading:restricted_list:added"
 
+# Every ledger event type the detectors read (orders, cancels, executions, and the
+# restricted-list additions).
 MARKET_EVENT_TYPES = (
     ORDER_PLACED,
     ORDER_CANCELLED,
     ORDER_REPLACED,
     ORDER_EXPIRED,
     EXECUTION_CREATED,
+    RESTRICTED_ADDED,
 )
 # A cancel the customer chose (a cancel request, or a cancel-replace), as opposed to one the
 # venue or the firm made (an IOC remainder, self-trade prevention, a halt, expiry).
@@ -121,7 +127,16 @@ class Fill:
     match_id: str
 
 
-MarketEvent = OrderPlaced | OrderClosed | Fill
+@dataclass(frozen=True, slots=True)
+class RestrictedListed:
+    """A symbol added to the firm's restricted list."""
+
+    seq: int
+    ts_ns: int
+    symbol: str
+
+
+MarketEvent = OrderPlaced | OrderClosed | Fill | RestrictedListed
 
 
 def event_account(document: Mapping[str, Any]) -> str | None:
@@ -162,6 +177,8 @@ def parse_market_event(
     kind = document.get("type")
     if kind not in MARKET_EVENT_TYPES:
         return None
+    if kind == RESTRICTED_ADDED:
+        return _restricted(seq, document)
     account = event_account(document)
     data = document.get("data")
     if account is None or not isinstance(data, dict):
@@ -225,3 +242,15 @@ def parse_market_event(
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{kind} event lacks {exc}") from None
+
+
+def _restricted(seq: int, document: Mapping[str, Any]) -> RestrictedListed:
+    data = document.get("data")
+    symbol = data.get("symbol") if isinstance(data, dict) else None
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError("a restricted-list event names its symbol")
+    try:
+        ts = int(document["ts"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("a restricted-list event has a time") from None
+    return RestrictedListed(seq=seq, ts_ns=ts, symbol=symbol)

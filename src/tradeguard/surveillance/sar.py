@@ -105,22 +105,33 @@ def _decimal(value: Any) -> Decimal | None:
     return found if found.is_finite() else None
 
 
+# The (quantity, price) evidence pairs whose products make an alert's amount, by type; the
+# spoofing models' (the other types) is the genuine execution. Quote stuffing trades nothing.
+_AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "WASH_TRADE": (("bought", "average_buy_price"), ("sold", "average_sell_price")),
+    "PUMP_AND_DUMP": (
+        ("group_bought", "average_buy_price"),
+        ("group_sold_near_peak", "average_sell_price"),
+    ),
+    "FRONT_RUNNING": (
+        ("quantity_ahead", "average_price_ahead"),
+        ("unwound_quantity", "average_unwind_price"),
+    ),
+    "RESTRICTED_LIST_AHEAD": (("net_quantity", "average_price"),),
+    "MARKING_THE_CLOSE": (("taken_quantity", "price"),),
+    "QUOTE_STUFFING": (),
+}
+_EXECUTION = (("executed_quantity", "execution_price"),)
+
+
 def alert_amount(alert: AlertFacts) -> Decimal:
     """The value traded in the pattern, from the evidence (USD, cents)."""
     ev = alert.evidence
     total = Decimal(0)
-    if alert.alert_type == "WASH_TRADE":
-        for quantity, price in (
-            (ev.get("bought"), ev.get("average_buy_price")),
-            (ev.get("sold"), ev.get("average_sell_price")),
-        ):
-            q, p = _decimal(quantity), _decimal(price)
-            if q is not None and p is not None:
-                total += q * p
-    else:
-        q, p = _decimal(ev.get("executed_quantity")), _decimal(ev.get("execution_price"))
+    for quantity, price in _AMOUNT_FIELDS.get(alert.alert_type, _EXECUTION):
+        q, p = _decimal(ev.get(quantity)), _decimal(ev.get(price))
         if q is not None and p is not None:
-            total += q * p
+            total += abs(q) * p
     return total.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
@@ -154,6 +165,55 @@ def alert_narrative(alert: AlertFacts, masked: Mapping[str, str]) -> str:
             f"{ev.get('artificial_volume_share')} of the recorded volume in {alert.symbol} in "
             "the window: trading without an apparent change of beneficial ownership or "
             "economic purpose."
+        )
+    elif alert.alert_type == "PUMP_AND_DUMP":
+        text = (
+            f"{when.capitalize()}, account(s) {who} bought {ev.get('group_bought')} shares of "
+            f"{alert.symbol} at an average price of {ev.get('average_buy_price')} USD, "
+            f"{ev.get('group_buy_share')} of all customer buying in the symbol before its peak. "
+            f"The price rose from {ev.get('base_price')} to {ev.get('peak_price')} USD "
+            f"({ev.get('rise_fraction')}) within {ev.get('minutes_base_to_peak')} minutes, and "
+            f"the same accounts sold {ev.get('group_sold_near_peak')} shares near the peak at an "
+            f"average of {ev.get('average_sell_price')} USD (USD {amount} in all): coordinated "
+            "buying, a price rise and selling at the top, consistent with a pump and dump."
+        )
+    elif alert.alert_type == "FRONT_RUNNING":
+        text = (
+            f"{when.capitalize()}, the firm's staff or proprietary account {who} "
+            f"{'bought' if ev.get('side_ahead') == 'buy' else 'sold'} "
+            f"{ev.get('quantity_ahead')} shares of {alert.symbol} at an average of "
+            f"{ev.get('average_price_ahead')} USD {ev.get('seconds_ahead')} seconds before a "
+            f"client order on the same side executed {ev.get('client_quantity')} shares (USD "
+            f"{ev.get('client_notional')}), and unwound {ev.get('unwound_quantity')} shares at "
+            f"{ev.get('average_unwind_price')} USD {ev.get('seconds_to_unwind')} seconds after "
+            f"it (USD {amount} in all): trading ahead of a customer order, consistent with "
+            "front-running."
+        )
+    elif alert.alert_type == "MARKING_THE_CLOSE":
+        text = (
+            f"{when.capitalize()}, account(s) {who} "
+            f"{'bought' if ev.get('side') == 'buy' else 'sold'} {ev.get('taken_quantity')} "
+            f"shares of {alert.symbol} taking liquidity in the last minutes before the close "
+            f"({ev.get('volume_share')} of the liquidity-taking volume then); the price moved "
+            f"{ev.get('move_fraction')} from {ev.get('reference_price')} to {ev.get('price')} "
+            f"USD {ev.get('minutes_before_close')} minutes before the close (USD {amount}): "
+            "consistent with marking the close."
+        )
+    elif alert.alert_type == "QUOTE_STUFFING":
+        text = (
+            f"{when.capitalize()}, account(s) {who} placed {ev.get('orders_placed')} orders "
+            f"and cancelled {ev.get('orders_cancelled')} in {alert.symbol} within "
+            f"{ev.get('seconds')} seconds with {ev.get('fills')} fills (cancel ratio "
+            f"{ev.get('cancel_ratio')}): messages apparently not intended to trade, "
+            "consistent with quote stuffing."
+        )
+    elif alert.alert_type == "RESTRICTED_LIST_AHEAD":
+        text = (
+            f"{when.capitalize()}, the firm's staff or proprietary account {who} built a net "
+            f"position of {ev.get('net_quantity')} shares of {alert.symbol} at an average of "
+            f"{ev.get('average_price')} USD (USD {amount}) within "
+            f"{ev.get('minutes_before_listing')} minutes before the firm put {alert.symbol} on "
+            "its restricted list: trading that may have used non-public information."
         )
     else:
         kind = "layering" if alert.alert_type == "LAYERING" else "spoofing"

@@ -34,6 +34,16 @@ Injected episodes (positives), each by a trader of its own:
   cancelled a second or so after the sale (and the mirror image on the other side);
 - LAYER: orders at three to five price levels beyond the touch on one side, a small
   marketable trade on the other, the levels cancelled within seconds.
+- FRONT_RUNNING: a staff account trades a symbol, a large client order on the same side
+  follows within minutes, the staff account unwinds minutes later. Near-misses: a customer
+  doing the same, staff trading after the client order, staff trading ahead and holding.
+- RESTRICTED_LIST_AHEAD: a staff account buys a symbol an hour or two before the firm puts
+  it on its restricted list. Near-misses: staff who bought it that morning, hours before;
+  staff who bought and sold it shortly before (no position).
+- PUMP_AND_DUMP: a user with two accounts and another user's new account buy a symbol, more
+  as the street's price climbs 25-45% in ninety minutes (their promotion), and sell all of
+  it near the top; the price falls back. Near-misses: a RALLY of the same size on news, with
+  a large buyer that holds, and three unrelated traders PROFIT_TAKING near its top.
 
 Pure: no I/O (the generator uses the venue's pure modules only).
 """
@@ -56,6 +66,7 @@ from tradeguard.surveillance.events import (
     EXECUTION_CREATED,
     ORDER_CANCELLED,
     ORDER_PLACED,
+    RESTRICTED_ADDED,
 )
 from tradeguard.venue.marketdata import GbmQuoteModel
 from tradeguard.venue.matching import CancelReason, IncomingOrder, OrderBook
@@ -80,6 +91,11 @@ class EpisodeKind(StrEnum):
     WASH_ROUND_TRIP = "WASH_ROUND_TRIP"
     SPOOF = "SPOOF"
     LAYER = "LAYER"
+    PUMP_AND_DUMP = "PUMP_AND_DUMP"
+    FRONT_RUN = "FRONT_RUNNING"
+    RESTRICTED_AHEAD = "RESTRICTED_LIST_AHEAD"
+    MARK_CLOSE = "MARKING_THE_CLOSE"
+    STUFFING = "QUOTE_STUFFING"
     # Honest near-misses: labelled so the evaluation can say which ones were flagged.
     DAY_TRADE = "NEAR_MISS_DAY_TRADE"
     SWING_TRADE = "NEAR_MISS_SWING_TRADE"
@@ -90,6 +106,23 @@ class EpisodeKind(StrEnum):
     ACCUMULATION = "NEAR_MISS_ACCUMULATION"
     LARGE_CANCEL = "NEAR_MISS_LARGE_CANCEL"
     SLOW_CANCEL = "NEAR_MISS_SLOW_CANCEL"
+    # A real rally (news): a large buyer that holds, and unrelated traders taking a profit
+    # near the top.
+    RALLY = "NEAR_MISS_RALLY"
+    PROFIT_TAKING = "NEAR_MISS_PROFIT_TAKING"
+    # A customer (not staff) trading ahead of another customer's large order and unwinding;
+    # staff trading after a large client order (public by then); staff trading ahead of one
+    # and holding; staff who bought a symbol hours before it was restricted, or made a round
+    # trip in it shortly before.
+    CUSTOMER_AHEAD = "NEAR_MISS_CUSTOMER_AHEAD"
+    STAFF_AFTER = "NEAR_MISS_STAFF_AFTER_CLIENT"
+    STAFF_HOLDS = "NEAR_MISS_STAFF_HOLDS"
+    STAFF_LONG_BEFORE = "NEAR_MISS_STAFF_LONG_BEFORE_LISTING"
+    STAFF_ROUND_TRIP = "NEAR_MISS_STAFF_ROUND_TRIP_BEFORE_LISTING"
+    # A fund buying a large amount in the last minutes without moving the price; an
+    # algorithm slicing an order into many small IOC orders within seconds.
+    CLOSING_BUYER = "NEAR_MISS_CLOSING_BUYER"
+    RAPID_SLICING = "NEAR_MISS_RAPID_SLICING"
 
 
 DETECTOR_OF_EPISODE: dict[EpisodeKind, Detector] = {
@@ -97,6 +130,11 @@ DETECTOR_OF_EPISODE: dict[EpisodeKind, Detector] = {
     EpisodeKind.WASH_ROUND_TRIP: Detector.WASH,
     EpisodeKind.SPOOF: Detector.SPOOFING,
     EpisodeKind.LAYER: Detector.SPOOFING,
+    EpisodeKind.PUMP_AND_DUMP: Detector.PUMP,
+    EpisodeKind.FRONT_RUN: Detector.FRONT_RUNNING,
+    EpisodeKind.RESTRICTED_AHEAD: Detector.FRONT_RUNNING,
+    EpisodeKind.MARK_CLOSE: Detector.PATTERNS,
+    EpisodeKind.STUFFING: Detector.PATTERNS,
 }
 
 
@@ -122,6 +160,8 @@ class Episode:
     # False when the manipulation never came about (a spoofer's genuine order found nothing
     # to trade with): there was no pattern to detect. Reported, not scored.
     completed: bool = True
+    # Other beneficial owners taking part (a group of several users).
+    others: tuple[str, ...] = ()
 
     @property
     def positive(self) -> bool:
@@ -140,6 +180,8 @@ class Scenario:
     # Each account's user (its beneficial owner, without links).
     account_users: dict[str, str]
     episodes: list[Episode]
+    # The staff and proprietary accounts (MAN-4 judges only them).
+    insiders: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -162,6 +204,7 @@ class _Symbol:
     book: OrderBook
     model: GbmQuoteModel
     weight: float
+    spread: int = 1
     street_ids: list[str] = field(default_factory=list)
     bid: int = 0
     ask: int = 0
@@ -194,6 +237,7 @@ class MarketSimulation:
         self.rng = random.Random(config.seed)  # noqa: S311 - reproducible, not secret
         self.documents: list[dict[str, Any]] = []
         self.account_users: dict[str, str] = {}
+        self.insiders: set[str] = set()
         self.episodes: list[Episode] = []
         self._ids = itertools.count(1)
         self._queue: list[tuple[int, int, Callable[[int], None]]] = []
@@ -215,6 +259,7 @@ class MarketSimulation:
                     quote_size=STREET_SIZE,
                 ),
                 weight=weight,
+                spread=spread,
             )
             for name, price, weight, spread in _SYMBOLS[: config.symbols]
         }
@@ -249,6 +294,20 @@ class MarketSimulation:
                 "actor": actor,
                 "subject": {"kind": "account", "id": account},
                 "data": data,
+            }
+        )
+
+    def restrict(self, t: int, symbol: str) -> None:
+        """Compliance puts a symbol on the firm's restricted list (the trading core's event)."""
+        self.documents.append(
+            {
+                "v": 1,
+                "id": self._id("evt"),
+                "type": RESTRICTED_ADDED,
+                "ts": str(t),
+                "actor": {"kind": "user", "id": "compliance"},
+                "subject": {"kind": "instrument", "id": symbol},
+                "data": {"symbol": symbol, "reason": "investment banking mandate"},
             }
         )
 
@@ -489,6 +548,19 @@ class MarketSimulation:
     def pick_symbol(self) -> str:
         return self.rng.choices(self._names, weights=self._weights)[0]
 
+    def move_price(self, symbol_name: str, factor: Decimal) -> None:
+        """The street's price jumps by `factor` (news, promotion, buying pressure) and goes
+        on from there with the same volatility; the next street step quotes it."""
+        symbol = self.symbols[symbol_name]
+        symbol.model = GbmQuoteModel(
+            initial_price=max(TICK, symbol.model.mid * factor),
+            volatility=VOLATILITY,
+            tick=TICK,
+            rng=random.Random(self.rng.getrandbits(64)),  # noqa: S311 - seeded
+            spread_ticks=symbol.spread,
+            quote_size=STREET_SIZE,
+        )
+
     def touch(self, symbol_name: str) -> tuple[int, int]:
         symbol = self.symbols[symbol_name]
         return symbol.bid, symbol.ask
@@ -511,7 +583,13 @@ class MarketSimulation:
         while queue:
             t, _, action = heapq.heappop(queue)
             action(t)
-        return Scenario(self.config, self.documents, self.account_users, self.episodes)
+        return Scenario(
+            self.config,
+            self.documents,
+            self.account_users,
+            self.episodes,
+            frozenset(self.insiders),
+        )
 
 
 _SYSTEM = {"kind": "system", "id": "tradeguard"}
@@ -846,6 +924,308 @@ def _spoof(sim: MarketSimulation, *, layered: bool) -> None:
     sim.at(cancel_at, withdraw)
 
 
+MINUTE = 60 * SECOND
+RAMP_STEPS = 10
+
+
+def _ramp(sim: MarketSimulation, symbol: str, start: int, rise: float) -> list[int]:
+    """The street's price rises by `rise` in `RAMP_STEPS` steps nine minutes apart from
+    `start`; the steps' times."""
+    factor = Decimal(str(round(rise ** (1 / RAMP_STEPS), 6)))
+    steps = [start + k * 9 * MINUTE for k in range(RAMP_STEPS)]
+    for when in steps:
+        sim.at(when, lambda _t: sim.move_price(symbol, factor))
+    return steps
+
+
+def _marketable_buy(sim: MarketSimulation, symbol: str) -> Callable[[], int]:
+    return lambda: sim.touch(symbol)[1] + 1
+
+
+def _selling_position(
+    sim: MarketSimulation, account: str, symbol: str, fraction: float, into: list[int]
+) -> Callable[[int], None]:
+    """An action that sells `fraction` of the account's position just below the bid."""
+
+    def act(t: int) -> None:
+        held = sim.positions.get((account, symbol), 0)
+        quantity = held if fraction >= 1 else int(held * fraction)
+        if quantity > 0:
+            bid = sim.touch(symbol)[0]
+            sim.place(t, account, symbol, "sell", quantity, limit_ticks=max(1, bid - 1))
+            into.append(t)
+
+    return act
+
+
+def _pump_and_dump(sim: MarketSimulation, symbol: str, day: int) -> None:
+    """A user with two accounts and another with a new one buy a symbol (more as its price
+    climbs, on their promotion), the price rises 25-45% in ninety minutes, and all three
+    accounts sell near the top; the price then falls back."""
+    rng = sim.rng
+    _, (first, second) = sim.new_user(2)
+    other, (third,) = sim.new_user(1)
+    accounts = (first, second, third)
+    size = max(1.0, sim.symbols[symbol].weight)
+    t0 = sim.session_open(day) + int((15 + rng.random() * 180) * MINUTE)
+    episode = _label(sim, EpisodeKind.PUMP_AND_DUMP, accounts, symbol, t0)
+    episode.others = (other,)
+    for account in accounts:
+        for _ in range(2):
+            when = t0 + int(rng.random() * 30 * MINUTE)
+            quantity = sim.lot(int(1000 * size), int(3000 * size))
+            sim.at(
+                when,
+                _placing(sim, account, symbol, "buy", quantity, price=_marketable_buy(sim, symbol)),
+            )
+    rise = 1.25 + rng.random() * 0.2
+    for when in _ramp(sim, symbol, t0 + 30 * MINUTE, rise):
+        quantity = sim.lot(int(500 * size), int(1500 * size))
+        buyer = rng.choice(accounts)
+        sim.at(
+            when + 20 * SECOND,
+            _placing(sim, buyer, symbol, "buy", quantity, price=_marketable_buy(sim, symbol)),
+        )
+    peak = t0 + 30 * MINUTE + (RAMP_STEPS - 1) * 9 * MINUTE
+    sales: list[int] = []
+    for account in accounts:
+        first_sale = peak + int((3 + rng.random() * 6) * MINUTE)
+        sim.at(first_sale, _selling_position(sim, account, symbol, 0.5, sales))
+        second_sale = first_sale + int((1 + rng.random() * 6) * MINUTE)
+        sim.at(second_sale, _selling_position(sim, account, symbol, 1.0, sales))
+    episode.end_ns = peak + 16 * MINUTE
+    back = Decimal(str(round((1 / rise) ** (1 / 3), 6)))
+    for k in range(3):
+        sim.at(peak + (20 + 10 * k) * MINUTE, lambda _t: sim.move_price(symbol, back))
+
+
+def _rally(sim: MarketSimulation, symbol: str, day: int) -> None:
+    """A real rally (news): the price rises as much as in a pump; a large buyer keeps buying
+    and holds; three unrelated traders who bought early sell near the top."""
+    rng = sim.rng
+    _, (holder,) = sim.new_user(1)
+    size = max(1.0, sim.symbols[symbol].weight)
+    t0 = sim.session_open(day) + int((15 + rng.random() * 180) * MINUTE)
+    steps = _ramp(sim, symbol, t0 + 30 * MINUTE, 1.25 + rng.random() * 0.2)
+    peak = steps[-1]
+    _label(sim, EpisodeKind.RALLY, (holder,), symbol, t0).end_ns = peak + 30 * MINUTE
+    for when in steps[::2]:
+        quantity = sim.lot(int(1000 * size), int(3000 * size))
+        sim.at(
+            when + 30 * SECOND,
+            _placing(sim, holder, symbol, "buy", quantity, price=_marketable_buy(sim, symbol)),
+        )
+    for _ in range(3):
+        _, (taker,) = sim.new_user(1)
+        bought = t0 + int(rng.random() * 40 * MINUTE)
+        sold = peak + int((1 + rng.random() * 15) * MINUTE)
+        _label(sim, EpisodeKind.PROFIT_TAKING, (taker,), symbol, bought).end_ns = sold
+        sim.at(
+            bought,
+            _placing(
+                sim, taker, symbol, "buy", sim.lot(200, 600), price=_marketable_buy(sim, symbol)
+            ),
+        )
+        sim.at(sold, _selling_position(sim, taker, symbol, 1.0, []))
+    sim.at(peak + 60 * MINUTE, lambda _t: sim.move_price(symbol, Decimal("0.97")))
+
+
+def _marketable(sim: MarketSimulation, symbol: str, side: str) -> Callable[[], int]:
+    """A limit one tick through the street's quote: takes it, and the rest is taken soon."""
+
+    def price() -> int:
+        bid, ask = sim.touch(symbol)
+        return ask + 1 if side == "buy" else max(1, bid - 1)
+
+    return price
+
+
+def _trading_around_a_client_order(
+    sim: MarketSimulation, kind: EpisodeKind, avoid: set[tuple[str, int]]
+) -> None:
+    """A large client order (USD 150,000-400,000, taking the street's quote) and a trader
+    around it: staff ahead of it who unwind minutes later (FRONT_RUN), a customer doing the
+    same (CUSTOMER_AHEAD), staff after it (STAFF_AFTER), staff ahead who hold (STAFF_HOLDS)."""
+    rng = sim.rng
+    _, (trader,) = sim.new_user(1)
+    if kind is not EpisodeKind.CUSTOMER_AHEAD:
+        sim.insiders.add(trader)
+    _, (client,) = sim.new_user(1)
+    while True:  # not in a symbol and session the firm restricts (that is another story)
+        symbol = sim.pick_symbol()
+        t = sim.random_time(margin_seconds=3600)
+        if (symbol, (t - FIRST_OPEN_NS) // DAY_NS) not in avoid:
+            break
+    side = "buy" if rng.random() < 0.5 else "sell"
+    other = "sell" if side == "buy" else "buy"
+    gap = int((30 + rng.random() * 210) * SECOND)
+    client_at, trader_at = (t, t + gap) if kind is EpisodeKind.STAFF_AFTER else (t + gap, t)
+    unwind_at = max(client_at, trader_at) + int((300 + rng.random() * 900) * SECOND)
+    episode = _label(sim, kind, (trader,), symbol, trader_at)
+    episode.end_ns = unwind_at
+    quantity = sim.lot(300, 1000)
+    target = 150_000 + rng.random() * 250_000
+
+    def client_order(at: int) -> None:
+        bid, ask = sim.touch(symbol)
+        price = from_ticks(ask if side == "buy" else bid, TICK)
+        size = max(100, int(Decimal(str(round(target, 2))) / price) // 100 * 100)
+        sim.place(at, client, symbol, side, size, limit_ticks=_marketable(sim, symbol, side)())
+
+    sim.at(
+        trader_at,
+        _placing(sim, trader, symbol, side, quantity, price=_marketable(sim, symbol, side)),
+    )
+    sim.at(client_at, client_order)
+    if kind is not EpisodeKind.STAFF_HOLDS:
+        sim.at(
+            unwind_at,
+            _placing(sim, trader, symbol, other, quantity, price=_marketable(sim, symbol, other)),
+        )
+
+
+def _restricted_listing(sim: MarketSimulation, symbol: str, day: int) -> None:
+    """The firm restricts a symbol in the afternoon: a staff member bought it an hour or two
+    before (RESTRICTED_AHEAD); another bought it in the morning, hours before
+    (STAFF_LONG_BEFORE); a third bought and sold it shortly before (STAFF_ROUND_TRIP)."""
+    rng = sim.rng
+    listing = sim.session_open(day) + int((300 + rng.random() * 60) * MINUTE)
+    staff = []
+    for _ in range(3):
+        _, (account,) = sim.new_user(1)
+        sim.insiders.add(account)
+        staff.append(account)
+    ahead, early, round_trip = staff
+    bought = listing - int((30 + rng.random() * 150) * MINUTE)
+    _label(sim, EpisodeKind.RESTRICTED_AHEAD, (ahead,), symbol, bought).end_ns = listing
+    buy = _marketable(sim, symbol, "buy")
+    sim.at(bought, _placing(sim, ahead, symbol, "buy", sim.lot(500, 2000), price=buy))
+    morning = sim.session_open(day) + int((5 + rng.random() * 45) * MINUTE)
+    _label(sim, EpisodeKind.STAFF_LONG_BEFORE, (early,), symbol, morning).end_ns = listing
+    sim.at(morning, _placing(sim, early, symbol, "buy", sim.lot(500, 2000), price=buy))
+    start = listing - int((60 + rng.random() * 60) * MINUTE)
+    _label(sim, EpisodeKind.STAFF_ROUND_TRIP, (round_trip,), symbol, start).end_ns = listing
+    quantity = sim.lot(500, 2000)
+    sim.at(start, _placing(sim, round_trip, symbol, "buy", quantity, price=buy))
+    sell = _marketable(sim, symbol, "sell")
+    # Sold 36-50 minutes later: a round trip, and no front-running of whatever large order
+    # the market brings meanwhile (that unwind would be within 35 minutes).
+    later = start + int((36 + rng.random() * 14) * MINUTE)
+    sim.at(later, _placing(sim, round_trip, symbol, "sell", quantity, price=sell))
+    sim.at(listing, lambda t: sim.restrict(t, symbol))
+
+
+def _moving(sim: MarketSimulation, symbol: str, factor: Decimal) -> Callable[[int], None]:
+    return lambda _t: sim.move_price(symbol, factor)
+
+
+def _marking_the_close(sim: MarketSimulation, symbol: str, day: int, *, honest: bool) -> None:
+    """In the last four minutes: one trader takes the street's quote four to six times on
+    one side while the price walks 0.4-0.8% its way before each trade (MARK_CLOSE), and is
+    put back at the next open; or a fund buys a large amount without moving it
+    (CLOSING_BUYER)."""
+    rng = sim.rng
+    _, (trader,) = sim.new_user(1)
+    close = sim.session_close(day)
+    start = close - int((200 + rng.random() * 60) * SECOND)
+    trades = rng.randint(4, 6) if not honest else 3
+    side = "buy" if honest or rng.random() < 0.5 else "sell"
+    kind = EpisodeKind.CLOSING_BUYER if honest else EpisodeKind.MARK_CLOSE
+    episode = _label(sim, kind, (trader,), symbol, start)
+    step = (close - 15 * SECOND - start) // trades
+    total = Decimal(1)
+    for k in range(trades):
+        at = start + k * step
+        if not honest:
+            factor = Decimal(str(round(1 + 0.004 + rng.random() * 0.004, 6)))
+            factor = factor if side == "buy" else 1 / factor
+            total *= factor
+            sim.at(at - 6 * SECOND, _moving(sim, symbol, factor))
+        quantity = sim.lot(300, 800) if not honest else sim.lot(1000, 2000)
+        sim.at(
+            at, _placing(sim, trader, symbol, side, quantity, price=_marketable(sim, symbol, side))
+        )
+        episode.end_ns = at
+    if not honest and day + 1 < sim.config.days:
+        back = 1 / total
+        sim.at(sim.session_open(day + 1) + SECOND, lambda _t: sim.move_price(symbol, back))
+
+
+def _quote_stuffing(sim: MarketSimulation, *, honest: bool) -> None:
+    """A burst of 100-300 orders a few ticks from the touch, each cancelled milliseconds
+    later (STUFFING); or an algorithm slicing an order into 60-100 IOC orders within
+    seconds, which trade what they can and expire (RAPID_SLICING)."""
+    rng = sim.rng
+    _, (trader,) = sim.new_user(1)
+    symbol = sim.pick_symbol()
+    t = sim.random_time()
+    kind = EpisodeKind.RAPID_SLICING if honest else EpisodeKind.STUFFING
+    episode = _label(sim, kind, (trader,), symbol, t)
+    side = "buy" if rng.random() < 0.5 else "sell"
+    when = t
+    for _ in range(rng.randint(60, 100) if honest else rng.randint(100, 300)):
+        if honest:
+            price = _marketable(sim, symbol, side)
+            sim.at(when, _placing(sim, trader, symbol, side, 100, price=price, tif="ioc"))
+            when += int((10 + rng.random() * 30) * SECOND / 1000)
+            continue
+        away = rng.randint(3, 10)
+        orders: list[str] = []
+
+        def price(away: int = away) -> int:
+            bid, ask = sim.touch(symbol)
+            return max(1, bid - away) if side == "buy" else ask + away
+
+        sim.at(when, _placing(sim, trader, symbol, side, 100, price=price, into=orders))
+        sim.at(when + int((2 + rng.random() * 18) * SECOND / 1000), _cancelling(sim, orders))
+        when += int((2 + rng.random() * 6) * SECOND / 1000)
+    episode.end_ns = when + 20 * SECOND // 1000
+
+
+def _pumps_and_front_running(sim: MarketSimulation, config: ScenarioConfig) -> None:
+    """MAN-3 and MAN-4 episodes with their near-misses."""
+    rng = sim.rng
+    names = list(sim.symbols)
+    # Restricted listings in half the symbols and sessions at most; the staff trading around
+    # client orders keeps to the others.
+    listings = [(name, day) for day in range(config.days) for name in names]
+    rng.shuffle(listings)
+    listed = listings[: min(config.episodes_per_kind, len(listings) // 2)]
+    for name, day in listed:
+        _restricted_listing(sim, name, day)
+    for n in range(config.episodes_per_kind):
+        _trading_around_a_client_order(sim, EpisodeKind.FRONT_RUN, set(listed))
+        if n % 2 == 0:
+            for kind in (
+                EpisodeKind.CUSTOMER_AHEAD,
+                EpisodeKind.STAFF_AFTER,
+                EpisodeKind.STAFF_HOLDS,
+            ):
+                _trading_around_a_client_order(sim, kind, set(listed))
+    closes = [(name, day) for day in range(config.days) for name in names]
+    rng.shuffle(closes)
+    marked = min(config.episodes_per_kind, max(1, len(closes) * 2 // 3))
+    for n, (name, day) in enumerate(closes):
+        if n < marked:
+            _marking_the_close(sim, name, day, honest=False)
+        elif n < marked + max(1, config.episodes_per_kind // 2):
+            _marking_the_close(sim, name, day, honest=True)
+    for n in range(config.episodes_per_kind):
+        _quote_stuffing(sim, honest=False)
+        if n % 2 == 0:
+            _quote_stuffing(sim, honest=True)
+    # Pumps and rallies move a symbol's price for hours: one per symbol and session, so that
+    # no two share a symbol within the pump model's window.
+    slots = [(name, day) for day in range(config.days) for name in names]
+    rng.shuffle(slots)
+    pumps = min(config.episodes_per_kind, len(slots) // 2)
+    for n, (name, day) in enumerate(slots[: 2 * pumps]):
+        if n % 2 == 0:
+            _pump_and_dump(sim, name, day)
+        else:
+            _rally(sim, name, day)
+
+
 def generate(config: ScenarioConfig) -> Scenario:
     """The market of `config.seed`: background trading, near-misses, labelled manipulation."""
     if config.accounts < 10 or config.days < 1 or config.episodes_per_kind < 0:
@@ -889,4 +1269,5 @@ def generate(config: ScenarioConfig) -> Scenario:
         _wash_round_trip(sim)
         _spoof(sim, layered=False)
         _spoof(sim, layered=True)
+    _pumps_and_front_running(sim, config)
     return sim.run()

@@ -39,7 +39,7 @@ class AlertQuery(Strict):
     """Filters of the alert list (query parameters; unknown ones are refused)."""
 
     alert_type: AlertType | None = None
-    detector: Detector | None = Field(default=None, description="MAN-1 or MAN-2.")
+    detector: Detector | None = Field(default=None, description="MAN-1, MAN-2, MAN-3 or MAN-4.")
     symbol: Symbol | None = None
     owner: Uuid | None = Field(default=None, description="A beneficial owner (a user id).")
     account_id: Uuid | None = Field(default=None, description="Alerts naming this account.")

@@ -14,16 +14,20 @@ and symbol it keeps the fills of the last `window`, and raises a finding at a fi
 
 1. the owner both bought and sold at least `min_quantity` shares in the window;
 2. the net change is small: |bought - sold| <= `max_net_fraction` x the larger side;
-3. the prices are near: |average buy - average sell| <= `price_tolerance` x average sell;
+3. the prices are near: |average buy - average sell| <= `price_tolerance` x average sell,
+   or at least `min_round_trips` round trips were each that near however the aggressive
+   orders pair up (`_near_round_trips`: a market jump between one buy and its sale does not
+   hide the others);
 4. the trades had no economic purpose beyond volume: the owner took liquidity with at least
    `min_round_trips` buy orders and as many sell orders, and such aggressive fills are at
    least `min_aggressive_share` of its volume: paying the spread both ways, again and again,
    to print volume (one buy and one sell is ordinary trading, and a market maker's resting
    quotes earn the spread);
 
-and in both cases the volume matters: the artificial volume (the crossed shares, or the
-owner's netted volume) is at least `min_volume_share` of the symbol's volume recorded in the
-window.
+and for round trips the volume matters: the artificial volume (the owner's netted volume)
+is at least `min_volume_share` of the symbol's volume recorded in the window. (A cross
+between the owner's own accounts is a wash however busy the symbol: its share is evidence,
+not a condition.)
 
 A trader who buys and sells the same stock days apart is outside the window; a day trader
 who takes a profit moves the price past the tolerance or makes one round trip; a market
@@ -193,15 +197,15 @@ class WashTradeDetector:
         position.evict_before(start)
         if position.self_matched >= params.min_quantity:
             # Trades between the owner's own accounts: no change of beneficial ownership at
-            # all, whatever else the owner did. The crossed shares are the artificial volume.
+            # all, whatever else the owner did, and however busy the symbol (a market maker's
+            # turnover hid crosses of a few hundred shares). The crossed shares are the
+            # artificial volume.
             share = min(Decimal(1), ratio(position.self_matched, volume.total))
         else:
             found = self._round_trips(position, volume)
-            if found is None:
+            if found is None or found < params.min_volume_share:
                 return None
             share = found
-        if share < params.min_volume_share:
-            return None
         round_trips = min(len(position.buy_orders), len(position.sell_orders))
         return self._finding(event, t, position, share=share, round_trips=round_trips)
 
@@ -216,15 +220,18 @@ class WashTradeDetector:
         net = larger - matched
         if net > params.max_net_fraction * larger:
             return None
-        average_buy = position.buy_notional / position.bought
-        average_sell = position.sell_notional / position.sold
-        if abs(average_buy - average_sell) > params.price_tolerance * average_sell:
-            return None
         traded = position.bought + position.sold
         round_trips = min(len(position.buy_orders), len(position.sell_orders))
         if (
             round_trips < params.min_round_trips
             or position.aggressive < params.min_aggressive_share * traded
+        ):
+            return None
+        average_buy = position.buy_notional / position.bought
+        average_sell = position.sell_notional / position.sold
+        if (
+            abs(average_buy - average_sell) > params.price_tolerance * average_sell
+            and _near_round_trips(position, params.price_tolerance) < params.min_round_trips
         ):
             return None
         owner_volume = traded - position.self_matched
@@ -304,6 +311,45 @@ class WashTradeDetector:
             del self._positions[key]
         for symbol in [s for s, v in self._volume.items() if not v.fills or v.fills[-1][0] < start]:
             del self._volume[symbol]
+
+
+def _near_round_trips(position: _Position, tolerance: Decimal) -> int:
+    """How many round trips were at near prices, however the owner's liquidity-taking orders
+    are paired: each with the next one, on the other side, in time (a buy and the sale that
+    follows it, or the reverse), pairs not sharing an order, counted from the first order
+    in the window and from the second, the fewer of the two.
+
+    What the window's average prices miss when the market jumps between one buy and its
+    sale: the other round trips are still each at one price. A trader taking a profit on
+    every round trip has none near, however they are paired (a sale and the next purchase
+    at one price is not a round trip: pairing from the other order shows it)."""
+    orders: list[tuple[bool, int, Decimal]] = []  # (buy, shares, value) per order
+    last = ""
+    for leg in position.legs:
+        if not leg.taker:
+            continue
+        if leg.order_id == last:
+            buy, shares, value = orders[-1]
+            orders[-1] = (buy, shares + leg.quantity, value + leg.notional)
+        else:
+            orders.append((leg.buy, leg.quantity, leg.notional))
+            last = leg.order_id
+    counts = []
+    for start in (0, 1):
+        near = 0
+        index = start
+        while index + 1 < len(orders):
+            (buy, shares, value), (other, other_shares, other_value) = orders[index : index + 2]
+            if buy != other:
+                price, other_price = value / shares, other_value / other_shares
+                sell = other_price if buy else price
+                if abs(price - other_price) <= tolerance * sell:
+                    near += 1
+                index += 2
+            else:
+                index += 1
+        counts.append(near)
+    return min(counts)
 
 
 def _money(value: Decimal) -> str:

@@ -125,7 +125,7 @@ class TestStreamAndAlerts:
         assert "no such alert" in out
         for args in (
             ["alerts", "not-an-id"],
-            ["alerts", "--type", "PUMP_AND_DUMP"],
+            ["alerts", "--type", "MOMENTUM_IGNITION"],  # not a model (yet)
             ["alerts", "--symbol", "bad symbol"],
             ["alerts", "--account", "123"],
             ["alerts", "--limit", "0"],

@@ -93,14 +93,23 @@ async def customer(
     return found
 
 
-async def order(api: Api, who: Customer, account: str, side: str, quantity: int, price: str) -> str:
+async def order(
+    api: Api,
+    who: Customer,
+    account: str,
+    side: str,
+    quantity: int,
+    price: str,
+    *,
+    symbol: str = "ACME",
+) -> str:
     """A DAY limit order placed through the trading desk (the API's own path)."""
     outcome = await trading_of(api).desk.place(
         account_id=account,
         user_id=who.user_id,
         request=OrderRequest(
             client_order_id=f"c-{next(_orders)}",
-            symbol="ACME",
+            symbol=symbol,
             side=Side(side),
             order_type=OrderType.LIMIT,
             time_in_force=TimeInForce.DAY,

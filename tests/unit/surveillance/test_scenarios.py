@@ -4,6 +4,7 @@ evaluation scores the detectors on it (pure)."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -55,9 +56,15 @@ class TestScenarios:
             generate(ScenarioConfig(accounts=3))
 
 
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return evaluate(SMALL, SurveillanceParameters())
+
+
 class TestEvaluation:
-    def test_the_report_scores_each_detector_and_names_the_flagged_near_misses(self) -> None:
-        report = evaluate(SMALL, SurveillanceParameters())
+    def test_the_report_scores_each_detector_and_names_the_flagged_near_misses(
+        self, report: dict[str, Any]
+    ) -> None:
         for detector in ("MAN-1", "MAN-2"):
             row = report["detectors"][detector]
             assert row["episodes"] + row["not_completed"] == 6
@@ -67,3 +74,55 @@ class TestEvaluation:
         text = render_report(report)
         assert "MAN-1" in text
         assert "recall" in text
+
+
+@pytest.mark.spec("MAN-3")
+class TestPumpAndDumpScenarios:
+    def test_every_pump_and_dump_is_caught_and_no_rally_or_profit_taking_is_flagged(
+        self, small: Scenario, report: dict[str, Any]
+    ) -> None:
+        labelled = Counter(e.kind for e in small.episodes)
+        assert labelled[EpisodeKind.PUMP_AND_DUMP] == 3
+        assert labelled[EpisodeKind.RALLY] == 3
+        assert labelled[EpisodeKind.PROFIT_TAKING] == 9
+        pump = next(e for e in small.episodes if e.kind is EpisodeKind.PUMP_AND_DUMP)
+        assert len(pump.accounts) == 3
+        assert pump.others  # a second user's account in the group
+        row = report["detectors"]["MAN-3"]
+        assert row["episodes"] == 3
+        assert row["recall"] == 1.0
+        assert row["precision"] == 1.0
+        assert row["alert_types"] == {"PUMP_AND_DUMP": row["alerts"]}
+        for kind in ("NEAR_MISS_RALLY", "NEAR_MISS_PROFIT_TAKING"):
+            assert report["near_misses"][kind]["flagged"] == 0, kind
+
+
+@pytest.mark.spec("MAN-4")
+class TestFrontRunningScenarios:
+    def test_every_front_run_and_listing_ahead_is_caught_and_the_near_misses_pass(
+        self, small: Scenario, report: dict[str, Any]
+    ) -> None:
+        labelled = Counter(e.kind for e in small.episodes)
+        assert labelled[EpisodeKind.FRONT_RUN] == 3
+        assert labelled[EpisodeKind.RESTRICTED_AHEAD] == 3
+        # The staff accounts are the insiders; the customer trading ahead is not.
+        for episode in small.episodes:
+            if episode.kind is EpisodeKind.CUSTOMER_AHEAD:
+                assert not set(episode.accounts) & small.insiders
+            if episode.kind in (EpisodeKind.FRONT_RUN, EpisodeKind.STAFF_HOLDS):
+                assert set(episode.accounts) <= small.insiders
+        listings = [d for d in small.documents if d["type"] == "trading:restricted_list:added"]
+        assert len(listings) == 3
+        row = report["detectors"]["MAN-4"]
+        assert row["episodes"] == 6
+        assert row["recall"] == 1.0
+        assert row["precision"] == 1.0
+        assert set(row["alert_types"]) == {"FRONT_RUNNING", "RESTRICTED_LIST_AHEAD"}
+        for kind in (
+            "NEAR_MISS_CUSTOMER_AHEAD",
+            "NEAR_MISS_STAFF_AFTER_CLIENT",
+            "NEAR_MISS_STAFF_HOLDS",
+            "NEAR_MISS_STAFF_LONG_BEFORE_LISTING",
+            "NEAR_MISS_STAFF_ROUND_TRIP_BEFORE_LISTING",
+        ):
+            assert report["near_misses"][kind]["flagged"] == 0, kind
