@@ -13,8 +13,8 @@ template migrated once per process:
 Creating and dropping a PostgreSQL schema still cost about 0.35 s of the server's CPU per
 test (some 150 tables, indexes and triggers), so a test process keeps the schemas its tests
 are done with (`take_migrated_schema`, `give_back_schema`): one given back whose structure is
-still the template's (catalogue fingerprint: tables, columns, indexes, constraints, triggers
-and their state, functions, policies, grants) is emptied, its template rows and sequences
+still what it was when copied (catalogue fingerprint: tables, columns, indexes,
+constraints, triggers and their state, functions, policies, grants) is emptied, its template rows and sequences
 restored, in one transaction, and handed to the next test; any other is dropped. A schema
 serves at most `MAX_USES` tests, so the dead rows of its deletes never pile up.
 
@@ -200,10 +200,11 @@ async def take_migrated_schema(url: str, *, fresh: bool = False) -> str:
     schema = "t_" + secrets.token_hex(6)
     await create_migrated_schema(url, schema)
     _uses[schema] = 0
-    if url not in _fingerprints and url in _postgres_script:
+    if url in _postgres_script:
+        # Its own: column defaults name the schema, internal trigger names hold object ids.
         connection = await asyncpg.connect(_libpq_url(url))
         try:
-            _fingerprints[url] = await connection.fetchval(_FINGERPRINT, schema)
+            _fingerprints[schema] = await connection.fetchval(_FINGERPRINT, schema)
         finally:
             await connection.close()
     return schema
@@ -215,9 +216,9 @@ async def give_back_schema(url: str, schema: str) -> None:
     uses = _uses.pop(schema, MAX_USES) + 1
     connection = await asyncpg.connect(_libpq_url(url))
     try:
-        if uses < MAX_USES and url in _fingerprints:
+        if uses < MAX_USES and schema in _fingerprints:
             try:
-                if await connection.fetchval(_FINGERPRINT, schema) == _fingerprints[url]:
+                if await connection.fetchval(_FINGERPRINT, schema) == _fingerprints[schema]:
                     tables = [
                         row["tablename"]
                         for row in await connection.fetch(
@@ -230,6 +231,7 @@ async def give_back_schema(url: str, schema: str) -> None:
                     return
             except (asyncpg.PostgresError, RuntimeError):
                 pass  # held by a connection left behind, or otherwise not resettable: dropped
+        _fingerprints.pop(schema, None)
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
