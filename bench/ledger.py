@@ -309,7 +309,7 @@ async def fill_postgres(engine: AsyncEngine, size: int) -> None:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.execute(
-            "ALTER TABLE audit_chain DROP CONSTRAINT fk_audit_chain_event_pk_audit_event"
+            "ALTER TABLE audit_chain DROP CONSTRAINT IF EXISTS fk_audit_chain_event_pk_audit_event"
         )
         for start, leaves, nodes in tree_rows(size):
             async with driver.transaction():
