@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from tests.support.migrated import copy_migrated_sqlite, create_migrated_schema
+from tests.support.migrated import (
+    copy_migrated_sqlite,
+    drop_free_schemas,
+    give_back_schema,
+    take_migrated_schema,
+)
 from tests.support.webauthn_authenticator import default_metadata_document
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -71,6 +76,12 @@ async def _ensure_worker_database() -> None:
 
 REDIS_URL = os.environ.get("TRADEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the PostgreSQL schemas kept for a next test."""
+    with contextlib.suppress(OSError):
+        asyncio.run(drop_free_schemas())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -167,12 +178,12 @@ def _no_flush_per_commit(dbapi_connection: Any, _record: object) -> None:
 
 
 async def _migrated_postgres_engine() -> tuple[AsyncEngine, str]:
-    """A fresh PostgreSQL schema migrated to head (copied from a template, see
-    tests/support/migrated.py)."""
-    schema = "t_" + secrets.token_hex(6)
+    """A PostgreSQL schema migrated to head with nothing else in it (a copy of a template, or
+    one an earlier test of this process gave back and that was reset: see
+    tests/support/migrated.py); give it back with `give_back_schema`."""
     try:
         await _ensure_worker_database()
-        await create_migrated_schema(POSTGRES_URL, schema)
+        schema = await take_migrated_schema(POSTGRES_URL)
     except OSError as exc:  # connection refused
         require_service("PostgreSQL", exc)
     return create_engine(POSTGRES_URL, pg_schema=schema), schema
@@ -194,7 +205,7 @@ async def engine(db_backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
-        await _drop_schema(schema)
+        await give_back_schema(POSTGRES_URL, schema)
 
 
 @pytest.fixture
@@ -210,4 +221,4 @@ async def pg_engine() -> AsyncIterator[AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
-        await _drop_schema(schema)
+        await give_back_schema(POSTGRES_URL, schema)

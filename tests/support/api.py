@@ -50,7 +50,13 @@ class Api:
         keyring = self.services.deps.keyring
         async with self.services.unit_of_work() as session:
             rows = (
-                (await session.execute(select(OutboxMessage).order_by(OutboxMessage.created_ns)))
+                # Ids break ties in time (a frozen clock): one app's ids only increase, while
+                # the table's physical order is not insertion order once rows were deleted.
+                (
+                    await session.execute(
+                        select(OutboxMessage).order_by(OutboxMessage.created_ns, OutboxMessage.id)
+                    )
+                )
                 .scalars()
                 .all()
             )

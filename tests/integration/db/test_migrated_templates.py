@@ -14,9 +14,19 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import POSTGRES_URL, _drop_schema, _postgres_engine
-from tests.support.migrated import _libpq_url, copy_migrated_sqlite, create_migrated_schema
-from tradeguard.db.engine import create_engine
+from tests.support.migrated import (
+    _libpq_url,
+    copy_migrated_sqlite,
+    create_migrated_schema,
+    give_back_schema,
+    take_migrated_schema,
+)
+from tradeguard.core.clock import FrozenClock
+from tradeguard.core.ids import IdGenerator
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.db.migrate import upgrade
+from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.service import Ledger
 
 
 def sqlite_contents(
@@ -92,3 +102,67 @@ async def test_a_postgres_copy_is_what_the_migrations_give() -> None:
         await engine.dispose()
         await _drop_schema(migrated)
         await _drop_schema(copied)
+
+
+async def _write_something(schema: str) -> None:
+    """Rows in append-only and seeded tables, and a sequence moved on."""
+    engine = create_engine(POSTGRES_URL, pg_schema=schema)
+    clock = FrozenClock()
+    ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            for n in range(3):
+                await ledger.append(
+                    session,
+                    LedgerEvent(
+                        type="test:rows:written", actor=Party("user", f"u{n}"), data={"n": n}
+                    ),
+                )
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM trading_control"))  # a template row gone
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_schema_given_back_is_handed_out_again_equal_to_a_fresh_copy() -> None:
+    if shutil.which("pg_dump") is None:
+        pytest.fail("pg_dump (PostgreSQL client tools) is needed")
+    schema = await take_migrated_schema(POSTGRES_URL, fresh=True)  # not near its last use
+    fresh = await pg_dump(schema)
+    await _write_something(schema)
+    assert await pg_dump(schema) != fresh
+    await give_back_schema(POSTGRES_URL, schema)
+    again = await take_migrated_schema(POSTGRES_URL)
+    try:
+        assert again == schema  # reused, not recreated
+        assert await pg_dump(again) == fresh
+    finally:
+        await give_back_schema(POSTGRES_URL, again)
+
+
+@pytest.mark.postgres
+async def test_a_schema_whose_structure_a_test_changed_is_dropped_not_reused() -> None:
+    schema = await take_migrated_schema(POSTGRES_URL)
+    engine = create_engine(POSTGRES_URL, pg_schema=schema)
+    try:
+        async with engine.begin() as conn:
+            # What a tampering test does: the ledger's append-only guard switched off.
+            await conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+    finally:
+        await engine.dispose()
+    await give_back_schema(POSTGRES_URL, schema)
+    again = await take_migrated_schema(POSTGRES_URL)
+    try:
+        assert again != schema
+        catalogue = create_engine(POSTGRES_URL)
+        try:
+            async with catalogue.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+                )
+        finally:
+            await catalogue.dispose()
+        assert found == 0
+    finally:
+        await give_back_schema(POSTGRES_URL, again)
