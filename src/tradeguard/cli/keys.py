@@ -527,29 +527,29 @@ def rotate_master(
     settings = _ready(data_dir)
     try:
         current = kek_provider_from(settings, create=False)
+        kms_target: KekProvider | None = None
         if target_kind == AWS_KMS:
             kms = kms_settings_from(
                 settings, key_id=key_id, region=region, endpoint_url=endpoint_url
             )
-            target = connect_kms(kms)
+            kms_target = connect_kms(kms)
         elif current.legacy is None:
             fail(
                 "the current key-encrypting key is a KMS key: moving back to a local master "
                 "key file is not supported",
                 code=EXIT_USAGE,
             )
-        else:
-            target = _new_local_target(settings, current)
         also = [*unwrap_only_providers_from(settings, current), *_old_local_keks(settings)]
     except TradeguardError as exc:
         fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else 1)
 
-    async def main() -> None:
+    async def main() -> KekProvider:
         clock = SystemClock()
         engine = create_engine(settings.main_database_url)
         try:
             sessions = session_factory(engine)
-            keyring = Keyring(current, clock=clock, also=[*also, target])
+            known = also if kms_target is None else [*also, kms_target]
+            keyring = Keyring(current, clock=clock, also=known)
             management = KeyManagement(
                 keyring,
                 ledger=Ledger(clock=clock, ids=IdGenerator(clock)),
@@ -557,11 +557,19 @@ def rotate_master(
             )
             async with sessions() as session:
                 await keyring.refresh(session)
+                # Refused before anything is made (no new key file, no row, no event).
+                await management.check_no_legacy_values(session)
+            # The new local key only now: made once, a rerun takes the same file.
+            target = kms_target or _new_local_target(settings, current)
+            keyring.add_provider(target)
+            async with sessions() as session:
+                await keyring.refresh(session)
             await _rotate(management, sessions, target)
+            return target
         finally:
             await engine.dispose()
 
-    run_async(main(), database_url=settings.main_database_url)
+    target = run_async(main(), database_url=settings.main_database_url)
     if target_kind == LOCAL:
         pending = pending_master_key_path(settings)
         if pending.exists():

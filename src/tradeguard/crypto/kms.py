@@ -131,10 +131,12 @@ class AwsKmsKek:
                 "(aws kms enable-key) or name another with TRADEGUARD_AWS_KMS_KEY_ID"
             )
         spec = metadata.get("KeySpec", metadata.get("CustomerMasterKeySpec"))
-        if spec != "SYMMETRIC_DEFAULT" or metadata.get("KeyUsage") != "ENCRYPT_DECRYPT":
+        # KeyUsage is always in AWS's answer; a peer that leaves it out is taken at its spec.
+        usage = metadata.get("KeyUsage", "ENCRYPT_DECRYPT")
+        if spec != "SYMMETRIC_DEFAULT" or usage != "ENCRYPT_DECRYPT":
             raise ConfigurationError(
-                f"the KMS key {arn} is {spec}/{metadata.get('KeyUsage')}: the key-encrypting "
-                "key must be a SYMMETRIC_DEFAULT key for ENCRYPT_DECRYPT"
+                f"the KMS key {arn} is {spec}/{usage}: the key-encrypting key must be a "
+                "SYMMETRIC_DEFAULT key for ENCRYPT_DECRYPT"
             )
         return cls(client, arn)
 

@@ -575,20 +575,25 @@ class KeyManagement:
                 found[data_class] = count
         return found
 
-    async def begin_master_rotation(
-        self, session: AsyncSession, target: KekProvider, *, actor: Party
-    ) -> list[Row[Any]]:
-        """Check that nothing needs the current master key's HKDF keys, store every pepper
-        under `target` (the value it has today), and list the keys still to re-wrap."""
+    async def check_no_legacy_values(self, session: AsyncSession) -> None:
+        """Refuse a new key-encrypting key while values of the legacy format (version 0) are
+        stored: only the current local master key's HKDF keys read them."""
         legacy = await self.legacy_in_use(session)
         if legacy:
             names = ", ".join(f"{c.value} ({n} values)" for c, n in legacy.items())
             first = next(iter(legacy)).value
             raise Conflict(
                 f"values in the legacy format (version 0) read only under the current local "
-                f"master key: {names}; run `tradeguard keys rewrap --class {first}` for each "
-                "first"
+                f"master key: {names}; run `tradeguard keys rewrap --class {first}` (for each "
+                "class named) first"
             )
+
+    async def begin_master_rotation(
+        self, session: AsyncSession, target: KekProvider, *, actor: Party
+    ) -> list[Row[Any]]:
+        """Check that nothing needs the current master key's HKDF keys, store every pepper
+        under `target` (the value it has today), and list the keys still to re-wrap."""
+        await self.check_no_legacy_values(session)
         self.keyring.add_provider(target)
         stored = await repository.key_versions(session)
         have = {row.data_class for row in stored if row.kind == SECRET}

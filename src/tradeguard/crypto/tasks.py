@@ -257,8 +257,9 @@ def kek_provider_from(settings: Settings, *, create: bool = True) -> KekProvider
 
 def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list[KekProvider]:
     """Key-encrypting keys that only unwrap: the new master key of a local rotation under way
-    (keys/master.key.next), and the local master key beside a KMS (keys wrapped under it
-    before the move, and the HKDF scheme of version 0)."""
+    (keys/master.key.next), the local master key beside a KMS (keys wrapped under it before
+    the move, and the HKDF scheme of version 0), and the KMS key named while local still
+    wraps (a move to it under way)."""
     found: list[KekProvider] = []
     pending = pending_master_key_path(settings)
     if pending.exists():
@@ -266,6 +267,10 @@ def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list
     path = master_key_path(settings)
     if current.legacy is None and path.exists():
         found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+    if current.legacy is not None and settings.aws_kms_key_id:
+        # Local still wraps, a KMS key is named: a move to it (keys rotate-master --to
+        # aws-kms) may be under way, and keys it already moved must read here too.
+        found.append(connect_kms(kms_settings_from(settings)))
     return [p for p in found if p.kek_id != current.kek_id]
 
 

@@ -2,10 +2,11 @@
 
 `crypto_key_version` rows were only ever retired (0013). A master-key rotation, or a move to
 a KMS, re-wraps every stored key under the new key-encrypting key: the row's `wrapped_key`
-and `kek_id` change (the KEK id must change), nothing else. This does not weaken "a wrapped key cannot be swapped":
-the wrapped bytes are bound (AES-GCM associated data, or the KMS encryption context) to the
-row's class, kind and version, so only a holder of a KEK can write bytes that open there,
-and they open to the same key; the slot, times and state stay as they were. A row with no
+and `kek_id` change (the KEK id must change), nothing else. This does not weaken "a wrapped
+key cannot be swapped": the wrapped bytes are bound (AES-GCM associated data, or the KMS
+encryption context) to the row's class, kind and version, so only a holder of a KEK can
+write bytes that open there, and they open to the same key; the slot, times and state stay
+as they were. A row with no
 wrapped key (version 0, the legacy scheme) cannot gain one.
 
 `kek_id` grows to 200 characters: "aws-kms:" and a key ARN is longer than 80. Rows of kind
