@@ -211,10 +211,15 @@ class Keyring:
         secrets_: dict[str, bytes] = {}
         for row in await repository.key_versions(db):
             if row.kind == SECRET:
-                if row.wrapped_key is not None and row.state == ACTIVE:
-                    secrets_[row.data_class] = await self._unwrap(
-                        row.data_class, SECRET, row.version, bytes(row.wrapped_key), row.kek_id
-                    )
+                if row.wrapped_key is None or row.state != ACTIVE:
+                    continue
+                if row.kek_id not in self.providers and self.legacy is not None:
+                    # Stored under a new KEK by a master-key rotation while this process
+                    # runs on the old master key, which still derives that same value.
+                    continue
+                secrets_[row.data_class] = await self._unwrap(
+                    row.data_class, SECRET, row.version, bytes(row.wrapped_key), row.kek_id
+                )
                 continue
             try:
                 data_class = DataClass(row.data_class)
