@@ -75,9 +75,15 @@ def _client(settings: KmsSettings) -> Any:
         retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         user_agent_appid="tradeguard",
     )
-    return session.create_client(
-        "kms", region_name=region, endpoint_url=settings.endpoint_url, config=config
-    )
+    try:
+        return session.create_client(
+            "kms", region_name=region, endpoint_url=settings.endpoint_url, config=config
+        )
+    except ValueError:
+        raise ConfigurationError(
+            f"TRADEGUARD_AWS_KMS_ENDPOINT_URL={settings.endpoint_url!r} is not a URL: give "
+            "https://host[:port] (a VPC endpoint), or leave it unset"
+        ) from None
 
 
 def _failure(operation: str, exc: Exception, where: str) -> KmsUnavailable:

@@ -126,6 +126,11 @@ class TestAwsKmsKek:
         with pytest.raises(KmsUnavailable, match=r"NotFoundException.*TRADEGUARD_AWS_KMS_KEY_ID"):
             kms_of(kms_peer, "alias/no-such-key")
 
+    def test_a_malformed_endpoint_is_a_configuration_error(self, kms_peer: KmsPeer) -> None:
+        settings = KmsSettings(key_id="alias/any", region=kms_peer.region, endpoint_url="kms")
+        with pytest.raises(ConfigurationError, match="is not a URL"):
+            AwsKmsKek.connect(settings)
+
     def test_an_unreachable_endpoint_is_one_clear_error(self, kms_peer: KmsPeer) -> None:
         settings = KmsSettings(
             key_id="alias/any",
