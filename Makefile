@@ -53,6 +53,7 @@ lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/run.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 	uv pip compile requirements/sslyze.in --python-version 3.11 --generate-hashes -q -o requirements/sslyze.lock
+	uv pip compile requirements/moto.in --python-version 3.11 --generate-hashes -q -o requirements/moto.lock
 	uv pip compile requirements/pip-audit.in --python-version 3.11 --generate-hashes -q -o requirements/pip-audit.lock
 
 clean:

@@ -5,6 +5,8 @@
 #   from the hashed requirements/sslyze.lock. It never enters the project's lock files.
 # - pip-audit (scripts/audit_dependencies.py) the same way: .venv-tools/pip-audit from the
 #   hashed requirements/pip-audit.lock.
+# - moto's server (the AWS KMS protocol peer of the KMS key-encrypting-key tests) the same way:
+#   .venv-tools/moto from the hashed requirements/moto.lock, run by the tests as moto_server.
 # - promtool (checks deploy/prometheus/*.yml) from Debian's prometheus package, unpacked into
 #   .venv-tools/prometheus without installing it (installing would start a server).
 # Best effort: what cannot be installed is named; the tests that need a missing tool then
@@ -42,6 +44,7 @@ tool_venv() {
 }
 tool_venv sslyze requirements/sslyze.lock sslyze
 tool_venv pip-audit requirements/pip-audit.lock pip_audit
+tool_venv moto requirements/moto.lock moto.server
 
 # promtool: the Debian package's static binary, taken out of the .deb (no daemon, no root).
 promtool=.venv-tools/prometheus/usr/bin/promtool

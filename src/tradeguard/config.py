@@ -239,6 +239,14 @@ class Settings(BaseSettings):
     )
     key_activation_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
     key_retire_grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    # Where the key-encrypting key is: `local` (keys/master.key) or `aws-kms` (the KMS key
+    # named by aws_kms_key_id: ARN, id or alias; credentials from botocore's standard chain,
+    # never from here). The endpoint is for a VPC endpoint; unset, the region's own.
+    kek_provider: str = "local"
+    aws_kms_key_id: str | None = None
+    aws_kms_region: str | None = None
+    aws_kms_endpoint_url: str | None = None
+    aws_kms_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
 
     # Market surveillance (MAN-1, MAN-2; docs/surveillance.md). The stream runs inside
     # `tradeguard serve` while enabled, or in processes of its own with `tradeguard

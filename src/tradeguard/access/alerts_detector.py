@@ -31,6 +31,7 @@ from tradeguard.access.anomalies import (
 )
 from tradeguard.access.domain import STAFF_ROLES
 from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.crypto import peppers
 from tradeguard.crypto.keyring import FieldKeyring
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.service import AccountService
@@ -44,7 +45,7 @@ from tradeguard.ledger.service import (
 
 DETECTOR_NAME = "access-anomalies"
 DEFAULT_BATCH = 500
-NETWORK_KEY_PURPOSE = "access.alerts.network"
+NETWORK_KEY_PURPOSE = peppers.ALERTS_NETWORK_PEPPER
 # Roles are looked up once a minute per user: a promotion to staff (or a departure) reaches
 # the detector within that.
 ROLE_CACHE_NS = 60 * NS_PER_SECOND
@@ -103,7 +104,10 @@ class AnomalyDetector:
         self._limits = limits
         self._batch = batch_size
         self._name = name
-        self._network_pepper = keyring.derive_secret(NETWORK_KEY_PURPOSE)
+        # Read on first use: under a KMS the pepper is a stored secret, known only once the
+        # keyring has read its table (after this object is built).
+        self._keyring = keyring
+        self._network_pepper: bytes | None = None
         # Opens the events' personal sections: the client address of a staff access.
         self._subject_keys = subject_keys
 
@@ -113,6 +117,8 @@ class AnomalyDetector:
 
     def network_key(self, network: str) -> str:
         # Keyed, so the table of staff networks cannot be reversed by hashing address ranges.
+        if self._network_pepper is None:
+            self._network_pepper = self._keyring.derive_secret(NETWORK_KEY_PURPOSE)
         return hmac.new(self._network_pepper, network.encode("ascii"), hashlib.sha256).hexdigest()
 
     async def scan_once(self) -> ScanResult:

@@ -15,12 +15,13 @@ from tradeguard.backoffice.domain import staff_pseudonym
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import PermissionMissing
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto import peppers
 from tradeguard.crypto.keyring import FieldKeyring
 from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
 from tradeguard.ledger.service import Ledger
 
-PSEUDONYM_PURPOSE = "backoffice.staff_pseudonym"
-QUERY_DIGEST_PURPOSE = "backoffice.search_query"
+PSEUDONYM_PURPOSE = peppers.STAFF_PSEUDONYM_PEPPER
+QUERY_DIGEST_PURPOSE = peppers.QUERY_DIGEST_PEPPER
 OPERATOR_ROLE = "OPERATOR"
 
 

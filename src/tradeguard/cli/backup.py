@@ -54,10 +54,15 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.providers import KekProvider, LocalFileKek, read_master_key
 from tradeguard.crypto.service import KeyManagement
-from tradeguard.crypto.tasks import kek_provider_from, key_policy_from, open_keyring
+from tradeguard.crypto.tasks import (
+    AWS_KMS,
+    kek_provider_from,
+    key_policy_from,
+    keyring_from,
+    open_keyring,
+)
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.migrate import current_revision, head_revision
 from tradeguard.ledger.sequencer import LedgerSequencer
@@ -111,6 +116,11 @@ def _progress() -> Progress:
 
 def _provider(settings: Settings, *, required: bool) -> KekProvider | None:
     """The key-encrypting key of this data directory, read but never created here."""
+    if settings.kek_provider.strip().lower() == AWS_KMS:
+        try:
+            return kek_provider_from(settings, create=False)
+        except TradeguardError as error:
+            fail(error.detail, code=EXIT_USAGE)
     path = settings.keys_dir / "master.key"
     if not path.exists():
         if required:
@@ -216,7 +226,7 @@ def create(
         ids = IdGenerator(clock)
         async with _database(source.url) as (_, sessions):
             ledger = Ledger(clock=clock, ids=ids)
-            keyring = Keyring(kek_provider_from(settings), clock=clock)
+            keyring = keyring_from(settings, clock=clock)
             management = KeyManagement(keyring, ledger=ledger, policy=key_policy_from(settings))
             await open_keyring(management, sessions)
             with _progress() as bar:

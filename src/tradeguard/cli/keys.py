@@ -1,5 +1,6 @@
 """`tradeguard keys`: signing-key rotation, and the field-encryption keyring: status, rotate,
-rewrap, usage, retire, and the master key's Shamir shares (split / combine).
+rewrap, usage, retire, the master key's Shamir shares (split / combine), and the rotation of
+the key-encrypting key itself (rotate-master: a new local master key, or a move to AWS KMS).
 
 Every keyring command acts as the operating-system user who runs it (`operator:<name>` in
 the ledger), and every change it makes is a ledger event committed with the change.
@@ -8,6 +9,7 @@ the ledger), and every change it makes is a ledger event committed with the chan
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,13 +32,32 @@ from tradeguard.cli.common import (
 )
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
+from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.classes import DataClass, parse_data_class
+from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
-from tradeguard.crypto.providers import create_master_key_file, read_master_key
+from tradeguard.crypto.providers import (
+    KekProvider,
+    LocalFileKek,
+    create_master_key_file,
+    read_master_key,
+)
 from tradeguard.crypto.service import KeyEvent, KeyManagement, RewrapBatch
 from tradeguard.crypto.shares import combine_shares, split_secret
-from tradeguard.crypto.tasks import rewrap_class
+from tradeguard.crypto.tasks import (
+    AWS_KMS,
+    LOCAL,
+    connect_kms,
+    kek_provider_from,
+    key_policy_from,
+    kms_settings_from,
+    master_key_path,
+    pending_master_key_path,
+    rewrap_class,
+    rotate_master_key,
+    unwrap_only_providers_from,
+)
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import start_identity
 from tradeguard.identity.keystore import (
@@ -44,6 +65,7 @@ from tradeguard.identity.keystore import (
     load_or_create_ring,
     rotate_ring,
 )
+from tradeguard.ledger.service import Ledger
 
 T = TypeVar("T")
 Sessions = async_sessionmaker[AsyncSession]
@@ -139,6 +161,11 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
                 f"{row.data_class.value:20} {row.kind:6} {row.version:>4} {row.state:12} "
                 f"{ns_to_iso(row.activates_ns):30} {usage:>8}  {row.kek_id or '-'}"
             )
+        async with unit_of_work(sessions) as session:
+            counts = await management.kek_counts(session)
+        console.print("wrapped keys (data, index, peppers) per key-encrypting key:")
+        for kek, count in sorted(counts.items()):
+            console.print(f"  {count:>5}  {kek}")
 
     _run(settings, work)
 
@@ -402,3 +429,193 @@ def combine(
             )
 
     _run(settings, work)
+
+
+def _copy_owner_only(source: Path, target: Path) -> None:
+    """A byte-for-byte copy of a key file, mode 0600, never over an existing file."""
+    data = source.read_bytes()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _retired_copies(settings: Settings) -> list[Path]:
+    return sorted(settings.keys_dir.glob("master.key.retired-*"))
+
+
+def _passphrase(settings: Settings) -> str | None:
+    secret = settings.master_key_passphrase
+    return secret.get_secret_value() if secret else None
+
+
+def _new_local_target(settings: Settings, current: KekProvider) -> LocalFileKek:
+    """The new master key (keys/master.key.next), made once: a rerun takes the same one.
+    The current file is first copied to a dated backup (0600)."""
+    pending = pending_master_key_path(settings)
+    if pending.exists():
+        return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
+    path = master_key_path(settings)
+    fingerprint = current.kek_id.removeprefix("local:")
+    if not any(p.name.endswith("-" + fingerprint) for p in _retired_copies(settings)):
+        stamp = ns_to_iso(SystemClock().now_ns())[:19].replace("-", "").replace(":", "")
+        _copy_owner_only(path, settings.keys_dir / f"master.key.retired-{stamp}-{fingerprint}")
+    create_master_key_file(pending, secrets.token_bytes(32), _passphrase(settings))
+    return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
+
+
+def _old_local_keks(settings: Settings) -> list[KekProvider]:
+    """The dated copies of earlier master keys: keys a process still wrapped under one of
+    them while a rotation ran are re-wrapped by running the rotation again."""
+    found: list[KekProvider] = []
+    for path in _retired_copies(settings):
+        try:
+            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+        except TradeguardError:
+            continue  # sealed under another passphrase: named by `keys status` if needed
+    return found
+
+
+@app.command("rotate-master")
+def rotate_master(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Where the new key-encrypting key is: local (a new keys/master.key) "
+            "or aws-kms (the KMS key of --key-id).",
+        ),
+    ] = LOCAL,
+    key_id: Annotated[
+        str | None,
+        typer.Option(
+            help="With --to aws-kms: the KMS key's ARN, id or alias/ name "
+            "(default TRADEGUARD_AWS_KMS_KEY_ID)."
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="With --to aws-kms: the AWS region (default TRADEGUARD_AWS_KMS_REGION)."),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            help="With --to aws-kms: a KMS endpoint (VPC endpoint; default "
+            "TRADEGUARD_AWS_KMS_ENDPOINT_URL)."
+        ),
+    ] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Re-wrap every stored key (data keys, blind-index keys, peppers) under a new
+    key-encrypting key: a new local master key, or an AWS KMS key (--to aws-kms).
+
+    First stores each HMAC pepper wrapped under the new key (so peppered values keep
+    matching), then re-wraps one key per committed transaction, each a ledger event. Stopped
+    or killed, every key still opens under the old or the new KEK; run it again to finish.
+    Refused while a class still has values in the legacy format (run `tradeguard keys
+    rewrap --class C` first). A local rotation keeps the old file as
+    keys/master.key.retired-<date>-<fingerprint> (it opens backups made before) and puts the
+    new key in place when no key is left under the old one. After a move to AWS KMS, set
+    TRADEGUARD_KEK_PROVIDER=aws-kms and TRADEGUARD_AWS_KMS_KEY_ID, and restart every process.
+    """
+    target_kind = to.strip().lower()
+    if target_kind not in (LOCAL, AWS_KMS):
+        fail(f"--to {to!r} is not known: use {LOCAL} or {AWS_KMS}", code=EXIT_USAGE)
+    if target_kind == LOCAL and (key_id or region or endpoint_url):
+        fail("--key-id, --region and --endpoint-url go with --to aws-kms", code=EXIT_USAGE)
+    settings = _ready(data_dir)
+    try:
+        current = kek_provider_from(settings, create=False)
+        kms_target: KekProvider | None = None
+        if target_kind == AWS_KMS:
+            kms = kms_settings_from(
+                settings, key_id=key_id, region=region, endpoint_url=endpoint_url
+            )
+            kms_target = connect_kms(kms)
+        elif current.legacy is None:
+            fail(
+                "the current key-encrypting key is a KMS key: moving back to a local master "
+                "key file is not supported",
+                code=EXIT_USAGE,
+            )
+        also = [*unwrap_only_providers_from(settings, current), *_old_local_keks(settings)]
+    except TradeguardError as exc:
+        fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else 1)
+
+    async def main() -> KekProvider:
+        clock = SystemClock()
+        engine = create_engine(settings.main_database_url)
+        try:
+            sessions = session_factory(engine)
+            known = also if kms_target is None else [*also, kms_target]
+            keyring = Keyring(current, clock=clock, also=known)
+            management = KeyManagement(
+                keyring,
+                ledger=Ledger(clock=clock, ids=IdGenerator(clock)),
+                policy=key_policy_from(settings),
+            )
+            async with sessions() as session:
+                await keyring.refresh(session)
+                # Refused before anything is made (no new key file, no row, no event).
+                await management.check_no_legacy_values(session)
+            # The new local key only now: made once, a rerun takes the same file.
+            target = kms_target or _new_local_target(settings, current)
+            keyring.add_provider(target)
+            async with sessions() as session:
+                await keyring.refresh(session)
+            await _rotate(management, sessions, target)
+            return target
+        finally:
+            await engine.dispose()
+
+    target = run_async(main(), database_url=settings.main_database_url)
+    if target_kind == LOCAL:
+        pending = pending_master_key_path(settings)
+        if pending.exists():
+            pending.replace(master_key_path(settings))
+            console.print(
+                f"new master key in place at {master_key_path(settings)}; the old one is kept "
+                f"as {settings.keys_dir}/master.key.retired-*: it opens backups made before "
+                "now (keep it, or its shares, as long as those backups)"
+            )
+        console.print("restart every tradeguard process on this data directory now")
+    else:
+        console.print(
+            f"every key is now wrapped under {target.kek_id}: set TRADEGUARD_KEK_PROVIDER=aws-kms "
+            "and TRADEGUARD_AWS_KMS_KEY_ID, and restart every process; keep keys/master.key "
+            "(or its shares) as long as the backups made before now"
+        )
+
+
+async def _rotate(management: KeyManagement, sessions: Sessions, target: KekProvider) -> None:
+    with Progress(
+        TextColumn(f"re-wrap keys under {target.kek_id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=not sys.stdout.isatty(),
+    ) as progress:
+        task = progress.add_task("rotate-master", total=None)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advanced(_: str) -> None:
+            progress.advance(task)
+
+        run = await rotate_master_key(
+            management,
+            sessions,
+            target,
+            actor=operator_party(),
+            on_start=started,
+            on_key=advanced,
+        )
+    console.print(f"{run.rewrapped} of {run.pending} keys re-wrapped under {target.kek_id}")
+    if not run.finished:
+        left = ", ".join(f"{n} under {kek}" for kek, n in sorted(run.remaining.items()))
+        fail(
+            f"keys made while this ran are still under the old key-encrypting key ({left})",
+            hint="run `tradeguard keys rotate-master` again with the same options",
+        )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -45,11 +45,16 @@ from tradeguard.crypto.envelope import (
     seal,
 )
 from tradeguard.crypto.legacy import LegacyFieldKeys
+from tradeguard.crypto.peppers import PEPPER_PURPOSES
 from tradeguard.crypto.providers import KekProvider, create_master_key_file, read_master_key
 
 DATA: Final = "data"
 INDEX: Final = "index"
 LEGACY: Final = "legacy"
+# An HMAC pepper (crypto/peppers.py), by purpose in `data_class`: stored once the master key
+# is rotated or a KMS holds the KEK, so that it no longer derives from a local master key.
+SECRET: Final = "secret"  # noqa: S105 - a kind of key row, not a secret
+SECRET_VERSION: Final = 1
 ACTIVE: Final = "active"
 RETIRED: Final = "retired"
 LEGACY_VERSION: Final = 0
@@ -97,6 +102,9 @@ class Keyset:
 
     versions: Mapping[DataClass, Mapping[int, LoadedKey]]
     index_keys: Mapping[DataClass, bytes]
+    # The stored peppers by purpose (kind `secret`); empty while they still derive from the
+    # local master key.
+    secrets: Mapping[str, bytes] = field(default_factory=dict)
     # Per class, the keys that may encrypt, newest first (computed once per snapshot: the
     # choice on each write is then the first whose activation time has passed).
     _encrypting: dict[DataClass, tuple[LoadedKey, ...]] = field(
@@ -122,6 +130,16 @@ class Keyset:
         return None
 
 
+class UnknownKek(DecryptionFailed):
+    slug = "unknown-kek"
+    title = "A key is wrapped under a key-encrypting key this process was not given"
+
+
+class PepperUnavailable(KeyringNotLoaded):
+    slug = "pepper-unavailable"
+    title = "An HMAC pepper is neither stored nor derivable here"
+
+
 class Keyring:
     def __init__(
         self,
@@ -129,8 +147,14 @@ class Keyring:
         *,
         clock: Clock,
         catalogue: tuple[Location, ...] = LOCATIONS,
+        also: Iterable[KekProvider] = (),
     ) -> None:
+        # `provider` wraps every new key; `also` only unwraps (the other side of a master-key
+        # rotation under way, or the local master key after a move to a KMS).
         self.provider = provider
+        self.providers: dict[str, KekProvider] = {provider.kek_id: provider}
+        for other in also:
+            self.providers.setdefault(other.kek_id, other)
         self.clock = clock
         self.catalogue = catalogue
         self._keyset: Keyset | None = None
@@ -141,6 +165,28 @@ class Keyring:
         # Unwrapped keys by (slot, wrapped bytes): a refresh asks the provider (a KMS call)
         # only for versions it has not seen.
         self._unwrapped: dict[tuple[bytes, bytes], bytes] = {}
+        # The last key unwrapped per slot: a row re-wrapped under a KEK this process was not
+        # given (a master-key rotation while it runs) still holds the same key.
+        self._by_slot: dict[bytes, bytes] = {}
+
+    def add_provider(self, provider: KekProvider) -> None:
+        """Unwrap keys under `provider` too (it does not wrap new keys)."""
+        self.providers.setdefault(provider.kek_id, provider)
+
+    def use_provider(self, provider: KekProvider) -> None:
+        """Wrap new keys under `provider` from now on (after a master-key rotation)."""
+        self.providers[provider.kek_id] = provider
+        self.provider = provider
+
+    @property
+    def legacy(self) -> LegacyFieldKeys | None:
+        """The HKDF keys of a local master key: the wrapping provider's, else another's."""
+        if self.provider.legacy is not None:
+            return self.provider.legacy
+        for provider in self.providers.values():
+            if provider.legacy is not None:
+                return provider.legacy
+        return None
 
     # -- loading ------------------------------------------------------------------------
 
@@ -162,7 +208,19 @@ class Keyring:
         """Read the key table and swap in a new snapshot."""
         versions: dict[DataClass, dict[int, LoadedKey]] = {}
         index_keys: dict[DataClass, bytes] = {}
+        secrets_: dict[str, bytes] = {}
         for row in await repository.key_versions(db):
+            if row.kind == SECRET:
+                if row.wrapped_key is None or row.state != ACTIVE:
+                    continue
+                if row.kek_id not in self.providers and self.legacy is not None:
+                    # Stored under a new KEK by a master-key rotation while this process
+                    # runs on the old master key, which still derives that same value.
+                    continue
+                secrets_[row.data_class] = await self._unwrap(
+                    row.data_class, SECRET, row.version, bytes(row.wrapped_key), row.kek_id
+                )
+                continue
             try:
                 data_class = DataClass(row.data_class)
             except ValueError:
@@ -174,32 +232,52 @@ class Keyring:
                 continue
             if row.wrapped_key is None:
                 continue
-            key = await self._unwrap(data_class, row.kind, row.version, bytes(row.wrapped_key))
+            key = await self._unwrap(
+                data_class.value, row.kind, row.version, bytes(row.wrapped_key), row.kek_id
+            )
             if row.kind == INDEX:
                 index_keys[data_class] = key
             elif row.kind == DATA:
                 versions.setdefault(data_class, {})[row.version] = LoadedKey(
                     data_class, row.version, row.state == RETIRED, row.activates_ns, AESGCM(key)
                 )
-        self._keyset = Keyset(versions, index_keys)
+        self._keyset = Keyset(versions, index_keys, secrets_)
         return self._keyset
 
     async def _unwrap(
-        self, data_class: DataClass, kind: str, version: int, wrapped: bytes
+        self, name: str, kind: str, version: int, wrapped: bytes, kek_id: str | None
     ) -> bytes:
-        slot = key_slot(data_class.value, kind, version)
+        slot = key_slot(name, kind, version)
         cached = self._unwrapped.get((slot, wrapped))
         if cached is not None:
             return cached
+        provider = self.provider if kek_id is None else self.providers.get(kek_id)
+        if provider is None:
+            known = self._by_slot.get(slot)
+            if known is not None:
+                return known  # re-wrapped under a new KEK since this process read it
+            raise UnknownKek(
+                f"the {kind} key {name} v{version} is wrapped under {kek_id}, which this "
+                "process was not given: start it with that key-encrypting key "
+                "(TRADEGUARD_KEK_PROVIDER, TRADEGUARD_AWS_KMS_KEY_ID or keys/master.key)"
+            )
+        key = await self.unwrap_row(provider, name, kind, version, wrapped)
+        self._unwrapped[(slot, wrapped)] = key
+        self._by_slot[slot] = key
+        return key
+
+    @staticmethod
+    async def unwrap_row(
+        provider: KekProvider, name: str, kind: str, version: int, wrapped: bytes
+    ) -> bytes:
+        """One stored key unwrapped by `provider`; DecryptionFailed names the row only."""
         try:
-            key = await self.provider.unwrap(wrapped, associated_data=slot)
+            return await provider.unwrap(wrapped, associated_data=key_slot(name, kind, version))
         except EnvelopeBroken:
             raise DecryptionFailed(
-                f"the {kind} key {data_class.value} v{version} does not open under the "
-                "key-encrypting key (wrong master key, or the row was altered)"
+                f"the {kind} key {name} v{version} does not open under {provider.kek_id} "
+                "(wrong key-encrypting key, or the row was altered)"
             ) from None
-        self._unwrapped[(slot, wrapped)] = key
-        return key
 
     async def wrap_new_key(self, data_class: DataClass, kind: str, version: int) -> bytes:
         """A new random key for a slot, wrapped by the provider (for the key service)."""
@@ -246,7 +324,7 @@ class Keyring:
             raise DecryptionFailed from None
 
     def _open_legacy(self, blob: bytes, binding: FieldBinding, data_class: DataClass) -> bytes:
-        legacy = self.provider.legacy
+        legacy = self.legacy
         spec = SPEC_OF[data_class]
         version0 = self.keyset.versions.get(data_class, {}).get(LEGACY_VERSION)
         if legacy is None or spec.legacy_purpose is None or version0 is None:
@@ -298,14 +376,30 @@ class Keyring:
         return hmac.new(key, normalized.encode("utf-8"), hashlib.sha256).digest()
 
     def derive_secret(self, purpose: str) -> bytes:
-        """A 32-byte secret for one purpose (an HMAC pepper), never stored anywhere.
+        """A 32-byte secret for one purpose (an HMAC pepper; crypto/peppers.py lists them).
 
-        Derived from the local master key, as before versioned keys, so peppered values
-        already stored (throttle keys, pseudonyms) keep matching.
+        The stored one (kind `secret`, wrapped by the KEK) once a master-key rotation or a
+        move to a KMS has stored it; until then derived from the local master key, as before
+        versioned keys. Either way the value is the one peppered values already stored
+        (throttle keys, pseudonyms) were made with.
         """
-        legacy: LegacyFieldKeys | None = self.provider.legacy
+        if purpose not in PEPPER_PURPOSES:
+            raise ValueError(f"{purpose!r} is not a pepper purpose listed in crypto/peppers.py")
+        keyset = self._keyset
+        if keyset is None:
+            # Not guessed before the table is read: after a master-key rotation the stored
+            # pepper differs from what the current local master key would derive.
+            raise KeyringNotLoaded(f"the pepper {purpose} is read with the keys")
+        stored = keyset.secrets.get(purpose)
+        if stored is not None:
+            return stored
+        legacy = self.legacy
         if legacy is None:
-            raise KeyringNotLoaded("peppers need the local master key")
+            raise PepperUnavailable(
+                f"the pepper {purpose} is not stored and there is no local master key to "
+                "derive it from: run `tradeguard keys rotate-master` with the old master key "
+                "in place to store it"
+            )
         return legacy.derive_secret(purpose)
 
 

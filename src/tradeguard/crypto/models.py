@@ -25,7 +25,7 @@ class CryptoKeyVersionRow(Base):
     # active (may decrypt; the newest activated one encrypts) or retired (neither, ever).
     state: Mapped[str] = mapped_column(String(16))
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
-    kek_id: Mapped[str | None] = mapped_column(String(80))
+    kek_id: Mapped[str | None] = mapped_column(String(200))
     created_ns: Mapped[int] = mapped_column(BigInteger)
     # From when this version encrypts: a little after its creation, so that every running
     # process has read it (and can decrypt it) before any process writes under it.

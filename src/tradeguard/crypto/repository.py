@@ -187,3 +187,36 @@ async def advance_progress(
             finished_ns=now_ns if finished else None,
         )
     )
+
+
+async def rewrap_key_row(
+    session: AsyncSession,
+    row: Row[Any],
+    *,
+    wrapped_key: bytes,
+    kek_id: str,
+) -> bool:
+    """Store a key re-wrapped under another KEK, only if the row still holds what was read
+    (another run of the rotation that got there first wins)."""
+    result = await session.execute(
+        update(CryptoKeyVersionRow)
+        .where(
+            CryptoKeyVersionRow.data_class == row.data_class,
+            CryptoKeyVersionRow.kind == row.kind,
+            CryptoKeyVersionRow.version == row.version,
+            CryptoKeyVersionRow.kek_id == row.kek_id,
+            CryptoKeyVersionRow.wrapped_key == row.wrapped_key,
+        )
+        .values(wrapped_key=wrapped_key, kek_id=kek_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def kek_counts(db: Db) -> dict[str, int]:
+    """Wrapped keys per key-encrypting key id."""
+    rows = await db.execute(
+        select(CryptoKeyVersionRow.kek_id, func.count())
+        .where(CryptoKeyVersionRow.wrapped_key.is_not(None))
+        .group_by(CryptoKeyVersionRow.kek_id)
+    )
+    return {str(kek): int(n) for kek, n in rows.all()}

@@ -9,11 +9,13 @@ worker that calls them owns the unit of work, and a rewrap commits once per batc
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +24,13 @@ from tradeguard.core.errors import Conflict
 from tradeguard.crypto import repository
 from tradeguard.crypto.catalogue import Location, locations_of
 from tradeguard.crypto.classes import CLASS_OF_ID, DEFAULT_ROTATION_DAYS, SPEC_OF, DataClass
-from tradeguard.crypto.envelope import FORMAT_LEGACY, FieldBinding, parse_header
+from tradeguard.crypto.envelope import (
+    FORMAT_LEGACY,
+    KEY_BYTES,
+    FieldBinding,
+    key_slot,
+    parse_header,
+)
 from tradeguard.crypto.keyring import (
     ACTIVE,
     DATA,
@@ -30,10 +38,15 @@ from tradeguard.crypto.keyring import (
     LEGACY,
     LEGACY_VERSION,
     RETIRED,
+    SECRET,
+    SECRET_VERSION,
     DecryptionFailed,
     Keyring,
     NoActiveKey,
+    UnknownKek,
 )
+from tradeguard.crypto.peppers import PEPPER_PURPOSES
+from tradeguard.crypto.providers import KekProvider
 from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 
@@ -52,6 +65,10 @@ class KeyEvent(StrEnum):
     REWRAP_FINISHED = "crypto:rewrap:finished"
     MASTER_SPLIT = "crypto:master:split"
     MASTER_COMBINED = "crypto:master:combined"
+    KEY_REWRAPPED = "crypto:key:rewrapped"
+    SECRET_STORED = "crypto:secret:stored"  # noqa: S105 - an event type
+    MASTER_ROTATION_STARTED = "crypto:master:rotation_started"
+    MASTER_ROTATED = "crypto:master:rotated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +161,54 @@ class KeyManagement:
                 if made is not None:
                     created.append(made)
                     await self._event(session, KeyEvent.KEY_CREATED, actor, self._describe(made))
+        if not existing and self.keyring.legacy is None:
+            # A new database under a KMS: no local master key to derive peppers from, and no
+            # peppered value stored yet, so each pepper starts as a new random secret.
+            for purpose in PEPPER_PURPOSES:
+                await self._store_secret(
+                    session, purpose, secrets.token_bytes(KEY_BYTES), self.keyring.provider, actor
+                )
         return created
+
+    async def _store_secret(
+        self,
+        session: AsyncSession,
+        purpose: str,
+        secret: bytes,
+        provider: KekProvider,
+        actor: Party,
+    ) -> bool:
+        wrapped = await provider.wrap(
+            secret, associated_data=key_slot(purpose, SECRET, SECRET_VERSION)
+        )
+        now = self._now
+        try:
+            async with session.begin_nested():
+                await repository.insert_key_version(
+                    session,
+                    {
+                        "data_class": purpose,
+                        "kind": SECRET,
+                        "version": SECRET_VERSION,
+                        "state": ACTIVE,
+                        "wrapped_key": wrapped,
+                        "kek_id": provider.kek_id,
+                        "created_ns": now,
+                        "activates_ns": now,
+                        "retired_ns": None,
+                        "usage_count": None,
+                        "usage_counted_ns": None,
+                    },
+                )
+        except IntegrityError:
+            return False  # stored by another run first
+        await self._event(
+            session,
+            KeyEvent.SECRET_STORED,
+            actor,
+            {"purpose": purpose, "version": SECRET_VERSION, "kek_id": provider.kek_id},
+        )
+        return True
 
     async def _insert(
         self,
@@ -492,6 +556,125 @@ class KeyManagement:
         if row is None or row.wrapped_key is None or row.kek_id is None:
             raise NoActiveKey(f"no stored key {data_class.value} v{version}")
         return bytes(row.wrapped_key), str(row.kek_id)
+
+    # -- the key-encrypting key: rotation, or a move to a KMS --------------------------------
+
+    async def legacy_in_use(self, session: AsyncSession) -> dict[DataClass, int]:
+        """Classes whose version 0 (HKDF of the local master key) still decrypts and has
+        stored values: a new key-encrypting key could not read those."""
+        found: dict[DataClass, int] = {}
+        for row in await repository.key_versions(session):
+            if row.kind != LEGACY or row.state != ACTIVE:
+                continue
+            try:
+                data_class = DataClass(row.data_class)
+            except ValueError:
+                continue
+            count = (await self.usage(session, data_class)).get(LEGACY_VERSION, 0)
+            if count:
+                found[data_class] = count
+        return found
+
+    async def check_no_legacy_values(self, session: AsyncSession) -> None:
+        """Refuse a new key-encrypting key while values of the legacy format (version 0) are
+        stored: only the current local master key's HKDF keys read them."""
+        legacy = await self.legacy_in_use(session)
+        if legacy:
+            names = ", ".join(f"{c.value} ({n} values)" for c, n in legacy.items())
+            first = next(iter(legacy)).value
+            raise Conflict(
+                f"values in the legacy format (version 0) read only under the current local "
+                f"master key: {names}; run `tradeguard keys rewrap --class {first}` (for each "
+                "class named) first"
+            )
+
+    async def begin_master_rotation(
+        self, session: AsyncSession, target: KekProvider, *, actor: Party
+    ) -> list[Row[Any]]:
+        """Check that nothing needs the current master key's HKDF keys, store every pepper
+        under `target` (the value it has today), and list the keys still to re-wrap."""
+        await self.check_no_legacy_values(session)
+        self.keyring.add_provider(target)
+        stored = await repository.key_versions(session)
+        have = {row.data_class for row in stored if row.kind == SECRET}
+        peppers = 0
+        for purpose in PEPPER_PURPOSES:
+            if purpose not in have:
+                secret = self.keyring.derive_secret(purpose)
+                peppers += await self._store_secret(session, purpose, secret, target, actor)
+        pending = [
+            row
+            for row in await repository.key_versions(session)
+            if row.wrapped_key is not None and row.kek_id != target.kek_id
+        ]
+        await self._event(
+            session,
+            KeyEvent.MASTER_ROTATION_STARTED,
+            actor,
+            {
+                "to_kek_id": target.kek_id,
+                "from_kek_ids": sorted({str(row.kek_id) for row in pending}),
+                "keys_to_rewrap": len(pending),
+                "peppers_stored": peppers,
+            },
+        )
+        return pending
+
+    async def rewrap_key(
+        self, session: AsyncSession, row: Row[Any], target: KekProvider, *, actor: Party
+    ) -> bool:
+        """Re-wrap one stored key under `target` (checked to open again before it is
+        stored); False when another run moved it first."""
+        source = self.keyring.providers.get(str(row.kek_id))
+        if source is None:
+            raise UnknownKek(
+                f"the {row.kind} key {row.data_class} v{row.version} is wrapped under "
+                f"{row.kek_id}, which was not given: put that key-encrypting key in place"
+            )
+        key = await Keyring.unwrap_row(
+            source, row.data_class, row.kind, row.version, bytes(row.wrapped_key)
+        )
+        slot = key_slot(row.data_class, row.kind, row.version)
+        wrapped = await target.wrap(key, associated_data=slot)
+        if await target.unwrap(wrapped, associated_data=slot) != key:
+            raise DecryptionFailed(f"{target.kek_id} did not give back the key it wrapped")
+        if not await repository.rewrap_key_row(
+            session, row, wrapped_key=wrapped, kek_id=target.kek_id
+        ):
+            return False
+        await self._event(
+            session,
+            KeyEvent.KEY_REWRAPPED,
+            actor,
+            {
+                "data_class": row.data_class,
+                "kind": row.kind,
+                "version": row.version,
+                "from_kek_id": row.kek_id,
+                "to_kek_id": target.kek_id,
+            },
+        )
+        return True
+
+    async def finish_master_rotation(
+        self, session: AsyncSession, target: KekProvider, *, actor: Party
+    ) -> dict[str, int]:
+        """Keys still under another KEK (none: the rotation is recorded as done, and
+        `target` wraps every new key from now on)."""
+        counts = await repository.kek_counts(session)
+        others = {kek: n for kek, n in counts.items() if kek != target.kek_id}
+        if not others:
+            await self._event(
+                session,
+                KeyEvent.MASTER_ROTATED,
+                actor,
+                {"to_kek_id": target.kek_id, "keys": counts.get(target.kek_id, 0)},
+            )
+            self.keyring.use_provider(target)
+        return others
+
+    async def kek_counts(self, session: AsyncSession) -> dict[str, int]:
+        return await repository.kek_counts(session)
 
     async def record_master_event(
         self, session: AsyncSession, event: KeyEvent, *, actor: Party, data: Mapping[str, Any]

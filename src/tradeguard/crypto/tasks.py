@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,9 +26,12 @@ from tradeguard.core.workers import (
     pause,
     run_until_stopped,
 )
+from tradeguard.crypto import repository
 from tradeguard.crypto.catalogue import locations_of
 from tradeguard.crypto.classes import DataClass, parse_data_class
-from tradeguard.crypto.providers import LocalFileKek
+from tradeguard.crypto.keyring import Keyring
+from tradeguard.crypto.kms_settings import KmsSettings
+from tradeguard.crypto.providers import KekProvider, LocalFileKek, read_master_key
 from tradeguard.crypto.service import KeyManagement, KeyPolicy, NewKeyVersion, RewrapBatch
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import unit_of_work
@@ -183,10 +188,141 @@ def key_policy_from(settings: Settings) -> KeyPolicy:
     )
 
 
-def kek_provider_from(settings: Settings) -> LocalFileKek:
-    """The local master-key file provider (keys/master.key); a KMS provider plugs in here."""
+LOCAL: Final = "local"
+AWS_KMS: Final = "aws-kms"
+KEK_PROVIDERS: Final = (LOCAL, AWS_KMS)
+
+
+def master_key_path(settings: Settings) -> Path:
+    return settings.keys_dir / "master.key"
+
+
+def pending_master_key_path(settings: Settings) -> Path:
+    """The new master key of a local rotation under way (renamed over master.key when done)."""
+    return settings.keys_dir / "master.key.next"
+
+
+def _passphrase(settings: Settings) -> str | None:
     passphrase = settings.master_key_passphrase
-    return LocalFileKek.load_or_create(
-        settings.keys_dir / "master.key",
-        passphrase=passphrase.get_secret_value() if passphrase else None,
+    return passphrase.get_secret_value() if passphrase else None
+
+
+def kms_settings_from(
+    settings: Settings,
+    *,
+    key_id: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> KmsSettings:
+    key = key_id or settings.aws_kms_key_id
+    if not key or not key.strip():
+        raise ConfigurationError(
+            "no KMS key named: set TRADEGUARD_AWS_KMS_KEY_ID (or pass --key-id) to the ARN, "
+            "id or alias/ name of the KMS key that wraps the data keys"
+        )
+    timeout = settings.aws_kms_timeout_seconds
+    return KmsSettings(
+        key_id=key.strip(),
+        region=region or settings.aws_kms_region,
+        endpoint_url=endpoint_url or settings.aws_kms_endpoint_url,
+        connect_timeout_seconds=min(timeout, 5.0),
+        read_timeout_seconds=timeout,
     )
+
+
+def connect_kms(kms: KmsSettings) -> KekProvider:
+    """The KMS key resolved and checked (DescribeKey): a blocking call, once at start."""
+    # botocore is loaded only where a KMS is used.
+    from tradeguard.crypto.kms import AwsKmsKek  # noqa: PLC0415
+
+    return AwsKmsKek.connect(kms)
+
+
+def kek_provider_from(settings: Settings, *, create: bool = True) -> KekProvider:
+    """The key-encrypting key that wraps new keys: the local master-key file (made on first
+    start when `create`), or the AWS KMS key of TRADEGUARD_AWS_KMS_KEY_ID."""
+    kind = settings.kek_provider.strip().lower()
+    if kind == LOCAL:
+        path = master_key_path(settings)
+        if create:
+            return LocalFileKek.load_or_create(path, passphrase=_passphrase(settings))
+        return LocalFileKek(read_master_key(path, passphrase=_passphrase(settings)))
+    if kind == AWS_KMS:
+        return connect_kms(kms_settings_from(settings))
+    raise ConfigurationError(
+        f"TRADEGUARD_KEK_PROVIDER={settings.kek_provider!r} is not known: use "
+        + " or ".join(KEK_PROVIDERS)
+    )
+
+
+def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list[KekProvider]:
+    """Key-encrypting keys that only unwrap: the new master key of a local rotation under way
+    (keys/master.key.next), the local master key beside a KMS (keys wrapped under it before
+    the move, and the HKDF scheme of version 0), and the KMS key named while local still
+    wraps (a move to it under way)."""
+    found: list[KekProvider] = []
+    pending = pending_master_key_path(settings)
+    if pending.exists():
+        found.append(LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings))))
+    path = master_key_path(settings)
+    if current.legacy is None and path.exists():
+        found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+    if current.legacy is not None and settings.aws_kms_key_id:
+        # Local still wraps, a KMS key is named: a move to it (keys rotate-master --to
+        # aws-kms) may be under way, and keys it already moved must read here too.
+        found.append(connect_kms(kms_settings_from(settings)))
+    return [p for p in found if p.kek_id != current.kek_id]
+
+
+def keyring_from(settings: Settings, *, clock: Clock) -> Keyring:
+    provider = kek_provider_from(settings)
+    return Keyring(provider, clock=clock, also=unwrap_only_providers_from(settings, provider))
+
+
+@dataclass(frozen=True, slots=True)
+class MasterRotationRun:
+    to_kek_id: str
+    pending: int
+    rewrapped: int
+    # Keys still under another KEK per KEK id (made by a process that ran meanwhile).
+    remaining: dict[str, int]
+
+    @property
+    def finished(self) -> bool:
+        return not self.remaining
+
+
+async def rotate_master_key(
+    management: KeyManagement,
+    sessions: async_sessionmaker[AsyncSession],
+    target: KekProvider,
+    *,
+    actor: Party,
+    on_start: Callable[[int], None] | None = None,
+    on_key: Callable[[str], None] | None = None,
+) -> MasterRotationRun:
+    """Re-wrap every stored key (data, index, peppers) under `target`, one committed row at a
+    time, each with its ledger event: stopped anywhere, every row opens under one of the two
+    KEKs, and a rerun finishes. Done when no row names another KEK."""
+    async with unit_of_work(sessions) as session:
+        pending = await management.begin_master_rotation(session, target, actor=actor)
+    if on_start is not None:
+        on_start(len(pending))
+    rewrapped = 0
+    for listed in pending:
+        async with unit_of_work(sessions) as session:
+            row = await repository.key_version(
+                session, listed.data_class, listed.kind, listed.version
+            )
+            if (
+                row is not None
+                and row.wrapped_key is not None
+                and row.kek_id != target.kek_id
+                and await management.rewrap_key(session, row, target, actor=actor)
+            ):
+                rewrapped += 1
+        if on_key is not None:
+            on_key(f"{listed.data_class} {listed.kind} v{listed.version}")
+    async with unit_of_work(sessions) as session:
+        remaining = await management.finish_master_rotation(session, target, actor=actor)
+    return MasterRotationRun(target.kek_id, len(pending), rewrapped, remaining)

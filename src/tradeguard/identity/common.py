@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto import peppers
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.identity.policy import IdentityPolicy
 from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
@@ -110,7 +111,7 @@ class IdentityDeps:
         return f"{kind}:{digest.hexdigest()}"
 
 
-COUNTER_KEY_PEPPER = "identity.counter_keys"
+COUNTER_KEY_PEPPER = peppers.COUNTER_KEY_PEPPER
 
 
 @asynccontextmanager

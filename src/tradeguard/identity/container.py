@@ -13,9 +13,8 @@ from tradeguard.access.usage import PermissionUseTracker
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.service import KeyManagement
-from tradeguard.crypto.tasks import kek_provider_from, key_policy_from, open_keyring
+from tradeguard.crypto.tasks import key_policy_from, keyring_from, open_keyring
 from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.breach_provider import http_range_fetcher
 from tradeguard.identity.breached_passwords import KAnonymityBreachChecker
@@ -105,7 +104,7 @@ def build_identity(
     sessions: async_sessionmaker[AsyncSession],
     argon2: Argon2Parameters | None = None,
 ) -> IdentityServices:
-    keyring = Keyring(kek_provider_from(settings), clock=clock)
+    keyring = keyring_from(settings, clock=clock)
     keys = load_or_create_ring(settings.keys_dir / "jwt")
     policy = policy_from(settings)
     ledger = Ledger(clock=clock, ids=ids, subject_keys=SubjectKeys(keyring, clock=clock, ids=ids))

@@ -28,6 +28,7 @@ from tradeguard.access.domain import (
 )
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import AccountLocked, TooManyRequests
+from tradeguard.crypto import peppers
 from tradeguard.identity import repository
 from tradeguard.identity.common import (
     IdentityDeps,
@@ -65,8 +66,8 @@ LOCKED_DETAIL = (
 )
 THROTTLED_DETAIL = "too many attempts; try again after the Retry-After time"
 TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
-BACKUP_PEPPER = "identity.backup_codes"
-OTP_PEPPER = "identity.otp_codes"
+BACKUP_PEPPER = peppers.BACKUP_CODES_PEPPER
+OTP_PEPPER = peppers.OTP_CODES_PEPPER
 DESTINATION_PURPOSE = "identity.factor_destination"
 REFRESH_SUCCESSOR_PURPOSE = "identity.refresh_successor"
 # Password checks at the console (`--as`) count their failures under one network key of their
@@ -190,7 +191,15 @@ class AuthService:
         self.deps = deps
         self.hasher = hasher
         self.issuer = issuer
-        self.backup_book = BackupCodeBook(deps.pepper(BACKUP_PEPPER))
+        self._backup_book: BackupCodeBook | None = None
+
+    @property
+    def backup_book(self) -> BackupCodeBook:
+        # Built on first use: under a KMS the pepper is a stored secret, known only once the
+        # keyring has read its table (after this service is built).
+        if self._backup_book is None:
+            self._backup_book = BackupCodeBook(self.deps.pepper(BACKUP_PEPPER))
+        return self._backup_book
 
     # Login ------------------------------------------------------------------------------
 
