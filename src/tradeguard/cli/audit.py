@@ -23,10 +23,15 @@ from tradeguard.cli.common import (
 from tradeguard.config import Settings
 from tradeguard.db.engine import create_engine, read_only
 from tradeguard.db.migrate import current_revision
-from tradeguard.ledger.tree.errors import MalformedNote
-from tradeguard.ledger.tree.integrity import TreeReport, verify_tree
-from tradeguard.ledger.tree.keys import ACTIVE_KEY_FILE, load_log_keys, read_verifier_keys
-from tradeguard.ledger.tree.note import VerifierKey
+from tradeguard.ledger.tree.errors import MalformedNote, SignerStateUnreadable
+from tradeguard.ledger.tree.integrity import TreeFailure, TreeReport, verify_tree
+from tradeguard.ledger.tree.keys import (
+    ACTIVE_KEY_FILE,
+    load_log_keys,
+    read_signed_state,
+    read_verifier_keys,
+)
+from tradeguard.ledger.tree.note import Checkpoint, VerifierKey
 from tradeguard.ledger.verify import VerifyReport, verify_chain
 
 app = typer.Typer(help="Audit ledger tools.", no_args_is_help=True)
@@ -46,6 +51,7 @@ async def _verify(
     workers: int | None,
     tree_keys: list[VerifierKey] | None,
     origin: str,
+    remembered: Checkpoint | None = None,
 ) -> tuple[VerifyReport, TreeReport | None] | None:
     engine = create_engine(url)
     try:
@@ -77,6 +83,7 @@ async def _verify(
                     keys=tree_keys,
                     origin=origin,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    remembered=remembered,
                 )
             return report, tree
     finally:
@@ -98,6 +105,21 @@ def _log_keys(settings: Settings, public_key: Path | None) -> list[VerifierKey]:
     if not (settings.ledger_keys_dir / ACTIVE_KEY_FILE).exists():
         return []
     return load_log_keys(settings.ledger_keys_dir, settings.ledger_origin).verifiers
+
+
+def _remembered(
+    settings: Settings, keys: list[VerifierKey] | None
+) -> tuple[Checkpoint | None, str | None]:
+    """The last checkpoint the signer signed, kept beside its key (keys/ledger/signed.note)
+    and not in the database: a rollback or rewrite that deleted the checkpoint rows too is
+    still seen against it. (None, None) where there is no such file (another host, a new
+    log); (None, why) where it does not verify under the keys."""
+    if not keys:
+        return None, None
+    try:
+        return read_signed_state(settings.ledger_keys_dir, settings.ledger_origin, keys), None
+    except SignerStateUnreadable as error:
+        return None, error.detail
 
 
 @app.command("verify")
@@ -139,6 +161,7 @@ def verify_command(
         return
     settings = settings_from(data_dir)
     keys = None if chain_only else _log_keys(settings, public_key)
+    remembered, unreadable = _remembered(settings, keys)
     result = None
     if not database_missing(settings):
         result = run_async(
@@ -148,6 +171,7 @@ def verify_command(
                 workers=workers,
                 tree_keys=keys,
                 origin=settings.ledger_origin,
+                remembered=remembered,
             ),
             database_url=settings.main_database_url,
         )
@@ -156,6 +180,15 @@ def verify_command(
         err_console.print("[dim]hint:[/] run `tradeguard init` (or pass --data-dir)")
         raise typer.Exit(2)
     report, tree = result
+    if unreadable is not None and report.ok and tree is not None and tree.ok:
+        tree = TreeReport(
+            False,
+            tree.leaves,
+            tree.nodes,
+            tree.checkpoints,
+            TreeFailure.REMEMBERED_UNREADABLE,
+            unreadable.replace("; nothing is signed", ""),
+        )
     ok = report.ok and (tree is None or tree.ok)
     if as_json:
         console.print_json(

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from tests.support import rfc9162
-from tests.support.ledger import rewrite_behind_triggers
+from tests.support.ledger import cut_chain_after, rewrite_behind_triggers
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
@@ -22,6 +22,7 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.ledger.domain import LedgerEvent
 from tradeguard.ledger.models import AuditEventRow
+from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.tree import repository as tree_repository
 from tradeguard.ledger.tree.keys import load_or_create_log_keys
@@ -557,3 +558,148 @@ def checkpoint_root(data_dir: Path, size: int) -> str:
     code, out = run(data_dir, "audit", "checkpoint", "--size", str(size))
     assert code == 0, out
     return base64.b64decode(out.split("\n")[2]).hex()
+
+
+def roll_back(data_dir: Path, *, to: int, checkpoints: bool, subtrees: bool) -> None:
+    """Cut the ledger back to its first `to` events as someone with full database access
+    could, consistently: events and chain rows after `to` deleted, the sequencer's state set
+    back to match (so the chain walk holds), and, if asked, the checkpoint rows and stored
+    subtrees of the longer tree deleted too."""
+
+    async def cut() -> None:
+        engine = create_engine(settings_of(data_dir).main_database_url)
+        try:
+            async with engine.connect() as conn:
+                pk, chain_hash, txid = (
+                    await conn.execute(
+                        text(
+                            "SELECT c.event_pk, c.chain_hash, e.txid FROM audit_chain c "
+                            "JOIN audit_event e ON e.pk = c.event_pk WHERE c.seq = :s"
+                        ),
+                        {"s": to},
+                    )
+                ).one()
+            await rewrite_behind_triggers(
+                engine,
+                "audit_event_ref",
+                "DELETE FROM audit_event_ref WHERE event_pk IN "
+                "(SELECT event_pk FROM audit_chain WHERE seq > :to)",
+                {"to": to},
+            )
+            await rewrite_behind_triggers(
+                engine,
+                "audit_event",
+                "DELETE FROM audit_event WHERE pk IN "
+                "(SELECT event_pk FROM audit_chain WHERE seq > :to)",
+                {"to": to},
+            )
+            await cut_chain_after(engine, seq=to)
+            await rewrite_behind_triggers(
+                engine,
+                "audit_sequencer_state",
+                "UPDATE audit_sequencer_state SET last_seq = :to, last_chain_hash = :h, "
+                "cursor_pk = :pk, cursor_txid = :txid",
+                {"to": to, "h": chain_hash, "pk": pk, "txid": txid or 0},
+            )
+            if checkpoints:
+                await rewrite_behind_triggers(
+                    engine, "audit_checkpoint", "DELETE FROM audit_checkpoint"
+                )
+            if subtrees:
+                await rewrite_behind_triggers(
+                    engine,
+                    "audit_tree_node",
+                    "DELETE FROM audit_tree_node WHERE (idx + 1) * (1 << level) > :to",
+                    {"to": to},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(cut())
+
+
+class TestRollback:
+    """Review finding (issue #9): events cut off the end, with the chain, its head and the
+    sequencer's state cut back to match, verified "ok" although the database still held
+    checkpoints and subtrees of the longer tree, and the signer's own record of what it
+    signed says more."""
+
+    @pytest.mark.spec("AUD-2")
+    def test_a_stored_checkpoint_beyond_the_chain_is_a_rollback(self, data_dir: Path) -> None:
+        assert run(data_dir, "audit", "checkpoint")[0] == 0
+        assert run(data_dir, "audit", "verify")[0] == 0
+        roll_back(data_dir, to=10, checkpoints=False, subtrees=False)
+        chain_code, chain = run(data_dir, "audit", "verify", "--chain-only")
+        code, out = run(data_dir, "audit", "verify", "--json")
+        assert chain_code == 0, chain  # the cut chain holds on its own
+        report = json.loads(out)
+        assert code == 1
+        assert report["tree"]["failure"] == "rollback"
+        assert report["tree"]["detail"].startswith(
+            "a signed checkpoint of size 21 is stored but the chain holds 10 events"
+        )
+
+    @pytest.mark.spec("AUD-2")
+    def test_a_stored_subtree_beyond_the_chain_is_a_rollback(self, data_dir: Path) -> None:
+        assert run(data_dir, "audit", "checkpoint")[0] == 0
+        (settings_of(data_dir).ledger_keys_dir / "signed.note").unlink()
+        roll_back(data_dir, to=10, checkpoints=True, subtrees=False)
+        code, out = run(data_dir, "audit", "verify")
+        assert code == 1
+        assert "TAMPERED" in out
+        assert "stored subtree level 4 index 0 covers leaves beyond the chain's 10 events" in out
+
+    @pytest.mark.spec("AUD-2")
+    def test_the_signers_own_record_beyond_the_chain_is_a_rollback(self, data_dir: Path) -> None:
+        assert run(data_dir, "audit", "checkpoint")[0] == 0
+        roll_back(data_dir, to=10, checkpoints=True, subtrees=True)
+        code, out = run(data_dir, "audit", "verify", "--json")
+        report = json.loads(out)
+        assert code == 1
+        assert report["tree"]["failure"] == "rollback"
+        assert (
+            "signed a checkpoint of size 21 (keys/ledger/signed.note)" in report["tree"]["detail"]
+        )
+        # Without the signer's directory (a verifier on another host, given the public key),
+        # nothing is left to compare with: that is what witnesses are for.
+        settings = settings_of(data_dir)
+        (settings.ledger_keys_dir / "signed.note").rename(data_dir / "moved.note")
+        assert run(data_dir, "audit", "verify")[0] == 0
+
+    @pytest.mark.spec("AUD-2")
+    def test_a_consistent_rewrite_of_signed_history_is_named_against_the_signers_record(
+        self, data_dir: Path
+    ) -> None:
+        assert run(data_dir, "audit", "checkpoint")[0] == 0
+        # History after 16 rewritten: cut there (a whole stored group, so no subtree is left
+        # over), other events appended and chained to the same size, checkpoints deleted.
+        roll_back(data_dir, to=16, checkpoints=True, subtrees=True)
+        add_events(data_dir, 5)
+
+        async def chain() -> None:
+            engine = create_engine(settings_of(data_dir).main_database_url)
+            try:
+                await LedgerSequencer(engine).drain()
+            finally:
+                await engine.dispose()
+
+        asyncio.run(chain())
+        code, out = run(data_dir, "audit", "verify", "--json")
+        report = json.loads(out)
+        assert code == 1
+        assert report["verified"] == 21  # the rewritten chain holds on its own
+        assert report["tree"]["failure"] == "remembered-checkpoint-mismatch"
+
+    def test_a_replaced_signers_record_fails_verification(
+        self, data_dir: Path, tmp_path: Path
+    ) -> None:
+        assert run(data_dir, "audit", "checkpoint")[0] == 0
+        other = load_or_create_log_keys(tmp_path / "other", "tradeguard.local/audit-ledger")
+        note = sign_note(
+            Checkpoint("tradeguard.local/audit-ledger", 5, bytes(32)).text, other.active
+        )
+        (settings_of(data_dir).ledger_keys_dir / "signed.note").write_text(note)
+        code, out = run(data_dir, "audit", "verify")
+        assert code == 1
+        assert "TAMPERED" in out
+        assert "Traceback" not in out

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tests.conftest import POSTGRES_URL, require_service
 from tests.support import rfc9162
 from tests.support.failures import SignallingObserver
-from tests.support.ledger import rewrite_behind_triggers, settle
+from tests.support.ledger import cut_chain_after, rewrite_behind_triggers, settle
 from tests.support.witness import WitnessState, running_witness
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
@@ -45,7 +45,7 @@ from tradeguard.ledger.tree.integrity import TreeFailure, TreeReport, verify_tre
 from tradeguard.ledger.tree.keys import ACTIVE_KEY_FILE, SIGNED_STATE_FILE, rotate_log_key
 from tradeguard.ledger.tree.layout import Span
 from tradeguard.ledger.tree.models import TreeNodeRow
-from tradeguard.ledger.tree.note import Checkpoint, sign_note
+from tradeguard.ledger.tree.note import Checkpoint, open_checkpoint, sign_note
 from tradeguard.ledger.tree.service import LedgerTree, LogKeySource
 from tradeguard.ledger.tree.store import TreeReader
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -928,3 +928,70 @@ class TestVerifyTree:
         assert not report.ok
         assert report.failure is TreeFailure.MISSING_NODE
         assert report.detail == "stored subtree level 8 index 0 is missing"
+
+
+class TestVerifyTreeRollback:
+    """Review finding (issue #9): a ledger cut back at the end, with its chain, head and
+    sequencer state cut back to match, verified as sound; and a consistent rewrite with
+    every checkpoint row deleted did too. Both databases."""
+
+    @pytest.mark.spec("AUD-2")
+    async def test_checkpoints_and_subtrees_beyond_the_chain_are_a_rollback(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        tree: LedgerTree,
+    ) -> None:
+        await append(sessions, ledger, 40)
+        await settle(engine)
+        await tree.sign_checkpoint()
+        await cut_chain_after(engine, seq=20)
+        async with engine.begin() as conn:
+            await conn.execute(update(SequencerStateRow).values(last_seq=20))
+        keys = tree.keys().verifiers
+        async with engine.connect() as conn:
+            stored_checkpoint = await verify_tree(conn, 20, keys=keys, origin=ORIGIN)
+        await rewrite_behind_triggers(engine, "audit_checkpoint", "DELETE FROM audit_checkpoint")
+        async with engine.connect() as conn:
+            stored_subtree = await verify_tree(conn, 20, keys=keys, origin=ORIGIN)
+        await rewrite_behind_triggers(
+            engine, "audit_tree_node", "DELETE FROM audit_tree_node WHERE level = 4 AND idx = 1"
+        )
+        remembered = Checkpoint(ORIGIN, 40, bytes(32))
+        async with engine.connect() as conn:
+            clean = await verify_tree(conn, 20, keys=keys, origin=ORIGIN)
+            signer_said = await verify_tree(
+                conn, 20, keys=keys, origin=ORIGIN, remembered=remembered
+            )
+        assert stored_checkpoint.failure is TreeFailure.ROLLBACK
+        assert "a signed checkpoint of size 40 is stored but the chain holds 20" in (
+            stored_checkpoint.detail
+        )
+        assert stored_subtree.failure is TreeFailure.ROLLBACK
+        assert stored_subtree.detail.startswith("stored subtree level 4 index 1 covers leaves")
+        assert clean.ok, clean
+        assert signer_said.failure is TreeFailure.ROLLBACK
+
+    @pytest.mark.spec("AUD-2")
+    async def test_a_consistent_rewrite_differs_from_the_remembered_checkpoint(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        tree: LedgerTree,
+    ) -> None:
+        await append(sessions, ledger, 40)
+        await settle(engine)
+        await tree.sign_checkpoint()
+        async with engine.connect() as conn:
+            [note] = (await conn.execute(text("SELECT note FROM audit_checkpoint"))).scalars()
+        remembered, _ = open_checkpoint(note, tree.keys().verifiers, origin=ORIGIN)
+        await forge_history(engine, 7)  # every hash recomputed, checkpoint rows deleted
+        async with engine.connect() as conn:
+            unaware = await verify_tree(conn, 40, keys=tree.keys().verifiers, origin=ORIGIN)
+            aware = await verify_tree(
+                conn, 40, keys=tree.keys().verifiers, origin=ORIGIN, remembered=remembered
+            )
+        assert unaware.ok  # what the database alone can show: that is what witnesses are for
+        assert aware.failure is TreeFailure.REMEMBERED_CHECKPOINT

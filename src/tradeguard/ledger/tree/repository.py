@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tradeguard.db.base import Base
 from tradeguard.ledger.models import AuditChainRow, AuditEventRow
-from tradeguard.ledger.tree.layout import Span, StoredNode
+from tradeguard.ledger.tree.layout import STRIDE, Span, StoredNode
 from tradeguard.ledger.tree.models import CheckpointRow, TreeNodeRow, WitnessCursorRow
 
 _NODES = Base.metadata.tables[TreeNodeRow.__tablename__]
@@ -249,6 +249,31 @@ async def stored_nodes(conn: AsyncConnection, level: int, first: int, end: int) 
         _NODES.c.level == level, _NODES.c.idx >= first, _NODES.c.idx < end
     )
     return {int(row.idx): bytes(row.hash) for row in (await conn.execute(query)).all()}
+
+
+async def largest_checkpoint_size(conn: AsyncConnection) -> int | None:
+    """The largest tree size any stored checkpoint names (None: no checkpoint)."""
+    size = (await conn.execute(select(func.max(_CHECKPOINTS.c.tree_size)))).scalar_one()
+    return None if size is None else int(size)
+
+
+async def chain_length(conn: AsyncConnection) -> int:
+    """The highest chain position now (0: none)."""
+    top = (await conn.execute(select(func.max(_CHAIN.c.seq)))).scalar_one()
+    return 0 if top is None else int(top)
+
+
+async def level_tops(conn: AsyncConnection) -> dict[int, int]:
+    """The highest stored subtree index of each stored level that has any: one index probe
+    per level (the primary key is (level, idx)), every level asked (a level emptied by hand
+    says nothing about the ones above it)."""
+    tops: dict[int, int] = {}
+    for level in range(STRIDE, 64, STRIDE):
+        query = select(func.max(_NODES.c.idx)).where(_NODES.c.level == level)
+        top = (await conn.execute(query)).scalar_one()
+        if top is not None:
+            tops[level] = int(top)
+    return tops
 
 
 async def all_checkpoints(conn: AsyncConnection, up_to: int) -> Sequence[Any]:
