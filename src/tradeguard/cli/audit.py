@@ -71,6 +71,8 @@ async def _verify(
                 engine,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 workers=workers,
+                purge_keys=tree_keys,
+                origin=origin,
             )
             if not report.ok or tree_keys is None:
                 return report, None

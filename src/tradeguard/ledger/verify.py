@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from tradeguard.ledger import repository
 from tradeguard.ledger.archive import repository as archive_repository
 from tradeguard.ledger.archive.purges import check_purges
 from tradeguard.ledger.chain import GENESIS_HASH
+from tradeguard.ledger.tree.note import VerifierKey
 from tradeguard.ledger.verification import parallel
 from tradeguard.ledger.verification.walk import Failure, Stop, walk
 
@@ -51,7 +52,12 @@ Progress = Callable[[int, int], None]
 
 
 async def verify_chain(
-    engine: AsyncEngine, *, progress: Progress | None = None, workers: int | None = None
+    engine: AsyncEngine,
+    *,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    purge_keys: Sequence[VerifierKey] | None = None,
+    origin: str = "",
 ) -> VerifyReport:
     """Walk the chain from the genesis; name the first sequence number that does not hold.
 
@@ -65,6 +71,9 @@ async def verify_chain(
     chain of PARALLEL_MIN_EVENTS or more, and this process alone below that. The report is
     the same either way: the ranges are joined up in order, and the first that fails names
     the same sequence number as a walk from the genesis would.
+
+    `purge_keys` (the log's public keys, `origin` its name): each purge's authorization is
+    checked too (ledger/archive/purges.py); without them it is not.
     """
     async with engine.connect() as conn:
         await read_only(conn)
@@ -114,7 +123,7 @@ async def verify_chain(
                 purged=purged,
             )
         # Every purge record must be backed by the (now verified) chain's purge events.
-        problem = await check_purges(conn)
+        problem = await check_purges(conn, keys=purge_keys, origin=origin)
         if problem is not None:
             return VerifyReport(
                 ok=False,

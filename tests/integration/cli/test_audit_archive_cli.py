@@ -769,6 +769,124 @@ class TestPurgeNeedsTheLedgersOwnEvidence:
         assert result.exit_code == 0, result.output
 
 
+def forge_vouched_purge(data: Data, through: int, *, future: FrozenClock | None) -> None:
+    """The second review's attack: with write access to the database only, chain an event
+    dated years ahead (the "evidence"), then an `audit:archive:purged` event naming the
+    range and its boundary chain hash as a purge would, then type the purge record and
+    delete the events below it."""
+    boundary = data.query("SELECT chain_hash FROM audit_chain WHERE seq = :t", t=through)[0][0]
+
+    async def append() -> None:
+        engine = create_engine(data.settings.main_database_url)
+        now = clock_at(2030, 4, 3)
+        try:
+            if future is not None:
+                async with unit_of_work(session_factory(engine)) as session:
+                    await Ledger(clock=future, ids=IdGenerator(future)).append(
+                        session, LedgerEvent(type="system:clock:tick", data={})
+                    )
+            async with unit_of_work(session_factory(engine)) as session:
+                await Ledger(clock=now, ids=IdGenerator(now)).append(
+                    session,
+                    LedgerEvent(
+                        type="audit:archive:purged",
+                        actor=Party("operator", "mallory"),
+                        data={
+                            "first_seq": 1,
+                            "through_seq": through,
+                            "boundary_chain_hash": bytes(boundary).hex(),
+                            "retention_years": 7,
+                            "previous_purges": [],
+                        },
+                    ),
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(append())
+    assert data.run("checkpoint").exit_code == 0  # chains both, signs over them
+    forge_purge(data, through)
+
+
+class TestPurgeEventsAreSignedByTheLog:
+    """Second review of issue #9, finding 1 (high): an `audit:archive:purged` event typed in
+    by hand, vouched for by an event dated eight years ahead, let events younger than seven
+    years be purged by hand with both verifiers passing."""
+
+    @pytest.mark.spec("AUD-2")
+    def test_a_purge_event_typed_in_by_hand_fails_both_verifications(self, data: Data) -> None:
+        through = sealed(data)["segments"][1]["last_seq"]
+        forge_vouched_purge(data, through, future=clock_at(2038, 4, 3))
+        found = unsupported(data)
+        assert "carries no authorization signed by the log's key" in found["detail"]
+        archive = data.run("archive", "verify", "--json")
+        assert archive.exit_code == 1, archive.output
+        assert "carries no authorization" in json.loads(archive.stdout)["detail"]
+        # Without the keys (a chain-only walk) the event dated ahead still gives it away.
+        chain_only = data.run("verify", "--chain-only", "--json")
+        assert chain_only.exit_code == 1, chain_only.output
+        assert (
+            "an event dated ahead was put before the purge"
+            in (json.loads(chain_only.stdout)["detail"])
+        )
+
+    def test_an_authorization_copied_from_another_purge_does_not_fit(self, data: Data) -> None:
+        purge = purged(data)
+        append_event(data, clock_at(2037, 7, 2))
+        later = sealed(data, clock_at(2037, 8, 2))["segments"][0]["last_seq"]
+        [real] = [
+            json.loads(body)["data"]["authorization"]
+            for _, body in data.query(
+                "SELECT event_type, body FROM audit_event WHERE event_type = 'audit:archive:purged'"
+            )
+        ]
+        boundary = data.query("SELECT chain_hash FROM audit_chain WHERE seq = :t", t=later)[0][0]
+        [first_boundary] = [
+            bytes(row[0]).hex()
+            for row in data.query("SELECT boundary_chain_hash FROM audit_archive_purge")
+        ]
+
+        async def append() -> None:
+            engine = create_engine(data.settings.main_database_url)
+            clock = clock_at(2037, 8, 3)
+            try:
+                async with unit_of_work(session_factory(engine)) as session:
+                    await Ledger(clock=clock, ids=IdGenerator(clock)).append(
+                        session,
+                        LedgerEvent(
+                            type="audit:archive:purged",
+                            data={
+                                "first_seq": purge["through_seq"] + 1,
+                                "through_seq": later,
+                                "boundary_chain_hash": bytes(boundary).hex(),
+                                "retention_years": 7,
+                                "previous_purges": [
+                                    {
+                                        "first_seq": purge["first_seq"],
+                                        "through_seq": purge["through_seq"],
+                                        "boundary_chain_hash": first_boundary,
+                                    }
+                                ],
+                                "authorization": real,
+                            },
+                        ),
+                    )
+            finally:
+                await engine.dispose()
+
+        asyncio.run(append())
+        assert data.run("checkpoint").exit_code == 0
+        data.execute(
+            "INSERT INTO audit_archive_purge (first_seq, through_seq, boundary_chain_hash, "
+            "event_count, before_ns, purged_ns) SELECT :f, last_seq, last_chain_hash, 1, 0, 0 "
+            "FROM audit_archive_segment WHERE last_seq = :t",
+            f=purge["through_seq"] + 1,
+            t=later,
+        )
+        found = unsupported(data)
+        assert "carries an authorization for another purge" in found["detail"]
+
+
 class TestExportAfterPurge:
     """REVIEW9 finding 7: the events kept after a purge export and verify offline."""
 

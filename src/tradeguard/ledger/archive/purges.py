@@ -7,18 +7,26 @@ naming its range and boundary hash, chained after the range, and carrying the pu
 it (`previous_purges`): the latest one is never itself purged, so it vouches for all of
 them. A purge row that is not so vouched for is tampering.
 
+Each purge event also carries the purge's authorization: a C2SP signed note by the ledger's
+checkpoint signing key over the range, the boundary chain hash, the retention period and
+the sealed segments' manifest hashes (`purge_statement`). Without the key, someone who can
+write to the database can insert events and purge rows, but not an authorization: given the
+log's public keys, a purge event without a valid one is tampering.
+
 Time: the retention is judged by the ledger's own evidence, not the local clock alone. The
 event chained just before a purge (the newest the ledger held when it purged) must be
-recorded at least the retention period after the newest purged event; and no event chained
-after a purge's event may be recorded before it (beyond CLOCK_TOLERANCE_NS): a purge dated
-in the future of the events that follow it ran on a clock set forward.
+recorded at least the retention period after the newest purged event; time may not run
+backwards from that event to the purge's, nor from the purge's event to the next one
+(beyond CLOCK_TOLERANCE_NS): an event dated years ahead just before a purge, or a purge
+dated in the future of the events that follow it, is a clock set forward.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +37,10 @@ from tradeguard.ledger.archive.domain import (
     ArchiveEvent,
     retention_cutoff_ns,
 )
+from tradeguard.ledger.tree.errors import MalformedNote, NoteNotVerified
+from tradeguard.ledger.tree.note import NoteSigner, VerifierKey, open_note, sign_note
+
+PURGE_STATEMENT: Final = "tradeguard audit purge v1"
 
 # Events are chained in commit order, so one recorded a moment before the purge's event may
 # be chained after it: this much earlier is not a clock running backwards.
@@ -59,6 +71,27 @@ class PurgeProblem:
         return f"the purge of seq {self.first_seq}..{self.through_seq} {self.reason}"
 
 
+def purge_statement(
+    origin: str,
+    *,
+    first_seq: int,
+    through_seq: int,
+    boundary_chain_hash: str,
+    retention_years: int,
+    manifest_sha256: Sequence[str],
+) -> str:
+    """The text a purge's authorization signs (a signed note's text: lines, ending in a
+    newline)."""
+    return (
+        f"{origin}\n{PURGE_STATEMENT}\n{first_seq}\n{through_seq}\n{boundary_chain_hash}\n"
+        f"{retention_years}\n{','.join(manifest_sha256)}\n"
+    )
+
+
+def authorize_purge(statement: str, signer: NoteSigner) -> str:
+    return sign_note(statement, signer)
+
+
 @dataclass(frozen=True, slots=True)
 class _PurgeEvent:
     seq: int
@@ -68,6 +101,8 @@ class _PurgeEvent:
     boundary: str
     years: int
     previous: list[tuple[int, int, str]]
+    manifests: list[str]
+    authorization: str | None
 
 
 def _parse(seq: int, body: bytes) -> _PurgeEvent | None:
@@ -78,6 +113,7 @@ def _parse(seq: int, body: bytes) -> _PurgeEvent | None:
             (int(p["first_seq"]), int(p["through_seq"]), str(p["boundary_chain_hash"]))
             for p in data.get("previous_purges", [])
         ]
+        authorization = data.get("authorization")
         return _PurgeEvent(
             seq,
             int(document["ts"]),
@@ -86,20 +122,73 @@ def _parse(seq: int, body: bytes) -> _PurgeEvent | None:
             str(data["boundary_chain_hash"]),
             int(data.get("retention_years", MIN_RETENTION_YEARS)),
             previous,
+            [str(segment["manifest_sha256"]) for segment in data.get("segments", [])],
+            authorization if isinstance(authorization, str) else None,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _authorization_problem(
+    event: _PurgeEvent, keys: Sequence[VerifierKey], origin: str
+) -> PurgeProblem | None:
+    """None when the event carries a purge authorization signed by one of the log's keys
+    over exactly this purge."""
+    where = f"(seq {event.seq})"
+    if not keys:
+        return PurgeProblem(
+            event.first_seq,
+            event.through_seq,
+            f"{where} cannot be checked: there is no public key of the log to check its "
+            "authorization with",
+        )
+    if event.authorization is None:
+        return PurgeProblem(
+            event.first_seq,
+            event.through_seq,
+            f"{where} carries no authorization signed by the log's key: the purge event was "
+            "not made by a purge (tampering)",
+        )
+    expected = purge_statement(
+        origin,
+        first_seq=event.first_seq,
+        through_seq=event.through_seq,
+        boundary_chain_hash=event.boundary,
+        retention_years=event.years,
+        manifest_sha256=event.manifests,
+    )
+    try:
+        note, _ = open_note(event.authorization, keys)
+    except (MalformedNote, NoteNotVerified):
+        return PurgeProblem(
+            event.first_seq,
+            event.through_seq,
+            f"{where} carries an authorization that no key of the log signed (tampering)",
+        )
+    if note.text != expected:
+        return PurgeProblem(
+            event.first_seq,
+            event.through_seq,
+            f"{where} carries an authorization for another purge (tampering)",
+        )
+    return None
 
 
 def _key(row: Any) -> tuple[int, int, str]:
     return int(row.first_seq), int(row.through_seq), bytes(row.boundary_chain_hash).hex()
 
 
-async def check_purges(conn: AsyncConnection) -> PurgeProblem | None:
+async def check_purges(
+    conn: AsyncConnection,
+    *,
+    keys: Sequence[VerifierKey] | None = None,
+    origin: str = "",
+) -> PurgeProblem | None:
     """The first purge row the ledger does not back (see the module), or None.
 
     Run it once the chain after the purge horizon has verified: the purge events read here
-    are then the chain's own."""
+    are then the chain's own. With `keys` (the log's public keys; `origin` its name) every
+    purge event's authorization is checked too; without, it is not (a chain-only walk)."""
     rows = list(await repository.purges(conn))
     if not rows:
         return None
@@ -141,7 +230,9 @@ async def check_purges(conn: AsyncConnection) -> PurgeProblem | None:
             gone[0], gone[1], "is named by the ledger but its purge record is gone (tampering)"
         )
     for event in events:
-        problem = await _check_time(conn, event)
+        problem = None if keys is None else _authorization_problem(event, keys, origin)
+        if problem is None:
+            problem = await _check_time(conn, event)
         if problem is not None:
             return problem
     return None
@@ -161,6 +252,14 @@ async def _check_time(conn: AsyncConnection, event: _PurgeEvent) -> PurgeProblem
     body = await repository.body_at(conn, event.seq - 1)
     newest = await repository.newest_sealed_ns(conn, event.first_seq, event.through_seq)
     evidence = recorded_ns(body)
+    if evidence is not None and evidence > event.occurred_ns + CLOCK_TOLERANCE_NS:
+        return PurgeProblem(
+            event.first_seq,
+            event.through_seq,
+            f"is recorded at {ns_to_iso(event.occurred_ns)} (seq {event.seq}) but seq "
+            f"{event.seq - 1}, the newest event before it, at {ns_to_iso(evidence)}: an event "
+            "dated ahead was put before the purge to vouch for it",
+        )
     if evidence is None or newest is None:
         return None  # the event before it was purged since; that purge was checked itself
     if not evidence_supports(evidence, newest, event.years):

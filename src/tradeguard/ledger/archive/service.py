@@ -70,8 +70,10 @@ from tradeguard.ledger.archive.format import (
 from tradeguard.ledger.archive.proofs import range_proof_ranges, root_from_range
 from tradeguard.ledger.archive.purges import (
     EVIDENCE_RULE,
+    authorize_purge,
     check_purges,
     evidence_supports,
+    purge_statement,
     recorded_ns,
 )
 from tradeguard.ledger.chain import GENESIS_HASH
@@ -624,6 +626,20 @@ class LedgerArchive:
                     f"{deleted} events were found at seq {first}..{through}, not {expected}; "
                     "nothing was purged"
                 )
+            boundary_hex = checked[-1].manifest.last_chain_hash.hex()
+            # Signed by the checkpoint key, which the database never holds: a purge event
+            # typed in by hand has none (ledger/archive/purges.py).
+            authorization = authorize_purge(
+                purge_statement(
+                    self._tree.origin,
+                    first_seq=first,
+                    through_seq=through,
+                    boundary_chain_hash=boundary_hex,
+                    retention_years=self._retention_years,
+                    manifest_sha256=[v.manifest_sha256.hex() for v in checked],
+                ),
+                self._tree.keys().active,
+            )
             appended = await self._ledger.append(
                 session,
                 LedgerEvent(
@@ -637,7 +653,7 @@ class LedgerArchive:
                         "before": ns_to_iso(before_ns),
                         "retention_years": self._retention_years,
                         "retention_cutoff": ns_to_iso(cutoff),
-                        "boundary_chain_hash": checked[-1].manifest.last_chain_hash.hex(),
+                        "boundary_chain_hash": boundary_hex,
                         # Vouches for every purge record before it (ledger/archive/purges.py).
                         "previous_purges": earlier,
                         "segments": [
@@ -650,6 +666,7 @@ class LedgerArchive:
                             }
                             for v in checked
                         ],
+                        "authorization": authorization,
                     },
                 ),
             )
@@ -719,7 +736,7 @@ async def verify_directory(
         for first, row in sorted(recorded.items()):
             if first >= expected_first:
                 raise SegmentInvalid(row.name, "recorded as sealed but missing from the archive")
-        problem = None if conn is None else await check_purges(conn)
+        problem = None if conn is None else await check_purges(conn, keys=verifiers, origin=origin)
         if problem is not None:
             at_end = [r for r in recorded.values() if int(r.last_seq) == problem.through_seq]
             name = at_end[0].name if at_end else f"{problem.first_seq}-{problem.through_seq}"
