@@ -65,11 +65,35 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request.url.path)
 
 
+# The names a location may repeat: the request's parts and the fields of the vault's own
+# request models. Anything else in a location is a key the client made up (an unknown
+# field), which could be a card number sent as a JSON key: never repeated.
+_KNOWN_PARTS: Final = frozenset(
+    {"body", "query", "path", "header"}
+    | {
+        name
+        for model in (TokenizeIn, DescribeIn, TokenIn, AuthorizationIn)
+        for name in model.model_fields
+    }
+)
+UNKNOWN_FIELD: Final = "(unknown field)"
+
+
+def _location_part(part: object) -> str:
+    if isinstance(part, int) or (isinstance(part, str) and part in _KNOWN_PARTS):
+        return str(part)
+    return UNKNOWN_FIELD
+
+
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
-    # Where and what only: pydantic's `input` and `ctx` would echo what was sent.
+    # Where and what only: pydantic's `input` and `ctx` would echo what was sent, and a
+    # location only names what the vault's models name.
     fields = [
-        {"location": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
+        {
+            "location": [_location_part(p) for p in e.get("loc", ())],
+            "message": str(e.get("msg", "")),
+        }
         for e in exc.errors()
     ]
     return problem_response(InvalidInput(errors=fields), request.url.path)

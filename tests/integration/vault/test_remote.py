@@ -138,6 +138,25 @@ class TestMutualTls:
         assert refused.status_code == 422
         assert "4111111111111112" not in refused.text
 
+    @pytest.mark.spec("PCI-1")
+    async def test_a_card_number_sent_as_a_json_key_is_never_repeated(
+        self, vault_process: RunningVault
+    ) -> None:
+        """Left from the review of issue #10: the vault server's validation errors repeated
+        the client's key names."""
+        context = client_ssl_context(vault_process.pki, VaultRole.APP)
+        async with raw_client(vault_process, context) as raw:
+            refused = await raw.post(
+                "/v1/tokenize", json={**tokenize_body(), "4111111111111111": "x"}
+            )
+        assert refused.status_code == 422
+        assert "4111111111111111" not in refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert {
+            "location": ["body", "(unknown field)"],
+            "message": "Extra inputs are not permitted",
+        } in refused.json()["errors"]
+
     @pytest.mark.spec("PCI-3", "PCI-2")
     async def test_the_payment_certificate_detokenizes_and_takes_a_security_code(
         self, vault_process: RunningVault
