@@ -34,7 +34,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.classes import DataClass, parse_data_class
+from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
 from tradeguard.crypto.providers import (
@@ -99,11 +99,19 @@ def rotate_jwt(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
 
 def _classes(names: list[str] | None) -> list[DataClass]:
     if not names:
-        return list(DataClass)
+        return list(PLATFORM_CLASSES)
     try:
-        return [parse_data_class(name) for name in names]
+        chosen = [parse_data_class(name) for name in names]
     except ValueError as exc:
         fail(str(exc), code=EXIT_USAGE)
+    for data_class in chosen:
+        if SPEC_OF[data_class].in_vault:
+            fail(
+                f"the {data_class.value} keys live in the card vault's own database, not here",
+                hint="use `tradeguard vault rotate-key` (docs/vault.md)",
+                code=EXIT_USAGE,
+            )
+    return chosen
 
 
 def _ready(data_dir: Path | None) -> Settings:

@@ -38,13 +38,16 @@ class ClassSpec:
     # Its ciphertexts live outside the database (backup files): no usage count can see them,
     # so a zero count proves nothing and its versions never retire on one.
     stored_outside: bool = False
+    # Its keys live in the card vault's own database, under the vault's own master key
+    # (vault/store.py, PCI-2/PCI-3): the platform's database holds none.
+    in_vault: bool = False
 
 
 CLASS_SPECS: tuple[ClassSpec, ...] = (
     ClassSpec(DataClass.ACCOUNT_NUMBER, 1, "brokerage and bank account numbers"),
     ClassSpec(DataClass.TAX_ID, 2, "SSNs and other tax identifiers"),
     ClassSpec(DataClass.BANK_DETAILS, 3, "bank details of payment methods"),
-    ClassSpec(DataClass.CARD_VAULT, 4, "card numbers in the card vault (PCI-2)"),
+    ClassSpec(DataClass.CARD_VAULT, 4, "card numbers in the card vault (PCI-2)", in_vault=True),
     ClassSpec(DataClass.AUDIT_PERSONAL, 5, "personal data kept by audit features"),
     ClassSpec(
         DataClass.SUBJECT_KEYS,
@@ -85,6 +88,10 @@ CLASS_SPECS: tuple[ClassSpec, ...] = (
 )
 
 SPEC_OF: dict[DataClass, ClassSpec] = {spec.data_class: spec for spec in CLASS_SPECS}
+# The classes whose keys the platform's own database holds.
+PLATFORM_CLASSES: tuple[DataClass, ...] = tuple(
+    spec.data_class for spec in CLASS_SPECS if not spec.in_vault
+)
 CLASS_OF_ID: dict[int, DataClass] = {spec.class_id: spec.data_class for spec in CLASS_SPECS}
 CLASS_OF_PURPOSE: dict[str, DataClass] = {
     spec.legacy_purpose: spec.data_class for spec in CLASS_SPECS if spec.legacy_purpose

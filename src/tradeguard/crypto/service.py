@@ -20,10 +20,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import NS_PER_SECOND
-from tradeguard.core.errors import Conflict
+from tradeguard.core.errors import Conflict, TradeguardError
 from tradeguard.crypto import repository
 from tradeguard.crypto.catalogue import Location, locations_of
-from tradeguard.crypto.classes import CLASS_OF_ID, DEFAULT_ROTATION_DAYS, SPEC_OF, DataClass
+from tradeguard.crypto.classes import (
+    CLASS_OF_ID,
+    DEFAULT_ROTATION_DAYS,
+    PLATFORM_CLASSES,
+    SPEC_OF,
+    DataClass,
+)
 from tradeguard.crypto.envelope import (
     FORMAT_LEGACY,
     KEY_BYTES,
@@ -53,6 +59,12 @@ from tradeguard.ledger.service import Ledger
 log = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * NS_PER_SECOND
+
+
+class KeysInTheVault(TradeguardError):
+    status = 409
+    slug = "keys-in-the-vault"
+    title = "These keys live in the card vault, not in the platform's database"
 
 
 class KeyEvent(StrEnum):
@@ -149,7 +161,7 @@ class KeyManagement:
         existing = {(row.data_class, row.kind) for row in await repository.key_versions(session)}
         created: list[NewKeyVersion] = []
         now = self._now
-        for data_class in DataClass:
+        for data_class in PLATFORM_CLASSES:
             wanted = [DATA, INDEX]
             if SPEC_OF[data_class].legacy_purpose and self.keyring.provider.legacy is not None:
                 wanted.append(LEGACY)
@@ -264,6 +276,11 @@ class KeyManagement:
         reason: str = "manual",
     ) -> NewKeyVersion:
         """Create the next version; it encrypts after the activation delay."""
+        if SPEC_OF[data_class].in_vault:
+            raise KeysInTheVault(
+                f"the {data_class.value} keys live in the card vault's own database: "
+                "rotate them with `tradeguard vault rotate-key`"
+            )
         latest = await repository.latest_version(session, data_class.value, DATA)
         if latest is None:
             raise NoActiveKey(f"{data_class.value} has no key yet; start the platform first")
@@ -290,7 +307,7 @@ class KeyManagement:
         now = self._now
         return [
             data_class
-            for data_class in DataClass
+            for data_class in PLATFORM_CLASSES
             if data_class.value in newest
             and now - newest[data_class.value] >= self.policy.period_ns(data_class)
         ]

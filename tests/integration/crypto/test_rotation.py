@@ -17,7 +17,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.catalogue import LOCATIONS, locations_of
-from tradeguard.crypto.classes import SPEC_OF, DataClass
+from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass
 from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring
 from tradeguard.crypto.service import NS_PER_DAY, KeyEvent, KeyManagement
 from tradeguard.crypto.tasks import KeyringWorker, rewrap_class
@@ -295,7 +295,7 @@ class TestScheduledRotation:
         ]
         clock.advance(ns=30 * NS_PER_DAY)
         rotated = {k.data_class: k.version for k in await worker.run_once()}
-        assert rotated == {c: 4 if c is DataClass.TAX_ID else 2 for c in DataClass}
+        assert rotated == {c: 4 if c is DataClass.TAX_ID else 2 for c in PLATFORM_CLASSES}
         # The worker re-read the keys: once activated, new values are sealed under v2.
         clock.advance(ns=identity.key_management.policy.activation_delay_ns)
         await worker.run_once()
@@ -311,7 +311,7 @@ class TestScheduledRotation:
         two = await start(settings, sessions, clock)
         clock.advance(ns=90 * NS_PER_DAY)
         async with unit_of_work(sessions) as session:
-            assert len(await one.key_management.rotate_due(session)) == len(DataClass)
+            assert len(await one.key_management.rotate_due(session)) == len(PLATFORM_CLASSES)
         async with unit_of_work(sessions) as session:
             assert await two.key_management.rotate_due(session) == []
 
