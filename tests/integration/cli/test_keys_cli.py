@@ -292,6 +292,10 @@ class TestBadInput:
             (["keys", "rewrap", "--class", "nope"], "unknown data class 'nope'"),
             (["keys", "usage", "-c", "tax_id", "-c", "pan"], "unknown data class 'pan'"),
             (
+                ["keys", "rotate", "--class", "card_vault"],
+                "the card_vault keys live in the card vault's own database, not here",
+            ),
+            (
                 ["keys", "split", "--threshold", "3", "--shares", "2"],
                 "--threshold 3 is more than --shares 2",
             ),
@@ -306,6 +310,11 @@ class TestBadInput:
         assert message in result.output
         assert "Traceback" not in result.output
         assert query(data_dir, "SELECT * FROM crypto_key_version ORDER BY 1, 2, 3") == before
+
+    def test_the_platforms_database_holds_no_card_vault_key(self, data_dir: Path) -> None:
+        classes = {row[0] for row in query(data_dir, "SELECT data_class FROM crypto_key_version")}
+        assert "tax_id" in classes
+        assert "card_vault" not in classes
 
     def test_shares_that_do_not_combine_write_no_key(self, data_dir: Path, tmp_path: Path) -> None:
         out = tmp_path / "rebuilt.key"
