@@ -99,7 +99,6 @@ async def seed_activity(
     trade for carol.compliance and store a card for alice; each step once."""
     seeder = Party("system", "demo")
     trading = build_trading(settings, clock=clock, ids=ids, sessions=sessions, street=False)
-    await sync_reference(trading, rebuild=True)
     async with unit_of_work(sessions) as session:
         alice = await _trader(session, identity, trading, "alice")
         bob = await _trader(session, identity, trading, "bob")
@@ -107,6 +106,8 @@ async def seed_activity(
         quiet = not await _has_orders(session, trading, alice, bob)
     traded = False
     if quiet and trading.deps.market_open(clock.now_ns()):
+        # The venue's books opened from the reference data (nothing rests on them yet).
+        await sync_reference(trading, rebuild=True)
         await _trade(trading, alice=alice, bob=bob, actor=seeder, settings=settings, pause=pause)
         traded = True
     sequencer = LedgerSequencer(engine, clock=clock)
