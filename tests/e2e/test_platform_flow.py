@@ -146,3 +146,21 @@ class TestDemoPlatform:
         self, platform: RunningServer
     ) -> None:
         assert platform.log_text().count("password:") == 5
+
+    def test_every_command_the_demo_tour_prints_works(self, platform: RunningServer) -> None:
+        log = platform.log_text()
+        assert "What to look at" in log
+        commands = re.findall(r"^  \.venv/bin/tradeguard (.+)$", log, re.M)
+        assert len(commands) == 5, log
+        outputs = {}
+        for command in commands:
+            ran = cli(*command.split())
+            assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+            outputs[command.split(" --data-dir")[0]] = ran.stdout
+        alerts = outputs["surveillance alerts"]
+        assert "WASH_TRADE  MAN-1  KO" in alerts
+        assert "SPOOFING  MAN-2  F" in alerts
+        assert "assigned" in outputs["surveillance cases list"]
+        orders = next(out for cmd, out in outputs.items() if cmd.startswith("trading orders"))
+        assert "KO" in orders
+        assert "MSFT" in orders

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,13 +10,14 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from tradeguard.access.domain import Role
+from tradeguard.cli.demo_activity import DemoActivity, Pause, seed_activity
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
-from tradeguard.identity.container import start_identity
+from tradeguard.identity.container import IdentityServices, start_identity
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -75,85 +77,114 @@ class DemoCredential:
     password: str
 
 
-async def seed_demo(settings: Settings, *, clock: Clock) -> list[DemoCredential]:
-    """Create demo users, ~20 instruments, funded accounts and a stock-loan book once;
-    returns the new credentials (empty if already seeded)."""
+@dataclass(frozen=True, slots=True)
+class DemoWorkspace:
+    # The new users' passwords (empty when the workspace was made before).
+    credentials: list[DemoCredential]
+    activity: DemoActivity
+
+
+async def seed_demo(
+    settings: Settings, *, clock: Clock, pause: Pause = asyncio.sleep
+) -> DemoWorkspace:
+    """Create demo users, ~20 instruments, funded accounts and a stock-loan book, then the
+    demo customers' trading, surveillance's alerts, a case and a stored card, each once;
+    returns the new credentials (none if already seeded) and where to look. `pause` waits
+    out a detector's window in real time (tests pass one that moves their clock)."""
     if settings.is_production:
         raise ConfigurationError("--demo is for development; production starts empty")
     engine = create_engine(settings.main_database_url)
     ids = IdGenerator(clock)
-    ledger = Ledger(clock=clock, ids=ids)
     sessions = session_factory(engine)
-    identity = (await start_identity(settings, clock=clock, ids=ids, sessions=sessions)).accounts
+    try:
+        identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
+        credentials = await _seed_workspace(settings, clock=clock, ids=ids, identity=identity)
+        await LedgerSequencer(engine, clock=clock).drain()
+        activity = await seed_activity(
+            settings,
+            clock=clock,
+            ids=ids,
+            engine=engine,
+            sessions=sessions,
+            identity=identity,
+            pause=pause,
+        )
+    finally:
+        await engine.dispose()
+    return DemoWorkspace(credentials, activity)
+
+
+async def _seed_workspace(
+    settings: Settings, *, clock: Clock, ids: IdGenerator, identity: IdentityServices
+) -> list[DemoCredential]:
+    """Users, instruments, the restricted list, stock loan and funded accounts, once."""
+    sessions = identity.sessions
+    ledger = Ledger(clock=clock, ids=ids)
     trading = build_trading(settings, clock=clock, ids=ids, sessions=sessions, with_venue=False)
     seeder = Party("system", "demo")
     credentials: list[DemoCredential] = []
-    try:
-        async with unit_of_work(sessions) as session:
-            seeded = await session.scalar(select(Instrument.symbol).limit(1))
-            if seeded is not None:
-                return []
-            user_ids: dict[str, str] = {}
-            for username, role in DEMO_USERS:
-                # 144 random bits: strong enough for any policy, shown exactly once.
-                password = secrets.token_urlsafe(18)
-                email = f"{username}@{DEMO_DOMAIN}"
-                user = await identity.create_user(
-                    session,
-                    username=username,
-                    email=email,
-                    password=password,
-                    role=role,
-                    email_verified=True,
-                )
-                user_ids[username] = user.id
-                credentials.append(DemoCredential(username, email, role, password))
-            for symbol, name, price, tier, easy in DEMO_INSTRUMENTS:
-                await trading.reference.create(
-                    session,
-                    symbol=symbol,
-                    spec=InstrumentSpec(
-                        name=name,
-                        reference_price=Decimal(price),
-                        band_tier=tier,
-                        easy_to_borrow=easy,
-                        threshold_security=symbol == DEMO_THRESHOLD,
-                    ),
-                    actor=seeder,
-                )
-                if not easy:
-                    await trading.locates.set_inventory(
-                        session, symbol=symbol, available=50_000, actor=seeder
-                    )
-            await trading.reference.restrict(
-                session, symbol=DEMO_RESTRICTED[0], reason=DEMO_RESTRICTED[1], actor=seeder
-            )
-            for username, account_type, cash in DEMO_ACCOUNTS:
-                account = await trading.accounts.open_account(
-                    session,
-                    user_id=user_ids[username],
-                    account_type=AccountType(account_type),
-                    actor=seeder,
-                )
-                await trading.accounts.adjust(
-                    session,
-                    account_id=account.id,
-                    amount=Decimal(cash),
-                    reason="demo funding",
-                    actor=seeder,
-                )
-            await ledger.append(
+    async with unit_of_work(sessions) as session:
+        seeded = await session.scalar(select(Instrument.symbol).limit(1))
+        if seeded is not None:
+            return []
+        user_ids: dict[str, str] = {}
+        for username, role in DEMO_USERS:
+            # 144 random bits: strong enough for any policy, shown exactly once.
+            password = secrets.token_urlsafe(18)
+            email = f"{username}@{DEMO_DOMAIN}"
+            user = await identity.accounts.create_user(
                 session,
-                LedgerEvent(
-                    type=AuditEvent.SYSTEM_DEMO_SEEDED,
-                    data={
-                        "users": len(DEMO_USERS),
-                        "instruments": len(DEMO_INSTRUMENTS),
-                        "accounts": len(DEMO_ACCOUNTS),
-                    },
-                ),
+                username=username,
+                email=email,
+                password=password,
+                role=role,
+                email_verified=True,
             )
-        await LedgerSequencer(engine, clock=clock).drain()
-    finally:
-        await engine.dispose()
+            user_ids[username] = user.id
+            credentials.append(DemoCredential(username, email, role, password))
+        for symbol, name, price, tier, easy in DEMO_INSTRUMENTS:
+            await trading.reference.create(
+                session,
+                symbol=symbol,
+                spec=InstrumentSpec(
+                    name=name,
+                    reference_price=Decimal(price),
+                    band_tier=tier,
+                    easy_to_borrow=easy,
+                    threshold_security=symbol == DEMO_THRESHOLD,
+                ),
+                actor=seeder,
+            )
+            if not easy:
+                await trading.locates.set_inventory(
+                    session, symbol=symbol, available=50_000, actor=seeder
+                )
+        await trading.reference.restrict(
+            session, symbol=DEMO_RESTRICTED[0], reason=DEMO_RESTRICTED[1], actor=seeder
+        )
+        for username, account_type, cash in DEMO_ACCOUNTS:
+            account = await trading.accounts.open_account(
+                session,
+                user_id=user_ids[username],
+                account_type=AccountType(account_type),
+                actor=seeder,
+            )
+            await trading.accounts.adjust(
+                session,
+                account_id=account.id,
+                amount=Decimal(cash),
+                reason="demo funding",
+                actor=seeder,
+            )
+        await ledger.append(
+            session,
+            LedgerEvent(
+                type=AuditEvent.SYSTEM_DEMO_SEEDED,
+                data={
+                    "users": len(DEMO_USERS),
+                    "instruments": len(DEMO_INSTRUMENTS),
+                    "accounts": len(DEMO_ACCOUNTS),
+                },
+            ),
+        )
     return credentials

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from uvicorn.config import STARTUP_FAILURE
 
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.common import console, fail, fail_on_error, run_async
-from tradeguard.cli.demo import DemoCredential, seed_demo
+from tradeguard.cli.demo import DemoCredential, DemoWorkspace, seed_demo
+from tradeguard.cli.demo_activity import SPOOF_SYMBOL, WASH_SYMBOL
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.errors import TradeguardError
@@ -14,12 +17,12 @@ from tradeguard.identity.authenticator_metadata import default_metadata_file, re
 from tradeguard.web.server import bind_listeners, serve
 
 
-async def _prepare(settings: Settings, *, demo: bool) -> list[DemoCredential]:
+async def _prepare(settings: Settings, *, demo: bool) -> DemoWorkspace | None:
     # A staff authenticator catalogue that cannot be read stops the start in one line.
     read_catalogue(settings.webauthn_staff_metadata_file or default_metadata_file())
     clock = SystemClock()
     await initialize(settings, clock=clock)
-    return await seed_demo(settings, clock=clock) if demo else []
+    return await seed_demo(settings, clock=clock) if demo else None
 
 
 def _show_credentials(credentials: list[DemoCredential]) -> None:
@@ -32,6 +35,44 @@ def _show_credentials(credentials: list[DemoCredential]) -> None:
             f"password: {cred.password}",
             markup=False,
         )
+
+
+def _show_tour(settings: Settings, workspace: DemoWorkspace) -> None:
+    """What the demo shows, as commands and routes that work against this data directory."""
+    cli = ".venv/bin/tradeguard"
+    # `make run` serves ./var, the commands' default; any other directory is named.
+    default = settings.data_dir.resolve() == Path("var").resolve()
+    where = "" if default else f" --data-dir {settings.data_dir}"
+    origin = settings.public_origin
+    tour = (
+        (
+            f"{cli} surveillance alerts{where}",
+            f"MAN-1 wash trade (alice, {WASH_SYMBOL}) and MAN-2 spoofing (bob, {SPOOF_SYMBOL}), "
+            "raised by the surveillance stream from the ledger",
+        ),
+        (
+            f"{cli} surveillance cases list{where}",
+            "the wash trade's case, assigned to carol.compliance, with a note",
+        ),
+        (
+            f"{cli} trading orders list {workspace.activity.alice_cash_account}{where}",
+            "alice's cash account: her fills and an open order",
+        ),
+        (f"{cli} trading reconcile{where}", "every balance matches the journal and executions"),
+        (f"{cli} audit verify{where}", "the audit ledger's hash chain and Merkle tree"),
+        (
+            f"GET {origin}/api/v1/me/cards",
+            "as alice, after the README's MFA sign-in: her card, masked (***1111)",
+        ),
+        (
+            f"GET {origin}/api/v1/surveillance/alerts and /cases",
+            "as carol.compliance: the alerts with their evidence, the case",
+        ),
+    )
+    console.print("[bold]What to look at[/] (from the repository root, in another terminal):")
+    for command, what in tour:
+        console.print(f"  {command}", markup=False, soft_wrap=True)
+        console.print(f"      {what}", markup=False)
 
 
 def _listen_address(settings: Settings) -> str:
@@ -50,21 +91,23 @@ def serve_platform(settings: Settings, *, demo: bool) -> None:
     except TradeguardError as exc:
         fail_on_error(exc)
     try:
-        credentials = run_async(
+        workspace = run_async(
             _prepare(settings, demo=demo), database_url=settings.main_database_url
         )
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
-    if credentials:
-        _show_credentials(credentials)
-    elif demo:
+    if workspace is not None and workspace.credentials:
+        _show_credentials(workspace.credentials)
+    elif workspace is not None:
         console.print(
             "demo workspace already seeded; its passwords were shown when it was made "
             "(forgot them? reset one through `tradeguard dev mailbox`, or stop the server, "
             f"delete {settings.data_dir} and run it again for a fresh demo)"
         )
+    if workspace is not None:
+        _show_tour(settings, workspace)
 
     def announce() -> None:
         console.print(
