@@ -291,6 +291,10 @@ class TestCrashRecovery:
                             return  # the server died: nothing more is acknowledged
                         if response.status_code == 201:
                             acknowledged.append(response.json()["id"])
+                        else:
+                            # Refused (the order-rate throttle counts attempts): back off as
+                            # a real client would, or four workers keep it closed for good.
+                            await asyncio.sleep(0.1)
 
             def run_load() -> None:
                 async def all_workers() -> None:
