@@ -30,7 +30,7 @@ from sqlalchemy.types import TypeDecorator
 
 from tradeguard.core.masking import HIDDEN
 from tradeguard.crypto.classes import DataClass
-from tradeguard.crypto.envelope import FieldBinding
+from tradeguard.crypto.envelope import FieldBinding, stem
 from tradeguard.crypto.keyring import Keyring
 
 Normalizer = Callable[[str], str]
@@ -86,7 +86,9 @@ class SealedField(NamedTuple):
 
     def reveal(self, keyring: Keyring, *, record_id: str) -> str:
         """The clear value; DecryptionFailed if it was moved here from another row."""
-        return keyring.open(self.blob, self.binding(record_id), self.data_class).decode()
+        return keyring.open_at(
+            self.blob, self.data_class, record_id.encode(), (self.table, self.column)
+        ).decode()
 
     def masked(
         self, keyring: Keyring, *, record_id: str, mask: Callable[[str], str] = mask_last4
@@ -111,15 +113,16 @@ class EncryptedText(TypeDecorator[Any]):
         self.data_class = data_class
         self.table = table
         self.column = column
+        # The associated data's part shared by every row of this column.
+        self._stem = stem(data_class.value, table, column)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
         if value is None:
             return None
         if isinstance(value, PlainField):
-            binding = FieldBinding(
-                self.data_class.value, self.table, self.column, value.record_id.encode()
+            return value.keyring.seal_at(
+                value.value.encode(), self.data_class, self._stem, value.record_id.encode()
             )
-            return value.keyring.seal(value.value.encode(), binding, self.data_class)
         if isinstance(value, SealedField):
             if (value.data_class, value.table, value.column) != (
                 self.data_class,

@@ -87,6 +87,17 @@ def associated_data(header: bytes, binding: FieldBinding) -> bytes:
 
 
 _LENGTH: Final = struct.Struct(">I")
+MIN_SEALED_BYTES: Final = HEADER_BYTES + NONCE_BYTES + TAG_BYTES
+
+
+def record_part(record_id: bytes) -> bytes:
+    """The associated data's last part: the record id, length-prefixed."""
+    return _LENGTH.pack(len(record_id)) + record_id
+
+
+def stem(data_class: str, table: str, column: str) -> bytes:
+    """The associated data's part shared by every row of a column (after the header)."""
+    return _stem(data_class, table, column)
 
 
 @lru_cache(maxsize=1024)

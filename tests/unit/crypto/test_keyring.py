@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tests.unit.crypto.support import MASTER, keyring_with
 from tradeguard.core.clock import FrozenClock
 from tradeguard.crypto.classes import CLASS_OF_ID, CLASS_SPECS, SPEC_OF, DataClass
-from tradeguard.crypto.envelope import HEADER_BYTES, FieldBinding, parse_header
+from tradeguard.crypto.envelope import HEADER_BYTES, FieldBinding, parse_header, stem
 from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring, NoActiveKey
 
 CLASSES = st.sampled_from(list(DataClass))
@@ -212,3 +212,40 @@ class TestBlindIndex:
         assert keyring_with().blind_index(DataClass.TAX_ID, "1") != KEYRING.blind_index(
             DataClass.TAX_ID, "1"
         )
+
+
+class TestColumnFastPaths:
+    """`seal_at` / `open_at` (the column type's paths) give and take exactly the bytes of
+    `seal` / `open`, and fail, and count failures, the same way."""
+
+    @settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data_class=CLASSES, value=st.binary(max_size=64), record=st.text(max_size=40))
+    def test_either_path_opens_what_the_other_sealed(
+        self, data_class: DataClass, value: bytes, record: str
+    ) -> None:
+        keyring = keyring_with()
+        binding = FieldBinding(data_class.value, "accounts", "number", record.encode())
+        column_stem = stem(data_class.value, "accounts", "number")
+        fast = keyring.seal_at(value, data_class, column_stem, record.encode())
+        slow = keyring.seal(value, binding, data_class)
+        where = ("accounts", "number")
+        assert keyring.open(fast, binding, data_class) == value
+        assert keyring.open_at(slow, data_class, record.encode(), where) == value
+
+    def test_a_moved_or_altered_value_fails_the_fast_path_and_is_counted(self) -> None:
+        keyring = keyring_with()
+        failed: list[DataClass] = []
+        keyring.on_decryption_failed = failed.append
+        column_stem = stem("tax_id", "accounts", "tax_id")
+        here = ("accounts", "tax_id")
+        sealed = keyring.seal_at(b"123-45-6789", DataClass.TAX_ID, column_stem, b"row-1")
+        flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+        for blob, where, record in (
+            (sealed, here, b"row-2"),  # another row
+            (sealed, ("accounts", "other"), b"row-1"),  # another column
+            (flipped, here, b"row-1"),  # one bit
+            (sealed[:10], here, b"row-1"),  # cut short
+        ):
+            with pytest.raises(DecryptionFailed):
+                keyring.open_at(blob, DataClass.TAX_ID, record, where)
+        assert failed == [DataClass.TAX_ID] * 4
