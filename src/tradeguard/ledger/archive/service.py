@@ -74,7 +74,7 @@ from tradeguard.ledger.archive.purges import (
     evidence_supports,
     recorded_ns,
 )
-from tradeguard.ledger.chain import GENESIS_HASH
+from tradeguard.ledger.chain import GENESIS_HASH, stored_body
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -263,9 +263,9 @@ class LedgerArchive:
             if not rows or int(rows[0].seq) != seq:
                 raise ChainDoesNotVerify(f"event seq {seq} is missing from the ledger")
             for row in rows:
-                body = bytes(row.body)
                 if int(row.seq) != seq:
                     raise ChainDoesNotVerify(f"event seq {seq} is missing from the ledger")
+                body = stored_body(row.body, seq=seq)
                 entry = ArchivedEntry(seq, row.event_id, body)
                 prior, link = link, _check_link(row, entry, link)
                 if cutter.closes_before(int(row.occurred_ns), len(body)) and pending.entries:

@@ -27,7 +27,7 @@ from tradeguard.db.engine import read_only, write_gate
 from tradeguard.ledger import repository as ledger_repository
 from tradeguard.ledger.archive import repository as archive_repository
 from tradeguard.ledger.archive.errors import EventPurged
-from tradeguard.ledger.chain import leaf_hash
+from tradeguard.ledger.chain import leaf_hash, stored_body
 from tradeguard.ledger.tree import merkle, repository
 from tradeguard.ledger.tree.errors import (
     EventNotCheckpointed,
@@ -298,7 +298,8 @@ class LedgerTree:
                 raise TreeSizeOutOfRange(
                     f"event seq {event.seq} is not in the tree of size {tree_size}"
                 )
-            if leaf_hash(bytes(event.body)) != bytes(event.leaf_hash):
+            body = stored_body(event.body, seq=int(event.seq))
+            if leaf_hash(body) != bytes(event.leaf_hash):
                 raise LeafMismatch(
                     f"the event at seq {event.seq} does not hash to its leaf in the tree: its "
                     "body was altered after it was chained; no proof is given for it (run "
@@ -314,7 +315,7 @@ class LedgerTree:
             leaf_hash=bytes(event.leaf_hash),
             root=root,
             proof=proof,
-            event_body=bytes(event.body),
+            event_body=body,
             checkpoint=None if checkpoint_row is None else _signed(checkpoint_row),
         )
 
