@@ -16,7 +16,7 @@ from sqlalchemy import make_url, text
 from typer.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, require_service
-from tests.support.ledger import change_chain_behind_triggers, tamper_event_body
+from tests.support.ledger import change_chain_behind_triggers, settle, tamper_event_body
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
@@ -82,6 +82,8 @@ class Data:
                                 subject=Party("account", "acc-1"),
                             ),
                         )
+                # Chained now, as the server's sequencer would chain them.
+                await settle(engine)
             finally:
                 await engine.dispose()
 
@@ -248,3 +250,72 @@ class TestABodyStoredAsText:
         assert f"the event at seq {seq} has a body that is not stored as bytes" in one_line(
             result.output
         )
+
+
+class TestTheSignerRefusesATamperedChain:
+    @pytest.mark.spec("AUD-2")
+    def test_a_body_altered_after_the_last_checkpoint_is_not_signed(self, data: Data) -> None:
+        assert data.run("checkpoint").exit_code == 0
+        signed = data.checkpoint_sizes()
+        data.add_events(5)
+        seq = data.size() - 2
+        data.alter_body(seq)
+        result = data.run("checkpoint")
+        assert data.run("verify").exit_code == 1
+        assert result.exit_code == 1, result.output
+        assert f"seq {seq}" in one_line(result.output)
+        assert "nothing is signed" in one_line(result.output)
+        assert data.checkpoint_sizes() == signed
+
+    def test_a_body_stored_as_text_after_the_last_checkpoint_is_not_signed(
+        self, sqlite_data: Data
+    ) -> None:
+        assert sqlite_data.run("checkpoint").exit_code == 0
+        signed = sqlite_data.checkpoint_sizes()
+        sqlite_data.add_events(5)
+        seq = sqlite_data.size() - 1
+        sqlite_data.rewrite_body_as_text(seq)
+        result = sqlite_data.run("checkpoint")
+        assert result.exit_code == 1, result.output
+        assert f"seq {seq}" in one_line(result.output)
+        assert sqlite_data.checkpoint_sizes() == signed
+
+    def test_a_first_checkpoint_over_an_altered_body_is_not_signed(self, data: Data) -> None:
+        data.alter_body(data.size() - 5)
+        result = data.run("checkpoint")
+        assert result.exit_code == 1, result.output
+        assert data.checkpoint_sizes() == []
+
+    @pytest.mark.spec("AUD-2")
+    def test_a_chain_row_deleted_below_the_last_checkpoint_is_not_signed_over(
+        self, data: Data
+    ) -> None:
+        assert data.run("checkpoint").exit_code == 0
+        signed = data.checkpoint_sizes()
+        missing = signed[-1] - 10
+        data.add_events(5)
+        data.delete_chain_row(missing)
+        result = data.run("checkpoint")
+        verify = data.run("verify")
+        assert f"first bad sequence {missing} (missing_sequence)" in one_line(verify.output)
+        assert result.exit_code == 1, result.output
+        assert "chain rows" in one_line(result.output)
+        assert data.checkpoint_sizes() == signed
+
+    def test_a_chain_row_deleted_after_the_last_checkpoint_is_not_signed_over(
+        self, data: Data
+    ) -> None:
+        assert data.run("checkpoint").exit_code == 0
+        signed = data.checkpoint_sizes()
+        data.add_events(5)
+        data.delete_chain_row(data.size() - 2)
+        result = data.run("checkpoint")
+        assert result.exit_code == 1, result.output
+        assert data.checkpoint_sizes() == signed
+
+    def test_a_sound_ledger_is_signed_again_as_it_grows(self, data: Data) -> None:
+        assert data.run("checkpoint").exit_code == 0
+        data.add_events(7)
+        result = data.run("checkpoint")
+        assert result.exit_code == 0, result.output
+        assert data.checkpoint_sizes()[-1] == data.size()
