@@ -19,7 +19,7 @@ from tests.conftest import POSTGRES_URL, require_service
 from tests.support.ledger import change_chain_behind_triggers, settle, tamper_event_body
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
-from tradeguard.core.clock import SystemClock
+from tradeguard.core.clock import NS_PER_SECOND, Clock, FrozenClock, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.ledger.domain import LedgerEvent, Party
@@ -65,11 +65,11 @@ class Data:
     def run(self, *args: str) -> Any:
         return runner.invoke(app, ["audit", *args, "--data-dir", str(self.directory)])
 
-    def add_events(self, count: int) -> None:
+    def add_events(self, count: int, clock: Clock | None = None) -> None:
         async def append() -> None:
             engine = create_engine(self.settings.main_database_url)
-            clock = SystemClock()
-            ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+            clock_ = clock or SystemClock()
+            ledger = Ledger(clock=clock_, ids=IdGenerator(clock_))
             try:
                 async with unit_of_work(session_factory(engine)) as session:
                     for n in range(count):
@@ -319,3 +319,26 @@ class TestTheSignerRefusesATamperedChain:
         result = data.run("checkpoint")
         assert result.exit_code == 0, result.output
         assert data.checkpoint_sizes()[-1] == data.size()
+
+
+class TestASealedBodyStoredAsText:
+    def test_archive_verify_names_the_sequence_instead_of_a_traceback(
+        self, sqlite_data: Data
+    ) -> None:
+        # An event two months on is the ledger's evidence that this month has closed.
+        later = FrozenClock(SystemClock().now_ns() + 62 * 24 * 3600 * NS_PER_SECOND)
+        sqlite_data.add_events(1, later)
+        seal = runner.invoke(
+            app, ["audit", "seal", "--data-dir", str(sqlite_data.directory)], obj=later
+        )
+        assert seal.exit_code == 0, seal.output
+        assert "0 segment" not in sqlite_data.run("archive", "verify").output
+        assert sqlite_data.run("archive", "verify").exit_code == 0
+        seq = 5
+        sqlite_data.rewrite_body_as_text(seq)
+        result = sqlite_data.run("archive", "verify")
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert f"the event at seq {seq} has a body that is not stored as bytes" in one_line(
+            result.output
+        )

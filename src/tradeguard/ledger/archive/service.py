@@ -893,7 +893,8 @@ async def _check_against_database(
     if len(events) != manifest.count:
         raise SegmentInvalid(name, "some of its events are missing from the database")
     for event, entry in zip(events, checked.entries, strict=True):
-        if bytes(event.body) != entry.body or event.event_id != entry.event_id:
+        body = stored_body(event.body, seq=entry.seq)
+        if body != entry.body or event.event_id != entry.event_id:
             raise SegmentInvalid(
                 name, f"its entry at seq {entry.seq} differs from the event in the database"
             )
