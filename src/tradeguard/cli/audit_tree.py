@@ -336,7 +336,7 @@ def monitor_command(
         )
 
     async def run() -> tuple[MonitorResult, bool]:
-        state = MonitorState.load(state_path)
+        state = MonitorState.load(state_path, keys)
         engine = create_engine(settings.main_database_url) if reachable else None
         try:
             tree = (

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
+from tradeguard.core.errors import LedgerIntegrityError
+
 GENESIS_HASH = bytes(32)
 LEAF_PREFIX = b"\x00"
 
@@ -27,3 +29,27 @@ def chain_hash(previous: bytes, seq: int, leaf: bytes) -> bytes:
     digest.update(seq.to_bytes(8, "big"))
     digest.update(leaf)
     return digest.digest()
+
+
+class EventBodyNotBytes(LedgerIntegrityError):
+    """A stored event body that is not a byte string: rewritten behind the triggers."""
+
+    slug = "event-body-not-bytes"
+    title = "An audit event's stored body is not bytes"
+
+
+def stored_body(value: object, *, seq: int) -> bytes:
+    """An event body as the database driver returned it, checked to be bytes.
+
+    The column is a BLOB (bytea on PostgreSQL), but SQLite stores whatever a statement
+    writes: a body rewritten with replace() comes back as TEXT, or as a number. Such a body
+    is not the one that was chained, so it is refused as tampering, never encoded or hashed.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise EventBodyNotBytes(
+        f"the event at seq {seq} has a body that is not stored as bytes: it was altered "
+        "after it was chained (run `tradeguard audit verify`)"
+    )

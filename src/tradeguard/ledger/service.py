@@ -20,6 +20,7 @@ from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.ledger import repository
 from tradeguard.ledger.canonical import canonical_bytes
+from tradeguard.ledger.chain import stored_body
 from tradeguard.ledger.domain import AppendedEvent, LedgerEvent, StagedEvent
 from tradeguard.ledger.personal.fields import refuse_plaintext_personal
 from tradeguard.ledger.personal.keys import SubjectKeys
@@ -134,7 +135,10 @@ async def _sequenced(
     conn: AsyncConnection, rows: Sequence[Any], keys: SubjectKeys | None
 ) -> list[SequencedEvent]:
     events = [
-        SequencedEvent(seq=int(row.seq), document=json.loads(bytes(row.body))) for row in rows
+        SequencedEvent(
+            seq=int(row.seq), document=json.loads(stored_body(row.body, seq=int(row.seq)))
+        )
+        for row in rows
     ]
     if keys is not None:
         await keys.open_documents(conn, [event.document for event in events])

@@ -89,6 +89,24 @@ async def _read(settings: Settings) -> tuple[dict[str, Any], list[bytes]]:
     return opened, stored
 
 
+def forgotten_events(data_dir: Path) -> int:
+    """How many subjects the ledger records as forgotten (chained or not yet)."""
+
+    async def count() -> int:
+        engine = create_engine(settings_of(data_dir).main_database_url)
+        try:
+            async with engine.connect() as conn:
+                found = await conn.execute(
+                    text("SELECT count(*) FROM audit_event WHERE event_type = :t"),
+                    {"t": "audit:subject:forgotten"},
+                )
+                return int(found.scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
 def database_files(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in data_dir.glob("tradeguard.db*"))
 
@@ -194,19 +212,37 @@ class TestRefusals:
         [
             (["staff:x", "--reason", "r", "--yes"], "a subject is user:<id>"),
             (["visitors:2026-13", "--reason", "r", "--yes"], "a subject is user:<id>"),
-            (["user:x", "--reason", "   ", "--yes"], "say why"),
-            (["user:x", "--reason", "r" * 501, "--yes"], "at most 500"),
-            (["user:x", "--yes"], "--reason"),
+            # A user id is a user's UUID: anything else names nobody (the tester's user:bad).
+            (["user:bad", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            (["bad", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            (["user:", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            (["user:../../x", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            ([f"user:{ADA.id[:-1]}", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            ([f"user:{ADA.id}x", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            ([f"user:{{{ADA.id}}}", "--reason", "r", "--yes"], "a subject is user:<id>"),
+            ([f"user:{ADA.id.replace('-', '')}", "--reason", "r", "--yes"], "a subject is"),
+            ([f"user:{ADA.id}", "--reason", "   ", "--yes"], "say why"),
+            ([f"user:{ADA.id}", "--reason", "r" * 501, "--yes"], "at most 500"),
+            ([f"user:{ADA.id}", "--yes"], "--reason"),
         ],
     )
     def test_bad_input_is_refused_and_changes_nothing(
         self, data_dir: Path, args: list[str], message: str
     ) -> None:
+        before = forgotten_events(data_dir)
         result = forget(data_dir, *args)
         assert result.exit_code == 2
-        assert message in result.output
+        assert message in " ".join(result.output.split())
         opened, _ = asyncio.run(_read(settings_of(data_dir)))
         assert opened[ADA.id] == PERSONAL[ADA]
+        assert forgotten_events(data_dir) == before
+
+    def test_a_user_id_in_capitals_is_the_same_user(self, data_dir: Path) -> None:
+        result = forget(data_dir, f"user:{ADA.id.upper()}", "--reason", "r", "--yes", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["subject"] == f"user:{ADA.id}"
+        opened, _ = asyncio.run(_read(settings_of(data_dir)))
+        assert opened[ADA.id] == {"email": ERASED, "ip": ERASED}
 
     def test_nothing_is_forgotten_unless_confirmed(self, data_dir: Path) -> None:
         declined = forget(data_dir, ADA.id, "--reason", "r", input="n\n")

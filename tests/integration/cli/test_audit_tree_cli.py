@@ -366,6 +366,71 @@ class TestMonitor:
         assert "nothing to monitor" in nothing_out
 
 
+class TestAMonitorStateFileEditedByHand:
+    """Only the state file's signed note is evidence: its plain size and root must be the
+    note's, else the file is damaged (exit 2), never a fork or rollback alarm."""
+
+    def edited(
+        self, data_dir: Path, vkeys: Path, witness: dict[str, str], edit: dict[str, object]
+    ) -> tuple[int, str, str]:
+        assert run(data_dir, "audit", "checkpoint", env=witness)[0] == 0
+        assert TestMonitor().monitor(data_dir, vkeys, witness)[0] == 0
+        path = data_dir / "audit-monitor.json"
+        state = json.loads(path.read_text())
+        state.update(edit)
+        path.write_text(json.dumps(state))
+        before = path.read_text()
+        code, out = TestMonitor().monitor(data_dir, vkeys, witness)
+        assert path.read_text() == before
+        return code, " ".join(out.split()), before
+
+    @pytest.mark.spec("AUD-2")
+    @pytest.mark.parametrize(
+        "edit",
+        [
+            {"size": 20},
+            {"size": 22},
+            {"size": 10**30},
+            {"size": -1},
+            {"size": "21"},
+            {"size": 21.0},
+            {"size": True},
+            {"root": base64.b64encode(bytes(32)).decode()},
+            {"root": "AAAA"},
+            {"origin": "another.example/log"},
+        ],
+    )
+    def test_an_unsigned_field_that_differs_from_the_note_is_a_damaged_file_not_an_alarm(
+        self, data_dir: Path, vkeys: Path, witness: dict[str, str], edit: dict[str, object]
+    ) -> None:
+        code, out, _ = self.edited(data_dir, vkeys, witness, edit)
+        assert code == 2, out
+        assert "damaged state file" in out
+        assert "ALARM" not in out
+        assert alarm_events(data_dir) == []
+
+    def test_a_note_that_does_not_verify_is_a_damaged_file(
+        self, data_dir: Path, vkeys: Path, witness: dict[str, str], tmp_path: Path
+    ) -> None:
+        stranger = tmp_path / "stranger"
+        assert runner.invoke(app, ["init", "--data-dir", str(stranger)]).exit_code == 0
+        # The stranger's note for the same size and root the file names: only the key differs.
+        stolen = forged(stranger, 21, bytes(32))
+        code, out, _ = self.edited(
+            data_dir, vkeys, witness, {"note": stolen, "root": base64.b64encode(bytes(32)).decode()}
+        )
+        assert code == 2, out
+        assert "damaged state file" in out
+        assert "does not verify" in out
+        assert alarm_events(data_dir) == []
+
+    def test_an_untouched_state_file_still_passes(
+        self, data_dir: Path, vkeys: Path, witness: dict[str, str]
+    ) -> None:
+        code, out, _ = self.edited(data_dir, vkeys, witness, {})
+        assert code == 0, out
+
+
 class TestCheckpointWitness:
     def test_a_witness_that_cannot_take_it_fails_the_command_after_the_note_is_printed(
         self, data_dir: Path, tmp_path: Path

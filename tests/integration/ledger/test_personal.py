@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.support.ledger import settle
 from tradeguard.core.clock import FrozenClock
+from tradeguard.core.errors import InvalidInput
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.keyring import LocalKeyring
 from tradeguard.db.base import Base
@@ -275,6 +276,30 @@ class TestCryptoShredding:
         [record] = await read_all(sessions, ledger)
         assert record.document["data"]["destroyed_keys"] == []
         assert await key_rows(engine) == []
+
+    @pytest.mark.parametrize(
+        "who",
+        [
+            Party("user", "bad"),
+            Party("user", ""),
+            Party("user", "../../x"),
+            Party("user", "0190C5A0-0000-7000-8000-00000000000A"),
+            Party("visitors", "2026-13"),
+            Party("account", "0190c5a0-0000-7000-8000-00000000000a"),
+        ],
+    )
+    async def test_a_subject_that_names_nobody_is_refused_and_nothing_recorded(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        clock: FrozenClock,
+        who: Party,
+    ) -> None:
+        with pytest.raises(InvalidInput, match="a subject is user:<id>"):
+            await forget(sessions, ledger, who, clock)
+        await settle(engine)
+        assert await read_all(sessions, ledger) == []
 
     async def test_data_recorded_after_forgetting_gets_a_new_key(
         self,

@@ -39,6 +39,7 @@ from tradeguard.ledger.tree.errors import (
     SignerStateUnreadable,
     TreeSizeOutOfRange,
     UnknownEvent,
+    UnverifiedChain,
     WitnessConflict,
 )
 from tradeguard.ledger.tree.integrity import TreeFailure, TreeReport, verify_tree
@@ -736,6 +737,58 @@ class TestCheckpointer:
         assert unchanged is None
         assert by_count is not None
         assert by_count.size == 17
+
+    @pytest.mark.spec("AUD-2")
+    async def test_the_worker_signs_nothing_over_a_body_altered_since_the_last_checkpoint(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        tree: LedgerTree,
+    ) -> None:
+        checkpointer = Checkpointer(tree, every_events=1, interval_ms=5000)
+        await append(sessions, ledger, 3)
+        await settle(engine)
+        assert await checkpointer.run_once() is not None
+        await append(sessions, ledger, 6, 3)
+        await settle(engine)
+        await alter_body(engine, 7)
+        with pytest.raises(UnverifiedChain, match=r"at seq 7 \(event_altered\)"):
+            await checkpointer.run_once()
+        assert await checkpoint_count(engine) == 1
+
+    async def test_a_checkpoint_row_whose_note_does_not_verify_covers_nothing(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: Ledger,
+        tree: LedgerTree,
+    ) -> None:
+        """Without the checkpoint remembered beside the key (a first run, an upgrade), a
+        database row counts as signed only if its note verifies: anyone who can write the
+        database can insert one, to spare a rewritten range the check before signing."""
+        await append(sessions, ledger, 3)
+        await settle(engine)
+        root = (await tree.consistency(3, 3)).second_root
+        async with engine.begin() as conn:
+            await repository.insert_checkpoint(
+                conn,
+                {
+                    "tree_size": 3,
+                    "root_hash": root,
+                    "origin": ORIGIN,
+                    "key_name": ORIGIN,
+                    "key_id": "00000000",
+                    "note": "not a signed note",
+                    "signed_ns": 0,
+                },
+            )
+        await alter_body(engine, 2)
+        await append(sessions, ledger, 4, 3)
+        await settle(engine)
+        with pytest.raises(UnverifiedChain, match=r"at seq 2 \(event_altered\)"):
+            await tree.sign_checkpoint()
+        assert await checkpoint_count(engine) == 1
 
     async def test_an_unreachable_database_is_one_warning_without_a_traceback(
         self, tmp_path: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture

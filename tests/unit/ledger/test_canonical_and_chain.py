@@ -15,8 +15,15 @@ from hypothesis import strategies as st
 
 from tradeguard.core.errors import InvalidInput
 from tradeguard.ledger.canonical import _checked, canonical_bytes, to_json_value
-from tradeguard.ledger.chain import GENESIS_HASH, chain_hash, leaf_hash
+from tradeguard.ledger.chain import (
+    GENESIS_HASH,
+    EventBodyNotBytes,
+    chain_hash,
+    leaf_hash,
+    stored_body,
+)
 from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.verification.walk import Failure, walk
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
@@ -279,3 +286,31 @@ class TestChain:
     def test_sequence_number_is_bound_into_each_link(self) -> None:
         leaf = leaf_hash(b"x")
         assert chain_hash(GENESIS_HASH, 1, leaf) != chain_hash(GENESIS_HASH, 2, leaf)
+
+
+class TestStoredBodies:
+    """SQLite hands back whatever a statement stored: a body rewritten as TEXT or a number is
+    tampering, reported by the walk and refused by every reader, never a TypeError."""
+
+    def chain_of(self, bodies: list[bytes]) -> list[tuple[int, bytes, bytes, object]]:
+        rows: list[tuple[int, bytes, bytes, object]] = []
+        previous = GENESIS_HASH
+        for seq, body in enumerate(bodies, start=1):
+            leaf = leaf_hash(body)
+            previous = chain_hash(previous, seq, leaf)
+            rows.append((seq, leaf, previous, body))
+        return rows
+
+    @pytest.mark.parametrize("stored", ['{"n":1}', 7, 1.5, None])
+    def test_a_body_that_is_not_bytes_stops_the_walk_as_altered(self, stored: object) -> None:
+        rows = self.chain_of([b'{"n":0}', b'{"n":1}', b'{"n":2}'])
+        seq, leaf, link, _ = rows[1]
+        rows[1] = (seq, leaf, link, stored)
+        _, _, stop = walk(rows, GENESIS_HASH, 1)
+        assert stop == (2, Failure.EVENT_ALTERED)
+
+    def test_bytes_like_bodies_are_read_and_others_refused_naming_the_seq(self) -> None:
+        assert stored_body(b"a", seq=1) == b"a"
+        assert stored_body(memoryview(b"a"), seq=1) == b"a"
+        with pytest.raises(EventBodyNotBytes, match="seq 42"):
+            stored_body("a", seq=42)

@@ -76,7 +76,7 @@ from tradeguard.ledger.archive.purges import (
     purge_statement,
     recorded_ns,
 )
-from tradeguard.ledger.chain import GENESIS_HASH
+from tradeguard.ledger.chain import GENESIS_HASH, stored_body
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
@@ -265,9 +265,9 @@ class LedgerArchive:
             if not rows or int(rows[0].seq) != seq:
                 raise ChainDoesNotVerify(f"event seq {seq} is missing from the ledger")
             for row in rows:
-                body = bytes(row.body)
                 if int(row.seq) != seq:
                     raise ChainDoesNotVerify(f"event seq {seq} is missing from the ledger")
+                body = stored_body(row.body, seq=seq)
                 entry = ArchivedEntry(seq, row.event_id, body)
                 prior, link = link, _check_link(row, entry, link)
                 if cutter.closes_before(int(row.occurred_ns), len(body)) and pending.entries:
@@ -910,7 +910,8 @@ async def _check_against_database(
     if len(events) != manifest.count:
         raise SegmentInvalid(name, "some of its events are missing from the database")
     for event, entry in zip(events, checked.entries, strict=True):
-        if bytes(event.body) != entry.body or event.event_id != entry.event_id:
+        body = stored_body(event.body, seq=entry.seq)
+        if body != entry.body or event.event_id != entry.event_id:
             raise SegmentInvalid(
                 name, f"its entry at seq {entry.seq} differs from the event in the database"
             )

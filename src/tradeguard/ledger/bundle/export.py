@@ -23,7 +23,7 @@ from tradeguard.ledger.archive import repository as archive_repository
 from tradeguard.ledger.archive.errors import EventPurged
 from tradeguard.ledger.bundle import format as fmt
 from tradeguard.ledger.bundle.writer import BundleWriter, check_target
-from tradeguard.ledger.chain import GENESIS_HASH
+from tradeguard.ledger.chain import GENESIS_HASH, stored_body
 from tradeguard.ledger.tree import merkle
 from tradeguard.ledger.tree import repository as tree_repository
 from tradeguard.ledger.tree.errors import EventNotCheckpointed, NoCheckpoint, TreeSizeOutOfRange
@@ -195,7 +195,7 @@ async def _stream_entries(
             body = ref if bodies is None else bodies.get(ref)
             if body is None:
                 raise LedgerIntegrityError(f"the event of seq {seq} is missing from the ledger")
-            writer.add_entry(int(seq), bytes(body), bytes(leaf), bytes(chain))
+            writer.add_entry(int(seq), stored_body(body, seq=int(seq)), bytes(leaf), bytes(chain))
         if writer.written != high - first + 1:
             missing = first + writer.written
             raise LedgerIntegrityError(f"seq {missing} is missing from the ledger's chain")

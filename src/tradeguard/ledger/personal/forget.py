@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.personal import repository
-from tradeguard.ledger.personal.subjects import PersonalDataEvent, forget_reason
+from tradeguard.ledger.personal.subjects import PersonalDataEvent, checked_subject, forget_reason
 from tradeguard.ledger.service import Ledger
 
 
@@ -37,6 +37,7 @@ async def forget_subject(
     """Destroy `subject`'s live data keys and audit it; the ids of the keys destroyed (none
     when nothing was ever sealed for the subject: the request is recorded all the same)."""
     why = forget_reason(reason)
+    subject = checked_subject(subject)
     name = f"{subject.kind}:{subject.id}"
     destroyed = await repository.destroy_live_keys(session, name, now_ns)
     if ledger.subject_keys is not None:

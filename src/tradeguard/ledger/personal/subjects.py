@@ -24,7 +24,11 @@ VISITORS: Final = "visitors"
 SUBJECT_KINDS: Final = frozenset({USER, VISITORS})
 MAX_REASON_CHARS: Final = 500
 
-_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A user's id is the canonical text of a UUID (IdGenerator.new_str: UUIDv7, lowercase,
+# 8-4-4-4-12), whoever created the account (sign-up, staff enrolment, administration).
+# Anything else names no user that can exist: forgetting it would record a ledger event
+# about nobody, and a typo would look like a completed erasure.
+_USER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
@@ -38,17 +42,31 @@ def visitors(now_ns: int) -> Party:
     return Party(VISITORS, f"{moment.year:04d}-{moment.month:02d}")
 
 
+SUBJECT_SHAPES: Final = (
+    "a subject is user:<id> (a user's UUID), visitors:<YYYY-MM>, or a bare user id"
+)
+
+
 def parse_subject(text: str) -> Party:
-    """`user:<id>`, `visitors:<YYYY-MM>`, or a bare user id; anything else is refused."""
+    """`user:<id>`, `visitors:<YYYY-MM>`, or a bare user id; anything else is refused.
+
+    A user id is read in either case and kept in the lowercase form users have."""
     value = text.strip()
     kind, sep, ident = value.partition(":")
     if not sep:
         kind, ident = USER, value
-    if kind == USER and _USER_ID.fullmatch(ident):
-        return Party(USER, ident)
-    if kind == VISITORS and _MONTH.fullmatch(ident):
-        return Party(VISITORS, ident)
-    raise InvalidInput("a subject is user:<id>, visitors:<YYYY-MM>, or a bare user id")
+    if kind == USER:
+        ident = ident.lower()
+    return checked_subject(Party(kind, ident))
+
+
+def checked_subject(subject: Party) -> Party:
+    """`subject` when it is a well-formed subject that owns data keys; refused otherwise."""
+    if subject.kind == USER and _USER_ID.fullmatch(subject.id):
+        return subject
+    if subject.kind == VISITORS and _MONTH.fullmatch(subject.id):
+        return subject
+    raise InvalidInput(SUBJECT_SHAPES)
 
 
 def forget_reason(text: str) -> str:

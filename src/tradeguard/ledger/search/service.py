@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from tradeguard.core.errors import InvalidInput
 from tradeguard.db.engine import read_only
+from tradeguard.ledger.chain import stored_body
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.search import repository
 from tradeguard.ledger.search.query import (
@@ -71,7 +72,7 @@ def _found(rows: Sequence[Any]) -> list[FoundEvent]:
             event_id=row.event_id,
             type=row.event_type,
             occurred_ns=int(row.occurred_ns),
-            body=bytes(row.body),
+            body=stored_body(row.body, seq=int(row.seq)),
         )
         for row in rows
         if row.seq is not None

@@ -72,3 +72,11 @@ class WitnessConflict(Conflict):
 
     slug = "witness-conflict"
     title = "The witness holds a different checkpoint at this size"
+
+
+class UnverifiedChain(LedgerIntegrityError):
+    """The chain does not verify over the range a new checkpoint would cover (or chain rows
+    are missing below it): the ledger was rewritten behind the triggers. Never signed."""
+
+    slug = "chain-does-not-verify"
+    title = "The audit ledger's chain does not verify; no checkpoint is signed over it"

@@ -62,6 +62,17 @@ class StateFileInvalid(InvalidInput):
     title = "The monitor's state file cannot be read"
 
 
+# A tree size as the ledger stores it (a signed 64-bit integer).
+MAX_TREE_SIZE = 2**63 - 1
+
+
+def _damaged(path: Path, why: str) -> StateFileInvalid:
+    return StateFileInvalid(
+        f"damaged state file {path}: {why}; nothing was checked or recorded (restore the "
+        "file, or seed it from a checkpoint obtained out of band)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MonitorState:
     """The last checkpoint the monitor accepted."""
@@ -72,25 +83,40 @@ class MonitorState:
     note: str
 
     @classmethod
-    def load(cls, path: Path) -> MonitorState | None:
+    def load(cls, path: Path, keys: Sequence[VerifierKey]) -> MonitorState | None:
         """The state in `path`; None when there is no file yet. A damaged file is an error,
-        never a fresh start: starting over would accept a rolled-back log."""
+        never a fresh start: starting over would accept a rolled-back log.
+
+        Only the signed note is evidence: its signature must verify under `keys`, and the
+        file's plain `origin`, `size` and `root` (kept for people and scripts) must be the
+        note's. Otherwise an edit of the file (a size or root changed by hand, a number out of
+        range) would be taken for a log that forked or rolled back, and alarm falsely.
+        """
         try:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError):
+            raise _damaged(path, "it cannot be read") from None
         try:
             data = json.loads(raw)
+            size = data["size"]
             state = cls(
                 origin=str(data["origin"]),
-                size=int(data["size"]),
+                size=size if type(size) is int else -1,
                 root=base64.b64decode(data["root"], validate=True),
                 note=str(data["note"]),
             )
-        except (ValueError, KeyError, TypeError):
-            raise StateFileInvalid(f"{path} is not a monitor state file") from None
-        if len(state.root) != 32 or state.size < 0:
-            raise StateFileInvalid(f"{path} is not a monitor state file")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _damaged(path, "not a monitor state file") from None
+        if len(state.root) != 32 or not 0 <= state.size <= MAX_TREE_SIZE:
+            raise _damaged(path, "not a monitor state file")
+        try:
+            signed, _ = open_checkpoint(state.note, keys, origin=state.origin)
+        except (MalformedNote, NoteNotVerified) as error:
+            raise _damaged(path, f"its note does not verify ({error.detail})") from None
+        if (signed.size, signed.root) != (state.size, state.root):
+            raise _damaged(path, "its size or root is not the one its signed note names")
         return state
 
     def save(self, path: Path) -> None:

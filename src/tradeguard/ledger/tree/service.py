@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
-from tradeguard.core.errors import InvalidInput
+from tradeguard.core.errors import InvalidInput, TradeguardError
 from tradeguard.db.engine import read_only, write_gate
 from tradeguard.ledger import repository as ledger_repository
 from tradeguard.ledger.archive import repository as archive_repository
 from tradeguard.ledger.archive.errors import EventPurged
-from tradeguard.ledger.chain import leaf_hash
+from tradeguard.ledger.chain import GENESIS_HASH, leaf_hash, stored_body
 from tradeguard.ledger.tree import merkle, repository
 from tradeguard.ledger.tree.errors import (
     EventNotCheckpointed,
@@ -36,6 +36,7 @@ from tradeguard.ledger.tree.errors import (
     NoCheckpoint,
     TreeSizeOutOfRange,
     UnknownEvent,
+    UnverifiedChain,
 )
 from tradeguard.ledger.tree.keys import (
     LogKeys,
@@ -45,8 +46,9 @@ from tradeguard.ledger.tree.keys import (
     read_signed_state,
     remember_signed,
 )
-from tradeguard.ledger.tree.note import Checkpoint, sign_note
+from tradeguard.ledger.tree.note import Checkpoint, VerifierKey, open_checkpoint, sign_note
 from tradeguard.ledger.tree.store import TreeReader
+from tradeguard.ledger.verification.walk import Failure, walk
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,8 @@ class LedgerTree:
                 await repository.lock_checkpoints(conn)
                 # Read under the lock: another signer may have just signed and remembered.
                 remembered = read_signed_state(self._keys.directory, self._origin, keys.verifiers)
-                size = (await ledger_repository.load_state(conn)).last_seq
+                state = await ledger_repository.load_state(conn)
+                size = state.last_seq
                 reader = TreeReader(conn)
                 root = await _consistent_root(reader, remembered, size, REMEMBERED)
                 row = await repository.latest_checkpoint(conn)
@@ -248,6 +251,8 @@ class LedgerTree:
                 )
                 if latest is not None and not same:
                     root = await _consistent_root(reader, latest, size, STORED)
+                covered = _covered(remembered, latest, keys.verifiers, self._origin)
+                await _verify_uncovered(conn, covered, size, state.last_chain_hash)
                 checkpoint = Checkpoint(self._origin, size, root)
                 now = self._clock.now_ns()
                 note = sign_note(checkpoint.text, signer)
@@ -298,7 +303,8 @@ class LedgerTree:
                 raise TreeSizeOutOfRange(
                     f"event seq {event.seq} is not in the tree of size {tree_size}"
                 )
-            if leaf_hash(bytes(event.body)) != bytes(event.leaf_hash):
+            body = stored_body(event.body, seq=int(event.seq))
+            if leaf_hash(body) != bytes(event.leaf_hash):
                 raise LeafMismatch(
                     f"the event at seq {event.seq} does not hash to its leaf in the tree: its "
                     "body was altered after it was chained; no proof is given for it (run "
@@ -314,7 +320,7 @@ class LedgerTree:
             leaf_hash=bytes(event.leaf_hash),
             root=root,
             proof=proof,
-            event_body=bytes(event.body),
+            event_body=body,
             checkpoint=None if checkpoint_row is None else _signed(checkpoint_row),
         )
 
@@ -382,6 +388,85 @@ async def _refuse_if_purged(conn: AsyncConnection, which: str, seq: int | None) 
 def _within(tree_size: int, size: int) -> None:
     if tree_size > size:
         raise TreeSizeOutOfRange(f"tree size {tree_size} is beyond the tree (size {size})")
+
+
+# Chain rows read at once by the check before signing (as `audit verify` reads them).
+VERIFY_CHUNK = 20_000
+
+
+def _covered(
+    remembered: Checkpoint | None,
+    latest: SignedCheckpoint | None,
+    keys: list[VerifierKey],
+    origin: str,
+) -> int:
+    """The size up to which the chain is covered by a checkpoint signed before: the smaller
+    of the one remembered beside the key and the database's latest. A database row alone
+    (no remembered checkpoint: first run, upgrade) counts only if its note verifies under
+    the log's keys, since anyone who can write the database can insert a row."""
+    sizes = [] if remembered is None else [remembered.size]
+    if latest is not None:
+        if remembered is None:
+            try:
+                head, _ = open_checkpoint(latest.note, keys, origin=origin)
+            except TradeguardError:
+                return 0
+            if (head.size, head.root) != (latest.size, latest.root):
+                return 0
+        sizes.append(latest.size)
+    return min(sizes, default=0)
+
+
+async def _verify_uncovered(conn: AsyncConnection, covered: int, size: int, head: bytes) -> None:
+    """Refuse to sign `size` over a chain that does not verify (docs/audit.md, "Never over a
+    rewritten log").
+
+    Two checks. (1) Every sequence number 1..size has its chain row: `seq` is the primary
+    key, so a count over its index equal to `size` proves no row is missing anywhere below,
+    the covered range included (one index-only count). (2) The range above `covered` (what
+    no signed checkpoint covers yet) is walked as `audit verify` walks it: each body hashes
+    to its leaf, each link follows from the one before, from the chain hash stored at
+    `covered`, ending at the head the sequencer recorded. Ranges below `covered` were
+    checked when they were signed, and their leaves are bound by the signed roots (the
+    consistency proof above); a body altered there is found by `audit verify`, not here.
+    """
+    rows_held = await ledger_repository.chain_rows_through(conn, size)
+    if rows_held != size:
+        raise UnverifiedChain(
+            f"the chain holds {rows_held} chain rows for sequence numbers 1..{size}: chain "
+            "rows were deleted behind the triggers; nothing is signed (run `tradeguard audit "
+            "verify` to name the first)"
+        )
+    purged = (await archive_repository.purge_horizon(conn)).through_seq
+    start = max(covered, purged)
+    if start >= size:
+        return
+    previous = GENESIS_HASH
+    if start > 0:
+        stored = await archive_repository.chain_hash_at(conn, start)
+        if stored is None:
+            raise UnverifiedChain(f"seq {start} is missing from the chain; nothing is signed")
+        previous = stored
+    expected = start + 1
+    while expected <= size:
+        rows, bodies = await ledger_repository.chain_range(
+            conn, expected, min(expected + VERIFY_CHUNK - 1, size)
+        )
+        previous, expected, stop = walk(rows, previous, expected, bodies)
+        if stop is None and not rows:
+            stop = (expected, Failure.MISSING_SEQUENCE)
+        if stop is not None:
+            seq, failure = stop
+            raise UnverifiedChain(
+                f"the chain does not verify at seq {seq} ({failure.value}), above the last "
+                f"signed checkpoint (size {covered}): the ledger was rewritten behind the "
+                "triggers; nothing is signed (run `tradeguard audit verify`)"
+            )
+    if previous != head:
+        raise UnverifiedChain(
+            f"the chain's head at seq {size} is not the one the sequencer recorded "
+            f"({Failure.HEAD_MISMATCH.value}); nothing is signed"
+        )
 
 
 REMEMBERED = "the last checkpoint signed (remembered beside the signing key)"
