@@ -216,12 +216,6 @@ async def count_after_cursor(conn: AsyncConnection, state: SequencerState) -> in
     return int((await conn.execute(query)).scalar_one())
 
 
-async def chain_rows_through(conn: AsyncConnection, seq: int) -> int:
-    """Chain rows with seq in 1..`seq`: a count over the primary key's index alone."""
-    query = select(func.count()).select_from(_CHAIN).where(_CHAIN.c.seq >= 1, _CHAIN.c.seq <= seq)
-    return int((await conn.execute(query)).scalar_one())
-
-
 async def event_count(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(_EVENTS))).scalar_one())
 
