@@ -195,6 +195,33 @@ class TestTamperEvidence:
         assert f"event pk {pk} (id smuggled-1)" in report.detail
         assert report.unsequenced == 0
 
+    @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)  # bytea holds no TEXT
+    async def test_an_unchained_event_stored_as_text_is_chained_and_named_not_a_stall(
+        self, engine: AsyncEngine
+    ) -> None:
+        """An event row typed in by hand with a TEXT body (SQLite keeps what it is given)
+        crashed every sequencer pass, so no later event was ever chained."""
+        sqlite_engine = engine
+        sessions = session_factory(sqlite_engine)
+        clock = FrozenClock()
+        ledger = Ledger(clock=clock, ids=IdGenerator(clock))
+        await append_many(sessions, ledger, 3)
+        await settle(sqlite_engine)
+        async with sqlite_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_event (event_id, event_type, occurred_ns, body) "
+                    "VALUES ('typed-in', 'test:typed:event', 1, :body)"
+                ),
+                {"body": '{"typed":true}'},  # a str: stored as TEXT
+            )
+        await append_many(sessions, ledger, 2)
+        await settle(sqlite_engine)
+        report = await verify_chain(sqlite_engine)
+        assert report.unsequenced == 0  # everything chained, the row typed in too
+        assert report.failure is Failure.EVENT_ALTERED
+        assert report.first_bad_seq == 4
+
     @pytest.mark.spec("AUD-2")
     async def test_chain_not_ending_in_the_recorded_head_fails(
         self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], ledger: Ledger
