@@ -8,16 +8,13 @@ import asyncio
 import csv
 import io
 import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.conftest import POSTGRES_URL, require_service
 from tradeguard.cli.common import os_operator
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
@@ -31,34 +28,6 @@ from tradeguard.ledger.service import Ledger
 runner = CliRunner()
 ACCOUNT = "acc-cli-1"
 FORMULA = "@SUM(1+1)*cmd|'/c'!A0"
-
-
-@pytest.fixture
-def database_url(db_backend: str, tmp_path: Path) -> Iterator[str | None]:
-    """None for the data directory's SQLite file; else a fresh PostgreSQL database."""
-    if db_backend == "sqlite":
-        yield None
-        return
-    name = f"{make_url(POSTGRES_URL).database}_cli_{secrets.token_hex(4)}"
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-    async def admin(statement: str) -> None:
-        engine = create_engine(POSTGRES_URL, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except OSError as exc:
-        require_service("PostgreSQL", exc)
-    try:
-        yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

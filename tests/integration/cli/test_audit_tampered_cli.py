@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.conftest import POSTGRES_URL, require_service
 from tests.support.ledger import change_chain_behind_triggers, settle, tamper_event_body
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
@@ -27,34 +24,6 @@ from tradeguard.ledger.service import Ledger
 
 runner = CliRunner()
 EVENTS = 40
-
-
-@pytest.fixture
-def database_url(db_backend: str) -> Iterator[str | None]:
-    """None for the data directory's SQLite file; else a fresh PostgreSQL database."""
-    if db_backend == "sqlite":
-        yield None
-        return
-    name = f"{make_url(POSTGRES_URL).database}_tmp_{secrets.token_hex(4)}"
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-    async def admin(statement: str) -> None:
-        engine = create_engine(POSTGRES_URL, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except OSError as exc:
-        require_service("PostgreSQL", exc)
-    try:
-        yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 class Data:
