@@ -233,7 +233,7 @@ class AccountService:
             [
                 (
                     "signup_per_network",
-                    f"register:{client_bucket(request.ip)}",
+                    self.deps.counter_key("register", client_bucket(request.ip)),
                     self.deps.policy.signup_max_per_network,
                     WINDOW_SECONDS,
                 )
@@ -368,7 +368,7 @@ class AccountService:
         quotas = [
             (
                 "verify_resend_per_network",
-                f"verify-resend:{client_bucket(request.ip)}",
+                self.deps.counter_key("verify-resend", client_bucket(request.ip)),
                 policy.verify_resend_max_per_network,
                 WINDOW_SECONDS,
             )
@@ -477,7 +477,9 @@ class AccountService:
         address = normalize_email(email)
         if self.auth is not None and (
             wait_ns := await self.auth.over_limit(
-                session, f"reset:{client_bucket(request.ip)}", limit=RESETS_PER_WINDOW
+                session,
+                self.deps.counter_key("reset", client_bucket(request.ip)),
+                limit=RESETS_PER_WINDOW,
             )
         ):
             raise TooManyRequests(

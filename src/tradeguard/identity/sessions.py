@@ -217,7 +217,7 @@ class AuthService:
         """
         deps, now = self.deps, self.deps.clock.now_ns()
         login_key = login_throttle_key(deps, login)
-        network_key = ip_throttle_key(request.ip)
+        network_key = ip_throttle_key(deps, request.ip)
         user = await repository.user_by_login(session, login)
         trusted = await self._trusted_device(session, user, request)
         checked = await self._password_step(
@@ -557,7 +557,7 @@ class AuthService:
         client behind a shared address (NAT, corporate proxy) must not slow everyone else.
         """
         await self._count_towards_lock(
-            session, ip_throttle_key(request.ip), self.deps.policy.ip_max_failures
+            session, ip_throttle_key(self.deps, request.ip), self.deps.policy.ip_max_failures
         )
 
     async def over_limit(
@@ -638,7 +638,7 @@ class AuthService:
                 ),
                 (
                     "sms_per_network",
-                    f"sms-net:{client_bucket(request.ip)}",
+                    self.deps.counter_key("sms-net", client_bucket(request.ip)),
                     policy.sms_max_per_network,
                     HOUR_SECONDS,
                 ),
@@ -1546,9 +1546,10 @@ def staff_factor(amr: list[str] | tuple[str, ...]) -> bool:
     return "hwk" in amr
 
 
-def ip_throttle_key(ip: str | None) -> str:
-    """The key failed sign-ins from one client network are counted under."""
-    return f"ip:{client_bucket(ip)}"
+def ip_throttle_key(deps: IdentityDeps, ip: str | None) -> str:
+    """The key failed sign-ins from one client network are counted under: keyed (HMAC, as
+    login strings are), so the throttle table holds no client address."""
+    return deps.counter_key("ip", client_bucket(ip))
 
 
 def login_throttle_key(deps: IdentityDeps, login: str) -> str:

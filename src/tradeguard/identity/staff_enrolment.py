@@ -314,7 +314,7 @@ class StaffEnrolmentService:
     ) -> AuthTicket | EnrolmentDenied:
         """The open invitation the token names, for this address; refusals are counted."""
         now = self.deps.clock.now_ns()
-        blocked = await self.auth._blocked_for(session, ip_throttle_key(request.ip), now)
+        blocked = await self.auth._blocked_for(session, ip_throttle_key(self.deps, request.ip), now)
         if blocked:
             await self.deps.audit(
                 session,

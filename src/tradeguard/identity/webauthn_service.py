@@ -796,7 +796,7 @@ class WebAuthnService:
     async def _throttled(self, session: AsyncSession, request: RequestInfo) -> Refused | None:
         """Passwordless login shares the per-address failure budget of password login."""
         blocked = await self.auth._blocked_for(
-            session, ip_throttle_key(request.ip), self.deps.clock.now_ns()
+            session, ip_throttle_key(self.deps, request.ip), self.deps.clock.now_ns()
         )
         if not blocked:
             return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.identity.test_webauthn_api import (
@@ -23,6 +24,7 @@ from tests.integration.identity.test_webauthn_api import (
     session_with_fresh_key,
 )
 from tests.support.api import (
+    CLIENT_IP,
     PASSWORD,
     Api,
     audit_events,
@@ -37,7 +39,7 @@ from tests.support.api import (
 from tests.support.webauthn_authenticator import COSE_EDDSA, SoftwareAuthenticator
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
-from tradeguard.identity.models import Device
+from tradeguard.identity.models import AuthThrottle, Device
 
 OTHER_IP = "198.51.100.40"
 # Header values are ASCII on the wire; the JSON body can carry any character.
@@ -103,6 +105,11 @@ class TestAddressBudget:
         assert after_ten.json()["retry_after_seconds"] > 0
         assert other_network.status_code == 200
         assert await audit_events(api, "identity:login:throttled")
+        # The per-address counter is keyed: the throttle table holds no client address.
+        async with api.services.unit_of_work() as session:
+            keys = list((await session.execute(select(AuthThrottle.key))).scalars())
+        assert any(key.startswith("ip:") for key in keys)
+        assert not [key for key in keys if CLIENT_IP in key or OTHER_IP in key]
 
     @pytest.mark.spec("AUTH-1", "ACCT-4", "ATO-2")
     async def test_an_attacker_on_the_same_address_cannot_lock_out_an_authorized_device(
