@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
@@ -26,6 +27,7 @@ from tradeguard.surveillance.domain import (
     SurveillanceParameters,
     WashParameters,
 )
+from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.orders import OrderService
@@ -111,6 +113,7 @@ class SurveillanceServices:
     consumer: SurveillanceConsumer
     cases: CaseDesk
     actions: ActionDesk
+    metrics: SurveillanceMetrics
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -130,10 +133,14 @@ def build_surveillance(
     staff: StaffRoles | None = None,
     consumer_name: str | None = None,
     batch_size: int | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> SurveillanceServices:
     """`staff` (identity's service) checks that a case's assignee is compliance staff;
-    without it cases cannot be assigned (commands that never assign need not build it)."""
+    without it cases cannot be assigned (commands that never assign need not build it).
+    `registry` is where the alert latency is exported (the app's /metrics); without it, a
+    registry of its own."""
     params = parameters_from(settings)
+    metrics = SurveillanceMetrics(registry)
     actions = ActionDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, orders=orders)
     store = AlertStore(clock=clock, ids=ids, ledger=ledger, fold_window_ns=params.fold_window_ns)
     links = OwnerLinks(clock=clock, ids=ids, ledger=ledger, accounts=accounts)
@@ -145,6 +152,7 @@ def build_surveillance(
         owners=OwnerDirectory(accounts, links),
         batch_size=batch_size or settings.surveillance_batch_size,
         actions=actions,
+        metrics=metrics,
         **({"name": consumer_name} if consumer_name else {}),
     )
     return SurveillanceServices(
@@ -155,4 +163,5 @@ def build_surveillance(
         consumer=consumer,
         cases=CaseDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, staff=staff),
         actions=actions,
+        metrics=metrics,
     )
