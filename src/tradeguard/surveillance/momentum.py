@@ -30,7 +30,7 @@ days later (outside the unwind window); a trader who sells at a loss (5 fails on
 
 **Incremental.** Per symbol: a queue of the liquidity-taking fills within `window` with
 running totals per side; per owner and side, the owner's own liquidity-taking fills within
-`window` with running totals (shares, notional, per-order and per-price counts, so distinct
+`window` with running totals (shares, and per-order and per-price counts, so distinct
 orders and levels are O(1)) and a monotonic queue of its furthest price. An ignition is
 built once from the owner's window (at most once per `window` per owner and side: a fill
 within `window` of the ignition's start extends it instead), and an unwind only adds to its
@@ -62,26 +62,19 @@ _BPS = Decimal(10_000)
 _Key = TypeVar("_Key", str, Decimal)
 
 
-class _Take:
-    """One liquidity-taking fill of an owner, with the symbol's price before it."""
-
-    __slots__ = ("fill", "reference", "t")
-
-    def __init__(self, fill: Fill, t: int, reference: Decimal | None) -> None:
-        self.fill = fill
-        self.t = t
-        self.reference = reference
+# One liquidity-taking fill of an owner: (its time, the fill, the symbol's price before it
+# if that printed within the window, else None).
+_Take = tuple[int, Fill, Decimal | None]
 
 
 class _Burst:
     """One owner's liquidity-taking fills on one side of one symbol within the window."""
 
-    __slots__ = ("extremes", "notional", "orders", "prices", "quantity", "takes")
+    __slots__ = ("extremes", "orders", "prices", "quantity", "takes")
 
     def __init__(self) -> None:
         self.takes: deque[_Take] = deque()
         self.quantity = 0
-        self.notional = Decimal(0)
         # Fills per order and per price within the window: distinct orders and levels.
         self.orders: dict[str, int] = {}
         self.prices: dict[Decimal, int] = {}
@@ -89,27 +82,26 @@ class _Burst:
         self.extremes: deque[tuple[int, Decimal]] = deque()
 
     def add(self, take: _Take, buy: bool) -> None:
-        fill = take.fill
+        t, fill, _ = take
         self.takes.append(take)
         self.quantity += fill.quantity
-        self.notional += fill.price * fill.quantity
-        self.orders[fill.order_id] = self.orders.get(fill.order_id, 0) + 1
-        self.prices[fill.price] = self.prices.get(fill.price, 0) + 1
-        extremes, price = self.extremes, fill.price
+        orders, prices, price = self.orders, self.prices, fill.price
+        orders[fill.order_id] = orders.get(fill.order_id, 0) + 1
+        prices[price] = prices.get(price, 0) + 1
+        extremes = self.extremes
         if buy:
             while extremes and extremes[-1][1] <= price:
                 extremes.pop()
         else:
             while extremes and extremes[-1][1] >= price:
                 extremes.pop()
-        extremes.append((take.t, price))
+        extremes.append((t, price))
 
     def evict_before(self, start: int) -> None:
         takes = self.takes
-        while takes and takes[0].t < start:
-            fill = takes.popleft().fill
+        while takes and takes[0][0] < start:
+            fill = takes.popleft()[1]
             self.quantity -= fill.quantity
-            self.notional -= fill.price * fill.quantity
             _decrement(self.orders, fill.order_id)
             _decrement(self.prices, fill.price)
         extremes = self.extremes
@@ -118,8 +110,8 @@ class _Burst:
 
     @property
     def reference(self) -> Decimal:
-        first = self.takes[0]
-        return first.reference if first.reference is not None else first.fill.price
+        _, fill, reference = self.takes[0]
+        return reference if reference is not None else fill.price
 
 
 class _Ignition:
@@ -148,17 +140,17 @@ class _Ignition:
     )
 
     def __init__(self, burst: _Burst, buy: bool, share: Decimal, t: int) -> None:
+        fills = [take[1] for take in burst.takes]
         self.buy = buy
-        self.start_t = burst.takes[0].t
+        self.start_t = burst.takes[0][0]
         self.last_t = t
         self.reference = burst.reference
         self.extreme = burst.extremes[0][1]
         self.quantity = burst.quantity
-        self.notional = burst.notional
+        self.notional = sum((fill.price * fill.quantity for fill in fills), Decimal(0))
         self.orders = len(burst.orders)
         self.levels = len(burst.prices)
         self.share = share
-        fills = [take.fill for take in burst.takes]
         self.accounts = {fill.account_id for fill in fills}
         self.order_ids = list(dict.fromkeys(fill.order_id for fill in fills))
         self.execution_ids = [fill.execution_id for fill in fills][:MAX_EVIDENCE_IDS]
@@ -214,6 +206,8 @@ class MomentumIgnitionDetector:
         self.params = params
         self._book = book
         self._tapes: dict[str, _Tape] = {}
+        # min_owner_share as a fraction of integers: the per-fill test stays in integers.
+        self._share = params.min_owner_share.as_integer_ratio()
 
     def fill(self, event: Fill, t: int) -> Finding | None:
         params = self.params
@@ -255,7 +249,8 @@ class MomentumIgnitionDetector:
         buy = event.buy
         side = 0 if buy else 1
         tape.taken.append((t, side, event.quantity))
-        tape.volume[side] += event.quantity
+        volume = tape.volume
+        volume[side] += event.quantity
         key = (event.owner, buy)
         burst = tape.bursts.get(key)
         if burst is None:
@@ -263,17 +258,19 @@ class MomentumIgnitionDetector:
         else:
             burst.evict_before(start)
         reference = previous[1] if previous is not None and previous[0] >= start else None
-        burst.add(_Take(event, t, reference), buy)
-        share = ratio(burst.quantity, tape.volume[side])
-        ignition = tape.ignitions.get(key)
-        if ignition is not None and t - ignition.start_t <= params.window_ns:
-            ignition.extend(event, t, burst, share)
-            return
-        # (1) the burst, (2) levels, (4) weight, then (3) the move.
+        burst.add((t, event, reference), buy)
+        if tape.ignitions:
+            ignition = tape.ignitions.get(key)
+            if ignition is not None and t - ignition.start_t <= params.window_ns:
+                ignition.extend(event, t, burst, ratio(burst.quantity, volume[side]))
+                return
+        # (1) the burst, (2) levels, (4) weight (in integers: most fills stop here), then
+        # (3) the move.
+        share_numerator, share_denominator = self._share
         if (
             (len(burst.orders) < params.min_orders and burst.quantity < params.min_quantity)
             or len(burst.prices) < params.min_levels
-            or share < params.min_owner_share
+            or burst.quantity * share_denominator < share_numerator * volume[side]
         ):
             return
         reference_price = burst.reference
@@ -281,6 +278,7 @@ class MomentumIgnitionDetector:
         move = (extreme - reference_price) if buy else (reference_price - extreme)
         if move * _BPS < params.min_move_bps * reference_price:
             return
+        share = ratio(burst.quantity, volume[side])
         tape.ignitions[key] = _Ignition(burst, buy, share, t)
 
     def _judge(self, event: Fill, t: int, ignition: _Ignition) -> Finding | None:
@@ -362,7 +360,7 @@ class MomentumIgnitionDetector:
         start = now - params.window_ns
         for symbol in list(self._tapes):
             tape = self._tapes[symbol]
-            for key in [k for k, b in tape.bursts.items() if b.takes[-1].t < start]:
+            for key in [k for k, b in tape.bursts.items() if b.takes[-1][0] < start]:
                 del tape.bursts[key]
             expired = now - params.unwind_window_ns
             for key in [k for k, i in tape.ignitions.items() if i.last_t < expired]:
