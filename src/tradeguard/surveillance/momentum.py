@@ -191,10 +191,12 @@ class _Tape:
     """One symbol: its last price, the liquidity-taking volume per side within the window,
     and each owner's bursts and live ignitions."""
 
-    __slots__ = ("bursts", "ignitions", "last", "taken", "volume")
+    __slots__ = ("bursts", "ignitions", "last_price", "last_t", "taken", "volume")
 
     def __init__(self) -> None:
-        self.last: tuple[int, Decimal] | None = None
+        # The last fill's time and price (-1 and None before the first).
+        self.last_t = -1
+        self.last_price: Decimal | None = None
         self.taken: deque[tuple[int, int, int]] = deque()  # (time, side, shares)
         self.volume = [0, 0]  # liquidity-taking shares bought, sold within the window
         self.bursts: dict[tuple[str, bool], _Burst] = {}
@@ -214,17 +216,20 @@ class MomentumIgnitionDetector:
         tape = self._tapes.get(event.symbol)
         if tape is None:
             tape = self._tapes[event.symbol] = _Tape()
-        previous = tape.last
-        tape.last = (t, event.price)
         start = t - params.window_ns
-        taken, volume = tape.taken, tape.volume
-        while taken and taken[0][0] < start:
-            _, side, quantity = taken.popleft()
-            volume[side] -= quantity
+        # The symbol's price before this fill, if it printed within the window.
+        reference = tape.last_price if tape.last_t >= start else None
+        tape.last_t, tape.last_price = t, event.price
+        taken = tape.taken
+        if taken and taken[0][0] < start:
+            volume = tape.volume
+            while taken and taken[0][0] < start:
+                _, side, quantity = taken.popleft()
+                volume[side] -= quantity
         # (5) a fill the other way unwinds the owner's live ignition, if any.
         found = self._unwind(tape, event, t) if tape.ignitions else None
         if not event.maker:
-            self._take(tape, event, t, previous)
+            self._take(tape, event, t, reference)
         return found
 
     def _unwind(self, tape: _Tape, event: Fill, t: int) -> Finding | None:
@@ -241,7 +246,7 @@ class MomentumIgnitionDetector:
             del tape.ignitions[key]
         return found
 
-    def _take(self, tape: _Tape, event: Fill, t: int, previous: tuple[int, Decimal] | None) -> None:
+    def _take(self, tape: _Tape, event: Fill, t: int, reference: Decimal | None) -> None:
         """A liquidity-taking fill: into the owner's burst, extending its ignition or making
         one (criteria 1-4)."""
         params = self.params
@@ -255,9 +260,8 @@ class MomentumIgnitionDetector:
         burst = tape.bursts.get(key)
         if burst is None:
             burst = tape.bursts[key] = _Burst()
-        else:
+        elif burst.takes[0][0] < start:
             burst.evict_before(start)
-        reference = previous[1] if previous is not None and previous[0] >= start else None
         burst.add((t, event, reference), buy)
         if tape.ignitions:
             ignition = tape.ignitions.get(key)
@@ -365,7 +369,7 @@ class MomentumIgnitionDetector:
             expired = now - params.unwind_window_ns
             for key in [k for k, i in tape.ignitions.items() if i.last_t < expired]:
                 del tape.ignitions[key]
-            if not tape.bursts and not tape.ignitions and (tape.last or (0,))[0] < start:
+            if not tape.bursts and not tape.ignitions and tape.last_t < start:
                 del self._tapes[symbol]
 
 
