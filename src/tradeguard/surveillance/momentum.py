@@ -31,7 +31,9 @@ days later (outside the unwind window); a trader who sells at a loss (5 fails on
 **Incremental.** Per symbol: a queue of the liquidity-taking fills within `window` with
 running totals per side; per owner and side, the owner's own liquidity-taking fills within
 `window` with running totals (shares, and per-order and per-price counts, so distinct
-orders and levels are O(1)) and a monotonic queue of its furthest price. An ignition is
+orders and levels are O(1)) and a monotonic queue of its furthest price. A fill leaving the
+window leaves both (the symbol's queue names its owner's burst), and an emptied burst is
+forgotten, so memory is bounded by the window's fills. An ignition is
 built once from the owner's window (at most once per `window` per owner and side: a fill
 within `window` of the ignition's start extends it instead), and an unwind only adds to its
 totals: nothing rescans a window per event.
@@ -97,15 +99,18 @@ class _Burst:
                 extremes.pop()
         extremes.append((t, price))
 
-    def evict_before(self, start: int) -> None:
-        takes = self.takes
-        while takes and takes[0][0] < start:
-            fill = takes.popleft()[1]
-            self.quantity -= fill.quantity
-            _decrement(self.orders, fill.order_id)
-            _decrement(self.prices, fill.price)
-        extremes = self.extremes
-        while extremes and extremes[0][0] < start:
+    def evict_oldest(self) -> None:
+        """Its oldest fill left the window."""
+        fill = self.takes.popleft()[1]
+        self.quantity -= fill.quantity
+        _decrement(self.orders, fill.order_id)
+        _decrement(self.prices, fill.price)
+        takes, extremes = self.takes, self.extremes
+        if not takes:
+            extremes.clear()
+            return
+        oldest = takes[0][0]
+        while extremes[0][0] < oldest:
             extremes.popleft()
 
     @property
@@ -197,7 +202,8 @@ class _Tape:
         # The last fill's time and price (-1 and None before the first).
         self.last_t = -1
         self.last_price: Decimal | None = None
-        self.taken: deque[tuple[int, int, int]] = deque()  # (time, side, shares)
+        # (time, side, shares, the owner's burst key) of each liquidity-taking fill.
+        self.taken: deque[tuple[int, int, int, tuple[str, bool]]] = deque()
         self.volume = [0, 0]  # liquidity-taking shares bought, sold within the window
         self.bursts: dict[tuple[str, bool], _Burst] = {}
         self.ignitions: dict[tuple[str, bool], _Ignition] = {}
@@ -222,10 +228,16 @@ class MomentumIgnitionDetector:
         tape.last_t, tape.last_price = t, event.price
         taken = tape.taken
         if taken and taken[0][0] < start:
-            volume = tape.volume
+            # Fills leaving the window leave the symbol's totals and their owner's burst
+            # (an owner whose burst empties is forgotten: memory bounded by the window).
+            volume, bursts = tape.volume, tape.bursts
             while taken and taken[0][0] < start:
-                _, side, quantity = taken.popleft()
+                _, side, quantity, key = taken.popleft()
                 volume[side] -= quantity
+                burst = bursts[key]
+                burst.evict_oldest()
+                if not burst.takes:
+                    del bursts[key]
         # (5) a fill the other way unwinds the owner's live ignition, if any.
         found = self._unwind(tape, event, t) if tape.ignitions else None
         if not event.maker:
@@ -250,18 +262,15 @@ class MomentumIgnitionDetector:
         """A liquidity-taking fill: into the owner's burst, extending its ignition or making
         one (criteria 1-4)."""
         params = self.params
-        start = t - params.window_ns
         buy = event.buy
         side = 0 if buy else 1
-        tape.taken.append((t, side, event.quantity))
+        key = (event.owner, buy)
+        tape.taken.append((t, side, event.quantity, key))
         volume = tape.volume
         volume[side] += event.quantity
-        key = (event.owner, buy)
         burst = tape.bursts.get(key)
         if burst is None:
             burst = tape.bursts[key] = _Burst()
-        elif burst.takes[0][0] < start:
-            burst.evict_before(start)
         burst.add((t, event, reference), buy)
         if tape.ignitions:
             ignition = tape.ignitions.get(key)
@@ -359,17 +368,16 @@ class MomentumIgnitionDetector:
         )
 
     def sweep(self, now: int) -> None:
-        """Drop idle bursts, expired ignitions and quiet symbols (memory only)."""
+        """Drop expired ignitions and symbols with nothing in the window (memory only)."""
         params = self.params
         start = now - params.window_ns
+        expired = now - params.unwind_window_ns
         for symbol in list(self._tapes):
             tape = self._tapes[symbol]
-            for key in [k for k, b in tape.bursts.items() if b.takes[-1][0] < start]:
-                del tape.bursts[key]
-            expired = now - params.unwind_window_ns
             for key in [k for k, i in tape.ignitions.items() if i.last_t < expired]:
                 del tape.ignitions[key]
-            if not tape.bursts and not tape.ignitions and tape.last_t < start:
+            # Its last fill is out of the window: so is every burst (a new tape is the same).
+            if tape.last_t < start and not tape.ignitions:
                 del self._tapes[symbol]
 
 
