@@ -1289,32 +1289,39 @@ def _momentum_ignition(
     like burst, sold at the next session (or hours later in a one-session market).
     STOP_LOSS: a burst, then the price turns and the trader sells at a loss."""
     _, (trader,) = sim.new_user(1)
-    slot = _free_time(sim, rng, busy)
+    # How long the episode moves the price (until it has fallen back).
+    lasts = _MOMENTUM_LASTS[kind]
+    slot = _free_time(sim, rng, busy, lasts)
     if slot is None:
         return  # no room left in this market: fewer episodes, none on top of another
     symbol, t = slot
     day = (t - FIRST_OPEN_NS) // DAY_NS
-    lasts = 50 * MINUTE if kind is EpisodeKind.WORKING_ORDER else 20 * MINUTE
-    busy.append((symbol, t - 20 * MINUTE, t + lasts))
+    busy.append((symbol, t - 2 * MINUTE, t + lasts + 2 * MINUTE))
     side = "buy" if rng.random() < 0.5 else "sell"
     episode = _label(sim, kind, (trader,), symbol, t)
     if kind is EpisodeKind.NEWS_BUYER:
         sim.at(t - 20 * SECOND, _moving(sim, symbol, Decimal("1.03"), rng))
-        end, _ = _momentum_burst(
+        end, total = _momentum_burst(
             sim, rng, trader, symbol, side="buy", start=t, orders=4, step=0.001
         )
         episode.end_ns = end + 15 * MINUTE
+        # The news is priced in; the price drifts back where it was (other episodes in the
+        # symbol later see the market they would have seen).
+        back = Decimal(str(round(1 / (total * Decimal("1.03")), 6)))
+        sim.at(end + 18 * MINUTE, _moving(sim, symbol, back, rng))
         return
     orders = rng.randint(4, 6)
     step = 0.004 + 0.002 * rng.random()
     if kind is EpisodeKind.WORKING_ORDER:
-        end = t
+        end, moved = t, Decimal(1)
         for _ in range(3):
-            end, _ = _momentum_burst(
+            end, total = _momentum_burst(
                 sim, rng, trader, symbol, side=side, start=end, orders=orders, step=step
             )
+            moved *= total
             end += 10 * MINUTE
-        episode.end_ns = end + 15 * MINUTE
+        episode.end_ns = end
+        sim.at(end + 2 * MINUTE, _moving(sim, symbol, Decimal(str(round(1 / moved, 6))), rng))
         return
     end, total = _momentum_burst(
         sim, rng, trader, symbol, side=side, start=t, orders=orders, step=step
@@ -1327,6 +1334,8 @@ def _momentum_ignition(
         )
         sim.at(later, _unwinding(sim, trader, symbol, side, passive=False))
         episode.end_ns = later
+        back = Decimal(str(round(1 / total, 6)))
+        sim.at(end + 10 * MINUTE, _moving(sim, symbol, back, rng))
         return
     if kind is EpisodeKind.STOP_LOSS:
         turn = Decimal(str(round(0.97 if side == "buy" else 1 / 0.97, 6)))
@@ -1334,6 +1343,8 @@ def _momentum_ignition(
         unwind = end + int((60 + rng.random() * 120) * SECOND)
         sim.at(unwind, _unwinding(sim, trader, symbol, side, passive=False))
         episode.end_ns = unwind + 30 * SECOND
+        back = Decimal(str(round(1 / (total * turn), 6)))
+        sim.at(unwind + 5 * MINUTE, _moving(sim, symbol, back, rng))
         return
     # Others follow: the price goes on its way a little; the trader rests an order at the
     # moved price on the other side, which the rising market fills, and sometimes takes
@@ -1351,17 +1362,27 @@ def _momentum_ignition(
     sim.at(finish + int((3 + rng.random() * 3) * MINUTE), _moving(sim, symbol, back, rng))
 
 
+_MOMENTUM_LASTS = {
+    EpisodeKind.MOMENTUM_IGNITION: 15 * MINUTE,
+    EpisodeKind.WORKING_ORDER: 40 * MINUTE,
+    EpisodeKind.NEWS_BUYER: 25 * MINUTE,
+    EpisodeKind.SELLS_DAYS_LATER: 15 * MINUTE,
+    EpisodeKind.STOP_LOSS: 15 * MINUTE,
+}
+
+
 def _free_time(
-    sim: MarketSimulation, rng: random.Random, busy: list[tuple[str, int, int]]
+    sim: MarketSimulation, rng: random.Random, busy: list[tuple[str, int, int]], lasts: int
 ) -> tuple[str, int] | None:
-    """A symbol and a moment, uniformly among those at least half an hour from the open and
-    the close and outside every span in `busy`; None when there is none."""
+    """A symbol and a moment, uniformly among those at least 20 minutes from the open and
+    from which `lasts` ends 20 minutes before the close and overlaps no span in `busy`;
+    None when there is none."""
     free: list[tuple[str, int, int]] = []
     for day in range(sim.config.days):
-        low = sim.session_open(day) + 30 * MINUTE
-        high = sim.session_close(day) - 40 * MINUTE
+        low = sim.session_open(day) + 20 * MINUTE
+        high = sim.session_close(day) - 20 * MINUTE - lasts
         for symbol in sim.symbols:
-            spans = sorted((a, b) for name, a, b in busy if name == symbol and b >= low)
+            spans = sorted((a - lasts, b) for name, a, b in busy if name == symbol and b >= low)
             start = low
             for a, b in spans:
                 if a > high:
@@ -1413,12 +1434,12 @@ def _momentum(sim: MarketSimulation, config: ScenarioConfig) -> None:
     # Not for security: a seeded generator, so a seed reproduces its market; seeded apart
     # from the market's own, so that everything else is drawn as it was without these.
     rng = random.Random(f"momentum-{config.seed}")  # noqa: S311 - reproducible, not secret
-    # The other detectors' episodes, a few minutes either side, and pumps and rallies from
-    # a quarter of an hour before until their price has fallen back (40 minutes after).
+    # The other detectors' episodes, two minutes either side, and pumps and rallies from
+    # ten minutes before until their price has fallen back (half an hour after).
     busy = [
-        (episode.symbol, episode.start_ns - 15 * MINUTE, episode.end_ns + 40 * MINUTE)
+        (episode.symbol, episode.start_ns - 10 * MINUTE, episode.end_ns + 30 * MINUTE)
         if episode.kind in _LASTING
-        else (episode.symbol, episode.start_ns - 5 * MINUTE, episode.end_ns + 5 * MINUTE)
+        else (episode.symbol, episode.start_ns - 2 * MINUTE, episode.end_ns + 2 * MINUTE)
         for episode in sim.episodes
         if episode.positive or episode.kind in _LASTING
     ]
