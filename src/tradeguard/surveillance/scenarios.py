@@ -1300,15 +1300,7 @@ def _momentum_ignition(
     side = "buy" if rng.random() < 0.5 else "sell"
     episode = _label(sim, kind, (trader,), symbol, t)
     if kind is EpisodeKind.NEWS_BUYER:
-        sim.at(t - 20 * SECOND, _moving(sim, symbol, Decimal("1.03"), rng))
-        end, total = _momentum_burst(
-            sim, rng, trader, symbol, side="buy", start=t, orders=4, step=0.001
-        )
-        episode.end_ns = end + 15 * MINUTE
-        # The news is priced in; the price drifts back where it was (other episodes in the
-        # symbol later see the market they would have seen).
-        back = Decimal(str(round(1 / (total * Decimal("1.03")), 6)))
-        sim.at(end + 18 * MINUTE, _moving(sim, symbol, back, rng))
+        _news_buyer(sim, rng, episode)
         return
     orders = rng.randint(4, 6)
     step = 0.004 + 0.002 * rng.random()
@@ -1369,6 +1361,20 @@ _MOMENTUM_LASTS = {
     EpisodeKind.SELLS_DAYS_LATER: 15 * MINUTE,
     EpisodeKind.STOP_LOSS: 15 * MINUTE,
 }
+
+
+def _news_buyer(sim: MarketSimulation, rng: random.Random, episode: Episode) -> None:
+    """The price jumps 3% on news; the trader buys four times within a minute and holds."""
+    symbol, t = episode.symbol, episode.start_ns
+    sim.at(t - 20 * SECOND, _moving(sim, symbol, Decimal("1.03"), rng))
+    end, total = _momentum_burst(
+        sim, rng, episode.accounts[0], symbol, side="buy", start=t, orders=4, step=0.001
+    )
+    episode.end_ns = end + 15 * MINUTE
+    # The news is priced in; the price drifts back where it was (other episodes in the
+    # symbol later see the market they would have seen).
+    back = Decimal(str(round(1 / (total * Decimal("1.03")), 6)))
+    sim.at(end + 18 * MINUTE, _moving(sim, symbol, back, rng))
 
 
 def _free_time(

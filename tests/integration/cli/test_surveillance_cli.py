@@ -126,7 +126,7 @@ class TestStreamAndAlerts:
         assert "no such alert" in out
         for args in (
             ["alerts", "not-an-id"],
-            ["alerts", "--type", "MOMENTUM_IGNITION"],  # not a model (yet)
+            ["alerts", "--type", "INSIDER_TRADING"],  # not a model
             ["alerts", "--symbol", "bad symbol"],
             ["alerts", "--account", "123"],
             ["alerts", "--limit", "0"],
