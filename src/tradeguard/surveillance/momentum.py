@@ -1,12 +1,13 @@
 """Momentum ignition (PRE-3, unusual order patterns): one owner's burst of aggressive orders
 moves the price, and the owner trades out the other way at the moved price.
 
-The model (after FINRA's description of momentum ignition in Regulatory Notice 15-09 and
-its cross-market surveillance, and ESMA's MAR guidelines on "momentum ignition" as an
-indicator of manipulative behaviour, Annex I of MAR and its delegated regulation 2016/522,
-section 5(b)): a trader sends a series of marketable orders in one direction to start or
-exaggerate a price move, so that others (algorithms among them) follow, and then trades in
-the opposite direction at the price the move reached. Per symbol, at each liquidity-taking
+The model (after FINRA's description of momentum ignition among the manipulative
+strategies its cross-market surveillance looks for, and the indicators of manipulative
+behaviour in Commission Delegated Regulation (EU) 2016/522, Annex II, under MAR Article 12,
+which name momentum ignition; the exact paragraph is not checked here): a trader sends a
+series of marketable orders in one direction to start or exaggerate a price move, so that
+others (algorithms among them) follow, and then trades in the opposite direction at the
+price the move reached. Per symbol, at each liquidity-taking
 fill of an owner:
 
 1. **the burst**: the owner's liquidity-taking fills on that side within `window` come from
