@@ -298,6 +298,17 @@ class Settings(BaseSettings):
     surveillance_stuffing_min_messages: Annotated[int, Field(ge=2, le=1_000_000)] = 50
     surveillance_stuffing_min_cancel_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
     surveillance_stuffing_max_fill_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.02")
+    surveillance_momentum_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    surveillance_momentum_min_orders: Annotated[int, Field(ge=1, le=10_000)] = 3
+    surveillance_momentum_min_quantity: Annotated[int, Field(ge=1, le=100_000_000)] = 5000
+    surveillance_momentum_min_levels: Annotated[int, Field(ge=2, le=1000)] = 3
+    surveillance_momentum_min_move_bps: Annotated[int, Field(ge=1, le=10_000)] = 100
+    surveillance_momentum_min_owner_share: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
+    surveillance_momentum_unwind_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    surveillance_momentum_min_unwind_fraction: Annotated[Decimal, Field(gt=0, le=1)] = Decimal(
+        "0.5"
+    )
+    surveillance_momentum_min_profit_bps: Annotated[int, Field(ge=0, le=10_000)] = 10
 
     # Card vault (PCI-2, PCI-3; docs/vault.md). With no endpoint the vault runs inside this
     # process on its own database (TRADEGUARD_VAULT_DATABASE_URL, default var/vault.db) and

@@ -43,6 +43,7 @@ from tradeguard.surveillance.events import (
     event_account,
     parse_market_event,
 )
+from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.models import SurveillanceCheckpoint
 from tradeguard.surveillance.owners import BeneficialOwners
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
@@ -107,8 +108,10 @@ class SurveillanceConsumer:
         batch_size: int = DEFAULT_BATCH,
         name: str = CONSUMER_NAME,
         actions: ActionDesk | None = None,
+        metrics: SurveillanceMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self._clock = clock
         self._params = params
         self._store = store
@@ -153,6 +156,8 @@ class SurveillanceConsumer:
             events, skipped = await self._market_events(session, batch)
             raised = folded = acted = 0
             cancelled: list[Any] = []
+            # (detector, trigger time) of each alert raised: observed once committed.
+            committing: list[tuple[str, int]] = []
             for event in events:
                 for finding in engine.feed(event):
                     alert = await self._store.record(session, finding)
@@ -160,6 +165,7 @@ class SurveillanceConsumer:
                         folded += 1
                         continue
                     raised += 1
+                    committing.append((alert.detector, finding.trigger_ns))
                     if self._actions is not None:
                         # In this transaction: the actions commit with the alert, once.
                         response = await self._actions.respond(session, alert)
@@ -171,6 +177,11 @@ class SurveillanceConsumer:
             mark.updated_ns = now
             committed = mark.last_seq
         self._covered = committed
+        if committing and self._metrics is not None:
+            # After the commit: the latency is until the alert is there for a reviewer.
+            now = self._clock.now_ns()
+            for detector, trigger_ns in committing:
+                self._metrics.alert_committed(detector=detector, latency_ns=now - trigger_ns)
         if cancelled and self.on_cancelled is not None:
             try:
                 await self.on_cancelled(cancelled)

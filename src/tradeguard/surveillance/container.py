@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
@@ -19,12 +20,14 @@ from tradeguard.surveillance.consumer import OwnerDirectory, SurveillanceConsume
 from tradeguard.surveillance.domain import (
     ClosingParameters,
     FrontRunParameters,
+    MomentumParameters,
     PumpParameters,
     SpoofParameters,
     StuffingParameters,
     SurveillanceParameters,
     WashParameters,
 )
+from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.orders import OrderService
@@ -85,6 +88,17 @@ def parameters_from(settings: Settings) -> SurveillanceParameters:
             min_cancel_ratio=settings.surveillance_stuffing_min_cancel_ratio,
             max_fill_ratio=settings.surveillance_stuffing_max_fill_ratio,
         ),
+        momentum=MomentumParameters(
+            window_ns=settings.surveillance_momentum_window_seconds * NS_PER_SECOND,
+            min_orders=settings.surveillance_momentum_min_orders,
+            min_quantity=settings.surveillance_momentum_min_quantity,
+            min_levels=settings.surveillance_momentum_min_levels,
+            min_move_bps=settings.surveillance_momentum_min_move_bps,
+            min_owner_share=settings.surveillance_momentum_min_owner_share,
+            unwind_window_ns=settings.surveillance_momentum_unwind_window_seconds * NS_PER_SECOND,
+            min_unwind_fraction=settings.surveillance_momentum_min_unwind_fraction,
+            min_profit_bps=settings.surveillance_momentum_min_profit_bps,
+        ),
         book_horizon_ns=settings.surveillance_book_horizon_seconds * NS_PER_SECOND,
         fold_window_ns=settings.surveillance_fold_window_seconds * NS_PER_SECOND,
     )
@@ -99,6 +113,7 @@ class SurveillanceServices:
     consumer: SurveillanceConsumer
     cases: CaseDesk
     actions: ActionDesk
+    metrics: SurveillanceMetrics
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -118,10 +133,14 @@ def build_surveillance(
     staff: StaffRoles | None = None,
     consumer_name: str | None = None,
     batch_size: int | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> SurveillanceServices:
     """`staff` (identity's service) checks that a case's assignee is compliance staff;
-    without it cases cannot be assigned (commands that never assign need not build it)."""
+    without it cases cannot be assigned (commands that never assign need not build it).
+    `registry` is where the alert latency is exported (the app's /metrics); without it, a
+    registry of its own."""
     params = parameters_from(settings)
+    metrics = SurveillanceMetrics(registry)
     actions = ActionDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, orders=orders)
     store = AlertStore(clock=clock, ids=ids, ledger=ledger, fold_window_ns=params.fold_window_ns)
     links = OwnerLinks(clock=clock, ids=ids, ledger=ledger, accounts=accounts)
@@ -133,6 +152,7 @@ def build_surveillance(
         owners=OwnerDirectory(accounts, links),
         batch_size=batch_size or settings.surveillance_batch_size,
         actions=actions,
+        metrics=metrics,
         **({"name": consumer_name} if consumer_name else {}),
     )
     return SurveillanceServices(
@@ -143,4 +163,5 @@ def build_surveillance(
         consumer=consumer,
         cases=CaseDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, staff=staff),
         actions=actions,
+        metrics=metrics,
     )

@@ -3,7 +3,8 @@
 Alert types are stable strings: alerts, their ledger events, the API, the CLI and the
 evaluation all name them the same way. Each belongs to one detector model, named by the
 spec requirement it serves (MAN-1 wash trading, MAN-2 spoofing and layering, MAN-3 pump and
-dump, MAN-4 front-running and trading ahead of the restricted list).
+dump, MAN-4 front-running and trading ahead of the restricted list, PRE-3 unusual order
+patterns: marking the close, quote stuffing, momentum ignition).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class AlertType(StrEnum):
     RESTRICTED_LIST_AHEAD = "RESTRICTED_LIST_AHEAD"
     MARKING_THE_CLOSE = "MARKING_THE_CLOSE"
     QUOTE_STUFFING = "QUOTE_STUFFING"
+    MOMENTUM_IGNITION = "MOMENTUM_IGNITION"
 
 
 class Detector(StrEnum):
@@ -36,7 +38,7 @@ class Detector(StrEnum):
     PUMP = "MAN-3"
     FRONT_RUNNING = "MAN-4"
     # Unusual order patterns and rapid order placement (PRE-3): marking the close, quote
-    # stuffing.
+    # stuffing, momentum ignition.
     PATTERNS = "PRE-3"
 
 
@@ -49,6 +51,7 @@ DETECTOR_OF: dict[AlertType, Detector] = {
     AlertType.RESTRICTED_LIST_AHEAD: Detector.FRONT_RUNNING,
     AlertType.MARKING_THE_CLOSE: Detector.PATTERNS,
     AlertType.QUOTE_STUFFING: Detector.PATTERNS,
+    AlertType.MOMENTUM_IGNITION: Detector.PATTERNS,
 }
 
 ALERT_DESCRIPTIONS: dict[AlertType, str] = {
@@ -81,6 +84,10 @@ ALERT_DESCRIPTIONS: dict[AlertType, str] = {
     ),
     AlertType.QUOTE_STUFFING: (
         "a burst of orders and cancels within a second with almost nothing traded"
+    ),
+    AlertType.MOMENTUM_IGNITION: (
+        "one owner's burst of aggressive orders on one side moved the price through several "
+        "levels, and the owner then traded the other way at a profit within minutes"
     ),
 }
 
@@ -342,6 +349,36 @@ class StuffingParameters:
 
 
 @dataclass(frozen=True, slots=True)
+class MomentumParameters:
+    """Momentum ignition (PRE-3). Defaults: see docs/surveillance.md."""
+
+    # The burst: the owner's liquidity-taking fills on one side within this long ...
+    window_ns: int = 60 * NS_PER_SECOND
+    # ... from at least this many orders, or of at least this many shares ...
+    min_orders: int = 3
+    min_quantity: int = 5000
+    # ... printing at this many distinct prices or more (levels taken out) ...
+    min_levels: int = 3
+    # ... moving the price at least this far the owner's way (basis points) ...
+    min_move_bps: int = 100
+    # ... the owner's shares at least this share of the symbol's liquidity-taking volume on
+    # that side in the window.
+    min_owner_share: Decimal = Decimal("0.5")
+    # The unwind: within this long of the ignition's last fill, the owner traded at least
+    # `min_unwind_fraction` of its shares the other way, at an average price at least
+    # `min_profit_bps` better than the ignition's.
+    unwind_window_ns: int = 900 * NS_PER_SECOND
+    min_unwind_fraction: Decimal = Decimal("0.5")
+    min_profit_bps: int = 10
+
+    @property
+    def reach_ns(self) -> int:
+        # An ignition starts at most an unwind window and a window before the fill that
+        # judges it, and its fills' reference prices reach two windows before its start.
+        return self.unwind_window_ns + 3 * self.window_ns
+
+
+@dataclass(frozen=True, slots=True)
 class SurveillanceParameters:
     wash: WashParameters = field(default_factory=WashParameters)
     spoof: SpoofParameters = field(default_factory=SpoofParameters)
@@ -349,6 +386,7 @@ class SurveillanceParameters:
     frontrun: FrontRunParameters = field(default_factory=FrontRunParameters)
     closing: ClosingParameters = field(default_factory=ClosingParameters)
     stuffing: StuffingParameters = field(default_factory=StuffingParameters)
+    momentum: MomentumParameters = field(default_factory=MomentumParameters)
     # The book reconstruction in an alert's evidence shows customer orders placed within
     # this long before it and still resting.
     book_horizon_ns: int = 3600 * NS_PER_SECOND
@@ -368,6 +406,7 @@ class SurveillanceParameters:
             self.frontrun.reach_ns,
             self.closing.window_ns,
             self.stuffing.window_ns,
+            self.momentum.reach_ns,
             self.book_horizon_ns,
         )
 

@@ -29,6 +29,7 @@ from tradeguard.surveillance.events import (
     RestrictedListed,
 )
 from tradeguard.surveillance.frontrun import FrontRunDetector
+from tradeguard.surveillance.momentum import MomentumIgnitionDetector
 from tradeguard.surveillance.pump import PumpDumpDetector
 from tradeguard.surveillance.spoofing import SpoofingDetector
 from tradeguard.surveillance.stuffing import QuoteStuffingDetector
@@ -51,6 +52,7 @@ class SurveillanceEngine:
             params.closing, self.book, lookback_ns=self.lookback_ns
         )
         self.stuffing = QuoteStuffingDetector(params.stuffing, self.book)
+        self.momentum = MomentumIgnitionDetector(params.momentum, self.book)
         self.now_ns = floor_ns
         self.events = 0
         # (time, seq, the engine's time before it) of every event within the lookback.
@@ -75,6 +77,7 @@ class SurveillanceEngine:
             self.frontrun.sweep(t)
             self.closing.sweep(t)
             self.stuffing.sweep(t)
+            self.momentum.sweep(t)
         spoofing = self.spoofing
         # Findings the spoofing model held for its re-quote test, now due.
         released = spoofing.due(t) if spoofing.holding else []
@@ -109,7 +112,7 @@ class SurveillanceEngine:
         self.book.filled(fill, t)
         self.spoofing.fill(fill, t)
         self.stuffing.fill(fill, t)
-        for detector in (self.wash, self.pump, self.frontrun, self.closing):
+        for detector in (self.wash, self.pump, self.frontrun, self.closing, self.momentum):
             found = detector.fill(fill, t)
             if found is not None:
                 released.append(found)

@@ -19,6 +19,10 @@ The scenario's documents go through exactly what the stream does with ledger eve
 
 Near-miss episodes (honest trading that looks like manipulation) are reported by kind: how
 many of them drew an alert of any detector.
+
+Rows are the detectors (by requirement), except that momentum ignition gets a row of its
+own (`PRE-3/MI`) beside the other PRE-3 models (marking the close, quote stuffing): it is
+a model of its own with its own episodes, and its quality is read apart.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.surveillance.domain import (
+    AlertType,
     Detector,
     Finding,
     FindingFolder,
@@ -38,9 +43,31 @@ from tradeguard.surveillance.domain import (
 from tradeguard.surveillance.engine import SurveillanceEngine
 from tradeguard.surveillance.events import MARKET_EVENT_TYPES, parse_market_event
 from tradeguard.surveillance.owners import BeneficialOwners
-from tradeguard.surveillance.scenarios import Episode, Scenario, ScenarioConfig, generate
+from tradeguard.surveillance.scenarios import (
+    Episode,
+    EpisodeKind,
+    Scenario,
+    ScenarioConfig,
+    generate,
+)
 
 GRACE_NS = 300 * NS_PER_SECOND
+MOMENTUM_ROW = "PRE-3/MI"
+ROWS = (*(detector.value for detector in Detector), MOMENTUM_ROW)
+
+
+def row_of_finding(finding: Finding) -> str:
+    """The evaluation row a finding is scored in."""
+    if finding.alert_type is AlertType.MOMENTUM_IGNITION:
+        return MOMENTUM_ROW
+    return finding.detector.value
+
+
+def row_of_episode(episode: Episode) -> str | None:
+    """The evaluation row an episode is scored in (None for a near-miss)."""
+    if episode.kind is EpisodeKind.MOMENTUM_IGNITION:
+        return MOMENTUM_ROW
+    return None if episode.detector is None else episode.detector.value
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -53,7 +80,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def _covers(episode: Episode, finding: Finding) -> bool:
     return (
-        episode.detector is finding.detector
+        row_of_episode(episode) == row_of_finding(finding)
         and (episode.owner == finding.owner or finding.owner in episode.others)
         and episode.symbol == finding.symbol
         and episode.start_ns <= finding.trigger_ns <= episode.end_ns + GRACE_NS
@@ -150,9 +177,9 @@ def score_findings(
         "detectors": {},
         "near_misses": {},
     }
-    for detector in Detector:
-        episodes = [e for e in positives if e.detector is detector]
-        alerts = [i for i, a in enumerate(folder.alerts) if a.first.detector is detector]
+    for row in ROWS:
+        episodes = [e for e in positives if row_of_episode(e) == row]
+        alerts = [i for i, a in enumerate(folder.alerts) if row_of_finding(a.first) == row]
         detected = 0
         delays: list[float] = []
         true_alerts: set[int] = set()
@@ -167,10 +194,10 @@ def score_findings(
                 first = min(hits, key=lambda hit: hit[0].trigger_ns)[0]
                 delays.append((first.trigger_ns - episode.start_ns) / NS_PER_SECOND)
                 true_alerts.update(index for _, index in hits)
-        spent = [ns / 1000 for finding, ns in found if finding.detector is detector]
-        report["detectors"][detector.value] = {
+        spent = [ns / 1000 for finding, ns in found if row_of_finding(finding) == row]
+        report["detectors"][row] = {
             "episodes": len(episodes),
-            "not_completed": sum(1 for e in not_completed if e.detector is detector),
+            "not_completed": sum(1 for e in not_completed if row_of_episode(e) == row),
             "detected": detected,
             "recall": round(detected / len(episodes), 4) if episodes else None,
             "alerts": len(alerts),

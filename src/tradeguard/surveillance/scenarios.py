@@ -123,6 +123,14 @@ class EpisodeKind(StrEnum):
     # algorithm slicing an order into many small IOC orders within seconds.
     CLOSING_BUYER = "NEAR_MISS_CLOSING_BUYER"
     RAPID_SLICING = "NEAR_MISS_RAPID_SLICING"
+    MOMENTUM_IGNITION = "MOMENTUM_IGNITION"
+    # An institution working a large order aggressively (bursts for minutes, no reversal); a
+    # trader buying hard on news and holding; one who sells the position days later; one
+    # who sells at a loss minutes later when the price turns.
+    WORKING_ORDER = "NEAR_MISS_WORKING_ORDER"
+    NEWS_BUYER = "NEAR_MISS_NEWS_BUYER_HOLDS"
+    SELLS_DAYS_LATER = "NEAR_MISS_SELLS_DAYS_LATER"
+    STOP_LOSS = "NEAR_MISS_STOP_LOSS"
 
 
 DETECTOR_OF_EPISODE: dict[EpisodeKind, Detector] = {
@@ -135,6 +143,7 @@ DETECTOR_OF_EPISODE: dict[EpisodeKind, Detector] = {
     EpisodeKind.RESTRICTED_AHEAD: Detector.FRONT_RUNNING,
     EpisodeKind.MARK_CLOSE: Detector.PATTERNS,
     EpisodeKind.STUFFING: Detector.PATTERNS,
+    EpisodeKind.MOMENTUM_IGNITION: Detector.PATTERNS,
 }
 
 
@@ -545,18 +554,22 @@ class MarketSimulation:
 
     # -- helpers for the actors ---------------------------------------------------------
 
-    def pick_symbol(self) -> str:
-        return self.rng.choices(self._names, weights=self._weights)[0]
+    def pick_symbol(self, rng: random.Random | None = None) -> str:
+        return (rng or self.rng).choices(self._names, weights=self._weights)[0]
 
-    def move_price(self, symbol_name: str, factor: Decimal) -> None:
+    def move_price(
+        self, symbol_name: str, factor: Decimal, rng: random.Random | None = None
+    ) -> None:
         """The street's price jumps by `factor` (news, promotion, buying pressure) and goes
-        on from there with the same volatility; the next street step quotes it."""
+        on from there with the same volatility; the next street step quotes it. (`rng`
+        seeds the new path: episodes with a generator of their own leave the others' draws
+        as they were.)"""
         symbol = self.symbols[symbol_name]
         symbol.model = GbmQuoteModel(
             initial_price=max(TICK, symbol.model.mid * factor),
             volatility=VOLATILITY,
             tick=TICK,
-            rng=random.Random(self.rng.getrandbits(64)),  # noqa: S311 - seeded
+            rng=random.Random((rng or self.rng).getrandbits(64)),  # noqa: S311 - seeded
             spread_ticks=symbol.spread,
             quote_size=STREET_SIZE,
         )
@@ -1115,8 +1128,10 @@ def _restricted_listing(sim: MarketSimulation, symbol: str, day: int) -> None:
     sim.at(listing, lambda t: sim.restrict(t, symbol))
 
 
-def _moving(sim: MarketSimulation, symbol: str, factor: Decimal) -> Callable[[int], None]:
-    return lambda _t: sim.move_price(symbol, factor)
+def _moving(
+    sim: MarketSimulation, symbol: str, factor: Decimal, rng: random.Random | None = None
+) -> Callable[[int], None]:
+    return lambda _t: sim.move_price(symbol, factor, rng)
 
 
 def _marking_the_close(sim: MarketSimulation, symbol: str, day: int, *, honest: bool) -> None:
@@ -1226,6 +1241,226 @@ def _pumps_and_front_running(sim: MarketSimulation, config: ScenarioConfig) -> N
             _rally(sim, name, day)
 
 
+def _momentum_burst(
+    sim: MarketSimulation,
+    rng: random.Random,
+    account: str,
+    symbol: str,
+    *,
+    side: str,
+    start: int,
+    orders: int,
+    step: float,
+) -> tuple[int, Decimal]:
+    """`orders` IOC orders one tick through the street's quote, 7-10 s apart, each after the
+    street moved `step` (and at least a tick and a half) the trader's way: the burst takes
+    out a new price level each time. (The end, the price's total factor.)"""
+    mid = float(sim.symbols[symbol].model.mid)
+    step = max(step, 1.5 * float(TICK) / mid)
+    total = Decimal(1)
+    when = start
+    for _ in range(orders):
+        factor = Decimal(str(round(1 + step * (0.9 + 0.2 * rng.random()), 6)))
+        factor = factor if side == "buy" else 1 / factor
+        total *= factor
+        sim.at(when - 6 * SECOND, _moving(sim, symbol, factor, rng))
+        quantity = sim.lot(300, 500) if rng.random() < 0.5 else 100 * rng.randint(3, 5)
+        price = _marketable(sim, symbol, side)
+        sim.at(when, _placing(sim, account, symbol, side, quantity, price=price, tif="ioc"))
+        when += int((7 + 3 * rng.random()) * SECOND)
+    return when, total
+
+
+def _momentum_ignition(
+    sim: MarketSimulation,
+    rng: random.Random,
+    kind: EpisodeKind,
+    busy: list[tuple[str, int, int]],
+) -> None:
+    """Momentum ignition and its honest near-misses, each by a trader of its own.
+
+    MOMENTUM_IGNITION: four to six IOC orders on one side within a minute, each taking out a
+    new level as the street moves 0.4-0.6% their way (the trader's pressure); others
+    follow (another 0.5% move); within one to four minutes the trader unwinds: a passive
+    order resting at the moved price, filled as the price goes on, and for the rest at
+    times one marketable order; the price later falls back. WORKING_ORDER: the same bursts
+    three times ten minutes apart and no reversal. NEWS_BUYER: the price jumps 3% on news,
+    the trader buys four times within a minute and holds. SELLS_DAYS_LATER: an ignition-
+    like burst, sold at the next session (or hours later in a one-session market).
+    STOP_LOSS: a burst, then the price turns and the trader sells at a loss."""
+    _, (trader,) = sim.new_user(1)
+    # How long the episode moves the price (until it has fallen back).
+    lasts = _MOMENTUM_LASTS[kind]
+    slot = _free_time(sim, rng, busy, lasts)
+    if slot is None:
+        return  # no room left in this market: fewer episodes, none on top of another
+    symbol, t = slot
+    day = (t - FIRST_OPEN_NS) // DAY_NS
+    busy.append((symbol, t - 2 * MINUTE, t + lasts + 2 * MINUTE))
+    side = "buy" if rng.random() < 0.5 else "sell"
+    episode = _label(sim, kind, (trader,), symbol, t)
+    if kind is EpisodeKind.NEWS_BUYER:
+        _news_buyer(sim, rng, episode)
+        return
+    orders = rng.randint(4, 6)
+    step = 0.004 + 0.002 * rng.random()
+    if kind is EpisodeKind.WORKING_ORDER:
+        end, moved = t, Decimal(1)
+        for _ in range(3):
+            end, total = _momentum_burst(
+                sim, rng, trader, symbol, side=side, start=end, orders=orders, step=step
+            )
+            moved *= total
+            end += 10 * MINUTE
+        episode.end_ns = end
+        sim.at(end + 2 * MINUTE, _moving(sim, symbol, Decimal(str(round(1 / moved, 6))), rng))
+        return
+    end, total = _momentum_burst(
+        sim, rng, trader, symbol, side=side, start=t, orders=orders, step=step
+    )
+    if kind is EpisodeKind.SELLS_DAYS_LATER:
+        later = (
+            sim.session_open(day + 1) + int((30 + rng.random() * 120) * MINUTE)
+            if day + 1 < sim.config.days
+            else end + int((90 + rng.random() * 60) * MINUTE)
+        )
+        sim.at(later, _unwinding(sim, trader, symbol, side, passive=False))
+        episode.end_ns = later
+        back = Decimal(str(round(1 / total, 6)))
+        sim.at(end + 10 * MINUTE, _moving(sim, symbol, back, rng))
+        return
+    if kind is EpisodeKind.STOP_LOSS:
+        turn = Decimal(str(round(0.97 if side == "buy" else 1 / 0.97, 6)))
+        sim.at(end + 20 * SECOND, _moving(sim, symbol, turn, rng))
+        unwind = end + int((60 + rng.random() * 120) * SECOND)
+        sim.at(unwind, _unwinding(sim, trader, symbol, side, passive=False))
+        episode.end_ns = unwind + 30 * SECOND
+        back = Decimal(str(round(1 / (total * turn), 6)))
+        sim.at(unwind + 5 * MINUTE, _moving(sim, symbol, back, rng))
+        return
+    # Others follow: the price goes on its way a little; the trader rests an order at the
+    # moved price on the other side, which the rising market fills, and sometimes takes
+    # the rest.
+    follow = Decimal(str(round(1.005, 6)))
+    follow = follow if side == "buy" else 1 / follow
+    unwind = end + int((30 + rng.random() * 150) * SECOND)
+    sim.at(unwind, _unwinding(sim, trader, symbol, side, passive=True))
+    sim.at(unwind + 2 * SECOND, _moving(sim, symbol, follow, rng))
+    finish = unwind + 15 * SECOND
+    if rng.random() < 0.5:
+        sim.at(finish, _unwinding(sim, trader, symbol, side, passive=False))
+    episode.end_ns = finish + 30 * SECOND
+    back = Decimal(str(round(1 / (total * follow), 6)))
+    sim.at(finish + int((3 + rng.random() * 3) * MINUTE), _moving(sim, symbol, back, rng))
+
+
+_MOMENTUM_LASTS = {
+    EpisodeKind.MOMENTUM_IGNITION: 15 * MINUTE,
+    EpisodeKind.WORKING_ORDER: 40 * MINUTE,
+    EpisodeKind.NEWS_BUYER: 25 * MINUTE,
+    EpisodeKind.SELLS_DAYS_LATER: 15 * MINUTE,
+    EpisodeKind.STOP_LOSS: 15 * MINUTE,
+}
+
+
+def _news_buyer(sim: MarketSimulation, rng: random.Random, episode: Episode) -> None:
+    """The price jumps 3% on news; the trader buys four times within a minute and holds."""
+    symbol, t = episode.symbol, episode.start_ns
+    sim.at(t - 20 * SECOND, _moving(sim, symbol, Decimal("1.03"), rng))
+    end, total = _momentum_burst(
+        sim, rng, episode.accounts[0], symbol, side="buy", start=t, orders=4, step=0.001
+    )
+    episode.end_ns = end + 15 * MINUTE
+    # The news is priced in; the price drifts back where it was (other episodes in the
+    # symbol later see the market they would have seen).
+    back = Decimal(str(round(1 / (total * Decimal("1.03")), 6)))
+    sim.at(end + 18 * MINUTE, _moving(sim, symbol, back, rng))
+
+
+def _free_time(
+    sim: MarketSimulation, rng: random.Random, busy: list[tuple[str, int, int]], lasts: int
+) -> tuple[str, int] | None:
+    """A symbol and a moment, uniformly among those at least 20 minutes from the open and
+    from which `lasts` ends 20 minutes before the close and overlaps no span in `busy`;
+    None when there is none."""
+    free: list[tuple[str, int, int]] = []
+    for day in range(sim.config.days):
+        low = sim.session_open(day) + 20 * MINUTE
+        high = sim.session_close(day) - 20 * MINUTE - lasts
+        for symbol in sim.symbols:
+            spans = sorted((a - lasts, b) for name, a, b in busy if name == symbol and b >= low)
+            start = low
+            for a, b in spans:
+                if a > high:
+                    break
+                if a > start:
+                    free.append((symbol, start, a))
+                start = max(start, b)
+            if start < high:
+                free.append((symbol, start, high))
+    total = sum(b - a for _, a, b in free)
+    if total <= 0:
+        return None
+    point = int(rng.random() * total)
+    for symbol, a, b in free:
+        if point < b - a:
+            return symbol, a + point
+        point -= b - a
+    return None  # pragma: no cover - the point lies within the total
+
+
+def _unwinding(
+    sim: MarketSimulation, account: str, symbol: str, side: str, *, passive: bool
+) -> Callable[[int], None]:
+    """An action that trades out of the account's position from a burst on `side`: a limit
+    at the far touch (resting, passive) or one tick through the near touch (marketable)."""
+
+    def act(t: int) -> None:
+        held = sim.positions.get((account, symbol), 0)
+        quantity = held if side == "buy" else -held
+        if quantity <= 0:
+            return
+        bid, ask = sim.touch(symbol)
+        if side == "buy":
+            price = ask if passive else max(1, bid - 1)
+            sim.place(t, account, symbol, "sell", quantity, limit_ticks=price)
+        else:
+            price = max(1, bid) if passive else ask + 1
+            sim.place(t, account, symbol, "buy", quantity, limit_ticks=price)
+
+    return act
+
+
+_LASTING = frozenset({EpisodeKind.PUMP_AND_DUMP, EpisodeKind.RALLY})
+
+
+def _momentum(sim: MarketSimulation, config: ScenarioConfig) -> None:
+    """Momentum ignition episodes and their near-misses, drawn from a generator of their own
+    (so the rest of the market is drawn as it was without them)."""
+    # Not for security: a seeded generator, so a seed reproduces its market; seeded apart
+    # from the market's own, so that everything else is drawn as it was without these.
+    rng = random.Random(f"momentum-{config.seed}")  # noqa: S311 - reproducible, not secret
+    # The other detectors' episodes, two minutes either side, and pumps and rallies from
+    # ten minutes before until their price has fallen back (half an hour after).
+    busy = [
+        (episode.symbol, episode.start_ns - 10 * MINUTE, episode.end_ns + 30 * MINUTE)
+        if episode.kind in _LASTING
+        else (episode.symbol, episode.start_ns - 2 * MINUTE, episode.end_ns + 2 * MINUTE)
+        for episode in sim.episodes
+        if episode.positive or episode.kind in _LASTING
+    ]
+    for n in range(config.episodes_per_kind):
+        _momentum_ignition(sim, rng, EpisodeKind.MOMENTUM_IGNITION, busy)
+        if n % 2 == 0:
+            for kind in (
+                EpisodeKind.WORKING_ORDER,
+                EpisodeKind.NEWS_BUYER,
+                EpisodeKind.SELLS_DAYS_LATER,
+                EpisodeKind.STOP_LOSS,
+            ):
+                _momentum_ignition(sim, rng, kind, busy)
+
+
 def generate(config: ScenarioConfig) -> Scenario:
     """The market of `config.seed`: background trading, near-misses, labelled manipulation."""
     if config.accounts < 10 or config.days < 1 or config.episodes_per_kind < 0:
@@ -1270,4 +1505,5 @@ def generate(config: ScenarioConfig) -> Scenario:
         _spoof(sim, layered=False)
         _spoof(sim, layered=True)
     _pumps_and_front_running(sim, config)
+    _momentum(sim, config)
     return sim.run()

@@ -346,6 +346,7 @@ def _lifespan(
             accounts=app.state.trading.accounts,
             orders=app.state.trading.orders,
             staff=identity.accounts,
+            registry=app.state.metrics.registry,
         )
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel

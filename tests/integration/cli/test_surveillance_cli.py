@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ class TestStreamAndAlerts:
         assert "no such alert" in out
         for args in (
             ["alerts", "not-an-id"],
-            ["alerts", "--type", "MOMENTUM_IGNITION"],  # not a model (yet)
+            ["alerts", "--type", "INSIDER_TRADING"],  # not a model
             ["alerts", "--symbol", "bad symbol"],
             ["alerts", "--account", "123"],
             ["alerts", "--limit", "0"],
@@ -269,6 +270,24 @@ class TestEvaluate:
         assert text.exit_code == 0
         assert "MAN-1" in text.output
         assert "precision" in text.output
+
+    @pytest.mark.spec("PRE-3")
+    def test_the_evaluation_reports_momentum_ignition_in_a_row_of_its_own(self) -> None:
+        args = ["surveillance", "evaluate", "--seed", "1", "--accounts", "60", "--episodes", "4"]
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        row = report["detectors"]["PRE-3/MI"]
+        assert row["episodes"] == 4
+        assert row["recall"] == 1.0
+        assert row["precision"] == 1.0
+        assert set(row["alert_types"]) == {"MOMENTUM_IGNITION"}
+        for kind in ("NEAR_MISS_WORKING_ORDER", "NEAR_MISS_STOP_LOSS"):
+            assert report["near_misses"][kind]["flagged"] == 0
+        text = runner.invoke(app, args)
+        assert text.exit_code == 0
+        assert re.search(r"^PRE-3/MI\s+4\s+4\s+1\.000", text.output, re.MULTILINE), text.output
+        assert "NEAR_MISS_NEWS_BUYER_HOLDS" in text.output
 
     @pytest.mark.parametrize(
         "args",

@@ -126,3 +126,56 @@ class TestFrontRunningScenarios:
             "NEAR_MISS_STAFF_ROUND_TRIP_BEFORE_LISTING",
         ):
             assert report["near_misses"][kind]["flagged"] == 0, kind
+
+
+@pytest.mark.spec("PRE-3")
+class TestMomentumIgnitionScenarios:
+    def test_every_ignition_is_caught_in_its_own_row_and_no_near_miss_is_flagged(
+        self, small: Scenario, report: dict[str, Any]
+    ) -> None:
+        labelled = Counter(e.kind for e in small.episodes)
+        assert labelled[EpisodeKind.MOMENTUM_IGNITION] == 3
+        for kind in (
+            EpisodeKind.WORKING_ORDER,
+            EpisodeKind.NEWS_BUYER,
+            EpisodeKind.SELLS_DAYS_LATER,
+            EpisodeKind.STOP_LOSS,
+        ):
+            assert labelled[kind] == 2, kind
+        row = report["detectors"]["PRE-3/MI"]
+        assert row["episodes"] == 3
+        assert row["recall"] == 1.0
+        assert row["precision"] == 1.0
+        assert row["alert_types"] == {"MOMENTUM_IGNITION": row["alerts"]}
+        # Marking the close and quote stuffing keep their own row, without these.
+        assert "MOMENTUM_IGNITION" not in report["detectors"]["PRE-3"]["alert_types"]
+        for kind in (
+            "NEAR_MISS_WORKING_ORDER",
+            "NEAR_MISS_NEWS_BUYER_HOLDS",
+            "NEAR_MISS_SELLS_DAYS_LATER",
+            "NEAR_MISS_STOP_LOSS",
+        ):
+            assert report["near_misses"][kind]["flagged"] == 0, kind
+
+    def test_the_episodes_leave_the_rest_of_the_market_as_it_was_drawn(
+        self, small: Scenario
+    ) -> None:
+        # The first session's opening orders come before any of them: drawn the same.
+        momentum_owners = {
+            e.owner
+            for e in small.episodes
+            if e.kind
+            in (
+                EpisodeKind.MOMENTUM_IGNITION,
+                EpisodeKind.WORKING_ORDER,
+                EpisodeKind.NEWS_BUYER,
+                EpisodeKind.SELLS_DAYS_LATER,
+                EpisodeKind.STOP_LOSS,
+            )
+        }
+        assert len(momentum_owners) == 11
+        first = min(e.start_ns for e in small.episodes if e.owner in momentum_owners)
+        again = generate(SMALL)
+        assert [d["data"] for d in small.documents if int(d["ts"]) < first] == [
+            d["data"] for d in again.documents if int(d["ts"]) < first
+        ]
