@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
@@ -30,6 +30,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.core.workers import FailureTracker
+from tradeguard.crypto.keyring import KeyringNotLoaded
 from tradeguard.crypto.tasks import KeyringWorker, open_keyring
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
@@ -73,7 +74,7 @@ from tradeguard.web.metrics import (
 )
 from tradeguard.web.middleware import RequestBodyGuardMiddleware, RequestContextMiddleware
 from tradeguard.web.openapi import install_openapi, operation_id_from_path
-from tradeguard.web.problems import install_problem_handlers
+from tradeguard.web.problems import install_problem_handlers, problem_response
 from tradeguard.web.query_parameters import strict_query
 from tradeguard.web.routing import RouteResolutionMiddleware, RouteTable
 from tradeguard.web.runtime import Runtime
@@ -87,6 +88,17 @@ API_DESCRIPTION = (
 )
 
 logger = logging.getLogger("tradeguard.web")
+
+
+async def _keys_not_read(request: Request, exc: Exception) -> Response:
+    """The keyring was never read (the database was down when the process started): passed
+    on to the outage middleware, which reads it now and runs the request again, or answers
+    503 with Retry-After while the database is still down. Its subclasses (a pepper that is
+    nowhere to be had once the keys are read) are answered as problems, as before."""
+    assert isinstance(exc, KeyringNotLoaded)  # noqa: S101 - registered for this type only
+    if type(exc) is KeyringNotLoaded:
+        raise exc
+    return problem_response(exc, instance=request.url.path)
 
 
 def create_app(
@@ -134,6 +146,7 @@ def create_app(
     # connected to the services where the events happen when the lifespan builds them.
     app.state.security_metrics = SecurityMetrics(metrics.registry)
     install_problem_handlers(app)
+    app.add_exception_handler(KeyringNotLoaded, _keys_not_read)
     install_openapi(app, description=API_DESCRIPTION)
     front, back = _platform_routes()
     app.router.routes.extend(front)
@@ -154,6 +167,18 @@ def create_app(
         clock=clock,
     )
     components.register(outage.COMPONENT)
+
+    async def read_keys_now(error: BaseException) -> bool:  # see _keys_not_read
+        # The keyring could not be read at start (database down): a request that needs it
+        # reads it now, so it is answered as the database allows (503 while it is down).
+        identity = getattr(app.state, "identity", None)
+        if not isinstance(error, KeyringNotLoaded) or identity is None:
+            return False
+        if identity.deps.keyring.loaded:
+            return False  # loaded, yet unusable (a pepper nowhere to be had): the error stands
+        await open_keyring(identity.key_management, app.state.runtime.sessions)
+        return True
+
     app.add_middleware(
         outage.DatabaseOutageMiddleware,
         tracker=FailureTracker(
@@ -163,6 +188,7 @@ def create_app(
             observer=components,
             describe=unavailable_reason,
         ),
+        recover=read_keys_now,
     )
     app.add_middleware(
         RequestContextMiddleware,

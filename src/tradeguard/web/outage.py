@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tradeguard.core.context import DatabaseActivity, database_activity_var
 from tradeguard.core.errors import ServiceUnavailable
 from tradeguard.core.workers import FailureTracker
-from tradeguard.db.availability import classify_outage
+from tradeguard.db.availability import Outage, classify_outage
 from tradeguard.web.problems import send_problem
 
 COMPONENT: Final = "api-database"
@@ -36,12 +37,21 @@ RETRY_PAUSE_SECONDS: Final = 0.2
 logger = logging.getLogger("tradeguard.web.outage")
 
 
+# Given an error that is not an outage, makes good what the request lacked (keys the
+# process has not read yet, because the database was down when it started): True if the
+# request may run again, False if the error stands. An outage while doing so is an outage.
+Recover = Callable[[BaseException], Awaitable[bool]]
+
+
 class DatabaseOutageMiddleware:
     """Turns database outages into 503 + Retry-After, retrying once when nothing committed."""
 
-    def __init__(self, app: ASGIApp, *, tracker: FailureTracker) -> None:
+    def __init__(
+        self, app: ASGIApp, *, tracker: FailureTracker, recover: Recover | None = None
+    ) -> None:
         self.app = app
         self._tracker = tracker
+        self._recover = recover
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,20 +73,21 @@ class DatabaseOutageMiddleware:
                 try:
                     await self.app(scope, body.receive, tracking_send)
                 except Exception as exc:
-                    outage = classify_outage(exc)
-                    if outage is None or response_started:
+                    if response_started:
                         raise
-                    retry = (
-                        attempt == 1
-                        and outage.retryable
-                        and not activity.commit_attempted
-                        and body.replayable
-                    )
-                    if retry:
+                    failure, outage, recovered = await self._diagnose(exc)
+                    again = attempt == 1 and not activity.commit_attempted and body.replayable
+                    if recovered and again:
+                        body.rewind()
+                        continue
+                    if outage is None and not recovered:
+                        raise
+                    if outage is not None and outage.retryable and again:
                         await asyncio.sleep(RETRY_PAUSE_SECONDS)
                         body.rewind()
                         continue
-                    self._tracker.failed(exc)
+                    if outage is not None:
+                        self._tracker.failed(failure)
                     await send_problem(
                         send,
                         # Says what to do, not which dependency failed or why.
@@ -93,6 +104,20 @@ class DatabaseOutageMiddleware:
                 return
         finally:
             database_activity_var.reset(token)
+
+    async def _diagnose(self, exc: Exception) -> tuple[Exception, Outage | None, bool]:
+        """The error to report, the outage it is (None: not one), and whether `recover`
+        made good what the request lacked (it may run again)."""
+        outage = classify_outage(exc)
+        if outage is not None or self._recover is None:
+            return exc, outage, False
+        try:
+            return exc, None, await self._recover(exc)
+        except Exception as recovering:
+            outage = classify_outage(recovering)
+            if outage is None:
+                raise
+            return recovering, outage, False
 
 
 class _ReplayableBody:
