@@ -180,6 +180,11 @@ def search_command(
             await engine.dispose()
 
     page = run_async(work(), database_url=settings.main_database_url)
+    try:
+        for event in page.items:
+            _ = event.document  # a body rewritten into something else: one line, before output
+    except TradeguardError as exc:
+        fail_on_error(exc)
     if as_json:
         document = {"items": [e.as_json() for e in page.items], "next_cursor": page.next_cursor}
         print(json.dumps(document, indent=2, ensure_ascii=False))

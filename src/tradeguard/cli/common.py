@@ -220,12 +220,25 @@ def run_async(coro: Coroutine[Any, Any, T], *, database_url: str | None = None) 
         fail_on_error(exc)
     except Exception as exc:
         message = database_failure(exc, database_url) if database_url else None
+        if message is None:
+            message = altered_text(exc)
         if message is None and isinstance(exc, OSError) and exc.filename is not None:
             # A file the command writes or reads (an export's directory, a key file).
             message = file_failure(exc)
         if message is None:
             raise
         fail(message)
+
+
+def altered_text(exc: BaseException) -> str | None:
+    """One line for a SQLite text value that is not UTF-8, which only a statement typed by
+    hand writes (SQLite keeps whatever it is given); None for anything else."""
+    if "Could not decode to UTF-8" not in str(getattr(exc, "orig", exc)):
+        return None
+    return (
+        "a text value stored in the database is not valid UTF-8: the database was altered "
+        "outside tradeguard; run `tradeguard audit verify`"
+    )
 
 
 def file_failure(exc: OSError) -> str:

@@ -11,6 +11,8 @@ Binding the sequence number into each link means rows cannot be swapped or renum
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
 from tradeguard.core.errors import LedgerIntegrityError
 
@@ -36,6 +38,29 @@ class EventBodyNotBytes(LedgerIntegrityError):
 
     slug = "event-body-not-bytes"
     title = "An audit event's stored body is not bytes"
+
+
+class EventBodyUnreadable(LedgerIntegrityError):
+    """A stored event body that is not a JSON object: rewritten behind the triggers."""
+
+    slug = "event-body-unreadable"
+    title = "An audit event's stored body is not a JSON object"
+
+
+def stored_document(value: object, *, seq: int) -> dict[str, Any]:
+    """An event body parsed: the JSON object every appended event is, or an error naming the
+    sequence (one line) for bytes rewritten into anything else."""
+    body = stored_body(value, seq=seq)
+    try:
+        document = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        document = None
+    if not isinstance(document, dict):
+        raise EventBodyUnreadable(
+            f"the event at seq {seq} has a body that is not a JSON object: it was altered "
+            "after it was chained (run `tradeguard audit verify`)"
+        )
+    return document
 
 
 def stored_body(value: object, *, seq: int) -> bytes:

@@ -8,7 +8,6 @@ writers on PostgreSQL never queue behind one another for the length of their tra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.ledger import repository
 from tradeguard.ledger.canonical import canonical_bytes
-from tradeguard.ledger.chain import stored_body
+from tradeguard.ledger.chain import stored_document
 from tradeguard.ledger.domain import AppendedEvent, LedgerEvent, StagedEvent
 from tradeguard.ledger.personal.fields import refuse_plaintext_personal
 from tradeguard.ledger.personal.keys import SubjectKeys
@@ -135,9 +134,7 @@ async def _sequenced(
     conn: AsyncConnection, rows: Sequence[Any], keys: SubjectKeys | None
 ) -> list[SequencedEvent]:
     events = [
-        SequencedEvent(
-            seq=int(row.seq), document=json.loads(stored_body(row.body, seq=int(row.seq)))
-        )
+        SequencedEvent(seq=int(row.seq), document=stored_document(row.body, seq=int(row.seq)))
         for row in rows
     ]
     if keys is not None:

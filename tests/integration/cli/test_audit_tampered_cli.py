@@ -13,7 +13,12 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.support.ledger import change_chain_behind_triggers, settle, tamper_event_body
+from tests.support.ledger import (
+    change_chain_behind_triggers,
+    rewrite_behind_triggers,
+    settle,
+    tamper_event_body,
+)
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, Clock, FrozenClock, SystemClock
@@ -83,6 +88,25 @@ class Data:
                 await engine.dispose()
 
         return asyncio.run(read())
+
+    def set_body(self, seq: int, sql_value: str) -> None:
+        """Set the body of the event chained at `seq` to an SQL expression, behind the
+        triggers (the retest's variants)."""
+
+        async def rewrite() -> None:
+            engine = create_engine(self.settings.main_database_url)
+            try:
+                await rewrite_behind_triggers(
+                    engine,
+                    "audit_event",
+                    f"UPDATE audit_event SET body = {sql_value} WHERE pk = "  # noqa: S608
+                    "(SELECT event_pk FROM audit_chain WHERE seq = :seq)",
+                    {"seq": seq},
+                )
+            finally:
+                await engine.dispose()
+
+        asyncio.run(rewrite())
 
     def rewrite_body_as_text(self, seq: int) -> None:
         """The tester's statement: SQLite's replace() on a BLOB returns TEXT."""
@@ -217,6 +241,52 @@ class TestABodyStoredAsText:
         assert result.exit_code == 1, result.output
         assert isinstance(result.exception, SystemExit), result.exception
         assert f"the event at seq {seq} has a body that is not stored as bytes" in one_line(
+            result.output
+        )
+
+
+class TestBodiesNoTraceback:
+    """The retest of the review: a TEXT body that is not UTF-8 (SQLite), and a body that is
+    not a JSON object (both databases), still gave tracebacks."""
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ("verify",),
+            ("export", "{out}"),
+            ("prove", "inclusion", "--seq", "{seq}"),
+            ("export-events", "--format", "csv", "--out", "{out}/events.csv"),
+            ("search", "--account", "acc-1"),
+            ("seal",),
+        ],
+    )
+    def test_text_that_is_not_utf8_is_one_line(
+        self, sqlite_data: Data, tmp_path: Path, command: tuple[str, ...]
+    ) -> None:
+        assert sqlite_data.run("checkpoint").exit_code == 0
+        seq = sqlite_data.size() - 3
+        sqlite_data.set_body(seq, "CAST(x'7bff22' AS TEXT)")
+        out = tmp_path / "out"
+        out.mkdir()
+        result = sqlite_data.run(*(a.format(out=out, seq=seq) for a in command))
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        if command == ("verify",):
+            assert f"first bad sequence {seq} (event_altered)" in one_line(result.output)
+
+    @pytest.mark.parametrize("body", ["x''", "CAST('[]' AS BLOB)", "x'7bff22'"])
+    @pytest.mark.parametrize("command", [("search", "--account", "acc-1"), ("export-events",)])
+    def test_a_body_that_is_not_a_json_object_is_one_line_naming_the_sequence(
+        self, sqlite_data: Data, tmp_path: Path, body: str, command: tuple[str, ...]
+    ) -> None:
+        assert sqlite_data.run("checkpoint").exit_code == 0
+        seq = sqlite_data.size() - 3
+        sqlite_data.set_body(seq, body)
+        args = (*command, "--format", "json", "--out", str(tmp_path / "e.json"))
+        result = sqlite_data.run(*(args if command == ("export-events",) else command))
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert f"the event at seq {seq} has a body that is not a JSON object" in one_line(
             result.output
         )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradeguard.core.clock import ns_to_iso
+from tradeguard.ledger.chain import stored_document
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
@@ -45,8 +46,7 @@ class FoundEvent:
 
     @property
     def document(self) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads(self.body)
-        return document
+        return stored_document(self.body, seq=self.seq)
 
     def as_json(self) -> dict[str, Any]:
         document = self.document

@@ -26,8 +26,12 @@ BODIES_BY_RANGE_SQL_PG = "SELECT pk, body FROM audit_event WHERE pk >= $1 AND pk
 BODIES_BY_KEY_SQL_PG = "SELECT pk, body FROM audit_event WHERE pk = ANY($1::bigint[])"
 CHAIN_HASH_SQL_PG = "SELECT chain_hash FROM audit_chain WHERE seq = $1"
 
+# A body that is not a BLOB (TEXT written by hand; SQLite keeps what it is given) is read
+# as NULL, never decoded: the walk names it (event_altered), where invalid UTF-8 in it would
+# otherwise fail the whole read.
 JOINED_SQL_SQLITE = (
-    "SELECT c.seq, c.leaf_hash, c.chain_hash, e.body FROM audit_chain c "
+    "SELECT c.seq, c.leaf_hash, c.chain_hash, "
+    "CASE WHEN typeof(e.body) = 'blob' THEN e.body END FROM audit_chain c "
     "JOIN audit_event e ON e.pk = c.event_pk "
     "WHERE c.seq >= ? AND c.seq <= ? ORDER BY c.seq"
 )
