@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.surveillance.support import (
     MONDAY_OPEN,
+    cancel,
     chain,
     customer,
     expected_alerts,
@@ -91,6 +92,61 @@ class TestMarkingTheCloseStream:
         raised = await audit_events(api, "surveillance:alert:raised")
         assert [e["data"]["alert_id"] for e in raised] == [alert.id]
         # What the stream stored is what one uninterrupted pass of the engine finds.
+        expected = await expected_alerts(api)
+        assert [(a.alert_type.value, a.first.trigger_seq) for a in expected] == [
+            (alert.alert_type, alert.first_trigger_seq)
+        ]
+
+
+@pytest.fixture
+async def fast_api(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Api]:
+    """The API with the order throttles at the most the settings allow (64 orders a second)
+    and duplicate detection down to a millisecond: what a burst of quotes needs to pass the
+    pre-trade checks at all."""
+    fast = settings.model_copy(
+        update={
+            "risk_max_orders_per_second": 64,
+            "risk_burst_max_orders": 64,
+            "risk_burst_window_seconds": 1,
+            "risk_duplicate_window_ms": 1,
+        }
+    )
+    async with running_api(fast, engine, FrozenClock(MONDAY_OPEN)) as running:
+        yield running
+
+
+@pytest.mark.spec("PRE-3")
+class TestQuoteStuffingStream:
+    async def test_a_burst_of_placed_and_cancelled_orders_is_alerted_and_a_slower_one_is_not(
+        self, fast_api: Api
+    ) -> None:
+        api = fast_api
+        await add_instrument(api, "ACME", "50.00")
+        await street_order(api, "ACME", Side.SELL, 100_000, "50.00")
+        stuffer = await customer(api, "stuffer")
+        steady = await customer(api, "steady")
+        (s1,) = stuffer.accounts
+        (t1,) = steady.accounts
+        # 55 resting bids placed and cancelled within 0.55 s by one account (110 messages);
+        # another places and cancels 24 in the same time (48 messages, below the model's 50).
+        for n in range(55):
+            placed = await order(api, stuffer, s1, "buy", 100, f"49.{n:02d}")
+            await cancel(api, stuffer, s1, placed)
+            if n < 24:
+                other = await order(api, steady, t1, "buy", 100, f"48.{n:02d}")
+                await cancel(api, steady, t1, other)
+            api.clock.advance(ns=10_000_000)
+        await chain(api)
+        await surveillance_of(api).consumer.run()
+
+        async with surveillance_of(api).unit_of_work() as session:
+            alerts = list((await session.execute(select(SurveillanceAlert))).scalars().all())
+        assert [(a.alert_type, a.symbol, a.owner) for a in alerts] == [
+            (AlertType.QUOTE_STUFFING.value, "ACME", stuffer.user_id)
+        ]
+        (alert,) = alerts
+        assert alert.detector == "PRE-3"
+        assert alert.accounts == [s1]
         expected = await expected_alerts(api)
         assert [(a.alert_type.value, a.first.trigger_seq) for a in expected] == [
             (alert.alert_type, alert.first_trigger_seq)
