@@ -21,15 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
-from tests.conftest import POSTGRES_URL, require_service
 from tests.e2e.demo_session import demo_trader
 from tests.e2e.servers import RunningServer, running_server
+from tests.support.databases import emptied_postgres_database
 from tradeguard.cli.main import app
-from tradeguard.db.engine import async_url, create_engine, read_only
+from tradeguard.db.engine import create_engine, read_only
 from tradeguard.ledger import repository
 
 pytestmark = pytest.mark.e2e
@@ -208,36 +207,8 @@ def kill_under_load_then_restart(tmp_path: Path, env: Mapping[str, str]) -> None
 @pytest.fixture
 def postgres_database() -> str:
     """A database for the server alone (the sequencer's horizon is per database), kept
-    between runs and emptied before each: dropping a database forces a checkpoint, which
-    takes seconds on a busy server."""
-    base = make_url(POSTGRES_URL)
-    url = base.set(database=f"{base.database}_crash").render_as_string(hide_password=False)
-
-    async def prepare() -> None:
-        admin = create_async_engine(async_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-        try:
-            async with admin.connect() as conn:
-                found = await conn.scalar(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                    {"name": make_url(url).database},
-                )
-                if not found:
-                    await conn.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
-        finally:
-            await admin.dispose()
-        own = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-        try:
-            async with own.connect() as conn:
-                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-        finally:
-            await own.dispose()
-
-    try:
-        asyncio.run(prepare())
-    except OSError as exc:  # connection refused
-        require_service("PostgreSQL", exc)
-    return url
+    between runs and emptied before each."""
+    return emptied_postgres_database("crash")
 
 
 class TestKillDuringAppendLoad:

@@ -16,19 +16,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from tests.conftest import POSTGRES_URL, require_service
 from tests.support import bundle_reader
+from tests.support.databases import emptied_postgres_database
 from tests.support.ledger import tamper_event_body
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.keyring import LocalKeyring
-from tradeguard.db.engine import async_url, create_engine, session_factory, unit_of_work
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.ledger.domain import LedgerEvent, Party, PersonalData
 from tradeguard.ledger.personal.keys import SubjectKeys
 from tradeguard.ledger.service import Ledger
@@ -89,34 +87,7 @@ async def _append(settings: Settings, count: int, *, personal: bool) -> None:
 def _postgres_url() -> str:
     """A database of this module's own, emptied before each test (the CLI takes a URL, not a
     schema; the sequencer's horizon is per database)."""
-    base = make_url(POSTGRES_URL)
-    url = base.set(database=f"{base.database}_bundle").render_as_string(hide_password=False)
-
-    async def prepare() -> None:
-        admin = create_async_engine(async_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-        try:
-            async with admin.connect() as conn:
-                name = make_url(url).database
-                found = await conn.scalar(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                )
-                if not found:
-                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            await admin.dispose()
-        own = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-        try:
-            async with own.connect() as conn:
-                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-        finally:
-            await own.dispose()
-
-    try:
-        asyncio.run(prepare())
-    except OSError as exc:  # connection refused
-        require_service("PostgreSQL", exc)
-    return url
+    return emptied_postgres_database("bundle")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,18 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, make_url, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import POSTGRES_URL, require_service
+from tests.support.databases import emptied_postgres_database
 from tradeguard.cli.bootstrap import initialize
 from tradeguard.cli.demo import DemoWorkspace, seed_demo
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.db.engine import async_url, create_engine, session_factory, unit_of_work
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.repository import user_by_login
 from tradeguard.ledger.models import AuditEventRow
 from tradeguard.ledger.service import Ledger
@@ -41,34 +40,7 @@ COUNTED = (Order, Execution, SurveillanceAlert, SurveillanceCase, SurveillanceCa
 def _postgres_url() -> str:
     """A database of this module's own, emptied before each test (the CLI takes a URL, not a
     schema)."""
-    base = make_url(POSTGRES_URL)
-    url = base.set(database=f"{base.database}_demo").render_as_string(hide_password=False)
-
-    async def prepare() -> None:
-        admin = create_async_engine(async_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-        try:
-            async with admin.connect() as conn:
-                name = make_url(url).database
-                found = await conn.scalar(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                )
-                if not found:
-                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            await admin.dispose()
-        own = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-        try:
-            async with own.connect() as conn:
-                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-                await conn.execute(text("CREATE SCHEMA public"))
-        finally:
-            await own.dispose()
-
-    try:
-        asyncio.run(prepare())
-    except OSError as exc:  # connection refused
-        require_service("PostgreSQL", exc)
-    return url
+    return emptied_postgres_database("demo")
 
 
 @dataclass
