@@ -36,6 +36,7 @@ from tradeguard.cli.common import (
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, SystemClock, ns_to_iso
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.tasks import open_keyring
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.identity.container import build_identity
 from tradeguard.ledger.sequencer import LedgerSequencer
@@ -96,11 +97,9 @@ def _with_surveillance(
             trading = build_trading(
                 settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
             )
-            directory = (
-                build_identity(settings, clock=clock, ids=ids, sessions=sessions).accounts
-                if staff
-                else None
-            )
+            identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions)
+            # The notify action's emails are sealed in the outbox: the keys are read first.
+            await open_keyring(identity.key_management, sessions)
             services = build_surveillance(
                 settings,
                 clock=clock,
@@ -109,7 +108,9 @@ def _with_surveillance(
                 ledger=trading.deps.ledger,
                 accounts=trading.accounts,
                 orders=trading.orders,
-                staff=directory,
+                staff=identity.accounts if staff else None,
+                contacts=identity.accounts,
+                mail=identity.deps.notifier,
             )
             return await work(services, engine)
         finally:

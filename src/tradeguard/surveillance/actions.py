@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradeguard.access.domain import Role
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import Conflict, InvalidInput, NotFound
 from tradeguard.core.ids import IdGenerator
@@ -65,6 +66,27 @@ _TIGHTENS: dict[ActionKind, frozenset[str]] = {
 }
 
 
+# Who is told of an alert under a `notify` rule, and the template of that email.
+NOTIFIED_ROLES: Final = frozenset({Role.COMPLIANCE})
+EMAIL_TEMPLATE: Final = "surveillance_alert"
+
+
+class StaffContacts(Protocol):
+    """Identity's service: the active users holding a role, with their email addresses."""
+
+    async def contacts_with_roles(
+        self, session: AsyncSession, roles: frozenset[Role]
+    ) -> list[tuple[str, str]]: ...
+
+
+class MailQueue(Protocol):
+    """The notify outbox (notify/service.py Notifier): queued in the caller's transaction."""
+
+    async def enqueue_email(
+        self, session: AsyncSession, *, to: str, template: str, subject: str, body: str
+    ) -> str: ...
+
+
 class ActionNotFound(NotFound):
     slug = "action-not-found"
     title = "No such surveillance action"
@@ -102,12 +124,18 @@ class ActionDesk:
         ledger: Ledger,
         accounts: AccountService,
         orders: OrderService,
+        contacts: StaffContacts | None = None,
+        mail: MailQueue | None = None,
     ) -> None:
+        """`contacts` and `mail` send a `notify` rule's email to compliance; without them
+        (a process with no outbox) the action is recorded and says that nobody was mailed."""
         self._clock = clock
         self._ids = ids
         self._ledger = ledger
         self._accounts = accounts
         self._orders = orders
+        self._contacts = contacts
+        self._mail = mail
 
     # The policy ----------------------------------------------------------------------------
 
@@ -184,9 +212,17 @@ class ActionDesk:
             (a.account_id, a.action) for a in await repository.actions_of_alert(session, alert.id)
         }
         thresholds = {r.action: r.min_score for r in rules if r.alert_type == alert.alert_type}
+        # Compliance is mailed once per alert, with the first account's notify action.
+        mailed = any(action == ActionKind.NOTIFY.value for _, action in done)
         for account_id in sorted(set(alert.accounts)):
             for kind in due:
                 if (account_id, kind.value) in done:
+                    continue
+                if kind is ActionKind.NOTIFY:
+                    response.actions.append(
+                        await self._notify(session, alert, account_id, thresholds[kind], mailed)
+                    )
+                    mailed = True
                     continue
                 superseded = kind is ActionKind.CLOSING_ONLY and ActionKind.SUSPEND in due
                 row = await self._apply(
@@ -200,6 +236,46 @@ class ActionDesk:
                 )
                 response.actions.append(row)
         return response
+
+    async def _notify(
+        self,
+        session: AsyncSession,
+        alert: SurveillanceAlert,
+        account_id: str,
+        min_score: int,
+        mailed: bool,
+    ) -> SurveillanceAction:
+        """Queue the alert's email to every compliance user (once per alert), in the
+        stream's transaction: it is sent if and only if the alert commits."""
+        if mailed:
+            detail: dict[str, Any] = {
+                "emailed": 0,
+                "why": "compliance was mailed once for this alert",
+            }
+        elif self._contacts is None or self._mail is None:
+            detail = {"emailed": 0, "why": "no mail outbox in this process"}
+        else:
+            contacts = await self._contacts.contacts_with_roles(session, NOTIFIED_ROLES)
+            for _, email in contacts:
+                await self._mail.enqueue_email(
+                    session,
+                    to=email,
+                    template=EMAIL_TEMPLATE,
+                    # The subject is stored in plaintext: the model and the score only.
+                    subject=f"tradeguard surveillance alert: {alert.alert_type} "
+                    f"(score {alert.score})",
+                    body=_email_body(alert),
+                )
+            detail = {"emailed": len(contacts)}
+        return await self._record(
+            session,
+            alert,
+            account_id,
+            ActionKind.NOTIFY,
+            min_score=min_score,
+            status=ActionStatus.APPLIED,
+            detail=detail,
+        )
 
     async def _apply(
         self,
@@ -258,6 +334,22 @@ class ActionDesk:
             )
             cancelled.extend(orders)
             detail = {"cancelled_order_ids": [o.id for o in orders]}
+        return await self._record(
+            session, alert, account_id, kind, min_score=min_score, status=status, detail=detail
+        )
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        alert: SurveillanceAlert,
+        account_id: str,
+        kind: ActionKind,
+        *,
+        min_score: int,
+        status: ActionStatus,
+        detail: dict[str, Any],
+    ) -> SurveillanceAction:
+        """The action's row and its ledger event (applied or skipped)."""
         row = SurveillanceAction(
             id=self._ids.new_str(),
             alert_id=alert.id,
@@ -377,3 +469,16 @@ def _rule_json(rule: ActionRule) -> dict[str, Any]:
         "min_score": rule.min_score,
         "action": rule.action.value,
     }
+
+
+def _email_body(alert: SurveillanceAlert) -> str:
+    return (
+        "A market-surveillance alert was raised.\n\n"
+        f"Alert:     {alert.id}\n"
+        f"Model:     {alert.alert_type} ({alert.detector})\n"
+        f"Score:     {alert.score}\n"
+        f"Symbol:    {alert.symbol}\n"
+        f"Accounts:  {len(alert.accounts)}\n\n"
+        f"Review it with `tradeguard surveillance alerts {alert.id}` or "
+        f"GET /api/v1/surveillance/alerts/{alert.id}, and open a case if it needs one.\n"
+    )

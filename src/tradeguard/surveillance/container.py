@@ -14,7 +14,7 @@ from tradeguard.core.clock import NS_PER_SECOND, Clock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.service import Ledger
-from tradeguard.surveillance.actions import ActionDesk
+from tradeguard.surveillance.actions import ActionDesk, MailQueue, StaffContacts
 from tradeguard.surveillance.cases import CaseDesk, StaffRoles
 from tradeguard.surveillance.consumer import OwnerDirectory, SurveillanceConsumer
 from tradeguard.surveillance.domain import (
@@ -131,6 +131,8 @@ def build_surveillance(
     accounts: AccountService,
     orders: OrderService,
     staff: StaffRoles | None = None,
+    contacts: StaffContacts | None = None,
+    mail: MailQueue | None = None,
     consumer_name: str | None = None,
     batch_size: int | None = None,
     registry: CollectorRegistry | None = None,
@@ -138,10 +140,20 @@ def build_surveillance(
     """`staff` (identity's service) checks that a case's assignee is compliance staff;
     without it cases cannot be assigned (commands that never assign need not build it).
     `registry` is where the alert latency is exported (the app's /metrics); without it, a
-    registry of its own."""
+    registry of its own. `contacts` (identity's service) and `mail` (the notify outbox)
+    email compliance under a `notify` rule; without them the action records that nobody was
+    mailed."""
     params = parameters_from(settings)
     metrics = SurveillanceMetrics(registry)
-    actions = ActionDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, orders=orders)
+    actions = ActionDesk(
+        clock=clock,
+        ids=ids,
+        ledger=ledger,
+        accounts=accounts,
+        orders=orders,
+        contacts=contacts,
+        mail=mail,
+    )
     store = AlertStore(clock=clock, ids=ids, ledger=ledger, fold_window_ns=params.fold_window_ns)
     links = OwnerLinks(clock=clock, ids=ids, ledger=ledger, accounts=accounts)
     consumer = SurveillanceConsumer(

@@ -372,6 +372,8 @@ def _lifespan(
             accounts=app.state.trading.accounts,
             orders=app.state.trading.orders,
             staff=identity.accounts,
+            contacts=identity.accounts,
+            mail=identity.deps.notifier,
             registry=app.state.metrics.registry,
         )
         # Orders an automatic surveillance action cancelled leave the venue's books too.

@@ -32,7 +32,7 @@ from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.guard import PERMISSION_CHECKED
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus
-from tradeguard.surveillance.models import SurveillanceAction
+from tradeguard.surveillance.models import SurveillanceAction, SurveillanceAlert
 
 ACTIONS = "/api/v1/surveillance/actions"
 POLICY = "/api/v1/surveillance/policy"
@@ -202,6 +202,40 @@ class TestAutomaticSuspension:
         assert await account_status(api, sam) == "suspended"
         assert is_problem(unknown, 404, "action-not-found")
         assert await audit_events(api, "surveillance:action:reversed") == []
+
+
+class TestNotify:
+    @pytest.mark.spec("MAN-5")
+    async def test_a_notify_rule_mails_compliance_once_per_alert_with_the_alert(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            ada = await staff(api, client, "ada", Role.ADMIN)
+            await set_policy(carol, ("WASH_TRADE", 0, "notify"))
+        await trade_a_market(api)
+        await chain(api)
+        await surveillance_of(api).consumer.run()
+        async with surveillance_of(api).unit_of_work() as session:
+            wash = [
+                a
+                for a in (await session.execute(select(SurveillanceAlert))).scalars().all()
+                if a.alert_type == "WASH_TRADE"
+            ]
+        mails = [m for m in await api.outbox() if m["template"] == "surveillance_alert"]
+        rows = await stored_actions(api)
+        assert wash
+        # One email per alert, to compliance only (not the admin, not the traders).
+        assert sorted(m["to"] for m in mails) == ["carol@example.com"] * len(wash)
+        assert {m["body"].split("Alert:", 1)[1].split()[0] for m in mails} == {a.id for a in wash}
+        assert all(
+            m["subject"].startswith("tradeguard surveillance alert: WASH_TRADE") for m in mails
+        )
+        # Each of an alert's accounts has its notify action; only the first mailed.
+        emailed = sorted(r.detail["emailed"] for r in rows if r.action == "notify")
+        assert sum(emailed) == len(wash)
+        assert len(emailed) == sum(len(set(a.accounts)) for a in wash)
+        assert ada.user_id not in {m["to"] for m in mails}
 
 
 class TestExactlyOnce:
