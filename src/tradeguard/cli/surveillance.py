@@ -84,9 +84,11 @@ def _with_surveillance(
     work: Callable[[SurveillanceServices, AsyncEngine], Awaitable[T]],
     *,
     staff: bool = False,
+    mail: bool = False,
 ) -> T:
     """Run `work` with the surveillance services; `staff`: with identity's directory too
-    (assigning a case checks the assignee's role)."""
+    (assigning a case checks the assignee's role); `mail`: with the notify outbox, for a
+    stream that raises alerts (a `notify` rule emails compliance)."""
 
     async def run() -> T:
         engine = create_engine(settings.main_database_url)
@@ -97,9 +99,16 @@ def _with_surveillance(
             trading = build_trading(
                 settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
             )
-            identity = build_identity(settings, clock=clock, ids=ids, sessions=sessions)
-            # The notify action's emails are sealed in the outbox: the keys are read first.
-            await open_keyring(identity.key_management, sessions)
+            identity = (
+                build_identity(settings, clock=clock, ids=ids, sessions=sessions)
+                if staff or mail
+                else None
+            )
+            contacts, outbox = None, None
+            if mail and identity is not None:
+                # The notify action's emails are sealed in the outbox: the keys are read first.
+                await open_keyring(identity.key_management, sessions)
+                contacts, outbox = identity.accounts, identity.deps.notifier
             services = build_surveillance(
                 settings,
                 clock=clock,
@@ -108,9 +117,9 @@ def _with_surveillance(
                 ledger=trading.deps.ledger,
                 accounts=trading.accounts,
                 orders=trading.orders,
-                staff=identity.accounts if staff else None,
-                contacts=identity.accounts,
-                mail=identity.deps.notifier,
+                staff=identity.accounts if staff and identity is not None else None,
+                contacts=contacts,
+                mail=outbox,
             )
             return await work(services, engine)
         finally:
@@ -202,7 +211,7 @@ def run_command(
         )
         return 0, 0, 0
 
-    events, alerts, folded = _with_surveillance(settings, work)
+    events, alerts, folded = _with_surveillance(settings, work, mail=True)
     if once:
         console.print(
             f"read {events} ledger events; {alerts} new alerts, {folded} findings folded "
