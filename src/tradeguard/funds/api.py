@@ -360,6 +360,31 @@ async def confirm_withdrawal(
 
 
 @router.post(
+    "/withdrawals/{withdrawal_id}/codes",
+    status_code=202,
+    responses=problems(409, 429),
+    **guarded(Permission.ACCOUNT_WITHDRAW),
+)
+async def resend_withdrawal_codes(
+    withdrawal_id: IdPath, request: Request, principal: CurrentPrincipal
+) -> s.CodesSentOut:
+    """Send a new emailed code and a new texted code for a withdrawal still waiting for
+    them (each code lasts 5 minutes; the withdrawal waits until its `confirm_by`)."""
+    services = funds(request)
+    async with unit_of_work(services.sessions) as session:
+        sent = await services.withdrawals.resend_codes(
+            session,
+            user_id=principal.user_id,
+            state=principal.state,
+            withdrawal_id=withdrawal_id,
+            request=request_info(request),
+        )
+    return s.CodesSentOut(
+        email=sent.email_hint, phone=sent.phone_hint, expires_at=ns_to_iso(sent.expires_ns)
+    )
+
+
+@router.post(
     "/withdrawals/{withdrawal_id}/cancel",
     responses=problems(409),
     **guarded(Permission.ACCOUNT_WITHDRAW),

@@ -25,6 +25,7 @@ from tradeguard.funds.common import FundsConflict, FundsDeps, FundsEvent, FundsI
 from tradeguard.funds.domain import (
     ACH_RETURN_CODES,
     UNAUTHORIZED_RETURNS,
+    ZERO,
     BankAccountStatus,
     DepositStatus,
     FundsError,
@@ -205,7 +206,9 @@ class DepositService:
         row.returned_ns = now
         row.return_code = code
         balances = await deps.trading.balances(session, account)
-        debit_balance = balances.cash_settled < 0
+        # Settled cash less purchases not yet settled (they are owed already).
+        owed = balances.cash_settled + min(balances.cash_unsettled, ZERO)
+        debit_balance = owed < 0
         if debit_balance and account.trading_state == TradingState.ACTIVE.value:
             await deps.trading.set_status(
                 session,
@@ -227,7 +230,7 @@ class DepositService:
                 "return_code": code,
                 "reason": ACH_RETURN_CODES.get(code, "returned"),
                 "unauthorized": code in UNAUTHORIZED_RETURNS,
-                "debit_balance": str(balances.cash_settled) if debit_balance else None,
+                "debit_balance": str(owed) if debit_balance else None,
             },
         )
         user = await deps.users.user(session, row.user_id)

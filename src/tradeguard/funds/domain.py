@@ -128,6 +128,8 @@ def valid_routing_number(routing: str) -> bool:
     (00-12, 21-32; 61-72 for thrifts; 80 for traveller's cheques)."""
     if len(routing) != 9 or not routing.isascii() or not routing.isdigit():
         return False
+    if routing == "000000000":  # passes the checksum, names no bank
+        return False
     prefix = int(routing[:2])
     if not (prefix <= 12 or 21 <= prefix <= 32 or 61 <= prefix <= 72 or prefix == 80):
         return False

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.funds.domain import (
@@ -25,18 +27,23 @@ def add(session: AsyncSession, row: object) -> None:
 async def lock_customer(session: AsyncSession, user_id: str, now_ns: int) -> None:
     """Take the customer's funds lock for the rest of the transaction: an UPDATE holds the
     row lock on PostgreSQL and the database's write lock on SQLite, so two withdrawals of
-    one customer check their limits one after the other, never side by side."""
-    bumped = await session.execute(
+    one customer check their limits one after the other, never side by side. The row is
+    made on first use; a parallel first use finds it made (no conflict error)."""
+    insert = postgres_insert if _is_postgres(session) else sqlite_insert
+    await session.execute(
+        insert(FundsCustomer)
+        .values(user_id=user_id, version=0, created_ns=now_ns)
+        .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+    await session.execute(
         update(FundsCustomer)
         .where(FundsCustomer.user_id == user_id)
         .values(version=FundsCustomer.version + 1)
     )
-    if bumped.rowcount:  # type: ignore[attr-defined]
-        return
-    session.add(FundsCustomer(user_id=user_id, version=1, created_ns=now_ns))
-    # A parallel first request inserts the same key: one of the two fails on the primary key
-    # and is answered as a conflict to retry, never as a second pass through the limits.
-    await session.flush()
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 # Bank accounts -------------------------------------------------------------------------------

@@ -408,6 +408,37 @@ class WithdrawalService:
         await self._send(session, row, request_id=request.request_id)
         return row
 
+    async def resend_codes(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        state: SessionState,
+        withdrawal_id: str,
+        request: RequestInfo,
+    ) -> ConfirmationSent:
+        """A new pair of codes (each lasts 5 minutes; the withdrawal waits longer). The text
+        message counts against the user's and the number's SMS quotas."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        row = await repository.withdrawal(session, withdrawal_id, user_id=user_id, lock=True)
+        user = await deps.users.user(session, user_id)
+        if row is None or user is None:
+            raise NotFound("no such withdrawal")
+        if (
+            row.status != WithdrawalStatus.AWAITING_VERIFICATION.value
+            or row.verify_deadline_ns <= now
+        ):
+            raise FundsConflict(f"this withdrawal is {row.status}, not waiting for its codes")
+        return await deps.confirmations.send(
+            session,
+            user=user,
+            state=state,
+            purpose=WITHDRAWAL_PURPOSE,
+            reference=row.id,
+            what="a withdrawal",
+            request=request,
+        )
+
     async def cancel(
         self, session: AsyncSession, *, user_id: str, withdrawal_id: str, request_id: str | None
     ) -> Withdrawal:
