@@ -242,6 +242,10 @@ class BankAccountService:
             raise NotFound("no such bank account")
         return row
 
+    async def find(self, session: AsyncSession, bank_account_id: str) -> BankAccount | None:
+        """Any customer's bank account by id (operator tools)."""
+        return await repository.bank_account(session, bank_account_id)
+
     def account_number(self, row: BankAccount) -> str:
         """The full number, for the processor only (never shown, never logged)."""
         sealed = row.account_number_enc
