@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request, Response
 from tradeguard.access.domain import Permission
 from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.context import request_id_var
-from tradeguard.core.errors import InvalidInput
+from tradeguard.core.errors import InvalidInput, TradeguardError
 from tradeguard.crypto.columns import mask_last4
 from tradeguard.db.engine import unit_of_work
 from tradeguard.funds import schemas as s
@@ -21,6 +21,7 @@ from tradeguard.funds.models import BankAccount, Deposit, Withdrawal
 from tradeguard.funds.withdrawals import Refused
 from tradeguard.identity.guard import CurrentPrincipal, guarded, problems, request_info
 from tradeguard.ledger.domain import Party
+from tradeguard.vault.api import vault_of
 
 router = APIRouter(prefix="/api/v1/funds", tags=["funds"])
 staff_router = APIRouter(prefix="/api/v1/admin/funds", tags=["funds (staff)"])
@@ -31,6 +32,12 @@ IdPath = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{
 class CodesRejected(InvalidInput):
     slug = "codes-rejected"
     title = "The codes do not match"
+
+
+class CardDeclined(TradeguardError):
+    status = 402
+    slug = "card-declined"
+    title = "The card was declined"
 
 
 def funds(request: Request) -> FundsServices:
@@ -62,6 +69,7 @@ def deposit_out(row: Deposit) -> s.DepositOut:
         id=row.id,
         account_id=row.account_id,
         bank_account_id=row.bank_account_id,
+        card_id=row.card_id,
         rail=row.rail,
         amount=f"{row.amount:.2f}",
         currency=row.currency,
@@ -71,6 +79,7 @@ def deposit_out(row: Deposit) -> s.DepositOut:
         settled_at=_iso(row.settled_ns),
         returned_at=_iso(row.returned_ns),
         return_code=row.return_code,
+        decline_code=row.decline_code,
     )
 
 
@@ -207,29 +216,53 @@ async def list_deposits(request: Request, principal: CurrentPrincipal) -> list[s
 @router.post(
     "/deposits",
     status_code=201,
-    responses=problems(409),
+    responses=problems(402, 409, 503),
     **guarded(Permission.ACCOUNT_WITHDRAW),
 )
 async def deposit(
     body: s.DepositIn, request: Request, response: Response, principal: CurrentPrincipal
 ) -> s.DepositOut:
-    """Deposit from a confirmed bank account. ACH: credited at once for trading, withdrawable
-    once collected. Wire: credited when it arrives. A retry with the same idempotency key
-    returns the first deposit (200)."""
+    """Deposit from a confirmed bank account, or charge a stored card. ACH and card:
+    credited at once for trading, withdrawable once collected. Wire: credited when it
+    arrives. A declined card answers 402 (the failed deposit is kept). A retry with the
+    same idempotency key returns the first deposit (200)."""
     services = funds(request)
-    async with unit_of_work(services.sessions) as session:
-        row, created = await services.deposits.deposit(
-            session,
+    actor = Party("user", principal.user_id)
+    if body.rail == "card":
+        await vault_of(request)  # the vault must have read its keys
+        row, created = await services.deposits.card_deposit(
+            services.sessions,
             user_id=principal.user_id,
             account_id=body.account_id,
-            bank_account_id=body.bank_account_id,
-            rail=body.rail,
+            card_id=body.card_id or "",
+            cvv=body.cvv or "",
             amount=Decimal(body.amount),
             idempotency_key=body.idempotency_key,
-            actor=Party("user", principal.user_id),
+            actor=actor,
             request_id=request_id_var.get(),
         )
         out = deposit_out(row)
+    else:
+        async with unit_of_work(services.sessions) as session:
+            row, created = await services.deposits.deposit(
+                session,
+                user_id=principal.user_id,
+                account_id=body.account_id,
+                bank_account_id=body.bank_account_id or "",
+                rail=body.rail,
+                amount=Decimal(body.amount),
+                idempotency_key=body.idempotency_key,
+                actor=actor,
+                request_id=request_id_var.get(),
+            )
+            out = deposit_out(row)
+    if row.decline_code is not None and created:
+        # After the commit: the declined attempt is on record.
+        raise CardDeclined(
+            f"the card was declined ({row.decline_code}); try another card or a bank transfer",
+            decline_code=row.decline_code,
+            deposit_id=row.id,
+        )
     if not created:
         response.status_code = 200
     return out

@@ -26,6 +26,7 @@ from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.notify.service import Notifier
 from tradeguard.trading.accounts import AccountService as TradingAccounts
+from tradeguard.vault.cards import CustomerCards
 
 HOUR_NS = 3600 * NS_PER_SECOND
 
@@ -40,6 +41,8 @@ class FundsEvent(StrEnum):
     # A wire the customer announced: credited when it arrives.
     DEPOSIT_REQUESTED = "funds:deposit:requested"
     DEPOSIT_CREDITED = "funds:deposit:credited"
+    # A card charge the issuer refused: nothing credited.
+    DEPOSIT_DECLINED = "funds:deposit:declined"
     DEPOSIT_SETTLED = "funds:deposit:settled"
     DEPOSIT_RETURNED = "funds:deposit:returned"
     WITHDRAWAL_REQUESTED = "funds:withdrawal:requested"
@@ -136,6 +139,8 @@ class FundsDeps:
     # The public origin for links in emails (the withdrawal's "this was not me" link).
     origin: str
     takeover: TakeoverDefence | None = None
+    # The customer's stored cards (the vault's platform service), for card deposits.
+    cards: CustomerCards | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     async def audit(

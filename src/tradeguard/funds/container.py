@@ -16,6 +16,7 @@ from tradeguard.funds.processor import SimulatedProcessor
 from tradeguard.funds.withdrawals import WithdrawalService
 from tradeguard.identity.container import IdentityServices
 from tradeguard.trading.accounts import AccountService as TradingAccounts
+from tradeguard.vault.cards import CustomerCards
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ def build_funds(
     accounts: TradingAccounts,
     sessions: async_sessionmaker[AsyncSession],
     takeover: TakeoverDefence | None = None,
+    cards: CustomerCards | None = None,
 ) -> FundsServices:
     processor = SimulatedProcessor(
         secret=lambda: identity.deps.pepper(FUNDS_SANDBOX_PEPPER),
@@ -60,6 +62,7 @@ def build_funds(
         micro_attempts=settings.funds_micro_deposit_attempts,
         origin=identity.deps.policy.origin,
         takeover=takeover,
+        cards=cards,
     )
     banks = BankAccountService(deps)
     return FundsServices(

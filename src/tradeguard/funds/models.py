@@ -67,10 +67,14 @@ class Deposit(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id"), index=True)
     bank_account_id: Mapped[str | None] = mapped_column(ForeignKey("funds_bank_accounts.id"))
+    # A card deposit's stored card (customer_card.id): the card itself stays in the vault.
+    card_id: Mapped[str | None] = mapped_column(String(36))
     rail: Mapped[str] = mapped_column(String(8))
     amount: Mapped[Decimal] = mapped_column(DecimalString)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(12))
+    # The processor's decline code of a refused card charge (no card data).
+    decline_code: Mapped[str | None] = mapped_column(String(40))
     idempotency_key: Mapped[str] = mapped_column(String(64))
     processor_ref: Mapped[str | None] = mapped_column(String(120))
     created_ns: Mapped[int] = mapped_column(BigInteger)

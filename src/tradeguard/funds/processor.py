@@ -16,7 +16,11 @@ Sandbox behaviour (docs/funds.md lists it for testers):
   `...0001` R01 insufficient funds, `...0002` R02 account closed, `...0003` R03 no account,
   `...0010` R10 customer says not authorized;
 - a credit (withdrawal) to an account ending in `0002` or `0003` comes back failed (R02,
-  R03); any other settles after `ach_settle_seconds` (`wire_settle_seconds` for wires).
+  R03); any other settles after `ach_settle_seconds` (`wire_settle_seconds` for wires);
+- a card charge is authorized at once and settles after `ach_settle_seconds`, except the
+  card networks' well-known decline test numbers (as in Stripe's test mode):
+  4000 0000 0000 0002 `card_declined`, 4000 0000 0000 9995 `insufficient_funds`,
+  4000 0000 0000 0069 `expired_card`; a security code of `000` is `incorrect_cvc`.
 
 Outcomes are computed, not stored: the reference the processor returns carries what the
 sandbox decided at submission and an HMAC over it, so a reference edited in the database is
@@ -38,6 +42,11 @@ from tradeguard.funds.domain import Rail
 
 SANDBOX_RETURNS = {"0001": "R01", "0002": "R02", "0003": "R03", "0010": "R10"}
 SANDBOX_FAILED_CREDITS = {"0002": "R02", "0003": "R03"}
+SANDBOX_DECLINES = {
+    "4000000000000002": "card_declined",
+    "4000000000009995": "insufficient_funds",
+    "4000000000000069": "expired_card",
+}
 
 
 class TransferState(StrEnum):
@@ -67,6 +76,29 @@ class Submitted:
 
 
 @dataclass(frozen=True, slots=True)
+class CardCharge:
+    """A card charge for the processor: the card as the vault revealed it for this one call
+    (number, expiry, security code), never logged, never stored."""
+
+    transfer_id: str
+    amount: Decimal
+    pan: str
+    expiry_month: int
+    expiry_year: int
+    cvv: str
+
+    def __repr__(self) -> str:
+        return f"CardCharge({self.transfer_id}, {self.amount})"
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The issuer said no; `code` is the processor's decline code (no card data)."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     state: TransferState
     code: str | None = None
@@ -91,6 +123,8 @@ class PaymentProcessor(Protocol):
     async def debit(self, transfer: Transfer, *, now_ns: int) -> Submitted: ...
 
     async def credit(self, transfer: Transfer, *, now_ns: int) -> Submitted: ...
+
+    async def charge_card(self, charge: CardCharge, *, now_ns: int) -> Submitted | Declined: ...
 
     async def outcome(self, reference: str, *, now_ns: int) -> Outcome: ...
 
@@ -171,6 +205,15 @@ class SimulatedProcessor:
     async def credit(self, transfer: Transfer, *, now_ns: int) -> Submitted:
         code = SANDBOX_FAILED_CREDITS.get(transfer.account_number[-4:])
         return self._submit(transfer, now_ns=now_ns, code=code)
+
+    async def charge_card(self, charge: CardCharge, *, now_ns: int) -> Submitted | Declined:
+        declined = SANDBOX_DECLINES.get(charge.pan)
+        if declined is None and charge.cvv == "000":
+            declined = "incorrect_cvc"
+        if declined is not None:
+            return Declined(declined)
+        transfer = Transfer(charge.transfer_id, Rail.CARD, charge.amount, "", charge.pan)
+        return self._submit(transfer, now_ns=now_ns, code=None)
 
     async def outcome(self, reference: str, *, now_ns: int) -> Outcome:
         body, _, _tag = reference.rpartition(".")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PositiveAmount = Annotated[
     str,
@@ -69,16 +69,30 @@ class BankAccountOut(BaseModel):
 
 class DepositIn(Strict):
     account_id: Id
-    bank_account_id: Id
-    rail: Literal["ach", "wire"] = "ach"
+    rail: Literal["ach", "wire", "card"] = "ach"
+    # ACH and wire: a confirmed bank account. Card: a stored card and its security code,
+    # used for this one authorization and never stored (PCI DSS 3.3.1).
+    bank_account_id: Id | None = None
+    card_id: Id | None = None
+    cvv: Annotated[str | None, Field(pattern=r"^\d{3,4}$", repr=False)] = None
     amount: PositiveAmount
     idempotency_key: IdempotencyKey
+
+    @model_validator(mode="after")
+    def _source_matches_rail(self) -> DepositIn:
+        if self.rail == "card":
+            if self.card_id is None or self.cvv is None or self.bank_account_id is not None:
+                raise ValueError("a card deposit takes card_id and cvv (and no bank_account_id)")
+        elif self.bank_account_id is None or self.card_id is not None or self.cvv is not None:
+            raise ValueError(f"an {self.rail} deposit takes bank_account_id (and no card)")
+        return self
 
 
 class DepositOut(BaseModel):
     id: str
     account_id: str
     bank_account_id: str | None
+    card_id: str | None
     rail: str
     amount: str
     currency: str
@@ -88,6 +102,7 @@ class DepositOut(BaseModel):
     settled_at: str | None
     returned_at: str | None
     return_code: str | None
+    decline_code: str | None
 
 
 class WithdrawalIn(Strict):

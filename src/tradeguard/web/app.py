@@ -411,6 +411,8 @@ def _lifespan(
         )
         _webauthn_services(app, settings, identity)
         await _start_vault(app, settings, clock=clock, ids=ids, vault_engine=vault_engine)
+        # Card deposits charge stored cards through the vault's payment service.
+        app.state.funds.deps.cards = app.state.vault.cards
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         if run_workers:
