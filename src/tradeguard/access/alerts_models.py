@@ -8,10 +8,11 @@ readable).
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
+from tradeguard.db.types import ScrubbedText
 
 
 class AccessAlert(Base):
@@ -42,7 +43,7 @@ class AccessAlert(Base):
     acknowledged_ns: Mapped[int | None] = mapped_column(BigInteger)
     closed_by: Mapped[str | None] = mapped_column(String(80))
     closed_ns: Mapped[int | None] = mapped_column(BigInteger)
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(ScrubbedText())
 
 
 class AccessDetectorCheckpoint(Base):

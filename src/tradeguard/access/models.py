@@ -6,10 +6,11 @@ and permissions version are columns of `users` (identity/models.py).
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
+from tradeguard.db.types import ScrubbedText
 
 
 class AccessGrant(Base):
@@ -26,7 +27,7 @@ class AccessGrant(Base):
     kind: Mapped[str] = mapped_column(String(20))
     permission: Mapped[str | None] = mapped_column(String(40))
     level: Mapped[str | None] = mapped_column(String(20))
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(ScrubbedText())
     # The customers (user ids, at most 20) the grant is for; None: not limited to customers.
     customers: Mapped[list[str] | None] = mapped_column(JSON)
     duration_seconds: Mapped[int] = mapped_column(Integer)
@@ -36,13 +37,13 @@ class AccessGrant(Base):
     decide_by_ns: Mapped[int] = mapped_column(BigInteger)
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     decided_ns: Mapped[int | None] = mapped_column(BigInteger)
-    decision_note: Mapped[str | None] = mapped_column(Text)
+    decision_note: Mapped[str | None] = mapped_column(ScrubbedText())
     starts_ns: Mapped[int | None] = mapped_column(BigInteger)
     expires_ns: Mapped[int | None] = mapped_column(BigInteger)
     ended_ns: Mapped[int | None] = mapped_column(BigInteger)
     # Who ended it: "user:<id>", "operator:<name>" or "system:expiry".
     ended_by: Mapped[str | None] = mapped_column(String(100))
-    end_note: Mapped[str | None] = mapped_column(Text)
+    end_note: Mapped[str | None] = mapped_column(ScrubbedText())
 
     __table_args__ = (
         Index("ix_access_grants_user_status", "user_id", "status"),
@@ -61,7 +62,7 @@ class BreakGlassReview(Base):
     opened_ns: Mapped[int] = mapped_column(BigInteger)
     closed_ns: Mapped[int | None] = mapped_column(BigInteger, index=True)
     closed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(ScrubbedText())
 
 
 class PermissionUse(Base):

@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
+from tradeguard.db.types import ScrubbedString
 
 
 class AccessLogEntry(Base):
@@ -26,7 +27,7 @@ class AccessLogEntry(Base):
     actor_pseudonym: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(40))
     field: Mapped[str | None] = mapped_column(String(60))
-    reason: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(ScrubbedString(500))
     created_ns: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str | None] = mapped_column(String(64))
 
@@ -39,14 +40,14 @@ class FactorResetRequest(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(36))
     requested_by: Mapped[str] = mapped_column(String(80))
-    reason: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(ScrubbedString(500))
     created_ns: Mapped[int] = mapped_column(BigInteger)
     expires_ns: Mapped[int] = mapped_column(BigInteger)
     # pending -> approved | refused; a pending request past `expires_ns` is expired.
     status: Mapped[str] = mapped_column(String(20))
     decided_by: Mapped[str | None] = mapped_column(String(80))
     decided_ns: Mapped[int | None] = mapped_column(BigInteger)
-    decision_note: Mapped[str | None] = mapped_column(String(500))
+    decision_note: Mapped[str | None] = mapped_column(ScrubbedString(500))
 
 
 Index("ix_backoffice_access_log_customer", AccessLogEntry.customer_id, AccessLogEntry.created_ns)

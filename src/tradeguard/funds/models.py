@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.columns import EncryptedText, PlainField, SealedField
 from tradeguard.db.base import Base
-from tradeguard.db.types import DecimalString
+from tradeguard.db.types import DecimalString, ScrubbedString
 
 BANK_ACCOUNTS_TABLE = "funds_bank_accounts"
 ACCOUNT_NUMBER_COLUMN = "account_number_enc"
@@ -37,7 +37,7 @@ class BankAccount(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
-    nickname: Mapped[str] = mapped_column(String(60))
+    nickname: Mapped[str] = mapped_column(ScrubbedString(60))
     routing_number: Mapped[str] = mapped_column(String(9))
     account_type: Mapped[str] = mapped_column(String(10))
     account_number_enc: Mapped[SealedField | PlainField] = mapped_column(
@@ -102,7 +102,7 @@ class Withdrawal(Base):
     status: Mapped[str] = mapped_column(String(24))
     idempotency_key: Mapped[str] = mapped_column(String(64))
     # Why it waits for staff (WDL-3 amount, a takeover signal), None when it does not.
-    review_reason: Mapped[str | None] = mapped_column(String(120))
+    review_reason: Mapped[str | None] = mapped_column(ScrubbedString(120))
     # Four-eyes: the first staff approval, then a second, different staff member's.
     first_approver: Mapped[str | None] = mapped_column(String(36))
     decided_by: Mapped[str | None] = mapped_column(String(36))

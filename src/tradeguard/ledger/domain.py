@@ -8,6 +8,7 @@ from typing import Any
 
 from tradeguard.core.errors import InvalidInput
 from tradeguard.core.events import is_valid_event_type
+from tradeguard.core.sensitive import scrub_value
 
 EVENT_FORMAT_VERSION = 1
 
@@ -77,13 +78,20 @@ class LedgerEvent:
             "ts": str(occurred_ns),
             "actor": self.actor.as_json(),
             "subject": self.subject.as_json() if self.subject else None,
-            "data": dict(self.data),
+            # Free text in the data (a reason, a note) may hold a card number or a tax id
+            # someone typed there: masked, since the ledger can never be edited afterwards
+            # (PCI DSS 3.5.1). Personal data belongs in the sealed `personal` section.
+            "data": scrubbed_data(self.data),
         }
         if self.request_id is not None:
             document["request_id"] = self.request_id
         if sealed is not None:
             document["personal"] = dict(sealed)
         return document
+
+
+def scrubbed_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: scrub_value(value) for key, value in data.items()}
 
 
 @dataclass(frozen=True, slots=True)

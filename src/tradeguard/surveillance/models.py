@@ -18,12 +18,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
+from tradeguard.db.types import ScrubbedJSON, ScrubbedString, ScrubbedText
 
 
 class SurveillanceAlert(Base):
@@ -94,7 +94,7 @@ class SurveillanceLink(Base):
     # The pair in order (account_a < account_b), so a link is stored once.
     account_a: Mapped[str] = mapped_column(String(36), index=True)
     account_b: Mapped[str] = mapped_column(String(36), index=True)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(ScrubbedText())
     created_by: Mapped[str] = mapped_column(String(120))
     created_ns: Mapped[int] = mapped_column(BigInteger)
 
@@ -106,7 +106,7 @@ class SurveillanceCase(Base):
     __table_args__ = (Index("ix_surveillance_cases_status", "status", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(ScrubbedString(200))
     status: Mapped[str] = mapped_column(String(16))
     # The compliance user reviewing it (a user id), None while nobody is.
     assignee: Mapped[str | None] = mapped_column(String(36), index=True)
@@ -138,7 +138,7 @@ class SurveillanceCaseEntry(Base):
     case_id: Mapped[str] = mapped_column(String(36))
     kind: Mapped[str] = mapped_column(String(30))
     actor: Mapped[str] = mapped_column(String(120))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any]] = mapped_column(ScrubbedJSON())
     event_id: Mapped[str] = mapped_column(String(36))
     created_ns: Mapped[int] = mapped_column(BigInteger)
 
@@ -183,7 +183,7 @@ class SurveillanceAction(Base):
     applied_ns: Mapped[int] = mapped_column(BigInteger)
     reversed_by: Mapped[str | None] = mapped_column(String(120))
     reversed_ns: Mapped[int | None] = mapped_column(BigInteger)
-    reverse_reason: Mapped[str | None] = mapped_column(Text)
+    reverse_reason: Mapped[str | None] = mapped_column(ScrubbedText())
 
 
 class SurveillanceReport(Base):

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
-from tradeguard.db.types import DecimalString
+from tradeguard.db.types import DecimalString, ScrubbedString
 
 # Reference data -----------------------------------------------------------------------------
 
@@ -43,7 +43,7 @@ class RestrictedSecurity(Base):
     __tablename__ = "restricted_list"
 
     symbol: Mapped[str] = mapped_column(ForeignKey("instruments.symbol"), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(ScrubbedString(500))
     added_by: Mapped[str] = mapped_column(String(80))
     added_ns: Mapped[int] = mapped_column(BigInteger)
 
@@ -69,13 +69,13 @@ class TradingHalt(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     scope: Mapped[str] = mapped_column(String(10))
     target: Mapped[str] = mapped_column(String(36))
-    reason: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(ScrubbedString(500))
     halted_by: Mapped[str] = mapped_column(String(80))
     halted_ns: Mapped[int] = mapped_column(BigInteger)
     cancelled_orders: Mapped[int] = mapped_column(Integer)
     resumed_by: Mapped[str | None] = mapped_column(String(80))
     resumed_ns: Mapped[int | None] = mapped_column(BigInteger)
-    resume_reason: Mapped[str | None] = mapped_column(String(500))
+    resume_reason: Mapped[str | None] = mapped_column(ScrubbedString(500))
 
 
 # Accounts and the money journal ---------------------------------------------------------------
@@ -127,7 +127,7 @@ class JournalTransaction(Base):
     account_id: Mapped[str | None] = mapped_column(ForeignKey("trading_accounts.id"))
     order_id: Mapped[str | None] = mapped_column(String(36))
     execution_id: Mapped[str | None] = mapped_column(String(36))
-    memo: Mapped[str] = mapped_column(String(500))
+    memo: Mapped[str] = mapped_column(ScrubbedString(500))
     posted_ns: Mapped[int] = mapped_column(BigInteger)
 
 

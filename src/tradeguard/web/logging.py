@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 from tradeguard.core.context import request_id_var
+from tradeguard.core.sensitive import mask_sensitive_text
 
 REDACTED: Final = "[REDACTED]"
 
@@ -68,15 +69,11 @@ _KEY_VALUE = re.compile(
     r"""(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s"',;&)}\]]+))"""
 )
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# Digits with optional single spaces or dashes between them, as card numbers are written.
-_PAN_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-# US tax ids as they are written: SSN and ITIN 123-45-6789, EIN 12-3456789. Bounded by
-# anything but a digit or a dash, so dates (2026-01-05), phone numbers and UUIDs never match.
+# Card numbers and tax ids: core/sensitive.py (shared with the ledger and stored free text).
 # A URL path segment of 8 or more digits: no route of ours has one (ids are UUIDs), so it is
 # a number a client put where an id belongs: a bank account or phone number (issue #11).
 _NUMBER_SEGMENT = re.compile(r"(?<=/)\d{8,}(?=[/?#]|$)")
 REDACTED_NUMBER = "[REDACTED-NUMBER]"
-_TAX_ID = re.compile(r"(?<![\d-])(?:\d{3}-\d{2}-\d{4}|\d{2}-\d{7})(?![\d-])")
 
 # LogRecord attributes that are not `extra=` fields (plus uvicorn's ANSI-coloured copy of
 # its message, which is noise in JSON).
@@ -99,25 +96,6 @@ def is_sensitive_key(key: str) -> bool:
             if words[start : start + size] == sequence:
                 return True
     return False
-
-
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _mask_pan(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    if 13 <= len(digits) <= 19 and _luhn_valid(digits):
-        return "[REDACTED-PAN]"
-    return match.group(0)
 
 
 def _mask_key_value(match: re.Match[str]) -> str:
@@ -144,11 +122,9 @@ def redact_text(text: str) -> str:
         text = _KEY_VALUE.sub(_mask_key_value, text)
     if "@" in text:
         text = _EMAIL.sub("[REDACTED-EMAIL]", text)
-    if "-" in text:
-        text = _TAX_ID.sub("[REDACTED-TAX-ID]", text)
     if "/" in text:
         text = _NUMBER_SEGMENT.sub(REDACTED_NUMBER, text)
-    return _PAN_CANDIDATE.sub(_mask_pan, text)
+    return mask_sensitive_text(text)
 
 
 def redact_client_key(key: str) -> str:
