@@ -54,6 +54,7 @@ from tradeguard.crypto.tasks import (
     kms_settings_from,
     master_key_path,
     pending_master_key_path,
+    reindex_class,
     rewrap_class,
     rotate_master_key,
     unwrap_only_providers_from,
@@ -152,8 +153,10 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     """List every key version: its state, when it was made and activates, its last usage count.
 
     States: encrypting (new values are sealed under it), pending (made by a rotation, encrypts
-    after the activation delay), decrypt-only (older; values under it still read), retired
-    (no value uses it; it never encrypts or decrypts again), indexing (a blind-index key).
+    or indexes after the activation delay), decrypt-only (older; values under it still read),
+    retired (no value uses it; it never encrypts, decrypts or indexes again); for blind-index
+    keys (kind index): indexing (new index values are computed under it), lookup-only (older;
+    lookups still match under it until `keys reindex` has moved its values).
     """
     settings = _ready(data_dir)
 
@@ -303,12 +306,121 @@ def rewrap(
     _run(settings, work)
 
 
+@app.command("rotate-index")
+def rotate_index(
+    classes: Annotated[list[str] | None, ClassOption] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Make a new blind-index key version for each class named (every class without --class).
+
+    Lookups and duplicate checks match under every live index version at once, so nothing is
+    missed while values move. New index values are computed under the new version after the
+    activation delay; `tradeguard keys reindex --class C` then recomputes the stored ones, and
+    the old version retires once no index uses it.
+    """
+    targets = _classes(classes)
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            made = [
+                await management.rotate_index(session, data_class, actor=operator_party())
+                for data_class in targets
+            ]
+        for key in made:
+            console.print(
+                f"{key.data_class.value:20} index v{key.version}  "
+                f"indexes from {ns_to_iso(key.activates_ns)}"
+            )
+
+    _run(settings, work)
+
+
+@app.command("reindex")
+def reindex(
+    class_name: Annotated[str, typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)],
+    batch_size: Annotated[
+        int, typer.Option(help="Index values recomputed per committed batch.", min=1, max=100_000)
+    ] = 1000,
+    pause_ms: Annotated[
+        int,
+        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
+    ] = 0,
+    retire: Annotated[
+        bool, typer.Option(help="Retire the index versions no value uses any more, when done.")
+    ] = True,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Recompute every stored blind index of a class under its current index key version.
+
+    Each index is recomputed from the encrypted value beside it (decrypted in memory only).
+    Works in committed batches and records how far it got: stopped or killed, it resumes at
+    the last committed batch when run again. Also moves indexes stored before index keys had
+    versions into the versioned format. An index whose value does not decrypt is left as it
+    is and counted (its version then cannot retire).
+    """
+    data_class = _classes([class_name])[0]
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        target = management.keyring.index_version(data_class)
+        if target is None:
+            fail(f"no blind-index key of {data_class.value} computes indexes yet", code=1)
+        async with unit_of_work(sessions) as session:
+            counts = await management.count_index_usage(session, data_class, actor=operator_party())
+        pending = sum(counts.values())
+        with Progress(
+            TextColumn(f"reindex {data_class.value} -> index v{target}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=not sys.stdout.isatty(),
+        ) as progress:
+            task = progress.add_task("reindex", total=pending or None)
+
+            def advance(batch: RewrapBatch) -> None:
+                progress.advance(task, batch.scanned)
+
+            run = await reindex_class(
+                management,
+                sessions,
+                data_class,
+                actor=operator_party(),
+                batch_size=batch_size,
+                pause_seconds=pause_ms / 1000,
+                on_batch=advance,
+            )
+        console.print(
+            f"{data_class.value}: {run.rewrapped} index values recomputed under index "
+            f"v{target} in {run.batches} batches"
+        )
+        if run.unreadable:
+            console.print(
+                f"[yellow]{run.unreadable} index values could not be recomputed (their value "
+                "did not decrypt) and were left as they are[/]"
+            )
+        if retire:
+            async with unit_of_work(sessions) as session:
+                retired = await management.retire_unused_index(
+                    session, data_class, actor=operator_party()
+                )
+            console.print(
+                "retired index " + ", ".join(f"v{v}" for v in retired)
+                if retired
+                else "no index version retired (still in use, or its successor is within the grace)"
+            )
+
+    _run(settings, work)
+
+
 @app.command("retire")
 def retire(
     classes: Annotated[list[str] | None, ClassOption] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Retire every older key version that no stored value uses (it never encrypts again)."""
+    """Retire every older key version (data and blind-index keys) that no stored value uses:
+    it never encrypts, decrypts or computes an index again."""
     targets = _classes(classes)
     settings = _ready(data_dir)
 
@@ -321,6 +433,14 @@ def retire(
                 if retired:
                     console.print(
                         f"{data_class.value:20} retired " + ", ".join(f"v{v}" for v in retired)
+                    )
+                index_retired = await management.retire_unused_index(
+                    session, data_class, actor=operator_party()
+                )
+                if index_retired:
+                    console.print(
+                        f"{data_class.value:20} retired index "
+                        + ", ".join(f"v{v}" for v in index_retired)
                     )
 
     _run(settings, work)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -27,7 +27,12 @@ from tradeguard.core.workers import (
     run_until_stopped,
 )
 from tradeguard.crypto import repository
-from tradeguard.crypto.catalogue import locations_of
+from tradeguard.crypto.catalogue import (
+    IndexLocation,
+    Location,
+    index_locations_of,
+    locations_of,
+)
 from tradeguard.crypto.classes import DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.kms_settings import KmsSettings
@@ -124,32 +129,25 @@ class RewrapRun:
     finished: bool
 
 
-async def rewrap_class(
-    management: KeyManagement,
+BatchStep = Callable[[AsyncSession, bool], Awaitable[RewrapBatch]]
+
+
+async def _batches(
     sessions: async_sessionmaker[AsyncSession],
     data_class: DataClass,
+    steps: list[BatchStep],
     *,
-    actor: Party,
-    batch_size: int = 1000,
-    pause_seconds: float = 0.0,
-    max_batches: int | None = None,
-    on_batch: Callable[[RewrapBatch], None] | None = None,
+    pause_seconds: float,
+    max_batches: int | None,
+    on_batch: Callable[[RewrapBatch], None] | None,
 ) -> RewrapRun:
-    """Re-encrypt every stored value of a class under its encrypting version, one committed
-    batch at a time; run again after a crash and it resumes where the last commit left it."""
+    """Run each location's step, one committed batch at a time, until it is finished."""
     batches = rewrapped = unreadable = 0
-    for location in locations_of(data_class, management.keyring.catalogue):
+    for step in steps:
         first = True
         while max_batches is None or batches < max_batches:
             async with unit_of_work(sessions) as session:
-                batch = await management.rewrap_batch(
-                    session,
-                    data_class,
-                    location,
-                    batch_size=batch_size,
-                    actor=actor,
-                    first_of_run=first,
-                )
+                batch = await step(session, first)
             first = False
             batches += 1
             rewrapped += batch.rewrapped
@@ -163,6 +161,82 @@ async def rewrap_class(
         else:
             return RewrapRun(data_class, batches, rewrapped, unreadable, finished=False)
     return RewrapRun(data_class, batches, rewrapped, unreadable, finished=True)
+
+
+async def rewrap_class(
+    management: KeyManagement,
+    sessions: async_sessionmaker[AsyncSession],
+    data_class: DataClass,
+    *,
+    actor: Party,
+    batch_size: int = 1000,
+    pause_seconds: float = 0.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[RewrapBatch], None] | None = None,
+) -> RewrapRun:
+    """Re-encrypt every stored value of a class under its encrypting version, one committed
+    batch at a time; run again after a crash and it resumes where the last commit left it."""
+
+    def step(location: Location) -> BatchStep:
+        async def one(session: AsyncSession, first: bool) -> RewrapBatch:
+            return await management.rewrap_batch(
+                session,
+                data_class,
+                location,
+                batch_size=batch_size,
+                actor=actor,
+                first_of_run=first,
+            )
+
+        return one
+
+    locations = locations_of(data_class, management.keyring.catalogue)
+    return await _batches(
+        sessions,
+        data_class,
+        [step(location) for location in locations],
+        pause_seconds=pause_seconds,
+        max_batches=max_batches,
+        on_batch=on_batch,
+    )
+
+
+async def reindex_class(
+    management: KeyManagement,
+    sessions: async_sessionmaker[AsyncSession],
+    data_class: DataClass,
+    *,
+    actor: Party,
+    batch_size: int = 1000,
+    pause_seconds: float = 0.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[RewrapBatch], None] | None = None,
+) -> RewrapRun:
+    """Recompute every blind index of a class under its current index key version, one
+    committed batch at a time; run again after a crash and it resumes where it stopped."""
+
+    def step(location: IndexLocation) -> BatchStep:
+        async def one(session: AsyncSession, first: bool) -> RewrapBatch:
+            return await management.reindex_batch(
+                session,
+                data_class,
+                location,
+                batch_size=batch_size,
+                actor=actor,
+                first_of_run=first,
+            )
+
+        return one
+
+    locations = index_locations_of(data_class, management.keyring.indexes)
+    return await _batches(
+        sessions,
+        data_class,
+        [step(location) for location in locations],
+        pause_seconds=pause_seconds,
+        max_batches=max_batches,
+        on_batch=on_batch,
+    )
 
 
 def key_policy_from(settings: Settings) -> KeyPolicy:

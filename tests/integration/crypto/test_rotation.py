@@ -4,7 +4,6 @@ rewrap resumes where it stopped; every key operation is in the ledger."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.support.ledger import settle
+from tests.support.ledger import event_types, settle
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
@@ -83,13 +82,6 @@ async def personal_emails(engine: AsyncEngine, identity: IdentityServices) -> li
             session, after_seq=0, limit=10_000, keys=identity.deps.ledger.subject_keys
         )
     return [e.document["personal"]["email"] for e in events if "personal" in e.document]
-
-
-async def event_types(engine: AsyncEngine) -> list[str]:
-    await settle(engine)
-    async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT body FROM audit_event"))
-        return [json.loads(bytes(r.body))["type"] for r in rows.all()]
 
 
 @pytest.fixture
