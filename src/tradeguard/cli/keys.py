@@ -55,6 +55,8 @@ from tradeguard.crypto.tasks import (
     master_key_path,
     pending_master_key_path,
     reindex_class,
+    retired_local_keks,
+    retired_master_key_paths,
     rewrap_class,
     rotate_master_key,
     unwrap_only_providers_from,
@@ -569,10 +571,6 @@ def _copy_owner_only(source: Path, target: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _retired_copies(settings: Settings) -> list[Path]:
-    return sorted(settings.keys_dir.glob("master.key.retired-*"))
-
-
 def _passphrase(settings: Settings) -> str | None:
     secret = settings.master_key_passphrase
     return secret.get_secret_value() if secret else None
@@ -586,23 +584,11 @@ def _new_local_target(settings: Settings, current: KekProvider) -> LocalFileKek:
         return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
     path = master_key_path(settings)
     fingerprint = current.kek_id.removeprefix("local:")
-    if not any(p.name.endswith("-" + fingerprint) for p in _retired_copies(settings)):
+    if not any(p.name.endswith("-" + fingerprint) for p in retired_master_key_paths(settings)):
         stamp = ns_to_iso(SystemClock().now_ns())[:19].replace("-", "").replace(":", "")
         _copy_owner_only(path, settings.keys_dir / f"master.key.retired-{stamp}-{fingerprint}")
     create_master_key_file(pending, secrets.token_bytes(32), _passphrase(settings))
     return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
-
-
-def _old_local_keks(settings: Settings) -> list[KekProvider]:
-    """The dated copies of earlier master keys: keys a process still wrapped under one of
-    them while a rotation ran are re-wrapped by running the rotation again."""
-    found: list[KekProvider] = []
-    for path in _retired_copies(settings):
-        try:
-            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
-        except TradeguardError:
-            continue  # sealed under another passphrase: named by `keys status` if needed
-    return found
 
 
 @app.command("rotate-master")
@@ -667,7 +653,9 @@ def rotate_master(
                 "key file is not supported",
                 code=EXIT_USAGE,
             )
-        also = [*unwrap_only_providers_from(settings, current), *_old_local_keks(settings)]
+        # The dated copies of earlier master keys: keys a process still wrapped under one of
+        # them while a rotation ran are re-wrapped by running the rotation again.
+        also = [*unwrap_only_providers_from(settings, current), *retired_local_keks(settings)]
     except TradeguardError as exc:
         fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else 1)
 

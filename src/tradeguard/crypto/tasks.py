@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, Clock
-from tradeguard.core.errors import ConfigurationError
+from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.workers import (
     BackoffPolicy,
     FailureObserver,
@@ -327,6 +327,24 @@ def kek_provider_from(settings: Settings, *, create: bool = True) -> KekProvider
         f"TRADEGUARD_KEK_PROVIDER={settings.kek_provider!r} is not known: use "
         + " or ".join(KEK_PROVIDERS)
     )
+
+
+def retired_master_key_paths(settings: Settings) -> list[Path]:
+    """The dated copies of earlier master keys that `keys rotate-master` keeps
+    (keys/master.key.retired-<date>-<fingerprint>): they open backups made before."""
+    return sorted(settings.keys_dir.glob("master.key.retired-*"))
+
+
+def retired_local_keks(settings: Settings) -> list[KekProvider]:
+    """The earlier master keys kept in the keys directory, each as an unwrap-only KEK; one
+    that does not read (sealed under another passphrase, loose permissions) is left out."""
+    found: list[KekProvider] = []
+    for path in retired_master_key_paths(settings):
+        try:
+            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+        except TradeguardError:
+            continue
+    return found
 
 
 def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list[KekProvider]:
