@@ -100,7 +100,15 @@ def rotate_jwt(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     )
 
 
-def _classes(names: list[str] | None) -> list[DataClass]:
+VAULT_DATA_KEY_HINT = "use `tradeguard vault rotate-key` (docs/vault.md)"
+# Card fingerprints are the bare HMAC under the vault's index key v1, compared across the
+# vault's and the platform's databases: that key keeps its version.
+VAULT_INDEX_HINT = (
+    "the card vault's fingerprint key is not rotated (docs/security/key-management.md)"
+)
+
+
+def _classes(names: list[str] | None, *, vault_hint: str = VAULT_DATA_KEY_HINT) -> list[DataClass]:
     if not names:
         return list(PLATFORM_CLASSES)
     try:
@@ -111,7 +119,7 @@ def _classes(names: list[str] | None) -> list[DataClass]:
         if SPEC_OF[data_class].in_vault:
             fail(
                 f"the {data_class.value} keys live in the card vault's own database, not here",
-                hint="use `tradeguard vault rotate-key` (docs/vault.md)",
+                hint=vault_hint,
                 code=EXIT_USAGE,
             )
     return chosen
@@ -320,7 +328,7 @@ def rotate_index(
     activation delay; `tradeguard keys reindex --class C` then recomputes the stored ones, and
     the old version retires once no index uses it.
     """
-    targets = _classes(classes)
+    targets = _classes(classes, vault_hint=VAULT_INDEX_HINT)
     settings = _ready(data_dir)
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:
@@ -361,16 +369,26 @@ def reindex(
     versions into the versioned format. An index whose value does not decrypt is left as it
     is and counted (its version then cannot retire).
     """
-    data_class = _classes([class_name])[0]
+    data_class = _classes([class_name], vault_hint=VAULT_INDEX_HINT)[0]
     settings = _ready(data_dir)
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:
         target = management.keyring.index_version(data_class)
         if target is None:
             fail(f"no blind-index key of {data_class.value} computes indexes yet", code=1)
+        live = management.keyring.keyset.index_keys.get(data_class, {})
+        pending = [key for key in live.values() if key.version > target]
+        if pending:
+            # Reindexing now would move values to the version about to be replaced.
+            fail(
+                f"index v{pending[0].version} of {data_class.value} computes indexes from "
+                f"{ns_to_iso(pending[0].activates_ns)} (the activation delay)",
+                hint="run `tradeguard keys reindex` again after that",
+                code=1,
+            )
         async with unit_of_work(sessions) as session:
             counts = await management.count_index_usage(session, data_class, actor=operator_party())
-        pending = sum(counts.values())
+        total = sum(counts.values())
         with Progress(
             TextColumn(f"reindex {data_class.value} -> index v{target}"),
             BarColumn(),
@@ -379,7 +397,7 @@ def reindex(
             console=console,
             transient=not sys.stdout.isatty(),
         ) as progress:
-            task = progress.add_task("reindex", total=pending or None)
+            task = progress.add_task("reindex", total=total or None)
 
             def advance(batch: RewrapBatch) -> None:
                 progress.advance(task, batch.scanned)
