@@ -57,28 +57,26 @@ async def create_table(engine: AsyncEngine) -> None:
 
 
 async def store(
-    sessions: async_sessionmaker[AsyncSession], keyring: Keyring, record: str, value: str
+    sessions: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    record: str,
+    value: str,
+    *,
+    untagged: bool = False,
 ) -> None:
+    """One record; `untagged`: its index as written before index keys had versions (the
+    bare 32-byte HMAC under version 1)."""
+    index = (
+        keyring.blind_index(DataClass.TAX_ID, digits_only(value))
+        if untagged
+        else blind_index(keyring, DataClass.TAX_ID, value, digits_only)
+    )
     async with unit_of_work(sessions) as session:
         session.add(
             TaxRecord(
                 id=record,
                 tax_id=keyring_field(keyring, value, record_id=record),
-                tax_id_index=blind_index(keyring, DataClass.TAX_ID, value, digits_only),
-            )
-        )
-
-
-async def store_untagged(
-    sessions: async_sessionmaker[AsyncSession], keyring: Keyring, record: str, value: str
-) -> None:
-    """A row as it was written before index keys had versions: the bare 32-byte HMAC."""
-    async with unit_of_work(sessions) as session:
-        session.add(
-            TaxRecord(
-                id=record,
-                tax_id=keyring_field(keyring, value, record_id=record),
-                tax_id_index=keyring.blind_index(DataClass.TAX_ID, digits_only(value)),
+                tax_id_index=index,
             )
         )
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -43,7 +43,7 @@ from tradeguard.crypto.providers import (
     create_master_key_file,
     read_master_key,
 )
-from tradeguard.crypto.service import KeyEvent, KeyManagement, RewrapBatch
+from tradeguard.crypto.service import KeyEvent, KeyManagement
 from tradeguard.crypto.shares import combine_shares, split_secret
 from tradeguard.crypto.tasks import (
     AWS_KMS,
@@ -192,6 +192,24 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
 
 
 ClassOption = typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)
+PauseMs = Annotated[
+    int, typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000)
+]
+
+
+@contextmanager
+def _batch_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` values (unknown if 0); yields what advances it."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not sys.stdout.isatty(),
+    ) as progress:
+        task = progress.add_task(label, total=total or None)
+        yield lambda amount: progress.advance(task, amount)
 
 
 @app.command("rotate")
@@ -249,10 +267,7 @@ def rewrap(
     batch_size: Annotated[
         int, typer.Option(help="Values re-encrypted per committed batch.", min=1, max=100_000)
     ] = 1000,
-    pause_ms: Annotated[
-        int,
-        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
-    ] = 0,
+    pause_ms: PauseMs = 0,
     retire: Annotated[
         bool, typer.Option(help="Retire the versions no value uses any more, when done.")
     ] = True,
@@ -272,19 +287,7 @@ def rewrap(
             counts = await management.usage(session, data_class)
         target = management.keyring.encrypting_version(data_class)
         pending = sum(n for v, n in counts.items() if v != target)
-        with Progress(
-            TextColumn(f"rewrap {data_class.value} -> v{target}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=not sys.stdout.isatty(),
-        ) as progress:
-            task = progress.add_task("rewrap", total=pending or None)
-
-            def advance(batch: RewrapBatch) -> None:
-                progress.advance(task, batch.rewrapped + batch.unreadable)
-
+        with _batch_progress(f"rewrap {data_class.value} -> v{target}", pending) as advance:
             run = await rewrap_class(
                 management,
                 sessions,
@@ -292,7 +295,7 @@ def rewrap(
                 actor=operator_party(),
                 batch_size=batch_size,
                 pause_seconds=pause_ms / 1000,
-                on_batch=advance,
+                on_batch=lambda batch: advance(batch.rewrapped + batch.unreadable),
             )
         console.print(
             f"{data_class.value}: {run.rewrapped} values re-encrypted under v{target} "
@@ -352,10 +355,7 @@ def reindex(
     batch_size: Annotated[
         int, typer.Option(help="Index values recomputed per committed batch.", min=1, max=100_000)
     ] = 1000,
-    pause_ms: Annotated[
-        int,
-        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
-    ] = 0,
+    pause_ms: PauseMs = 0,
     retire: Annotated[
         bool, typer.Option(help="Retire the index versions no value uses any more, when done.")
     ] = True,
@@ -389,19 +389,8 @@ def reindex(
         async with unit_of_work(sessions) as session:
             counts = await management.count_index_usage(session, data_class, actor=operator_party())
         total = sum(counts.values())
-        with Progress(
-            TextColumn(f"reindex {data_class.value} -> index v{target}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=not sys.stdout.isatty(),
-        ) as progress:
-            task = progress.add_task("reindex", total=total or None)
-
-            def advance(batch: RewrapBatch) -> None:
-                progress.advance(task, batch.scanned)
-
+        label = f"reindex {data_class.value} -> index v{target}"
+        with _batch_progress(label, total) as advance:
             run = await reindex_class(
                 management,
                 sessions,
@@ -409,7 +398,7 @@ def reindex(
                 actor=operator_party(),
                 batch_size=batch_size,
                 pause_seconds=pause_ms / 1000,
-                on_batch=advance,
+                on_batch=lambda batch: advance(batch.scanned),
             )
         console.print(
             f"{data_class.value}: {run.rewrapped} index values recomputed under index "

@@ -316,26 +316,43 @@ class KeyManagement:
         reason: str = "manual",
     ) -> NewKeyVersion:
         """Create the next version; it encrypts after the activation delay."""
-        if SPEC_OF[data_class].in_vault:
-            raise KeysInTheVault(
-                f"the {data_class.value} keys live in the card vault's own database: "
-                "rotate them with `tradeguard vault rotate-key`"
-            )
-        latest = await repository.latest_version(session, data_class.value, DATA)
-        if latest is None:
-            raise NoActiveKey(f"{data_class.value} has no key yet; start the platform first")
-        made = await self._insert(
+        return await self._next_version(
             session,
             data_class,
             DATA,
+            actor=actor,
+            reason=reason,
+            in_vault=f"the {data_class.value} keys live in the card vault's own database: "
+            "rotate them with `tradeguard vault rotate-key`",
+        )
+
+    async def _next_version(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        kind: str,
+        *,
+        actor: Party,
+        reason: str,
+        in_vault: str,
+    ) -> NewKeyVersion:
+        """Insert the next version of a class's data or index key, active after the delay."""
+        if SPEC_OF[data_class].in_vault:
+            raise KeysInTheVault(in_vault)
+        latest = await repository.latest_version(session, data_class.value, kind)
+        if latest is None:
+            raise NoActiveKey(f"{data_class.value} has no {kind} key yet; start the platform first")
+        made = await self._insert(
+            session,
+            data_class,
+            kind,
             latest + 1,
             activates_ns=self._now + self.policy.activation_delay_ns,
         )
         if made is None:
-            raise Conflict(f"{data_class.value} was rotated by another process just now")
-        await self._event(
-            session, KeyEvent.KEY_ROTATED, actor, {**self._describe(made), "reason": reason}
-        )
+            raise Conflict(f"the {data_class.value} {kind} key was rotated by another process")
+        event = KeyEvent.INDEX_ROTATED if kind == INDEX else KeyEvent.KEY_ROTATED
+        await self._event(session, event, actor, {**self._describe(made), "reason": reason})
         return made
 
     async def due_for_rotation(self, session: AsyncSession) -> list[DataClass]:
@@ -382,17 +399,31 @@ class KeyManagement:
         self, session: AsyncSession, data_class: DataClass, *, actor: Party
     ) -> dict[int, int]:
         counts = await self.usage(session, data_class)
-        await repository.record_usage(session, data_class.value, counts, self._now)
+        await self._record_counts(
+            session, data_class, counts, kinds=repository.DATA_KINDS, actor=actor
+        )
+        return counts
+
+    async def _record_counts(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        counts: Mapping[int, int],
+        *,
+        kinds: tuple[str, ...],
+        actor: Party,
+    ) -> None:
+        await repository.record_usage(session, data_class.value, counts, self._now, kinds=kinds)
+        index = kinds == repository.INDEX_KINDS
         await self._event(
             session,
-            KeyEvent.USAGE_COUNTED,
+            KeyEvent.INDEX_USAGE_COUNTED if index else KeyEvent.USAGE_COUNTED,
             actor,
             {
                 "data_class": data_class.value,
                 "counts": {str(v): n for v, n in sorted(counts.items())},
             },
         )
-        return counts
 
     async def retire_unused(
         self, session: AsyncSession, data_class: DataClass, *, actor: Party
@@ -412,20 +443,47 @@ class KeyManagement:
         encrypting = keyset.encrypting(data_class, now - self.policy.retire_grace_ns)
         if encrypting is None:
             return []
-        counts = await self.usage(session, data_class)
+        live = [version for version, key in versions.items() if not key.retired]
+        return await self._retire_unused_versions(
+            session,
+            data_class,
+            live,
+            below=encrypting.version,
+            counts=await self.usage(session, data_class),
+            kinds=repository.DATA_KINDS,
+            actor=actor,
+        )
+
+    async def _retire_unused_versions(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        live: list[int],
+        *,
+        below: int,
+        counts: Mapping[int, int],
+        kinds: tuple[str, ...],
+        actor: Party,
+    ) -> list[int]:
+        """Retire each live version older than `below` that no stored value uses (`counts`,
+        made in this transaction), each with its event; record the counts."""
+        now = self._now
+        index = kinds == repository.INDEX_KINDS
         retired = []
-        for version, key in sorted(versions.items()):
-            if key.retired or version >= encrypting.version or counts.get(version, 0):
+        for version in sorted(live):
+            if version >= below or counts.get(version, 0):
                 continue
-            if await repository.retire_version(session, data_class.value, version, now):
+            if await repository.retire_version(
+                session, data_class.value, version, now, kinds=kinds
+            ):
                 retired.append(version)
                 await self._event(
                     session,
-                    KeyEvent.KEY_RETIRED,
+                    KeyEvent.INDEX_RETIRED if index else KeyEvent.KEY_RETIRED,
                     actor,
                     {"data_class": data_class.value, "version": version, "usage_count": 0},
                 )
-        await repository.record_usage(session, data_class.value, counts, now)
+        await repository.record_usage(session, data_class.value, counts, now, kinds=kinds)
         if retired:
             await self.keyring.refresh(session)
         return retired
@@ -658,27 +716,15 @@ class KeyManagement:
         """Create the next blind-index key version; new index values are computed under it
         after the activation delay, and lookups match under it (and every older live version)
         from the moment a process reads it."""
-        if SPEC_OF[data_class].in_vault:
-            raise KeysInTheVault(
-                f"the {data_class.value} index key lives in the card vault's own database and "
-                "keeps its version (card fingerprints are compared across the two databases)"
-            )
-        latest = await repository.latest_version(session, data_class.value, INDEX)
-        if latest is None:
-            raise NoActiveKey(f"{data_class.value} has no index key yet; start the platform first")
-        made = await self._insert(
+        return await self._next_version(
             session,
             data_class,
             INDEX,
-            latest + 1,
-            activates_ns=self._now + self.policy.activation_delay_ns,
+            actor=actor,
+            reason=reason,
+            in_vault=f"the {data_class.value} index key lives in the card vault's own database "
+            "and keeps its version (card fingerprints are compared across the two databases)",
         )
-        if made is None:
-            raise Conflict(f"the {data_class.value} index key was rotated by another process")
-        await self._event(
-            session, KeyEvent.INDEX_ROTATED, actor, {**self._describe(made), "reason": reason}
-        )
-        return made
 
     async def index_usage(self, session: AsyncSession, data_class: DataClass) -> dict[int, int]:
         """Stored index values per index key version across the class's index columns."""
@@ -696,17 +742,8 @@ class KeyManagement:
         self, session: AsyncSession, data_class: DataClass, *, actor: Party
     ) -> dict[int, int]:
         counts = await self.index_usage(session, data_class)
-        await repository.record_usage(
-            session, data_class.value, counts, self._now, kinds=repository.INDEX_KINDS
-        )
-        await self._event(
-            session,
-            KeyEvent.INDEX_USAGE_COUNTED,
-            actor,
-            {
-                "data_class": data_class.value,
-                "counts": {str(v): n for v, n in sorted(counts.items())},
-            },
+        await self._record_counts(
+            session, data_class, counts, kinds=repository.INDEX_KINDS, actor=actor
         )
         return counts
 
@@ -723,27 +760,15 @@ class KeyManagement:
         indexing = keyset.indexing(data_class, now - self.policy.retire_grace_ns)
         if indexing is None:
             return []
-        counts = await self.index_usage(session, data_class)
-        retired = []
-        for version in sorted(keyset.index_keys.get(data_class, {})):
-            if version >= indexing.version or counts.get(version, 0):
-                continue
-            if await repository.retire_version(
-                session, data_class.value, version, now, kinds=repository.INDEX_KINDS
-            ):
-                retired.append(version)
-                await self._event(
-                    session,
-                    KeyEvent.INDEX_RETIRED,
-                    actor,
-                    {"data_class": data_class.value, "version": version, "usage_count": 0},
-                )
-        await repository.record_usage(
-            session, data_class.value, counts, now, kinds=repository.INDEX_KINDS
+        return await self._retire_unused_versions(
+            session,
+            data_class,
+            list(keyset.index_keys.get(data_class, {})),
+            below=indexing.version,
+            counts=await self.index_usage(session, data_class),
+            kinds=repository.INDEX_KINDS,
+            actor=actor,
         )
-        if retired:
-            await self.keyring.refresh(session)
-        return retired
 
     async def reindex_batch(
         self,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,6 +43,10 @@ from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import Party
 
 log = logging.getLogger(__name__)
+
+# A catalogued location: of encrypted values (rewrap) or of blind indexes (reindex).
+L = TypeVar("L", Location, IndexLocation)
+L_contra = TypeVar("L_contra", Location, IndexLocation, contravariant=True)
 
 COMPONENT = "keyring"
 BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=60.0)
@@ -129,34 +133,63 @@ class RewrapRun:
     finished: bool
 
 
-BatchStep = Callable[[AsyncSession, bool], Awaitable[RewrapBatch]]
+class _BatchOf(Protocol[L_contra]):
+    """KeyManagement.rewrap_batch or .reindex_batch: one committed batch of one location."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        location: L_contra,
+        *,
+        batch_size: int,
+        actor: Party,
+        first_of_run: bool,
+    ) -> RewrapBatch: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """How a batched job runs: its size, its pace, and where it reports."""
+
+    actor: Party
+    batch_size: int = 1000
+    pause_seconds: float = 0.0
+    max_batches: int | None = None
+    on_batch: Callable[[RewrapBatch], None] | None = None
 
 
 async def _batches(
     sessions: async_sessionmaker[AsyncSession],
     data_class: DataClass,
-    steps: list[BatchStep],
-    *,
-    pause_seconds: float,
-    max_batches: int | None,
-    on_batch: Callable[[RewrapBatch], None] | None,
+    locations: list[L],
+    batch_of: _BatchOf[L],
+    run: BatchRun,
 ) -> RewrapRun:
-    """Run each location's step, one committed batch at a time, until it is finished."""
+    """Each location, one committed batch at a time, until it is finished; run again after
+    a crash and it resumes where the last commit left it."""
     batches = rewrapped = unreadable = 0
-    for step in steps:
+    for location in locations:
         first = True
-        while max_batches is None or batches < max_batches:
+        while run.max_batches is None or batches < run.max_batches:
             async with unit_of_work(sessions) as session:
-                batch = await step(session, first)
+                batch = await batch_of(
+                    session,
+                    data_class,
+                    location,
+                    batch_size=run.batch_size,
+                    actor=run.actor,
+                    first_of_run=first,
+                )
             first = False
             batches += 1
             rewrapped += batch.rewrapped
             unreadable += batch.unreadable
-            if on_batch is not None:
-                on_batch(batch)
+            if run.on_batch is not None:
+                run.on_batch(batch)
             if batch.finished:
                 break
-            if pause_seconds and await pause(None, pause_seconds):
+            if run.pause_seconds and await pause(None, run.pause_seconds):
                 break
         else:
             return RewrapRun(data_class, batches, rewrapped, unreadable, finished=False)
@@ -176,29 +209,9 @@ async def rewrap_class(
 ) -> RewrapRun:
     """Re-encrypt every stored value of a class under its encrypting version, one committed
     batch at a time; run again after a crash and it resumes where the last commit left it."""
-
-    def step(location: Location) -> BatchStep:
-        async def one(session: AsyncSession, first: bool) -> RewrapBatch:
-            return await management.rewrap_batch(
-                session,
-                data_class,
-                location,
-                batch_size=batch_size,
-                actor=actor,
-                first_of_run=first,
-            )
-
-        return one
-
+    run = BatchRun(actor, batch_size, pause_seconds, max_batches, on_batch)
     locations = locations_of(data_class, management.keyring.catalogue)
-    return await _batches(
-        sessions,
-        data_class,
-        [step(location) for location in locations],
-        pause_seconds=pause_seconds,
-        max_batches=max_batches,
-        on_batch=on_batch,
-    )
+    return await _batches(sessions, data_class, locations, management.rewrap_batch, run)
 
 
 async def reindex_class(
@@ -214,29 +227,9 @@ async def reindex_class(
 ) -> RewrapRun:
     """Recompute every blind index of a class under its current index key version, one
     committed batch at a time; run again after a crash and it resumes where it stopped."""
-
-    def step(location: IndexLocation) -> BatchStep:
-        async def one(session: AsyncSession, first: bool) -> RewrapBatch:
-            return await management.reindex_batch(
-                session,
-                data_class,
-                location,
-                batch_size=batch_size,
-                actor=actor,
-                first_of_run=first,
-            )
-
-        return one
-
+    run = BatchRun(actor, batch_size, pause_seconds, max_batches, on_batch)
     locations = index_locations_of(data_class, management.keyring.indexes)
-    return await _batches(
-        sessions,
-        data_class,
-        [step(location) for location in locations],
-        pause_seconds=pause_seconds,
-        max_batches=max_batches,
-        on_batch=on_batch,
-    )
+    return await _batches(sessions, data_class, locations, management.reindex_batch, run)
 
 
 def key_policy_from(settings: Settings) -> KeyPolicy:

@@ -508,40 +508,14 @@ class TestRestoreAfterAMoveToKms:
             monkeypatch.delenv(name)
         elsewhere = tmp_path / "restore-host"
         second = target_for(db_backend, tmp_path, databases)
-        result = runner.invoke(
-            app,
-            [
-                "backup",
-                "restore",
-                "--data-dir",
-                str(elsewhere),
-                "--public-key",
-                str(public),
-                str(after),
-                "--to",
-                second,
-            ],
-        )
+        result = restore(elsewhere, after, second, "--public-key", str(public))
         assert result.exit_code == 0, result.output
         assert_restored(after_rows, second)
 
         # The KMS key disabled: one line naming it, nothing restored.
         kms_peer.client().disable_key(KeyId=arn.rsplit("/", 1)[1])
         third = target_for(db_backend, tmp_path, databases)
-        result = runner.invoke(
-            app,
-            [
-                "backup",
-                "restore",
-                "--data-dir",
-                str(elsewhere),
-                "--public-key",
-                str(public),
-                str(after),
-                "--to",
-                third,
-            ],
-        )
+        result = restore(elsewhere, after, third, "--public-key", str(public))
         line = one_line_error(result)
         assert (
             f"wrapped under the key-encrypting key aws-kms:{arn}, which cannot be reached" in line

@@ -27,7 +27,6 @@ from tests.support.tax_records import (
     holders,
     index_versions,
     store,
-    store_untagged,
 )
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -99,7 +98,7 @@ class TestLookupAcrossRotation:
     ) -> None:
         keyring = management.keyring
         # Before: one row as written before index keys had versions, one under v1.
-        await store_untagged(sessions, keyring, "a-old", SSN)
+        await store(sessions, keyring, "a-old", SSN, untagged=True)
         await store(sessions, keyring, "b-v1", "123 45 6789")
         await store(sessions, keyring, "x-other", "111-22-3333")
         assert await index_versions(engine) == Counter({"untagged": 1, "v1": 2})
@@ -158,7 +157,7 @@ class TestLookupAcrossRotation:
         keyring = management.keyring
         for n in range(6):
             await store(sessions, keyring, f"r{n}", f"900-00-000{n}")
-        await store_untagged(sessions, keyring, "z-first", SSN)
+        await store(sessions, keyring, "z-first", SSN, untagged=True)
         await rotate_and_activate(management, sessions, clock)
         # Half-way: the first batches moved to v2, the untagged row (last by id) not yet.
         run = await reindex_class(
