@@ -34,6 +34,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.catalogue import index_locations_of
 from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
@@ -247,7 +248,8 @@ def usage(
     classes: Annotated[list[str] | None, ClassOption] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Count the stored values under each key version (recorded; shown by `keys status`)."""
+    """Count the stored values under each key version, and the stored blind indexes under
+    each index key version (recorded; shown by `keys status`)."""
     targets = _classes(classes)
     settings = _ready(data_dir)
 
@@ -257,6 +259,14 @@ def usage(
                 counts = await management.count_usage(session, data_class, actor=operator_party())
                 shown = ", ".join(f"v{v}: {n}" for v, n in sorted(counts.items())) or "no values"
                 console.print(f"{data_class.value:20} {shown}")
+                if not index_locations_of(data_class, management.keyring.indexes):
+                    continue  # no blind-index column of this class to count
+                indexes = await management.count_index_usage(
+                    session, data_class, actor=operator_party()
+                )
+                if indexes:
+                    shown = ", ".join(f"v{v}: {n}" for v, n in sorted(indexes.items()))
+                    console.print(f"{data_class.value:20} index {shown}")
 
     _run(settings, work)
 

@@ -130,7 +130,7 @@ class TestLookupAcrossRotation:
         assert (run.finished, run.rewrapped, run.unreadable) == (True, 4, 0)
         assert await index_versions(engine) == Counter({"v2": 5})
         async with unit_of_work(sessions) as session:
-            assert await management.index_usage(session, TAX) == {2: 5}
+            assert await management.count_index_usage(session, TAX, actor=OPERATOR) == {2: 5}
             assert await management.retire_unused_index(session, TAX, actor=OPERATOR) == [1]
         assert await holders(sessions, keyring, SSN) == ["a-old", "b-v1", "c-pending", "d-v2"]
         assert len(blind_index_candidates(keyring, TAX, SSN, digits_only)) == 1
@@ -144,6 +144,15 @@ class TestLookupAcrossRotation:
         assert types.count(KeyEvent.REINDEX_STARTED) == 1
         assert types.count(KeyEvent.REINDEX_FINISHED) == 1
         assert types.count(KeyEvent.INDEX_RETIRED) == 1
+        assert types.count(KeyEvent.INDEX_USAGE_COUNTED) == 1
+        async with engine.connect() as conn:
+            recorded = await conn.execute(
+                text(
+                    "SELECT version, usage_count FROM crypto_key_version "
+                    "WHERE data_class = 'tax_id' AND kind = 'index' ORDER BY version"
+                )
+            )
+            assert [tuple(r) for r in recorded.all()] == [(1, 0), (2, 5)]
         retired = [b for b in await event_bodies(engine) if b["type"] == KeyEvent.INDEX_RETIRED]
         assert retired[0]["data"] == {"data_class": "tax_id", "version": 1, "usage_count": 0}
 
