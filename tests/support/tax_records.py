@@ -46,8 +46,12 @@ def _record_id(row: Any) -> bytes:
     return str(row["id"]).encode()
 
 
+def _index_input(tax_id: str, _row: Any) -> str:
+    return digits_only(tax_id)
+
+
 TAX_INDEX = IndexLocation(
-    DataClass.TAX_ID, TABLE, "tax_id_index", "tax_id", "id", _record_id, digits_only
+    DataClass.TAX_ID, TABLE, "tax_id_index", "tax_id", "id", _record_id, _index_input
 )
 
 

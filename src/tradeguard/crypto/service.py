@@ -823,7 +823,7 @@ class KeyManagement:
             except DecryptionFailed:
                 unreadable += 1
                 continue
-            normalized = location.normalize(plaintext.decode("utf-8"))
+            normalized = location.index_input(plaintext.decode("utf-8"), values)
             swaps.append(
                 (
                     values[location.key_column],

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tests.support.api import running_api
 from tests.support.backup import location_of
+from tests.support.funds import ROUTING, funds_of
 from tests.support.ledger import event_bodies, event_types
 from tests.support.tax_records import (
     TABLE,
@@ -28,17 +30,20 @@ from tests.support.tax_records import (
     index_versions,
     store,
 )
+from tradeguard.access.domain import Role
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto import repository
 from tradeguard.crypto.classes import DataClass
-from tradeguard.crypto.columns import blind_index_candidates, digits_only
+from tradeguard.crypto.columns import blind_index_candidates, blind_index_matches, digits_only
 from tradeguard.crypto.keyring import NoActiveKey
 from tradeguard.crypto.service import KeyEvent, KeyManagement, KeysInTheVault
 from tradeguard.crypto.tasks import reindex_class
 from tradeguard.db.engine import unit_of_work
-from tradeguard.identity.container import start_identity
+from tradeguard.funds.common import FundsConflict
+from tradeguard.funds.models import BankAccount
+from tradeguard.identity.container import IdentityServices, start_identity
 from tradeguard.ledger.domain import Party
 
 OPERATOR = Party("operator", "test")
@@ -385,3 +390,82 @@ async def key_rows(engine: AsyncEngine) -> list[Any]:
     async with engine.connect() as conn:
         rows = await conn.execute(text("SELECT * FROM crypto_key_version ORDER BY 1, 2, 3"))
         return [tuple(r) for r in rows.all()]
+
+
+class TestFundsBankAccountIndex:
+    """The one catalogued index column of this release: bank account numbers (funds)."""
+
+    async def test_bank_accounts_are_found_mid_rotation_and_reindexed_as_funds_indexes_them(
+        self, settings: Settings, engine: AsyncEngine, clock: FrozenClock
+    ) -> None:
+        number = "000123456789"
+        async with running_api(settings, engine, clock) as api:
+            identity: IdentityServices = api.app.state.identity
+            funds = funds_of(api)
+            management = identity.key_management
+            keyring = management.keyring
+            users = []
+            for name in ("banka", "bankb"):
+                async with identity.unit_of_work() as session:
+                    made = await identity.accounts.create_user(
+                        session,
+                        username=name,
+                        email=f"{name}@example.org",
+                        password=f"Tr0ub4dor&3 horse staple {len(users)} battery",
+                        role=Role.TRADER,
+                    )
+                users.append(made.id)
+
+            async def add(user_id: str) -> str:
+                async with identity.unit_of_work() as session:
+                    row = await funds.banks.add(
+                        session,
+                        user_id=user_id,
+                        routing_number=ROUTING,
+                        account_number=number,
+                        account_type="checking",
+                        nickname="main",
+                        actor=Party("user", user_id),
+                    )
+                    return row.id
+
+            async def holders() -> list[str]:
+                async with identity.sessions() as session:
+                    found = await session.scalars(
+                        select(BankAccount.user_id).where(
+                            blind_index_matches(
+                                BankAccount.account_index,
+                                keyring,
+                                DataClass.BANK_DETAILS,
+                                f"{ROUTING}:{number}",
+                                str,
+                            )
+                        )
+                    )
+                    return sorted(found)
+
+            await add(users[0])
+            async with unit_of_work(identity.sessions) as session:
+                await management.rotate_index(session, DataClass.BANK_DETAILS, actor=OPERATOR)
+            clock.advance(ns=management.policy.activation_delay_ns)
+            async with identity.sessions() as session:
+                await keyring.refresh(session)
+            await add(users[1])
+            # The same account on two customers, under two index versions: found as one.
+            assert await holders() == sorted(users)
+
+            run = await reindex_class(
+                management, identity.sessions, DataClass.BANK_DETAILS, actor=OPERATOR
+            )
+            assert (run.finished, run.rewrapped, run.unreadable) == (True, 1, 0)
+            # Recomputed from the sealed number and the routing number, the index is the one
+            # funds computes: its own duplicate check (exact equality) finds the account.
+            with pytest.raises(FundsConflict, match="already on your profile"):
+                await add(users[0])
+            clock.advance(ns=management.policy.retire_grace_ns)
+            async with unit_of_work(identity.sessions) as session:
+                retired = await management.retire_unused_index(
+                    session, DataClass.BANK_DETAILS, actor=OPERATOR
+                )
+            assert retired == [1]
+            assert await holders() == sorted(users)

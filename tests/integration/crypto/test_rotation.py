@@ -15,7 +15,7 @@ from tests.support.ledger import event_types, settle
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.catalogue import LOCATIONS, locations_of
+from tradeguard.crypto.catalogue import INDEX_LOCATIONS, LOCATIONS, locations_of
 from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass
 from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring
 from tradeguard.crypto.service import NS_PER_DAY, KeyEvent, KeyManagement
@@ -317,7 +317,7 @@ class TestKeyTable:
                     {c["name"] for c in inspector.get_columns(t)},
                     inspector.get_pk_constraint(t)["constrained_columns"],
                 )
-                for t in {location.table for location in LOCATIONS}
+                for t in {location.table for location in (*LOCATIONS, *INDEX_LOCATIONS)}
             }
 
         async with engine.connect() as conn:
@@ -329,6 +329,14 @@ class TestKeyTable:
         for data_class in DataClass:
             if SPEC_OF[data_class].legacy_purpose:
                 assert len(locations_of(data_class)) == 1
+        # Each blind-index column: real columns, and computed from an encrypted column of
+        # its own class that rewrap knows.
+        sealed = {(loc.data_class, loc.table, loc.column) for loc in LOCATIONS}
+        for index in INDEX_LOCATIONS:
+            names, primary_key = schema[index.table]
+            assert set(index.columns_read) <= names
+            assert primary_key == [index.key_column]
+            assert (index.data_class, index.table, index.source_column) in sealed
 
     @pytest.mark.parametrize(
         "statement",
