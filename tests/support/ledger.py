@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,6 +69,18 @@ async def settle(engine: AsyncEngine, *, attempts: int = 500) -> int:
                 return total
         await asyncio.sleep(0.02)
     raise AssertionError("audit events stayed unsequenced")
+
+
+async def event_bodies(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every ledger event's document, in order, once all are chained."""
+    await settle(engine)
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT body FROM audit_event ORDER BY pk"))
+        return [json.loads(bytes(r.body)) for r in rows.all()]
+
+
+async def event_types(engine: AsyncEngine) -> list[str]:
+    return [body["type"] for body in await event_bodies(engine)]
 
 
 async def smuggle_event_behind_cursor(engine: AsyncEngine, *, event_id: str) -> int:

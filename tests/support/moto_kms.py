@@ -22,6 +22,8 @@ from typing import Any
 
 import botocore.session
 
+from tests.conftest import require_service
+
 ROOT = Path(__file__).resolve().parents[2]
 MOTO_SERVER = ROOT / ".venv-tools" / "moto" / "bin" / "moto_server"
 REGION = "eu-west-1"
@@ -98,3 +100,25 @@ def moto_server() -> Iterator[KmsPeer | str]:
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def required_kms_peer() -> Iterator[KmsPeer]:
+    """The running peer; a test that needs it fails in CI (skips elsewhere) without it."""
+    with moto_server() as peer:
+        if isinstance(peer, str):
+            require_service("moto_server (the AWS KMS peer)", RuntimeError(peer))
+        assert isinstance(peer, KmsPeer)
+        yield peer
+
+
+def use_peer_credentials(monkeypatch: Any, tmp_path: Path) -> None:
+    """botocore's standard chain finds the peer's credentials in the environment, and
+    nothing of the host's AWS configuration (`monkeypatch`: pytest's MonkeyPatch)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -60,6 +60,7 @@ from tradeguard.crypto.envelope import (
     parse_header,
 )
 from tradeguard.crypto.keyring import DATA
+from tradeguard.crypto.kms_settings import KMS_KEK_PREFIX
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement
 from tradeguard.db.engine import unit_of_work
@@ -148,7 +149,38 @@ async def seal_data_key(
     )
 
 
-async def open_data_key(provider: KekProvider, manifest: Manifest) -> bytes:
+def choose_kek(keks: Sequence[KekProvider], manifest: Manifest) -> KekProvider:
+    """The key-encrypting key the manifest names (by its public id), among those given.
+
+    A backup outlives master-key rotations: its class key stays wrapped under the KEK of its
+    day, so a restore picks that KEK by the id in the signed manifest (an old master key
+    file, or the KMS key), never the installation's current one by default. The refusal
+    names the KEK needed (an id, never key material) and how to supply it.
+    """
+    needed = manifest.keys.kek_id
+    for kek in keks:
+        if kek.kek_id == needed:
+            return kek
+    given = ", ".join(sorted({kek.kek_id for kek in keks})) or "none"
+    if needed.startswith(KMS_KEK_PREFIX):
+        how = (
+            "run the restore with AWS credentials allowed kms:Decrypt on that key, in its "
+            "region (TRADEGUARD_AWS_KMS_REGION, or the region in its ARN)"
+        )
+    else:
+        how = (
+            "use the master key the backup was made with: pass its file with --master-key "
+            "(a rotated-out key is kept as keys/master.key.retired-<date>-<fingerprint>), "
+            "or rebuild it with `tradeguard keys combine` from its shares"
+        )
+    raise BackupRejected(
+        RejectReason.DATA_KEY_UNAVAILABLE,
+        f"the backup's keys are wrapped under the key-encrypting key {needed}, which was not "
+        f"given (given: {given}); {how}",
+    )
+
+
+async def open_data_key(keks: Sequence[KekProvider], manifest: Manifest) -> bytes:
     """The backup's data key, through the key-encrypting key alone (no database)."""
     keys = manifest.keys
     sealed = manifest.sealed_data_key()
@@ -162,13 +194,7 @@ async def open_data_key(provider: KekProvider, manifest: Manifest) -> bytes:
         raise BackupRejected(
             RejectReason.MANIFEST_MALFORMED, "the manifest's data key is not a backup key"
         )
-    if provider.kek_id != keys.kek_id:
-        raise BackupRejected(
-            RejectReason.DATA_KEY_UNAVAILABLE,
-            f"the backup's keys are wrapped under the key-encrypting key {keys.kek_id}, and "
-            f"this installation has {provider.kek_id}; use the master key the backup was "
-            "made with (keys/master.key, or `tradeguard keys combine` from its shares)",
-        )
+    provider = choose_kek(keks, manifest)
     try:
         class_key = await provider.unwrap(
             manifest.wrapped_class_key(),
@@ -178,7 +204,8 @@ async def open_data_key(provider: KekProvider, manifest: Manifest) -> bytes:
     except EnvelopeBroken:
         raise BackupRejected(
             RejectReason.DATA_KEY_UNAVAILABLE,
-            "the backup's data key does not open under the key-encrypting key",
+            f"the backup's data key does not open under {provider.kek_id}, the key-encrypting "
+            "key its manifest names (the manifest's key was altered, or it is not that key)",
         ) from None
 
 
@@ -423,19 +450,33 @@ def _exhaust(blocks: Iterator[bytes]) -> None:
         pass
 
 
+def _keks(provider: KekProvider | None, also: Sequence[KekProvider]) -> list[KekProvider]:
+    return [kek for kek in (provider, *also) if kek is not None]
+
+
+def signed_manifest(data: Path, trusted: list[VerifierKey]) -> Manifest:
+    """The backup's manifest, once its signature verifies (which KEK it needs, and so which
+    to load or connect to, is read only from a manifest a trusted key signed)."""
+    manifest, _ = open_manifest(read_manifest(data), trusted)
+    return manifest
+
+
 async def verify_backup(
     *,
     data: Path,
     trusted: list[VerifierKey],
     provider: KekProvider | None,
+    also: Sequence[KekProvider] = (),
     progress: ProgressSink | None = None,
 ) -> Verification:
-    """Check a backup: everything the signature covers always; with the key-encrypting key,
-    every chunk authenticates and the contents decompress too. BackupRejected if not."""
+    """Check a backup: everything the signature covers always; with key-encrypting keys
+    (`provider` and `also`: the one the manifest names is used), every chunk authenticates
+    and the contents decompress too. BackupRejected if not."""
     sink = progress or NoProgress()
     note = read_manifest(data)
     manifest, signed_by = open_manifest(note, trusted)
-    key = None if provider is None else await open_data_key(provider, manifest)
+    keks = _keks(provider, also)
+    key = await open_data_key(keks, manifest) if keks else None
     sink.phase("verify", manifest.ciphertext_bytes)
     await _read_through(data, manifest, key, sink, _exhaust)
     if key is None:
@@ -450,11 +491,16 @@ async def restore_backup(
     *,
     data: Path,
     trusted: list[VerifierKey],
-    provider: KekProvider,
+    provider: KekProvider | None,
     target: DatabaseLocation,
+    also: Sequence[KekProvider] = (),
     progress: ProgressSink | None = None,
 ) -> Verification:
     """Verify the backup completely, then restore it into a fresh database at `target`.
+
+    The backup's keys open under the key-encrypting key its manifest names, one of
+    `provider` and `also` (the current KEK, old master keys, a KMS key); refused, with
+    nothing restored, when none of them is it.
 
     SQLite: `target` must not exist. PostgreSQL: the target database must exist and hold
     nothing (for a backup of one schema: no schema of that name). Refused otherwise.
@@ -471,6 +517,8 @@ async def restore_backup(
             f"(head {head_revision()}): restore it with the release that made it"
         )
     # The cheap refusals first, before reading gigabytes.
+    keks = _keks(provider, also)
+    choose_kek(keks, manifest)
     restore_tool = None
     if target.backend == "sqlite":
         sqlite.check_fresh_target(target.sqlite_path)
@@ -492,10 +540,12 @@ async def restore_backup(
             target=info,
             restore_tool=restore_tool,
         )
-    verification = await verify_backup(data=data, trusted=trusted, provider=provider, progress=sink)
+    verification = await verify_backup(
+        data=data, trusted=trusted, provider=None, also=keks, progress=sink
+    )
     if verification.note != note:
         raise BackupRejected(RejectReason.PAIR_MISMATCH, "the manifest changed during the restore")
-    key = await open_data_key(provider, manifest)
+    key = await open_data_key(keks, manifest)
     sink.phase("restore", manifest.ciphertext_bytes)
     if target.backend == "sqlite":
         path = target.sqlite_path

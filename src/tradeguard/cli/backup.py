@@ -7,6 +7,8 @@ database. docs/backups.md explains the format, the keys and what to keep where.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tradeguard.backup.errors import BackupRejected
 from tradeguard.backup.keys import load_or_create_backup_keys, trusted_backup_keys
+from tradeguard.backup.manifest import Manifest
 from tradeguard.backup.service import (
     BackupEvent,
     DatabaseLocation,
@@ -37,6 +40,7 @@ from tradeguard.backup.service import (
     event_data,
     record,
     restore_backup,
+    signed_manifest,
     verify_backup,
 )
 from tradeguard.cli.bootstrap import database_missing
@@ -54,14 +58,18 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.kms_settings import KMS_KEK_PREFIX
 from tradeguard.crypto.providers import KekProvider, LocalFileKek, read_master_key
 from tradeguard.crypto.service import KeyManagement
 from tradeguard.crypto.tasks import (
-    AWS_KMS,
-    kek_provider_from,
+    connect_kms,
     key_policy_from,
     keyring_from,
+    kms_settings_from,
+    master_key_path,
     open_keyring,
+    pending_master_key_path,
+    retired_local_keks,
 )
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.migrate import current_revision, head_revision
@@ -114,31 +122,73 @@ def _progress() -> Progress:
     )
 
 
-def _provider(settings: Settings, *, required: bool) -> KekProvider | None:
-    """The key-encrypting key of this data directory, read but never created here."""
-    if settings.kek_provider.strip().lower() == AWS_KMS:
+MasterKeyOption = typer.Option(
+    "--master-key",
+    help="A master key file the backup may have been made under, such as the one in use "
+    "before `tradeguard keys rotate-master` (repeatable). Read with "
+    "TRADEGUARD_MASTER_KEY_PASSPHRASE when sealed under a passphrase.",
+    dir_okay=False,
+    show_default=False,
+)
+
+
+def _passphrase(settings: Settings) -> str | None:
+    secret = settings.master_key_passphrase
+    return secret.get_secret_value() if secret else None
+
+
+def _given_kek(path: Path, settings: Settings) -> KekProvider:
+    """A master key file named on the command line: one that does not read is an error."""
+    try:
+        return LocalFileKek(read_master_key(path, passphrase=_passphrase(settings)))
+    except TradeguardError as error:
+        fail(f"--master-key: {error.detail}", code=EXIT_USAGE)
+
+
+def _installed_keks(settings: Settings) -> list[KekProvider]:
+    """The data directory's master keys: the current one (an unreadable one is an error, as
+    it always was), one a rotation under way moves to, and the rotated-out copies."""
+    found: list[KekProvider] = []
+    current = master_key_path(settings)
+    if current.exists():
         try:
-            return kek_provider_from(settings, create=False)
+            found.append(LocalFileKek(read_master_key(current, passphrase=_passphrase(settings))))
         except TradeguardError as error:
             fail(error.detail, code=EXIT_USAGE)
-    path = settings.keys_dir / "master.key"
-    if not path.exists():
-        if required:
+    pending = pending_master_key_path(settings)
+    # The new key of a rotation under way: a backup made meanwhile may carry a class key
+    # already re-wrapped under it.
+    with contextlib.suppress(TradeguardError):
+        found.append(LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings))))
+    return found + retired_local_keks(settings)
+
+
+def _region_of(arn: str) -> str | None:
+    """The region of a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[:3] == ["arn", "aws", "kms"] and parts[3] else None
+
+
+async def _keks_for(
+    settings: Settings, manifest: Manifest, master_keys: list[Path]
+) -> list[KekProvider]:
+    """Every key-encrypting key that may open the backup: the files given, this data
+    directory's master keys, and the AWS KMS key the (verified) manifest names, reached only
+    when that is the one needed."""
+    found = [_given_kek(path, settings) for path in master_keys] + _installed_keks(settings)
+    needed = manifest.keys.kek_id
+    if needed.startswith(KMS_KEK_PREFIX) and all(kek.kek_id != needed for kek in found):
+        arn = needed.removeprefix(KMS_KEK_PREFIX)
+        try:
+            kms = kms_settings_from(settings, key_id=arn, region=_region_of(arn))
+            found.append(await asyncio.to_thread(connect_kms, kms))
+        except TradeguardError as error:
             fail(
-                f"no master key at {path}: the backup's data key cannot be opened",
-                hint="put the master key the backup was made with in place (or rebuild it "
-                "with `tradeguard keys combine`), or pass --data-dir",
-                code=EXIT_USAGE,
+                f"the backup's keys are wrapped under the key-encrypting key {needed}, which "
+                f"cannot be reached here: {error.detail}",
+                code=EXIT_FAILURE,
             )
-        return None
-    passphrase = settings.master_key_passphrase
-    try:
-        master = read_master_key(
-            path, passphrase=passphrase.get_secret_value() if passphrase else None
-        )
-    except TradeguardError as error:
-        fail(error.detail, code=EXIT_USAGE)
-    return LocalFileKek(master)
+    return found
 
 
 def _trusted(settings: Settings, public_key: Path | None) -> list[VerifierKey]:
@@ -307,6 +357,7 @@ async def _record_verification(settings: Settings, event: BackupEvent, data: dic
 def verify(
     backup: Annotated[Path, typer.Argument(help="The backup file (its .manifest beside it).")],
     public_key: Annotated[Path | None, PublicKeyOption] = None,
+    master_keys: Annotated[list[Path] | None, MasterKeyOption] = None,
     signature_only: Annotated[
         bool,
         typer.Option(
@@ -319,20 +370,29 @@ def verify(
 ) -> None:
     """Check a backup: its signed manifest, and that the file is exactly what it describes.
 
-    With the data directory's master key (the default when it has one), every chunk is
-    also authenticated and the contents decompressed to the size in the manifest. With only a
-    public key (--public-key, and no master key or --signature-only) the signature, sizes,
-    framing and SHA-256 are checked, and the rest is reported as unchecked.
+    With the key-encrypting key the manifest names (the data directory's master key, one
+    kept by `keys rotate-master`, a file given with --master-key, or the AWS KMS key), every
+    chunk is also authenticated and the contents decompressed to the size in the manifest.
+    With only a public key (--public-key, and no master key or --signature-only) the
+    signature, sizes, framing and SHA-256 are checked, and the rest is reported as unchecked.
     """
     settings = settings_from(data_dir)
     trusted = _trusted(settings, public_key)
-    provider = None if signature_only else _provider(settings, required=False)
 
     async def main() -> None:
         try:
+            keks: list[KekProvider] = []
+            if not signature_only:
+                keks = await _keks_for(
+                    settings, signed_manifest(backup, trusted), master_keys or []
+                )
             with _progress() as bar:
                 verification = await verify_backup(
-                    data=backup, trusted=trusted, provider=provider, progress=RichProgress(bar)
+                    data=backup,
+                    trusted=trusted,
+                    provider=None,
+                    also=keks,
+                    progress=RichProgress(bar),
                 )
         except BackupRejected as rejected:
             where = await _record_verification(
@@ -371,29 +431,33 @@ def restore(
         ),
     ],
     public_key: Annotated[Path | None, PublicKeyOption] = None,
+    master_keys: Annotated[list[Path] | None, MasterKeyOption] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Verify a backup completely, then restore it into a fresh database.
 
-    Needs the master key the backup was made with (the data directory's keys/master.key).
-    Refuses a SQLite path that exists, or a PostgreSQL database (or, for a backup of one
-    schema, that schema) that already holds anything. The restore is recorded in the
-    restored database's ledger.
+    Needs the key-encrypting key the backup was made under, which its signed manifest names
+    (kek_id): the data directory's keys/master.key, an older master key kept there by
+    `tradeguard keys rotate-master` (keys/master.key.retired-*) or given with --master-key,
+    or the AWS KMS key (reached with the AWS credentials in the environment). Refuses a
+    SQLite path that exists, or a PostgreSQL database (or, for a backup of one schema, that
+    schema) that already holds anything. The restore is recorded in the restored database's
+    ledger.
     """
     settings = settings_from(data_dir)
     trusted = _trusted(settings, public_key)
-    provider = _provider(settings, required=True)
-    assert provider is not None  # noqa: S101 - required=True exits otherwise
     is_url = "://" in to
     target = DatabaseLocation(to if is_url else f"sqlite:///{Path(to).absolute().as_posix()}")
 
     async def main() -> None:
         try:
+            keks = await _keks_for(settings, signed_manifest(backup, trusted), master_keys or [])
             with _progress() as bar:
                 verification = await restore_backup(
                     data=backup,
                     trusted=trusted,
-                    provider=provider,
+                    provider=None,
+                    also=keks,
                     target=target,
                     progress=RichProgress(bar),
                 )

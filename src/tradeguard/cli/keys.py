@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -34,6 +34,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.catalogue import index_locations_of
 from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
@@ -43,7 +44,7 @@ from tradeguard.crypto.providers import (
     create_master_key_file,
     read_master_key,
 )
-from tradeguard.crypto.service import KeyEvent, KeyManagement, RewrapBatch
+from tradeguard.crypto.service import KeyEvent, KeyManagement
 from tradeguard.crypto.shares import combine_shares, split_secret
 from tradeguard.crypto.tasks import (
     AWS_KMS,
@@ -54,6 +55,9 @@ from tradeguard.crypto.tasks import (
     kms_settings_from,
     master_key_path,
     pending_master_key_path,
+    reindex_class,
+    retired_local_keks,
+    retired_master_key_paths,
     rewrap_class,
     rotate_master_key,
     unwrap_only_providers_from,
@@ -97,7 +101,15 @@ def rotate_jwt(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     )
 
 
-def _classes(names: list[str] | None) -> list[DataClass]:
+VAULT_DATA_KEY_HINT = "use `tradeguard vault rotate-key` (docs/vault.md)"
+# Card fingerprints are the bare HMAC under the vault's index key v1, compared across the
+# vault's and the platform's databases: that key keeps its version.
+VAULT_INDEX_HINT = (
+    "the card vault's fingerprint key is not rotated (docs/security/key-management.md)"
+)
+
+
+def _classes(names: list[str] | None, *, vault_hint: str = VAULT_DATA_KEY_HINT) -> list[DataClass]:
     if not names:
         return list(PLATFORM_CLASSES)
     try:
@@ -108,7 +120,7 @@ def _classes(names: list[str] | None) -> list[DataClass]:
         if SPEC_OF[data_class].in_vault:
             fail(
                 f"the {data_class.value} keys live in the card vault's own database, not here",
-                hint="use `tradeguard vault rotate-key` (docs/vault.md)",
+                hint=vault_hint,
                 code=EXIT_USAGE,
             )
     return chosen
@@ -152,8 +164,10 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     """List every key version: its state, when it was made and activates, its last usage count.
 
     States: encrypting (new values are sealed under it), pending (made by a rotation, encrypts
-    after the activation delay), decrypt-only (older; values under it still read), retired
-    (no value uses it; it never encrypts or decrypts again), indexing (a blind-index key).
+    or indexes after the activation delay), decrypt-only (older; values under it still read),
+    retired (no value uses it; it never encrypts, decrypts or indexes again); for blind-index
+    keys (kind index): indexing (new index values are computed under it), lookup-only (older;
+    lookups still match under it until `keys reindex` has moved its values).
     """
     settings = _ready(data_dir)
 
@@ -179,6 +193,24 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
 
 
 ClassOption = typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)
+PauseMs = Annotated[
+    int, typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000)
+]
+
+
+@contextmanager
+def _batch_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` values (unknown if 0); yields what advances it."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not sys.stdout.isatty(),
+    ) as progress:
+        task = progress.add_task(label, total=total or None)
+        yield lambda amount: progress.advance(task, amount)
 
 
 @app.command("rotate")
@@ -216,7 +248,8 @@ def usage(
     classes: Annotated[list[str] | None, ClassOption] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Count the stored values under each key version (recorded; shown by `keys status`)."""
+    """Count the stored values under each key version, and the stored blind indexes under
+    each index key version (recorded; shown by `keys status`)."""
     targets = _classes(classes)
     settings = _ready(data_dir)
 
@@ -226,6 +259,14 @@ def usage(
                 counts = await management.count_usage(session, data_class, actor=operator_party())
                 shown = ", ".join(f"v{v}: {n}" for v, n in sorted(counts.items())) or "no values"
                 console.print(f"{data_class.value:20} {shown}")
+                if not index_locations_of(data_class, management.keyring.indexes):
+                    continue  # no blind-index column of this class to count
+                indexes = await management.count_index_usage(
+                    session, data_class, actor=operator_party()
+                )
+                if indexes:
+                    shown = ", ".join(f"v{v}: {n}" for v, n in sorted(indexes.items()))
+                    console.print(f"{data_class.value:20} index {shown}")
 
     _run(settings, work)
 
@@ -236,10 +277,7 @@ def rewrap(
     batch_size: Annotated[
         int, typer.Option(help="Values re-encrypted per committed batch.", min=1, max=100_000)
     ] = 1000,
-    pause_ms: Annotated[
-        int,
-        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
-    ] = 0,
+    pause_ms: PauseMs = 0,
     retire: Annotated[
         bool, typer.Option(help="Retire the versions no value uses any more, when done.")
     ] = True,
@@ -259,19 +297,7 @@ def rewrap(
             counts = await management.usage(session, data_class)
         target = management.keyring.encrypting_version(data_class)
         pending = sum(n for v, n in counts.items() if v != target)
-        with Progress(
-            TextColumn(f"rewrap {data_class.value} -> v{target}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=not sys.stdout.isatty(),
-        ) as progress:
-            task = progress.add_task("rewrap", total=pending or None)
-
-            def advance(batch: RewrapBatch) -> None:
-                progress.advance(task, batch.rewrapped + batch.unreadable)
-
+        with _batch_progress(f"rewrap {data_class.value} -> v{target}", pending) as advance:
             run = await rewrap_class(
                 management,
                 sessions,
@@ -279,7 +305,7 @@ def rewrap(
                 actor=operator_party(),
                 batch_size=batch_size,
                 pause_seconds=pause_ms / 1000,
-                on_batch=advance,
+                on_batch=lambda batch: advance(batch.rewrapped + batch.unreadable),
             )
         console.print(
             f"{data_class.value}: {run.rewrapped} values re-encrypted under v{target} "
@@ -303,12 +329,117 @@ def rewrap(
     _run(settings, work)
 
 
+@app.command("rotate-index")
+def rotate_index(
+    classes: Annotated[list[str] | None, ClassOption] = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Make a new blind-index key version for each class named (every class without --class).
+
+    Lookups and duplicate checks match under every live index version at once, so nothing is
+    missed while values move. New index values are computed under the new version after the
+    activation delay; `tradeguard keys reindex --class C` then recomputes the stored ones, and
+    the old version retires once no index uses it.
+    """
+    targets = _classes(classes, vault_hint=VAULT_INDEX_HINT)
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        async with unit_of_work(sessions) as session:
+            made = [
+                await management.rotate_index(session, data_class, actor=operator_party())
+                for data_class in targets
+            ]
+        for key in made:
+            console.print(
+                f"{key.data_class.value:20} index v{key.version}  "
+                f"indexes from {ns_to_iso(key.activates_ns)}"
+            )
+
+    _run(settings, work)
+
+
+@app.command("reindex")
+def reindex(
+    class_name: Annotated[str, typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)],
+    batch_size: Annotated[
+        int, typer.Option(help="Index values recomputed per committed batch.", min=1, max=100_000)
+    ] = 1000,
+    pause_ms: PauseMs = 0,
+    retire: Annotated[
+        bool, typer.Option(help="Retire the index versions no value uses any more, when done.")
+    ] = True,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Recompute every stored blind index of a class under its current index key version.
+
+    Each index is recomputed from the encrypted value beside it (decrypted in memory only).
+    Works in committed batches and records how far it got: stopped or killed, it resumes at
+    the last committed batch when run again. Also moves indexes stored before index keys had
+    versions into the versioned format. An index whose value does not decrypt is left as it
+    is and counted (its version then cannot retire).
+    """
+    data_class = _classes([class_name], vault_hint=VAULT_INDEX_HINT)[0]
+    settings = _ready(data_dir)
+
+    async def work(management: KeyManagement, sessions: Sessions) -> None:
+        target = management.keyring.index_version(data_class)
+        if target is None:
+            fail(f"no blind-index key of {data_class.value} computes indexes yet", code=1)
+        live = management.keyring.keyset.index_keys.get(data_class, {})
+        pending = [key for key in live.values() if key.version > target]
+        if pending:
+            # Reindexing now would move values to the version about to be replaced.
+            fail(
+                f"index v{pending[0].version} of {data_class.value} computes indexes from "
+                f"{ns_to_iso(pending[0].activates_ns)} (the activation delay)",
+                hint="run `tradeguard keys reindex` again after that",
+                code=1,
+            )
+        async with unit_of_work(sessions) as session:
+            counts = await management.count_index_usage(session, data_class, actor=operator_party())
+        total = sum(counts.values())
+        label = f"reindex {data_class.value} -> index v{target}"
+        with _batch_progress(label, total) as advance:
+            run = await reindex_class(
+                management,
+                sessions,
+                data_class,
+                actor=operator_party(),
+                batch_size=batch_size,
+                pause_seconds=pause_ms / 1000,
+                on_batch=lambda batch: advance(batch.scanned),
+            )
+        console.print(
+            f"{data_class.value}: {run.rewrapped} index values recomputed under index "
+            f"v{target} in {run.batches} batches"
+        )
+        if run.unreadable:
+            console.print(
+                f"[yellow]{run.unreadable} index values could not be recomputed (their value "
+                "did not decrypt) and were left as they are[/]"
+            )
+        if retire:
+            async with unit_of_work(sessions) as session:
+                retired = await management.retire_unused_index(
+                    session, data_class, actor=operator_party()
+                )
+            console.print(
+                "retired index " + ", ".join(f"v{v}" for v in retired)
+                if retired
+                else "no index version retired (still in use, or its successor is within the grace)"
+            )
+
+    _run(settings, work)
+
+
 @app.command("retire")
 def retire(
     classes: Annotated[list[str] | None, ClassOption] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Retire every older key version that no stored value uses (it never encrypts again)."""
+    """Retire every older key version (data and blind-index keys) that no stored value uses:
+    it never encrypts, decrypts or computes an index again."""
     targets = _classes(classes)
     settings = _ready(data_dir)
 
@@ -321,6 +452,14 @@ def retire(
                 if retired:
                     console.print(
                         f"{data_class.value:20} retired " + ", ".join(f"v{v}" for v in retired)
+                    )
+                index_retired = await management.retire_unused_index(
+                    session, data_class, actor=operator_party()
+                )
+                if index_retired:
+                    console.print(
+                        f"{data_class.value:20} retired index "
+                        + ", ".join(f"v{v}" for v in index_retired)
                     )
 
     _run(settings, work)
@@ -449,10 +588,6 @@ def _copy_owner_only(source: Path, target: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _retired_copies(settings: Settings) -> list[Path]:
-    return sorted(settings.keys_dir.glob("master.key.retired-*"))
-
-
 def _passphrase(settings: Settings) -> str | None:
     secret = settings.master_key_passphrase
     return secret.get_secret_value() if secret else None
@@ -466,23 +601,11 @@ def _new_local_target(settings: Settings, current: KekProvider) -> LocalFileKek:
         return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
     path = master_key_path(settings)
     fingerprint = current.kek_id.removeprefix("local:")
-    if not any(p.name.endswith("-" + fingerprint) for p in _retired_copies(settings)):
+    if not any(p.name.endswith("-" + fingerprint) for p in retired_master_key_paths(settings)):
         stamp = ns_to_iso(SystemClock().now_ns())[:19].replace("-", "").replace(":", "")
         _copy_owner_only(path, settings.keys_dir / f"master.key.retired-{stamp}-{fingerprint}")
     create_master_key_file(pending, secrets.token_bytes(32), _passphrase(settings))
     return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
-
-
-def _old_local_keks(settings: Settings) -> list[KekProvider]:
-    """The dated copies of earlier master keys: keys a process still wrapped under one of
-    them while a rotation ran are re-wrapped by running the rotation again."""
-    found: list[KekProvider] = []
-    for path in _retired_copies(settings):
-        try:
-            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
-        except TradeguardError:
-            continue  # sealed under another passphrase: named by `keys status` if needed
-    return found
 
 
 @app.command("rotate-master")
@@ -547,7 +670,9 @@ def rotate_master(
                 "key file is not supported",
                 code=EXIT_USAGE,
             )
-        also = [*unwrap_only_providers_from(settings, current), *_old_local_keks(settings)]
+        # The dated copies of earlier master keys: keys a process still wrapped under one of
+        # them while a rotation ran are re-wrapped by running the rotation again.
+        also = [*unwrap_only_providers_from(settings, current), *retired_local_keks(settings)]
     except TradeguardError as exc:
         fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else 1)
 

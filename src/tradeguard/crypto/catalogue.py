@@ -7,6 +7,11 @@ every entry against the tables the migrations create, so a renamed column fails 
 
 A new encrypted column (crypto/columns.py) adds its entry here; until it does, its data is
 invisible to rewrap and usage counts, and so its old key versions would never retire.
+
+A blind-index column adds an `IndexLocation` to `INDEX_LOCATIONS`: the column holding the
+index, the encrypted column it is computed from (same row) and the normalization it was
+computed with. `tradeguard keys reindex` decrypts the source to recompute the index under the
+current index key version; an index column missing here keeps its old index versions alive.
 """
 
 from __future__ import annotations
@@ -48,6 +53,39 @@ class Location:
     def name(self) -> str:
         return f"{self.table}.{self.column}"
 
+    @property
+    def columns_read(self) -> tuple[str, ...]:
+        return (self.key_column, self.column, *self.extra_columns)
+
+
+# What a row's blind index is the HMAC of: from the decrypted source value and the row (its
+# key and extra columns), the same string the owning domain passes to `blind_index`.
+IndexInput = Callable[[str, Any], str]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLocation:
+    """A blind-index column (`column`), computed from the encrypted `source_column` of the
+    same row (and, where the domain's index covers them, its `extra_columns`)."""
+
+    data_class: DataClass
+    table: str
+    column: str
+    source_column: str
+    key_column: str
+    record_id: RecordId = field(compare=False)
+    index_input: IndexInput = field(compare=False)
+    key_is_binary: bool = False
+    extra_columns: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+    @property
+    def columns_read(self) -> tuple[str, ...]:
+        return (self.key_column, self.column, self.source_column, *self.extra_columns)
+
 
 LOCATIONS: tuple[Location, ...] = (
     Location(DataClass.TOTP_SECRET, "mfa_factors", "secret_enc", "id", _text_key("id")),
@@ -78,6 +116,33 @@ LOCATIONS: tuple[Location, ...] = (
         extra_columns=("subject",),
     ),
 )
+
+
+def _bank_account_index_input(account_number: str, row: Any) -> str:
+    # The same input as funds/bank_accounts.py `_index_input` (routing number, then the
+    # normalized account number as sealed): tests/integration/crypto/test_index_rotation.py
+    # reindexes accounts added through the funds service and finds them again.
+    return f"{row['routing_number']}:{account_number}"
+
+
+INDEX_LOCATIONS: tuple[IndexLocation, ...] = (
+    IndexLocation(
+        DataClass.BANK_DETAILS,
+        "funds_bank_accounts",
+        "account_index",
+        "account_number_enc",
+        "id",
+        _text_key("id"),
+        _bank_account_index_input,
+        extra_columns=("routing_number",),
+    ),
+)
+
+
+def index_locations_of(
+    data_class: DataClass, catalogue: tuple[IndexLocation, ...] = INDEX_LOCATIONS
+) -> list[IndexLocation]:
+    return [location for location in catalogue if location.data_class is data_class]
 
 
 def locations_of(

@@ -6,6 +6,7 @@ the record id that the ciphertext's associated data must bind; the value brings 
 
     row.tax_id = keyring_field(keyring, "123-45-6789", record_id=row.id)   # sealed at flush
     row.tax_id_index = blind_index(keyring, DataClass.TAX_ID, "123-45-6789", digits_only)
+    select(T).where(blind_index_matches(T.tax_id_index, keyring, DataClass.TAX_ID, ssn))
     row.tax_id.reveal(keyring, record_id=row.id)   # the full value: callers audit this
     row.tax_id.masked(keyring, record_id=row.id)   # ***6789, the default for display
 
@@ -17,6 +18,11 @@ re-encryption); `tradeguard keys rewrap` moves the rest.
 
 A blind index is an HMAC-SHA256 of the normalized value under the class's own index key
 (never its encryption key), for equality lookups and duplicate checks without decrypting.
+Index keys have versions and each stored index names its version (crypto/index_format.py):
+write with `blind_index` (the current version), look up with `blind_index_matches` (every
+live version), so a lookup finds rows indexed before a rotation as well as after it. The
+table's index column goes into crypto/catalogue.py INDEX_LOCATIONS, so that
+`tradeguard keys reindex` can move it to the new version and the old one can retire.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import LargeBinary
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from tradeguard.core.masking import HIDDEN
@@ -143,4 +150,24 @@ class EncryptedText(TypeDecorator[Any]):
 def blind_index(
     keyring: Keyring, data_class: DataClass, value: str, normalize: Normalizer = casefolded
 ) -> bytes:
-    return keyring.blind_index(data_class, normalize(value))
+    """The index value to store: under the current index key version, which it names."""
+    return keyring.index_value(data_class, normalize(value))
+
+
+def blind_index_candidates(
+    keyring: Keyring, data_class: DataClass, value: str, normalize: Normalizer = casefolded
+) -> tuple[bytes, ...]:
+    """Every stored form of the value's index under the live index key versions."""
+    return keyring.index_candidates(data_class, normalize(value))
+
+
+def blind_index_matches(
+    column: Any,
+    keyring: Keyring,
+    data_class: DataClass,
+    value: str,
+    normalize: Normalizer = casefolded,
+) -> ColumnElement[bool]:
+    """A WHERE clause: `column` holds the value's index under any live version (an IN of
+    two or three bound parameters; the column's ordinary index serves it)."""
+    return column.in_(blind_index_candidates(keyring, data_class, value, normalize))  # type: ignore[no-any-return]

@@ -19,8 +19,6 @@ and the identity services were written against (ledger/personal/keys.py KeyWrapp
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 import struct
@@ -35,7 +33,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import ServiceUnavailable, TradeguardError
 from tradeguard.crypto import repository
-from tradeguard.crypto.catalogue import LOCATIONS, Location, location_of_purpose
+from tradeguard.crypto.catalogue import (
+    INDEX_LOCATIONS,
+    LOCATIONS,
+    IndexLocation,
+    Location,
+    location_of_purpose,
+)
 from tradeguard.crypto.classes import CLASS_OF_ID, CLASS_OF_PURPOSE, SPEC_OF, DataClass
 from tradeguard.crypto.envelope import (
     FORMAT_V2,
@@ -53,6 +57,7 @@ from tradeguard.crypto.envelope import (
     seal,
     stem,
 )
+from tradeguard.crypto.index_format import UNTAGGED_VERSION, index_digest, tag_index
 from tradeguard.crypto.legacy import LegacyFieldKeys
 from tradeguard.crypto.peppers import PEPPER_PURPOSES
 from tradeguard.crypto.providers import KekProvider, create_master_key_file, read_master_key
@@ -111,11 +116,22 @@ class LoadedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexKey:
+    """One live (not retired) version of a class's blind-index key."""
+
+    version: int
+    activates_ns: int
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Keyset:
     """An immutable snapshot of the key table, unwrapped; replaced whole on refresh."""
 
     versions: Mapping[DataClass, Mapping[int, LoadedKey]]
-    index_keys: Mapping[DataClass, bytes]
+    # Live blind-index key versions per class: a retired version is never read into a
+    # snapshot, so no process can compute an index under it again.
+    index_keys: Mapping[DataClass, Mapping[int, IndexKey]]
     # The stored peppers by purpose (kind `secret`); empty while they still derive from the
     # local master key.
     secrets: Mapping[str, bytes] = field(default_factory=dict)
@@ -156,6 +172,14 @@ class Keyset:
                 return key
         return None
 
+    def indexing(self, data_class: DataClass, now_ns: int) -> IndexKey | None:
+        """The index key version new index values are computed under: the newest live one
+        whose activation time has passed (as for data keys, so that every process knows a
+        version, and looks up under it, before any process stores values under it)."""
+        live = self.index_keys.get(data_class, {})
+        ready = [key for key in live.values() if key.activates_ns <= now_ns]
+        return max(ready, key=lambda k: k.version) if ready else None
+
 
 class UnknownKek(DecryptionFailed):
     slug = "unknown-kek"
@@ -174,6 +198,7 @@ class Keyring:
         *,
         clock: Clock,
         catalogue: tuple[Location, ...] = LOCATIONS,
+        indexes: tuple[IndexLocation, ...] = INDEX_LOCATIONS,
         also: Iterable[KekProvider] = (),
     ) -> None:
         # `provider` wraps every new key; `also` only unwraps (the other side of a master-key
@@ -184,6 +209,7 @@ class Keyring:
             self.providers.setdefault(other.kek_id, other)
         self.clock = clock
         self.catalogue = catalogue
+        self.indexes = indexes
         self._keyset: Keyset | None = None
         # Told the class of every value that fails to decrypt (the security-signal metrics,
         # web/metrics.py): a stored value that no longer opens is tampering, a copied
@@ -234,7 +260,7 @@ class Keyring:
     async def refresh(self, db: repository.Db) -> Keyset:
         """Read the key table and swap in a new snapshot."""
         versions: dict[DataClass, dict[int, LoadedKey]] = {}
-        index_keys: dict[DataClass, bytes] = {}
+        index_keys: dict[DataClass, dict[int, IndexKey]] = {}
         secrets_: dict[str, bytes] = {}
         for row in await repository.key_versions(db):
             if row.kind == SECRET:
@@ -257,13 +283,15 @@ class Keyring:
                     data_class, row.version, row.state == RETIRED, row.activates_ns, None
                 )
                 continue
-            if row.wrapped_key is None:
+            if row.wrapped_key is None or (row.kind == INDEX and row.state == RETIRED):
                 continue
             key = await self._unwrap(
                 data_class.value, row.kind, row.version, bytes(row.wrapped_key), row.kek_id
             )
             if row.kind == INDEX:
-                index_keys[data_class] = key
+                index_keys.setdefault(data_class, {})[row.version] = IndexKey(
+                    row.version, row.activates_ns, key
+                )
             elif row.kind == DATA:
                 versions.setdefault(data_class, {})[row.version] = LoadedKey(
                     data_class, row.version, row.state == RETIRED, row.activates_ns, AESGCM(key)
@@ -438,14 +466,46 @@ class Keyring:
 
     # -- secrets that are not encryption keys ---------------------------------------------
 
-    def blind_index(self, data_class: DataClass, normalized: str) -> bytes:
-        """HMAC-SHA256 of a normalized value under the class's own index key: equal values
-        give equal indexes (lookup, de-duplication), and the index reveals nothing to
-        someone without the key, unlike a plain hash of a 9-digit tax id."""
-        key = self.keyset.index_keys.get(data_class)
+    def index_value(self, data_class: DataClass, normalized: str) -> bytes:
+        """The blind index to store for a normalized value: HMAC-SHA256 under the class's
+        indexing version, prefixed with that version (crypto/index_format.py). Equal values
+        give equal indexes under one version, and the index reveals nothing to someone
+        without the key, unlike a plain hash of a 9-digit tax id."""
+        key = self.keyset.indexing(data_class, self.clock.now_ns())
         if key is None:
             raise NoActiveKey(f"no blind-index key for {data_class.value}")
-        return hmac.new(key, normalized.encode("utf-8"), hashlib.sha256).digest()
+        digest = index_digest(key.key, normalized)
+        return tag_index(SPEC_OF[data_class].class_id, key.version, digest)
+
+    def index_candidates(self, data_class: DataClass, normalized: str) -> tuple[bytes, ...]:
+        """Every stored form the value's index may have: under each live version (pending
+        ones too: another process may be a little ahead), and untagged while version 1 is
+        live. A lookup or duplicate check matches any of them, so nothing is missed while a
+        reindex is under way; a retired version is not in the snapshot and adds none."""
+        live = self.keyset.index_keys.get(data_class, {})
+        if not live:
+            raise NoActiveKey(f"no blind-index key for {data_class.value}")
+        class_id = SPEC_OF[data_class].class_id
+        found: list[bytes] = []
+        for version, key in sorted(live.items(), reverse=True):
+            digest = index_digest(key.key, normalized)
+            found.append(tag_index(class_id, version, digest))
+            if version == UNTAGGED_VERSION:
+                found.append(digest)
+        return tuple(found)
+
+    def index_version(self, data_class: DataClass) -> int | None:
+        key = self.keyset.indexing(data_class, self.clock.now_ns())
+        return None if key is None else key.version
+
+    def blind_index(self, data_class: DataClass, normalized: str) -> bytes:
+        """The bare HMAC under index key version 1, in the format before versions: for a
+        store whose index key never rotates (the card vault's fingerprints, 32 bytes in
+        customer_card). Refused once version 1 is retired. Columns use `index_value`."""
+        key = self.keyset.index_keys.get(data_class, {}).get(UNTAGGED_VERSION)
+        if key is None:
+            raise NoActiveKey(f"no blind-index key {data_class.value} v{UNTAGGED_VERSION}")
+        return index_digest(key.key, normalized)
 
     def derive_secret(self, purpose: str) -> bytes:
         """A 32-byte secret for one purpose (an HMAC pepper; crypto/peppers.py lists them).

@@ -31,10 +31,10 @@ from botocore.exceptions import (
 
 from tradeguard.core.errors import ConfigurationError, ServiceUnavailable
 from tradeguard.crypto.envelope import KEY_BYTES, EnvelopeBroken
-from tradeguard.crypto.kms_settings import KmsSettings
+from tradeguard.crypto.kms_settings import KMS_KEK_PREFIX, KmsSettings
 from tradeguard.crypto.legacy import LegacyFieldKeys
 
-KEK_ID_PREFIX: Final = "aws-kms:"
+KEK_ID_PREFIX: Final = KMS_KEK_PREFIX
 CONTEXT_KEY: Final = "tradeguard:slot"
 # Codes of a ciphertext that does not open under this key and context: a broken envelope.
 _BROKEN: Final = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})

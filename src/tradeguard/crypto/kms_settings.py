@@ -4,6 +4,10 @@ them does not load botocore."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+# The prefix of an AWS KMS key-encrypting key's public id (crypto/kms.py): "aws-kms:<ARN>".
+KMS_KEK_PREFIX: Final = "aws-kms:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ from sqlalchemy import Row, bindparam, column, func, insert, select, table, upda
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from tradeguard.crypto.catalogue import Location
+from tradeguard.crypto.catalogue import IndexLocation, Location
 from tradeguard.crypto.envelope import HEADER_BYTES
+from tradeguard.crypto.index_format import INDEX_HEADER_BYTES
 from tradeguard.crypto.models import CryptoKeyVersionRow, CryptoRewrapProgressRow
 
 Db = AsyncSession | AsyncConnection
@@ -49,12 +50,23 @@ async def latest_version(session: AsyncSession, data_class: str, kind: str) -> i
     return None if value is None else int(value)
 
 
-async def retire_version(session: AsyncSession, data_class: str, version: int, now_ns: int) -> bool:
+DATA_KINDS = ("data", "legacy")
+INDEX_KINDS = ("index",)
+
+
+async def retire_version(
+    session: AsyncSession,
+    data_class: str,
+    version: int,
+    now_ns: int,
+    *,
+    kinds: tuple[str, ...] = DATA_KINDS,
+) -> bool:
     result = await session.execute(
         update(CryptoKeyVersionRow)
         .where(
             CryptoKeyVersionRow.data_class == data_class,
-            CryptoKeyVersionRow.kind.in_(("data", "legacy")),
+            CryptoKeyVersionRow.kind.in_(kinds),
             CryptoKeyVersionRow.version == version,
             CryptoKeyVersionRow.state == "active",
         )
@@ -64,12 +76,17 @@ async def retire_version(session: AsyncSession, data_class: str, version: int, n
 
 
 async def record_usage(
-    session: AsyncSession, data_class: str, counts: Mapping[int, int], now_ns: int
+    session: AsyncSession,
+    data_class: str,
+    counts: Mapping[int, int],
+    now_ns: int,
+    *,
+    kinds: tuple[str, ...] = DATA_KINDS,
 ) -> None:
     rows = await session.execute(
         select(CryptoKeyVersionRow.kind, CryptoKeyVersionRow.version).where(
             CryptoKeyVersionRow.data_class == data_class,
-            CryptoKeyVersionRow.kind.in_(("data", "legacy")),
+            CryptoKeyVersionRow.kind.in_(kinds),
         )
     )
     for kind, version in rows.all():
@@ -84,8 +101,8 @@ async def record_usage(
         )
 
 
-def _location_table(location: Location) -> Any:
-    columns = {location.key_column, location.column, *location.extra_columns}
+def _location_table(location: Location | IndexLocation) -> Any:
+    columns = set(location.columns_read)
     return table(location.table, *(column(name) for name in sorted(columns)))
 
 
@@ -99,8 +116,21 @@ async def header_counts(db: Db, location: Location) -> dict[bytes, int]:
     return {bytes(p): int(n) for p, n in rows.all()}
 
 
+async def index_prefix_counts(db: Db, location: IndexLocation) -> dict[tuple[bytes, int], int]:
+    """How many stored index values there are per (first 7 bytes, length): the version is
+    in the first and an untagged value is told by the second (crypto/index_format.py)."""
+    t = _location_table(location)
+    value = t.c[location.column]
+    prefix = func.substr(value, 1, INDEX_HEADER_BYTES).label("prefix")
+    size = func.length(value).label("size")
+    rows = await db.execute(
+        select(prefix, size, func.count()).where(value.is_not(None)).group_by(prefix, size)
+    )
+    return {(bytes(p), int(n)): int(c) for p, n, c in rows.all()}
+
+
 async def rewrap_batch(
-    session: AsyncSession, location: Location, after: Any, limit: int
+    session: AsyncSession, location: Location | IndexLocation, after: Any, limit: int
 ) -> Sequence[Row[Any]]:
     """The next `limit` rows with a value, in primary-key order after `after`."""
     t = _location_table(location)
@@ -113,7 +143,9 @@ async def rewrap_batch(
 
 
 async def swap_values(
-    session: AsyncSession, location: Location, swaps: Sequence[tuple[Any, bytes, bytes]]
+    session: AsyncSession,
+    location: Location | IndexLocation,
+    swaps: Sequence[tuple[Any, bytes, bytes]],
 ) -> int:
     """Replace stored values (key, old, new), each only if it is still `old` (a concurrent
     write wins); one statement executed for the whole batch. Returns how many changed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.core.errors import Conflict, TradeguardError
 from tradeguard.crypto import repository
-from tradeguard.crypto.catalogue import Location, locations_of
+from tradeguard.crypto.catalogue import (
+    IndexLocation,
+    Location,
+    index_locations_of,
+    locations_of,
+)
 from tradeguard.crypto.classes import (
     CLASS_OF_ID,
     DEFAULT_ROTATION_DAYS,
@@ -37,6 +42,7 @@ from tradeguard.crypto.envelope import (
     key_slot,
     parse_header,
 )
+from tradeguard.crypto.index_format import parse_index, version_of_index_prefix
 from tradeguard.crypto.keyring import (
     ACTIVE,
     DATA,
@@ -81,6 +87,29 @@ class KeyEvent(StrEnum):
     SECRET_STORED = "crypto:secret:stored"  # noqa: S105 - an event type
     MASTER_ROTATION_STARTED = "crypto:master:rotation_started"
     MASTER_ROTATED = "crypto:master:rotated"
+    INDEX_ROTATED = "crypto:index:rotated"
+    INDEX_RETIRED = "crypto:index:retired"
+    INDEX_USAGE_COUNTED = "crypto:index:usage_counted"
+    REINDEX_STARTED = "crypto:reindex:started"
+    REINDEX_RESUMED = "crypto:reindex:resumed"
+    REINDEX_FINISHED = "crypto:reindex:finished"
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchEvents:
+    started: KeyEvent
+    resumed: KeyEvent
+    finished: KeyEvent
+
+
+_REWRAP_EVENTS = _BatchEvents(
+    KeyEvent.REWRAP_STARTED, KeyEvent.REWRAP_RESUMED, KeyEvent.REWRAP_FINISHED
+)
+_REINDEX_EVENTS = _BatchEvents(
+    KeyEvent.REINDEX_STARTED, KeyEvent.REINDEX_RESUMED, KeyEvent.REINDEX_FINISHED
+)
+# Reindex progress rows share the rewrap progress table, under names of their own.
+REINDEX_PREFIX = "index:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +142,7 @@ class VersionStatus:
     data_class: DataClass
     kind: str
     version: int
-    state: str  # encrypting, pending, decrypt-only, retired
+    state: str  # encrypting, pending, decrypt-only, retired; index: indexing, lookup-only
     created_ns: int
     activates_ns: int
     retired_ns: int | None
@@ -132,6 +161,17 @@ class RewrapBatch:
     finished: bool
     resumed: bool
     total_rewrapped: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchStart:
+    cursor: str | None
+    total_before: int
+    resumed: bool = False
+    done: bool = False
+
+    def finished(self, data_class: DataClass, name: str, target: int) -> RewrapBatch:
+        return RewrapBatch(data_class, name, target, 0, 0, 0, True, False, self.total_before)
 
 
 class KeyManagement:
@@ -276,26 +316,43 @@ class KeyManagement:
         reason: str = "manual",
     ) -> NewKeyVersion:
         """Create the next version; it encrypts after the activation delay."""
-        if SPEC_OF[data_class].in_vault:
-            raise KeysInTheVault(
-                f"the {data_class.value} keys live in the card vault's own database: "
-                "rotate them with `tradeguard vault rotate-key`"
-            )
-        latest = await repository.latest_version(session, data_class.value, DATA)
-        if latest is None:
-            raise NoActiveKey(f"{data_class.value} has no key yet; start the platform first")
-        made = await self._insert(
+        return await self._next_version(
             session,
             data_class,
             DATA,
+            actor=actor,
+            reason=reason,
+            in_vault=f"the {data_class.value} keys live in the card vault's own database: "
+            "rotate them with `tradeguard vault rotate-key`",
+        )
+
+    async def _next_version(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        kind: str,
+        *,
+        actor: Party,
+        reason: str,
+        in_vault: str,
+    ) -> NewKeyVersion:
+        """Insert the next version of a class's data or index key, active after the delay."""
+        if SPEC_OF[data_class].in_vault:
+            raise KeysInTheVault(in_vault)
+        latest = await repository.latest_version(session, data_class.value, kind)
+        if latest is None:
+            raise NoActiveKey(f"{data_class.value} has no {kind} key yet; start the platform first")
+        made = await self._insert(
+            session,
+            data_class,
+            kind,
             latest + 1,
             activates_ns=self._now + self.policy.activation_delay_ns,
         )
         if made is None:
-            raise Conflict(f"{data_class.value} was rotated by another process just now")
-        await self._event(
-            session, KeyEvent.KEY_ROTATED, actor, {**self._describe(made), "reason": reason}
-        )
+            raise Conflict(f"the {data_class.value} {kind} key was rotated by another process")
+        event = KeyEvent.INDEX_ROTATED if kind == INDEX else KeyEvent.KEY_ROTATED
+        await self._event(session, event, actor, {**self._describe(made), "reason": reason})
         return made
 
     async def due_for_rotation(self, session: AsyncSession) -> list[DataClass]:
@@ -342,17 +399,31 @@ class KeyManagement:
         self, session: AsyncSession, data_class: DataClass, *, actor: Party
     ) -> dict[int, int]:
         counts = await self.usage(session, data_class)
-        await repository.record_usage(session, data_class.value, counts, self._now)
+        await self._record_counts(
+            session, data_class, counts, kinds=repository.DATA_KINDS, actor=actor
+        )
+        return counts
+
+    async def _record_counts(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        counts: Mapping[int, int],
+        *,
+        kinds: tuple[str, ...],
+        actor: Party,
+    ) -> None:
+        await repository.record_usage(session, data_class.value, counts, self._now, kinds=kinds)
+        index = kinds == repository.INDEX_KINDS
         await self._event(
             session,
-            KeyEvent.USAGE_COUNTED,
+            KeyEvent.INDEX_USAGE_COUNTED if index else KeyEvent.USAGE_COUNTED,
             actor,
             {
                 "data_class": data_class.value,
                 "counts": {str(v): n for v, n in sorted(counts.items())},
             },
         )
-        return counts
 
     async def retire_unused(
         self, session: AsyncSession, data_class: DataClass, *, actor: Party
@@ -372,20 +443,47 @@ class KeyManagement:
         encrypting = keyset.encrypting(data_class, now - self.policy.retire_grace_ns)
         if encrypting is None:
             return []
-        counts = await self.usage(session, data_class)
+        live = [version for version, key in versions.items() if not key.retired]
+        return await self._retire_unused_versions(
+            session,
+            data_class,
+            live,
+            below=encrypting.version,
+            counts=await self.usage(session, data_class),
+            kinds=repository.DATA_KINDS,
+            actor=actor,
+        )
+
+    async def _retire_unused_versions(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        live: list[int],
+        *,
+        below: int,
+        counts: Mapping[int, int],
+        kinds: tuple[str, ...],
+        actor: Party,
+    ) -> list[int]:
+        """Retire each live version older than `below` that no stored value uses (`counts`,
+        made in this transaction), each with its event; record the counts."""
+        now = self._now
+        index = kinds == repository.INDEX_KINDS
         retired = []
-        for version, key in sorted(versions.items()):
-            if key.retired or version >= encrypting.version or counts.get(version, 0):
+        for version in sorted(live):
+            if version >= below or counts.get(version, 0):
                 continue
-            if await repository.retire_version(session, data_class.value, version, now):
+            if await repository.retire_version(
+                session, data_class.value, version, now, kinds=kinds
+            ):
                 retired.append(version)
                 await self._event(
                     session,
-                    KeyEvent.KEY_RETIRED,
+                    KeyEvent.INDEX_RETIRED if index else KeyEvent.KEY_RETIRED,
                     actor,
                     {"data_class": data_class.value, "version": version, "usage_count": 0},
                 )
-        await repository.record_usage(session, data_class.value, counts, now)
+        await repository.record_usage(session, data_class.value, counts, now, kinds=kinds)
         if retired:
             await self.keyring.refresh(session)
         return retired
@@ -400,10 +498,15 @@ class KeyManagement:
             except ValueError:
                 continue
             encrypting = keyset.encrypting(data_class, now)
+            indexing = keyset.indexing(data_class, now)
             if row.state == RETIRED:
                 state = "retired"
-            elif row.kind == INDEX:
+            elif row.kind == INDEX and indexing is not None and row.version == indexing.version:
                 state = "indexing"
+            elif row.kind == INDEX:
+                # Older: still matched by lookups until a reindex moves its values and it
+                # retires; newer: known to every process, computes indexes once activated.
+                state = "pending" if row.activates_ns > now else "lookup-only"
             elif encrypting is not None and row.kind == DATA and row.version == encrypting.version:
                 state = "encrypting"
             elif row.activates_ns > now:
@@ -427,6 +530,112 @@ class KeyManagement:
 
     # -- rewrap -----------------------------------------------------------------------------
 
+    async def _open_batch(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        name: str,
+        target: int,
+        *,
+        actor: Party,
+        first_of_run: bool,
+        events: _BatchEvents,
+    ) -> _BatchStart:
+        """Where a batched job over one location stands: resumed from its recorded cursor
+        when it works towards the same version, started afresh (an event) otherwise."""
+        now = self._now
+        progress = await repository.progress(session, data_class.value, name)
+        described = {"data_class": data_class.value, "location": name, "target_version": target}
+        if progress is not None and progress.target_version == target:
+            if progress.finished_ns is not None and first_of_run:
+                return _BatchStart(progress.cursor, progress.rows_rewrapped, done=True)
+            if first_of_run and progress.cursor is not None:
+                await self._event(
+                    session,
+                    events.resumed,
+                    actor,
+                    {**described, "rows_rewrapped": progress.rows_rewrapped},
+                )
+                return _BatchStart(progress.cursor, progress.rows_rewrapped, resumed=True)
+            return _BatchStart(progress.cursor, progress.rows_rewrapped)
+        await repository.start_progress(
+            session,
+            {
+                "data_class": data_class.value,
+                "location": name,
+                "target_version": target,
+                "cursor": None,
+                "rows_rewrapped": 0,
+                "started_ns": now,
+                "updated_ns": now,
+                "finished_ns": None,
+            },
+        )
+        await self._event(session, events.started, actor, described)
+        return _BatchStart(None, 0)
+
+    async def _close_batch(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        location: Location | IndexLocation,
+        name: str,
+        *,
+        target: int,
+        start: _BatchStart,
+        rows: Sequence[Row[Any]],
+        batch_size: int,
+        swaps: list[tuple[Any, bytes, bytes]],
+        unreadable: int,
+        actor: Party,
+        events: _BatchEvents,
+    ) -> RewrapBatch:
+        """Store the batch's new values and how far it got, in the same transaction."""
+        rewrapped = await repository.swap_values(session, location, swaps)
+        finished = len(rows) < batch_size
+        new_cursor = (
+            _encode_cursor(location, rows[-1]._mapping[location.key_column])
+            if rows
+            else start.cursor
+        )
+        await repository.advance_progress(
+            session,
+            data_class=data_class.value,
+            location=name,
+            cursor=new_cursor,
+            rewrapped=rewrapped,
+            now_ns=self._now,
+            finished=finished,
+        )
+        if unreadable:
+            log.warning(
+                "a batch left values it could not decrypt",
+                extra={"data_class": data_class.value, "location": name, "count": unreadable},
+            )
+        if finished:
+            await self._event(
+                session,
+                events.finished,
+                actor,
+                {
+                    "data_class": data_class.value,
+                    "location": name,
+                    "target_version": target,
+                    "rows_rewrapped": start.total_before + rewrapped,
+                },
+            )
+        return RewrapBatch(
+            data_class,
+            name,
+            target,
+            len(rows),
+            rewrapped,
+            unreadable,
+            finished,
+            start.resumed,
+            start.total_before + rewrapped,
+        )
+
     async def rewrap_batch(
         self,
         session: AsyncSession,
@@ -442,56 +651,19 @@ class KeyManagement:
         target = self.keyring.encrypting_version(data_class)
         if target is None:
             raise NoActiveKey(f"no active key version for {data_class.value}")
-        now = self._now
-        progress = await repository.progress(session, data_class.value, location.name)
-        resumed = False
-        if progress is not None and progress.target_version == target:
-            if progress.finished_ns is not None and first_of_run:
-                return RewrapBatch(
-                    data_class, location.name, target, 0, 0, 0, True, False, progress.rows_rewrapped
-                )
-            resumed = first_of_run and progress.cursor is not None
-            cursor = progress.cursor
-            total_before = progress.rows_rewrapped
-        else:
-            await repository.start_progress(
-                session,
-                {
-                    "data_class": data_class.value,
-                    "location": location.name,
-                    "target_version": target,
-                    "cursor": None,
-                    "rows_rewrapped": 0,
-                    "started_ns": now,
-                    "updated_ns": now,
-                    "finished_ns": None,
-                },
-            )
-            cursor, total_before = None, 0
-            await self._event(
-                session,
-                KeyEvent.REWRAP_STARTED,
-                actor,
-                {
-                    "data_class": data_class.value,
-                    "location": location.name,
-                    "target_version": target,
-                },
-            )
-        if resumed:
-            await self._event(
-                session,
-                KeyEvent.REWRAP_RESUMED,
-                actor,
-                {
-                    "data_class": data_class.value,
-                    "location": location.name,
-                    "target_version": target,
-                    "rows_rewrapped": total_before,
-                },
-            )
+        start = await self._open_batch(
+            session,
+            data_class,
+            location.name,
+            target,
+            actor=actor,
+            first_of_run=first_of_run,
+            events=_REWRAP_EVENTS,
+        )
+        if start.done:
+            return start.finished(data_class, location.name, target)
         rows = await repository.rewrap_batch(
-            session, location, _decode_cursor(location, cursor), batch_size
+            session, location, _decode_cursor(location, start.cursor), batch_size
         )
         unreadable = 0
         swaps: list[tuple[Any, bytes, bytes]] = []
@@ -516,51 +688,162 @@ class KeyManagement:
                     self.keyring.seal(plaintext, binding, data_class),
                 )
             )
-        rewrapped = await repository.swap_values(session, location, swaps)
-        finished = len(rows) < batch_size
-        new_cursor = (
-            _encode_cursor(location, rows[-1]._mapping[location.key_column]) if rows else cursor
-        )
-        await repository.advance_progress(
+        return await self._close_batch(
             session,
-            data_class=data_class.value,
-            location=location.name,
-            cursor=new_cursor,
-            rewrapped=rewrapped,
-            now_ns=now,
-            finished=finished,
-        )
-        if unreadable:
-            log.warning(
-                "rewrap left values it could not decrypt",
-                extra={
-                    "data_class": data_class.value,
-                    "location": location.name,
-                    "count": unreadable,
-                },
-            )
-        if finished:
-            await self._event(
-                session,
-                KeyEvent.REWRAP_FINISHED,
-                actor,
-                {
-                    "data_class": data_class.value,
-                    "location": location.name,
-                    "target_version": target,
-                    "rows_rewrapped": total_before + rewrapped,
-                },
-            )
-        return RewrapBatch(
             data_class,
+            location,
             location.name,
+            target=target,
+            start=start,
+            rows=rows,
+            batch_size=batch_size,
+            swaps=swaps,
+            unreadable=unreadable,
+            actor=actor,
+            events=_REWRAP_EVENTS,
+        )
+
+    # -- blind-index keys: rotation, reindex, retirement ---------------------------------------
+
+    async def rotate_index(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        *,
+        actor: Party,
+        reason: str = "manual",
+    ) -> NewKeyVersion:
+        """Create the next blind-index key version; new index values are computed under it
+        after the activation delay, and lookups match under it (and every older live version)
+        from the moment a process reads it."""
+        return await self._next_version(
+            session,
+            data_class,
+            INDEX,
+            actor=actor,
+            reason=reason,
+            in_vault=f"the {data_class.value} index key lives in the card vault's own database "
+            "and keeps its version (card fingerprints are compared across the two databases)",
+        )
+
+    async def index_usage(self, session: AsyncSession, data_class: DataClass) -> dict[int, int]:
+        """Stored index values per index key version across the class's index columns."""
+        class_id = SPEC_OF[data_class].class_id
+        counts: dict[int, int] = {}
+        for location in index_locations_of(data_class, self.keyring.indexes):
+            found = await repository.index_prefix_counts(session, location)
+            for (prefix, length), count in found.items():
+                version = version_of_index_prefix(prefix, length, class_id)
+                if version is not None:
+                    counts[version] = counts.get(version, 0) + count
+        return counts
+
+    async def count_index_usage(
+        self, session: AsyncSession, data_class: DataClass, *, actor: Party
+    ) -> dict[int, int]:
+        counts = await self.index_usage(session, data_class)
+        await self._record_counts(
+            session, data_class, counts, kinds=repository.INDEX_KINDS, actor=actor
+        )
+        return counts
+
+    async def retire_unused_index(
+        self, session: AsyncSession, data_class: DataClass, *, actor: Party
+    ) -> list[int]:
+        """Retire every index key version older than the one computing indexes (for the
+        retire grace) that no stored index value uses. Retired, it is never read into a
+        keyring again: it computes no index, for storing or for lookups."""
+        if SPEC_OF[data_class].in_vault:
+            return []
+        now = self._now
+        keyset = await self.keyring.refresh(session)
+        indexing = keyset.indexing(data_class, now - self.policy.retire_grace_ns)
+        if indexing is None:
+            return []
+        return await self._retire_unused_versions(
+            session,
+            data_class,
+            list(keyset.index_keys.get(data_class, {})),
+            below=indexing.version,
+            counts=await self.index_usage(session, data_class),
+            kinds=repository.INDEX_KINDS,
+            actor=actor,
+        )
+
+    async def reindex_batch(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        location: IndexLocation,
+        *,
+        batch_size: int,
+        actor: Party,
+        first_of_run: bool,
+    ) -> RewrapBatch:
+        """Recompute the next batch of `location`'s blind indexes under the current index key
+        version, from the encrypted column beside them, and record how far it got in the same
+        transaction. A row whose value does not decrypt keeps its index (and so its version
+        stays live): counted, never guessed."""
+        target = self.keyring.index_version(data_class)
+        if target is None:
+            raise NoActiveKey(f"no blind-index key for {data_class.value}")
+        name = REINDEX_PREFIX + location.name
+        start = await self._open_batch(
+            session,
+            data_class,
+            name,
             target,
-            len(rows),
-            rewrapped,
-            unreadable,
-            finished,
-            resumed,
-            total_before + rewrapped,
+            actor=actor,
+            first_of_run=first_of_run,
+            events=_REINDEX_EVENTS,
+        )
+        if start.done:
+            return start.finished(data_class, name, target)
+        rows = await repository.rewrap_batch(
+            session, location, _decode_cursor(location, start.cursor), batch_size
+        )
+        class_id = SPEC_OF[data_class].class_id
+        unreadable = 0
+        swaps: list[tuple[Any, bytes, bytes]] = []
+        for row in rows:
+            values = row._mapping
+            stored = bytes(values[location.column])
+            header = parse_index(stored)
+            if header is not None and header == (class_id, target):
+                continue
+            sealed = values[location.source_column]
+            if sealed is None:
+                unreadable += 1  # an index with no value beside it: left for a person to see
+                continue
+            binding = FieldBinding(
+                data_class.value, location.table, location.source_column, location.record_id(values)
+            )
+            try:
+                plaintext = self.keyring.open(bytes(sealed), binding, data_class)
+            except DecryptionFailed:
+                unreadable += 1
+                continue
+            normalized = location.index_input(plaintext.decode("utf-8"), values)
+            swaps.append(
+                (
+                    values[location.key_column],
+                    stored,
+                    self.keyring.index_value(data_class, normalized),
+                )
+            )
+        return await self._close_batch(
+            session,
+            data_class,
+            location,
+            name,
+            target=target,
+            start=start,
+            rows=rows,
+            batch_size=batch_size,
+            swaps=swaps,
+            unreadable=unreadable,
+            actor=actor,
+            events=_REINDEX_EVENTS,
         )
 
     async def wrapped_data_key(
@@ -709,11 +992,11 @@ def _version_of_prefix(prefix: bytes, data_class: DataClass) -> int | None:
     return header.version
 
 
-def _encode_cursor(location: Location, key: Any) -> str:
+def _encode_cursor(location: Location | IndexLocation, key: Any) -> str:
     return bytes(key).hex() if location.key_is_binary else str(key)
 
 
-def _decode_cursor(location: Location, cursor: str | None) -> Any:
+def _decode_cursor(location: Location | IndexLocation, cursor: str | None) -> Any:
     if cursor is None:
         return None
     return bytes.fromhex(cursor) if location.key_is_binary else cursor

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, Clock
-from tradeguard.core.errors import ConfigurationError
+from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.workers import (
     BackoffPolicy,
     FailureObserver,
@@ -27,7 +27,12 @@ from tradeguard.core.workers import (
     run_until_stopped,
 )
 from tradeguard.crypto import repository
-from tradeguard.crypto.catalogue import locations_of
+from tradeguard.crypto.catalogue import (
+    IndexLocation,
+    Location,
+    index_locations_of,
+    locations_of,
+)
 from tradeguard.crypto.classes import DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.kms_settings import KmsSettings
@@ -38,6 +43,10 @@ from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import Party
 
 log = logging.getLogger(__name__)
+
+# A catalogued location: of encrypted values (rewrap) or of blind indexes (reindex).
+L = TypeVar("L", Location, IndexLocation)
+L_contra = TypeVar("L_contra", Location, IndexLocation, contravariant=True)
 
 COMPONENT = "keyring"
 BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=60.0)
@@ -124,6 +133,69 @@ class RewrapRun:
     finished: bool
 
 
+class _BatchOf(Protocol[L_contra]):
+    """KeyManagement.rewrap_batch or .reindex_batch: one committed batch of one location."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        data_class: DataClass,
+        location: L_contra,
+        *,
+        batch_size: int,
+        actor: Party,
+        first_of_run: bool,
+    ) -> RewrapBatch: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """How a batched job runs: its size, its pace, and where it reports."""
+
+    actor: Party
+    batch_size: int = 1000
+    pause_seconds: float = 0.0
+    max_batches: int | None = None
+    on_batch: Callable[[RewrapBatch], None] | None = None
+
+
+async def _batches(
+    sessions: async_sessionmaker[AsyncSession],
+    data_class: DataClass,
+    locations: list[L],
+    batch_of: _BatchOf[L],
+    run: BatchRun,
+) -> RewrapRun:
+    """Each location, one committed batch at a time, until it is finished; run again after
+    a crash and it resumes where the last commit left it."""
+    batches = rewrapped = unreadable = 0
+    for location in locations:
+        first = True
+        while run.max_batches is None or batches < run.max_batches:
+            async with unit_of_work(sessions) as session:
+                batch = await batch_of(
+                    session,
+                    data_class,
+                    location,
+                    batch_size=run.batch_size,
+                    actor=run.actor,
+                    first_of_run=first,
+                )
+            first = False
+            batches += 1
+            rewrapped += batch.rewrapped
+            unreadable += batch.unreadable
+            if run.on_batch is not None:
+                run.on_batch(batch)
+            if batch.finished:
+                break
+            if run.pause_seconds and await pause(None, run.pause_seconds):
+                break
+        else:
+            return RewrapRun(data_class, batches, rewrapped, unreadable, finished=False)
+    return RewrapRun(data_class, batches, rewrapped, unreadable, finished=True)
+
+
 async def rewrap_class(
     management: KeyManagement,
     sessions: async_sessionmaker[AsyncSession],
@@ -137,32 +209,27 @@ async def rewrap_class(
 ) -> RewrapRun:
     """Re-encrypt every stored value of a class under its encrypting version, one committed
     batch at a time; run again after a crash and it resumes where the last commit left it."""
-    batches = rewrapped = unreadable = 0
-    for location in locations_of(data_class, management.keyring.catalogue):
-        first = True
-        while max_batches is None or batches < max_batches:
-            async with unit_of_work(sessions) as session:
-                batch = await management.rewrap_batch(
-                    session,
-                    data_class,
-                    location,
-                    batch_size=batch_size,
-                    actor=actor,
-                    first_of_run=first,
-                )
-            first = False
-            batches += 1
-            rewrapped += batch.rewrapped
-            unreadable += batch.unreadable
-            if on_batch is not None:
-                on_batch(batch)
-            if batch.finished:
-                break
-            if pause_seconds and await pause(None, pause_seconds):
-                break
-        else:
-            return RewrapRun(data_class, batches, rewrapped, unreadable, finished=False)
-    return RewrapRun(data_class, batches, rewrapped, unreadable, finished=True)
+    run = BatchRun(actor, batch_size, pause_seconds, max_batches, on_batch)
+    locations = locations_of(data_class, management.keyring.catalogue)
+    return await _batches(sessions, data_class, locations, management.rewrap_batch, run)
+
+
+async def reindex_class(
+    management: KeyManagement,
+    sessions: async_sessionmaker[AsyncSession],
+    data_class: DataClass,
+    *,
+    actor: Party,
+    batch_size: int = 1000,
+    pause_seconds: float = 0.0,
+    max_batches: int | None = None,
+    on_batch: Callable[[RewrapBatch], None] | None = None,
+) -> RewrapRun:
+    """Recompute every blind index of a class under its current index key version, one
+    committed batch at a time; run again after a crash and it resumes where it stopped."""
+    run = BatchRun(actor, batch_size, pause_seconds, max_batches, on_batch)
+    locations = index_locations_of(data_class, management.keyring.indexes)
+    return await _batches(sessions, data_class, locations, management.reindex_batch, run)
 
 
 def key_policy_from(settings: Settings) -> KeyPolicy:
@@ -253,6 +320,24 @@ def kek_provider_from(settings: Settings, *, create: bool = True) -> KekProvider
         f"TRADEGUARD_KEK_PROVIDER={settings.kek_provider!r} is not known: use "
         + " or ".join(KEK_PROVIDERS)
     )
+
+
+def retired_master_key_paths(settings: Settings) -> list[Path]:
+    """The dated copies of earlier master keys that `keys rotate-master` keeps
+    (keys/master.key.retired-<date>-<fingerprint>): they open backups made before."""
+    return sorted(settings.keys_dir.glob("master.key.retired-*"))
+
+
+def retired_local_keks(settings: Settings) -> list[KekProvider]:
+    """The earlier master keys kept in the keys directory, each as an unwrap-only KEK; one
+    that does not read (sealed under another passphrase, loose permissions) is left out."""
+    found: list[KekProvider] = []
+    for path in retired_master_key_paths(settings):
+        try:
+            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+        except TradeguardError:
+            continue
+    return found
 
 
 def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list[KekProvider]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from tradeguard.backup.format import HEADER_BYTES, LENGTH
 from tradeguard.backup.keys import BACKUP_KEY_NAME
 from tradeguard.backup.service import (
     CreatedBackup,
+    DatabaseLocation,
     create_backup,
     manifest_path,
     restore_backup,
@@ -38,7 +40,9 @@ from tradeguard.backup.service import (
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.crypto.providers import LocalFileKek
+from tradeguard.crypto.tasks import rotate_master_key
 from tradeguard.db.engine import session_factory
+from tradeguard.ledger.domain import Party
 from tradeguard.ledger.tree.keys import load_or_create_log_keys
 from tradeguard.ledger.tree.note import NoteSigner
 from tradeguard.ledger.verify import verify_chain
@@ -354,6 +358,74 @@ class TestRestoreRefusals:
             await verify_backup(data=made.data, trusted=[made.signed_by], provider=stranger)
         assert caught.value.reason is RejectReason.DATA_KEY_UNAVAILABLE
         assert "master key the backup was made with" in caught.value.detail
+
+
+class TestRestoreAfterMasterKeyRotation:
+    @pytest.mark.spec("ENC-1")
+    async def test_the_kek_the_manifest_names_is_chosen_among_those_given(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        seeded: Seeded,
+        made: CreatedBackup,
+        db_backend: str,
+        tmp_path: Path,
+    ) -> None:
+        source = await table_rows(engine)
+        management = seeded.identity.key_management
+        old = provider_of(seeded)
+        new = LocalFileKek(os.urandom(32))
+        run = await rotate_master_key(management, sessions, new, actor=Party("operator", "test"))
+        assert run.finished
+        async with sessions() as session:
+            assert set(await management.kek_counts(session)) == {new.kek_id}
+        trusted = [made.signed_by]
+        async with restore_target(db_backend, tmp_path, made.manifest.pg_schema) as (
+            target,
+            restored,
+        ):
+            # The installation's current KEK alone: refused by name, nothing restored.
+            with pytest.raises(BackupRejected) as caught:
+                await restore_backup(data=made.data, trusted=trusted, provider=new, target=target)
+            assert caught.value.reason is RejectReason.DATA_KEY_UNAVAILABLE
+            assert caught.value.detail.startswith(
+                f"the backup's keys are wrapped under the key-encrypting key {old.kek_id}, "
+                f"which was not given (given: {new.kek_id})"
+            )
+            assert await is_empty(db_backend, target, restored)
+            # With the old one among others, that one opens it, whatever the order.
+            await restore_backup(
+                data=made.data, trusted=trusted, provider=new, also=[new, old], target=target
+            )
+            assert await table_rows(restored) == source
+
+    async def test_a_manifest_naming_another_kek_fails_verify(
+        self, seeded: Seeded, made: CreatedBackup
+    ) -> None:
+        old = provider_of(seeded)
+        other = LocalFileKek(os.urandom(32))
+        manifest = manifest_path(made.data)
+        manifest.write_text(manifest.read_text().replace(old.kek_id, other.kek_id))
+        for keks in ([old], [other], [old, other], []):
+            with pytest.raises(BackupRejected) as caught:
+                await verify_backup(
+                    data=made.data, trusted=[made.signed_by], provider=None, also=keks
+                )
+            assert caught.value.reason is RejectReason.SIGNATURE_INVALID
+
+
+async def is_empty(db_backend: str, target: DatabaseLocation, restored: AsyncEngine) -> bool:
+    if db_backend == "sqlite":
+        return not target.sqlite_path.exists()
+    async with restored.connect() as conn:
+        tables = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                "('pg_catalog', 'information_schema')"
+            )
+        )
+    return tables == 0
 
 
 class TestConsistency:

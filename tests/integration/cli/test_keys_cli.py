@@ -233,6 +233,47 @@ class TestRotateAndRewrap:
         assert types.count("crypto:rewrap:finished") == 1
 
 
+class TestIndexKeys:
+    def test_rotate_index_reindex_and_the_old_index_version_retires(self, data_dir: Path) -> None:
+        result = runner.invoke(
+            app, ["keys", "rotate-index", "--class", "tax_id", "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "tax_id" in result.output
+        assert "index v2" in result.output
+        assert index_states(data_dir) == [("1", "lookup-only"), ("2", "indexing")]
+        result = runner.invoke(
+            app, ["keys", "reindex", "--class", "tax_id", "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "recomputed under index v2" in result.output
+        assert "retired index v1" in result.output
+        assert index_states(data_dir) == [("1", "retired"), ("2", "indexing")]
+        # Retired stays retired: a second reindex retires nothing more and changes nothing.
+        before = query(data_dir, "SELECT * FROM crypto_key_version ORDER BY 1, 2, 3")
+        result = runner.invoke(
+            app, ["keys", "reindex", "--class", "tax_id", "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "no index version retired" in result.output
+        after = query(data_dir, "SELECT * FROM crypto_key_version ORDER BY 1, 2, 3")
+        assert [r[:9] for r in after] == [r[:9] for r in before]
+        types = event_types(data_dir)
+        assert types.count("crypto:index:rotated") == 1
+        assert types.count("crypto:index:retired") == 1
+        assert types.count("crypto:index:usage_counted") == 2
+
+
+def index_states(data_dir: Path) -> list[tuple[str, str]]:
+    status = runner.invoke(app, ["keys", "status", "--data-dir", str(data_dir)])
+    assert status.exit_code == 0, status.output
+    return [
+        (cells[2], cells[3])
+        for cells in (line.split() for line in status.output.splitlines())
+        if cells[:2] == ["tax_id", "index"]
+    ]
+
+
 class TestSplitAndCombine:
     def test_shares_rebuild_the_master_key_and_both_are_audited(
         self, data_dir: Path, tmp_path: Path
@@ -290,6 +331,13 @@ class TestBadInput:
         [
             (["keys", "rotate", "--class", "nope"], "unknown data class 'nope'"),
             (["keys", "rewrap", "--class", "nope"], "unknown data class 'nope'"),
+            (["keys", "rotate-index", "--class", "nope"], "unknown data class 'nope'"),
+            (["keys", "reindex", "--class", "nope"], "unknown data class 'nope'"),
+            (
+                ["keys", "rotate-index", "--class", "card_vault"],
+                "the card_vault keys live in the card vault's own database, not here",
+            ),
+            (["keys", "reindex", "--class", "tax_id", "--batch-size", "0"], "--batch-size"),
             (["keys", "usage", "-c", "tax_id", "-c", "pan"], "unknown data class 'pan'"),
             (
                 ["keys", "rotate", "--class", "card_vault"],

@@ -5,42 +5,19 @@ record, lookups and duplicates found by blind index, plaintext refused at flush.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import LargeBinary, MetaData, String, select, text
+from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tests.support.tax_records import TaxRecord, create_table, holders, store
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.classes import DataClass
-from tradeguard.crypto.columns import (
-    EncryptedText,
-    SealedField,
-    blind_index,
-    digits_only,
-    keyring_field,
-)
+from tradeguard.crypto.columns import SealedField, blind_index, digits_only
 from tradeguard.crypto.keyring import DecryptionFailed, Keyring
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.container import start_identity
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData()
-
-
-class TaxRecord(Base):
-    """A table of the kind later features add (accounts with a tax id)."""
-
-    __tablename__ = "test_tax_record"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    tax_id: Mapped[SealedField | None] = mapped_column(
-        EncryptedText(DataClass.TAX_ID, table="test_tax_record", column="tax_id")
-    )
-    tax_id_index: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
-
 
 SSN = "123-45-6789"
 
@@ -52,25 +29,11 @@ async def keyring(
     sessions: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
 ) -> Keyring:
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    await create_table(engine)
     identity = await start_identity(
         settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
     )
     return identity.deps.keyring
-
-
-async def store(
-    sessions: async_sessionmaker[AsyncSession], keyring: Keyring, record: str, value: str
-) -> None:
-    async with unit_of_work(sessions) as session:
-        session.add(
-            TaxRecord(
-                id=record,
-                tax_id=keyring_field(keyring, value, record_id=record),
-                tax_id_index=blind_index(keyring, DataClass.TAX_ID, value, digits_only),
-            )
-        )
 
 
 class TestEncryptedText:
@@ -136,12 +99,7 @@ class TestBlindIndex:
         await store(sessions, keyring, "a", SSN)
         await store(sessions, keyring, "b", "123 45 6789")
         await store(sessions, keyring, "c", "111-22-3333")
-        wanted = blind_index(keyring, DataClass.TAX_ID, "123456789", digits_only)
-        async with sessions() as session:
-            found = await session.scalars(
-                select(TaxRecord.id).where(TaxRecord.tax_id_index == wanted).order_by(TaxRecord.id)
-            )
-            assert list(found) == ["a", "b"]
+        assert await holders(sessions, keyring, "123456789") == ["a", "b"]
 
     async def test_the_index_is_not_a_plain_hash_of_the_value(self, keyring: Keyring) -> None:
         import hashlib  # noqa: PLC0415

@@ -16,9 +16,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
-from tests.conftest import require_service
 from tests.integration.cli.test_keys_cli import event_types, query, read_bodies, seed
-from tests.support.moto_kms import CREDENTIALS, KmsPeer, moto_server
+from tests.support.moto_kms import KmsPeer, required_kms_peer, use_peer_credentials
 from tradeguard.access import alerts_detector
 from tradeguard.backoffice import common as backoffice
 from tradeguard.cli.main import app
@@ -51,24 +50,13 @@ SLOT = b"tradeguard data key|tax_id|data|1"
 
 @pytest.fixture(scope="module")
 def kms_peer() -> Iterator[KmsPeer]:
-    with moto_server() as peer:
-        if isinstance(peer, str):
-            require_service("moto_server (the AWS KMS peer)", RuntimeError(peer))
-        assert isinstance(peer, KmsPeer)
+    with required_kms_peer() as peer:
         yield peer
 
 
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """botocore's standard chain finds the peer's credentials in the environment, and
-    nothing of the host's AWS configuration."""
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
+    use_peer_credentials(monkeypatch, tmp_path)
 
 
 def kms_of(peer: KmsPeer, key_id: str, **extra: Any) -> AwsKmsKek:

@@ -4,7 +4,6 @@ rewrap resumes where it stopped; every key operation is in the ledger."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,11 +11,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.support.ledger import settle
+from tests.support.ledger import event_types, settle
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.catalogue import LOCATIONS, locations_of
+from tradeguard.crypto.catalogue import INDEX_LOCATIONS, LOCATIONS, locations_of
 from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass
 from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring
 from tradeguard.crypto.service import NS_PER_DAY, KeyEvent, KeyManagement
@@ -83,13 +82,6 @@ async def personal_emails(engine: AsyncEngine, identity: IdentityServices) -> li
             session, after_seq=0, limit=10_000, keys=identity.deps.ledger.subject_keys
         )
     return [e.document["personal"]["email"] for e in events if "personal" in e.document]
-
-
-async def event_types(engine: AsyncEngine) -> list[str]:
-    await settle(engine)
-    async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT body FROM audit_event"))
-        return [json.loads(bytes(r.body))["type"] for r in rows.all()]
 
 
 @pytest.fixture
@@ -325,7 +317,7 @@ class TestKeyTable:
                     {c["name"] for c in inspector.get_columns(t)},
                     inspector.get_pk_constraint(t)["constrained_columns"],
                 )
-                for t in {location.table for location in LOCATIONS}
+                for t in {location.table for location in (*LOCATIONS, *INDEX_LOCATIONS)}
             }
 
         async with engine.connect() as conn:
@@ -337,6 +329,14 @@ class TestKeyTable:
         for data_class in DataClass:
             if SPEC_OF[data_class].legacy_purpose:
                 assert len(locations_of(data_class)) == 1
+        # Each blind-index column: real columns, and computed from an encrypted column of
+        # its own class that rewrap knows.
+        sealed = {(loc.data_class, loc.table, loc.column) for loc in LOCATIONS}
+        for index in INDEX_LOCATIONS:
+            names, primary_key = schema[index.table]
+            assert set(index.columns_read) <= names
+            assert primary_key == [index.key_column]
+            assert (index.data_class, index.table, index.source_column) in sealed
 
     @pytest.mark.parametrize(
         "statement",

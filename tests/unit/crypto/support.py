@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tradeguard.core.clock import FrozenClock
 from tradeguard.crypto.classes import SPEC_OF, DataClass
-from tradeguard.crypto.keyring import Keyring, Keyset, LoadedKey
+from tradeguard.crypto.keyring import IndexKey, Keyring, Keyset, LoadedKey
 from tradeguard.crypto.providers import LocalFileKek
 
 MASTER = bytes(range(32))
@@ -36,5 +36,7 @@ def keyring_with(
             data_class, version, retired, activates_ns, aead
         )
     keyring = Keyring(LocalFileKek(master), clock=clock)
-    keyring.adopt(Keyset(table, {c: secrets.token_bytes(32) for c in DataClass}))
+    keyring.adopt(
+        Keyset(table, {c: {1: IndexKey(1, 0, secrets.token_bytes(32))} for c in DataClass})
+    )
     return keyring

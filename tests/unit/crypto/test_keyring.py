@@ -3,6 +3,8 @@ altered ciphertext, versions that never encrypt once retired, and the legacy for
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,22 @@ from tests.unit.crypto.support import MASTER, keyring_with
 from tradeguard.core.clock import FrozenClock
 from tradeguard.crypto.classes import CLASS_OF_ID, CLASS_SPECS, SPEC_OF, DataClass
 from tradeguard.crypto.envelope import HEADER_BYTES, FieldBinding, parse_header, stem
-from tradeguard.crypto.keyring import DecryptionFailed, LocalKeyring, NoActiveKey
+from tradeguard.crypto.index_format import (
+    INDEX_BYTES,
+    INDEX_HEADER,
+    INDEX_HEADER_BYTES,
+    index_digest,
+    parse_index,
+    version_of_index_prefix,
+)
+from tradeguard.crypto.keyring import (
+    DecryptionFailed,
+    IndexKey,
+    Keyring,
+    Keyset,
+    LocalKeyring,
+    NoActiveKey,
+)
 
 CLASSES = st.sampled_from(list(DataClass))
 IDS = st.text(min_size=1, max_size=40)
@@ -212,6 +229,84 @@ class TestBlindIndex:
         assert keyring_with().blind_index(DataClass.TAX_ID, "1") != KEYRING.blind_index(
             DataClass.TAX_ID, "1"
         )
+
+
+def with_index_versions(
+    live: dict[int, int], clock: FrozenClock | None = None
+) -> tuple[Keyring, dict[int, IndexKey]]:
+    """A keyring whose tax_id index keys are `live` (version -> activation time)."""
+    keyring = keyring_with(clock=clock or FrozenClock())
+    keys = {v: IndexKey(v, at, secrets.token_bytes(32)) for v, at in live.items()}
+    index_keys = {**keyring.keyset.index_keys, DataClass.TAX_ID: keys}
+    keyring.adopt(Keyset(keyring.keyset.versions, index_keys))
+    return keyring, keys
+
+
+class TestVersionedBlindIndex:
+    @given(value=st.text(max_size=40), versions=st.sets(st.integers(1, 2**32 - 1), min_size=1))
+    def test_the_stored_index_names_its_version_and_every_live_version_finds_it(
+        self, value: str, versions: set[int]
+    ) -> None:
+        keyring, keys = with_index_versions(dict.fromkeys(versions, 0))
+        stored = keyring.index_value(DataClass.TAX_ID, value)
+        header = parse_index(stored)
+        assert header == (SPEC_OF[DataClass.TAX_ID].class_id, max(versions))
+        assert stored[INDEX_HEADER_BYTES:] == index_digest(keys[max(versions)].key, value)
+        candidates = keyring.index_candidates(DataClass.TAX_ID, value)
+        assert stored in candidates
+        assert len(candidates) == len(versions) + (1 in versions)
+
+    def test_a_version_indexes_only_from_its_activation_time(self) -> None:
+        clock = FrozenClock()
+        keyring, _ = with_index_versions({1: 0, 2: clock.now_ns() + 10}, clock)
+        assert keyring.index_version(DataClass.TAX_ID) == 1
+        # Lookups already match under the pending version.
+        assert len(keyring.index_candidates(DataClass.TAX_ID, "1")) == 3
+        clock.advance(ns=10)
+        assert keyring.index_version(DataClass.TAX_ID) == 2
+
+    def test_an_untagged_index_reads_as_version_one_and_matches_while_it_lives(self) -> None:
+        keyring, _ = with_index_versions({1: 0, 2: 0})
+        bare = keyring.blind_index(DataClass.TAX_ID, "123456789")
+        assert parse_index(bare) == (0, 1)
+        assert bare in keyring.index_candidates(DataClass.TAX_ID, "123456789")
+        without_v1, _ = with_index_versions({2: 0})
+        assert all(
+            len(c) == INDEX_BYTES for c in without_v1.index_candidates(DataClass.TAX_ID, "1")
+        )
+        with pytest.raises(NoActiveKey):
+            without_v1.blind_index(DataClass.TAX_ID, "123456789")
+
+    def test_no_live_version_computes_nothing(self) -> None:
+        keyring, _ = with_index_versions({})
+        with pytest.raises(NoActiveKey):
+            keyring.index_value(DataClass.TAX_ID, "1")
+        with pytest.raises(NoActiveKey):
+            keyring.index_candidates(DataClass.TAX_ID, "1")
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (b"", None),
+            (b"\x03" + bytes(37), None),  # one byte short
+            (bytes(31), None),
+            (bytes(32), (0, 1)),
+            (b"\x02" + bytes(38), None),  # a ciphertext's format byte
+            (INDEX_HEADER.pack(3, 2, 7) + bytes(32), (2, 7)),
+        ],
+    )
+    def test_only_the_two_index_forms_parse(
+        self, value: bytes, expected: tuple[int, int] | None
+    ) -> None:
+        assert parse_index(value) == expected
+
+    def test_a_prefix_of_another_class_is_no_version_of_this_one(self) -> None:
+        prefix = INDEX_HEADER.pack(3, SPEC_OF[DataClass.ACCOUNT_NUMBER].class_id, 4)
+        tax = SPEC_OF[DataClass.TAX_ID].class_id
+        assert version_of_index_prefix(prefix, INDEX_BYTES, tax) is None
+        assert version_of_index_prefix(prefix, INDEX_BYTES, tax - 1) == 4
+        assert version_of_index_prefix(prefix[:7], 32, tax) == 1
+        assert version_of_index_prefix(prefix, 40, tax) is None
 
 
 class TestColumnFastPaths:
