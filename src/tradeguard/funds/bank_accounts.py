@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.errors import NotFound
 from tradeguard.crypto.classes import DataClass
-from tradeguard.crypto.columns import blind_index, keyring_field
+from tradeguard.crypto.columns import blind_index, blind_index_candidates, keyring_field
 from tradeguard.funds import repository
 from tradeguard.funds.common import FundsConflict, FundsDeps, FundsEvent, FundsInputError
 from tradeguard.funds.domain import (
@@ -95,8 +95,13 @@ class BankAccountService:
         index = blind_index(
             deps.keyring, DataClass.BANK_DETAILS, _index_input(routing, number), str
         )
+        # Every live index version's form: during a rotation older rows still hold the
+        # previous one (crypto/index_format.py).
+        forms = blind_index_candidates(
+            deps.keyring, DataClass.BANK_DETAILS, _index_input(routing, number), str
+        )
         mine = await repository.bank_accounts_of(session, user_id)
-        if any(row.account_index == index for row in mine):
+        if any(row.account_index in forms for row in mine):
             raise FundsConflict("this bank account is already on your profile")
         if len(mine) >= MAX_BANK_ACCOUNTS:
             raise FundsConflict(
@@ -193,10 +198,16 @@ class BankAccountService:
     ) -> None:
         """A bank account confirmed by two users links them (one beneficial owner, or a
         mule): recorded for surveillance and fraud, never shown to either customer."""
+        forms = blind_index_candidates(
+            self.deps.keyring,
+            DataClass.BANK_DETAILS,
+            _index_input(row.routing_number, self.account_number(row)),
+            str,
+        )
         others = sorted(
             {
                 other.user_id
-                for other in await repository.bank_accounts_by_index(session, row.account_index)
+                for other in await repository.bank_accounts_by_index(session, forms)
                 if other.user_id != row.user_id and other.verified_ns is not None
             }
         )
@@ -255,7 +266,9 @@ class BankAccountService:
         return await repository.last_bank_change_ns(session, user_id)
 
     async def shared(self, session: AsyncSession) -> list[tuple[str, str, int]]:
-        """Users who confirmed the same bank account: for beneficial-owner links."""
+        """Users who confirmed the same bank account: for beneficial-owner links. While a
+        `bank_details` reindex is under way, pairs stored under different index versions
+        show once it finishes (the event at confirmation already named them)."""
         return await repository.shared_bank_accounts(session)
 
 

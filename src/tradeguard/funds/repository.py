@@ -73,9 +73,12 @@ async def bank_accounts_of(session: AsyncSession, user_id: str) -> Sequence[Bank
     ).all()
 
 
-async def bank_accounts_by_index(session: AsyncSession, index: bytes) -> Sequence[BankAccount]:
+async def bank_accounts_by_index(
+    session: AsyncSession, forms: Sequence[bytes]
+) -> Sequence[BankAccount]:
+    """Bank accounts whose index is any of `forms` (one value under each live version)."""
     return (
-        await session.scalars(select(BankAccount).where(BankAccount.account_index == index))
+        await session.scalars(select(BankAccount).where(BankAccount.account_index.in_(forms)))
     ).all()
 
 
