@@ -1,0 +1,26 @@
+"""The network a client address signed in from: its IPv4 or IPv6 prefix (pure).
+
+Beneficial-owner linking (surveillance) compares networks, never addresses: a household or an
+office shares a prefix while its devices' addresses change (DHCP, IPv6 privacy addresses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def network_prefix(ip: str | None, *, ipv4_prefix: int, ipv6_prefix: int) -> str | None:
+    """`203.0.113.7` with /24 -> `203.0.113.0/24`; None for a missing or malformed address.
+
+    An IPv4 client reaching an IPv6 socket arrives as ::ffff:a.b.c.d: it is its IPv4 network.
+    """
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = ipv4_prefix if isinstance(address, ipaddress.IPv4Address) else ipv6_prefix
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
