@@ -16,8 +16,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.integration.surveillance.support import MONDAY_OPEN, Market, trade_a_market
-from tests.support.api import running_api
+from tests.integration.surveillance.support import (
+    MONDAY_OPEN,
+    Market,
+    customer,
+    trade_a_market,
+)
+from tests.support.api import login, running_api
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -35,6 +40,8 @@ COMMANDS = [
     ["surveillance", "links"],
     ["surveillance", "link"],
     ["surveillance", "unlink"],
+    ["surveillance", "derive-links"],
+    ["surveillance", "dismiss-link"],
     ["surveillance", "evaluate"],
 ]
 
@@ -221,6 +228,96 @@ class TestLinks:
         code, out = run(data_dir, "surveillance", "links", "--json")
         assert json.loads(out) == []
         assert ledger_events(data_dir, "surveillance:link:added") == []
+
+
+TABLET = {"platform": "iPadOS", "screen": "1024x768", "language": "en-GB"}
+
+
+@pytest.fixture
+def shared_tablet(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A data directory where two customers signed in on one tablet, and one customer has
+    two accounts compliance linked by hand; returns the directory and the two accounts."""
+    directory = tmp_path / "var"
+    assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
+    accounts: list[str] = []
+
+    async def arrange() -> None:
+        settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
+        engine = create_engine(settings.main_database_url)
+        try:
+            async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
+                for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
+                    await customer(api, name)
+                    async with api.client(ip) as client:
+                        await login(client, name, device=TABLET)
+                accounts.extend((await customer(api, "mallory", accounts=2)).accounts)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(arrange())
+    return directory, accounts
+
+
+class TestDerivedLinks:
+    def test_an_operator_derives_lists_and_dismisses_a_shared_device_link(
+        self, shared_tablet: tuple[Path, list[str]]
+    ) -> None:
+        data_dir, _ = shared_tablet
+        code, out = run(data_dir, "surveillance", "derive-links")
+        assert code == 0, out
+        # (The sign-ins were in January, outside the network lookback of the system clock's
+        # last 30 days; devices are judged whenever they were used.)
+        assert out.startswith("1 new owner links from 0 sign-ins"), out
+        assert out.strip().endswith("and 1 shared devices")
+        code, out = run(data_dir, "surveillance", "links", "--kind", "device", "--json")
+        [link] = json.loads(out)
+        assert (link["kind"], link["status"]) == ("device", "active")
+        assert link["created_by"] == "system:surveillance"
+        assert link["evidence"]["users_on_device"] == 2
+        code, table = run(data_dir, "surveillance", "links")
+        assert code == 0
+        assert f"{link['id']}  device" in table
+        assert link["evidence"]["device_key"] in table
+        assert "198.51.100" not in table
+        code, out = run(
+            data_dir, "surveillance", "dismiss-link", link["id"], "--reason", "a family tablet"
+        )
+        assert (code, out.strip()) == (0, f"dismissed: {link['id']}")
+        [event] = ledger_events(data_dir, "surveillance:link:dismissed")
+        assert event["actor"] == {"kind": "operator", "id": OPERATOR}
+        # Dismissed stays dismissed: the stream's run derives nothing new.
+        code, out = run(data_dir, "surveillance", "run", "--once")
+        assert code == 0, out
+        assert "0 new owner links" in out
+        code, out = run(data_dir, "surveillance", "links", "--status", "dismissed", "--json")
+        assert [row["id"] for row in json.loads(out)] == [link["id"]]
+
+    def test_bad_dismissals_fail_in_one_line_and_change_nothing(
+        self, shared_tablet: tuple[Path, list[str]]
+    ) -> None:
+        data_dir, (first, second) = shared_tablet
+        assert run(data_dir, "surveillance", "derive-links")[0] == 0
+        code, out = run(data_dir, "surveillance", "link", first, second, "--reason", "one person")
+        manual = out.strip().split()[-1]
+        code, out = run(data_dir, "surveillance", "links", "--kind", "device", "--json")
+        [derived] = json.loads(out)
+        cases = [
+            (["dismiss-link", UNKNOWN, "--reason", "no such"], 1, "no such link"),
+            (["dismiss-link", "nope", "--reason", "no such"], 2, "UUID"),
+            (["dismiss-link", derived["id"], "--reason", "x"], 2, "at least 3"),
+            (["dismiss-link", derived["id"]], 2, "--reason"),
+            (["dismiss-link", manual, "--reason", "wrong person"], 1, "removed (unlink)"),
+            (["unlink", derived["id"], "--reason", "wrong person"], 1, "dismissed, not removed"),
+            (["links", "--kind", "telepathy"], 2, "telepathy"),
+        ]
+        for args, expected, message in cases:
+            code, out = run(data_dir, "surveillance", *args)
+            assert code == expected, (args, out)
+            assert message in out, (args, out)
+            assert "Traceback" not in out
+        assert ledger_events(data_dir, "surveillance:link:dismissed") == []
+        code, out = run(data_dir, "surveillance", "links", "--json")
+        assert {row["status"] for row in json.loads(out)} == {"active"}
 
 
 class TestEvaluate:
