@@ -438,56 +438,48 @@ def link_command(
     console.print(f"linked: {_with_surveillance(settings, work)}")
 
 
+LinkIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The link's id (from `surveillance links`).",
+        callback=lambda value: _uuid(value, "a link id"),
+    ),
+]
+
+
+def _change_link(data_dir: Path | None, link_id: str, reason: str, *, dismiss: bool) -> str:
+    """Remove (a manual link) or dismiss (a derived one), audited as the operator."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
+        change = services.links.dismiss if dismiss else services.links.remove
+        async with services.unit_of_work() as session:
+            row = await change(session, link_id=link_id, reason=reason, actor=operator_party())
+            return row.id
+
+    return _with_surveillance(settings, work)
+
+
 @app.command("unlink")
 def unlink_command(
-    link_id: Annotated[
-        str,
-        typer.Argument(
-            help="The link's id (from `surveillance links`).",
-            callback=lambda value: _uuid(value, "a link id"),
-        ),
-    ],
+    link_id: LinkIdArgument,
     reason: ReasonOption,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Remove a manual beneficial-owner link (audited as the operator); a derived one is
     dismissed instead (`dismiss-link`)."""
-    settings = existing_settings(data_dir)
-
-    async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
-        async with services.unit_of_work() as session:
-            row = await services.links.remove(
-                session, link_id=link_id, reason=reason, actor=operator_party()
-            )
-            return row.id
-
-    console.print(f"unlinked: {_with_surveillance(settings, work)}")
+    console.print(f"unlinked: {_change_link(data_dir, link_id, reason, dismiss=False)}")
 
 
 @app.command("dismiss-link")
 def dismiss_link_command(
-    link_id: Annotated[
-        str,
-        typer.Argument(
-            help="The derived link's id (from `surveillance links`).",
-            callback=lambda value: _uuid(value, "a link id"),
-        ),
-    ],
+    link_id: LinkIdArgument,
     reason: ReasonOption,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Dismiss a derived link (device, network, bank_account) as a false positive (audited
     as the operator): its owners are judged apart again, and it is never derived again."""
-    settings = existing_settings(data_dir)
-
-    async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
-        async with services.unit_of_work() as session:
-            row = await services.links.dismiss(
-                session, link_id=link_id, reason=reason, actor=operator_party()
-            )
-            return row.id
-
-    console.print(f"dismissed: {_with_surveillance(settings, work)}")
+    console.print(f"dismissed: {_change_link(data_dir, link_id, reason, dismiss=True)}")
 
 
 @app.command("evaluate")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 
+# The longest text an address is read from (an IPv6 address with a zone is under 64).
+MAX_ADDRESS_CHARS = 64
+
 
 def network_prefix(ip: str | None, *, ipv4_prefix: int, ipv6_prefix: int) -> str | None:
     """`203.0.113.7` with /24 -> `203.0.113.0/24`; None for a missing or malformed address.
 
     An IPv4 client reaching an IPv6 socket arrives as ::ffff:a.b.c.d: it is its IPv4 network.
     """
-    if not ip:
+    if not ip or len(ip) > MAX_ADDRESS_CHARS:
         return None
     try:
         address = ipaddress.ip_address(ip)

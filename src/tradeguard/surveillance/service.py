@@ -314,18 +314,15 @@ class OwnerLinks:
         first, second = await self._account_pair(session, account_a, account_b)
         if await repository.account_link(session, LinkKind.MANUAL, first, second) is not None:
             raise LinkExists("these accounts are already linked")
-        row = self._new_row(
+        return await self._record_new(
             session,
             LinkKind.MANUAL,
             reason=text,
-            created_by=actor,
+            actor=actor,
+            request_id=request_id,
             account_a=first,
             account_b=second,
         )
-        await self._audit(
-            session, SurveillanceEvent.LINK_ADDED, row, actor=actor, request_id=request_id
-        )
-        return row
 
     async def _account_pair(
         self, session: AsyncSession, account_a: str, account_b: str
@@ -338,13 +335,14 @@ class OwnerLinks:
             raise InvalidInput("both accounts must exist")
         return first, second
 
-    def _new_row(
+    async def _record_new(
         self,
         session: AsyncSession,
         kind: LinkKind,
         *,
         reason: str,
-        created_by: Party,
+        actor: Party,
+        request_id: str | None = None,
         evidence: Mapping[str, Any] | None = None,
         account_a: str | None = None,
         account_b: str | None = None,
@@ -361,11 +359,13 @@ class OwnerLinks:
             reason=reason,
             evidence=dict(evidence or {}),
             status=LinkStatus.ACTIVE.value,
-            created_by=f"{created_by.kind}:{created_by.id}"[:120],
+            created_by=f"{actor.kind}:{actor.id}"[:120],
             created_ns=self._clock.now_ns(),
         )
         repository.add(session, row)
-        return row
+        return await self._audit(
+            session, SurveillanceEvent.LINK_ADDED, row, actor=actor, request_id=request_id
+        )
 
     async def record_derived(
         self, session: AsyncSession, links: Sequence[DerivedLink]
@@ -382,17 +382,14 @@ class OwnerLinks:
             if pair in pairs or link.user_a == link.user_b:
                 continue
             pairs.add(pair)
-            row = self._new_row(
+            row = await self._record_new(
                 session,
                 link.kind,
                 reason=_derived_reason(link),
-                created_by=DETECTOR_PARTY,
+                actor=DETECTOR_PARTY,
                 evidence=link.evidence,
                 user_a=link.user_a,
                 user_b=link.user_b,
-            )
-            await self._audit(
-                session, SurveillanceEvent.LINK_ADDED, row, actor=DETECTOR_PARTY, request_id=None
             )
             created.append(row)
         return created
@@ -418,17 +415,14 @@ class OwnerLinks:
             if (first, second) in pairs:
                 continue
             pairs.add((first, second))
-            row = self._new_row(
+            row = await self._record_new(
                 session,
                 LinkKind.BANK_ACCOUNT,
                 reason="shared bank account: both accounts moved funds with one bank account",
-                created_by=actor,
+                actor=actor,
                 evidence=evidence,
                 account_a=first,
                 account_b=second,
-            )
-            await self._audit(
-                session, SurveillanceEvent.LINK_ADDED, row, actor=actor, request_id=None
             )
             created.append(row)
         return created
@@ -443,15 +437,12 @@ class OwnerLinks:
         request_id: str | None = None,
     ) -> SurveillanceLink:
         """Remove a manual link that was wrong (audited)."""
-        text = clean_reason(reason)
-        row = await repository.link_by_id(session, link_id, lock=True)
-        if row is None:
-            raise LinkNotFound("no such link")
+        text, row = clean_reason(reason), await self._locked(session, link_id)
         if row.kind != LinkKind.MANUAL:
             # Removed, it would be derived again at the next pass: dismissal is what stays.
             raise LinkIsDerived(f"a {row.kind} link is dismissed, not removed")
         await repository.remove_link(session, row.id)
-        await self._audit(
+        return await self._audit(
             session,
             SurveillanceEvent.LINK_REMOVED,
             row,
@@ -459,6 +450,11 @@ class OwnerLinks:
             request_id=request_id,
             extra={"reason": text, "link_reason": row.reason},
         )
+
+    async def _locked(self, session: AsyncSession, link_id: str) -> SurveillanceLink:
+        row = await repository.link_by_id(session, link_id, lock=True)
+        if row is None:
+            raise LinkNotFound("no such link")
         return row
 
     async def dismiss(
@@ -472,10 +468,7 @@ class OwnerLinks:
     ) -> SurveillanceLink:
         """Dismiss a derived link as a false positive (audited): it joins nothing from the
         stream's next pass and is never derived again."""
-        text = clean_reason(reason)
-        row = await repository.link_by_id(session, link_id, lock=True)
-        if row is None:
-            raise LinkNotFound("no such link")
+        text, row = clean_reason(reason), await self._locked(session, link_id)
         if row.kind == LinkKind.MANUAL:
             raise LinkIsManual("a manual link is removed (unlink), not dismissed")
         if row.status == LinkStatus.DISMISSED:
@@ -484,7 +477,7 @@ class OwnerLinks:
         row.dismissed_by = f"{actor.kind}:{actor.id}"[:120]
         row.dismissed_ns = self._clock.now_ns()
         row.dismiss_reason = text
-        await self._audit(
+        return await self._audit(
             session,
             SurveillanceEvent.LINK_DISMISSED,
             row,
@@ -492,7 +485,6 @@ class OwnerLinks:
             request_id=request_id,
             extra={"reason": text},
         )
-        return row
 
     async def all(
         self, session: AsyncSession, *, kind: str | None = None, status: str | None = None
@@ -513,7 +505,8 @@ class OwnerLinks:
         actor: Party,
         request_id: str | None,
         extra: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> SurveillanceLink:
+        """Append the link's ledger event; returns the link."""
         if row.user_a is not None:
             subject = Party("user", row.user_a)
             pair = {"user_id": row.user_a, "linked_user_id": row.user_b}
@@ -537,3 +530,4 @@ class OwnerLinks:
                 request_id=request_id,
             ),
         )
+        return row

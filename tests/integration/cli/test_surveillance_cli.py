@@ -10,7 +10,9 @@ import json
 import os
 import pwd
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +24,7 @@ from tests.integration.surveillance.support import (
     customer,
     trade_a_market,
 )
-from tests.support.api import login, running_api
+from tests.support.api import Api, login, running_api
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -32,6 +34,7 @@ from tradeguard.ledger.models import AuditEventRow
 runner = CliRunner()
 OPERATOR = pwd.getpwuid(os.geteuid()).pw_name
 UNKNOWN = "0190c5a0-0000-7000-8000-000000000000"
+T = TypeVar("T")
 
 COMMANDS = [
     ["surveillance"],
@@ -51,24 +54,29 @@ def run(data_dir: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture
-def traded(tmp_path: Path) -> tuple[Path, Market]:
-    """A data directory where a morning of ACME was traded (a wash trader, a spoofer)."""
+def arranged(tmp_path: Path, arrange: Callable[[Api], Awaitable[T]]) -> tuple[Path, T]:
+    """A new data directory, and what `arrange` did in it through the running app."""
     directory = tmp_path / "var"
     assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
-    found: list[Market] = []
+    found: list[T] = []
 
-    async def arrange() -> None:
+    async def run_app() -> None:
         settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
         engine = create_engine(settings.main_database_url)
         try:
             async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
-                found.append(await trade_a_market(api))
+                found.append(await arrange(api))
         finally:
             await engine.dispose()
 
-    asyncio.run(arrange())
+    asyncio.run(run_app())
     return directory, found[0]
+
+
+@pytest.fixture
+def traded(tmp_path: Path) -> tuple[Path, Market]:
+    """A data directory where a morning of ACME was traded (a wash trader, a spoofer)."""
+    return arranged(tmp_path, trade_a_market)
 
 
 def ledger_events(data_dir: Path, event_type: str) -> list[dict[str, object]]:
@@ -236,26 +244,16 @@ TABLET = {"platform": "iPadOS", "screen": "1024x768", "language": "en-GB"}
 @pytest.fixture
 def shared_tablet(tmp_path: Path) -> tuple[Path, list[str]]:
     """A data directory where two customers signed in on one tablet, and one customer has
-    two accounts compliance linked by hand; returns the directory and the two accounts."""
-    directory = tmp_path / "var"
-    assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
-    accounts: list[str] = []
+    two accounts (to link by hand); returns the directory and those two accounts."""
 
-    async def arrange() -> None:
-        settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
-        engine = create_engine(settings.main_database_url)
-        try:
-            async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
-                for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
-                    await customer(api, name)
-                    async with api.client(ip) as client:
-                        await login(client, name, device=TABLET)
-                accounts.extend((await customer(api, "mallory", accounts=2)).accounts)
-        finally:
-            await engine.dispose()
+    async def arrange(api: Api) -> list[str]:
+        for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
+            await customer(api, name)
+            async with api.client(ip) as client:
+                await login(client, name, device=TABLET)
+        return (await customer(api, "mallory", accounts=2)).accounts
 
-    asyncio.run(arrange())
-    return directory, accounts
+    return arranged(tmp_path, arrange)
 
 
 class TestDerivedLinks:
