@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.core.clock import Clock
-from tradeguard.db.engine import unit_of_work
+from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.service import SignInSignals
 from tradeguard.surveillance import repository
 from tradeguard.surveillance.linkage import LinkParameters, device_links, network_links
@@ -63,14 +63,23 @@ class LinkDeriver:
         self._min_interval = min_interval_ns
 
     async def run_once(self, *, force: bool = False) -> DerivationResult:
-        """Derive and record new links; `force`: even if another worker just did."""
+        """Derive and record new links; `force`: even if another worker just did.
+
+        The sign-ins are read in a read-only transaction (on SQLite it takes no write lock,
+        so order entry never waits behind a month of sign-ins); only the recording of the
+        new links is a write transaction, short, serialised across workers by the job's
+        checkpoint row, and recording is idempotent (a pair linked already is left).
+        """
         params = self.params
-        async with unit_of_work(self._sessions) as session:
+        async with reading(self._sessions) as session:
             now = self._clock.now_ns()
-            # The row serialises derivations across workers (two inserting one link would
-            # collide on its unique constraint); its time says when the last one ran.
-            mark = await repository.lock_checkpoint(session, CHECKPOINT_NAME, now)
-            if not force and mark.events_read and now - mark.updated_ns < self._min_interval:
+            mark = await repository.checkpoint(session, CHECKPOINT_NAME)
+            if (
+                not force
+                and mark is not None
+                and mark.events_read
+                and now - mark.updated_ns < self._min_interval
+            ):
                 return DerivationResult(0, 0, 0, 0, 0, ran=False)
             sign_ins = await self._signals.network_sign_ins(
                 session,
@@ -79,12 +88,16 @@ class LinkDeriver:
                 ipv4_prefix=params.ipv4_prefix,
                 ipv6_prefix=params.ipv6_prefix,
             )
-            report = network_links(sign_ins, params)
             devices = await self._signals.shared_devices(session, max_users=params.device_max_users)
-            derived = [*device_links(devices, params), *report.links]
+        report = network_links(sign_ins, params)
+        derived = [*device_links(devices, params), *report.links]
+        async with unit_of_work(self._sessions) as session:
+            # The row serialises recording across workers (two inserting one link would
+            # collide on its unique constraint); its time says when the last pass ran.
+            mark = await repository.lock_checkpoint(session, CHECKPOINT_NAME, now)
             created = await self._links.record_derived(session, derived)
             mark.events_read += 1  # passes run
-            mark.updated_ns = now
+            mark.updated_ns = max(mark.updated_ns, now)
         result = DerivationResult(
             created=len(created),
             sign_ins=len(sign_ins),

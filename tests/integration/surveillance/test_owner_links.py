@@ -280,6 +280,27 @@ class TestSharedNetwork:
         assert await links(api) == []
 
 
+class TestSchedule:
+    async def test_a_worker_skips_a_pass_another_ran_within_the_interval(self, api: Api) -> None:
+        await customer(api, "alice")
+        await customer(api, "bob")
+        deriver = surveillance_of(api).deriver
+        assert deriver is not None
+        await evenings_on_one_network(api, "alice", "bob", 2)
+        first = await deriver.run_once()  # two occasions: not yet
+        # The third occasion, five minutes later: a pass now is within the 15-minute
+        # interval of the last one and is skipped; the next one due links them.
+        await sign_in(api, "alice", ip=HOME_A)
+        api.clock.advance(seconds=300)
+        await sign_in(api, "bob", ip=HOME_B)
+        skipped = await deriver.run_once()
+        api.clock.advance(seconds=900)
+        due = await deriver.run_once()
+        assert (first.ran, first.created) == (True, 0)
+        assert (skipped.ran, skipped.created) == (False, 0)
+        assert (due.ran, due.created) == (True, 1)
+
+
 class TestDismissal:
     @pytest.mark.spec("MAN-1")
     async def test_a_dismissed_link_stays_dismissed_and_the_owners_split_again(
