@@ -363,10 +363,13 @@ def links_command(
     status: Annotated[
         LinkStatus | None, typer.Option(help="Only active or dismissed links.")
     ] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many, newest first.", min=1, max=10_000)
+    ] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """List the beneficial-owner links with their kind, status and evidence."""
+    """List the beneficial-owner links, newest first, with their kind, status and evidence."""
     settings = existing_settings(data_dir)
 
     async def work(services: SurveillanceServices, _: AsyncEngine) -> list[dict[str, Any]]:
@@ -375,6 +378,7 @@ def links_command(
                 session,
                 kind=kind.value if kind else None,
                 status=status.value if status else None,
+                limit=limit,
             )
             return [link_out(r).model_dump(mode="json") for r in rows]
 

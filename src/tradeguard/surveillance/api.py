@@ -431,13 +431,15 @@ async def set_surveillance_policy(
 async def list_surveillance_links(
     request: Request, filters: Annotated[LinkQuery, Query()]
 ) -> list[LinkOut]:
-    """Every beneficial-owner link, oldest first, with its kind, status and evidence."""
+    """Beneficial-owner links, newest first, with their kind, status and evidence."""
     services = _surveillance(request)
     async with services.unit_of_work() as session:
         rows = await services.links.all(
             session,
             kind=filters.kind.value if filters.kind else None,
             status=filters.status.value if filters.status else None,
+            before_id=filters.before,
+            limit=filters.limit,
         )
         return [link_out(row) for row in rows]
 

@@ -45,7 +45,7 @@ from tradeguard.surveillance.events import (
 )
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.models import SurveillanceCheckpoint
-from tradeguard.surveillance.owners import BeneficialOwners
+from tradeguard.surveillance.owners import BeneficialOwners, OwnerLink
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
 
@@ -75,15 +75,23 @@ class PassResult:
 
 class OwnerDirectory:
     """Beneficial owners of accounts: their users (through trading's service, cached) and
-    the live links (read each pass, so a new or dismissed link counts from the next)."""
+    the live links (checked each pass, so a new or dismissed link counts from the next; read
+    again only when their signature changed, as derived links may be many)."""
 
     def __init__(self, accounts: AccountService, links: OwnerLinks) -> None:
         self._accounts = accounts
         self._links = links
         self._users: dict[str, str] = {}
+        self._live: tuple[tuple[int, int, str | None], list[OwnerLink]] | None = None
+
+    async def _live_links(self, session: AsyncSession) -> list[OwnerLink]:
+        signature = await self._links.signature(session)
+        if self._live is None or self._live[0] != signature:
+            self._live = (signature, await self._links.live(session))
+        return self._live[1]
 
     async def resolve(self, session: AsyncSession, account_ids: set[str]) -> BeneficialOwners:
-        live = await self._links.live(session)
+        live = await self._live_links(session)
         wanted = set(account_ids)
         for link in live:
             if link.account_a is not None and link.account_b is not None:

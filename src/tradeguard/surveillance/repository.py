@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.surveillance.models import (
@@ -112,15 +112,38 @@ async def alerts(session: AsyncSession, where: AlertFilter) -> Sequence[Surveill
 
 
 async def links(
-    session: AsyncSession, *, kind: str | None = None, status: str | None = None
+    session: AsyncSession,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    before_id: str | None = None,
+    limit: int | None = None,
 ) -> Sequence[SurveillanceLink]:
+    """Links matching the filters, newest first (ids are time-ordered UUIDv7); all of them
+    without a `limit`."""
     query = select(SurveillanceLink)
     if kind is not None:
         query = query.where(SurveillanceLink.kind == kind)
     if status is not None:
         query = query.where(SurveillanceLink.status == status)
-    query = query.order_by(SurveillanceLink.created_ns, SurveillanceLink.id)
+    if before_id is not None:
+        query = query.where(SurveillanceLink.id < before_id)
+    query = query.order_by(SurveillanceLink.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
     return (await session.execute(query)).scalars().all()
+
+
+async def links_signature(session: AsyncSession) -> tuple[int, int, str | None]:
+    """(links, active links, the newest id): changes whenever a link is added, removed or
+    dismissed (ids are time-ordered UUIDv7), so a reader can keep the live links cached."""
+    query = select(
+        func.count(),
+        func.count().filter(SurveillanceLink.status == "active"),
+        func.max(SurveillanceLink.id),
+    ).select_from(SurveillanceLink)
+    row = (await session.execute(query)).one()
+    return int(row[0]), int(row[1]), row[2]
 
 
 async def account_link(

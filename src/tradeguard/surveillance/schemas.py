@@ -313,6 +313,10 @@ def policy_out(rules: list[ActionRule]) -> PolicyOut:
 class LinkQuery(Strict):
     kind: LinkKind | None = None
     status: LinkStatus | None = None
+    before: Uuid | None = Field(
+        default=None, description="A link id: list only older links (the next page)."
+    )
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 class LinkOut(BaseModel):

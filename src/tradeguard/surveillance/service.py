@@ -487,14 +487,27 @@ class OwnerLinks:
         )
 
     async def all(
-        self, session: AsyncSession, *, kind: str | None = None, status: str | None = None
+        self,
+        session: AsyncSession,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        before_id: str | None = None,
+        limit: int | None = None,
     ) -> Sequence[SurveillanceLink]:
-        return await repository.links(session, kind=kind, status=status)
+        """Links, newest first, by kind and status; a page of `limit` before `before_id`."""
+        return await repository.links(
+            session, kind=kind, status=status, before_id=before_id, limit=limit
+        )
 
     async def live(self, session: AsyncSession) -> list[OwnerLink]:
         """The active links, as the detectors resolve owners with them."""
         rows = await repository.links(session, status=LinkStatus.ACTIVE.value)
         return [owner_link(row) for row in rows]
+
+    async def signature(self, session: AsyncSession) -> tuple[int, int, str | None]:
+        """A value that changes whenever the live links may have (see the repository)."""
+        return await repository.links_signature(session)
 
     async def _audit(
         self,

@@ -375,7 +375,10 @@ class TestDismissal:
             done = await carol.post(f"{LINKS}/{link.id}/dismiss", reason)
             again = await carol.post(f"{LINKS}/{link.id}/dismiss", reason)
             bad_filter = await carol.get(LINKS, params={"kind": "telepathy"})
+            bad_limit = await carol.get(LINKS, params={"limit": 0})
             by_kind = await carol.get(LINKS, params={"kind": "manual"})
+            newest = await carol.get(LINKS, params={"limit": 1})
+            older = await carol.get(LINKS, params={"before": manual.id})
         assert is_problem(unknown, 404, "link-not-found")
         assert malformed.status_code == 422
         assert short.status_code == 422
@@ -390,7 +393,11 @@ class TestDismissal:
         assert done.status_code == 200
         assert is_problem(again, 409, "link-dismissed")
         assert bad_filter.status_code == 422
+        assert bad_limit.status_code == 422
         assert [row["id"] for row in by_kind.json()] == [manual.id]
+        # Newest first, a page at a time.
+        assert [row["id"] for row in newest.json()] == [manual.id]
+        assert [row["id"] for row in older.json()] == [link.id]
         # Only the one good dismissal changed anything.
         assert len(await audit_events(api, "surveillance:link:dismissed")) == 1
         statuses = {row.id: row.status for row in await links(api)}
