@@ -1,4 +1,4 @@
-"""Migration 0019 (issue #12, linked accounts): compliance's links stored before it come
+"""Migration 0020 (issue #12, linked accounts): compliance's links stored before it come
 through as active `manual` links between accounts, the rebuilt table takes links between
 users and enforces one pair per link, and downgrading keeps the account links; on SQLite
 and PostgreSQL."""
@@ -17,8 +17,8 @@ from tests.conftest import _drop_schema, _postgres_engine
 from tradeguard.db.engine import create_engine
 from tradeguard.db.migrate import alembic_config, upgrade
 
-REVISION = "0019_owner_links"
-BEFORE = "0018_kek_rotation"
+REVISION = "0020_owner_links"
+BEFORE = "0019_funds"
 OLD_LINK = (
     "INSERT INTO surveillance_links (id, account_a, account_b, reason, created_by, created_ns) "
     "VALUES ('l-1', 'acc-1', 'acc-2', 'same household (KYC)', 'operator:ops', 5)"

@@ -7,15 +7,15 @@ dismissed it, when and why), and is between two accounts or two users (device an
 links are derived from sign-ins, which are a user's). One link of a kind per pair.
 Sign-ins are read by time and devices by fingerprint: both get an index.
 
-Revision ID: 0019_owner_links
-Revises: 0018_kek_rotation
+Revision ID: 0020_owner_links
+Revises: 0019_funds
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019_owner_links"
-down_revision = "0018_kek_rotation"
+revision = "0020_owner_links"
+down_revision = "0019_funds"
 branch_labels = None
 depends_on = None
 
