@@ -25,6 +25,25 @@ OLD_LINK = (
 )
 
 
+BANK_LINK = ("l-9", "bank_account", "acc-1", "acc-2", None, None, 8)
+
+
+COLUMNS = ("id", "kind", "account_a", "account_b", "user_a", "user_b", "created_ns")
+INSERT_LINK = text(
+    "INSERT INTO surveillance_links (id, kind, account_a, account_b, user_a, user_b, reason, "
+    "evidence, created_by, created_ns) VALUES (:id, :kind, :account_a, :account_b, :user_a, "
+    ":user_b, 'r', '{}', 's', :created_ns)"
+)
+Row = tuple[str, str, str | None, str | None, str | None, str | None, int]
+
+
+async def add_links(engine: AsyncEngine, *rows: Row) -> None:
+    """Insert links into the migrated table, in one transaction."""
+    async with engine.begin() as conn:
+        for row in rows:
+            await conn.execute(INSERT_LINK, dict(zip(COLUMNS, row, strict=True)))
+
+
 @pytest.fixture
 async def unmigrated(db_backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A database migrated to the revision before the owner links, with one manual link."""
@@ -92,50 +111,23 @@ class TestOwnerLinksMigration:
         self, unmigrated: AsyncEngine
     ) -> None:
         await upgrade(unmigrated, REVISION)
-        insert = (
-            "INSERT INTO surveillance_links (id, kind, account_a, account_b, user_a, user_b, "
-            "reason, evidence, created_by, created_ns) VALUES "
-        )
-        async with unmigrated.begin() as conn:
-            await conn.execute(
-                text(insert + "('l-2', 'device', NULL, NULL, 'u-1', 'u-2', 'r', '{}', 's', 6)")
-            )
+        await add_links(unmigrated, ("l-2", "device", None, None, "u-1", "u-2", 6))
         for values in (
-            "('l-3', 'device', NULL, NULL, 'u-1', 'u-2', 'r', '{}', 's', 7)",  # the same pair
-            "('l-4', 'network', 'acc-1', NULL, 'u-1', 'u-2', 'r', '{}', 's', 7)",  # both kinds
-            "('l-5', 'network', NULL, NULL, 'u-1', NULL, 'r', '{}', 's', 7)",  # half a pair
-            "('l-6', 'manual', 'acc-1', 'acc-2', NULL, NULL, 'r', '{}', 's', 7)",  # again
+            ("l-3", "device", None, None, "u-1", "u-2", 7),  # the same pair
+            ("l-4", "network", "acc-1", None, "u-1", "u-2", 7),  # both kinds
+            ("l-5", "network", None, None, "u-1", None, 7),  # half a pair
+            ("l-6", "manual", "acc-1", "acc-2", None, None, 7),  # again
         ):
             with pytest.raises(IntegrityError):
-                async with unmigrated.begin() as conn:
-                    await conn.execute(text(insert + values))
-        async with unmigrated.begin() as conn:
-            # Another kind of link on the same pair is another link.
-            await conn.execute(
-                text(
-                    insert
-                    + "('l-7', 'bank_account', 'acc-1', 'acc-2', NULL, NULL, 'r', '{}', 's', 8)"
-                )
-            )
+                await add_links(unmigrated, values)
+        # Another kind of link on the same pair is another link.
+        await add_links(unmigrated, BANK_LINK)
 
     async def test_downgrading_keeps_one_account_link_per_pair(
         self, unmigrated: AsyncEngine
     ) -> None:
         await upgrade(unmigrated, REVISION)
-        insert = (
-            "INSERT INTO surveillance_links (id, kind, account_a, account_b, user_a, user_b, "
-            "reason, evidence, created_by, created_ns) VALUES "
-        )
-        async with unmigrated.begin() as conn:
-            await conn.execute(
-                text(insert + "('l-8', 'device', NULL, NULL, 'u-1', 'u-2', 'r', '{}', 's', 6)")
-            )
-            await conn.execute(
-                text(
-                    insert
-                    + "('l-9', 'bank_account', 'acc-1', 'acc-2', NULL, NULL, 'r', '{}', 's', 8)"
-                )
-            )
+        await add_links(unmigrated, ("l-8", "device", None, None, "u-1", "u-2", 6), BANK_LINK)
         await downgrade(unmigrated, BEFORE)
         async with unmigrated.connect() as conn:
             rows = (await conn.execute(text("SELECT id, account_a FROM surveillance_links"))).all()
