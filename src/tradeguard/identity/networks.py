@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from tradeguard.core.masking import mask_ip
+
 # The longest text an address is read from (an IPv6 address with a zone is under 64).
 MAX_ADDRESS_CHARS = 64
 
@@ -27,3 +29,17 @@ def network_prefix(ip: str | None, *, ipv4_prefix: int, ipv6_prefix: int) -> str
         address = address.ipv4_mapped
     prefix = ipv4_prefix if isinstance(address, ipaddress.IPv4Address) else ipv6_prefix
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+# What the project's masking (core/masking.py `mask_ip`) shows of an address: an IPv4 /16,
+# an IPv6 /32.
+MASKED_BITS = {4: 16, 6: 32}
+
+
+def masked_network(network: str) -> str:
+    """A network as a reviewer may see it: `mask_ip` of its address, or the network itself
+    when it is wider than what the masking shows (a /8 says less than a /16)."""
+    parsed = ipaddress.ip_network(network)
+    if parsed.prefixlen < MASKED_BITS[parsed.version]:
+        return str(parsed)
+    return mask_ip(str(parsed.network_address)) or "***"

@@ -22,7 +22,6 @@ from tradeguard.core.errors import (
     TooManyRequests,
     TradeguardError,
 )
-from tradeguard.core.masking import mask_ip
 from tradeguard.identity import repository
 from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
@@ -38,7 +37,7 @@ from tradeguard.identity.errors import BreachCheckUnavailable, WeakPassword
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import client_bucket
 from tradeguard.identity.models import AuthTicket, User
-from tradeguard.identity.networks import network_prefix
+from tradeguard.identity.networks import masked_network, network_prefix
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
 from tradeguard.identity.sessions import (
@@ -796,7 +795,7 @@ class NetworkSignIn:
     # A keyed hash (HMAC) of the network prefix: equal for equal networks, not reversible by
     # hashing the address space without the identity pepper.
     network_key: str
-    # The project's masking of the address (core/masking.py: an IPv4 /16, an IPv6 /32), for
+    # The project's masking of the network (core/masking.py: an IPv4 /16, an IPv6 /32), for
     # a reviewer who needs the provider or region, never the connection.
     network_masked: str
     at_ns: int
@@ -845,7 +844,10 @@ class SignInSignals:
     ) -> list[NetworkSignIn]:
         """Every sign-in in [since, until) with a known address, oldest first."""
         found: list[NetworkSignIn] = []
-        keys: dict[str, str] = {}
+        # One key, masked form and user id string per network and user, shared by all their
+        # sign-ins: a month of sign-ins is held in memory at once.
+        networks: dict[str, tuple[str, str]] = {}
+        users: dict[str, str] = {}
         after: tuple[int, str] | None = None
         while True:
             page = await repository.sign_ins_between(
@@ -855,10 +857,12 @@ class SignInSignals:
                 network = network_prefix(ip, ipv4_prefix=ipv4_prefix, ipv6_prefix=ipv6_prefix)
                 if network is None:
                     continue
-                key = keys.get(network)
-                if key is None:
-                    key = keys[network] = self._keyed("owner-link:network", network.encode())
-                found.append(NetworkSignIn(user_id, key, mask_ip(ip) or "***", at_ns))
+                known = networks.get(network)
+                if known is None:
+                    key = self._keyed("owner-link:network", network.encode())
+                    known = networks[network] = (key, masked_network(network))
+                user = users.setdefault(user_id, user_id)
+                found.append(NetworkSignIn(user, known[0], known[1], at_ns))
             if len(page) < SIGN_IN_PAGE:
                 return found
             after = (page[-1][3], page[-1][0])

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradeguard.core.clock import NS_PER_SECOND
-from tradeguard.identity.networks import network_prefix
+from tradeguard.identity.networks import masked_network, network_prefix
 from tradeguard.surveillance.linkage import (
     LinkKind,
     LinkParameters,
@@ -161,6 +161,24 @@ class TestNetworkPrefix:
     )
     def test_an_address_is_read_as_its_network(self, ip: str | None, network: str | None) -> None:
         assert network_prefix(ip, ipv4_prefix=24, ipv6_prefix=48) == network
+
+    @pytest.mark.parametrize(
+        ("network", "shown"),
+        [
+            ("203.0.113.0/24", "203.0.*.*"),
+            ("203.0.0.0/16", "203.0.*.*"),
+            ("10.0.0.0/8", "10.0.0.0/8"),  # wider than the mask: says less than a /16
+            ("2001:db8:85a3::/48", "2001:db8:*"),
+            ("2001::/16", "2001::/16"),
+        ],
+    )
+    def test_a_network_is_shown_masked_never_narrower_than_the_masking(
+        self, network: str, shown: str
+    ) -> None:
+        assert masked_network(network) == shown
+
+    def test_an_overlong_address_is_not_read(self) -> None:
+        assert network_prefix("1" * 65, ipv4_prefix=24, ipv6_prefix=48) is None
 
 
 class TestOwnersWithDerivedLinks:
