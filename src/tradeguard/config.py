@@ -336,6 +336,24 @@ class Settings(BaseSettings):
         "0.5"
     )
     surveillance_momentum_min_profit_bps: Annotated[int, Field(ge=0, le=10_000)] = 10
+    # Beneficial-owner links derived from sign-ins (docs/surveillance.md, "Linked
+    # accounts"): a job of the surveillance worker, every interval, over the lookback.
+    surveillance_links_enabled: bool = True
+    surveillance_links_interval_seconds: Annotated[int, Field(ge=10, le=86_400)] = 900
+    surveillance_links_lookback_days: Annotated[int, Field(ge=1, le=365)] = 30
+    # The network a sign-in came from: its IPv4 /24 or IPv6 /48.
+    surveillance_links_ipv4_prefix: Annotated[int, Field(ge=8, le=32)] = 24
+    surveillance_links_ipv6_prefix: Annotated[int, Field(ge=16, le=128)] = 48
+    # Two users' sign-ins on one network this close together are one occasion; this many
+    # separate occasions link them; more distinct users than the maximum on one network (a
+    # large NAT, a carrier, a proxy) link nobody.
+    surveillance_links_network_window_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = (
+        6 * 3600
+    )
+    surveillance_links_network_min_occurrences: Annotated[int, Field(ge=1, le=1000)] = 3
+    surveillance_links_network_max_users: Annotated[int, Field(ge=2, le=1000)] = 5
+    # More distinct users than this with one device fingerprint: a common configuration.
+    surveillance_links_device_max_users: Annotated[int, Field(ge=2, le=100)] = 3
 
     # Card vault (PCI-2, PCI-3; docs/vault.md). With no endpoint the vault runs inside this
     # process on its own database (TRADEGUARD_VAULT_DATABASE_URL, default var/vault.db) and

@@ -20,7 +20,6 @@ its owner count as two records: the ledger does not say who owns an account.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.identity.events import IdentityEvent
+from tradeguard.identity.networks import network_prefix
 
 # The guard's event type (identity/guard.py PERMISSION_CHECKED; a unit test keeps them equal).
 PERMISSION_CHECKED = "access:permission:checked"
@@ -270,17 +270,9 @@ class Finding:
 def network_of(ip: object) -> str | None:
     """The client network of an address: IPv4 /24 or IPv6 /64 (an IPv4-mapped IPv6 address
     counts as IPv4); None when it is not an address."""
-    if not isinstance(ip, str) or len(ip) > 64:
+    if not isinstance(ip, str):
         return None
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(ipaddress.IPv4Network((int(address), IPV4_NETWORK_BITS), strict=False))
-    return str(ipaddress.IPv6Network((int(address), IPV6_NETWORK_BITS), strict=False))
+    return network_prefix(ip, ipv4_prefix=IPV4_NETWORK_BITS, ipv6_prefix=IPV6_NETWORK_BITS)
 
 
 def _party(document: Mapping[str, Any], key: str) -> tuple[str, str] | None:

@@ -241,13 +241,14 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
         _entry(
             Permission.COMPLIANCE_SURVEILLANCE,
             Kind.VIEW,
-            "Read market surveillance alerts with their evidence (orders, executions, book)",
+            "Read market surveillance alerts with their evidence (orders, executions, book) "
+            "and the beneficial-owner links with theirs",
         ),
         _entry(
             Permission.COMPLIANCE_CASES,
             Kind.OPERATE,
             "Open surveillance cases from alerts; assign, annotate, escalate and close them; "
-            "record a report's filing",
+            "record a report's filing; dismiss a derived owner link",
         ),
         _entry(
             Permission.COMPLIANCE_ACTIONS,

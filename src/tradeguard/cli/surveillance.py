@@ -1,7 +1,9 @@
 """`tradeguard surveillance`: market surveillance (MAN-1 to MAN-5) from the command line.
 
 Run the stream as a worker of its own (`run`; `--once` drains and exits), list and show
-alerts, keep the beneficial-owner links (audited as the operating-system user), work cases
+alerts, keep the beneficial-owner links (audited as the operating-system user; derive them
+from shared devices and networks with `derive-links`, dismiss a derived one with
+`dismiss-link`), work cases
 (`cases ...`), export report drafts and list overdue ones (`reports --overdue`), set the
 automatic action policy (`policy`) and reverse actions (`actions reverse`), and evaluate
 the detectors on generated trading with labelled manipulation (`evaluate`).
@@ -34,7 +36,7 @@ from tradeguard.cli.common import (
     settings_from,
 )
 from tradeguard.config import Settings
-from tradeguard.core.clock import NS_PER_SECOND, SystemClock, ns_to_iso
+from tradeguard.core.clock import NS_PER_SECOND, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.tasks import open_keyring
 from tradeguard.db.engine import create_engine, session_factory
@@ -55,6 +57,8 @@ from tradeguard.surveillance.domain import (
     Disposition,
 )
 from tradeguard.surveillance.evaluation import evaluate, render_report
+from tradeguard.surveillance.linkage import LinkKind, LinkStatus
+from tradeguard.surveillance.linking import DerivationResult
 from tradeguard.surveillance.repository import ActionFilter, AlertFilter, CaseFilter
 from tradeguard.surveillance.sar import render_markdown
 from tradeguard.surveillance.scenarios import ScenarioConfig
@@ -62,10 +66,16 @@ from tradeguard.surveillance.schemas import (
     action_out,
     alert_out,
     case_out,
+    link_out,
     policy_out,
     report_summary,
 )
-from tradeguard.surveillance.tasks import run_stream, stream_tracker
+from tradeguard.surveillance.tasks import (
+    LINKS_COMPONENT,
+    run_link_derivation,
+    run_stream,
+    stream_tracker,
+)
 from tradeguard.trading.container import build_trading
 
 T = TypeVar("T")
@@ -85,10 +95,12 @@ def _with_surveillance(
     *,
     staff: bool = False,
     mail: bool = False,
+    derive: bool = False,
 ) -> T:
     """Run `work` with the surveillance services; `staff`: with identity's directory too
     (assigning a case checks the assignee's role); `mail`: with the notify outbox, for a
-    stream that raises alerts (a `notify` rule emails compliance)."""
+    stream that raises alerts (a `notify` rule emails compliance); `derive`: with
+    identity's sign-ins, for the owner-link derivation (its keyed hashes need the keys)."""
 
     async def run() -> T:
         engine = create_engine(settings.main_database_url)
@@ -101,13 +113,15 @@ def _with_surveillance(
             )
             identity = (
                 build_identity(settings, clock=clock, ids=ids, sessions=sessions)
-                if staff or mail
+                if staff or mail or derive
                 else None
             )
             contacts, outbox = None, None
-            if mail and identity is not None:
-                # The notify action's emails are sealed in the outbox: the keys are read first.
+            if (mail or derive) and identity is not None:
+                # The notify action's emails are sealed in the outbox, and the derivation's
+                # network and device keys are peppered: the keys are read first.
                 await open_keyring(identity.key_management, sessions)
+            if mail and identity is not None:
                 contacts, outbox = identity.accounts, identity.deps.notifier
             services = build_surveillance(
                 settings,
@@ -120,6 +134,7 @@ def _with_surveillance(
                 staff=identity.accounts if staff and identity is not None else None,
                 contacts=contacts,
                 mail=outbox,
+                sign_ins=identity.sign_ins if derive and identity is not None else None,
             )
             return await work(services, engine)
         finally:
@@ -182,17 +197,27 @@ def run_command(
 
     The server runs it in the background too (TRADEGUARD_SURVEILLANCE_ENABLED); several
     workers may run at once: they take turns on the stored checkpoint, and a restart resumes
-    exactly where the last pass stopped.
+    exactly where the last pass stopped. With TRADEGUARD_SURVEILLANCE_LINKS_ENABLED it also
+    derives beneficial-owner links from shared devices and networks every
+    TRADEGUARD_SURVEILLANCE_LINKS_INTERVAL_SECONDS (`--once`: once, before the stream).
     """
     settings = existing_settings(data_dir)
+    derive = settings.surveillance_links_enabled
 
-    async def work(services: SurveillanceServices, engine: AsyncEngine) -> tuple[int, int, int]:
+    async def work(
+        services: SurveillanceServices, engine: AsyncEngine
+    ) -> tuple[int, int, int, int]:
         consumer = services.consumer
+        deriver = services.deriver if derive else None
         if once:
             # Chain what has committed, so the pass sees it (safe next to a running server).
             await LedgerSequencer(engine, clock=SystemClock()).drain()
+            linked = (await deriver.run_once(force=True)).created if deriver else 0
+            if linked:
+                # The new links' ledger events, chained before the stream reads on.
+                await LedgerSequencer(engine, clock=SystemClock()).drain()
             result = await consumer.run()
-            return result.events, result.alerts, result.folded
+            return result.events, result.alerts, result.folded, linked
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -203,19 +228,32 @@ def run_command(
             f"surveillance stream running (every {settings.surveillance_interval_ms} ms); "
             "Ctrl-C stops it"
         )
-        await run_stream(
-            consumer,
-            interval_seconds=interval,
-            stop=stop,
-            tracker=stream_tracker(SystemClock(), interval),
-        )
-        return 0, 0, 0
+        workers = [
+            run_stream(
+                consumer,
+                interval_seconds=interval,
+                stop=stop,
+                tracker=stream_tracker(SystemClock(), interval),
+            )
+        ]
+        if deriver is not None:
+            every = settings.surveillance_links_interval_seconds
+            workers.append(
+                run_link_derivation(
+                    deriver,
+                    interval_seconds=every,
+                    stop=stop,
+                    tracker=stream_tracker(SystemClock(), every, component=LINKS_COMPONENT),
+                )
+            )
+        await asyncio.gather(*workers)
+        return 0, 0, 0, 0
 
-    events, alerts, folded = _with_surveillance(settings, work, mail=True)
+    events, alerts, folded, linked = _with_surveillance(settings, work, mail=True, derive=derive)
     if once:
         console.print(
             f"read {events} ledger events; {alerts} new alerts, {folded} findings folded "
-            "into existing ones"
+            f"into existing ones; {linked} new owner links"
         )
 
 
@@ -296,27 +334,53 @@ def alerts_command(
         console.print(f"    {row['summary']}", style="dim", markup=False)
 
 
+def _link_row(row: dict[str, Any]) -> None:
+    between = (
+        f"user {row['user_a']} <-> user {row['user_b']}"
+        if row["user_a"]
+        else f"{row['account_a']} <-> {row['account_b']}"
+    )
+    console.print(
+        f"{row['id']}  {row['kind']:12} {row['status']:9}  {between}  by {row['created_by']}",
+        markup=False,
+    )
+    console.print(f"    {row['reason']}", style="dim", markup=False)
+    if row["evidence"]:
+        console.print(f"    evidence: {json.dumps(row['evidence'])}", style="dim", markup=False)
+    if row["status"] == LinkStatus.DISMISSED:
+        console.print(
+            f"    dismissed by {row['dismissed_by']}: {row['dismiss_reason']}",
+            style="dim",
+            markup=False,
+        )
+
+
 @app.command("links")
 def links_command(
+    kind: Annotated[
+        LinkKind | None, typer.Option(help="Only links of this kind.", case_sensitive=False)
+    ] = None,
+    status: Annotated[
+        LinkStatus | None, typer.Option(help="Only active or dismissed links.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many, newest first.", min=1, max=10_000)
+    ] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """List the beneficial-owner links between accounts."""
+    """List the beneficial-owner links, newest first, with their kind, status and evidence."""
     settings = existing_settings(data_dir)
 
-    async def work(services: SurveillanceServices, _: AsyncEngine) -> list[dict[str, str]]:
+    async def work(services: SurveillanceServices, _: AsyncEngine) -> list[dict[str, Any]]:
         async with services.unit_of_work() as session:
-            return [
-                {
-                    "id": r.id,
-                    "account_a": r.account_a,
-                    "account_b": r.account_b,
-                    "reason": r.reason,
-                    "created_by": r.created_by,
-                    "created_at": ns_to_iso(r.created_ns),
-                }
-                for r in await services.links.all(session)
-            ]
+            rows = await services.links.all(
+                session,
+                kind=kind.value if kind else None,
+                status=status.value if status else None,
+                limit=limit,
+            )
+            return [link_out(r).model_dump(mode="json") for r in rows]
 
     rows = _with_surveillance(settings, work)
     if as_json:
@@ -325,11 +389,27 @@ def links_command(
     if not rows:
         console.print("no links")
     for row in rows:
-        console.print(
-            f"{row['id']}  {row['account_a']} <-> {row['account_b']}  by {row['created_by']}",
-            markup=False,
-        )
-        console.print(f"    {row['reason']}", style="dim", markup=False)
+        _link_row(row)
+
+
+@app.command("derive-links")
+def derive_links_command(
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Derive beneficial-owner links from shared devices and networks now (the worker does
+    it every TRADEGUARD_SURVEILLANCE_LINKS_INTERVAL_SECONDS)."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, _: AsyncEngine) -> DerivationResult:
+        assert services.deriver is not None  # noqa: S101 - built with identity's sign-ins
+        return await services.deriver.run_once(force=True)
+
+    result = _with_surveillance(settings, work, derive=True)
+    console.print(
+        f"{result.created} new owner links from {result.sign_ins} sign-ins on "
+        f"{result.networks} networks ({result.shared_networks} shared by too many users to "
+        f"link anyone) and {result.shared_devices} shared devices"
+    )
 
 
 @app.command("link")
@@ -362,29 +442,48 @@ def link_command(
     console.print(f"linked: {_with_surveillance(settings, work)}")
 
 
-@app.command("unlink")
-def unlink_command(
-    link_id: Annotated[
-        str,
-        typer.Argument(
-            help="The link's id (from `surveillance links`).",
-            callback=lambda value: _uuid(value, "a link id"),
-        ),
-    ],
-    reason: ReasonOption,
-    data_dir: Annotated[Path | None, DataDirOption] = None,
-) -> None:
-    """Remove a beneficial-owner link (audited as the operator)."""
+LinkIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The link's id (from `surveillance links`).",
+        callback=lambda value: _uuid(value, "a link id"),
+    ),
+]
+
+
+def _change_link(data_dir: Path | None, link_id: str, reason: str, *, dismiss: bool) -> str:
+    """Remove (a manual link) or dismiss (a derived one), audited as the operator."""
     settings = existing_settings(data_dir)
 
     async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
+        change = services.links.dismiss if dismiss else services.links.remove
         async with services.unit_of_work() as session:
-            row = await services.links.remove(
-                session, link_id=link_id, reason=reason, actor=operator_party()
-            )
+            row = await change(session, link_id=link_id, reason=reason, actor=operator_party())
             return row.id
 
-    console.print(f"unlinked: {_with_surveillance(settings, work)}")
+    return _with_surveillance(settings, work)
+
+
+@app.command("unlink")
+def unlink_command(
+    link_id: LinkIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Remove a manual beneficial-owner link (audited as the operator); a derived one is
+    dismissed instead (`dismiss-link`)."""
+    console.print(f"unlinked: {_change_link(data_dir, link_id, reason, dismiss=False)}")
+
+
+@app.command("dismiss-link")
+def dismiss_link_command(
+    link_id: LinkIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Dismiss a derived link (device, network, bank_account) as a false positive (audited
+    as the operator): its owners are judged apart again, and it is never derived again."""
+    console.print(f"dismissed: {_change_link(data_dir, link_id, reason, dismiss=True)}")
 
 
 @app.command("evaluate")

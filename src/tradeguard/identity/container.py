@@ -24,7 +24,7 @@ from tradeguard.identity.factors import FactorService
 from tradeguard.identity.keystore import load_or_create_ring
 from tradeguard.identity.password_hashing import Argon2Parameters, PasswordHasher
 from tradeguard.identity.policy import IdentityPolicy
-from tradeguard.identity.service import AccountService
+from tradeguard.identity.service import AccountService, SignInSignals
 from tradeguard.identity.sessions import AuthService
 from tradeguard.identity.signing_keys import SigningKeyRing
 from tradeguard.identity.tokens import AccessTokenIssuer, AccessTokenVerifier
@@ -73,6 +73,8 @@ class IdentityServices:
     confirmations: ActionConfirmations
     # Field-encryption keys: creation, rotation, rewrap (crypto/service.py).
     key_management: KeyManagement
+    # Sign-in networks and shared devices, pseudonymised, for beneficial-owner links.
+    sign_ins: SignInSignals
     # When staff last used each permission: recorded by the route guard (IAC-4 reviews).
     permission_use: PermissionUseTracker = field(default_factory=PermissionUseTracker)
     _keyring_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -148,6 +150,7 @@ def build_identity(
         factors=FactorService(deps, auth=auth),
         confirmations=ActionConfirmations(deps, auth),
         key_management=KeyManagement(keyring, ledger=ledger, policy=key_policy_from(settings)),
+        sign_ins=SignInSignals(deps),
     )
 
 

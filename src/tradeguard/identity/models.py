@@ -139,3 +139,6 @@ class AuthThrottle(Base):
 
 
 Index("ix_auth_tickets_expires", AuthTicket.expires_ns)
+# Beneficial-owner linking reads sign-ins by time and devices by fingerprint (surveillance).
+Index("ix_auth_sessions_created_ns", AuthSession.created_ns)
+Index("ix_devices_fingerprint", Device.fingerprint)

@@ -360,6 +360,61 @@ async def devices_of(session: AsyncSession, user_id: str) -> Sequence[Device]:
     return (await session.execute(query)).scalars().all()
 
 
+async def shared_fingerprint_devices(session: AsyncSession, *, max_users: int) -> Sequence[Device]:
+    """Every device (revoked ones too: past use is still evidence) whose fingerprint at least
+    two and at most `max_users` distinct users hold, by fingerprint then user."""
+    shared = (
+        select(Device.fingerprint)
+        .group_by(Device.fingerprint)
+        .having(func.count(func.distinct(Device.user_id)).between(2, max_users))
+    )
+    query = (
+        select(Device)
+        .where(Device.fingerprint.in_(shared))
+        .order_by(Device.fingerprint, Device.user_id, Device.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def sign_in_counts(session: AsyncSession, device_ids: Sequence[str]) -> dict[str, int]:
+    """How many sessions (sign-ins) each of these devices started."""
+    if not device_ids:
+        return {}
+    query = (
+        select(AuthSession.device_id, func.count())
+        .where(AuthSession.device_id.in_(sorted(set(device_ids))))
+        .group_by(AuthSession.device_id)
+    )
+    return {str(row[0]): int(row[1]) for row in await session.execute(query)}
+
+
+async def sign_ins_between(
+    session: AsyncSession,
+    *,
+    since_ns: int,
+    until_ns: int,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Sequence[tuple[str, str, str, int]]:
+    """(session id, user id, client address, time) of sessions started in [since, until)
+    with a known address, in (time, id) order after `after` (keyset paging)."""
+    query = select(
+        AuthSession.id, AuthSession.user_id, AuthSession.ip, AuthSession.created_ns
+    ).where(
+        AuthSession.created_ns >= since_ns,
+        AuthSession.created_ns < until_ns,
+        AuthSession.ip.is_not(None),
+    )
+    if after is not None:
+        at, last_id = after
+        query = query.where(
+            (AuthSession.created_ns > at)
+            | ((AuthSession.created_ns == at) & (AuthSession.id > last_id))
+        )
+    query = query.order_by(AuthSession.created_ns, AuthSession.id).limit(limit)
+    return [(r.id, r.user_id, r.ip, r.created_ns) for r in await session.execute(query)]
+
+
 async def device_of(session: AsyncSession, user_id: str, device_id: str) -> Device | None:
     query = select(Device).where(
         Device.id == device_id, Device.user_id == user_id, Device.revoked_ns.is_(None)

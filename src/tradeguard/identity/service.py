@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -24,6 +26,7 @@ from tradeguard.identity import repository
 from tradeguard.identity.breached_passwords import BreachedPasswordChecker, NoBreachCheck
 from tradeguard.identity.common import (
     ANONYMOUS,
+    COUNTER_KEY_PEPPER,
     IdentityDeps,
     RequestInfo,
     hash_secret_token,
@@ -34,6 +37,7 @@ from tradeguard.identity.errors import BreachCheckUnavailable, WeakPassword
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.ip_allowlist import client_bucket
 from tradeguard.identity.models import AuthTicket, User
+from tradeguard.identity.networks import masked_network, network_prefix
 from tradeguard.identity.password_hashing import PasswordHasher
 from tradeguard.identity.passwords import PasswordPolicy
 from tradeguard.identity.sessions import (
@@ -781,3 +785,101 @@ class MfaRequiredForReset(TradeguardError):
     status = 403
     slug = "mfa-required"
     title = "A second factor is required"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSignIn:
+    """One sign-in as the network it came from: never the address itself."""
+
+    user_id: str
+    # A keyed hash (HMAC) of the network prefix: equal for equal networks, not reversible by
+    # hashing the address space without the identity pepper.
+    network_key: str
+    # The project's masking of the network (core/masking.py: an IPv4 /16, an IPv6 /32), for
+    # a reviewer who needs the provider or region, never the connection.
+    network_masked: str
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUse:
+    """One user's device whose fingerprint other users' devices share."""
+
+    user_id: str
+    device_id: str
+    # A keyed hash of the fingerprint (the raw fingerprint is an unkeyed SHA-256 of a few
+    # browser attributes: a dictionary of common configurations would reverse it).
+    device_key: str
+    first_seen_ns: int
+    last_seen_ns: int
+    sign_ins: int
+
+
+SIGN_IN_PAGE = 5000
+
+
+class SignInSignals:
+    """Who signed in from which network and device, pseudonymised, for beneficial-owner
+    linking (surveillance reads identity through this, never its tables)."""
+
+    def __init__(self, deps: IdentityDeps) -> None:
+        self.deps = deps
+
+    def _keyed(self, label: str, value: bytes) -> str:
+        # The identity pepper that already keys the throttle's address counters, under a
+        # label of its own, so these keys never equal a throttle key of the same value.
+        digest = hmac.new(
+            self.deps.pepper(COUNTER_KEY_PEPPER), label.encode() + b"\x00" + value, hashlib.sha256
+        )
+        return digest.hexdigest()[:32]
+
+    async def network_sign_ins(
+        self,
+        session: AsyncSession,
+        *,
+        since_ns: int,
+        until_ns: int,
+        ipv4_prefix: int,
+        ipv6_prefix: int,
+    ) -> list[NetworkSignIn]:
+        """Every sign-in in [since, until) with a known address, oldest first."""
+        found: list[NetworkSignIn] = []
+        # One key, masked form and user id string per network and user, shared by all their
+        # sign-ins: a month of sign-ins is held in memory at once.
+        networks: dict[str, tuple[str, str]] = {}
+        users: dict[str, str] = {}
+        after: tuple[int, str] | None = None
+        while True:
+            page = await repository.sign_ins_between(
+                session, since_ns=since_ns, until_ns=until_ns, after=after, limit=SIGN_IN_PAGE
+            )
+            for _, user_id, ip, at_ns in page:
+                network = network_prefix(ip, ipv4_prefix=ipv4_prefix, ipv6_prefix=ipv6_prefix)
+                if network is None:
+                    continue
+                known = networks.get(network)
+                if known is None:
+                    key = self._keyed("owner-link:network", network.encode())
+                    known = networks[network] = (key, masked_network(network))
+                user = users.setdefault(user_id, user_id)
+                found.append(NetworkSignIn(user, known[0], known[1], at_ns))
+            if len(page) < SIGN_IN_PAGE:
+                return found
+            after = (page[-1][3], page[-1][0])
+
+    async def shared_devices(self, session: AsyncSession, *, max_users: int) -> list[DeviceUse]:
+        """The devices whose fingerprint 2..`max_users` users share (more: a common
+        configuration, not one device), with each device's count of sign-ins."""
+        devices = await repository.shared_fingerprint_devices(session, max_users=max_users)
+        counts = await repository.sign_in_counts(session, [d.id for d in devices])
+        return [
+            DeviceUse(
+                user_id=d.user_id,
+                device_id=d.id,
+                device_key=self._keyed("owner-link:device", d.fingerprint),
+                first_seen_ns=d.created_ns,
+                last_seen_ns=d.last_seen_ns,
+                sign_ins=counts.get(d.id, 0),
+            )
+            for d in devices
+        ]

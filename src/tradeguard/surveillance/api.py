@@ -1,5 +1,6 @@
 """Surveillance API under /api/v1/surveillance (MAN-1, MAN-2, MAN-5): alerts with evidence,
-cases, automatic actions and their policy, suspicious-activity report drafts.
+cases, automatic actions and their policy, suspicious-activity report drafts, and the
+beneficial-owner links with their kind and evidence (a derived one can be dismissed).
 
 Compliance reads them (`compliance:surveillance`, reports `compliance:report`), works cases
 (`compliance:cases`) and reverses actions or sets the policy (`compliance:actions`); nobody
@@ -39,8 +40,11 @@ from tradeguard.surveillance.schemas import (
     CaseOut,
     CaseQuery,
     CloseIn,
+    DismissIn,
     EscalateIn,
     FiledIn,
+    LinkOut,
+    LinkQuery,
     NoteIn,
     PolicyIn,
     PolicyOut,
@@ -50,6 +54,7 @@ from tradeguard.surveillance.schemas import (
     action_out,
     alert_out,
     case_out,
+    link_out,
     policy_out,
     report_summary,
 )
@@ -59,6 +64,7 @@ router = APIRouter(prefix="/api/v1/surveillance", tags=["surveillance"])
 AlertId = Annotated[str, Path(min_length=36, max_length=36, pattern=UUID_PATTERN)]
 CaseId = Annotated[str, Path(min_length=36, max_length=36, pattern=UUID_PATTERN)]
 ActionId = Annotated[str, Path(min_length=36, max_length=36, pattern=UUID_PATTERN)]
+LinkId = Annotated[str, Path(min_length=36, max_length=36, pattern=UUID_PATTERN)]
 
 
 def _surveillance(request: Request) -> SurveillanceServices:
@@ -416,3 +422,45 @@ async def set_surveillance_policy(
             request_id=request_id_var.get(),
         )
         return policy_out(rules)
+
+
+# Beneficial-owner links ------------------------------------------------------------------
+
+
+@router.get("/links", **guarded(Permission.COMPLIANCE_SURVEILLANCE))
+async def list_surveillance_links(
+    request: Request, filters: Annotated[LinkQuery, Query()]
+) -> list[LinkOut]:
+    """Beneficial-owner links, newest first, with their kind, status and evidence."""
+    services = _surveillance(request)
+    async with services.unit_of_work() as session:
+        rows = await services.links.all(
+            session,
+            kind=filters.kind.value if filters.kind else None,
+            status=filters.status.value if filters.status else None,
+            before_id=filters.before,
+            limit=filters.limit,
+        )
+        return [link_out(row) for row in rows]
+
+
+@router.post(
+    "/links/{link_id}/dismiss",
+    responses=problems(409),
+    **guarded(Permission.COMPLIANCE_CASES),
+)
+async def dismiss_surveillance_link(
+    link_id: LinkId, body: DismissIn, request: Request, principal: CurrentPrincipal
+) -> LinkOut:
+    """Dismiss a derived link as a false positive, with a reason (audited): its owners are
+    judged apart again from the stream's next pass, and it is never derived again."""
+    services = _surveillance(request)
+    async with services.unit_of_work() as session:
+        row = await services.links.dismiss(
+            session,
+            link_id=link_id,
+            reason=body.reason,
+            actor=_staff(principal),
+            request_id=request_id_var.get(),
+        )
+        return link_out(row)

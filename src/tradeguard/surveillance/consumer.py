@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -35,7 +35,7 @@ from tradeguard.ledger.service import (
 )
 from tradeguard.surveillance import repository
 from tradeguard.surveillance.actions import ActionDesk
-from tradeguard.surveillance.domain import SurveillanceParameters
+from tradeguard.surveillance.domain import Finding, SurveillanceParameters
 from tradeguard.surveillance.engine import SurveillanceEngine
 from tradeguard.surveillance.events import (
     MARKET_EVENT_TYPES,
@@ -45,7 +45,7 @@ from tradeguard.surveillance.events import (
 )
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.models import SurveillanceCheckpoint
-from tradeguard.surveillance.owners import BeneficialOwners
+from tradeguard.surveillance.owners import BeneficialOwners, OwnerLink
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
 
@@ -75,25 +75,45 @@ class PassResult:
 
 class OwnerDirectory:
     """Beneficial owners of accounts: their users (through trading's service, cached) and
-    the links compliance recorded (read each pass, so a new link counts from the next)."""
+    the live links (checked each pass, so a new or dismissed link counts from the next; read
+    again only when their signature changed, as derived links may be many)."""
 
     def __init__(self, accounts: AccountService, links: OwnerLinks) -> None:
         self._accounts = accounts
         self._links = links
         self._users: dict[str, str] = {}
+        self._live: tuple[tuple[int, int, str | None], list[OwnerLink]] | None = None
+
+    async def _live_links(self, session: AsyncSession) -> list[OwnerLink]:
+        signature = await self._links.signature(session)
+        if self._live is None or self._live[0] != signature:
+            self._live = (signature, await self._links.live(session))
+        return self._live[1]
 
     async def resolve(self, session: AsyncSession, account_ids: set[str]) -> BeneficialOwners:
-        pairs = await self._links.pairs(session)
+        live = await self._live_links(session)
         wanted = set(account_ids)
-        for a, b in pairs:
-            wanted.update((a, b))
+        for link in live:
+            if link.account_a is not None and link.account_b is not None:
+                wanted.update((link.account_a, link.account_b))
         missing = [a for a in wanted if a not in self._users]
         if missing:
             if len(self._users) + len(missing) > MAX_CACHED_OWNERS:
                 self._users.clear()
                 missing = list(wanted)
             self._users.update(await self._accounts.owners_of(session, sorted(missing)))
-        return BeneficialOwners(self._users, pairs)
+        return BeneficialOwners(self._users, owner_links=live)
+
+
+def with_link_evidence(finding: Finding, owners: BeneficialOwners) -> Finding:
+    """The finding, its evidence naming the links that made its owner one group (if any):
+    a reviewer sees why two users' trades were judged as one owner's."""
+    links = owners.links_of(finding.owner)
+    if not links:
+        return finding
+    return replace(
+        finding, evidence={**finding.evidence, "owner_links": [link.summary() for link in links]}
+    )
 
 
 class SurveillanceConsumer:
@@ -153,14 +173,14 @@ class SurveillanceConsumer:
             if not batch:
                 self._covered = mark.last_seq
                 return PassResult(0, 0, 0, 0, rebuilt=rebuilt)
-            events, skipped = await self._market_events(session, batch)
+            events, skipped, owners = await self._market_events(session, batch)
             raised = folded = acted = 0
             cancelled: list[Any] = []
             # (detector, trigger time) of each alert raised: observed once committed.
             committing: list[tuple[str, int]] = []
             for event in events:
                 for finding in engine.feed(event):
-                    alert = await self._store.record(session, finding)
+                    alert = await self._store.record(session, with_link_evidence(finding, owners))
                     if alert is None:
                         folded += 1
                         continue
@@ -220,7 +240,7 @@ class SurveillanceConsumer:
 
     async def _market_events(
         self, session: AsyncSession, batch: Sequence[SequencedEvent]
-    ) -> tuple[list[MarketEvent], int]:
+    ) -> tuple[list[MarketEvent], int, BeneficialOwners]:
         documents = [e for e in batch if e.document.get("type") in _MARKET_TYPES]
         accounts = {a for e in documents if (a := event_account(e.document)) is not None}
         owners = await self._owners.resolve(session, accounts)
@@ -236,7 +256,7 @@ class SurveillanceConsumer:
                 continue
             if event is not None:
                 events.append(event)
-        return events, skipped
+        return events, skipped, owners
 
     async def _rebuild(
         self, session: AsyncSession, mark: SurveillanceCheckpoint
@@ -259,7 +279,7 @@ class SurveillanceConsumer:
             )
             if not chunk:
                 break
-            events, _ = await self._market_events(session, chunk)
+            events, _, _ = await self._market_events(session, chunk)
             for event in events:
                 engine.feed(event)  # found before the restart: already recorded
             replayed += len(chunk)

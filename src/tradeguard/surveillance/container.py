@@ -13,6 +13,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, Clock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import unit_of_work
+from tradeguard.identity.service import SignInSignals
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance.actions import ActionDesk, MailQueue, StaffContacts
 from tradeguard.surveillance.cases import CaseDesk, StaffRoles
@@ -27,10 +28,25 @@ from tradeguard.surveillance.domain import (
     SurveillanceParameters,
     WashParameters,
 )
+from tradeguard.surveillance.linkage import LinkParameters
+from tradeguard.surveillance.linking import LinkDeriver
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.orders import OrderService
+
+
+def link_parameters_from(settings: Settings) -> LinkParameters:
+    """The owner-link derivation's parameters as the settings give them."""
+    return LinkParameters(
+        lookback_ns=settings.surveillance_links_lookback_days * 86_400 * NS_PER_SECOND,
+        network_window_ns=settings.surveillance_links_network_window_seconds * NS_PER_SECOND,
+        network_min_occurrences=settings.surveillance_links_network_min_occurrences,
+        network_max_users=settings.surveillance_links_network_max_users,
+        device_max_users=settings.surveillance_links_device_max_users,
+        ipv4_prefix=settings.surveillance_links_ipv4_prefix,
+        ipv6_prefix=settings.surveillance_links_ipv6_prefix,
+    )
 
 
 def parameters_from(settings: Settings) -> SurveillanceParameters:
@@ -114,6 +130,9 @@ class SurveillanceServices:
     cases: CaseDesk
     actions: ActionDesk
     metrics: SurveillanceMetrics
+    # Derives device and network links from identity's sign-ins; None when built without
+    # identity's sign-in service (commands that never derive).
+    deriver: LinkDeriver | None = None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -136,13 +155,15 @@ def build_surveillance(
     consumer_name: str | None = None,
     batch_size: int | None = None,
     registry: CollectorRegistry | None = None,
+    sign_ins: SignInSignals | None = None,
 ) -> SurveillanceServices:
     """`staff` (identity's service) checks that a case's assignee is compliance staff;
     without it cases cannot be assigned (commands that never assign need not build it).
     `registry` is where the alert latency is exported (the app's /metrics); without it, a
     registry of its own. `contacts` (identity's service) and `mail` (the notify outbox)
     email compliance under a `notify` rule; without them the action records that nobody was
-    mailed."""
+    mailed. `sign_ins` (identity's service) feeds the owner-link derivation; without it
+    there is no `deriver`."""
     params = parameters_from(settings)
     metrics = SurveillanceMetrics(registry)
     actions = ActionDesk(
@@ -176,4 +197,16 @@ def build_surveillance(
         cases=CaseDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, staff=staff),
         actions=actions,
         metrics=metrics,
+        deriver=(
+            LinkDeriver(
+                sessions=sessions,
+                clock=clock,
+                links=links,
+                signals=sign_ins,
+                params=link_parameters_from(settings),
+                min_interval_ns=settings.surveillance_links_interval_seconds * NS_PER_SECOND,
+            )
+            if sign_ins is not None
+            else None
+        ),
     )

@@ -49,6 +49,8 @@ class SurveillanceEvent(StrEnum):
     ALERT_EXTENDED = "surveillance:alert:extended"
     LINK_ADDED = "surveillance:link:added"
     LINK_REMOVED = "surveillance:link:removed"
+    # A derived link compliance found to be a false positive: it joins nothing from then on.
+    LINK_DISMISSED = "surveillance:link:dismissed"
     # Cases (MAN-5): each is also a line of the case's timeline.
     CASE_OPENED = "surveillance:case:opened"
     CASE_ALERT_ADDED = "surveillance:case:alert_added"

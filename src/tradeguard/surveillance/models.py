@@ -1,5 +1,6 @@
 """Tables of market surveillance: the alerts with their evidence, the stream consumer's
-checkpoint in the ledger, the beneficial-owner links compliance recorded; the cases that
+checkpoint in the ledger, the beneficial-owner links (recorded by compliance, derived from
+sign-ins, or fed by the funds package); the cases that
 group alerts with their timelines, the automatic action policy and the actions it took,
 and suspicious-activity report drafts (MAN-5).
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Index,
     Integer,
     String,
@@ -83,20 +85,42 @@ class SurveillanceCheckpoint(Base):
 
 
 class SurveillanceLink(Base):
-    """Two accounts compliance found to share a beneficial owner (a person, a household)."""
+    """Two parties with one beneficial owner (a person, a household): two accounts
+    (`manual` links compliance records, `bank_account` links from the funds package) or two
+    users (`device` and `network` links derived from sign-ins, surveillance/linkage.py)."""
 
     __tablename__ = "surveillance_links"
     __table_args__ = (
-        UniqueConstraint("account_a", "account_b", name="uq_surveillance_links_pair"),
+        # One link of a kind per pair, whatever its status: a dismissed derived link is not
+        # derived again.
+        UniqueConstraint("kind", "account_a", "account_b", name="uq_surveillance_links_accounts"),
+        UniqueConstraint("kind", "user_a", "user_b", name="uq_surveillance_links_users"),
+        CheckConstraint(
+            "(account_a IS NOT NULL AND account_b IS NOT NULL AND user_a IS NULL "
+            "AND user_b IS NULL) OR (account_a IS NULL AND account_b IS NULL "
+            "AND user_a IS NOT NULL AND user_b IS NOT NULL)",
+            name="one_pair",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # The pair in order (account_a < account_b), so a link is stored once.
-    account_a: Mapped[str] = mapped_column(String(36), index=True)
-    account_b: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
+    # The pair in order (a < b), so a link is stored once: two accounts, or two users.
+    account_a: Mapped[str | None] = mapped_column(String(36), index=True)
+    account_b: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_a: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_b: Mapped[str | None] = mapped_column(String(36), index=True)
+    # Compliance's reason (manual), or what the derivation found, in words.
     reason: Mapped[str] = mapped_column(ScrubbedText())
+    # What was shared, when and how often (derived kinds): keyed hashes and masked values,
+    # never an address, a fingerprint or a bank account number.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
     created_by: Mapped[str] = mapped_column(String(120))
     created_ns: Mapped[int] = mapped_column(BigInteger)
+    dismissed_by: Mapped[str | None] = mapped_column(String(120))
+    dismissed_ns: Mapped[int | None] = mapped_column(BigInteger)
+    dismiss_reason: Mapped[str | None] = mapped_column(ScrubbedText())
 
 
 class SurveillanceCase(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.surveillance.models import (
@@ -111,32 +111,76 @@ async def alerts(session: AsyncSession, where: AlertFilter) -> Sequence[Surveill
     return found[: where.limit]
 
 
-async def links(session: AsyncSession) -> Sequence[SurveillanceLink]:
-    query = select(SurveillanceLink).order_by(SurveillanceLink.created_ns, SurveillanceLink.id)
+async def links(
+    session: AsyncSession,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    before_id: str | None = None,
+    limit: int | None = None,
+) -> Sequence[SurveillanceLink]:
+    """Links matching the filters, newest first (ids are time-ordered UUIDv7); all of them
+    without a `limit`."""
+    query = select(SurveillanceLink)
+    if kind is not None:
+        query = query.where(SurveillanceLink.kind == kind)
+    if status is not None:
+        query = query.where(SurveillanceLink.status == status)
+    if before_id is not None:
+        query = query.where(SurveillanceLink.id < before_id)
+    query = query.order_by(SurveillanceLink.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
     return (await session.execute(query)).scalars().all()
 
 
-async def link_pairs(session: AsyncSession) -> list[tuple[str, str]]:
-    rows = await session.execute(select(SurveillanceLink.account_a, SurveillanceLink.account_b))
-    return [(row.account_a, row.account_b) for row in rows]
+async def links_signature(session: AsyncSession) -> tuple[int, int, str | None]:
+    """(links, active links, the newest id): changes whenever a link is added, removed or
+    dismissed (ids are time-ordered UUIDv7), so a reader can keep the live links cached."""
+    query = select(
+        func.count(),
+        func.count().filter(SurveillanceLink.status == "active"),
+        func.max(SurveillanceLink.id),
+    ).select_from(SurveillanceLink)
+    row = (await session.execute(query)).one()
+    return int(row[0]), int(row[1]), row[2]
 
 
-async def link(session: AsyncSession, account_a: str, account_b: str) -> SurveillanceLink | None:
+async def account_link(
+    session: AsyncSession, kind: str, account_a: str, account_b: str
+) -> SurveillanceLink | None:
     query = select(SurveillanceLink).where(
-        SurveillanceLink.account_a == account_a, SurveillanceLink.account_b == account_b
+        SurveillanceLink.kind == kind,
+        SurveillanceLink.account_a == account_a,
+        SurveillanceLink.account_b == account_b,
     )
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def link_by_id(session: AsyncSession, link_id: str) -> SurveillanceLink | None:
-    return await session.get(SurveillanceLink, link_id)
+async def linked_pairs(session: AsyncSession, kind: str) -> set[tuple[str, str]]:
+    """Every pair (accounts or users) a link of this kind joins, dismissed ones included."""
+    query = select(
+        SurveillanceLink.account_a,
+        SurveillanceLink.account_b,
+        SurveillanceLink.user_a,
+        SurveillanceLink.user_b,
+    ).where(SurveillanceLink.kind == kind)
+    found: set[tuple[str, str]] = set()
+    for row in await session.execute(query):
+        if row.user_a is not None and row.user_b is not None:
+            found.add((row.user_a, row.user_b))
+        elif row.account_a is not None and row.account_b is not None:
+            found.add((row.account_a, row.account_b))
+    return found
 
 
-async def links_of(session: AsyncSession, account_id: str) -> Sequence[SurveillanceLink]:
-    query = select(SurveillanceLink).where(
-        or_(SurveillanceLink.account_a == account_id, SurveillanceLink.account_b == account_id)
-    )
-    return (await session.execute(query)).scalars().all()
+async def link_by_id(
+    session: AsyncSession, link_id: str, *, lock: bool = False
+) -> SurveillanceLink | None:
+    query = select(SurveillanceLink).where(SurveillanceLink.id == link_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def remove_link(session: AsyncSession, link_id: str) -> None:

@@ -19,10 +19,12 @@ from tradeguard.surveillance.domain import (
     Detector,
     Disposition,
 )
+from tradeguard.surveillance.linkage import LinkKind, LinkStatus
 from tradeguard.surveillance.models import (
     SurveillanceAction,
     SurveillanceAlert,
     SurveillanceCase,
+    SurveillanceLink,
     SurveillanceReport,
 )
 
@@ -303,3 +305,57 @@ def policy_out(rules: list[ActionRule]) -> PolicyOut:
             RuleIo(alert_type=r.alert_type, min_score=r.min_score, action=r.action) for r in rules
         ]
     )
+
+
+# Beneficial-owner links --------------------------------------------------------------------
+
+
+class LinkQuery(Strict):
+    kind: LinkKind | None = None
+    status: LinkStatus | None = None
+    before: Uuid | None = Field(
+        default=None, description="A link id: list only older links (the next page)."
+    )
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class LinkOut(BaseModel):
+    id: str
+    kind: LinkKind
+    status: LinkStatus
+    account_a: str | None = Field(description="Between two accounts (manual, bank_account).")
+    account_b: str | None
+    user_a: str | None = Field(description="Between two users (device, network).")
+    user_b: str | None
+    reason: str
+    evidence: dict[str, Any] = Field(
+        description="What was shared, when and how often: keyed hashes and masked values."
+    )
+    created_by: str
+    created_at: str
+    dismissed_by: str | None
+    dismissed_at: str | None
+    dismiss_reason: str | None
+
+
+def link_out(row: SurveillanceLink) -> LinkOut:
+    return LinkOut(
+        id=row.id,
+        kind=LinkKind(row.kind),
+        status=LinkStatus(row.status),
+        account_a=row.account_a,
+        account_b=row.account_b,
+        user_a=row.user_a,
+        user_b=row.user_b,
+        reason=row.reason,
+        evidence=dict(row.evidence or {}),
+        created_by=row.created_by,
+        created_at=ns_to_iso(row.created_ns),
+        dismissed_by=row.dismissed_by,
+        dismissed_at=ns_to_iso(row.dismissed_ns) if row.dismissed_ns is not None else None,
+        dismiss_reason=row.dismiss_reason,
+    )
+
+
+class DismissIn(Strict):
+    reason: Reason

@@ -1,13 +1,16 @@
 """Surveillance use cases: record a finding as an alert (or fold it into the alert it
-continues), read alerts, and keep the beneficial-owner links compliance records.
+continues), read alerts, and keep the beneficial-owner links: compliance's, those derived
+from sign-ins (surveillance/linking.py) and those the funds package feeds.
 
 Every change is a ledger event in the caller's transaction; services never commit.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +23,15 @@ from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository
 from tradeguard.surveillance.domain import AlertStatus, Finding, folds_into
 from tradeguard.surveillance.events import SurveillanceEvent
+from tradeguard.surveillance.linkage import DerivedLink, LinkKind, LinkStatus
 from tradeguard.surveillance.models import SurveillanceAlert, SurveillanceLink
+from tradeguard.surveillance.owners import OwnerLink
 from tradeguard.surveillance.repository import AlertFilter
 from tradeguard.trading.accounts import AccountService
 
 DETECTOR_PARTY = Party("system", "surveillance")
+# Who records bank-account links unless the caller names itself.
+FUNDS_PARTY = Party("system", "funds")
 # An alert keeps the ids of its latest orders and executions, at most this many of each.
 MAX_ALERT_IDS = 200
 MAX_SUMMARY_CHARS = 400
@@ -48,6 +55,21 @@ class LinkNotFound(NotFound):
 class LinkExists(Conflict):
     slug = "link-exists"
     title = "These accounts are already linked"
+
+
+class LinkIsDerived(Conflict):
+    slug = "link-is-derived"
+    title = "A derived link is dismissed, not removed"
+
+
+class LinkIsManual(Conflict):
+    slug = "link-is-manual"
+    title = "A manual link is removed, not dismissed"
+
+
+class LinkDismissed(Conflict):
+    slug = "link-dismissed"
+    title = "This link is already dismissed"
 
 
 def _merged(old: Sequence[str], new: Sequence[str]) -> list[str]:
@@ -189,8 +211,86 @@ class AlertStore:
         return row
 
 
+@dataclass(frozen=True, slots=True)
+class BankAccountLink:
+    """Two accounts that paid in from, or out to, one bank account (the funds package finds
+    these; `OwnerLinks.record_bank_account_links` records them).
+
+    `evidence` says what was shared, when and how often, e.g. `{"bank_account_key": <a keyed
+    hash of the account's routing and number>, "bank_account": "****6789", "first_at":
+    "2026-01-05T15:00:00Z", "last_at": ..., "transfers": 4}`: flat JSON values, never the
+    bank account number itself (a run of nine or more digits is refused).
+    """
+
+    account_a: str
+    account_b: str
+    evidence: Mapping[str, Any]
+
+
+MAX_EVIDENCE_KEYS = 20
+MAX_EVIDENCE_TEXT = 200
+# Nine digits or more: a bank account, routing or card number, which evidence never carries.
+_LONG_NUMBER = re.compile(r"\d{9,}")
+
+
+def clean_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """Link evidence from another package: a small flat mapping of printable values."""
+    if len(evidence) > MAX_EVIDENCE_KEYS:
+        raise InvalidInput(f"link evidence has at most {MAX_EVIDENCE_KEYS} entries")
+    cleaned: dict[str, Any] = {}
+    for key, value in evidence.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", key):
+            raise InvalidInput("link evidence keys are short snake_case names")
+        if isinstance(value, bool) or value is None or isinstance(value, int | float):
+            cleaned[key] = value
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"link evidence {key} must be text, a number or a flag")
+        if len(value) > MAX_EVIDENCE_TEXT or any(
+            unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS for ch in value
+        ):
+            raise InvalidInput(f"link evidence {key} must be short printable text")
+        if _LONG_NUMBER.search(value.replace(" ", "").replace("-", "")):
+            raise InvalidInput(
+                f"link evidence {key} looks like an account number: give a keyed hash or a "
+                "masked form"
+            )
+        cleaned[key] = value
+    return cleaned
+
+
+def _derived_reason(link: DerivedLink) -> str:
+    e = link.evidence
+    if link.kind is LinkKind.DEVICE:
+        return (
+            f"shared device: {e.get('devices')} devices of the two users have one fingerprint "
+            f"({e.get('sign_ins')} sign-ins)"
+        )
+    return (
+        f"shared network {e.get('network')} /{e.get('prefix_length')}: signed in within "
+        f"{e.get('window_seconds')}s of each other on {e.get('occurrences')} occasions"
+    )
+
+
+def owner_link(row: SurveillanceLink) -> OwnerLink:
+    return OwnerLink(
+        id=row.id,
+        kind=row.kind,
+        account_a=row.account_a,
+        account_b=row.account_b,
+        user_a=row.user_a,
+        user_b=row.user_b,
+        evidence=dict(row.evidence or {}),
+    )
+
+
 class OwnerLinks:
-    """The beneficial-owner links compliance records between accounts; never commits."""
+    """Beneficial-owner links: recorded by compliance (`manual`), derived from sign-ins
+    (`device`, `network`) or fed by the funds package (`bank_account`); never commits.
+
+    A manual link is removed when it was wrong; a derived one is dismissed instead, and stays
+    dismissed: the next derivation finds the pair linked and leaves it.
+    """
 
     def __init__(
         self, *, clock: Clock, ids: IdGenerator, ledger: Ledger, accounts: AccountService
@@ -211,27 +311,121 @@ class OwnerLinks:
         request_id: str | None = None,
     ) -> SurveillanceLink:
         text = clean_reason(reason)
+        first, second = await self._account_pair(session, account_a, account_b)
+        if await repository.account_link(session, LinkKind.MANUAL, first, second) is not None:
+            raise LinkExists("these accounts are already linked")
+        return await self._record_new(
+            session,
+            LinkKind.MANUAL,
+            reason=text,
+            actor=actor,
+            request_id=request_id,
+            account_a=first,
+            account_b=second,
+        )
+
+    async def _account_pair(
+        self, session: AsyncSession, account_a: str, account_b: str
+    ) -> tuple[str, str]:
         if account_a == account_b:
             raise InvalidInput("an account is already linked to itself; name two accounts")
         first, second = sorted((account_a, account_b))
         known = await self._accounts.owners_of(session, [first, second])
         if len(known) != 2:
             raise InvalidInput("both accounts must exist")
-        if await repository.link(session, first, second) is not None:
-            raise LinkExists("these accounts are already linked")
+        return first, second
+
+    async def _record_new(
+        self,
+        session: AsyncSession,
+        kind: LinkKind,
+        *,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        account_a: str | None = None,
+        account_b: str | None = None,
+        user_a: str | None = None,
+        user_b: str | None = None,
+    ) -> SurveillanceLink:
         row = SurveillanceLink(
             id=self._ids.new_str(),
-            account_a=first,
-            account_b=second,
-            reason=text,
+            kind=kind.value,
+            account_a=account_a,
+            account_b=account_b,
+            user_a=user_a,
+            user_b=user_b,
+            reason=reason,
+            evidence=dict(evidence or {}),
+            status=LinkStatus.ACTIVE.value,
             created_by=f"{actor.kind}:{actor.id}"[:120],
             created_ns=self._clock.now_ns(),
         )
         repository.add(session, row)
-        await self._audit(
+        return await self._audit(
             session, SurveillanceEvent.LINK_ADDED, row, actor=actor, request_id=request_id
         )
-        return row
+
+    async def record_derived(
+        self, session: AsyncSession, links: Sequence[DerivedLink]
+    ) -> list[SurveillanceLink]:
+        """Record the derived links not recorded before (a dismissed one stays dismissed),
+        each with its ledger event."""
+        known: dict[LinkKind, set[tuple[str, str]]] = {}
+        created: list[SurveillanceLink] = []
+        for link in links:
+            pairs = known.get(link.kind)
+            if pairs is None:
+                pairs = known[link.kind] = await repository.linked_pairs(session, link.kind)
+            pair = (link.user_a, link.user_b)
+            if pair in pairs or link.user_a == link.user_b:
+                continue
+            pairs.add(pair)
+            row = await self._record_new(
+                session,
+                link.kind,
+                reason=_derived_reason(link),
+                actor=DETECTOR_PARTY,
+                evidence=link.evidence,
+                user_a=link.user_a,
+                user_b=link.user_b,
+            )
+            created.append(row)
+        return created
+
+    async def record_bank_account_links(
+        self,
+        session: AsyncSession,
+        links: Sequence[BankAccountLink],
+        *,
+        actor: Party = FUNDS_PARTY,
+    ) -> list[SurveillanceLink]:
+        """Record that these pairs of accounts share a bank account (the funds package's
+        entry point; see `BankAccountLink`). Pairs linked so before, dismissed ones included,
+        are left as they are; a pair naming one account twice or an unknown account, or
+        evidence that is not clean, refuses the whole call and records nothing."""
+        prepared: list[tuple[str, str, dict[str, Any]]] = []
+        for link in links:
+            first, second = await self._account_pair(session, link.account_a, link.account_b)
+            prepared.append((first, second, clean_evidence(link.evidence)))
+        pairs = await repository.linked_pairs(session, LinkKind.BANK_ACCOUNT)
+        created: list[SurveillanceLink] = []
+        for first, second, evidence in prepared:
+            if (first, second) in pairs:
+                continue
+            pairs.add((first, second))
+            row = await self._record_new(
+                session,
+                LinkKind.BANK_ACCOUNT,
+                reason="shared bank account: both accounts moved funds with one bank account",
+                actor=actor,
+                evidence=evidence,
+                account_a=first,
+                account_b=second,
+            )
+            created.append(row)
+        return created
 
     async def remove(
         self,
@@ -242,12 +436,13 @@ class OwnerLinks:
         actor: Party,
         request_id: str | None = None,
     ) -> SurveillanceLink:
-        text = clean_reason(reason)
-        row = await repository.link_by_id(session, link_id)
-        if row is None:
-            raise LinkNotFound("no such link")
+        """Remove a manual link that was wrong (audited)."""
+        text, row = clean_reason(reason), await self._locked(session, link_id)
+        if row.kind != LinkKind.MANUAL:
+            # Removed, it would be derived again at the next pass: dismissal is what stays.
+            raise LinkIsDerived(f"a {row.kind} link is dismissed, not removed")
         await repository.remove_link(session, row.id)
-        await self._audit(
+        return await self._audit(
             session,
             SurveillanceEvent.LINK_REMOVED,
             row,
@@ -255,13 +450,64 @@ class OwnerLinks:
             request_id=request_id,
             extra={"reason": text, "link_reason": row.reason},
         )
+
+    async def _locked(self, session: AsyncSession, link_id: str) -> SurveillanceLink:
+        row = await repository.link_by_id(session, link_id, lock=True)
+        if row is None:
+            raise LinkNotFound("no such link")
         return row
 
-    async def all(self, session: AsyncSession) -> Sequence[SurveillanceLink]:
-        return await repository.links(session)
+    async def dismiss(
+        self,
+        session: AsyncSession,
+        *,
+        link_id: str,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> SurveillanceLink:
+        """Dismiss a derived link as a false positive (audited): it joins nothing from the
+        stream's next pass and is never derived again."""
+        text, row = clean_reason(reason), await self._locked(session, link_id)
+        if row.kind == LinkKind.MANUAL:
+            raise LinkIsManual("a manual link is removed (unlink), not dismissed")
+        if row.status == LinkStatus.DISMISSED:
+            raise LinkDismissed("this link is already dismissed")
+        row.status = LinkStatus.DISMISSED.value
+        row.dismissed_by = f"{actor.kind}:{actor.id}"[:120]
+        row.dismissed_ns = self._clock.now_ns()
+        row.dismiss_reason = text
+        return await self._audit(
+            session,
+            SurveillanceEvent.LINK_DISMISSED,
+            row,
+            actor=actor,
+            request_id=request_id,
+            extra={"reason": text},
+        )
 
-    async def pairs(self, session: AsyncSession) -> list[tuple[str, str]]:
-        return await repository.link_pairs(session)
+    async def all(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        before_id: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[SurveillanceLink]:
+        """Links, newest first, by kind and status; a page of `limit` before `before_id`."""
+        return await repository.links(
+            session, kind=kind, status=status, before_id=before_id, limit=limit
+        )
+
+    async def live(self, session: AsyncSession) -> list[OwnerLink]:
+        """The active links, as the detectors resolve owners with them."""
+        rows = await repository.links(session, status=LinkStatus.ACTIVE.value)
+        return [owner_link(row) for row in rows]
+
+    async def signature(self, session: AsyncSession) -> tuple[int, int, str | None]:
+        """A value that changes whenever the live links may have (see the repository)."""
+        return await repository.links_signature(session)
 
     async def _audit(
         self,
@@ -272,20 +518,29 @@ class OwnerLinks:
         actor: Party,
         request_id: str | None,
         extra: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> SurveillanceLink:
+        """Append the link's ledger event; returns the link."""
+        if row.user_a is not None:
+            subject = Party("user", row.user_a)
+            pair = {"user_id": row.user_a, "linked_user_id": row.user_b}
+        else:
+            subject = Party("account", str(row.account_a))
+            pair = {"account_id": row.account_a, "linked_account_id": row.account_b}
         await self._ledger.append(
             session,
             LedgerEvent(
                 type=event_type,
                 actor=actor,
-                subject=Party("account", row.account_a),
+                subject=subject,
                 data={
                     "link_id": row.id,
-                    "account_id": row.account_a,
-                    "linked_account_id": row.account_b,
+                    "kind": row.kind,
+                    **pair,
                     "reason": row.reason,
+                    "evidence": dict(row.evidence or {}),
                     **(extra or {}),
                 },
                 request_id=request_id,
             ),
         )
+        return row

@@ -1,5 +1,6 @@
-"""The surveillance stream as a background worker of the server, or of its own process
-(`tradeguard surveillance run`): several may run, they take turns on the checkpoint."""
+"""The surveillance stream, and the owner-link derivation, as background workers of the
+server or of their own process (`tradeguard surveillance run`): several may run, they take
+turns on their checkpoints."""
 
 from __future__ import annotations
 
@@ -15,18 +16,24 @@ from tradeguard.core.workers import (
 )
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.surveillance.consumer import SurveillanceConsumer
+from tradeguard.surveillance.linking import LinkDeriver
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "surveillance-stream"
+LINKS_COMPONENT = "surveillance-links"
 
 
 def stream_tracker(
-    clock: Clock, interval_seconds: float, observer: FailureObserver | None = None
+    clock: Clock,
+    interval_seconds: float,
+    observer: FailureObserver | None = None,
+    *,
+    component: str = COMPONENT,
 ) -> FailureTracker:
     """Back-off from one interval up to ten (at least a minute) while passes keep failing."""
     return FailureTracker(
-        COMPONENT,
+        component,
         logger=log,
         clock=clock,
         policy=BackoffPolicy(
@@ -71,4 +78,40 @@ def start_stream(
             tracker=stream_tracker(clock, interval, observer),
         ),
         name=COMPONENT,
+    )
+
+
+async def run_link_derivation(
+    deriver: LinkDeriver,
+    *,
+    interval_seconds: float,
+    stop: asyncio.Event | None = None,
+    tracker: FailureTracker,
+) -> None:
+    """Derive owner links every interval until `stop` (docs/surveillance.md)."""
+
+    async def one_pass() -> float:
+        await deriver.run_once()
+        return interval_seconds
+
+    await run_until_stopped(one_pass, tracker=tracker, stop=stop)
+
+
+def start_link_derivation(
+    deriver: LinkDeriver,
+    stop: asyncio.Event,
+    *,
+    interval_seconds: int,
+    clock: Clock,
+    observer: FailureObserver | None = None,
+) -> asyncio.Task[None]:
+    """The owner-link derivation as a task of the running server, stopped by `stop`."""
+    return asyncio.create_task(
+        run_link_derivation(
+            deriver,
+            interval_seconds=interval_seconds,
+            stop=stop,
+            tracker=stream_tracker(clock, interval_seconds, observer, component=LINKS_COMPONENT),
+        ),
+        name=LINKS_COMPONENT,
     )

@@ -58,6 +58,8 @@ from tradeguard.notify.tasks import OutboxDispatcher
 from tradeguard.surveillance import api as surveillance_api
 from tradeguard.surveillance.container import build_surveillance
 from tradeguard.surveillance.tasks import COMPONENT as SURVEILLANCE_COMPONENT
+from tradeguard.surveillance.tasks import LINKS_COMPONENT as OWNER_LINKS_COMPONENT
+from tradeguard.surveillance.tasks import start_link_derivation
 from tradeguard.surveillance.tasks import start_stream as start_surveillance_stream
 from tradeguard.trading import admin_api as trading_admin_api
 from tradeguard.trading import api as trading_api
@@ -381,6 +383,7 @@ def _lifespan(
             contacts=identity.accounts,
             mail=identity.deps.notifier,
             registry=app.state.metrics.registry,
+            sign_ins=identity.sign_ins,
         )
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
@@ -570,6 +573,19 @@ def _start_workers(
                 observer=components,
             )
         )
+        deriver = app.state.surveillance.deriver
+        if settings.surveillance_links_enabled and deriver is not None:
+            # Beneficial-owner links from shared devices and networks (docs/surveillance.md).
+            components.register(OWNER_LINKS_COMPONENT)
+            tasks.append(
+                start_link_derivation(
+                    deriver,
+                    stop,
+                    interval_seconds=settings.surveillance_links_interval_seconds,
+                    clock=clock,
+                    observer=components,
+                )
+            )
     for task in tasks:
         task.add_done_callback(_report_worker_exit)
     return tasks

@@ -10,14 +10,21 @@ import json
 import os
 import pwd
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.integration.surveillance.support import MONDAY_OPEN, Market, trade_a_market
-from tests.support.api import running_api
+from tests.integration.surveillance.support import (
+    MONDAY_OPEN,
+    Market,
+    customer,
+    trade_a_market,
+)
+from tests.support.api import Api, login, running_api
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -27,6 +34,7 @@ from tradeguard.ledger.models import AuditEventRow
 runner = CliRunner()
 OPERATOR = pwd.getpwuid(os.geteuid()).pw_name
 UNKNOWN = "0190c5a0-0000-7000-8000-000000000000"
+T = TypeVar("T")
 
 COMMANDS = [
     ["surveillance"],
@@ -35,6 +43,8 @@ COMMANDS = [
     ["surveillance", "links"],
     ["surveillance", "link"],
     ["surveillance", "unlink"],
+    ["surveillance", "derive-links"],
+    ["surveillance", "dismiss-link"],
     ["surveillance", "evaluate"],
 ]
 
@@ -44,24 +54,29 @@ def run(data_dir: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture
-def traded(tmp_path: Path) -> tuple[Path, Market]:
-    """A data directory where a morning of ACME was traded (a wash trader, a spoofer)."""
+def arranged(tmp_path: Path, arrange: Callable[[Api], Awaitable[T]]) -> tuple[Path, T]:
+    """A new data directory, and what `arrange` did in it through the running app."""
     directory = tmp_path / "var"
     assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
-    found: list[Market] = []
+    found: list[T] = []
 
-    async def arrange() -> None:
+    async def run_app() -> None:
         settings = Settings(data_dir=directory, _env_file=None)  # type: ignore[call-arg]
         engine = create_engine(settings.main_database_url)
         try:
             async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as api:
-                found.append(await trade_a_market(api))
+                found.append(await arrange(api))
         finally:
             await engine.dispose()
 
-    asyncio.run(arrange())
+    asyncio.run(run_app())
     return directory, found[0]
+
+
+@pytest.fixture
+def traded(tmp_path: Path) -> tuple[Path, Market]:
+    """A data directory where a morning of ACME was traded (a wash trader, a spoofer)."""
+    return arranged(tmp_path, trade_a_market)
 
 
 def ledger_events(data_dir: Path, event_type: str) -> list[dict[str, object]]:
@@ -221,6 +236,86 @@ class TestLinks:
         code, out = run(data_dir, "surveillance", "links", "--json")
         assert json.loads(out) == []
         assert ledger_events(data_dir, "surveillance:link:added") == []
+
+
+TABLET = {"platform": "iPadOS", "screen": "1024x768", "language": "en-GB"}
+
+
+@pytest.fixture
+def shared_tablet(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A data directory where two customers signed in on one tablet, and one customer has
+    two accounts (to link by hand); returns the directory and those two accounts."""
+
+    async def arrange(api: Api) -> list[str]:
+        for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
+            await customer(api, name)
+            async with api.client(ip) as client:
+                await login(client, name, device=TABLET)
+        return (await customer(api, "mallory", accounts=2)).accounts
+
+    return arranged(tmp_path, arrange)
+
+
+class TestDerivedLinks:
+    def test_an_operator_derives_lists_and_dismisses_a_shared_device_link(
+        self, shared_tablet: tuple[Path, list[str]]
+    ) -> None:
+        data_dir, _ = shared_tablet
+        code, out = run(data_dir, "surveillance", "derive-links")
+        assert code == 0, out
+        # (The sign-ins were in January, outside the network lookback of the system clock's
+        # last 30 days; devices are judged whenever they were used.)
+        assert out.startswith("1 new owner links from 0 sign-ins"), out
+        assert out.strip().endswith("and 1 shared devices")
+        code, out = run(data_dir, "surveillance", "links", "--kind", "device", "--json")
+        [link] = json.loads(out)
+        assert (link["kind"], link["status"]) == ("device", "active")
+        assert link["created_by"] == "system:surveillance"
+        assert link["evidence"]["users_on_device"] == 2
+        code, table = run(data_dir, "surveillance", "links")
+        assert code == 0
+        assert f"{link['id']}  device" in table
+        assert link["evidence"]["device_key"] in table
+        assert "198.51.100" not in table
+        code, out = run(
+            data_dir, "surveillance", "dismiss-link", link["id"], "--reason", "a family tablet"
+        )
+        assert (code, out.strip()) == (0, f"dismissed: {link['id']}")
+        [event] = ledger_events(data_dir, "surveillance:link:dismissed")
+        assert event["actor"] == {"kind": "operator", "id": OPERATOR}
+        # Dismissed stays dismissed: the stream's run derives nothing new.
+        code, out = run(data_dir, "surveillance", "run", "--once")
+        assert code == 0, out
+        assert "0 new owner links" in out
+        code, out = run(data_dir, "surveillance", "links", "--status", "dismissed", "--json")
+        assert [row["id"] for row in json.loads(out)] == [link["id"]]
+
+    def test_bad_dismissals_fail_in_one_line_and_change_nothing(
+        self, shared_tablet: tuple[Path, list[str]]
+    ) -> None:
+        data_dir, (first, second) = shared_tablet
+        assert run(data_dir, "surveillance", "derive-links")[0] == 0
+        code, out = run(data_dir, "surveillance", "link", first, second, "--reason", "one person")
+        manual = out.strip().split()[-1]
+        code, out = run(data_dir, "surveillance", "links", "--kind", "device", "--json")
+        [derived] = json.loads(out)
+        cases = [
+            (["dismiss-link", UNKNOWN, "--reason", "no such"], 1, "no such link"),
+            (["dismiss-link", "nope", "--reason", "no such"], 2, "UUID"),
+            (["dismiss-link", derived["id"], "--reason", "x"], 2, "at least 3"),
+            (["dismiss-link", derived["id"]], 2, "--reason"),
+            (["dismiss-link", manual, "--reason", "wrong person"], 1, "removed (unlink)"),
+            (["unlink", derived["id"], "--reason", "wrong person"], 1, "dismissed, not removed"),
+            (["links", "--kind", "telepathy"], 2, "telepathy"),
+        ]
+        for args, expected, message in cases:
+            code, out = run(data_dir, "surveillance", *args)
+            assert code == expected, (args, out)
+            assert message in out, (args, out)
+            assert "Traceback" not in out
+        assert ledger_events(data_dir, "surveillance:link:dismissed") == []
+        code, out = run(data_dir, "surveillance", "links", "--json")
+        assert {row["status"] for row in json.loads(out)} == {"active"}
 
 
 class TestEvaluate:

@@ -216,7 +216,7 @@ async def expected_alerts(api: Api) -> list[FoldedAlert]:
         )
         owners = BeneficialOwners(
             await trading.accounts.owners_of(session, accounts),
-            await services.links.pairs(session),
+            owner_links=await services.links.live(session),
         )
     engine = SurveillanceEngine(services.params)
     folder = FindingFolder(services.params.fold_window_ns)

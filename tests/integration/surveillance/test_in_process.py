@@ -1,6 +1,6 @@
 """The surveillance stream runs inside the server (TRADEGUARD_SURVEILLANCE_ENABLED, on by
 default): what was traded becomes alerts without anyone running a command; switched off, no
-stream task runs."""
+stream task runs. So does the owner-link derivation (TRADEGUARD_SURVEILLANCE_LINKS_ENABLED)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.surveillance.support import MONDAY_OPEN, surveillance_of, trade_a_market
-from tests.support.api import TEST_ARGON2, Api, running_api
+from tests.integration.surveillance.support import (
+    MONDAY_OPEN,
+    customer,
+    surveillance_of,
+    trade_a_market,
+)
+from tests.support.api import TEST_ARGON2, Api, login, running_api
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.surveillance.models import SurveillanceAlert
-from tradeguard.surveillance.tasks import COMPONENT
+from tradeguard.surveillance.tasks import COMPONENT, LINKS_COMPONENT
 from tradeguard.web.app import create_app
 
 
@@ -63,3 +68,37 @@ class TestInProcess:
     ) -> None:
         async with serving(settings, engine, surveillance_enabled=False):
             assert stream_tasks() == []
+
+
+def link_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == LINKS_COMPONENT]
+
+
+class TestOwnerLinksInProcess:
+    async def test_the_running_server_derives_owner_links_by_itself(
+        self, settings: Settings, engine: AsyncEngine
+    ) -> None:
+        tablet = {"platform": "iPadOS", "screen": "1024x768"}
+        async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as quiet:
+            for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
+                await customer(quiet, name)
+                async with quiet.client(ip) as client:
+                    await login(client, name, device=tablet)
+        async with serving(settings, engine) as api:
+            assert len(link_tasks()) == 1
+            kinds: list[str] = []
+            for _ in range(200):
+                async with surveillance_of(api).unit_of_work() as session:
+                    kinds = [row.kind for row in await surveillance_of(api).links.all(session)]
+                if kinds:
+                    break
+                await asyncio.sleep(0.05)
+            assert kinds == ["device"]
+        assert link_tasks() == []
+
+    async def test_switched_off_no_derivation_runs(
+        self, settings: Settings, engine: AsyncEngine
+    ) -> None:
+        async with serving(settings, engine, surveillance_links_enabled=False):
+            assert link_tasks() == []
+            assert len(stream_tasks()) == 1
