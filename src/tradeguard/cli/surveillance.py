@@ -40,6 +40,7 @@ from tradeguard.core.clock import NS_PER_SECOND, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.tasks import open_keyring
 from tradeguard.db.engine import create_engine, session_factory
+from tradeguard.funds.container import build_funds
 from tradeguard.identity.container import build_identity
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.surveillance.container import (
@@ -135,6 +136,14 @@ def _with_surveillance(
                 contacts=contacts,
                 mail=outbox,
                 sign_ins=identity.sign_ins if derive and identity is not None else None,
+                # Bank accounts two customers confirmed link their owners too (funds).
+                bank_accounts=(
+                    build_funds(
+                        settings, identity=identity, accounts=trading.accounts, sessions=sessions
+                    ).banks
+                    if derive and identity is not None
+                    else None
+                ),
             )
             return await work(services, engine)
         finally:

@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.errors import NotFound
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.columns import blind_index, blind_index_candidates, keyring_field
@@ -265,11 +267,31 @@ class BankAccountService:
     async def last_change_ns(self, session: AsyncSession, user_id: str) -> int | None:
         return await repository.last_bank_change_ns(session, user_id)
 
-    async def shared(self, session: AsyncSession) -> list[tuple[str, str, int]]:
+    async def shared(self, session: AsyncSession) -> list[tuple[str, str, int, str]]:
         """Users who confirmed the same bank account: for beneficial-owner links. While a
         `bank_details` reindex is under way, pairs stored under different index versions
         show once it finishes (the event at confirmation already named them)."""
         return await repository.shared_bank_accounts(session)
+
+    async def shared_account_links(
+        self, session: AsyncSession
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """The same pairs as trading accounts, for surveillance's beneficial-owner links:
+        (an account of one user, an account of the other, evidence). Any account of a user
+        names their owner; the evidence has the last four digits and the date, never the
+        number."""
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for user_a, user_b, since_ns, last4 in await self.shared(session):
+            first = await self.deps.trading.list_for(session, user_a)
+            second = await self.deps.trading.list_for(session, user_b)
+            if not first or not second:
+                continue
+            evidence = {
+                "bank_account": f"***{last4}",
+                "confirmed_by_both_on": ns_to_iso(since_ns)[:10],
+            }
+            found.append((min(a.id for a in first), min(b.id for b in second), evidence))
+        return found
 
 
 def _amounts(values: Sequence[str]) -> tuple[Decimal, Decimal]:

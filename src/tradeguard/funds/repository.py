@@ -94,11 +94,12 @@ async def last_bank_change_ns(session: AsyncSession, user_id: str) -> int | None
     return max(found) if found else None
 
 
-async def shared_bank_accounts(session: AsyncSession) -> list[tuple[str, str, int]]:
-    """Pairs of users who confirmed the same bank account: (user_a, user_b, since_ns)."""
+async def shared_bank_accounts(session: AsyncSession) -> list[tuple[str, str, int, str]]:
+    """Pairs of users who confirmed the same bank account: (user_a, user_b, since_ns,
+    last4)."""
     a, b = BankAccount.__table__.alias("a"), BankAccount.__table__.alias("b")
     rows = await session.execute(
-        select(a.c.user_id, b.c.user_id, a.c.verified_ns, b.c.verified_ns)
+        select(a.c.user_id, b.c.user_id, a.c.verified_ns, b.c.verified_ns, a.c.last4)
         .select_from(a.join(b, a.c.account_index == b.c.account_index))
         .where(
             a.c.user_id < b.c.user_id,
@@ -106,7 +107,7 @@ async def shared_bank_accounts(session: AsyncSession) -> list[tuple[str, str, in
             b.c.verified_ns.is_not(None),
         )
     )
-    return [(row[0], row[1], max(int(row[2]), int(row[3]))) for row in rows]
+    return [(row[0], row[1], max(int(row[2]), int(row[3])), row[4]) for row in rows]
 
 
 # Deposits ------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from tradeguard.surveillance.domain import (
     WashParameters,
 )
 from tradeguard.surveillance.linkage import LinkParameters
-from tradeguard.surveillance.linking import LinkDeriver
+from tradeguard.surveillance.linking import LinkDeriver, SharedBankAccounts
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
 from tradeguard.trading.accounts import AccountService
@@ -156,6 +156,7 @@ def build_surveillance(
     batch_size: int | None = None,
     registry: CollectorRegistry | None = None,
     sign_ins: SignInSignals | None = None,
+    bank_accounts: SharedBankAccounts | None = None,
 ) -> SurveillanceServices:
     """`staff` (identity's service) checks that a case's assignee is compliance staff;
     without it cases cannot be assigned (commands that never assign need not build it).
@@ -205,6 +206,7 @@ def build_surveillance(
                 signals=sign_ins,
                 params=link_parameters_from(settings),
                 min_interval_ns=settings.surveillance_links_interval_seconds * NS_PER_SECOND,
+                bank_accounts=bank_accounts,
             )
             if sign_ins is not None
             else None

@@ -1,10 +1,12 @@
-"""Derives beneficial-owner links from sign-ins: a periodic job of the surveillance worker.
+"""Derives beneficial-owner links from sign-ins and shared bank accounts: a periodic job of
+the surveillance worker.
 
 Why a periodic job, not a hook on each sign-in: identity sits below surveillance (it may not
 call it), and a network link is a judgement over a whole network's sign-ins across the
 lookback (how many distinct users it has, whether two users met on it on separate
 occasions), not over one sign-in. The job reads identity's pseudonymised sign-ins and
-shared devices through identity's service (never its tables), applies the pure rules of
+shared devices through identity's service (never its tables), and the bank accounts two
+customers confirmed through funds' service, applies the pure rules of
 surveillance/linkage.py, and records the links not recorded before, each with its ledger
 event, in one transaction. A dismissed link is recorded already, so it stays dismissed.
 
@@ -16,7 +18,9 @@ pass (surveillance/consumer.py reads the live links every pass).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,7 +29,7 @@ from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.service import SignInSignals
 from tradeguard.surveillance import repository
 from tradeguard.surveillance.linkage import LinkParameters, device_links, network_links
-from tradeguard.surveillance.service import OwnerLinks
+from tradeguard.surveillance.service import BankAccountLink, OwnerLinks
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,15 @@ class DerivationResult:
     ran: bool = True
 
 
+class SharedBankAccounts(Protocol):
+    """Funds' view of bank accounts confirmed by two customers: (an account of one, an
+    account of the other, evidence without the number)."""
+
+    async def shared_account_links(
+        self, session: AsyncSession
+    ) -> Sequence[tuple[str, str, dict[str, Any]]]: ...
+
+
 class LinkDeriver:
     def __init__(
         self,
@@ -54,8 +67,10 @@ class LinkDeriver:
         signals: SignInSignals,
         params: LinkParameters,
         min_interval_ns: int = 0,
+        bank_accounts: SharedBankAccounts | None = None,
     ) -> None:
         self._sessions = sessions
+        self._bank_accounts = bank_accounts
         self._clock = clock
         self._links = links
         self._signals = signals
@@ -89,6 +104,11 @@ class LinkDeriver:
                 ipv6_prefix=params.ipv6_prefix,
             )
             devices = await self._signals.shared_devices(session, max_users=params.device_max_users)
+            banks = (
+                await self._bank_accounts.shared_account_links(session)
+                if self._bank_accounts is not None
+                else []
+            )
         report = network_links(sign_ins, params)
         derived = [*device_links(devices, params), *report.links]
         async with unit_of_work(self._sessions) as session:
@@ -96,6 +116,9 @@ class LinkDeriver:
             # collide on its unique constraint); its time says when the last pass ran.
             mark = await repository.lock_checkpoint(session, CHECKPOINT_NAME, now)
             created = await self._links.record_derived(session, derived)
+            created += await self._links.record_bank_account_links(
+                session, [BankAccountLink(a, b, evidence) for a, b, evidence in banks]
+            )
             mark.events_read += 1  # passes run
             mark.updated_ns = max(mark.updated_ns, now)
         result = DerivationResult(

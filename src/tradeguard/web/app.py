@@ -371,6 +371,12 @@ def _lifespan(
             street=run_workers and settings.market_simulator,
         )
         app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
+        app.state.funds = build_funds(
+            settings,
+            identity=identity,
+            accounts=app.state.trading.accounts,
+            sessions=app.state.runtime.sessions,
+        )
         app.state.surveillance = build_surveillance(
             settings,
             clock=clock,
@@ -384,16 +390,11 @@ def _lifespan(
             mail=identity.deps.notifier,
             registry=app.state.metrics.registry,
             sign_ins=identity.sign_ins,
+            bank_accounts=app.state.funds.banks,
         )
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
         install_staff_access_log(app.state.trading, app.state.backoffice)
-        app.state.funds = build_funds(
-            settings,
-            identity=identity,
-            accounts=app.state.trading.accounts,
-            sessions=app.state.runtime.sessions,
-        )
         app.state.ledger_tree = LedgerTree.from_settings(settings, active_engine, clock=clock)
         try:
             await sync_reference(app.state.trading, rebuild=True)

@@ -31,7 +31,7 @@ from tradeguard.crypto.keyring import SECRET, Keyring
 from tradeguard.crypto.kms import AwsKmsKek, KmsUnavailable
 from tradeguard.crypto.kms_settings import KmsSettings
 from tradeguard.crypto.legacy import LegacyFieldKeys
-from tradeguard.crypto.peppers import PEPPER_PURPOSES
+from tradeguard.crypto.peppers import FUNDS_SANDBOX_PEPPER, PEPPER_PURPOSES
 from tradeguard.crypto.providers import LocalFileKek, read_master_key
 from tradeguard.crypto.service import KeyEvent, KeyManagement
 from tradeguard.crypto.tasks import rotate_master_key
@@ -534,6 +534,7 @@ def test_the_pepper_list_is_every_purpose_the_code_derives() -> None:
         identity.COUNTER_KEY_PEPPER,
         identity_sessions.BACKUP_PEPPER,
         identity_sessions.OTP_PEPPER,
+        FUNDS_SANDBOX_PEPPER,
     }
     assert used == set(PEPPER_PURPOSES)
     callers = [
@@ -548,8 +549,11 @@ def test_the_pepper_list_is_every_purpose_the_code_derives() -> None:
             "crypto/keyring.py",
             "crypto/legacy.py",
             "crypto/service.py",
+            "funds/container.py",
             "identity/common.py",
+            "identity/confirmations.py",
             "identity/factors.py",
+            "identity/service.py",
             "identity/sessions.py",
         ]
     )

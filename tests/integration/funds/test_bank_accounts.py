@@ -144,6 +144,30 @@ class TestSharedBankAccounts:
         assert event["data"]["shared_with"] == [alice.trader.user_id]
         async with funds_of(api).sessions() as session:
             pairs = await funds_of(api).banks.shared(session)
-        assert [(min(a, b), max(a, b)) for a, b, _ in pairs] == [
+        assert [(min(a, b), max(a, b)) for a, b, _, _ in pairs] == [
             tuple(sorted((alice.trader.user_id, bob.trader.user_id)))
         ]
+
+    @pytest.mark.spec("MAN-1")
+    async def test_surveillance_links_the_two_owners_by_their_bank_account(self, api: Api) -> None:
+        async with api.client() as client, api.client("198.51.100.9") as other:
+            alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+            bob = await customer(api, other, "bob", phone="+14155550106", cash="0")
+            await add_bank(api, alice)
+            await add_bank(api, bob)
+        deriver = api.app.state.surveillance.deriver
+        await deriver.run_once(force=True)
+        await deriver.run_once(force=True)  # a second pass links nothing twice
+        async with api.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT account_a, account_b, evidence FROM surveillance_links "
+                        "WHERE kind = 'bank_account'"
+                    )
+                )
+            ).all()
+        [(account_a, account_b, evidence)] = rows
+        assert {account_a, account_b} == {alice.account_id, bob.account_id}
+        assert "***6789" in str(evidence)
+        assert NUMBER not in str(evidence)

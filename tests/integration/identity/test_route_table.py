@@ -42,6 +42,9 @@ PRE_AUTHENTICATION = frozenset(
         "/verify-email",
         "/confirm-email",
         "/reset-password",
+        # The withdrawal email's "this was not me" link (funds, ATO-2): the token is its
+        # authority, and a thief holding the session must not be needed to stop a theft.
+        "/refuse-withdrawal",
     }
 )
 PRE_AUTHENTICATION_PREFIXES = ("/api/v1/auth/webauthn/authenticate/",)
