@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -54,7 +54,6 @@ from tradeguard.crypto.keyring import (
 from tradeguard.crypto.peppers import PEPPER_PURPOSES
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
-from tradeguard.ledger.service import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,33 @@ class KeysInTheVault(TradeguardError):
     status = 409
     slug = "keys-in-the-vault"
     title = "These keys live in the card vault, not in the platform's database"
+
+
+class KeysElsewhere(TradeguardError):
+    status = 409
+    slug = "keys-elsewhere"
+    title = "These keys are not kept in this key table"
+
+
+class KeyAudit(Protocol):
+    """Where key operations are recorded, in the caller's transaction: the platform's ledger
+    (ledger/service.py Ledger), or the card vault's own access log (vault/keys.py)."""
+
+    async def append(self, session: AsyncSession, event: LedgerEvent) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyScope:
+    """Which classes a key table holds, and whether it stores the platform's HMAC peppers:
+    the platform's database (every class but the vault's), or the card vault's own."""
+
+    classes: tuple[DataClass, ...]
+    peppers: tuple[str, ...]
+    in_vault: bool
+
+
+PLATFORM_KEYS = KeyScope(PLATFORM_CLASSES, PEPPER_PURPOSES, in_vault=False)
+VAULT_KEYS = KeyScope(tuple(c for c in DataClass if SPEC_OF[c].in_vault), peppers=(), in_vault=True)
 
 
 class KeyEvent(StrEnum):
@@ -136,11 +162,17 @@ class RewrapBatch:
 
 class KeyManagement:
     def __init__(
-        self, keyring: Keyring, *, ledger: Ledger, policy: KeyPolicy | None = None
+        self,
+        keyring: Keyring,
+        *,
+        ledger: KeyAudit,
+        policy: KeyPolicy | None = None,
+        scope: KeyScope = PLATFORM_KEYS,
     ) -> None:
         self.keyring = keyring
         self.ledger = ledger
         self.policy = policy or KeyPolicy()
+        self.scope = scope
 
     @property
     def _now(self) -> int:
@@ -161,7 +193,7 @@ class KeyManagement:
         existing = {(row.data_class, row.kind) for row in await repository.key_versions(session)}
         created: list[NewKeyVersion] = []
         now = self._now
-        for data_class in PLATFORM_CLASSES:
+        for data_class in self.scope.classes:
             wanted = [DATA, INDEX]
             if SPEC_OF[data_class].legacy_purpose and self.keyring.provider.legacy is not None:
                 wanted.append(LEGACY)
@@ -176,7 +208,7 @@ class KeyManagement:
         if not existing and self.keyring.legacy is None:
             # A new database under a KMS: no local master key to derive peppers from, and no
             # peppered value stored yet, so each pepper starts as a new random secret.
-            for purpose in PEPPER_PURPOSES:
+            for purpose in self.scope.peppers:
                 await self._store_secret(
                     session, purpose, secrets.token_bytes(KEY_BYTES), self.keyring.provider, actor
                 )
@@ -276,11 +308,7 @@ class KeyManagement:
         reason: str = "manual",
     ) -> NewKeyVersion:
         """Create the next version; it encrypts after the activation delay."""
-        if SPEC_OF[data_class].in_vault:
-            raise KeysInTheVault(
-                f"the {data_class.value} keys live in the card vault's own database: "
-                "rotate them with `tradeguard vault rotate-key`"
-            )
+        self.check_in_scope(data_class)
         latest = await repository.latest_version(session, data_class.value, DATA)
         if latest is None:
             raise NoActiveKey(f"{data_class.value} has no key yet; start the platform first")
@@ -298,6 +326,19 @@ class KeyManagement:
         )
         return made
 
+    def check_in_scope(self, data_class: DataClass) -> None:
+        """Refuse a class whose keys another key table holds."""
+        if data_class in self.scope.classes:
+            return
+        if SPEC_OF[data_class].in_vault:
+            raise KeysInTheVault(
+                f"the {data_class.value} keys live in the card vault's own database: "
+                "rotate them with `tradeguard vault rotate-key`"
+            )
+        raise KeysElsewhere(
+            f"the {data_class.value} keys live in the platform's database, not the vault's"
+        )
+
     async def due_for_rotation(self, session: AsyncSession) -> list[DataClass]:
         """Classes whose newest data key is older than their cryptoperiod."""
         newest: dict[str, int] = {}
@@ -307,7 +348,7 @@ class KeyManagement:
         now = self._now
         return [
             data_class
-            for data_class in PLATFORM_CLASSES
+            for data_class in self.scope.classes
             if data_class.value in newest
             and now - newest[data_class.value] >= self.policy.period_ns(data_class)
         ]
@@ -615,7 +656,7 @@ class KeyManagement:
         stored = await repository.key_versions(session)
         have = {row.data_class for row in stored if row.kind == SECRET}
         peppers = 0
-        for purpose in PEPPER_PURPOSES:
+        for purpose in self.scope.peppers:
             if purpose not in have:
                 secret = self.keyring.derive_secret(purpose)
                 peppers += await self._store_secret(session, purpose, secret, target, actor)
