@@ -665,6 +665,14 @@ class KeyManagement:
             for row in await repository.key_versions(session)
             if row.wrapped_key is not None and row.kek_id != target.kek_id
         ]
+        unknown = sorted({str(r.kek_id) for r in pending if r.kek_id not in self.keyring.providers})
+        if unknown:
+            # Refused before anything is recorded: a run that could not move these keys
+            # must not leave a "rotation started" behind.
+            raise UnknownKek(
+                f"keys are wrapped under {', '.join(unknown)}, which was not given: put "
+                "that key-encrypting key in place"
+            )
         await self._event(
             session,
             KeyEvent.MASTER_ROTATION_STARTED,
