@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.api import TEST_ARGON2
 from tests.support.cards import AMEX, MASTERCARD, TEST_PANS, VISA
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
@@ -42,6 +43,7 @@ from tradeguard.vault import repository
 from tradeguard.vault.domain import VaultRole
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultCaller
+from tradeguard.web.app import create_app
 
 OPERATOR = Party("operator", "test")
 APP = VaultCaller(VaultRole.APP, "user:alice")
@@ -403,6 +405,39 @@ class TestScheduledRotation:
         assert [
             e[3]["reason"] for e in await key_events(store) if e[0] == KeyEvent.KEY_ROTATED
         ] == ["scheduled"]
+
+    @pytest.mark.spec("PCI-4")
+    async def test_the_server_with_the_vault_in_process_rotates_its_key_when_due(
+        self,
+        store: CardVaultStore,
+        vault_engine: AsyncEngine,
+        engine: AsyncEngine,
+        settings: Settings,
+        clock: FrozenClock,
+    ) -> None:
+        # The vault's key made 91 days ago (by the fixture's store, on this vault database).
+        clock.advance(ns=91 * NS_PER_DAY)
+        app = create_app(
+            settings.model_copy(update={"market_simulator": False, "surveillance_enabled": False}),
+            clock=clock,
+            engine=engine,
+            argon2=TEST_ARGON2,
+            run_workers=True,
+            vault_engine=vault_engine,
+        )
+        async with app.router.lifespan_context(app):
+            assert [t for t in asyncio.all_tasks() if t.get_name() == "vault-keyring"]
+            for _ in range(200):
+                if len(await key_rows(vault_engine)) == 3:
+                    break
+                await asyncio.sleep(0.05)
+        assert [(row[0], row[1]) for row in await key_rows(vault_engine)] == [
+            ("data", 1),
+            ("data", 2),
+            ("index", 1),
+        ]
+        [rotated] = [e for e in await key_events(store) if e[0] == KeyEvent.KEY_ROTATED]
+        assert rotated[1:] == ("system", "system:tradeguard", {**rotated[3], "reason": "scheduled"})
 
     async def test_the_platform_key_service_still_refuses_the_vaults_class(
         self, store: CardVaultStore
