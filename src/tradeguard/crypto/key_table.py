@@ -7,14 +7,16 @@ cannot be swapped": the wrapped bytes are bound (AES-GCM associated data, or the
 encryption context) to the row's class, kind and version, so only a holder of a KEK can
 write bytes that open there, and they open to the same key.
 
-Migrations build their triggers from these strings (the platform's 0018, the vault's
-v0002): they are history once applied, so a change here needs a new migration that carries
-the old text for its downgrade.
+Migrations build their triggers and the rewrap progress table from these (the platform's
+0013 and 0018, the vault's v0002): they are history once applied, so a change here needs a
+new migration that carries the old text for its downgrade.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import sqlalchemy as sa
 
 _SAME_SLOT: Final = (
     "NEW.data_class = OLD.data_class AND NEW.kind = OLD.kind AND NEW.version = OLD.version "
@@ -83,3 +85,19 @@ def sqlite_update_guard(trigger: str, table: str, allowed: str, refused: str = R
         f"CREATE TRIGGER {trigger} BEFORE UPDATE ON {table} WHEN NOT ({allowed}) "
         f"BEGIN SELECT RAISE(ABORT, 'tradeguard: {table} {refused} (UPDATE refused)'); END"
     )
+
+
+def rewrap_progress_columns() -> list[sa.Column[Any] | sa.PrimaryKeyConstraint]:
+    """`crypto_rewrap_progress` (crypto/models.py CryptoRewrapProgressRow): where a rewrap
+    of one stored location stands, in each database that holds a key table."""
+    return [
+        sa.Column("data_class", sa.String(40), nullable=False),
+        sa.Column("location", sa.String(120), nullable=False),
+        sa.Column("target_version", sa.Integer(), nullable=False),
+        sa.Column("cursor", sa.String(200), nullable=True),
+        sa.Column("rows_rewrapped", sa.BigInteger(), nullable=False),
+        sa.Column("started_ns", sa.BigInteger(), nullable=False),
+        sa.Column("updated_ns", sa.BigInteger(), nullable=False),
+        sa.Column("finished_ns", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("data_class", "location", name="pk_crypto_rewrap_progress"),
+    ]

@@ -11,8 +11,6 @@ import os
 import secrets
 import signal
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, _ensure_worker_database, require_service
-from tests.integration.crypto.test_kms import aws_environment, kms_args, kms_peer
+from tests.integration.cli.test_keys_cli import cli
+from tests.integration.crypto.test_kms import UNREACHABLE_KMS, aws_environment, kms_args, kms_peer
+from tests.integration.vault.test_keys import ROTATION_EVENTS
 from tests.support.cards import TEST_PANS
 from tests.support.moto_kms import KmsPeer
 from tradeguard.cli.main import app
@@ -197,15 +197,6 @@ def platform_keks(data_dir: Path) -> list[tuple[Any, ...]]:
     return asyncio.run(run())
 
 
-def cli(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tradeguard", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-
-
 class TestVaultRotateMaster:
     def test_local_to_local_rewraps_every_vault_key_and_every_card_reads(
         self, data_dir: Path
@@ -357,19 +348,7 @@ class TestVaultRotateMaster:
             (["--to", "nowhere"], "--to 'nowhere' is not known"),
             (["--to", "aws-kms"], "set TRADEGUARD_VAULT_AWS_KMS_KEY_ID"),
             (["--key-id", "alias/x"], "go with --to aws-kms"),
-            (
-                [
-                    "--to",
-                    "aws-kms",
-                    "--key-id",
-                    "alias/x",
-                    "--region",
-                    "eu-west-1",
-                    "--endpoint-url",
-                    "http://127.0.0.1:9",
-                ],
-                "cannot reach the KMS endpoint",
-            ),
+            UNREACHABLE_KMS,
         ],
     )
     def test_bad_input_is_one_line_a_non_zero_exit_and_changes_nothing(
@@ -455,16 +434,7 @@ class TestVaultRotateRewrapRetire:
         ]
         again = vault("retire", data_dir=data_dir)
         assert "no version retired" in again.output
-        events = key_events(data_dir)
-        for expected in (
-            KeyEvent.KEY_CREATED,
-            KeyEvent.KEY_ROTATED,
-            KeyEvent.USAGE_COUNTED,
-            KeyEvent.REWRAP_STARTED,
-            KeyEvent.REWRAP_FINISHED,
-            KeyEvent.KEY_RETIRED,
-        ):
-            assert expected in events
+        assert {KeyEvent.KEY_CREATED, *ROTATION_EVENTS} <= set(key_events(data_dir))
         who = vault_query(
             data_dir,
             "SELECT role, on_behalf_of, detail FROM vault_access_log "

@@ -283,6 +283,22 @@ def local_kek_id(path: Path) -> str:
     return LocalFileKek(read_master_key(path)).kek_id
 
 
+# rotate-master's options naming a KMS endpoint where nothing listens, and what it says.
+UNREACHABLE_KMS = (
+    [
+        "--to",
+        "aws-kms",
+        "--key-id",
+        "alias/x",
+        "--region",
+        "eu-west-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ],
+    "cannot reach the KMS endpoint",
+)
+
+
 def kms_args(peer: KmsPeer, arn: str) -> list[str]:
     return [
         "--to",
@@ -457,19 +473,7 @@ class TestRotateMaster:
             (["--to", "nowhere"], "--to 'nowhere' is not known"),
             (["--to", "aws-kms"], "no KMS key named"),
             (["--key-id", "alias/x"], "go with --to aws-kms"),
-            (
-                [
-                    "--to",
-                    "aws-kms",
-                    "--key-id",
-                    "alias/x",
-                    "--region",
-                    "eu-west-1",
-                    "--endpoint-url",
-                    "http://127.0.0.1:9",
-                ],
-                "cannot reach the KMS endpoint",
-            ),
+            UNREACHABLE_KMS,
         ],
     )
     def test_bad_input_is_one_line_a_non_zero_exit_and_changes_nothing(

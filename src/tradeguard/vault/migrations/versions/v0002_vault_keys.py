@@ -25,6 +25,7 @@ from alembic import op
 from tradeguard.crypto.key_table import (
     allowed_update,
     postgres_guard_function,
+    rewrap_progress_columns,
     sqlite_update_guard,
 )
 
@@ -54,18 +55,7 @@ CARD_REFUSED = "rows change only by re-encryption of the PAN"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "crypto_rewrap_progress",
-        sa.Column("data_class", sa.String(40), nullable=False),
-        sa.Column("location", sa.String(120), nullable=False),
-        sa.Column("target_version", sa.Integer(), nullable=False),
-        sa.Column("cursor", sa.String(200), nullable=True),
-        sa.Column("rows_rewrapped", sa.BigInteger(), nullable=False),
-        sa.Column("started_ns", sa.BigInteger(), nullable=False),
-        sa.Column("updated_ns", sa.BigInteger(), nullable=False),
-        sa.Column("finished_ns", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("data_class", "location", name="pk_crypto_rewrap_progress"),
-    )
+    op.create_table("crypto_rewrap_progress", *rewrap_progress_columns())
     op.add_column(LOG, sa.Column("detail", sa.Text(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column(
