@@ -12,7 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -119,6 +121,25 @@ def event_types(data_dir: Path) -> list[str]:
     ]  # type: ignore[call-overload]
 
 
+REWRAPPED_SO_FAR = "SELECT rows_rewrapped FROM crypto_rewrap_progress"
+
+
+def kill_when_rewrapped(
+    process: subprocess.Popen[bytes], progress: Callable[[], list[tuple[Any, ...]]], rows: int
+) -> None:
+    """SIGKILL a running rewrap once its progress row counts `rows` (or it ended)."""
+    try:
+        for _ in range(3000):
+            done = progress()
+            if (done and int(done[0][0]) >= rows) or process.poll() is not None:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.communicate()  # reaps it and closes its pipes
+    assert process.returncode == -signal.SIGKILL
+
+
 def cli(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tradeguard", *args],
@@ -191,18 +212,7 @@ class TestRotateAndRewrap:
             "--data-dir",
             str(data_dir),
         )
-        try:
-            done = 0
-            for _ in range(2000):
-                rows = query(data_dir, "SELECT rows_rewrapped FROM crypto_rewrap_progress")
-                done = int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
-                if done >= 50 or process.poll() is not None:
-                    break
-                time.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-        finally:
-            process.communicate()  # reaps it and closes its pipes
-        assert process.returncode == -signal.SIGKILL
+        kill_when_rewrapped(process, lambda: query(data_dir, REWRAPPED_SO_FAR), 50)
         # Killed half-way: committed batches moved, the rest not, all of it readable.
         ((cursor, rewrapped, finished),) = query(
             data_dir, "SELECT cursor, rows_rewrapped, finished_ns FROM crypto_rewrap_progress"

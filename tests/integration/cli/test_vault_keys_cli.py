@@ -9,9 +9,7 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, _ensure_worker_database, require_service
-from tests.integration.cli.test_keys_cli import cli
-from tests.integration.crypto.test_kms import UNREACHABLE_KMS, aws_environment, kms_args, kms_peer
+from tests.integration.cli.test_keys_cli import REWRAPPED_SO_FAR, cli, kill_when_rewrapped
+from tests.integration.crypto.test_kms import BAD_TARGETS, aws_environment, kms_args, kms_peer
 from tests.integration.vault.test_keys import ROTATION_EVENTS
 from tests.support.cards import TEST_PANS
 from tests.support.moto_kms import KmsPeer
@@ -344,12 +342,7 @@ class TestVaultRotateMaster:
 
     @pytest.mark.parametrize(
         ("args", "message"),
-        [
-            (["--to", "nowhere"], "--to 'nowhere' is not known"),
-            (["--to", "aws-kms"], "set TRADEGUARD_VAULT_AWS_KMS_KEY_ID"),
-            (["--key-id", "alias/x"], "go with --to aws-kms"),
-            UNREACHABLE_KMS,
-        ],
+        [*BAD_TARGETS, (["--to", "aws-kms"], "set TRADEGUARD_VAULT_AWS_KMS_KEY_ID")],
     )
     def test_bad_input_is_one_line_a_non_zero_exit_and_changes_nothing(
         self, data_dir: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
@@ -456,16 +449,7 @@ class TestVaultRotateRewrapRetire:
         process = cli(
             "vault", "rewrap", "--batch-size", "10", "--pause-ms", "30", "--data-dir", str(data_dir)
         )
-        try:
-            for _ in range(3000):
-                rows = vault_query(data_dir, "SELECT rows_rewrapped FROM crypto_rewrap_progress")
-                if (rows and int(rows[0][0]) >= 40) or process.poll() is not None:
-                    break
-                time.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-        finally:
-            process.communicate()
-        assert process.returncode == -signal.SIGKILL
+        kill_when_rewrapped(process, lambda: vault_query(data_dir, REWRAPPED_SO_FAR), 40)
         ((rewrapped, finished),) = vault_query(
             data_dir, "SELECT rows_rewrapped, finished_ns FROM crypto_rewrap_progress"
         )
