@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.cli.bootstrap import prepare_data_dir, sqlite_file
 from tradeguard.cli.common import (
@@ -41,7 +41,6 @@ from tradeguard.cli.key_operations import (
 )
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
-from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement, NewKeyVersion
@@ -49,7 +48,7 @@ from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine
 from tradeguard.vault.certs import VaultPki, issue_all
 from tradeguard.vault.container import open_store
-from tradeguard.vault.migrate import current_revision, head_revision, upgrade
+from tradeguard.vault.migrate import current_revision, upgrade
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.serving import VaultServer, bind_vault_socket
 from tradeguard.vault.store import CARD_CLASS, CardVaultStore
@@ -102,11 +101,6 @@ def certs_command(
 # -- keys (PCI-4, PCI DSS 3.6/3.7) ---------------------------------------------------------
 
 
-class VaultNotMigrated(ConfigurationError):
-    slug = "vault-not-migrated"
-    title = "The vault database is not at the current schema"
-
-
 def _vault_settings(data_dir: Path | None) -> Settings:
     """The settings of a data directory whose vault database exists (a key command must not
     make an empty one)."""
@@ -121,15 +115,6 @@ def _vault_settings(data_dir: Path | None) -> Settings:
     return settings
 
 
-async def check_vault_schema(engine: AsyncEngine) -> None:
-    current, head = await current_revision(engine), head_revision()
-    if current != head:
-        raise VaultNotMigrated(
-            f"the vault database is at {current or 'no revision'}, not {head}: "
-            "run `tradeguard vault upgrade` first"
-        )
-
-
 @asynccontextmanager
 async def _opened(settings: Settings, *, create_key: bool = False) -> AsyncIterator[CardVaultStore]:
     """The vault store on the vault database, its keys read (made first when `create_key`:
@@ -137,10 +122,10 @@ async def _opened(settings: Settings, *, create_key: bool = False) -> AsyncItera
     clock = SystemClock()
     store = open_store(settings, clock=clock, ids=IdGenerator(clock), create_key=create_key)
     try:
-        await check_vault_schema(store.engine)
         if create_key:
             await store.start()
         else:
+            await store.check_schema()
             await store.refresh_keys()
         yield store
     finally:
@@ -293,7 +278,7 @@ def rotate_master(
             also=known,
         )
         try:
-            await check_vault_schema(store.engine)
+            await store.check_schema()
             yield store.keys, store.sessions
         finally:
             await store.close()

@@ -58,6 +58,7 @@ from tradeguard.vault.domain import (
     token_shape_valid,
 )
 from tradeguard.vault.keys import VaultKeyAudit
+from tradeguard.vault.migrate import current_revision, head_revision
 from tradeguard.vault.models import CARD_TABLE, PAN_COLUMN, VaultCardRow
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ MAX_REQUEST_ID_CHARS: Final = 64
 class VaultUnavailable(ServiceUnavailable):
     slug = "vault-unavailable"
     title = "The card vault is not available"
+
+
+class VaultNotMigrated(VaultUnavailable):
+    slug = "vault-not-migrated"
+    title = "The vault database is not at the current schema"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +165,20 @@ class CardVaultStore:
         async with unit_of_work(self.sessions) as session:
             yield session
 
+    async def check_schema(self) -> None:
+        """Refuse a vault database behind this code's migrations (its key operations and
+        access log need the current schema)."""
+        current, head = await current_revision(self.engine), head_revision()
+        if current != head:
+            raise VaultNotMigrated(
+                f"the vault database is at {current or 'no revision'}, not {head}: "
+                "run `tradeguard vault upgrade` first"
+            )
+
     async def start(self) -> None:
-        """Make the vault's first keys if there are none (recorded), then read them."""
+        """Check the schema, make the vault's first keys if there are none (recorded), then
+        read them."""
+        await self.check_schema()
         async with self.unit_of_work() as session:
             await self.keys.ensure_keys(session)
         await self.refresh_keys()

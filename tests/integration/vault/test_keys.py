@@ -15,11 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.conftest import _drop_schema, _postgres_engine
 from tests.support.api import TEST_ARGON2
 from tests.support.cards import AMEX, MASTERCARD, TEST_PANS, VISA
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
 from tradeguard.core.errors import ConfigurationError
+from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.keyring import DATA, DecryptionFailed, Keyring, UnknownKek
 from tradeguard.crypto.providers import LocalFileKek
@@ -38,11 +40,13 @@ from tradeguard.crypto.tasks import (
     rotate_master_key,
     vault_key_policy_from,
 )
+from tradeguard.db.engine import create_engine
 from tradeguard.ledger.domain import Party
 from tradeguard.vault import repository
 from tradeguard.vault.domain import VaultRole
+from tradeguard.vault.migrate import upgrade as upgrade_vault
 from tradeguard.vault.server import create_vault_app
-from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultCaller
+from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultCaller, VaultNotMigrated
 from tradeguard.web.app import create_app
 
 OPERATOR = Party("operator", "test")
@@ -222,6 +226,32 @@ class TestVaultKeyTableGuard:
             with pytest.raises(KeysElsewhere, match="platform's database"):
                 await store.keys.rotate(session, DataClass.TAX_ID, actor=OPERATOR)
         assert [e for e in await key_events(store) if e[0] == KeyEvent.KEY_ROTATED] == []
+
+
+class TestSchema:
+    async def test_a_vault_database_behind_the_code_is_refused_at_start(
+        self, db_backend: str, tmp_path: Path, clock: FrozenClock
+    ) -> None:
+        if db_backend == "sqlite":
+            engine, schema = create_engine(f"sqlite:///{tmp_path / 'old-vault.db'}"), None
+        else:
+            engine, schema = await _postgres_engine()
+        try:
+            await upgrade_vault(engine, "v0001_vault")
+            old = CardVaultStore.open_with(
+                engine=engine,
+                provider=LocalFileKek(os.urandom(32)),
+                clock=clock,
+                ids=IdGenerator(clock),
+            )
+            with pytest.raises(VaultNotMigrated, match="run `tradeguard vault upgrade` first"):
+                await old.start()
+            assert not old.keyring.loaded
+            assert await key_rows(engine) == []
+        finally:
+            await engine.dispose()
+            if schema is not None:
+                await _drop_schema(schema)
 
 
 class TestRotateMaster:
