@@ -124,14 +124,17 @@ def event_types(data_dir: Path) -> list[str]:
 REWRAPPED_SO_FAR = "SELECT rows_rewrapped FROM crypto_rewrap_progress"
 
 
-def kill_when_rewrapped(
-    process: subprocess.Popen[bytes], progress: Callable[[], list[tuple[Any, ...]]], rows: int
-) -> None:
-    """SIGKILL a running rewrap once its progress row counts `rows` (or it ended)."""
+def rows_rewrapped(progress: list[tuple[Any, ...]]) -> int:
+    """Rows rewrapped so far, from REWRAPPED_SO_FAR's result."""
+    return int(progress[0][0]) if progress else 0
+
+
+def kill_when(process: subprocess.Popen[bytes], reached: Callable[[], bool]) -> None:
+    """SIGKILL a running command once `reached()` (or it ended on its own: then the caller's
+    assertions fail)."""
     try:
         for _ in range(3000):
-            done = progress()
-            if (done and int(done[0][0]) >= rows) or process.poll() is not None:
+            if reached() or process.poll() is not None:
                 break
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
@@ -212,7 +215,7 @@ class TestRotateAndRewrap:
             "--data-dir",
             str(data_dir),
         )
-        kill_when_rewrapped(process, lambda: query(data_dir, REWRAPPED_SO_FAR), 50)
+        kill_when(process, lambda: rows_rewrapped(query(data_dir, REWRAPPED_SO_FAR)) >= 50)
         # Killed half-way: committed batches moved, the rest not, all of it readable.
         ((cursor, rewrapped, finished),) = query(
             data_dir, "SELECT cursor, rows_rewrapped, finished_ns FROM crypto_rewrap_progress"

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL, _ensure_worker_database, require_service
-from tests.integration.cli.test_keys_cli import REWRAPPED_SO_FAR, cli, kill_when_rewrapped
+from tests.integration.cli.test_keys_cli import REWRAPPED_SO_FAR, cli, kill_when, rows_rewrapped
 from tests.integration.crypto.test_kms import BAD_TARGETS, aws_environment, kms_args, kms_peer
 from tests.integration.vault.test_keys import ROTATION_EVENTS
 from tests.support.cards import TEST_PANS
@@ -37,7 +37,7 @@ from tradeguard.ledger.domain import Party
 from tradeguard.vault.container import open_store
 from tradeguard.vault.domain import VaultRole
 from tradeguard.vault.migrate import upgrade as upgrade_vault
-from tradeguard.vault.store import CardVaultStore, VaultCaller
+from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultCaller
 
 __all__ = ["aws_environment", "kms_peer"]  # fixtures used here, defined with the KMS tests
 
@@ -46,6 +46,8 @@ APP = VaultCaller(VaultRole.APP, "user:alice")
 PAYMENT = VaultCaller(VaultRole.PAYMENT, "service:payments")
 OPERATOR = Party("operator", "test")
 KILL_CARDS = 300
+# Data-key versions made before a rotate-master that is killed part-way through them.
+KILL_VERSIONS = 250
 
 
 async def _admin(statement: str) -> None:
@@ -118,6 +120,18 @@ def tokenize(data_dir: Path, pans: list[str], **extra: Any) -> dict[str, str]:
         return stored
 
     return dict(asyncio.run(_with_store(settings_of(data_dir, **extra), work)))
+
+
+def make_versions(data_dir: Path, count: int) -> None:
+    """`count` more data-key versions (as many rotations), each recorded."""
+
+    async def work(store: CardVaultStore) -> None:
+        for _ in range(count):
+            async with store.unit_of_work() as session:
+                await store.keys.rotate(session, CARD_CLASS, actor=OPERATOR)
+        await store.refresh_keys()
+
+    asyncio.run(_with_store(settings_of(data_dir), work))
 
 
 def reveal(data_dir: Path, tokens: dict[str, str], **extra: Any) -> dict[str, str]:
@@ -324,6 +338,41 @@ class TestVaultRotateMaster:
         assert events.count(KeyEvent.MASTER_ROTATION_STARTED) == 2
         assert events.count(KeyEvent.MASTER_ROTATED) == 1
 
+    def test_killed_half_way_to_aws_kms_every_card_reads_and_a_rerun_finishes(
+        self, data_dir: Path, kms_peer: KmsPeer
+    ) -> None:
+        cards = tokenize(data_dir, list(TEST_PANS)[:2])
+        make_versions(data_dir, KILL_VERSIONS)
+        cards |= tokenize(data_dir, list(TEST_PANS)[2:4])
+        arn = kms_peer.create_key()
+        target = "aws-kms:" + arn
+        old = kek_of(vault_key_file(data_dir))
+        process = cli(
+            "vault", "rotate-master", *kms_args(kms_peer, arn), "--data-dir", str(data_dir)
+        )
+        kill_when(process, lambda: [r[3] for r in key_rows(data_dir)].count(target) >= 3)
+        keks = [str(row[3]) for row in key_rows(data_dir)]
+        assert 0 < keks.count(target) < len(keks) == KILL_VERSIONS + 2
+        assert set(keks) == {old, target}
+        # Half-way, the vault (its local key wrapping, the KMS key named) reads every card.
+        half_way = {
+            "vault_aws_kms_key_id": arn,
+            "aws_kms_region": kms_peer.region,
+            "aws_kms_endpoint_url": kms_peer.endpoint_url,
+        }
+        assert reveal(data_dir, cards, **half_way) == cards
+
+        again = vault("rotate-master", *kms_args(kms_peer, arn), data_dir=data_dir)
+
+        assert again.exit_code == 0, again.output
+        assert vault_keks(data_dir) == {target}
+        assert reveal(data_dir, cards, vault_kek_provider="aws-kms", **half_way) == cards
+        events = key_events(data_dir)
+        # Each key moved once, whichever run moved it; the killed run never finished.
+        assert events.count(KeyEvent.KEY_REWRAPPED) == KILL_VERSIONS + 2
+        assert events.count(KeyEvent.MASTER_ROTATION_STARTED) == 2
+        assert events.count(KeyEvent.MASTER_ROTATED) == 1
+
     def test_run_twice_each_run_is_a_rotation_and_every_card_still_reads(
         self, data_dir: Path
     ) -> None:
@@ -449,7 +498,7 @@ class TestVaultRotateRewrapRetire:
         process = cli(
             "vault", "rewrap", "--batch-size", "10", "--pause-ms", "30", "--data-dir", str(data_dir)
         )
-        kill_when_rewrapped(process, lambda: vault_query(data_dir, REWRAPPED_SO_FAR), 40)
+        kill_when(process, lambda: rows_rewrapped(vault_query(data_dir, REWRAPPED_SO_FAR)) >= 40)
         ((rewrapped, finished),) = vault_query(
             data_dir, "SELECT rows_rewrapped, finished_ns FROM crypto_rewrap_progress"
         )
