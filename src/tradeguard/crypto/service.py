@@ -86,11 +86,10 @@ class KeyScope:
 
     classes: tuple[DataClass, ...]
     peppers: tuple[str, ...]
-    in_vault: bool
 
 
-PLATFORM_KEYS = KeyScope(PLATFORM_CLASSES, PEPPER_PURPOSES, in_vault=False)
-VAULT_KEYS = KeyScope(tuple(c for c in DataClass if SPEC_OF[c].in_vault), peppers=(), in_vault=True)
+PLATFORM_KEYS = KeyScope(PLATFORM_CLASSES, PEPPER_PURPOSES)
+VAULT_KEYS = KeyScope(tuple(c for c in DataClass if SPEC_OF[c].in_vault), peppers=())
 
 
 class KeyEvent(StrEnum):
