@@ -197,6 +197,33 @@ class Settings(BaseSettings):
     stream_ping_interval_seconds: Annotated[float, Field(ge=0.5, le=300)] = 20.0
     stream_ping_timeout_seconds: Annotated[float, Field(ge=0.5, le=300)] = 20.0
 
+    # Money movement (issue #11, docs/funds.md). Withdrawal limits per customer across their
+    # accounts (WDL-1: the firm's calendar day in funds_timezone; WDL-2: a rolling 7 days).
+    funds_timezone: str = "America/New_York"
+    funds_daily_withdrawal_limit: Annotated[Decimal, Field(gt=0)] = Decimal(50_000)
+    funds_weekly_withdrawal_limit: Annotated[Decimal, Field(gt=0)] = Decimal(200_000)
+    # WDL-3: withdrawals of at least this much wait for two staff members' approval.
+    funds_review_threshold: Annotated[Decimal, Field(gt=0)] = Decimal(10_000)
+    funds_min_withdrawal: Annotated[Decimal, Field(gt=0)] = Decimal(1)
+    # WDL-4 and ATO-1: no withdrawal in an account's first hours, nor for a while after a
+    # password, email, phone, second-factor or bank-account change; and a newly confirmed
+    # bank account receives nothing for a while (time for its owner to notice).
+    funds_new_account_cooling_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 24
+    funds_security_change_cooling_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 24
+    funds_new_destination_hold_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 48
+    # ACCT-2: a withdrawal's email and SMS codes must be confirmed within this, or it expires
+    # and its cash comes back.
+    funds_verify_minutes: Annotated[int, Field(ge=1, le=60)] = 15
+    # Deposits: the largest single deposit, and the most a customer may have credited and
+    # not yet collected (the firm's exposure to ACH returns).
+    funds_max_deposit: Annotated[Decimal, Field(gt=0)] = Decimal(250_000)
+    funds_max_uncollected: Annotated[Decimal, Field(gt=0)] = Decimal(50_000)
+    funds_micro_deposit_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # The payment processor; "simulated" is the deterministic sandbox (funds/processor.py).
+    funds_processor: Literal["simulated"] = "simulated"
+    funds_ach_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 86_400
+    funds_wire_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 600
+
     # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still
     # normal: one more within the window raises an alert.
     access_alerts_enabled: bool = True
@@ -465,7 +492,7 @@ class Settings(BaseSettings):
             raise ValueError('must be a non-empty JSON list of weekdays, e.g. ["mon","tue"]')
         return sorted(set(days), key=WEEKDAYS.index)
 
-    @field_validator("access_working_timezone")
+    @field_validator("access_working_timezone", "funds_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
         try:

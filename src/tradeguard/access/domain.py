@@ -51,6 +51,9 @@ class Permission(StrEnum):
     # A customer's own stored cards (issue #10, PCI-2): add, list, remove. Detokenizing is
     # not a person's permission at all: only the payment service may (vault/domain.py).
     CARD_MANAGE = "card:manage"
+    # Money movement (issue #11, WDL-3): the review queue of large or flagged withdrawals,
+    # where two different staff members must approve (four-eyes).
+    FUNDS_REVIEW = "funds:review"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -86,6 +89,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.COMPLIANCE_SURVEILLANCE,
             Permission.COMPLIANCE_CASES,
             Permission.COMPLIANCE_ACTIONS,
+            Permission.FUNDS_REVIEW,
             Permission.ACCOUNT_VIEW,
             Permission.CUSTOMER_READ,
             Permission.CUSTOMER_UNMASK,
@@ -250,6 +254,12 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
             Kind.OPERATE,
             "Set the automatic surveillance action policy and reverse automatic actions "
             "(suspensions, closing-only) with a reason",
+        ),
+        _entry(
+            Permission.FUNDS_REVIEW,
+            Kind.OPERATE,
+            "Approve or refuse withdrawals held for review (large or flagged); two different "
+            "staff members must approve one",
         ),
         _entry(
             Permission.CUSTOMER_READ,

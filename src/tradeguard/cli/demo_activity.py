@@ -25,6 +25,7 @@ from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.core.orders import OrderType, Side, TimeInForce
 from tradeguard.db.engine import unit_of_work
+from tradeguard.funds.container import build_funds
 from tradeguard.identity.container import IdentityServices
 from tradeguard.ledger.domain import Party
 from tradeguard.ledger.sequencer import LedgerSequencer
@@ -53,6 +54,11 @@ SPOOF_PRICE = Decimal("10.95")
 SPOOF_EXECUTED = 100
 # Alice's open order: a limit bid under the market, resting on the live book once serving.
 OPEN_ORDER = ("MSFT", 10, Decimal("400.00"))
+# Alice's bank: JPMorgan Chase's public routing number, an account number of the sandbox
+# that settles (docs/funds.md lists the ones that return), a first ACH deposit.
+DEMO_ROUTING = "021000021"
+DEMO_BANK_ACCOUNT = "000123456789"
+DEMO_DEPOSIT = Decimal("2500.00")
 # Visa's well-known test number (never a real card).
 DEMO_PAN = "4111 1111 1111 1111"
 CASE_TITLE = "Demo: alice crossed KO between her own cash and margin accounts"
@@ -77,6 +83,7 @@ class DemoActivity:
     traded: bool
     case_opened: bool
     card_added: bool
+    money_moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +133,16 @@ async def seed_activity(
         )
         case_opened = await _open_case(surveillance, alice, carol[0], seeder)
     card_added = await _add_card(settings, clock=clock, ids=ids, sessions=sessions, trader=alice)
+    money_moved = await _move_money(
+        settings, identity=identity, trading=trading, sessions=sessions, trader=alice
+    )
     await sequencer.drain()
     return DemoActivity(
         alice_cash_account=alice.accounts[AccountType.CASH],
         traded=traded,
         case_opened=case_opened,
         card_added=card_added,
+        money_moved=money_moved,
     )
 
 
@@ -257,6 +268,54 @@ async def _open_case(
         )
         await surveillance.cases.assign(session, case_id=case.id, assignee=carol_id, actor=actor)
         await surveillance.cases.note(session, case_id=case.id, text=CASE_NOTE, actor=actor)
+    return True
+
+
+async def _move_money(
+    settings: Settings,
+    *,
+    identity: IdentityServices,
+    trading: TradingServices,
+    sessions: async_sessionmaker[AsyncSession],
+    trader: _Trader,
+) -> bool:
+    """Alice's checking account, confirmed with the sandbox's micro-deposits as she would
+    confirm them, and an ACH deposit into her cash account, credited now and collected
+    tomorrow by the funds worker."""
+    funds = build_funds(settings, identity=identity, accounts=trading.accounts, sessions=sessions)
+    actor = Party("user", trader.user_id)
+    async with unit_of_work(sessions) as session:
+        if await funds.banks.of_user(session, trader.user_id):
+            return False
+        bank = await funds.banks.add(
+            session,
+            user_id=trader.user_id,
+            routing_number=DEMO_ROUTING,
+            account_number=DEMO_BANK_ACCOUNT,
+            account_type="checking",
+            nickname="Alice's checking",
+            actor=actor,
+        )
+    amounts = funds.processor.statement(bank.id)
+    async with unit_of_work(sessions) as session:
+        await funds.banks.verify(
+            session,
+            user_id=trader.user_id,
+            bank_account_id=bank.id,
+            amounts=[f"{amount:.2f}" for amount in amounts],
+            actor=actor,
+        )
+    async with unit_of_work(sessions) as session:
+        await funds.deposits.deposit(
+            session,
+            user_id=trader.user_id,
+            account_id=trader.accounts[AccountType.CASH],
+            bank_account_id=bank.id,
+            rail="ach",
+            amount=DEMO_DEPOSIT,
+            idempotency_key="demo-deposit-1",
+            actor=actor,
+        )
     return True
 
 

@@ -16,6 +16,7 @@ from tradeguard.cli import (
     backup,
     db,
     dev,
+    funds,
     keys,
     surveillance,
     trading,
@@ -42,6 +43,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
 app.add_typer(surveillance.app, name="surveillance")
 app.add_typer(vault.app, name="vault")
+app.add_typer(funds.app, name="funds")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")

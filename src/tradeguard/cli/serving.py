@@ -65,6 +65,11 @@ def _show_tour(settings: Settings, workspace: DemoWorkspace) -> None:
             "as alice, after the README's MFA sign-in: her card, masked (***1111)",
         ),
         (
+            f"GET {origin}/api/v1/funds/bank-accounts and /deposits",
+            "as alice: her confirmed checking account (***6789) and a 2,500.00 ACH deposit, "
+            "tradable now, collected tomorrow (docs/funds.md)",
+        ),
+        (
             f"GET {origin}/api/v1/surveillance/alerts and /cases",
             "as carol.compliance: the alerts with their evidence, the case",
         ),

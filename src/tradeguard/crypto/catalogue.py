@@ -60,6 +60,13 @@ LOCATIONS: tuple[Location, ...] = (
         _binary_key("token_hash"),
         key_is_binary=True,
     ),
+    Location(
+        DataClass.BANK_DETAILS,
+        "funds_bank_accounts",
+        "account_number_enc",
+        "id",
+        _text_key("id"),
+    ),
     Location(DataClass.NOTIFY_RECIPIENT, "notify_outbox", "recipient_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_BODY, "notify_outbox", "body_enc", "id", _text_key("id")),
     Location(

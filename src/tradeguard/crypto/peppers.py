@@ -18,6 +18,9 @@ OTP_CODES_PEPPER: Final = "identity.otp_codes"
 ALERTS_NETWORK_PEPPER: Final = "access.alerts.network"
 STAFF_PSEUDONYM_PEPPER: Final = "backoffice.staff_pseudonym"
 QUERY_DIGEST_PEPPER: Final = "backoffice.search_query"
+# Funds (issue #11): the sandbox processor derives its micro-deposit statements and signs
+# its transfer references with this.
+FUNDS_SANDBOX_PEPPER: Final = "funds.sandbox"
 
 PEPPER_PURPOSES: Final = (
     COUNTER_KEY_PEPPER,
@@ -26,4 +29,5 @@ PEPPER_PURPOSES: Final = (
     ALERTS_NETWORK_PEPPER,
     STAFF_PSEUDONYM_PEPPER,
     QUERY_DIGEST_PEPPER,
+    FUNDS_SANDBOX_PEPPER,
 )

@@ -19,6 +19,7 @@ from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.breach_provider import http_range_fetcher
 from tradeguard.identity.breached_passwords import KAnonymityBreachChecker
 from tradeguard.identity.common import IdentityDeps
+from tradeguard.identity.confirmations import ActionConfirmations
 from tradeguard.identity.factors import FactorService
 from tradeguard.identity.keystore import load_or_create_ring
 from tradeguard.identity.password_hashing import Argon2Parameters, PasswordHasher
@@ -68,6 +69,8 @@ class IdentityServices:
     auth: AuthService
     accounts: AccountService
     factors: FactorService
+    # Email + SMS codes confirming one sensitive action, such as a withdrawal (ACCT-2).
+    confirmations: ActionConfirmations
     # Field-encryption keys: creation, rotation, rewrap (crypto/service.py).
     key_management: KeyManagement
     # When staff last used each permission: recorded by the route guard (IAC-4 reviews).
@@ -143,6 +146,7 @@ def build_identity(
             breach_fail_closed=settings.breached_password_fail_closed,
         ),
         factors=FactorService(deps, auth=auth),
+        confirmations=ActionConfirmations(deps, auth),
         key_management=KeyManagement(keyring, ledger=ledger, policy=key_policy_from(settings)),
     )
 

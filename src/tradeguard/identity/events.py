@@ -11,6 +11,9 @@ class IdentityEvent(StrEnum):
     EMAIL_VERIFIED = "identity:email:verified"
     EMAIL_VERIFICATION_RESENT = "identity:email:verification_resent"
     EMAIL_PROVED = "identity:email:proved"
+    # ACCT-2: the email and SMS codes that confirm one sensitive action (a withdrawal).
+    ACTION_CODES_SENT = "identity:action:codes_sent"
+    ACTION_CONFIRMED = "identity:action:confirmed"
     LOGIN_SUCCEEDED = "identity:login:succeeded"
     LOGIN_FAILED = "identity:login:failed"
     LOGIN_THROTTLED = "identity:login:throttled"

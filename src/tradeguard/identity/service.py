@@ -756,6 +756,10 @@ class AccountService:
         user = await repository.user_by_login(session, login)
         return (user.id, Role(user.role)) if user is not None else None
 
+    async def user(self, session: AsyncSession, user_id: str) -> User | None:
+        """An existing user's row (other domains' use cases: funds, takeover defence)."""
+        return await repository.user_by_id(session, user_id)
+
     async def role_of(self, session: AsyncSession, user_id: str) -> Role | None:
         """The role of an existing user (None: no such user)."""
         user = await repository.user_by_id(session, user_id)

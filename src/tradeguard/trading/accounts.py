@@ -26,6 +26,7 @@ from tradeguard.trading import journal, repository
 from tradeguard.trading.common import AccountNotFound, TradingDeps, TradingInputError
 from tradeguard.trading.domain import ZERO
 from tradeguard.trading.events import TradingEvent
+from tradeguard.trading.journal import Movement
 from tradeguard.trading.models import (
     AccountDay,
     BookBalance,
@@ -58,12 +59,15 @@ class Balances:
     cash_held: Decimal
     shares: dict[str, int]
     shares_held: dict[str, int]
+    # Cash of withdrawals requested and not yet paid or given back (funds/).
+    cash_withdrawing: Decimal = ZERO
 
 
 def balances_from(account_id: str, currency: str, rows: Sequence[BookBalance]) -> Balances:
     cash_book = journal.cash_book(account_id)
     unsettled_book = journal.unsettled_book(account_id)
-    settled = unsettled = held = ZERO
+    withdrawing_book = journal.withdrawing_book(account_id)
+    settled = unsettled = held = withdrawing = ZERO
     shares: dict[str, int] = {}
     shares_held: dict[str, int] = {}
     prefix = journal.position_book(account_id, "")
@@ -75,13 +79,15 @@ def balances_from(account_id: str, currency: str, rows: Sequence[BookBalance]) -
                 held -= row.amount
         elif row.book == unsettled_book and row.phase == journal.Phase.POSTED:
             unsettled += row.amount
+        elif row.book == withdrawing_book and row.phase == journal.Phase.POSTED:
+            withdrawing += row.amount
         elif row.book.startswith(prefix):
             symbol = row.book[len(prefix) :]
             if row.phase == journal.Phase.POSTED:
                 shares[symbol] = int(row.amount)
             else:
                 shares_held[symbol] = int(-row.amount)
-    return Balances(settled, unsettled, held, shares, shares_held)
+    return Balances(settled, unsettled, held, shares, shares_held, withdrawing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +390,21 @@ class AccountService:
             data={"amount": str(amount), "currency": account.currency, "reason": reason},
             request_id=request_id,
         )
+
+    async def balances(self, session: AsyncSession, account: TradingAccount) -> Balances:
+        return balances_from(
+            account.id, account.currency, await repository.balances(session, account.id)
+        )
+
+    async def post_money_movement(
+        self, session: AsyncSession, account: TradingAccount | None, move: Movement
+    ) -> None:
+        """Post a money movement of another domain (funds/): deposits, their settlement or
+        return, withdrawals. The caller holds the account's row lock (`get(lock=True)`) when
+        the movement touches an account, so balances read before it are still true."""
+        if account is not None:
+            repository.changed(account)
+        await repository.post(session, self.deps.ids.new_str(), move, self.deps.clock.now_ns())
 
     async def set_status(
         self,

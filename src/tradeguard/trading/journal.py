@@ -38,12 +38,21 @@ class MovementKind(StrEnum):
     FEE = "fee"
     SETTLEMENT = "settlement"
     ADJUSTMENT = "adjustment"
+    # Money movement (funds/): deposits in, their settlement or return, withdrawals out.
+    DEPOSIT = "deposit"
+    DEPOSIT_SETTLED = "deposit_settled"
+    DEPOSIT_RETURNED = "deposit_returned"
+    WITHDRAWAL = "withdrawal"
+    WITHDRAWAL_PAID = "withdrawal_paid"
+    WITHDRAWAL_RELEASED = "withdrawal_released"
 
 
 FIRM_CLEARING = "firm:clearing"
 FIRM_FEES = "firm:fees"
 FIRM_ADJUSTMENTS = "firm:adjustments"
 FIRM_HOLDS = "firm:holds"
+# The firm's own bank account: collected deposits arrive there, withdrawals leave from it.
+FIRM_BANK = "firm:bank"
 
 
 def cash_book(account_id: str) -> str:
@@ -52,6 +61,19 @@ def cash_book(account_id: str) -> str:
 
 def unsettled_book(account_id: str) -> str:
     return f"acct:{account_id}:unsettled"
+
+
+def withdrawing_book(account_id: str) -> str:
+    """The customer's cash on its way out: taken from cash when a withdrawal is requested, so
+    it can neither be spent nor withdrawn twice, and given back if the withdrawal is not paid."""
+    return f"acct:{account_id}:withdrawing"
+
+
+def funding_book(rail: str) -> str:
+    """Money in flight on a payment rail (`ach`, `wire`, `card`) between a customer's bank
+    and the firm's: a deposit credited before it is collected, a withdrawal sent and not
+    yet settled."""
+    return f"firm:funding:{rail}"
 
 
 def position_book(account_id: str, symbol: str) -> str:
@@ -232,5 +254,75 @@ def adjustment(account_id: str, currency: str, amount: Decimal, reason: str) -> 
         MovementKind.ADJUSTMENT,
         reason,
         _pair(FIRM_ADJUSTMENTS, cash_book(account_id), currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def deposit(
+    account_id: str, currency: str, amount: Decimal, *, rail: str, deposit_id: str
+) -> Movement:
+    """A deposit credited to settled cash: usable for trading at once, while the firm's side
+    waits on the rail until it is collected (or comes back as a return)."""
+    return movement(
+        MovementKind.DEPOSIT,
+        f"{rail} deposit {deposit_id}",
+        _pair(funding_book(rail), cash_book(account_id), currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def deposit_settled(currency: str, amount: Decimal, *, rail: str, deposit_id: str) -> Movement:
+    """The deposit was collected: the money on the rail reaches the firm's bank."""
+    return movement(
+        MovementKind.DEPOSIT_SETTLED,
+        f"{rail} deposit {deposit_id} collected",
+        _pair(FIRM_BANK, funding_book(rail), currency, amount, Phase.POSTED),
+    )
+
+
+def deposit_returned(
+    account_id: str, currency: str, amount: Decimal, *, rail: str, deposit_id: str, code: str
+) -> Movement:
+    """The bank sent the deposit back: the credit is reversed, even if that leaves the
+    account's cash negative (a debit balance the customer owes, docs/funds.md)."""
+    return movement(
+        MovementKind.DEPOSIT_RETURNED,
+        f"{rail} deposit {deposit_id} returned ({code})",
+        _pair(cash_book(account_id), funding_book(rail), currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def withdrawal(account_id: str, currency: str, amount: Decimal, *, withdrawal_id: str) -> Movement:
+    """A withdrawal requested: its cash moves out of reach (the withdrawing book) at once."""
+    return movement(
+        MovementKind.WITHDRAWAL,
+        f"withdrawal {withdrawal_id} requested",
+        _pair(cash_book(account_id), withdrawing_book(account_id), currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def withdrawal_paid(
+    account_id: str, currency: str, amount: Decimal, *, rail: str, withdrawal_id: str
+) -> Movement:
+    """The withdrawal settled at the customer's bank: the money has left the firm's bank
+    (firm books carry the opposite sign of the customer books they balance)."""
+    return movement(
+        MovementKind.WITHDRAWAL_PAID,
+        f"{rail} withdrawal {withdrawal_id} paid",
+        _pair(withdrawing_book(account_id), FIRM_BANK, currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
+def withdrawal_released(
+    account_id: str, currency: str, amount: Decimal, *, withdrawal_id: str, why: str
+) -> Movement:
+    """A withdrawal refused, expired, cancelled or returned: its cash comes back."""
+    return movement(
+        MovementKind.WITHDRAWAL_RELEASED,
+        f"withdrawal {withdrawal_id} {why}",
+        _pair(withdrawing_book(account_id), cash_book(account_id), currency, amount, Phase.POSTED),
         account_id=account_id,
     )

@@ -8,7 +8,8 @@ Checks, each naming what disagrees:
 4. cash and shares held equal what the open orders still reserve (closed orders hold nothing);
 5. each order's filled quantity, notional and fees equal its executions;
 6. unsettled cash equals the cash effect of the unsettled executions, and settled cash equals
-   the adjustments plus the settled executions.
+   the adjustments and money movements (deposits, their returns, withdrawals and the ones
+   given back) plus the settled executions.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ class Reconciler:
         adjustments: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for book, amount in await repository.adjustment_entries(session):
             account_id = journal.account_of(book)
-            if account_id is not None:
+            # Only the cash book: a withdrawal also moves money into the withdrawing book.
+            if account_id is not None and book == journal.cash_book(account_id):
                 adjustments[account_id] += amount
         accounts = {a.id: a for a in await repository.all_accounts(session, limit=1_000_000)}
         for account_id, account in sorted(accounts.items()):

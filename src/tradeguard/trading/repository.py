@@ -817,11 +817,25 @@ async def all_open_orders(session: AsyncSession) -> Sequence[Order]:
     return (await session.execute(select(Order).where(Order.open.is_(True)))).scalars().all()
 
 
+# Movements of settled cash that come from no trade: admin adjustments, and money in and out.
+CASH_MOVEMENT_KINDS = (
+    "adjustment",
+    "deposit",
+    "deposit_returned",
+    "withdrawal",
+    "withdrawal_released",
+)
+
+
 async def adjustment_entries(session: AsyncSession) -> list[tuple[str, Decimal]]:
-    """Customer-book entries of admin adjustments (settled cash that came from no trade)."""
+    """Customer-book entries of admin adjustments, deposits and withdrawals (settled cash
+    that came from no trade)."""
     query = (
         select(JournalEntry.book, JournalEntry.amount)
         .join(JournalTransaction, JournalEntry.txn_id == JournalTransaction.id)
-        .where(JournalTransaction.kind == "adjustment", JournalEntry.book.like("acct:%"))
+        .where(
+            JournalTransaction.kind.in_(CASH_MOVEMENT_KINDS),
+            JournalEntry.book.like("acct:%"),
+        )
     )
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]

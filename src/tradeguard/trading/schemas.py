@@ -200,6 +200,8 @@ class BalancesOut(Strict):
     cash_settled: str
     cash_unsettled: str
     cash_held: str
+    # Withdrawals requested and not yet paid or given back (funds/): out of reach already.
+    cash_withdrawing: str
     long_market_value: str
     short_market_value: str
     equity: str

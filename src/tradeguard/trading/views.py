@@ -97,6 +97,7 @@ def account_out(view: AccountView, *, full_number: bool = False) -> s.AccountOut
             cash_settled=s.money(state.cash_settled) or "",
             cash_unsettled=s.money(state.cash_unsettled) or "",
             cash_held=s.money(state.cash_held) or "",
+            cash_withdrawing=s.money(view.balances.cash_withdrawing) or "",
             long_market_value=s.money(state.long_market_value) or "",
             short_market_value=s.money(state.short_market_value) or "",
             equity=s.money(state.equity) or "",

@@ -35,6 +35,10 @@ from tradeguard.crypto.tasks import VAULT_COMPONENT, KeyringWorker, open_keyring
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.redis import create_redis
+from tradeguard.funds import api as funds_api
+from tradeguard.funds.container import build_funds
+from tradeguard.funds.tasks import COMPONENTS as FUNDS_COMPONENTS
+from tradeguard.funds.tasks import start_tasks as start_funds_tasks
 from tradeguard.identity import api as identity_api
 from tradeguard.identity import staff_enrolment_api, webauthn_api
 from tradeguard.identity.authenticator_metadata import AuthenticatorMetadataFile
@@ -238,6 +242,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(audit_search_api.router))
     back.include_router(strict_query(surveillance_api.router))
     back.include_router(strict_query(vault_api.router))
+    back.include_router(strict_query(funds_api.router))
+    back.include_router(strict_query(funds_api.staff_router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -379,6 +385,12 @@ def _lifespan(
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
         install_staff_access_log(app.state.trading, app.state.backoffice)
+        app.state.funds = build_funds(
+            settings,
+            identity=identity,
+            accounts=app.state.trading.accounts,
+            sessions=app.state.runtime.sessions,
+        )
         app.state.ledger_tree = LedgerTree.from_settings(settings, active_engine, clock=clock)
         try:
             await sync_reference(app.state.trading, rebuild=True)
@@ -399,6 +411,8 @@ def _lifespan(
         )
         _webauthn_services(app, settings, identity)
         await _start_vault(app, settings, clock=clock, ids=ids, vault_engine=vault_engine)
+        # Card deposits charge stored cards through the vault's payment service.
+        app.state.funds.deps.cards = app.state.vault.cards
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         if run_workers:
@@ -544,6 +558,9 @@ def _start_workers(
             app.state.trading, stop, tick_ms=settings.market_tick_ms, observer=components
         )
     )
+    for component in FUNDS_COMPONENTS:
+        components.register(component)
+    tasks.extend(start_funds_tasks(app.state.funds, stop, clock=clock, observer=components))
     if settings.access_alerts_enabled:
         components.register(ACCESS_DETECTOR_COMPONENT)
         tasks.append(

@@ -72,6 +72,10 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _PAN_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 # US tax ids as they are written: SSN and ITIN 123-45-6789, EIN 12-3456789. Bounded by
 # anything but a digit or a dash, so dates (2026-01-05), phone numbers and UUIDs never match.
+# A URL path segment of 8 or more digits: no route of ours has one (ids are UUIDs), so it is
+# a number a client put where an id belongs: a bank account or phone number (issue #11).
+_NUMBER_SEGMENT = re.compile(r"(?<=/)\d{8,}(?=[/?#]|$)")
+REDACTED_NUMBER = "[REDACTED-NUMBER]"
 _TAX_ID = re.compile(r"(?<![\d-])(?:\d{3}-\d{2}-\d{4}|\d{2}-\d{7})(?![\d-])")
 
 # LogRecord attributes that are not `extra=` fields (plus uvicorn's ANSI-coloured copy of
@@ -142,7 +146,17 @@ def redact_text(text: str) -> str:
         text = _EMAIL.sub("[REDACTED-EMAIL]", text)
     if "-" in text:
         text = _TAX_ID.sub("[REDACTED-TAX-ID]", text)
+    if "/" in text:
+        text = _NUMBER_SEGMENT.sub(REDACTED_NUMBER, text)
     return _PAN_CANDIDATE.sub(_mask_pan, text)
+
+
+def redact_client_key(key: str) -> str:
+    """A name the client chose (an unknown JSON key), as an error may repeat it: a long
+    number there is account data sent as a key, never a field of ours."""
+    if len(key) >= 8 and key.isdigit():
+        return REDACTED_NUMBER
+    return redact_text(key)
 
 
 def redact_value(key: str | None, value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The pages behind the links in account emails: confirm an address, reset a password.
+"""The pages behind the links in account emails: confirm an address, reset a password,
+refuse a withdrawal.
 
 Until the web console exists, an emailed link must still open something. These pages are
 plain HTML forms: no script, no style, nothing loaded from anywhere.
@@ -37,7 +38,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from tradeguard.core.errors import InvalidInput, TradeguardError
+from tradeguard.core.errors import InvalidInput, NotFound, TradeguardError
+from tradeguard.db.engine import unit_of_work
+from tradeguard.funds.container import FundsServices
+from tradeguard.funds.domain import WithdrawalStatus
+from tradeguard.funds.withdrawals import REFUSE_PATH
 from tradeguard.identity.guard import Services, request_info, state_cache
 from tradeguard.web.route_policy import public
 
@@ -55,6 +60,7 @@ RESET_METHODS: Final = {"totp": "Authenticator app code", "backup_code": "Backup
 VERIFY_EMAIL_PATH: Final = "/verify-email"
 CONFIRM_EMAIL_PATH: Final = "/confirm-email"
 RESET_PASSWORD_PATH: Final = "/reset-password"  # noqa: S105 - a URL path, not a secret
+REFUSE_WITHDRAWAL_PATH: Final = REFUSE_PATH
 
 router = APIRouter(include_in_schema=False)
 
@@ -321,4 +327,62 @@ async def reset_password_submit(request: Request, services: Services) -> HTMLRes
                 "Sign in with the new password.",
             ),
         )
+    )
+
+
+# Refusing a withdrawal: the "this was not me" link of the withdrawal email (ATO-2) --------
+
+
+@router.get(REFUSE_WITHDRAWAL_PATH, openapi_extra=public(), response_class=HTMLResponse)
+async def refuse_withdrawal_page(token: str | None = None) -> HTMLResponse:
+    """The link in a withdrawal's email: a button that refuses it (GET changes nothing)."""
+    valid = _valid_token(token)
+    if valid is None:
+        return _broken_link()
+    return _render(
+        _Page(
+            "Refuse this withdrawal",
+            (
+                "If you did not ask for this withdrawal, press the button: it is stopped and "
+                "its cash stays in your account.",
+                "Then change your password and review your devices.",
+            ),
+            _confirm_form(REFUSE_WITHDRAWAL_PATH, valid, "This was not me: refuse it"),
+        )
+    )
+
+
+@router.post(REFUSE_WITHDRAWAL_PATH, openapi_extra=public(), response_class=HTMLResponse)
+async def refuse_withdrawal_submit(request: Request) -> HTMLResponse:
+    try:
+        form = await _read_form(request, frozenset({"token"}))
+    except _FormRefused as refusal:
+        return _refused(refusal)
+    token = _valid_token(form.get("token"))
+    if token is None:
+        return _broken_link()
+    funds: FundsServices = request.app.state.funds
+    try:
+        async with unit_of_work(funds.sessions) as session:
+            row = await funds.withdrawals.disown(
+                session, token=token, request_id=request_info(request).request_id
+            )
+    except NotFound:
+        return _broken_link()
+    if row.status == WithdrawalStatus.REFUSED.value:
+        return _render(
+            _Page(
+                "Withdrawal refused",
+                ("The withdrawal is stopped and its cash is back in your account.",),
+            )
+        )
+    return _render(
+        _Page(
+            "Too late to refuse it here",
+            (
+                f"This withdrawal is already {row.status}. Contact support at once.",
+                "Change your password and review your devices.",
+            ),
+        ),
+        409,
     )

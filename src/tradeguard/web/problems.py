@@ -22,7 +22,7 @@ from starlette.types import Send
 
 from tradeguard.core import errors
 from tradeguard.core.context import request_id_var
-from tradeguard.web.logging import redact_text
+from tradeguard.web.logging import redact_client_key, redact_text
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -260,7 +260,7 @@ async def _validation_error_handler(request: Request, exc: Exception) -> Respons
     # scrubbed too: a card number sent as a key must not come back.
     details = [
         {
-            "loc": [redact_text(str(part)) for part in error.get("loc", ())],
+            "loc": [redact_client_key(str(part)) for part in error.get("loc", ())],
             "msg": redact_text(str(error.get("msg", ""))),
         }
         for error in validation_error.errors()

@@ -21,6 +21,7 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.funds.models import BankAccount, Deposit
 from tradeguard.identity.repository import user_by_login
 from tradeguard.ledger.models import AuditEventRow
 from tradeguard.ledger.service import Ledger
@@ -34,7 +35,15 @@ from tradeguard.trading.models import Execution, Order
 from tradeguard.vault.container import build_vault
 
 runner = CliRunner()
-COUNTED = (Order, Execution, SurveillanceAlert, SurveillanceCase, SurveillanceCaseEntry)
+COUNTED = (
+    Order,
+    Execution,
+    SurveillanceAlert,
+    SurveillanceCase,
+    SurveillanceCaseEntry,
+    BankAccount,
+    Deposit,
+)
 
 
 def _postgres_url() -> str:
@@ -148,7 +157,7 @@ def read_back(demo: Demo) -> Seeded:
 
 
 class TestDemoSeeding:
-    def test_the_demo_shows_trading_alerts_a_case_and_a_card_and_seeds_once(
+    def test_the_demo_shows_trading_alerts_a_case_a_card_and_a_deposit_and_seeds_once(
         self, demo: Demo
     ) -> None:
         first = demo.seed()
@@ -161,6 +170,7 @@ class TestDemoSeeding:
         ]
         assert (first.activity.traded, first.activity.case_opened) == (True, True)
         assert first.activity.card_added
+        assert first.activity.money_moved
 
         seeded = read_back(demo)
         alice, bob = seeded.users["alice"], seeded.users["bob"]
@@ -177,6 +187,8 @@ class TestDemoSeeding:
         assert seeded.case.created_by == "system:demo"
         assert seeded.entries == ["opened", "assigned", "note_added"]
         assert seeded.masked_cards == ["***1111"]
+        assert seeded.counts["funds_bank_accounts"] == 1
+        assert seeded.counts["funds_deposits"] == 1
 
         verified = runner.invoke(app, ["audit", "verify"], env=demo.env)
         assert verified.exit_code == 0, verified.output
@@ -186,6 +198,7 @@ class TestDemoSeeding:
         assert again.credentials == []
         assert (again.activity.traded, again.activity.case_opened) == (False, False)
         assert not again.activity.card_added
+        assert not again.activity.money_moved
         assert again.activity.alice_cash_account == first.activity.alice_cash_account
         after = read_back(demo)
         assert after.counts == seeded.counts

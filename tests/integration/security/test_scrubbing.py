@@ -1,6 +1,7 @@
 """Log and error scrubbing (issue #10; PCI DSS v4 3.3.1, 3.5.1): after one full flow through
 the API (sign-up, sign-in with password and TOTP, a token refresh, cards added, used by the
-payment service and removed, an order that trades, requests that put card numbers, security
+payment service and removed, an order that trades, bank accounts added and a deposit made,
+requests that put card numbers, security
 codes and a tax id where they do not belong, and an internal error whose exception carries
 them), none of the flow's card numbers, security codes, tax id, passwords, TOTP secret or
 tokens appears in clear in any table of the main or the vault database, in any line any
@@ -62,6 +63,9 @@ WRONG_PASSWORD = "Tr0ub4dor&3 not my password"
 # A card number as a customer types it, and the card numbers, formatted or not.
 VISA_TYPED = "4111 1111 1111 1111"
 PANS = (VISA, MASTERCARD, AMEX)
+# Bank account numbers (issue #11): one typed with dashes, one the customer fails to verify.
+BANK_TYPED = "7391-4682-0055-17"
+BANK_NUMBERS = ("73914682005517", "58203917446610")
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Secrets:
     cvvs: tuple[str, ...] = (CVV, AMEX_CVV, "9753")
     passwords: tuple[str, ...] = (PASSWORD, WRONG_PASSWORD)
     tax_ids: tuple[str, ...] = (TAX_ID, TAX_ID.replace("-", ""))
+    bank_numbers: tuple[str, ...] = (*BANK_NUMBERS, BANK_TYPED)
     tokens: list[str] = field(default_factory=list)
     totp_secret: str = ""
 
@@ -83,6 +88,7 @@ class Secrets:
         found += [("six and four digits of a card", pan[:6] + pan[-4:]) for pan in self.pans]
         found += [("a password", p) for p in self.passwords]
         found += [("a tax id", t) for t in self.tax_ids]
+        found += [("a bank account number", n) for n in self.bank_numbers]
         found += [("a token", t) for t in self.tokens if t]
         found += [("the TOTP secret", self.totp_secret)]
         return found
@@ -258,6 +264,65 @@ async def trade(api: Api, alice: Trader) -> None:
     await withdraw(api, "AAPL", offer)
 
 
+async def move_money(api: Api, alice: Trader) -> None:
+    """Two bank accounts added (one typed with dashes), one confirmed by its micro-deposits
+    and one failed, an ACH deposit from the confirmed one, and bank numbers put where they
+    do not belong."""
+    funds = "/api/v1/funds"
+    ids = []
+    for number in (BANK_TYPED, BANK_NUMBERS[1]):
+        added = await alice.post(
+            f"{funds}/bank-accounts",
+            {
+                "routing_number": "021000021",
+                "account_number": number,
+                "account_type": "checking",
+                "nickname": "Checking",
+            },
+        )
+        assert added.status_code == 201, added.text
+        assert number not in added.text
+        ids.append(added.json()["id"])
+    first, second = api.app.state.funds.processor.statement(ids[0])
+    verified = await alice.post(
+        f"{funds}/bank-accounts/{ids[0]}/verify", {"amounts": [str(first), str(second)]}
+    )
+    assert verified.status_code == 200, verified.text
+    wrong = await alice.post(
+        f"{funds}/bank-accounts/{ids[1]}/verify", {"amounts": ["0.01", "0.02"]}
+    )
+    assert wrong.status_code == 200, wrong.text
+    account = (await alice.get("/api/v1/accounts")).json()[0]["id"]
+    deposited = await alice.post(
+        f"{funds}/deposits",
+        {
+            "account_id": account,
+            "bank_account_id": ids[0],
+            "amount": "250.00",
+            "idempotency_key": "scrub-1",
+        },
+    )
+    assert deposited.status_code == 201, deposited.text
+    refused = [
+        # A bank number in place of an id, in a bad routing number's request, as a key.
+        await alice.post(
+            f"{funds}/bank-accounts/{BANK_NUMBERS[0]}/verify", {"amounts": ["0.01", "0.02"]}
+        ),
+        await alice.post(
+            f"{funds}/bank-accounts",
+            {
+                "routing_number": "021000022",
+                "account_number": BANK_NUMBERS[0],
+                "account_type": "checking",
+                "nickname": "Bad routing",
+            },
+        ),
+        await alice.post(f"{funds}/deposits", {BANK_NUMBERS[0]: "1", "amount": "1.00"}),
+    ]
+    for response in refused:
+        assert 400 <= response.status_code < 500, (response.request.url, response.text)
+
+
 async def misplaced_secrets(api: Api, client: httpx.AsyncClient, alice: Trader) -> None:
     """Card data, a tax id and passwords sent where they do not belong: each is refused."""
     refused: list[httpx.Response] = [
@@ -359,7 +424,8 @@ def leaks(where: str, blob: bytes, found: Secrets) -> list[str]:
 
 class TestNothingSensitiveInClear:
     # PCI-2 (never store card numbers): no card number in clear in either database, its
-    # backups, its logs or its answers. The spec has no ID of its own for log scrubbing.
+    # backups, its logs or its answers; bank account numbers neither (issue #11). The spec
+    # has no ID of its own for log scrubbing.
     @pytest.mark.spec("PCI-2")
     async def test_after_a_full_flow_no_table_log_line_error_body_or_backup_holds_a_secret(
         self,
@@ -376,6 +442,7 @@ class TestNothingSensitiveInClear:
             alice = await sign_up_and_in(api, client, found)
             await use_cards(api, alice)
             await trade(api, alice)
+            await move_money(api, alice)
             await misplaced_secrets(api, client, alice)
         files = await backups(api, settings, engine, vault_engine, tmp_path)
 

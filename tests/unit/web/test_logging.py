@@ -15,6 +15,7 @@ from tradeguard.web.logging import (
     RedactionFilter,
     configure_logging,
     is_sensitive_key,
+    redact_client_key,
     redact_text,
     request_id_var,
 )
@@ -96,6 +97,22 @@ class TestRedactText:
         assert "abc.DEF" not in text
         assert "[REDACTED-JWT]" in text
         assert f"Bearer {REDACTED}" in text
+
+    def test_a_long_number_as_a_path_segment_is_masked(self) -> None:
+        text = redact_text("POST /api/v1/funds/bank-accounts/73914682005517/verify 422")
+        assert text == "POST /api/v1/funds/bank-accounts/[REDACTED-NUMBER]/verify 422"
+        assert redact_text("GET /x/12345678?y=1") == "GET /x/[REDACTED-NUMBER]?y=1"
+
+    @pytest.mark.parametrize(
+        "text", ["GET /api/v1/orders/1234567 200", "took 1767625200000000000 ns", "/v1/a12345678"]
+    )
+    def test_short_segments_and_numbers_outside_paths_are_kept(self, text: str) -> None:
+        assert redact_text(text) == text
+
+    def test_a_long_number_as_a_clients_key_is_masked(self) -> None:
+        assert redact_client_key("73914682005517") == "[REDACTED-NUMBER]"
+        assert redact_client_key("nickname") == "nickname"
+        assert redact_client_key("0") == "0"
 
     @pytest.mark.parametrize("tax_id", ["078-05-1120", "912-70-1234", "12-3456789"])
     def test_tax_ids_written_with_dashes_are_masked(self, tax_id: str) -> None:

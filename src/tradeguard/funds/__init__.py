@@ -1,0 +1,1 @@
+"""Money movement: bank accounts, deposits, withdrawals with limits and review (issue #11)."""
