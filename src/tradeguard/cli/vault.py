@@ -232,8 +232,12 @@ def rewrap_command(
 
 @app.command("retire")
 def retire_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
-    """Retire every older data-key version that no stored card uses (PCI DSS 3.6.1: it never
-    encrypts, or decrypts, again)."""
+    """Retire every older data-key version no stored card uses (it never encrypts again).
+
+    PCI DSS 3.7.5: a retired version also never decrypts, and the vault database refuses to
+    make it active again. A version qualifies once its successor has encrypted for
+    TRADEGUARD_KEY_RETIRE_GRACE_SECONDS and no stored card is sealed under it.
+    """
 
     async def work(store: CardVaultStore) -> None:
         await retire_unused(
@@ -251,15 +255,16 @@ def rotate_master(
     endpoint_url: EndpointUrl = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Re-wrap every vault key (data-key versions and the fingerprint key) under a new
-    key-encrypting key: a new keys/vault/master.key, or the vault's own AWS KMS key.
+    """Re-wrap every vault key under a new key-encrypting key (local, or AWS KMS).
 
-    One key per committed transaction, each recorded in the vault's access log. Stopped or
-    killed, every key still opens under the old or the new KEK; run it again to finish. A
-    local rotation keeps the old file as keys/vault/master.key.retired-<date>-<fingerprint>
-    and puts the new one in place when no key is left under the old one. After a move to AWS
-    KMS, set TRADEGUARD_VAULT_KEK_PROVIDER=aws-kms and TRADEGUARD_VAULT_AWS_KMS_KEY_ID, and
-    restart the vault. The PANs themselves are not touched (their data keys are the same).
+    Every data-key version and the fingerprint key: under a new keys/vault/master.key, or
+    the vault's own AWS KMS key (--to aws-kms). One key per committed transaction, each
+    recorded in the vault's access log. Stopped or killed, every key still opens under the
+    old or the new KEK; run it again to finish. A local rotation keeps the old file as
+    keys/vault/master.key.retired-<date>-<fingerprint> and puts the new one in place when
+    no key is left under the old one. After a move to AWS KMS, set
+    TRADEGUARD_VAULT_KEK_PROVIDER=aws-kms and TRADEGUARD_VAULT_AWS_KMS_KEY_ID, and restart
+    the vault. The PANs themselves are not touched (their data keys are the same).
     """
     settings = _vault_settings(data_dir)
 
