@@ -369,6 +369,14 @@ class Settings(BaseSettings):
     vault_client_role: Literal["app", "payment"] = "app"
     vault_token_format: Literal["opaque", "luhn_t_four", "luhn_six_t_four"] = "opaque"  # noqa: S105 - a format name
     vault_master_key_passphrase: SecretStr | None = None
+    # The vault's own key-encrypting key (PCI DSS 3.6/3.7, docs/vault.md "Keys"): `local`
+    # (keys/vault/master.key) or `aws-kms` (the KMS key vault_aws_kms_key_id, never the
+    # platform's; region, endpoint and timeout are the aws_kms_* settings). The vault's data
+    # key rotates every vault_key_rotation_days (PCI-4), checked by whichever process holds
+    # the vault (in process: `tradeguard serve`; else `tradeguard vault serve`).
+    vault_kek_provider: str = "local"
+    vault_aws_kms_key_id: str | None = None
+    vault_key_rotation_days: Annotated[int, Field(ge=1, le=3650)] = 90
     vault_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     @field_validator("vault_endpoint", "vault_listen")

@@ -66,9 +66,8 @@ from tradeguard.crypto.tasks import (
     key_policy_from,
     keyring_from,
     kms_settings_from,
-    master_key_path,
     open_keyring,
-    pending_master_key_path,
+    platform_kek,
     retired_local_keks,
 )
 from tradeguard.db.engine import create_engine, session_factory
@@ -132,15 +131,10 @@ MasterKeyOption = typer.Option(
 )
 
 
-def _passphrase(settings: Settings) -> str | None:
-    secret = settings.master_key_passphrase
-    return secret.get_secret_value() if secret else None
-
-
 def _given_kek(path: Path, settings: Settings) -> KekProvider:
     """A master key file named on the command line: one that does not read is an error."""
     try:
-        return LocalFileKek(read_master_key(path, passphrase=_passphrase(settings)))
+        return LocalFileKek(read_master_key(path, passphrase=platform_kek(settings).passphrase))
     except TradeguardError as error:
         fail(f"--master-key: {error.detail}", code=EXIT_USAGE)
 
@@ -148,19 +142,20 @@ def _given_kek(path: Path, settings: Settings) -> KekProvider:
 def _installed_keks(settings: Settings) -> list[KekProvider]:
     """The data directory's master keys: the current one (an unreadable one is an error, as
     it always was), one a rotation under way moves to, and the rotated-out copies."""
+    kek = platform_kek(settings)
     found: list[KekProvider] = []
-    current = master_key_path(settings)
-    if current.exists():
+    if kek.master_key.exists():
         try:
-            found.append(LocalFileKek(read_master_key(current, passphrase=_passphrase(settings))))
+            found.append(LocalFileKek(read_master_key(kek.master_key, passphrase=kek.passphrase)))
         except TradeguardError as error:
             fail(error.detail, code=EXIT_USAGE)
-    pending = pending_master_key_path(settings)
     # The new key of a rotation under way: a backup made meanwhile may carry a class key
     # already re-wrapped under it.
     with contextlib.suppress(TradeguardError):
-        found.append(LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings))))
-    return found + retired_local_keks(settings)
+        found.append(
+            LocalFileKek(read_master_key(kek.pending_master_key, passphrase=kek.passphrase))
+        )
+    return found + retired_local_keks(kek)
 
 
 def _region_of(arn: str) -> str | None:

@@ -9,15 +9,13 @@ the ledger), and every change it makes is a ledger event committed with the chan
 from __future__ import annotations
 
 import os
-import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.cli.bootstrap import database_missing
@@ -30,37 +28,38 @@ from tradeguard.cli.common import (
     run_async,
     settings_from,
 )
+from tradeguard.cli.kek_rotation import (
+    EndpointUrl,
+    KeyId,
+    Region,
+    To,
+    rotate_key_encrypting_key,
+)
+from tradeguard.cli.key_operations import (
+    batch_progress,
+    count_usage,
+    print_status,
+    retire_unused,
+    rewrap_with_progress,
+)
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
-from tradeguard.core.errors import ConfigurationError, TradeguardError
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto.catalogue import index_locations_of
 from tradeguard.crypto.classes import PLATFORM_CLASSES, SPEC_OF, DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
 from tradeguard.crypto.providers import (
     KekProvider,
-    LocalFileKek,
     create_master_key_file,
     read_master_key,
 )
 from tradeguard.crypto.service import KeyEvent, KeyManagement
 from tradeguard.crypto.shares import combine_shares, split_secret
 from tradeguard.crypto.tasks import (
-    AWS_KMS,
     LOCAL,
-    connect_kms,
-    kek_provider_from,
     key_policy_from,
-    kms_settings_from,
-    master_key_path,
-    pending_master_key_path,
+    platform_kek,
     reindex_class,
-    retired_local_keks,
-    retired_master_key_paths,
-    rewrap_class,
-    rotate_master_key,
-    unwrap_only_providers_from,
 )
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import start_identity
@@ -169,48 +168,13 @@ def status(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     keys (kind index): indexing (new index values are computed under it), lookup-only (older;
     lookups still match under it until `keys reindex` has moved its values).
     """
-    settings = _ready(data_dir)
-
-    async def work(management: KeyManagement, sessions: Sessions) -> None:
-        async with unit_of_work(sessions) as session:
-            rows = await management.status(session)
-        console.print(
-            f"{'class':20} {'kind':6} {'ver':>4} {'state':12} {'activates':30} {'usage':>8}  kek"
-        )
-        for row in rows:
-            usage = "-" if row.usage_count is None else str(row.usage_count)
-            console.print(
-                f"{row.data_class.value:20} {row.kind:6} {row.version:>4} {row.state:12} "
-                f"{ns_to_iso(row.activates_ns):30} {usage:>8}  {row.kek_id or '-'}"
-            )
-        async with unit_of_work(sessions) as session:
-            counts = await management.kek_counts(session)
-        console.print("wrapped keys (data, index, peppers) per key-encrypting key:")
-        for kek, count in sorted(counts.items()):
-            console.print(f"  {count:>5}  {kek}")
-
-    _run(settings, work)
+    _run(_ready(data_dir), print_status)
 
 
 ClassOption = typer.Option("--class", "-c", help=CLASS_HELP, show_default=False)
 PauseMs = Annotated[
     int, typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000)
 ]
-
-
-@contextmanager
-def _batch_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar over `total` values (unknown if 0); yields what advances it."""
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=not sys.stdout.isatty(),
-    ) as progress:
-        task = progress.add_task(label, total=total or None)
-        yield lambda amount: progress.advance(task, amount)
 
 
 @app.command("rotate")
@@ -254,19 +218,7 @@ def usage(
     settings = _ready(data_dir)
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:
-        async with unit_of_work(sessions) as session:
-            for data_class in targets:
-                counts = await management.count_usage(session, data_class, actor=operator_party())
-                shown = ", ".join(f"v{v}: {n}" for v, n in sorted(counts.items())) or "no values"
-                console.print(f"{data_class.value:20} {shown}")
-                if not index_locations_of(data_class, management.keyring.indexes):
-                    continue  # no blind-index column of this class to count
-                indexes = await management.count_index_usage(
-                    session, data_class, actor=operator_party()
-                )
-                if indexes:
-                    shown = ", ".join(f"v{v}: {n}" for v, n in sorted(indexes.items()))
-                    console.print(f"{data_class.value:20} index {shown}")
+        await count_usage(management, sessions, targets, actor=operator_party())
 
     _run(settings, work)
 
@@ -293,37 +245,17 @@ def rewrap(
     settings = _ready(data_dir)
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:
-        async with unit_of_work(sessions) as session:
-            counts = await management.usage(session, data_class)
-        target = management.keyring.encrypting_version(data_class)
-        pending = sum(n for v, n in counts.items() if v != target)
-        with _batch_progress(f"rewrap {data_class.value} -> v{target}", pending) as advance:
-            run = await rewrap_class(
-                management,
-                sessions,
-                data_class,
-                actor=operator_party(),
-                batch_size=batch_size,
-                pause_seconds=pause_ms / 1000,
-                on_batch=lambda batch: advance(batch.rewrapped + batch.unreadable),
-            )
-        console.print(
-            f"{data_class.value}: {run.rewrapped} values re-encrypted under v{target} "
-            f"in {run.batches} batches"
+        await rewrap_with_progress(
+            management,
+            sessions,
+            data_class,
+            actor=operator_party(),
+            batch_size=batch_size,
+            pause_ms=pause_ms,
         )
-        if run.unreadable:
-            console.print(
-                f"[yellow]{run.unreadable} values did not decrypt and were left as they are[/]"
-            )
         if retire:
-            async with unit_of_work(sessions) as session:
-                retired = await management.retire_unused(
-                    session, data_class, actor=operator_party()
-                )
-            console.print(
-                "retired " + ", ".join(f"v{v}" for v in retired)
-                if retired
-                else "no version retired (still in use, or its successor is within the grace)"
+            await retire_unused(
+                management, sessions, [data_class], actor=operator_party(), say_none=True
             )
 
     _run(settings, work)
@@ -400,7 +332,7 @@ def reindex(
             counts = await management.count_index_usage(session, data_class, actor=operator_party())
         total = sum(counts.values())
         label = f"reindex {data_class.value} -> index v{target}"
-        with _batch_progress(label, total) as advance:
+        with batch_progress(label, total) as advance:
             run = await reindex_class(
                 management,
                 sessions,
@@ -444,23 +376,7 @@ def retire(
     settings = _ready(data_dir)
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:
-        async with unit_of_work(sessions) as session:
-            for data_class in targets:
-                retired = await management.retire_unused(
-                    session, data_class, actor=operator_party()
-                )
-                if retired:
-                    console.print(
-                        f"{data_class.value:20} retired " + ", ".join(f"v{v}" for v in retired)
-                    )
-                index_retired = await management.retire_unused_index(
-                    session, data_class, actor=operator_party()
-                )
-                if index_retired:
-                    console.print(
-                        f"{data_class.value:20} retired index "
-                        + ", ".join(f"v{v}" for v in index_retired)
-                    )
+        await retire_unused(management, sessions, targets, actor=operator_party())
 
     _run(settings, work)
 
@@ -578,64 +494,12 @@ def combine(
     _run(settings, work)
 
 
-def _copy_owner_only(source: Path, target: Path) -> None:
-    """A byte-for-byte copy of a key file, mode 0600, never over an existing file."""
-    data = source.read_bytes()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _passphrase(settings: Settings) -> str | None:
-    secret = settings.master_key_passphrase
-    return secret.get_secret_value() if secret else None
-
-
-def _new_local_target(settings: Settings, current: KekProvider) -> LocalFileKek:
-    """The new master key (keys/master.key.next), made once: a rerun takes the same one.
-    The current file is first copied to a dated backup (0600)."""
-    pending = pending_master_key_path(settings)
-    if pending.exists():
-        return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
-    path = master_key_path(settings)
-    fingerprint = current.kek_id.removeprefix("local:")
-    if not any(p.name.endswith("-" + fingerprint) for p in retired_master_key_paths(settings)):
-        stamp = ns_to_iso(SystemClock().now_ns())[:19].replace("-", "").replace(":", "")
-        _copy_owner_only(path, settings.keys_dir / f"master.key.retired-{stamp}-{fingerprint}")
-    create_master_key_file(pending, secrets.token_bytes(32), _passphrase(settings))
-    return LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings)))
-
-
 @app.command("rotate-master")
 def rotate_master(
-    to: Annotated[
-        str,
-        typer.Option(
-            "--to",
-            help="Where the new key-encrypting key is: local (a new keys/master.key) "
-            "or aws-kms (the KMS key of --key-id).",
-        ),
-    ] = LOCAL,
-    key_id: Annotated[
-        str | None,
-        typer.Option(
-            help="With --to aws-kms: the KMS key's ARN, id or alias/ name "
-            "(default TRADEGUARD_AWS_KMS_KEY_ID)."
-        ),
-    ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(help="With --to aws-kms: the AWS region (default TRADEGUARD_AWS_KMS_REGION)."),
-    ] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            help="With --to aws-kms: a KMS endpoint (VPC endpoint; default "
-            "TRADEGUARD_AWS_KMS_ENDPOINT_URL)."
-        ),
-    ] = None,
+    to: To = LOCAL,
+    key_id: KeyId = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Re-wrap every stored key (data keys, blind-index keys, peppers) under a new
@@ -650,105 +514,32 @@ def rotate_master(
     new key in place when no key is left under the old one. After a move to AWS KMS, set
     TRADEGUARD_KEK_PROVIDER=aws-kms and TRADEGUARD_AWS_KMS_KEY_ID, and restart every process.
     """
-    target_kind = to.strip().lower()
-    if target_kind not in (LOCAL, AWS_KMS):
-        fail(f"--to {to!r} is not known: use {LOCAL} or {AWS_KMS}", code=EXIT_USAGE)
-    if target_kind == LOCAL and (key_id or region or endpoint_url):
-        fail("--key-id, --region and --endpoint-url go with --to aws-kms", code=EXIT_USAGE)
     settings = _ready(data_dir)
-    try:
-        current = kek_provider_from(settings, create=False)
-        kms_target: KekProvider | None = None
-        if target_kind == AWS_KMS:
-            kms = kms_settings_from(
-                settings, key_id=key_id, region=region, endpoint_url=endpoint_url
-            )
-            kms_target = connect_kms(kms)
-        elif current.legacy is None:
-            fail(
-                "the current key-encrypting key is a KMS key: moving back to a local master "
-                "key file is not supported",
-                code=EXIT_USAGE,
-            )
-        # The dated copies of earlier master keys: keys a process still wrapped under one of
-        # them while a rotation ran are re-wrapped by running the rotation again.
-        also = [*unwrap_only_providers_from(settings, current), *retired_local_keks(settings)]
-    except TradeguardError as exc:
-        fail(exc.detail, code=EXIT_USAGE if isinstance(exc, ConfigurationError) else 1)
 
-    async def main() -> KekProvider:
+    @asynccontextmanager
+    async def open_keys(
+        current: KekProvider, known: list[KekProvider]
+    ) -> AsyncIterator[tuple[KeyManagement, Sessions]]:
         clock = SystemClock()
         engine = create_engine(settings.main_database_url)
         try:
-            sessions = session_factory(engine)
-            known = also if kms_target is None else [*also, kms_target]
-            keyring = Keyring(current, clock=clock, also=known)
             management = KeyManagement(
-                keyring,
+                Keyring(current, clock=clock, also=known),
                 ledger=Ledger(clock=clock, ids=IdGenerator(clock)),
                 policy=key_policy_from(settings),
             )
-            async with sessions() as session:
-                await keyring.refresh(session)
-                # Refused before anything is made (no new key file, no row, no event).
-                await management.check_no_legacy_values(session)
-            # The new local key only now: made once, a rerun takes the same file.
-            target = kms_target or _new_local_target(settings, current)
-            keyring.add_provider(target)
-            async with sessions() as session:
-                await keyring.refresh(session)
-            await _rotate(management, sessions, target)
-            return target
+            yield management, session_factory(engine)
         finally:
             await engine.dispose()
 
-    target = run_async(main(), database_url=settings.main_database_url)
-    if target_kind == LOCAL:
-        pending = pending_master_key_path(settings)
-        if pending.exists():
-            pending.replace(master_key_path(settings))
-            console.print(
-                f"new master key in place at {master_key_path(settings)}; the old one is kept "
-                f"as {settings.keys_dir}/master.key.retired-*: it opens backups made before "
-                "now (keep it, or its shares, as long as those backups)"
-            )
-        console.print("restart every tradeguard process on this data directory now")
-    else:
-        console.print(
-            f"every key is now wrapped under {target.kek_id}: set TRADEGUARD_KEK_PROVIDER=aws-kms "
-            "and TRADEGUARD_AWS_KMS_KEY_ID, and restart every process; keep keys/master.key "
-            "(or its shares) as long as the backups made before now"
-        )
-
-
-async def _rotate(management: KeyManagement, sessions: Sessions, target: KekProvider) -> None:
-    with Progress(
-        TextColumn(f"re-wrap keys under {target.kek_id}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=not sys.stdout.isatty(),
-    ) as progress:
-        task = progress.add_task("rotate-master", total=None)
-
-        def started(total: int) -> None:
-            progress.update(task, total=total)
-
-        def advanced(_: str) -> None:
-            progress.advance(task)
-
-        run = await rotate_master_key(
-            management,
-            sessions,
-            target,
-            actor=operator_party(),
-            on_start=started,
-            on_key=advanced,
-        )
-    console.print(f"{run.rewrapped} of {run.pending} keys re-wrapped under {target.kek_id}")
-    if not run.finished:
-        left = ", ".join(f"{n} under {kek}" for kek, n in sorted(run.remaining.items()))
-        fail(
-            f"keys made while this ran are still under the old key-encrypting key ({left})",
-            hint="run `tradeguard keys rotate-master` again with the same options",
-        )
+    rotate_key_encrypting_key(
+        settings,
+        platform_kek(settings),
+        to=to,
+        key_id=key_id,
+        region=region,
+        endpoint_url=endpoint_url,
+        database_url=settings.main_database_url,
+        open_keys=open_keys,
+        restart="every tradeguard process on this data directory",
+    )

@@ -1,28 +1,63 @@
-"""`tradeguard vault`: the card vault's database, certificates and its own server (PCI-2/3)."""
+"""`tradeguard vault`: the card vault's database, certificates, keys (PCI-4) and its own
+server (PCI-2/3).
+
+Key commands act as the operating-system user who runs them (`operator:<name>`), and every
+change they make is recorded in the vault's own access log with the change (vault/keys.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tradeguard.cli.bootstrap import prepare_data_dir
-from tradeguard.cli.common import DataDirOption, console, run_async, settings_from
+from tradeguard.cli.bootstrap import prepare_data_dir, sqlite_file
+from tradeguard.cli.common import (
+    EXIT_USAGE,
+    DataDirOption,
+    console,
+    fail,
+    operator_party,
+    run_async,
+    settings_from,
+)
+from tradeguard.cli.kek_rotation import (
+    EndpointUrl,
+    KeyId,
+    Region,
+    To,
+    rotate_key_encrypting_key,
+)
+from tradeguard.cli.key_operations import (
+    count_usage,
+    print_status,
+    retire_unused,
+    rewrap_with_progress,
+)
 from tradeguard.config import Settings
-from tradeguard.core.clock import SystemClock
+from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.providers import KekProvider
+from tradeguard.crypto.service import KeyManagement, NewKeyVersion
+from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine
 from tradeguard.vault.certs import VaultPki, issue_all
 from tradeguard.vault.container import open_store
 from tradeguard.vault.migrate import current_revision, upgrade
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.serving import VaultServer, bind_vault_socket
+from tradeguard.vault.store import CARD_CLASS, CardVaultStore
 from tradeguard.web.logging import configure_logging
 
+T = TypeVar("T")
+
 app = typer.Typer(
-    help="The card vault: its database, certificates and server.", no_args_is_help=True
+    help="The card vault: its database, certificates, keys and server.", no_args_is_help=True
 )
 
 
@@ -63,22 +98,208 @@ def certs_command(
         console.print(f"wrote {path}")
 
 
-async def _rotate(settings: Settings) -> int:
+# -- keys (PCI-4, PCI DSS 3.6/3.7) ---------------------------------------------------------
+
+
+def _vault_settings(data_dir: Path | None) -> Settings:
+    """The settings of a data directory whose vault database exists (a key command must not
+    make an empty one)."""
+    settings = settings_from(data_dir)
+    path = sqlite_file(settings.vault_url)
+    if path is not None and not path.exists():
+        fail(
+            "no vault database here",
+            hint="run `tradeguard init` or `tradeguard vault upgrade` (or pass --data-dir)",
+            code=EXIT_USAGE,
+        )
+    return settings
+
+
+@asynccontextmanager
+async def _opened(settings: Settings, *, create_key: bool = False) -> AsyncIterator[CardVaultStore]:
+    """The vault store on the vault database, its keys read (made first when `create_key`:
+    a first start)."""
     clock = SystemClock()
-    store = open_store(settings, clock=clock, ids=IdGenerator(clock))
+    store = open_store(settings, clock=clock, ids=IdGenerator(clock), create_key=create_key)
     try:
-        await store.start()
-        return await store.rotate_data_key()
+        if create_key:
+            await store.start()
+        else:
+            await store.check_schema()
+            await store.refresh_keys()
+        yield store
     finally:
         await store.close()
 
 
+def _run_on_vault(
+    settings: Settings,
+    work: Callable[[CardVaultStore], Awaitable[T]],
+    *,
+    create_key: bool = False,
+) -> T:
+    async def main() -> T:
+        async with _opened(settings, create_key=create_key) as store:
+            return await work(store)
+
+    return run_async(main(), database_url=settings.vault_url)
+
+
 @app.command("rotate-key")
 def rotate_key_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
-    """Create the next version of the vault's data key (PCI-4: every 90 days)."""
-    settings = settings_from(data_dir)
-    version = run_async(_rotate(settings), database_url=settings.vault_url)
-    console.print(f"vault data key v{version} created; it encrypts after the activation delay")
+    """Create the next version of the vault's data key now (PCI-4).
+
+    The running vault also rotates on its own every TRADEGUARD_VAULT_KEY_ROTATION_DAYS (90)
+    days. The new version encrypts after the activation delay; older PANs keep reading
+    under their version until `tradeguard vault rewrap` moves them.
+    """
+    settings = _vault_settings(data_dir)
+
+    async def work(store: CardVaultStore) -> NewKeyVersion:
+        async with store.unit_of_work() as session:
+            made = await store.keys.rotate(session, CARD_CLASS, actor=operator_party())
+        await store.refresh_keys()
+        return made
+
+    made = _run_on_vault(settings, work, create_key=True)
+    console.print(
+        f"vault data key v{made.version} created; it encrypts from {ns_to_iso(made.activates_ns)}"
+    )
+
+
+@app.command("status")
+def status_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """List the vault's key versions: state, activation, last usage count, and KEK.
+
+    States: encrypting, pending (encrypts after the activation delay), decrypt-only,
+    retired (never encrypts or decrypts again), indexing (the fingerprint key).
+    """
+
+    async def work(store: CardVaultStore) -> None:
+        await print_status(store.keys, store.sessions)
+
+    _run_on_vault(_vault_settings(data_dir), work)
+
+
+@app.command("usage")
+def usage_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Count the stored cards under each data-key version (recorded; shown by `vault status`)."""
+
+    async def work(store: CardVaultStore) -> None:
+        await count_usage(store.keys, store.sessions, [CARD_CLASS], actor=operator_party())
+
+    _run_on_vault(_vault_settings(data_dir), work)
+
+
+@app.command("rewrap")
+def rewrap_command(
+    batch_size: Annotated[
+        int, typer.Option(help="Cards re-encrypted per committed batch.", min=1, max=100_000)
+    ] = 1000,
+    pause_ms: Annotated[
+        int,
+        typer.Option(help="Pause between batches, to spare a busy database.", min=0, max=60_000),
+    ] = 0,
+    retire: Annotated[
+        bool, typer.Option(help="Retire the versions no stored card uses any more, when done.")
+    ] = True,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Re-encrypt every stored card's PAN under the vault's encrypting data-key version.
+
+    Works in committed batches and records how far it got: stopped or killed, it resumes
+    at the last committed batch when run again. A PAN that does not decrypt is left as it
+    is and counted (its version then cannot retire). Each batch's start, resume and end is
+    recorded in the vault's access log.
+    """
+
+    async def work(store: CardVaultStore) -> None:
+        await rewrap_with_progress(
+            store.keys,
+            store.sessions,
+            CARD_CLASS,
+            actor=operator_party(),
+            batch_size=batch_size,
+            pause_ms=pause_ms,
+        )
+        if retire:
+            await retire_unused(
+                store.keys, store.sessions, [CARD_CLASS], actor=operator_party(), say_none=True
+            )
+
+    _run_on_vault(_vault_settings(data_dir), work)
+
+
+@app.command("retire")
+def retire_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Retire every older data-key version no stored card uses (it never encrypts again).
+
+    PCI DSS 3.7.5: a retired version also never decrypts, and the vault database refuses to
+    make it active again. A version qualifies once its successor has encrypted for
+    TRADEGUARD_KEY_RETIRE_GRACE_SECONDS and no stored card is sealed under it.
+    """
+
+    async def work(store: CardVaultStore) -> None:
+        await retire_unused(
+            store.keys, store.sessions, [CARD_CLASS], actor=operator_party(), say_none=True
+        )
+
+    _run_on_vault(_vault_settings(data_dir), work)
+
+
+@app.command("rotate-master")
+def rotate_master(
+    to: To = LOCAL,
+    key_id: KeyId = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Re-wrap every vault key under a new key-encrypting key (local, or AWS KMS).
+
+    Every data-key version and the fingerprint key: under a new keys/vault/master.key, or
+    the vault's own AWS KMS key (--to aws-kms). One key per committed transaction, each
+    recorded in the vault's access log. Stopped or killed, every key still opens under the
+    old or the new KEK; run it again to finish. A local rotation keeps the old file as
+    keys/vault/master.key.retired-<date>-<fingerprint> and puts the new one in place when
+    no key is left under the old one. After a move to AWS KMS, set
+    TRADEGUARD_VAULT_KEK_PROVIDER=aws-kms and TRADEGUARD_VAULT_AWS_KMS_KEY_ID, and restart
+    the vault. The PANs themselves are not touched (their data keys are the same).
+    """
+    settings = _vault_settings(data_dir)
+
+    @asynccontextmanager
+    async def open_keys(
+        current: KekProvider, known: list[KekProvider]
+    ) -> AsyncIterator[tuple[KeyManagement, async_sessionmaker[AsyncSession]]]:
+        clock = SystemClock()
+        store = CardVaultStore.open_with(
+            engine=create_engine(settings.vault_url),
+            provider=current,
+            clock=clock,
+            ids=IdGenerator(clock),
+            owns_engine=True,
+            policy=vault_key_policy_from(settings),
+            also=known,
+        )
+        try:
+            await store.check_schema()
+            yield store.keys, store.sessions
+        finally:
+            await store.close()
+
+    rotate_key_encrypting_key(
+        settings,
+        vault_kek(settings),
+        to=to,
+        key_id=key_id,
+        region=region,
+        endpoint_url=endpoint_url,
+        database_url=settings.vault_url,
+        open_keys=open_keys,
+        restart="the process that holds the vault (`tradeguard vault serve`, or `tradeguard "
+        "serve` with the vault in process)",
+    )
 
 
 @app.command("serve")

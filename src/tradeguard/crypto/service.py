@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -60,7 +60,6 @@ from tradeguard.crypto.keyring import (
 from tradeguard.crypto.peppers import PEPPER_PURPOSES
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
-from tradeguard.ledger.service import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,32 @@ class KeysInTheVault(TradeguardError):
     status = 409
     slug = "keys-in-the-vault"
     title = "These keys live in the card vault, not in the platform's database"
+
+
+class KeysElsewhere(TradeguardError):
+    status = 409
+    slug = "keys-elsewhere"
+    title = "These keys are not kept in this key table"
+
+
+class KeyAudit(Protocol):
+    """Where key operations are recorded, in the caller's transaction: the platform's ledger
+    (ledger/service.py Ledger), or the card vault's own access log (vault/keys.py)."""
+
+    async def append(self, session: AsyncSession, event: LedgerEvent) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyScope:
+    """Which classes a key table holds, and whether it stores the platform's HMAC peppers:
+    the platform's database (every class but the vault's), or the card vault's own."""
+
+    classes: tuple[DataClass, ...]
+    peppers: tuple[str, ...]
+
+
+PLATFORM_KEYS = KeyScope(PLATFORM_CLASSES, PEPPER_PURPOSES)
+VAULT_KEYS = KeyScope(tuple(c for c in DataClass if SPEC_OF[c].in_vault), peppers=())
 
 
 class KeyEvent(StrEnum):
@@ -176,11 +201,17 @@ class _BatchStart:
 
 class KeyManagement:
     def __init__(
-        self, keyring: Keyring, *, ledger: Ledger, policy: KeyPolicy | None = None
+        self,
+        keyring: Keyring,
+        *,
+        ledger: KeyAudit,
+        policy: KeyPolicy | None = None,
+        scope: KeyScope = PLATFORM_KEYS,
     ) -> None:
         self.keyring = keyring
         self.ledger = ledger
         self.policy = policy or KeyPolicy()
+        self.scope = scope
 
     @property
     def _now(self) -> int:
@@ -201,7 +232,7 @@ class KeyManagement:
         existing = {(row.data_class, row.kind) for row in await repository.key_versions(session)}
         created: list[NewKeyVersion] = []
         now = self._now
-        for data_class in PLATFORM_CLASSES:
+        for data_class in self.scope.classes:
             wanted = [DATA, INDEX]
             if SPEC_OF[data_class].legacy_purpose and self.keyring.provider.legacy is not None:
                 wanted.append(LEGACY)
@@ -216,7 +247,7 @@ class KeyManagement:
         if not existing and self.keyring.legacy is None:
             # A new database under a KMS: no local master key to derive peppers from, and no
             # peppered value stored yet, so each pepper starts as a new random secret.
-            for purpose in PEPPER_PURPOSES:
+            for purpose in self.scope.peppers:
                 await self._store_secret(
                     session, purpose, secrets.token_bytes(KEY_BYTES), self.keyring.provider, actor
                 )
@@ -337,8 +368,9 @@ class KeyManagement:
         in_vault: str,
     ) -> NewKeyVersion:
         """Insert the next version of a class's data or index key, active after the delay."""
-        if SPEC_OF[data_class].in_vault:
+        if kind == INDEX and SPEC_OF[data_class].in_vault:
             raise KeysInTheVault(in_vault)
+        self.check_in_scope(data_class)
         latest = await repository.latest_version(session, data_class.value, kind)
         if latest is None:
             raise NoActiveKey(f"{data_class.value} has no {kind} key yet; start the platform first")
@@ -355,6 +387,19 @@ class KeyManagement:
         await self._event(session, event, actor, {**self._describe(made), "reason": reason})
         return made
 
+    def check_in_scope(self, data_class: DataClass) -> None:
+        """Refuse a class whose keys another key table holds."""
+        if data_class in self.scope.classes:
+            return
+        if SPEC_OF[data_class].in_vault:
+            raise KeysInTheVault(
+                f"the {data_class.value} keys live in the card vault's own database: "
+                "rotate them with `tradeguard vault rotate-key`"
+            )
+        raise KeysElsewhere(
+            f"the {data_class.value} keys live in the platform's database, not the vault's"
+        )
+
     async def due_for_rotation(self, session: AsyncSession) -> list[DataClass]:
         """Classes whose newest data key is older than their cryptoperiod."""
         newest: dict[str, int] = {}
@@ -364,7 +409,7 @@ class KeyManagement:
         now = self._now
         return [
             data_class
-            for data_class in PLATFORM_CLASSES
+            for data_class in self.scope.classes
             if data_class.value in newest
             and now - newest[data_class.value] >= self.policy.period_ns(data_class)
         ]
@@ -898,7 +943,7 @@ class KeyManagement:
         stored = await repository.key_versions(session)
         have = {row.data_class for row in stored if row.kind == SECRET}
         peppers = 0
-        for purpose in PEPPER_PURPOSES:
+        for purpose in self.scope.peppers:
             if purpose not in have:
                 secret = self.keyring.derive_secret(purpose)
                 peppers += await self._store_secret(session, purpose, secret, target, actor)
@@ -907,6 +952,14 @@ class KeyManagement:
             for row in await repository.key_versions(session)
             if row.wrapped_key is not None and row.kek_id != target.kek_id
         ]
+        unknown = sorted({str(r.kek_id) for r in pending if r.kek_id not in self.keyring.providers})
+        if unknown:
+            # Refused before anything is recorded: a run that could not move these keys
+            # must not leave a "rotation started" behind.
+            raise UnknownKek(
+                f"keys are wrapped under {', '.join(unknown)}, which was not given: put "
+                "that key-encrypting key in place"
+            )
         await self._event(
             session,
             KeyEvent.MASTER_ROTATION_STARTED,

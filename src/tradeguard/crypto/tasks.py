@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
@@ -28,12 +28,13 @@ from tradeguard.core.workers import (
 )
 from tradeguard.crypto import repository
 from tradeguard.crypto.catalogue import (
+    LOCATIONS,
     IndexLocation,
     Location,
     index_locations_of,
     locations_of,
 )
-from tradeguard.crypto.classes import DataClass, parse_data_class
+from tradeguard.crypto.classes import SPEC_OF, DataClass, parse_data_class
 from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.kms_settings import KmsSettings
 from tradeguard.crypto.providers import KekProvider, LocalFileKek, read_master_key
@@ -49,6 +50,8 @@ L = TypeVar("L", Location, IndexLocation)
 L_contra = TypeVar("L_contra", Location, IndexLocation, contravariant=True)
 
 COMPONENT = "keyring"
+# The in-process card vault's key table (its own database, its own worker).
+VAULT_COMPONENT = "vault-keyring"
 BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=60.0)
 # Must stay below KeyPolicy.activation_delay_ns: a version is read by every process before
 # it encrypts anywhere.
@@ -74,7 +77,9 @@ class KeyringWorker:
         *,
         refresh_seconds: float = REFRESH_SECONDS,
         rotation_check_seconds: float = ROTATION_CHECK_SECONDS,
+        component: str = COMPONENT,
     ) -> None:
+        self._component = component
         self._management = management
         self._sessions = sessions
         self._refresh = refresh_seconds
@@ -115,7 +120,7 @@ class KeyringWorker:
 
     def failure_tracker(self, observer: FailureObserver | None = None) -> FailureTracker:
         return FailureTracker(
-            COMPONENT,
+            self._component,
             logger=log,
             clock=self._clock,
             policy=BACKOFF,
@@ -241,6 +246,13 @@ def key_policy_from(settings: Settings) -> KeyPolicy:
         }
     except ValueError as exc:
         raise ConfigurationError(f"TRADEGUARD_KEY_ROTATION_DAYS_BY_CLASS: {exc}") from None
+    for data_class in per_class:
+        if SPEC_OF[data_class].in_vault:
+            # Not silently ignored: the vault's cryptoperiod has a setting of its own.
+            raise ConfigurationError(
+                f"TRADEGUARD_KEY_ROTATION_DAYS_BY_CLASS: {data_class.value} keys live in the "
+                "card vault; set TRADEGUARD_VAULT_KEY_ROTATION_DAYS instead"
+            )
     activation_ns = int(settings.key_activation_delay_seconds * NS_PER_SECOND)
     if 0 < activation_ns <= int(REFRESH_SECONDS * NS_PER_SECOND):
         raise ConfigurationError(
@@ -255,23 +267,68 @@ def key_policy_from(settings: Settings) -> KeyPolicy:
     )
 
 
+def vault_key_policy_from(settings: Settings) -> KeyPolicy:
+    """The card vault's cryptoperiod (TRADEGUARD_VAULT_KEY_ROTATION_DAYS, PCI-4), with the
+    platform's activation delay and retire grace."""
+    return replace(
+        key_policy_from(settings),
+        rotation_days={},
+        default_rotation_days=settings.vault_key_rotation_days,
+    )
+
+
 LOCAL: Final = "local"
 AWS_KMS: Final = "aws-kms"
 KEK_PROVIDERS: Final = (LOCAL, AWS_KMS)
 
 
-def master_key_path(settings: Settings) -> Path:
-    return settings.keys_dir / "master.key"
+@dataclass(frozen=True, slots=True)
+class KekSetup:
+    """Where one key table's key-encrypting key is, and the settings that say so (named in
+    errors): the platform's, or the card vault's own, kept apart (PCI DSS 3.6/3.7)."""
+
+    provider: str
+    master_key: Path
+    passphrase: str | None
+    kms_key_id: str | None
+    provider_setting: str
+    kms_key_setting: str
+    # The command that re-wraps this table's keys (named in the hints).
+    rotate_command: str
+
+    @property
+    def pending_master_key(self) -> Path:
+        """The new master key of a local rotation under way (renamed over the key file when
+        done)."""
+        return self.master_key.with_name(self.master_key.name + ".next")
 
 
-def pending_master_key_path(settings: Settings) -> Path:
-    """The new master key of a local rotation under way (renamed over master.key when done)."""
-    return settings.keys_dir / "master.key.next"
-
-
-def _passphrase(settings: Settings) -> str | None:
+def platform_kek(settings: Settings) -> KekSetup:
     passphrase = settings.master_key_passphrase
-    return passphrase.get_secret_value() if passphrase else None
+    return KekSetup(
+        provider=settings.kek_provider,
+        master_key=settings.keys_dir / "master.key",
+        passphrase=passphrase.get_secret_value() if passphrase else None,
+        kms_key_id=settings.aws_kms_key_id,
+        provider_setting="TRADEGUARD_KEK_PROVIDER",
+        kms_key_setting="TRADEGUARD_AWS_KMS_KEY_ID",
+        rotate_command="tradeguard keys rotate-master",
+    )
+
+
+def vault_kek(settings: Settings) -> KekSetup:
+    """The card vault's key-encrypting key: its own master key file, or its own KMS key
+    (never the platform's: the platform's credentials must not open the vault's keys)."""
+    passphrase = settings.vault_master_key_passphrase
+    return KekSetup(
+        provider=settings.vault_kek_provider,
+        master_key=settings.vault_master_key_file,
+        passphrase=passphrase.get_secret_value() if passphrase else None,
+        kms_key_id=settings.vault_aws_kms_key_id,
+        provider_setting="TRADEGUARD_VAULT_KEK_PROVIDER",
+        kms_key_setting="TRADEGUARD_VAULT_AWS_KMS_KEY_ID",
+        rotate_command="tradeguard vault rotate-master",
+    )
 
 
 def kms_settings_from(
@@ -280,11 +337,15 @@ def kms_settings_from(
     key_id: str | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
+    kek: KekSetup | None = None,
 ) -> KmsSettings:
-    key = key_id or settings.aws_kms_key_id
+    """The KMS key of `kek` (the platform's by default); region, endpoint and timeout are
+    the platform's AWS settings either way."""
+    setup = kek or platform_kek(settings)
+    key = key_id or setup.kms_key_id
     if not key or not key.strip():
         raise ConfigurationError(
-            "no KMS key named: set TRADEGUARD_AWS_KMS_KEY_ID (or pass --key-id) to the ARN, "
+            f"no KMS key named: set {setup.kms_key_setting} (or pass --key-id) to the ARN, "
             "id or alias/ name of the KMS key that wraps the data keys"
         )
     timeout = settings.aws_kms_timeout_seconds
@@ -305,63 +366,81 @@ def connect_kms(kms: KmsSettings) -> KekProvider:
     return AwsKmsKek.connect(kms)
 
 
-def kek_provider_from(settings: Settings, *, create: bool = True) -> KekProvider:
+def kek_provider_from(
+    settings: Settings, *, create: bool = True, kek: KekSetup | None = None
+) -> KekProvider:
     """The key-encrypting key that wraps new keys: the local master-key file (made on first
-    start when `create`), or the AWS KMS key of TRADEGUARD_AWS_KMS_KEY_ID."""
-    kind = settings.kek_provider.strip().lower()
+    start when `create`), or the AWS KMS key named (TRADEGUARD_AWS_KMS_KEY_ID for the
+    platform's keys; `kek` names the vault's)."""
+    setup = kek or platform_kek(settings)
+    kind = setup.provider.strip().lower()
     if kind == LOCAL:
-        path = master_key_path(settings)
         if create:
-            return LocalFileKek.load_or_create(path, passphrase=_passphrase(settings))
-        return LocalFileKek(read_master_key(path, passphrase=_passphrase(settings)))
+            return LocalFileKek.load_or_create(setup.master_key, passphrase=setup.passphrase)
+        return LocalFileKek(read_master_key(setup.master_key, passphrase=setup.passphrase))
     if kind == AWS_KMS:
-        return connect_kms(kms_settings_from(settings))
+        return connect_kms(kms_settings_from(settings, kek=setup))
     raise ConfigurationError(
-        f"TRADEGUARD_KEK_PROVIDER={settings.kek_provider!r} is not known: use "
+        f"{setup.provider_setting}={setup.provider!r} is not known: use "
         + " or ".join(KEK_PROVIDERS)
     )
 
 
-def retired_master_key_paths(settings: Settings) -> list[Path]:
-    """The dated copies of earlier master keys that `keys rotate-master` keeps
-    (keys/master.key.retired-<date>-<fingerprint>): they open backups made before."""
-    return sorted(settings.keys_dir.glob("master.key.retired-*"))
+def retired_master_key_paths(kek: KekSetup) -> list[Path]:
+    """The dated copies of earlier master keys that a master-key rotation keeps
+    (<key file>.retired-<date>-<fingerprint>): they open backups made before."""
+    return sorted(kek.master_key.parent.glob(kek.master_key.name + ".retired-*"))
 
 
-def retired_local_keks(settings: Settings) -> list[KekProvider]:
-    """The earlier master keys kept in the keys directory, each as an unwrap-only KEK; one
+def retired_local_keks(kek: KekSetup) -> list[KekProvider]:
+    """The earlier master keys kept beside the key file, each as an unwrap-only KEK; one
     that does not read (sealed under another passphrase, loose permissions) is left out."""
     found: list[KekProvider] = []
-    for path in retired_master_key_paths(settings):
+    for path in retired_master_key_paths(kek):
         try:
-            found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
+            found.append(LocalFileKek(read_master_key(path, passphrase=kek.passphrase)))
         except TradeguardError:
             continue
     return found
 
 
-def unwrap_only_providers_from(settings: Settings, current: KekProvider) -> list[KekProvider]:
+def unwrap_only_providers_from(
+    settings: Settings, current: KekProvider, *, kek: KekSetup | None = None
+) -> list[KekProvider]:
     """Key-encrypting keys that only unwrap: the new master key of a local rotation under way
-    (keys/master.key.next), the local master key beside a KMS (keys wrapped under it before
-    the move, and the HKDF scheme of version 0), and the KMS key named while local still
-    wraps (a move to it under way)."""
+    (master.key.next), the local master key beside a KMS (keys wrapped under it before the
+    move, and the HKDF scheme of version 0), and the KMS key named while local still wraps
+    (a move to it under way)."""
+    setup = kek or platform_kek(settings)
     found: list[KekProvider] = []
-    pending = pending_master_key_path(settings)
-    if pending.exists():
-        found.append(LocalFileKek(read_master_key(pending, passphrase=_passphrase(settings))))
-    path = master_key_path(settings)
-    if current.legacy is None and path.exists():
-        found.append(LocalFileKek(read_master_key(path, passphrase=_passphrase(settings))))
-    if current.legacy is not None and settings.aws_kms_key_id:
-        # Local still wraps, a KMS key is named: a move to it (keys rotate-master --to
-        # aws-kms) may be under way, and keys it already moved must read here too.
-        found.append(connect_kms(kms_settings_from(settings)))
+    if setup.pending_master_key.exists():
+        found.append(
+            LocalFileKek(read_master_key(setup.pending_master_key, passphrase=setup.passphrase))
+        )
+    if current.legacy is None and setup.master_key.exists():
+        found.append(LocalFileKek(read_master_key(setup.master_key, passphrase=setup.passphrase)))
+    if current.legacy is not None and setup.kms_key_id:
+        # Local still wraps, a KMS key is named: a move to it (rotate-master --to aws-kms)
+        # may be under way, and keys it already moved must read here too.
+        found.append(connect_kms(kms_settings_from(settings, kek=setup)))
     return [p for p in found if p.kek_id != current.kek_id]
 
 
-def keyring_from(settings: Settings, *, clock: Clock) -> Keyring:
-    provider = kek_provider_from(settings)
-    return Keyring(provider, clock=clock, also=unwrap_only_providers_from(settings, provider))
+def keyring_from(
+    settings: Settings,
+    *,
+    clock: Clock,
+    kek: KekSetup | None = None,
+    catalogue: tuple[Location, ...] = LOCATIONS,
+    create: bool = True,
+) -> Keyring:
+    provider = kek_provider_from(settings, kek=kek, create=create)
+    return Keyring(
+        provider,
+        clock=clock,
+        catalogue=catalogue,
+        also=unwrap_only_providers_from(settings, provider, kek=kek),
+    )
 
 
 @dataclass(frozen=True, slots=True)

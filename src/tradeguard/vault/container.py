@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.tasks import keyring_from, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine, unit_of_work
 from tradeguard.ledger.service import Ledger
 from tradeguard.vault.cards import CustomerCards
@@ -18,7 +19,7 @@ from tradeguard.vault.certs import VaultPki
 from tradeguard.vault.client import LocalVaultClient, VaultClient
 from tradeguard.vault.domain import TokenFormat, VaultRole
 from tradeguard.vault.remote import RemoteVaultClient
-from tradeguard.vault.store import CardVaultStore
+from tradeguard.vault.store import VAULT_LOCATIONS, CardVaultStore
 
 
 @dataclass
@@ -47,20 +48,32 @@ class VaultServices:
 
 
 def open_store(
-    settings: Settings, *, clock: Clock, ids: IdGenerator, engine: AsyncEngine | None = None
+    settings: Settings,
+    *,
+    clock: Clock,
+    ids: IdGenerator,
+    engine: AsyncEngine | None = None,
+    create_key: bool = True,
 ) -> CardVaultStore:
-    """The vault proper on its own database and key file (the caller starts it)."""
-    passphrase = settings.vault_master_key_passphrase
-    return CardVaultStore.open_with(
+    """The vault proper on its own database and key-encrypting key (the caller starts it):
+    keys/vault/master.key (made on first start when `create_key`), or the vault's own KMS
+    key (TRADEGUARD_VAULT_KEK_PROVIDER)."""
+    # The key-encrypting key first: a missing key file or KMS key fails before any engine.
+    keyring = keyring_from(
+        settings,
+        clock=clock,
+        kek=vault_kek(settings),
+        catalogue=VAULT_LOCATIONS,
+        create=create_key,
+    )
+    return CardVaultStore(
         engine=engine or create_engine(settings.vault_url),
-        provider=CardVaultStore.key_provider(
-            settings.vault_master_key_file,
-            passphrase.get_secret_value() if passphrase is not None else None,
-        ),
+        keyring=keyring,
         clock=clock,
         ids=ids,
         default_format=TokenFormat(settings.vault_token_format),
         owns_engine=engine is None,
+        policy=vault_key_policy_from(settings),
     )
 
 

@@ -9,7 +9,7 @@ allowed or refused, kept where the platform cannot rewrite it.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tradeguard.crypto.classes import DataClass
@@ -54,13 +54,17 @@ class VaultAccessRow(VaultBase):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     occurred_ns: Mapped[int] = mapped_column(BigInteger)
-    operation: Mapped[str] = mapped_column(String(16))
+    # A card operation (tokenize, detokenize, ...) or a key operation's event type
+    # (`crypto:key:rotated`, vault/keys.py).
+    operation: Mapped[str] = mapped_column(String(40))
     role: Mapped[str] = mapped_column(String(16))
     # On whose behalf (`kind:id`), as the calling platform states it.
     on_behalf_of: Mapped[str] = mapped_column(String(120))
     token: Mapped[str | None] = mapped_column(String(64))
-    # allowed, denied, not_found
+    # allowed, denied, not_found; `done` for a key operation
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64))
+    # A key operation's event data as JSON (class, kind, version, KEK ids; no key material).
+    detail: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_vault_access_log_occurred_ns", "occurred_ns"),)

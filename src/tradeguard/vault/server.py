@@ -10,6 +10,7 @@ echoed back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradeguard.core.errors import Forbidden, InvalidInput, NotFound, TradeguardError
+from tradeguard.crypto.tasks import VAULT_COMPONENT, KeyringWorker
 from tradeguard.vault.domain import VaultRole
 from tradeguard.vault.schemas import (
     AuthorizationIn,
@@ -109,9 +111,17 @@ def create_vault_app(store: CardVaultStore) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        # The vault's keys while it serves: re-read every few seconds (a rotation or a
+        # retirement by a `tradeguard vault` command is seen before it matters) and rotated
+        # when the cryptoperiod ends (PCI-4).
+        stop = asyncio.Event()
+        worker = KeyringWorker(store.keys, store.sessions, component=VAULT_COMPONENT)
+        keys = asyncio.create_task(worker.run_forever(stop), name="vault-keyring")
         try:
             yield
         finally:
+            stop.set()
+            await keys
             await store.close()
 
     app = FastAPI(

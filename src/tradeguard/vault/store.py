@@ -8,31 +8,33 @@ platform's side: vault/cards.py); a refused call commits its log row on its own 
 error.
 
 Keys: the vault keeps its own key table (same layout as the platform's, crypto/models.py)
-with only the CARD_VAULT class, wrapped by the vault's own master key file. The data key
-seals PANs; the class's separate blind-index key gives card fingerprints.
+with only the CARD_VAULT class, wrapped by the vault's own key-encrypting key (its master
+key file, or its own KMS key). The data key seals PANs; the class's separate blind-index key
+gives card fingerprints. `keys` manages them with the platform's key service, scoped to the
+vault and recorded in the vault's access log (vault/keys.py): rotation (scheduled, PCI-4),
+rewrap of stored PANs, retirement, and re-wrap under a new key-encrypting key.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tradeguard.core.clock import NS_PER_SECOND, Clock
+from tradeguard.core.clock import Clock
 from tradeguard.core.errors import ServiceUnavailable
 from tradeguard.core.ids import IdGenerator
-from tradeguard.crypto import repository as key_repository
 from tradeguard.crypto.catalogue import Location
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.columns import keyring_field
-from tradeguard.crypto.keyring import ACTIVE, DATA, INDEX, Keyring
-from tradeguard.crypto.providers import KekProvider, LocalFileKek
+from tradeguard.crypto.keyring import Keyring
+from tradeguard.crypto.providers import KekProvider
+from tradeguard.crypto.service import VAULT_KEYS, KeyManagement, KeyPolicy
 from tradeguard.db.engine import session_factory, unit_of_work
 from tradeguard.vault import repository
 from tradeguard.vault.domain import (
@@ -55,6 +57,8 @@ from tradeguard.vault.domain import (
     parse_pan,
     token_shape_valid,
 )
+from tradeguard.vault.keys import VaultKeyAudit
+from tradeguard.vault.migrate import current_revision, head_revision
 from tradeguard.vault.models import CARD_TABLE, PAN_COLUMN, VaultCardRow
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,11 @@ MAX_REQUEST_ID_CHARS: Final = 64
 class VaultUnavailable(ServiceUnavailable):
     slug = "vault-unavailable"
     title = "The card vault is not available"
+
+
+class VaultNotMigrated(VaultUnavailable):
+    slug = "vault-not-migrated"
+    title = "The vault database is not at the current schema"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,7 @@ class CardVaultStore:
         ids: IdGenerator,
         default_format: TokenFormat = TokenFormat.OPAQUE,
         owns_engine: bool = False,
+        policy: KeyPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
@@ -115,6 +125,14 @@ class CardVaultStore:
         self.ids = ids
         self.default_format = default_format
         self._owns_engine = owns_engine
+        # The vault's key operations: the platform's key service on the vault's key table,
+        # recorded in the vault's access log.
+        self.keys = KeyManagement(
+            keyring,
+            ledger=VaultKeyAudit(clock=clock, ids=ids),
+            policy=policy,
+            scope=VAULT_KEYS,
+        )
 
     @classmethod
     def open_with(
@@ -126,8 +144,12 @@ class CardVaultStore:
         ids: IdGenerator,
         default_format: TokenFormat = TokenFormat.OPAQUE,
         owns_engine: bool = False,
+        policy: KeyPolicy | None = None,
+        also: Iterable[KekProvider] = (),
     ) -> CardVaultStore:
-        keyring = Keyring(provider, clock=clock, catalogue=VAULT_LOCATIONS)
+        """The store with `provider` wrapping new keys (`also`: KEKs that only unwrap, the
+        other side of a master-key rotation under way)."""
+        keyring = Keyring(provider, clock=clock, catalogue=VAULT_LOCATIONS, also=also)
         return cls(
             engine=engine,
             keyring=keyring,
@@ -135,22 +157,30 @@ class CardVaultStore:
             ids=ids,
             default_format=default_format,
             owns_engine=owns_engine,
+            policy=policy,
         )
-
-    @staticmethod
-    def key_provider(path: Path, passphrase: str | None = None) -> LocalFileKek:
-        """The vault's own key-encrypting key: a master key file apart from the platform's."""
-        return LocalFileKek.load_or_create(path, passphrase=passphrase)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         async with unit_of_work(self.sessions) as session:
             yield session
 
+    async def check_schema(self) -> None:
+        """Refuse a vault database behind this code's migrations (its key operations and
+        access log need the current schema)."""
+        current, head = await current_revision(self.engine), head_revision()
+        if current != head:
+            raise VaultNotMigrated(
+                f"the vault database is at {current or 'no revision'}, not {head}: "
+                "run `tradeguard vault upgrade` first"
+            )
+
     async def start(self) -> None:
-        """Make the vault's first keys if there are none, then read them."""
+        """Check the schema, make the vault's first keys if there are none (recorded), then
+        read them."""
+        await self.check_schema()
         async with self.unit_of_work() as session:
-            await self.ensure_keys(session)
+            await self.keys.ensure_keys(session)
         await self.refresh_keys()
 
     async def refresh_keys(self) -> None:
@@ -160,69 +190,6 @@ class CardVaultStore:
     async def close(self) -> None:
         if self._owns_engine:
             await self.engine.dispose()
-
-    async def ensure_keys(self, session: AsyncSession) -> list[str]:
-        """Version 1 of the vault's data key and fingerprint key, once."""
-        existing = {
-            (row.data_class, row.kind) for row in await key_repository.key_versions(session)
-        }
-        made = []
-        now = self.clock.now_ns()
-        for kind in (DATA, INDEX):
-            if (CARD_CLASS.value, kind) in existing:
-                continue
-            wrapped = await self.keyring.wrap_new_key(CARD_CLASS, kind, 1)
-            await key_repository.insert_key_version(
-                session,
-                {
-                    "data_class": CARD_CLASS.value,
-                    "kind": kind,
-                    "version": 1,
-                    "state": ACTIVE,
-                    "wrapped_key": wrapped,
-                    "kek_id": self.keyring.provider.kek_id,
-                    "created_ns": now,
-                    "activates_ns": now,
-                    "retired_ns": None,
-                    "usage_count": None,
-                    "usage_counted_ns": None,
-                },
-            )
-            made.append(kind)
-        return made
-
-    async def rotate_data_key(self, *, activation_delay_ns: int = 15 * NS_PER_SECOND) -> int:
-        """The next version of the vault's data key (it encrypts after the delay; old PANs
-        keep reading under their version). Recorded in the vault's access log."""
-        async with self.unit_of_work() as session:
-            latest = await key_repository.latest_version(session, CARD_CLASS.value, DATA)
-            version = (latest or 0) + 1
-            now = self.clock.now_ns()
-            await key_repository.insert_key_version(
-                session,
-                {
-                    "data_class": CARD_CLASS.value,
-                    "kind": DATA,
-                    "version": version,
-                    "state": ACTIVE,
-                    "wrapped_key": await self.keyring.wrap_new_key(CARD_CLASS, DATA, version),
-                    "kek_id": self.keyring.provider.kek_id,
-                    "created_ns": now,
-                    "activates_ns": now + activation_delay_ns,
-                    "retired_ns": None,
-                    "usage_count": None,
-                    "usage_counted_ns": None,
-                },
-            )
-            await self._log(
-                session,
-                VaultCaller(VaultRole.PAYMENT, "system:vault"),
-                "key_rotated",
-                None,
-                f"v{version}",
-            )
-        await self.refresh_keys()
-        return version
 
     # -- logging ------------------------------------------------------------------------
 

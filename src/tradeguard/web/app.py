@@ -31,7 +31,7 @@ from tradeguard.core.clock import Clock, SystemClock
 from tradeguard.core.ids import IdGenerator
 from tradeguard.core.workers import FailureTracker
 from tradeguard.crypto.keyring import KeyringNotLoaded
-from tradeguard.crypto.tasks import KeyringWorker, open_keyring
+from tradeguard.crypto.tasks import VAULT_COMPONENT, KeyringWorker, open_keyring
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.redis import create_redis
@@ -525,6 +525,20 @@ def _start_workers(
             keyring_worker.run_forever(stop, tracker=keyring_tracker), name="keyring"
         )
     )
+    if app.state.vault.store is not None:
+        # The in-process card vault's keys, the same way on its own database: re-read (a
+        # `tradeguard vault rotate-key` or `retire` is seen), rotated when due (PCI-4).
+        vault_store = app.state.vault.store
+        vault_keys = KeyringWorker(
+            vault_store.keys, vault_store.sessions, component=VAULT_COMPONENT
+        )
+        vault_keys_tracker = vault_keys.failure_tracker(components)
+        components.register(vault_keys_tracker.component)
+        tasks.append(
+            asyncio.create_task(
+                vault_keys.run_forever(stop, tracker=vault_keys_tracker), name="vault-keyring"
+            )
+        )
     # Signed tree heads of the audit ledger, published to the witness (docs/audit.md).
     checkpointer = Checkpointer(
         app.state.ledger_tree,

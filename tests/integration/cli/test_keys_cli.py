@@ -12,7 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -119,6 +121,28 @@ def event_types(data_dir: Path) -> list[str]:
     ]  # type: ignore[call-overload]
 
 
+REWRAPPED_SO_FAR = "SELECT rows_rewrapped FROM crypto_rewrap_progress"
+
+
+def rows_rewrapped(progress: list[tuple[Any, ...]]) -> int:
+    """Rows rewrapped so far, from REWRAPPED_SO_FAR's result."""
+    return int(progress[0][0]) if progress else 0
+
+
+def kill_when(process: subprocess.Popen[bytes], reached: Callable[[], bool]) -> None:
+    """SIGKILL a running command once `reached()` (or it ended on its own: then the caller's
+    assertions fail)."""
+    try:
+        for _ in range(3000):
+            if reached() or process.poll() is not None:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.communicate()  # reaps it and closes its pipes
+    assert process.returncode == -signal.SIGKILL
+
+
 def cli(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tradeguard", *args],
@@ -191,18 +215,7 @@ class TestRotateAndRewrap:
             "--data-dir",
             str(data_dir),
         )
-        try:
-            done = 0
-            for _ in range(2000):
-                rows = query(data_dir, "SELECT rows_rewrapped FROM crypto_rewrap_progress")
-                done = int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
-                if done >= 50 or process.poll() is not None:
-                    break
-                time.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-        finally:
-            process.communicate()  # reaps it and closes its pipes
-        assert process.returncode == -signal.SIGKILL
+        kill_when(process, lambda: rows_rewrapped(query(data_dir, REWRAPPED_SO_FAR)) >= 50)
         # Killed half-way: committed batches moved, the rest not, all of it readable.
         ((cursor, rewrapped, finished),) = query(
             data_dir, "SELECT cursor, rows_rewrapped, finished_ns FROM crypto_rewrap_progress"

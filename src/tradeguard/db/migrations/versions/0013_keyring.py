@@ -18,6 +18,8 @@ Revises: 0012_audit_search
 import sqlalchemy as sa
 from alembic import op
 
+from tradeguard.crypto.key_table import RETIRE, rewrap_progress_columns
+
 revision = "0013_keyring"
 # Chained after 0011 on this branch; re-chain after 0012_audit_search at merge.
 down_revision = "0012_audit_search"
@@ -28,24 +30,8 @@ KEYS = "crypto_key_version"
 PROGRESS = "crypto_rewrap_progress"
 SUBJECT_KEYS = "audit_subject_key"
 
-_SAME_SLOT = (
-    "NEW.data_class = OLD.data_class AND NEW.kind = OLD.kind AND NEW.version = OLD.version "
-    "AND NEW.created_ns = OLD.created_ns AND NEW.activates_ns = OLD.activates_ns"
-)
-# PostgreSQL and SQLite spell "equal, NULLs included" differently.
-KEY_UPDATE = {
-    "postgresql": (
-        f"{_SAME_SLOT} AND NEW.wrapped_key IS NOT DISTINCT FROM OLD.wrapped_key "
-        "AND NEW.kek_id IS NOT DISTINCT FROM OLD.kek_id "
-        "AND (NEW.state = OLD.state AND NEW.retired_ns IS NOT DISTINCT FROM OLD.retired_ns "
-        "OR OLD.state = 'active' AND NEW.state = 'retired' AND NEW.retired_ns IS NOT NULL)"
-    ),
-    "sqlite": (
-        f"{_SAME_SLOT} AND NEW.wrapped_key IS OLD.wrapped_key AND NEW.kek_id IS OLD.kek_id "
-        "AND (NEW.state = OLD.state AND NEW.retired_ns IS OLD.retired_ns "
-        "OR OLD.state = 'active' AND NEW.state = 'retired' AND NEW.retired_ns IS NOT NULL)"
-    ),
-}
+# PostgreSQL and SQLite spell "equal, NULLs included" differently (crypto/key_table.py).
+KEY_UPDATE = RETIRE
 SUBJECT_DESTROY = (
     "OLD.destroyed_ns IS NULL AND NEW.destroyed_ns IS NOT NULL AND NEW.wrapped_key IS NULL "
     "AND NEW.key_id = OLD.key_id AND NEW.subject = OLD.subject "
@@ -74,18 +60,7 @@ def upgrade() -> None:
         sa.Column("usage_counted_ns", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("data_class", "kind", "version", name="pk_crypto_key_version"),
     )
-    op.create_table(
-        PROGRESS,
-        sa.Column("data_class", sa.String(40), nullable=False),
-        sa.Column("location", sa.String(120), nullable=False),
-        sa.Column("target_version", sa.Integer(), nullable=False),
-        sa.Column("cursor", sa.String(200), nullable=True),
-        sa.Column("rows_rewrapped", sa.BigInteger(), nullable=False),
-        sa.Column("started_ns", sa.BigInteger(), nullable=False),
-        sa.Column("updated_ns", sa.BigInteger(), nullable=False),
-        sa.Column("finished_ns", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("data_class", "location", name="pk_crypto_rewrap_progress"),
-    )
+    op.create_table(PROGRESS, *rewrap_progress_columns())
     if op.get_bind().dialect.name == "postgresql":
         _postgres()
     else:

@@ -19,49 +19,21 @@ Revises: 0017_customer_cards
 import sqlalchemy as sa
 from alembic import op
 
+from tradeguard.crypto.key_table import (
+    RETIRE,
+    allowed_update,
+    postgres_guard_function,
+    sqlite_update_guard,
+)
+
 revision = "0018_kek_rotation"
 down_revision = "0017_customer_cards"
 branch_labels = None
 depends_on = None
 
 KEYS = "crypto_key_version"
-
-_SAME_SLOT = (
-    "NEW.data_class = OLD.data_class AND NEW.kind = OLD.kind AND NEW.version = OLD.version "
-    "AND NEW.created_ns = OLD.created_ns AND NEW.activates_ns = OLD.activates_ns"
-)
-# 0013's allowed updates (retire, usage count), unchanged.
-RETIRE = {
-    "postgresql": (
-        f"{_SAME_SLOT} AND NEW.wrapped_key IS NOT DISTINCT FROM OLD.wrapped_key "
-        "AND NEW.kek_id IS NOT DISTINCT FROM OLD.kek_id "
-        "AND (NEW.state = OLD.state AND NEW.retired_ns IS NOT DISTINCT FROM OLD.retired_ns "
-        "OR OLD.state = 'active' AND NEW.state = 'retired' AND NEW.retired_ns IS NOT NULL)"
-    ),
-    "sqlite": (
-        f"{_SAME_SLOT} AND NEW.wrapped_key IS OLD.wrapped_key AND NEW.kek_id IS OLD.kek_id "
-        "AND (NEW.state = OLD.state AND NEW.retired_ns IS OLD.retired_ns "
-        "OR OLD.state = 'active' AND NEW.state = 'retired' AND NEW.retired_ns IS NOT NULL)"
-    ),
-}
-# New: a re-wrap under another KEK (the KEK id changes), the slot, state and times unchanged.
-REWRAP = {
-    "postgresql": (
-        f"{_SAME_SLOT} AND NEW.state = OLD.state "
-        "AND NEW.retired_ns IS NOT DISTINCT FROM OLD.retired_ns "
-        "AND OLD.wrapped_key IS NOT NULL AND NEW.wrapped_key IS NOT NULL "
-        "AND NEW.kek_id IS NOT NULL AND NEW.kek_id IS DISTINCT FROM OLD.kek_id"
-    ),
-    "sqlite": (
-        f"{_SAME_SLOT} AND NEW.state = OLD.state AND NEW.retired_ns IS OLD.retired_ns "
-        "AND OLD.wrapped_key IS NOT NULL AND NEW.wrapped_key IS NOT NULL "
-        "AND NEW.kek_id IS NOT NULL AND NEW.kek_id IS NOT OLD.kek_id"
-    ),
-}
-
-
-def _allowed(dialect: str) -> str:
-    return f"({RETIRE[dialect]}) OR ({REWRAP[dialect]})"
+# The allowed updates live in crypto/key_table.py (the vault's key table takes the same):
+# 0013's (retire, usage count) as RETIRE, and the re-wrap as REWRAP.
 
 
 def upgrade() -> None:
@@ -69,10 +41,10 @@ def upgrade() -> None:
         op.alter_column(
             KEYS, "kek_id", type_=sa.String(200), existing_type=sa.String(80), nullable=True
         )
-        _guard_postgres(_allowed("postgresql"))
+        _guard_postgres(allowed_update("postgresql"))
     else:
         # SQLite does not enforce a VARCHAR length: only the trigger changes.
-        _guard_sqlite(_allowed("sqlite"))
+        _guard_sqlite(allowed_update("sqlite"))
 
 
 def downgrade() -> None:
@@ -88,29 +60,9 @@ def downgrade() -> None:
 
 def _guard_postgres(allowed: str) -> None:
     # Same function as 0013 (its triggers call it by name): only the allowed update grows.
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION tradeguard_key_version_guard() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            IF TG_OP = 'UPDATE' THEN
-                IF {allowed} THEN
-                    RETURN NEW;
-                END IF;
-            END IF;
-            RAISE EXCEPTION 'tradeguard: % rows are only ever retired or re-wrapped (% refused)',
-                TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
-        END;
-        $$
-        """
-    )
+    op.execute(postgres_guard_function("tradeguard_key_version_guard", allowed))
 
 
 def _guard_sqlite(allowed: str) -> None:
     op.execute(f"DROP TRIGGER {KEYS}_guard")
-    op.execute(
-        f"CREATE TRIGGER {KEYS}_guard BEFORE UPDATE ON {KEYS} "
-        f"WHEN NOT ({allowed}) "
-        f"BEGIN SELECT RAISE(ABORT, 'tradeguard: {KEYS} rows are only ever retired "
-        "or re-wrapped (UPDATE refused)'); END"
-    )
+    op.execute(sqlite_update_guard(f"{KEYS}_guard", KEYS, allowed))
