@@ -72,6 +72,21 @@ def prepare_data_dir(settings: Settings) -> None:
     os.chmod(settings.tls_dir, 0o700)
 
 
+def owner_only(data_dir: Path) -> None:
+    """Everything in the data directory readable by the service account only: directories
+    0700, files 0600 (the SQLite databases and their WAL hold password hashes and sealed
+    data; keys and certificates are secrets). Sockets and symbolic links are left as they
+    are (the vault's socket is 0660 on purpose). New files are owner-only anyway: every
+    `tradeguard` process runs with the umask 077."""
+    for path in (data_dir, *data_dir.rglob("*")):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o700)
+        elif path.is_file():
+            os.chmod(path, 0o600)
+
+
 async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
     """Create the data dir, migrate the database, make the dev certificate; safe to repeat."""
     prepare_data_dir(settings)
@@ -110,6 +125,7 @@ async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
             await LedgerSequencer(engine, clock=clock).drain()
     finally:
         await engine.dispose()
+    owner_only(settings.data_dir)
     return InitReport(
         data_dir=str(settings.data_dir),
         migrated_from=before,

@@ -65,6 +65,9 @@ def main(
     ] = False,
 ) -> None:
     """Security, compliance and privacy core of a stock-trading platform."""
+    # Whatever this process creates (databases and their WAL, keys, certificates, backups,
+    # the development mailbox) is for the service account only.
+    os.umask(0o077)
 
 
 @app.command()

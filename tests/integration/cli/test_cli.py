@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -133,6 +134,27 @@ class TestInitAndAudit:
         report = json.loads(verify.output)
         assert report["ok"] is True
         assert report["verified"] == 1
+
+    def test_everything_in_the_data_directory_is_for_its_owner_only(self, tmp_path: Path) -> None:
+        data = tmp_path / "var"
+        data.mkdir(mode=0o755)
+        stray = data / "notes.txt"
+        stray.write_text("left by hand")
+        stray.chmod(0o644)
+        previous = os.umask(0o022)
+        try:
+            result = runner.invoke(app, ["init", "--data-dir", str(data)])
+        finally:
+            os.umask(previous)
+        assert result.exit_code == 0, result.output
+        loose = [
+            f"{path.relative_to(tmp_path)} {oct(path.stat().st_mode & 0o777)}"
+            for path in (data, *data.rglob("*"))
+            if not path.is_symlink() and path.stat().st_mode & 0o077
+        ]
+        assert loose == []
+        assert (data / "tradeguard.db").stat().st_mode & 0o777 == 0o600
+        assert data.stat().st_mode & 0o777 == 0o700
 
     def test_init_makes_the_audit_log_signing_key_and_prints_its_public_key(
         self, tmp_path: Path
