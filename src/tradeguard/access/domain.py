@@ -51,6 +51,11 @@ class Permission(StrEnum):
     # A customer's own stored cards (issue #10, PCI-2): add, list, remove. Detokenizing is
     # not a person's permission at all: only the payment service may (vault/domain.py).
     CARD_MANAGE = "card:manage"
+    # Account-takeover defence (issue #11, ATO-2): reading reviews and freezes, working
+    # reviews, and lifting a withdrawal freeze (one member asks, another approves).
+    FRAUD_TAKEOVER = "fraud:takeover"
+    FRAUD_REVIEW = "fraud:review"
+    FRAUD_FREEZE = "fraud:freeze"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -92,6 +97,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_REVIEW,
             Permission.ACCESS_ATTEST,
+            Permission.FRAUD_TAKEOVER,
+            Permission.FRAUD_REVIEW,
+            Permission.FRAUD_FREEZE,
         }
     ),
     Role.SUPPORT: frozenset(
@@ -250,6 +258,21 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
             Kind.OPERATE,
             "Set the automatic surveillance action policy and reverse automatic actions "
             "(suspensions, closing-only) with a reason",
+        ),
+        _entry(
+            Permission.FRAUD_TAKEOVER,
+            Kind.VIEW,
+            "Read account-takeover reviews, their signals and withdrawal freezes",
+        ),
+        _entry(
+            Permission.FRAUD_REVIEW,
+            Kind.OPERATE,
+            "Assign and close account-takeover reviews",
+        ),
+        _entry(
+            Permission.FRAUD_FREEZE,
+            Kind.OPERATE,
+            "Ask for, or approve another member's request, to lift a withdrawal freeze",
         ),
         _entry(
             Permission.CUSTOMER_READ,

@@ -766,6 +766,11 @@ class AccountService:
         found = await repository.roles_by_id(session, user_ids)
         return {user_id: Role(role) for user_id, role in found.items()}
 
+    async def contact_of(self, session: AsyncSession, user_id: str) -> str | None:
+        """The email address of an active user (None: no such user, or not active)."""
+        user = await repository.user_by_id(session, user_id)
+        return user.email if user is not None and user.status == "active" else None
+
     async def contacts_with_roles(
         self, session: AsyncSession, roles: frozenset[Role]
     ) -> list[tuple[str, str]]:

@@ -33,6 +33,8 @@ from tradeguard.identity import repository
 from tradeguard.identity.common import (
     IdentityDeps,
     RequestInfo,
+    SignIn,
+    SignInObserver,
     hash_secret_token,
     new_secret_token,
 )
@@ -192,6 +194,9 @@ class AuthService:
         self.hasher = hasher
         self.issuer = issuer
         self._backup_book: BackupCodeBook | None = None
+        # Told of every new session in its transaction (the takeover defence, ATO-1): set by
+        # whoever builds the app, so identity imports nothing of the watcher.
+        self.sign_in_observer: SignInObserver | None = None
 
     @property
     def backup_book(self) -> BackupCodeBook:
@@ -739,6 +744,36 @@ class AuthService:
             body=f"{why} {what}. {advice}",
         )
 
+    async def lock_for_takeover(
+        self, session: AsyncSession, *, user_id: str, request: RequestInfo
+    ) -> list[str]:
+        """Lock the account for the lockout period and end every session: the takeover
+        defence's strongest response (ATO-2). Returns the sessions ended."""
+        user = await repository.user_by_id(session, user_id)
+        if user is None:
+            return []
+        await self._lock_account(
+            session,
+            user,
+            request,
+            reason="takeover_suspected",
+            why="A sign-in to your account looked like someone else's:",
+            advice=(
+                "If it was you, wait and sign in again; if not, reset your password and "
+                "contact support."
+            ),
+        )
+        return await self.revoke(
+            session, user_id=user_id, request=request, reason="takeover_suspected"
+        )
+
+    async def demand_step_up(self, session: AsyncSession, *, session_id: str) -> None:
+        """The session's second factor no longer counts as fresh: sensitive actions in it
+        need a new one (POST /api/v1/auth/mfa/step-up) first (ATO-2 step-up challenge)."""
+        auth = await repository.auth_session(session, session_id)
+        if auth is not None:
+            auth.mfa_verified_ns = None
+
     async def authorize_device(
         self, session: AsyncSession, user: User, device: Device, request: RequestInfo, *, by: str
     ) -> None:
@@ -1234,6 +1269,18 @@ class AuthService:
             request=request,
             data={"session_id": auth.id, "amr": amr},
         )
+        if self.sign_in_observer is not None:
+            await self.sign_in_observer(
+                session,
+                SignIn(
+                    user_id=user.id,
+                    session_id=auth.id,
+                    device_id=auth.device_id,
+                    role=user.role,
+                    at_ns=now,
+                    request=request,
+                ),
+            )
         return await self._issue_pair(session, user, auth, device)
 
     async def _issue_pair(

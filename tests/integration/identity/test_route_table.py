@@ -42,6 +42,9 @@ PRE_AUTHENTICATION = frozenset(
         "/verify-email",
         "/confirm-email",
         "/reset-password",
+        # The answer to a "was this you?" email (ATO-2): its single-use token is its only
+        # authority, and it must work for an owner locked out of their account.
+        "/api/v1/takeover/answers",
     }
 )
 PRE_AUTHENTICATION_PREFIXES = ("/api/v1/auth/webauthn/authenticate/",)
