@@ -18,6 +18,7 @@ from tradeguard.cli import (
     dev,
     keys,
     surveillance,
+    takeover,
     trading,
     users,
     vault,
@@ -41,6 +42,7 @@ app.add_typer(backup.app, name="backup")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
 app.add_typer(surveillance.app, name="surveillance")
+app.add_typer(takeover.app, name="takeover")
 app.add_typer(vault.app, name="vault")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")

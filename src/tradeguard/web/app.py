@@ -252,6 +252,17 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     return tuple(front.routes), tuple(back.routes)
 
 
+async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """The account-takeover defence (ATO-1, ATO-2): every sign-in is assessed in its own
+    transaction; sessions it ends leave this process's session cache at once."""
+    fraud = build_fraud(settings, identity=identity, trading=app.state.trading)
+    fraud.defence.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
+    app.state.fraud = fraud
+    if settings.takeover_enabled:
+        watch_sign_ins(identity, fraud)
+        await fraud.warm()
+
+
 async def _start_vault(
     app: FastAPI,
     settings: Settings,
@@ -386,15 +397,7 @@ def _lifespan(
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
         install_staff_access_log(app.state.trading, app.state.backoffice)
-        # Account-takeover defence (ATO-1, ATO-2): every sign-in is assessed in its own
-        # transaction; sessions it ends leave this process's session cache at once.
-        app.state.fraud = build_fraud(settings, identity=identity, trading=app.state.trading)
-        app.state.fraud.defence.on_sessions_ended = lambda ended: app.state.session_cache.drop(
-            *ended
-        )
-        if settings.takeover_enabled:
-            watch_sign_ins(identity, app.state.fraud)
-            await app.state.fraud.warm()
+        await _start_fraud(app, settings, identity)
         app.state.ledger_tree = LedgerTree.from_settings(settings, active_engine, clock=clock)
         try:
             await sync_reference(app.state.trading, rebuild=True)
