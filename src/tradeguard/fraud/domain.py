@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -289,7 +290,7 @@ def _impossible_travel(
             "from_country": before.country,
             "to_country": here.country,
             "distance_km": round(km),
-            "minutes": round(elapsed_ns / (60 * NS_PER_SECOND), 1),
+            "seconds": elapsed_ns // NS_PER_SECOND,
             "speed_kmh": round(speed),
             "max_speed_kmh": round(policy.max_speed_kmh),
         },
@@ -325,11 +326,12 @@ def unusual_trading(
         TakeoverSignal.UNUSUAL_TRADING,
         policy.weights[TakeoverSignal.UNUSUAL_TRADING],
         {
-            "sold_fraction": round(fraction, 4),
+            # Ledger events hold no binary floats: decimals, rounded for the reader.
+            "sold_fraction": Decimal(str(round(fraction, 4))),
             "shares_held": held_then,
             "shares_sold_or_offered": disposed,
             "symbols": sorted({h.symbol for h in holdings if h.sold_since or h.offered_since}),
-            "minutes_after_sign_in": round((now_ns - sign_in_ns) / (60 * NS_PER_SECOND), 1),
+            "seconds_after_sign_in": (now_ns - sign_in_ns) // NS_PER_SECOND,
         },
     )
 
@@ -343,5 +345,5 @@ def security_change_signal(
     return RaisedSignal(
         TakeoverSignal.SECURITY_CHANGE_WITHDRAWAL,
         policy.weights[TakeoverSignal.SECURITY_CHANGE_WITHDRAWAL],
-        {"hours_since_change": round((now_ns - changed_ns) / HOUR_NS, 2)},
+        {"seconds_since_change": (now_ns - changed_ns) // NS_PER_SECOND},
     )
