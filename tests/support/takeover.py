@@ -72,14 +72,10 @@ async def customer(api: Api, username: str = "alice", ip: str = GB) -> Customer:
     )
 
 
-async def sign_in_from(
-    api: Api, who: Customer, ip: str, *, same_device: bool = False
-) -> Trader:
+async def sign_in_from(api: Api, who: Customer, ip: str, *, same_device: bool = False) -> Trader:
     """The customer's credentials (password and TOTP) used from another address."""
     client = api.client(ip)
-    extra: dict[str, Any] = (
-        {"device": {"device_token": who.device_token}} if same_device else {}
-    )
+    extra: dict[str, Any] = {"device": {"device_token": who.device_token}} if same_device else {}
     tokens = await login_with_totp(api, client, who.totp, who.username, **extra)
     claims = api.services.verifier.verify(tokens["access_token"])
     return Trader(who.username, claims.subject, tokens["access_token"], client)

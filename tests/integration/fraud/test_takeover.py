@@ -8,8 +8,6 @@ import secrets
 
 import pytest
 
-from tradeguard.config import Settings
-
 from tests.support.api import PROBLEMS, Api, audit_events, bearer, is_problem, step_up
 from tests.support.takeover import (
     GB,
@@ -27,6 +25,8 @@ from tests.support.takeover import (
     withdrawal,
     works,
 )
+from tradeguard.config import Settings
+from tradeguard.core.errors import InvalidInput
 
 
 def signals_of(events: list[dict[str, object]]) -> set[str]:
@@ -72,9 +72,7 @@ class TestSignInSignals:
         assert not await frozen(api, alice.user_id)
 
     @pytest.mark.spec("ATO-1")
-    async def test_impossible_travel_locks_the_account_and_opens_a_review(
-        self, api: Api
-    ) -> None:
+    async def test_impossible_travel_locks_the_account_and_opens_a_review(self, api: Api) -> None:
         alice = await customer(api, ip=GB)
         api.clock.advance(seconds=600)  # London to Stockholm in ten minutes
         assert await works(alice.home, alice.access)
@@ -118,9 +116,7 @@ class TestSignInSignals:
         claims = api.services.verifier.verify(again.access)
         assert (await session_row(api, claims.session_id)).mfa_verified_ns is not None
 
-    async def test_addresses_that_cannot_be_placed_raise_no_location_signal(
-        self, api: Api
-    ) -> None:
+    async def test_addresses_that_cannot_be_placed_raise_no_location_signal(self, api: Api) -> None:
         alice = await customer(api, ip="203.0.113.7")  # documentation range: not placed
         api.clock.advance(seconds=60)
         await sign_in_from(api, alice, "198.51.100.9")
@@ -129,12 +125,12 @@ class TestSignInSignals:
 
 
 class TestWasThisYouLink:
-
     @pytest.fixture
     def settings(self, settings: Settings) -> Settings:
         # Jets are fast here: London to Stockholm in minutes is no impossible travel, so
         # sessions signed in minutes apart are still alive when the link is answered.
         return settings.model_copy(update={"takeover_max_speed_kmh": 20_000.0})
+
     @pytest.mark.spec("ATO-2")
     async def test_no_signs_out_everywhere_freezes_withdrawals_and_opens_a_review(
         self, api: Api
@@ -223,12 +219,12 @@ class TestWasThisYouLink:
 
 
 class TestWithdrawalCheck:
-
     @pytest.fixture
     def settings(self, settings: Settings) -> Settings:
         # Jets are fast here: London to Stockholm in minutes is no impossible travel, so
         # sessions signed in minutes apart are still alive when the link is answered.
         return settings.model_copy(update={"takeover_max_speed_kmh": 20_000.0})
+
     async def test_a_quiet_account_may_withdraw(self, api: Api) -> None:
         alice = await customer(api, ip=GB)
         # Enrolling the first factor is a security change too: wait out its window.
@@ -272,8 +268,6 @@ class TestWithdrawalCheck:
 
     async def test_a_non_positive_amount_is_refused(self, api: Api) -> None:
         alice = await customer(api, ip=GB)
-        from tradeguard.core.errors import InvalidInput  # noqa: PLC0415
-
         with pytest.raises(InvalidInput):
             await withdrawal(api, alice.user_id, "0")
         with pytest.raises(InvalidInput):

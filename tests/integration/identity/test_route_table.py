@@ -42,6 +42,7 @@ PRE_AUTHENTICATION = frozenset(
         "/verify-email",
         "/confirm-email",
         "/reset-password",
+        "/was-this-you",
         # The answer to a "was this you?" email (ATO-2): its single-use token is its only
         # authority, and it must work for an owner locked out of their account.
         "/api/v1/takeover/answers",

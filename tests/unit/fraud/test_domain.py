@@ -138,9 +138,7 @@ class TestSignInSignals:
 
     def test_the_same_instant_far_away_is_impossible_not_a_division_by_zero(self) -> None:
         history = [past(0, "d1", where("GB"))]
-        assert TakeoverSignal.IMPOSSIBLE_TRAVEL in kinds(
-            SignInFacts(0, "d1", where("JP")), history
-        )
+        assert TakeoverSignal.IMPOSSIBLE_TRAVEL in kinds(SignInFacts(0, "d1", where("JP")), history)
 
     def test_distance_is_the_great_circle(self) -> None:
         assert distance_km(0, 0, 0, 0) == 0
@@ -153,9 +151,7 @@ class TestUnusualTrading:
 
     @pytest.mark.spec("ATO-1", "ACCT-5")
     def test_selling_most_shares_soon_after_a_risky_sign_in_is_unusual(self) -> None:
-        found = unusual_trading(
-            [self.holding(40, 60)], POLICY, sign_in_ns=0, now_ns=10 * MINUTE
-        )
+        found = unusual_trading([self.holding(40, 60)], POLICY, sign_in_ns=0, now_ns=10 * MINUTE)
         assert found is not None
         assert found.evidence["sold_fraction"] == Decimal("0.6")
 
@@ -168,9 +164,7 @@ class TestUnusualTrading:
         assert not unusual_trading([self.holding(0, 0)], POLICY, sign_in_ns=0, now_ns=MINUTE)
 
     def test_after_the_window_it_is_not_the_sign_ins_doing(self) -> None:
-        assert not unusual_trading(
-            [self.holding(0, 100)], POLICY, sign_in_ns=0, now_ns=31 * MINUTE
-        )
+        assert not unusual_trading([self.holding(0, 100)], POLICY, sign_in_ns=0, now_ns=31 * MINUTE)
 
 
 class TestSecurityChangeSignal:
