@@ -46,7 +46,6 @@ async def denied_by_owner(api: Api) -> tuple[Any, Trader]:
 
 
 class TestStaffRoutes:
-    @pytest.mark.spec("ATO-2")
     async def test_anonymous_callers_and_customers_are_refused(self, api: Api) -> None:
         alice = await customer(api, ip=GB)
         calls: list[tuple[str, str, dict[str, Any] | None]] = [

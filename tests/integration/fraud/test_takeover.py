@@ -241,15 +241,18 @@ class TestWithdrawalCheck:
         alice = await customer(api, ip=GB)
         api.clock.advance(seconds=600)
         intruder = await sign_in_from(api, alice, SE)
-        # The step-up the policy demanded, then the password change it allows.
+        change = {
+            "current_password": "correct horse battery staple 42",
+            "new_password": "an entirely different passphrase 77",
+        }
+        # The policy's step-up: the sign-in's own second factor no longer counts as fresh.
+        refused = await intruder.client.put(
+            "/api/v1/auth/password", json=change, headers=bearer(intruder.access)
+        )
+        assert is_problem(refused, 403, "step-up-required"), refused.text
         await step_up(api, intruder.client, intruder.access, alice.totp)
         changed = await intruder.client.put(
-            "/api/v1/auth/password",
-            json={
-                "current_password": "correct horse battery staple 42",
-                "new_password": "an entirely different passphrase 77",
-            },
-            headers=bearer(intruder.access),
+            "/api/v1/auth/password", json=change, headers=bearer(intruder.access)
         )
         assert changed.status_code == 200, changed.text
         fraud_changed = await withdrawal(api, alice.user_id, "25000.00")
