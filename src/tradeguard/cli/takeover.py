@@ -40,7 +40,6 @@ from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.fraud.container import FraudServices, build_fraud, policy_from
 from tradeguard.fraud.domain import RESPONSE_ORDER, ReviewOutcome, TakeoverSignal
 from tradeguard.fraud.schemas import freeze_out, review_out
-from tradeguard.fraud.tasks import sweep_once
 from tradeguard.identity.container import start_identity
 from tradeguard.ledger.domain import Party
 from tradeguard.trading.container import build_trading
@@ -329,24 +328,11 @@ def freeze_approve(
 def sweep(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
     """Check the trading after every recent risky sign-in now (the server does this every
     TRADEGUARD_TAKEOVER_SWEEP_INTERVAL_SECONDS)."""
-    settings = existing_settings(data_dir)
 
-    async def run() -> int:
-        engine = create_engine(settings.main_database_url)
-        try:
-            clock = SystemClock()
-            ids = IdGenerator(clock)
-            sessions = session_factory(engine)
-            identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
-            trading = build_trading(
-                settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
-            )
-            return await sweep_once(build_fraud(settings, identity=identity, trading=trading))
-        finally:
-            await engine.dispose()
+    async def work(fraud: FraudServices, session: AsyncSession, _: Party) -> int:
+        return await fraud.defence.sweep_trading(session)
 
-    flagged = run_async(run(), database_url=settings.main_database_url)
-    console.print(f"flagged: {flagged}", markup=False)
+    console.print(f"flagged: {_with_fraud(data_dir, work)}", markup=False)
 
 
 @app.command("policy")
