@@ -125,6 +125,23 @@ def _with_fraud(
     return run_async(run(), database_url=settings.main_database_url)
 
 
+def _as_staff(
+    data_dir: Path | None,
+    work: Callable[[FraudServices, AsyncSession, Party], Awaitable[T]],
+    *,
+    acting_as: str | None,
+    code_stdin: bool,
+    permission: Permission,
+    who: str,
+) -> T:
+    """A change made by a named staff member (never anonymously by the operator)."""
+    if not acting_as:
+        fail(f"name the staff member {who} with --as USERNAME", code=EXIT_USAGE)
+    return _with_fraud(
+        data_dir, work, acting_as=acting_as, code_stdin=code_stdin, permission=permission
+    )
+
+
 async def _require(
     identity: Any, verified: VerifiedStaff, permission: Permission, command: str
 ) -> None:
@@ -224,8 +241,6 @@ def reviews_close(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Close an open review (audited); its freeze stays until two staff members lift it."""
-    if not acting_as:
-        fail("name the staff member closing it with --as USERNAME", code=EXIT_USAGE)
 
     async def work(fraud: FraudServices, session: AsyncSession, actor: Party) -> dict[str, Any]:
         row = await fraud.defence.close_review(
@@ -233,12 +248,13 @@ def reviews_close(
         )
         return review_out(row).model_dump(mode="json")
 
-    row = _with_fraud(
+    row = _as_staff(
         data_dir,
         work,
         acting_as=acting_as,
         code_stdin=code_stdin,
         permission=Permission.FRAUD_REVIEW,
+        who="closing it",
     )
     console.print(f"closed: {row['outcome']}", markup=False)
 
@@ -277,8 +293,6 @@ def freeze_lift_request(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Ask to lift a freeze (its review closed as a false alarm); another member approves."""
-    if not acting_as:
-        fail("name the staff member asking with --as USERNAME", code=EXIT_USAGE)
 
     async def work(fraud: FraudServices, session: AsyncSession, actor: Party) -> str:
         row = await fraud.defence.request_lift(
@@ -286,12 +300,13 @@ def freeze_lift_request(
         )
         return row.id
 
-    _with_fraud(
+    _as_staff(
         data_dir,
         work,
         acting_as=acting_as,
         code_stdin=code_stdin,
         permission=Permission.FRAUD_FREEZE,
+        who="asking",
     )
     console.print(f"lift asked for: {freeze_id}; a second staff member approves", markup=False)
 
@@ -304,19 +319,18 @@ def freeze_approve(
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Approve another member's request: withdrawals are allowed again."""
-    if not acting_as:
-        fail("name the staff member approving with --as USERNAME", code=EXIT_USAGE)
 
     async def work(fraud: FraudServices, session: AsyncSession, actor: Party) -> str:
         row = await fraud.defence.approve_lift(session, freeze_id=freeze_id, actor=actor)
         return row.id
 
-    _with_fraud(
+    _as_staff(
         data_dir,
         work,
         acting_as=acting_as,
         code_stdin=code_stdin,
         permission=Permission.FRAUD_FREEZE,
+        who="approving",
     )
     console.print(f"lifted: {freeze_id}", markup=False)
 
