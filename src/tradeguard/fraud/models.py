@@ -33,6 +33,9 @@ class FraudSignIn(Base):
     response: Mapped[str] = mapped_column(String(16))
     # Set once the trading that followed this sign-in was judged unusual (raised once).
     trading_flagged_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Set when the owner answered "yes, it was me": the sign-in no longer weighs on their
+    # withdrawals nor makes their trading suspect.
+    confirmed_ns: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TakeoverPrompt(Base):

@@ -33,6 +33,7 @@ async def risky_sign_ins_since(
             FraudSignIn.user_id == user_id,
             FraudSignIn.at_ns >= since_ns,
             FraudSignIn.score >= min_score,
+            FraudSignIn.confirmed_ns.is_(None),
         )
         .order_by(FraudSignIn.at_ns.desc())
     )
@@ -47,6 +48,14 @@ async def flag_trading(session: AsyncSession, sign_in_id: str, now_ns: int) -> b
         .values(trading_flagged_ns=now_ns)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def confirm_sign_in(session: AsyncSession, sign_in_id: str, now_ns: int) -> None:
+    await session.execute(
+        update(FraudSignIn)
+        .where(FraudSignIn.id == sign_in_id, FraudSignIn.confirmed_ns.is_(None))
+        .values(confirmed_ns=now_ns)
+    )
 
 
 async def prompt_by_hash(session: AsyncSession, token_hash: bytes) -> TakeoverPrompt | None:
@@ -150,6 +159,7 @@ async def users_with_risky_sign_ins(
             FraudSignIn.at_ns >= since_ns,
             FraudSignIn.score >= min_score,
             FraudSignIn.trading_flagged_ns.is_(None),
+            FraudSignIn.confirmed_ns.is_(None),
         )
         .distinct()
     )

@@ -291,7 +291,9 @@ class TakeoverDefence:
     ) -> PromptOutcome:
         """The owner's answer through the emailed link (no sign-in: the token is the
         authority). "no" signs out every session, freezes withdrawals and opens a review;
-        "yes" dismisses. A link that is unknown, used or expired changes nothing."""
+        "yes" dismisses: the sign-in it was about no longer weighs on withdrawals nor makes
+        trading suspect (a freeze already set stays for staff). A link that is unknown, used
+        or expired changes nothing."""
         valid = valid_token(token)
         if valid is None:
             raise LinkRefused("this link is not valid: it may have been used or have expired")
@@ -304,6 +306,8 @@ class TakeoverDefence:
             raise LinkRefused("this link is not valid: it may have been used or have expired")
         user_id = prompt.user_id
         if answer is PromptAnswer.YES:
+            if prompt.sign_in_id is not None:
+                await repository.confirm_sign_in(session, prompt.sign_in_id, now)
             await self._event(
                 session,
                 FraudEvent.PROMPT_CONFIRMED,

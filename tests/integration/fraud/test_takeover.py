@@ -177,6 +177,12 @@ class TestWasThisYouLink:
         assert await works(traveller.client, traveller.access)
         assert not await frozen(api, alice.user_id)
         assert len(await audit_events(api, "fraud:prompt:confirmed")) == 1
+        # The confirmed sign-in no longer weighs on a withdrawal (only the factor enrolment
+        # minutes ago does: a security change).
+        decision = await withdrawal(api, alice.user_id)
+        assert decision.allowed
+        assert decision.score == 80
+        assert decision.signals == ("security_change_withdrawal",)
 
     @pytest.mark.spec("ATO-2")
     async def test_an_expired_link_is_refused_and_changes_nothing(self, api: Api) -> None:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("score", sa.Integer(), nullable=False),
         sa.Column("response", sa.String(16), nullable=False),
         sa.Column("trading_flagged_ns", sa.BigInteger(), nullable=True),
+        sa.Column("confirmed_ns", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_fraud_sign_ins"),
     )
     op.create_index("ix_fraud_sign_ins_user_at", "fraud_sign_ins", ["user_id", "at_ns"])
