@@ -52,13 +52,32 @@ def fraud_of(api: Api) -> FraudServices:
     return services
 
 
-async def customer(api: Api, username: str = "alice", ip: str = GB) -> Customer:
-    """Registered, TOTP enrolled and signed in with it from `ip`: the baseline sign-ins."""
+async def customer(
+    api: Api, username: str = "alice", ip: str = GB, *, phone: str | None = None
+) -> Customer:
+    """Registered, TOTP enrolled and signed in with it from `ip`: the baseline sign-ins;
+    with `phone`, a confirmed text-message factor too."""
     home = api.client(ip)
     email = await register_verified(api, home, username)
     first = await login(home, username)
     totp = await enrol_totp(api, home, first["access_token"])
     tokens = await login_with_totp(api, home, totp, username)
+    if phone is not None:
+        headers = bearer(tokens["access_token"])
+        started = await home.post(
+            "/api/v1/auth/mfa/sms/enroll", json={"phone": phone}, headers=headers
+        )
+        assert started.status_code == 201, started.text
+        [text] = [m for m in await api.outbox(to=phone) if m["channel"] == "sms"]
+        confirmed = await home.post(
+            "/api/v1/auth/mfa/sms/confirm",
+            json={
+                "factor_id": started.json()["factor_id"],
+                "code": text["body"].split("code is ")[1][:6],
+            },
+            headers=headers,
+        )
+        assert confirmed.status_code == 200, confirmed.text
     claims = api.services.verifier.verify(tokens["access_token"])
     return Customer(
         username,

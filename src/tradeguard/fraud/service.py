@@ -274,6 +274,19 @@ class TakeoverDefence:
                 "(or POST /api/v1/takeover/answers with the token and your answer)."
             ),
         )
+        # The same question by text message to a confirmed SMS factor (ATO-2 email/SMS
+        # verification): a mailbox the intruder controls does not silence it.
+        number = await self.identity_accounts.text_number_of(session, user_id)
+        if number is not None:
+            await self.notifier.enqueue_sms(
+                session,
+                to=number,
+                template="takeover_prompt",
+                body=(
+                    f"tradeguard: {what}. Not you? Open {link}?answer=no&token={token} "
+                    "now to sign out everywhere and freeze withdrawals."
+                ),
+            )
         await self._event(
             session,
             FraudEvent.PROMPT_SENT,
@@ -283,6 +296,7 @@ class TakeoverDefence:
                 "sign_in_id": prompt.sign_in_id,
                 "trigger": trigger,
                 "expires_ns": prompt.expires_ns,
+                "channels": ["email", "sms"] if number is not None else ["email"],
             },
         )
 

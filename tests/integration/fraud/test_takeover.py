@@ -167,6 +167,24 @@ class TestWasThisYouLink:
         assert is_problem(await answer(api, token, "yes"), 404, "takeover-link-refused")
         assert await counts(api) == before
 
+    @pytest.mark.spec("ATO-2")
+    async def test_the_question_also_goes_by_text_message_to_a_confirmed_phone(
+        self, api: Api
+    ) -> None:
+        alice = await customer(api, ip=GB, phone="+14155550123")
+        api.clock.advance(seconds=600)
+        await sign_in_from(api, alice, SE)
+        [text] = [
+            m for m in await api.outbox(to="+14155550123") if m["template"] == "takeover_prompt"
+        ]
+        token = await prompt_token(api, alice)
+        assert f"answer=no&token={token}" in text["body"]
+        [sent] = await audit_events(api, "fraud:prompt:sent")
+        assert sent["data"]["channels"] == ["email", "sms"]
+        assert "+14155550123" not in str(sent["data"])
+        assert (await answer(api, token, "no")).status_code == 200
+        assert await frozen(api, alice.user_id)
+
     async def test_yes_dismisses_and_changes_no_session(self, api: Api) -> None:
         alice = await customer(api, ip=GB)
         api.clock.advance(seconds=600)
