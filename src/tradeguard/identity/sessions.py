@@ -66,6 +66,10 @@ LOCKED_DETAIL = (
     "too many wrong second-factor codes: the account is temporarily locked; "
     "try again after the Retry-After time"
 )
+TAKEOVER_LOCKED_DETAIL = (
+    "this sign-in did not look like the account owner's: the account is temporarily locked "
+    "and its owner was told; try again after the Retry-After time"
+)
 THROTTLED_DETAIL = "too many attempts; try again after the Retry-After time"
 TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
 BACKUP_PEPPER = peppers.BACKUP_CODES_PEPPER
@@ -264,6 +268,10 @@ class AuthService:
                 data={"amr": ["pwd"], "device_id": device.id},
             )
             pair = await self._start_session(session, user, device, ["pwd"], request, mfa=False)
+            if isinstance(pair, Denied):
+                # Past a password alone the answer stays the one for a wrong password: a
+                # "locked" here would confirm the password to whoever typed it.
+                return Denied(Failure.INVALID_CREDENTIALS)
             return _with_device_token(pair, device_token)
         token, token_hash = new_secret_token()
         session.add(
@@ -1246,7 +1254,9 @@ class AuthService:
         request: RequestInfo,
         *,
         mfa: bool,
-    ) -> TokenPair:
+    ) -> TokenPair | Denied:
+        """A new session and its tokens; Denied when the sign-in observer (the takeover
+        defence) locked the account and ended the session in the same transaction."""
         deps, now = self.deps, self.deps.clock.now_ns()
         auth = AuthSession(
             id=deps.ids.new_str(),  # a new session id on every (re)authentication
@@ -1281,6 +1291,16 @@ class AuthService:
                     request=request,
                 ),
             )
+            await session.refresh(auth, ["revoked_ns"])
+            if auth.revoked_ns is not None:
+                # No tokens for a session that is already over: the client is told the
+                # account is locked, and for how long (it is past the password step).
+                locked_for = max((user.locked_until_ns or 0) - now, NS_PER_SECOND)
+                return Denied(
+                    Failure.ACCOUNT_LOCKED,
+                    retry_after_seconds=-(-locked_for // NS_PER_SECOND),
+                    detail=TAKEOVER_LOCKED_DETAIL,
+                )
         return await self._issue_pair(session, user, auth, device)
 
     async def _issue_pair(
@@ -1540,7 +1560,7 @@ def refusal_error(denied: Denied) -> TooManyRequests:
     """The 429 for a second-factor refusal, for paths that raise instead of returning."""
     retry = denied.retry_after_seconds or 1
     if denied.failure is Failure.ACCOUNT_LOCKED:
-        return AccountLocked(LOCKED_DETAIL, retry_after_seconds=retry)
+        return AccountLocked(denied.detail or LOCKED_DETAIL, retry_after_seconds=retry)
     return TooManyRequests(denied.detail or THROTTLED_DETAIL, retry_after_seconds=retry)
 
 

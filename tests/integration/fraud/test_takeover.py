@@ -8,7 +8,16 @@ import secrets
 
 import pytest
 
-from tests.support.api import PROBLEMS, Api, audit_events, bearer, is_problem, step_up
+from tests.support.api import (
+    PASSWORD,
+    PROBLEMS,
+    Api,
+    audit_events,
+    bearer,
+    is_problem,
+    login,
+    step_up,
+)
 from tests.support.takeover import (
     GB,
     GB_OTHER_NETWORK,
@@ -76,7 +85,22 @@ class TestSignInSignals:
         alice = await customer(api, ip=GB)
         api.clock.advance(seconds=600)  # London to Stockholm in ten minutes
         assert await works(alice.home, alice.access)
-        intruder = await sign_in_from(api, alice, SE)
+        async with api.client(SE) as intruder:
+            first = await login(intruder, alice.username)
+            api.clock.advance(seconds=30)
+            verified = await intruder.post(
+                "/api/v1/auth/mfa/verify",
+                json={
+                    "ticket": first["ticket"],
+                    "method": "totp",
+                    "code": alice.totp.at(api.clock.now_ns() // 10**9),
+                },
+            )
+        # No tokens for a session the defence ended at once: the account is locked.
+        assert is_problem(verified, 429, "account-locked"), verified.text
+        assert "did not look like the account owner" in verified.json()["detail"]
+        assert int(verified.headers["retry-after"]) > 0
+        assert "access_token" not in verified.text
 
         raised = await audit_events(api, "fraud:signal:raised")
         assert "impossible_travel" in signals_of(raised)
@@ -89,9 +113,14 @@ class TestSignInSignals:
         )
         assert await audit_events(api, "identity:account:locked")
         assert not await works(alice.home, alice.access)
-        assert not await works(intruder.client, intruder.access)
         assert await frozen(api, alice.user_id)
         assert len(await audit_events(api, "fraud:review:opened")) == 1
+        # The lock holds: the right password and code are refused until it ends.
+        async with api.client(SE) as again:
+            refused = await again.post(
+                "/api/v1/auth/login", json={"login": alice.username, "password": PASSWORD}
+            )
+            assert refused.status_code in {401, 429}, refused.text
         decision = await withdrawal(api, alice.user_id)
         assert not decision.allowed
         assert decision.reason == "withdrawals_frozen"
