@@ -355,6 +355,31 @@ class Settings(BaseSettings):
     # More distinct users than this with one device fingerprint: a common configuration.
     surveillance_links_device_max_users: Annotated[int, Field(ge=2, le=100)] = 3
 
+    # Account-takeover defence (ATO-1, ATO-2, ACCT-5; docs/takeover.md). The policy table:
+    # a score per signal (new_device, new_country, new_network, impossible_travel,
+    # unusual_trading, security_change_withdrawal) and the least total score for each
+    # response (step_up, verify, review, lock), as JSON objects; a name left out keeps its
+    # default (fraud/domain.py). Addresses are placed with the offline database geoip2fast
+    # ships (one of its data files), never over the network.
+    takeover_enabled: bool = True
+    takeover_signal_weights: dict[str, Annotated[int, Field(ge=0, le=1000)]] = {}
+    takeover_response_thresholds: dict[str, Annotated[int, Field(ge=1, le=10_000)]] = {}
+    takeover_max_speed_kmh: Annotated[float, Field(gt=0, le=20_000)] = 900.0
+    takeover_min_travel_km: Annotated[float, Field(ge=0, le=20_000)] = 500.0
+    takeover_trading_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
+    takeover_sold_fraction: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.5")
+    takeover_risky_score: Annotated[int, Field(ge=1, le=10_000)] = 30
+    takeover_security_change_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 72
+    takeover_withdrawal_lookback_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 24
+    takeover_prompt_ttl_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 24
+    takeover_sweep_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    takeover_geoip_data_file: Literal[
+        "geoip2fast.dat.gz",
+        "geoip2fast-ipv6.dat.gz",
+        "geoip2fast-asn.dat.gz",
+        "geoip2fast-asn-ipv6.dat.gz",
+    ] = "geoip2fast-asn-ipv6.dat.gz"
+
     # Card vault (PCI-2, PCI-3; docs/vault.md). With no endpoint the vault runs inside this
     # process on its own database (TRADEGUARD_VAULT_DATABASE_URL, default var/vault.db) and
     # its own master key file (keys/vault/master.key). With an endpoint (unix:///path or

@@ -54,6 +54,11 @@ class Permission(StrEnum):
     # Money movement (issue #11, WDL-3): the review queue of large or flagged withdrawals,
     # where two different staff members must approve (four-eyes).
     FUNDS_REVIEW = "funds:review"
+    # Account-takeover defence (issue #11, ATO-2): reading reviews and freezes, working
+    # reviews, and lifting a withdrawal freeze (one member asks, another approves).
+    FRAUD_TAKEOVER = "fraud:takeover"
+    FRAUD_REVIEW = "fraud:review"
+    FRAUD_FREEZE = "fraud:freeze"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -96,6 +101,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_REVIEW,
             Permission.ACCESS_ATTEST,
+            Permission.FRAUD_TAKEOVER,
+            Permission.FRAUD_REVIEW,
+            Permission.FRAUD_FREEZE,
         }
     ),
     Role.SUPPORT: frozenset(
@@ -261,6 +269,21 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
             Kind.OPERATE,
             "Approve or refuse withdrawals held for review (large or flagged); two different "
             "staff members must approve one",
+        ),
+        _entry(
+            Permission.FRAUD_TAKEOVER,
+            Kind.VIEW,
+            "Read account-takeover reviews, their signals and withdrawal freezes",
+        ),
+        _entry(
+            Permission.FRAUD_REVIEW,
+            Kind.OPERATE,
+            "Assign and close account-takeover reviews",
+        ),
+        _entry(
+            Permission.FRAUD_FREEZE,
+            Kind.OPERATE,
+            "Ask for, or approve another member's request, to lift a withdrawal freeze",
         ),
         _entry(
             Permission.CUSTOMER_READ,

@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
 
-from tradeguard.access.domain import Role
+from tradeguard.access.domain import AccessLevel, Role, parse_level
 from tradeguard.config import Settings, load_settings
 from tradeguard.core.errors import ConfigurationError, InvalidInput, TradeguardError
 from tradeguard.db.availability import DatabaseUnreachable
@@ -114,6 +114,8 @@ class VerifiedStaff:
     operator: str
     # The session (signed in or stepped up with a security key) that issued the code.
     code_session_id: str
+    # Their access level (IAC-2): which of the role's permissions they hold standing.
+    level: AccessLevel | None = None
 
 
 def console_code(username: str, *, from_stdin: bool) -> str:
@@ -155,7 +157,14 @@ async def verify_staff(identity: IdentityServices, username: str, code: str) -> 
         # One message for every refusal: unknown, customer, locked, no key, bad code.
         fail(STAFF_REFUSED.format(name=username))
     user, session_id = outcome
-    return VerifiedStaff(user.id, user.username, Role(user.role), operator, session_id)
+    return VerifiedStaff(
+        user.id,
+        user.username,
+        Role(user.role),
+        operator,
+        session_id,
+        level=parse_level(user.access_level),
+    )
 
 
 def command_name(group: str, work: Callable[..., object]) -> str:

@@ -19,6 +19,7 @@ from tradeguard.cli import (
     funds,
     keys,
     surveillance,
+    takeover,
     trading,
     users,
     vault,
@@ -42,6 +43,7 @@ app.add_typer(backup.app, name="backup")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")
 app.add_typer(surveillance.app, name="surveillance")
+app.add_typer(takeover.app, name="takeover")
 app.add_typer(vault.app, name="vault")
 app.add_typer(funds.app, name="funds")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,24 @@ class RequestInfo:
     request_id: str | None = None
     device_token: str | None = field(default=None, repr=False)
     device_attributes: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A session that just started, as told to whoever watches sign-ins (the takeover
+    defence, tradeguard/fraud): identity does not know what they do with it."""
+
+    user_id: str
+    session_id: str
+    device_id: str | None
+    role: str
+    at_ns: int
+    request: RequestInfo
+
+
+class SignInObserver(Protocol):
+    async def __call__(self, session: AsyncSession, sign_in: SignIn) -> None:
+        """Called in the sign-in's own transaction, after the session row and its event."""
 
 
 def new_secret_token() -> tuple[str, bytes]:

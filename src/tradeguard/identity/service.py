@@ -774,6 +774,20 @@ class AccountService:
         found = await repository.roles_by_id(session, user_ids)
         return {user_id: Role(role) for user_id, role in found.items()}
 
+    async def contact_of(self, session: AsyncSession, user_id: str) -> str | None:
+        """The email address of an active user (None: no such user, or not active)."""
+        user = await repository.user_by_id(session, user_id)
+        return user.email if user is not None and user.status == "active" else None
+
+    async def text_number_of(self, session: AsyncSession, user_id: str) -> str | None:
+        """The number of the user's active text-message factor (decrypted), or None."""
+        for factor in await repository.factors_of(session, user_id):
+            if factor.kind == "sms" and factor.destination_enc is not None:
+                return self.deps.keyring.decrypt(
+                    factor.destination_enc, purpose=DESTINATION_PURPOSE, context=factor.id.encode()
+                ).decode()
+        return None
+
     async def contacts_with_roles(
         self, session: AsyncSession, roles: frozenset[Role]
     ) -> list[tuple[str, str]]:

@@ -33,6 +33,8 @@ from tradeguard.identity import repository
 from tradeguard.identity.common import (
     IdentityDeps,
     RequestInfo,
+    SignIn,
+    SignInObserver,
     hash_secret_token,
     new_secret_token,
 )
@@ -63,6 +65,10 @@ MAX_CODES_PER_TICKET = 3
 LOCKED_DETAIL = (
     "too many wrong second-factor codes: the account is temporarily locked; "
     "try again after the Retry-After time"
+)
+TAKEOVER_LOCKED_DETAIL = (
+    "this sign-in did not look like the account owner's: the account is temporarily locked "
+    "and its owner was told; try again after the Retry-After time"
 )
 THROTTLED_DETAIL = "too many attempts; try again after the Retry-After time"
 TOTP_SECRET_PURPOSE = "identity.totp_secret"  # noqa: S105 - a key purpose label
@@ -192,6 +198,9 @@ class AuthService:
         self.hasher = hasher
         self.issuer = issuer
         self._backup_book: BackupCodeBook | None = None
+        # Told of every new session in its transaction (the takeover defence, ATO-1): set by
+        # whoever builds the app, so identity imports nothing of the watcher.
+        self.sign_in_observer: SignInObserver | None = None
 
     @property
     def backup_book(self) -> BackupCodeBook:
@@ -259,6 +268,10 @@ class AuthService:
                 data={"amr": ["pwd"], "device_id": device.id},
             )
             pair = await self._start_session(session, user, device, ["pwd"], request, mfa=False)
+            if isinstance(pair, Denied):
+                # Past a password alone the answer stays the one for a wrong password: a
+                # "locked" here would confirm the password to whoever typed it.
+                return Denied(Failure.INVALID_CREDENTIALS)
             return _with_device_token(pair, device_token)
         token, token_hash = new_secret_token()
         session.add(
@@ -739,6 +752,36 @@ class AuthService:
             body=f"{why} {what}. {advice}",
         )
 
+    async def lock_for_takeover(
+        self, session: AsyncSession, *, user_id: str, request: RequestInfo
+    ) -> list[str]:
+        """Lock the account for the lockout period and end every session: the takeover
+        defence's strongest response (ATO-2). Returns the sessions ended."""
+        user = await repository.user_by_id(session, user_id)
+        if user is None:
+            return []
+        await self._lock_account(
+            session,
+            user,
+            request,
+            reason="takeover_suspected",
+            why="A sign-in to your account looked like someone else's:",
+            advice=(
+                "If it was you, wait and sign in again; if not, reset your password and "
+                "contact support."
+            ),
+        )
+        return await self.revoke(
+            session, user_id=user_id, request=request, reason="takeover_suspected"
+        )
+
+    async def demand_step_up(self, session: AsyncSession, *, session_id: str) -> None:
+        """The session's second factor no longer counts as fresh: sensitive actions in it
+        need a new one (POST /api/v1/auth/mfa/step-up) first (ATO-2 step-up challenge)."""
+        auth = await repository.auth_session(session, session_id)
+        if auth is not None:
+            auth.mfa_verified_ns = None
+
     async def authorize_device(
         self, session: AsyncSession, user: User, device: Device, request: RequestInfo, *, by: str
     ) -> None:
@@ -1211,7 +1254,9 @@ class AuthService:
         request: RequestInfo,
         *,
         mfa: bool,
-    ) -> TokenPair:
+    ) -> TokenPair | Denied:
+        """A new session and its tokens; Denied when the sign-in observer (the takeover
+        defence) locked the account and ended the session in the same transaction."""
         deps, now = self.deps, self.deps.clock.now_ns()
         auth = AuthSession(
             id=deps.ids.new_str(),  # a new session id on every (re)authentication
@@ -1234,6 +1279,28 @@ class AuthService:
             request=request,
             data={"session_id": auth.id, "amr": amr},
         )
+        if self.sign_in_observer is not None:
+            await self.sign_in_observer(
+                session,
+                SignIn(
+                    user_id=user.id,
+                    session_id=auth.id,
+                    device_id=auth.device_id,
+                    role=user.role,
+                    at_ns=now,
+                    request=request,
+                ),
+            )
+            await session.refresh(auth, ["revoked_ns"])
+            if auth.revoked_ns is not None:
+                # No tokens for a session that is already over: the client is told the
+                # account is locked, and for how long (it is past the password step).
+                locked_for = max((user.locked_until_ns or 0) - now, NS_PER_SECOND)
+                return Denied(
+                    Failure.ACCOUNT_LOCKED,
+                    retry_after_seconds=-(-locked_for // NS_PER_SECOND),
+                    detail=TAKEOVER_LOCKED_DETAIL,
+                )
         return await self._issue_pair(session, user, auth, device)
 
     async def _issue_pair(
@@ -1493,7 +1560,7 @@ def refusal_error(denied: Denied) -> TooManyRequests:
     """The 429 for a second-factor refusal, for paths that raise instead of returning."""
     retry = denied.retry_after_seconds or 1
     if denied.failure is Failure.ACCOUNT_LOCKED:
-        return AccountLocked(LOCKED_DETAIL, retry_after_seconds=retry)
+        return AccountLocked(denied.detail or LOCKED_DETAIL, retry_after_seconds=retry)
     return TooManyRequests(denied.detail or THROTTLED_DETAIL, retry_after_seconds=retry)
 
 

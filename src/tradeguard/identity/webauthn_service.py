@@ -567,7 +567,7 @@ class WebAuthnService:
 
     async def _start_passkey_session(
         self, session: AsyncSession, user: User, factor: MfaFactor, request: RequestInfo
-    ) -> TokenPair:
+    ) -> TokenPair | Refused:
         deps = self.deps
         device, device_token, by_token = await self.auth._recognize_device(session, user, request)
         # A verified passkey is multi-factor, so it authorizes the device like MFA does.
@@ -593,6 +593,11 @@ class WebAuthnService:
         pair = await self.auth._start_session(
             session, user, device, list(PASSKEY_AMR), request, mfa=True
         )
+        if isinstance(pair, Denied):
+            # The takeover defence locked the account at this sign-in.
+            return Refused(
+                WebAuthnRefusal.ACCOUNT_UNAVAILABLE, retry_after_seconds=pair.retry_after_seconds
+            )
         return replace(pair, device_token=device_token)
 
     async def _check_assertion(

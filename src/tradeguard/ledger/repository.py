@@ -306,3 +306,16 @@ async def events_by_actors(
         .order_by(_CHAIN.c.seq)
     )
     return (await conn.execute(query)).all()
+
+
+async def latest_of_types_about(
+    session: AsyncSession, subject_id: str, event_types: Sequence[str]
+) -> int | None:
+    """When the newest event of these types about this subject occurred (committed events,
+    chained or not yet)."""
+    return await session.scalar(
+        select(func.max(AuditEventRow.occurred_ns)).where(
+            AuditEventRow.event_type.in_(list(event_types)),
+            AuditEventRow.subject_id == subject_id,
+        )
+    )

@@ -158,6 +158,18 @@ async def chained_after(conn: AsyncConnection, seq: int) -> bool:
     return await repository.chained_after(conn, seq)
 
 
+async def latest_about(
+    session: AsyncSession, *, subject_id: str, event_types: Sequence[str]
+) -> int | None:
+    """When (ns) the newest committed event of these types about this subject occurred: a
+    consumer that must not miss what committed a moment ago (a security change just before
+    a withdrawal) reads the events themselves, not the chain behind the sequencer. Reads
+    the type index, so it suits rare event types."""
+    if not event_types:
+        return None
+    return await repository.latest_of_types_about(session, subject_id, event_types)
+
+
 async def events_of_types(
     session: AsyncSession,
     event_types: Sequence[str],

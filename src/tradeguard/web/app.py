@@ -35,6 +35,10 @@ from tradeguard.crypto.tasks import VAULT_COMPONENT, KeyringWorker, open_keyring
 from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.redis import create_redis
+from tradeguard.fraud import api as fraud_api
+from tradeguard.fraud.container import build_fraud, watch_sign_ins
+from tradeguard.fraud.tasks import COMPONENT as TAKEOVER_COMPONENT
+from tradeguard.fraud.tasks import start_sweep as start_takeover_sweep
 from tradeguard.funds import api as funds_api
 from tradeguard.funds.container import build_funds
 from tradeguard.funds.tasks import COMPONENTS as FUNDS_COMPONENTS
@@ -233,6 +237,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     # The emailed links' pages are opened from mail clients, which may add tracking
     # parameters: they read only the token and must still open.
     front.include_router(pages.router)
+    # The "was this you?" answer: its emailed token is its only authority (no sign-in).
+    front.include_router(strict_query(fraud_api.public_router))
     back = APIRouter(generate_unique_id_function=operation_id_from_path)
     back.include_router(strict_query(trading_admin_api.router))
     back.include_router(strict_query(trading_stream_api.router))
@@ -243,6 +249,7 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(audit_tree_api.router))
     back.include_router(strict_query(audit_search_api.router))
     back.include_router(strict_query(surveillance_api.router))
+    back.include_router(strict_query(fraud_api.staff_router))
     back.include_router(strict_query(vault_api.router))
     back.include_router(strict_query(funds_api.router))
     back.include_router(strict_query(funds_api.staff_router))
@@ -251,6 +258,17 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
         for _context in iter_route_contexts(router.routes):
             pass
     return tuple(front.routes), tuple(back.routes)
+
+
+async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """The account-takeover defence (ATO-1, ATO-2): every sign-in is assessed in its own
+    transaction; sessions it ends leave this process's session cache at once."""
+    fraud = build_fraud(settings, identity=identity, trading=app.state.trading)
+    fraud.defence.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
+    app.state.fraud = fraud
+    if settings.takeover_enabled:
+        watch_sign_ins(identity, fraud)
+        await fraud.warm()
 
 
 async def _start_vault(
@@ -395,6 +413,7 @@ def _lifespan(
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
         install_staff_access_log(app.state.trading, app.state.backoffice)
+        await _start_fraud(app, settings, identity)
         app.state.ledger_tree = LedgerTree.from_settings(settings, active_engine, clock=clock)
         try:
             await sync_reference(app.state.trading, rebuild=True)
@@ -601,6 +620,10 @@ def _start_workers(
                     observer=components,
                 )
             )
+    if settings.takeover_enabled:
+        # Unusual trading after a risky sign-in (ATO-1), every sweep interval.
+        components.register(TAKEOVER_COMPONENT)
+        tasks.append(start_takeover_sweep(app.state.fraud, stop, clock=clock, observer=components))
     for task in tasks:
         task.add_done_callback(_report_worker_exit)
     return tasks

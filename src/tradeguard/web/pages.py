@@ -1,5 +1,5 @@
 """The pages behind the links in account emails: confirm an address, reset a password,
-refuse a withdrawal.
+refuse a withdrawal, answer "was this you?" (the takeover defence, ATO-2).
 
 Until the web console exists, an emailed link must still open something. These pages are
 plain HTML forms: no script, no style, nothing loaded from anywhere.
@@ -40,6 +40,9 @@ from fastapi.responses import HTMLResponse
 
 from tradeguard.core.errors import InvalidInput, NotFound, TradeguardError
 from tradeguard.db.engine import unit_of_work
+from tradeguard.fraud.container import FraudServices
+from tradeguard.fraud.domain import PromptAnswer
+from tradeguard.fraud.service import PROMPT_PATH
 from tradeguard.funds.container import FundsServices
 from tradeguard.funds.domain import WithdrawalStatus
 from tradeguard.funds.withdrawals import REFUSE_PATH
@@ -385,4 +388,67 @@ async def refuse_withdrawal_submit(request: Request) -> HTMLResponse:
             ),
         ),
         409,
+    )
+
+
+# Answering "was this you?" (ATO-2) --------------------------------------------------------
+
+_ANSWERS: Final = {
+    PromptAnswer.NO.value: (
+        "No, it was not me",
+        "Press the button to sign out every session of your account, freeze withdrawals and "
+        "send your account to our security team.",
+    ),
+    PromptAnswer.YES.value: (
+        "Yes, it was me",
+        "Press the button to confirm that the activity we emailed you about was yours.",
+    ),
+}
+
+
+@router.get(PROMPT_PATH, openapi_extra=public(), response_class=HTMLResponse)
+async def takeover_prompt_page(token: str | None = None, answer: str | None = None) -> HTMLResponse:
+    """The emailed "was this you?" link: a button for the answer it names (GET changes
+    nothing: mail scanners open links by themselves)."""
+    valid = _valid_token(token)
+    if valid is None or answer not in _ANSWERS:
+        return _broken_link()
+    button, text = _ANSWERS[answer]
+    form = (
+        f'<form method="post" action="{PROMPT_PATH}">{_hidden_token(valid)}'
+        f'<input type="hidden" name="answer" value="{html.escape(answer, quote=True)}">'
+        f'<button type="submit">{html.escape(button)}</button></form>'
+    )
+    return _render(_Page("Was this you?", (text,), form))
+
+
+@router.post(PROMPT_PATH, openapi_extra=public(), response_class=HTMLResponse)
+async def takeover_prompt_submit(request: Request) -> HTMLResponse:
+    try:
+        form = await _read_form(request, frozenset({"token", "answer"}))
+    except _FormRefused as refusal:
+        return _refused(refusal)
+    token = _valid_token(form.get("token"))
+    answer = form.get("answer")
+    if token is None or answer not in _ANSWERS:
+        return _broken_link()
+    fraud: FraudServices = request.app.state.fraud
+    try:
+        async with fraud.unit_of_work() as session:
+            outcome = await fraud.defence.answer(
+                session, token=token, answer=PromptAnswer(answer), request=request_info(request)
+            )
+    except TradeguardError:
+        return _broken_link()
+    if outcome.answer is PromptAnswer.YES:
+        return _render(_Page("Thank you", ("Nothing changes on your account.",)))
+    return _render(
+        _Page(
+            "Your account is secured",
+            (
+                "Every session was signed out and withdrawals are frozen. Our security team "
+                "will contact you.",
+                "Reset your password now from the sign-in page.",
+            ),
+        )
     )

@@ -45,6 +45,10 @@ PRE_AUTHENTICATION = frozenset(
         # The withdrawal email's "this was not me" link (funds, ATO-2): the token is its
         # authority, and a thief holding the session must not be needed to stop a theft.
         "/refuse-withdrawal",
+        "/was-this-you",
+        # The answer to a "was this you?" email (ATO-2): its single-use token is its only
+        # authority, and it must work for an owner locked out of their account.
+        "/api/v1/takeover/answers",
     }
 )
 PRE_AUTHENTICATION_PREFIXES = ("/api/v1/auth/webauthn/authenticate/",)

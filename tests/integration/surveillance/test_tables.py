@@ -4,14 +4,9 @@ seeded so that consumers in several processes never race to create it."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tradeguard.db.base import Base
+from tests.support.tables import model_differences
 from tradeguard.surveillance.models import SurveillanceCheckpoint
 
 TABLES = {
@@ -28,20 +23,10 @@ TABLES = {
 }
 
 
-def _mine(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    table = name if type_ == "table" else getattr(getattr(item, "table", None), "name", None)
-    return table in TABLES
-
-
-def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"include_object": _mine})
-    return list(compare_metadata(context, Base.metadata))
-
-
 class TestSurveillanceTables:
     async def test_the_migrated_tables_match_the_models(self, engine: AsyncEngine) -> None:
         async with engine.connect() as conn:
-            differences = await conn.run_sync(_differences)
+            differences = await conn.run_sync(model_differences(TABLES))
             tables = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
         assert differences == []
         assert tables >= TABLES

@@ -8,6 +8,7 @@ import tradeguard.access.models
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.
 import tradeguard.backoffice.models
 import tradeguard.crypto.models
+import tradeguard.fraud.models
 import tradeguard.funds.models
 import tradeguard.identity.models
 import tradeguard.ledger.archive.models
