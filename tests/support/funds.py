@@ -133,9 +133,10 @@ async def add_bank(
     return bank_id
 
 
-async def past_cooling(api: Api, who: Customer, hours: int = 49) -> None:
-    """Move past the new-account and new-destination holds, and sign in again (a fresh
-    second factor, as a withdrawal needs)."""
+async def past_cooling(api: Api, who: Customer, hours: int = 73) -> None:
+    """Move past the new-account and new-destination holds and the takeover defence's
+    window after a security change (the phone added at set-up, 72 hours), and sign in
+    again (a fresh second factor, as a withdrawal needs)."""
     api.clock.advance(seconds=hours * 3600)
     await who.trader.sign_in_again()
 

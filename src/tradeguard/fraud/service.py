@@ -331,22 +331,8 @@ class TakeoverDefence:
                 request=request,
             )
             return PromptOutcome(answer)
-        ended = await self.auth.revoke(
-            session, user_id=user_id, request=request, reason="takeover_reported"
-        )
-        review = await self._open_review(
-            session,
-            user_id,
-            trigger="owner_denied",
-            assessment=None,
-            actor=Party("user", user_id),
-        )
-        freeze = await self._freeze(
-            session,
-            user_id,
-            reason="owner_denied",
-            review_id=review.id,
-            actor=Party("user", user_id),
+        ended, review_id, freeze_id = await self._owner_denied(
+            session, user_id, trigger="owner_denied", request=request
         )
         await self._event(
             session,
@@ -357,13 +343,56 @@ class TakeoverDefence:
                 "prompt_id": prompt.id,
                 "sign_in_id": prompt.sign_in_id,
                 "sessions_ended": len(ended),
-                "review_id": review.id,
-                "freeze_id": freeze.id,
+                "review_id": review_id,
+                "freeze_id": freeze_id,
             },
             request=request,
         )
+        return PromptOutcome(answer, tuple(ended), review_id, freeze_id)
+
+    async def _owner_denied(
+        self, session: AsyncSession, user_id: str, *, trigger: str, request: RequestInfo | None
+    ) -> tuple[list[str], str, str]:
+        """The owner says someone else acts on their account: every session ends,
+        withdrawals freeze, a review opens. (sessions ended, review id, freeze id)"""
+        ended = await self.auth.revoke(
+            session, user_id=user_id, request=request or RequestInfo(), reason="takeover_reported"
+        )
+        review = await self._open_review(
+            session, user_id, trigger=trigger, assessment=None, actor=Party("user", user_id)
+        )
+        freeze = await self._freeze(
+            session, user_id, reason=trigger, review_id=review.id, actor=Party("user", user_id)
+        )
         self._sessions_ended(ended)
-        return PromptOutcome(answer, tuple(ended), review.id, freeze.id)
+        return ended, review.id, freeze.id
+
+    async def withdrawal_disowned(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        withdrawal_id: str,
+        request: RequestInfo | None = None,
+    ) -> None:
+        """The owner refused a withdrawal through its emailed "this was not me" link (funds):
+        treated as a "no" to "was this you?" (ATO-2)."""
+        ended, review_id, freeze_id = await self._owner_denied(
+            session, user_id, trigger="withdrawal_disowned", request=request
+        )
+        await self._event(
+            session,
+            FraudEvent.PROMPT_DENIED,
+            user_id=user_id,
+            actor=Party("user", user_id),
+            data={
+                "withdrawal_id": withdrawal_id,
+                "sessions_ended": len(ended),
+                "review_id": review_id,
+                "freeze_id": freeze_id,
+            },
+            request=request,
+        )
 
     # Withdrawals (called by the funds service) ------------------------------------------
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from tradeguard.core.clock import NS_PER_SECOND, Clock, ns_to_iso
 from tradeguard.core.errors import Conflict, Forbidden, InvalidInput
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.keyring import Keyring
+from tradeguard.fraud.service import TakeoverDefence
 from tradeguard.funds.domain import Refusal, WithdrawalPolicy
 from tradeguard.funds.processor import PaymentProcessor
 from tradeguard.identity.confirmations import ActionConfirmations
@@ -80,29 +81,6 @@ class WithdrawalRefused(Forbidden):
             extra["until"] = ns_to_iso(until_ns)
         super().__init__(detail, **extra)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class TakeoverDecision:
-    """The takeover defence's answer to a withdrawal request (ATO-1/ATO-2)."""
-
-    frozen: bool = False
-    review: bool = False
-    reason: str | None = None
-
-
-class TakeoverDefence(Protocol):
-    """What funds asks the account-takeover defence (fraud/): whether the customer's
-    withdrawals are frozen, when their security settings last changed, and what to do with
-    a withdrawal request."""
-
-    async def withdrawals_frozen(self, session: AsyncSession, user_id: str) -> bool: ...
-
-    async def last_security_change_ns(self, session: AsyncSession, user_id: str) -> int | None: ...
-
-    async def withdrawal_requested(
-        self, session: AsyncSession, *, user_id: str, amount: Decimal, withdrawal_id: str
-    ) -> TakeoverDecision: ...
 
 
 def policy_from(settings: Settings) -> WithdrawalPolicy:

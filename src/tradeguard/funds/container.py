@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.crypto.peppers import FUNDS_SANDBOX_PEPPER
+from tradeguard.fraud.service import TakeoverDefence
 from tradeguard.funds.bank_accounts import BankAccountService
-from tradeguard.funds.common import FundsDeps, TakeoverDefence, policy_from
+from tradeguard.funds.common import FundsDeps, policy_from
 from tradeguard.funds.deposits import DepositService
 from tradeguard.funds.processor import SimulatedProcessor
 from tradeguard.funds.withdrawals import WithdrawalService

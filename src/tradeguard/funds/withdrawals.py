@@ -79,6 +79,15 @@ class Requested:
 
 
 @dataclass(frozen=True, slots=True)
+class _Flagged:
+    """A destination that passed every rule, with the takeover signals that send the
+    withdrawal to review."""
+
+    bank: BankAccount
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     error: WithdrawalRefused
 
@@ -136,7 +145,12 @@ class WithdrawalService:
             return Requested(earlier, False, None)
         account = await deps.trading.owned(session, account_id, user_id, lock=True)
         checked = await self._check(
-            session, user=user, account=account, bank_account_id=bank_account_id, amount=amount
+            session,
+            user=user,
+            account=account,
+            bank_account_id=bank_account_id,
+            amount=amount,
+            request=request,
         )
         if isinstance(checked, WithdrawalRefused):
             data: dict[str, object] = {
@@ -155,10 +169,13 @@ class WithdrawalService:
                 request_id=request.request_id,
             )
             return Refused(checked)
+        flag = checked.reason if isinstance(checked, _Flagged) else None
+        bank = checked.bank if isinstance(checked, _Flagged) else checked
         return await self._create(
             session,
             account=account,
-            bank=checked,
+            bank=bank,
+            flag=flag,
             amount=amount,
             idempotency_key=idempotency_key,
             state=state,
@@ -174,8 +191,10 @@ class WithdrawalService:
         account: TradingAccount,
         bank_account_id: str,
         amount: Decimal,
-    ) -> BankAccount | WithdrawalRefused:
-        """Every rule, in order; the destination when all pass, else the first refusal."""
+        request: RequestInfo,
+    ) -> BankAccount | _Flagged | WithdrawalRefused:
+        """Every rule, in order; the destination when all pass (flagged for review when a
+        takeover signal weighs on it), else the first refusal."""
         deps, policy, takeover = self.deps, self.deps.policy, self.deps.takeover
         now = deps.clock.now_ns()
         if takeover is not None and await takeover.withdrawals_frozen(session, user.id):
@@ -198,6 +217,24 @@ class WithdrawalService:
                 "a withdrawal is confirmed by a code by email and one by text message: verify "
                 "your email and add a phone (SMS sign-in method) first",
             )
+        flag: str | None = None
+        if takeover is not None:
+            # Before the cooling periods and limits, so that an attempt they would refuse
+            # still counts (ATO-1: a security change followed by a withdrawal request; a
+            # risky sign-in; unusual trading). A review-worthy risk freezes withdrawals now
+            # (committed with the refusal) and opens a review; a lesser one sends this
+            # withdrawal to review.
+            decision = await takeover.withdrawal_requested(
+                session, user_id=user.id, amount=amount, request=request
+            )
+            if not decision.allowed:
+                return WithdrawalRefused(
+                    Refusal.FROZEN,
+                    "withdrawals are frozen on this profile while our security team reviews "
+                    "recent activity; contact support",
+                )
+            if decision.signals:
+                flag = f"takeover signals: {', '.join(decision.signals)}"
         verified_ns = bank.verified_ns or now
         changes = [await self.banks.last_change_ns(session, user.id), user.password_changed_ns]
         if takeover is not None:
@@ -239,7 +276,7 @@ class WithdrawalService:
                 f"at most {available} may be withdrawn now (deposits not yet collected, "
                 "unsettled sales and open orders do not count)",
             )
-        return bank
+        return _Flagged(bank, flag) if flag else bank
 
     async def _use(self, session: AsyncSession, user_id: str, now: int) -> LimitUse:
         policy = self.deps.policy
@@ -274,6 +311,7 @@ class WithdrawalService:
         state: SessionState,
         request: RequestInfo,
         user: User,
+        flag: str | None,
     ) -> Requested:
         deps, now = self.deps, self.deps.clock.now_ns()
         withdrawal_id = deps.ids.new_str()
@@ -292,6 +330,7 @@ class WithdrawalService:
             verify_deadline_ns=now + deps.verify_ns,
             created_ns=now,
             updated_ns=now,
+            review_reason=flag[:120] if flag else None,
         )
         repository.add(session, row)
         await deps.trading.post_money_movement(
@@ -299,12 +338,6 @@ class WithdrawalService:
             account,
             journal.withdrawal(account.id, account.currency, amount, withdrawal_id=withdrawal_id),
         )
-        if deps.takeover is not None:
-            decision = await deps.takeover.withdrawal_requested(
-                session, user_id=account.user_id, amount=amount, withdrawal_id=withdrawal_id
-            )
-            if decision.review or decision.frozen:
-                row.review_reason = f"takeover signal: {decision.reason or 'flagged'}"[:120]
         await deps.audit(
             session,
             FundsEvent.WITHDRAWAL_REQUESTED,
@@ -462,7 +495,7 @@ class WithdrawalService:
         return row
 
     async def disown(
-        self, session: AsyncSession, *, token: str, request_id: str | None
+        self, session: AsyncSession, *, token: str, request: RequestInfo
     ) -> Withdrawal:
         """The emailed "this was not me" link: refuses the withdrawal without a sign-in.
         Single use; the takeover defence hears of it (it may freeze the profile)."""
@@ -480,7 +513,7 @@ class WithdrawalService:
                 WithdrawalStatus.REFUSED,
                 FundsEvent.WITHDRAWAL_DISOWNED,
                 actor=Party("user", row.user_id),
-                request_id=request_id,
+                request_id=request.request_id,
                 why="refused by its owner's link",
             )
         else:
@@ -490,12 +523,12 @@ class WithdrawalService:
                 actor=Party("user", row.user_id),
                 subject=Party("account", row.account_id),
                 data={"withdrawal_id": row.id, "status": row.status, "too_late": True},
-                request_id=request_id,
+                request_id=request.request_id,
             )
-        takeover = self.deps.takeover
-        disowned = getattr(takeover, "withdrawal_disowned", None)
-        if disowned is not None:
-            await disowned(session, user_id=row.user_id, withdrawal_id=row.id)
+        if self.deps.takeover is not None:
+            await self.deps.takeover.withdrawal_disowned(
+                session, user_id=row.user_id, withdrawal_id=row.id, request=request
+            )
         return row
 
     # Staff review (WDL-3, four-eyes) --------------------------------------------------------

@@ -434,8 +434,10 @@ def _lifespan(
         )
         _webauthn_services(app, settings, identity)
         await _start_vault(app, settings, clock=clock, ids=ids, vault_engine=vault_engine)
-        # Card deposits charge stored cards through the vault's payment service.
+        # Card deposits charge stored cards through the vault's payment service; withdrawals
+        # ask the takeover defence (ATO-1/ATO-2).
         app.state.funds.deps.cards = app.state.vault.cards
+        app.state.funds.deps.takeover = app.state.fraud.defence
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
         if run_workers:

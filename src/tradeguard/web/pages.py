@@ -368,7 +368,7 @@ async def refuse_withdrawal_submit(request: Request) -> HTMLResponse:
     try:
         async with unit_of_work(funds.sessions) as session:
             row = await funds.withdrawals.disown(
-                session, token=token, request_id=request_info(request).request_id
+                session, token=token, request=request_info(request)
             )
     except NotFound:
         return _broken_link()

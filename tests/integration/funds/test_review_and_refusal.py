@@ -140,13 +140,21 @@ class TestThisWasNotMe:
             assert "Withdrawal refused" in refused.text
             reused = await submit_form(stranger, link)
             assert reused.status_code == 400
+            # The owner said someone else acts for them: every session ended (ATO-2).
+            assert (await alice.get("/api/v1/funds/withdrawals")).status_code == 401
+            await alice.trader.sign_in_again()
             row = (await alice.get(f"/api/v1/funds/withdrawals/{asked['id']}")).json()
             assert row["status"] == "refused"
             assert await balances_of(alice) == before
-            # Its codes no longer send it.
+            # Its codes no longer send it, and further withdrawals wait for the review.
             assert (await confirm(api, alice, asked["id"])).status_code == 409
+            again = await request_withdrawal(alice, "10.00", key="after")
+            assert again.status_code == 403
+            assert again.json()["reason"] == "WITHDRAWALS_FROZEN"
         [event] = await audit_events(api, "funds:withdrawal:disowned")
         assert event["data"]["withdrawal_id"] == asked["id"]
+        [frozen] = await audit_events(api, "fraud:withdrawals:frozen")
+        assert frozen["data"]["reason"] == "withdrawal_disowned"
 
     async def test_a_forged_token_refuses_nothing(self, api: Api) -> None:
         async with api.client() as client:
