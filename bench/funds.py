@@ -23,18 +23,13 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -43,9 +38,9 @@ from tests.support.api import running_api  # noqa: E402
 from tests.support.funds import Customer, add_bank, customer, request_withdrawal  # noqa: E402
 
 from _machine import machine_info  # noqa: E402 - bench/ is on sys.path as the script's dir
+from _scratch import scratch_engine  # noqa: E402
 from tradeguard.config import Settings  # noqa: E402
 from tradeguard.core.clock import FrozenClock  # noqa: E402
-from tradeguard.db.engine import create_engine  # noqa: E402
 from tradeguard.db.migrate import upgrade  # noqa: E402
 
 OPEN = {
@@ -59,29 +54,6 @@ OPEN = {
     "sms_max_per_number": 1000,
     "sms_max_per_network": 1000,
 }
-
-
-@asynccontextmanager
-async def scratch_engine(data_dir: Path, postgres: str | None) -> AsyncIterator[Any]:
-    if postgres is None:
-        engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-        return
-    schema = "bench_" + secrets.token_hex(4)
-    admin = create_engine(postgres, pool_size=1)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(postgres, pg_schema=schema)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 async def drive(

@@ -30,13 +30,11 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -50,9 +48,9 @@ from tests.support.trading import (  # noqa: E402
 )
 
 from _machine import machine_info  # noqa: E402 - bench/ is on sys.path as the script's dir
+from _scratch import scratch_engine  # noqa: E402
 from tradeguard.config import Settings  # noqa: E402
 from tradeguard.core.clock import FrozenClock  # noqa: E402
-from tradeguard.db.engine import create_engine  # noqa: E402
 from tradeguard.db.migrate import upgrade  # noqa: E402
 
 SYMBOL = "AAPL"
@@ -148,29 +146,6 @@ async def drive(orders: AsgiOrders, accounts: list[str], *, count: int, clients:
             await orders.place(account, f"b{tag}-{n}", (n % 3) + 1, n % 97)
 
     await asyncio.gather(*(client() for _ in range(clients)))
-
-
-@asynccontextmanager
-async def scratch_engine(data_dir: Path, postgres: str | None) -> AsyncIterator[Any]:
-    if postgres is None:
-        engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-        return
-    schema = "bench_" + secrets.token_hex(4)
-    admin = create_engine(postgres, pool_size=1)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(postgres, pg_schema=schema)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
