@@ -115,6 +115,14 @@ def read_master_key(path: Path, *, passphrase: str | None = None) -> bytes:
         return _unseal(raw, passphrase, path)
     if len(raw) != KEY_BYTES:
         raise KeyFileError(f"{path} is not a master key file (expected {KEY_BYTES} bytes)")
+    if passphrase:
+        # A passphrase is configured: a bare key in its place (copied in, or written by an
+        # older `keys combine`) would silently drop the protection the operator asked for.
+        raise KeyFileError(
+            f"{path} is not sealed under a passphrase, but a master-key passphrase is set;"
+            " write the key sealed (tradeguard keys combine with the passphrase set) or unset"
+            " the passphrase"
+        )
     return raw
 
 
