@@ -22,6 +22,7 @@ from tradeguard.cli.common import (
     DataDirOption,
     console,
     fail,
+    fail_on_error,
     operator_party,
     run_async,
     settings_from,
@@ -41,6 +42,7 @@ from tradeguard.cli.key_operations import (
 )
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
+from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement, NewKeyVersion
@@ -318,16 +320,22 @@ def serve_command(
     settings = settings_from(data_dir, vault_listen=listen)
     configure_logging(settings.log_level)
     prepare_data_dir(settings)
-    pki = VaultPki(settings.vault_pki_dir)
-    if not pki.server_cert.is_file():
-        issue_all(pki, now=datetime.now(UTC))
-    clock = SystemClock()
-    store = open_store(settings, clock=clock, ids=IdGenerator(clock))
     address = settings.effective_vault_listen
+    try:
+        pki = VaultPki(settings.vault_pki_dir)
+        if not pki.server_cert.is_file():
+            issue_all(pki, now=datetime.now(UTC))
+        clock = SystemClock()
+        # The key file and the socket before serving: a key file others may read, a vault
+        # already on the socket or a taken port is one line, not a traceback.
+        store = open_store(settings, clock=clock, ids=IdGenerator(clock))
+        sock = bind_vault_socket(address)
+    except TradeguardError as exc:
+        fail_on_error(exc)
     server = VaultServer(
         create_vault_app(store),
         pki,
-        bind_vault_socket(address),
+        sock,
         handshake_timeout=settings.tls_handshake_timeout_seconds,
         on_started=lambda: console.print(f"vault listening on {address} (mutual TLS)"),
     )
