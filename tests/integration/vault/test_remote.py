@@ -180,6 +180,36 @@ class TestMutualTls:
         finally:
             await client.close()
 
+    async def test_a_security_code_answered_422_is_logged_invalid(
+        self, vault_process: RunningVault, vault_database: VaultDatabase
+    ) -> None:
+        context = client_ssl_context(vault_process.pki, VaultRole.PAYMENT)
+        async with raw_client(vault_process, context) as raw:
+            made = await raw.post("/v1/tokenize", json=tokenize_body(VISA))
+            token = made.json()["token"]
+            answers = [
+                await raw.post(
+                    "/v1/authorization-card",
+                    json={"token": token, "cvv": cvv, "on_behalf_of": "service:payments"},
+                )
+                for cvv in ("12", "12a")
+            ]
+        assert [a.status_code for a in answers] == [422, 422]
+        engine = vault_database.engine()
+        try:
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT outcome FROM vault_access_log WHERE operation = 'authorize'"
+                            " ORDER BY occurred_ns, id"
+                        )
+                    )
+                ).all()
+        finally:
+            await engine.dispose()
+        assert [r[0] for r in rows] == ["invalid", "invalid"]
+
     @pytest.mark.spec("PCI-3")
     async def test_a_client_without_a_certificate_is_refused_at_the_handshake(
         self, vault_process: RunningVault

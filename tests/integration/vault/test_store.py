@@ -127,6 +127,24 @@ class TestRoles:
         ]
         assert log[1].on_behalf_of == "user:alice"
 
+    async def test_a_refused_security_code_is_logged_invalid_never_allowed(
+        self, store: CardVaultStore
+    ) -> None:
+        token = await tokenize(store)  # a Visa: three digits
+        for bad in ("12", "12a", "1234"):
+            with pytest.raises(InvalidCardSecret):
+                await store.authorization_card(PAYMENT, token, bad)
+        await store.authorization_card(PAYMENT, token, CVV)
+        async with store.unit_of_work() as session:
+            log = [r for r in await repository.access_log(session) if r.outcome != "done"]
+        assert [(r.operation, r.outcome, r.token) for r in log] == [
+            ("tokenize", "allowed", token),
+            ("authorize", "invalid", token),
+            ("authorize", "invalid", token),
+            ("authorize", "invalid", token),
+            ("authorize", "allowed", token),
+        ]
+
     async def test_a_pan_sent_as_a_token_is_not_written_to_the_access_log(
         self, store: CardVaultStore
     ) -> None:
