@@ -270,6 +270,12 @@ class CardVaultStore:
         async with self.unit_of_work() as session:
             for _ in range(MAX_TOKEN_DRAWS):
                 token = new_token(card, chosen)
+                if chosen is not TokenFormat.OPAQUE and await repository.tokens_with_fingerprint(
+                    session, self.fingerprint(token)
+                ):
+                    # A format-preserving token is a valid card number: one that is the PAN
+                    # of a card the vault holds would hand that card number out as a token.
+                    continue
                 row = VaultCardRow(
                     token=token,
                     pan_enc=keyring_field(keyring, card.digits, record_id=token),
