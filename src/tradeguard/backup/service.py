@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,9 @@ class NoProgress:
         return None
 
 
+PLAIN_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseLocation:
     """A database to back up or restore into: a URL, and on PostgreSQL optionally one schema
@@ -106,6 +110,15 @@ class DatabaseLocation:
 
     url: str
     pg_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        # The schema reaches pg_dump's --schema pattern and the connection's search_path:
+        # only a plain identifier, never a quoted name, a pattern or a list.
+        if self.pg_schema is not None and not PLAIN_IDENTIFIER.fullmatch(self.pg_schema):
+            raise BackupRefused(
+                "the schema name must be a plain identifier (letters, digits and _, not "
+                "starting with a digit, at most 63 characters)"
+            )
 
     @property
     def backend(self) -> str:

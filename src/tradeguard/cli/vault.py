@@ -49,7 +49,7 @@ from tradeguard.crypto.service import KeyManagement, NewKeyVersion
 from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine
 from tradeguard.vault.certs import VaultPki, issue_all
-from tradeguard.vault.container import open_store
+from tradeguard.vault.container import open_store, own_vault_url
 from tradeguard.vault.migrate import current_revision, upgrade
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.serving import VaultServer, bind_vault_socket
@@ -64,8 +64,9 @@ app = typer.Typer(
 
 
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    url = own_vault_url(settings)  # before anything is made
     prepare_data_dir(settings)
-    engine = create_engine(settings.vault_url)
+    engine = create_engine(url)
     try:
         before = await current_revision(engine)
         await upgrade(engine)
@@ -276,7 +277,7 @@ def rotate_master(
     ) -> AsyncIterator[tuple[KeyManagement, async_sessionmaker[AsyncSession]]]:
         clock = SystemClock()
         store = CardVaultStore.open_with(
-            engine=create_engine(settings.vault_url),
+            engine=create_engine(own_vault_url(settings)),
             provider=current,
             clock=clock,
             ids=IdGenerator(clock),

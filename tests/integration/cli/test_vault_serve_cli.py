@@ -1,16 +1,23 @@
-"""`tradeguard vault serve` refusing to start: one clear line and a non-zero exit, never a
-traceback, and nothing it refuses is changed (a running vault's socket, a key file)."""
+"""`tradeguard vault serve` and `vault upgrade` refusing to start: one clear line and a
+non-zero exit, never a traceback, and nothing they refuse is changed (a running vault's
+socket, a key file, the main database)."""
 
 from __future__ import annotations
 
 import socket
+import sqlite3
 from pathlib import Path
 
+import pytest
+from sqlalchemy import make_url
 from typer.testing import CliRunner
+
+from tests.conftest import POSTGRES_URL
 
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.crypto.providers import create_master_key_file
+from tradeguard.vault.container import own_vault_url
 
 runner = CliRunner()
 
@@ -65,3 +72,49 @@ def test_an_address_of_another_machine_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "not an address of this machine" in _one_line(result.output)
+
+
+def _tables(path: Path) -> set[str]:
+    database = sqlite3.connect(path)
+    try:
+        return {r[0] for r in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        database.close()
+
+
+def test_a_vault_database_url_naming_the_main_sqlite_database_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _data_dir(tmp_path)
+    main = directory / "tradeguard.db"
+    before = _tables(main)
+    # Another spelling of the same file.
+    monkeypatch.setenv("TRADEGUARD_VAULT_DATABASE_URL", f"sqlite:///{directory}/./tradeguard.db")
+    for command in (["vault", "upgrade"], ["vault", "serve"]):
+        result = runner.invoke(app, [*command, "--data-dir", str(directory)])
+        assert result.exit_code == 2, result.output
+        assert "the card vault needs a database of its own" in _one_line(result.output)
+    assert _tables(main) == before
+    assert "vault_card" not in before
+
+
+def test_a_vault_database_url_naming_the_main_postgresql_database_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same server and database under another driver spelling and user: refused before
+    # any connection is made.
+    main = make_url(POSTGRES_URL)
+    monkeypatch.setenv("TRADEGUARD_DATABASE_URL", POSTGRES_URL)
+    same = main.set(drivername="postgresql+asyncpg", username="vault", password="other")
+    monkeypatch.setenv("TRADEGUARD_VAULT_DATABASE_URL", same.render_as_string(hide_password=False))
+    result = runner.invoke(app, ["vault", "upgrade", "--data-dir", str(tmp_path / "var")])
+    assert result.exit_code == 2, result.output
+    assert "the card vault needs a database of its own" in _one_line(result.output)
+    assert not (tmp_path / "var").exists()
+    # Another database on the same server is the vault's own: not refused by this check.
+    monkeypatch.setenv(
+        "TRADEGUARD_VAULT_DATABASE_URL",
+        main.set(database=f"{main.database}_vault").render_as_string(hide_password=False),
+    )
+    settings = Settings(data_dir=tmp_path / "var")  # type: ignore[call-arg]
+    assert own_vault_url(settings) == settings.vault_url
