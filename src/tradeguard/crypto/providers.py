@@ -39,6 +39,7 @@ MAX_KEY_FILE_BYTES: Final = 4096
 class KeyFileError(ConfigurationError):
     slug = "key-file"
     title = "The master key file cannot be used"
+    operator_detail = True  # names the file
 
 
 class KekProvider(Protocol):
