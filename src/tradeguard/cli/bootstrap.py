@@ -21,8 +21,8 @@ from tradeguard.ledger.domain import LedgerEvent
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.tree.keys import ACTIVE_KEY_FILE, load_or_create_log_keys
-from tradeguard.vault.migrate import upgrade as upgrade_vault
 from tradeguard.vault.container import own_vault_url
+from tradeguard.vault.migrate import upgrade as upgrade_vault
 from tradeguard.web.tls import ensure_dev_certificate
 
 

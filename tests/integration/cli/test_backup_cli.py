@@ -284,7 +284,16 @@ class TestBackupCommands:
         out = tmp_path / "b.tgbk"
         result = runner.invoke(
             app,
-            ["backup", "create", "--data-dir", str(data_dir), "--out", str(out), "--pg-schema", schema],
+            [
+                "backup",
+                "create",
+                "--data-dir",
+                str(data_dir),
+                "--out",
+                str(out),
+                "--pg-schema",
+                schema,
+            ],
         )
         assert result.exit_code == 2, result.output
         assert "must be a plain identifier" in result.output

@@ -13,7 +13,6 @@ from sqlalchemy import make_url
 from typer.testing import CliRunner
 
 from tests.conftest import POSTGRES_URL
-
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.crypto.providers import create_master_key_file
@@ -56,7 +55,14 @@ def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = runner.invoke(
             app,
-            ["vault", "serve", "--data-dir", str(directory), "--listen", f"https://127.0.0.1:{port}"],
+            [
+                "vault",
+                "serve",
+                "--data-dir",
+                str(directory),
+                "--listen",
+                f"https://127.0.0.1:{port}",
+            ],
         )
     finally:
         taken.close()

@@ -53,9 +53,7 @@ async def test_a_retired_key_behind_mfa_verify_is_a_generic_500(
         assert run.finished
         clock.advance(ns=management.policy.retire_grace_ns)
         async with unit_of_work(sessions) as session:
-            retired = await management.retire_unused(
-                session, DataClass.TOTP_SECRET, actor=OPERATOR
-            )
+            retired = await management.retire_unused(session, DataClass.TOTP_SECRET, actor=OPERATOR)
         assert 1 in retired
         async with engine.begin() as conn:
             await conn.execute(
