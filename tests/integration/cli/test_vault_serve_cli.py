@@ -4,8 +4,10 @@ socket, a key file, the main database)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ from tradeguard.crypto.providers import create_master_key_file
 from tradeguard.vault.container import own_vault_url
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    # `vault serve` configures logging onto the runner's stderr, which is closed after the
+    # command: later tests in this worker must not log into it.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _data_dir(tmp_path: Path) -> Path:
