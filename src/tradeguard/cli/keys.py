@@ -51,6 +51,7 @@ from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
 from tradeguard.crypto.providers import (
     KekProvider,
+    KeyFileError,
     create_master_key_file,
     read_master_key,
 )
@@ -488,6 +489,13 @@ def combine(
     console.print(f"master key with fingerprint {rebuilt} written to {out}{sealed} (mode 0600)")
     if database_missing(settings) or not (settings.keys_dir / "master.key").exists():
         console.print("not recorded in a ledger: no database with a master key here")
+        return
+    try:
+        read_master_key(settings.keys_dir / "master.key", passphrase=passphrase)
+    except KeyFileError as exc:
+        # The key is written; only its record cannot be made here (sealing a bare key: the
+        # passphrase is set, the key in place is not sealed yet).
+        console.print(f"not recorded in a ledger: {exc.detail}")
         return
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:

@@ -121,8 +121,7 @@ def read_master_key(path: Path, *, passphrase: str | None = None) -> bytes:
         # older `keys combine`) would silently drop the protection the operator asked for.
         raise KeyFileError(
             f"{path} is not sealed under a passphrase, but a master-key passphrase is set;"
-            " write the key sealed (tradeguard keys combine with the passphrase set) or unset"
-            " the passphrase"
+            " unset the passphrase, or seal the key (docs/security/key-management.md)"
         )
     return raw
 

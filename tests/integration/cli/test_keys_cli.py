@@ -381,6 +381,32 @@ class TestCombineUnderAPassphrase:
         assert "not sealed under a passphrase" in result.output
         assert "Traceback" not in result.output
 
+    def test_a_bare_key_is_sealed_by_split_then_combine_with_the_passphrase_set(
+        self, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The procedure docs/security/key-management.md gives for sealing an existing key.
+        key = data_dir / "keys" / "master.key"
+        master = key.read_bytes()
+        split = runner.invoke(
+            app, ["keys", "split", "--threshold", "2", "--shares", "2", "--data-dir", str(data_dir)]
+        )
+        assert split.exit_code == 0, split.output
+        shares = [line.split(": ", 1)[1] for line in split.output.splitlines() if ": " in line]
+        monkeypatch.setenv("TRADEGUARD_MASTER_KEY_PASSPHRASE", "quiet meadow lantern")
+        sealed = key.with_name("master.key.sealed")
+        result = runner.invoke(
+            app,
+            ["keys", "combine", "--out", str(sealed), "--data-dir", str(data_dir)],
+            input="\n".join(shares) + "\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "not recorded in a ledger" in result.output
+        assert key.read_bytes() == master  # the key in place is untouched
+        sealed.replace(key)
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(data_dir)])
+        assert result.exit_code == 0, result.output
+        assert read_master_key(key, passphrase="quiet meadow lantern") == master
+
 
 class TestBadInput:
     @pytest.mark.parametrize(
