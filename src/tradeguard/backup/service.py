@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,9 @@ class NoProgress:
         return None
 
 
+PLAIN_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseLocation:
     """A database to back up or restore into: a URL, and on PostgreSQL optionally one schema
@@ -106,6 +110,15 @@ class DatabaseLocation:
 
     url: str
     pg_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        # The schema reaches pg_dump's --schema pattern and the connection's search_path:
+        # only a plain identifier, never a quoted name, a pattern or a list.
+        if self.pg_schema is not None and not PLAIN_IDENTIFIER.fullmatch(self.pg_schema):
+            raise BackupRefused(
+                "the schema name must be a plain identifier (letters, digits and _, not "
+                "starting with a digit, at most 63 characters)"
+            )
 
     @property
     def backend(self) -> str:
@@ -372,6 +385,7 @@ async def _dump_postgres(source: DatabaseLocation, sealing: _Sealing) -> _Dumped
 SIGNATURE_CHECKS: Final = (
     "manifest signature (Ed25519)",
     "manifest fields",
+    "file name is the signed name",
     "file header and backup id match the manifest",
     "chunk framing and count",
     "file size",
@@ -454,10 +468,24 @@ def _keks(provider: KekProvider | None, also: Sequence[KekProvider]) -> list[Kek
     return [kek for kek in (provider, *also) if kek is not None]
 
 
+def _open_for(data: Path, note: str, trusted: list[VerifierKey]) -> tuple[Manifest, VerifierKey]:
+    """The manifest once its signature verifies and it is the one signed for `data`: the
+    signed file name must be the data file's, so a backup copied or renamed under another
+    name (nightly.tgbk from b1.tgbk) is refused instead of passing for that one."""
+    manifest, signed_by = open_manifest(note, trusted)
+    if manifest.file_name != data.name:
+        raise BackupRejected(
+            RejectReason.FILE_NAME_MISMATCH,
+            f"the manifest was signed for {manifest.file_name!r}, not {data.name!r} "
+            "(a renamed or substituted backup)",
+        )
+    return manifest, signed_by
+
+
 def signed_manifest(data: Path, trusted: list[VerifierKey]) -> Manifest:
     """The backup's manifest, once its signature verifies (which KEK it needs, and so which
     to load or connect to, is read only from a manifest a trusted key signed)."""
-    manifest, _ = open_manifest(read_manifest(data), trusted)
+    manifest, _ = _open_for(data, read_manifest(data), trusted)
     return manifest
 
 
@@ -474,7 +502,7 @@ async def verify_backup(
     and the contents decompress too. BackupRejected if not."""
     sink = progress or NoProgress()
     note = read_manifest(data)
-    manifest, signed_by = open_manifest(note, trusted)
+    manifest, signed_by = _open_for(data, note, trusted)
     keks = _keks(provider, also)
     key = await open_data_key(keks, manifest) if keks else None
     sink.phase("verify", manifest.ciphertext_bytes)
@@ -507,7 +535,7 @@ async def restore_backup(
     """
     sink = progress or NoProgress()
     note = read_manifest(data)
-    manifest, _ = open_manifest(note, trusted)
+    manifest, _ = _open_for(data, note, trusted)
     if manifest.backend != target.backend:
         raise BackupRefused(f"a {manifest.backend} backup restores only into {manifest.backend}")
     revision = manifest.schema_revision

@@ -256,8 +256,8 @@ def create(
             hint="run `tradeguard init` (or pass --data-dir)",
             code=EXIT_USAGE,
         )
-    source = DatabaseLocation(settings.main_database_url, pg_schema)
     try:
+        source = DatabaseLocation(settings.main_database_url, pg_schema)
         backend = source.backend
     except TradeguardError as error:
         fail(error.detail, code=EXIT_USAGE)

@@ -21,6 +21,7 @@ from tradeguard.ledger.domain import LedgerEvent
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.tree.keys import ACTIVE_KEY_FILE, load_or_create_log_keys
+from tradeguard.vault.container import own_vault_url
 from tradeguard.vault.migrate import upgrade as upgrade_vault
 from tradeguard.web.tls import ensure_dev_certificate
 
@@ -89,15 +90,17 @@ def owner_only(data_dir: Path) -> None:
 
 async def initialize(settings: Settings, *, clock: Clock) -> InitReport:
     """Create the data dir, migrate the database, make the dev certificate; safe to repeat."""
+    # Checked before anything is made: the in-process vault's database must not be the main one.
+    vault_url = own_vault_url(settings) if settings.vault_endpoint is None else None
     prepare_data_dir(settings)
     engine = create_engine(settings.main_database_url)
     try:
         before = await current_revision(engine)
         await upgrade(engine)
         after = await current_revision(engine)
-        if settings.vault_endpoint is None:
+        if vault_url is not None:
             # The in-process card vault's own database and migration chain (PCI-2).
-            vault_engine = create_engine(settings.vault_url)
+            vault_engine = create_engine(vault_url)
             try:
                 await upgrade_vault(vault_engine)
             finally:

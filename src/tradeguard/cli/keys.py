@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.cli.bootstrap import database_missing
 from tradeguard.cli.common import (
+    EXIT_FAILURE,
     EXIT_USAGE,
     DataDirOption,
     console,
@@ -50,6 +51,7 @@ from tradeguard.crypto.keyring import Keyring
 from tradeguard.crypto.legacy import master_key_id
 from tradeguard.crypto.providers import (
     KekProvider,
+    KeyFileError,
     create_master_key_file,
     read_master_key,
 )
@@ -456,7 +458,7 @@ def combine(
     Writes it to OUT (mode 0600); put it in place as keys/master.key. The rebuild is recorded
     in the ledger when the database of --data-dir is reachable.
     """
-    if out.exists():
+    if out.exists() or out.is_symlink():  # a dangling symlink "does not exist", yet is there
         fail(
             f"{out} already exists",
             hint="name a new file; an existing key is never overwritten",
@@ -475,11 +477,25 @@ def combine(
             f"the shares rebuild a key with fingerprint {rebuilt}, not {fingerprint}",
             code=EXIT_USAGE,
         )
-    create_master_key_file(out, master, None)
-    console.print(f"master key with fingerprint {rebuilt} written to {out} (mode 0600)")
     settings = settings_from(data_dir)
+    passphrase = platform_kek(settings).passphrase
+    # Sealed the way the key file is made under TRADEGUARD_MASTER_KEY_PASSPHRASE: a bare key
+    # would be refused by every command while the passphrase is set.
+    try:
+        create_master_key_file(out, master, passphrase)
+    except OSError as exc:  # created meanwhile, a missing or read-only directory
+        fail(f"cannot write {out} ({exc.strerror})", code=EXIT_FAILURE)
+    sealed = " sealed under the master-key passphrase" if passphrase else ""
+    console.print(f"master key with fingerprint {rebuilt} written to {out}{sealed} (mode 0600)")
     if database_missing(settings) or not (settings.keys_dir / "master.key").exists():
         console.print("not recorded in a ledger: no database with a master key here")
+        return
+    try:
+        read_master_key(settings.keys_dir / "master.key", passphrase=passphrase)
+    except KeyFileError as exc:
+        # The key is written; only its record cannot be made here (sealing a bare key: the
+        # passphrase is set, the key in place is not sealed yet).
+        console.print(f"not recorded in a ledger: {exc.detail}")
         return
 
     async def work(management: KeyManagement, sessions: Sessions) -> None:

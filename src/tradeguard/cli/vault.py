@@ -22,6 +22,7 @@ from tradeguard.cli.common import (
     DataDirOption,
     console,
     fail,
+    fail_on_error,
     operator_party,
     run_async,
     settings_from,
@@ -41,13 +42,14 @@ from tradeguard.cli.key_operations import (
 )
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
+from tradeguard.core.errors import TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement, NewKeyVersion
 from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine
 from tradeguard.vault.certs import VaultPki, issue_all
-from tradeguard.vault.container import open_store
+from tradeguard.vault.container import open_store, own_vault_url
 from tradeguard.vault.migrate import current_revision, upgrade
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.serving import VaultServer, bind_vault_socket
@@ -62,8 +64,9 @@ app = typer.Typer(
 
 
 async def _upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    url = own_vault_url(settings)  # before anything is made
     prepare_data_dir(settings)
-    engine = create_engine(settings.vault_url)
+    engine = create_engine(url)
     try:
         before = await current_revision(engine)
         await upgrade(engine)
@@ -274,7 +277,7 @@ def rotate_master(
     ) -> AsyncIterator[tuple[KeyManagement, async_sessionmaker[AsyncSession]]]:
         clock = SystemClock()
         store = CardVaultStore.open_with(
-            engine=create_engine(settings.vault_url),
+            engine=create_engine(own_vault_url(settings)),
             provider=current,
             clock=clock,
             ids=IdGenerator(clock),
@@ -318,16 +321,22 @@ def serve_command(
     settings = settings_from(data_dir, vault_listen=listen)
     configure_logging(settings.log_level)
     prepare_data_dir(settings)
-    pki = VaultPki(settings.vault_pki_dir)
-    if not pki.server_cert.is_file():
-        issue_all(pki, now=datetime.now(UTC))
-    clock = SystemClock()
-    store = open_store(settings, clock=clock, ids=IdGenerator(clock))
     address = settings.effective_vault_listen
+    try:
+        pki = VaultPki(settings.vault_pki_dir)
+        if not pki.server_cert.is_file():
+            issue_all(pki, now=datetime.now(UTC))
+        clock = SystemClock()
+        # The key file and the socket before serving: a key file others may read, a vault
+        # already on the socket or a taken port is one line, not a traceback.
+        store = open_store(settings, clock=clock, ids=IdGenerator(clock))
+        sock = bind_vault_socket(address)
+    except TradeguardError as exc:
+        fail_on_error(exc)
     server = VaultServer(
         create_vault_app(store),
         pki,
-        bind_vault_socket(address),
+        sock,
         handshake_timeout=settings.tls_handshake_timeout_seconds,
         on_started=lambda: console.print(f"vault listening on {address} (mutual TLS)"),
     )

@@ -22,6 +22,10 @@ class TradeguardError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
+    # True for errors whose detail is for operators only (it names keys, their versions and
+    # data classes, key-encrypting keys, files): a problem body carries the title instead,
+    # and the detail goes to the logs (web/problems.py) and to a CLI's error line.
+    operator_detail: ClassVar[bool] = False
 
     def __init__(self, detail: str | None = None, **extensions: Any) -> None:
         super().__init__(detail or self.title)
@@ -31,6 +35,11 @@ class TradeguardError(Exception):
     @property
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
+
+    @property
+    def client_detail(self) -> str:
+        """The detail a client may read: the title alone for an operator-only detail."""
+        return self.title if self.operator_detail else self.detail
 
     def headers(self) -> dict[str, str]:
         """HTTP header fields the response must carry (Retry-After, WWW-Authenticate, ...)."""
@@ -42,7 +51,7 @@ class TradeguardError(Exception):
             "type": self.type,
             "title": self.title,
             "status": self.status,
-            "detail": self.detail,
+            "detail": self.client_detail,
         }
         if instance:
             body["instance"] = instance

@@ -83,17 +83,23 @@ class DecryptionFailed(TradeguardError):
     status = 500
     slug = "decryption-failed"
     title = "Stored data could not be decrypted"
+    # Names keys, versions and classes: for the logs, never a client (problem bodies).
+    operator_detail = True
 
 
 class KeyringNotLoaded(ServiceUnavailable):
     slug = "keyring-not-loaded"
     title = "The keyring has not read its keys yet"
+    # Names keys, versions and classes: for the logs, never a client (problem bodies).
+    operator_detail = True
 
 
 class NoActiveKey(TradeguardError):
     status = 503
     slug = "no-active-key"
     title = "No key version may encrypt this class of data"
+    # Names keys, versions and classes: for the logs, never a client (problem bodies).
+    operator_detail = True
 
 
 class FieldKeyring(Protocol):

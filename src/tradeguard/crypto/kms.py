@@ -60,6 +60,7 @@ _HINTS: Final = {
 class KmsUnavailable(ServiceUnavailable):
     slug = "kms-unavailable"
     title = "The key management service refused or did not answer"
+    operator_detail = True  # names the key and the operation
 
 
 def _client(settings: KmsSettings) -> Any:

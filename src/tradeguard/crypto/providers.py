@@ -39,6 +39,7 @@ MAX_KEY_FILE_BYTES: Final = 4096
 class KeyFileError(ConfigurationError):
     slug = "key-file"
     title = "The master key file cannot be used"
+    operator_detail = True  # names the file
 
 
 class KekProvider(Protocol):
@@ -115,6 +116,13 @@ def read_master_key(path: Path, *, passphrase: str | None = None) -> bytes:
         return _unseal(raw, passphrase, path)
     if len(raw) != KEY_BYTES:
         raise KeyFileError(f"{path} is not a master key file (expected {KEY_BYTES} bytes)")
+    if passphrase:
+        # A passphrase is configured: a bare key in its place (copied in, or written by an
+        # older `keys combine`) would silently drop the protection the operator asked for.
+        raise KeyFileError(
+            f"{path} is not sealed under a passphrase, but a master-key passphrase is set;"
+            " unset the passphrase, or seal the key (docs/security/key-management.md)"
+        )
     return raw
 
 

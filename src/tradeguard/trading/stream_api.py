@@ -95,7 +95,7 @@ async def stream(websocket: WebSocket) -> None:
         principal = await _authorize(websocket, identity, token)
         claims = identity.verifier.verify(token)
     except TradeguardError as exc:
-        await _close(websocket, CLOSE_POLICY, exc.detail[:120])
+        await _close(websocket, CLOSE_POLICY, exc.client_detail[:120])
         return
     async with unit_of_work(services.sessions) as session:
         accounts = [a.id for a in await services.accounts.list_for(session, principal.user_id)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
 from tradeguard.core.clock import Clock
+from tradeguard.core.errors import ConfigurationError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.tasks import keyring_from, vault_kek, vault_key_policy_from
 from tradeguard.db.engine import create_engine, unit_of_work
@@ -47,6 +50,41 @@ class VaultServices:
             await self.store.close()
 
 
+class VaultDatabaseShared(ConfigurationError):
+    slug = "vault-database-shared"
+    title = "The card vault needs a database of its own"
+
+
+def _database_identity(url: str) -> tuple[str, ...]:
+    """Which database a URL names, whatever the driver, user or password: a SQLite file's
+    resolved path, or a PostgreSQL server and database."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        name = parsed.database or ""
+        if name in ("", ":memory:"):
+            return ("sqlite", ":memory:", url)  # a memory database is never another's
+        return ("sqlite", str(Path(name).resolve()))
+    host = parsed.host or str(parsed.query.get("host") or "localhost")
+    return (
+        "postgresql",
+        host.lower(),
+        str(parsed.port or 5432),
+        parsed.database or parsed.username or "",
+    )
+
+
+def own_vault_url(settings: Settings) -> str:
+    """The vault's database URL, refused when it names the main database (PCI-2/3: the
+    vault's tables and credentials are kept apart from the platform's)."""
+    if _database_identity(settings.vault_url) == _database_identity(settings.main_database_url):
+        raise VaultDatabaseShared(
+            "TRADEGUARD_VAULT_DATABASE_URL names the main database; the card vault needs a "
+            "database of its own (docs/vault.md)"
+        )
+    return settings.vault_url
+
+
 def open_store(
     settings: Settings,
     *,
@@ -67,7 +105,7 @@ def open_store(
         create=create_key,
     )
     return CardVaultStore(
-        engine=engine or create_engine(settings.vault_url),
+        engine=engine or create_engine(own_vault_url(settings)),
         keyring=keyring,
         clock=clock,
         ids=ids,

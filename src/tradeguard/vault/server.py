@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -37,6 +38,8 @@ from tradeguard.vault.schemas import (
 from tradeguard.vault.store import CardVaultStore, VaultCaller
 
 # The request scope key where the serving connection puts the verified client's role.
+log = logging.getLogger(__name__)
+
 CLIENT_ROLE_SCOPE: Final = "tradeguard.vault.client_role"
 PROBLEM_JSON: Final = "application/problem+json"
 
@@ -47,6 +50,10 @@ class ClientCertificateRequired(Forbidden):
 
 
 def problem_response(error: TradeguardError, instance: str | None = None) -> JSONResponse:
+    if error.operator_detail:
+        # The body has the title only (no key names, versions or classes): the detail is
+        # for the vault's log.
+        log.error("problem detail withheld from the client: %s: %s", error.slug, error.detail)
     return JSONResponse(
         error.to_problem(instance=instance),
         status_code=error.status,

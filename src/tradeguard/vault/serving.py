@@ -11,6 +11,7 @@ request's scope (vault/server.py reads it there).
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import socket
@@ -85,27 +86,92 @@ def parse_listen(listen: str) -> tuple[Path | None, str | None, int | None]:
     raise ConfigurationError("vault listen: unix:///path/vault.sock or https://10.0.0.5:9443")
 
 
+class VaultListenerUnavailable(ConfigurationError):
+    slug = "vault-listener-unavailable"
+    title = "The vault cannot listen where it is told to"
+
+
+LISTEN_SETTING = "--listen or TRADEGUARD_VAULT_LISTEN"
+# How long a probe of an existing socket file waits for a server to accept.
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+def _socket_answers(path: Path) -> bool:
+    """Whether a server accepts connections on the Unix socket at `path` (a stale file left
+    by a killed vault refuses them)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT_SECONDS)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError as exc:
+        # Not allowed to connect, or no answer in time: it cannot be shown stale, so it is
+        # not removed.
+        raise VaultListenerUnavailable(
+            f"cannot tell whether a vault is listening on {path} ({exc.strerror or 'timed out'});"
+            f" stop it or give another path ({LISTEN_SETTING})"
+        ) from None
+    finally:
+        probe.close()
+    return True
+
+
+def _bind_unix(path: Path) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        if _socket_answers(path):
+            # Unlinking it would cut the running vault off from every client.
+            raise VaultListenerUnavailable(
+                f"a vault is already listening on {path}; stop it first or give another path"
+                f" ({LISTEN_SETTING})"
+            )
+        path.unlink()  # stale: left by a vault that did not stop cleanly
+    elif path.exists() or path.is_symlink():
+        raise VaultListenerUnavailable(
+            f"{path} exists and is not a socket; give another path ({LISTEN_SETTING})"
+        )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Created without group or world access from the start, then opened to the group.
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise VaultListenerUnavailable(f"cannot listen on {path} ({exc.strerror})") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, SOCKET_MODE)
+    return sock
+
+
+def _bind_failure(exc: OSError, host: str, port: int) -> str:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where} is already in use by another program; stop it or use another port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; check {LISTEN_SETTING}"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on {where}: ports below 1024 need extra privileges"
+    return f"cannot listen on {where} ({exc.strerror or type(exc).__name__})"
+
+
 def bind_vault_socket(listen: str) -> socket.socket:
+    """The vault's listening socket, bound before anything starts; a taken or foreign
+    address is a VaultListenerUnavailable (one line), never a traceback."""
     path, host, port = parse_listen(listen)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Created without group or world access from the start, then opened to the group.
-        old = os.umask(0o177)
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, SOCKET_MODE)
-        return sock
+        return _bind_unix(path)
     if host is None or port is None:  # pragma: no cover - parse_listen gives both
         raise ConfigurationError("vault listen: no address")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise VaultListenerUnavailable(_bind_failure(exc, host, port)) from None
     return sock
 
 

@@ -18,7 +18,7 @@ rewrap of stored PANs, retirement, and re-wrap under a new key-encrypting key.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tradeguard.core.clock import Clock
-from tradeguard.core.errors import ServiceUnavailable
+from tradeguard.core.errors import ServiceUnavailable, TradeguardError
 from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.catalogue import Location
 from tradeguard.crypto.classes import DataClass
@@ -41,6 +41,7 @@ from tradeguard.vault.domain import (
     MAX_TOKEN_DRAWS,
     AuthorizationCard,
     CardBrand,
+    CardSecret,
     Expiry,
     RevealedCard,
     TokenFormat,
@@ -70,6 +71,11 @@ VAULT_LOCATIONS: Final = (
     Location(CARD_CLASS, CARD_TABLE, PAN_COLUMN, "token", lambda row: str(row["token"]).encode()),
 )
 MAX_PARTY_CHARS: Final = 120
+# An access whose token was found but whose other input the vault refused (a security code
+# of the wrong shape for the card): nothing was revealed.
+INVALID: Final = "invalid"
+# Outcomes after which the token is known to be one (a digit-shaped token may be logged).
+FOUND_OUTCOMES: Final = frozenset({"allowed", INVALID})
 MAX_REQUEST_ID_CHARS: Final = 64
 
 
@@ -212,7 +218,7 @@ class CardVaultStore:
                 "on_behalf_of": bounded.on_behalf_of,
                 # A caller that sends a PAN where a token belongs must not get it written
                 # into the log: digit-shaped values only once found as tokens.
-                "token": loggable_token(token, confirmed=outcome == "allowed"),
+                "token": loggable_token(token, confirmed=outcome in FOUND_OUTCOMES),
                 "outcome": outcome,
                 "request_id": bounded.request_id,
             },
@@ -264,6 +270,12 @@ class CardVaultStore:
         async with self.unit_of_work() as session:
             for _ in range(MAX_TOKEN_DRAWS):
                 token = new_token(card, chosen)
+                if chosen is not TokenFormat.OPAQUE and await repository.tokens_with_fingerprint(
+                    session, self.fingerprint(token)
+                ):
+                    # A format-preserving token is a valid card number: one that is the PAN
+                    # of a card the vault holds would hand that card number out as a token.
+                    continue
                 row = VaultCardRow(
                     token=token,
                     pan_enc=keyring_field(keyring, card.digits, record_id=token),
@@ -317,29 +329,50 @@ class CardVaultStore:
         """The card and its security code for one authorization (payment role only). The
         code is checked for its brand and handed back in memory: it is never written."""
         await self._check(caller, VaultOperation.AUTHORIZE, token)
-        card = await self._reveal(caller, VaultOperation.AUTHORIZE, token)
-        return AuthorizationCard(card, parse_card_secret(cvv, card.brand))
+        secrets: list[CardSecret] = []
+        # The code is checked against the stored card's brand before the access is logged:
+        # a refused code ("12", "12a") is logged `invalid`, never `allowed`.
+        card = await self._reveal(
+            caller,
+            VaultOperation.AUTHORIZE,
+            token,
+            accept=lambda brand: secrets.append(parse_card_secret(cvv, brand)),
+        )
+        return AuthorizationCard(card, secrets[0])
 
     async def _reveal(
-        self, caller: VaultCaller, operation: VaultOperation, token: str
+        self,
+        caller: VaultCaller,
+        operation: VaultOperation,
+        token: str,
+        accept: Callable[[CardBrand], None] | None = None,
     ) -> RevealedCard:
+        """The stored card, the access logged with its outcome: `not_found`, `invalid` (the
+        request's other input, checked by `accept` against the card, was refused; nothing
+        is revealed) or `allowed`."""
         keyring = self._ready()
+        refused: TradeguardError | None = None
+        found: RevealedCard | None = None
         async with self.unit_of_work() as session:
             row = await repository.card(session, token) if token_shape_valid(token) else None
-            await self._log(
-                session, caller, operation.value, token, "allowed" if row else "not_found"
-            )
-            if row is None:
-                # The miss is logged, then reported: the log row must commit, so it is
-                # raised after the unit of work.
-                found = None
-            else:
+            outcome = "not_found" if row is None else "allowed"
+            if row is not None and accept is not None:
+                try:
+                    accept(CardBrand(row.brand))
+                except TradeguardError as exc:
+                    refused, outcome = exc, INVALID
+            await self._log(session, caller, operation.value, token, outcome)
+            # A miss or a refusal is logged, then reported: the log row must commit, so it
+            # is raised after the unit of work.
+            if row is not None and refused is None:
                 found = RevealedCard(
                     row.token,
                     row.pan_enc.reveal(keyring, record_id=row.token),
                     CardBrand(row.brand),
                     Expiry(row.expiry_year, row.expiry_month),
                 )
+        if refused is not None:
+            raise refused
         if found is None:
             raise TokenNotFound
         return found

@@ -309,7 +309,7 @@ async def reset_password_submit(request: Request, services: Services) -> HTMLRes
     except TradeguardError as exc:
         # Our own messages (password rules, "confirm with a backup code ..."), never input;
         # the form is shown again with the same token, which was not spent.
-        page = _reset_page(token, status=exc.status, problem=exc.detail)
+        page = _reset_page(token, status=exc.status, problem=exc.client_detail)
         # The same protocol headers as the API's answer (Retry-After on a 429 the page's text
         # refers to).
         page.headers.update(exc.headers())

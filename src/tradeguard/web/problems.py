@@ -132,6 +132,15 @@ def _scrubbed_instance(path: str) -> str:
 def problem_body(error: errors.TradeguardError, *, instance: str) -> dict[str, Any]:
     """The problem object for a tradeguard error, tagged with the current request id."""
     body = error.to_problem(instance=_scrubbed_instance(instance))
+    if error.operator_detail:
+        # The client reads the title only (no key names, versions, classes or files): the
+        # detail is logged, under the request id the client can quote.
+        logger.error(
+            "problem detail withheld from the client: %s: %s",
+            error.slug,
+            redact_text(error.detail),
+            extra={"problem": error.slug},
+        )
     request_id = request_id_var.get()
     if request_id is not None:
         body["request_id"] = request_id
@@ -176,7 +185,7 @@ async def send_problem(
 
 async def _tradeguard_error_handler(request: Request, exc: Exception) -> Response:
     error = cast(errors.TradeguardError, exc)
-    if error.status >= 500:
+    if error.status >= 500 and not error.operator_detail:  # else problem_body logs it
         logger.error("request failed: %s", type(error).__name__, extra={"problem": error.slug})
     return problem_response(error, instance=request.url.path)
 

@@ -193,7 +193,12 @@ class TestTampering:
         made: CreatedBackup,
         tmp_path: Path,
     ) -> None:
-        other = await backup_of(settings, engine, sessions, seeded, clock, tmp_path / "o.tgbk")
+        # Another backup under the same file name (in another directory): its manifest's
+        # signed name matches, so what refuses it is the backup id.
+        (tmp_path / "other").mkdir()
+        other = await backup_of(
+            settings, engine, sessions, seeded, clock, tmp_path / "other" / made.data.name
+        )
         blob = made.data.read_bytes()
         note = made.manifest_file.read_text()
         spans = chunk_spans(blob)
@@ -268,8 +273,10 @@ class TestTampering:
             ),
         }
         trusted = [made.signed_by]
-        for name, (data, manifest, keyed, keyless) in cases.items():
-            path = tmp_path / f"t-{len(name)}-{abs(hash(name))}.tgbk"
+        for number, (name, (data, manifest, keyed, keyless)) in enumerate(cases.items()):
+            # The signed file name kept, so each case reaches the check it is about.
+            (tmp_path / f"t{number}").mkdir()
+            path = tmp_path / f"t{number}" / made.data.name
             path.write_bytes(data)
             manifest_path(path).write_text(manifest)
             with pytest.raises(BackupRejected) as with_key:
@@ -280,6 +287,46 @@ class TestTampering:
             assert without_key.value.reason in keyless, name
         # The untouched pair still verifies.
         await verify_backup(data=made.data, trusted=trusted, provider=provider_of(seeded))
+
+
+class TestSignedFileName:
+    async def test_a_pair_copied_under_another_name_fails_verify_and_restore(
+        self, seeded: Seeded, made: CreatedBackup, db_backend: str, tmp_path: Path
+    ) -> None:
+        # b.tgbk + b.tgbk.manifest copied to nightly.tgbk + nightly.tgbk.manifest: every byte
+        # is sound, but the manifest was signed for b.tgbk.
+        renamed = tmp_path / "nightly.tgbk"
+        renamed.write_bytes(made.data.read_bytes())
+        manifest_path(renamed).write_text(made.note)
+        trusted = [made.signed_by]
+        for provider in (provider_of(seeded), None):
+            with pytest.raises(BackupRejected) as caught:
+                await verify_backup(data=renamed, trusted=trusted, provider=provider)
+            assert caught.value.reason is RejectReason.FILE_NAME_MISMATCH
+            assert "'b.tgbk'" in caught.value.detail
+        async with restore_target(db_backend, tmp_path, made.manifest.pg_schema) as (
+            target,
+            restored,
+        ):
+            with pytest.raises(BackupRejected) as caught:
+                await restore_backup(
+                    data=renamed, trusted=trusted, provider=provider_of(seeded), target=target
+                )
+            assert caught.value.reason is RejectReason.FILE_NAME_MISMATCH
+            if db_backend == "sqlite":
+                assert not target.sqlite_path.exists()
+            else:
+                async with restored.connect() as conn:
+                    assert not await conn.scalar(
+                        text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"),
+                        {"s": made.manifest.pg_schema},
+                    )
+        # Under its signed name, in another directory, the same pair verifies.
+        (tmp_path / "moved").mkdir()
+        moved = tmp_path / "moved" / made.data.name
+        moved.write_bytes(made.data.read_bytes())
+        manifest_path(moved).write_text(made.note)
+        await verify_backup(data=moved, trusted=trusted, provider=provider_of(seeded))
 
 
 class TestRestoreRefusals:

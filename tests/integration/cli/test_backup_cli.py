@@ -275,6 +275,32 @@ class TestBackupCommands:
         assert result.exit_code == 2
         assert "no master key" in result.output or "no backup signing key" in result.output
 
+    @pytest.mark.parametrize(
+        "schema", ["public; select 1", 'public"', "pub*", "a,b", "1abc", "x" * 64, ""]
+    )
+    def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(
+        self, data_dir: Path, tmp_path: Path, schema: str
+    ) -> None:
+        out = tmp_path / "b.tgbk"
+        result = runner.invoke(
+            app,
+            [
+                "backup",
+                "create",
+                "--data-dir",
+                str(data_dir),
+                "--out",
+                str(out),
+                "--pg-schema",
+                schema,
+            ],
+        )
+        assert result.exit_code == 2, result.output
+        assert "must be a plain identifier" in result.output
+        assert "Traceback" not in result.output
+        assert not out.exists()
+        assert list(tmp_path.glob("*.tgbk*")) == []
+
     @pytest.mark.parametrize("command", ["create", "verify", "restore", "public-key"])
     def test_each_command_explains_itself(self, command: str, db_backend: str) -> None:
         result = runner.invoke(app, ["backup", command, "--help"])

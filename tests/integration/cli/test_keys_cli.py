@@ -23,6 +23,7 @@ from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock
 from tradeguard.core.ids import IdGenerator
+from tradeguard.crypto.providers import PROTECTED_MAGIC, create_master_key_file, read_master_key
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import start_identity
 from tradeguard.notify.service import BODY_PURPOSE, seal_context
@@ -338,6 +339,75 @@ class TestSplitAndCombine:
         assert files[0].read_text().split()[4].encode() not in ledger
 
 
+class TestCombineUnderAPassphrase:
+    def test_the_rebuilt_key_is_sealed_like_the_key_file_and_opens_with_the_passphrase(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TRADEGUARD_MASTER_KEY_PASSPHRASE", "quiet meadow lantern")
+        directory = tmp_path / "var"
+        assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(directory)])
+        assert result.exit_code == 0, result.output
+        key = directory / "keys" / "master.key"
+        assert key.read_bytes().startswith(PROTECTED_MAGIC)
+        split = runner.invoke(
+            app,
+            ["keys", "split", "--threshold", "2", "--shares", "2", "--data-dir", str(directory)],
+        )
+        assert split.exit_code == 0, split.output
+        shares = [line.split(": ", 1)[1] for line in split.output.splitlines() if ": " in line]
+        rebuilt = tmp_path / "rebuilt.key"
+        result = runner.invoke(
+            app,
+            ["keys", "combine", "--out", str(rebuilt), "--data-dir", str(directory)],
+            input="\n".join(shares) + "\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "sealed under the master-key passphrase" in result.output
+        data = rebuilt.read_bytes()
+        assert data.startswith(PROTECTED_MAGIC)
+        master = read_master_key(key, passphrase="quiet meadow lantern")
+        assert master not in data
+        assert read_master_key(rebuilt, passphrase="quiet meadow lantern") == master
+        # Put in place, the rebuilt key serves; a bare key in its place is refused.
+        key.unlink()
+        rebuilt.rename(key)
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(directory)])
+        assert result.exit_code == 0, result.output
+        key.unlink()
+        create_master_key_file(key, master, None)
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(directory)])
+        assert result.exit_code == 2
+        assert "not sealed under a passphrase" in result.output
+        assert "Traceback" not in result.output
+
+    def test_a_bare_key_is_sealed_by_split_then_combine_with_the_passphrase_set(
+        self, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The procedure docs/security/key-management.md gives for sealing an existing key.
+        key = data_dir / "keys" / "master.key"
+        master = key.read_bytes()
+        split = runner.invoke(
+            app, ["keys", "split", "--threshold", "2", "--shares", "2", "--data-dir", str(data_dir)]
+        )
+        assert split.exit_code == 0, split.output
+        shares = [line.split(": ", 1)[1] for line in split.output.splitlines() if ": " in line]
+        monkeypatch.setenv("TRADEGUARD_MASTER_KEY_PASSPHRASE", "quiet meadow lantern")
+        sealed = key.with_name("master.key.sealed")
+        result = runner.invoke(
+            app,
+            ["keys", "combine", "--out", str(sealed), "--data-dir", str(data_dir)],
+            input="\n".join(shares) + "\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "not recorded in a ledger" in result.output
+        assert key.read_bytes() == master  # the key in place is untouched
+        sealed.replace(key)
+        result = runner.invoke(app, ["keys", "status", "--data-dir", str(data_dir)])
+        assert result.exit_code == 0, result.output
+        assert read_master_key(key, passphrase="quiet meadow lantern") == master
+
+
 class TestBadInput:
     @pytest.mark.parametrize(
         ("args", "message"),
@@ -393,6 +463,17 @@ class TestBadInput:
         assert result.exit_code == 2
         assert "already exists" in result.output
         assert key.read_bytes() == before
+
+    def test_combine_onto_a_dangling_symlink_is_refused_clearly(
+        self, data_dir: Path, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "rebuilt.key"
+        out.symlink_to(tmp_path / "nowhere")
+        result = runner.invoke(app, ["keys", "combine", "--out", str(out)], input="x\n")
+        assert result.exit_code == 2
+        assert "already exists" in result.output
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "nowhere").exists()
 
     def test_a_master_key_file_others_can_read_is_refused(self, data_dir: Path) -> None:
         key = data_dir / "keys" / "master.key"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -32,7 +33,12 @@ from tradeguard.vault.certs import VaultPki, issue_all, issue_ca, issue_client
 from tradeguard.vault.domain import InvalidCardNumber, VaultAccessDenied, VaultRole
 from tradeguard.vault.remote import RemoteVaultClient, client_ssl_context
 from tradeguard.vault.server import create_vault_app
-from tradeguard.vault.serving import VaultServer, bind_vault_socket, parse_listen
+from tradeguard.vault.serving import (
+    VaultListenerUnavailable,
+    VaultServer,
+    bind_vault_socket,
+    parse_listen,
+)
 from tradeguard.vault.store import CardVaultStore, VaultUnavailable
 
 WHO = "user:alice"
@@ -174,6 +180,36 @@ class TestMutualTls:
         finally:
             await client.close()
 
+    async def test_a_security_code_answered_422_is_logged_invalid(
+        self, vault_process: RunningVault, vault_database: VaultDatabase
+    ) -> None:
+        context = client_ssl_context(vault_process.pki, VaultRole.PAYMENT)
+        async with raw_client(vault_process, context) as raw:
+            made = await raw.post("/v1/tokenize", json=tokenize_body(VISA))
+            token = made.json()["token"]
+            answers = [
+                await raw.post(
+                    "/v1/authorization-card",
+                    json={"token": token, "cvv": cvv, "on_behalf_of": "service:payments"},
+                )
+                for cvv in ("12", "12a")
+            ]
+        assert [a.status_code for a in answers] == [422, 422]
+        engine = vault_database.engine()
+        try:
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT outcome FROM vault_access_log WHERE operation = 'authorize'"
+                            " ORDER BY occurred_ns, id"
+                        )
+                    )
+                ).all()
+        finally:
+            await engine.dispose()
+        assert [r[0] for r in rows] == ["invalid", "invalid"]
+
     @pytest.mark.spec("PCI-3")
     async def test_a_client_without_a_certificate_is_refused_at_the_handshake(
         self, vault_process: RunningVault
@@ -232,6 +268,56 @@ class TestMutualTls:
         assert (vault_process.pki.ca_key.stat().st_mode & 0o777) == 0o600
         for role in VaultRole:
             assert vault_process.pki.client_key(role).stat().st_mode & 0o777 == 0o600
+
+
+class TestOneVaultPerSocket:
+    async def test_a_second_vault_on_the_same_socket_is_refused_and_the_first_keeps_serving(
+        self, vault_process: RunningVault
+    ) -> None:
+        inode = vault_process.socket_path.stat().st_ino
+        with pytest.raises(VaultListenerUnavailable, match="already listening"):
+            bind_vault_socket(vault_process.endpoint)
+        assert vault_process.socket_path.stat().st_ino == inode
+        client = vault_process.client(VaultRole.APP)
+        try:
+            card = await client.tokenize(
+                pan=VISA, expiry_month=12, expiry_year=2035, on_behalf_of=WHO
+            )
+        finally:
+            await client.close()
+        assert card.last4 == "1111"
+
+    def test_a_stale_socket_file_is_replaced(self, short_dir: Path) -> None:
+        path = short_dir / "vault.sock"
+        left = bind_vault_socket(f"unix://{path}")
+        left.close()  # a vault killed without removing its socket file
+        assert path.is_socket()
+        sock = bind_vault_socket(f"unix://{path}")
+        try:
+            assert path.is_socket()
+            assert path.stat().st_mode & 0o777 == 0o660
+        finally:
+            sock.close()
+
+    def test_a_path_that_is_not_a_socket_is_refused_and_kept(self, short_dir: Path) -> None:
+        path = short_dir / "vault.sock"
+        path.write_text("not a socket")
+        with pytest.raises(VaultListenerUnavailable, match="not a socket"):
+            bind_vault_socket(f"unix://{path}")
+        assert path.read_text() == "not a socket"
+
+    def test_a_port_in_use_and_an_address_not_ours_are_refused(self) -> None:
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(VaultListenerUnavailable, match="already in use"):
+                bind_vault_socket(f"https://127.0.0.1:{port}")
+        finally:
+            taken.close()
+        with pytest.raises(VaultListenerUnavailable, match="not an address of this machine"):
+            bind_vault_socket("https://10.255.255.254:9443")
 
 
 class TestListenAddresses:

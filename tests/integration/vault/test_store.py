@@ -4,6 +4,7 @@ sealed PANs bound to their token, roles, the vault's access log, its own migrati
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text
@@ -11,8 +12,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.cards import AMEX, AMEX_CVV, CVV, MASTERCARD, TEST_PANS, VISA
+from tradeguard.config import Settings
+from tradeguard.core.clock import FrozenClock
+from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.keyring import DecryptionFailed
-from tradeguard.vault import repository
+from tradeguard.vault import domain, repository
+from tradeguard.vault.container import open_store
 from tradeguard.vault.domain import (
     CardBrand,
     InvalidCardNumber,
@@ -25,7 +30,7 @@ from tradeguard.vault.domain import (
 )
 from tradeguard.vault.migrate import head_revision
 from tradeguard.vault.models import VaultCardRow
-from tradeguard.vault.store import CardVaultStore, VaultCaller
+from tradeguard.vault.store import CardVaultStore, VaultCaller, VaultUnavailable
 
 APP = VaultCaller(VaultRole.APP, "user:alice", "req-1")
 PAYMENT = VaultCaller(VaultRole.PAYMENT, "service:payments", "req-2")
@@ -96,6 +101,44 @@ class TestTokenize:
         ]
         assert len(set(tokens)) == 40
 
+    async def test_a_format_preserving_token_is_never_the_pan_of_a_stored_card(
+        self,
+        vault_engine: AsyncEngine,
+        tmp_path: Path,
+        clock: FrozenClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The table-level format (TRADEGUARD_VAULT_TOKEN_FORMAT), and a token space forced
+        # small: the first draw is exactly another stored card's number.
+        settings = Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path, vault_token_format="luhn_six_t_four", _env_file=None
+        )
+        store = open_store(settings, clock=clock, ids=IdGenerator(clock), engine=vault_engine)
+        await store.start()
+        try:
+            other = next(
+                pan
+                for pan in (f"42222212{d}2222" for d in range(10))
+                if luhn_valid(pan) and pan != "4222222222222"
+            )
+            stored = await tokenize(store, other, TokenFormat.OPAQUE)
+            draws = iter(["120", "340"])
+            monkeypatch.setattr(domain, "_random_digits", lambda count: next(draws))
+            token = await tokenize(store, "4222222222222")
+            assert token != other
+            assert token[:8] == "42222234"
+            assert token.endswith("2222")
+            assert luhn_valid(token)
+            # Every draw the PAN of a stored card: refused, nothing stored.
+            monkeypatch.setattr(domain, "_random_digits", lambda count: "120")
+            with pytest.raises(VaultUnavailable):
+                await tokenize(store, "4222222222222")
+            async with store.unit_of_work() as session:
+                assert await repository.card_count(session) == 2
+            assert (await store.detokenize(PAYMENT, stored)).pan == other
+        finally:
+            await store.close()
+
     async def test_invalid_cards_are_refused_and_nothing_is_stored(
         self, store: CardVaultStore
     ) -> None:
@@ -126,6 +169,24 @@ class TestRoles:
             ("authorize", "app", "denied", token),
         ]
         assert log[1].on_behalf_of == "user:alice"
+
+    async def test_a_refused_security_code_is_logged_invalid_never_allowed(
+        self, store: CardVaultStore
+    ) -> None:
+        token = await tokenize(store)  # a Visa: three digits
+        for bad in ("12", "12a", "1234"):
+            with pytest.raises(InvalidCardSecret):
+                await store.authorization_card(PAYMENT, token, bad)
+        await store.authorization_card(PAYMENT, token, CVV)
+        async with store.unit_of_work() as session:
+            log = [r for r in await repository.access_log(session) if r.outcome != "done"]
+        assert [(r.operation, r.outcome, r.token) for r in log] == [
+            ("tokenize", "allowed", token),
+            ("authorize", "invalid", token),
+            ("authorize", "invalid", token),
+            ("authorize", "invalid", token),
+            ("authorize", "allowed", token),
+        ]
 
     async def test_a_pan_sent_as_a_token_is_not_written_to_the_access_log(
         self, store: CardVaultStore

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tradeguard.config import Settings
 from tradeguard.crypto.envelope import EnvelopeBroken
 from tradeguard.crypto.providers import (
     KeyFileError,
@@ -16,6 +17,7 @@ from tradeguard.crypto.providers import (
     read_master_key,
     replace_master_key_file,
 )
+from tradeguard.crypto.tasks import kek_provider_from, vault_kek
 
 FAST_SCRYPT = 14  # the minimum accepted; production uses 17
 
@@ -87,6 +89,25 @@ class TestPassphrase:
         replace_master_key_file(path, read_master_key(path), "pass phrase", FAST_SCRYPT)
         assert LocalFileKek(read_master_key(path, passphrase="pass phrase")).kek_id == kek.kek_id
         assert (path.stat().st_mode & 0o777) == 0o600
+
+    def test_a_bare_key_is_refused_when_a_passphrase_is_configured(self, tmp_path: Path) -> None:
+        # A bare key put in place of a sealed one must not silently drop the protection.
+        path = tmp_path / "master.key"
+        create_master_key_file(path, secrets.token_bytes(32), None)
+        with pytest.raises(KeyFileError, match="not sealed under a passphrase"):
+            read_master_key(path, passphrase="correct horse")
+        with pytest.raises(KeyFileError, match="not sealed under a passphrase"):
+            LocalFileKek.load_or_create(path, passphrase="correct horse")
+
+    def test_the_vaults_bare_key_is_refused_under_the_vaults_passphrase(
+        self, tmp_path: Path
+    ) -> None:
+        settings = Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path, vault_master_key_passphrase="vault pass phrase", _env_file=None
+        )
+        create_master_key_file(settings.vault_master_key_file, secrets.token_bytes(32), None)
+        with pytest.raises(KeyFileError, match="not sealed under a passphrase"):
+            kek_provider_from(settings, create=False, kek=vault_kek(settings))
 
     def test_a_damaged_sealed_file_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "master.key"
