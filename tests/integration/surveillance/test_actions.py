@@ -203,6 +203,42 @@ class TestAutomaticSuspension:
         assert is_problem(unknown, 404, "action-not-found")
         assert await audit_events(api, "surveillance:action:reversed") == []
 
+    async def test_a_reversal_refuses_when_the_status_changed_and_changed_back_since(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            await set_policy(carol, ("SPOOFING", 0, "closing_only"))
+            market = await trade_a_market(api)
+            await chain(api)
+            await surveillance_of(api).consumer.run()
+            (sam,) = market.sam.accounts
+            (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+            # A human decides after the action: suspended, then closing-only again, a
+            # decision of their own that merely looks like the action's status.
+            for status, reason in [
+                (AccountStatus.SUSPENDED, "legal hold"),
+                (AccountStatus.CLOSING_ONLY, "hold lifted, keep closing-only: our call"),
+            ]:
+                await trading_of(api).desk.set_account_status(
+                    account_id=sam,
+                    status=status,
+                    trading_state=None,
+                    reason=reason,
+                    actor=Party("staff", "someone"),
+                )
+            refused = await carol.post(
+                f"{ACTIONS}/{action['id']}/reverse", {"reason": "closing-only no longer needed"}
+            )
+            shown = await carol.get(ACTIONS, params={"account_id": sam})
+        assert action["action"] == "closing_only"
+        assert action["detail"]["status_event_id"]
+        assert is_problem(refused, 409, "action-not-reversible"), refused.text
+        assert "changed since" in refused.json()["detail"]
+        assert await account_status(api, sam) == "closing_only"
+        assert [a["status"] for a in shown.json()] == ["applied"]
+        assert await audit_events(api, "surveillance:action:reversed") == []
+
 
 class TestNotify:
     @pytest.mark.spec("MAN-5")
