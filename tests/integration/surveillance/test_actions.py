@@ -72,6 +72,18 @@ async def account_status(api: Api, account_id: str) -> str:
         return (await trading_of(api).accounts.get(session, account_id)).status
 
 
+async def spoofer_put_closing_only(api: Api, carol: Trader) -> tuple[str, dict[str, Any]]:
+    """The morning market through the stream with a closing-only policy for spoofing: the
+    spoofer's account and the action that put it closing-only."""
+    await set_policy(carol, ("SPOOFING", 0, "closing_only"))
+    market = await trade_a_market(api)
+    await chain(api)
+    await surveillance_of(api).consumer.run()
+    (sam,) = market.sam.accounts
+    (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+    return sam, action
+
+
 def order_body(side: str = "buy", price: str = "48.00", quantity: int = 10) -> dict[str, Any]:
     return {
         "client_order_id": f"o-{side}-{price}-{quantity}",
@@ -178,12 +190,7 @@ class TestAutomaticSuspension:
     ) -> None:
         async with api.client() as client:
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            await set_policy(carol, ("SPOOFING", 0, "closing_only"))
-            market = await trade_a_market(api)
-            await chain(api)
-            await surveillance_of(api).consumer.run()
-            (sam,) = market.sam.accounts
-            (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+            sam, action = await spoofer_put_closing_only(api, carol)
             # Somebody suspends the account through trading afterwards.
             await trading_of(api).desk.set_account_status(
                 account_id=sam,
@@ -208,12 +215,7 @@ class TestAutomaticSuspension:
     ) -> None:
         async with api.client() as client:
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            await set_policy(carol, ("SPOOFING", 0, "closing_only"))
-            market = await trade_a_market(api)
-            await chain(api)
-            await surveillance_of(api).consumer.run()
-            (sam,) = market.sam.accounts
-            (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+            sam, action = await spoofer_put_closing_only(api, carol)
             # A human decides after the action: suspended, then closing-only again, a
             # decision of their own that merely looks like the action's status.
             for status, reason in [

@@ -98,6 +98,24 @@ async def open_case(carol: Trader, *alert_ids: str, title: str = "ACME review") 
     return str(response.json()["id"])
 
 
+async def two_officers(api: Api, client: Any) -> tuple[Trader, Trader]:
+    """Two compliance officers, carol and dora (four eyes)."""
+    return (
+        await staff(api, client, "carol", Role.COMPLIANCE),
+        await staff(api, client, "dora", Role.COMPLIANCE),
+    )
+
+
+async def cross_again(api: Api, market: Market) -> None:
+    """Ursula crosses her two accounts once more, half a minute on, and the ledger is chained."""
+    a1, a2 = market.ursula.accounts
+    api.clock.advance(seconds=30)
+    await order(api, market.ursula, a1, "sell", 500, "50.00")
+    api.clock.advance(seconds=1)
+    await order(api, market.ursula, a2, "buy", 500, "50.00")
+    await chain(api)
+
+
 async def escalated_case(carol: Trader, dora: Trader, *alert_ids: str) -> str:
     """A case carol opens and reviews, escalated by dora (so carol may close it as reported:
     the escalation and the close are two people's decisions)."""
@@ -116,8 +134,7 @@ class TestCaseLifecycle:
     ) -> None:
         _, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await open_case(carol, alerts["WASH_TRADE"])
             added = await carol.post(
                 f"{CASES}/{case_id}/alerts", {"alert_ids": [alerts["SPOOFING"]]}
@@ -180,8 +197,7 @@ class TestCaseLifecycle:
     ) -> None:
         market, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await escalated_case(carol, dora, *alerts.values())
             closed = await carol.post(
                 f"{CASES}/{case_id}/close",
@@ -262,8 +278,7 @@ class TestCaseLifecycle:
         # An alert naming only an account the firm cannot tie to an owner.
         alert_id = await alert_of_unknown_account(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await escalated_case(carol, dora, alert_id)
             api.clock.advance(seconds=2 * 86_400)
             await carol.sign_in_again()
@@ -287,8 +302,7 @@ class TestCaseLifecycle:
     async def test_no_suspect_is_refused_when_the_alerts_name_a_known_owner(self, api: Api) -> None:
         _, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await escalated_case(carol, dora, alerts["SPOOFING"])
             before = (await carol.get(f"{CASES}/{case_id}")).json()
             refused = await carol.post(
@@ -315,8 +329,7 @@ class TestCaseLifecycle:
     ) -> None:
         _, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await open_case(carol, alerts["SPOOFING"])
             await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
             await carol.post(f"{CASES}/{case_id}/escalate", {"reason": "looks deliberate"})
@@ -374,11 +387,7 @@ class TestDecidedAlerts:
             )
             assert policy.status_code == 200, policy.text
             # Ursula crosses her accounts again, within the fold window of the old alert.
-            api.clock.advance(seconds=30)
-            await order(api, market.ursula, a1, "sell", 500, "50.00")
-            api.clock.advance(seconds=1)
-            await order(api, market.ursula, a2, "buy", 500, "50.00")
-            await chain(api)
+            await cross_again(api, market)
             # A restarted stream (a new process) judges the new events: the decision is made
             # once, when the finding is recorded, and the replay of the lookback records none.
             result = await fresh_surveillance(api, batch_size=7).consumer.run()
@@ -407,16 +416,11 @@ class TestDecidedAlerts:
     async def test_a_finding_still_folds_into_an_alert_in_a_live_case(self, api: Api) -> None:
         market, alerts = await surveil(api)
         wash_id = alerts["WASH_TRADE"]
-        a1, a2 = market.ursula.accounts
         async with api.client() as client:
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
             await open_case(carol, wash_id)
             before = (await carol.get(f"{ALERTS}/{wash_id}")).json()
-            api.clock.advance(seconds=30)
-            await order(api, market.ursula, a1, "sell", 500, "50.00")
-            api.clock.advance(seconds=1)
-            await order(api, market.ursula, a2, "buy", 500, "50.00")
-            await chain(api)
+            await cross_again(api, market)
             result = await surveillance_of(api).consumer.run()
             after = (await carol.get(f"{ALERTS}/{wash_id}")).json()
         assert result.alerts == 0
@@ -570,8 +574,7 @@ class TestBadInput:
     async def test_bad_steps_are_refused_and_change_nothing(self, api: Api) -> None:
         market, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             ada = await staff(api, client, "ada", Role.ADMIN)
             trader = await signed_in_trader(api, client, "tess")
             case_id = await open_case(carol, alerts["SPOOFING"])
