@@ -777,7 +777,13 @@ def cases_close(
     ] = None,
     no_suspect: Annotated[
         bool,
-        typer.Option("--no-suspect", help="reported: no suspect identified (60-day deadline)."),
+        typer.Option(
+            "--no-suspect",
+            help=(
+                "reported: no suspect identified (60-day deadline); refused when an account "
+                "of the case's alerts has a known owner."
+            ),
+        ),
     ] = False,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:

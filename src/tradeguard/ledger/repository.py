@@ -319,3 +319,20 @@ async def latest_of_types_about(
             AuditEventRow.subject_id == subject_id,
         )
     )
+
+
+async def latest_event_id_of_types_about(
+    session: AsyncSession, subject_id: str, event_types: Sequence[str]
+) -> str | None:
+    """The id of the newest event (by insertion) of these types about this subject: committed
+    events, chained or not yet, and those of the caller's own transaction."""
+    query = (
+        select(AuditEventRow.event_id)
+        .where(
+            AuditEventRow.event_type.in_(list(event_types)),
+            AuditEventRow.subject_id == subject_id,
+        )
+        .order_by(AuditEventRow.pk.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)

@@ -170,6 +170,17 @@ async def latest_about(
     return await repository.latest_of_types_about(session, subject_id, event_types)
 
 
+async def latest_event_id_about(
+    session: AsyncSession, *, subject_id: str, event_types: Sequence[str]
+) -> str | None:
+    """The id of the newest event of these types about this subject (None: none), those
+    committed and those of this transaction: a marker that moves with every such event, so
+    an unchanged marker means none happened in between (the type index, rare types)."""
+    if not event_types:
+        return None
+    return await repository.latest_event_id_of_types_about(session, subject_id, event_types)
+
+
 async def events_of_types(
     session: AsyncSession,
     event_types: Sequence[str],

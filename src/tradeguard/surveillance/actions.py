@@ -314,6 +314,11 @@ class ActionDesk:
                     reason=reason,
                     actor=DETECTOR_PARTY,
                 )
+                # The status change this action made: a reversal undoes it only while it is
+                # still the account's latest (see `reverse`).
+                detail["status_event_id"] = await self._accounts.last_status_change(
+                    session, account_id
+                )
                 orders = await self._orders.cancel_open(
                     session,
                     account_id=account_id,
@@ -409,9 +414,9 @@ class ActionDesk:
         restored: str | None = None
         if kind in _STATUS_OF:
             account = await self._accounts.get(session, row.account_id, lock=True)
-            if account.status != row.detail["to"]:
-                # Somebody changed the account since: their decision stands, and is not
-                # silently undone by reversing an older one.
+            if account.status != row.detail["to"] or await self._changed_since(session, row):
+                # Somebody changed the account since (even if they changed it back): their
+                # decision stands, and is not silently undone by reversing an older one.
                 raise ActionNotReversible(
                     f"the account's status changed since the action (it is {account.status}); "
                     "change it through the trading accounts route"
@@ -448,6 +453,16 @@ class ActionDesk:
             ),
         )
         return row
+
+    async def _changed_since(self, session: AsyncSession, row: SurveillanceAction) -> bool:
+        """Whether any status change of the account followed the action's own."""
+        latest = await self._accounts.last_status_change(session, row.account_id)
+        made = row.detail.get("status_event_id")
+        if made is not None:
+            return bool(latest != made)
+        # An action recorded before the marker: any status change after it counts.
+        changed_ns = await self._accounts.last_status_change_ns(session, row.account_id)
+        return changed_ns is not None and changed_ns > row.applied_ns
 
     # Reading -------------------------------------------------------------------------------
 

@@ -279,8 +279,9 @@ async def escalate_surveillance_case(
 async def close_surveillance_case(
     case_id: CaseId, body: CloseIn, request: Request, principal: CurrentPrincipal
 ) -> CaseOut:
-    """Close a case with a disposition; restricted and reported need an escalated case;
-    reported drafts the suspicious-activity report."""
+    """Close a case with a disposition; restricted and reported need an escalated case,
+    closed by another compliance officer than the one who escalated it (409
+    second-reviewer-required); reported drafts the suspicious-activity report."""
     detected = _ns(body.detected_at)
     return await _case_step(
         request,

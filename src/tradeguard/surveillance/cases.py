@@ -23,6 +23,7 @@ from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository, sar
 from tradeguard.surveillance.domain import (
+    ESCALATION_REQUIRED,
     CaseCommand,
     CaseStatus,
     Disposition,
@@ -77,6 +78,11 @@ class AlertInCase(Conflict):
     title = "The alert is already in a case"
 
 
+class SecondReviewerRequired(Conflict):
+    slug = "second-reviewer-required"
+    title = "Another compliance officer must take this decision"
+
+
 class StaffRoles(Protocol):
     """Who holds which role (identity's service): an assignee must be compliance staff."""
 
@@ -96,7 +102,7 @@ def _party(actor: Party) -> str:
 
 
 def _clean_title(title: str) -> str:
-    text = clean_reason(title)
+    text = clean_reason(title, field="title")
     if len(text) > MAX_TITLE_CHARS or "\n" in text:
         raise InvalidInput(f"a title is one line of at most {MAX_TITLE_CHARS} characters")
     return text
@@ -277,7 +283,7 @@ class CaseDesk:
         actor: Party,
         request_id: str | None = None,
     ) -> SurveillanceCase:
-        body = clean_reason(text)
+        body = clean_reason(text, field="text")
         row = await self._live(session, case_id, CaseCommand.NOTE)
         row.updated_ns = self._clock.now_ns()
         await self._record(session, row, CaseCommand.NOTE, actor, {"text": body}, request_id)
@@ -315,12 +321,18 @@ class CaseDesk:
         text = clean_reason(reason)
         row = await self._case(session, case_id, lock=True)
         await self._move(session, row, CaseCommand.CLOSE, disposition)
-        alerts = await self._alerts_of(session, row.id)
+        if disposition in ESCALATION_REQUIRED:
+            await self._second_reviewer(session, row, actor, disposition)
+        # Locked: a finding being folded into one of them finishes first, and one recorded
+        # after the close raises a new alert instead (service.AlertStore.record).
+        alerts = await self._alerts_of(session, row.id, lock=True)
         now = self._clock.now_ns()
         if disposition is not Disposition.REPORTED and (
             detected_ns is not None or not suspect_identified
         ):
             raise InvalidInput("detection date and suspect apply to a case closed as reported")
+        if not suspect_identified:
+            await self._no_known_owner(session, alerts)
         if detected_ns is not None:
             first = min(a.created_ns for a in alerts)
             if not first <= detected_ns <= now:
@@ -429,7 +441,7 @@ class CaseDesk:
         request_id: str | None = None,
     ) -> SurveillanceReport:
         """Record that the report was filed (with the regulator's reference)."""
-        text = clean_reason(reference)
+        text = clean_reason(reference, field="reference")
         if len(text) > MAX_REFERENCE_CHARS or "\n" in text:
             raise InvalidInput(f"a filing reference is one line of at most {MAX_REFERENCE_CHARS}")
         row = await self._case(session, case_id, lock=True)
@@ -522,9 +534,43 @@ class CaseDesk:
         row.status = after.value
         row.updated_ns = self._clock.now_ns()
 
-    async def _alerts_of(self, session: AsyncSession, case_id: str) -> list[SurveillanceAlert]:
+    async def _second_reviewer(
+        self,
+        session: AsyncSession,
+        row: SurveillanceCase,
+        actor: Party,
+        disposition: Disposition,
+    ) -> None:
+        """Four eyes: who closes a case as restricted or reported is not who escalated it
+        (the escalation is the first look, the close the second)."""
+        escalated_by = {
+            e.actor
+            for e in await repository.case_entries(session, row.id)
+            if e.kind == CaseCommand.ESCALATE.value
+        }
+        if _party(actor) in escalated_by:
+            raise SecondReviewerRequired(
+                f"you escalated this case: another compliance officer closes it as "
+                f"{disposition.value} (four eyes)"
+            )
+
+    async def _no_known_owner(
+        self, session: AsyncSession, alerts: Sequence[SurveillanceAlert]
+    ) -> None:
+        """`suspect_identified: false` (60 days to file instead of 30) only when no alert of
+        the case names an account whose owner the firm knows."""
+        accounts = sorted({a for alert in alerts for a in alert.accounts})
+        if await self._accounts.owners_of(session, accounts):
+            raise InvalidInput(
+                "suspect_identified cannot be false: the case's alerts name accounts whose "
+                "owner is known, so a suspect is identified (the report is due in 30 days)"
+            )
+
+    async def _alerts_of(
+        self, session: AsyncSession, case_id: str, *, lock: bool = False
+    ) -> list[SurveillanceAlert]:
         ids = await repository.case_alert_ids(session, case_id)
-        found = await repository.alerts_by_ids(session, ids)
+        found = await repository.alerts_by_ids(session, ids, lock=lock)
         return [found[a] for a in ids if a in found]
 
     async def _record(  # noqa: PLR0917 - one private helper, every caller passes all six

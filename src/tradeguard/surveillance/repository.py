@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradeguard.surveillance.domain import CaseStatus
 from tradeguard.surveillance.models import (
     SurveillanceAction,
     SurveillanceActionRule,
@@ -241,6 +242,19 @@ async def case_memberships(
         SurveillanceCaseAlert.alert_id.in_(sorted(set(alert_ids)))
     )
     return {row.alert_id: row for row in (await session.execute(query)).scalars()}
+
+
+async def in_closed_case(session: AsyncSession, alert_id: str) -> bool:
+    """Whether the alert is in a closed case (a decided alert: nothing folds into it)."""
+    query = (
+        select(SurveillanceCaseAlert.alert_id)
+        .join(SurveillanceCase, SurveillanceCase.id == SurveillanceCaseAlert.case_id)
+        .where(
+            SurveillanceCaseAlert.alert_id == alert_id,
+            SurveillanceCase.status == CaseStatus.CLOSED.value,
+        )
+    )
+    return (await session.execute(query)).first() is not None
 
 
 async def case_alert_ids(session: AsyncSession, case_id: str) -> list[str]:

@@ -140,7 +140,11 @@ class CloseIn(Strict):
         description="reported only: the initial detection (default: the first alert's time).",
     )
     suspect_identified: bool = Field(
-        default=True, description="reported only: false extends the deadline to 60 days."
+        default=True,
+        description=(
+            "reported only: false extends the deadline to 60 days; refused (422) when an "
+            "account of the case's alerts has a known owner (a suspect is identified)."
+        ),
     )
 
 

@@ -78,20 +78,21 @@ def _merged(old: Sequence[str], new: Sequence[str]) -> list[str]:
     return list(seen)[-MAX_ALERT_IDS:]
 
 
-def clean_reason(reason: str) -> str:
-    """A link's reason: required, trimmed, bounded, printable text."""
+def clean_reason(reason: str, *, field: str = "reason") -> str:
+    """A reason (or the text named `field` in errors): required, trimmed, bounded, printable."""
     text = reason.strip()
     if len(text) < MIN_REASON_CHARS:
-        raise InvalidInput(f"reason must say why (at least {MIN_REASON_CHARS} characters)")
+        why = "must say why" if field == "reason" else "needs"
+        raise InvalidInput(f"{field} {why} (at least {MIN_REASON_CHARS} characters)")
     if len(text) > MAX_REASON_CHARS:
-        raise InvalidInput(f"reason is longer than {MAX_REASON_CHARS} characters")
+        raise InvalidInput(f"{field} is longer than {MAX_REASON_CHARS} characters")
     # Control characters could rewrite a reviewer's terminal (the CLI prints reasons), and
     # bidirectional overrides could make a reason read differently from what it says.
     if any(
         (unicodedata.category(ch) == "Cc" and ch not in "\n\t") or ch in BIDI_CONTROLS
         for ch in text
     ):
-        raise InvalidInput("reason must be printable text")
+        raise InvalidInput(f"{field} must be printable text")
     return text
 
 
@@ -116,7 +117,16 @@ class AlertStore:
             owner=finding.owner,
             symbol=finding.symbol,
         )
-        if live is not None and folds_into(live.latest_trigger_ns, finding, self._fold_window):
+        # A continuation folds into the live alert, never into one a closed case decided
+        # (false positive or reported alike): repeat offending after the decision is a new
+        # alert, which the action policy and a new case then see. The alert's row lock (above)
+        # and the close's lock on its case's alerts (cases.py) order the two; the decision is
+        # made once, when the finding is recorded, so a restart's replay cannot change it.
+        if (
+            live is not None
+            and folds_into(live.latest_trigger_ns, finding, self._fold_window)
+            and not await repository.in_closed_case(session, live.id)
+        ):
             await self._extend(session, live, finding, now)
             return None
         row = SurveillanceAlert(
@@ -312,6 +322,11 @@ class OwnerLinks:
     ) -> SurveillanceLink:
         text = clean_reason(reason)
         first, second = await self._account_pair(session, account_a, account_b)
+        owners = await self._accounts.owners_of(session, [first, second])
+        if owners[first] == owners[second]:
+            raise InvalidInput(
+                "these accounts already share an owner (one user holds both): a link adds nothing"
+            )
         if await repository.account_link(session, LinkKind.MANUAL, first, second) is not None:
             raise LinkExists("these accounts are already linked")
         return await self._record_new(

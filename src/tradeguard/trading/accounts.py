@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.errors import InvalidInput
 from tradeguard.ledger.domain import Party
+from tradeguard.ledger.service import latest_about, latest_event_id_about
 from tradeguard.risk.buying_power import buying_power
 from tradeguard.risk.domain import (
     AccountState,
@@ -203,6 +204,19 @@ class AccountService:
         """The user who owns each of these accounts (unknown ids are left out): how
         surveillance finds an account's beneficial owner."""
         return await repository.account_owners(session, account_ids)
+
+    async def last_status_change(self, session: AsyncSession, account_id: str) -> str | None:
+        """The ledger event id of the account's newest status change (None: never changed):
+        the same id later means no status change since, even one changed back (A -> B -> A)."""
+        return await latest_event_id_about(
+            session, subject_id=account_id, event_types=[TradingEvent.ACCOUNT_STATUS_CHANGED]
+        )
+
+    async def last_status_change_ns(self, session: AsyncSession, account_id: str) -> int | None:
+        """When the account's status last changed (None: never)."""
+        return await latest_about(
+            session, subject_id=account_id, event_types=[TradingEvent.ACCOUNT_STATUS_CHANGED]
+        )
 
     async def list_all(self, session: AsyncSession) -> Sequence[TradingAccount]:
         return await repository.all_accounts(session)

@@ -228,6 +228,11 @@ class TestLinks:
                 "printable",
             ),
             (["unlink", UNKNOWN, "--reason", "no such"], 1, "no such link"),
+            (
+                ["link", *market.ursula.accounts, "--reason", "same person"],
+                2,
+                "already share an owner",
+            ),
         ]
         for args, expected, message in cases:
             code, out = run(data_dir, "surveillance", *args)
@@ -243,15 +248,15 @@ TABLET = {"platform": "iPadOS", "screen": "1024x768", "language": "en-GB"}
 
 @pytest.fixture
 def shared_tablet(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A data directory where two customers signed in on one tablet, and one customer has
-    two accounts (to link by hand); returns the directory and those two accounts."""
+    """A data directory where two customers signed in on one tablet, and two more have an
+    account each (to link by hand); returns the directory and those two accounts."""
 
     async def arrange(api: Api) -> list[str]:
         for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
             await customer(api, name)
             async with api.client(ip) as client:
                 await login(client, name, device=TABLET)
-        return (await customer(api, "mallory", accounts=2)).accounts
+        return [(await customer(api, name)).accounts[0] for name in ("mallory", "mel")]
 
     return arranged(tmp_path, arrange)
 

@@ -72,6 +72,18 @@ async def account_status(api: Api, account_id: str) -> str:
         return (await trading_of(api).accounts.get(session, account_id)).status
 
 
+async def spoofer_put_closing_only(api: Api, carol: Trader) -> tuple[str, dict[str, Any]]:
+    """The morning market through the stream with a closing-only policy for spoofing: the
+    spoofer's account and the action that put it closing-only."""
+    await set_policy(carol, ("SPOOFING", 0, "closing_only"))
+    market = await trade_a_market(api)
+    await chain(api)
+    await surveillance_of(api).consumer.run()
+    (sam,) = market.sam.accounts
+    (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+    return sam, action
+
+
 def order_body(side: str = "buy", price: str = "48.00", quantity: int = 10) -> dict[str, Any]:
     return {
         "client_order_id": f"o-{side}-{price}-{quantity}",
@@ -178,12 +190,7 @@ class TestAutomaticSuspension:
     ) -> None:
         async with api.client() as client:
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            await set_policy(carol, ("SPOOFING", 0, "closing_only"))
-            market = await trade_a_market(api)
-            await chain(api)
-            await surveillance_of(api).consumer.run()
-            (sam,) = market.sam.accounts
-            (action,) = (await carol.get(ACTIONS, params={"account_id": sam})).json()
+            sam, action = await spoofer_put_closing_only(api, carol)
             # Somebody suspends the account through trading afterwards.
             await trading_of(api).desk.set_account_status(
                 account_id=sam,
@@ -201,6 +208,37 @@ class TestAutomaticSuspension:
         assert "suspended" in refused.json()["detail"]
         assert await account_status(api, sam) == "suspended"
         assert is_problem(unknown, 404, "action-not-found")
+        assert await audit_events(api, "surveillance:action:reversed") == []
+
+    async def test_a_reversal_refuses_when_the_status_changed_and_changed_back_since(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            sam, action = await spoofer_put_closing_only(api, carol)
+            # A human decides after the action: suspended, then closing-only again, a
+            # decision of their own that merely looks like the action's status.
+            for status, reason in [
+                (AccountStatus.SUSPENDED, "legal hold"),
+                (AccountStatus.CLOSING_ONLY, "hold lifted, keep closing-only: our call"),
+            ]:
+                await trading_of(api).desk.set_account_status(
+                    account_id=sam,
+                    status=status,
+                    trading_state=None,
+                    reason=reason,
+                    actor=Party("staff", "someone"),
+                )
+            refused = await carol.post(
+                f"{ACTIONS}/{action['id']}/reverse", {"reason": "closing-only no longer needed"}
+            )
+            shown = await carol.get(ACTIONS, params={"account_id": sam})
+        assert action["action"] == "closing_only"
+        assert action["detail"]["status_event_id"]
+        assert is_problem(refused, 409, "action-not-reversible"), refused.text
+        assert "changed since" in refused.json()["detail"]
+        assert await account_status(api, sam) == "closing_only"
+        assert [a["status"] for a in shown.json()] == ["applied"]
         assert await audit_events(api, "surveillance:action:reversed") == []
 
 

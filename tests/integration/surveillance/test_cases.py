@@ -18,6 +18,8 @@ from tests.integration.surveillance.support import (
     MONDAY_OPEN,
     Market,
     chain,
+    fresh_surveillance,
+    order,
     surveillance_of,
     trade_a_market,
 )
@@ -30,9 +32,13 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock, ns_to_datetime
 from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.guard import PERMISSION_CHECKED
+from tradeguard.surveillance.domain import AlertType, Finding
 from tradeguard.surveillance.repository import AlertFilter
 
 CASES = "/api/v1/surveillance/cases"
+ALERTS = "/api/v1/surveillance/alerts"
+ACTIONS = "/api/v1/surveillance/actions"
+POLICY = "/api/v1/surveillance/policy"
 REPORTS = "/api/v1/surveillance/reports"
 UNKNOWN = "0190c5a0-0000-7000-8000-000000000000"
 CASE_EVENTS = "surveillance:case:"
@@ -59,6 +65,29 @@ async def surveil(api: Api) -> tuple[Market, dict[str, str]]:
     return market, {a.alert_type: a.id for a in alerts}
 
 
+async def alert_of_unknown_account(api: Api) -> str:
+    """An alert (recorded as the stream records one) naming an account nobody owns here."""
+    finding = Finding(
+        alert_type=AlertType.SPOOFING,
+        symbol="ACME",
+        owner=UNKNOWN,
+        accounts=(UNKNOWN,),
+        score=60,
+        trigger_seq=10**9,
+        trigger_ns=api.clock.now_ns(),
+        window_start_ns=api.clock.now_ns(),
+        window_end_ns=api.clock.now_ns(),
+        summary="a spoof from an account of another firm's feed",
+        order_ids=(),
+        execution_ids=(),
+        evidence={"executed_quantity": 300, "execution_price": "49.98"},
+    )
+    async with surveillance_of(api).unit_of_work() as session:
+        alert = await surveillance_of(api).alerts.record(session, finding)
+    assert alert is not None
+    return alert.id
+
+
 async def case_events(api: Api) -> list[dict[str, Any]]:
     return [e for e in await audit_events(api) if e["type"].startswith(CASE_EVENTS)]
 
@@ -69,11 +98,31 @@ async def open_case(carol: Trader, *alert_ids: str, title: str = "ACME review") 
     return str(response.json()["id"])
 
 
-async def escalated_case(carol: Trader, *alert_ids: str) -> str:
+async def two_officers(api: Api, client: Any) -> tuple[Trader, Trader]:
+    """Two compliance officers, carol and dora (four eyes)."""
+    return (
+        await staff(api, client, "carol", Role.COMPLIANCE),
+        await staff(api, client, "dora", Role.COMPLIANCE),
+    )
+
+
+async def cross_again(api: Api, market: Market) -> None:
+    """Ursula crosses her two accounts once more, half a minute on, and the ledger is chained."""
+    a1, a2 = market.ursula.accounts
+    api.clock.advance(seconds=30)
+    await order(api, market.ursula, a1, "sell", 500, "50.00")
+    api.clock.advance(seconds=1)
+    await order(api, market.ursula, a2, "buy", 500, "50.00")
+    await chain(api)
+
+
+async def escalated_case(carol: Trader, dora: Trader, *alert_ids: str) -> str:
+    """A case carol opens and reviews, escalated by dora (so carol may close it as reported:
+    the escalation and the close are two people's decisions)."""
     case_id = await open_case(carol, *alert_ids)
     assigned = await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
     assert assigned.status_code == 200, assigned.text
-    escalated = await carol.post(f"{CASES}/{case_id}/escalate", {"reason": "looks deliberate"})
+    escalated = await dora.post(f"{CASES}/{case_id}/escalate", {"reason": "looks deliberate"})
     assert escalated.status_code == 200, escalated.text
     return case_id
 
@@ -85,8 +134,7 @@ class TestCaseLifecycle:
     ) -> None:
         _, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            dora = await staff(api, client, "dora", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             case_id = await open_case(carol, alerts["WASH_TRADE"])
             added = await carol.post(
                 f"{CASES}/{case_id}/alerts", {"alert_ids": [alerts["SPOOFING"]]}
@@ -149,8 +197,8 @@ class TestCaseLifecycle:
     ) -> None:
         market, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            case_id = await escalated_case(carol, *alerts.values())
+            carol, dora = await two_officers(api, client)
+            case_id = await escalated_case(carol, dora, *alerts.values())
             closed = await carol.post(
                 f"{CASES}/{case_id}/close",
                 {"disposition": "reported", "reason": "wash crosses and a spoof: report"},
@@ -227,10 +275,11 @@ class TestCaseLifecycle:
         ] == ["BSA-31000012345678"]
 
     async def test_without_a_suspect_identified_the_deadline_is_sixty_days(self, api: Api) -> None:
-        _, alerts = await surveil(api)
+        # An alert naming only an account the firm cannot tie to an owner.
+        alert_id = await alert_of_unknown_account(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
-            case_id = await escalated_case(carol, alerts["SPOOFING"])
+            carol, dora = await two_officers(api, client)
+            case_id = await escalated_case(carol, dora, alert_id)
             api.clock.advance(seconds=2 * 86_400)
             await carol.sign_in_again()
             detected = ns_to_datetime(api.clock.now_ns()).isoformat()
@@ -249,6 +298,134 @@ class TestCaseLifecycle:
         due = ns_to_datetime(api.clock.now_ns()).date() + timedelta(days=60)
         assert filing["due_date"] == due.isoformat()
         assert filing["suspect_identified"] is False
+
+    async def test_no_suspect_is_refused_when_the_alerts_name_a_known_owner(self, api: Api) -> None:
+        _, alerts = await surveil(api)
+        async with api.client() as client:
+            carol, dora = await two_officers(api, client)
+            case_id = await escalated_case(carol, dora, alerts["SPOOFING"])
+            before = (await carol.get(f"{CASES}/{case_id}")).json()
+            refused = await carol.post(
+                f"{CASES}/{case_id}/close",
+                {
+                    "disposition": "reported",
+                    "reason": "a spoof: give us sixty days",
+                    "suspect_identified": False,
+                },
+            )
+            after = (await carol.get(f"{CASES}/{case_id}")).json()
+            report = await carol.get(f"{CASES}/{case_id}/report")
+        assert is_problem(refused, 422, "invalid-input"), refused.text
+        assert "suspect_identified" in refused.json()["detail"]
+        assert "30 days" in refused.json()["detail"]
+        assert after == before
+        assert after["status"] == "escalated"
+        assert is_problem(report, 404, "report-not-found")
+        assert await audit_events(api, "surveillance:report:drafted") == []
+
+    @pytest.mark.spec("MAN-5")
+    async def test_who_escalated_a_case_cannot_also_close_it_as_reported_or_restricted(
+        self, api: Api
+    ) -> None:
+        _, alerts = await surveil(api)
+        async with api.client() as client:
+            carol, dora = await two_officers(api, client)
+            case_id = await open_case(carol, alerts["SPOOFING"])
+            await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
+            await carol.post(f"{CASES}/{case_id}/escalate", {"reason": "looks deliberate"})
+            before = (await carol.get(f"{CASES}/{case_id}")).json()
+            alone = {
+                disposition: await carol.post(
+                    f"{CASES}/{case_id}/close",
+                    {"disposition": disposition, "reason": "my own decision alone"},
+                )
+                for disposition in ["reported", "restricted"]
+            }
+            after = (await carol.get(f"{CASES}/{case_id}")).json()
+            # The second officer may close it as reported.
+            closed = await dora.post(
+                f"{CASES}/{case_id}/close",
+                {"disposition": "reported", "reason": "second look: report it"},
+            )
+        for disposition, response in alone.items():
+            assert is_problem(response, 409, "second-reviewer-required"), (disposition, response)
+            assert "another compliance officer" in response.json()["detail"]
+        assert after == before
+        assert closed.status_code == 200, closed.text
+        assert closed.json()["disposition"] == "reported"
+        drafted = await audit_events(api, "surveillance:report:drafted")
+        assert [e["actor"]["id"] for e in drafted] == [dora.user_id]
+
+
+class TestDecidedAlerts:
+    @pytest.mark.spec("MAN-5")
+    async def test_repeat_offending_after_a_case_is_closed_raises_a_new_alert_the_policy_sees(
+        self, api: Api
+    ) -> None:
+        market, alerts = await surveil(api)
+        wash_id = alerts["WASH_TRADE"]
+        a1, a2 = market.ursula.accounts
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            case_id = await open_case(carol, wash_id)
+            await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
+            closed = await carol.post(
+                f"{CASES}/{case_id}/close",
+                {"disposition": "false_positive", "reason": "a broker error, corrected"},
+            )
+            assert closed.status_code == 200, closed.text
+            before = (await carol.get(f"{ALERTS}/{wash_id}")).json()
+            shown_before = (await carol.get(f"{CASES}/{case_id}")).json()
+            policy = await carol.put(
+                POLICY,
+                {
+                    "rules": [
+                        {"alert_type": "WASH_TRADE", "min_score": 0, "action": "cancel_orders"}
+                    ],
+                    "reason": "cancel a wash trader's orders",
+                },
+            )
+            assert policy.status_code == 200, policy.text
+            # Ursula crosses her accounts again, within the fold window of the old alert.
+            await cross_again(api, market)
+            # A restarted stream (a new process) judges the new events: the decision is made
+            # once, when the finding is recorded, and the replay of the lookback records none.
+            result = await fresh_surveillance(api, batch_size=7).consumer.run()
+            after = (await carol.get(f"{ALERTS}/{wash_id}")).json()
+            listed = (await carol.get(ALERTS, params={"alert_type": "WASH_TRADE"})).json()
+            shown_after = (await carol.get(f"{CASES}/{case_id}")).json()
+            new_ids = [a["id"] for a in listed if a["id"] != wash_id]
+            assert len(new_ids) == 1, listed
+            actions = (await carol.get(ACTIONS, params={"alert_id": new_ids[0]})).json()
+            # The new alert is free: it goes into a case of its own.
+            second = await carol.post(
+                CASES, {"alert_ids": new_ids, "title": "ursula crosses again"}
+            )
+        # One new alert (the second cross folds into it, not into the decided one).
+        assert result.alerts == 1
+        assert [a["occurrences"] for a in listed if a["id"] in new_ids] == [1 + result.folded]
+        # The decided alert is as the case closed it.
+        assert after == before
+        assert shown_after == shown_before
+        # The action policy saw the new alert: one action for each of its accounts.
+        assert sorted((a["action"], a["account_id"]) for a in actions) == [
+            ("cancel_orders", account) for account in sorted([a1, a2])
+        ]
+        assert second.status_code == 201, second.text
+
+    async def test_a_finding_still_folds_into_an_alert_in_a_live_case(self, api: Api) -> None:
+        market, alerts = await surveil(api)
+        wash_id = alerts["WASH_TRADE"]
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            await open_case(carol, wash_id)
+            before = (await carol.get(f"{ALERTS}/{wash_id}")).json()
+            await cross_again(api, market)
+            result = await surveillance_of(api).consumer.run()
+            after = (await carol.get(f"{ALERTS}/{wash_id}")).json()
+        assert result.alerts == 0
+        assert result.folded >= 1
+        assert after["occurrences"] == before["occurrences"] + result.folded
 
 
 class TestIllegalSteps:
@@ -371,6 +548,18 @@ class TestBadInput:
                     assert events == []
         cases.check()
 
+    async def test_a_bad_title_is_refused_naming_the_title(self, api: Api) -> None:
+        _, alerts = await surveil(api)
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            refused = await carol.post(
+                CASES, {"alert_ids": [alerts["SPOOFING"]], "title": "ACME \x1b[2J review"}
+            )
+            listed = await carol.get(CASES)
+        assert is_problem(refused, 422, "invalid-input"), refused.text
+        assert refused.json()["detail"] == "title must be printable text"
+        assert listed.json() == []
+
     async def test_unknown_alerts_and_cases_are_a_404(self, api: Api) -> None:
         async with api.client() as client:
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
@@ -385,7 +574,7 @@ class TestBadInput:
     async def test_bad_steps_are_refused_and_change_nothing(self, api: Api) -> None:
         market, alerts = await surveil(api)
         async with api.client() as client:
-            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            carol, dora = await two_officers(api, client)
             ada = await staff(api, client, "ada", Role.ADMIN)
             trader = await signed_in_trader(api, client, "tess")
             case_id = await open_case(carol, alerts["SPOOFING"])
@@ -407,7 +596,7 @@ class TestBadInput:
                 "no reason": await carol.post(f"{CASES}/{case_id}/escalate", {}),
             }
             await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
-            await carol.post(f"{CASES}/{case_id}/escalate", {"reason": "senior look"})
+            await dora.post(f"{CASES}/{case_id}/escalate", {"reason": "senior look"})
             middle = (await carol.get(f"{CASES}/{case_id}")).json()
             closing = {
                 "bad disposition": await carol.post(

@@ -344,17 +344,33 @@ class TestDismissal:
         assert [a.id for a in after] == [alert.id]
         assert after[0].occurrences == alert.occurrences
 
+    async def test_two_accounts_of_one_user_are_not_linked_by_hand(self, api: Api) -> None:
+        mallory = await customer(api, "mallory", accounts=2)
+        services = surveillance_of(api)
+        with pytest.raises(InvalidInput, match="already share an owner"):
+            async with services.unit_of_work() as session:
+                await services.links.add(
+                    session,
+                    account_a=mallory.accounts[0],
+                    account_b=mallory.accounts[1],
+                    reason="same person",
+                    actor=OPERATOR,
+                )
+        assert await links(api) == []
+        assert await audit_events(api, "surveillance:link:added") == []
+
     async def test_bad_dismissals_are_problems_that_change_nothing(self, api: Api) -> None:
         await two_users_on_one_tablet(api)
         await derive(api)
         [link] = await links(api)
-        customers = await customer(api, "mallory", accounts=2)
+        mallory = await customer(api, "mallory")
+        mel = await customer(api, "mel")
         services = surveillance_of(api)
         async with services.unit_of_work() as session:
             manual = await services.links.add(
                 session,
-                account_a=customers.accounts[0],
-                account_b=customers.accounts[1],
+                account_a=mallory.accounts[0],
+                account_b=mel.accounts[0],
                 reason="same person",
                 actor=OPERATOR,
             )
