@@ -43,7 +43,14 @@ class Tape:
         return self.owners.get(account, account)
 
     def place(
-        self, account: str, symbol: str, side: str, quantity: int, price: str | None
+        self,
+        account: str,
+        symbol: str,
+        side: str,
+        quantity: int,
+        price: str | None,
+        *,
+        replaces: str | None = None,
     ) -> OrderPlaced:
         event = OrderPlaced(
             seq=next(self._seq),
@@ -55,6 +62,7 @@ class Tape:
             buy=side == "buy",
             quantity=quantity,
             limit_price=Decimal(price) if price is not None else None,
+            replaces=replaces,
         )
         self.events.append(event)
         return event
