@@ -161,6 +161,19 @@ class TestWashTrading:
         assert Decimal(found[0].evidence["artificial_volume_share"]) < Decimal("0.05")
 
 
+def spoofed(tape: Tape, account: str = "s", *, reason: str = "user") -> OrderPlaced:
+    """The outside tester's spoof, up to its cancel: after the background, a bid of 3,000 a
+    tick below the best bid, 100 sold into the bid, the bid cancelled half a second later
+    (or, with `reason="replaced"`, closed by a cancel-replace)."""
+    background(tape)
+    spoof = tape.place(account, "ACME", "buy", 3000, "49.98")
+    sale = tape.place(account, "ACME", "sell", 100, "49.99")
+    tape.fill(sale, 100, "49.99")
+    tape.wait(0.5)
+    tape.cancel(spoof, reason=reason)
+    return spoof
+
+
 @pytest.mark.spec("MAN-2")
 class TestSpoofingAndLayering:
     def test_a_large_bid_cancelled_after_a_sale_is_spoofing(self) -> None:
@@ -253,13 +266,7 @@ class TestSpoofingAndLayering:
         """The outside tester's evasion: bid 3000 one tick below the best bid, sell 100, pull
         the bid, bid 1600 one tick lower within a second and pull that 2.5 s later."""
         tape = Tape()
-        background(tape)
-        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-        tape.wait(1)
-        sale = tape.place("s", "ACME", "sell", 100, "49.99")
-        tape.fill(sale, 100, "49.99")
-        tape.wait(0.5)
-        tape.cancel(spoof)
+        spoof = spoofed(tape)
         tape.wait(0.8)
         fake = tape.place("s", "ACME", "buy", 1600, "49.97")
         tape.wait(2.5)
@@ -271,11 +278,7 @@ class TestSpoofingAndLayering:
         # Pulled again and again, each within a second of the last: still withdrawn in the
         # end, well within the cancel window.
         tape = Tape()
-        background(tape)
-        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-        sale = tape.place("s", "ACME", "sell", 100, "49.99")
-        tape.fill(sale, 100, "49.99")
-        tape.cancel(spoof)
+        spoofed(tape)
         for _ in range(5):
             tape.wait(0.5)
             fake = tape.place("s", "ACME", "buy", 1600, "49.97")
@@ -287,12 +290,7 @@ class TestSpoofingAndLayering:
     def test_a_re_quote_that_rests_or_executes_is_bona_fide(self) -> None:
         def tape_until_the_re_quote() -> tuple[Tape, OrderPlaced]:
             tape = Tape()
-            background(tape)
-            spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-            sale = tape.place("s", "ACME", "sell", 100, "49.99")
-            tape.fill(sale, 100, "49.99")
-            tape.wait(0.5)
-            tape.cancel(spoof)
+            spoofed(tape)
             tape.wait(0.5)
             return tape, tape.place("s", "ACME", "buy", 1600, "49.97")
 
@@ -319,11 +317,7 @@ class TestSpoofingAndLayering:
     def test_a_re_quote_far_from_the_market_or_small_is_no_re_quote(self) -> None:
         for size, price in ((1600, "45.00"), (1000, "49.98")):
             tape = Tape()
-            background(tape)
-            spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-            sale = tape.place("s", "ACME", "sell", 100, "49.99")
-            tape.fill(sale, 100, "49.99")
-            tape.cancel(spoof)
+            spoofed(tape)
             tape.wait(0.5)
             tape.place("s", "ACME", "buy", size, price)
             tape.later(40)
@@ -331,12 +325,7 @@ class TestSpoofingAndLayering:
 
     def test_a_spoof_moved_away_by_cancel_replace_is_a_cancel(self) -> None:
         tape = Tape()
-        background(tape)
-        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-        sale = tape.place("s", "ACME", "sell", 100, "49.99")
-        tape.fill(sale, 100, "49.99")
-        tape.wait(0.5)
-        tape.cancel(spoof, reason="replaced")
+        spoof = spoofed(tape, reason="replaced")
         moved = tape.place("s", "ACME", "buy", 3000, "48.00", replaces=spoof.order_id)
         tape.later(40)  # the moved order rests beyond the window: still no re-quote
         tape.cancel(moved)
@@ -346,12 +335,7 @@ class TestSpoofingAndLayering:
         assert found[0].evidence["cancelled_order_ids"] == [spoof.order_id]
         # Replaced at its price (a new size, shown on): a re-quote that rested.
         tape = Tape()
-        background(tape)
-        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
-        sale = tape.place("s", "ACME", "sell", 100, "49.99")
-        tape.fill(sale, 100, "49.99")
-        tape.wait(0.5)
-        tape.cancel(spoof, reason="replaced")
+        spoof = spoofed(tape, reason="replaced")
         tape.place("s", "ACME", "buy", 2500, "49.98", replaces=spoof.order_id)
         tape.later(40)
         assert run(tape.events) == []
