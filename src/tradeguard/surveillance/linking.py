@@ -46,7 +46,7 @@ class DerivationResult:
     created: int
     sign_ins: int
     networks: int
-    # Networks ignored because more users than allowed signed in from them.
+    # Networks ignored because more traders than allowed signed in from them.
     shared_networks: int
     shared_devices: int
     # False when another worker derived within the interval and this pass did nothing.
