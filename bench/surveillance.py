@@ -56,6 +56,7 @@ from tradeguard.trading.container import build_trading
 def _round(scenario: Scenario, params: SurveillanceParameters) -> dict[str, float]:
     owners = BeneficialOwners(scenario.account_users).owner
     engine = SurveillanceEngine(params)
+    engine.set_owners(owners)
     market = frozenset(MARKET_EVENT_TYPES)
     documents = scenario.documents
     wall, cpu = time.perf_counter(), time.process_time()
@@ -73,6 +74,7 @@ def _round(scenario: Scenario, params: SurveillanceParameters) -> dict[str, floa
 def _latency(scenario: Scenario, params: SurveillanceParameters) -> dict[str, float]:
     owners = BeneficialOwners(scenario.account_users).owner
     engine = SurveillanceEngine(params)
+    engine.set_owners(owners)
     market = frozenset(MARKET_EVENT_TYPES)
     every: list[int] = []
     completing: list[int] = []

@@ -4,6 +4,7 @@ them, for the pure detectors."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -43,7 +44,14 @@ class Tape:
         return self.owners.get(account, account)
 
     def place(
-        self, account: str, symbol: str, side: str, quantity: int, price: str | None
+        self,
+        account: str,
+        symbol: str,
+        side: str,
+        quantity: int,
+        price: str | None,
+        *,
+        replaces: str | None = None,
     ) -> OrderPlaced:
         event = OrderPlaced(
             seq=next(self._seq),
@@ -55,6 +63,7 @@ class Tape:
             buy=side == "buy",
             quantity=quantity,
             limit_price=Decimal(price) if price is not None else None,
+            replaces=replaces,
         )
         self.events.append(event)
         return event
@@ -128,8 +137,17 @@ class Tape:
         self.fill(order, quantity, price)
 
 
-def run(events: list[MarketEvent], params: SurveillanceParameters | None = None) -> list[Finding]:
+def run(
+    events: list[MarketEvent],
+    params: SurveillanceParameters | None = None,
+    *,
+    owners: Callable[[str], str] | None = None,
+) -> list[Finding]:
+    """Every finding of one engine over the events; `owners`: the beneficial owners the
+    events' `owner` fields came from (what the stream tells the engine)."""
     engine = SurveillanceEngine(params or SurveillanceParameters())
+    if owners is not None:
+        engine.set_owners(owners)
     found: list[Finding] = []
     for event in events:
         found.extend(engine.feed(event))

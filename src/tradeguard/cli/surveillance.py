@@ -416,7 +416,7 @@ def derive_links_command(
     result = _with_surveillance(settings, work, derive=True)
     console.print(
         f"{result.created} new owner links from {result.sign_ins} sign-ins on "
-        f"{result.networks} networks ({result.shared_networks} shared by too many users to "
+        f"{result.networks} networks ({result.shared_networks} shared by too many traders to "
         f"link anyone) and {result.shared_devices} shared devices"
     )
 

@@ -128,6 +128,11 @@ class BookTracker:
             if order is not None:
                 self._drop(order)
 
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The symbol's last execution price, while within the horizon."""
+        last = self._last_price.get(symbol)
+        return last[1] if last is not None and last[0] >= self._floor else None
+
     def resting_of(self, account_id: str, symbol: str) -> Iterator[Resting]:
         """The account's orders resting in the symbol (limit orders with shares left)."""
         mine = self._by_account.get((account_id, symbol))
@@ -166,10 +171,10 @@ class BookTracker:
                 for price in prices
             ]
 
-        last = self._last_price.get(symbol)
+        last = self.last_price(symbol)
         return {
             "source": "customer orders in the ledger (street liquidity is not recorded)",
-            "last_price": str(last[1]) if last is not None and last[0] >= self._floor else None,
+            "last_price": str(last) if last is not None else None,
             "bids": shown(bids, best_first=True),
             "asks": shown(asks, best_first=False),
         }

@@ -174,6 +174,7 @@ class SurveillanceConsumer:
                 self._covered = mark.last_seq
                 return PassResult(0, 0, 0, 0, rebuilt=rebuilt)
             events, skipped, owners = await self._market_events(session, batch)
+            engine.set_owners(owners.owner)
             raised = folded = acted = 0
             cancelled: list[Any] = []
             # (detector, trigger time) of each alert raised: observed once committed.
@@ -243,7 +244,8 @@ class SurveillanceConsumer:
     ) -> tuple[list[MarketEvent], int, BeneficialOwners]:
         documents = [e for e in batch if e.document.get("type") in _MARKET_TYPES]
         accounts = {a for e in documents if (a := event_account(e.document)) is not None}
-        owners = await self._owners.resolve(session, accounts)
+        # The registered insider accounts too: MAN-4 judges their owners.
+        owners = await self._owners.resolve(session, accounts | self._params.frontrun.insiders)
         events: list[MarketEvent] = []
         skipped = 0
         for item in documents:
@@ -279,7 +281,8 @@ class SurveillanceConsumer:
             )
             if not chunk:
                 break
-            events, _, _ = await self._market_events(session, chunk)
+            events, _, owners = await self._market_events(session, chunk)
+            engine.set_owners(owners.owner)
             for event in events:
                 engine.feed(event)  # found before the restart: already recorded
             replayed += len(chunk)

@@ -204,6 +204,7 @@ def build_surveillance(
                 clock=clock,
                 links=links,
                 signals=sign_ins,
+                traders=accounts,
                 params=link_parameters_from(settings),
                 min_interval_ns=settings.surveillance_links_interval_seconds * NS_PER_SECOND,
                 bank_accounts=bank_accounts,

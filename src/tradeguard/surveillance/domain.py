@@ -260,9 +260,17 @@ class SpoofParameters:
     # are a few hundred basis points.)
     max_distance_bps: int = 500
     # A new far-side order at least half the size of the largest cancelled one within this
-    # long of the cancel is a re-quote (bona fide liquidity), and clears the finding; 0
-    # raises findings at the cancel without the test.
+    # long of the cancel is a re-quote, and clears the finding once it proved bona fide
+    # (executed, or still shown `cancel_window` later); 0 raises findings at the cancel
+    # without the test.
     requote_window_ns: int = NS_PER_SECOND
+
+    @property
+    def reach_ns(self) -> int:
+        # An episode's orders were placed at most `max_order_age` before its execution and
+        # cancelled at most `cancel_window` after it; a re-quote begins at most
+        # `requote_window` later and is judged within `cancel_window` (and a last gap).
+        return self.max_order_age_ns + 2 * (self.cancel_window_ns + self.requote_window_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,9 +407,7 @@ class SurveillanceParameters:
         """How far back any detector's state reaches (what a restart replays)."""
         return max(
             self.wash.window_ns,
-            self.spoof.max_order_age_ns
-            + self.spoof.cancel_window_ns
-            + self.spoof.requote_window_ns,
+            self.spoof.reach_ns,
             self.pump.window_ns,
             self.frontrun.reach_ns,
             self.closing.window_ns,

@@ -17,6 +17,7 @@ one would have found next. Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from tradeguard.surveillance.book import BookTracker
 from tradeguard.surveillance.closing import MarkingTheCloseDetector
@@ -57,6 +58,11 @@ class SurveillanceEngine:
         self.events = 0
         # (time, seq, the engine's time before it) of every event within the lookback.
         self._recent: deque[tuple[int, int, int]] = deque()
+
+    def set_owners(self, owner_of: Callable[[str], str]) -> None:
+        """The beneficial owners the events' `owner` fields come from: the models that judge
+        registered accounts (MAN-4's staff and proprietary accounts) judge their owners."""
+        self.frontrun.set_owners(owner_of)
 
     def feed(self, event: MarketEvent) -> list[Finding]:
         """Judge one event; the findings it completes (usually none)."""

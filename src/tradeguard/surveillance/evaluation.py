@@ -112,6 +112,7 @@ def run_scenario(
     engine's total wall time (s)."""
     owners = BeneficialOwners(scenario.account_users)
     engine = SurveillanceEngine(scenario_parameters(scenario, params))
+    engine.set_owners(owners.owner)
     market_types = frozenset(MARKET_EVENT_TYPES)
     found: list[tuple[Finding, int]] = []
     counts = {"events": len(scenario.documents), "market_events": 0}

@@ -85,6 +85,8 @@ class OrderPlaced:
     quantity: int
     # None for a market order (it never rests on the book).
     limit_price: Decimal | None
+    # The order this one replaced (a cancel-replace), if any.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,10 @@ def _price(value: Any) -> Decimal | None:
     return price
 
 
+def _order_ref(value: Any) -> str | None:
+    return str(value) if value is not None and value != "" else None
+
+
 def _quantity(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("quantity must be a whole number")
@@ -224,6 +230,7 @@ def parse_market_event(
                 buy=buy,
                 quantity=_quantity(data["quantity"]),
                 limit_price=_price(data.get("limit_price")),
+                replaces=_order_ref(data.get("replaces_order_id")),
             )
         if "cancelled_quantity" in data:
             # Self-trade prevention by decrement: part of a resting order was cancelled.

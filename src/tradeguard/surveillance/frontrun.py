@@ -6,23 +6,31 @@ block transaction) and Rule 5320 (trading ahead of customer orders), and the fir
 watch its employees' and its own trading against its restricted list (Exchange Act section
 15(g), FINRA Rule 3110(d) and 3210):
 
-**FRONT_RUNNING.** An *insider* account (the firm's staff and proprietary accounts,
-`insiders`) trades a symbol, a *large client order* on the same side follows within
-`ahead_window`, and the insider unwinds (trades the other side) within `unwind_window` of the
-client order. A client order is one that took liquidity when it arrived (it moves the
-price; a market maker's resting quotes do not), and it is large when what it executed is
-worth at least `large_order_notional`. The finding is raised at the unwinding fill once the
-insider traded at least `min_quantity` shares ahead and unwound at least `min_quantity`.
+**Insiders are owners.** The firm registers staff and proprietary *accounts* (`insiders`);
+the model judges their beneficial *owners* (the user with all their accounts, joined with
+whatever is linked to them as one owner: surveillance/owners.py), as the stream resolves
+them (`set_owners`). A staff member trading through another account of theirs, or through an
+account linked to them, is the same insider; and an insider owner's own large orders are
+never "client" orders.
+
+**FRONT_RUNNING.** An *insider* (the owner of a staff or proprietary account) trades a
+symbol, a *large client order* on the same side follows within `ahead_window`, and the
+insider unwinds (trades the other side) within `unwind_window` of the client order. A
+client order is one that took liquidity when it arrived (it moves the price; a market
+maker's resting quotes do not), and it is large when what it executed is worth at least
+`large_order_notional`. The finding is raised at the unwinding fill once the insider traded
+at least `min_quantity` shares ahead and unwound at least `min_quantity`.
 What the market already knew is not a secret: a client order that continues its owner's
 program (another large order on the same side within `unwind_window` before it) is not a
 target, and an insider fill within `ahead_window` after another client's block on the same
 side, at least as large as the target, is explained by that block (trading after it).
 
 **RESTRICTED_LIST_AHEAD.** When the firm adds a symbol to its restricted list (it has
-non-public information: a mandate, research about to change), every insider account whose
-fills in that symbol within `restricted_window` before the addition built a net position of
-at least `min_quantity` shares (either way) is a finding, unless its resting orders would
-take it back below that (a round trip whose sale had not executed yet).
+non-public information: a mandate, research about to change), every insider owner whose
+fills in that symbol (across its accounts) within `restricted_window` before the addition
+built a net position of at least `min_quantity` shares (either way) is a finding, unless
+its resting orders would take it back below that (a round trip whose sale had not executed
+yet).
 
 Near-misses it lets pass: a customer (not an insider) trading ahead of another customer's
 order; an insider trading after the client order (the order is public then), or ahead of it
@@ -30,7 +38,7 @@ without unwinding within the window (an investment); an insider that never trade
 of a large order at all (the large side was resting quotes); an insider whose trading in the
 symbol was long before the listing, or netted out.
 
-State: the insiders' fills within the longer window, and the client orders that arrived
+State: the insider owners' fills within the longer window, and the client orders that arrived
 taking liquidity, each followed for `ahead_window + unwind_window` from its arrival (what it
 executed then, taking or resting): all a function of the lookback, so a restart replaying
 it rebuilds the state exactly. Pure: no I/O.
@@ -39,7 +47,7 @@ it rebuilds the state exactly. Pure: no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 
 from tradeguard.surveillance.book import BookTracker
@@ -92,7 +100,10 @@ class FrontRunDetector:
         self.params = params
         self._book = book
         self._insiders = params.insiders
-        # Insider fills per symbol and account, within the longer window.
+        # The insiders' beneficial owners: until the stream says otherwise (`set_owners`),
+        # each account is its own owner (events.own_account).
+        self._insider_owners: frozenset[str] = params.insiders
+        # Insider fills per symbol and owner, within the longer window.
         self._insider_fills: dict[str, dict[str, deque[Fill]]] = {}
         # Client orders that arrived taking liquidity, in arrival order, and the large ones
         # per symbol.
@@ -100,16 +111,24 @@ class FrontRunDetector:
         self._arrivals: deque[_Client] = deque()
         self._large: dict[str, dict[str, _Client]] = {}
 
+    def set_owners(self, owner_of: Callable[[str], str]) -> None:
+        """Judge by beneficial owner: the owners (as `owner_of` names them, the function the
+        events' owners come from) of the registered insider accounts are the insiders."""
+        self._insider_owners = frozenset(owner_of(account) for account in self._insiders)
+
+    def _insider(self, event: Fill) -> bool:
+        return event.owner in self._insider_owners or event.account_id in self._insiders
+
     def fill(self, event: Fill, t: int) -> Finding | None:
         params = self.params
         self._forget(t)
-        if event.account_id in self._insiders:
-            by_account = self._insider_fills.get(event.symbol)
-            if by_account is None:
-                by_account = self._insider_fills[event.symbol] = {}
-            fills = by_account.get(event.account_id)
+        if self._insiders and self._insider(event):
+            by_owner = self._insider_fills.get(event.symbol)
+            if by_owner is None:
+                by_owner = self._insider_fills[event.symbol] = {}
+            fills = by_owner.get(event.owner)
             if fills is None:
-                fills = by_account[event.account_id] = deque()
+                fills = by_owner[event.owner] = deque()
             fills.append(event)
             _evict(fills, t - params.reach_ns)
             return self._unwind(event, t, fills)
@@ -183,17 +202,18 @@ class FrontRunDetector:
         lead = (large.t - ahead[0].ts_ns) / 1e9
         side = "bought" if large.buy else "sold"
         summary = (
-            f"insider account {side} {entered} {event.symbol} at {_money(entry_price)} "
+            f"insider {side} {entered} {event.symbol} at {_money(entry_price)} "
             f"{lead:.0f}s before a client order executed {large.quantity} shares "
             f"(USD {_money(large.notional)}) on the same side, and unwound {unwound_quantity} at "
             f"{_money(exit_price)} ({_money(gain)} a share)"
         )
         orders = sorted({f.order_id for f in ahead + unwound} | {large.order_id})
+        accounts = _accounts(ahead + unwound)
         return Finding(
             alert_type=AlertType.FRONT_RUNNING,
             symbol=event.symbol,
             owner=event.owner,
-            accounts=(event.account_id,),
+            accounts=accounts,
             score=score(
                 ratio(entered, params.min_quantity),
                 ratio(large.notional, params.large_order_notional),
@@ -208,7 +228,7 @@ class FrontRunDetector:
                 :MAX_EVIDENCE_IDS
             ],
             evidence={
-                "insider_account": event.account_id,
+                "insider_accounts": list(accounts),
                 "side_ahead": "buy" if large.buy else "sell",
                 "quantity_ahead": entered,
                 "average_price_ahead": _money(entry_price),
@@ -230,10 +250,10 @@ class FrontRunDetector:
         params = self.params
         self._forget(t)
         found: list[Finding] = []
-        by_account = self._insider_fills.get(event.symbol, {})
+        by_owner = self._insider_fills.get(event.symbol, {})
         start = t - params.restricted_window_ns
-        for account in sorted(by_account):
-            fills = [f for f in by_account[account] if f.ts_ns >= start]
+        for owner in sorted(by_owner):
+            fills = [f for f in by_owner[owner] if f.ts_ns >= start]
             if not fills:
                 continue
             bought = sum(f.quantity for f in fills if f.buy)
@@ -244,8 +264,10 @@ class FrontRunDetector:
             # Orders still resting are decided trades: a staff member whose sale (or the
             # purchase) of a round trip had not executed yet at the listing had already
             # chosen to hold nothing.
+            accounts = _accounts(fills)
             intended = net + sum(
                 order.remaining if order.buy else -order.remaining
+                for account in accounts
                 for order in self._book.resting_of(account, event.symbol)
             )
             if abs(intended) < params.min_quantity or (intended > 0) != (net > 0):
@@ -259,22 +281,22 @@ class FrontRunDetector:
                 Finding(
                     alert_type=AlertType.RESTRICTED_LIST_AHEAD,
                     symbol=event.symbol,
-                    owner=first.owner,
-                    accounts=(account,),
+                    owner=owner,
+                    accounts=accounts,
                     score=score(ratio(abs(net), params.min_quantity)),
                     trigger_seq=event.seq,
                     trigger_ns=t,
                     window_start_ns=first.ts_ns,
                     window_end_ns=t,
                     summary=(
-                        f"insider account {'bought' if net > 0 else 'sold'} a net {abs(net)} "
+                        f"insider {'bought' if net > 0 else 'sold'} a net {abs(net)} "
                         f"{event.symbol} at {_money(price)} on average within {lead / 60:.0f} "
                         "minutes before the symbol was put on the restricted list"
                     ),
                     order_ids=tuple(orders[:MAX_EVIDENCE_IDS]),
                     execution_ids=tuple(f.execution_id for f in fills)[:MAX_EVIDENCE_IDS],
                     evidence={
-                        "insider_account": account,
+                        "insider_accounts": list(accounts),
                         "bought": bought,
                         "sold": sold,
                         "net_quantity": net,
@@ -293,10 +315,10 @@ class FrontRunDetector:
         """Drop insiders and symbols with nothing left in the window (memory only)."""
         start = now - self.params.reach_ns
         for symbol in list(self._insider_fills):
-            by_account = self._insider_fills[symbol]
-            for account in [a for a, f in by_account.items() if not f or f[-1].ts_ns < start]:
-                del by_account[account]
-            if not by_account:
+            by_owner = self._insider_fills[symbol]
+            for owner in [o for o, f in by_owner.items() if not f or f[-1].ts_ns < start]:
+                del by_owner[owner]
+            if not by_owner:
                 del self._insider_fills[symbol]
 
 
@@ -330,6 +352,11 @@ def _following(
         and not _program(other, larges, params.unwind_window_ns)
         for other in larges
     )
+
+
+def _accounts(fills: Iterable[Fill]) -> tuple[str, ...]:
+    """The accounts the fills were in, in order of first appearance."""
+    return tuple(dict.fromkeys(f.account_id for f in fills))
 
 
 def _evict(fills: deque[Fill], before: int) -> None:

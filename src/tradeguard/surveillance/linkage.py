@@ -4,17 +4,27 @@ A link says two parties (accounts, or users with all their accounts) have one be
 owner. Compliance records `manual` links; this module derives two other kinds from what
 identity saw at sign-in, each with its evidence (what was shared, when, how often):
 
-- `device`: the same device fingerprint on devices of two users. Identity only reports a
-  fingerprint that at most `device_max_users` users hold: a fingerprint is a handful of
-  browser attributes, and one that many users share is a common configuration, not a
-  device.
+- `device`: the same device fingerprint on devices of two users. A fingerprint is a
+  handful of browser attributes, and one that more than `device_max_users` *traders* hold
+  is a common configuration, not a device: it links nobody.
 - `network`: sign-ins from the same network (an IPv4 /24 or IPv6 /48 by default) by two
   users within `network_window` of each other, on at least `network_min_occurrences`
   separate occasions (an occasion is a sign-in meeting the other user's within the
   window; those within one window of the last counted occasion are the same occasion, so a
   burst of sign-ins in one evening is one coincidence, not many). A network that more
-  than `network_max_users` distinct users signed in from over the lookback is a large NAT,
-  a mobile carrier or a corporate proxy and makes no link at all.
+  than `network_max_users` distinct *traders* signed in from over the lookback is a large
+  NAT, a mobile carrier or a corporate proxy and makes no link at all.
+
+**Only traders count, and only traders are linked.** A trader is a user with a trading
+account that has executed at least once (the caller asks trading's service: `traders`).
+The crowd caps exist to tell a popular configuration or a shared network from one device
+or one household, but counted over every user they are the evader's to set: six throwaway
+sign-ups on one fingerprint pushed it past the cap and dissolved the link between the two
+users who trade. A user who never traded costs nothing to create, and no market abuse runs
+through them; a trader is a funded account that executed. So users who never traded are
+left out of the count and out of the links (a link is wanted between two parties whose
+trades are judged as one owner's); one who starts trading is linked at the next derivation
+pass. `traders` None counts every user (the rule before; for callers without trading).
 
 A `bank_account` link (two accounts paying in from, or out to, one bank account) comes from
 the funds package through `OwnerLinks.record_bank_account_links` (surveillance/service.py).
@@ -26,7 +36,7 @@ of the address, core/masking.py): never an address or a raw fingerprint.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import combinations
@@ -52,6 +62,11 @@ class LinkStatus(StrEnum):
     DISMISSED = "dismissed"
 
 
+# Identity reports fingerprints that at most this many users (traders or not) hold: a bound
+# on what one pass reads, far above any crowd of traders `device_max_users` allows.
+DEVICE_SCAN_MAX_USERS = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class LinkParameters:
     # How far back each derivation reads sign-ins.
@@ -60,9 +75,9 @@ class LinkParameters:
     network_window_ns: int = 6 * 3600 * NS_PER_SECOND
     # ... and this many separate occasions make a link.
     network_min_occurrences: int = 3
-    # More distinct users than this on one network in the lookback: a shared network.
+    # More distinct traders than this on one network in the lookback: a shared network.
     network_max_users: int = 5
-    # More distinct users than this with one device fingerprint: a common configuration.
+    # More distinct traders than this with one device fingerprint: a common configuration.
     device_max_users: int = 3
     ipv4_prefix: int = 24
     ipv6_prefix: int = 48
@@ -124,7 +139,17 @@ def _occasions(times: list[tuple[int, str]], a: str, b: str, window: int) -> lis
     return found
 
 
-def network_links(sign_ins: Iterable[NetworkSignInLike], params: LinkParameters) -> NetworkReport:
+def _counted(users: Iterable[str], traders: Collection[str] | None) -> list[str]:
+    """The users that count toward a crowd and may be linked, sorted."""
+    return sorted(u for u in users if traders is None or u in traders)
+
+
+def network_links(
+    sign_ins: Iterable[NetworkSignInLike],
+    params: LinkParameters,
+    *,
+    traders: Collection[str] | None = None,
+) -> NetworkReport:
     """The network links the sign-ins show (see the module docstring for the rule)."""
     by_network: dict[str, list[tuple[int, str]]] = defaultdict(list)
     masked: dict[str, str] = {}
@@ -134,7 +159,8 @@ def network_links(sign_ins: Iterable[NetworkSignInLike], params: LinkParameters)
     links: list[DerivedLink] = []
     shared = 0
     for key, times in by_network.items():
-        users = sorted({user for _, user in times})
+        signed_in = {user for _, user in times}
+        users = _counted(signed_in, traders)
         if len(users) > params.network_max_users:
             shared += 1
             continue
@@ -159,6 +185,7 @@ def network_links(sign_ins: Iterable[NetworkSignInLike], params: LinkParameters)
                         "last_at": ns_to_iso(occasions[-1]),
                         "sign_ins": sum(1 for _, u in times if u in (a, b)),
                         "users_on_network": len(users),
+                        "users_signed_in": len(signed_in),
                         "window_seconds": params.network_window_ns // NS_PER_SECOND,
                     },
                 )
@@ -166,17 +193,23 @@ def network_links(sign_ins: Iterable[NetworkSignInLike], params: LinkParameters)
     return NetworkReport(links, len(by_network), shared)
 
 
-def device_links(devices: Iterable[DeviceUseLike], params: LinkParameters) -> list[DerivedLink]:
-    """A link between every two users whose devices share a fingerprint (at most
-    `device_max_users` users to the fingerprint)."""
+def device_links(
+    devices: Iterable[DeviceUseLike],
+    params: LinkParameters,
+    *,
+    traders: Collection[str] | None = None,
+) -> list[DerivedLink]:
+    """A link between every two traders whose devices share a fingerprint (at most
+    `device_max_users` traders to the fingerprint)."""
     by_key: dict[str, dict[str, list[DeviceUseLike]]] = defaultdict(lambda: defaultdict(list))
     for d in devices:
         by_key[d.device_key][d.user_id].append(d)
     links: list[DerivedLink] = []
     for key, users in by_key.items():
-        if not 2 <= len(users) <= params.device_max_users:
+        counted = _counted(users, traders)
+        if not 2 <= len(counted) <= params.device_max_users:
             continue
-        for a, b in combinations(sorted(users), 2):
+        for a, b in combinations(counted, 2):
             pair = [*users[a], *users[b]]
             links.append(
                 DerivedLink(
@@ -195,7 +228,8 @@ def device_links(devices: Iterable[DeviceUseLike], params: LinkParameters) -> li
                             )
                         ),
                         "last_seen_at": ns_to_iso(max(d.last_seen_ns for d in pair)),
-                        "users_on_device": len(users),
+                        "users_on_device": len(counted),
+                        "users_with_fingerprint": len(users),
                     },
                 )
             )

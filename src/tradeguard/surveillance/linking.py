@@ -28,7 +28,12 @@ from tradeguard.core.clock import Clock
 from tradeguard.db.engine import reading, unit_of_work
 from tradeguard.identity.service import SignInSignals
 from tradeguard.surveillance import repository
-from tradeguard.surveillance.linkage import LinkParameters, device_links, network_links
+from tradeguard.surveillance.linkage import (
+    DEVICE_SCAN_MAX_USERS,
+    LinkParameters,
+    device_links,
+    network_links,
+)
 from tradeguard.surveillance.service import BankAccountLink, OwnerLinks
 
 log = logging.getLogger(__name__)
@@ -41,7 +46,7 @@ class DerivationResult:
     created: int
     sign_ins: int
     networks: int
-    # Networks ignored because more users than allowed signed in from them.
+    # Networks ignored because more traders than allowed signed in from them.
     shared_networks: int
     shared_devices: int
     # False when another worker derived within the interval and this pass did nothing.
@@ -57,6 +62,12 @@ class SharedBankAccounts(Protocol):
     ) -> Sequence[tuple[str, str, dict[str, Any]]]: ...
 
 
+class ActiveTraders(Protocol):
+    """Trading's view of which users have traded (an account of theirs has executions)."""
+
+    async def traders_among(self, session: AsyncSession, user_ids: Sequence[str]) -> set[str]: ...
+
+
 class LinkDeriver:
     def __init__(
         self,
@@ -65,6 +76,7 @@ class LinkDeriver:
         clock: Clock,
         links: OwnerLinks,
         signals: SignInSignals,
+        traders: ActiveTraders,
         params: LinkParameters,
         min_interval_ns: int = 0,
         bank_accounts: SharedBankAccounts | None = None,
@@ -74,6 +86,7 @@ class LinkDeriver:
         self._clock = clock
         self._links = links
         self._signals = signals
+        self._traders = traders
         self.params = params
         self._min_interval = min_interval_ns
 
@@ -103,14 +116,18 @@ class LinkDeriver:
                 ipv4_prefix=params.ipv4_prefix,
                 ipv6_prefix=params.ipv6_prefix,
             )
-            devices = await self._signals.shared_devices(session, max_users=params.device_max_users)
+            # Every fingerprint a few users share (up to a bound on what a pass reads); the
+            # crowd cap counts only the traders among them (surveillance/linkage.py).
+            devices = await self._signals.shared_devices(session, max_users=DEVICE_SCAN_MAX_USERS)
+            users = {s.user_id for s in sign_ins} | {d.user_id for d in devices}
+            traders = await self._traders.traders_among(session, sorted(users))
             banks = (
                 await self._bank_accounts.shared_account_links(session)
                 if self._bank_accounts is not None
                 else []
             )
-        report = network_links(sign_ins, params)
-        derived = [*device_links(devices, params), *report.links]
+        report = network_links(sign_ins, params, traders=traders)
+        derived = [*device_links(devices, params, traders=traders), *report.links]
         async with unit_of_work(self._sessions) as session:
             # The row serialises recording across workers (two inserting one link would
             # collide on its unique constraint); its time says when the last pass ran.

@@ -23,10 +23,18 @@ counted, and the episode raises one finding once:
 2. the cancelled shares are at least `size_ratio` x the shares executed;
 3. the far side rested at least `imbalance_ratio` x the near side at the execution.
 
-4. the account did not re-quote: no new far-side order of at least half the largest
-   cancelled one within `requote_window` of the cancel (a liquidity provider leaning on one
-   side replaces what it cancels; a spoofer withdraws). The finding is held that long, and
-   raised with the first event after it.
+4. the account did not re-quote in good faith. A re-quote is a new far-side limit order of
+   at least half the largest cancelled one, not more than `max_distance_bps` behind the
+   market's last price (a bid below it, an offer above), placed within `requote_window` of
+   the cancel (a liquidity provider leaning on one side replaces what it cancels; a spoofer
+   withdraws). It clears the finding only once it proves bona fide: one of its shares
+   executes, or it is still shown `cancel_window` after it was placed. Its order closing
+   ends it, unless another qualifying order follows within `requote_window` (a market maker
+   moving its quote with the market keeps showing the size: the chain is one re-quote). A
+   re-quote pulled within the window clears nothing. A cancel-replace of a far-side order
+   that moves it away from the touch (a lower bid, a higher offer) counts as its cancel, and
+   the moved order is no re-quote. The finding is held until that is decided, and raised
+   with the first event after.
 
 With the far side (its orders cancelled or still resting) at `layering_min_levels` distinct
 prices or more it is LAYERING, otherwise SPOOFING. Each later cancel of the same episode's
@@ -58,6 +66,21 @@ BPS = Decimal(10_000)
 _PLACED, _CANCELLED, _TRADED = 0, 1, 2
 
 
+class _Chain:
+    """A re-quote: far-side liquidity shown again after a cancel, followed until it proves
+    bona fide (an order of it executes, or it is still shown `cancel_window` after it began)
+    or is withdrawn (its order closed and none followed within `requote_window`)."""
+
+    __slots__ = ("episode", "gap_until", "order_id", "start_ns")
+
+    def __init__(self, episode: _Episode, order_id: str, t: int) -> None:
+        self.episode = episode
+        self.order_id: str | None = order_id
+        self.start_ns = t
+        # While its order is closed: until when another may take its place.
+        self.gap_until = 0
+
+
 class _Candidate:
     __slots__ = ("order_id", "placed_ns", "price", "quantity")
 
@@ -75,6 +98,7 @@ class _Episode:
         "book",
         "cancelled",
         "candidates",
+        "chains",
         "executed",
         "execution_ids",
         "execution_price",
@@ -111,6 +135,12 @@ class _Episode:
         self.requote_until = 0
         self.largest_cancel = 0
         self.replaced = False
+        self.chains: list[_Chain] = []
+
+    def decided(self, now: int) -> bool:
+        """Whether the re-quote test is over: a re-quote proved bona fide, or none can any
+        more (the window passed and every re-quote was withdrawn)."""
+        return self.replaced or (now > self.requote_until and not self.chains)
 
     @property
     def far_quantity(self) -> int:
@@ -143,8 +173,13 @@ class SpoofingDetector:
         self._reach = params.max_order_age_ns + params.cancel_window_ns
         self._episodes: dict[tuple[str, str, bool], _Episode] = {}
         self._activity: dict[tuple[str, str], _Activity] = {}
-        # Findings held for the re-quote test: (due time, finding, its episode).
-        self._held: deque[tuple[int, Finding, _Episode]] = deque()
+        # Findings held for the re-quote test, in the order found, with their episodes.
+        self._held: list[tuple[Finding, _Episode]] = []
+        # The live order of each re-quote being followed.
+        self._chain_orders: dict[str, list[_Chain]] = {}
+        # Nothing held can be decided before this time unless an event decides it (`_dirty`).
+        self._next_check = 0
+        self._dirty = False
 
     def _active(self, account_id: str, symbol: str, t: int) -> _Activity:
         key = (account_id, symbol)
@@ -156,17 +191,67 @@ class SpoofingDetector:
 
     def placed(self, event: OrderPlaced, t: int) -> None:
         self._active(event.account_id, event.symbol, t).add(t, _PLACED)
-        if not self._held:
+        if not self._held or event.limit_price is None:
             return
-        # A new order on the far side, as large as half the largest one just cancelled,
-        # placed within the re-quote window: liquidity replaced, not withdrawn.
-        episode = self._episodes.get((event.account_id, event.symbol, not event.buy))
-        if (
-            episode is not None
-            and t <= episode.requote_until
-            and 2 * event.quantity >= episode.largest_cancel
-        ):
-            episode.replaced = True
+        # Near the market: the last print, which may have moved since the execution.
+        market = self._book.last_price(event.symbol)
+        seen: set[int] = set()
+        for _, episode in self._held:
+            if id(episode) in seen:
+                continue
+            seen.add(id(episode))
+            if (
+                episode.replaced
+                or episode.account_id != event.account_id
+                or episode.symbol != event.symbol
+                or episode.genuine_buy == event.buy
+                or 2 * event.quantity < episode.largest_cancel
+                or not self._near(event.limit_price, market or episode.execution_price, event.buy)
+                or self._moved_away(episode, event)
+            ):
+                continue
+            # Liquidity shown again: it continues a re-quote whose order just closed, or
+            # (within the re-quote window) begins one.
+            gapped = [c for c in episode.chains if c.order_id is None and t <= c.gap_until]
+            if gapped:
+                for chain in gapped:
+                    chain.order_id = event.order_id
+                    self._chain_orders.setdefault(event.order_id, []).append(chain)
+            elif t <= episode.requote_until:
+                chain = _Chain(episode, event.order_id, t)
+                episode.chains.append(chain)
+                self._chain_orders.setdefault(event.order_id, []).append(chain)
+            else:
+                continue
+            self._dirty = True
+
+    def _near(self, price: Decimal, market: Decimal, buy: bool) -> bool:
+        """Not parked far behind the market: a bid at most `max_distance_bps` below it, an
+        offer at most that far above (a more aggressive price is never far)."""
+        reach = market * self.params.max_distance_bps / BPS
+        return price >= market - reach if buy else price <= market + reach
+
+    def _moved_away(self, episode: _Episode, event: OrderPlaced) -> bool:
+        """A cancel-replace of one of the episode's far-side orders to a price further from
+        the touch: the spoof moved away (its cancel counted), not liquidity shown again."""
+        if event.replaces is None or event.limit_price is None:
+            return False
+        before = episode.candidates.get(event.replaces)
+        if before is None or before.price is None:
+            return False
+        return event.limit_price < before.price if event.buy else event.limit_price > before.price
+
+    def _chain_closed(self, order_id: str, t: int, executed: bool) -> None:
+        chains = self._chain_orders.pop(order_id, None)
+        if chains is None:
+            return
+        for chain in chains:
+            if executed:
+                chain.episode.replaced = True
+            else:
+                chain.order_id = None
+                chain.gap_until = t + self.params.requote_window_ns
+        self._dirty = True
 
     @property
     def holding(self) -> bool:
@@ -174,18 +259,65 @@ class SpoofingDetector:
         return bool(self._held)
 
     def due(self, now: int) -> list[Finding]:
-        """Held findings whose re-quote window has passed without a re-quote."""
-        held = self._held
+        """Held findings whose re-quote test is over without a bona fide re-quote.
+
+        Released in the order found, except that a finding whose test is still running
+        holds back later ones of the same type, owner and symbol (so they fold in order)."""
+        if not self._held or (not self._dirty and now <= self._next_check):
+            return []
+        self._dirty = False
+        window = self.params.cancel_window_ns
+        episodes = {id(e): e for _, e in self._held}
+        for episode in episodes.values():
+            for chain in list(episode.chains):
+                if chain.order_id is not None and now > chain.start_ns + window:
+                    episode.replaced = True  # still shown a whole cancel window: bona fide
+                elif chain.order_id is None and now > chain.gap_until:
+                    episode.chains.remove(chain)  # withdrawn
         released: list[Finding] = []
-        while held and held[0][0] < now:
-            _, finding, episode = held.popleft()
+        kept: list[tuple[Finding, _Episode]] = []
+        waiting: set[tuple[str, str, str]] = set()
+        next_check: int | None = None
+        for finding, episode in self._held:
+            if not episode.decided(now):
+                waiting.add(finding.fold_key)
+                kept.append((finding, episode))
+                for when in self._deadlines(episode, now):
+                    next_check = when if next_check is None else min(next_check, when)
+                continue
+            if finding.fold_key in waiting:
+                kept.append((finding, episode))
+                continue
+            self._forget_chains(episode)
             if not episode.replaced:
                 released.append(finding)
+        self._held = kept
+        self._next_check = next_check if next_check is not None else now
         return released
+
+    def _deadlines(self, episode: _Episode, now: int) -> list[int]:
+        """The times at which the episode's re-quote test may be decided without an event."""
+        found = [episode.requote_until] if now <= episode.requote_until else []
+        window = self.params.cancel_window_ns
+        for chain in episode.chains:
+            found.append(chain.start_ns + window if chain.order_id is not None else chain.gap_until)
+        return found
+
+    def _forget_chains(self, episode: _Episode) -> None:
+        for chain in episode.chains:
+            if chain.order_id is not None:
+                chains = self._chain_orders.get(chain.order_id)
+                if chains is not None and chain in chains:
+                    chains.remove(chain)
+                    if not chains:
+                        del self._chain_orders[chain.order_id]
+        episode.chains.clear()
 
     def fill(self, event: Fill, t: int) -> None:
         params = self.params
         self._active(event.account_id, event.symbol, t).add(t, _TRADED)
+        if self._chain_orders and event.order_id in self._chain_orders:
+            self._chain_closed(event.order_id, t, executed=True)
         key = (event.account_id, event.symbol, event.buy)
         episode = self._episodes.get(key)
         if episode is None or t - episode.first_ns > params.cancel_window_ns:
@@ -230,6 +362,8 @@ class SpoofingDetector:
         )
 
     def closed(self, event: OrderClosed, t: int) -> Finding | None:
+        if event.final and self._chain_orders and event.order_id in self._chain_orders:
+            self._chain_closed(event.order_id, t, executed=False)
         if not event.voluntary:
             return None
         activity = self._active(event.account_id, event.symbol, t)
@@ -261,7 +395,8 @@ class SpoofingDetector:
             return finding
         episode.requote_until = t + params.requote_window_ns
         episode.largest_cancel = max(episode.largest_cancel, event.quantity)
-        self._held.append((episode.requote_until, finding, episode))
+        self._held.append((finding, episode))
+        self._dirty = True
         return None
 
     def _far_levels(self, episode: _Episode) -> int:

@@ -218,6 +218,12 @@ class AccountService:
             session, subject_id=account_id, event_types=[TradingEvent.ACCOUNT_STATUS_CHANGED]
         )
 
+    async def traders_among(self, session: AsyncSession, user_ids: Sequence[str]) -> set[str]:
+        """The users among `user_ids` who have traded: a trading account of theirs has at
+        least one execution. How surveillance tells active traders from users who never
+        traded (throwaway sign-ups) when it judges shared devices and networks."""
+        return await repository.users_with_executions(session, user_ids)
+
     async def list_all(self, session: AsyncSession) -> Sequence[TradingAccount]:
         return await repository.all_accounts(session)
 

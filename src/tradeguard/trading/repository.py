@@ -38,6 +38,9 @@ from tradeguard.trading.models import (
 )
 
 CONTROL_ID = 1
+# Users asked about in one statement (`users_with_executions`): far below any database's
+# limit on bound parameters.
+USER_BATCH = 500
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -374,6 +377,23 @@ async def account_owners(session: AsyncSession, account_ids: Sequence[str]) -> d
         TradingAccount.id.in_(list(account_ids))
     )
     return {row.id: row.user_id for row in await session.execute(query)}
+
+
+async def users_with_executions(session: AsyncSession, user_ids: Sequence[str]) -> set[str]:
+    """The users among `user_ids` with a trading account that has at least one execution."""
+    found: set[str] = set()
+    wanted = sorted(set(user_ids))
+    for start in range(0, len(wanted), USER_BATCH):
+        traded = (
+            select(Execution.id).where(Execution.account_id == TradingAccount.id).limit(1).exists()
+        )
+        query = (
+            select(TradingAccount.user_id)
+            .where(TradingAccount.user_id.in_(wanted[start : start + USER_BATCH]), traded)
+            .distinct()
+        )
+        found.update(str(row[0]) for row in await session.execute(query))
+    return found
 
 
 async def all_accounts(session: AsyncSession, limit: int = 1000) -> Sequence[TradingAccount]:

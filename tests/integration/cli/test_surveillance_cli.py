@@ -22,12 +22,15 @@ from tests.integration.surveillance.support import (
     MONDAY_OPEN,
     Market,
     customer,
+    order,
     trade_a_market,
 )
 from tests.support.api import Api, login, running_api
+from tests.support.trading import add_instrument, street_order
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
+from tradeguard.core.orders import Side
 from tradeguard.db.engine import create_engine
 from tradeguard.ledger.models import AuditEventRow
 
@@ -248,12 +251,16 @@ TABLET = {"platform": "iPadOS", "screen": "1024x768", "language": "en-GB"}
 
 @pytest.fixture
 def shared_tablet(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A data directory where two customers signed in on one tablet, and two more have an
-    account each (to link by hand); returns the directory and those two accounts."""
+    """A data directory where two customers who traded signed in on one tablet (only
+    traders are linked), and two more have an account each (to link by hand); returns the
+    directory and those two accounts."""
 
     async def arrange(api: Api) -> list[str]:
+        await add_instrument(api, "ACME", "50.00")
+        await street_order(api, "ACME", Side.SELL, 50_000, "50.02")
         for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
-            await customer(api, name)
+            who = await customer(api, name)
+            await order(api, who, who.accounts[0], "buy", 100, "50.02")
             async with api.client(ip) as client:
                 await login(client, name, device=TABLET)
         return [(await customer(api, name)).accounts[0] for name in ("mallory", "mel")]

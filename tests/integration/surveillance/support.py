@@ -213,12 +213,14 @@ async def expected_alerts(api: Api) -> list[FoldedAlert]:
                 for d in documents
                 if d.document["type"] in MARKET_EVENT_TYPES
             }
+            | services.params.frontrun.insiders
         )
         owners = BeneficialOwners(
             await trading.accounts.owners_of(session, accounts),
             owner_links=await services.links.live(session),
         )
     engine = SurveillanceEngine(services.params)
+    engine.set_owners(owners.owner)
     folder = FindingFolder(services.params.fold_window_ns)
     for item in documents:
         event = parse_market_event(item.seq, item.document, owners.owner)

@@ -125,3 +125,50 @@ class TestFrontRunningStream:
         result = await services.consumer.run()
         assert result.market_events > 0
         assert result.alerts == 0
+
+    async def test_the_staff_members_other_account_and_a_linked_account_are_insiders(
+        self, api: Api
+    ) -> None:
+        """Only the staffer's first account is registered; she trades through her second
+        account and through her partner's, which compliance linked to hers as one owner."""
+        await add_instrument(api, "ACME", "50.00")
+        await add_instrument(api, "BETA", "20.00")
+        await street_order(api, "ACME", Side.SELL, 100_000, "50.02")
+        await street_order(api, "ACME", Side.BUY, 100_000, "49.98")
+        await street_order(api, "BETA", Side.SELL, 100_000, "20.02")
+        staff = await customer(api, "staffer", accounts=2)
+        partner = await customer(api, "partner")
+        client = await customer(api, "whale")
+        s1, s2 = staff.accounts
+        (p1,) = partner.accounts
+        (c1,) = client.accounts
+        services = surveillance_with_insiders(api, [s1])
+        async with services.unit_of_work() as session:
+            await services.links.add(
+                session, account_a=s1, account_b=p1, reason="household", actor=SETUP
+            )
+        # The partner's holding, bought long before (it sells what the staffer bought).
+        await order(api, partner, p1, "buy", 400, "50.02")
+        api.clock.advance(seconds=3600)
+        await order(api, staff, s2, "buy", 400, "50.02")
+        api.clock.advance(seconds=120)
+        await order(api, client, c1, "buy", 5000, "50.02")
+        api.clock.advance(seconds=600)
+        await order(api, partner, p1, "sell", 400, "49.98")
+        await order(api, partner, p1, "buy", 1000, "20.02", symbol="BETA")
+        api.clock.advance(seconds=3600)
+        await trading_of(api).desk.restrict(symbol="BETA", reason="banking mandate", actor=SETUP)
+        api.clock.advance(seconds=1)
+        await chain(api)
+
+        await services.consumer.run()
+        async with services.unit_of_work() as session:
+            query = select(SurveillanceAlert).order_by(SurveillanceAlert.first_trigger_seq)
+            alerts = list((await session.execute(query)).scalars().all())
+        owner = min(staff.user_id, partner.user_id)  # a linked group is named by its least id
+        assert [(a.alert_type, a.symbol, a.owner, a.accounts) for a in alerts] == [
+            (AlertType.FRONT_RUNNING.value, "ACME", owner, [s2, p1]),
+            (AlertType.RESTRICTED_LIST_AHEAD.value, "BETA", owner, [p1]),
+        ]
+        assert alerts[0].evidence["insider_accounts"] == [s2, p1]
+        assert alerts[0].evidence["owner_links"][0]["kind"] == "manual"

@@ -124,6 +124,14 @@ async def a_market(api: Api) -> None:
     await street_order(api, "ACME", Side.BUY, 50_000, "49.98")
 
 
+async def trader(api: Api, name: str) -> Customer:
+    """A customer who has traded (bought 100 ACME from the street): only traders count
+    toward a crowd on a device or a network, and only traders are linked."""
+    who = await customer(api, name)
+    await order(api, who, who.accounts[0], "buy", 100, "50.02")
+    return who
+
+
 async def cross(api: Api, seller: Customer, buyer: Customer, quantity: int) -> None:
     """`seller` rests a sale at 50.00 inside the street's spread and `buyer` takes it: an
     internal match between the two."""
@@ -199,21 +207,48 @@ class TestSharedDevice:
         await two_users_on_one_tablet(api)
         assert (await derive(api)).created == 1
         assert (await derive(api)).created == 0
-        # Two more users with the same attributes: four users on one fingerprint is a
+        # Two more traders with the same attributes: four traders on one fingerprint is a
         # common configuration (device_max_users is 3), not a device; nothing new is linked.
         for name in ("wendy", "xavier"):
-            await customer(api, name)
+            await trader(api, name)
             await sign_in(api, name, ip=ELSEWHERE, device=TABLET)
         assert (await derive(api)).created == 0
         assert len(await links(api)) == 1
         assert len(await audit_events(api, "surveillance:link:added")) == 1
+
+    async def test_throwaway_users_on_the_fingerprint_do_not_dissolve_the_link(
+        self, api: Api
+    ) -> None:
+        """The evasion: six sign-ups that never trade, on the two traders' tablet, made it
+        eight users on one fingerprint, past the cap, and linked nobody. Only traders
+        count, and only traders are linked."""
+        ursula, victor = await two_users_on_one_tablet(api)
+        throwaways = []
+        for n in range(6):
+            throwaways.append(await customer(api, f"throwaway{n}"))
+            await sign_in(api, f"throwaway{n}", ip=ELSEWHERE, device=TABLET)
+        result = await derive(api)
+        [link] = await links(api)
+        assert result.created == 1
+        assert {link.user_a, link.user_b} == {ursula.user_id, victor.user_id}
+        assert link.evidence["users_on_device"] == 2
+        assert link.evidence["users_with_fingerprint"] == 8
+        # A throwaway that trades counts from the next pass: three traders is still a
+        # device (linked to both), a fourth would make it a common configuration.
+        first = throwaways[0]
+        await order(api, first, first.accounts[0], "buy", 100, "50.02")
+        assert (await derive(api)).created == 2
+        second = throwaways[1]
+        await order(api, second, second.accounts[0], "buy", 100, "50.02")
+        assert (await derive(api)).created == 0
 
 
 class TestSharedNetwork:
     async def test_two_users_signing_in_on_one_24_on_separate_occasions_are_linked(
         self, api: Api
     ) -> None:
-        alice, bob = await customer(api, "alice"), await customer(api, "bob")
+        await a_market(api)
+        alice, bob = await trader(api, "alice"), await trader(api, "bob")
         await evenings_on_one_network(api, "alice", "bob", 3)
         result = await derive(api)
         [link] = await links(api)
@@ -236,9 +271,10 @@ class TestSharedNetwork:
     async def test_a_network_many_users_sign_in_from_links_nobody(self, api: Api) -> None:
         # A carrier's or an office's network: six users (more than network_max_users = 5),
         # signing in side by side every day.
+        await a_market(api)
         names = [f"commuter{i}" for i in range(6)]
         for name in names:
-            await customer(api, name)
+            await trader(api, name)
         for _ in range(3):
             for name in names:
                 await sign_in(api, name, ip=HOME_A)
@@ -249,6 +285,28 @@ class TestSharedNetwork:
         assert result.shared_networks == 1
         assert await links(api) == []
         assert await audit_events(api, "surveillance:link:added") == []
+
+    async def test_users_who_never_traded_neither_crowd_a_network_nor_are_linked(
+        self, api: Api
+    ) -> None:
+        # Two traders and six sign-ups that never traded meet on one /24 every evening:
+        # eight users, but two traders, well within network_max_users.
+        await a_market(api)
+        alice, bob = await trader(api, "alice"), await trader(api, "bob")
+        names = [f"throwaway{i}" for i in range(6)]
+        for name in names:
+            await customer(api, name)
+        for _ in range(3):
+            for name in ("alice", "bob", *names):
+                await sign_in(api, name, ip=HOME_A)
+                api.clock.advance(seconds=60)
+            api.clock.advance(seconds=86_400)
+        result = await derive(api)
+        [link] = await links(api)
+        assert (result.created, result.shared_networks) == (1, 0)
+        assert (link.user_a, link.user_b) == tuple(sorted((alice.user_id, bob.user_id)))
+        assert link.evidence["users_on_network"] == 2
+        assert link.evidence["users_signed_in"] == 8
 
     async def test_a_single_coincidence_below_the_repeat_threshold_links_nobody(
         self, api: Api
@@ -272,8 +330,9 @@ class TestSharedNetwork:
         assert await links(api) == []
 
     async def test_sign_ins_older_than_the_lookback_are_not_read(self, api: Api) -> None:
-        await customer(api, "alice")
-        await customer(api, "bob")
+        await a_market(api)
+        await trader(api, "alice")
+        await trader(api, "bob")
         await evenings_on_one_network(api, "alice", "bob", 3)
         api.clock.advance(seconds=31 * 86_400)
         assert (await derive(api)).sign_ins == 0
@@ -282,8 +341,9 @@ class TestSharedNetwork:
 
 class TestSchedule:
     async def test_a_worker_skips_a_pass_another_ran_within_the_interval(self, api: Api) -> None:
-        await customer(api, "alice")
-        await customer(api, "bob")
+        await a_market(api)
+        await trader(api, "alice")
+        await trader(api, "bob")
         deriver = surveillance_of(api).deriver
         assert deriver is not None
         await evenings_on_one_network(api, "alice", "bob", 2)

@@ -2,13 +2,15 @@
 executions recorded by the trading core are read in chain order behind a stored
 checkpoint; the alerts, their ledger events and the checkpoint commit together, so a
 consumer restarted at any point (or several taking turns) raises exactly the alerts an
-uninterrupted run raises, none twice."""
+uninterrupted run raises, none twice. MAN-2's re-quote test on the trading core's own cancels
+and cancel-replaces: a re-quote pulled seconds later, or a spoof moved away, is alerted."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,20 +20,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.surveillance.support import (
     MONDAY_OPEN,
+    Customer,
+    cancel,
     chain,
+    customer,
     expected_alerts,
     fresh_surveillance,
+    order,
     surveillance_of,
     trade_a_market,
 )
 from tests.support.api import Api, audit_events, running_api
 from tests.support.ledger import drain_waiting, writer_in_flight
-from tests.support.trading import trading_of
+from tests.support.trading import add_instrument, street_order, trading_of
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
+from tradeguard.core.orders import Side
 from tradeguard.db.engine import unit_of_work
+from tradeguard.ledger.domain import Party
 from tradeguard.surveillance.domain import AlertType
 from tradeguard.surveillance.models import SurveillanceAlert, SurveillanceCheckpoint
+from tradeguard.trading.desk import ReplaceRequest
 from tradeguard.trading.models import Execution, Order
 
 
@@ -238,3 +247,73 @@ REFUSE_CHECKPOINT = {
         "FOR EACH ROW EXECUTE FUNCTION refuse_checkpoint()",
     ],
 }
+
+
+async def replace(api: Api, who: Customer, account: str, order_id: str, price: str) -> str:
+    outcome = await trading_of(api).desk.replace(
+        account_id=account,
+        order_id=order_id,
+        user_id=who.user_id,
+        request=ReplaceRequest(
+            client_order_id=f"r-{order_id}", quantity=3000, limit_price=Decimal(price)
+        ),
+        actor=Party("user", who.user_id),
+    )
+    assert outcome.accepted, outcome.order.reject_code
+    return outcome.order.id
+
+
+@pytest.mark.spec("MAN-2")
+class TestRequoteStream:
+    async def test_a_pulled_re_quote_and_a_spoof_moved_away_are_alerted(self, api: Api) -> None:
+        await add_instrument(api, "ACME", "50.00")
+        await street_order(api, "ACME", Side.SELL, 100_000, "50.02")
+        await street_order(api, "ACME", Side.BUY, 100_000, "49.98")
+        faker = await customer(api, "faker")
+        mover = await customer(api, "mover")
+        honest = await customer(api, "honest")
+        (f1,) = faker.accounts
+        (m1,) = mover.accounts
+        (h1,) = honest.accounts
+        for who, account in ((faker, f1), (mover, m1), (honest, h1)):
+            await order(api, who, account, "buy", 300, "50.02")
+        api.clock.advance(seconds=60)
+        # Each bids 3,000 a tick below the street's bid, sells 100 into it, pulls the bid.
+        bids = {}
+        for who, account in ((faker, f1), (mover, m1), (honest, h1)):
+            bids[account] = await order(api, who, account, "buy", 3000, "49.97")
+        api.clock.advance(seconds=1)
+        for who, account in ((faker, f1), (mover, m1), (honest, h1)):
+            await order(api, who, account, "sell", 100, "49.98")
+        api.clock.advance(seconds=0.5)
+        await cancel(api, faker, f1, bids[f1])
+        await cancel(api, honest, h1, bids[h1])
+        # The mover moves its bid away below the market instead (a cancel-replace); the moved
+        # bid rests, but it is the spoof moved away, not a re-quote.
+        moved = await replace(api, mover, m1, bids[m1], "49.50")
+        api.clock.advance(seconds=0.8)
+        # The faker and the honest bidder bid 1,600 a tick lower; the faker pulls it 2.5 s
+        # later, the honest bidder leaves it.
+        fake = await order(api, faker, f1, "buy", 1600, "49.96")
+        await order(api, honest, h1, "buy", 1600, "49.96")
+        api.clock.advance(seconds=2.5)
+        await cancel(api, faker, f1, fake)
+        api.clock.advance(seconds=40)
+        await cancel(api, mover, m1, moved)
+        api.clock.advance(seconds=1)
+        await order(api, honest, h1, "sell", 100, "49.98")  # the market goes on
+        await chain(api)
+        await surveillance_of(api).consumer.run()
+
+        alerts = await stored_alerts(api)
+        assert [(a.alert_type, a.owner) for a in alerts] == [
+            (AlertType.SPOOFING.value, faker.user_id),
+            (AlertType.SPOOFING.value, mover.user_id),
+        ]
+        assert [a.evidence["cancelled_order_ids"] for a in alerts] == [[bids[f1]], [bids[m1]]]
+        expected = await expected_alerts(api)
+        # What one uninterrupted pass of the engine finds (released as each re-quote test
+        # ends, so not necessarily in trigger order).
+        assert sorted((a.alert_type.value, a.first.trigger_seq) for a in expected) == [
+            (a.alert_type, a.first_trigger_seq) for a in alerts
+        ]

@@ -14,6 +14,7 @@ from tradeguard.surveillance.domain import (
     WashParameters,
 )
 from tradeguard.surveillance.engine import SurveillanceEngine
+from tradeguard.surveillance.events import OrderPlaced
 
 
 def background(tape: Tape, symbol: str = "ACME", trades: int = 10) -> None:
@@ -160,6 +161,19 @@ class TestWashTrading:
         assert Decimal(found[0].evidence["artificial_volume_share"]) < Decimal("0.05")
 
 
+def spoofed(tape: Tape, account: str = "s", *, reason: str = "user") -> OrderPlaced:
+    """The outside tester's spoof, up to its cancel: after the background, a bid of 3,000 a
+    tick below the best bid, 100 sold into the bid, the bid cancelled half a second later
+    (or, with `reason="replaced"`, closed by a cancel-replace)."""
+    background(tape)
+    spoof = tape.place(account, "ACME", "buy", 3000, "49.98")
+    sale = tape.place(account, "ACME", "sell", 100, "49.99")
+    tape.fill(sale, 100, "49.99")
+    tape.wait(0.5)
+    tape.cancel(spoof, reason=reason)
+    return spoof
+
+
 @pytest.mark.spec("MAN-2")
 class TestSpoofingAndLayering:
     def test_a_large_bid_cancelled_after_a_sale_is_spoofing(self) -> None:
@@ -231,7 +245,7 @@ class TestSpoofingAndLayering:
     def test_a_market_maker_leaning_on_one_side_and_re_quoting_is_not_flagged(self) -> None:
         tape = Tape()
         background(tape)
-        for _ in range(10):
+        for _ in range(20):
             bid = tape.place("mm", "ACME", "buy", 3000, "49.99")
             ask = tape.place("mm", "ACME", "sell", 300, "50.01")
             tape.wait(2)
@@ -240,11 +254,91 @@ class TestSpoofingAndLayering:
             # The quote moves with the market: the big bid is cancelled and shown again.
             tape.cancel(bid)
             tape.wait(0.01)
-        tape.later()
+        # The maker goes on showing its bid: it stays on the book.
+        tape.place("mm", "ACME", "buy", 3000, "49.99")
+        tape.later(40)
         assert run(tape.events) == []
         # The same cancels without the re-quote are spoofing, once per episode.
         without = SurveillanceParameters(spoof=SpoofParameters(requote_window_ns=0))
         assert {f.alert_type for f in run(tape.events, without)} == {AlertType.SPOOFING}
+
+    def test_a_re_quote_pulled_within_the_cancel_window_clears_nothing(self) -> None:
+        """The outside tester's evasion: bid 3000 one tick below the best bid, sell 100, pull
+        the bid, bid 1600 one tick lower within a second and pull that 2.5 s later."""
+        tape = Tape()
+        spoof = spoofed(tape)
+        tape.wait(0.8)
+        fake = tape.place("s", "ACME", "buy", 1600, "49.97")
+        tape.wait(2.5)
+        tape.cancel(fake)
+        tape.later()
+        found = run(tape.events)
+        assert [f.alert_type for f in found] == [AlertType.SPOOFING]
+        assert found[0].evidence["cancelled_order_ids"] == [spoof.order_id]
+        # Pulled again and again, each within a second of the last: still withdrawn in the
+        # end, well within the cancel window.
+        tape = Tape()
+        spoofed(tape)
+        for _ in range(5):
+            tape.wait(0.5)
+            fake = tape.place("s", "ACME", "buy", 1600, "49.97")
+            tape.wait(2)
+            tape.cancel(fake)
+        tape.later()
+        assert [f.alert_type for f in run(tape.events)] == [AlertType.SPOOFING]
+
+    def test_a_re_quote_that_rests_or_executes_is_bona_fide(self) -> None:
+        def tape_until_the_re_quote() -> tuple[Tape, OrderPlaced]:
+            tape = Tape()
+            spoofed(tape)
+            tape.wait(0.5)
+            return tape, tape.place("s", "ACME", "buy", 1600, "49.97")
+
+        # It rests beyond the cancel window (pulled only after it).
+        tape, requote = tape_until_the_re_quote()
+        tape.later(31)
+        tape.cancel(requote)
+        tape.later()
+        assert run(tape.events) == []
+        # It is hit (in part) and the rest is pulled.
+        tape, requote = tape_until_the_re_quote()
+        tape.wait(3)
+        tape.fill(requote, 200, "49.97", maker=True)
+        tape.cancel(requote, 1400)
+        tape.later()
+        assert run(tape.events) == []
+        # Pulled one second before the window ends: not bona fide.
+        tape, requote = tape_until_the_re_quote()
+        tape.wait(29)
+        tape.cancel(requote)
+        tape.later()
+        assert [f.alert_type for f in run(tape.events)] == [AlertType.SPOOFING]
+
+    def test_a_re_quote_far_from_the_market_or_small_is_no_re_quote(self) -> None:
+        for size, price in ((1600, "45.00"), (1000, "49.98")):
+            tape = Tape()
+            spoofed(tape)
+            tape.wait(0.5)
+            tape.place("s", "ACME", "buy", size, price)
+            tape.later(40)
+            assert [f.alert_type for f in run(tape.events)] == [AlertType.SPOOFING], (size, price)
+
+    def test_a_spoof_moved_away_by_cancel_replace_is_a_cancel(self) -> None:
+        tape = Tape()
+        spoof = spoofed(tape, reason="replaced")
+        moved = tape.place("s", "ACME", "buy", 3000, "48.00", replaces=spoof.order_id)
+        tape.later(40)  # the moved order rests beyond the window: still no re-quote
+        tape.cancel(moved)
+        tape.later()
+        found = run(tape.events)
+        assert [f.alert_type for f in found] == [AlertType.SPOOFING]
+        assert found[0].evidence["cancelled_order_ids"] == [spoof.order_id]
+        # Replaced at its price (a new size, shown on): a re-quote that rested.
+        tape = Tape()
+        spoof = spoofed(tape, reason="replaced")
+        tape.place("s", "ACME", "buy", 2500, "49.98", replaces=spoof.order_id)
+        tape.later(40)
+        assert run(tape.events) == []
 
     def test_a_large_order_cancelled_with_nothing_executed_on_the_other_side_passes(
         self,
@@ -308,8 +402,22 @@ class TestRestartExactness:
             sell = tape.place("a1", "ACME", "sell", 500, f"50.0{n}")
             buy = tape.place("a2", "ACME", "buy", 500, f"50.0{n}")
             tape.cross(buy, sell, 500, f"50.0{n}")
+        # A spoof "re-quoted" by an order pulled within the cancel window (held a while for
+        # the re-quote test), and one whose re-quote rested (held, then cleared).
+        for pulled in (True, False):
+            tape.wait(60)
+            spoof = tape.place("r", "ACME", "buy", 3000, "49.98")
+            sale = tape.place("r", "ACME", "sell", 100, "49.99")
+            tape.fill(sale, 100, "49.99")
+            tape.cancel(spoof)
+            tape.wait(0.5)
+            requote = tape.place("r", "ACME", "buy", 1600, "49.97")
+            tape.later(3 if pulled else 35)
+            tape.cancel(requote)
+            tape.later()
         params = SurveillanceParameters(book_horizon_ns=900 * 10**9)
         whole = run(tape.events, params)
+        assert [f.owner for f in whole if f.alert_type is AlertType.SPOOFING] == ["s", "r"]
         assert {f.alert_type for f in whole} == {AlertType.SPOOFING, AlertType.WASH_TRADE}
         for cut in range(1, len(tape.events)):
             first = SurveillanceEngine(params)

@@ -34,6 +34,14 @@ class TestParsing:
         assert placed == OrderPlaced(
             7, 1767625200000000000, "o1", "a1", "owner-of-a1", "ACME", True, 100, Decimal("50.01")
         )
+        replacement = parse_market_event(
+            7,
+            document(
+                "trading:order:placed", quantity=100, limit_price="49.00", replaces_order_id="o0"
+            ),
+        )
+        assert isinstance(replacement, OrderPlaced)
+        assert (placed.replaces, replacement.replaces) == (None, "o0")
         cancelled = parse_market_event(
             8, document("trading:order:cancelled", reason="user", unfilled=60)
         )

@@ -17,6 +17,7 @@ from tradeguard.surveillance.domain import (
 )
 from tradeguard.surveillance.engine import SurveillanceEngine
 from tradeguard.surveillance.events import RestrictedListed, parse_market_event
+from tradeguard.surveillance.owners import BeneficialOwners, OwnerLink
 
 STAFF = SurveillanceParameters(frontrun=FrontRunParameters(insiders=frozenset({"staff"})))
 
@@ -69,6 +70,37 @@ class TestFrontRunning:
         assert [f.alert_type for f in found] == [AlertType.FRONT_RUNNING]
         assert found[0].evidence["side_ahead"] == "sell"
         assert Decimal(found[0].evidence["gain_per_share"]) == Decimal("0.20")
+
+    def test_the_staff_members_other_account_or_a_linked_account_is_the_same_insider(
+        self,
+    ) -> None:
+        """The firm registered one account of Sally's; she trades ahead through her other
+        account, and unwinds through her husband's, linked to her as one owner."""
+        owners = BeneficialOwners(
+            {"staff": "sally", "sally-ira": "sally", "bob-1": "bob", "whale": "wendy"},
+            owner_links=[OwnerLink("l1", "manual", account_a="sally-ira", account_b="bob-1")],
+        )
+        tape = Tape(owners={a: owners.owner(a) for a in ("staff", "sally-ira", "bob-1", "whale")})
+        tape.street_trade("sally-ira", "ACME", "buy", 500, "10.00")
+        tape.wait(60)
+        tape.street_trade("whale", "ACME", "buy", 20_000, "10.05")
+        tape.wait(600)
+        tape.street_trade("bob-1", "ACME", "sell", 500, "10.20")
+        found = run(tape.events, STAFF, owners=owners.owner)
+        assert [(f.alert_type, f.owner) for f in found] == [(AlertType.FRONT_RUNNING, "bob")]
+        assert found[0].accounts == ("sally-ira", "bob-1")
+        assert found[0].evidence["insider_accounts"] == ["sally-ira", "bob-1"]
+        # Judged by account, as before, the registered account never traded: nothing.
+        assert run(tape.events, STAFF) == []
+        # Without the link, Bob's sale is a customer's: Sally never unwound.
+        apart = BeneficialOwners({"staff": "sally", "sally-ira": "sally", "bob-1": "bob"})
+        tape = Tape(owners={a: apart.owner(a) for a in ("staff", "sally-ira", "bob-1")})
+        tape.street_trade("sally-ira", "ACME", "buy", 500, "10.00")
+        tape.wait(60)
+        tape.street_trade("whale", "ACME", "buy", 20_000, "10.05")
+        tape.wait(600)
+        tape.street_trade("bob-1", "ACME", "sell", 500, "10.20")
+        assert run(tape.events, STAFF, owners=apart.owner) == []
 
     def test_a_customer_doing_the_same_is_not_an_insider(self) -> None:
         tape = Tape()
@@ -182,6 +214,29 @@ class TestRestrictedListAhead:
         assert Decimal(ev["average_price"]) == Decimal("20.1")
         assert ev["minutes_before_listing"] == 90.0
         assert len(finding.execution_ids) == 2
+
+    def test_the_staff_members_other_accounts_trading_ahead_of_the_listing_are_flagged(
+        self,
+    ) -> None:
+        """Sally's registered account never trades; her own other account and an account
+        linked to her (one beneficial owner) build the position together."""
+        owners = BeneficialOwners(
+            {"staff": "sally", "sally-2": "sally", "trust": "tom", "carl": "carl"},
+            owner_links=[OwnerLink("l1", "manual", account_a="staff", account_b="trust")],
+        )
+        tape = Tape(owners={a: owners.owner(a) for a in ("staff", "sally-2", "trust", "carl")})
+        tape.street_trade("sally-2", "ACME", "buy", 600, "20.00")
+        tape.street_trade("trust", "ACME", "buy", 600, "20.10")
+        tape.street_trade("carl", "ACME", "buy", 5000, "20.10")  # a customer: not judged
+        tape.wait(1800)
+        tape.restrict("ACME")
+        found = run(tape.events, STAFF, owners=owners.owner)
+        assert [(f.alert_type, f.owner) for f in found] == [
+            (AlertType.RESTRICTED_LIST_AHEAD, owners.owner("staff"))
+        ]
+        assert found[0].accounts == ("sally-2", "trust")
+        assert found[0].evidence["net_quantity"] == 1200
+        assert run(tape.events, STAFF) == []  # by account: nobody
 
     def test_staff_who_traded_hours_before_or_netted_out_or_customers_are_not_flagged(
         self,

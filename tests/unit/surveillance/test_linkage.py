@@ -95,6 +95,19 @@ class TestNetworkLinks:
             ("u5", "u6"),
         }
 
+    def test_users_who_never_traded_do_not_crowd_a_network_and_are_not_linked(self) -> None:
+        pairs = (("u1", "u2"), ("u3", "u4"), ("u5", "u6"))
+        crowd = [s for i, pair in enumerate(pairs) for s in evenings(pair, 3, at_ns=i * 8 * HOUR)]
+        # Only u1 and u2 traded: two traders on the network, linked to each other only.
+        report = network_links(crowd, PARAMS, traders={"u1", "u2", "elsewhere"})
+        [link] = report.links
+        assert (link.user_a, link.user_b) == ("u1", "u2")
+        assert (link.evidence["users_on_network"], link.evidence["users_signed_in"]) == (2, 6)
+        assert report.shared_networks == 0
+        # Six traders are a crowd as before.
+        everyone = {f"u{i}" for i in range(1, 7)}
+        assert network_links(crowd, PARAMS, traders=everyone).links == []
+
     def test_networks_are_judged_apart(self) -> None:
         split = [
             SignIn(s.user_id, s.at_ns, network_key=f"{s.user_id}-{i % 2}")
@@ -142,6 +155,19 @@ class TestDeviceLinks:
         many = [Device(f"u{i}", "d" * 32) for i in range(4)]
         assert device_links(many, PARAMS) == []
         assert len(device_links(many, LinkParameters(device_max_users=4))) == 6
+
+    def test_throwaway_users_on_a_fingerprint_do_not_dissolve_the_traders_link(self) -> None:
+        """Six sign-ups that never traded on the fingerprint of the two who trade."""
+        devices = [Device(f"u{i}", "d" * 32) for i in range(8)]
+        assert device_links(devices, PARAMS) == []  # every user counted: the evasion
+        [link] = device_links(devices, PARAMS, traders={"u0", "u1"})
+        assert (link.user_a, link.user_b) == ("u0", "u1")
+        assert link.evidence["users_on_device"] == 2
+        assert link.evidence["users_with_fingerprint"] == 8
+        # Four traders on it: a common configuration, as before.
+        assert device_links(devices, PARAMS, traders={"u0", "u1", "u2", "u3"}) == []
+        # A trader alone with throwaways is linked to nobody.
+        assert device_links(devices, PARAMS, traders={"u0"}) == []
 
     def test_one_users_devices_alike_link_nobody(self) -> None:
         assert device_links([Device("u1", "d" * 32), Device("u1", "d" * 32)], PARAMS) == []
