@@ -15,12 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.surveillance.support import (
     MONDAY_OPEN,
     customer,
+    order,
     surveillance_of,
     trade_a_market,
 )
 from tests.support.api import TEST_ARGON2, Api, login, running_api
+from tests.support.trading import add_instrument, street_order
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
+from tradeguard.core.orders import Side
 from tradeguard.surveillance.models import SurveillanceAlert
 from tradeguard.surveillance.tasks import COMPONENT, LINKS_COMPONENT
 from tradeguard.web.app import create_app
@@ -80,8 +83,12 @@ class TestOwnerLinksInProcess:
     ) -> None:
         tablet = {"platform": "iPadOS", "screen": "1024x768"}
         async with running_api(settings, engine, FrozenClock(MONDAY_OPEN)) as quiet:
+            await add_instrument(quiet, "ACME", "50.00")
+            await street_order(quiet, "ACME", Side.SELL, 50_000, "50.02")
             for name, ip in (("ursula", "198.51.100.10"), ("victor", "192.0.2.44")):
-                await customer(quiet, name)
+                # Only users who traded are linked (a crowd of sign-ups cannot hide a pair).
+                who = await customer(quiet, name)
+                await order(quiet, who, who.accounts[0], "buy", 100, "50.02")
                 async with quiet.client(ip) as client:
                     await login(client, name, device=tablet)
         async with serving(settings, engine) as api:
