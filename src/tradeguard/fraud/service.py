@@ -367,6 +367,13 @@ class TakeoverDefence:
         self._sessions_ended(ended)
         return ended, review.id, freeze.id
 
+    async def freeze_withdrawals(self, session: AsyncSession, *, user_id: str, reason: str) -> str:
+        """Freeze the user's withdrawals and open a review (the funds service, when a bank
+        says a debit was not authorized); returns the review id. Lifted by staff, four-eyes."""
+        review = await self._open_review(session, user_id, trigger=reason, assessment=None)
+        await self._freeze(session, user_id, reason=reason, review_id=review.id)
+        return review.id
+
     async def withdrawal_disowned(
         self,
         session: AsyncSession,

@@ -139,11 +139,12 @@ async def list_bank_accounts(
 async def add_bank_account(
     body: s.AddBankAccountIn, request: Request, principal: CurrentPrincipal
 ) -> s.BankAccountOut:
-    """Add a bank account: two micro-deposits are sent to it; confirm their amounts at
-    POST /api/v1/funds/bank-accounts/{id}/verify. Adding one starts the cooling period for
-    withdrawals (ATO-1)."""
+    """Add a bank account (needs a fresh second factor; at most 3 a day): two micro-deposits
+    are sent to it; confirm their amounts at POST /api/v1/funds/bank-accounts/{id}/verify.
+    Adding one starts the cooling period for withdrawals (ATO-1)."""
     services = funds(request)
     async with unit_of_work(services.sessions) as session:
+        await services.banks.require_fresh_factor(session, principal.user_id, principal.state)
         row = await services.banks.add(
             session,
             user_id=principal.user_id,
@@ -172,6 +173,7 @@ async def verify_bank_account(
     Each wrong answer spends an attempt; with none left the account must be added again."""
     services = funds(request)
     async with unit_of_work(services.sessions) as session:
+        await services.banks.require_fresh_factor(session, principal.user_id, principal.state)
         row = await services.banks.verify(
             session,
             user_id=principal.user_id,
@@ -192,6 +194,7 @@ async def remove_bank_account(
     """Remove a bank account (withdrawals already sent to it are not affected)."""
     services = funds(request)
     async with unit_of_work(services.sessions) as session:
+        await services.banks.require_fresh_factor(session, principal.user_id, principal.state)
         await services.banks.remove(
             session,
             user_id=principal.user_id,

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import ns_to_iso
-from tradeguard.core.errors import NotFound
+from tradeguard.core.errors import NotFound, TooManyRequests
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.columns import blind_index, blind_index_candidates, keyring_field
 from tradeguard.funds import repository
 from tradeguard.funds.common import FundsConflict, FundsDeps, FundsEvent, FundsInputError
 from tradeguard.funds.domain import (
+    DAY_NS,
     BankAccountStatus,
     BankAccountType,
     FundsError,
@@ -30,6 +31,9 @@ from tradeguard.funds.processor import Transfer
 from tradeguard.ledger.domain import Party
 
 MAX_BANK_ACCOUNTS = 5
+# Bank accounts a customer may add in a rolling day: each brings three micro-deposit
+# guesses, so removing and re-adding one must not become unlimited guessing.
+MAX_ADDED_PER_DAY = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,12 @@ class BankAccountService:
         if not 1 <= len(label) <= 60:
             raise FundsInputError("nickname must be 1 to 60 characters")
         await repository.lock_customer(session, user_id, now)
+        added = await repository.bank_accounts_added_since(session, user_id, now - DAY_NS)
+        if added >= MAX_ADDED_PER_DAY:
+            raise TooManyRequests(
+                f"{added} bank accounts were added in the last 24 hours; try again tomorrow",
+                retry_after_seconds=DAY_NS / 1e9,
+            )
         index = blind_index(
             deps.keyring, DataClass.BANK_DETAILS, _index_input(routing, number), str
         )
@@ -254,6 +264,35 @@ class BankAccountService:
         if row is None or row.status == BankAccountStatus.REMOVED.value:
             raise NotFound("no such bank account")
         return row
+
+    async def block(
+        self, session: AsyncSession, bank_account_id: str, *, code: str, request_id: str | None
+    ) -> None:
+        """Never use this bank account again: its bank returned a transfer as closed,
+        unknown or not authorized (the owner re-adds a working one)."""
+        row = await repository.bank_account(session, bank_account_id, lock=True)
+        if row is None or row.status in (
+            BankAccountStatus.BLOCKED.value,
+            BankAccountStatus.REMOVED.value,
+        ):
+            return
+        row.status = BankAccountStatus.BLOCKED.value
+        await self.deps.audit(
+            session,
+            FundsEvent.BANK_ACCOUNT_BLOCKED,
+            actor=Party("system", "funds"),
+            subject=Party("user", row.user_id),
+            data={"bank_account_id": row.id, "last4": row.last4, "return_code": code},
+            request_id=request_id,
+        )
+
+    async def require_fresh_factor(self, session: AsyncSession, user_id: str, state: Any) -> None:
+        """Adding, confirming or removing a bank account is a security change: it needs a
+        second factor as fresh as a withdrawal does."""
+        user = await self.deps.users.user(session, user_id)
+        if user is None:
+            raise NotFound("no such user")
+        await self.deps.factors.require_fresh_factor(session, user=user, state=state)
 
     async def find(self, session: AsyncSession, bank_account_id: str) -> BankAccount | None:
         """Any customer's bank account by id (operator tools)."""

@@ -37,6 +37,8 @@ class FundsEvent(StrEnum):
     BANK_ACCOUNT_VERIFIED = "funds:bank_account:verified"
     BANK_ACCOUNT_VERIFICATION_FAILED = "funds:bank_account:verification_failed"
     BANK_ACCOUNT_REMOVED = "funds:bank_account:removed"
+    # Its bank returned a transfer as closed, unknown or not authorized.
+    BANK_ACCOUNT_BLOCKED = "funds:bank_account:blocked"
     # The same bank account confirmed by another user: a beneficial-owner link (MAN-1, FRD-1).
     BANK_ACCOUNT_SHARED = "funds:bank_account:shared"
     # A wire the customer announced: credited when it arrives.

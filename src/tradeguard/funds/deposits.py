@@ -19,13 +19,15 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tradeguard.core.errors import NotFound, ServiceUnavailable
+from tradeguard.core.errors import NotFound, ServiceUnavailable, TooManyRequests
 from tradeguard.db.engine import unit_of_work
 from tradeguard.funds import repository
 from tradeguard.funds.bank_accounts import BankAccountService
 from tradeguard.funds.common import FundsConflict, FundsDeps, FundsEvent, FundsInputError
 from tradeguard.funds.domain import (
     ACH_RETURN_CODES,
+    BLOCKING_RETURNS,
+    DAY_NS,
     UNAUTHORIZED_RETURNS,
     ZERO,
     BankAccountStatus,
@@ -43,6 +45,7 @@ from tradeguard.vault.cards import CardCaller, StoredCard
 from tradeguard.vault.domain import AuthorizationCard
 
 MIN_DEPOSIT = Decimal(1)
+MAX_DECLINES_PER_DAY = 5
 FUNDS_SYSTEM = Party("system", "funds")
 # Accounts that may receive money: a closing-only account may still pay off what it owes.
 RECEIVING = frozenset({AccountStatus.ACTIVE.value, AccountStatus.CLOSING_ONLY.value})
@@ -195,6 +198,17 @@ class DepositService:
         cards = deps.cards
         if cards is None:
             raise ServiceUnavailable("card deposits need the card vault, which is not set up")
+        async with unit_of_work(sessions) as session:
+            declined = await repository.declined_cards_since(
+                session, user_id, deps.clock.now_ns() - DAY_NS
+            )
+        if declined >= MAX_DECLINES_PER_DAY:
+            # Card testing: guessing a stolen card's security code one decline at a time.
+            raise TooManyRequests(
+                f"{declined} card charges were declined in the last 24 hours; use a bank "
+                "transfer, or try again tomorrow",
+                retry_after_seconds=DAY_NS / 1e9,
+            )
         request = _CardRequest(user_id, account_id, card_id, amount, idempotency_key)
         async with unit_of_work(sessions) as session:
             earlier = await self._card_checks(session, request)
@@ -394,6 +408,14 @@ class DepositService:
         row.status = DepositStatus.RETURNED.value
         row.returned_ns = now
         row.return_code = code
+        if code in BLOCKING_RETURNS and row.bank_account_id is not None:
+            await self.banks.block(session, row.bank_account_id, code=code, request_id=None)
+        if code in UNAUTHORIZED_RETURNS and deps.takeover is not None:
+            # The bank's customer says they never allowed this debit: whoever added their
+            # bank account here may not be them (ATO-2).
+            await deps.takeover.freeze_withdrawals(
+                session, user_id=row.user_id, reason=f"ach_return_{code.lower()}"
+            )
         balances = await deps.trading.balances(session, account)
         # Settled cash less purchases not yet settled (they are owed already).
         owed = balances.cash_settled + min(balances.cash_unsettled, ZERO)

@@ -54,6 +54,8 @@ class BankAccountStatus(StrEnum):
     # Too many wrong amounts: the owner adds the account again (new micro-deposits).
     FAILED = "verification_failed"
     REMOVED = "removed"
+    # Its bank sent a transfer back as closed, unknown or not authorized: never used again.
+    BLOCKED = "blocked"
 
 
 class DepositStatus(StrEnum):
@@ -115,6 +117,7 @@ class Refusal(StrEnum):
     ACCOUNT_NOT_ACTIVE = "ACCOUNT_NOT_ACTIVE"
     FROZEN = "WITHDRAWALS_FROZEN"  # ATO-2: "this was not me", or staff
     NO_SMS_FACTOR = "NO_SMS_FACTOR"  # ACCT-2 needs a phone to text a code to
+    DEBIT_BALANCE = "DEBIT_BALANCE"  # an account of the customer owes money (an ACH return)
 
 
 # ABA routing numbers -----------------------------------------------------------------------------
@@ -171,6 +174,9 @@ ACH_RETURN_CODES: dict[str, str] = {
 # Unauthorized returns: the owner of the bank account says they never allowed the debit, a
 # takeover signal (the account at the firm may not belong to the bank account's owner).
 UNAUTHORIZED_RETURNS = frozenset({"R05", "R07", "R10", "R29"})
+# Returns after which the bank account is never used again: it is closed or unknown, or its
+# owner says they never allowed the debit.
+BLOCKING_RETURNS = frozenset({"R02", "R03", "R04", "R16", "R20"}) | UNAUTHORIZED_RETURNS
 
 
 # Limits and windows ------------------------------------------------------------------------------

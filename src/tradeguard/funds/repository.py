@@ -267,3 +267,29 @@ async def sent_due(session: AsyncSession, now_ns: int, limit: int) -> Sequence[s
             .limit(limit)
         )
     ).all()
+
+
+async def bank_accounts_added_since(session: AsyncSession, user_id: str, since_ns: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(BankAccount)
+            .where(BankAccount.user_id == user_id, BankAccount.created_ns >= since_ns)
+        )
+        or 0
+    )
+
+
+async def declined_cards_since(session: AsyncSession, user_id: str, since_ns: int) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Deposit)
+            .where(
+                Deposit.user_id == user_id,
+                Deposit.decline_code.is_not(None),
+                Deposit.created_ns >= since_ns,
+            )
+        )
+        or 0
+    )

@@ -31,7 +31,9 @@ from tradeguard.funds.common import (
     WithdrawalRefused,
 )
 from tradeguard.funds.domain import (
+    BLOCKING_RETURNS,
     WEEK_NS,
+    ZERO,
     BankAccountStatus,
     FundsError,
     LimitUse,
@@ -53,6 +55,7 @@ from tradeguard.identity.confirmations import ConfirmationSent
 from tradeguard.identity.models import User
 from tradeguard.identity.sessions import SessionState
 from tradeguard.ledger.domain import Party
+from tradeguard.risk.buying_power import available_funds
 from tradeguard.risk.domain import AccountStatus
 from tradeguard.trading import journal
 from tradeguard.trading.models import TradingAccount
@@ -263,20 +266,43 @@ class WithdrawalService:
             return WithdrawalRefused(
                 over, f"this would exceed your withdrawal limit {window}; at most {left} more"
             )
-        balances = await deps.trading.balances(session, account)
+        refused = await self._money_refusal(session, user=user, account=account, amount=amount)
+        if refused is not None:
+            return refused
+        return _Flagged(bank, flag) if flag else bank
+
+    async def _money_refusal(
+        self, session: AsyncSession, *, user: User, account: TradingAccount, amount: Decimal
+    ) -> WithdrawalRefused | None:
+        """No debit balance in any of the customer's accounts, and enough cash that may
+        leave this one."""
+        deps = self.deps
+        for other in await deps.trading.list_for(session, user.id):
+            owed = await deps.trading.balances(session, other)
+            if owed.cash_settled + min(owed.cash_unsettled, ZERO) < 0:
+                return WithdrawalRefused(
+                    Refusal.DEBIT_BALANCE,
+                    "an account of yours owes money (a deposit came back): pay it before "
+                    "withdrawing from any account",
+                )
+        view = await deps.trading.view(session, account)
+        balances = view.balances
         available = withdrawable_cash(
             settled=balances.cash_settled,
             unsettled=balances.cash_unsettled,
             held=balances.cash_held,
             uncollected=await repository.uncollected(session, account.id),
         )
+        # A margin account keeps its initial margin (Reg T 50%) on the positions it holds,
+        # shorts included: only the equity above it may leave.
+        available = max(ZERO, min(available, available_funds(view.state, view.limits)))
         if amount > available:
             return WithdrawalRefused(
                 Refusal.INSUFFICIENT_FUNDS,
                 f"at most {available} may be withdrawn now (deposits not yet collected, "
                 "unsettled sales and open orders do not count)",
             )
-        return _Flagged(bank, flag) if flag else bank
+        return None
 
     async def _use(self, session: AsyncSession, user_id: str, now: int) -> LimitUse:
         policy = self.deps.policy
@@ -425,9 +451,11 @@ class WithdrawalService:
             data={"withdrawal_id": row.id},
             request_id=request.request_id,
         )
-        if needs_review(deps.policy, row.amount, flagged=row.review_reason is not None):
+        # WDL-3 by the day's total, not each request alone: three of 9,999.99 are reviewed.
+        today = await self._use(session, user_id, now)
+        if needs_review(deps.policy, today.day_used, flagged=row.review_reason is not None):
             if row.review_reason is None:
-                row.review_reason = f"amount of at least {deps.policy.review_threshold}"
+                row.review_reason = f"withdrawals of at least {deps.policy.review_threshold} today"
             row.status = WithdrawalStatus.IN_REVIEW.value
             await deps.audit(
                 session,
@@ -614,6 +642,30 @@ class WithdrawalService:
         self, session: AsyncSession, row: Withdrawal, *, request_id: str | None
     ) -> None:
         deps, now = self.deps, self.deps.clock.now_ns()
+        account = await deps.trading.get(session, row.account_id, lock=True)
+        if account.status not in PAYING:
+            # Suspended (or closed) since it was requested: nothing leaves.
+            await self._release(
+                session,
+                row,
+                WithdrawalStatus.REFUSED,
+                FundsEvent.WITHDRAWAL_REFUSED,
+                why=f"the account is {account.status}",
+                request_id=request_id,
+            )
+            return
+        if deps.takeover is not None and await deps.takeover.withdrawals_frozen(
+            session, row.user_id
+        ):
+            await self._release(
+                session,
+                row,
+                WithdrawalStatus.REFUSED,
+                FundsEvent.WITHDRAWAL_REFUSED,
+                why="withdrawals are frozen on this profile",
+                request_id=request_id,
+            )
+            return
         bank = await repository.bank_account(session, row.bank_account_id)
         if bank is None or bank.status != BankAccountStatus.VERIFIED.value:
             await self._release(
@@ -705,6 +757,10 @@ class WithdrawalService:
             return None
         if outcome.state is TransferState.RETURNED:
             row.failure_code = outcome.code
+            if outcome.code in BLOCKING_RETURNS:
+                await self.banks.block(
+                    session, row.bank_account_id, code=outcome.code or "", request_id=None
+                )
             await self._release(
                 session,
                 row,

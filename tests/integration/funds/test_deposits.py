@@ -218,7 +218,7 @@ class TestAchReturn:
             refused = await request_withdrawal(alice, "1.00")
             assert refused.status_code == 403
             assert refused.json()["type"] == PROBLEMS + "withdrawal-refused"
-            assert refused.json()["reason"] == "INSUFFICIENT_WITHDRAWABLE_CASH"
+            assert refused.json()["reason"] == "DEBIT_BALANCE"
             # Buying more is refused too: the account only reduces now.
             more = await alice.trader.order(
                 alice.account_id,

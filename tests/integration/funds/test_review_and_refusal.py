@@ -55,7 +55,7 @@ class TestFourEyesReview:
             asked = (await request_withdrawal(alice, "10000.00")).json()
             held = await confirm(api, alice, asked["id"])
             assert held.json()["status"] == "in_review"
-            assert held.json()["review_reason"].startswith("amount of at least")
+            assert held.json()["review_reason"].startswith("withdrawals of at least")
 
             carol = await signed_in_staff(api, staff_client, "carol", Role.COMPLIANCE)
             dave = await signed_in_staff(api, staff_client, "dave", Role.COMPLIANCE)
