@@ -151,3 +151,15 @@ class TestCardDeposits:
             stolen = await card_deposit(mallory, card_id, "10.00")
             assert stolen.status_code == 404
             assert (await balances_of(mallory))["cash_settled"] == 0
+
+
+async def test_guessing_a_cards_security_code_stops_after_five_declines(api: Api) -> None:
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+        card_id = await add_card(alice, VISA)
+        for n in range(5):
+            declined = await card_deposit(alice, card_id, "10.00", cvv="000", key=f"g{n}")
+            assert declined.status_code == 402
+        guessed = await card_deposit(alice, card_id, "10.00", cvv=CVV, key="right")
+        assert guessed.status_code == 429, guessed.text
+        assert (await balances_of(alice))["cash_settled"] == 0
