@@ -34,6 +34,7 @@ from tradeguard.cli.common import (
     EXIT_USAGE,
     CodeStdinOption,
     DataDirOption,
+    StaffAsOption,
     VerifiedStaff,
     command_name,
     console,
@@ -60,12 +61,7 @@ app = typer.Typer(
 breakglass_app = typer.Typer(help="Emergency access and its reviews.", no_args_is_help=True)
 app.add_typer(breakglass_app, name="break-glass")
 
-AsOption = typer.Option(
-    "--as",
-    help="The staff member (username) acting; they must give a console code from their "
-    "security-key session (POST /api/v1/auth/console-code; prompted for, or --code-stdin), "
-    "then their authority is checked as over the API.",
-)
+AsOption = StaffAsOption
 JsonOption = typer.Option("--json", help="Print JSON.")
 CodeStdin = Annotated[bool, CodeStdinOption]
 

@@ -96,6 +96,13 @@ CodeStdinOption = typer.Option(
     "their security-key session) from the first line of standard input instead of prompting.",
 )
 
+StaffAsOption = typer.Option(
+    "--as",
+    help="The staff member (username) acting; they give a console code from their "
+    "security-key session (POST /api/v1/auth/console-code; prompted for, or --code-stdin), "
+    "then their authority is checked as over the API.",
+)
+
 STAFF_REFUSED = (
     "cannot act as {name!r}: only staff with an active security key can, with an unused "
     "console code from their own security-key session (POST /api/v1/auth/console-code)"

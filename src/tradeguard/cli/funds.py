@@ -25,6 +25,7 @@ from tradeguard.cli.common import (
     EXIT_USAGE,
     CodeStdinOption,
     DataDirOption,
+    StaffAsOption,
     VerifiedStaff,
     command_name,
     console,
@@ -58,11 +59,7 @@ sandbox_app = typer.Typer(help="The sandbox payment processor.", no_args_is_help
 app.add_typer(review_app, name="review")
 app.add_typer(sandbox_app, name="sandbox")
 
-AsOption = typer.Option(
-    "--as",
-    help="The staff member (username) acting; they give a console code from their "
-    "security-key session (POST /api/v1/auth/console-code; prompted for, or --code-stdin).",
-)
+AsOption = StaffAsOption
 JsonOption = typer.Option("--json", help="Print JSON.")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -22,6 +22,7 @@ from tradeguard.cli.common import (
     EXIT_USAGE,
     CodeStdinOption,
     DataDirOption,
+    StaffAsOption,
     VerifiedStaff,
     command_name,
     console,
@@ -60,11 +61,7 @@ app.add_typer(freeze_app, name="freeze")
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-AsOption = typer.Option(
-    "--as",
-    help="The staff member acting (username); they give a console code from their "
-    "security-key session (POST /api/v1/auth/console-code; prompted for, or --code-stdin).",
-)
+AsOption = StaffAsOption
 CodeStdin = Annotated[bool, CodeStdinOption]
 
 
