@@ -562,6 +562,32 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _funds_limits(self) -> Settings:
+        # Whole cents, and each limit inside the next: a weekly limit below the daily one, or
+        # a minimum above the daily limit, would make a rule that can never be met.
+        amounts = (
+            ("FUNDS_MIN_WITHDRAWAL", self.funds_min_withdrawal),
+            ("FUNDS_DAILY_WITHDRAWAL_LIMIT", self.funds_daily_withdrawal_limit),
+            ("FUNDS_WEEKLY_WITHDRAWAL_LIMIT", self.funds_weekly_withdrawal_limit),
+            ("FUNDS_REVIEW_THRESHOLD", self.funds_review_threshold),
+            ("FUNDS_MAX_DEPOSIT", self.funds_max_deposit),
+            ("FUNDS_MAX_UNCOLLECTED", self.funds_max_uncollected),
+        )
+        for name, amount in amounts:
+            if amount != amount.quantize(Decimal("0.01")):
+                raise ValueError(f"TRADEGUARD_{name} must be in whole cents")
+        if not (
+            self.funds_min_withdrawal
+            <= self.funds_daily_withdrawal_limit
+            <= self.funds_weekly_withdrawal_limit
+        ):
+            raise ValueError(
+                "the funds limits must satisfy FUNDS_MIN_WITHDRAWAL <= "
+                "FUNDS_DAILY_WITHDRAWAL_LIMIT <= FUNDS_WEEKLY_WITHDRAWAL_LIMIT"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _derived_origin(self) -> Settings:
         # An explicit setting always wins; otherwise the origin follows the listen address, so
         # `--port 9443` alone gives tokens and emailed links that point at 9443. The model is

@@ -72,6 +72,32 @@ class TestSettings:
         assert message in caught.value.detail
         assert value not in caught.value.detail.replace(message, "")
 
+    @pytest.mark.parametrize(
+        ("values", "message"),
+        [
+            (
+                {"TRADEGUARD_FUNDS_WEEKLY_WITHDRAWAL_LIMIT": "10000"},
+                "FUNDS_DAILY_WITHDRAWAL_LIMIT <= FUNDS_WEEKLY_WITHDRAWAL_LIMIT",
+            ),
+            (
+                {"TRADEGUARD_FUNDS_MIN_WITHDRAWAL": "60000"},
+                "FUNDS_MIN_WITHDRAWAL <= FUNDS_DAILY_WITHDRAWAL_LIMIT",
+            ),
+            (
+                {"TRADEGUARD_FUNDS_DAILY_WITHDRAWAL_LIMIT": "0.001"},
+                "FUNDS_DAILY_WITHDRAWAL_LIMIT must be in whole cents",
+            ),
+        ],
+    )
+    def test_funds_limits_that_could_never_be_met_are_refused(
+        self, monkeypatch: pytest.MonkeyPatch, values: dict[str, str], message: str
+    ) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(_env_file=None)
+        assert message in caught.value.detail
+
     def test_cert_without_key_is_refused(self, tmp_path: Path) -> None:
         with pytest.raises(
             ConfigurationError, match="TLS_CERT_FILE and TRADEGUARD_TLS_KEY_FILE go together"

@@ -13,7 +13,7 @@ from tradeguard.access.domain import Permission
 from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.context import request_id_var
 from tradeguard.core.errors import InvalidInput, TradeguardError
-from tradeguard.crypto.columns import mask_last4
+from tradeguard.core.masking import HIDDEN
 from tradeguard.db.engine import unit_of_work
 from tradeguard.funds import schemas as s
 from tradeguard.funds.container import FundsServices
@@ -56,7 +56,7 @@ def bank_out(row: BankAccount) -> s.BankAccountOut:
         routing_number=row.routing_number,
         account_type=row.account_type,
         last4=row.last4,
-        masked=mask_last4("0000" + row.last4),
+        masked=HIDDEN + row.last4,
         status=row.status,
         added_at=ns_to_iso(row.created_ns),
         verified_at=_iso(row.verified_ns),

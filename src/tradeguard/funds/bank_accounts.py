@@ -63,6 +63,12 @@ def view_of(row: BankAccount) -> BankAccountView:
     )
 
 
+def shown_digits(number: str) -> str:
+    """The digits shown of an account number: the last four, or of a short number (4 to 6
+    digits, where four would be most or all of it) the last two."""
+    return number[-4:] if len(number) > 6 else number[-2:]
+
+
 def _index_input(routing: str, account_number: str) -> str:
     return f"{routing}:{account_number}"
 
@@ -128,7 +134,7 @@ class BankAccountService:
             account_type=kind.value,
             account_number_enc=keyring_field(deps.keyring, number, record_id=row_id),
             account_index=index,
-            last4=number[-4:],
+            last4=shown_digits(number),
             status=BankAccountStatus.PENDING.value,
             micro_attempts_left=deps.micro_attempts,
             created_ns=now,

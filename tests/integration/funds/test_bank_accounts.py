@@ -74,6 +74,13 @@ class TestAdding:
             assert NUMBER not in response.text
             assert (await alice.get("/api/v1/funds/bank-accounts")).json() == []
 
+    async def test_a_short_account_number_shows_only_two_digits(self, api: Api) -> None:
+        async with api.client() as client:
+            alice = await signed_in_trader(api, client, "alice")
+            added = await alice.post("/api/v1/funds/bank-accounts", body(account_number="1234"))
+            assert added.status_code == 201, added.text
+            assert (added.json()["last4"], added.json()["masked"]) == ("34", "***34")
+
     async def test_the_same_account_twice_is_a_conflict(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
