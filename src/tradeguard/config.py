@@ -219,6 +219,9 @@ class Settings(BaseSettings):
     funds_max_deposit: Annotated[Decimal, Field(gt=0)] = Decimal(250_000)
     funds_max_uncollected: Annotated[Decimal, Field(gt=0)] = Decimal(50_000)
     funds_micro_deposit_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # Card-funded cash may be traded at once but not withdrawn for this many days after the
+    # charge settles: a cardholder's chargeback can come weeks later.
+    funds_card_hold_days: Annotated[int, Field(ge=0, le=180)] = 30
     # The payment processor; "simulated" is the deterministic sandbox (funds/processor.py).
     funds_processor: Literal["simulated"] = "simulated"
     funds_ach_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 86_400

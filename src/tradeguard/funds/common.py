@@ -116,6 +116,8 @@ class FundsDeps:
     max_uncollected: Decimal
     verify_ns: int
     micro_attempts: int
+    # Card-funded cash stays in the account this long after the charge settles (chargebacks).
+    card_hold_ns: int
     # The public origin for links in emails (the withdrawal's "this was not me" link).
     origin: str
     takeover: TakeoverDefence | None = None

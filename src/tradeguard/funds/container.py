@@ -61,6 +61,7 @@ def build_funds(
         max_uncollected=settings.funds_max_uncollected,
         verify_ns=settings.funds_verify_minutes * 60 * NS_PER_SECOND,
         micro_attempts=settings.funds_micro_deposit_attempts,
+        card_hold_ns=settings.funds_card_hold_days * 86_400 * NS_PER_SECOND,
         origin=identity.deps.policy.origin,
         takeover=takeover,
         cards=cards,

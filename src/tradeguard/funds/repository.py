@@ -143,11 +143,21 @@ async def deposits_of(session: AsyncSession, user_id: str, limit: int) -> Sequen
     ).all()
 
 
-async def uncollected(session: AsyncSession, account_id: str) -> Decimal:
-    """Deposits credited to the account and not yet collected (not withdrawable)."""
+async def uncollected(
+    session: AsyncSession, account_id: str, *, card_settled_since_ns: int
+) -> Decimal:
+    """Money credited to the account that may not leave yet: deposits not yet collected,
+    and card deposits collected after `card_settled_since_ns` (a chargeback can still take
+    them back)."""
     amounts = await session.scalars(
         select(Deposit.amount).where(
-            Deposit.account_id == account_id, Deposit.status == DepositStatus.PENDING.value
+            Deposit.account_id == account_id,
+            (Deposit.status == DepositStatus.PENDING.value)
+            | (
+                (Deposit.rail == "card")
+                & (Deposit.status == DepositStatus.SETTLED.value)
+                & (Deposit.settled_ns > card_settled_since_ns)
+            ),
         )
     )
     return sum(amounts, Decimal(0))

@@ -291,7 +291,11 @@ class WithdrawalService:
             settled=balances.cash_settled,
             unsettled=balances.cash_unsettled,
             held=balances.cash_held,
-            uncollected=await repository.uncollected(session, account.id),
+            uncollected=await repository.uncollected(
+                session,
+                account.id,
+                card_settled_since_ns=deps.clock.now_ns() - deps.card_hold_ns,
+            ),
         )
         # A margin account keeps its initial margin (Reg T 50%) on the positions it holds,
         # shorts included: only the equity above it may leave.

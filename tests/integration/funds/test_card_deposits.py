@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.vault.conftest import vault_database, vault_engine
 from tests.support.api import PROBLEMS, Api, audit_events, running_api
 from tests.support.cards import CVV, VISA
-from tests.support.funds import Customer, balances_of, customer, run_funds
+from tests.support.funds import (
+    Customer,
+    add_bank,
+    balances_of,
+    customer,
+    past_cooling,
+    request_withdrawal,
+    run_funds,
+)
 from tests.support.trading import reconcile
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
@@ -163,3 +171,19 @@ async def test_guessing_a_cards_security_code_stops_after_five_declines(api: Api
         guessed = await card_deposit(alice, card_id, "10.00", cvv=CVV, key="right")
         assert guessed.status_code == 429, guessed.text
         assert (await balances_of(alice))["cash_settled"] == 0
+
+
+async def test_card_money_stays_for_the_chargeback_hold_after_it_settles(api: Api) -> None:
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+        card_id = await add_card(alice, VISA)
+        await add_bank(api, alice)
+        assert (await card_deposit(alice, card_id, "500.00")).status_code == 201
+        await past_cooling(api, alice)  # 73 hours: collected, inside the 30-day hold
+        await run_funds(api)
+        held = await request_withdrawal(alice, "100.00", key="early")
+        assert held.status_code == 403
+        assert held.json()["reason"] == "INSUFFICIENT_WITHDRAWABLE_CASH"
+        api.clock.advance(seconds=30 * 86_400)
+        await alice.trader.sign_in_again()
+        assert (await request_withdrawal(alice, "100.00", key="later")).status_code == 202
