@@ -28,6 +28,7 @@ from tradeguard.funds.domain import (
 )
 from tradeguard.funds.models import BankAccount
 from tradeguard.funds.processor import Transfer
+from tradeguard.identity.sessions import SessionState
 from tradeguard.ledger.domain import Party
 
 MAX_BANK_ACCOUNTS = 5
@@ -292,7 +293,9 @@ class BankAccountService:
             request_id=request_id,
         )
 
-    async def require_fresh_factor(self, session: AsyncSession, user_id: str, state: Any) -> None:
+    async def require_fresh_factor(
+        self, session: AsyncSession, user_id: str, state: SessionState
+    ) -> None:
         """Adding, confirming or removing a bank account is a security change: it needs a
         second factor as fresh as a withdrawal does."""
         user = await self.deps.users.user(session, user_id)

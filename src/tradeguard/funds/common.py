@@ -4,8 +4,7 @@ takeover defence's interface (the fraud package answers it)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -104,7 +103,6 @@ class FundsDeps:
     ids: IdGenerator
     ledger: Ledger
     keyring: Keyring
-    pepper: Any  # (purpose) -> bytes: identity's peppers (crypto/peppers.py)
     trading: TradingAccounts
     users: IdentityAccounts
     factors: FactorService
@@ -123,7 +121,6 @@ class FundsDeps:
     takeover: TakeoverDefence | None = None
     # The customer's stored cards (the vault's platform service), for card deposits.
     cards: CustomerCards | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     async def audit(
         self,

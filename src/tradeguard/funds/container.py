@@ -49,7 +49,6 @@ def build_funds(
         ids=identity.deps.ids,
         ledger=identity.deps.ledger,
         keyring=identity.deps.keyring,
-        pepper=identity.deps.pepper,
         trading=accounts,
         users=identity.accounts,
         factors=identity.factors,
