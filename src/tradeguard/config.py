@@ -227,6 +227,12 @@ class Settings(BaseSettings):
     funds_ach_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 86_400
     funds_wire_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 600
 
+    # KYC onboarding and identity documents (issue #13, KYC-1, KYC-2; docs/kyc.md).
+
+    # Sanctions screening (issue #13, KYC-2; docs/sanctions.md).
+
+    # Transaction monitoring, CTRs and SAR cases (issue #13, AML-1..3; docs/aml.md).
+
     # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still
     # normal: one more within the window raises an alert.
     access_alerts_enabled: bool = True

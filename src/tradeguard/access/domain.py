@@ -59,6 +59,19 @@ class Permission(StrEnum):
     FRAUD_TAKEOVER = "fraud:takeover"
     FRAUD_REVIEW = "fraud:review"
     FRAUD_FREEZE = "fraud:freeze"
+    # Onboarding (issue #13, KYC-1, KYC-2): a customer's own application and documents; staff
+    # review of applications, documents and risk ratings.
+    KYC_APPLY = "kyc:apply"
+    KYC_REVIEW = "kyc:review"
+    # Sanctions screening (issue #13, KYC-2): loading list versions and re-screening; working
+    # screening hits (confirm, or clear a false positive).
+    SANCTIONS_LIST = "sanctions:list"
+    SANCTIONS_REVIEW = "sanctions:review"
+    # Anti-money laundering (issue #13, AML-1..3): reading monitoring alerts and CTRs; working
+    # AML cases; approving and exporting SAR and CTR filings.
+    AML_ALERTS = "aml:alerts"
+    AML_CASES = "aml:cases"
+    AML_FILE = "aml:file"
 
 
 # Least privilege (IAC-1): each role gets only what its job needs. ADMIN manages users and
@@ -72,6 +85,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCOUNT_VIEW,
             Permission.ACCOUNT_WITHDRAW,
             Permission.CARD_MANAGE,
+            Permission.KYC_APPLY,
         }
     ),
     Role.ADMIN: frozenset(
@@ -104,6 +118,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.FRAUD_TAKEOVER,
             Permission.FRAUD_REVIEW,
             Permission.FRAUD_FREEZE,
+            Permission.KYC_REVIEW,
+            Permission.SANCTIONS_LIST,
+            Permission.SANCTIONS_REVIEW,
+            Permission.AML_ALERTS,
+            Permission.AML_CASES,
+            Permission.AML_FILE,
         }
     ),
     Role.SUPPORT: frozenset(
@@ -284,6 +304,43 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
             Permission.FRAUD_FREEZE,
             Kind.OPERATE,
             "Ask for, or approve another member's request, to lift a withdrawal freeze",
+        ),
+        _entry(
+            Permission.KYC_APPLY,
+            Kind.OPERATE,
+            "Fill in and submit one's own account application and identity documents",
+        ),
+        _entry(
+            Permission.KYC_REVIEW,
+            Kind.OPERATE,
+            "Review account applications and their documents: approve, refuse or ask for "
+            "more; set and review customer risk ratings",
+        ),
+        _entry(
+            Permission.SANCTIONS_LIST,
+            Kind.CONFIGURE,
+            "Load a new version of a sanctions list and re-screen the customer base",
+        ),
+        _entry(
+            Permission.SANCTIONS_REVIEW,
+            Kind.OPERATE,
+            "Work sanctions screening hits: confirm a match or clear a false positive",
+        ),
+        _entry(
+            Permission.AML_ALERTS,
+            Kind.VIEW,
+            "Read transaction-monitoring alerts with their evidence, and currency transaction "
+            "reports",
+        ),
+        _entry(
+            Permission.AML_CASES,
+            Kind.OPERATE,
+            "Open AML cases from alerts; assign, annotate and decide them",
+        ),
+        _entry(
+            Permission.AML_FILE,
+            Kind.OPERATE,
+            "Approve and export SAR and CTR filings (FinCEN BSA XML)",
         ),
         _entry(
             Permission.CUSTOMER_READ,

@@ -27,6 +27,8 @@ class DataClass(StrEnum):
     NOTIFY_RECIPIENT = "notify_recipient"
     NOTIFY_BODY = "notify_body"
     BACKUP = "backup"
+    KYC_DOCUMENT = "kyc_document"
+    PERSONAL_DETAILS = "personal_details"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,12 @@ CLASS_SPECS: tuple[ClassSpec, ...] = (
         12,
         "the data key of each database backup (backup/, ENC-1)",
         stored_outside=True,
+    ),
+    ClassSpec(DataClass.KYC_DOCUMENT, 13, "identity documents and proofs of address (KYC-2)"),
+    ClassSpec(
+        DataClass.PERSONAL_DETAILS,
+        14,
+        "names, dates of birth, addresses and profiles collected at onboarding (KYC-1)",
     ),
 )
 

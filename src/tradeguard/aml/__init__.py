@@ -1,0 +1,1 @@
+"""Anti-money laundering (issue #13, AML-1..3): monitoring rules, alerts, cases, CTR and SAR."""

@@ -1,0 +1,1 @@
+"""Identity documents (KYC-2): upload checks, encrypted storage, MRZ checks, verification."""

@@ -1,0 +1,1 @@
+"""Sanctions screening (KYC-2): list versions, name matching, hits and their review."""
