@@ -1,0 +1,184 @@
+"""What the parts of KYC and AML promise each other (issue #13).
+
+Onboarding (`kyc/onboarding`), identity documents (`kyc/documents`), sanctions screening
+(`kyc/sanctions`) and AML monitoring (`aml/`) are built side by side; each reaches another
+only through these types and protocols, so none imports another's tables or queries. The
+app wires the real implementations together at start (web/app.py).
+
+Pure: no I/O, no framework imports beyond typing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tradeguard.core.events import Party
+
+
+# Sanctions screening -----------------------------------------------------------------------
+
+
+class SubjectKind(StrEnum):
+    """Who is screened: a customer (their application's identity) or a payee (the holder
+    named on a bank account a customer sends money to)."""
+
+    CUSTOMER = "customer"
+    PAYEE = "payee"
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningSubject:
+    kind: SubjectKind
+    # The user id for a customer; the bank account id for a payee.
+    ref: str
+    # The full name as written by the customer (any script; screening normalises it).
+    name: str
+    # The customer concerned: the user for a customer, the account owner for a payee.
+    user_id: str
+    birth_date: date | None = None
+    # ISO 3166-1 alpha-2 codes.
+    nationality: str | None = None
+    country: str | None = None
+
+
+class ScreeningDecision(StrEnum):
+    CLEAR = "clear"
+    REVIEW = "review"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningHit:
+    hit_id: str
+    list_name: str  # e.g. "OFAC SDN"
+    list_version: str
+    entry_id: str  # the list's own id (OFAC ent_num)
+    matched_name: str  # the list's name or alias that matched
+    score: float  # 0..1
+    decision: ScreeningDecision  # REVIEW or BLOCK by the score's threshold
+    reasons: tuple[str, ...]  # plain-language explanation of the score
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningOutcome:
+    """A subject's standing: CLEAR when no open hit remains (none found, or all cleared by a
+    reviewer), else the worst open hit's decision. A hit a reviewer confirmed is BLOCK."""
+
+    decision: ScreeningDecision
+    hits: tuple[ScreeningHit, ...] = ()
+    list_version: str | None = None
+
+
+class SubjectSource(Protocol):
+    """Every subject of one kind now on file, for re-screening the base on a new list."""
+
+    def subjects(self, session: AsyncSession) -> AsyncIterator[ScreeningSubject]: ...
+
+
+class Screener(Protocol):
+    async def screen(
+        self,
+        session: AsyncSession,
+        subject: ScreeningSubject,
+        *,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> ScreeningOutcome:
+        """Screen now against the current list version; record new hits and an audit event.
+        Never commits (the caller's unit of work does)."""
+        ...
+
+    async def standing(
+        self, session: AsyncSession, kind: SubjectKind, ref: str
+    ) -> ScreeningOutcome:
+        """The subject's current standing from recorded hits and reviews (no new screen)."""
+        ...
+
+
+# The applicant's identity (onboarding → documents, screening, recovery) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicantFacts:
+    """What the customer declared on their application, as documents are checked against."""
+
+    user_id: str
+    application_id: str
+    given_names: str
+    family_name: str
+    birth_date: date
+    nationality: str  # ISO 3166-1 alpha-2
+    country: str  # of the residential address, ISO 3166-1 alpha-2
+    status: str  # the application's status (draft, submitted, approved, ...)
+
+
+class ApplicantDirectory(Protocol):
+    async def applicant(self, session: AsyncSession, user_id: str) -> ApplicantFacts | None:
+        """The user's latest application's identity, or None when they have none."""
+        ...
+
+
+# Identity evidence (documents → onboarding, recovery) --------------------------------------
+
+
+class EvidenceStatus(StrEnum):
+    NONE = "none"  # nothing uploaded yet
+    PENDING = "pending"  # uploaded, checks not finished
+    VERIFIED = "verified"
+    REVIEW = "review"  # a person must look (provider said review, or MRZ inconsistent)
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityEvidence:
+    """Where the user's identity documents stand: an identity document (passport, national
+    ID, driving licence) and a proof of address, each with its checks."""
+
+    identity: EvidenceStatus
+    address: EvidenceStatus
+    identity_document_id: str | None = None
+    address_document_id: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+class IdentityEvidenceSource(Protocol):
+    async def evidence(self, session: AsyncSession, user_id: str) -> IdentityEvidence: ...
+
+
+# The customer's risk profile (onboarding → AML monitoring) ---------------------------------
+
+
+class RiskRating(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRiskProfile:
+    user_id: str
+    rating: RiskRating
+    country: str | None  # residence, ISO alpha-2
+    nationality: str | None
+    occupation: str | None
+    annual_income: Decimal | None  # declared, USD
+    net_worth: Decimal | None  # declared, USD
+    # What the customer said they expect to move in a month (deposits plus withdrawals).
+    expected_monthly_funding: Decimal | None
+    source_of_funds: str | None
+    factors: Sequence[str] = field(default_factory=tuple)
+
+
+class CustomerProfiles(Protocol):
+    async def profile(self, session: AsyncSession, user_id: str) -> CustomerRiskProfile | None:
+        """The customer's profile from their approved application, or None."""
+        ...
