@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from tradeguard.core.events import Party
+    from tradeguard.ledger.domain import Party
 
 
 # Sanctions screening -----------------------------------------------------------------------
