@@ -119,6 +119,10 @@ class ApplicantFacts:
     nationality: str  # ISO 3166-1 alpha-2
     country: str  # of the residential address, ISO 3166-1 alpha-2
     status: str  # the application's status (draft, submitted, approved, ...)
+    # For staff re-verifying a caller against the record (account recovery, ATO-3): the tax
+    # id's last four digits and the residential postal code, as declared.
+    tax_id_last4: str | None = None
+    postal_code: str | None = None
 
 
 class ApplicantDirectory(Protocol):
