@@ -59,6 +59,9 @@ class FundsEvent(StrEnum):
     WITHDRAWAL_EXPIRED = "funds:withdrawal:expired"
     # The customer's emailed "this was not me" link (ATO-2).
     WITHDRAWAL_DISOWNED = "funds:withdrawal:disowned"
+    # Its row disagreed with its audit trail just before sending (funds/integrity.py): not
+    # sent, the reserved cash given back, for staff to investigate.
+    WITHDRAWAL_RECORD_MISMATCH = "funds:withdrawal:record_mismatch"
 
 
 class FundsInputError(InvalidInput):

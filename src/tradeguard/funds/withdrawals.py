@@ -13,6 +13,7 @@ refusal's ledger event commits (the request's edge raises after the commit).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.errors import NotFound
-from tradeguard.funds import repository
+from tradeguard.funds import integrity, repository
 from tradeguard.funds.bank_accounts import BankAccountService
 from tradeguard.funds.common import (
     FundsConflict,
@@ -54,11 +55,14 @@ from tradeguard.identity.common import RequestInfo, hash_secret_token, new_secre
 from tradeguard.identity.confirmations import ConfirmationSent
 from tradeguard.identity.models import User
 from tradeguard.identity.sessions import SessionState
+from tradeguard.ledger import service as ledger_service
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.buying_power import available_funds
 from tradeguard.risk.domain import AccountStatus
 from tradeguard.trading import journal
 from tradeguard.trading.models import TradingAccount
+
+logger = logging.getLogger("tradeguard.funds.withdrawals")
 
 WITHDRAWAL_PURPOSE = "withdrawal"
 FUNDS_SYSTEM = Party("system", "funds")
@@ -670,6 +674,8 @@ class WithdrawalService:
                 request_id=request_id,
             )
             return
+        if await self._record_refused(session, row, request_id=request_id):
+            return
         bank = await repository.bank_account(session, row.bank_account_id)
         if bank is None or bank.status != BankAccountStatus.VERIFIED.value:
             await self._release(
@@ -704,6 +710,64 @@ class WithdrawalService:
             data={"withdrawal_id": row.id, "settles": ns_to_iso(submitted.settles_ns)},
             request_id=request_id,
         )
+
+    async def _record_refused(
+        self, session: AsyncSession, row: Withdrawal, *, request_id: str | None
+    ) -> bool:
+        """Whether the row disagrees with its audit trail (funds/integrity.py): then nothing
+        is sent, the cash the customer really reserved goes back, and the disagreement is
+        recorded for staff to investigate."""
+        record = integrity.WithdrawalRecord(
+            withdrawal_id=row.id,
+            user_id=row.user_id,
+            account_id=row.account_id,
+            bank_account_id=row.bank_account_id,
+            amount=row.amount,
+        )
+        trail = await ledger_service.documents_about(
+            session, subject_id=row.account_id, event_types=integrity.WITHDRAWAL_EVENTS
+        )
+        banks = await ledger_service.documents_about(
+            session, subject_id=row.user_id, event_types=integrity.BANK_EVENTS
+        )
+        problems = integrity.withdrawal_disagreements(record, trail, banks)
+        if not problems:
+            return False
+        logger.error(
+            "withdrawal %s not sent: its row disagrees with its audit trail (%s)",
+            row.id,
+            "; ".join(problems),
+        )
+        reserved = integrity.requested_amount(trail, row.id)
+        if reserved is not None:
+            account = await self.deps.trading.get(session, row.account_id, lock=True)
+            await self.deps.trading.post_money_movement(
+                session,
+                account,
+                journal.withdrawal_released(
+                    account.id,
+                    row.currency,
+                    reserved,
+                    withdrawal_id=row.id,
+                    why=WithdrawalStatus.FAILED.value,
+                ),
+            )
+        row.status = WithdrawalStatus.FAILED.value
+        row.failure_code = "RECORD_MISMATCH"
+        row.updated_ns = self.deps.clock.now_ns()
+        await self.deps.audit(
+            session,
+            FundsEvent.WITHDRAWAL_RECORD_MISMATCH,
+            actor=FUNDS_SYSTEM,
+            subject=Party("account", row.account_id),
+            data={
+                "withdrawal_id": row.id,
+                "problems": problems,
+                "released": str(reserved) if reserved is not None else None,
+            },
+            request_id=request_id,
+        )
+        return True
 
     async def _release(
         self,

@@ -336,3 +336,20 @@ async def latest_event_id_of_types_about(
         .limit(1)
     )
     return await session.scalar(query)
+
+
+async def bodies_of_types_about(
+    session: AsyncSession, subject_id: str, event_types: Sequence[str]
+) -> Sequence[bytes]:
+    """The bodies of every event of these types about this subject, in insertion order:
+    committed events, chained or not yet, and those of the caller's own transaction (the
+    subject index, then the type)."""
+    query = (
+        select(AuditEventRow.body)
+        .where(
+            AuditEventRow.subject_id == subject_id,
+            AuditEventRow.event_type.in_(list(event_types)),
+        )
+        .order_by(AuditEventRow.pk)
+    )
+    return list((await session.scalars(query)).all())

@@ -181,6 +181,19 @@ async def latest_event_id_about(
     return await repository.latest_event_id_of_types_about(session, subject_id, event_types)
 
 
+async def documents_about(
+    session: AsyncSession, *, subject_id: str, event_types: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The documents of every event of these types about this subject, oldest first, those
+    committed and those of this transaction: what a use case checks its own rows against
+    before an irreversible step (a row edited in the database has no matching event).
+    Personal sections stay sealed."""
+    if not event_types:
+        return []
+    bodies = await repository.bodies_of_types_about(session, subject_id, event_types)
+    return [stored_document(body, seq=0) for body in bodies]
+
+
 async def events_of_types(
     session: AsyncSession,
     event_types: Sequence[str],
