@@ -226,6 +226,14 @@ class Settings(BaseSettings):
     funds_processor: Literal["simulated"] = "simulated"
     funds_ach_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 86_400
     funds_wire_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 600
+    # Late returns: settled ACH debits are watched this long for an unauthorized return
+    # (NACHA: 60 days for consumer accounts), card charges for a chargeback (120 days), each
+    # asked about again every `funds_return_check_seconds`. The sandbox returns its late test
+    # values this long after settling.
+    funds_ach_return_window_days: Annotated[int, Field(ge=1, le=365)] = 60
+    funds_card_dispute_window_days: Annotated[int, Field(ge=1, le=540)] = 120
+    funds_return_check_seconds: Annotated[int, Field(ge=5, le=86_400)] = 3600
+    funds_sandbox_late_return_seconds: Annotated[int, Field(ge=1, le=60 * 86_400)] = 3 * 86_400
 
     # KYC onboarding and identity documents (issue #13, KYC-1, KYC-2; docs/kyc.md).
 

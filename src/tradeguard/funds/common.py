@@ -119,6 +119,10 @@ class FundsDeps:
     micro_attempts: int
     # Card-funded cash stays in the account this long after the charge settles (chargebacks).
     card_hold_ns: int
+    # How long after settling a deposit may still come back: an ACH debit the customer's bank
+    # returns as unauthorized, a card charge as a chargeback.
+    ach_return_window_ns: int
+    card_dispute_window_ns: int
     # The public origin for links in emails (the withdrawal's "this was not me" link).
     origin: str
     takeover: TakeoverDefence | None = None

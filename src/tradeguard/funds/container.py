@@ -28,6 +28,8 @@ class FundsServices:
     deposits: DepositService
     withdrawals: WithdrawalService
     processor: SimulatedProcessor
+    # How often the worker asks again about settled deposits in their return window.
+    return_check_seconds: int = 3600
 
 
 def build_funds(
@@ -43,6 +45,7 @@ def build_funds(
         secret=lambda: identity.deps.pepper(FUNDS_SANDBOX_PEPPER),
         ach_settle_seconds=settings.funds_ach_settle_seconds,
         wire_settle_seconds=settings.funds_wire_settle_seconds,
+        late_return_seconds=settings.funds_sandbox_late_return_seconds,
     )
     deps = FundsDeps(
         clock=identity.deps.clock,
@@ -61,6 +64,8 @@ def build_funds(
         verify_ns=settings.funds_verify_minutes * 60 * NS_PER_SECOND,
         micro_attempts=settings.funds_micro_deposit_attempts,
         card_hold_ns=settings.funds_card_hold_days * 86_400 * NS_PER_SECOND,
+        ach_return_window_ns=settings.funds_ach_return_window_days * 86_400 * NS_PER_SECOND,
+        card_dispute_window_ns=settings.funds_card_dispute_window_days * 86_400 * NS_PER_SECOND,
         origin=identity.deps.policy.origin,
         takeover=takeover,
         cards=cards,
@@ -73,4 +78,5 @@ def build_funds(
         deposits=DepositService(deps, banks),
         withdrawals=WithdrawalService(deps, banks),
         processor=processor,
+        return_check_seconds=settings.funds_return_check_seconds,
     )

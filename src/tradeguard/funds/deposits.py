@@ -41,6 +41,7 @@ from tradeguard.funds.processor import CardCharge, Declined, Transfer, TransferS
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, TradingState
 from tradeguard.trading import journal
+from tradeguard.trading.models import TradingAccount
 from tradeguard.vault.cards import CardCaller, StoredCard
 from tradeguard.vault.domain import AuthorizationCard
 
@@ -405,6 +406,47 @@ class DepositService:
                     code=code,
                 ),
             )
+        return await self._returned(session, row, account, code, after_settlement=False)
+
+    async def watch_settled(self, session: AsyncSession, deposit_id: str) -> str | None:
+        """Ask the processor again about a deposit collected within its return window (an
+        ACH debit may come back as unauthorized for 60 days after settling, a card charge
+        as a chargeback for 120): a late return takes the money back from the firm's bank
+        and reverses the credit. The new status, or None when nothing changed."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        row = await repository.deposit(session, deposit_id, lock=True)
+        if row is None or row.status != DepositStatus.SETTLED.value or row.processor_ref is None:
+            return None
+        if row.rail == Rail.WIRE.value:
+            return None  # a wire that arrived is final
+        outcome = await deps.processor.outcome(row.processor_ref, now_ns=now)
+        if outcome.state is not TransferState.RETURNED:
+            return None
+        code = outcome.code or "R00"
+        account = await deps.trading.get(session, row.account_id, lock=True)
+        await deps.trading.post_money_movement(
+            session,
+            account,
+            journal.deposit_returned_after_settlement(
+                account.id, row.currency, row.amount, rail=row.rail, deposit_id=row.id, code=code
+            ),
+        )
+        return await self._returned(session, row, account, code, after_settlement=True)
+
+    async def _returned(
+        self,
+        session: AsyncSession,
+        row: Deposit,
+        account: TradingAccount,
+        code: str,
+        *,
+        after_settlement: bool,
+    ) -> str:
+        """What follows a return once its money is booked back: the bank account blocked or
+        the profile's withdrawals frozen by the code, a debit balance restricting the
+        account to closing trades, the event, and the customer told."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        subject = Party("account", account.id)
         row.status = DepositStatus.RETURNED.value
         row.returned_ns = now
         row.return_code = code
@@ -442,6 +484,7 @@ class DepositService:
                 "reason": ACH_RETURN_CODES.get(code, "returned"),
                 "unauthorized": code in UNAUTHORIZED_RETURNS,
                 "debit_balance": str(owed) if debit_balance else None,
+                "after_settlement": after_settlement,
             },
         )
         user = await deps.users.user(session, row.user_id)
@@ -467,6 +510,20 @@ class DepositService:
 
     async def due(self, session: AsyncSession, limit: int = 200) -> Sequence[str]:
         return await repository.deposits_due(session, self.deps.clock.now_ns(), limit)
+
+    async def in_return_window(
+        self, session: AsyncSession, *, after_id: str | None, limit: int = 500
+    ) -> Sequence[str]:
+        """Settled ACH and card deposits still inside their return window, a page at a
+        time (ids after `after_id`)."""
+        now = self.deps.clock.now_ns()
+        return await repository.settled_deposits_since(
+            session,
+            ach_since_ns=now - self.deps.ach_return_window_ns,
+            card_since_ns=now - self.deps.card_dispute_window_ns,
+            after_id=after_id,
+            limit=limit,
+        )
 
     async def of_user(
         self, session: AsyncSession, user_id: str, limit: int = 100

@@ -170,10 +170,13 @@ ACH_RETURN_CODES: dict[str, str] = {
     "R16": "account frozen",
     "R20": "non-transaction account",
     "R29": "corporate customer advises not authorized",
+    # Not NACHA's: a card charge the cardholder disputed as fraud (a chargeback, Visa's
+    # reason category 10), in the same four characters.
+    "CB10": "cardholder disputes the charge as fraud (chargeback)",
 }
 # Unauthorized returns: the owner of the bank account says they never allowed the debit, a
 # takeover signal (the account at the firm may not belong to the bank account's owner).
-UNAUTHORIZED_RETURNS = frozenset({"R05", "R07", "R10", "R29"})
+UNAUTHORIZED_RETURNS = frozenset({"R05", "R07", "R10", "R29", "CB10"})
 # Returns after which the bank account is never used again: it is closed or unknown, or its
 # owner says they never allowed the debit.
 BLOCKING_RETURNS = frozenset({"R02", "R03", "R04", "R16", "R20"}) | UNAUTHORIZED_RETURNS

@@ -15,6 +15,10 @@ Sandbox behaviour (docs/funds.md lists it for testers):
   a test suffix come back instead, at the same time, with that return code:
   `...0001` R01 insufficient funds, `...0002` R02 account closed, `...0003` R03 no account,
   `...0010` R10 customer says not authorized;
+- a debit from an account ending in `0020` settles, then comes back R10 (not authorized)
+  `late_return_seconds` after settling, as a consumer's bank may for 60 days; a card charge
+  on the dispute test number 4000 0000 0000 0259 settles, then comes back `CB10` (the
+  cardholder disputes it as fraud) as late;
 - a credit (withdrawal) to an account ending in `0002` or `0003` comes back failed (R02,
   R03); any other settles after `ach_settle_seconds` (`wire_settle_seconds` for wires);
 - a card charge is authorized at once and settles after `ach_settle_seconds`, except the
@@ -41,6 +45,9 @@ from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.funds.domain import Rail
 
 SANDBOX_RETURNS = {"0001": "R01", "0002": "R02", "0003": "R03", "0010": "R10"}
+# Debits that settle and come back later (after `late_return_seconds`).
+SANDBOX_LATE_RETURNS = {"0020": "R10"}
+SANDBOX_DISPUTES = {"4000000000000259": "CB10"}
 SANDBOX_FAILED_CREDITS = {"0002": "R02", "0003": "R03"}
 SANDBOX_DECLINES = {
     "4000000000000002": "card_declined",
@@ -140,6 +147,7 @@ class SimulatedProcessor:
         secret: Callable[[], bytes],
         ach_settle_seconds: int,
         wire_settle_seconds: int,
+        late_return_seconds: int = 3 * 86_400,
     ) -> None:
         # A function, read on first use: the keyring holding it may not be loaded yet when
         # the services are built.
@@ -150,6 +158,7 @@ class SimulatedProcessor:
             Rail.WIRE: wire_settle_seconds * NS_PER_SECOND,
             Rail.CARD: ach_settle_seconds * NS_PER_SECOND,
         }
+        self._late_seconds = late_return_seconds
 
     @property
     def _secret(self) -> bytes:
@@ -198,8 +207,15 @@ class SimulatedProcessor:
         body = f"sim:{transfer.rail.value}:{transfer.transfer_id}:{settles}:{code or 'OK'}"
         return Submitted(self._sign(body), settles)
 
+    def _late(self, code: str) -> str:
+        # Settles first, then comes back this many seconds later.
+        return f"{code}+{self._late_seconds}"
+
     async def debit(self, transfer: Transfer, *, now_ns: int) -> Submitted:
         code = SANDBOX_RETURNS.get(transfer.account_number[-4:])
+        late = SANDBOX_LATE_RETURNS.get(transfer.account_number[-4:])
+        if late is not None:
+            code = self._late(late)
         return self._submit(transfer, now_ns=now_ns, code=code)
 
     async def credit(self, transfer: Transfer, *, now_ns: int) -> Submitted:
@@ -213,7 +229,8 @@ class SimulatedProcessor:
         if declined is not None:
             return Declined(declined)
         transfer = Transfer(charge.transfer_id, Rail.CARD, charge.amount, "", charge.pan)
-        return self._submit(transfer, now_ns=now_ns, code=None)
+        dispute = SANDBOX_DISPUTES.get(charge.pan)
+        return self._submit(transfer, now_ns=now_ns, code=self._late(dispute) if dispute else None)
 
     async def outcome(self, reference: str, *, now_ns: int) -> Outcome:
         body, _, _tag = reference.rpartition(".")
@@ -226,5 +243,8 @@ class SimulatedProcessor:
         if now_ns < settles:
             return Outcome(TransferState.PENDING)
         if code == "OK":
+            return Outcome(TransferState.SETTLED)
+        code, late, after = code.partition("+")
+        if late and now_ns < settles + int(after) * NS_PER_SECOND:
             return Outcome(TransferState.SETTLED)
         return Outcome(TransferState.RETURNED, code)

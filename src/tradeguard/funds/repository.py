@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,7 @@ from tradeguard.funds.domain import (
     BankAccountStatus,
     CountedWithdrawal,
     DepositStatus,
+    Rail,
     WithdrawalStatus,
 )
 from tradeguard.funds.models import BankAccount, Deposit, FundsCustomer, Withdrawal
@@ -181,6 +182,28 @@ async def deposits_due(session: AsyncSession, now_ns: int, limit: int) -> Sequen
             .limit(limit)
         )
     ).all()
+
+
+async def settled_deposits_since(
+    session: AsyncSession,
+    *,
+    ach_since_ns: int,
+    card_since_ns: int,
+    after_id: str | None,
+    limit: int,
+) -> Sequence[str]:
+    """Ids of settled ACH deposits settled at or after `ach_since_ns` and card deposits at or
+    after `card_since_ns`, in id order after `after_id`."""
+    query = select(Deposit.id).where(
+        Deposit.status == DepositStatus.SETTLED.value,
+        or_(
+            and_(Deposit.rail == Rail.ACH.value, Deposit.settled_ns >= ach_since_ns),
+            and_(Deposit.rail == Rail.CARD.value, Deposit.settled_ns >= card_since_ns),
+        ),
+    )
+    if after_id is not None:
+        query = query.where(Deposit.id > after_id)
+    return (await session.scalars(query.order_by(Deposit.id).limit(limit))).all()
 
 
 # Withdrawals ---------------------------------------------------------------------------------

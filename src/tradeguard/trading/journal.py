@@ -293,6 +293,20 @@ def deposit_returned(
     )
 
 
+def deposit_returned_after_settlement(
+    account_id: str, currency: str, amount: Decimal, *, rail: str, deposit_id: str, code: str
+) -> Movement:
+    """A deposit already collected came back later (an unauthorized ACH return, a card
+    chargeback): the bank takes the money back from the firm's account, and the credit is
+    reversed, even if that leaves the account's cash negative."""
+    return movement(
+        MovementKind.DEPOSIT_RETURNED,
+        f"{rail} deposit {deposit_id} returned after settling ({code})",
+        _pair(cash_book(account_id), FIRM_BANK, currency, amount, Phase.POSTED),
+        account_id=account_id,
+    )
+
+
 def withdrawal(account_id: str, currency: str, amount: Decimal, *, withdrawal_id: str) -> Movement:
     """A withdrawal requested: its cash moves out of reach (the withdrawing book) at once."""
     return movement(

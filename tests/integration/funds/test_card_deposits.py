@@ -187,3 +187,27 @@ async def test_card_money_stays_for_the_chargeback_hold_after_it_settles(api: Ap
         api.clock.advance(seconds=30 * 86_400)
         await alice.trader.sign_in_again()
         assert (await request_withdrawal(alice, "100.00", key="later")).status_code == 202
+
+
+async def test_a_chargeback_after_settling_reverses_the_credit_and_freezes_withdrawals(
+    api: Api,
+) -> None:
+    """The sandbox's dispute test card settles, then comes back CB10 (the cardholder says
+    it was fraud) three days later: the credit is reversed from the firm's bank."""
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+        card_id = await add_card(alice, "4000000000000259")
+        made = await card_deposit(alice, card_id, "400.00")
+        assert made.status_code == 201, made.text
+        api.clock.advance(seconds=86_400)
+        assert (await run_funds(api)).deposits == 1
+        api.clock.advance(seconds=3 * 86_400)
+        assert (await run_funds(api)).late_returns == 1
+        await alice.trader.sign_in_again()
+        assert (await balances_of(alice))["cash_settled"] == 0
+        row = (await alice.get(f"/api/v1/funds/deposits/{made.json()['id']}")).json()
+        assert row["status"] == "returned"
+    [event] = await audit_events(api, "funds:deposit:returned")
+    assert (event["data"]["return_code"], event["data"]["after_settlement"]) == ("CB10", True)
+    assert await audit_events(api, "fraud:withdrawals:frozen")
+    assert (await reconcile(api))["ok"] is True

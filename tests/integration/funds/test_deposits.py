@@ -234,3 +234,76 @@ class TestAchReturn:
         assert event["data"]["return_code"] == "R01"
         assert Decimal(event["data"]["debit_balance"]) == owed
         assert (await reconcile(api))["ok"] is True
+
+
+class TestLateReturn:
+    """A deposit already collected may still come back: the customer's bank returns an
+    unauthorized ACH debit up to 60 days after it settled (the sandbox: accounts ending 0020,
+    three days after settling)."""
+
+    async def test_an_unauthorized_return_after_settling_takes_the_money_back(
+        self, api: Api
+    ) -> None:
+        await add_instrument(api, "KO", "60.00")
+        async with api.client() as client:
+            alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+            bank_id = await add_bank(api, alice, "000555550020")
+            made = await deposit(alice, "5000.00")
+            api.clock.advance(seconds=86_400)
+            assert (await run_funds(api)).deposits == 1
+            await alice.trader.sign_in_again()
+            row = (await alice.get(f"/api/v1/funds/deposits/{made['id']}")).json()
+            assert row["status"] == "settled"
+            # Collected: the customer spends it.
+            await street_order(api, "KO", Side.SELL, 50, "60.00")
+            bought = await alice.trader.order(
+                alice.account_id,
+                client_order_id="late1",
+                symbol="KO",
+                side="buy",
+                type="limit",
+                quantity=50,
+                limit_price="60.00",
+            )
+            assert bought.json()["status"] == "filled", bought.text
+            # Two days on, nothing yet: still settled.
+            api.clock.advance(seconds=2 * 86_400)
+            assert (await run_funds(api)).late_returns == 0
+            # Three days after settling, the bank says the debit was never authorized.
+            api.clock.advance(seconds=86_400)
+            assert (await run_funds(api)).late_returns == 1
+            assert (await run_funds(api)).late_returns == 0  # booked once
+            await alice.trader.sign_in_again()
+            row = (await alice.get(f"/api/v1/funds/deposits/{made['id']}")).json()
+            assert row["status"] == "returned"
+            balances = await balances_of(alice)
+            owed = balances["cash_settled"] + min(balances["cash_unsettled"], Decimal(0))
+            assert owed == -(Decimal(3000) + Decimal(bought.json()["fees"]))
+            account = (await alice.get(f"/api/v1/accounts/{alice.account_id}")).json()
+            assert account["trading_state"] == "REDUCING"
+            banks = (await alice.get("/api/v1/funds/bank-accounts")).json()
+            assert [b["status"] for b in banks if b["id"] == bank_id] == ["blocked"]
+        [event] = await audit_events(api, "funds:deposit:returned")
+        assert event["data"]["return_code"] == "R10"
+        assert event["data"]["after_settlement"] is True
+        assert event["data"]["unauthorized"] is True
+        # R10 is a takeover signal: the profile's withdrawals are frozen (ATO-2).
+        assert await audit_events(api, "fraud:withdrawals:frozen")
+        # The money left the firm's bank, not the rail it had already arrived on.
+        assert (await reconcile(api))["ok"] is True
+
+    async def test_a_deposit_past_its_return_window_is_no_longer_asked_about(
+        self, api: Api
+    ) -> None:
+        async with api.client() as client:
+            alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+            await add_bank(api, alice)
+            await deposit(alice, "100.00")
+            api.clock.advance(seconds=86_400)
+            assert (await run_funds(api)).deposits == 1
+            funds = api.app.state.funds
+            async with funds.sessions() as session:
+                assert len(await funds.deposits.in_return_window(session, after_id=None)) == 1
+            api.clock.advance(seconds=61 * 86_400)
+            async with funds.sessions() as session:
+                assert await funds.deposits.in_return_window(session, after_id=None) == []
