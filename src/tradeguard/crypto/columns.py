@@ -84,6 +84,8 @@ class SealedField(NamedTuple):
     data_class: DataClass
     table: str
     column: str
+    # The column's part of the associated data (envelope.stem), when the column type made it.
+    stem: bytes | None = None
 
     def __repr__(self) -> str:
         return f"SealedField({HIDDEN}, {self.data_class.value}, {self.table}.{self.column})"
@@ -94,7 +96,7 @@ class SealedField(NamedTuple):
     def reveal(self, keyring: Keyring, *, record_id: str) -> str:
         """The clear value; DecryptionFailed if it was moved here from another row."""
         return keyring.open_at(
-            self.blob, self.data_class, record_id.encode(), (self.table, self.column)
+            self.blob, self.data_class, record_id.encode(), (self.table, self.column), self.stem
         ).decode()
 
     def masked(
@@ -144,7 +146,7 @@ class EncryptedText(TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> SealedField | None:
         if value is None:
             return None
-        return SealedField(bytes(value), self.data_class, self.table, self.column)
+        return SealedField(bytes(value), self.data_class, self.table, self.column, self._stem)
 
 
 def blind_index(

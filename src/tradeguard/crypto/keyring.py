@@ -42,8 +42,6 @@ from tradeguard.crypto.catalogue import (
 )
 from tradeguard.crypto.classes import CLASS_OF_ID, CLASS_OF_PURPOSE, SPEC_OF, DataClass
 from tradeguard.crypto.envelope import (
-    FORMAT_V2,
-    HEADER,
     HEADER_BYTES,
     MIN_SEALED_BYTES,
     NONCE_BYTES,
@@ -149,6 +147,9 @@ class Keyset:
     # The packed v2 header of every readable version, by class: the column type's fast paths
     # (Keyring.seal_at, Keyring.open_at) take it from here instead of packing it per value.
     headers: dict[tuple[DataClass, int], bytes] = field(init=False, repr=False, compare=False)
+    # The key that opens a v2 ciphertext, by its packed header (format, class id, version),
+    # for every readable version that is not retired: Keyring.open_at's one lookup.
+    openers: dict[bytes, tuple[DataClass, AESGCM]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ordered = {
@@ -169,6 +170,16 @@ class Keyset:
                 for data_class, keys in self.versions.items()
                 for key in keys.values()
                 if key.aead is not None
+            },
+        )
+        object.__setattr__(
+            self,
+            "openers",
+            {
+                Header(SPEC_OF[data_class].class_id, key.version).pack(): (data_class, key.aead)
+                for data_class, keys in self.versions.items()
+                for key in keys.values()
+                if key.aead is not None and not key.retired
             },
         )
 
@@ -371,29 +382,29 @@ class Keyring:
         return packed + nonce + key.aead.encrypt(nonce, plaintext, associated)
 
     def open_at(
-        self, blob: bytes, data_class: DataClass, record_id: bytes, where: tuple[str, str]
+        self,
+        blob: bytes,
+        data_class: DataClass,
+        record_id: bytes,
+        where: tuple[str, str],
+        column_stem: bytes | None = None,
     ) -> bytes:
         """`open` for the column type: the value of `data_class` stored at `where` (table,
-        column) in the record `record_id`. Anything but a current v2 ciphertext that opens
-        goes through `open`, which names what is wrong and counts the failure."""
-        column_stem = stem(data_class.value, where[0], where[1])
-        if len(blob) >= MIN_SEALED_BYTES and blob[0] == FORMAT_V2:
-            _, class_id, version = HEADER.unpack_from(blob)
-            key = self.keyset.versions.get(data_class, _NO_VERSIONS).get(version)
-            if (
-                key is not None
-                and key.aead is not None
-                and not key.retired
-                and CLASS_OF_ID.get(class_id) is data_class
-            ):
+        column) in the record `record_id`; `column_stem` is that column's envelope.stem when
+        the caller has it. Anything but a current v2 ciphertext that opens goes through
+        `open`, which names what is wrong and counts the failure."""
+        keyset = self._keyset
+        if keyset is not None and len(blob) >= MIN_SEALED_BYTES:
+            packed = blob[:HEADER_BYTES]
+            opener = keyset.openers.get(packed)
+            if opener is not None and opener[0] is data_class:
+                if column_stem is None:
+                    column_stem = stem(data_class.value, where[0], where[1])
                 try:
-                    return key.aead.decrypt(
+                    return opener[1].decrypt(
                         blob[HEADER_BYTES:NONCE_END],
                         blob[NONCE_END:],
-                        blob[:HEADER_BYTES]
-                        + column_stem
-                        + _pack_length(len(record_id))
-                        + record_id,
+                        packed + column_stem + _pack_length(len(record_id)) + record_id,
                     )
                 except InvalidTag:
                     pass  # `open` fails it the same way, counted and named
