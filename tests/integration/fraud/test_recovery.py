@@ -173,9 +173,7 @@ async def holdings(api: Api, account_id: str) -> tuple[int, Decimal]:
 
 class TestRecovery:
     @pytest.mark.spec("ATO-3")
-    async def test_end_to_end_recovery_after_a_takeover(
-        self, api: Api, settings: Settings
-    ) -> None:
+    async def test_end_to_end_recovery_after_a_takeover(self, api: Api, settings: Settings) -> None:
         scene = await taken_over(api)
         ada, bob, alice = scene.ada, scene.bob, scene.alice
         shares_before_theft = 100
@@ -250,7 +248,8 @@ class TestRecovery:
         assert timeline.status_code == 200, timeline.text
         entries = timeline.json()["entries"]
         seqs = [e["seq"] for e in entries]
-        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
         lines = [e["line"] for e in entries]
         assert any(line.startswith("Sign-in assessed from SE") for line in lines), lines
         assert any(line.startswith("Sign-in assessed from GB") for line in lines)
@@ -263,7 +262,8 @@ class TestRecovery:
             e["seq"] for e in entries if e["type"] == "fraud:sign_in:assessed"
         )
         # Addresses only masked: the network, never the connection.
-        assert SE not in timeline.text and GB not in timeline.text
+        assert SE not in timeline.text
+        assert GB not in timeline.text
         assert any(e["ip"] == "89.160.*.*" for e in entries)
         execution_id = sale["references"]["execution_id"]
 
@@ -295,7 +295,7 @@ class TestRecovery:
             },
         )
         assert proposed.status_code == 201, proposed.text
-        shares, cash_after_theft = await holdings(api, scene.account_id)
+        _, cash_after_theft = await holdings(api, scene.account_id)
         own = await ada.post(f"{RECOVERIES}/proposals/{proposed.json()['id']}/approve")
         assert is_problem(own, 403, "four-eyes-required")
         reversed_ = await bob.post(f"{RECOVERIES}/proposals/{proposed.json()['id']}/approve")
@@ -336,7 +336,8 @@ class TestRecovery:
             still = await session.get(Execution, execution_id)
         assert sorted(kinds) == ["fill", "reversal"]
         assert "firm:error" in books
-        assert still is not None and still.quantity == 100
+        assert still is not None
+        assert still.quantity == 100
         report = await reconcile(api)
         assert report["ok"], report["problems"]
         [event] = await audit_events(api, "trading:execution:reversed")
@@ -431,7 +432,8 @@ class TestRecovery:
         for event in await audit_events(api):
             if event["type"].startswith("fraud:recovery:"):
                 text = str(event)
-                assert "1990-01-01" not in text and TAX4 not in text
+                assert "1990-01-01" not in text
+                assert TAX4 not in text
 
     @pytest.mark.spec("ATO-3")
     async def test_closing_without_recovery_keeps_the_freeze_and_needs_two_members(
@@ -567,7 +569,8 @@ class TestRefusals:
             response = await ada.post(path, body)
             assert response.status_code == status, (path, body, response.text)
             assert response.headers["content-type"].startswith("application/problem+json")
-            assert TAX4 not in response.text and "<script>" not in response.text
+            assert TAX4 not in response.text
+            assert "<script>" not in response.text
         for query in ({"since": "yesterday"}, {"since": "2026-01-05T00:00:00"}, {"colour": "red"}):
             response = await ada.get(f"{RECOVERIES}/{case_id}/timeline", params=query)
             assert response.status_code in {400, 422}, (query, response.text)
