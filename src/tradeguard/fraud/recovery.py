@@ -219,7 +219,8 @@ class AccountRecovery:
         spends one of a few attempts and is returned, not raised, so that it commits; after
         the last one only a new identity document will do. The record's values are never
         returned, and the answer never says which field was wrong."""
-        case = await self._open_case(session, case_id, actor)
+        # Locked: two attempts at once must each spend one of the few.
+        case = await self._open_case(session, case_id, actor, lock=True)
         if case.verified_ns is not None:
             raise RecoveryConflict("identity is already re-verified")
         if case.record_attempts >= RECORD_ATTEMPTS:
@@ -256,7 +257,8 @@ class AccountRecovery:
     ) -> Verification:
         """Accept a new identity document the documents checks VERIFIED: a different one from
         the document on file when the case opened (the intruder may hold that one)."""
-        case = await self._open_case(session, case_id, actor)
+        # Locked: two attempts at once must each spend one of the few.
+        case = await self._open_case(session, case_id, actor, lock=True)
         if case.verified_ns is not None:
             raise RecoveryConflict("identity is already re-verified")
         evidence = await self.evidence.evidence(session, case.user_id)
