@@ -59,6 +59,9 @@ class Permission(StrEnum):
     FRAUD_TAKEOVER = "fraud:takeover"
     FRAUD_REVIEW = "fraud:review"
     FRAUD_FREEZE = "fraud:freeze"
+    # Account recovery after a takeover (ATO-3): open and work a recovery case; each
+    # consequential step is proposed by one member and approved by another (four-eyes).
+    FRAUD_RECOVER = "fraud:recover"
     # Onboarding (issue #13, KYC-1, KYC-2): a customer's own application and documents; staff
     # review of applications, documents and risk ratings.
     KYC_APPLY = "kyc:apply"
@@ -118,6 +121,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.FRAUD_TAKEOVER,
             Permission.FRAUD_REVIEW,
             Permission.FRAUD_FREEZE,
+            Permission.FRAUD_RECOVER,
             Permission.KYC_REVIEW,
             Permission.SANCTIONS_LIST,
             Permission.SANCTIONS_REVIEW,
@@ -304,6 +308,12 @@ CATALOGUE: dict[Permission, CatalogueEntry] = {
             Permission.FRAUD_FREEZE,
             Kind.OPERATE,
             "Ask for, or approve another member's request, to lift a withdrawal freeze",
+        ),
+        _entry(
+            Permission.FRAUD_RECOVER,
+            Kind.OPERATE,
+            "Recover a taken-over account: re-verify identity, propose or approve (another "
+            "member's) credential reset, trade reversals and closing",
         ),
         _entry(
             Permission.KYC_APPLY,

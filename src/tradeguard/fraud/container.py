@@ -22,8 +22,11 @@ from tradeguard.fraud.domain import (
     TakeoverSignal,
 )
 from tradeguard.fraud.geo import GeoLocator, OfflineGeoLocator
+from tradeguard.fraud.recovery import AccountRecovery, UnwiredApplicants, UnwiredEvidence
 from tradeguard.fraud.service import TakeoverDefence
+from tradeguard.identity.administration import UserAdministration
 from tradeguard.identity.container import IdentityServices
+from tradeguard.kyc.contracts import ApplicantDirectory, IdentityEvidenceSource
 from tradeguard.trading.container import TradingServices
 
 
@@ -59,6 +62,8 @@ class FraudServices:
     sessions: async_sessionmaker[AsyncSession]
     defence: TakeoverDefence
     sweep_interval_seconds: int
+    # Account recovery after a takeover (ATO-3).
+    recovery: AccountRecovery
 
     async def warm(self) -> None:
         """Load the offline geolocation database now (off the event loop), not at the first
@@ -79,9 +84,13 @@ def build_fraud(
     identity: IdentityServices,
     trading: TradingServices,
     locator: GeoLocator | None = None,
+    applicants: ApplicantDirectory | None = None,
+    evidence: IdentityEvidenceSource | None = None,
 ) -> FraudServices:
     """The takeover defence over identity's services and trading's; `watch_sign_ins` then
-    makes identity tell it of every new session."""
+    makes identity tell it of every new session. Account recovery re-verifies identity
+    through `applicants` (the KYC record) and `evidence` (identity documents), the KYC
+    contracts' implementations; without them its identity checks refuse (503)."""
     deps = identity.deps
     defence = TakeoverDefence(
         clock=deps.clock,
@@ -96,10 +105,22 @@ def build_fraud(
         orders=trading.orders,
         origin=deps.policy.origin,
     )
+    recovery = AccountRecovery(
+        clock=deps.clock,
+        ids=deps.ids,
+        ledger=deps.ledger,
+        administration=UserAdministration(deps, auth=identity.auth),
+        identity_accounts=identity.accounts,
+        trading_accounts=trading.accounts,
+        reversals=trading.reversals,
+        applicants=applicants or UnwiredApplicants(),
+        evidence=evidence or UnwiredEvidence(),
+    )
     return FraudServices(
         sessions=identity.sessions,
         defence=defence,
         sweep_interval_seconds=settings.takeover_sweep_interval_seconds,
+        recovery=recovery,
     )
 
 

@@ -8,7 +8,16 @@ Prompt tokens are stored as their SHA-256 only.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, Index, Integer, LargeBinary, String
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradeguard.db.base import Base
@@ -90,3 +99,72 @@ class TakeoverReview(Base):
     closed_by: Mapped[str | None] = mapped_column(String(36))
     outcome: Mapped[str | None] = mapped_column(String(24))
     note: Mapped[str | None] = mapped_column(String(1000))
+
+
+class RecoveryCase(Base):
+    """An account recovery after a takeover (ATO-3), worked by staff: identity re-verified,
+    credentials reset, activity reviewed, fraudulent trades reversed, then closed.
+
+    Nothing the caller stated is kept: only whether and how identity was re-verified and how
+    many attempts against the record were spent."""
+
+    __tablename__ = "fraud_recovery_cases"
+    __table_args__ = (Index("ix_fraud_recovery_cases_status", "status", "opened_ns"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    review_id: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(16))
+    opened_ns: Mapped[int] = mapped_column(BigInteger)
+    opened_by: Mapped[str] = mapped_column(String(80))
+    # The identity document on file when the case opened: a document re-verification needs
+    # a different one (the intruder may have had the old one's picture).
+    document_on_file: Mapped[str | None] = mapped_column(String(36))
+    record_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    verified_ns: Mapped[int | None] = mapped_column(BigInteger)
+    verified_by: Mapped[str | None] = mapped_column(String(80))
+    verified_method: Mapped[str | None] = mapped_column(String(16))
+    credentials_reset_ns: Mapped[int | None] = mapped_column(BigInteger)
+    closed_ns: Mapped[int | None] = mapped_column(BigInteger)
+    closed_by: Mapped[str | None] = mapped_column(String(80))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(1000))
+
+
+class RecoveryProposal(Base):
+    """A consequential step of a recovery, proposed by one staff member and carried out only
+    when a different one approves (four-eyes): reset credentials, reverse an execution,
+    close the case."""
+
+    __tablename__ = "fraud_recovery_proposals"
+    __table_args__ = (Index("ix_fraud_recovery_proposals_case", "case_id", "proposed_ns"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("fraud_recovery_cases.id"))
+    action: Mapped[str] = mapped_column(String(24))
+    # The execution to reverse, or the outcome to close with.
+    target: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(80))
+    proposed_ns: Mapped[int] = mapped_column(BigInteger)
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_ns: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryMark(Base):
+    """A timeline entry staff marked as fraudulent (an execution to reverse, a withdrawal to
+    chase), by its ledger sequence number."""
+
+    __tablename__ = "fraud_recovery_marks"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("fraud_recovery_cases.id"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[str | None] = mapped_column(String(36))
+    note: Mapped[str] = mapped_column(String(500))
+    marked_by: Mapped[str] = mapped_column(String(80))
+    marked_ns: Mapped[int] = mapped_column(BigInteger)

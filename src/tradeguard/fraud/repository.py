@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.fraud.models import FraudSignIn, TakeoverPrompt, TakeoverReview, WithdrawalFreeze
+from tradeguard.fraud.models import (
+    FraudSignIn,
+    RecoveryCase,
+    RecoveryMark,
+    RecoveryProposal,
+    TakeoverPrompt,
+    TakeoverReview,
+    WithdrawalFreeze,
+)
 
 OPEN = "open"
 CLOSED = "closed"
@@ -164,3 +172,87 @@ async def users_with_risky_sign_ins(
         .distinct()
     )
     return sorted((await session.execute(query)).scalars().all())
+
+
+# Account recovery (ATO-3) -------------------------------------------------------------------
+
+
+async def recovery_case(
+    session: AsyncSession, case_id: str, *, lock: bool = False
+) -> RecoveryCase | None:
+    query = select(RecoveryCase).where(RecoveryCase.id == case_id)
+    if lock:
+        # Serialises the steps of one case (attempt counting, approvals) on PostgreSQL.
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open_recovery_of(session: AsyncSession, user_id: str) -> RecoveryCase | None:
+    query = (
+        select(RecoveryCase)
+        .where(RecoveryCase.user_id == user_id, RecoveryCase.status == OPEN)
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recovery_cases(
+    session: AsyncSession, *, status: str | None, user_id: str | None, limit: int
+) -> Sequence[RecoveryCase]:
+    query = select(RecoveryCase)
+    if status is not None:
+        query = query.where(RecoveryCase.status == status)
+    if user_id is not None:
+        query = query.where(RecoveryCase.user_id == user_id)
+    query = query.order_by(RecoveryCase.opened_ns.desc(), RecoveryCase.id).limit(limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def proposals_of(session: AsyncSession, case_id: str) -> Sequence[RecoveryProposal]:
+    query = (
+        select(RecoveryProposal)
+        .where(RecoveryProposal.case_id == case_id)
+        .order_by(RecoveryProposal.proposed_ns, RecoveryProposal.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def proposal(session: AsyncSession, proposal_id: str) -> RecoveryProposal | None:
+    return await session.get(RecoveryProposal, proposal_id)
+
+
+async def decide_proposal(
+    session: AsyncSession, proposal_id: str, *, status: str, by: str, now_ns: int
+) -> bool:
+    """Decide a pending proposal once (conditional: two approvals at once decide it once);
+    an approval never by its proposer."""
+    query = update(RecoveryProposal).where(
+        RecoveryProposal.id == proposal_id, RecoveryProposal.status == "pending"
+    )
+    if status == "approved":
+        query = query.where(RecoveryProposal.proposed_by != by)
+    result = await session.execute(query.values(status=status, decided_by=by, decided_ns=now_ns))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def marks_of(session: AsyncSession, case_id: str) -> Sequence[RecoveryMark]:
+    query = select(RecoveryMark).where(RecoveryMark.case_id == case_id).order_by(RecoveryMark.seq)
+    return (await session.execute(query)).scalars().all()
+
+
+async def lift_for_recovery(
+    session: AsyncSession, freeze_id: str, *, now_ns: int, asked_by: str, by: str, reason: str
+) -> bool:
+    """Lift a freeze as a recovery's close: asked by the proposer, lifted by the approver."""
+    result = await session.execute(
+        update(WithdrawalFreeze)
+        .where(WithdrawalFreeze.id == freeze_id, WithdrawalFreeze.lifted_ns.is_(None))
+        .values(
+            lift_requested_by=asked_by,
+            lift_requested_ns=now_ns,
+            lift_reason=reason,
+            lifted_ns=now_ns,
+            lifted_by=by,
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))

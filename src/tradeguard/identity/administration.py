@@ -22,7 +22,7 @@ from tradeguard.identity.common import IdentityDeps, RequestInfo
 from tradeguard.identity.devices import plain_text, user_agent_text
 from tradeguard.identity.events import IdentityEvent
 from tradeguard.identity.models import User
-from tradeguard.identity.service import normalize_email
+from tradeguard.identity.service import AccountService, normalize_email
 from tradeguard.identity.sessions import AuthService, login_throttle_key
 from tradeguard.ledger.domain import Party
 
@@ -84,6 +84,16 @@ class AccountRecord:
     factors: tuple[FactorRecord, ...]
     devices: tuple[DeviceRecord, ...]
     sign_ins: tuple[SignInRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsReset:
+    """What an account recovery's credential reset did (ATO-3)."""
+
+    sessions_ended: tuple[str, ...]
+    factors_removed: int
+    devices_untrusted: int
+    reset_link_sent: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +474,84 @@ class UserAdministration:
             "Sign in with your password, then enrol a new second factor before you trade.",
         )
         return len(removed), ended
+
+    async def reset_credentials(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        accounts: AccountService,
+        actor: Party,
+        approved_by: Party,
+        reason: str,
+        request: RequestInfo,
+    ) -> CredentialsReset:
+        """Take every credential back from whoever took the account over (ATO-3): every
+        session and its refresh token end, every second factor is removed (the owner must
+        enrol again), every remembered device is untrusted (its token no longer skips
+        anything), and the password stops working until the owner sets a new one through
+        the emailed reset link. The owner is told by email. API keys: none exist yet.
+        """
+        user = await self._locked_user(session, user_id)
+        if Role(user.role) in STAFF_ROLES:
+            # Staff credentials (attested keys, enrolment) have their own procedure.
+            raise Conflict("staff accounts are not recovered this way")
+        now = self.deps.clock.now_ns()
+        removed = await repository.revoke_factors(session, user.id, now)
+        ended = await self._end_sessions(
+            session, user, actor=actor, reason="account_recovery", request=request
+        )
+        devices = await repository.devices_of(session, user.id)
+        for device in devices:
+            device.revoked_ns = now
+            await self.deps.audit(
+                session,
+                IdentityEvent.DEVICE_REVOKED,
+                user_id=user.id,
+                actor=actor,
+                request=request,
+                data={"device_id": device.id, "reason": "account_recovery"},
+            )
+        # No password works until the owner chooses one with the emailed link: the one the
+        # intruder knew (or set) is gone, and the sign-in refuses an account without one.
+        user.password_hash = None
+        user.password_changed_ns = now
+        user.failed_logins = 0
+        await self.deps.audit(
+            session,
+            IdentityEvent.FACTORS_RESET,
+            user_id=user.id,
+            actor=actor,
+            request=request,
+            data={
+                "reason": reason,
+                "approved_by": approved_by.as_json(),
+                "factors": sorted({f.kind for f in removed}),
+                "factors_removed": len(removed),
+                "sessions_ended": len(ended),
+                "devices_untrusted": len(devices),
+                "password_cleared": True,
+                "via": "account_recovery",
+            },
+        )
+        sent = await accounts.send_recovery_reset(
+            session, user_id=user.id, actor=actor, request=request
+        )
+        await self._tell_owner(
+            session,
+            user,
+            "Your tradeguard account was secured",
+            "After activity on your account that was not yours, two of our staff reset its "
+            "credentials: every session was signed out, every second factor and remembered "
+            "device removed, and your old password no longer works. Choose a new password "
+            "with the link we sent in a separate email, then enrol a new second factor.",
+        )
+        return CredentialsReset(
+            sessions_ended=ended,
+            factors_removed=len(removed),
+            devices_untrusted=len(devices),
+            reset_link_sent=sent,
+        )
 
     async def tell_reset_refused(self, session: AsyncSession, *, user_id: str) -> None:
         """Tell the owner that the factor reset they were warned about will not happen."""

@@ -526,6 +526,46 @@ class AccountService:
                 ),
             )
 
+    async def send_recovery_reset(
+        self, session: AsyncSession, *, user_id: str, actor: Party, request: RequestInfo
+    ) -> bool:
+        """Email the owner a single-use password reset link through the reset flow's own
+        ticket (account recovery, ATO-3: staff ended the old password). Any reset link sent
+        before is spent first, so only this one works. False when the user is unknown."""
+        user = await repository.user_by_id(session, user_id)
+        if user is None:
+            return False
+        deps, now = self.deps, self.deps.clock.now_ns()
+        await repository.spend_open_tickets(session, user.id, RESET_TICKET, now)
+        token = self._issue_ticket(
+            session,
+            kind=RESET_TICKET,
+            user_id=user.id,
+            ttl_seconds=deps.policy.reset_token_seconds,
+        )
+        await deps.audit(
+            session,
+            IdentityEvent.PASSWORD_RESET_REQUESTED,
+            user_id=user.id,
+            actor=actor,
+            request=request,
+            data={"via": "account_recovery"},
+        )
+        await deps.notifier.enqueue_email(
+            session,
+            to=user.email,
+            template="password_reset",
+            subject="Choose a new tradeguard password",
+            body=(
+                "Our security team secured your account after activity that was not yours. "
+                "Your old password no longer works. Use this single-use token within 30 "
+                "minutes to choose a new one:\n"
+                f"{deps.policy.origin}/reset-password?token={token}\n"
+                "Then sign in and enrol a new second factor."
+            ),
+        )
+        return True
+
     async def reset_password(
         self,
         session: AsyncSession,

@@ -22,6 +22,7 @@ from tradeguard.trading.metrics import TradingMetrics
 from tradeguard.trading.orders import OrderService
 from tradeguard.trading.reconcile import Reconciler
 from tradeguard.trading.reference import ReferenceService
+from tradeguard.trading.reversals import ReversalService
 from tradeguard.trading.settlement import SettlementService
 from tradeguard.trading.snapshots import SnapshotBuilder
 from tradeguard.trading.stream import StreamHub
@@ -44,6 +45,8 @@ class TradingServices:
     desk: TradingDesk
     metrics: TradingMetrics
     venue: SimulatedVenue | None
+    # Fraudulent executions undone by compensating entries (account recovery, ATO-3).
+    reversals: ReversalService
     # The customer's access log for the staff account routes, installed by the back office
     # (web/app.py); while it is None those routes refuse (IAC-4, deny by default).
     staff_access_log: StaffAccessLog | None = None
@@ -117,4 +120,5 @@ def build_trading(
         ),
         metrics=metrics,
         venue=venue,
+        reversals=ReversalService(deps),
     )

@@ -26,6 +26,7 @@ class TradingEvent(StrEnum):
     ORDER_EXPIRED = "trading:order:expired"
     ORDER_FILLED = "trading:order:filled"
     EXECUTION_CREATED = "trading:execution:created"
+    EXECUTION_REVERSED = "trading:execution:reversed"
     SETTLEMENT_POSTED = "trading:settlement:posted"
     HALT_STARTED = "trading:halt:started"
     HALT_RESUMED = "trading:halt:resumed"

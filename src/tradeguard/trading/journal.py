@@ -8,7 +8,8 @@ money and shares are never created or destroyed, only moved between books:
 - a position book per symbol (asset = the symbol, amounts in shares): `acct:<id>:pos:<SYM>`;
 - firm books are the other side of every movement: `firm:clearing` (cash owed to or by the
   clearing house), `firm:street:<SYM>` (shares from or to the street), `firm:fees`,
-  `firm:adjustments` (admin credits and debits), `firm:holds` (the contra of reservations).
+  `firm:adjustments` (admin credits and debits), `firm:holds` (the contra of reservations),
+  `firm:error` (the firm's error account: the other side of a reversed execution, ATO-3).
 
 Phases: `posted` entries are real movements; `held` entries are reservations (a buy order's
 cash, a sell order's shares). A hold moves an amount from the customer book to `firm:holds`
@@ -45,12 +46,16 @@ class MovementKind(StrEnum):
     WITHDRAWAL = "withdrawal"
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_RELEASED = "withdrawal_released"
+    # A fraudulent execution undone by compensating entries (account recovery, ATO-3).
+    REVERSAL = "reversal"
 
 
 FIRM_CLEARING = "firm:clearing"
 FIRM_FEES = "firm:fees"
 FIRM_ADJUSTMENTS = "firm:adjustments"
 FIRM_HOLDS = "firm:holds"
+# The firm's error account: what a reversed execution gave or took is the firm's from then on.
+FIRM_ERROR = "firm:error"
 # The firm's own bank account: collected deposits arrive there, withdrawals leave from it.
 FIRM_BANK = "firm:bank"
 
@@ -339,4 +344,43 @@ def withdrawal_released(
         f"withdrawal {withdrawal_id} {why}",
         _pair(withdrawing_book(account_id), cash_book(account_id), currency, amount, Phase.POSTED),
         account_id=account_id,
+    )
+
+
+def reversal(
+    *,
+    account_id: str,
+    currency: str,
+    symbol: str,
+    buy: bool,
+    quantity: int,
+    notional: Decimal,
+    fee: Decimal,
+    execution_id: str,
+) -> Movement:
+    """Undo an execution for the customer by compensating entries (the execution's own
+    entries stay as they are): the shares go back, and its cash effect (notional and fee)
+    is returned in settled cash; the firm's error account takes the opposite side.
+
+    Settled cash, not unsettled: the original still settles on its date (its cash moves from
+    unsettled to settled then), so the account's cash ends exactly as if it had not traded.
+    """
+    shares = Decimal(quantity)
+    cash = cash_book(account_id)
+    position = position_book(account_id, symbol)
+    if buy:
+        # The customer paid notional + fee and received the shares: both are given back.
+        entries = _pair(FIRM_ERROR, cash, currency, notional + fee, Phase.POSTED)
+        entries += _pair(position, FIRM_ERROR, symbol, shares, Phase.POSTED)
+    else:
+        # The customer delivered the shares for notional - fee: the shares come back and the
+        # proceeds go to the error account.
+        entries = _pair(cash, FIRM_ERROR, currency, notional - fee, Phase.POSTED)
+        entries += _pair(FIRM_ERROR, position, symbol, shares, Phase.POSTED)
+    return movement(
+        MovementKind.REVERSAL,
+        f"reversal of execution {execution_id}: {'bought' if buy else 'sold'} {quantity} {symbol}",
+        entries,
+        account_id=account_id,
+        execution_id=execution_id,
     )

@@ -236,6 +236,24 @@ class Execution(Base):
     settled_ns: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class ExecutionReversal(Base):
+    """An execution undone by compensating journal entries (ATO-3): the execution and its
+    entries stay untouched; this row (one per execution, the primary key) says it was
+    reversed, by whom, why and by which journal transaction."""
+
+    __tablename__ = "execution_reversals"
+    __table_args__ = (Index("ix_execution_reversals_account", "account_id", "symbol"),)
+
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id"))
+    symbol: Mapped[str] = mapped_column(String(12))
+    txn_id: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(500))
+    reference: Mapped[str | None] = mapped_column(String(80))
+    reversed_by: Mapped[str] = mapped_column(String(80))
+    reversed_ns: Mapped[int] = mapped_column(BigInteger)
+
+
 class Position(Base):
     __tablename__ = "positions"
 

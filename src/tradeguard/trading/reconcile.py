@@ -4,12 +4,13 @@ executions and the open orders (`tradeguard trading reconcile`).
 Checks, each naming what disagrees:
 1. every journal transaction balances to zero per asset and phase;
 2. every customer book's running balance equals the sum of its entries;
-3. positions equal the signed sum of executions, and the position books;
+3. positions equal the signed sum of executions (less the reversed ones, ATO-3), and the
+   position books;
 4. cash and shares held equal what the open orders still reserve (closed orders hold nothing);
 5. each order's filled quantity, notional and fees equal its executions;
 6. unsettled cash equals the cash effect of the unsettled executions, and settled cash equals
    the adjustments and money movements (deposits, their returns, withdrawals and the ones
-   given back) plus the settled executions.
+   given back, reversals of executions) plus the settled executions.
 """
 
 from __future__ import annotations
@@ -129,7 +130,12 @@ class Reconciler:
         executions: Sequence[Execution],
     ) -> None:
         from_executions: dict[tuple[str, str], int] = defaultdict(int)
+        # A reversed execution still happened (its entries stay), but its shares came back
+        # by a compensating entry: the position no longer counts it.
+        reversed_ids = await repository.reversed_execution_ids(session)
         for e in executions:
+            if e.id in reversed_ids:
+                continue
             from_executions[(e.account_id, e.symbol)] += (
                 e.quantity if e.side == Side.BUY else -e.quantity
             )

@@ -22,6 +22,7 @@ from tradeguard.trading.models import (
     BookBalance,
     DayTrade,
     Execution,
+    ExecutionReversal,
     Instrument,
     JournalEntry,
     JournalTransaction,
@@ -840,6 +841,7 @@ async def all_open_orders(session: AsyncSession) -> Sequence[Order]:
 # Movements of settled cash that come from no trade: admin adjustments, and money in and out.
 CASH_MOVEMENT_KINDS = (
     "adjustment",
+    "reversal",
     "deposit",
     "deposit_returned",
     "withdrawal",
@@ -859,3 +861,39 @@ async def adjustment_entries(session: AsyncSession) -> list[tuple[str, Decimal]]
         )
     )
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+# Reversals (ATO-3) --------------------------------------------------------------------------------
+
+
+async def execution(session: AsyncSession, execution_id: str) -> Execution | None:
+    return await session.get(Execution, execution_id)
+
+
+async def reversal_of(session: AsyncSession, execution_id: str) -> ExecutionReversal | None:
+    return await session.get(ExecutionReversal, execution_id)
+
+
+async def reversed_execution_ids(session: AsyncSession) -> set[str]:
+    return set((await session.execute(select(ExecutionReversal.execution_id))).scalars().all())
+
+
+async def executions_in_order(
+    session: AsyncSession, account_id: str, symbol: str
+) -> Sequence[Execution]:
+    """Every execution of one account in one symbol, oldest first (a position's replay)."""
+    query = (
+        select(Execution)
+        .where(Execution.account_id == account_id, Execution.symbol == symbol)
+        .order_by(Execution.executed_ns, Execution.id)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def open_orders_in(session: AsyncSession, account_id: str, symbol: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(Order)
+        .where(Order.account_id == account_id, Order.symbol == symbol, Order.open.is_(True))
+    )
+    return int((await session.execute(query)).scalar_one())

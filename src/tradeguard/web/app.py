@@ -36,6 +36,7 @@ from tradeguard.db.availability import unavailable_reason
 from tradeguard.db.engine import create_engine, session_factory
 from tradeguard.db.redis import create_redis
 from tradeguard.fraud import api as fraud_api
+from tradeguard.fraud import recovery_api
 from tradeguard.fraud.container import build_fraud, watch_sign_ins
 from tradeguard.fraud.tasks import COMPONENT as TAKEOVER_COMPONENT
 from tradeguard.fraud.tasks import start_sweep as start_takeover_sweep
@@ -250,6 +251,7 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(audit_search_api.router))
     back.include_router(strict_query(surveillance_api.router))
     back.include_router(strict_query(fraud_api.staff_router))
+    back.include_router(strict_query(recovery_api.router))
     back.include_router(strict_query(vault_api.router))
     back.include_router(strict_query(funds_api.router))
     back.include_router(strict_query(funds_api.staff_router))
@@ -265,6 +267,7 @@ async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServi
     transaction; sessions it ends leave this process's session cache at once."""
     fraud = build_fraud(settings, identity=identity, trading=app.state.trading)
     fraud.defence.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
+    fraud.recovery.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
     app.state.fraud = fraud
     if settings.takeover_enabled:
         watch_sign_ins(identity, fraud)
