@@ -31,6 +31,16 @@ router = APIRouter(prefix=PREFIX, tags=["kyc documents"])
 staff_router = APIRouter(prefix="/api/v1/admin/kyc/documents", tags=["kyc documents (staff)"])
 
 IdPath = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
+# The download's body in the OpenAPI document: the file, in its detected type.
+FILE_RESPONSE: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "The file, as an attachment",
+        "content": {
+            media.value: {"schema": {"type": "string", "format": "binary"}}
+            for media in DetectedType
+        },
+    }
+}
 _EXTENSION = {DetectedType.JPEG: "jpg", DetectedType.PNG: "png", DetectedType.PDF: "pdf"}
 
 
@@ -151,12 +161,18 @@ async def list_documents(request: Request, principal: CurrentPrincipal) -> list[
 async def get_document(
     document_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> s.DocumentOut:
+    """One of your documents: metadata and the checks' outcome."""
     services = documents(request)
     async with unit_of_work(services.sessions) as session:
         return document_out(await services.documents.own(session, principal.user_id, document_id))
 
 
-@router.get("/{document_id}/file", responses=problems(404), **guarded(Permission.KYC_APPLY))
+@router.get(
+    "/{document_id}/file",
+    response_class=Response,
+    responses=FILE_RESPONSE | problems(404),
+    **guarded(Permission.KYC_APPLY),
+)
 async def download_own_document(
     document_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> Response:
@@ -229,7 +245,8 @@ async def review_document(
 
 @staff_router.post(
     "/{document_id}/download",
-    responses=problems(404, 422),
+    response_class=Response,
+    responses=FILE_RESPONSE | problems(404, 422),
     **guarded(Permission.KYC_REVIEW),
 )
 async def staff_download(
