@@ -41,7 +41,9 @@ async def upload(
 async def stored_counts(api: Api) -> tuple[int, int]:
     """How many document rows and chunk rows the database holds."""
     async with api.services.unit_of_work() as session:
-        documents = (await session.execute(select(func.count()).select_from(KycDocument))).scalar_one()
+        documents = (
+            await session.execute(select(func.count()).select_from(KycDocument))
+        ).scalar_one()
         chunks = (
             await session.execute(select(func.count()).select_from(KycDocumentChunk))
         ).scalar_one()

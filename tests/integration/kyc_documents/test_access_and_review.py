@@ -60,9 +60,7 @@ class TestOwnerAccess:
         assert str(first["id"])[14] == "4"  # UUID version 4: 122 random bits
         assert str(first["id"])[:8] != str(second["id"])[:8]
 
-    async def test_the_owner_downloads_an_attachment_that_is_never_rendered(
-        self, api: Api
-    ) -> None:
+    async def test_the_owner_downloads_an_attachment_that_is_never_rendered(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
             content = jpeg()
@@ -165,9 +163,7 @@ class TestSandboxOutcomes:
         if reason:
             assert reason in document["reasons"]  # type: ignore[operator]
 
-    async def test_an_expired_passport_fails(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_an_expired_passport_fails(self, api: Api, applicants: StandInApplicants) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
             applicants.declare(alice.user_id, nationality="DE")
@@ -199,7 +195,11 @@ class TestEvidence:
             failed = await _passport(alice, TD3_SPECIMEN)
             passport = await _passport(alice)
             bill = await upload(
-                alice, pdf(), kind="proof_of_address", filename="b.pdf", content_type="application/pdf"
+                alice,
+                pdf(),
+                kind="proof_of_address",
+                filename="b.pdf",
+                content_type="application/pdf",
             )
         found = await evidence(api, alice.user_id)
         assert found.identity is EvidenceStatus.VERIFIED

@@ -72,11 +72,25 @@ class TestAcceptedUpload:
 
 REFUSALS = [
     ("gif", b"GIF89a" + bytes(64), "id.png", "image/png", 415, "unsupported-file-type"),
-    ("html", b"<html><script>1</script>", "id.pdf", "application/pdf", 415, "unsupported-file-type"),
+    (
+        "html",
+        b"<html><script>1</script>",
+        "id.pdf",
+        "application/pdf",
+        415,
+        "unsupported-file-type",
+    ),
     ("declared", png(), "id.png", "image/jpeg", 415, "file-type-mismatch"),
     ("extension", jpeg(), "id.exe", "image/jpeg", 415, "file-type-mismatch"),
     ("png bomb", png_bomb(), "id.png", "image/png", 422, "image-too-large"),
-    ("flate bomb", pdf_flate_bomb(), "a.pdf", "application/pdf", 422, "compressed-content-too-large"),
+    (
+        "flate bomb",
+        pdf_flate_bomb(),
+        "a.pdf",
+        "application/pdf",
+        422,
+        "compressed-content-too-large",
+    ),
     ("pages", pdf(11), "a.pdf", "application/pdf", 422, "too-many-pages"),
     ("javascript", pdf_with_javascript(), "a.pdf", "application/pdf", 422, "unsafe-document"),
     ("attachment", pdf_with_attachment(), "a.pdf", "application/pdf", 422, "unsafe-document"),
@@ -109,16 +123,14 @@ class TestRefusedUpload:
         assert response.json()["detail"]
         assert await stored_counts(api) == (0, 0)
 
-    async def test_a_body_over_the_limit_streamed_without_length_is_refused(
-        self, api: Api
-    ) -> None:
+    async def test_a_body_over_the_limit_streamed_without_length_is_refused(self, api: Api) -> None:
         boundary = "tgboundary"
 
         async def body() -> AsyncIterator[bytes]:
             yield (
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\n"
-                f"passport\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"big.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+                f'--{boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\n'
+                f'passport\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
             ).encode()
             yield jpeg()
             for _ in range(40):  # 2.5 MiB more: over the 1 MiB limit
@@ -152,7 +164,9 @@ class TestRefusedUpload:
             response = await upload(alice, jpeg(), mrz="P<UTO")
             assert is_problem(response, 422, "invalid-upload"), response.text
             assert response.json()["reason"] == "MRZ_UNREADABLE"
-            response = await client.post(DOCUMENTS, json={"kind": "passport"}, headers=alice.headers)
+            response = await client.post(
+                DOCUMENTS, json={"kind": "passport"}, headers=alice.headers
+            )
             assert is_problem(response, 422, "invalid-upload"), response.text
         assert await stored_counts(api) == (0, 0)
 
@@ -160,11 +174,15 @@ class TestRefusedUpload:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
             for _ in range(4):
-                assert (await upload(alice, png(), filename="a.png", content_type="image/png")).status_code == 201
+                assert (
+                    await upload(alice, png(), filename="a.png", content_type="image/png")
+                ).status_code == 201
             response = await upload(alice, png(), filename="a.png", content_type="image/png")
             assert is_problem(response, 429, "document-quota-reached"), response.text
             assert response.json()["reason"] == "UPLOADS_PER_DAY"
             api.clock.advance(seconds=86_401)
             await alice.sign_in_again()
-            assert (await upload(alice, png(), filename="a.png", content_type="image/png")).status_code == 201
+            assert (
+                await upload(alice, png(), filename="a.png", content_type="image/png")
+            ).status_code == 201
         assert (await stored_counts(api))[0] == 5
