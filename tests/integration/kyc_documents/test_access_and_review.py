@@ -17,8 +17,6 @@ from tradeguard.kyc.contracts import EvidenceStatus, IdentityEvidence
 from tradeguard.kyc.documents.container import DocumentServices
 from tradeguard.kyc.documents.provider import VerificationRequest, VerificationResult
 
-pytestmark = pytest.mark.spec("KYC-2")
-
 
 def documents_of(api: Api) -> DocumentServices:
     services: DocumentServices = api.app.state.kyc_documents
@@ -81,6 +79,7 @@ class TestOwnerAccess:
         assert response.status_code in {403, 404}
 
 
+@pytest.mark.spec("KYC-2")
 class TestStaff:
     async def test_a_staff_download_needs_a_reason_and_is_in_the_ledger(
         self, api: Api, applicants: StandInApplicants
@@ -134,6 +133,7 @@ class TestStaff:
         assert reviewed[0]["data"]["decision"] == "accept"
 
 
+@pytest.mark.spec("KYC-2")
 class TestSandboxOutcomes:
     @pytest.mark.parametrize(
         ("family", "mrz_family", "number", "status", "reason"),
@@ -182,6 +182,7 @@ class TestSandboxOutcomes:
         assert "APPLICANT_UNKNOWN" in document["reasons"]  # type: ignore[operator]
 
 
+@pytest.mark.spec("KYC-2")
 class TestEvidence:
     async def test_evidence_is_none_then_verified_for_identity_and_address(
         self, api: Api, applicants: StandInApplicants

@@ -24,9 +24,8 @@ from tests.support.kyc_files import (
 from tests.support.trading import signed_in_trader
 from tradeguard.kyc.documents.models import KycDocumentChunk
 
-pytestmark = pytest.mark.spec("KYC-2")
 
-
+@pytest.mark.spec("KYC-2")
 class TestAcceptedUpload:
     async def test_a_passport_with_a_consistent_mrz_is_sealed_and_verified(
         self, api: Api, applicants: StandInApplicants
@@ -97,6 +96,7 @@ REFUSALS = [
 ]
 
 
+@pytest.mark.spec("KYC-2")
 class TestRefusedUpload:
     @pytest.mark.parametrize(
         ("case", "content", "filename", "content_type", "status", "slug"),

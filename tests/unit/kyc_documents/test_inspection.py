@@ -43,6 +43,7 @@ def _inspect(content: bytes, declared: str | None = None, name: str | None = Non
     return inspect_document(content, declared_type=declared, filename=name, limits=LIMITS)
 
 
+@pytest.mark.spec("KYC-2")
 class TestAccepted:
     def test_jpeg_png_and_pdf_are_recognised_by_content(self) -> None:
         image = _inspect(jpeg(640, 400), "image/jpeg", "id.jpg")
@@ -57,6 +58,7 @@ class TestAccepted:
         assert _inspect(png(), "application/octet-stream", "scan").detected is DetectedType.PNG
 
 
+@pytest.mark.spec("KYC-2")
 class TestRefused:
     def test_other_content_is_an_unsupported_type_whatever_its_name(self) -> None:
         with pytest.raises(UnsupportedFileType) as caught:

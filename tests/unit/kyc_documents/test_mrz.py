@@ -21,8 +21,6 @@ from tradeguard.kyc.documents.mrz import (
     parse_mrz,
 )
 
-pytestmark = pytest.mark.spec("KYC-2")
-
 
 def _applicant(**overrides: object) -> ApplicantFacts:
     fields: dict[str, object] = {
@@ -45,6 +43,7 @@ def _corrupt(mrz: str, line: int, position: int, replacement: str) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.spec("KYC-2")
 class TestCheckDigits:
     def test_the_weights_7_3_1_give_doc_9303s_digits(self) -> None:
         # Part 3, 4.9 worked example: date 27 07 1952 -> "520727" has check digit 3.
@@ -59,6 +58,7 @@ class TestCheckDigits:
         assert check_digit("A") == str(10 * 7 % 10)
 
 
+@pytest.mark.spec("KYC-2")
 class TestTd3Specimen:
     def test_the_part_4_passport_specimen_parses_and_passes_every_check(self) -> None:
         record = parse_mrz(TD3_SPECIMEN, today=SPECIMEN_DAY)
@@ -102,6 +102,7 @@ class TestTd3Specimen:
         assert mrz_problems(record, today=date(2026, 1, 5)) == (MrzProblem.DOCUMENT_EXPIRED,)
 
 
+@pytest.mark.spec("KYC-2")
 class TestTd1Specimen:
     def test_the_part_5_id_card_specimen_parses_and_passes_every_check(self) -> None:
         record = parse_mrz(TD1_SPECIMEN, today=SPECIMEN_DAY)
@@ -129,6 +130,7 @@ class TestTd1Specimen:
         assert problem in record.problems
 
 
+@pytest.mark.spec("KYC-2")
 class TestTd2Specimen:
     def test_the_part_6_specimen_parses_and_passes_every_check(self) -> None:
         record = parse_mrz(TD2_SPECIMEN, today=SPECIMEN_DAY)
@@ -144,6 +146,7 @@ class TestTd2Specimen:
         assert record.problems == (MrzProblem.COMPOSITE_CHECK_FAILED,)
 
 
+@pytest.mark.spec("KYC-2")
 class TestFields:
     def test_an_unknown_shape_or_character_is_unreadable(self) -> None:
         with pytest.raises(MrzUnreadable):
@@ -172,6 +175,7 @@ class TestFields:
         assert record.birth_date == date(1930, 1, 1)
 
 
+@pytest.mark.spec("KYC-2")
 class TestCountryCodes:
     def test_germany_is_d_and_the_icao_special_codes_are_known(self) -> None:
         germany = icao_code("D<<")
@@ -189,6 +193,7 @@ class TestCountryCodes:
         assert icao_code("QQQ") is None
 
 
+@pytest.mark.spec("KYC-2")
 class TestConsistency:
     def test_the_specimen_agrees_with_its_holder_but_utopia_is_no_nationality(self) -> None:
         record = parse_mrz(TD3_SPECIMEN, today=SPECIMEN_DAY)
