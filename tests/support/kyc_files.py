@@ -5,6 +5,7 @@ digits for made-up documents."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from datetime import date
@@ -66,6 +67,19 @@ def pdf(pages: int = 1) -> bytes:
     writer = PdfWriter()
     for _ in range(pages):
         writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def padded_pdf(total_bytes: int) -> bytes:
+    """A one-page PDF of about `total_bytes`: its content stream is random bytes (stored
+    uncompressed, so nothing inflates)."""
+    writer = PdfWriter()
+    page = writer.add_blank_page(width=595, height=842)
+    stream = StreamObject()
+    stream._data = os.urandom(total_bytes)
+    page[NameObject("/Contents")] = writer._add_object(stream)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

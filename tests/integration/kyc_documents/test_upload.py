@@ -13,6 +13,7 @@ from tests.support.kyc_applicants_stand_in import StandInApplicants
 from tests.support.kyc_documents import DOCUMENTS, stored_counts, upload
 from tests.support.kyc_files import (
     jpeg,
+    padded_pdf,
     pdf,
     pdf_flate_bomb,
     pdf_with_attachment,
@@ -50,6 +51,25 @@ class TestAcceptedUpload:
             blobs = (await session.execute(select(KycDocumentChunk.blob))).scalars().all()
         assert blobs
         assert all(content[:64] not in bytes(blob) for blob in blobs)
+
+    async def test_a_file_larger_than_other_request_bodies_is_accepted_on_this_path(
+        self, api: Api
+    ) -> None:
+        content = padded_pdf(1536 * 1024)
+        assert len(content) > 1024 * 1024  # more than the global max_body_bytes
+        async with api.client() as client:
+            alice = await signed_in_trader(api, client, "alice")
+            response = await upload(
+                alice,
+                content,
+                kind="proof_of_address",
+                filename="bill.pdf",
+                content_type="application/pdf",
+            )
+            assert response.status_code == 201, response.text
+            download = await alice.get(f"{DOCUMENTS}/{response.json()['id']}/file")
+        assert download.content == content
+        assert (await stored_counts(api))[1] == 2  # two 1 MiB chunks
 
     async def test_a_proof_of_address_pdf_is_accepted_with_its_page_count(
         self, api: Api, applicants: StandInApplicants
@@ -133,7 +153,7 @@ class TestRefusedUpload:
                 f'filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
             ).encode()
             yield jpeg()
-            for _ in range(40):  # 2.5 MiB more: over the 1 MiB limit
+            for _ in range(48):  # 3 MiB more: over the 2 MiB limit
                 yield bytes(64 * 1024)
             yield f"\r\n--{boundary}--\r\n".encode()
 
@@ -152,7 +172,7 @@ class TestRefusedUpload:
     async def test_a_declared_length_over_the_limit_is_refused_unread(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            response = await upload(alice, bytes(3 * 1024 * 1024), filename="big.jpg")
+            response = await upload(alice, bytes(5 * 1024 * 1024), filename="big.jpg")
         assert response.status_code == 413
         assert await stored_counts(api) == (0, 0)
 
