@@ -336,9 +336,14 @@ class DocumentService:
                     today=today,
                 )
             )
-        except Exception:
-            # The document stays pending; the evidence says so. No content in the log.
-            logger.exception("verification provider failed", extra={"document_id": row.id})
+        except Exception as exc:
+            # The document stays pending; the evidence says so. Only the error's type is
+            # logged: a provider's message may quote the applicant's data.
+            logger.warning(
+                "verification provider failed (%s); document %s stays pending",
+                type(exc).__name__,
+                row.id,
+            )
             return
         status, reasons = decide(kind, result, record, applicant, today)
         row.status = status.value
