@@ -3,7 +3,8 @@
 Staff only, named with --as and proved with a console code, holding kyc:review right now:
 list the documents waiting for a person (`list`), accept or reject one with a reason
 (`review`), and save a document's file with a stated reason (`download`, recorded in the
-ledger). The file is written with owner-only permissions and never opened.
+ledger). The file is written with owner-only permissions and never opened. `recheck` (an
+operator's job, like `funds process`) runs again the checks the provider could not finish.
 """
 
 from __future__ import annotations
@@ -132,6 +133,42 @@ def _row(row: KycDocument) -> dict[str, Any]:
         "reasons": list(reasons_of(row)),
         "uploaded_at": ns_to_iso(row.created_ns),
     }
+
+
+@app.command("recheck")
+def recheck_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Run again the checks of documents left pending (the verification provider was not
+    reached at upload); each document is its own transaction."""
+    settings = existing_settings(data_dir)
+
+    async def run() -> tuple[int, int]:
+        engine = create_engine(settings.main_database_url)
+        try:
+            clock = SystemClock()
+            sessions = session_factory(engine)
+            identity = await start_identity(
+                settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
+            )
+            documents = build_documents(
+                settings,
+                clock=clock,
+                ledger=identity.deps.ledger,
+                keyring=identity.deps.keyring,
+                sessions=sessions,
+            )
+            async with unit_of_work(sessions) as session:
+                waiting = await documents.documents.pending(session)
+            done = 0
+            for document_id in waiting:
+                async with unit_of_work(sessions) as session:
+                    row = await documents.documents.recheck(session, document_id)
+                    done += row is not None and row.status != DocumentStatus.PENDING.value
+            return len(waiting), done
+        finally:
+            await engine.dispose()
+
+    waiting, done = run_async(run(), database_url=settings.main_database_url)
+    console.print(f"{done} of {waiting} pending documents checked")
 
 
 @app.command("list")

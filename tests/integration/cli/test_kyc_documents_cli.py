@@ -30,6 +30,7 @@ COMMANDS = [
     ["kyc", "documents", "list"],
     ["kyc", "documents", "review"],
     ["kyc", "documents", "download"],
+    ["kyc", "documents", "recheck"],
 ]
 
 
@@ -137,3 +138,9 @@ def test_without_a_named_staff_member_nothing_is_listed(data_dir: Path) -> None:
     code, output = run(data_dir, None, "kyc", "documents", "list")
     assert code == 2
     assert "--as" in output
+
+
+def test_recheck_with_nothing_pending_checks_nothing(data_dir: Path) -> None:
+    code, output = run(data_dir, None, "kyc", "documents", "recheck")
+    assert code == 0, output
+    assert "0 of 0 pending documents checked" in output

@@ -15,7 +15,11 @@ from tests.support.trading import Trader, signed_in_staff, signed_in_trader
 from tradeguard.access.domain import Role
 from tradeguard.kyc.contracts import EvidenceStatus, IdentityEvidence
 from tradeguard.kyc.documents.container import DocumentServices
-from tradeguard.kyc.documents.provider import VerificationRequest, VerificationResult
+from tradeguard.kyc.documents.provider import (
+    SandboxProvider,
+    VerificationRequest,
+    VerificationResult,
+)
 
 
 def documents_of(api: Api) -> DocumentServices:
@@ -208,7 +212,7 @@ class TestEvidence:
         assert found.address is EvidenceStatus.VERIFIED
         assert found.address_document_id == bill.json()["id"]
 
-    async def test_a_provider_outage_leaves_the_document_pending(
+    async def test_a_provider_outage_leaves_the_document_pending_until_a_recheck(
         self, api: Api, applicants: StandInApplicants
     ) -> None:
         class Down:
@@ -224,3 +228,15 @@ class TestEvidence:
             document = await _passport(alice)
         assert document["status"] == "pending"
         assert (await evidence(api, alice.user_id)).identity is EvidenceStatus.PENDING
+        # Once the provider is back, the operator's recheck finishes the checks.
+        services = documents_of(api)
+        services.deps.provider = SandboxProvider()
+        async with api.services.unit_of_work() as session:
+            assert await services.documents.pending(session) == [document["id"]]
+        async with api.services.unit_of_work() as session:
+            row = await services.documents.recheck(session, str(document["id"]))
+            assert row is not None
+            assert row.status == "verified"
+        assert (await evidence(api, alice.user_id)).identity is EvidenceStatus.VERIFIED
+        checked = await audit_events(api, "kyc:document:checked")
+        assert checked[-1]["actor"]["kind"] == "system"

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,7 +59,7 @@ from tradeguard.kyc.documents.provider import (
     VerificationResult,
 )
 from tradeguard.kyc.documents.sealing import new_data_key, open_chunks, seal_chunks
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.domain import SYSTEM, LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 
 logger = logging.getLogger("tradeguard.kyc.documents")
@@ -265,6 +266,11 @@ class DocumentService:
             status=DocumentStatus.PENDING.value,
             mrz_format=record.format.value if record else None,
             reasons="",
+            # The MRZ as given, sealed, so that a check the provider could not finish can be
+            # run again later (`recheck_pending`).
+            fields_enc=keyring_field(
+                deps.keyring, json.dumps({"mrz": mrz_text, "read": {}}), record_id=document_id
+            ),
             created_ns=now,
         )
         repository.add(session, row, chunks)
@@ -369,6 +375,30 @@ class DocumentService:
             request_id=request_id,
         )
 
+    async def pending(self, session: AsyncSession, *, limit: int = 100) -> list[str]:
+        """Ids of documents whose checks did not finish (the provider was not reached)."""
+        rows = await repository.with_status(session, [DocumentStatus.PENDING.value], limit=limit)
+        return [row.id for row in rows]
+
+    async def recheck(self, session: AsyncSession, document_id: str) -> KycDocument | None:
+        """Run a pending document's checks again; None when it is no longer pending."""
+        row = await repository.document(session, document_id, lock=True)
+        if row is None or row.status != DocumentStatus.PENDING.value:
+            return None
+        content = await self._content(session, row)
+        mrz_text = self._sealed_fields(row).get("mrz")
+        record = parse_mrz(mrz_text, today=self.deps.today()) if mrz_text else None
+        await self._verify(session, row, content, mrz_text, record, actor=SYSTEM, request_id=None)
+        return row
+
+    def _sealed_fields(self, row: KycDocument) -> dict[str, Any]:
+        if not isinstance(row.fields_enc, SealedField):
+            return {}
+        opened: dict[str, Any] = json.loads(
+            row.fields_enc.reveal(self.deps.keyring, record_id=row.id)
+        )
+        return opened
+
     async def of_user(self, session: AsyncSession, user_id: str) -> Sequence[KycDocument]:
         return await repository.documents_of(session, user_id)
 
@@ -416,10 +446,7 @@ class DocumentService:
 
     def fields_read(self, row: KycDocument) -> dict[str, str]:
         """What the provider read (staff only: names, numbers, dates)."""
-        if not isinstance(row.fields_enc, SealedField):
-            return {}
-        opened = json.loads(row.fields_enc.reveal(self.deps.keyring, record_id=row.id))
-        read: dict[str, str] = opened.get("read", {})
+        read: dict[str, str] = self._sealed_fields(row).get("read", {})
         return read
 
     async def staff_download(
