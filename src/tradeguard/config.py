@@ -236,6 +236,22 @@ class Settings(BaseSettings):
     funds_sandbox_late_return_seconds: Annotated[int, Field(ge=1, le=60 * 86_400)] = 3 * 86_400
 
     # KYC onboarding and identity documents (issue #13, KYC-1, KYC-2; docs/kyc.md).
+    # Identity documents (KYC-2; docs/kyc-documents.md): the largest file accepted, the most
+    # pixels an image may have (checked from its header before decoding; kept below Pillow's
+    # own decompression-bomb threshold of 89,478,485), the most pages of a PDF, the most a
+    # PDF's compressed streams may inflate to, per-user quotas, and the verification provider
+    # ("sandbox" is the deterministic one, kyc/documents/provider.py).
+    kyc_document_max_bytes: Annotated[int, Field(ge=64 * 1024, le=32 * 1024 * 1024)] = (
+        10 * 1024 * 1024
+    )
+    kyc_document_max_pixels: Annotated[int, Field(ge=1_000_000, le=80_000_000)] = 40_000_000
+    kyc_document_max_pages: Annotated[int, Field(ge=1, le=100)] = 10
+    kyc_document_max_inflated_bytes: Annotated[int, Field(ge=1024 * 1024, le=256 * 1024 * 1024)] = (
+        64 * 1024 * 1024
+    )
+    kyc_document_uploads_per_day: Annotated[int, Field(ge=1, le=1000)] = 20
+    kyc_documents_on_file: Annotated[int, Field(ge=1, le=1000)] = 30
+    kyc_verification_provider: Literal["sandbox"] = "sandbox"
 
     # Sanctions screening (issue #13, KYC-2; docs/sanctions.md).
 

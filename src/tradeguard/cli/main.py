@@ -18,6 +18,7 @@ from tradeguard.cli import (
     dev,
     funds,
     keys,
+    kyc_documents,
     surveillance,
     takeover,
     trading,
@@ -49,6 +50,11 @@ app.add_typer(funds.app, name="funds")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")
+# `tradeguard kyc documents` (KYC-2). The `kyc` group is mounted here until onboarding brings
+# its own; then `documents` moves under that group.
+kyc_app = typer.Typer(help="Know your customer: identity documents.", no_args_is_help=True)
+kyc_app.add_typer(kyc_documents.app, name="documents")
+app.add_typer(kyc_app, name="kyc")
 
 
 def _version(value: bool) -> None:

@@ -105,6 +105,8 @@ LOCATIONS: tuple[Location, ...] = (
         "id",
         _text_key("id"),
     ),
+    Location(DataClass.KYC_DOCUMENT, "kyc_documents", "data_key_enc", "id", _text_key("id")),
+    Location(DataClass.KYC_DOCUMENT, "kyc_documents", "fields_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_RECIPIENT, "notify_outbox", "recipient_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_BODY, "notify_outbox", "body_enc", "id", _text_key("id")),
     Location(

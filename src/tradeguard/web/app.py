@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import iter_route_contexts
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import BaseRoute
 
 from tradeguard import __version__
@@ -54,6 +54,9 @@ from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
+from tradeguard.kyc.documents import api as kyc_documents_api
+from tradeguard.kyc.documents.container import DocumentServices, build_documents
+from tradeguard.kyc.documents.upload import ENVELOPE_BYTES as UPLOAD_ENVELOPE_BYTES
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.tree.service import LedgerTree
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -176,6 +179,13 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         read_timeout_seconds=settings.body_read_timeout_seconds,
         clock=clock,
+        # Identity documents are larger than any other body; the upload route counts the
+        # file itself against its own limit as it streams in (kyc/documents/upload.py).
+        path_limits={
+            kyc_documents_api.PREFIX: max(
+                settings.max_body_bytes, settings.kyc_document_max_bytes + UPLOAD_ENVELOPE_BYTES
+            )
+        },
     )
     components.register(outage.COMPONENT)
 
@@ -255,6 +265,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(vault_api.router))
     back.include_router(strict_query(funds_api.router))
     back.include_router(strict_query(funds_api.staff_router))
+    back.include_router(strict_query(kyc_documents_api.router))
+    back.include_router(strict_query(kyc_documents_api.staff_router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -335,7 +347,21 @@ def _webauthn_services(app: FastAPI, settings: Settings, identity: IdentityServi
     )
 
 
-def _lifespan(
+def _documents(
+    settings: Settings, identity: IdentityServices, sessions: async_sessionmaker[AsyncSession]
+) -> DocumentServices:
+    """Identity documents (KYC-2); onboarding's ApplicantDirectory is wired in when it
+    exists (`deps.applicants`)."""
+    return build_documents(
+        settings,
+        clock=identity.deps.clock,
+        ledger=identity.deps.ledger,
+        keyring=identity.deps.keyring,
+        sessions=sessions,
+    )
+
+
+def _lifespan(  # noqa: PLR0915 - one statement per domain started, in start order
     settings: Settings,
     *,
     clock: Clock,
@@ -398,6 +424,7 @@ def _lifespan(
             accounts=app.state.trading.accounts,
             sessions=app.state.runtime.sessions,
         )
+        app.state.kyc_documents = _documents(settings, identity, app.state.runtime.sessions)
         app.state.surveillance = build_surveillance(
             settings,
             clock=clock,

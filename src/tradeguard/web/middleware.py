@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, NoReturn
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -197,10 +197,18 @@ class RequestBodyGuardMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, read_timeout_seconds: float, clock: Clock
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        read_timeout_seconds: float,
+        clock: Clock,
+        path_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self._max_body_bytes = max_body_bytes
+        # Exact paths whose bodies may be larger (document uploads), with their own limit.
+        self._path_limits = dict(path_limits or {})
         self._timeout_ns = int(read_timeout_seconds * 1_000_000_000)
         self._clock = clock
 
@@ -208,6 +216,7 @@ class RequestBodyGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._path_limits.get(scope["path"], self._max_body_bytes)
         declared_length: int | None = None
         has_body = False
         for name, value in scope["headers"]:
@@ -217,10 +226,8 @@ class RequestBodyGuardMiddleware:
                     declared_length = int(value)
             elif name == b"transfer-encoding":
                 has_body = True
-        if declared_length is not None and declared_length > self._max_body_bytes:
-            await send_problem(
-                send, too_large(self._max_body_bytes), instance=scope["path"], close=True
-            )
+        if declared_length is not None and declared_length > limit:
+            await send_problem(send, too_large(limit), instance=scope["path"], close=True)
             return
         if not has_body or declared_length == 0:
             # RFC 9112 section 6.3: without Content-Length or Transfer-Encoding a request has
@@ -234,7 +241,7 @@ class RequestBodyGuardMiddleware:
             send,
             clock=self._clock,
             deadline_ns=self._clock.monotonic_ns() + self._timeout_ns,
-            max_body_bytes=self._max_body_bytes,
+            max_body_bytes=limit,
         )
         await request.run()
 
