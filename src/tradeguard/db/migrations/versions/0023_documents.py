@@ -3,15 +3,15 @@
 Each document's data key is a keyring field of class kyc_document; its file is AES-GCM
 chunks under that key (kyc/documents/sealing.py).
 
-Revision ID: 0022_documents
-Revises: 0021_fraud_takeover
+Revision ID: 0023_documents
+Revises: 0022_recovery
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022_documents"
-down_revision = "0021_fraud_takeover"
+revision = "0023_documents"
+down_revision = "0022_recovery"
 branch_labels = None
 depends_on = None
 
