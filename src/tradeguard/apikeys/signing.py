@@ -90,30 +90,49 @@ def secret_digest(secret: str) -> str:
 _SAFE: Final = "-_.~"
 
 
+# Text that encodes to itself: the common case, checked with one regex instead of encoding.
+_PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9\-_.~/]+")
+_PLAIN_PART: Final = re.compile(r"[A-Za-z0-9\-_.~]*")
+_PLAIN_QUERY: Final = re.compile(r"[A-Za-z0-9\-_.~=&]+")
+
+
 def _encode(value: bytes) -> str:
     return quote(value, safe=_SAFE)
 
 
+def _reencode(part: str) -> str:
+    """A raw query name or value, percent-decoded ('+' is a space) and re-encoded."""
+    if _PLAIN_PART.fullmatch(part):
+        return part
+    return _encode(unquote_to_bytes(part.replace("+", " ")))
+
+
 def canonical_path(path: str) -> str:
     """The decoded path, each segment percent-encoded ('/' kept)."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
     return "/".join(_encode(segment.encode()) for segment in path.split("/")) or "/"
+
+
+def _pair(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name, value
 
 
 def canonical_query(raw_query: str) -> str:
     """Pairs of the raw query string, percent-decoded ('+' is a space), re-encoded and
     sorted by encoded name, then value; a name without '=' has an empty value."""
-    pairs: list[tuple[str, str]] = []
-    for part in raw_query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        pairs.append(
-            (
-                _encode(unquote_to_bytes(name.replace("+", " "))),
-                _encode(unquote_to_bytes(value.replace("+", " "))),
-            )
-        )
-    pairs.sort()
+    if not raw_query:
+        return ""
+    if _PLAIN_QUERY.fullmatch(raw_query):
+        # Nothing to decode or encode (the common case): only split and sort.
+        parts = raw_query.split("&")
+        parts.sort(key=_pair)
+        return "&".join(part if "=" in part else part + "=" for part in parts if part)
+    pairs = sorted(
+        (_reencode(name), _reencode(value))
+        for name, value in (_pair(part) for part in raw_query.split("&") if part)
+    )
     return "&".join(f"{name}={value}" for name, value in pairs)
 
 
