@@ -212,3 +212,27 @@ class TestNonceStores:
             assert 0 < ttl <= 10_000
         finally:
             await client.aclose()
+
+
+def test_the_python_example_in_the_docs_signs_the_published_vectors() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "api-keys.md").read_text()
+    example = guide.split("### Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(example, "docs/api-keys.md", "exec"), scope)  # noqa: S102 - our own docs
+    sign = scope["sign"]
+    for vector in (VECTOR_1, VECTOR_2):
+        headers = sign(  # type: ignore[operator]
+            KEY_ID,
+            SECRET,
+            vector["method"],
+            vector["path"],
+            query=vector["query"],
+            body=vector["body"],
+            timestamp_ms=TIMESTAMP,
+            nonce=vector["nonce"],
+        )
+        assert headers["TG-SIGNATURE"] == vector["signature"]
+    assert str(VECTOR_1["signature"]) in guide
+    assert str(VECTOR_2["signature"]) in guide
