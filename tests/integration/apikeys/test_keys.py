@@ -42,7 +42,7 @@ ORDER = {
 
 
 def refused(response: Any, reason: str) -> bool:
-    return (
+    return bool(
         response.status_code == 401
         and response.headers["content-type"].startswith("application/problem+json")
         and response.json()["reason"] == reason
@@ -117,7 +117,7 @@ class TestKeysPlaceOrders:
         async with api.client() as client, bot_client(api) as bot:
             alice = await owner(api, client)
             key = await create_key(alice)
-            body = {} if method == "POST" else None
+            body: dict[str, object] | None = {} if method == "POST" else None
             response = await signed(api, bot, key, method, path, body)
             assert response.status_code == 403, response.text
 

@@ -31,7 +31,7 @@ STAFF = {"ada": Role.ADMIN, "sam": Role.SUPPORT}
 
 
 def settings_of(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]
+    return Settings(data_dir=data_dir, _env_file=None)
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def still_works(data_dir: Path, key: dict[str, object]) -> int:
         try:
             clock = FrozenClock(time.time_ns())
             async with running_api(settings, engine, clock) as api, api.client(BOT_IP) as bot:
-                response = await signed(api, bot, key, "GET", "/api/v1/accounts")  # type: ignore[arg-type]
+                response = await signed(api, bot, key, "GET", "/api/v1/accounts")
                 return response.status_code
         finally:
             await engine.dispose()

@@ -35,7 +35,7 @@ KEY_ID = "tgk_id_0123456789abcdef01234567"
 SECRET = "tgk_live_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789WXYZ0SQSoV"
 TIMESTAMP = 1767225600000
 ORDER_BODY = b'{"symbol":"AAPL","side":"buy","quantity":10}'
-VECTOR_1 = {
+VECTOR_1: dict[str, object] = {
     "method": "POST",
     "path": "/api/v1/accounts/acct-1/orders",
     "query": "b=two&a=hello%20world&a=%2A",
@@ -43,7 +43,7 @@ VECTOR_1 = {
     "nonce": "n0nce-0123456789AB",
     "signature": "82cdaf3444bcbe99c401d3a40a35eb153709ee8dc78522d6a4f9d1cd29e0e030",
 }
-VECTOR_2 = {
+VECTOR_2: dict[str, object] = {
     "method": "GET",
     "path": "/api/v1/accounts",
     "query": "",
