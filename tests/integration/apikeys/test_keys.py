@@ -294,6 +294,47 @@ class TestLifecycle:
             )
             assert again.status_code == 201, again.text
 
+    async def test_rotation_and_scope_changes_need_a_fresh_factor_too(self, api: Api) -> None:
+        async with api.client() as client:
+            alice = await owner(api, client)
+            key = await create_key(alice, "read", [])
+            key_path = f"/api/v1/apikeys/{key['key']['id']}"
+            api.clock.advance(seconds=601)
+            rotated = await alice.trader.post(f"{key_path}/rotate")
+            changed = await alice.trader.patch(key_path, {"scope": "trade"})
+            for response in (rotated, changed):
+                assert response.status_code == 403, response.text
+                assert response.json()["type"].endswith("step-up-required")
+            await step_up(api, client, alice.trader.access, alice.totp)
+            # A read key becomes a trade key only with an allowlist.
+            unlisted = await alice.trader.patch(key_path, {"scope": "trade"})
+            assert unlisted.status_code == 422, unlisted.text
+            listed = await alice.trader.patch(
+                key_path, {"scope": "trade", "ip_allowlist": [BOT_NETWORK]}
+            )
+            assert listed.status_code == 200, listed.text
+            assert listed.json()["scope"] == "trade"
+        changes = await audit_events(api, "apikeys:key:changed")
+        assert [c["data"]["scope"] for c in changes] == ["trade"]
+
+    async def test_a_key_and_a_bearer_token_together_are_refused(self, api: Api) -> None:
+        async with api.client() as client, bot_client(api) as bot:
+            alice = await owner(api, client)
+            key = await create_key(alice)
+            from tradeguard.apikeys.signing import sign_headers  # noqa: PLC0415
+
+            headers = sign_headers(
+                key_id=key["key"]["id"],
+                secret=key["secret"],
+                method="GET",
+                path="/api/v1/accounts",
+                timestamp_ms=api.clock.now_ns() // 10**6,
+            )
+            both = await bot.get("/api/v1/accounts", headers={**headers, **alice.trader.headers})
+            assert both.status_code == 401, both.text
+            # The bearer token alone still works as before.
+            assert (await alice.trader.get("/api/v1/accounts")).status_code == 200
+
     async def test_a_revoked_key_fails_on_the_next_request(self, api: Api) -> None:
         async with api.client() as client, bot_client(api) as bot:
             alice = await owner(api, client)
