@@ -255,6 +255,20 @@ class Settings(BaseSettings):
 
     # Sanctions screening (issue #13, KYC-2; docs/sanctions.md).
 
+    # API keys and signed requests (issue #14, API-1, API-3, ACCT-3; docs/api-keys.md).
+    # A key expires this many days after creation; its owner is emailed 7 days and 1 day
+    # before. A rotated key keeps working this many hours. A signed request's timestamp may
+    # be this far from the server's clock (Binance's receive window: 5 s); its nonce is
+    # remembered in Redis when TRADEGUARD_REDIS_URL is set (replicas), else in memory.
+    apikeys_expiry_days: Annotated[int, Field(ge=1, le=365)] = 90
+    apikeys_rotation_overlap_hours: Annotated[int, Field(ge=0, le=7 * 24)] = 24
+    apikeys_signature_window_ms: Annotated[int, Field(ge=1000, le=60_000)] = 5000
+    apikeys_max_per_user: Annotated[int, Field(ge=1, le=100)] = 10
+    apikeys_reminder_check_seconds: Annotated[int, Field(ge=5, le=86_400)] = 3600
+    # The PEM public key (ECDSA P-256) a secret-scanning partner (GitHub) signs leak reports
+    # with; unset: the leak report endpoint refuses every report.
+    apikeys_leak_report_public_key: str | None = None
+
     # Transaction monitoring, CTRs and SAR cases (issue #13, AML-1..3; docs/aml.md).
 
     # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still

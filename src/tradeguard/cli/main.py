@@ -12,6 +12,7 @@ from tradeguard import __version__
 from tradeguard.cli import (
     access,
     access_alerts,
+    apikeys,
     audit,
     backup,
     db,
@@ -40,6 +41,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
+app.add_typer(apikeys.app, name="apikeys")
 app.add_typer(backup.app, name="backup")
 app.add_typer(dev.app, name="dev")
 app.add_typer(trading.app, name="trading")

@@ -107,6 +107,7 @@ LOCATIONS: tuple[Location, ...] = (
     ),
     Location(DataClass.KYC_DOCUMENT, "kyc_documents", "data_key_enc", "id", _text_key("id")),
     Location(DataClass.KYC_DOCUMENT, "kyc_documents", "fields_enc", "id", _text_key("id")),
+    Location(DataClass.API_KEY_SECRET, "api_keys", "secret_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_RECIPIENT, "notify_outbox", "recipient_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_BODY, "notify_outbox", "body_enc", "id", _text_key("id")),
     Location(

@@ -29,6 +29,7 @@ class DataClass(StrEnum):
     BACKUP = "backup"
     KYC_DOCUMENT = "kyc_document"
     PERSONAL_DETAILS = "personal_details"
+    API_KEY_SECRET = "api_key_secret"  # noqa: S105 - a class name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ CLASS_SPECS: tuple[ClassSpec, ...] = (
         DataClass.PERSONAL_DETAILS,
         14,
         "names, dates of birth, addresses and profiles collected at onboarding (KYC-1)",
+    ),
+    ClassSpec(
+        DataClass.API_KEY_SECRET, 15, "API key secrets, kept to check request signatures (API-3)"
     ),
 )
 

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -60,6 +60,21 @@ class Principal:
     state: SessionState
     # Permissions held only through a live grant, each with that grant's id (IAC-1).
     via_grant: Mapping[str, str] = field(default_factory=dict)
+    # Set for a signed request made with an API key (apikeys/): its key id, named in every
+    # permission check's event, and the routes open to any signed-in user that a key may
+    # use too (deny by default: the others are the user's own security settings).
+    api_key_id: str | None = None
+    key_routes: frozenset[str] = frozenset()
+
+
+class KeyAuthenticator(Protocol):
+    """Checks a signed API-key request (apikeys/service.py, installed on the app's state as
+    `api_key_authenticator` by whoever builds the app: identity imports nothing of it)."""
+
+    async def authenticate(self, request: Request) -> Principal: ...
+
+
+API_KEY_HEADER: Final = "tg-api-key"
 
 
 class SessionStateCache:
@@ -203,6 +218,14 @@ def _bearer_token(request: Request) -> str:
 
 
 async def authenticated(request: Request, services: Services) -> Principal:
+    if API_KEY_HEADER in request.headers:
+        keys: KeyAuthenticator | None = getattr(request.app.state, "api_key_authenticator", None)
+        if keys is None or "authorization" in request.headers:
+            raise Unauthorized(
+                "send either a signed API key request or an access token, not both",
+                bearer_error=INVALID_REQUEST,
+            )
+        return await keys.authenticate(request)
     return await authenticate_token(request, services, _bearer_token(request))
 
 
@@ -298,6 +321,8 @@ def _permission_event(
         # The client address is the staff member's personal data: sealed under their key.
         personal = PersonalData.of(Party("user", principal.user_id), ip=fields.pop("ip", None))
         data.update(fields)
+    if principal.api_key_id is not None:
+        data["api_key_id"] = principal.api_key_id
     grant_id = principal.via_grant.get(permission) if granted else None
     if grant_id is not None:
         data["grant_id"] = grant_id  # allowed only through this time-limited grant
@@ -380,8 +405,11 @@ async def _audit_check(
         raise
 
 
-def _granted(principal: Principal, permission: str) -> bool:
-    return permission == AUTHENTICATED or permission in principal.permissions
+def _granted(principal: Principal, permission: str, route: str) -> bool:
+    if permission == AUTHENTICATED:
+        # An API key reaches only the signed-in routes it is made for (market data).
+        return principal.api_key_id is None or route in principal.key_routes
+    return permission in principal.permissions
 
 
 async def check_permission(
@@ -394,7 +422,7 @@ async def check_permission(
     context: dict[str, Any] | None = None,
 ) -> None:
     """Decide and audit one permission check (RBAC-6); raise Forbidden when denied."""
-    granted = _granted(principal, permission)
+    granted = _granted(principal, permission, route)
     event = _permission_event(
         principal, permission, granted, route=route, method=method, context=context
     )
@@ -450,12 +478,13 @@ def _permission_check_in_transaction(permission: str) -> Any:
     async def check(
         request: Request, services: Services, principal: CurrentPrincipal
     ) -> AsyncIterator[None]:
-        granted = _granted(principal, permission)
+        route = _route_of(request)
+        granted = _granted(principal, permission, route)
         event = _permission_event(
             principal,
             permission,
             granted,
-            route=_route_of(request),
+            route=route,
             method=request.method,
             context=staff_context(request, principal),
         )

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import iter_route_contexts
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import BaseRoute
 
@@ -22,6 +23,9 @@ from tradeguard.access.alerts_tasks import COMPONENT as ACCESS_DETECTOR_COMPONEN
 from tradeguard.access.alerts_tasks import start_detector as start_access_detector
 from tradeguard.access.container import build_access
 from tradeguard.access.tasks import expiry_tracker, run_expiry
+from tradeguard.apikeys import api as apikeys_api
+from tradeguard.apikeys.container import build_apikeys
+from tradeguard.apikeys.tasks import reminder_loop as apikeys_reminder_loop
 from tradeguard.audit import search_api as audit_search_api
 from tradeguard.audit import tree_api as audit_tree_api
 from tradeguard.backoffice import api as backoffice_api
@@ -267,6 +271,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(funds_api.staff_router))
     back.include_router(strict_query(kyc_documents_api.router))
     back.include_router(strict_query(kyc_documents_api.staff_router))
+    back.include_router(strict_query(apikeys_api.router))
+    back.include_router(strict_query(apikeys_api.staff_router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -407,7 +413,7 @@ def _lifespan(  # noqa: PLR0915 - one statement per domain started, in start ord
                 "keyring not loaded at start (%s); retrying in the background",
                 type(exc).__name__,
             )
-        app.state.session_cache.on_drop = identity.verifier.forget_sessions
+        _install_guard_hooks(app, settings, identity, redis)
         app.state.access_alerts = build_access_alerts(settings, identity=identity)
         app.state.trading = build_trading(
             settings,
@@ -500,6 +506,17 @@ def _lifespan(  # noqa: PLR0915 - one statement per domain started, in start ord
     return lifespan
 
 
+def _install_guard_hooks(
+    app: FastAPI, settings: Settings, identity: IdentityServices, redis: Redis | None
+) -> None:
+    """What the route guard calls back, never imports."""
+    app.state.session_cache.on_drop = identity.verifier.forget_sessions
+    # Signed API-key requests (issue #14): the route guard calls them through its
+    # KeyAuthenticator protocol; nonces are shared through Redis when it is configured.
+    app.state.apikeys = build_apikeys(settings, identity=identity, redis=redis)
+    app.state.api_key_authenticator = app.state.apikeys.keys
+
+
 def _start_workers(
     app: FastAPI,
     settings: Settings,
@@ -565,6 +582,12 @@ def _start_workers(
     key_watcher = SigningKeyWatcher(settings.jwt_keys_dir, identity.keys)
     tasks.append(
         asyncio.create_task(watch_signing_keys(key_watcher, stop=stop), name="signing-key-watcher")
+    )
+    # API key expiry reminders (7 days and 1 day before, once each).
+    tasks.append(
+        asyncio.create_task(
+            apikeys_reminder_loop(app.state.apikeys, stop), name="apikeys-reminders"
+        )
     )
     # Field-encryption keys: re-read every few seconds (a rotation by `tradeguard keys
     # rotate` in another process is seen before it activates), rotated when due.

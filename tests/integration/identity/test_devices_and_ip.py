@@ -135,7 +135,7 @@ class TestDevices:
         after = api.services.verifier.verify(trading["access_token"])
         assert "mfa" in before.amr
         assert device["authorized"] is False
-        assert sorted(before.permissions) == ["account:view", "order:cancel"]
+        assert sorted(before.permissions) == ["account:view", "kyc:apply", "order:cancel"]
         assert authorized.status_code == 200, authorized.text
         assert {"order:place", "order:modify", "account:withdraw"} <= set(after.permissions)
 

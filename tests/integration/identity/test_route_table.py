@@ -49,6 +49,9 @@ PRE_AUTHENTICATION = frozenset(
         # The answer to a "was this you?" email (ATO-2): its single-use token is its only
         # authority, and it must work for an owner locked out of their account.
         "/api/v1/takeover/answers",
+        # A secret-scanning partner (GitHub) reports leaked API keys (issue #14): its ECDSA
+        # signature over the body, under the configured public key, is its authority.
+        "/api/v1/apikeys/leaked",
     }
 )
 PRE_AUTHENTICATION_PREFIXES = ("/api/v1/auth/webauthn/authenticate/",)
