@@ -53,6 +53,8 @@ from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
+from tradeguard.kyc.onboarding import api as onboarding_api
+from tradeguard.kyc.onboarding.container import build_onboarding
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.tree.service import LedgerTree
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -253,6 +255,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(vault_api.router))
     back.include_router(strict_query(funds_api.router))
     back.include_router(strict_query(funds_api.staff_router))
+    back.include_router(strict_query(onboarding_api.router))
+    back.include_router(strict_query(onboarding_api.staff_router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -269,6 +273,20 @@ async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServi
     if settings.takeover_enabled:
         watch_sign_ins(identity, fraud)
         await fraud.warm()
+
+
+def _start_customer_records(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """The back office, and onboarding (KYC-1/KYC-2): with kyc_required, accounts wait
+    PENDING for an approved application. Screening and identity evidence (kyc/sanctions,
+    kyc/documents) are handed in with `app.state.onboarding.wire(...)` once built; until
+    then approval stays blocked."""
+    app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
+    app.state.onboarding = build_onboarding(
+        settings,
+        identity=identity,
+        accounts=app.state.trading.accounts,
+        sessions=app.state.runtime.sessions,
+    )
 
 
 async def _start_vault(
@@ -388,7 +406,7 @@ def _lifespan(
             registry=app.state.metrics.registry,
             street=run_workers and settings.market_simulator,
         )
-        app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
+        _start_customer_records(app, settings, identity)
         app.state.funds = build_funds(
             settings,
             identity=identity,
