@@ -69,8 +69,6 @@ def application(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def high_risk(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A self-declared politically exposed person (HIGH on its own)."""
-    base = {
-        "employment": {"politically_exposed": True, "pep_details": "Mayor of a small town"}
-    }
+    base = {"employment": {"politically_exposed": True, "pep_details": "Mayor of a small town"}}
     base.update(changes)
     return application(**base)

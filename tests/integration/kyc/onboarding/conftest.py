@@ -83,8 +83,9 @@ class Desk:
         assert done.status_code == 200, done.text
         return str(done.json()["id"])
 
-    async def staff(self, path: str, body: dict[str, Any] | None = None,
-                    who: Trader | None = None) -> httpx.Response:
+    async def staff(
+        self, path: str, body: dict[str, Any] | None = None, who: Trader | None = None
+    ) -> httpx.Response:
         return await (who or self.reviewer).post(f"{ADMIN}/{path}", body)
 
 

@@ -136,10 +136,13 @@ class TestTaxIdNeverShown:
             await desk.staff(f"{application_id}/unmask", {"field": "tax_id", "reason": "curious"})
         )
         for response in responses:
-            assert SSN not in response.text and digits not in response.text
+            assert SSN not in response.text
+            assert digits not in response.text
         events = await audit_events(desk.api)
-        assert digits not in str(events) and SSN not in str(events)
-        assert digits not in caplog.text and SSN not in caplog.text
+        assert digits not in str(events)
+        assert SSN not in str(events)
+        assert digits not in caplog.text
+        assert SSN not in caplog.text
 
     async def test_the_same_tax_id_on_a_second_user_is_flagged_for_staff_only(
         self, desk: Desk
@@ -161,9 +164,7 @@ class TestTaxIdNeverShown:
         await desk.submitted(application())
         async with desk.api.client() as client:
             bob = await signed_in_trader(desk.api, client, "bob")
-            second = await desk.submitted(
-                application(identity={"tax_id": OTHER_SSN}), who=bob
-            )
+            second = await desk.submitted(application(identity={"tax_id": OTHER_SSN}), who=bob)
         staff = (await desk.reviewer.get(f"{ADMIN}/{second}")).json()
         assert staff["duplicate_tax_id"] is False
 
@@ -174,7 +175,8 @@ class TestInventoryEndpoint:
         response = await desk.customer.get("/api/v1/kyc/inventory")
         assert response.status_code == 200
         fields = {entry["field"] for entry in response.json()["entries"]}
-        assert "identity.tax_id" in fields and "profile.risk_tolerance" in fields
+        assert "identity.tax_id" in fields
+        assert "profile.risk_tolerance" in fields
 
     async def test_anonymous_callers_do_not(self, desk: Desk) -> None:
         async with desk.api.client() as client:

@@ -48,7 +48,8 @@ class TestMaskedReview:
         assert view["sections"]["address"]["line1"] == "***"
         assert view["sections"]["address"]["city"] == "Springfield"
         assert view["tax_id"] == {"kind": "ssn", "last4": "6780"}
-        assert "Example" not in str(view) and "1985-04-30" not in str(view)
+        assert "Example" not in str(view)
+        assert "1985-04-30" not in str(view)
 
     async def test_revealing_needs_a_reason_and_is_audited(self, desk: Desk) -> None:
         application_id = await desk.submitted(application())
@@ -80,7 +81,8 @@ class TestPermissions:
         assert (await desk.customer.post(f"{ADMIN}/{application_id}/approve")).status_code == 403
         assert (await desk.reviewer.put(APPLICATION, application())).status_code == 403
         denied = [
-            e for e in await audit_events(desk.api)
+            e
+            for e in await audit_events(desk.api)
             if e["type"].endswith("permission:denied") or e["data"].get("allowed") is False
         ]
         assert denied
@@ -252,11 +254,19 @@ class TestOnboardingGate:
         services = trading_of(desk.api)
         async with unit_of_work(services.sessions) as session:
             await services.accounts.adjust(
-                session, account_id=account_id, amount=Decimal(10_000), reason="test funding",
+                session,
+                account_id=account_id,
+                amount=Decimal(10_000),
+                reason="test funding",
                 actor=SETUP,
             )
-        order = {"symbol": "ACME", "side": "buy", "type": "limit", "quantity": 10,
-                 "limit_price": "50.00"}
+        order = {
+            "symbol": "ACME",
+            "side": "buy",
+            "type": "limit",
+            "quantity": 10,
+            "limit_price": "50.00",
+        }
         refused = await desk.customer.order(account_id, client_order_id="k1", **order)
         assert refused.status_code in (403, 422), refused.text
         assert "ACCOUNT_NOT_ACTIVE" in refused.text
@@ -277,7 +287,8 @@ class TestOnboardingGate:
         account = (await desk.customer.get(f"/api/v1/accounts/{account_id}")).json()
         assert account["status"] == "active"
         changed = [
-            e for e in await audit_events(desk.api, "trading:account:status_changed")
+            e
+            for e in await audit_events(desk.api, "trading:account:status_changed")
             if e["subject"]["id"] == account_id
         ]
         assert changed[-1]["data"]["to"] == "active"

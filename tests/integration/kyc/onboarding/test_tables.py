@@ -23,9 +23,7 @@ class TestOnboardingTables:
 
     def test_every_sealed_column_is_catalogued(self) -> None:
         sealed = {
-            column.name
-            for column in Application.__table__.columns
-            if column.name.endswith("_enc")
+            column.name for column in Application.__table__.columns if column.name.endswith("_enc")
         }
         catalogued = {loc.column for loc in LOCATIONS if loc.table == "kyc_applications"}
         assert sealed == catalogued

@@ -15,8 +15,9 @@ def _api_fields() -> set[str]:
     fields: set[str] = set()
     for section, info in ApplicationIn.model_fields.items():
         model = next(
-            arg for arg in getattr(info.annotation, "__args__", ()) if isinstance(arg, type)
-            and issubclass(arg, BaseModel)
+            arg
+            for arg in getattr(info.annotation, "__args__", ())
+            if isinstance(arg, type) and issubclass(arg, BaseModel)
         )
         fields |= {f"{section}.{name}" for name in model.model_fields}
     return fields
@@ -33,7 +34,10 @@ class TestInventory:
 
     def test_every_entry_says_why_on_what_basis_how_long_and_how_it_is_kept(self) -> None:
         for entry in INVENTORY:
-            assert entry.purpose and entry.legal_basis and entry.retention and entry.required
+            assert entry.purpose
+            assert entry.legal_basis
+            assert entry.retention
+            assert entry.required
             assert entry.data_class in {DataClass.PERSONAL_DETAILS, DataClass.TAX_ID}
         tax = next(e for e in INVENTORY if e.field == "identity.tax_id")
         assert tax.data_class == DataClass.TAX_ID

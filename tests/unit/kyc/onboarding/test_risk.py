@@ -45,9 +45,7 @@ class TestFactors:
         assert any("IR" in f.explanation for f in result.factors)
 
     def test_nationality_of_a_listed_country_counts_once(self) -> None:
-        assert _codes(application(identity={"nationality": "KP"})) == {
-            "NATIONALITY_HIGH_RISK": 25
-        }
+        assert _codes(application(identity={"nationality": "KP"})) == {"NATIONALITY_HIGH_RISK": 25}
 
     def test_a_self_declared_pep_is_high(self) -> None:
         result = assess(high_risk(), high_risk_countries=FATF)
@@ -81,29 +79,49 @@ class TestFactors:
 
     def test_product_use(self) -> None:
         body = application(
-            profile={"margin_requested": True, "options_experience": True,
-                     "objectives": ["speculation"]}
+            profile={
+                "margin_requested": True,
+                "options_experience": True,
+                "objectives": ["speculation"],
+            }
         )
         assert _codes(body) == {"MARGIN": 5, "SPECULATION_WITH_OPTIONS": 5}
 
     def test_expected_activity_against_income(self) -> None:
         # Income band 25k-50k: up to 50,000 a year.
         modest = {"annual_income": "25k_50k"}
-        assert _codes(application(profile=modest | {"expected_monthly_deposits": "4000",
-                                                    "expected_monthly_withdrawals": "0"})) == {}
-        above = _codes(application(profile=modest | {"expected_monthly_deposits": "5000",
-                                                     "expected_monthly_withdrawals": "0"}))
+        assert (
+            _codes(
+                application(
+                    profile=modest
+                    | {"expected_monthly_deposits": "4000", "expected_monthly_withdrawals": "0"}
+                )
+            )
+            == {}
+        )
+        above = _codes(
+            application(
+                profile=modest
+                | {"expected_monthly_deposits": "5000", "expected_monthly_withdrawals": "0"}
+            )
+        )
         assert above == {"ACTIVITY_ABOVE_INCOME": 15}
-        far = _codes(application(profile=modest | {"expected_monthly_deposits": "10000",
-                                                   "expected_monthly_withdrawals": "5000"}))
+        far = _codes(
+            application(
+                profile=modest
+                | {"expected_monthly_deposits": "10000", "expected_monthly_withdrawals": "5000"}
+            )
+        )
         assert far == {"ACTIVITY_FAR_ABOVE_INCOME": 25}
-        top = _codes(application(profile={"annual_income": "over_1m",
-                                          "expected_monthly_deposits": "900000"}))
+        top = _codes(
+            application(profile={"annual_income": "over_1m", "expected_monthly_deposits": "900000"})
+        )
         assert top == {}
 
     def test_every_factor_is_documented_with_points(self) -> None:
         for rule in RULES.values():
-            assert rule.points > 0 and rule.description
+            assert rule.points > 0
+            assert rule.description
 
 
 @pytest.mark.spec("KYC-2")
