@@ -58,7 +58,7 @@ class Application(Base):
     screened_ns: Mapped[int | None] = mapped_column(BigInteger)
     rating: Mapped[str | None] = mapped_column(String(8))
     rating_score: Mapped[int | None] = mapped_column(Integer)
-    rating_factors: Mapped[Any] = mapped_column(ScrubbedJSON())
+    rating_factors: Mapped[Any] = mapped_column(ScrubbedJSON(), nullable=True)
     rating_overridden: Mapped[bool] = mapped_column(Boolean, default=False)
     next_review_on: Mapped[str | None] = mapped_column(String(10), index=True)
     edd_note_enc: Mapped[SealedField | PlainField | None] = mapped_column(
