@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.masking import HIDDEN
 from tradeguard.crypto.classes import DataClass
-from tradeguard.crypto.columns import blind_index, blind_index_candidates, keyring_field
+from tradeguard.crypto.columns import (
+    PlainField,
+    SealedField,
+    blind_index,
+    blind_index_candidates,
+    keyring_field,
+)
 from tradeguard.kyc.contracts import (
     ApplicantFacts,
     CustomerRiskProfile,
@@ -122,10 +128,17 @@ class OnboardingService:
 
     # Sealed data -----------------------------------------------------------------------------
 
+    def _open(self, value: SealedField | PlainField | None, row: Application) -> str | None:
+        """A sealed column's clear value; one assigned in this transaction and not yet read
+        back is still the value on its way in."""
+        if value is None:
+            return None
+        if isinstance(value, PlainField):
+            return value.value
+        return value.reveal(self.deps.keyring, record_id=row.id)
+
     def sections_of(self, row: Application) -> dict[str, dict[str, Any]]:
-        sealed = row.details_enc
-        text = sealed.reveal(self.deps.keyring, record_id=row.id)  # type: ignore[union-attr]
-        loaded: dict[str, dict[str, Any]] = json.loads(text)
+        loaded: dict[str, dict[str, Any]] = json.loads(self._open(row.details_enc, row) or "{}")
         return loaded
 
     def _seal(self, row: Application, sections: Mapping[str, Mapping[str, Any]]) -> None:
@@ -140,10 +153,7 @@ class OnboardingService:
         row.tax_id_kind = tax.kind.value
 
     def _tax_value(self, row: Application) -> str | None:
-        sealed = row.tax_id_enc
-        if sealed is None:
-            return None
-        return sealed.reveal(self.deps.keyring, record_id=row.id)  # type: ignore[union-attr]
+        return self._open(row.tax_id_enc, row)
 
     # The customer ----------------------------------------------------------------------------
 
@@ -729,10 +739,7 @@ class OnboardingService:
         return row
 
     def edd_note(self, row: Application) -> str | None:
-        sealed = row.edd_note_enc
-        if sealed is None:
-            return None
-        return sealed.reveal(self.deps.keyring, record_id=row.id)  # type: ignore[union-attr]
+        return self._open(row.edd_note_enc, row)
 
     async def accept_address(
         self,
