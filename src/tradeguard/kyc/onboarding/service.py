@@ -176,8 +176,14 @@ class OnboardingService:
         given as null is cleared. After approval only the name and the address change (and
         the customer is screened again at once)."""
         deps, now = self.deps, self.deps.clock.now_ns()
-        cleaned = clean(sections, today=_day(now), min_age=deps.min_age)
         row = await repository.latest_of(session, user_id, lock=True)
+        saved = self.sections_of(row).get("identity", {}) if row is not None else {}
+        cleaned = clean(
+            sections,
+            today=_day(now),
+            min_age=deps.min_age,
+            tax_id_country=saved.get("tax_id_country", "US"),
+        )
         if row is not None and ApplicationStatus(row.status) is ApplicationStatus.APPROVED:
             return await self._change_after_approval(
                 session, row, sections, cleaned, actor, request_id

@@ -262,6 +262,7 @@ def clean(
     *,
     today: date,
     min_age: int,
+    tax_id_country: str = "US",
 ) -> Cleaned:
     """Check every field given; returns the stored form. Unknown sections or fields are
     refused (the API's schema already forbids them)."""
@@ -285,7 +286,8 @@ def clean(
     if identity.get("tax_id") is not None:
         identity_out = sections["identity"]
         raw = identity_out.pop("tax_id")
-        country = identity_out.get("tax_id_country", "US")
+        # The country given now, else the one saved before: a tax id is US unless said.
+        country = identity_out.get("tax_id_country", tax_id_country)
         tax = (
             us_tax_id("identity.tax_id", raw)
             if country == "US"

@@ -103,6 +103,13 @@ class TestTaxIds:
         assert valid_itin("912701234")
         assert not valid_itin("123701234")
 
+    def test_a_tax_id_country_saved_before_still_applies(self) -> None:
+        cleaned = clean(
+            {"identity": {"tax_id": "AB123456C"}}, today=TODAY, min_age=18, tax_id_country="GB"
+        )
+        assert cleaned.tax_id is not None
+        assert cleaned.tax_id.kind is TaxIdKind.FOREIGN
+
     def test_a_foreign_tax_id_needs_its_country_and_is_kept_with_it(self) -> None:
         cleaned = _clean({"identity": {"tax_id": "AB 123456 C", "tax_id_country": "GB"}})
         assert cleaned.tax_id is not None
