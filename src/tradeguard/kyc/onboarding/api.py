@@ -383,6 +383,27 @@ async def override_rating(
         return await _staff_view(services, session, application_id)
 
 
+@staff_router.post(
+    "/applications/{application_id}/reviewed",
+    responses=problems(404, 409, 422),
+    **guarded(Permission.KYC_REVIEW),
+)
+async def record_periodic_review(
+    application_id: IdPath, body: s.NoteIn, request: Request, principal: CurrentPrincipal
+) -> s.StaffApplicationOut:
+    """Record an approved customer's periodic review: re-rated, the next date set."""
+    services = onboarding(request)
+    async with unit_of_work(services.sessions) as session:
+        await services.applications.record_review(
+            session,
+            application_id=application_id,
+            note=body.note,
+            actor=_actor(principal),
+            request_id=request_id_var.get(),
+        )
+        return await _staff_view(services, session, application_id)
+
+
 @staff_router.get("/reviews/due", **guarded(Permission.KYC_REVIEW))
 async def reviews_due(request: Request, principal: CurrentPrincipal) -> list[s.QueueItemOut]:
     """Approved customers whose periodic review (by rating: 1, 2 or 3 years) is due."""

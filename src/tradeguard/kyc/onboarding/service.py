@@ -849,7 +849,7 @@ class OnboardingService:
         request_id: str | None = None,
     ) -> Application:
         """A periodic review done: re-rated from the current screening standing, next date set."""
-        why = _text("note", note, low=5, high=500)
+        why = _text("note", note, low=20, high=MAX_MESSAGE)
         row = await self.get(session, application_id, lock=True)
         if row.status != ApplicationStatus.APPROVED.value:
             raise ApplicationConflict("only an approved customer has periodic reviews")

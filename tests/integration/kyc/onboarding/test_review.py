@@ -210,6 +210,14 @@ class TestHighRisk:
         await desk.reviewer.sign_in_again()
         due = (await desk.reviewer.get("/api/v1/admin/kyc/reviews/due")).json()
         assert [item["id"] for item in due] == [application_id]
+        reviewed = await desk.staff(
+            f"{application_id}/reviewed",
+            {"note": "Profile unchanged; activity matches the declared income."},
+        )
+        assert reviewed.status_code == 200, reviewed.text
+        assert reviewed.json()["rating"]["next_review_on"] == "2032-01-07"
+        assert (await desk.reviewer.get("/api/v1/admin/kyc/reviews/due")).json() == []
+        assert await audit_events(desk.api, OnboardingEvent.PERIODIC_REVIEW_DONE)
 
 
 @pytest.mark.spec("KYC-1")
