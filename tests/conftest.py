@@ -31,6 +31,10 @@ from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.db.engine import async_url, create_engine, session_factory
 
+# Tests that build their own Settings (and the processes they start) open accounts without
+# the KYC onboarding gate, as the shared `settings` fixture does; gate tests set it on.
+os.environ.setdefault("TRADEGUARD_KYC_REQUIRED", "false")
+
 BASE_POSTGRES_URL = os.environ.get(
     "TRADEGUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -134,8 +138,13 @@ def settings(tmp_path: Path) -> Settings:
     # root certifies every SoftwareAuthenticator (IAC-3).
     metadata = tmp_path / "staff-authenticators.json"
     metadata.write_text(default_metadata_document())
+    # Accounts open active without an approved account application (KYC-2): the onboarding
+    # gate has its own tests (tests/integration/kyc/onboarding), which turn it on.
     return Settings(  # type: ignore[call-arg]
-        data_dir=tmp_path / "var", webauthn_staff_metadata_file=metadata, _env_file=None
+        data_dir=tmp_path / "var",
+        webauthn_staff_metadata_file=metadata,
+        kyc_required=False,
+        _env_file=None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -252,6 +253,27 @@ class Settings(BaseSettings):
     kyc_document_uploads_per_day: Annotated[int, Field(ge=1, le=1000)] = 20
     kyc_documents_on_file: Annotated[int, Field(ge=1, le=1000)] = 30
     kyc_verification_provider: Literal["sandbox"] = "sandbox"
+    # A customer's trading accounts open PENDING (no trading, no money in or out) until their
+    # account application is approved; off only for tests and installations that onboard
+    # customers elsewhere.
+    kyc_required: bool = True
+    # The firm's minimum age to open an account (the age of majority in most states is 18;
+    # some firms ask 21).
+    kyc_min_age_years: Annotated[int, Field(ge=18, le=25)] = 18
+    # The terms of business and privacy notice version a submission consents to (PRIV-1).
+    kyc_terms_version: Annotated[str, Field(min_length=1, max_length=40)] = "2026-01"
+    # High-risk jurisdictions (ISO 3166-1 alpha-2) for the customer risk rating: seeded from
+    # FATF's "High-Risk Jurisdictions subject to a Call for Action" (KP, IR, MM) and
+    # "Jurisdictions under Increased Monitoring", both as published on 13 June 2025; refresh
+    # after every FATF plenary (February, June, October) and move the date with it.
+    kyc_high_risk_countries: list[str] = Field(
+        default_factory=lambda: [
+            *("KP", "IR", "MM"),
+            *("DZ", "AO", "BO", "BG", "BF", "CM", "CI", "CD", "HT", "KE", "LA", "LB"),
+            *("MC", "MZ", "NA", "NP", "NG", "ZA", "SS", "SY", "VE", "VN", "VG", "YE"),
+        ]
+    )
+    kyc_high_risk_countries_as_of: date = date(2025, 6, 13)
 
     # Sanctions screening (issue #13, KYC-2; docs/sanctions.md).
 
@@ -566,6 +588,15 @@ class Settings(BaseSettings):
                     "each entry must be an AAGUID like cb69481e-8ff7-4039-93ec-0a2729a154a8"
                 )
         return [item.lower() for item in value]
+
+    @field_validator("kyc_high_risk_countries")
+    @classmethod
+    def _high_risk_countries(cls, value: list[str]) -> list[str]:
+        codes = [item.strip().upper() for item in value]
+        for code in codes:
+            if not re.fullmatch(r"[A-Z]{2}", code):
+                raise ValueError("each entry must be an ISO 3166-1 alpha-2 code such as IR")
+        return sorted(set(codes))
 
     @field_validator("access_working_hours")
     @classmethod

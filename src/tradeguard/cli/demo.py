@@ -6,8 +6,10 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.access.domain import Role
 from tradeguard.cli.demo_activity import DemoActivity, Pause, seed_activity
@@ -18,10 +20,12 @@ from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import IdentityServices, start_identity
+from tradeguard.kyc.onboarding.container import build_onboarding
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.service import Ledger
 from tradeguard.risk.domain import AccountType
+from tradeguard.trading.accounts import AccountService as TradingAccounts
 from tradeguard.trading.container import build_trading
 from tradeguard.trading.models import Instrument
 from tradeguard.trading.reference import InstrumentSpec
@@ -33,6 +37,8 @@ DEMO_USERS: tuple[tuple[str, Role], ...] = (
     ("ada.admin", Role.ADMIN),
     ("carol.compliance", Role.COMPLIANCE),
     ("sam.support", Role.SUPPORT),
+    # Her account application waits in the KYC review queue (kyc/onboarding).
+    ("erin", Role.TRADER),
 )
 # (symbol, name, reference price, LULD tier, easy to borrow)
 DEMO_INSTRUMENTS: tuple[tuple[str, str, str, int, bool], ...] = (
@@ -67,6 +73,67 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
     ("alice", "margin", "50000.00"),
     ("bob", "margin", "20000.00"),
 )
+
+
+def _demo_application(
+    given: str, family: str, born: str, tax_id: str, street: str, income: str
+) -> dict[str, dict[str, Any]]:
+    """A complete account application of a fictional US customer (demo data only; the tax
+    ids are valid in form and belong to nobody we know of)."""
+    return {
+        "identity": {
+            "given_names": given,
+            "family_name": family,
+            "birth_date": born,
+            "nationality": "US",
+            "tax_id": tax_id,
+        },
+        "address": {
+            "line1": street,
+            "city": "Springfield",
+            "region": "IL",
+            "postal_code": "62701",
+            "country": "US",
+        },
+        "employment": {
+            "status": "employed",
+            "employer": "Example Widgets Inc.",
+            "occupation": "technology",
+            "broker_dealer_affiliated": False,
+            "control_person": False,
+            "politically_exposed": False,
+        },
+        "funding": {"source_of_funds": ["employment", "savings"], "source_of_wealth": ["savings"]},
+        "profile": {
+            "annual_income": income,
+            "net_worth": "250k_500k",
+            "liquid_net_worth": "100k_250k",
+            "experience": "good",
+            "options_experience": False,
+            "objectives": ["growth"],
+            "risk_tolerance": "medium",
+            "time_horizon": "long",
+            "margin_requested": True,
+            "expected_monthly_deposits": "2000",
+            "expected_monthly_withdrawals": "500",
+        },
+    }
+
+
+# KYC: alice and bob were verified before the demo starts (imported as approved, so their
+# accounts open active with kyc_required on); erin's application waits for review.
+DEMO_APPLICATIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "alice": _demo_application(
+        "Alice", "Example", "1985-04-30", "123-45-6781", "1 Main Street", "100k_200k"
+    ),
+    "bob": _demo_application(
+        "Bob", "Sample", "1979-11-02", "234-56-7892", "22 Oak Avenue", "50k_100k"
+    ),
+    "erin": _demo_application(
+        "Erin", "Placeholder", "1992-07-14", "345-67-8903", "7 Elm Court", "200k_500k"
+    ),
+}
+DEMO_VERIFIED = ("alice", "bob")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +229,7 @@ async def _seed_workspace(
         await trading.reference.restrict(
             session, symbol=DEMO_RESTRICTED[0], reason=DEMO_RESTRICTED[1], actor=seeder
         )
+        await _seed_applications(session, settings, identity, trading.accounts, user_ids, seeder)
         for username, account_type, cash in DEMO_ACCOUNTS:
             account = await trading.accounts.open_account(
                 session,
@@ -188,3 +256,32 @@ async def _seed_workspace(
             ),
         )
     return credentials
+
+
+async def _seed_applications(
+    session: AsyncSession,
+    settings: Settings,
+    identity: IdentityServices,
+    accounts: TradingAccounts,
+    user_ids: dict[str, str],
+    seeder: Party,
+) -> None:
+    """Approved applications for the demo's verified customers (with kyc_required on, their
+    accounts open active), and one submitted application in the review queue."""
+    onboarding = build_onboarding(
+        settings, identity=identity, accounts=accounts, sessions=identity.sessions
+    )
+    service = onboarding.applications
+    for username, sections in DEMO_APPLICATIONS.items():
+        user_id = user_ids[username]
+        if username in DEMO_VERIFIED:
+            await service.import_approved(
+                session,
+                user_id=user_id,
+                sections=sections,
+                actor=seeder,
+                reason="demo customer, verified before the demo",
+            )
+        else:
+            await service.save(session, user_id=user_id, sections=sections, actor=seeder)
+            await service.submit(session, user_id=user_id, actor=seeder)

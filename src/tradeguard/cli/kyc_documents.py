@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.access.common import authority, require
 from tradeguard.access.domain import Permission
@@ -36,16 +37,19 @@ from tradeguard.cli.common import (
     run_async,
     verify_staff,
 )
+from tradeguard.config import Settings
 from tradeguard.core.clock import SystemClock, ns_to_iso
 from tradeguard.core.errors import PermissionMissing
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import IdentityServices, start_identity
-from tradeguard.kyc.documents.container import DocumentServices, build_documents
+from tradeguard.kyc.container import build_kyc
+from tradeguard.kyc.documents.container import DocumentServices
 from tradeguard.kyc.documents.domain import DocumentStatus
 from tradeguard.kyc.documents.models import KycDocument
 from tradeguard.kyc.documents.service import reasons_of
 from tradeguard.ledger.domain import Party
+from tradeguard.trading.container import build_trading
 
 T = TypeVar("T")
 
@@ -88,18 +92,29 @@ def _as_reviewer(
             sessions = session_factory(engine)
             identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
             verified = await _reviewer(identity, acting_as, code, command)
-            documents = build_documents(
-                settings,
-                clock=clock,
-                ledger=identity.deps.ledger,
-                keyring=identity.deps.keyring,
-                sessions=sessions,
-            )
+            documents = _kyc_documents(settings, identity, sessions)
             return await work(documents, verified.user_id)
         finally:
             await engine.dispose()
 
     return run_async(run(), database_url=settings.main_database_url)
+
+
+def _kyc_documents(
+    settings: Settings, identity: IdentityServices, sessions: async_sessionmaker[AsyncSession]
+) -> DocumentServices:
+    """Identity documents wired to the applications they are checked against, as in the
+    app (kyc/container.py)."""
+    trading = build_trading(
+        settings,
+        clock=identity.deps.clock,
+        ids=identity.deps.ids,
+        sessions=sessions,
+        with_venue=False,
+    )
+    return build_kyc(
+        settings, identity=identity, accounts=trading.accounts, sessions=sessions
+    ).documents
 
 
 async def _reviewer(
@@ -149,13 +164,7 @@ def recheck_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> N
             identity = await start_identity(
                 settings, clock=clock, ids=IdGenerator(clock), sessions=sessions
             )
-            documents = build_documents(
-                settings,
-                clock=clock,
-                ledger=identity.deps.ledger,
-                keyring=identity.deps.keyring,
-                sessions=sessions,
-            )
+            documents = _kyc_documents(settings, identity, sessions)
             async with unit_of_work(sessions) as session:
                 waiting = await documents.documents.pending(session)
             done = 0

@@ -19,6 +19,7 @@ from tradeguard.cli import (
     dev,
     funds,
     keys,
+    kyc,
     kyc_documents,
     surveillance,
     takeover,
@@ -49,14 +50,12 @@ app.add_typer(surveillance.app, name="surveillance")
 app.add_typer(takeover.app, name="takeover")
 app.add_typer(vault.app, name="vault")
 app.add_typer(funds.app, name="funds")
+# `tradeguard kyc`: account applications (KYC-1, KYC-2), and identity documents under it.
+kyc.app.add_typer(kyc_documents.app, name="documents")
+app.add_typer(kyc.app, name="kyc")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")
-# `tradeguard kyc documents` (KYC-2). The `kyc` group is mounted here until onboarding brings
-# its own; then `documents` moves under that group.
-kyc_app = typer.Typer(help="Know your customer: identity documents.", no_args_is_help=True)
-kyc_app.add_typer(kyc_documents.app, name="documents")
-app.add_typer(kyc_app, name="kyc")
 
 
 def _version(value: bool) -> None:

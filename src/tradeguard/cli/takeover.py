@@ -53,6 +53,7 @@ from tradeguard.fraud.recovery_schemas import (
 from tradeguard.fraud.schemas import freeze_out, review_out
 from tradeguard.fraud.timeline import CaseOutcome, ProposalAction, StatedIdentity, VerifyMethod
 from tradeguard.identity.container import start_identity
+from tradeguard.kyc.container import build_kyc
 from tradeguard.ledger.domain import Party
 from tradeguard.trading.container import build_trading
 
@@ -118,7 +119,16 @@ def _with_fraud(
             trading = build_trading(
                 settings, clock=clock, ids=ids, sessions=sessions, with_venue=False
             )
-            fraud = build_fraud(settings, identity=identity, trading=trading)
+            kyc = build_kyc(
+                settings, identity=identity, accounts=trading.accounts, sessions=sessions
+            )
+            fraud = build_fraud(
+                settings,
+                identity=identity,
+                trading=trading,
+                applicants=kyc.onboarding.applicants,
+                evidence=kyc.documents.evidence,
+            )
             actor = operator_party()
             if acting_as is not None and code is not None:
                 verified = await verify_staff(identity, acting_as, code)

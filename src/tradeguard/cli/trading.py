@@ -33,6 +33,7 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.core.masking import mask_account_number
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import start_identity
+from tradeguard.kyc.onboarding.container import build_onboarding
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, AccountType, TradingState
 from tradeguard.trading.common import StaffAccessLog, StaffActor
@@ -85,6 +86,10 @@ def _with_trading(data_dir: Path | None, work: Callable[[TradingServices], Await
             # customer's access log (IAC-4), as it does over the staff API.
             identity = await start_identity(settings, clock=clock, ids=ids, sessions=sessions)
             install_staff_access_log(services, build_backoffice(identity, services.accounts))
+            # KYC-2: accounts opened here wait for an approved application as over the API.
+            build_onboarding(
+                settings, identity=identity, accounts=services.accounts, sessions=sessions
+            )
             async with unit_of_work(services.sessions) as session:
                 await services.reference.refresh_cache(session)
             return await work(services)
@@ -348,7 +353,8 @@ def accounts_open(
     ] = AccountType.CASH,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
-    """Open a trading account for a trader."""
+    """Open a trading account for a trader (pending until their account application is
+    approved, with kyc_required on)."""
     settings = existing_settings(data_dir)
 
     async def work(services: TradingServices) -> str:

@@ -108,6 +108,11 @@ LOCATIONS: tuple[Location, ...] = (
     Location(DataClass.KYC_DOCUMENT, "kyc_documents", "data_key_enc", "id", _text_key("id")),
     Location(DataClass.KYC_DOCUMENT, "kyc_documents", "fields_enc", "id", _text_key("id")),
     Location(DataClass.API_KEY_SECRET, "api_keys", "secret_enc", "id", _text_key("id")),
+    # An account application's declared details and staff EDD notes, and its tax id
+    # (kyc/onboarding/models.py).
+    Location(DataClass.PERSONAL_DETAILS, "kyc_applications", "details_enc", "id", _text_key("id")),
+    Location(DataClass.PERSONAL_DETAILS, "kyc_applications", "edd_note_enc", "id", _text_key("id")),
+    Location(DataClass.TAX_ID, "kyc_applications", "tax_id_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_RECIPIENT, "notify_outbox", "recipient_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_BODY, "notify_outbox", "body_enc", "id", _text_key("id")),
     Location(
@@ -138,6 +143,17 @@ INDEX_LOCATIONS: tuple[IndexLocation, ...] = (
         _text_key("id"),
         _bank_account_index_input,
         extra_columns=("routing_number",),
+    ),
+    # The application's tax id is sealed in its normalized form, the same string the index
+    # is the HMAC of (kyc/onboarding/service.py).
+    IndexLocation(
+        DataClass.TAX_ID,
+        "kyc_applications",
+        "tax_id_index",
+        "tax_id_enc",
+        "id",
+        _text_key("id"),
+        lambda tax_id, _row: tax_id,
     ),
 )
 

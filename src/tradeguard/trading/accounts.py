@@ -147,15 +147,20 @@ class AccountService:
         actor: Party,
         request_id: str | None = None,
     ) -> TradingAccount:
-        """Open a cash or margin account. It is active at once; KYC gating comes later."""
+        """Open a cash or margin account: active at once, or PENDING while the onboarding
+        gate (KYC-2) says the customer's account application is not approved yet."""
         now = self.deps.clock.now_ns()
+        gate = self.deps.onboarding
+        status = AccountStatus.ACTIVE
+        if gate is not None and not await gate.cleared(session, user_id):
+            status = AccountStatus.PENDING
         number = await self._new_number(session)
         row = TradingAccount(
             id=self.deps.ids.new_str(),
             number=number,
             user_id=user_id,
             account_type=account_type.value,
-            status=AccountStatus.ACTIVE.value,
+            status=status.value,
             trading_state=TradingState.ACTIVE.value,
             currency="USD",
             created_ns=now,
@@ -163,12 +168,19 @@ class AccountService:
         )
         repository.add(session, row)
         await session.flush()
+        opened: dict[str, object] = {
+            "user_id": user_id,
+            "account_type": row.account_type,
+            "number": number,
+        }
+        if status is AccountStatus.PENDING:
+            opened["status"] = status.value
         await self.deps.audit(
             session,
             TradingEvent.ACCOUNT_OPENED,
             actor=actor,
             subject=Party("account", row.id),
-            data={"user_id": user_id, "account_type": row.account_type, "number": number},
+            data=opened,
             request_id=request_id,
         )
         return row

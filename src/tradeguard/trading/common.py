@@ -34,6 +34,14 @@ class MarketView(Protocol):
     def nbbo(self, symbol: str) -> tuple[Decimal | None, Decimal | None]: ...
 
 
+class OnboardingGate(Protocol):
+    """Whether a customer may have active accounts yet (KYC-2): their account application
+    is approved. KYC answers it (kyc/onboarding/adapters.py) without trading importing KYC;
+    with no gate installed, accounts open active."""
+
+    async def cleared(self, session: AsyncSession, user_id: str) -> bool: ...
+
+
 class StaticMarket:
     """No live market: prices are the stored reference prices."""
 
@@ -169,6 +177,9 @@ class TradingDeps:
     policy: TradingPolicy
     market: MarketView = field(default_factory=StaticMarket)
     reference: ReferenceCache = field(default_factory=ReferenceCache)
+    # Installed when settings.kyc_required: accounts of customers not yet approved open
+    # PENDING (no orders, no money in or out) until the approval activates them.
+    onboarding: OnboardingGate | None = None
 
     def session_date(self, now_ns: int) -> date:
         """The trading date an order or a trade at `now_ns` books to. With exchange hours,

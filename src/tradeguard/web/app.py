@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import iter_route_contexts
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
 from tradeguard import __version__
@@ -58,9 +58,10 @@ from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
+from tradeguard.kyc.container import build_kyc
 from tradeguard.kyc.documents import api as kyc_documents_api
-from tradeguard.kyc.documents.container import DocumentServices, build_documents
 from tradeguard.kyc.documents.upload import ENVELOPE_BYTES as UPLOAD_ENVELOPE_BYTES
+from tradeguard.kyc.onboarding import api as onboarding_api
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.tree.service import LedgerTree
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -273,6 +274,8 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(kyc_documents_api.staff_router))
     back.include_router(strict_query(apikeys_api.router))
     back.include_router(strict_query(apikeys_api.staff_router))
+    back.include_router(strict_query(onboarding_api.router))
+    back.include_router(strict_query(onboarding_api.staff_router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -283,13 +286,35 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
 async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
     """The account-takeover defence (ATO-1, ATO-2): every sign-in is assessed in its own
     transaction; sessions it ends leave this process's session cache at once."""
-    fraud = build_fraud(settings, identity=identity, trading=app.state.trading)
+    fraud = build_fraud(
+        settings,
+        identity=identity,
+        trading=app.state.trading,
+        applicants=app.state.onboarding.applicants,
+        evidence=app.state.kyc_documents.evidence,
+    )
     fraud.defence.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
     fraud.recovery.on_sessions_ended = lambda ended: app.state.session_cache.drop(*ended)
     app.state.fraud = fraud
     if settings.takeover_enabled:
         watch_sign_ins(identity, fraud)
         await fraud.warm()
+
+
+def _start_customer_records(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """The back office, and KYC (KYC-1/KYC-2): onboarding, with kyc_required accounts wait
+    PENDING for an approved application, and identity documents, wired to each other
+    (kyc/container.py)."""
+    app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
+    kyc = build_kyc(
+        settings,
+        identity=identity,
+        accounts=app.state.trading.accounts,
+        sessions=app.state.runtime.sessions,
+    )
+    app.state.kyc = kyc
+    app.state.onboarding = kyc.onboarding
+    app.state.kyc_documents = kyc.documents
 
 
 async def _start_vault(
@@ -353,21 +378,7 @@ def _webauthn_services(app: FastAPI, settings: Settings, identity: IdentityServi
     )
 
 
-def _documents(
-    settings: Settings, identity: IdentityServices, sessions: async_sessionmaker[AsyncSession]
-) -> DocumentServices:
-    """Identity documents (KYC-2); onboarding's ApplicantDirectory is wired in when it
-    exists (`deps.applicants`)."""
-    return build_documents(
-        settings,
-        clock=identity.deps.clock,
-        ledger=identity.deps.ledger,
-        keyring=identity.deps.keyring,
-        sessions=sessions,
-    )
-
-
-def _lifespan(  # noqa: PLR0915 - one statement per domain started, in start order
+def _lifespan(
     settings: Settings,
     *,
     clock: Clock,
@@ -423,14 +434,13 @@ def _lifespan(  # noqa: PLR0915 - one statement per domain started, in start ord
             registry=app.state.metrics.registry,
             street=run_workers and settings.market_simulator,
         )
-        app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
+        _start_customer_records(app, settings, identity)
         app.state.funds = build_funds(
             settings,
             identity=identity,
             accounts=app.state.trading.accounts,
             sessions=app.state.runtime.sessions,
         )
-        app.state.kyc_documents = _documents(settings, identity, app.state.runtime.sessions)
         app.state.surveillance = build_surveillance(
             settings,
             clock=clock,

@@ -23,6 +23,7 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.funds.models import BankAccount, Deposit
 from tradeguard.identity.repository import user_by_login
+from tradeguard.kyc.onboarding.models import Application
 from tradeguard.ledger.models import AuditEventRow
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance.models import (
@@ -31,7 +32,7 @@ from tradeguard.surveillance.models import (
     SurveillanceCaseAlert,
     SurveillanceCaseEntry,
 )
-from tradeguard.trading.models import Execution, Order
+from tradeguard.trading.models import Execution, Order, TradingAccount
 from tradeguard.vault.container import build_vault
 
 runner = CliRunner()
@@ -43,6 +44,7 @@ COUNTED = (
     SurveillanceCaseEntry,
     BankAccount,
     Deposit,
+    Application,
 )
 
 
@@ -79,8 +81,11 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Demo:
         data_dir=data_dir,
         database_url=env.get("TRADEGUARD_DATABASE_URL"),
         market_hours="always",
+        # The demo keeps the KYC onboarding gate on, as `make run` does.
+        kyc_required=True,
         _env_file=None,
     )
+    env["TRADEGUARD_KYC_REQUIRED"] = "true"
     return Demo(settings, env, FrozenClock())
 
 
@@ -94,6 +99,8 @@ class Seeded:
     counts: dict[str, int]
     events: int
     masked_cards: list[str]
+    statuses: dict[str, int]
+    account_statuses: set[str]
 
 
 def read_back(demo: Demo) -> Seeded:
@@ -139,6 +146,10 @@ def read_back(demo: Demo) -> Seeded:
                     await session.scalar(select(func.count()).select_from(AuditEventRow)) or 0
                 )
                 cards = await vault.cards.cards_of(session, user_id=users["alice"])
+                statuses: dict[str, int] = {}
+                for status in (await session.scalars(select(Application.status))).all():
+                    statuses[status] = statuses.get(status, 0) + 1
+                account_statuses = set((await session.scalars(select(TradingAccount.status))).all())
             return Seeded(
                 users,
                 alerts,
@@ -148,6 +159,8 @@ def read_back(demo: Demo) -> Seeded:
                 counts,
                 events,
                 [card.masked for card in cards],
+                statuses,
+                account_statuses,
             )
         finally:
             await vault.close()
@@ -167,6 +180,7 @@ class TestDemoSeeding:
             "ada.admin",
             "carol.compliance",
             "sam.support",
+            "erin",
         ]
         assert (first.activity.traded, first.activity.case_opened) == (True, True)
         assert first.activity.card_added
@@ -189,6 +203,10 @@ class TestDemoSeeding:
         assert seeded.masked_cards == ["***1111"]
         assert seeded.counts["funds_bank_accounts"] == 1
         assert seeded.counts["funds_deposits"] == 1
+        # KYC: alice and bob approved (their accounts active), erin's in the review queue.
+        assert seeded.counts["kyc_applications"] == 3
+        assert seeded.statuses == {"approved": 2, "submitted": 1}
+        assert seeded.account_statuses == {"active"}
 
         verified = runner.invoke(app, ["audit", "verify"], env=demo.env)
         assert verified.exit_code == 0, verified.output

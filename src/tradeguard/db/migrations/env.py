@@ -13,6 +13,7 @@ import tradeguard.fraud.models
 import tradeguard.funds.models
 import tradeguard.identity.models
 import tradeguard.kyc.documents.models
+import tradeguard.kyc.onboarding.models
 import tradeguard.ledger.archive.models
 import tradeguard.ledger.models
 import tradeguard.ledger.personal.models

@@ -1,0 +1,53 @@
+"""Onboarding's answers to the other parts' questions (kyc/contracts.py), and trading's
+onboarding gate: each a small class over the service, handed to the other part at wiring."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradeguard.kyc.contracts import ApplicantFacts, CustomerRiskProfile, ScreeningSubject
+from tradeguard.kyc.onboarding.service import OnboardingService
+
+
+class Applicants:
+    """`ApplicantDirectory` for identity documents: what the customer declared."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def applicant(self, session: AsyncSession, user_id: str) -> ApplicantFacts | None:
+        return await self._service.applicant(session, user_id)
+
+
+class RiskProfiles:
+    """`CustomerProfiles` for AML monitoring: the approved application's risk profile."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def profile(self, session: AsyncSession, user_id: str) -> CustomerRiskProfile | None:
+        return await self._service.profile(session, user_id)
+
+
+class CustomerSubjects:
+    """`SubjectSource` of customers for re-screening: every approved customer."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def subjects(self, session: AsyncSession) -> AsyncIterator[ScreeningSubject]:
+        for subject in await self._service.customers(session):
+            yield subject
+
+
+class ApprovedApplicationGate:
+    """trading's `OnboardingGate`: an account opens ACTIVE only for a customer whose
+    application is approved; otherwise PENDING until the approval opens it."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def cleared(self, session: AsyncSession, user_id: str) -> bool:
+        return await self._service.approved(session, user_id)
