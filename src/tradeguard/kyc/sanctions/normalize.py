@@ -1,0 +1,184 @@
+"""Names reduced to comparable words: Unicode NFKC and case folding, diacritics stripped,
+other scripts transliterated to Latin (`anyascii`: Cyrillic, Arabic, Greek, CJK...),
+honorifics and company-form words dropped, punctuation removed.
+
+The same function normalises a list's names at load and a subject's name at screening, so
+"Владимир Путин", "PUTIN, Vladimir" and "Dr. Vladimir  Putin" all become the same words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from anyascii import anyascii
+
+# Titles and honorifics that say nothing about who someone is (OFAC writes some into names,
+# customers add others). Dropped wherever they stand, but never when nothing else is left.
+HONORIFICS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "doctor",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "lord",
+        "lady",
+        "rev",
+        "reverend",
+        "fr",
+        "father",
+        "sheikh",
+        "sheik",
+        "shaikh",
+        "shaykh",
+        "shaikha",
+        "haji",
+        "hajji",
+        "hadji",
+        "hajj",
+        "alhaji",
+        "mullah",
+        "mulla",
+        "maulana",
+        "maulvi",
+        "mawlawi",
+        "imam",
+        "ayatollah",
+        "hojatoleslam",
+        "sayyid",
+        "sayed",
+        "syed",
+        "gen",
+        "general",
+        "col",
+        "colonel",
+        "maj",
+        "major",
+        "capt",
+        "captain",
+        "lt",
+        "lieutenant",
+        "adm",
+        "admiral",
+        "brig",
+        "brigadier",
+        "sgt",
+        "sergeant",
+        "cmdr",
+        "commander",
+        "hon",
+        "honourable",
+        "honorable",
+        "excellency",
+        "his",
+        "her",
+    ]
+)
+
+# Words that only say what legal form a company has: "ACME LLC" and "Acme Limited" are the
+# same name for screening.
+COMPANY_FORMS = frozenset(
+    [
+        "llc",
+        "l",
+        "l",
+        "c",
+        "ltd",
+        "limited",
+        "co",
+        "company",
+        "corp",
+        "corporation",
+        "inc",
+        "incorporated",
+        "plc",
+        "llp",
+        "lp",
+        "sa",
+        "s",
+        "a",
+        "sas",
+        "sarl",
+        "srl",
+        "spa",
+        "s",
+        "p",
+        "a",
+        "gmbh",
+        "ag",
+        "kg",
+        "mbh",
+        "bv",
+        "b",
+        "v",
+        "nv",
+        "n",
+        "v",
+        "ab",
+        "oy",
+        "as",
+        "a",
+        "s",
+        "aps",
+        "asa",
+        "ooo",
+        "oao",
+        "zao",
+        "pao",
+        "ao",
+        "jsc",
+        "ojsc",
+        "cjsc",
+        "pjsc",
+        "tov",
+        "pp",
+        "pte",
+        "pvt",
+        "private",
+        "pty",
+        "bhd",
+        "sdn",
+        "fze",
+        "fzco",
+        "fzc",
+        "fzllc",
+        "est",
+        "establishment",
+        "sociedad",
+        "anonima",
+        "cia",
+        "compania",
+    ]
+)
+
+_DROPPED = HONORIFICS | COMPANY_FORMS
+# Apostrophes join ("O'Brien" is one word); every other non-alphanumeric splits.
+_APOSTROPHES = re.compile(r"['`´‘’ʼ]")
+_SEPARATORS = re.compile(r"[^0-9a-z]+")
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII letters, digits and single spaces: any script, any accents."""
+    composed = unicodedata.normalize("NFKC", text).casefold()
+    # Strip combining marks first (é → e) so anyascii sees base letters.
+    stripped = "".join(
+        c for c in unicodedata.normalize("NFKD", composed) if not unicodedata.combining(c)
+    )
+    latin = anyascii(stripped).casefold()
+    latin = _APOSTROPHES.sub("", latin)
+    return " ".join(_SEPARATORS.sub(" ", latin).split())
+
+
+def name_words(text: str) -> tuple[str, ...]:
+    """The words of a name that identify it: folded, without honorifics and company forms
+    (kept when they are all there is, so "Co" alone still has a word)."""
+    words = fold(text).split()
+    kept = [w for w in words if w not in _DROPPED]
+    return tuple(kept or words)
