@@ -18,6 +18,7 @@ from tradeguard.cli import (
     dev,
     funds,
     keys,
+    sanctions,
     surveillance,
     takeover,
     trading,
@@ -46,6 +47,7 @@ app.add_typer(surveillance.app, name="surveillance")
 app.add_typer(takeover.app, name="takeover")
 app.add_typer(vault.app, name="vault")
 app.add_typer(funds.app, name="funds")
+app.add_typer(sanctions.app, name="sanctions")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")

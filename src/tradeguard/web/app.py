@@ -40,6 +40,7 @@ from tradeguard.fraud.container import build_fraud, watch_sign_ins
 from tradeguard.fraud.tasks import COMPONENT as TAKEOVER_COMPONENT
 from tradeguard.fraud.tasks import start_sweep as start_takeover_sweep
 from tradeguard.funds import api as funds_api
+from tradeguard.funds.bank_accounts import PayeeSubjects
 from tradeguard.funds.container import build_funds
 from tradeguard.funds.tasks import COMPONENTS as FUNDS_COMPONENTS
 from tradeguard.funds.tasks import start_tasks as start_funds_tasks
@@ -53,6 +54,9 @@ from tradeguard.identity.password_hashing import Argon2Parameters
 from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
+from tradeguard.kyc.contracts import SubjectKind
+from tradeguard.kyc.sanctions import api as sanctions_api
+from tradeguard.kyc.sanctions.container import build_sanctions
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.tree.service import LedgerTree
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -253,11 +257,48 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(vault_api.router))
     back.include_router(strict_query(funds_api.router))
     back.include_router(strict_query(funds_api.staff_router))
+    back.include_router(strict_query(sanctions_api.router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
             pass
     return tuple(front.routes), tuple(back.routes)
+
+
+def _start_funds_and_sanctions(
+    app: FastAPI, settings: Settings, identity: IdentityServices
+) -> None:
+    """Money movement, and sanctions screening (KYC-2): funds screens a new bank account's
+    holder as a payee through the Screener protocol, and every payee is re-screened on a new
+    list version."""
+    app.state.funds = build_funds(
+        settings,
+        identity=identity,
+        accounts=app.state.trading.accounts,
+        sessions=app.state.runtime.sessions,
+    )
+    app.state.sanctions = build_sanctions(
+        settings,
+        clock=identity.deps.clock,
+        ids=identity.deps.ids,
+        ledger=identity.deps.ledger,
+        keyring=identity.deps.keyring,
+        sessions=app.state.runtime.sessions,
+    )
+    app.state.funds.deps.screener = app.state.sanctions.service
+    app.state.sanctions.service.register_source(
+        SubjectKind.PAYEE, PayeeSubjects(app.state.funds.banks)
+    )
+
+
+async def _close_services(app: FastAPI) -> None:
+    """Stop sanctions re-screenings still running (one cut short is marked failed by its
+    own handler and is re-run by hand), then close the vault's connections."""
+    for job in list(app.state.sanctions.jobs):
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await job
+    await app.state.vault.close()
 
 
 async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
@@ -389,12 +430,7 @@ def _lifespan(
             street=run_workers and settings.market_simulator,
         )
         app.state.backoffice = build_backoffice(identity, app.state.trading.accounts)
-        app.state.funds = build_funds(
-            settings,
-            identity=identity,
-            accounts=app.state.trading.accounts,
-            sessions=app.state.runtime.sessions,
-        )
+        _start_funds_and_sanctions(app, settings, identity)
         app.state.surveillance = build_surveillance(
             settings,
             clock=clock,
@@ -461,7 +497,7 @@ def _lifespan(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            await app.state.vault.close()
+            await _close_services(app)
             if redis is not None:
                 await redis.aclose()
             if owned:

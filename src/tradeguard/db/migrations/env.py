@@ -11,6 +11,7 @@ import tradeguard.crypto.models
 import tradeguard.fraud.models
 import tradeguard.funds.models
 import tradeguard.identity.models
+import tradeguard.kyc.sanctions.models
 import tradeguard.ledger.archive.models
 import tradeguard.ledger.models
 import tradeguard.ledger.personal.models
