@@ -30,6 +30,7 @@ from tradeguard.kyc.sanctions.scoring import (
     Thresholds,
     birth_date_adjustment,
     clamp,
+    distinctive,
     jaro_winkler,
     name_reasons,
     nationality_adjustment,
@@ -39,7 +40,7 @@ from tradeguard.kyc.sanctions.scoring import (
 INDIVIDUALS = frozenset({EntryKind.INDIVIDUAL})
 EVERY_KIND = frozenset(EntryKind)
 # Bound on the per-index cache of word look-ups (entries are small dicts).
-_WORD_CACHE_MAX = 200_000
+_WORD_CACHE_MAX = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,13 @@ class ScreeningIndex:
         self._vocabulary = vocabulary
         self._words = list(vocabulary)
         self._postings = postings
-        self._cache: dict[str, dict[str, float]] = {}
+        # Names with a single distinctive word ("HESA"): one screened word may match them.
+        self._single = frozenset(
+            ni
+            for ni, (_, name) in enumerate(self._names)
+            if len({w for w in name.words if distinctive(w)}) <= 1
+        )
+        self._cache: dict[str, tuple[dict[str, float], frozenset[int]]] = {}
 
     @property
     def name_count(self) -> int:
@@ -131,11 +138,12 @@ class ScreeningIndex:
     def word_count(self) -> int:
         return len(self._words)
 
-    def _close_words(self, word: str) -> dict[str, float]:
-        """The list's words within PAIR_MIN of `word`, with their similarity."""
+    def _close_words(self, word: str) -> tuple[dict[str, float], frozenset[int]]:
+        """The list's words within PAIR_MIN of `word` with their similarity, and the names
+        holding any of them."""
         found = self._cache.get(word)
         if found is None:
-            found = {
+            close = {
                 w: s
                 for w, s, _ in process.extract(
                     word,
@@ -145,42 +153,51 @@ class ScreeningIndex:
                     limit=None,
                 )
             }
+            names: set[int] = set()
+            for listed in close:
+                names.update(self._postings[self._vocabulary[listed]])
+            found = (close, frozenset(names))
             if len(self._cache) >= _WORD_CACHE_MAX:
                 self._cache.clear()
             self._cache[word] = found
         return found
 
-    def _candidates(self, close: dict[str, dict[str, float]]) -> dict[int, set[str]]:
-        """For each candidate name, which of the screened words found a close word in it."""
-        seen: dict[int, set[str]] = {}
-        for word, similar in close.items():
-            for listed in similar:
-                for ni in self._postings[self._vocabulary[listed]]:
-                    seen.setdefault(ni, set()).add(word)
-        return seen
+    def _candidates(self, holders: list[frozenset[int]]) -> set[int]:
+        """Names holding close words of at least two screened words (set intersections, so
+        a common word such as "Ali" costs little), or of one when either side has only one
+        distinctive word."""
+        if len(holders) == 1:
+            return set(holders[0])
+        found: set[int] = set()
+        for i, first in enumerate(holders):
+            found.update(first & self._single)
+            for second in holders[i + 1 :]:
+                found.update(first & second)
+        return found
 
     def screen(self, query: Query, *, limit: int = 10) -> list[Match]:
         """The entries whose best name scores at least the review threshold, best first."""
         words = name_words(query.name)
-        if not words:
-            return []
-        full = [w for w in words if len(w) > 1]
+        # Initials and particles ("al", "bin", "de") find too many names to say which to
+        # compare; they still count in the score.
+        full = sorted({w for w in words if distinctive(w)})
         if not full:
             return []
-        close = {w: self._close_words(w) for w in set(full)}
-        seen = self._candidates(close)
+        looked_up = {w: self._close_words(w) for w in full}
+        close = {w: found[0] for w, found in looked_up.items()}
+        candidates = self._candidates([found[1] for found in looked_up.values()])
 
         def similarity(q: str, w: str) -> float:
             if len(q) == 1 or len(w) == 1:
                 return INITIAL_SIMILARITY if q[0] == w[0] else 0.0
-            return close[q].get(w, 0.0)
+            found = close.get(q)
+            if found is None:  # a particle: compared directly
+                return jaro_winkler(q, w)
+            return found.get(w, 0.0)
 
-        distinct = len(set(full))
         best: dict[int, tuple[float, ListName, NameScore]] = {}
-        for ni, hit in seen.items():
+        for ni in candidates:
             ei, name = self._names[ni]
-            if len(hit) < min(2, distinct, len(set(name.words))):
-                continue
             entry = self.entries[ei]
             if entry.kind not in query.kinds:
                 continue

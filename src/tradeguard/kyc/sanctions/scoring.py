@@ -128,8 +128,12 @@ def score_words(
     unpaired_l = tuple(w for i, w in enumerate(listed) if i not in used_l)
     # Too few words paired (one shared surname of two): not the same name. The index's
     # candidate generation asks the same, so index and full scan agree.
-    whole_words = sum(1 for p in pairs if len(p.query) > 1 and len(p.listed) > 1)
-    needed = min(2, len({q for q in query if len(q) > 1}), len(set(listed)))
+    whole_words = sum(1 for p in pairs if distinctive(p.query) and distinctive(p.listed))
+    needed = min(
+        2,
+        len({q for q in query if distinctive(q)}),
+        len({w for w in listed if distinctive(w)}),
+    )
     if not pairs or whole_words < needed:
         return NameScore(0.0, tuple(pairs), unpaired_q, unpaired_l)
     score = weighted / weights
@@ -143,6 +147,11 @@ def score_words(
             if similar >= JOINED_MIN and similar * JOINED_FACTOR > score:
                 return NameScore(similar * JOINED_FACTOR, (), (), (), joined=True)
     return NameScore(score, tuple(pairs), unpaired_q, unpaired_l)
+
+
+def distinctive(word: str) -> bool:
+    """A word that can tell names apart: not an initial, not a particle ("al", "bin")."""
+    return len(word) > 1 and word not in PARTICLES
 
 
 def unpaired_factor(
