@@ -40,10 +40,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from anyascii import anyascii  # noqa: E402, F401 - the transliteration under test
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
+from tests.support.api import running_api  # noqa: E402
 
 from _machine import machine_info  # noqa: E402 - bench/ is on sys.path as the script's dir
 from _scratch import scratch_engine  # noqa: E402
-from tests.support.api import running_api  # noqa: E402
 from tradeguard.config import Settings  # noqa: E402
 from tradeguard.core.clock import FrozenClock  # noqa: E402
 from tradeguard.db.engine import unit_of_work  # noqa: E402
@@ -63,7 +63,7 @@ kevin carol brian amanda george melissa timothy deborah jose maria juan carmen l
 carlos rosa jorge laura pedro sofia miguel elena mohammed fatima ahmed aisha ali omar hassan
 yusuf ibrahim khalid amina layla mustafa hussein abdullah ivan olga sergei natalia dmitry
 irina alexei tatiana vladimir svetlana nikolai ekaterina wei li fang jing min yan hui lei
-hiroshi yuki kenji aiko raj priya amit anjali vikram sunita kwame ama chinedu ngozi""".split()
+hiroshi yuki kenji aiko raj priya amit anjali vikram sunita kwame ama chinedu ngozi""".split()  # noqa: SIM905 - a word list reads better as text
 LAST = """smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez
 lopez gonzalez wilson anderson thomas taylor moore jackson martin lee perez thompson white
 harris sanchez clark ramirez lewis robinson walker young allen king wright scott torres
@@ -71,7 +71,7 @@ nguyen hill flores green adams nelson baker hall rivera campbell mitchell carter
 khan ahmed ali hussain rahman hassan mahmoud abdullah ibrahim said ivanov petrov smirnov
 kuznetsov popov sokolov lebedev kozlov novikov morozov wang zhang liu chen yang zhao huang
 zhou wu tanaka suzuki sato watanabe patel sharma singh kumar gupta okafor mensah mueller
-schmidt schneider fischer weber rossi russo ferrari esposito dubois moreau laurent""".split()
+schmidt schneider fischer weber rossi russo ferrari esposito dubois moreau laurent""".split()  # noqa: SIM905 - a word list reads better as text
 
 
 def read_list(directory: Path) -> ParsedList:

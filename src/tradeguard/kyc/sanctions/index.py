@@ -188,6 +188,8 @@ class ScreeningIndex:
         candidates = self._candidates([found[1] for found in looked_up.values()])
 
         def similarity(q: str, w: str) -> float:
+            if q == w:
+                return 1.0
             if len(q) == 1 or len(w) == 1:
                 return INITIAL_SIMILARITY if q[0] == w[0] else 0.0
             found = close.get(q)

@@ -87,9 +87,6 @@ HONORIFICS = frozenset(
 COMPANY_FORMS = frozenset(
     [
         "llc",
-        "l",
-        "l",
-        "c",
         "ltd",
         "limited",
         "co",
@@ -102,30 +99,19 @@ COMPANY_FORMS = frozenset(
         "llp",
         "lp",
         "sa",
-        "s",
-        "a",
         "sas",
         "sarl",
         "srl",
         "spa",
-        "s",
-        "p",
-        "a",
         "gmbh",
         "ag",
         "kg",
         "mbh",
         "bv",
-        "b",
-        "v",
         "nv",
-        "n",
-        "v",
         "ab",
         "oy",
         "as",
-        "a",
-        "s",
         "aps",
         "asa",
         "ooo",
@@ -176,9 +162,33 @@ def fold(text: str) -> str:
     return " ".join(_SEPARATORS.sub(" ", latin).split())
 
 
+# Company forms written with dots ("S.A.", "L.L.C."): not "A.B." (initials, not a Swedish AB).
+DOTTED_FORMS = frozenset(
+    ["sa", "spa", "sas", "srl", "sarl", "bv", "nv", "llc", "llp", "plc", "ooo", "oao", "zao"]
+)
+
+
+def _joined_forms(words: list[str]) -> list[str]:
+    """Runs of single letters that spell a company form ("S.A.", "L.L.C.", "B.V.") become
+    that form; other single letters stay initials."""
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        if run:
+            joined = "".join(run)
+            out.extend([joined] if len(run) > 1 and joined in DOTTED_FORMS else run)
+            run = []
+        if word:
+            out.append(word)
+    return out
+
+
 def name_words(text: str) -> tuple[str, ...]:
     """The words of a name that identify it: folded, without honorifics and company forms
     (kept when they are all there is, so "Co" alone still has a word)."""
-    words = fold(text).split()
+    words = _joined_forms(fold(text).split())
     kept = [w for w in words if w not in _DROPPED]
     return tuple(kept or words)

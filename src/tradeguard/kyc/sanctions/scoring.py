@@ -75,6 +75,8 @@ Similarity = Callable[[str, str], float]
 
 def jaro_winkler(a: str, b: str) -> float:
     """Word similarity: Jaro-Winkler, and an initial against any word it begins."""
+    if a == b:
+        return 1.0
     if len(a) == 1 or len(b) == 1:
         return INITIAL_SIMILARITY if a[0] == b[0] else 0.0
     return float(JaroWinkler.normalized_similarity(a, b))

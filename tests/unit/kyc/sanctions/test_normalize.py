@@ -34,6 +34,12 @@ class TestNameWords:
         assert name_words("Acme Trading Co. Ltd") == ("acme", "trading")
         assert name_words("Muster GmbH") == name_words("MUSTER S.A.")
 
+    def test_dotted_company_forms_go_and_initials_stay(self) -> None:
+        assert name_words("TNK TRADING INTERNATIONAL S.A.") == ("tnk", "trading", "international")
+        assert name_words("Acme L.L.C.") == ("acme",)
+        assert name_words("A. B. Smith") == ("a", "b", "smith")
+        assert name_words("B-FINANCE LTD") == ("b", "finance")
+
     def test_a_name_that_is_only_a_title_keeps_it(self) -> None:
         assert name_words("Co.") == ("co",)
 
