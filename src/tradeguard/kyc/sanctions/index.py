@@ -32,6 +32,7 @@ from tradeguard.kyc.sanctions.scoring import (
     clamp,
     distinctive,
     jaro_winkler,
+    length_adjusted,
     name_reasons,
     nationality_adjustment,
     score_words,
@@ -195,7 +196,7 @@ class ScreeningIndex:
             found = close.get(q)
             if found is None:  # a particle: compared directly
                 return jaro_winkler(q, w)
-            return found.get(w, 0.0)
+            return length_adjusted(q, w, found.get(w, 0.0))
 
         best: dict[int, tuple[float, ListName, NameScore]] = {}
         for ni in candidates:

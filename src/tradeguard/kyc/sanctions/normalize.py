@@ -186,9 +186,22 @@ def _joined_forms(words: list[str]) -> list[str]:
     return out
 
 
+# Russian name endings as transliterations differ (Аркадий: "Arkadii", "Arkadiy", "Arkady";
+# Юрий: "Yurii", "Yuriy", "Yuri"): one spelling for all.
+_ENDINGS = (("iy", "y"), ("ii", "y"), ("yy", "y"), ("ij", "y"))
+
+
+def _ending(word: str) -> str:
+    if len(word) > 4:
+        for ending, common in _ENDINGS:
+            if word.endswith(ending):
+                return word[: -len(ending)] + common
+    return word
+
+
 def name_words(text: str) -> tuple[str, ...]:
     """The words of a name that identify it: folded, without honorifics and company forms
     (kept when they are all there is, so "Co" alone still has a word)."""
-    words = _joined_forms(fold(text).split())
+    words = [_ending(w) for w in _joined_forms(fold(text).split())]
     kept = [w for w in words if w not in _DROPPED]
     return tuple(kept or words)

@@ -70,7 +70,17 @@ DOB_CONTRADICTS_PENALTY = 0.15
 NATIONALITY_BONUS = 0.02
 NATIONALITY_PENALTY = 0.05
 
+# Words of different lengths are less alike than Jaro-Winkler's prefix bonus says ("Rosa"
+# is not "Rosalina"): the similarity loses this share of the length difference (Watchman
+# applies a length-difference adjustment too).
+LENGTH_PENALTY = 0.3
+
 Similarity = Callable[[str, str], float]
+
+
+def length_adjusted(a: str, b: str, similarity: float) -> float:
+    longer = max(len(a), len(b))
+    return similarity * (1 - LENGTH_PENALTY * abs(len(a) - len(b)) / longer)
 
 
 def jaro_winkler(a: str, b: str) -> float:
@@ -79,7 +89,7 @@ def jaro_winkler(a: str, b: str) -> float:
         return 1.0
     if len(a) == 1 or len(b) == 1:
         return INITIAL_SIMILARITY if a[0] == b[0] else 0.0
-    return float(JaroWinkler.normalized_similarity(a, b))
+    return length_adjusted(a, b, float(JaroWinkler.normalized_similarity(a, b)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +146,12 @@ def score_words(
         len({q for q in query if distinctive(q)}),
         len({w for w in listed if distinctive(w)}),
     )
-    if not pairs or whole_words < needed:
-        return NameScore(0.0, tuple(pairs), unpaired_q, unpaired_l)
-    score = weighted / weights
-    factor = unpaired_factor(pairs, unpaired_q, unpaired_l)
-    for word in unpaired_q + unpaired_l:
-        score *= PARTICLE_FACTOR if word in PARTICLES else factor
+    score = 0.0
+    if pairs and whole_words >= needed:
+        score = weighted / weights
+        factor = unpaired_factor(pairs, unpaired_q, unpaired_l)
+        for word in unpaired_q + unpaired_l:
+            score *= PARTICLE_FACTOR if word in PARTICLES else factor
     if len(query) != len(listed):
         joined_q, joined_l = "".join(query), "".join(listed)
         if abs(len(joined_q) - len(joined_l)) <= 1:

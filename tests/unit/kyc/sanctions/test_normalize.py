@@ -40,6 +40,9 @@ class TestNameWords:
         assert name_words("A. B. Smith") == ("a", "b", "smith")
         assert name_words("B-FINANCE LTD") == ("b", "finance")
 
+    def test_russian_endings_are_spelt_one_way(self) -> None:
+        assert name_words("Юрий Аркадий") == name_words("Yuriy Arkady") == ("yury", "arkady")
+
     def test_a_name_that_is_only_a_title_keeps_it(self) -> None:
         assert name_words("Co.") == ("co",)
 
