@@ -221,6 +221,7 @@ async def list_hits(
 
 @router.get("/hits/{hit_id}", responses=problems(404), **guarded(Permission.SANCTIONS_REVIEW))
 async def get_hit(hit_id: IdPath, request: Request) -> s.HitOut:
+    """One hit: the entry, score, decision, reasons and its review."""
     services = sanctions(request)
     async with unit_of_work(services.sessions) as session:
         return hit_out(services, await services.service.hit(session, hit_id))
