@@ -276,6 +276,18 @@ class Settings(BaseSettings):
     kyc_high_risk_countries_as_of: date = date(2025, 6, 13)
 
     # Sanctions screening (issue #13, KYC-2; docs/sanctions.md).
+    # Where the OFAC SDN files (sdn.csv, alt.csv, add.csv) are loaded from: a directory, or an
+    # https URL prefix (plain http only to this machine). Unset: loading needs an explicit
+    # path at the CLI; the API's load refuses (it never takes a client's path).
+    sanctions_list_source: str | None = None
+    # Score at or above: the subject is blocked; at or above review: a person must look.
+    sanctions_block_threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
+    sanctions_review_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
+    # Largest list file accepted (the 2021 sdn.csv is 2 MB).
+    sanctions_max_file_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = (
+        64 * 1024 * 1024
+    )
+    sanctions_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
 
     # API keys and signed requests (issue #14, API-1, API-3, ACCT-3; docs/api-keys.md).
     # A key expires this many days after creation; its owner is emailed 7 days and 1 day
@@ -472,6 +484,14 @@ class Settings(BaseSettings):
     vault_aws_kms_key_id: str | None = None
     vault_key_rotation_days: Annotated[int, Field(ge=1, le=3650)] = 90
     vault_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @model_validator(mode="after")
+    def _sanctions_thresholds_ordered(self) -> Settings:
+        if self.sanctions_review_threshold > self.sanctions_block_threshold:
+            raise ValueError(
+                "sanctions_review_threshold must not be above sanctions_block_threshold"
+            )
+        return self
 
     @field_validator("vault_endpoint", "vault_listen")
     @classmethod

@@ -108,7 +108,12 @@ async def customer(
 
 
 async def add_bank(
-    api: Api, who: Customer, account_number: str = "000123456789", *, verify: bool = True
+    api: Api,
+    who: Customer,
+    account_number: str = "000123456789",
+    *,
+    verify: bool = True,
+    holder_name: str = "Jordan Example",
 ) -> str:
     added = await who.post(
         "/api/v1/funds/bank-accounts",
@@ -117,6 +122,7 @@ async def add_bank(
             "account_number": account_number,
             "account_type": "checking",
             "nickname": "Main checking",
+            "holder_name": holder_name,
         },
     )
     assert added.status_code == 201, added.text

@@ -43,6 +43,7 @@ from tradeguard.funds.container import FundsServices, build_funds
 from tradeguard.funds.models import Withdrawal
 from tradeguard.funds.tasks import run_funds_once
 from tradeguard.identity.container import IdentityServices, start_identity
+from tradeguard.kyc.sanctions.container import build_sanctions
 from tradeguard.trading.container import build_trading
 
 T = TypeVar("T")
@@ -89,6 +90,16 @@ def _with_funds(
             funds = build_funds(
                 settings, identity=identity, accounts=trading.accounts, sessions=sessions
             )
+            # A withdrawal sent from the console is held like one sent by the server's
+            # worker when its payee is under sanctions review (KYC-2).
+            funds.deps.screener = build_sanctions(
+                settings,
+                clock=clock,
+                ids=ids,
+                ledger=identity.deps.ledger,
+                keyring=identity.deps.keyring,
+                sessions=sessions,
+            ).service
             return await work(funds, identity)
         finally:
             await engine.dispose()

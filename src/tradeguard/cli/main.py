@@ -21,6 +21,7 @@ from tradeguard.cli import (
     keys,
     kyc,
     kyc_documents,
+    sanctions,
     surveillance,
     takeover,
     trading,
@@ -53,6 +54,7 @@ app.add_typer(funds.app, name="funds")
 # `tradeguard kyc`: account applications (KYC-1, KYC-2), and identity documents under it.
 kyc.app.add_typer(kyc_documents.app, name="documents")
 app.add_typer(kyc.app, name="kyc")
+app.add_typer(sanctions.app, name="sanctions")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")

@@ -152,6 +152,7 @@ async def add_bank_account(
             account_number=body.account_number,
             account_type=body.account_type,
             nickname=body.nickname,
+            holder_name=body.holder_name,
             actor=Party("user", principal.user_id),
             request_id=request_id_var.get(),
         )

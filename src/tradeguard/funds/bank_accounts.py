@@ -4,7 +4,7 @@ verifying a new ACH destination), removable; every step audited."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -29,12 +29,15 @@ from tradeguard.funds.domain import (
 from tradeguard.funds.models import BankAccount
 from tradeguard.funds.processor import Transfer
 from tradeguard.identity.sessions import SessionState
+from tradeguard.kyc.contracts import ScreeningDecision, ScreeningSubject, SubjectKind
 from tradeguard.ledger.domain import Party
 
 MAX_BANK_ACCOUNTS = 5
 # Bank accounts a customer may add in a rolling day: each brings three micro-deposit
 # guesses, so removing and re-adding one must not become unlimited guessing.
 MAX_ADDED_PER_DAY = 3
+MAX_HOLDER_NAME_CHARS = 140
+SANCTIONS_BLOCK_CODE = "SANCTIONS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +91,22 @@ class BankAccountService:
         account_type: str,
         nickname: str,
         actor: Party,
+        holder_name: str | None = None,
         request_id: str | None = None,
     ) -> BankAccount:
+        """Add a bank account. Its holder's name (required from customers; the API asks for
+        it) is screened against the sanctions list as a payee (KYC-2): a block stops the
+        account at once (no micro-deposits), a possible match holds its withdrawals until a
+        reviewer clears it."""
         deps, now = self.deps, self.deps.clock.now_ns()
+        holder = None if holder_name is None else " ".join(holder_name.split())
+        if holder is not None and (
+            not 2 <= len(holder) <= MAX_HOLDER_NAME_CHARS or not any(c.isalpha() for c in holder)
+        ):
+            raise FundsInputError(
+                f"holder_name is the account holder's name as the bank knows it (2 to "
+                f"{MAX_HOLDER_NAME_CHARS} characters)"
+            )
         routing = routing_number.strip()
         if not valid_routing_number(routing):
             raise FundsInputError("routing_number is not a valid ABA routing number")
@@ -136,6 +152,9 @@ class BankAccountService:
             account_number_enc=keyring_field(deps.keyring, number, record_id=row_id),
             account_index=index,
             last4=shown_digits(number),
+            holder_name_enc=(
+                None if holder is None else keyring_field(deps.keyring, holder, record_id=row_id)
+            ),
             status=BankAccountStatus.PENDING.value,
             micro_attempts_left=deps.micro_attempts,
             created_ns=now,
@@ -148,7 +167,6 @@ class BankAccountService:
             account_number=number,
         )
         repository.add(session, row)
-        await deps.processor.send_micro_deposits(bank_account_id=row_id, transfer=transfer)
         await deps.audit(
             session,
             FundsEvent.BANK_ACCOUNT_ADDED,
@@ -162,7 +180,77 @@ class BankAccountService:
             },
             request_id=request_id,
         )
+        decision = await self._screen_payee(session, row, holder, actor, request_id)
+        if decision is not ScreeningDecision.BLOCK:
+            await deps.processor.send_micro_deposits(bank_account_id=row_id, transfer=transfer)
         return row
+
+    async def _screen_payee(
+        self,
+        session: AsyncSession,
+        row: BankAccount,
+        holder: str | None,
+        actor: Party,
+        request_id: str | None,
+    ) -> ScreeningDecision:
+        screener = self.deps.screener
+        if screener is None or holder is None:
+            return ScreeningDecision.CLEAR
+        outcome = await screener.screen(
+            session,
+            ScreeningSubject(SubjectKind.PAYEE, row.id, holder, row.user_id),
+            reason="bank_account_added",
+            actor=actor,
+            request_id=request_id,
+        )
+        if outcome.decision is ScreeningDecision.BLOCK:
+            row.status = BankAccountStatus.BLOCKED.value
+            await self.deps.audit(
+                session,
+                FundsEvent.BANK_ACCOUNT_BLOCKED,
+                actor=Party("system", "funds"),
+                subject=Party("user", row.user_id),
+                data={
+                    "bank_account_id": row.id,
+                    "last4": row.last4,
+                    "return_code": SANCTIONS_BLOCK_CODE,
+                },
+                request_id=request_id,
+            )
+        elif outcome.decision is ScreeningDecision.REVIEW:
+            await self.deps.audit(
+                session,
+                FundsEvent.BANK_ACCOUNT_HELD,
+                actor=Party("system", "funds"),
+                subject=Party("user", row.user_id),
+                data={"bank_account_id": row.id, "hits": [h.hit_id for h in outcome.hits]},
+                request_id=request_id,
+            )
+        return outcome.decision
+
+    async def payee_clear(self, session: AsyncSession, bank: BankAccount) -> bool:
+        """Whether the bank account's holder stands clear of the sanctions list: no open or
+        confirmed hit (a hit raised by a re-screen holds it too)."""
+        screener = self.deps.screener
+        if screener is None:
+            return True
+        outcome = await screener.standing(session, SubjectKind.PAYEE, bank.id)
+        return outcome.decision is ScreeningDecision.CLEAR
+
+    def holder_name(self, row: BankAccount) -> str | None:
+        """The holder's name in clear, for screening only (never shown, never logged)."""
+        sealed = row.holder_name_enc
+        if sealed is None:
+            return None
+        return sealed.reveal(self.deps.keyring, record_id=row.id)  # type: ignore[union-attr]
+
+    async def payees(self, session: AsyncSession) -> AsyncIterator[ScreeningSubject]:
+        """Every live bank account with a holder's name, as a payee to re-screen (the
+        `SubjectSource` of payees; kyc/contracts.py)."""
+        for row in await repository.payee_bank_accounts(session):
+            name = self.holder_name(row)
+            if name:
+                yield ScreeningSubject(SubjectKind.PAYEE, row.id, name, row.user_id)
 
     async def verify(
         self,
@@ -357,3 +445,14 @@ def _amounts(values: Sequence[str]) -> tuple[Decimal, Decimal]:
             raise FundsInputError("each amount has at most 2 decimal places")
         parsed.append(amount)
     return parsed[0], parsed[1]
+
+
+class PayeeSubjects:
+    """Bank account holders as sanctions screening subjects (kyc/contracts.py
+    `SubjectSource`): what the re-screening on a new list version goes through."""
+
+    def __init__(self, banks: BankAccountService) -> None:
+        self.banks = banks
+
+    def subjects(self, session: AsyncSession) -> AsyncIterator[ScreeningSubject]:
+        return self.banks.payees(session)

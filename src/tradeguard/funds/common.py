@@ -22,6 +22,7 @@ from tradeguard.funds.processor import PaymentProcessor
 from tradeguard.identity.confirmations import ActionConfirmations
 from tradeguard.identity.factors import FactorService
 from tradeguard.identity.service import AccountService as IdentityAccounts
+from tradeguard.kyc.contracts import Screener
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.notify.service import Notifier
@@ -40,6 +41,8 @@ class FundsEvent(StrEnum):
     BANK_ACCOUNT_BLOCKED = "funds:bank_account:blocked"
     # The same bank account confirmed by another user: a beneficial-owner link (MAN-1, FRD-1).
     BANK_ACCOUNT_SHARED = "funds:bank_account:shared"
+    # Its holder's name was screened against the sanctions list and must wait for review.
+    BANK_ACCOUNT_HELD = "funds:bank_account:held"
     # A wire the customer announced: credited when it arrives.
     DEPOSIT_REQUESTED = "funds:deposit:requested"
     DEPOSIT_CREDITED = "funds:deposit:credited"
@@ -128,6 +131,9 @@ class FundsDeps:
     takeover: TakeoverDefence | None = None
     # The customer's stored cards (the vault's platform service), for card deposits.
     cards: CustomerCards | None = None
+    # Sanctions screening of payees (KYC-2; the kyc package answers it): a bank account's
+    # holder is screened when added and on every new list version.
+    screener: Screener | None = None
 
     async def audit(
         self,

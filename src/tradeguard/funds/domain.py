@@ -118,6 +118,9 @@ class Refusal(StrEnum):
     FROZEN = "WITHDRAWALS_FROZEN"  # ATO-2: "this was not me", or staff
     NO_SMS_FACTOR = "NO_SMS_FACTOR"  # ACCT-2 needs a phone to text a code to
     DEBIT_BALANCE = "DEBIT_BALANCE"  # an account of the customer owes money (an ACH return)
+    # The bank account's holder matched the sanctions list: held until a reviewer clears it,
+    # or blocked (KYC-2).
+    PAYEE_SCREENING = "PAYEE_SANCTIONS_SCREENING"
 
 
 # ABA routing numbers -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Bank account numbers are encrypted (`EncryptedText`, class bank_details) with a blind index
 to find the same bank account on two users without decrypting; only the last four digits
-are kept in clear. Money is `DecimalString`. Other domains' rows are referenced by id.
+are kept in clear. The holder's name is encrypted under the same class. Money is
+`DecimalString`. Other domains' rows are referenced by id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tradeguard.db.types import DecimalString, ScrubbedString
 
 BANK_ACCOUNTS_TABLE = "funds_bank_accounts"
 ACCOUNT_NUMBER_COLUMN = "account_number_enc"
+HOLDER_NAME_COLUMN = "holder_name_enc"
 
 
 class FundsCustomer(Base):
@@ -49,6 +51,11 @@ class BankAccount(Base):
     # on two users (a shared bank account links their owners; surveillance, fraud).
     account_index: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
     last4: Mapped[str] = mapped_column(String(4))
+    # The account holder's name as the customer gave it (encrypted): screened against the
+    # sanctions list as a payee (KYC-2). None on accounts added before it was asked for.
+    holder_name_enc: Mapped[SealedField | PlainField | None] = mapped_column(
+        EncryptedText(DataClass.BANK_DETAILS, table=BANK_ACCOUNTS_TABLE, column=HOLDER_NAME_COLUMN)
+    )
     status: Mapped[str] = mapped_column(String(24))
     micro_attempts_left: Mapped[int] = mapped_column(Integer, default=0)
     created_ns: Mapped[int] = mapped_column(BigInteger)

@@ -61,6 +61,19 @@ async def bank_account(
     return (await session.scalars(query)).first()
 
 
+async def payee_bank_accounts(session: AsyncSession) -> Sequence[BankAccount]:
+    """Bank accounts not removed whose holder's name is on file (payees to screen)."""
+    result = await session.execute(
+        select(BankAccount)
+        .where(
+            BankAccount.holder_name_enc.is_not(None),
+            BankAccount.status != BankAccountStatus.REMOVED.value,
+        )
+        .order_by(BankAccount.created_ns, BankAccount.id)
+    )
+    return result.scalars().all()
+
+
 async def bank_accounts_of(session: AsyncSession, user_id: str) -> Sequence[BankAccount]:
     return (
         await session.scalars(

@@ -42,6 +42,9 @@ class AddBankAccountIn(Strict):
     ]
     account_type: Literal["checking", "savings"]
     nickname: Annotated[str, Field(min_length=1, max_length=60)]
+    # The account holder's name as the bank knows it: screened against the sanctions list
+    # as a payee (KYC-2), stored encrypted.
+    holder_name: Annotated[str, Field(min_length=2, max_length=140)]
 
     def __repr__(self) -> str:  # never the account number, even in a debugger's repr
         return f"AddBankAccountIn(routing_number={self.routing_number!r}, …)"

@@ -190,6 +190,25 @@ class WithdrawalService:
             user=user,
         )
 
+    async def _destination(
+        self, session: AsyncSession, user_id: str, bank_account_id: str
+    ) -> BankAccount | WithdrawalRefused:
+        """The customer's confirmed bank account whose holder stands clear of the sanctions
+        list (KYC-2), or the refusal."""
+        bank = await repository.bank_account(session, bank_account_id, user_id=user_id)
+        if bank is None or bank.status != BankAccountStatus.VERIFIED.value:
+            return WithdrawalRefused(
+                Refusal.DESTINATION_NOT_VERIFIED,
+                "withdraw only to one of your bank accounts whose micro-deposits you confirmed",
+            )
+        if not await self.banks.payee_clear(session, bank):
+            return WithdrawalRefused(
+                Refusal.PAYEE_SCREENING,
+                "this bank account's holder is being checked against the sanctions list: "
+                "nothing can be sent to it until that review ends; contact support",
+            )
+        return bank
+
     async def _check(
         self,
         session: AsyncSession,
@@ -212,12 +231,9 @@ class WithdrawalService:
             return WithdrawalRefused(
                 Refusal.ACCOUNT_NOT_ACTIVE, f"the account is {account.status}: nothing may leave it"
             )
-        bank = await repository.bank_account(session, bank_account_id, user_id=user.id)
-        if bank is None or bank.status != BankAccountStatus.VERIFIED.value:
-            return WithdrawalRefused(
-                Refusal.DESTINATION_NOT_VERIFIED,
-                "withdraw only to one of your bank accounts whose micro-deposits you confirmed",
-            )
+        bank = await self._destination(session, user.id, bank_account_id)
+        if isinstance(bank, WithdrawalRefused):
+            return bank
         if not await deps.confirmations.can_confirm(session, user):
             return WithdrawalRefused(
                 Refusal.NO_SMS_FACTOR,
@@ -687,6 +703,18 @@ class WithdrawalService:
                 request_id=request_id,
             )
             row.failure_code = "DESTINATION_REMOVED"
+            return
+        if not await self.banks.payee_clear(session, bank):
+            # A re-screen on a new list version raised a hit after the request: nothing
+            # goes to a payee under sanctions review (KYC-2).
+            await self._release(
+                session,
+                row,
+                WithdrawalStatus.REFUSED,
+                FundsEvent.WITHDRAWAL_REFUSED,
+                why="the bank account's holder is under sanctions review",
+                request_id=request_id,
+            )
             return
         submitted = await deps.processor.credit(
             Transfer(

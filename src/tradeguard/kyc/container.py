@@ -1,8 +1,9 @@
 """The KYC parts built and wired together, for the app and the CLI alike (issue #13).
 
 Each part reaches another only through kyc/contracts.py: identity documents check the MRZ
-against the application (ApplicantDirectory), onboarding approves on the documents'
-evidence (IdentityEvidenceSource)."""
+against the application (ApplicantDirectory); onboarding approves on the documents'
+evidence (IdentityEvidenceSource) and the customer's screening (Screener), and hands its
+customers to the sanctions re-screen (SubjectSource)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.config import Settings
 from tradeguard.identity.container import IdentityServices
+from tradeguard.kyc.contracts import SubjectKind
 from tradeguard.kyc.documents.container import DocumentServices, build_documents
 from tradeguard.kyc.onboarding.container import OnboardingServices, build_onboarding
+from tradeguard.kyc.sanctions.container import SanctionsServices, build_sanctions
 from tradeguard.trading.accounts import AccountService as TradingAccounts
 
 
@@ -21,6 +24,7 @@ from tradeguard.trading.accounts import AccountService as TradingAccounts
 class KycServices:
     onboarding: OnboardingServices
     documents: DocumentServices
+    sanctions: SanctionsServices
 
 
 def build_kyc(
@@ -37,12 +41,22 @@ def build_kyc(
         keyring=identity.deps.keyring,
         sessions=sessions,
     )
+    sanctions = build_sanctions(
+        settings,
+        clock=identity.deps.clock,
+        ids=identity.deps.ids,
+        ledger=identity.deps.ledger,
+        keyring=identity.deps.keyring,
+        sessions=sessions,
+    )
     onboarding = build_onboarding(
         settings,
         identity=identity,
         accounts=accounts,
         sessions=sessions,
+        screener=sanctions.service,
         evidence=documents.evidence,
     )
     documents.deps.applicants = onboarding.applicants
-    return KycServices(onboarding=onboarding, documents=documents)
+    sanctions.service.register_source(SubjectKind.CUSTOMER, onboarding.subjects)
+    return KycServices(onboarding=onboarding, documents=documents, sanctions=sanctions)

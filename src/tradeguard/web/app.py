@@ -45,6 +45,7 @@ from tradeguard.fraud.container import build_fraud, watch_sign_ins
 from tradeguard.fraud.tasks import COMPONENT as TAKEOVER_COMPONENT
 from tradeguard.fraud.tasks import start_sweep as start_takeover_sweep
 from tradeguard.funds import api as funds_api
+from tradeguard.funds.bank_accounts import PayeeSubjects
 from tradeguard.funds.container import build_funds
 from tradeguard.funds.tasks import COMPONENTS as FUNDS_COMPONENTS
 from tradeguard.funds.tasks import start_tasks as start_funds_tasks
@@ -59,9 +60,11 @@ from tradeguard.identity.staff_enrolment import StaffEnrolmentService
 from tradeguard.identity.tasks import housekeeping_tracker, run_housekeeping
 from tradeguard.identity.webauthn_service import WebAuthnService
 from tradeguard.kyc.container import build_kyc
+from tradeguard.kyc.contracts import SubjectKind
 from tradeguard.kyc.documents import api as kyc_documents_api
 from tradeguard.kyc.documents.upload import ENVELOPE_BYTES as UPLOAD_ENVELOPE_BYTES
 from tradeguard.kyc.onboarding import api as onboarding_api
+from tradeguard.kyc.sanctions import api as sanctions_api
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.ledger.tree.service import LedgerTree
 from tradeguard.ledger.tree.tasks import Checkpointer
@@ -276,11 +279,37 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(apikeys_api.staff_router))
     back.include_router(strict_query(onboarding_api.router))
     back.include_router(strict_query(onboarding_api.staff_router))
+    back.include_router(strict_query(sanctions_api.router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
             pass
     return tuple(front.routes), tuple(back.routes)
+
+
+def _start_funds(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """Money movement: funds screens a new bank account's holder as a payee through the
+    sanctions Screener (KYC-2), and every payee is re-screened on a new list version."""
+    app.state.funds = build_funds(
+        settings,
+        identity=identity,
+        accounts=app.state.trading.accounts,
+        sessions=app.state.runtime.sessions,
+    )
+    app.state.funds.deps.screener = app.state.sanctions.service
+    app.state.sanctions.service.register_source(
+        SubjectKind.PAYEE, PayeeSubjects(app.state.funds.banks)
+    )
+
+
+async def _close_services(app: FastAPI) -> None:
+    """Stop sanctions re-screenings still running (one cut short is marked failed by its
+    own handler and is re-run by hand), then close the vault's connections."""
+    for job in list(app.state.sanctions.jobs):
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await job
+    await app.state.vault.close()
 
 
 async def _start_fraud(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
@@ -315,6 +344,7 @@ def _start_customer_records(app: FastAPI, settings: Settings, identity: Identity
     app.state.kyc = kyc
     app.state.onboarding = kyc.onboarding
     app.state.kyc_documents = kyc.documents
+    app.state.sanctions = kyc.sanctions
 
 
 async def _start_vault(
@@ -435,12 +465,7 @@ def _lifespan(
             street=run_workers and settings.market_simulator,
         )
         _start_customer_records(app, settings, identity)
-        app.state.funds = build_funds(
-            settings,
-            identity=identity,
-            accounts=app.state.trading.accounts,
-            sessions=app.state.runtime.sessions,
-        )
+        _start_funds(app, settings, identity)
         app.state.surveillance = build_surveillance(
             settings,
             clock=clock,
@@ -507,7 +532,7 @@ def _lifespan(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            await app.state.vault.close()
+            await _close_services(app)
             if redis is not None:
                 await redis.aclose()
             if owned:

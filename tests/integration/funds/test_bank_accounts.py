@@ -23,6 +23,7 @@ def body(**changes: Any) -> dict[str, Any]:
         "account_number": NUMBER,
         "account_type": "checking",
         "nickname": "Main",
+        "holder_name": "Jordan Example",
     } | changes
 
 

@@ -152,6 +152,7 @@ async def test_micro_deposit_guessing_is_bounded_by_bank_accounts_a_day(api: Api
                 "account_number": "000123456789",
                 "account_type": "checking",
                 "nickname": "again",
+                "holder_name": "Jordan Example",
             },
         )
         assert fourth.status_code == 429
@@ -169,6 +170,7 @@ async def test_bank_accounts_need_a_fresh_second_factor(api: Api) -> None:
                 "account_number": "000123456789",
                 "account_type": "checking",
                 "nickname": "main",
+                "holder_name": "Jordan Example",
             },
         )
         assert stale.status_code in (401, 403), stale.text

@@ -278,6 +278,7 @@ async def move_money(api: Api, alice: Trader) -> None:
                 "account_number": number,
                 "account_type": "checking",
                 "nickname": "Checking",
+                "holder_name": "Jordan Example",
             },
         )
         assert added.status_code == 201, added.text
@@ -315,6 +316,7 @@ async def move_money(api: Api, alice: Trader) -> None:
                 "account_number": BANK_NUMBERS[0],
                 "account_type": "checking",
                 "nickname": "Bad routing",
+                "holder_name": "Jordan Example",
             },
         ),
         await alice.post(f"{funds}/deposits", {BANK_NUMBERS[0]: "1", "amount": "1.00"}),

@@ -14,6 +14,7 @@ import tradeguard.funds.models
 import tradeguard.identity.models
 import tradeguard.kyc.documents.models
 import tradeguard.kyc.onboarding.models
+import tradeguard.kyc.sanctions.models
 import tradeguard.ledger.archive.models
 import tradeguard.ledger.models
 import tradeguard.ledger.personal.models
