@@ -12,6 +12,7 @@ from tradeguard import __version__
 from tradeguard.cli import (
     access,
     access_alerts,
+    aml,
     audit,
     backup,
     db,
@@ -46,6 +47,7 @@ app.add_typer(surveillance.app, name="surveillance")
 app.add_typer(takeover.app, name="takeover")
 app.add_typer(vault.app, name="vault")
 app.add_typer(funds.app, name="funds")
+app.add_typer(aml.app, name="aml")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")

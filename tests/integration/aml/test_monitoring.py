@@ -96,7 +96,11 @@ class TestCtrAndStructuringAcrossAccountsAndMidnight:
             ctrs = await rows(api, AmlCtr)
             # Monday holds 9000 only; Tuesday 9500 + 9900 across both accounts.
             (ctr,) = ctrs
-            assert (ctr.user_id, ctr.day, ctr.direction) == (jane.trader.user_id, "2026-01-06", "in")
+            assert (ctr.user_id, ctr.day, ctr.direction) == (
+                jane.trader.user_id,
+                "2026-01-06",
+                "in",
+            )
             assert ctr.total == Decimal("19400.00")
             assert sorted(ctr.accounts) == sorted([jane.account_id, second])
             assert ctr.due_day == "2026-01-21"
@@ -104,7 +108,11 @@ class TestCtrAndStructuringAcrossAccountsAndMidnight:
             assert set(alerts) == {"structuring", "structuring_accounts"}
             facts = alerts["structuring"].facts
             assert facts["count"] == 3
-            assert [m["day"] for m in facts["movements"]] == ["2026-01-05", "2026-01-06", "2026-01-06"]
+            assert [m["day"] for m in facts["movements"]] == [
+                "2026-01-05",
+                "2026-01-06",
+                "2026-01-06",
+            ]
             # Masked accounts in the facts.
             assert all(m["account"].startswith("***") for m in facts["movements"])
             assert jane.account_id not in str(facts)
@@ -124,7 +132,9 @@ class TestCtrAndStructuringAcrossAccountsAndMidnight:
             )
             await small.run_once()
             # A new process: a fresh consumer from the stored checkpoint.
-            fresh = AmlConsumer(sessions=services.sessions, clock=api.clock, monitor=services.monitor)
+            fresh = AmlConsumer(
+                sessions=services.sessions, clock=api.clock, monitor=services.monitor
+            )
             await fresh.run()
             again = await fresh.run()
             assert again.events == 0
@@ -141,7 +151,9 @@ class TestCtrAndStructuringAcrossAccountsAndMidnight:
 
 
 class TestCases:
-    async def _case(self, api: Api, client: Any, *, suspect: bool = True) -> tuple[Any, dict[str, Any]]:
+    async def _case(
+        self, api: Api, client: Any, *, suspect: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
         await two_accounts_over_midnight(api, client)
         await monitor(api)
         carol = await staff(api, client, "carol", Role.COMPLIANCE)
@@ -158,13 +170,16 @@ class TestCases:
         return carol, opened.json()
 
     @pytest.mark.spec("AML-3")
-    async def test_the_sar_clock_runs_30_days_from_detection_with_reminders_once(self, api: Api) -> None:
+    async def test_the_sar_clock_runs_30_days_from_detection_with_reminders_once(
+        self, api: Api
+    ) -> None:
         async with api.client() as client:
             carol, case = await self._case(api, client)
             detected = datetime.fromisoformat(case["detected_at"])
             due = datetime.fromisoformat(case["sar_due"])
             assert (due - detected).days == 30
-            assert len(case["alerts"]) == 2 and len(case["movements"]) == 3
+            assert len(case["alerts"]) == 2
+            assert len(case["movements"]) == 3
             services = aml_of(api)
 
             async def remind() -> int:
@@ -189,7 +204,9 @@ class TestCases:
         async with unit_of_work(services.sessions) as session:
             mails = (
                 await session.execute(
-                    select(func.count()).select_from(OutboxMessage).where(OutboxMessage.template == "aml_sar_deadline")
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.template == "aml_sar_deadline")
                 )
             ).scalar_one()
         assert mails == 3
@@ -215,7 +232,9 @@ class TestCases:
             assert second.json()["status"] == "closed"
 
     @pytest.mark.spec("AML-1")
-    async def test_a_sar_is_exported_as_valid_fincen_xml_and_refused_when_incomplete(self, api: Api) -> None:
+    async def test_a_sar_is_exported_as_valid_fincen_xml_and_refused_when_incomplete(
+        self, api: Api
+    ) -> None:
         async with api.client() as client:
             carol, case = await self._case(api, client)
             decided = await carol.post(
@@ -286,7 +305,9 @@ class TestPermissionsAndBadInput:
                 response = await carol.post(f"{AML}/cases", body)
                 assert response.status_code == 422, response.text
                 assert response.headers["content-type"].startswith("application/problem+json")
-            missing = await carol.post(f"{AML}/cases", {"alert_ids": ["0" * 8 + "-0000-7000-8000-" + "0" * 12]})
+            missing = await carol.post(
+                f"{AML}/cases", {"alert_ids": ["0" * 8 + "-0000-7000-8000-" + "0" * 12]}
+            )
             assert missing.status_code == 404
             assert (await carol.get(f"{AML}/alerts", params={"status": "bogus"})).status_code == 422
         assert await rows(api, AmlCase) == []

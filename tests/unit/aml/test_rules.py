@@ -115,9 +115,14 @@ class TestCtrAggregation:
         tape = Tape()
         tape.deposit("10000.00", at(2026, 1, 6, 9))
         day = date(2026, 1, 6)
-        assert ctr_aggregate(tape.items, user_id="u1", day=day, direction=Direction.IN, rules=RULES) is None
+        assert (
+            ctr_aggregate(tape.items, user_id="u1", day=day, direction=Direction.IN, rules=RULES)
+            is None
+        )
         tape.deposit("0.01", at(2026, 1, 6, 10), account="acct-B")
-        found = ctr_aggregate(tape.items, user_id="u1", day=day, direction=Direction.IN, rules=RULES)
+        found = ctr_aggregate(
+            tape.items, user_id="u1", day=day, direction=Direction.IN, rules=RULES
+        )
         assert found is not None
         assert found.total == Decimal("10000.01")
         assert found.accounts == ("acct-0001", "acct-B")
@@ -128,13 +133,18 @@ class TestCtrAggregation:
         tape.withdraw("6000", at(2026, 1, 6, 10))
         day = date(2026, 1, 6)
         for direction in Direction:
-            assert ctr_aggregate(tape.items, user_id="u1", day=day, direction=direction, rules=RULES) is None
+            assert (
+                ctr_aggregate(tape.items, user_id="u1", day=day, direction=direction, rules=RULES)
+                is None
+            )
 
     def test_rails_outside_the_setting_do_not_count(self) -> None:
         tape = Tape()
         tape.deposit("20000", at(2026, 1, 6, 9), rail="card")
         rules = AmlRules(ctr_rails=frozenset({"ach", "wire"}))
-        found = ctr_aggregate(tape.items, user_id="u1", day=date(2026, 1, 6), direction=Direction.IN, rules=rules)
+        found = ctr_aggregate(
+            tape.items, user_id="u1", day=date(2026, 1, 6), direction=Direction.IN, rules=rules
+        )
         assert found is None
 
     @pytest.mark.spec("AML-3")
@@ -177,7 +187,8 @@ class TestStructuring:
         first = structuring(tape.items[-1], tape.items, RULES)
         fourth = tape.deposit("9000", at(2026, 1, 8))
         again = structuring(fourth, tape.items, RULES)
-        assert first is not None and again is not None
+        assert first is not None
+        assert again is not None
         assert first.window_key == again.window_key
 
     @pytest.mark.spec("AML-1")
@@ -219,7 +230,9 @@ class TestRapidInOut:
         assert rapid_in_out(traded.withdraw("5000", at(2026, 1, 7)), traded.items, RULES) is None
         partial = Tape()
         partial.deposit("5000", at(2026, 1, 5))
-        assert rapid_in_out(partial.withdraw("3999.99", at(2026, 1, 6)), partial.items, RULES) is None
+        assert (
+            rapid_in_out(partial.withdraw("3999.99", at(2026, 1, 6)), partial.items, RULES) is None
+        )
         late = Tape()
         late.deposit("5000", at(2026, 1, 5, 9))
         assert rapid_in_out(late.withdraw("5000", at(2026, 1, 10, 10)), late.items, RULES) is None
