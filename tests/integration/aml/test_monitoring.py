@@ -13,9 +13,16 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.access import staff
-from tests.support.aml_profiles_stand_in import StandInKyc, filing_person
+from tests.support.aml_profiles_stand_in import StandInKyc, filing_person, risk_profile
 from tests.support.api import Api
-from tests.support.funds import Customer, add_bank, customer
+from tests.support.funds import (
+    Customer,
+    add_bank,
+    confirm,
+    customer,
+    past_cooling,
+    request_withdrawal,
+)
 from tests.support.trading import funded_account
 from tradeguard.access.domain import Role
 from tradeguard.aml import fincen
@@ -24,6 +31,7 @@ from tradeguard.aml.container import AmlServices
 from tradeguard.aml.models import AmlAlert, AmlCase, AmlCtr, AmlFiling, AmlMovement
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.db.engine import unit_of_work
+from tradeguard.ledger.domain import Party
 from tradeguard.ledger.sequencer import LedgerSequencer
 from tradeguard.notify.models import OutboxMessage
 
@@ -312,3 +320,74 @@ class TestPermissionsAndBadInput:
             assert (await carol.get(f"{AML}/alerts", params={"status": "bogus"})).status_code == 422
         assert await rows(api, AmlCase) == []
         assert all(a.case_id is None for a in await rows(api, AmlAlert))
+
+
+class TestWithdrawalsAndProfiles:
+    @pytest.mark.spec("AML-1")
+    @pytest.mark.spec("AML-2")
+    async def test_money_in_and_straight_out_by_a_high_risk_customer_alerts(self, api: Api) -> None:
+        async with api.client() as client:
+            alice = await customer(api, client, "alice", phone="+14155550131")
+            await add_bank(api, alice)
+            await past_cooling(api, alice)
+            aml_of(api).deps.profiles = StandInKyc(
+                profiles={
+                    alice.trader.user_id: risk_profile(
+                        alice.trader.user_id,
+                        country="IR",
+                        expected_monthly_funding=Decimal(1000),
+                    )
+                }
+            )
+            await deposit(alice, alice.account_id, "6000.00", "in-1")
+            asked = await request_withdrawal(alice, "5000.00")
+            assert asked.status_code == 202, asked.text
+            sent = await confirm(api, alice, asked.json()["id"])
+            assert sent.json()["status"] == "sent", sent.text
+            result = await monitor(api)
+        assert result.movements == 2
+        alerts = {a.rule: a for a in await rows(api, AmlAlert)}
+        assert set(alerts) == {"rapid_in_out", "high_risk_geography", "profile_deviation"}
+        rapid = alerts["rapid_in_out"].facts
+        assert (rapid["deposited"], rapid["withdrawn"], rapid["traded"]) == (
+            "6000.00",
+            "5000.00",
+            "0.00",
+        )
+        assert alerts["high_risk_geography"].facts["countries"] == ["IR"]
+        assert alerts["profile_deviation"].facts["expected_from"] == "profile"
+        moved = {m.kind: m for m in await rows(api, AmlMovement)}
+        assert moved["withdrawal"].rail == "ach"
+        assert moved["withdrawal"].amount == Decimal("5000.00")
+
+
+class TestRetention:
+    @pytest.mark.spec("AML-3")
+    async def test_records_are_kept_five_years_then_purged(self, api: Api) -> None:
+        async with api.client() as client:
+            await two_accounts_over_midnight(api, client)
+            await monitor(api)
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            (ctr,) = (await carol.get(f"{AML}/ctrs")).json()
+            draft = await carol.post(f"{AML}/ctrs/{ctr['id']}/export", {"final": False})
+            assert draft.status_code == 201, draft.text
+            assert "subject.tin" in draft.json()["missing"]
+            services = aml_of(api)
+
+            async def purge() -> dict[str, int]:
+                async with unit_of_work(services.sessions) as session:
+                    return await services.filings.purge(session, actor=Party("system", "test"))
+
+            api.clock.advance(seconds=(5 * 365) * DAY)  # 5 years less the leap day
+            assert (await purge())["filings"] == 0
+            await carol.sign_in_again()
+            refused = await carol.delete(f"{AML}/filings/{draft.json()['id']}")
+            assert refused.status_code == 409
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            api.clock.advance(seconds=2 * DAY)
+            counts = await purge()
+        assert counts["filings"] == 1
+        assert counts["ctrs"] == 1
+        assert counts["movements"] == 3
+        assert counts["alerts"] == 2
+        assert await rows(api, AmlFiling) == []
