@@ -43,6 +43,13 @@ async def movement(session: AsyncSession, movement_id: str) -> AmlMovement | Non
     return await session.get(AmlMovement, movement_id)
 
 
+async def existing_movement_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    query = select(AmlMovement.id).where(AmlMovement.id.in_(list(ids)))
+    return set((await session.execute(query)).scalars().all())
+
+
 async def movements_by_id(session: AsyncSession, ids: Sequence[str]) -> Sequence[AmlMovement]:
     if not ids:
         return []
@@ -60,15 +67,6 @@ async def movements_since(
             AmlMovement.ts_ns >= since_ns,
             AmlMovement.seq <= through_seq,
         )
-        .order_by(AmlMovement.seq)
-    )
-    return (await session.execute(query)).scalars().all()
-
-
-async def movements_of_day(session: AsyncSession, user_id: str, day: str) -> Sequence[AmlMovement]:
-    query = (
-        select(AmlMovement)
-        .where(AmlMovement.user_id == user_id, AmlMovement.day == day)
         .order_by(AmlMovement.seq)
     )
     return (await session.execute(query)).scalars().all()

@@ -278,16 +278,21 @@ class AmlMonitor:
         accounts = {a for e in watched if (a := _account_of(e.document)) is not None}
         owners = await self.deps.accounts.owners_of(session, sorted(accounts))
         profiles: dict[str, ProfileView] = {}
+        parsed: list[Movement] = []
         for event in watched:
             try:
                 movement = await self._parse(session, event, owners)
             except (ValueError, KeyError, TypeError, NotFound):
                 result.skipped += 1
                 continue
-            if movement is None:
+            if movement is not None:
+                parsed.append(movement)
+        # Read before (a replay after a crash between passes): counted once.
+        seen = await repository.existing_movement_ids(session, [m.id for m in parsed])
+        for movement in parsed:
+            if movement.id in seen:
                 continue
-            if await repository.movement(session, movement.id) is not None:
-                continue  # read before (a replay): counted once
+            seen.add(movement.id)
             session.add(
                 AmlMovement(
                     id=movement.id,
@@ -308,11 +313,12 @@ class AmlMonitor:
             result.movements += 1
             if movement.user_id not in profiles:
                 profiles[movement.user_id] = await self.profile(session, movement.user_id)
-            for finding in await self.judge(session, movement, profiles[movement.user_id]):
+            history = await self.history(session, movement)
+            for finding in await self.judge(session, movement, profiles[movement.user_id], history):
                 raised = await self.record(session, finding)
                 result.alerts += raised
                 result.folded += not raised
-            result.ctrs += await self._ctr(session, movement)
+            result.ctrs += await self._ctr(session, movement, history)
         return result
 
     async def _parse(
@@ -408,15 +414,31 @@ class AmlMonitor:
             rating=found.rating.value,
         )
 
+    async def history(self, session: AsyncSession, movement: Movement) -> list[Movement]:
+        """The person's movements within the longest window, through this one. Day-based
+        windows reach back to the start of a business day: one day more."""
+        since = movement.ts_ns - (self.deps.rules.lookback_days + 1) * DAY_NS
+        rows = await repository.movements_since(session, movement.user_id, since, movement.seq)
+        return [_movement(r) for r in rows]
+
     async def judge(
-        self, session: AsyncSession, movement: Movement, profile: ProfileView
+        self,
+        session: AsyncSession,
+        movement: Movement,
+        profile: ProfileView,
+        history: list[Movement] | None = None,
     ) -> list[Finding]:
         rules = self.deps.rules
-        # Day-based windows reach back to the start of a business day: one day more.
-        since = movement.ts_ns - (rules.lookback_days + 1) * DAY_NS
-        rows = await repository.movements_since(session, movement.user_id, since, movement.seq)
-        history = [_movement(r) for r in rows]
-        previous = await repository.previous_activity_ns(session, movement.account_id, movement.seq)
+        if history is None:
+            history = await self.history(session, movement)
+        earlier = [
+            m.ts_ns for m in history if m.account_id == movement.account_id and m.seq < movement.seq
+        ]
+        previous = (
+            max(earlier)
+            if earlier
+            else await repository.previous_activity_ns(session, movement.account_id, movement.seq)
+        )
         net = Decimal(0)
         if movement.is_trade:
             for kind, amount in await repository.cash_totals_before(
@@ -488,15 +510,16 @@ class AmlMonitor:
         )
         return True
 
-    async def _ctr(self, session: AsyncSession, movement: Movement) -> int:
+    async def _ctr(self, session: AsyncSession, movement: Movement, history: list[Movement]) -> int:
+        """Keep the CTR owed for the movement's person, day and direction (the history
+        covers the whole business day: it reaches back a day past the longest window)."""
         deps, rules = self.deps, self.deps.rules
         direction = movement.direction
         if direction is None or (movement.rail or "") not in rules.ctr_rails:
             return 0
         day = movement.day.isoformat()
-        rows = await repository.movements_of_day(session, movement.user_id, day)
         aggregate = ctr_aggregate(
-            [_movement(r) for r in rows],
+            history,
             user_id=movement.user_id,
             day=movement.day,
             direction=direction,
