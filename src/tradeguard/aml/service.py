@@ -203,16 +203,6 @@ class AmlDeps:
         )
 
 
-class WithdrawalFacts(Protocol):
-    id: str
-    user_id: str
-    account_id: str
-    bank_account_id: str
-    rail: str
-    amount: Decimal
-    currency: str
-
-
 class WithdrawalReader(Protocol):
     async def staff_get(self, session: AsyncSession, withdrawal_id: str) -> Any: ...
 

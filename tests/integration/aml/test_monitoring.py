@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from tests.support.access import staff
 from tests.support.aml_profiles_stand_in import StandInKyc, filing_person, risk_profile
-from tests.support.api import Api
+from tests.support.api import Api, audit_events
 from tests.support.funds import (
     Customer,
     add_bank,
@@ -238,6 +238,19 @@ class TestCases:
             second = await dave.post(path, {"decision": "no_sar", "reason": "agreed: payroll"})
             assert second.status_code == 200, second.text
             assert second.json()["status"] == "closed"
+            assert second.json()["first_decider"] == carol.user_id
+            assert second.json()["decided_by"] == dave.user_id
+            again = await dave.post(path, {"decision": "sar", "reason": "changed my mind"})
+            assert again.status_code == 409
+        # Every change is a ledger event, naming who did it.
+        opened = await audit_events(api, "aml:case:opened")
+        first_decision = await audit_events(api, "aml:case:first_decision")
+        decided = await audit_events(api, "aml:case:decided")
+        assert [e["data"]["case_id"] for e in opened] == [case["id"]]
+        assert [e["actor"]["id"] for e in first_decision] == [carol.user_id]
+        assert [(e["actor"]["id"], e["data"]["decision"]) for e in decided] == [
+            (dave.user_id, "no_sar")
+        ]
 
     @pytest.mark.spec("AML-1")
     async def test_a_sar_is_exported_as_valid_fincen_xml_and_refused_when_incomplete(
@@ -318,6 +331,16 @@ class TestPermissionsAndBadInput:
             )
             assert missing.status_code == 404
             assert (await carol.get(f"{AML}/alerts", params={"status": "bogus"})).status_code == 422
+            # Support staff hold none of the AML permissions.
+            sam = await staff(api, client, "sam", Role.SUPPORT)
+            assert (await sam.get(f"{AML}/alerts")).status_code == 403
+            assert (await sam.get(f"{AML}/ctrs")).status_code == 403
+            assert (await sam.get(f"{AML}/cases")).status_code == 403
+            denied = await audit_events(api, "access:permission:checked")
+            assert any(
+                e["actor"]["id"] == sam.user_id and e["data"].get("allowed") is False
+                for e in denied
+            )
         assert await rows(api, AmlCase) == []
         assert all(a.case_id is None for a in await rows(api, AmlAlert))
 
