@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tradeguard.aml import repository
 from tradeguard.aml.service import AmlMonitor
 from tradeguard.core.clock import Clock
-from tradeguard.db.engine import unit_of_work
-from tradeguard.ledger.service import events_after
+from tradeguard.db.engine import read_only, unit_of_work
+from tradeguard.ledger.service import chained_after, events_after
 
 CONSUMER_NAME = "aml"
 DEFAULT_BATCH = 1000
@@ -48,6 +48,8 @@ class AmlConsumer:
         self._monitor = monitor
         self._batch = batch_size
         self._name = name
+        # The checkpoint this process last committed (None: not known yet).
+        self._covered: int | None = None
 
     @property
     def batch_size(self) -> int:
@@ -55,19 +57,38 @@ class AmlConsumer:
 
     async def run_once(self) -> PassResult:
         """Judge one batch of events after the checkpoint and move the checkpoint past it."""
+        if await self._caught_up():
+            return PassResult(0)
         async with unit_of_work(self._sessions) as session:
             now = self._clock.now_ns()
             mark = await repository.lock_checkpoint(session, self._name, now)
             batch = await events_after(session, after_seq=mark.last_seq, limit=self._batch)
             if not batch:
+                self._covered = mark.last_seq
                 return PassResult(0)
+            self._covered = None
             result = await self._monitor.ingest(session, batch)
             mark.last_seq = batch[-1].seq
             mark.events_read += len(batch)
             mark.updated_ns = now
+            committed = mark.last_seq
+        self._covered = committed
         return PassResult(
             len(batch), result.movements, result.alerts, result.folded, result.ctrs, result.skipped
         )
+
+    async def _caught_up(self) -> bool:
+        """Nothing chained after what this process last read: a read-only look, so an idle
+        monitor polling every second never takes SQLite's write lock. (If a monitor in
+        another process moved the checkpoint, there are events after ours: we go on, and
+        the locked checkpoint says where.)"""
+        bind = self._sessions.kw.get("bind")
+        if self._covered is None or not isinstance(bind, AsyncEngine):
+            return False
+        async with bind.connect() as conn:
+            await read_only(conn)
+            async with conn.begin():
+                return not await chained_after(conn, self._covered)
 
     async def run(self) -> PassResult:
         """Pass until caught up with the chained ledger."""

@@ -29,6 +29,7 @@ from tradeguard.aml import fincen
 from tradeguard.aml.consumer import AmlConsumer
 from tradeguard.aml.container import AmlServices
 from tradeguard.aml.models import AmlAlert, AmlCase, AmlCtr, AmlFiling, AmlMovement
+from tradeguard.aml.tasks import run_deadlines_once
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import Party
@@ -191,8 +192,8 @@ class TestCases:
             services = aml_of(api)
 
             async def remind() -> int:
-                async with unit_of_work(services.sessions) as session:
-                    return await services.cases.remind(session, case["id"])
+                # The deadline job's pass over every open case.
+                return await run_deadlines_once(services)
 
             api.clock.advance(seconds=22 * DAY)  # 8 days before
             assert await remind() == 0
@@ -222,9 +223,27 @@ class TestCases:
     @pytest.mark.spec("AML-3")
     async def test_without_a_suspect_the_deadline_is_60_days(self, api: Api) -> None:
         async with api.client() as client:
-            _, case = await self._case(api, client, suspect=False)
+            carol, case = await self._case(api, client, suspect=False)
+            path = f"{AML}/cases/{case['id']}"
+            noted = await carol.post(f"{path}/notes", {"text": "Asked the customer for payslips."})
+            assert noted.status_code == 201, noted.text
+            assert [n["text"] for n in noted.json()["notes"]] == [
+                "Asked the customer for payslips."
+            ]
+            empty = await carol.post(f"{path}/notes", {"text": "   "})
+            assert empty.status_code == 422
+            unknown = await carol.post(f"{path}/evidence", {"movement_ids": ["deposit:nope"]})
+            assert unknown.status_code == 404
+            malformed = await carol.post(f"{path}/evidence", {"movement_ids": ["x' OR 1=1"]})
+            assert malformed.status_code == 422
+            mine = [m["id"] for m in case["movements"]][:1]
+            attached = await carol.post(f"{path}/evidence", {"movement_ids": mine})
+            assert attached.status_code == 200, attached.text
+            assert len(attached.json()["movements"]) == 3
         detected = datetime.fromisoformat(case["detected_at"])
         assert (datetime.fromisoformat(case["sar_due"]) - detected).days == 60
+        notes = await audit_events(api, "aml:case:noted")
+        assert "payslips" not in str(notes)  # the ledger names the note, not its text
 
     async def test_closing_a_high_scoring_case_without_sar_takes_two_people(self, api: Api) -> None:
         async with api.client() as client:
