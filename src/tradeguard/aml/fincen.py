@@ -66,6 +66,7 @@ _ZIP = re.compile(r"^(\d{5}|\d{9})$")
 _STATE = re.compile(r"^[A-Z]{2}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _PHONE = re.compile(r"^\d{10,16}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def q(tag: str) -> str:
@@ -170,7 +171,9 @@ class _Builder:
         if seq:
             child.set("SeqNum", self.seq.next())
         if text is not None:
-            child.text = text
+            # XML 1.0 has no place for control characters: a stray one typed into a KYC
+            # record must not make the whole batch unreadable.
+            child.text = _CONTROL.sub("", text)
         return child
 
     def party(self, activity: ET.Element, code: str) -> ET.Element:

@@ -140,3 +140,13 @@ class TestBrokenBatches:
         assert "subject.tin" in empty.missing()
         assert "subject.address.zip_code" in empty.missing()
         assert FILER.missing() == []
+
+
+class TestText:
+    def test_control_characters_and_markup_in_names_stay_well_formed(self) -> None:
+        odd = fincen.Subject(
+            "Doe\x00\x1b<script>&", "Jane", date(1980, 2, 14), "123456789", SUBJECT.address
+        )
+        root = fincen.parse(fincen.to_bytes(ctr(subject=odd)))
+        names = [el.text for el in root.iter(q("RawEntityIndividualLastName"))]
+        assert names == ["Doe<script>&"]
