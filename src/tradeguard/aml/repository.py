@@ -26,6 +26,8 @@ async def lock_checkpoint(session: AsyncSession, name: str, now_ns: int) -> AmlC
     query = select(AmlCheckpoint).where(AmlCheckpoint.name == name).with_for_update()
     row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
+        # The migration seeds the default row; a monitor of another name starts at the
+        # beginning of the ledger.
         row = AmlCheckpoint(name=name, last_seq=0, events_read=0, updated_ns=now_ns)
         session.add(row)
         await session.flush()

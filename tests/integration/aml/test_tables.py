@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.tables import model_differences
+from tradeguard.aml.models import AmlCheckpoint
 
 AML_TABLES = {
     "aml_checkpoints",
@@ -25,3 +26,8 @@ class TestAmlTables:
             tables = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
         assert differences == []
         assert tables >= AML_TABLES
+
+    async def test_the_monitor_checkpoint_is_seeded(self, engine: AsyncEngine) -> None:
+        async with engine.connect() as conn:
+            rows = await conn.execute(AmlCheckpoint.__table__.select())
+            assert [(r.name, r.last_seq) for r in rows] == [("aml", 0)]

@@ -26,6 +26,16 @@ def upgrade() -> None:
         sa.Column("updated_ns", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_aml_checkpoints"),
     )
+    # Seeded, so monitors starting at once in several processes lock one existing row
+    # instead of racing to insert it.
+    checkpoints = sa.table(
+        "aml_checkpoints",
+        sa.column("name", sa.String),
+        sa.column("last_seq", sa.BigInteger),
+        sa.column("events_read", sa.BigInteger),
+        sa.column("updated_ns", sa.BigInteger),
+    )
+    op.bulk_insert(checkpoints, [{"name": "aml", "last_seq": 0, "events_read": 0, "updated_ns": 0}])
     op.create_table(
         "aml_movements",
         sa.Column("id", sa.String(60), nullable=False),
