@@ -325,6 +325,12 @@ class TestCases:
             assert fincen.validate(root) == []
             assert root.get("TotalAmount") == "19400"
             assert (await carol.get(f"{AML}/ctrs/{ctr['id']}")).json()["status"] == "filed"
+            # A later deposit of that same day: an amended CTR is owed.
+            await deposit(jane, jane.account_id, "100.00", "d-late")
+            await monitor(api)
+            late = (await carol.get(f"{AML}/ctrs/{ctr['id']}")).json()
+            assert late["total"] == "19500.00"
+            assert late["amended"] is True
 
 
 class TestPermissionsAndBadInput:
