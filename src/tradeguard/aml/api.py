@@ -160,6 +160,7 @@ async def list_alerts(
 
 @router.get("/alerts/{alert_id}", responses=problems(404), **guarded(Permission.AML_ALERTS))
 async def get_alert(alert_id: IdPath, request: Request) -> s.AlertOut:
+    """One alert with its facts: amounts, days, masked accounts, window and threshold."""
     services = aml(request)
     async with unit_of_work(services.sessions) as session:
         row = await repository.alert(session, alert_id)
@@ -184,6 +185,7 @@ async def list_ctrs(
 
 @router.get("/ctrs/{ctr_id}", responses=problems(404), **guarded(Permission.AML_FILE))
 async def get_ctr(ctr_id: IdPath, request: Request) -> s.CtrOut:
+    """One CTR: the person's day, direction, total, accounts and filing deadline."""
     services = aml(request)
     async with unit_of_work(services.sessions) as session:
         return ctr_out(await services.filings.ctr(session, ctr_id))
@@ -212,7 +214,18 @@ async def export_ctr(
         return filing_out(done.filing, done.problems)
 
 
-@router.get("/filings/{filing_id}", responses=problems(404), **guarded(Permission.AML_FILE))
+@router.get(
+    "/filings/{filing_id}",
+    response_class=Response,
+    responses={
+        **problems(404),
+        200: {
+            "description": "The FinCEN batch XML (EFilingBatchXML) as exported",
+            "content": {XML: {"schema": {"type": "string"}}},
+        },
+    },
+    **guarded(Permission.AML_FILE),
+)
 async def download_filing(filing_id: IdPath, request: Request) -> Response:
     """The stored batch XML of an export."""
     services = aml(request)
@@ -296,6 +309,7 @@ async def get_case(case_id: IdPath, request: Request) -> s.CaseDetailOut:
 async def assign_case(
     case_id: IdPath, body: s.AssignIn, request: Request, principal: CurrentPrincipal
 ) -> s.CaseDetailOut:
+    """Assign the case to a compliance officer or administrator."""
     services = aml(request)
     async with unit_of_work(services.sessions) as session:
         await services.cases.assign(
@@ -317,6 +331,7 @@ async def assign_case(
 async def note_case(
     case_id: IdPath, body: s.NoteIn, request: Request, principal: CurrentPrincipal
 ) -> s.CaseDetailOut:
+    """Add a note to the case (its text stays in the case; the ledger event names it)."""
     services = aml(request)
     async with unit_of_work(services.sessions) as session:
         await services.cases.note(
