@@ -304,6 +304,76 @@ class Settings(BaseSettings):
     apikeys_leak_report_public_key: str | None = None
 
     # Transaction monitoring, CTRs and SAR cases (issue #13, AML-1..3; docs/aml.md).
+    # The monitor tails the ledger behind its checkpoint (aml/consumer.py).
+    aml_enabled: bool = True
+    aml_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000
+    # The firm's business day for CTR aggregation and the day-based windows (31 CFR
+    # 1010.313: per person per business day).
+    aml_timezone: str = "America/New_York"
+    # CTR (31 CFR 1010.311): currency transactions of MORE than this per person per business
+    # day, cash-in and cash-out aggregated separately; filed within aml_ctr_filing_days
+    # (1010.306(a)(1): 15 calendar days).
+    aml_ctr_threshold: Annotated[Decimal, Field(gt=0)] = Decimal(10_000)
+    aml_ctr_filing_days: Annotated[int, Field(ge=1, le=15)] = 15
+    # Which rails count as currency transactions (the firm's choice, docs/aml.md). The
+    # platform takes no physical cash, so by default every deposit and withdrawal rail does.
+    aml_ctr_rails: list[str] = Field(default_factory=lambda: ["ach", "wire", "card"])
+    # Structuring: movements between this share of the CTR threshold and the threshold...
+    aml_structuring_floor: Annotated[Decimal, Field(ge=Decimal("0.5"), lt=1)] = Decimal("0.8")
+    # ...at least this many within this many business days (in one direction)...
+    aml_structuring_count: Annotated[int, Field(ge=2, le=50)] = 3
+    aml_structuring_window_days: Annotated[int, Field(ge=1, le=31)] = 5
+    # ...or one business day split across at least this many accounts, each movement under
+    # the threshold, adding up to at least the floor share of it.
+    aml_structuring_accounts: Annotated[int, Field(ge=2, le=20)] = 2
+    # Rapid in-and-out: a withdrawal within this many days of deposits of at least the
+    # minimum, taking out at least this share of them, with trading of less than this share.
+    aml_rapid_days: Annotated[int, Field(ge=1, le=60)] = 5
+    aml_rapid_min_amount: Annotated[Decimal, Field(gt=0)] = Decimal(5_000)
+    aml_rapid_out_share: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.8")
+    aml_rapid_trading_share: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.25")
+    # Against the profile: money moved (in plus out) within the window above this multiple
+    # of the customer's expected monthly funding; the firm's default expectation when the
+    # profile has none (or there is no profile).
+    aml_profile_window_days: Annotated[int, Field(ge=1, le=92)] = 30
+    aml_profile_multiple: Annotated[Decimal, Field(ge=1, le=100)] = Decimal(3)
+    aml_default_monthly_funding: Annotated[Decimal, Field(gt=0)] = Decimal(20_000)
+    # Dormant account waking: no movement or trade for this many days, then at least this.
+    aml_dormant_days: Annotated[int, Field(ge=30, le=3650)] = 180
+    aml_dormant_min_amount: Annotated[Decimal, Field(gt=0)] = Decimal(5_000)
+    # Rapid trading: within the window, executed notional above this multiple of the
+    # money deposited (at least the minimum notional), or at least this many round trips
+    # (a buy and a sell of one symbol).
+    aml_trading_window_days: Annotated[int, Field(ge=1, le=31)] = 5
+    aml_trading_turnover: Annotated[Decimal, Field(ge=1, le=1000)] = Decimal(20)
+    aml_trading_min_notional: Annotated[Decimal, Field(gt=0)] = Decimal(100_000)
+    aml_trading_round_trips: Annotated[int, Field(ge=2, le=10_000)] = 20
+    # High-risk geographies (ISO 3166-1 alpha-2): the profile's residence or nationality
+    # (by default FATF's "call for action" list); movements of at least the minimum alert.
+    aml_high_risk_countries: list[str] = Field(default_factory=lambda: ["IR", "KP", "MM"])
+    aml_high_risk_min_amount: Annotated[Decimal, Field(gt=0)] = Decimal(1_000)
+    # SAR (31 CFR 1023.320(b)(3)): 30 calendar days from initial detection, 60 when no
+    # suspect was identified; reminders this many days before (once each).
+    aml_sar_days: Annotated[int, Field(ge=1, le=30)] = 30
+    aml_sar_no_suspect_days: Annotated[int, Field(ge=1, le=60)] = 60
+    aml_sar_reminder_days: list[int] = Field(default_factory=lambda: [7, 2])
+    # Closing a case without a SAR needs a second staff member when one of its alerts
+    # scored at least this (four-eyes).
+    aml_four_eyes_score: Annotated[int, Field(ge=0, le=101)] = 70
+    # The firm as filing institution and transmitter in FinCEN batch exports (docs/aml.md).
+    # Unset, exports are drafts that name what is missing.
+    aml_filer_name: Annotated[str, Field(max_length=150)] = ""
+    aml_filer_tin: Annotated[str, Field(pattern=r"^(\d{9})?$")] = ""
+    aml_filer_street: Annotated[str, Field(max_length=100)] = ""
+    aml_filer_city: Annotated[str, Field(max_length=50)] = ""
+    aml_filer_state: Annotated[str, Field(pattern=r"^([A-Z]{2})?$")] = ""
+    aml_filer_zip: Annotated[str, Field(pattern=r"^(\d{5}|\d{9})?$")] = ""
+    aml_filer_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
+    aml_filer_contact_office: Annotated[str, Field(max_length=150)] = ""
+    aml_filer_phone: Annotated[str, Field(pattern=r"^(\d{10,16})?$")] = ""
+    aml_filer_tcc: Annotated[str, Field(pattern=r"^([A-Z0-9]{8})?$")] = ""
+    # BSA record keeping (31 CFR 1010.430): at least five years.
+    aml_retention_years: Annotated[int, Field(ge=5, le=100)] = 5
 
     # Staff access anomaly alerts (IAC-4, docs/access.md). Each limit is what is still
     # normal: one more within the window raises an alert.
@@ -633,7 +703,7 @@ class Settings(BaseSettings):
             raise ValueError('must be a non-empty JSON list of weekdays, e.g. ["mon","tue"]')
         return sorted(set(days), key=WEEKDAYS.index)
 
-    @field_validator("access_working_timezone", "funds_timezone")
+    @field_validator("access_working_timezone", "funds_timezone", "aml_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
         try:
@@ -641,6 +711,30 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("must be an IANA time zone such as America/New_York") from None
         return value
+
+    @field_validator("aml_ctr_rails")
+    @classmethod
+    def _aml_rails(cls, value: list[str]) -> list[str]:
+        rails = sorted({item.strip().lower() for item in value})
+        if any(rail not in ("ach", "wire", "card") for rail in rails):
+            raise ValueError('must be a JSON list of rails among "ach", "wire", "card"')
+        return rails
+
+    @field_validator("aml_high_risk_countries")
+    @classmethod
+    def _aml_countries(cls, value: list[str]) -> list[str]:
+        codes = sorted({item.strip().upper() for item in value})
+        if any(len(code) != 2 or not code.isalpha() or not code.isascii() for code in codes):
+            raise ValueError("must be a JSON list of ISO 3166-1 alpha-2 country codes")
+        return codes
+
+    @field_validator("aml_sar_reminder_days")
+    @classmethod
+    def _aml_reminders(cls, value: list[int]) -> list[int]:
+        days = sorted(set(value), reverse=True)
+        if any(day < 1 or day > 59 for day in days):
+            raise ValueError("must be a JSON list of days between 1 and 59")
+        return days
 
     @field_validator("public_origin")
     @classmethod

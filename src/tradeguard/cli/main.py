@@ -12,6 +12,7 @@ from tradeguard import __version__
 from tradeguard.cli import (
     access,
     access_alerts,
+    aml,
     apikeys,
     audit,
     backup,
@@ -55,6 +56,7 @@ app.add_typer(funds.app, name="funds")
 kyc.app.add_typer(kyc_documents.app, name="documents")
 app.add_typer(kyc.app, name="kyc")
 app.add_typer(sanctions.app, name="sanctions")
+app.add_typer(aml.app, name="aml")
 # `tradeguard access`: staff access administration; its `alerts` group is IAC-4.
 access.app.add_typer(access_alerts.app, name="alerts")
 app.add_typer(access.app, name="access")

@@ -114,6 +114,8 @@ LOCATIONS: tuple[Location, ...] = (
     Location(DataClass.PERSONAL_DETAILS, "kyc_applications", "edd_note_enc", "id", _text_key("id")),
     Location(DataClass.TAX_ID, "kyc_applications", "tax_id_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_RECIPIENT, "notify_outbox", "recipient_enc", "id", _text_key("id")),
+    # AML's FinCEN exports carry the subject's name, address, tax id and date of birth.
+    Location(DataClass.PERSONAL_DETAILS, "aml_filings", "document_enc", "id", _text_key("id")),
     Location(DataClass.NOTIFY_BODY, "notify_outbox", "body_enc", "id", _text_key("id")),
     Location(
         DataClass.SUBJECT_KEYS,

@@ -186,3 +186,29 @@ class CustomerProfiles(Protocol):
     async def profile(self, session: AsyncSession, user_id: str) -> CustomerRiskProfile | None:
         """The customer's profile from their approved application, or None."""
         ...
+
+
+# The subject of a regulatory filing (onboarding → AML's CTR and SAR exports) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class FilingPerson:
+    """The customer as a FinCEN filing names them, from the approved application: read only
+    when a filing is exported (the tax id in full: the export is audited and sealed)."""
+
+    family_name: str | None
+    given_name: str | None
+    birth_date: date | None
+    tin: str | None
+    street: str | None
+    city: str | None
+    state: str | None
+    zip_code: str | None
+    country: str | None
+    occupation: str | None = None
+
+
+class FilingSubjects(Protocol):
+    async def filing_person(self, session: AsyncSession, user_id: str) -> FilingPerson | None:
+        """The customer's filing identity, or None when they have no approved application."""
+        ...

@@ -23,6 +23,10 @@ from tradeguard.access.alerts_tasks import COMPONENT as ACCESS_DETECTOR_COMPONEN
 from tradeguard.access.alerts_tasks import start_detector as start_access_detector
 from tradeguard.access.container import build_access
 from tradeguard.access.tasks import expiry_tracker, run_expiry
+from tradeguard.aml import api as aml_api
+from tradeguard.aml.container import build_aml
+from tradeguard.aml.tasks import COMPONENTS as AML_COMPONENTS
+from tradeguard.aml.tasks import start_tasks as start_aml_tasks
 from tradeguard.apikeys import api as apikeys_api
 from tradeguard.apikeys.container import build_apikeys
 from tradeguard.apikeys.tasks import reminder_loop as apikeys_reminder_loop
@@ -280,6 +284,7 @@ def _platform_routes() -> tuple[tuple[BaseRoute, ...], tuple[BaseRoute, ...]]:
     back.include_router(strict_query(onboarding_api.router))
     back.include_router(strict_query(onboarding_api.staff_router))
     back.include_router(strict_query(sanctions_api.router))
+    back.include_router(strict_query(aml_api.router))
     for router in (front, back):
         # Resolved here, once: later apps find them resolved.
         for _context in iter_route_contexts(router.routes):
@@ -408,6 +413,22 @@ def _webauthn_services(app: FastAPI, settings: Settings, identity: IdentityServi
     )
 
 
+async def _start_monitoring(app: FastAPI, settings: Settings, identity: IdentityServices) -> None:
+    """The fraud package's takeover defence and the AML monitor (AML-1..3), which reads
+    customers' risk profiles and, for filings, their identity from onboarding
+    (kyc/contracts.py)."""
+    await _start_fraud(app, settings, identity)
+    app.state.aml = build_aml(
+        settings,
+        identity=identity,
+        accounts=app.state.trading.accounts,
+        withdrawals=app.state.funds.withdrawals,
+        sessions=app.state.runtime.sessions,
+        profiles=app.state.onboarding.profiles,
+        subjects=app.state.onboarding.filings,
+    )
+
+
 def _lifespan(
     settings: Settings,
     *,
@@ -481,10 +502,12 @@ def _lifespan(
             sign_ins=identity.sign_ins,
             bank_accounts=app.state.funds.banks,
         )
+        # AML monitoring (AML-1..3): the KYC profiles and filing subjects are wired by the
+        # KYC package when it provides them (kyc/contracts.py); until then firm defaults.
         # Orders an automatic surveillance action cancelled leave the venue's books too.
         app.state.surveillance.consumer.on_cancelled = app.state.trading.desk.after_cancel
         install_staff_access_log(app.state.trading, app.state.backoffice)
-        await _start_fraud(app, settings, identity)
+        await _start_monitoring(app, settings, identity)
         app.state.ledger_tree = LedgerTree.from_settings(settings, active_engine, clock=clock)
         try:
             await sync_reference(app.state.trading, rebuild=True)
@@ -674,6 +697,19 @@ def _start_workers(
     for component in FUNDS_COMPONENTS:
         components.register(component)
     tasks.extend(start_funds_tasks(app.state.funds, stop, clock=clock, observer=components))
+    if settings.aml_enabled:
+        # AML monitoring tails the ledger behind its checkpoint; SAR deadline reminders.
+        for component in AML_COMPONENTS:
+            components.register(component)
+        tasks.extend(
+            start_aml_tasks(
+                app.state.aml,
+                stop,
+                interval_ms=settings.aml_interval_ms,
+                clock=clock,
+                observer=components,
+            )
+        )
     if settings.access_alerts_enabled:
         components.register(ACCESS_DETECTOR_COMPONENT)
         tasks.append(

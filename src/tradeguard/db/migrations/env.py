@@ -4,6 +4,7 @@ from alembic import context
 
 import tradeguard.access.alerts_models
 import tradeguard.access.models
+import tradeguard.aml.models
 import tradeguard.apikeys.models
 
 # Every domain's tables, so autogenerate (`make migration`) sees the whole schema.

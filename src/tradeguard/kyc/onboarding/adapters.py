@@ -7,7 +7,12 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.kyc.contracts import ApplicantFacts, CustomerRiskProfile, ScreeningSubject
+from tradeguard.kyc.contracts import (
+    ApplicantFacts,
+    CustomerRiskProfile,
+    FilingPerson,
+    ScreeningSubject,
+)
 from tradeguard.kyc.onboarding.service import OnboardingService
 
 
@@ -29,6 +34,17 @@ class RiskProfiles:
 
     async def profile(self, session: AsyncSession, user_id: str) -> CustomerRiskProfile | None:
         return await self._service.profile(session, user_id)
+
+
+class FilingPersons:
+    """`FilingSubjects` for AML's CTR and SAR exports: the approved application's identity,
+    address and tax id."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def filing_person(self, session: AsyncSession, user_id: str) -> FilingPerson | None:
+        return await self._service.filing_person(session, user_id)
 
 
 class CustomerSubjects:

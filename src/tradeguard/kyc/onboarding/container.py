@@ -14,6 +14,7 @@ from tradeguard.kyc.onboarding.adapters import (
     Applicants,
     ApprovedApplicationGate,
     CustomerSubjects,
+    FilingPersons,
     RiskProfiles,
 )
 from tradeguard.kyc.onboarding.common import OnboardingDeps
@@ -30,6 +31,7 @@ class OnboardingServices:
     applicants: Applicants
     profiles: RiskProfiles
     subjects: CustomerSubjects
+    filings: FilingPersons
     gate: ApprovedApplicationGate
 
     def wire(
@@ -80,5 +82,6 @@ def build_onboarding(
         applicants=Applicants(service),
         profiles=RiskProfiles(service),
         subjects=CustomerSubjects(service),
+        filings=FilingPersons(service),
         gate=gate,
     )

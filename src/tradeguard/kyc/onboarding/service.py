@@ -27,6 +27,7 @@ from tradeguard.kyc.contracts import (
     ApplicantFacts,
     CustomerRiskProfile,
     EvidenceStatus,
+    FilingPerson,
     RiskRating,
     ScreeningDecision,
     ScreeningSubject,
@@ -946,6 +947,27 @@ class OnboardingService:
             status=row.status,
             tax_id_last4=row.tax_id_last4,
             postal_code=address.get("postal_code"),
+        )
+
+    async def filing_person(self, session: AsyncSession, user_id: str) -> FilingPerson | None:
+        row = await repository.approved_of(session, user_id)
+        if row is None:
+            return None
+        sections = self.sections_of(row)
+        identity, address = sections.get("identity", {}), sections.get("address", {})
+        birth = identity.get("birth_date")
+        street = " ".join(p for p in (address.get("line1"), address.get("line2")) if p) or None
+        return FilingPerson(
+            family_name=identity.get("family_name"),
+            given_name=identity.get("given_names"),
+            birth_date=date.fromisoformat(birth) if birth else None,
+            tin=self._tax_value(row),
+            street=street,
+            city=address.get("city"),
+            state=address.get("region"),
+            zip_code=address.get("postal_code"),
+            country=address.get("country"),
+            occupation=sections.get("employment", {}).get("occupation"),
         )
 
     async def profile(self, session: AsyncSession, user_id: str) -> CustomerRiskProfile | None:
