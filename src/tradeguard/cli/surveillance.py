@@ -266,10 +266,36 @@ def run_command(
         )
 
 
+def _print_trades(row: dict[str, Any]) -> None:
+    """The orders and executions behind an alert, one line each."""
+    orders, executions = row.get("orders") or [], row.get("executions") or []
+    console.print(f"{'orders':18} {len(orders) or '-'}", markup=False)
+    for o in orders:
+        console.print(
+            f"  {o.get('time') or '?':31} {o['order_id']}  {o.get('side') or '?':4} "
+            f"{o.get('quantity') if o.get('quantity') is not None else '?'} @ "
+            f"{o.get('price') or '?'}  filled {o.get('filled_quantity', '?')}  "
+            f"{o.get('status') or 'unknown'}  account {o.get('account_id') or '?'}",
+            markup=False,
+        )
+    console.print(f"{'executions':18} {len(executions) or '-'}", markup=False)
+    for x in executions:
+        console.print(
+            f"  {x.get('time') or '?':31} {x['execution_id']}  {x.get('side') or '?':4} "
+            f"{x.get('quantity') if x.get('quantity') is not None else '?'} @ "
+            f"{x.get('price') or '?'}  {x.get('liquidity') or '?'}  order {x.get('order_id')}"
+            f"  counterparty {x.get('counterparty') or 'unknown'}",
+            markup=False,
+        )
+
+
 def _print_alert(row: dict[str, Any]) -> None:
     for key, value in row.items():
+        if key in ("orders", "executions"):
+            continue
         if key == "evidence":
-            console.print(f"{key:18} {json.dumps(value, indent=2)}", markup=False)
+            figures = {k: v for k, v in value.items() if k not in ("orders", "executions")}
+            console.print(f"{key:18} {json.dumps(figures, indent=2)}", markup=False)
             continue
         shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
         console.print(f"{key:18} {'-' if shown in (None, '') else shown}", markup=False)
@@ -330,6 +356,7 @@ def alerts_command(
         return
     if isinstance(found, dict):
         _print_alert(found)
+        _print_trades(found)
         return
     if not found:
         console.print("no alerts")

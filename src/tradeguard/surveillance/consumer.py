@@ -39,6 +39,7 @@ from tradeguard.surveillance.domain import Finding, SurveillanceParameters
 from tradeguard.surveillance.engine import SurveillanceEngine
 from tradeguard.surveillance.events import (
     MARKET_EVENT_TYPES,
+    Fill,
     MarketEvent,
     event_account,
     parse_market_event,
@@ -46,8 +47,17 @@ from tradeguard.surveillance.events import (
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.models import SurveillanceCheckpoint
 from tradeguard.surveillance.owners import BeneficialOwners, OwnerLink
+from tradeguard.surveillance.sar import mask_account_number
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
+from tradeguard.surveillance.trades import (
+    UNKNOWN,
+    counterparty_accounts,
+    mask_counterparties,
+    resolve_counterparties,
+    unresolved_matches,
+)
 from tradeguard.trading.accounts import AccountService
+from tradeguard.trading.common import AccountNotFound
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,8 @@ DEFAULT_BATCH = 2000
 # very large customer base does not grow without end.
 MAX_CACHED_OWNERS = 1_000_000
 _MARKET_TYPES = frozenset(MARKET_EVENT_TYPES)
+# Ledger events read past a batch's end for the other side of a match it cut.
+LOOK_AHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,7 @@ class OwnerDirectory:
 
     def __init__(self, accounts: AccountService, links: OwnerLinks) -> None:
         self._accounts = accounts
+        self.accounts = accounts
         self._links = links
         self._users: dict[str, str] = {}
         self._live: tuple[tuple[int, int, str | None], list[OwnerLink]] | None = None
@@ -136,6 +149,9 @@ class SurveillanceConsumer:
         self._params = params
         self._store = store
         self._owners = owners
+        self._account_service = owners.accounts
+        # Masked account numbers of counterparties, by account id (numbers never change).
+        self._numbers: dict[str, str] = {}
         self._batch = batch_size
         self._name = name
         self._actions = actions
@@ -179,19 +195,22 @@ class SurveillanceConsumer:
             cancelled: list[Any] = []
             # (detector, trigger time) of each alert raised: observed once committed.
             committing: list[tuple[str, int]] = []
-            for event in events:
-                for finding in engine.feed(event):
-                    alert = await self._store.record(session, with_link_evidence(finding, owners))
-                    if alert is None:
-                        folded += 1
-                        continue
-                    raised += 1
-                    committing.append((alert.detector, finding.trigger_ns))
-                    if self._actions is not None:
-                        # In this transaction: the actions commit with the alert, once.
-                        response = await self._actions.respond(session, alert)
-                        acted += len(response.actions)
-                        cancelled.extend(response.cancelled)
+            found = [finding for event in events for finding in engine.feed(event)]
+            sides = await self._match_sides(session, events, found, batch[-1].seq)
+            for raw in found:
+                finding = resolve_counterparties(with_link_evidence(raw, owners), sides)
+                finding = await self._masked(session, finding)
+                alert = await self._store.record(session, finding)
+                if alert is None:
+                    folded += 1
+                    continue
+                raised += 1
+                committing.append((alert.detector, finding.trigger_ns))
+                if self._actions is not None:
+                    # In this transaction: the actions commit with the alert, once.
+                    response = await self._actions.respond(session, alert)
+                    acted += len(response.actions)
+                    cancelled.extend(response.cancelled)
             mark.last_seq = batch[-1].seq
             mark.replay_from_seq, mark.replay_floor_ns = engine.resume_point()
             mark.events_read += len(batch)
@@ -210,6 +229,56 @@ class SurveillanceConsumer:
                 # Committed already; a venue that missed the purge finds the orders stale.
                 log.exception("surveillance could not drop cancelled orders from the venue")
         return PassResult(len(batch), len(events), raised, folded, skipped, rebuilt, acted)
+
+    async def _match_sides(
+        self,
+        session: AsyncSession,
+        events: Sequence[MarketEvent],
+        found: Sequence[Finding],
+        last_seq: int,
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The fills of each internal match the findings name without its other side: from
+        this batch, and for a match cut by the batch's end, from the events just after it
+        (the trading core records a match's fills together)."""
+        wanted: set[str] = set()
+        for finding in found:
+            wanted |= unresolved_matches(finding.evidence)
+        if not wanted:
+            return {}
+        sides: dict[str, list[tuple[str, str]]] = {}
+
+        def add(items: Sequence[MarketEvent]) -> None:
+            for e in items:
+                if isinstance(e, Fill) and e.match_id in wanted:
+                    sides.setdefault(e.match_id, []).append((e.execution_id, e.account_id))
+
+        add(events)
+        if any(len(sides.get(m, ())) < 2 for m in wanted):
+            ahead = await events_after(session, after_seq=last_seq, limit=LOOK_AHEAD)
+            more, _, _ = await self._market_events(session, ahead)
+            add(more)
+        return sides
+
+    async def _masked(self, session: AsyncSession, finding: Finding) -> Finding:
+        """The finding, its internal counterparties named by masked account number (another
+        customer's account is not the reviewer's to read in full from an alert)."""
+        accounts = counterparty_accounts(finding.evidence)
+        if not accounts:
+            return finding
+        masked: dict[str, str] = {}
+        for account_id in sorted(accounts):
+            cached = self._numbers.get(account_id)
+            if cached is None:
+                try:
+                    number = (await self._account_service.get(session, account_id)).number
+                except AccountNotFound:
+                    number = None
+                cached = mask_account_number(number)
+                if len(self._numbers) >= MAX_CACHED_OWNERS:
+                    self._numbers.clear()
+                self._numbers[account_id] = cached
+            masked[account_id] = cached
+        return mask_counterparties(finding, lambda a: masked.get(a, UNKNOWN))
 
     async def _caught_up(self) -> bool:
         """Nothing chained after what the engine has read: a read-only look, so that an idle

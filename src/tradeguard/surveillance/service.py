@@ -27,6 +27,7 @@ from tradeguard.surveillance.linkage import DerivedLink, LinkKind, LinkStatus
 from tradeguard.surveillance.models import SurveillanceAlert, SurveillanceLink
 from tradeguard.surveillance.owners import OwnerLink
 from tradeguard.surveillance.repository import AlertFilter
+from tradeguard.surveillance.trades import EXECUTIONS_KEY, ORDERS_KEY, merge_details
 from tradeguard.trading.accounts import AccountService
 
 DETECTOR_PARTY = Party("system", "surveillance")
@@ -190,7 +191,14 @@ class AlertStore:
         row.accounts = sorted(set(row.accounts) | set(finding.accounts))
         row.order_ids = _merged(row.order_ids, finding.order_ids)
         row.execution_ids = _merged(row.execution_ids, finding.execution_ids)
-        row.evidence = dict(finding.evidence)
+        evidence = dict(finding.evidence)
+        # The trades of every finding folded in, not only the latest's.
+        for key, id_key in ((ORDERS_KEY, "order_id"), (EXECUTIONS_KEY, "execution_id")):
+            if key in evidence or key in row.evidence:
+                evidence[key] = merge_details(
+                    row.evidence.get(key) or [], evidence.get(key) or [], id_key
+                )
+        row.evidence = evidence
         row.updated_ns = now
         await self._ledger.append(
             session,

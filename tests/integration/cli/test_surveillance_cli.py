@@ -132,6 +132,9 @@ class TestStreamAndAlerts:
         code, shown = run(data_dir, "surveillance", "alerts", spoof["id"])
         assert code == 0
         assert market.spoof_order in shown
+        # The trades behind it, one line each: the spoof bid and the sale into the street.
+        assert re.search(r"buy\s+5000 @ 49\.97\s+filled 0\s+cancelled", shown), shown
+        assert re.search(r"sell 300 @ 49\.98 .*counterparty street", shown), shown
         code, out = run(data_dir, "surveillance", "alerts", spoof["id"], "--json")
         assert json.loads(out)["evidence"]["cancelled_quantity"] == 5000
 
