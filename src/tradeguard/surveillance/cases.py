@@ -394,12 +394,15 @@ class CaseDesk:
         )
         now = self._clock.now_ns()
         report_id = self._ids.new_str()
+        # Each account's own customer: linked users are reported separately.
+        holders = await self._accounts.owners_of(session, sorted(numbers))
         draft = sar.build_draft(
             facts,
             [_facts(a) for a in alerts],
             numbers,
             report_id=report_id,
             created_ns=now,
+            account_users={a: holders.get(a) for a in numbers},
         )
         report = SurveillanceReport(
             id=report_id,

@@ -92,6 +92,13 @@ ALERT_DESCRIPTIONS: dict[AlertType, str] = {
 }
 
 
+# Evidence key: the executions a pattern consists of, where a model's evidence shows more
+# of the owner's trading than that as context (MAN-1: the crosses, not the owner's other
+# trades in the window). Absent: every execution of the alert is the pattern's. What the
+# report draft counts (surveillance/sar.py).
+PATTERN_EXECUTIONS_KEY = "pattern_execution_ids"
+
+
 class AlertStatus(StrEnum):
     OPEN = "open"
 
