@@ -226,7 +226,8 @@ def run_command(
                 # The new links' ledger events, chained before the stream reads on.
                 await LedgerSequencer(engine, clock=SystemClock()).drain()
             result = await consumer.run()
-            return result.events, result.alerts, result.folded, linked
+            ticked = await consumer.tick()
+            return result.events, result.alerts + ticked.alerts, result.folded, linked
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -187,6 +187,7 @@ def build_surveillance(
         batch_size=batch_size or settings.surveillance_batch_size,
         actions=actions,
         metrics=metrics,
+        tick_grace_ns=settings.surveillance_tick_grace_ms * 1_000_000,
         **({"name": consumer_name} if consumer_name else {}),
     )
     return SurveillanceServices(

@@ -76,6 +76,27 @@ class SurveillanceEngine:
         tape = self.tape
         return [tape.with_details(f) for f in found]
 
+    @property
+    def waiting(self) -> bool:
+        """Whether findings wait for time to pass (a tick may release them)."""
+        return self.spoofing.holding
+
+    def tick(self, now_ns: int) -> list[Finding]:
+        """Findings that were waiting only for time to pass (MAN-2's re-quote test), judged
+        at `now_ns` without an event: a spoof whose cancel was the market's last event is
+        reported although nothing follows it.
+
+        The engine's time does not move (the next event is judged at its own time), and the
+        decision is the one the next event would make: the held findings' tests are decided
+        by time alone before that event takes effect. So ticking changes no finding, only
+        when it is made; a restart that replays without the ticks holds again what a tick
+        released, and releases it again at the next event or tick (the alert store records
+        a finding once: `AlertStore.record`)."""
+        if now_ns <= self.now_ns or not self.spoofing.holding:
+            return []
+        found = self.spoofing.due(now_ns)
+        return [self.tape.with_details(f) for f in found]
+
     def _feed(self, event: MarketEvent) -> list[Finding]:
         before = self.now_ns
         t = event.ts_ns if event.ts_ns > before else before

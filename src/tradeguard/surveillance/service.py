@@ -123,6 +123,12 @@ class AlertStore:
         # alert, which the action policy and a new case then see. The alert's row lock (above)
         # and the close's lock on its case's alerts (cases.py) order the two; the decision is
         # made once, when the finding is recorded, so a restart's replay cannot change it.
+        if live is not None and finding.trigger_seq <= live.latest_trigger_seq:
+            # Recorded already: a finding released again after a restart (the engine's tick
+            # released it before; surveillance/engine.py). Findings of one type, owner and
+            # symbol are found in the order of their triggers, so an older or equal trigger
+            # is never new.
+            return None
         if (
             live is not None
             and folds_into(live.latest_trigger_ns, finding, self._fold_window)
