@@ -52,6 +52,8 @@ from tradeguard.surveillance.domain import (
     ActionKind,
     ActionRule,
     ActionStatus,
+    AlertCommand,
+    AlertStatus,
     AlertType,
     CaseStatus,
     Detector,
@@ -321,6 +323,10 @@ def alerts_command(
     account: Annotated[
         str | None, typer.Option(help="Only alerts naming this account.", callback=_account_id)
     ] = None,
+    status: Annotated[
+        AlertStatus | None,
+        typer.Option(help="Only alerts in this state.", case_sensitive=False),
+    ] = None,
     limit: Annotated[
         int, typer.Option(help="At most this many, newest first.", min=1, max=500)
     ] = 50,
@@ -329,7 +335,7 @@ def alerts_command(
 ) -> None:
     """List surveillance alerts, newest first; with an alert id, show that one."""
     settings = existing_settings(data_dir)
-    if alert_id is not None and (alert_type or detector or symbol or account):
+    if alert_id is not None and (alert_type or detector or symbol or account or status):
         fail("filters list alerts; give either an alert id or filters", code=EXIT_USAGE)
 
     async def work(
@@ -347,6 +353,7 @@ def alerts_command(
                     symbol=symbol,
                     account_id=account,
                     limit=limit,
+                    status=status.value if status else None,
                 ),
             )
             return [alert_out(r).model_dump(mode="json") for r in rows]
@@ -364,8 +371,8 @@ def alerts_command(
         return
     for row in found:
         console.print(
-            f"{row['id']}  {row['created_at'][:19]}Z  {row['alert_type']}  {row['detector']}  "
-            f"{row['symbol']}  score {row['score']}  x{row['occurrences']}",
+            f"{row['id']}  {row['created_at'][:19]}Z  {row['status']:9}  {row['alert_type']}  "
+            f"{row['detector']}  {row['symbol']}  score {row['score']}  x{row['occurrences']}",
             markup=False,
         )
         console.print(f"    {row['summary']}", style="dim", markup=False)
@@ -521,6 +528,63 @@ def dismiss_link_command(
     """Dismiss a derived link (device, network, bank_account) as a false positive (audited
     as the operator): its owners are judged apart again, and it is never derived again."""
     console.print(f"dismissed: {_change_link(data_dir, link_id, reason, dismiss=True)}")
+
+
+AlertIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The alert's id (from `surveillance alerts`).",
+        callback=lambda value: _uuid(value, "an alert id"),
+    ),
+]
+
+
+def _alert_step(data_dir: Path | None, alert_id: str, command: AlertCommand, reason: str) -> str:
+    """Set an alert's own status (outside a case), audited as the operator."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
+        async with services.unit_of_work() as session:
+            row = await services.alerts.change_status(
+                session,
+                alert_id=alert_id,
+                command=command,
+                reason=reason,
+                actor=operator_party(),
+            )
+            return f"{row.id}: {row.status}"
+
+    return _with_surveillance(settings, work)
+
+
+@app.command("dismiss-alert")
+def dismiss_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Dismiss an alert that is in no case (new or escalated), with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.DISMISS, reason), markup=False)
+
+
+@app.command("escalate-alert")
+def escalate_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Escalate a new alert for a senior review, with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.ESCALATE, reason), markup=False)
+
+
+@app.command("reopen-alert")
+def reopen_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Reopen a dismissed alert (new again), with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.REOPEN, reason), markup=False)
 
 
 @app.command("evaluate")

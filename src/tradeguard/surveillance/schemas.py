@@ -45,10 +45,17 @@ class AlertQuery(Strict):
     symbol: Symbol | None = None
     owner: Uuid | None = Field(default=None, description="A beneficial owner (a user id).")
     account_id: Uuid | None = Field(default=None, description="Alerts naming this account.")
+    status: AlertStatus | None = Field(
+        default=None, description="new, in_case, dismissed or escalated."
+    )
     before: Uuid | None = Field(
         default=None, description="An alert id: list only older alerts (the next page)."
     )
     limit: int = Field(default=100, ge=1, le=500)
+
+
+class AlertStatusIn(Strict):
+    reason: Annotated[str, Field(min_length=3, max_length=1000, description="Why (audited).")]
 
 
 class OrderDetail(BaseModel):

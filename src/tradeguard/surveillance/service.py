@@ -21,7 +21,13 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository
-from tradeguard.surveillance.domain import AlertStatus, Finding, folds_into
+from tradeguard.surveillance.domain import (
+    AlertCommand,
+    AlertStatus,
+    Finding,
+    alert_transition,
+    folds_into,
+)
 from tradeguard.surveillance.events import SurveillanceEvent
 from tradeguard.surveillance.linkage import DerivedLink, LinkKind, LinkStatus
 from tradeguard.surveillance.models import SurveillanceAlert, SurveillanceLink
@@ -46,6 +52,18 @@ BIDI_CONTROLS = frozenset(
 class AlertNotFound(NotFound):
     slug = "alert-not-found"
     title = "No such alert"
+
+
+class AlertStatusRefused(Conflict):
+    slug = "alert-status-refused"
+    title = "The alert cannot do that in its current state"
+
+
+_ALERT_EVENT = {
+    AlertCommand.DISMISS: SurveillanceEvent.ALERT_DISMISSED,
+    AlertCommand.ESCALATE: SurveillanceEvent.ALERT_ESCALATED,
+    AlertCommand.REOPEN: SurveillanceEvent.ALERT_REOPENED,
+}
 
 
 class LinkNotFound(NotFound):
@@ -132,6 +150,8 @@ class AlertStore:
         if (
             live is not None
             and folds_into(live.latest_trigger_ns, finding, self._fold_window)
+            # A dismissed alert was decided like one in a closed case: it never grows.
+            and live.status != AlertStatus.DISMISSED.value
             and not await repository.in_closed_case(session, live.id)
         ):
             await self._extend(session, live, finding, now)
@@ -144,7 +164,7 @@ class AlertStore:
             owner=finding.owner,
             accounts=list(finding.accounts),
             score=finding.score,
-            status=AlertStatus.OPEN.value,
+            status=AlertStatus.NEW.value,
             summary=finding.summary[:MAX_SUMMARY_CHARS],
             first_trigger_seq=finding.trigger_seq,
             first_trigger_ns=finding.trigger_ns,
@@ -222,6 +242,47 @@ class AlertStore:
                 },
             ),
         )
+
+    async def change_status(
+        self,
+        session: AsyncSession,
+        *,
+        alert_id: str,
+        command: AlertCommand,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> SurveillanceAlert:
+        """Dismiss, escalate or reopen an alert outside a case (a reason is required and
+        audited): a `surveillance:alert:<dismissed|escalated|reopened>` ledger event."""
+        text = clean_reason(reason)
+        found = await repository.alerts_by_ids(session, [alert_id], lock=True)
+        row = found.get(alert_id)
+        if row is None:
+            raise AlertNotFound("no such alert")
+        before = AlertStatus(row.status)
+        after = alert_transition(before, command)
+        if not isinstance(after, AlertStatus):
+            raise AlertStatusRefused(after)
+        now = self._clock.now_ns()
+        row.status = after.value
+        row.updated_ns = now
+        await self._ledger.append(
+            session,
+            LedgerEvent(
+                type=_ALERT_EVENT[command],
+                actor=actor,
+                subject=Party("account", row.accounts[0]) if row.accounts else None,
+                data={
+                    "alert_id": row.id,
+                    "from": before.value,
+                    "status": after.value,
+                    "reason": text,
+                },
+                request_id=request_id,
+            ),
+        )
+        return row
 
     async def search(
         self, session: AsyncSession, where: AlertFilter
