@@ -293,6 +293,8 @@ class Settings(BaseSettings):
     # How far behind the clock the stream's idle tick judges (findings that wait for time
     # to pass, MAN-2's re-quote test): room for events stamped earlier but chained later.
     surveillance_tick_grace_ms: Annotated[int, Field(ge=0, le=60_000)] = 2000
+    # How often the server checks the surveillance tables against the ledger (0: never).
+    surveillance_verify_interval_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 3600
     surveillance_book_horizon_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
     surveillance_fold_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
     surveillance_wash_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600

@@ -587,6 +587,49 @@ def reopen_alert_command(
     console.print(_alert_step(data_dir, alert_id, AlertCommand.REOPEN, reason), markup=False)
 
 
+@app.command("verify")
+def verify_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Check the surveillance tables (alerts, cases, actions) against their ledger events:
+    every row that disagrees, has no event, or whose event has no row. Exit 1 on any."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, engine: AsyncEngine) -> dict[str, Any]:
+        # Chain what has committed, so every change is judged against its event.
+        await LedgerSequencer(engine, clock=SystemClock()).drain()
+        verifier = services.verifier
+        if verifier is None:  # pragma: no cover - every container builds one
+            fail("this process cannot verify")
+        async with services.unit_of_work() as session:
+            result = await verifier.verify(session)
+        return {
+            "events": result.events,
+            "alerts": result.alerts,
+            "cases": result.cases,
+            "actions": result.actions,
+            "mismatches": [m.as_dict() for m in result.mismatches],
+            "lines": [m.line() for m in result.mismatches],
+        }
+
+    found = _with_surveillance(settings, work)
+    if as_json:
+        print(json.dumps({k: v for k, v in found.items() if k != "lines"}, indent=2))
+    else:
+        console.print(
+            f"checked {found['alerts']} alerts, {found['cases']} cases and {found['actions']} "
+            f"actions against {found['events']} ledger events",
+            markup=False,
+        )
+        for line in found["lines"]:
+            console.print(f"MISMATCH {line}", markup=False)
+        if not found["mismatches"]:
+            console.print("ok: every row agrees with the ledger")
+    if found["mismatches"]:
+        raise typer.Exit(1)
+
+
 @app.command("evaluate")
 def evaluate_command(
     seed: Annotated[int, typer.Option(help="The generator's seed (same seed, same market).")] = 1,

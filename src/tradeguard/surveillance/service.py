@@ -7,6 +7,8 @@ Every change is a ledger event in the caller's transaction; services never commi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -89,6 +91,17 @@ class LinkIsManual(Conflict):
 class LinkDismissed(Conflict):
     slug = "link-dismissed"
     title = "This link is already dismissed"
+
+
+def evidence_digest(evidence: Mapping[str, Any]) -> str:
+    """SHA-256 of the evidence as canonical JSON: each alert event records the digest of the
+    evidence it left, so a verification (surveillance/verify.py) sees an edited row."""
+    text = json.dumps(evidence, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def merged_ids(old: Sequence[str], new: Sequence[str]) -> list[str]:
+    return _merged(old, new)
 
 
 def _merged(old: Sequence[str], new: Sequence[str]) -> list[str]:
@@ -199,6 +212,7 @@ class AlertStore:
                     "order_ids": list(row.order_ids),
                     "execution_ids": list(row.execution_ids),
                     "summary": row.summary,
+                    "evidence_digest": evidence_digest(row.evidence),
                 },
             ),
         )
@@ -239,6 +253,7 @@ class AlertStore:
                     "occurrences": row.occurrences,
                     "order_ids": list(finding.order_ids)[-MAX_ALERT_IDS:],
                     "execution_ids": list(finding.execution_ids)[-MAX_ALERT_IDS:],
+                    "evidence_digest": evidence_digest(row.evidence),
                 },
             ),
         )
