@@ -39,114 +39,106 @@ EXECUTIONS_KEY = "executions"
 
 
 class _Order:
-    __slots__ = (
-        "account_id",
-        "buy",
-        "filled",
-        "limit_price",
-        "order_id",
-        "placed_ns",
-        "quantity",
-        "replaces",
-        "status",
-    )
+    __slots__ = ("event", "filled", "placed_ns", "status")
 
     def __init__(self, event: OrderPlaced, placed_ns: int) -> None:
-        self.order_id = event.order_id
-        self.account_id = event.account_id
-        self.buy = event.buy
-        self.quantity = event.quantity
-        self.limit_price = event.limit_price
+        self.event = event
         self.placed_ns = placed_ns
-        self.replaces = event.replaces
         self.filled = 0
         self.status = "working"
 
     def view(self) -> dict[str, Any]:
+        event = self.event
         return {
-            "order_id": self.order_id,
-            "account_id": self.account_id,
-            "side": "buy" if self.buy else "sell",
-            "price": str(self.limit_price) if self.limit_price is not None else "market",
-            "quantity": self.quantity,
+            "order_id": event.order_id,
+            "account_id": event.account_id,
+            "side": "buy" if event.buy else "sell",
+            "price": str(event.limit_price) if event.limit_price is not None else "market",
+            "quantity": event.quantity,
             "filled_quantity": self.filled,
             "time": ns_to_iso(self.placed_ns),
             "status": self.status,
         }
 
 
+def _fill_view(fill: Fill, t: int) -> dict[str, Any]:
+    return {
+        "execution_id": fill.execution_id,
+        "order_id": fill.order_id,
+        "account_id": fill.account_id,
+        "side": "buy" if fill.buy else "sell",
+        "price": str(fill.price),
+        "quantity": fill.quantity,
+        "time": ns_to_iso(fill.ts_ns or t),
+        "liquidity": "maker" if fill.maker else "taker",
+        "match_id": fill.match_id,
+    }
+
+
 class TradeTape:
-    """Orders and executions of the last `horizon_ns`, by id."""
+    """Orders and executions of the last `horizon_ns`, by id. Kept as the events themselves
+    (the stream's hot path); shown as dicts only when a finding asks."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
         self._orders: dict[str, _Order] = {}
-        self._executions: dict[str, dict[str, Any]] = {}
-        # The accounts on each side of an internal match (match id -> account ids).
-        self._matches: dict[str, list[tuple[str, str]]] = {}
-        # (time, kind, id) in arrival order, to forget by.
-        self._arrivals: deque[tuple[int, int, str]] = deque()
+        self._fills: dict[str, tuple[Fill, int]] = {}
+        # The fills on each side of an internal match (match id -> fills).
+        self._matches: dict[str, list[Fill]] = {}
+        # (time, order or fill) in arrival order, to forget by.
+        self._arrivals: deque[tuple[int, OrderPlaced | Fill]] = deque()
 
     def placed(self, event: OrderPlaced, t: int) -> None:
         self._orders[event.order_id] = _Order(event, event.ts_ns or t)
-        self._arrivals.append((t, 0, event.order_id))
+        self._arrivals.append((t, event))
 
     def closed(self, event: OrderClosed) -> None:
-        order = self._orders.get(event.order_id)
-        if order is None or not event.final:
+        if not event.final:
             return
-        if event.reason == "replaced":
-            order.status = "replaced"
-        elif event.reason == "expired":
-            order.status = "expired"
-        elif event.reason in ("", "user"):
+        order = self._orders.get(event.order_id)
+        if order is None:
+            return
+        reason = event.reason
+        if reason in {"replaced", "expired"}:
+            order.status = reason
+        elif reason in ("", "user"):
             order.status = "cancelled"
         else:
             # Cancelled by the venue or the firm: say why (ioc, self_trade, halt, ...).
-            order.status = f"cancelled ({event.reason})"
+            order.status = f"cancelled ({reason})"
 
     def filled(self, fill: Fill, t: int) -> None:
         order = self._orders.get(fill.order_id)
         if order is not None:
             order.filled += fill.quantity
-            order.status = "filled" if order.filled >= order.quantity else "partially_filled"
-        self._executions[fill.execution_id] = {
-            "execution_id": fill.execution_id,
-            "order_id": fill.order_id,
-            "account_id": fill.account_id,
-            "side": "buy" if fill.buy else "sell",
-            "price": str(fill.price),
-            "quantity": fill.quantity,
-            "time": ns_to_iso(fill.ts_ns or t),
-            "liquidity": "maker" if fill.maker else "taker",
-            "internal": fill.internal,
-            "match_id": fill.match_id,
-        }
+            order.status = "filled" if order.filled >= order.event.quantity else "partially_filled"
+        self._fills[fill.execution_id] = (fill, t)
         if fill.internal:
-            self._matches.setdefault(fill.match_id, []).append((fill.execution_id, fill.account_id))
-        self._arrivals.append((t, 1, fill.execution_id))
+            self._matches.setdefault(fill.match_id, []).append(fill)
+        self._arrivals.append((t, fill))
 
     def forget_before(self, horizon_ns: int) -> None:
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] < horizon_ns:
-            _, kind, key = arrivals.popleft()
-            if kind == 0:
-                self._orders.pop(key, None)
-            else:
-                gone = self._executions.pop(key, None)
-                if gone is not None and gone["internal"]:
-                    sides = self._matches.get(gone["match_id"])
-                    if sides is not None:
-                        sides[:] = [s for s in sides if s[0] != key]
-                        if not sides:
-                            del self._matches[gone["match_id"]]
+            _, item = arrivals.popleft()
+            if type(item) is OrderPlaced:
+                self._orders.pop(item.order_id, None)
+                continue
+            fill: Fill = item  # type: ignore[assignment]
+            self._fills.pop(fill.execution_id, None)
+            if fill.internal:
+                sides = self._matches.get(fill.match_id)
+                if sides is not None:
+                    sides[:] = [f for f in sides if f is not fill]
+                    if not sides:
+                        del self._matches[fill.match_id]
 
-    def _counterparty(self, execution: Mapping[str, Any]) -> str:
-        if not execution["internal"]:
+    def _counterparty(self, fill: Fill) -> str:
+        if not fill.internal:
             return STREET
-        for execution_id, account in self._matches.get(execution["match_id"], ()):
-            if execution_id != execution["execution_id"]:
-                return account
+        for other in self._matches.get(fill.match_id, ()):
+            if other.execution_id != fill.execution_id:
+                return other.account_id
         return INTERNAL
 
     def details(
@@ -160,12 +152,12 @@ class TradeTape:
             orders.append(order.view() if order is not None else {"order_id": order_id})
         executions = []
         for execution_id in list(dict.fromkeys(execution_ids))[-MAX_DETAILS:]:
-            found = self._executions.get(execution_id)
+            found = self._fills.get(execution_id)
             if found is None:
                 executions.append({"execution_id": execution_id})
                 continue
-            row = {k: v for k, v in found.items() if k != "internal"}
-            row["counterparty"] = self._counterparty(found)
+            row = _fill_view(*found)
+            row["counterparty"] = self._counterparty(found[0])
             executions.append(row)
         return orders, executions
 
