@@ -432,6 +432,11 @@ class Settings(BaseSettings):
     surveillance_enabled: bool = True
     surveillance_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 250
     surveillance_batch_size: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    # How far behind the clock the stream's idle tick judges (findings that wait for time
+    # to pass, MAN-2's re-quote test): room for events stamped earlier but chained later.
+    surveillance_tick_grace_ms: Annotated[int, Field(ge=0, le=60_000)] = 2000
+    # How often the server checks the surveillance tables against the ledger (0: never).
+    surveillance_verify_interval_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 3600
     surveillance_book_horizon_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
     surveillance_fold_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600
     surveillance_wash_window_seconds: Annotated[int, Field(ge=1, le=86_400)] = 600

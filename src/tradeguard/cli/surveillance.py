@@ -52,6 +52,8 @@ from tradeguard.surveillance.domain import (
     ActionKind,
     ActionRule,
     ActionStatus,
+    AlertCommand,
+    AlertStatus,
     AlertType,
     CaseStatus,
     Detector,
@@ -226,7 +228,8 @@ def run_command(
                 # The new links' ledger events, chained before the stream reads on.
                 await LedgerSequencer(engine, clock=SystemClock()).drain()
             result = await consumer.run()
-            return result.events, result.alerts, result.folded, linked
+            ticked = await consumer.tick()
+            return result.events, result.alerts + ticked.alerts, result.folded, linked
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -266,10 +269,36 @@ def run_command(
         )
 
 
+def _print_trades(row: dict[str, Any]) -> None:
+    """The orders and executions behind an alert, one line each."""
+    orders, executions = row.get("orders") or [], row.get("executions") or []
+    console.print(f"{'orders':18} {len(orders) or '-'}", markup=False)
+    for o in orders:
+        console.print(
+            f"  {o.get('time') or '?':31} {o['order_id']}  {o.get('side') or '?':4} "
+            f"{o.get('quantity') if o.get('quantity') is not None else '?'} @ "
+            f"{o.get('price') or '?'}  filled {o.get('filled_quantity', '?')}  "
+            f"{o.get('status') or 'unknown'}  account {o.get('account_id') or '?'}",
+            markup=False,
+        )
+    console.print(f"{'executions':18} {len(executions) or '-'}", markup=False)
+    for x in executions:
+        console.print(
+            f"  {x.get('time') or '?':31} {x['execution_id']}  {x.get('side') or '?':4} "
+            f"{x.get('quantity') if x.get('quantity') is not None else '?'} @ "
+            f"{x.get('price') or '?'}  {x.get('liquidity') or '?'}  order {x.get('order_id')}"
+            f"  counterparty {x.get('counterparty') or 'unknown'}",
+            markup=False,
+        )
+
+
 def _print_alert(row: dict[str, Any]) -> None:
     for key, value in row.items():
+        if key in ("orders", "executions"):
+            continue
         if key == "evidence":
-            console.print(f"{key:18} {json.dumps(value, indent=2)}", markup=False)
+            figures = {k: v for k, v in value.items() if k not in ("orders", "executions")}
+            console.print(f"{key:18} {json.dumps(figures, indent=2)}", markup=False)
             continue
         shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
         console.print(f"{key:18} {'-' if shown in (None, '') else shown}", markup=False)
@@ -294,6 +323,10 @@ def alerts_command(
     account: Annotated[
         str | None, typer.Option(help="Only alerts naming this account.", callback=_account_id)
     ] = None,
+    status: Annotated[
+        AlertStatus | None,
+        typer.Option(help="Only alerts in this state.", case_sensitive=False),
+    ] = None,
     limit: Annotated[
         int, typer.Option(help="At most this many, newest first.", min=1, max=500)
     ] = 50,
@@ -302,7 +335,7 @@ def alerts_command(
 ) -> None:
     """List surveillance alerts, newest first; with an alert id, show that one."""
     settings = existing_settings(data_dir)
-    if alert_id is not None and (alert_type or detector or symbol or account):
+    if alert_id is not None and (alert_type or detector or symbol or account or status):
         fail("filters list alerts; give either an alert id or filters", code=EXIT_USAGE)
 
     async def work(
@@ -320,6 +353,7 @@ def alerts_command(
                     symbol=symbol,
                     account_id=account,
                     limit=limit,
+                    status=status.value if status else None,
                 ),
             )
             return [alert_out(r).model_dump(mode="json") for r in rows]
@@ -330,14 +364,15 @@ def alerts_command(
         return
     if isinstance(found, dict):
         _print_alert(found)
+        _print_trades(found)
         return
     if not found:
         console.print("no alerts")
         return
     for row in found:
         console.print(
-            f"{row['id']}  {row['created_at'][:19]}Z  {row['alert_type']}  {row['detector']}  "
-            f"{row['symbol']}  score {row['score']}  x{row['occurrences']}",
+            f"{row['id']}  {row['created_at'][:19]}Z  {row['status']:9}  {row['alert_type']}  "
+            f"{row['detector']}  {row['symbol']}  score {row['score']}  x{row['occurrences']}",
             markup=False,
         )
         console.print(f"    {row['summary']}", style="dim", markup=False)
@@ -493,6 +528,106 @@ def dismiss_link_command(
     """Dismiss a derived link (device, network, bank_account) as a false positive (audited
     as the operator): its owners are judged apart again, and it is never derived again."""
     console.print(f"dismissed: {_change_link(data_dir, link_id, reason, dismiss=True)}")
+
+
+AlertIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The alert's id (from `surveillance alerts`).",
+        callback=lambda value: _uuid(value, "an alert id"),
+    ),
+]
+
+
+def _alert_step(data_dir: Path | None, alert_id: str, command: AlertCommand, reason: str) -> str:
+    """Set an alert's own status (outside a case), audited as the operator."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, _: AsyncEngine) -> str:
+        async with services.unit_of_work() as session:
+            row = await services.alerts.change_status(
+                session,
+                alert_id=alert_id,
+                command=command,
+                reason=reason,
+                actor=operator_party(),
+            )
+            return f"{row.id}: {row.status}"
+
+    return _with_surveillance(settings, work)
+
+
+@app.command("dismiss-alert")
+def dismiss_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Dismiss an alert that is in no case (new or escalated), with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.DISMISS, reason), markup=False)
+
+
+@app.command("escalate-alert")
+def escalate_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Escalate a new alert for a senior review, with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.ESCALATE, reason), markup=False)
+
+
+@app.command("reopen-alert")
+def reopen_alert_command(
+    alert_id: AlertIdArgument,
+    reason: ReasonOption,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Reopen a dismissed alert (new again), with the reason (audited)."""
+    console.print(_alert_step(data_dir, alert_id, AlertCommand.REOPEN, reason), markup=False)
+
+
+@app.command("verify")
+def verify_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Check the surveillance tables (alerts, cases, actions) against their ledger events:
+    every row that disagrees, has no event, or whose event has no row. Exit 1 on any."""
+    settings = existing_settings(data_dir)
+
+    async def work(services: SurveillanceServices, engine: AsyncEngine) -> dict[str, Any]:
+        # Chain what has committed, so every change is judged against its event.
+        await LedgerSequencer(engine, clock=SystemClock()).drain()
+        verifier = services.verifier
+        if verifier is None:  # pragma: no cover - every container builds one
+            fail("this process cannot verify")
+        async with services.unit_of_work() as session:
+            result = await verifier.verify(session)
+        return {
+            "events": result.events,
+            "alerts": result.alerts,
+            "cases": result.cases,
+            "actions": result.actions,
+            "mismatches": [m.as_dict() for m in result.mismatches],
+            "lines": [m.line() for m in result.mismatches],
+        }
+
+    found = _with_surveillance(settings, work)
+    if as_json:
+        print(json.dumps({k: v for k, v in found.items() if k != "lines"}, indent=2))
+    else:
+        console.print(
+            f"checked {found['alerts']} alerts, {found['cases']} cases and {found['actions']} "
+            f"actions against {found['events']} ledger events",
+            markup=False,
+        )
+        for line in found["lines"]:
+            console.print(f"MISMATCH {line}", markup=False)
+        if not found["mismatches"]:
+            console.print("ok: every row agrees with the ledger")
+    if found["mismatches"]:
+        raise typer.Exit(1)
 
 
 @app.command("evaluate")

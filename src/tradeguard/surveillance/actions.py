@@ -237,6 +237,18 @@ class ActionDesk:
                 response.actions.append(row)
         return response
 
+    async def mail_compliance(self, session: AsyncSession, *, subject: str, body: str) -> int:
+        """Queue an email to every compliance user (the verification's alarm); how many.
+        Without a mail outbox in this process, nobody (0)."""
+        if self._contacts is None or self._mail is None:
+            return 0
+        contacts = await self._contacts.contacts_with_roles(session, NOTIFIED_ROLES)
+        for _, email in contacts:
+            await self._mail.enqueue_email(
+                session, to=email, template=EMAIL_TEMPLATE, subject=subject, body=body
+            )
+        return len(contacts)
+
     async def _notify(
         self,
         session: AsyncSession,

@@ -25,7 +25,7 @@ from tradeguard.identity.guard import CurrentPrincipal, guarded, problems
 from tradeguard.ledger.domain import Party
 from tradeguard.surveillance import sar
 from tradeguard.surveillance.container import SurveillanceServices
-from tradeguard.surveillance.domain import ActionRule
+from tradeguard.surveillance.domain import ActionRule, AlertCommand
 from tradeguard.surveillance.repository import ActionFilter, AlertFilter, CaseFilter
 from tradeguard.surveillance.schemas import (
     UUID_PATTERN,
@@ -33,6 +33,7 @@ from tradeguard.surveillance.schemas import (
     ActionQuery,
     AlertOut,
     AlertQuery,
+    AlertStatusIn,
     AssignIn,
     CaseAlertRemoveIn,
     CaseAlertsIn,
@@ -86,10 +87,63 @@ async def list_surveillance_alerts(
         account_id=filters.account_id,
         before_id=filters.before,
         limit=filters.limit,
+        status=filters.status.value if filters.status else None,
     )
     async with services.unit_of_work() as session:
         rows = await services.alerts.search(session, where)
         return [alert_out(row) for row in rows]
+
+
+async def _alert_step(
+    request: Request, alert_id: str, command: AlertCommand, reason: str, principal: object
+) -> AlertOut:
+    services = _surveillance(request)
+    async with services.unit_of_work() as session:
+        row = await services.alerts.change_status(
+            session,
+            alert_id=alert_id,
+            command=command,
+            reason=reason,
+            actor=_staff(principal),
+            request_id=request_id_var.get(),
+        )
+        return alert_out(row)
+
+
+@router.post(
+    "/alerts/{alert_id}/dismiss",
+    responses=problems(404, 409),
+    **guarded(Permission.COMPLIANCE_CASES),
+)
+async def dismiss_surveillance_alert(
+    alert_id: AlertId, body: AlertStatusIn, request: Request, principal: CurrentPrincipal
+) -> AlertOut:
+    """Dismiss an alert outside a case (new or escalated), with the reason (audited)."""
+    return await _alert_step(request, alert_id, AlertCommand.DISMISS, body.reason, principal)
+
+
+@router.post(
+    "/alerts/{alert_id}/escalate",
+    responses=problems(404, 409),
+    **guarded(Permission.COMPLIANCE_CASES),
+)
+async def escalate_surveillance_alert(
+    alert_id: AlertId, body: AlertStatusIn, request: Request, principal: CurrentPrincipal
+) -> AlertOut:
+    """Escalate a new alert for a senior review, with the reason (audited)."""
+    return await _alert_step(request, alert_id, AlertCommand.ESCALATE, body.reason, principal)
+
+
+@router.post(
+    "/alerts/{alert_id}/reopen",
+    responses=problems(404, 409),
+    **guarded(Permission.COMPLIANCE_CASES),
+)
+async def reopen_surveillance_alert(
+    alert_id: AlertId, body: AlertStatusIn, request: Request, principal: CurrentPrincipal
+) -> AlertOut:
+    """Reopen a dismissed alert (it is new again), with the reason (audited)."""
+    return await _alert_step(request, alert_id, AlertCommand.REOPEN, body.reason, principal)
 
 
 @router.get("/alerts/{alert_id}", **guarded(Permission.COMPLIANCE_SURVEILLANCE))

@@ -24,6 +24,7 @@ from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository, sar
 from tradeguard.surveillance.domain import (
     ESCALATION_REQUIRED,
+    AlertStatus,
     CaseCommand,
     CaseStatus,
     Disposition,
@@ -38,7 +39,7 @@ from tradeguard.surveillance.models import (
     SurveillanceReport,
 )
 from tradeguard.surveillance.repository import CaseFilter
-from tradeguard.surveillance.service import AlertNotFound, clean_reason
+from tradeguard.surveillance.service import AlertNotFound, AlertStatusRefused, clean_reason
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.common import AccountNotFound
 
@@ -187,6 +188,16 @@ class CaseDesk:
         if taken:
             first = taken[ids[[a in taken for a in ids].index(True)]]
             raise AlertInCase(f"alert {first.alert_id} is already in case {first.case_id}")
+        dismissed = [a for a in ids if found[a].status == AlertStatus.DISMISSED.value]
+        if dismissed:
+            raise AlertStatusRefused(
+                f"alert {dismissed[0]} was dismissed: reopen it (with a reason) before a case"
+            )
+        # In a case from now on: the case decides it (its events name the alerts).
+        now = self._clock.now_ns()
+        for alert_id in ids:
+            found[alert_id].status = AlertStatus.IN_CASE.value
+            found[alert_id].updated_ns = now
 
     async def add_alerts(
         self,
@@ -231,6 +242,10 @@ class CaseDesk:
                 "a case keeps at least one alert: close it (false_positive) instead"
             )
         await repository.remove_case_alert(session, row.id, alert_id)
+        removed = (await repository.alerts_by_ids(session, [alert_id], lock=True)).get(alert_id)
+        if removed is not None:
+            removed.status = AlertStatus.NEW.value
+            removed.updated_ns = self._clock.now_ns()
         await self._record(
             session,
             row,
@@ -394,12 +409,15 @@ class CaseDesk:
         )
         now = self._clock.now_ns()
         report_id = self._ids.new_str()
+        # Each account's own customer: linked users are reported separately.
+        holders = await self._accounts.owners_of(session, sorted(numbers))
         draft = sar.build_draft(
             facts,
             [_facts(a) for a in alerts],
             numbers,
             report_id=report_id,
             created_ns=now,
+            account_users={a: holders.get(a) for a in numbers},
         )
         report = SurveillanceReport(
             id=report_id,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -39,6 +39,7 @@ from tradeguard.surveillance.domain import Finding, SurveillanceParameters
 from tradeguard.surveillance.engine import SurveillanceEngine
 from tradeguard.surveillance.events import (
     MARKET_EVENT_TYPES,
+    Fill,
     MarketEvent,
     event_account,
     parse_market_event,
@@ -46,8 +47,17 @@ from tradeguard.surveillance.events import (
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.models import SurveillanceCheckpoint
 from tradeguard.surveillance.owners import BeneficialOwners, OwnerLink
+from tradeguard.surveillance.sar import mask_account_number
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
+from tradeguard.surveillance.trades import (
+    UNKNOWN,
+    counterparty_accounts,
+    mask_counterparties,
+    resolve_counterparties,
+    unresolved_matches,
+)
 from tradeguard.trading.accounts import AccountService
+from tradeguard.trading.common import AccountNotFound
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,8 @@ DEFAULT_BATCH = 2000
 # very large customer base does not grow without end.
 MAX_CACHED_OWNERS = 1_000_000
 _MARKET_TYPES = frozenset(MARKET_EVENT_TYPES)
+# Ledger events read past a batch's end for the other side of a match it cut.
+LOOK_AHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,16 @@ class PassResult:
     actions: int = 0
 
 
+@dataclass(slots=True)
+class _Recorded:
+    raised: int = 0
+    folded: int = 0
+    acted: int = 0
+    cancelled: list[Any] = field(default_factory=list)
+    # (detector, trigger time) of each alert raised: observed once committed.
+    committing: list[tuple[str, int]] = field(default_factory=list)
+
+
 class OwnerDirectory:
     """Beneficial owners of accounts: their users (through trading's service, cached) and
     the live links (checked each pass, so a new or dismissed link counts from the next; read
@@ -80,6 +102,7 @@ class OwnerDirectory:
 
     def __init__(self, accounts: AccountService, links: OwnerLinks) -> None:
         self._accounts = accounts
+        self.accounts = accounts
         self._links = links
         self._users: dict[str, str] = {}
         self._live: tuple[tuple[int, int, str | None], list[OwnerLink]] | None = None
@@ -129,13 +152,18 @@ class SurveillanceConsumer:
         name: str = CONSUMER_NAME,
         actions: ActionDesk | None = None,
         metrics: SurveillanceMetrics | None = None,
+        tick_grace_ns: int = 2 * 1_000_000_000,
     ) -> None:
         self._sessions = sessions
+        self._tick_grace = tick_grace_ns
         self._metrics = metrics
         self._clock = clock
         self._params = params
         self._store = store
         self._owners = owners
+        self._account_service = owners.accounts
+        # Masked account numbers of counterparties, by account id (numbers never change).
+        self._numbers: dict[str, str] = {}
         self._batch = batch_size
         self._name = name
         self._actions = actions
@@ -175,41 +203,140 @@ class SurveillanceConsumer:
                 return PassResult(0, 0, 0, 0, rebuilt=rebuilt)
             events, skipped, owners = await self._market_events(session, batch)
             engine.set_owners(owners.owner)
-            raised = folded = acted = 0
-            cancelled: list[Any] = []
-            # (detector, trigger time) of each alert raised: observed once committed.
-            committing: list[tuple[str, int]] = []
-            for event in events:
-                for finding in engine.feed(event):
-                    alert = await self._store.record(session, with_link_evidence(finding, owners))
-                    if alert is None:
-                        folded += 1
-                        continue
-                    raised += 1
-                    committing.append((alert.detector, finding.trigger_ns))
-                    if self._actions is not None:
-                        # In this transaction: the actions commit with the alert, once.
-                        response = await self._actions.respond(session, alert)
-                        acted += len(response.actions)
-                        cancelled.extend(response.cancelled)
+            found = [finding for event in events for finding in engine.feed(event)]
+            recorded = await self._record(session, found, events, owners, batch[-1].seq)
             mark.last_seq = batch[-1].seq
             mark.replay_from_seq, mark.replay_floor_ns = engine.resume_point()
             mark.events_read += len(batch)
             mark.updated_ns = now
             committed = mark.last_seq
         self._covered = committed
-        if committing and self._metrics is not None:
+        await self._after_commit(recorded)
+        return PassResult(
+            len(batch),
+            len(events),
+            recorded.raised,
+            recorded.folded,
+            skipped,
+            rebuilt,
+            recorded.acted,
+        )
+
+    async def tick(self) -> PassResult:
+        """Judge the findings that wait only for time to pass (MAN-2's re-quote test) at the
+        clock's time less the grace, without an event: when the stream is idle, a spoof whose
+        cancel was the market's last event is still reported. The checkpoint does not move."""
+        engine = self._engine
+        at = self._clock.now_ns() - self._tick_grace
+        if engine is None or not engine.waiting or at <= engine.now_ns:
+            return PassResult(0, 0, 0, 0)
+        covered = self._covered
+        async with unit_of_work(self._sessions) as session:
+            mark = await repository.lock_checkpoint(session, self._name, self._clock.now_ns())
+            if covered is None or mark.last_seq != covered:
+                # Another consumer moved on (or this one is behind): its pass decides.
+                return PassResult(0, 0, 0, 0)
+            # Until this commits, the engine is ahead of what is recorded.
+            self._covered = None
+            found = engine.tick(at)
+            if not found:
+                self._covered = covered
+                return PassResult(0, 0, 0, 0)
+            owners = await self._owners.resolve(session, {a for f in found for a in f.accounts})
+            recorded = await self._record(session, found, [], owners, mark.last_seq)
+        self._covered = covered
+        await self._after_commit(recorded)
+        return PassResult(0, 0, recorded.raised, recorded.folded, 0, False, recorded.acted)
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        found: Sequence[Finding],
+        events: Sequence[MarketEvent],
+        owners: BeneficialOwners,
+        last_seq: int,
+    ) -> _Recorded:
+        """Record the findings as alerts (with their actions) in the pass's transaction."""
+        recorded = _Recorded()
+        sides = await self._match_sides(session, events, found, last_seq)
+        for raw in found:
+            finding = resolve_counterparties(with_link_evidence(raw, owners), sides)
+            finding = await self._masked(session, finding)
+            alert = await self._store.record(session, finding)
+            if alert is None:
+                recorded.folded += 1
+                continue
+            recorded.raised += 1
+            recorded.committing.append((alert.detector, finding.trigger_ns))
+            if self._actions is not None:
+                # In this transaction: the actions commit with the alert, once.
+                response = await self._actions.respond(session, alert)
+                recorded.acted += len(response.actions)
+                recorded.cancelled.extend(response.cancelled)
+        return recorded
+
+    async def _after_commit(self, recorded: _Recorded) -> None:
+        if recorded.committing and self._metrics is not None:
             # After the commit: the latency is until the alert is there for a reviewer.
             now = self._clock.now_ns()
-            for detector, trigger_ns in committing:
+            for detector, trigger_ns in recorded.committing:
                 self._metrics.alert_committed(detector=detector, latency_ns=now - trigger_ns)
-        if cancelled and self.on_cancelled is not None:
+        if recorded.cancelled and self.on_cancelled is not None:
             try:
-                await self.on_cancelled(cancelled)
+                await self.on_cancelled(recorded.cancelled)
             except Exception:
                 # Committed already; a venue that missed the purge finds the orders stale.
                 log.exception("surveillance could not drop cancelled orders from the venue")
-        return PassResult(len(batch), len(events), raised, folded, skipped, rebuilt, acted)
+
+    async def _match_sides(
+        self,
+        session: AsyncSession,
+        events: Sequence[MarketEvent],
+        found: Sequence[Finding],
+        last_seq: int,
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The fills of each internal match the findings name without its other side: from
+        this batch, and for a match cut by the batch's end, from the events just after it
+        (the trading core records a match's fills together)."""
+        wanted: set[str] = set()
+        for finding in found:
+            wanted |= unresolved_matches(finding.evidence)
+        if not wanted:
+            return {}
+        sides: dict[str, list[tuple[str, str]]] = {}
+
+        def add(items: Sequence[MarketEvent]) -> None:
+            for e in items:
+                if isinstance(e, Fill) and e.match_id in wanted:
+                    sides.setdefault(e.match_id, []).append((e.execution_id, e.account_id))
+
+        add(events)
+        if any(len(sides.get(m, ())) < 2 for m in wanted):
+            ahead = await events_after(session, after_seq=last_seq, limit=LOOK_AHEAD)
+            more, _, _ = await self._market_events(session, ahead)
+            add(more)
+        return sides
+
+    async def _masked(self, session: AsyncSession, finding: Finding) -> Finding:
+        """The finding, its internal counterparties named by masked account number (another
+        customer's account is not the reviewer's to read in full from an alert)."""
+        accounts = counterparty_accounts(finding.evidence)
+        if not accounts:
+            return finding
+        masked: dict[str, str] = {}
+        for account_id in sorted(accounts):
+            cached = self._numbers.get(account_id)
+            if cached is None:
+                try:
+                    number = (await self._account_service.get(session, account_id)).number
+                except AccountNotFound:
+                    number = None
+                cached = mask_account_number(number)
+                if len(self._numbers) >= MAX_CACHED_OWNERS:
+                    self._numbers.clear()
+                self._numbers[account_id] = cached
+            masked[account_id] = cached
+        return mask_counterparties(finding, lambda a: masked.get(a, UNKNOWN))
 
     async def _caught_up(self) -> bool:
         """Nothing chained after what the engine has read: a read-only look, so that an idle

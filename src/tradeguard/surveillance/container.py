@@ -32,6 +32,7 @@ from tradeguard.surveillance.linkage import LinkParameters
 from tradeguard.surveillance.linking import LinkDeriver, SharedBankAccounts
 from tradeguard.surveillance.metrics import SurveillanceMetrics
 from tradeguard.surveillance.service import AlertStore, OwnerLinks
+from tradeguard.surveillance.verify import SurveillanceVerifier
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.orders import OrderService
 
@@ -133,6 +134,8 @@ class SurveillanceServices:
     # Derives device and network links from identity's sign-ins; None when built without
     # identity's sign-in service (commands that never derive).
     deriver: LinkDeriver | None = None
+    # Checks the tables against the ledger (surveillance/verify.py).
+    verifier: SurveillanceVerifier | None = None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -187,6 +190,7 @@ def build_surveillance(
         batch_size=batch_size or settings.surveillance_batch_size,
         actions=actions,
         metrics=metrics,
+        tick_grace_ns=settings.surveillance_tick_grace_ms * 1_000_000,
         **({"name": consumer_name} if consumer_name else {}),
     )
     return SurveillanceServices(
@@ -198,6 +202,7 @@ def build_surveillance(
         cases=CaseDesk(clock=clock, ids=ids, ledger=ledger, accounts=accounts, staff=staff),
         actions=actions,
         metrics=metrics,
+        verifier=SurveillanceVerifier(clock=clock, ledger=ledger, actions=actions),
         deriver=(
             LinkDeriver(
                 sessions=sessions,

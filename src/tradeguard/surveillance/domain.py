@@ -92,8 +92,51 @@ ALERT_DESCRIPTIONS: dict[AlertType, str] = {
 }
 
 
+# Evidence key: the executions a pattern consists of, where a model's evidence shows more
+# of the owner's trading than that as context (MAN-1: the crosses, not the owner's other
+# trades in the window). Absent: every execution of the alert is the pattern's. What the
+# report draft counts (surveillance/sar.py).
+PATTERN_EXECUTIONS_KEY = "pattern_execution_ids"
+
+
 class AlertStatus(StrEnum):
-    OPEN = "open"
+    """An alert's own state: `new` (nobody looked yet), `in_case` (a case decides it),
+    `dismissed` (by compliance, with a reason), `escalated` (for a senior review before a
+    case). Dismiss and escalate are for alerts outside a case; reopen undoes a dismissal."""
+
+    NEW = "new"
+    IN_CASE = "in_case"
+    DISMISSED = "dismissed"
+    ESCALATED = "escalated"
+
+
+class AlertCommand(StrEnum):
+    DISMISS = "dismissed"
+    ESCALATE = "escalated"
+    REOPEN = "reopened"
+
+
+_ALERT_ALLOWED: dict[AlertCommand, frozenset[AlertStatus]] = {
+    AlertCommand.DISMISS: frozenset({AlertStatus.NEW, AlertStatus.ESCALATED}),
+    AlertCommand.ESCALATE: frozenset({AlertStatus.NEW}),
+    AlertCommand.REOPEN: frozenset({AlertStatus.DISMISSED}),
+}
+_ALERT_RESULT = {
+    AlertCommand.DISMISS: AlertStatus.DISMISSED,
+    AlertCommand.ESCALATE: AlertStatus.ESCALATED,
+    AlertCommand.REOPEN: AlertStatus.NEW,
+}
+
+
+def alert_transition(status: AlertStatus, command: AlertCommand) -> AlertStatus | str:
+    """The alert's status after `command`, or why it is refused (a sentence)."""
+    if status in _ALERT_ALLOWED[command]:
+        return _ALERT_RESULT[command]
+    if status is AlertStatus.IN_CASE:
+        return "the alert is in a case: its case decides it"
+    if command is AlertCommand.REOPEN:
+        return "only a dismissed alert can be reopened"
+    return f"the alert is {status.value.replace('_', ' ')}: it cannot be {command.value}"
 
 
 # Cases (MAN-5) ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from tradeguard.surveillance.momentum import MomentumIgnitionDetector
 from tradeguard.surveillance.pump import PumpDumpDetector
 from tradeguard.surveillance.spoofing import SpoofingDetector
 from tradeguard.surveillance.stuffing import QuoteStuffingDetector
+from tradeguard.surveillance.trades import TradeTape
 from tradeguard.surveillance.wash import WashTradeDetector
 
 # Idle owners, symbols and episodes are dropped this often (memory only).
@@ -45,6 +46,8 @@ class SurveillanceEngine:
         self.params = params
         self.lookback_ns = params.lookback_ns
         self.book = BookTracker(self.lookback_ns)
+        # The orders and executions a finding's evidence details (surveillance/trades.py).
+        self.tape = TradeTape(self.lookback_ns)
         self.wash = WashTradeDetector(params.wash, self.book, lookback_ns=self.lookback_ns)
         self.spoofing = SpoofingDetector(params.spoof, self.book)
         self.pump = PumpDumpDetector(params.pump, self.book)
@@ -65,7 +68,36 @@ class SurveillanceEngine:
         self.frontrun.set_owners(owner_of)
 
     def feed(self, event: MarketEvent) -> list[Finding]:
-        """Judge one event; the findings it completes (usually none)."""
+        """Judge one event; the findings it completes (usually none), each with the details
+        of its orders and executions in its evidence."""
+        found = self._feed(event)
+        if not found:
+            return found
+        tape = self.tape
+        return [tape.with_details(f) for f in found]
+
+    @property
+    def waiting(self) -> bool:
+        """Whether findings wait for time to pass (a tick may release them)."""
+        return self.spoofing.holding
+
+    def tick(self, now_ns: int) -> list[Finding]:
+        """Findings that were waiting only for time to pass (MAN-2's re-quote test), judged
+        at `now_ns` without an event: a spoof whose cancel was the market's last event is
+        reported although nothing follows it.
+
+        The engine's time does not move (the next event is judged at its own time), and the
+        decision is the one the next event would make: the held findings' tests are decided
+        by time alone before that event takes effect. So ticking changes no finding, only
+        when it is made; a restart that replays without the ticks holds again what a tick
+        released, and releases it again at the next event or tick (the alert store records
+        a finding once: `AlertStore.record`)."""
+        if now_ns <= self.now_ns or not self.spoofing.holding:
+            return []
+        found = self.spoofing.due(now_ns)
+        return [self.tape.with_details(f) for f in found]
+
+    def _feed(self, event: MarketEvent) -> list[Finding]:
         before = self.now_ns
         t = event.ts_ns if event.ts_ns > before else before
         self.now_ns = t
@@ -75,6 +107,7 @@ class SurveillanceEngine:
         while recent[0][0] < horizon:
             recent.popleft()
         self.book.forget_before(horizon)
+        self.tape.forget_before(horizon)
         self.events += 1
         if self.events % SWEEP_EVERY_EVENTS == 0:
             self.wash.sweep(t)
@@ -95,6 +128,7 @@ class SurveillanceEngine:
         if kind is OrderPlaced:
             placed: OrderPlaced = event  # type: ignore[assignment]
             self.book.placed(placed, t)
+            self.tape.placed(placed, t)
             spoofing.placed(placed, t)
             found = self.stuffing.placed(placed, t)
             if found is not None:
@@ -107,6 +141,7 @@ class SurveillanceEngine:
         closed: OrderClosed = event  # type: ignore[assignment]
         found = spoofing.closed(closed, t)
         self.book.closed(closed)
+        self.tape.closed(closed)
         if found is not None:
             released.append(found)
         found = self.stuffing.closed(closed, t)
@@ -116,6 +151,7 @@ class SurveillanceEngine:
 
     def _fill(self, fill: Fill, t: int, released: list[Finding]) -> None:
         self.book.filled(fill, t)
+        self.tape.filled(fill, t)
         self.spoofing.fill(fill, t)
         self.stuffing.fill(fill, t)
         for detector in (self.wash, self.pump, self.frontrun, self.closing, self.momentum):

@@ -47,6 +47,10 @@ class SurveillanceEvent(StrEnum):
     ALERT_RAISED = "surveillance:alert:raised"
     # A later finding of the same type, owner and symbol folded into a live alert.
     ALERT_EXTENDED = "surveillance:alert:extended"
+    # Compliance set an alert's own status (outside a case), with a reason.
+    ALERT_DISMISSED = "surveillance:alert:dismissed"
+    ALERT_ESCALATED = "surveillance:alert:escalated"
+    ALERT_REOPENED = "surveillance:alert:reopened"
     LINK_ADDED = "surveillance:link:added"
     LINK_REMOVED = "surveillance:link:removed"
     # A derived link compliance found to be a false positive: it joins nothing from then on.
@@ -66,6 +70,8 @@ class SurveillanceEvent(StrEnum):
     ACTION_SKIPPED = "surveillance:action:skipped"
     ACTION_REVERSED = "surveillance:action:reversed"
     POLICY_CHANGED = "surveillance:policy:changed"
+    # The tables disagree with these events (surveillance/verify.py).
+    VERIFY_MISMATCH = "surveillance:verify:mismatch"
 
 
 def own_account(account_id: str) -> str:

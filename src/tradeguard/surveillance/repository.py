@@ -31,6 +31,7 @@ class AlertFilter:
     account_id: str | None = None
     before_id: str | None = None
     limit: int = 100
+    status: str | None = None
 
 
 async def lock_checkpoint(session: AsyncSession, name: str, now_ns: int) -> SurveillanceCheckpoint:
@@ -95,6 +96,8 @@ async def alerts(session: AsyncSession, where: AlertFilter) -> Sequence[Surveill
         query = query.where(SurveillanceAlert.symbol == where.symbol)
     if where.owner is not None:
         query = query.where(SurveillanceAlert.owner == where.owner)
+    if where.status is not None:
+        query = query.where(SurveillanceAlert.status == where.status)
     if where.before_id is not None:
         query = query.where(SurveillanceAlert.id < where.before_id)
     query = query.order_by(SurveillanceAlert.id.desc())

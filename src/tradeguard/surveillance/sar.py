@@ -124,8 +124,35 @@ _AMOUNT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 _EXECUTION = (("executed_quantity", "execution_price"),)
 
 
+def alert_trades(alert: AlertFacts) -> list[dict[str, Any]] | None:
+    """The executions behind the alert, from its evidence (surveillance/trades.py): only
+    those with a valid price and quantity; None when the evidence predates the details."""
+    rows = alert.evidence.get("executions")
+    if not isinstance(rows, list):
+        return None
+    pattern = alert.evidence.get("pattern_execution_ids")
+    only = set(pattern) if isinstance(pattern, list) else None
+    found = []
+    for row in rows:
+        if not isinstance(row, Mapping) or not isinstance(row.get("execution_id"), str):
+            continue
+        if only is not None and row["execution_id"] not in only:
+            continue  # the owner's other trading, shown as context: not the pattern
+        price, quantity = _decimal(row.get("price")), _decimal(row.get("quantity"))
+        if price is None or quantity is None or price <= 0 or quantity <= 0:
+            continue
+        found.append({**row, "price": price, "quantity": quantity})
+    return found
+
+
 def alert_amount(alert: AlertFacts) -> Decimal:
-    """The value traded in the pattern, from the evidence (USD, cents)."""
+    """The value traded in the pattern (USD, cents): its executions' prices times
+    quantities, so only the trades behind the alert count, never the rest of the accounts'
+    trading; from the model's figures for evidence without execution details."""
+    trades = alert_trades(alert)
+    if trades is not None:
+        amount = sum((t["price"] * t["quantity"] for t in trades), Decimal(0))
+        return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
     ev = alert.evidence
     total = Decimal(0)
     for quantity, price in _AMOUNT_FIELDS.get(alert.alert_type, _EXECUTION):
@@ -137,6 +164,35 @@ def alert_amount(alert: AlertFacts) -> Decimal:
 
 def _day(ns: int) -> str:
     return ns_to_iso(ns)[:10]
+
+
+def _wash_figures(alert: AlertFacts) -> tuple[Any, Any, Any, Any]:
+    """(bought, sold, average buy price, average sell price) of the wash's own trades (the
+    crosses, not the owner's other trading in the window), or the model's figures."""
+    trades = alert_trades(alert)
+    ev = alert.evidence
+    if not trades:
+        return (
+            ev.get("bought"),
+            ev.get("sold"),
+            ev.get("average_buy_price"),
+            ev.get("average_sell_price"),
+        )
+    sums = {True: [Decimal(0), Decimal(0)], False: [Decimal(0), Decimal(0)]}
+    for t in trades:
+        side = sums[t.get("side") == "buy"]
+        side[0] += t["quantity"]
+        side[1] += t["quantity"] * t["price"]
+
+    def average(q: Decimal, n: Decimal) -> str:
+        return str((n / q).quantize(Decimal("0.0001"))) if q else "-"
+
+    return (
+        int(sums[True][0]),
+        int(sums[False][0]),
+        average(*sums[True]),
+        average(*sums[False]),
+    )
 
 
 def _time(ns: int) -> str:
@@ -155,10 +211,11 @@ def alert_narrative(alert: AlertFacts, masked: Mapping[str, str]) -> str:
     when = f"between {_time(alert.window_start_ns)} and {_time(alert.window_end_ns)}"
     amount = alert_amount(alert)
     if alert.alert_type == "WASH_TRADE":
+        bought, sold, buy_price, sell_price = _wash_figures(alert)
         text = (
             f"{when.capitalize()}, account(s) {who}, under one beneficial owner, bought "
-            f"{ev.get('bought')} and sold {ev.get('sold')} shares of {alert.symbol} at average "
-            f"prices of {ev.get('average_buy_price')} and {ev.get('average_sell_price')} USD "
+            f"{bought} and sold {sold} shares of {alert.symbol} at average "
+            f"prices of {buy_price} and {sell_price} USD "
             f"(USD {amount} in all), leaving a net position change of "
             f"{ev.get('net_fraction')} of the larger side. {ev.get('self_matched_quantity', 0)} "
             "shares were matched between the owner's own accounts. The activity was "
@@ -238,6 +295,33 @@ def alert_narrative(alert: AlertFacts, masked: Mapping[str, str]) -> str:
     return text
 
 
+def _subjects(
+    alerts: Sequence[AlertFacts], account_users: Mapping[str, str | None]
+) -> dict[tuple[str, str | None], tuple[set[str], set[str]]]:
+    """Each person separately: (user, or the account itself when its user is not known) ->
+    (its accounts in the alerts, the beneficial owners the alerts judged it under). Linked
+    users judged as one owner stay two subjects, each with their own accounts."""
+    subjects: dict[tuple[str, str | None], tuple[set[str], set[str]]] = {}
+    for alert in alerts:
+        for account in alert.accounts:
+            user = account_users.get(account)
+            key = (user, user) if user else (f"account:{account}", None)
+            accounts, owners = subjects.setdefault(key, (set(), set()))
+            accounts.add(account)
+            owners.add(alert.owner)
+    return subjects
+
+
+def _case_trades(alerts: Sequence[AlertFacts]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The executions behind the case's alerts, each once (two alerts may name the same
+    execution): execution id -> (symbol, execution)."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for alert in alerts:
+        for trade in alert_trades(alert) or ():
+            found.setdefault(trade["execution_id"], (alert.symbol, trade))
+    return found
+
+
 def build_draft(
     case: CaseFacts,
     alerts: Sequence[AlertFacts],
@@ -245,17 +329,33 @@ def build_draft(
     *,
     report_id: str,
     created_ns: int,
+    account_users: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable draft (JSON-ready: strings, integers, lists, objects)."""
+    """The machine-readable draft (JSON-ready: strings, integers, lists, objects).
+
+    `account_users`: each account's user; the parties are the users (each separately,
+    whatever group the alerts judged them in), an account without a known user its own.
+    The amounts are of the trades behind the alerts only, each execution counted once."""
     masked = {a: mask_account_number(n) for a, n in account_numbers.items()}
     ordered = sorted(alerts, key=lambda a: (a.window_start_ns, a.alert_id))
-    owners: dict[str, set[str]] = {}
-    for alert in ordered:
-        owners.setdefault(alert.owner, set()).update(alert.accounts)
+    if account_users is None:
+        # Without the account holders: the alerts' owners stand for them.
+        account_users = {acc: a.owner for a in ordered for acc in a.accounts}
+    subjects = _subjects(ordered, account_users)
+    owners = {a.owner for a in ordered}
+    trades = _case_trades(ordered)
     instruments: dict[str, Decimal] = {}
     for alert in ordered:
-        instruments[alert.symbol] = instruments.get(alert.symbol, Decimal(0)) + alert_amount(alert)
+        instruments.setdefault(alert.symbol, Decimal(0))
+        if alert_trades(alert) is None:
+            instruments[alert.symbol] += alert_amount(alert)
+    for symbol, trade in trades.values():
+        instruments[symbol] += (trade["price"] * trade["quantity"]).quantize(
+            CENT, rounding=ROUND_HALF_EVEN
+        )
     total = sum(instruments.values(), Decimal(0))
+    account_count = len({a for accounts, _ in subjects.values() for a in accounts})
+    users = sum(1 for _, user in subjects if user is not None)
     start = min((a.window_start_ns for a in ordered), default=case.detected_ns)
     end = max((a.window_end_ns for a in ordered), default=case.detected_ns)
     due = due_date(case.detected_ns, suspect_identified=case.suspect_identified)
@@ -263,8 +363,9 @@ def build_draft(
         f"Surveillance case {case.case_id} ({case.title}) was reviewed and closed on "
         f"{_day(case.closed_ns)} with the decision to report. Between {_day(start)} and "
         f"{_day(end)}, {len(ordered)} surveillance alert(s) in "
-        f"{', '.join(sorted(instruments))} named {sum(len(v) for v in owners.values())} "
-        f"account(s) of {len(owners)} beneficial owner(s); the activity involved USD {total}.",
+        f"{', '.join(sorted(instruments))} named {account_count} account(s) of {users} "
+        f"customer(s), judged as {len(owners)} beneficial owner(s); {len(trades)} "
+        f"execution(s) behind the alerts involved USD {total}.",
         *(alert_narrative(a, masked) for a in ordered),
         f"Reviewer's conclusion: {case.conclusion}",
     ]
@@ -294,7 +395,18 @@ def build_draft(
         "parties": [
             {
                 "role": "subject",
-                "beneficial_owner_ref": owner,
+                # The customer (a user id), or None for an account whose holder is unknown.
+                "user_ref": user,
+                # The owner(s) the alerts judged this customer's trading under: another
+                # user's id when compliance or the derivation linked them (the subjects that
+                # share it are `linked_with`).
+                "beneficial_owner_ref": sorted(judged)[0],
+                "beneficial_owner_refs": sorted(judged),
+                "linked_with": sorted(
+                    other
+                    for (_, other), (_, their) in subjects.items()
+                    if other is not None and other != user and their & judged
+                ),
                 "name": SUBJECT_DETAILS_PENDING,
                 "tax_id": SUBJECT_DETAILS_PENDING,
                 "accounts": [
@@ -302,7 +414,22 @@ def build_draft(
                     for account in sorted(accounts)
                 ],
             }
-            for owner, accounts in sorted(owners.items())
+            for (_, user), (accounts, judged) in sorted(subjects.items())
+        ],
+        "trades": [
+            {
+                "execution_id": trade["execution_id"],
+                "symbol": symbol,
+                "account_number": masked.get(str(trade.get("account_id")), "unknown"),
+                "side": trade.get("side"),
+                "quantity": int(trade["quantity"]),
+                "price": str(trade["price"]),
+                "time": trade.get("time"),
+                "counterparty": trade.get("counterparty"),
+            }
+            for symbol, trade in sorted(
+                trades.values(), key=lambda t: (str(t[1].get("time")), t[1]["execution_id"])
+            )
         ],
         "instruments": [
             {"symbol": symbol, "amount": str(amount)}
@@ -320,6 +447,7 @@ def build_draft(
                 "ledger_seq": a.first_trigger_seq,
                 "occurrences": a.occurrences,
                 "amount": str(alert_amount(a)),
+                "trade_count": len(alert_trades(a) or ()),
                 "order_ids": list(a.order_ids),
                 "execution_ids": list(a.execution_ids),
                 "summary": a.summary,
@@ -375,15 +503,17 @@ def render_markdown(draft: Mapping[str, Any]) -> str:
         "",
         "## Subjects",
         "",
-        "| beneficial owner | name | tax id | accounts |",
-        "|---|---|---|---|",
+        "| customer | judged as owner | linked with | name | tax id | accounts |",
+        "|---|---|---|---|---|---|",
     ]
     for party in draft["parties"]:
         accounts = ", ".join(
             f"{_md(a['account_number'])} ({_md(a['account_id'])})" for a in party["accounts"]
         )
+        linked = ", ".join(_md(u) for u in party.get("linked_with", ())) or "-"
         lines.append(
-            f"| {_md(party['beneficial_owner_ref'])} | {_md(party['name'])} | "
+            f"| {_md(party.get('user_ref') or 'unknown')} | "
+            f"{_md(party['beneficial_owner_ref'])} | {linked} | {_md(party['name'])} | "
             f"{_md(party['tax_id'])} | {accounts} |"
         )
     lines += ["", "## Instruments", "", "| symbol | amount (USD) |", "|---|---|"]
@@ -405,6 +535,21 @@ def render_markdown(draft: Mapping[str, Any]) -> str:
             f"{_md(a['window_start'])} to {_md(a['window_end'])} | {a['score']} | "
             f"{_md(a['amount'])} | {a['ledger_seq']} |"
         )
+    trades = draft.get("trades") or []
+    if trades:
+        lines += [
+            "",
+            "## Trades behind the alerts",
+            "",
+            "| time | execution | symbol | account | side | quantity | price | counterparty |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(t['time'])} | {_md(t['execution_id'])} | {_md(t['symbol'])} | "
+            f"{_md(t['account_number'])} | {_md(t['side'])} | {t['quantity']} | "
+            f"{_md(t['price'])} | {_md(t['counterparty'])} |"
+            for t in trades
+        ]
     lines += ["", "## Narrative", ""]
     lines += [_md(p) + "\n" for p in draft["narrative"].split("\n\n")]
     review = draft["review"]

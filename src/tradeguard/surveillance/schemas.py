@@ -45,10 +45,57 @@ class AlertQuery(Strict):
     symbol: Symbol | None = None
     owner: Uuid | None = Field(default=None, description="A beneficial owner (a user id).")
     account_id: Uuid | None = Field(default=None, description="Alerts naming this account.")
+    status: AlertStatus | None = Field(
+        default=None, description="new, in_case, dismissed or escalated."
+    )
     before: Uuid | None = Field(
         default=None, description="An alert id: list only older alerts (the next page)."
     )
     limit: int = Field(default=100, ge=1, le=500)
+
+
+class AlertStatusIn(Strict):
+    reason: Annotated[str, Field(min_length=3, max_length=1000, description="Why (audited).")]
+
+
+class OrderDetail(BaseModel):
+    """An order behind an alert, as the stream saw it at the finding."""
+
+    order_id: str
+    account_id: str | None = None
+    side: str | None = Field(default=None, description="buy or sell.")
+    price: str | None = Field(default=None, description="The limit price, or market.")
+    quantity: int | None = None
+    filled_quantity: int | None = None
+    time: str | None = Field(default=None, description="Placed at (RFC 3339 UTC, ns).")
+    status: str | None = Field(
+        default=None,
+        description="working, partially_filled, filled, cancelled (reason), replaced, expired.",
+    )
+
+
+class ExecutionDetail(BaseModel):
+    """An execution behind an alert."""
+
+    execution_id: str
+    order_id: str | None = None
+    account_id: str | None = None
+    side: str | None = None
+    price: str | None = None
+    quantity: int | None = None
+    time: str | None = Field(default=None, description="Executed at (RFC 3339 UTC, ns).")
+    liquidity: str | None = Field(default=None, description="maker or taker.")
+    counterparty: str | None = Field(
+        default=None,
+        description="street, or the other customer's account number masked (TG******78).",
+    )
+
+
+def _details(evidence: dict[str, Any], key: str, model: type[BaseModel]) -> list[Any]:
+    rows = evidence.get(key)
+    if not isinstance(rows, list):
+        return []
+    return [model.model_validate(r) for r in rows if isinstance(r, dict)]
 
 
 class AlertOut(BaseModel):
@@ -70,6 +117,12 @@ class AlertOut(BaseModel):
     execution_ids: list[str]
     evidence: dict[str, Any] = Field(
         description="The model's figures and a reconstruction of the customer book."
+    )
+    orders: list[OrderDetail] = Field(
+        description="The orders behind the alert: side, price, quantity, time, status."
+    )
+    executions: list[ExecutionDetail] = Field(
+        description="The executions behind the alert: price, quantity, time, counterparty."
     )
     latency_ms: float = Field(description="From the triggering ledger event to the alert.")
     created_at: str
@@ -95,6 +148,8 @@ def alert_out(row: SurveillanceAlert) -> AlertOut:
         order_ids=list(row.order_ids),
         execution_ids=list(row.execution_ids),
         evidence=dict(row.evidence),
+        orders=_details(row.evidence, "orders", OrderDetail),
+        executions=_details(row.evidence, "executions", ExecutionDetail),
         latency_ms=round(row.latency_ns / 1e6, 3),
         created_at=ns_to_iso(row.created_ns),
         updated_at=ns_to_iso(row.updated_ns),

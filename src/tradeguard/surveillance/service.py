@@ -7,6 +7,8 @@ Every change is a ledger event in the caller's transaction; services never commi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -21,12 +23,19 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository
-from tradeguard.surveillance.domain import AlertStatus, Finding, folds_into
+from tradeguard.surveillance.domain import (
+    AlertCommand,
+    AlertStatus,
+    Finding,
+    alert_transition,
+    folds_into,
+)
 from tradeguard.surveillance.events import SurveillanceEvent
 from tradeguard.surveillance.linkage import DerivedLink, LinkKind, LinkStatus
 from tradeguard.surveillance.models import SurveillanceAlert, SurveillanceLink
 from tradeguard.surveillance.owners import OwnerLink
 from tradeguard.surveillance.repository import AlertFilter
+from tradeguard.surveillance.trades import EXECUTIONS_KEY, ORDERS_KEY, merge_details
 from tradeguard.trading.accounts import AccountService
 
 DETECTOR_PARTY = Party("system", "surveillance")
@@ -45,6 +54,18 @@ BIDI_CONTROLS = frozenset(
 class AlertNotFound(NotFound):
     slug = "alert-not-found"
     title = "No such alert"
+
+
+class AlertStatusRefused(Conflict):
+    slug = "alert-status-refused"
+    title = "The alert cannot do that in its current state"
+
+
+_ALERT_EVENT = {
+    AlertCommand.DISMISS: SurveillanceEvent.ALERT_DISMISSED,
+    AlertCommand.ESCALATE: SurveillanceEvent.ALERT_ESCALATED,
+    AlertCommand.REOPEN: SurveillanceEvent.ALERT_REOPENED,
+}
 
 
 class LinkNotFound(NotFound):
@@ -70,6 +91,17 @@ class LinkIsManual(Conflict):
 class LinkDismissed(Conflict):
     slug = "link-dismissed"
     title = "This link is already dismissed"
+
+
+def evidence_digest(evidence: Mapping[str, Any]) -> str:
+    """SHA-256 of the evidence as canonical JSON: each alert event records the digest of the
+    evidence it left, so a verification (surveillance/verify.py) sees an edited row."""
+    text = json.dumps(evidence, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def merged_ids(old: Sequence[str], new: Sequence[str]) -> list[str]:
+    return _merged(old, new)
 
 
 def _merged(old: Sequence[str], new: Sequence[str]) -> list[str]:
@@ -122,9 +154,17 @@ class AlertStore:
         # alert, which the action policy and a new case then see. The alert's row lock (above)
         # and the close's lock on its case's alerts (cases.py) order the two; the decision is
         # made once, when the finding is recorded, so a restart's replay cannot change it.
+        if live is not None and finding.trigger_seq <= live.latest_trigger_seq:
+            # Recorded already: a finding released again after a restart (the engine's tick
+            # released it before; surveillance/engine.py). Findings of one type, owner and
+            # symbol are found in the order of their triggers, so an older or equal trigger
+            # is never new.
+            return None
         if (
             live is not None
             and folds_into(live.latest_trigger_ns, finding, self._fold_window)
+            # A dismissed alert was decided like one in a closed case: it never grows.
+            and live.status != AlertStatus.DISMISSED.value
             and not await repository.in_closed_case(session, live.id)
         ):
             await self._extend(session, live, finding, now)
@@ -137,7 +177,7 @@ class AlertStore:
             owner=finding.owner,
             accounts=list(finding.accounts),
             score=finding.score,
-            status=AlertStatus.OPEN.value,
+            status=AlertStatus.NEW.value,
             summary=finding.summary[:MAX_SUMMARY_CHARS],
             first_trigger_seq=finding.trigger_seq,
             first_trigger_ns=finding.trigger_ns,
@@ -172,6 +212,7 @@ class AlertStore:
                     "order_ids": list(row.order_ids),
                     "execution_ids": list(row.execution_ids),
                     "summary": row.summary,
+                    "evidence_digest": evidence_digest(row.evidence),
                 },
             ),
         )
@@ -190,7 +231,14 @@ class AlertStore:
         row.accounts = sorted(set(row.accounts) | set(finding.accounts))
         row.order_ids = _merged(row.order_ids, finding.order_ids)
         row.execution_ids = _merged(row.execution_ids, finding.execution_ids)
-        row.evidence = dict(finding.evidence)
+        evidence = dict(finding.evidence)
+        # The trades of every finding folded in, not only the latest's.
+        for key, id_key in ((ORDERS_KEY, "order_id"), (EXECUTIONS_KEY, "execution_id")):
+            if key in evidence or key in row.evidence:
+                evidence[key] = merge_details(
+                    row.evidence.get(key) or [], evidence.get(key) or [], id_key
+                )
+        row.evidence = evidence
         row.updated_ns = now
         await self._ledger.append(
             session,
@@ -205,9 +253,51 @@ class AlertStore:
                     "occurrences": row.occurrences,
                     "order_ids": list(finding.order_ids)[-MAX_ALERT_IDS:],
                     "execution_ids": list(finding.execution_ids)[-MAX_ALERT_IDS:],
+                    "evidence_digest": evidence_digest(row.evidence),
                 },
             ),
         )
+
+    async def change_status(
+        self,
+        session: AsyncSession,
+        *,
+        alert_id: str,
+        command: AlertCommand,
+        reason: str,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> SurveillanceAlert:
+        """Dismiss, escalate or reopen an alert outside a case (a reason is required and
+        audited): a `surveillance:alert:<dismissed|escalated|reopened>` ledger event."""
+        text = clean_reason(reason)
+        found = await repository.alerts_by_ids(session, [alert_id], lock=True)
+        row = found.get(alert_id)
+        if row is None:
+            raise AlertNotFound("no such alert")
+        before = AlertStatus(row.status)
+        after = alert_transition(before, command)
+        if not isinstance(after, AlertStatus):
+            raise AlertStatusRefused(after)
+        now = self._clock.now_ns()
+        row.status = after.value
+        row.updated_ns = now
+        await self._ledger.append(
+            session,
+            LedgerEvent(
+                type=_ALERT_EVENT[command],
+                actor=actor,
+                subject=Party("account", row.accounts[0]) if row.accounts else None,
+                data={
+                    "alert_id": row.id,
+                    "from": before.value,
+                    "status": after.value,
+                    "reason": text,
+                },
+                request_id=request_id,
+            ),
+        )
+        return row
 
     async def search(
         self, session: AsyncSession, where: AlertFilter

@@ -43,7 +43,14 @@ from collections import deque
 from decimal import Decimal
 
 from tradeguard.surveillance.book import BookTracker
-from tradeguard.surveillance.domain import AlertType, Finding, WashParameters, ratio, score
+from tradeguard.surveillance.domain import (
+    PATTERN_EXECUTIONS_KEY,
+    AlertType,
+    Finding,
+    WashParameters,
+    ratio,
+    score,
+)
 from tradeguard.surveillance.events import Fill
 
 MAX_EVIDENCE_IDS = 100
@@ -54,6 +61,7 @@ class _Leg:
         "account_id",
         "buy",
         "execution_id",
+        "match_id",
         "notional",
         "order_id",
         "quantity",
@@ -70,6 +78,7 @@ class _Leg:
         self.quantity = fill.quantity
         self.notional = fill.price * fill.quantity
         self.execution_id = fill.execution_id
+        self.match_id = fill.match_id
         self.order_id = fill.order_id
         self.account_id = fill.account_id
         self.taker = not fill.maker
@@ -155,6 +164,13 @@ class _SymbolVolume:
         fills = self.fills
         while fills and fills[0][0] < t:
             self.total -= fills.popleft()[1]
+
+
+def _pattern_executions(legs: deque[_Leg], crossed: bool) -> list[str]:
+    if not crossed:
+        return [leg.execution_id for leg in legs][-MAX_EVIDENCE_IDS:]
+    crosses = {leg.match_id for leg in legs if leg.self_match}
+    return [leg.execution_id for leg in legs if leg.match_id in crosses][-MAX_EVIDENCE_IDS:]
 
 
 class WashTradeDetector:
@@ -300,6 +316,10 @@ class WashTradeDetector:
                 "symbol_volume": self._volume[event.symbol].total,
                 "window_seconds": params.window_ns // 1_000_000_000,
                 "book": self._book.snapshot(event.symbol, suspects=orders),
+                # The executions the pattern consists of: with crosses between the owner's
+                # own accounts, both sides of each cross (the owner's other trades in the
+                # window are context, not the wash); otherwise every round trip's.
+                PATTERN_EXECUTIONS_KEY: _pattern_executions(legs, crossed),
             },
         )
 

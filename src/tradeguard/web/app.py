@@ -79,8 +79,10 @@ from tradeguard.surveillance import api as surveillance_api
 from tradeguard.surveillance.container import build_surveillance
 from tradeguard.surveillance.tasks import COMPONENT as SURVEILLANCE_COMPONENT
 from tradeguard.surveillance.tasks import LINKS_COMPONENT as OWNER_LINKS_COMPONENT
+from tradeguard.surveillance.tasks import VERIFY_COMPONENT as SURVEILLANCE_VERIFY_COMPONENT
 from tradeguard.surveillance.tasks import start_link_derivation
 from tradeguard.surveillance.tasks import start_stream as start_surveillance_stream
+from tradeguard.surveillance.tasks import start_verification as start_surveillance_verification
 from tradeguard.trading import admin_api as trading_admin_api
 from tradeguard.trading import api as trading_api
 from tradeguard.trading import stream_api as trading_stream_api
@@ -733,6 +735,18 @@ def _start_workers(
                 observer=components,
             )
         )
+        if settings.surveillance_verify_interval_seconds:
+            # The surveillance tables checked against the ledger (docs/surveillance.md).
+            components.register(SURVEILLANCE_VERIFY_COMPONENT)
+            tasks.append(
+                start_surveillance_verification(
+                    app.state.surveillance,
+                    stop,
+                    interval_seconds=settings.surveillance_verify_interval_seconds,
+                    clock=clock,
+                    observer=components,
+                )
+            )
         deriver = app.state.surveillance.deriver
         if settings.surveillance_links_enabled and deriver is not None:
             # Beneficial-owner links from shared devices and networks (docs/surveillance.md).

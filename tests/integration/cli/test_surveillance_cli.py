@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from tests.integration.surveillance.support import (
@@ -49,6 +49,10 @@ COMMANDS = [
     ["surveillance", "derive-links"],
     ["surveillance", "dismiss-link"],
     ["surveillance", "evaluate"],
+    ["surveillance", "verify"],
+    ["surveillance", "dismiss-alert"],
+    ["surveillance", "escalate-alert"],
+    ["surveillance", "reopen-alert"],
 ]
 
 
@@ -132,6 +136,9 @@ class TestStreamAndAlerts:
         code, shown = run(data_dir, "surveillance", "alerts", spoof["id"])
         assert code == 0
         assert market.spoof_order in shown
+        # The trades behind it, one line each: the spoof bid and the sale into the street.
+        assert re.search(r"buy\s+5000 @ 49\.97\s+filled 0\s+cancelled", shown), shown
+        assert re.search(r"sell 300 @ 49\.98 .*counterparty street", shown), shown
         code, out = run(data_dir, "surveillance", "alerts", spoof["id"], "--json")
         assert json.loads(out)["evidence"]["cancelled_quantity"] == 5000
 
@@ -403,3 +410,46 @@ class TestEvaluate:
     def test_bad_evaluation_input_exits_2(self, args: list[str]) -> None:
         result = runner.invoke(app, ["surveillance", "evaluate", *args])
         assert result.exit_code == 2
+
+
+class TestAlertStatusAndVerify:
+    @pytest.mark.spec("MAN-5")
+    def test_an_operator_dismisses_an_alert_and_verify_finds_a_row_edited_with_sql(
+        self, traded: tuple[Path, Market]
+    ) -> None:
+        data_dir, _ = traded
+        assert run(data_dir, "surveillance", "run", "--once")[0] == 0
+        [spoof] = json.loads(
+            run(data_dir, "surveillance", "alerts", "--type", "spoofing", "--json")[1]
+        )
+        code, out = run(data_dir, "surveillance", "dismiss-alert", spoof["id"])
+        assert code == 2  # --reason is required
+        code, out = run(
+            data_dir, "surveillance", "dismiss-alert", spoof["id"], "--reason", "re-quoting"
+        )
+        assert (code, out.strip()) == (0, f"{spoof['id']}: dismissed"), out
+        code, out = run(data_dir, "surveillance", "escalate-alert", spoof["id"], "--reason", "why")
+        assert code == 1
+        assert "dismissed" in out
+        code, out = run(data_dir, "surveillance", "alerts", "--status", "dismissed", "--json")
+        assert [a["id"] for a in json.loads(out)] == [spoof["id"]]
+        [event] = ledger_events(data_dir, "surveillance:alert:dismissed")
+        assert event["actor"] == {"kind": "operator", "id": OPERATOR}
+        code, out = run(data_dir, "surveillance", "verify")
+        assert (code, "ok: every row agrees" in out) == (0, True), out
+
+        async def tamper() -> None:
+            engine = create_engine(f"sqlite:///{data_dir / 'tradeguard.db'}")
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE surveillance_alerts SET status = 'new' WHERE id = :id"),
+                    {"id": spoof["id"]},
+                )
+            await engine.dispose()
+
+        asyncio.run(tamper())
+        code, out = run(data_dir, "surveillance", "verify")
+        assert code == 1
+        assert f"MISMATCH surveillance_alerts {spoof['id']}: status is 'new'" in out
+        code, out = run(data_dir, "surveillance", "verify", "--json")
+        assert json.loads(out)["mismatches"][0]["derived"] == "dismissed"

@@ -233,11 +233,21 @@ class TestCaseLifecycle:
         assert amounts["SPOOFING"] == "14994.00"
         async with surveillance_of(api).unit_of_work() as session:
             wash = await surveillance_of(api).alerts.get(session, alerts["WASH_TRADE"])
+        # The wash is Ursula's two crosses (both sides of each: 4 x 500 at 50.00); her
+        # 1,000 shares bought from the street at 50.02 before them are in the evidence as
+        # context, and not counted.
         evidence = wash.evidence
-        wash_amount = Decimal(evidence["bought"]) * Decimal(
-            evidence["average_buy_price"]
-        ) + Decimal(evidence["sold"]) * Decimal(evidence["average_sell_price"])
-        assert Decimal(amounts["WASH_TRADE"]) == wash_amount.quantize(Decimal("0.01"))
+        assert any(x["price"] == "50.02" for x in evidence["executions"])
+        assert Decimal(amounts["WASH_TRADE"]) == Decimal("100000.00")
+        counted = {t["execution_id"] for t in body["trades"]}
+        in_wash = {x["execution_id"] for x in evidence["executions"]}
+        assert counted & in_wash == set(evidence["pattern_execution_ids"])
+        assert {t["price"] for t in body["trades"] if t["symbol"] == "ACME"} == {
+            "50.00",
+            "49.98",
+        }
+        assert len(body["trades"]) == 5  # four cross fills and the spoofer's sale
+        assert "bought 1000 and sold 1000 shares" in body["narrative"]
         assert body["activity"]["total_amount"] == str(
             Decimal(amounts["WASH_TRADE"]) + Decimal(amounts["SPOOFING"])
         )

@@ -99,12 +99,68 @@ class TestFrontRunningStream:
         assert front.evidence["quantity_ahead"] == 400
         assert front.evidence["seconds_ahead"] == 120
         assert unwind in front.order_ids
+        # The trades behind it: the staffer's buy ahead and the unwind, with their times.
+        mine = {o["order_id"]: o for o in front.evidence["orders"] if o["account_id"] == s1}
+        assert (mine[unwind]["side"], mine[unwind]["quantity"], mine[unwind]["price"]) == (
+            "sell",
+            400,
+            "49.98",
+        )
+        assert {(o["side"], o["status"]) for o in mine.values()} == {
+            ("buy", "filled"),
+            ("sell", "filled"),
+        }
+        assert all(x["counterparty"] == "street" for x in front.evidence["executions"])
+        ahead = next(o for o in mine.values() if o["side"] == "buy")
+        assert ahead["time"] < mine[unwind]["time"]
         assert listed.evidence["net_quantity"] == 1000
         assert listed.evidence["minutes_before_listing"] == 60.0
         restricted = await audit_events(api, "trading:restricted_list:added")
         assert len(restricted) == 1
         raised = await audit_events(api, "surveillance:alert:raised")
         assert sorted(e["data"]["alert_id"] for e in raised) == sorted(a.id for a in alerts)
+
+    async def test_a_registered_staffer_trading_honestly_around_client_orders_is_not_flagged(
+        self, api: Api
+    ) -> None:
+        """The twin: the staffer is in the register and trades the same symbol the same way,
+        but not shortly ahead of a large client order: long before one, after one, and ahead
+        of a small one."""
+        await add_instrument(api, "ACME", "50.00")
+        await street_order(api, "ACME", Side.SELL, 100_000, "50.02")
+        await street_order(api, "ACME", Side.BUY, 100_000, "49.98")
+        staff = await customer(api, "staffer")
+        client = await customer(api, "whale")
+        (s1,) = staff.accounts
+        (c1,) = client.accounts
+        # Twenty minutes before the large order (the window is five), sold after it.
+        await order(api, staff, s1, "buy", 400, "50.02")
+        api.clock.advance(seconds=1200)
+        await order(api, client, c1, "buy", 5000, "50.02")
+        api.clock.advance(seconds=600)
+        await order(api, staff, s1, "sell", 400, "49.98")
+        # After a large order: following the market is not trading ahead of it.
+        api.clock.advance(seconds=3600)
+        await order(api, client, c1, "buy", 5000, "50.02")
+        api.clock.advance(seconds=30)
+        await order(api, staff, s1, "buy", 400, "50.02")
+        api.clock.advance(seconds=600)
+        await order(api, staff, s1, "sell", 400, "49.98")
+        # Ahead of a small client order (100 shares: USD 5,002).
+        api.clock.advance(seconds=3600)
+        await order(api, staff, s1, "buy", 400, "50.02")
+        api.clock.advance(seconds=120)
+        await order(api, client, c1, "buy", 100, "50.02")
+        api.clock.advance(seconds=600)
+        await order(api, staff, s1, "sell", 400, "49.98")
+        api.clock.advance(seconds=1)
+        await chain(api)
+        services = surveillance_with_insiders(api, [s1])
+        result = await services.consumer.run()
+        assert result.market_events > 0
+        async with services.unit_of_work() as session:
+            alerts = list((await session.execute(select(SurveillanceAlert))).scalars().all())
+        assert [a.alert_type for a in alerts] == []
 
     async def test_without_the_staff_register_nothing_is_flagged(self, api: Api) -> None:
         await add_instrument(api, "ACME", "50.00")

@@ -89,6 +89,16 @@ class TestMarkingTheCloseStream:
         assert ev["price"] == "50.55"
         assert ev["move_fraction"] == "0.0110"
         assert 0 < ev["minutes_before_close"] < 5
+        # The trades behind it: the marker's two lifting buys, taken from the street.
+        assert [(o["side"], o["quantity"], o["price"], o["status"]) for o in ev["orders"]] == [
+            ("buy", 300, "50.25", "filled"),
+            ("buy", 300, "50.55", "filled"),
+        ]
+        assert [(x["price"], x["quantity"], x["counterparty"]) for x in ev["executions"]] == [
+            ("50.25", 300, "street"),
+            ("50.55", 300, "street"),
+        ]
+        assert all(x["time"].endswith("Z") and x["account_id"] == m1 for x in ev["executions"])
         raised = await audit_events(api, "surveillance:alert:raised")
         assert [e["data"]["alert_id"] for e in raised] == [alert.id]
         # What the stream stored is what one uninterrupted pass of the engine finds.
@@ -147,6 +157,15 @@ class TestQuoteStuffingStream:
         (alert,) = alerts
         assert alert.detector == "PRE-3"
         assert alert.accounts == [s1]
+        # The trades behind it: the stuffer's bids, each placed and cancelled, none filled.
+        orders = alert.evidence["orders"]
+        assert len(orders) == len(alert.order_ids) >= 20
+        assert [o["order_id"] for o in orders] == alert.order_ids
+        assert {(o["side"], o["quantity"], o["status"]) for o in orders} == {
+            ("buy", 100, "cancelled")
+        }
+        assert all(o["price"].startswith("49.") and o["account_id"] == s1 for o in orders)
+        assert alert.evidence["executions"] == []
         expected = await expected_alerts(api)
         assert [(a.alert_type.value, a.first.trigger_seq) for a in expected] == [
             (alert.alert_type, alert.first_trigger_seq)

@@ -89,6 +89,17 @@ class TestPumpAndDumpStream:
         assert ev["group_bought"] == 20_000
         assert ev["group_sold_near_peak"] == 20_000
         assert set(sales) <= set(last.order_ids)
+        # The trades behind it: the group's sales at 0.62 to the street, as recorded.
+        sold = {o["order_id"]: o for o in ev["orders"] if o["order_id"] in sales}
+        assert [(sold[s]["side"], sold[s]["quantity"], sold[s]["price"]) for s in sales] == [
+            ("sell", 10_000, "0.62"),
+            ("sell", 5000, "0.62"),
+            ("sell", 5000, "0.62"),
+        ]
+        assert {sold[s]["status"] for s in sales} == {"filled"}
+        bought = [x for x in ev["executions"] if x["side"] == "buy"]
+        assert {x["price"] for x in bought} >= {"0.50", "0.64"}
+        assert all(x["counterparty"] == "street" for x in ev["executions"])
         # The evidence names the trading core's own orders and executions.
         async with unit_of_work(trading_of(api).sessions) as session:
             for alert in alerts:
@@ -109,3 +120,35 @@ class TestPumpAndDumpStream:
         assert sorted(
             (a.alert_type.value, a.first.trigger_seq, a.occurrences) for a in expected
         ) == (sorted((a.alert_type, a.first_trigger_seq, a.occurrences) for a in alerts))
+
+    async def test_a_group_that_buys_a_rising_penny_stock_and_holds_is_not_alerted(
+        self, api: Api
+    ) -> None:
+        """The twin: the same accounts buy the same way and the price rises the same, but
+        nobody sells near the peak (they hold, or one sells a little): no dump."""
+        await add_instrument(api, "PMPX", "0.50")
+        gus = await customer(api, "gus", accounts=2)
+        nina = await customer(api, "nina")
+        g1, g2 = gus.accounts
+        (n1,) = nina.accounts
+        ask = await street_order(api, "PMPX", Side.SELL, 20_000, "0.50")
+        for who, account in ((gus, g1), (gus, g2), (nina, n1)):
+            await order(api, who, account, "buy", 5000, "0.50", symbol="PMPX")
+            api.clock.advance(seconds=60)
+        for price in ("0.53", "0.56", "0.59", "0.62", "0.64"):
+            await withdraw(api, "PMPX", ask)
+            ask = await street_order(api, "PMPX", Side.SELL, 20_000, price)
+            await order(api, gus, g1, "buy", 1000, price, symbol="PMPX")
+            api.clock.advance(seconds=900)
+        await withdraw(api, "PMPX", ask)
+        await street_order(api, "PMPX", Side.BUY, 50_000, "0.62")
+        # Nina takes a small profit (500 of her 5,000); Gus holds.
+        await order(api, nina, n1, "sell", 500, "0.62", symbol="PMPX")
+        api.clock.advance(seconds=60)
+        await chain(api)
+        result = await surveillance_of(api).consumer.run()
+        assert result.market_events > 0
+        async with surveillance_of(api).unit_of_work() as session:
+            alerts = list((await session.execute(select(SurveillanceAlert))).scalars().all())
+        assert alerts == []
+        assert await expected_alerts(api) == []

@@ -4,6 +4,7 @@ masking, amounts, an inert document) as pure functions."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,100 @@ class TestSarRules:
             summary="",
         )
         assert str(sar.alert_amount(alert)) == "10.05"
+
+
+def _trade(execution: str, account: str, side: str, quantity: int, price: str) -> dict[str, Any]:
+    return {
+        "execution_id": execution,
+        "account_id": account,
+        "side": side,
+        "quantity": quantity,
+        "price": price,
+        "time": f"2026-01-05T15:00:0{execution[-1]}.000000000Z",
+        "counterparty": "street",
+    }
+
+
+class TestDraftParties:
+    def _alert(
+        self, alert_id: str, accounts: list[str], evidence: dict[str, Any]
+    ) -> sar.AlertFacts:
+        return sar.AlertFacts(
+            alert_id=alert_id,
+            alert_type="WASH_TRADE",
+            detector="MAN-1",
+            symbol="ACME",
+            owner="u1",
+            accounts=accounts,
+            score=60,
+            window_start_ns=ns(2026, 1, 5),
+            window_end_ns=ns(2026, 1, 5, 1),
+            first_trigger_seq=1,
+            occurrences=1,
+            order_ids=[],
+            execution_ids=[],
+            evidence=evidence,
+            summary="s",
+        )
+
+    @pytest.mark.spec("MAN-5")
+    def test_each_user_is_a_party_and_each_pattern_execution_counts_once(self) -> None:
+        case = sar.CaseFacts(
+            case_id="c1",
+            title="t",
+            assignee=None,
+            closed_by="staff:x",
+            closed_ns=ns(2026, 1, 6),
+            conclusion="report",
+            detected_ns=ns(2026, 1, 5),
+            suspect_identified=True,
+        )
+        cross = [_trade("x1", "a1", "sell", 100, "10"), _trade("x2", "b1", "buy", 100, "10")]
+        honest = _trade("x3", "a1", "buy", 1000, "11")
+        first = self._alert(
+            "al1",
+            ["a1", "b1"],
+            {"executions": [honest, *cross], "pattern_execution_ids": ["x1", "x2"]},
+        )
+        # A second alert naming the same cross again (it counts once).
+        second = self._alert("al2", ["a1", "b1"], {"executions": cross})
+        draft = sar.build_draft(
+            case,
+            [first, second],
+            {"a1": "TG00000011", "b1": "TG00000022"},
+            report_id="r1",
+            created_ns=0,
+            account_users={"a1": "u1", "b1": "u2"},
+        )
+        parties = {p["user_ref"]: p for p in draft["parties"]}
+        assert set(parties) == {"u1", "u2"}
+        assert [a["account_number"] for a in parties["u2"]["accounts"]] == ["TG******22"]
+        assert parties["u1"]["linked_with"] == ["u2"]
+        assert parties["u2"]["beneficial_owner_ref"] == "u1"
+        assert [t["execution_id"] for t in draft["trades"]] == ["x1", "x2"]
+        assert draft["activity"]["total_amount"] == "2000.00"
+        assert [a["amount"] for a in draft["alerts"]] == ["2000.00", "2000.00"]
+        assert "bought 100 and sold 100 shares" in draft["narrative"]
+        assert "2 execution(s)" in draft["narrative"]
+
+    def test_an_account_without_a_known_user_is_its_own_party(self) -> None:
+        case = sar.CaseFacts(
+            case_id="c1",
+            title="t",
+            assignee=None,
+            closed_by="staff:x",
+            closed_ns=0,
+            conclusion="report",
+            detected_ns=0,
+            suspect_identified=False,
+        )
+        alert = self._alert("al1", ["zz"], {"bought": 10, "average_buy_price": "2"})
+        draft = sar.build_draft(
+            case, [alert], {"zz": None}, report_id="r", created_ns=0, account_users={}
+        )
+        assert [(p["user_ref"], p["accounts"][0]["account_id"]) for p in draft["parties"]] == [
+            (None, "zz")
+        ]
+        # Evidence without execution details: the model's figures.
+        assert draft["activity"]["total_amount"] == "20.00"
+        assert draft["trades"] == []
