@@ -1,14 +1,14 @@
 """Surveillance alerts get a status of their own (new, in_case, dismissed, escalated): the
 old single status `open` becomes `in_case` for an alert in a case, `new` otherwise.
 
-Revision ID: 0022_surv
-Revises: 0021_fraud_takeover
+Revision ID: 0028_surv
+Revises: 0027_aml
 """
 
 from alembic import op
 
-revision = "0022_surv"
-down_revision = "0021_fraud_takeover"
+revision = "0028_surv"
+down_revision = "0027_aml"
 branch_labels = None
 depends_on = None
 
