@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.cli.bootstrap import prepare_data_dir, sqlite_file
@@ -48,7 +47,7 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement, NewKeyVersion
 from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
-from tradeguard.db.engine import create_engine
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.vault.certs import (
     REVOCATION_REASONS,
     IssuedCertificate,
@@ -66,10 +65,10 @@ from tradeguard.vault.container import open_store, own_vault_url
 from tradeguard.vault.domain import VaultRole
 from tradeguard.vault.keys import CERTIFICATE_REVOKED, OperatorEvent, VaultKeyAudit
 from tradeguard.vault.metrics import VaultMetrics
-from tradeguard.vault.migrate import current_revision, upgrade
+from tradeguard.vault.migrate import current_revision, head_revision, upgrade
 from tradeguard.vault.server import create_vault_app
 from tradeguard.vault.serving import MetricsListener, VaultServer, bind_vault_socket
-from tradeguard.vault.store import CARD_CLASS, CardVaultStore
+from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultNotMigrated
 from tradeguard.web.logging import configure_logging
 
 T = TypeVar("T")
@@ -159,7 +158,7 @@ def certs_list(ctx: typer.Context, data_dir: Annotated[Path | None, DataDirOptio
         for path in (pki.server_cert, *(pki.client_cert(role) for role in VaultRole))
         if path.is_file()
     }
-    table = Table("serial", "kind", "role", "expires", "status")
+    typer.echo(f"{'serial':<42} {'kind':<7} {'role':<8} {'expires':<10}  status")
     for cert in issued:
         entry = revoked.get(cert.serial)
         if entry is not None:
@@ -170,10 +169,10 @@ def certs_list(ctx: typer.Context, data_dir: Annotated[Path | None, DataDirOptio
             status = "issued (current file)"
         else:
             status = "issued (replaced)"
-        table.add_row(
-            cert.serial_hex, cert.kind, cert.role or "-", f"{cert.not_after:%Y-%m-%d}", status
+        typer.echo(
+            f"{cert.serial_hex:<42} {cert.kind:<7} {cert.role or '-':<8} "
+            f"{cert.not_after:%Y-%m-%d}  {status}"
         )
-    console.print(table)
     if not pki.crl.is_file():
         console.print("no revocation list yet (made by `vault certs crl` or the first revoke)")
 
@@ -207,25 +206,37 @@ def certs_revoke(
     except TradeguardError as exc:
         fail_on_error(exc)
 
-    async def work(store: CardVaultStore) -> IssuedCertificate:
-        async with store.unit_of_work() as session:
-            # The list is signed inside the transaction: a refused revocation records
-            # nothing; the record commits right after the list is in place.
-            revoked = revoke(pki, number, reason=reason, now=datetime.now(UTC))
-            event = OperatorEvent(
-                CERTIFICATE_REVOKED,
-                operator_party(),
-                {
-                    "serial": revoked.serial_hex,
-                    "kind": revoked.kind,
-                    "role": revoked.role,
-                    "reason": reason,
-                },
-            )
-            await VaultKeyAudit(clock=store.clock, ids=store.ids).append(session, event)
+    async def work() -> IssuedCertificate:
+        # The access log only: a revocation needs neither the vault's keys nor its cards.
+        engine = create_engine(own_vault_url(settings))
+        clock = SystemClock()
+        try:
+            current, head = await current_revision(engine), head_revision()
+            if current != head:
+                raise VaultNotMigrated(
+                    f"the vault database is at {current or 'no revision'}, not {head}: "
+                    "run `tradeguard vault upgrade` first"
+                )
+            async with unit_of_work(session_factory(engine)) as session:
+                # The list is signed inside the transaction: a refused revocation records
+                # nothing; the record commits right after the list is in place.
+                revoked = revoke(pki, number, reason=reason, now=datetime.now(UTC))
+                event = OperatorEvent(
+                    CERTIFICATE_REVOKED,
+                    operator_party(),
+                    {
+                        "serial": revoked.serial_hex,
+                        "kind": revoked.kind,
+                        "role": revoked.role,
+                        "reason": reason,
+                    },
+                )
+                await VaultKeyAudit(clock=clock, ids=IdGenerator(clock)).append(session, event)
+        finally:
+            await engine.dispose()
         return revoked
 
-    revoked = _run_on_vault(settings, work)
+    revoked = run_async(work(), database_url=settings.vault_url)
     console.print(
         f"revoked {revoked.serial_hex} ({revoked.kind}, role {revoked.role or '-'}, "
         f"reason {reason}); the vault refuses it from its next connection"
