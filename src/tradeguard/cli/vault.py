@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tradeguard.cli import vault_backup
 from tradeguard.cli.bootstrap import prepare_data_dir, sqlite_file
 from tradeguard.cli.common import (
     EXIT_USAGE,
@@ -100,6 +101,8 @@ def upgrade_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> N
     else:
         console.print(f"vault database migrated {before or 'new'} -> {after}")
 
+
+app.add_typer(vault_backup.app, name="backup")
 
 certs_app = typer.Typer(
     help="The vault's mutual-TLS certificates: issue, list, revoke (PCI-3).",
