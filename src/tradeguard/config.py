@@ -559,6 +559,11 @@ class Settings(BaseSettings):
     vault_aws_kms_key_id: str | None = None
     vault_key_rotation_days: Annotated[int, Field(ge=1, le=3650)] = 90
     vault_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # `tradeguard vault serve`'s Prometheus metrics (docs/vault.md "Monitoring"): plain HTTP
+    # on a listener apart from the card API, `host:port` with an IP address, or `off`. A
+    # non-loopback address only with vault_metrics_allow_remote (and never a public one).
+    vault_metrics_address: Annotated[str, Field(min_length=2, max_length=64)] = "127.0.0.1:9465"
+    vault_metrics_allow_remote: bool = False
 
     @model_validator(mode="after")
     def _sanctions_thresholds_ordered(self) -> Settings:

@@ -21,6 +21,9 @@ class RejectReason(StrEnum):
     CHUNK_NOT_AUTHENTIC = "CHUNK_NOT_AUTHENTIC"
     DECOMPRESSION_FAILED = "DECOMPRESSION_FAILED"
     DATA_KEY_UNAVAILABLE = "DATA_KEY_UNAVAILABLE"
+    # A backup of the other database (the card vault's given to `backup`, or the platform's
+    # to `vault backup`): each opens only under its own key hierarchy.
+    WRONG_DATABASE = "WRONG_DATABASE"
 
 
 class BackupRejected(TradeguardError):

@@ -25,26 +25,29 @@ from tradeguard.ledger.tree.keys import (
 from tradeguard.ledger.tree.note import VerifierKey
 
 BACKUP_KEY_NAME: Final = "tradeguard-backup"
+# The card vault's backups are signed by a key of the vault's own (keys/vault/backup/), held
+# on the vault host: a platform operator's key cannot make a vault manifest look genuine.
+VAULT_BACKUP_KEY_NAME: Final = "tradeguard-vault-backup"
 
 
-def load_or_create_backup_keys(directory: Path) -> LogKeys:
-    return load_or_create_log_keys(directory, BACKUP_KEY_NAME)
+def load_or_create_backup_keys(directory: Path, name: str = BACKUP_KEY_NAME) -> LogKeys:
+    return load_or_create_log_keys(directory, name)
 
 
-def load_backup_keys(directory: Path) -> LogKeys:
-    return load_log_keys(directory, BACKUP_KEY_NAME)
+def load_backup_keys(directory: Path, name: str = BACKUP_KEY_NAME) -> LogKeys:
+    return load_log_keys(directory, name)
 
 
 def rotate_backup_key(directory: Path) -> tuple[LogKeys, VerifierKey]:
     return rotate_log_key(directory, BACKUP_KEY_NAME)
 
 
-def trusted_backup_keys(directory: Path) -> list[VerifierKey]:
+def trusted_backup_keys(directory: Path, name: str = BACKUP_KEY_NAME) -> list[VerifierKey]:
     """The public keys of this installation's backup keys (active and retired); the private
     key is read only to derive its public half."""
     keys: list[VerifierKey] = []
     if (directory / ACTIVE_KEY_FILE).exists():
-        keys.append(load_backup_keys(directory).active.key)
+        keys.append(load_backup_keys(directory, name).active.key)
     for path in sorted(directory.glob(RETIRED_KEY_GLOB)):
         keys.extend(read_verifier_keys(path))
     return keys

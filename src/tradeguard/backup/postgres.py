@@ -79,31 +79,39 @@ class ServerInfo:
     empty: bool
 
 
-async def server_info(url: str, *, pg_schema: str | None) -> ServerInfo:
-    """The server's version, the schema revision, and whether the target holds nothing."""
+VERSION_TABLES: Final = frozenset({"alembic_version", "vault_alembic_version"})
+
+
+async def server_info(
+    url: str, *, pg_schema: str | None, version_table: str = "alembic_version"
+) -> ServerInfo:
+    """The server's version, the schema revision (in `version_table`: the platform's chain
+    or the card vault's), and whether the target holds nothing."""
     engine = create_engine(url, pool_size=1, pg_schema=pg_schema)
     try:
         async with engine.connect() as conn:
             number = int(await conn.scalar(text("SHOW server_version_num")) or 0)
             version = str(await conn.scalar(text("SHOW server_version")))
-            revision = await _revision(conn, pg_schema)
+            revision = await _revision(conn, pg_schema, version_table)
             empty = await _is_empty(conn, pg_schema)
     finally:
         await engine.dispose()
     return ServerInfo(number // 10_000, version.split(" ", maxsplit=1)[0], revision, empty)
 
 
-async def _revision(conn: Any, pg_schema: str | None) -> str | None:
+async def _revision(conn: Any, pg_schema: str | None, version_table: str) -> str | None:
+    if version_table not in VERSION_TABLES:  # a constant of ours, never input
+        raise ValueError(f"unknown version table {version_table!r}")
     found = await conn.scalar(
         text(
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'alembic_version' "
+            "SELECT count(*) FROM pg_tables WHERE tablename = :table "
             "AND schemaname = coalesce(:schema, current_schema())"
         ),
-        {"schema": pg_schema},
+        {"schema": pg_schema, "table": version_table},
     )
     if not found:
         return None
-    value = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    value = await conn.scalar(text(f"SELECT version_num FROM {version_table}"))  # noqa: S608
     return None if value is None else str(value)
 
 

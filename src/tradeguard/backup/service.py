@@ -69,6 +69,8 @@ from tradeguard.db.migrate import head_revision, known_revision
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.ledger.tree.note import NoteSigner, VerifierKey
+from tradeguard.vault import migrate as vault_migrate
+from tradeguard.vault.models import VERSION_TABLE as VAULT_VERSION_TABLE
 
 T = TypeVar("T")
 
@@ -139,22 +141,91 @@ def manifest_path(data: Path) -> Path:
     return data.with_name(data.name + MANIFEST_SUFFIX)
 
 
-def _binding(backup_id: bytes) -> FieldBinding:
+@dataclass(frozen=True, slots=True)
+class BackupKind:
+    """Which database a backup is of, and so under whose keys it is sealed.
+
+    The platform's database: the data key under the platform keyring's `backup` class,
+    wrapped by keys/master.key. The card vault's database: under the vault's own key
+    hierarchy (its `card_vault` class, in the vault database's key table, wrapped by
+    keys/vault/master.key or the vault's KMS key), bound to a table no card uses; neither
+    operator's keys open the other's backups (PCI DSS 3.5.1, 3.6)."""
+
+    name: str
+    data_class: DataClass
+    binding_table: str
+    version_table: str
+    command: str
+    known_revision: Callable[[str], bool]
+    head_revision: Callable[[], str | None]
+    upgrade_command: str
+
+
+def _vault_known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - only for a vault restore
+
+    try:
+        script = ScriptDirectory.from_config(vault_migrate.alembic_config())
+        return script.get_revision(revision) is not None
+    except Exception:
+        return False
+
+
+MAIN: Final = BackupKind(
+    name="the platform database",
+    data_class=DataClass.BACKUP,
+    binding_table="backup_file",
+    version_table="alembic_version",
+    command="tradeguard backup",
+    known_revision=known_revision,
+    head_revision=head_revision,
+    upgrade_command="tradeguard db upgrade",
+)
+VAULT: Final = BackupKind(
+    name="the card vault database",
+    data_class=DataClass.CARD_VAULT,
+    binding_table="vault_backup_file",
+    version_table=VAULT_VERSION_TABLE,
+    command="tradeguard vault backup",
+    known_revision=_vault_known_revision,
+    head_revision=vault_migrate.head_revision,
+    upgrade_command="tradeguard vault upgrade",
+)
+KINDS: Final = (MAIN, VAULT)
+
+
+def _binding(backup_id: bytes, kind: BackupKind = MAIN) -> FieldBinding:
     # The sealed data key is bound to its backup: moved into another manifest, it fails.
-    return FieldBinding(DataClass.BACKUP.value, "backup_file", "data_key", backup_id)
+    return FieldBinding(kind.data_class.value, kind.binding_table, "data_key", backup_id)
+
+
+def check_kind(manifest: Manifest, kind: BackupKind) -> None:
+    """Refuse, naming the right command, a backup of the other database."""
+    if manifest.keys.data_class == kind.data_class.value:
+        return
+    for other in KINDS:
+        if manifest.keys.data_class == other.data_class.value:
+            raise BackupRejected(
+                RejectReason.WRONG_DATABASE,
+                f"this is a backup of {other.name}, sealed under its keys: use "
+                f"`{other.command}`, where {other.name}'s keys are",
+            )
+    raise BackupRejected(
+        RejectReason.MANIFEST_MALFORMED, "the manifest's data key is not a backup key"
+    )
 
 
 async def seal_data_key(
-    management: KeyManagement, session: AsyncSession, backup_id: bytes
+    management: KeyManagement, session: AsyncSession, backup_id: bytes, kind: BackupKind = MAIN
 ) -> tuple[bytes, WrappedKeys]:
-    """A fresh data key, sealed under the `backup` class's encrypting version."""
+    """A fresh data key, sealed under the encrypting version of the kind's class."""
     key = new_data_key()
-    sealed = management.keyring.seal(key, _binding(backup_id), DataClass.BACKUP)
+    sealed = management.keyring.seal(key, _binding(backup_id, kind), kind.data_class)
     header = parse_header(sealed)
     assert header is not None  # noqa: S101 - seal writes a v2 header
-    wrapped, kek_id = await management.wrapped_data_key(session, DataClass.BACKUP, header.version)
+    wrapped, kek_id = await management.wrapped_data_key(session, kind.data_class, header.version)
     return key, WrappedKeys(
-        data_class=DataClass.BACKUP.value,
+        data_class=kind.data_class.value,
         version=header.version,
         kek_id=kek_id,
         wrapped_class_key=b64(wrapped),
@@ -162,7 +233,9 @@ async def seal_data_key(
     )
 
 
-def choose_kek(keks: Sequence[KekProvider], manifest: Manifest) -> KekProvider:
+def choose_kek(
+    keks: Sequence[KekProvider], manifest: Manifest, kind: BackupKind | None = None
+) -> KekProvider:
     """The key-encrypting key the manifest names (by its public id), among those given.
 
     A backup outlives master-key rotations: its class key stays wrapped under the KEK of its
@@ -180,6 +253,13 @@ def choose_kek(keks: Sequence[KekProvider], manifest: Manifest) -> KekProvider:
             "run the restore with AWS credentials allowed kms:Decrypt on that key, in its "
             "region (TRADEGUARD_AWS_KMS_REGION, or the region in its ARN)"
         )
+    elif kind is not None and kind.data_class is DataClass.CARD_VAULT:
+        how = (
+            "use the vault master key the backup was made with: pass its file with "
+            "--master-key (a rotated-out key is kept as "
+            "keys/vault/master.key.retired-<date>-<fingerprint>); the platform's master key "
+            "never opens a vault backup"
+        )
     else:
         how = (
             "use the master key the backup was made with: pass its file with --master-key "
@@ -193,27 +273,29 @@ def choose_kek(keks: Sequence[KekProvider], manifest: Manifest) -> KekProvider:
     )
 
 
-async def open_data_key(keks: Sequence[KekProvider], manifest: Manifest) -> bytes:
+async def open_data_key(
+    keks: Sequence[KekProvider], manifest: Manifest, kind: BackupKind = MAIN
+) -> bytes:
     """The backup's data key, through the key-encrypting key alone (no database)."""
+    check_kind(manifest, kind)
     keys = manifest.keys
     sealed = manifest.sealed_data_key()
     header = parse_header(sealed)
     if (
-        keys.data_class != DataClass.BACKUP.value
-        or header is None
-        or CLASS_OF_ID.get(header.class_id) is not DataClass.BACKUP
+        header is None
+        or CLASS_OF_ID.get(header.class_id) is not kind.data_class
         or header.version != keys.version
     ):
         raise BackupRejected(
             RejectReason.MANIFEST_MALFORMED, "the manifest's data key is not a backup key"
         )
-    provider = choose_kek(keks, manifest)
+    provider = choose_kek(keks, manifest, kind)
     try:
         class_key = await provider.unwrap(
             manifest.wrapped_class_key(),
-            associated_data=key_slot(DataClass.BACKUP.value, DATA, keys.version),
+            associated_data=key_slot(kind.data_class.value, DATA, keys.version),
         )
-        return open_sealed(AESGCM(class_key), sealed, _binding(manifest.backup_id_bytes))
+        return open_sealed(AESGCM(class_key), sealed, _binding(manifest.backup_id_bytes, kind))
     except EnvelopeBroken:
         raise BackupRejected(
             RejectReason.DATA_KEY_UNAVAILABLE,
@@ -282,8 +364,10 @@ async def create_backup(
     clock: Clock,
     progress: ProgressSink | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    kind: BackupKind = MAIN,
 ) -> CreatedBackup:
-    """Back up `source` into `out` and `out.manifest` (neither may exist)."""
+    """Back up `source` into `out` and `out.manifest` (neither may exist); `management` and
+    `sessions` are the key table of the kind's keys (the vault's own for VAULT)."""
     sink = progress or NoProgress()
     manifest_file = manifest_path(out)
     for path in (out, manifest_file):
@@ -293,15 +377,15 @@ async def create_backup(
         raise BackupRefused(f"the directory {out.parent} does not exist")
     header = FileHeader.new()
     async with unit_of_work(sessions) as session:
-        key, wrapped = await seal_data_key(management, session, header.backup_id)
+        key, wrapped = await seal_data_key(management, session, header.backup_id, kind)
     created_ns = clock.now_ns()
     partial = out.with_name(f".{out.name}.partial-{secrets.token_hex(6)}")
     sealing = _Sealing(partial, key, header, chunk_bytes, sink)
     try:
         if source.backend == "sqlite":
-            dumped = await _dump_sqlite(source, sealing)
+            dumped = await _dump_sqlite(source, sealing, kind.version_table)
         else:
-            dumped = await _dump_postgres(source, sealing)
+            dumped = await _dump_postgres(source, sealing, kind.version_table)
         stats = dumped.stats
         manifest = Manifest(
             format=MANIFEST_FORMAT,
@@ -341,13 +425,13 @@ async def create_backup(
     return CreatedBackup(out, manifest_file, manifest, note, signer.key)
 
 
-async def _dump_sqlite(source: DatabaseLocation, sealing: _Sealing) -> _Dumped:
+async def _dump_sqlite(source: DatabaseLocation, sealing: _Sealing, version_table: str) -> _Dumped:
     sink = sealing.sink
     path = source.sqlite_path
 
     def work() -> _Dumped:
         sink.phase("snapshot (online backup API)", None)
-        with sqlite.snapshot(path) as (handle, size, revision):
+        with sqlite.snapshot(path, version_table) as (handle, size, revision):
             sink.phase("compress and encrypt", size)
             stats = _sealed_into(sealing, handle)
         return _Dumped(stats, revision, {"sqlite": sqlite.sqlite_version()})
@@ -355,10 +439,14 @@ async def _dump_sqlite(source: DatabaseLocation, sealing: _Sealing) -> _Dumped:
     return await asyncio.to_thread(work)
 
 
-async def _dump_postgres(source: DatabaseLocation, sealing: _Sealing) -> _Dumped:
+async def _dump_postgres(
+    source: DatabaseLocation, sealing: _Sealing, version_table: str
+) -> _Dumped:
     sink = sealing.sink
     tool = postgres.tool_version("pg_dump")
-    before = await postgres.server_info(source.url, pg_schema=source.pg_schema)
+    before = await postgres.server_info(
+        source.url, pg_schema=source.pg_schema, version_table=version_table
+    )
     postgres.check_dump_versions(before, tool)
     if source.pg_schema is not None and before.empty:
         raise BackupRefused(f"the database has no schema {source.pg_schema!r}")
@@ -369,7 +457,9 @@ async def _dump_postgres(source: DatabaseLocation, sealing: _Sealing) -> _Dumped
             return _sealed_into(sealing, stream)
 
     stats = await asyncio.to_thread(work)
-    after = await postgres.server_info(source.url, pg_schema=source.pg_schema)
+    after = await postgres.server_info(
+        source.url, pg_schema=source.pg_schema, version_table=version_table
+    )
     if after.revision != before.revision:
         raise BackupRefused(
             f"the schema was migrated during the backup ({before.revision} -> "
@@ -496,6 +586,7 @@ async def verify_backup(
     provider: KekProvider | None,
     also: Sequence[KekProvider] = (),
     progress: ProgressSink | None = None,
+    kind: BackupKind = MAIN,
 ) -> Verification:
     """Check a backup: everything the signature covers always; with key-encrypting keys
     (`provider` and `also`: the one the manifest names is used), every chunk authenticates
@@ -503,8 +594,9 @@ async def verify_backup(
     sink = progress or NoProgress()
     note = read_manifest(data)
     manifest, signed_by = _open_for(data, note, trusted)
+    check_kind(manifest, kind)
     keks = _keks(provider, also)
-    key = await open_data_key(keks, manifest) if keks else None
+    key = await open_data_key(keks, manifest, kind) if keks else None
     sink.phase("verify", manifest.ciphertext_bytes)
     await _read_through(data, manifest, key, sink, _exhaust)
     if key is None:
@@ -523,6 +615,7 @@ async def restore_backup(
     target: DatabaseLocation,
     also: Sequence[KekProvider] = (),
     progress: ProgressSink | None = None,
+    kind: BackupKind = MAIN,
 ) -> Verification:
     """Verify the backup completely, then restore it into a fresh database at `target`.
 
@@ -536,23 +629,26 @@ async def restore_backup(
     sink = progress or NoProgress()
     note = read_manifest(data)
     manifest, _ = _open_for(data, note, trusted)
+    check_kind(manifest, kind)
     if manifest.backend != target.backend:
         raise BackupRefused(f"a {manifest.backend} backup restores only into {manifest.backend}")
     revision = manifest.schema_revision
-    if revision is not None and not known_revision(revision):
+    if revision is not None and not kind.known_revision(revision):
         raise BackupRefused(
             f"the backup's schema revision {revision} is unknown to this tradeguard "
-            f"(head {head_revision()}): restore it with the release that made it"
+            f"(head {kind.head_revision()}): restore it with the release that made it"
         )
     # The cheap refusals first, before reading gigabytes.
     keks = _keks(provider, also)
-    choose_kek(keks, manifest)
+    choose_kek(keks, manifest, kind)
     restore_tool = None
     if target.backend == "sqlite":
         sqlite.check_fresh_target(target.sqlite_path)
     else:
         restore_tool = postgres.tool_version("pg_restore")
-        info = await postgres.server_info(target.url, pg_schema=manifest.pg_schema)
+        info = await postgres.server_info(
+            target.url, pg_schema=manifest.pg_schema, version_table=kind.version_table
+        )
         if not info.empty and manifest.pg_schema:
             raise BackupRefused(
                 f"the target database already has a schema {manifest.pg_schema!r}; a restore "
@@ -569,11 +665,11 @@ async def restore_backup(
             restore_tool=restore_tool,
         )
     verification = await verify_backup(
-        data=data, trusted=trusted, provider=None, also=keks, progress=sink
+        data=data, trusted=trusted, provider=None, also=keks, progress=sink, kind=kind
     )
     if verification.note != note:
         raise BackupRejected(RejectReason.PAIR_MISMATCH, "the manifest changed during the restore")
-    key = await open_data_key(keks, manifest)
+    key = await open_data_key(keks, manifest, kind)
     sink.phase("restore", manifest.ciphertext_bytes)
     if target.backend == "sqlite":
         path = target.sqlite_path

@@ -42,16 +42,23 @@ def _remove_with_companions(path: Path) -> None:
             Path(str(path) + suffix).unlink()
 
 
-def _revision(connection: sqlite3.Connection) -> str | None:
+VERSION_TABLES = frozenset({"alembic_version", "vault_alembic_version"})
+
+
+def _revision(connection: sqlite3.Connection, version_table: str) -> str | None:
+    if version_table not in VERSION_TABLES:  # a constant of ours, never input
+        raise ValueError(f"unknown version table {version_table!r}")
     try:
-        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        row = connection.execute(f"SELECT version_num FROM {version_table}").fetchone()  # noqa: S608
     except sqlite3.Error:
         return None
     return None if row is None else str(row[0])
 
 
 @contextmanager
-def snapshot(source: Path) -> Iterator[tuple[BinaryIO, int, str | None]]:
+def snapshot(
+    source: Path, version_table: str = "alembic_version"
+) -> Iterator[tuple[BinaryIO, int, str | None]]:
     """A consistent copy of `source`, open for reading: (file, size, schema revision)."""
     if not source.is_file():
         raise BackupRefused(f"no SQLite database at {source}")
@@ -62,7 +69,7 @@ def snapshot(source: Path) -> Iterator[tuple[BinaryIO, int, str | None]]:
         writer = sqlite3.connect(copy)
         try:
             reader.backup(writer)  # pages=-1: the whole database in one step
-            revision = _revision(writer)
+            revision = _revision(writer, version_table)
             # The copy keeps the source's WAL flag in its header; make it a plain rollback
             # file, so the copy is this one file (the application switches WAL on again).
             writer.execute("PRAGMA journal_mode=DELETE")

@@ -30,7 +30,11 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tradeguard.backup.errors import BackupRejected
-from tradeguard.backup.keys import load_or_create_backup_keys, trusted_backup_keys
+from tradeguard.backup.keys import (
+    BACKUP_KEY_NAME,
+    load_or_create_backup_keys,
+    trusted_backup_keys,
+)
 from tradeguard.backup.manifest import Manifest
 from tradeguard.backup.service import (
     BackupEvent,
@@ -62,6 +66,7 @@ from tradeguard.crypto.kms_settings import KMS_KEK_PREFIX
 from tradeguard.crypto.providers import KekProvider, LocalFileKek, read_master_key
 from tradeguard.crypto.service import KeyManagement
 from tradeguard.crypto.tasks import (
+    KekSetup,
     connect_kms,
     key_policy_from,
     keyring_from,
@@ -108,7 +113,7 @@ class RichProgress:
             self._progress.advance(self._task, amount)
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description:34}"),
@@ -131,18 +136,20 @@ MasterKeyOption = typer.Option(
 )
 
 
-def _given_kek(path: Path, settings: Settings) -> KekProvider:
+def _given_kek(path: Path, settings: Settings, setup: KekSetup | None = None) -> KekProvider:
     """A master key file named on the command line: one that does not read is an error."""
+    passphrase = (setup or platform_kek(settings)).passphrase
     try:
-        return LocalFileKek(read_master_key(path, passphrase=platform_kek(settings).passphrase))
+        return LocalFileKek(read_master_key(path, passphrase=passphrase))
     except TradeguardError as error:
         fail(f"--master-key: {error.detail}", code=EXIT_USAGE)
 
 
-def _installed_keks(settings: Settings) -> list[KekProvider]:
+def _installed_keks(settings: Settings, setup: KekSetup | None = None) -> list[KekProvider]:
     """The data directory's master keys: the current one (an unreadable one is an error, as
-    it always was), one a rotation under way moves to, and the rotated-out copies."""
-    kek = platform_kek(settings)
+    it always was), one a rotation under way moves to, and the rotated-out copies (the
+    platform's, or with `setup` the card vault's own)."""
+    kek = setup or platform_kek(settings)
     found: list[KekProvider] = []
     if kek.master_key.exists():
         try:
@@ -164,13 +171,17 @@ def _region_of(arn: str) -> str | None:
     return parts[3] if len(parts) > 5 and parts[:3] == ["arn", "aws", "kms"] and parts[3] else None
 
 
-async def _keks_for(
-    settings: Settings, manifest: Manifest, master_keys: list[Path]
+async def keks_for(
+    settings: Settings,
+    manifest: Manifest,
+    master_keys: list[Path],
+    setup: KekSetup | None = None,
 ) -> list[KekProvider]:
     """Every key-encrypting key that may open the backup: the files given, this data
-    directory's master keys, and the AWS KMS key the (verified) manifest names, reached only
-    when that is the one needed."""
-    found = [_given_kek(path, settings) for path in master_keys] + _installed_keks(settings)
+    directory's master keys (the platform's, or with `setup` the vault's), and the AWS KMS
+    key the (verified) manifest names, reached only when that is the one needed."""
+    found = [_given_kek(path, settings, setup) for path in master_keys]
+    found += _installed_keks(settings, setup)
     needed = manifest.keys.kek_id
     if needed.startswith(KMS_KEK_PREFIX) and all(kek.kek_id != needed for kek in found):
         arn = needed.removeprefix(KMS_KEK_PREFIX)
@@ -186,7 +197,12 @@ async def _keks_for(
     return found
 
 
-def _trusted(settings: Settings, public_key: Path | None) -> list[VerifierKey]:
+def trusted_keys(
+    settings: Settings,
+    public_key: Path | None,
+    directory: Path | None = None,
+    name: str = BACKUP_KEY_NAME,
+) -> list[VerifierKey]:
     if public_key is not None:
         try:
             keys = read_verifier_keys(public_key)
@@ -197,11 +213,12 @@ def _trusted(settings: Settings, public_key: Path | None) -> list[VerifierKey]:
         if not keys:
             fail(f"{public_key} holds no public key", code=EXIT_USAGE)
         return keys
-    keys = trusted_backup_keys(settings.backup_keys_dir)
+    where = directory or settings.backup_keys_dir
+    keys = trusted_backup_keys(where, name)
     if not keys:
         fail(
-            f"no backup signing key in {settings.backup_keys_dir}",
-            hint="pass --public-key FILE (the output of `tradeguard backup public-key`)",
+            f"no backup signing key in {where}",
+            hint="pass --public-key FILE (the output of `public-key`)",
             code=EXIT_USAGE,
         )
     return keys
@@ -274,7 +291,7 @@ def create(
             keyring = keyring_from(settings, clock=clock)
             management = KeyManagement(keyring, ledger=ledger, policy=key_policy_from(settings))
             await open_keyring(management, sessions)
-            with _progress() as bar:
+            with progress_bar() as bar:
                 made = await create_backup(
                     source=source,
                     out=target,
@@ -372,16 +389,14 @@ def verify(
     signature, sizes, framing and SHA-256 are checked, and the rest is reported as unchecked.
     """
     settings = settings_from(data_dir)
-    trusted = _trusted(settings, public_key)
+    trusted = trusted_keys(settings, public_key)
 
     async def main() -> None:
         try:
             keks: list[KekProvider] = []
             if not signature_only:
-                keks = await _keks_for(
-                    settings, signed_manifest(backup, trusted), master_keys or []
-                )
-            with _progress() as bar:
+                keks = await keks_for(settings, signed_manifest(backup, trusted), master_keys or [])
+            with progress_bar() as bar:
                 verification = await verify_backup(
                     data=backup,
                     trusted=trusted,
@@ -440,14 +455,14 @@ def restore(
     ledger.
     """
     settings = settings_from(data_dir)
-    trusted = _trusted(settings, public_key)
+    trusted = trusted_keys(settings, public_key)
     is_url = "://" in to
     target = DatabaseLocation(to if is_url else f"sqlite:///{Path(to).absolute().as_posix()}")
 
     async def main() -> None:
         try:
-            keks = await _keks_for(settings, signed_manifest(backup, trusted), master_keys or [])
-            with _progress() as bar:
+            keks = await keks_for(settings, signed_manifest(backup, trusted), master_keys or [])
+            with progress_bar() as bar:
                 verification = await restore_backup(
                     data=backup,
                     trusted=trusted,

@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tradeguard.cli import vault_backup
 from tradeguard.cli.bootstrap import prepare_data_dir, sqlite_file
 from tradeguard.cli.common import (
     EXIT_USAGE,
@@ -47,13 +48,28 @@ from tradeguard.core.ids import IdGenerator
 from tradeguard.crypto.providers import KekProvider
 from tradeguard.crypto.service import KeyManagement, NewKeyVersion
 from tradeguard.crypto.tasks import LOCAL, vault_kek, vault_key_policy_from
-from tradeguard.db.engine import create_engine
-from tradeguard.vault.certs import VaultPki, issue_all
+from tradeguard.db.engine import create_engine, session_factory, unit_of_work
+from tradeguard.vault.certs import (
+    REVOCATION_REASONS,
+    IssuedCertificate,
+    VaultPki,
+    issue_all,
+    issued_certificates,
+    load_crl,
+    parse_serial,
+    resign_crl,
+    revoke,
+    revoked_certificates,
+    x509_serial,
+)
 from tradeguard.vault.container import open_store, own_vault_url
-from tradeguard.vault.migrate import current_revision, upgrade
+from tradeguard.vault.domain import VaultRole
+from tradeguard.vault.keys import CERTIFICATE_REVOKED, OperatorEvent, VaultKeyAudit
+from tradeguard.vault.metrics import VaultMetrics
+from tradeguard.vault.migrate import current_revision, head_revision, upgrade
 from tradeguard.vault.server import create_vault_app
-from tradeguard.vault.serving import VaultServer, bind_vault_socket
-from tradeguard.vault.store import CARD_CLASS, CardVaultStore
+from tradeguard.vault.serving import MetricsListener, VaultServer, bind_vault_socket
+from tradeguard.vault.store import CARD_CLASS, CardVaultStore, VaultNotMigrated
 from tradeguard.web.logging import configure_logging
 
 T = TypeVar("T")
@@ -86,19 +102,163 @@ def upgrade_command(data_dir: Annotated[Path | None, DataDirOption] = None) -> N
         console.print(f"vault database migrated {before or 'new'} -> {after}")
 
 
-@app.command("certs")
+app.add_typer(vault_backup.app, name="backup")
+
+certs_app = typer.Typer(
+    help="The vault's mutual-TLS certificates: issue, list, revoke (PCI-3).",
+    invoke_without_command=True,
+)
+app.add_typer(certs_app, name="certs")
+
+
+@certs_app.callback()
 def certs_command(
+    ctx: typer.Context,
     data_dir: Annotated[Path | None, DataDirOption] = None,
     host: Annotated[
         list[str] | None,
         typer.Option("--host", help="A private address or name the vault listens on (repeat)."),
     ] = None,
 ) -> None:
-    """Issue the vault's CA (once), server certificate and app/payment client certificates."""
+    """Issue the vault's CA (once), server certificate and app/payment client certificates.
+
+    With a subcommand (list, revoke, crl), that instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = data_dir
+        return
     settings = settings_from(data_dir)
     written = issue_all(VaultPki(settings.vault_pki_dir), now=datetime.now(UTC), hosts=host or ())
     for path in written:
         console.print(f"wrote {path}")
+
+
+def _pki_of(ctx: typer.Context, data_dir: Path | None) -> VaultPki:
+    settings = settings_from(data_dir or ctx.obj)
+    pki = VaultPki(settings.vault_pki_dir)
+    if not pki.ca_cert.is_file():
+        fail(
+            f"no vault CA in {pki.directory}",
+            hint="run `tradeguard vault certs` (or pass --data-dir)",
+            code=EXIT_USAGE,
+        )
+    return pki
+
+
+@certs_app.command("list")
+def certs_list(ctx: typer.Context, data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Every certificate the vault CA issued here: serial, kind, role, expiry, and whether
+    it is revoked (by the revocation list, crl.pem)."""
+    pki = _pki_of(ctx, data_dir)
+    try:
+        revoked = revoked_certificates(load_crl(pki)) if pki.crl.is_file() else {}
+        issued = issued_certificates(pki)
+    except TradeguardError as exc:
+        fail_on_error(exc)
+    now = datetime.now(UTC)
+    current = {
+        x509_serial(path)
+        for path in (pki.server_cert, *(pki.client_cert(role) for role in VaultRole))
+        if path.is_file()
+    }
+    typer.echo(f"{'serial':<42} {'kind':<7} {'role':<8} {'expires':<10}  status")
+    for cert in issued:
+        entry = revoked.get(cert.serial)
+        if entry is not None:
+            status = f"revoked {entry.revoked_at:%Y-%m-%d %H:%M}Z ({entry.reason})"
+        elif cert.not_after < now:
+            status = "expired"
+        elif cert.serial in current:
+            status = "issued (current file)"
+        else:
+            status = "issued (replaced)"
+        typer.echo(
+            f"{cert.serial_hex:<42} {cert.kind:<7} {cert.role or '-':<8} "
+            f"{cert.not_after:%Y-%m-%d}  {status}"
+        )
+    if not pki.crl.is_file():
+        console.print("no revocation list yet (made by `vault certs crl` or the first revoke)")
+
+
+@certs_app.command("revoke")
+def certs_revoke(
+    ctx: typer.Context,
+    serial: Annotated[
+        str, typer.Argument(help="The certificate's serial, in hex, as `vault certs list` shows.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help="Why: " + ", ".join(REVOCATION_REASONS) + ".",
+            show_default=False,
+        ),
+    ],
+    data_dir: Annotated[Path | None, DataDirOption] = None,
+) -> None:
+    """Revoke a client certificate: add it to the vault CA's revocation list (crl.pem).
+
+    A running vault reads the changed list at its next connection, without a restart, and
+    refuses that certificate from then on; the other certificates keep working. Recorded in
+    the vault's access log (operation vault:certificate:revoked). Needs the CA key.
+    """
+    pki = _pki_of(ctx, data_dir)
+    settings = _vault_settings(data_dir or ctx.obj)
+    try:
+        number = parse_serial(serial)
+    except TradeguardError as exc:
+        fail_on_error(exc)
+
+    async def work() -> IssuedCertificate:
+        # The access log only: a revocation needs neither the vault's keys nor its cards.
+        engine = create_engine(own_vault_url(settings))
+        clock = SystemClock()
+        try:
+            current, head = await current_revision(engine), head_revision()
+            if current != head:
+                raise VaultNotMigrated(
+                    f"the vault database is at {current or 'no revision'}, not {head}: "
+                    "run `tradeguard vault upgrade` first"
+                )
+            async with unit_of_work(session_factory(engine)) as session:
+                # The list is signed inside the transaction: a refused revocation records
+                # nothing; the record commits right after the list is in place.
+                revoked = revoke(pki, number, reason=reason, now=datetime.now(UTC))
+                event = OperatorEvent(
+                    CERTIFICATE_REVOKED,
+                    operator_party(),
+                    {
+                        "serial": revoked.serial_hex,
+                        "kind": revoked.kind,
+                        "role": revoked.role,
+                        "reason": reason,
+                    },
+                )
+                await VaultKeyAudit(clock=clock, ids=IdGenerator(clock)).append(session, event)
+        finally:
+            await engine.dispose()
+        return revoked
+
+    revoked = run_async(work(), database_url=settings.vault_url)
+    console.print(
+        f"revoked {revoked.serial_hex} ({revoked.kind}, role {revoked.role or '-'}, "
+        f"reason {reason}); the vault refuses it from its next connection"
+    )
+
+
+@certs_app.command("crl")
+def certs_crl(ctx: typer.Context, data_dir: Annotated[Path | None, DataDirOption] = None) -> None:
+    """Sign the revocation list again (a new validity of a year), or make an empty one."""
+    pki = _pki_of(ctx, data_dir)
+    if not pki.ca_key.is_file():
+        fail(f"no vault CA key at {pki.ca_key}", hint="run it where the CA key is", code=2)
+    try:
+        crl = resign_crl(pki, now=datetime.now(UTC))
+    except TradeguardError as exc:
+        fail_on_error(exc)
+    console.print(
+        f"wrote {pki.crl}: {len(list(crl))} revoked, valid until {crl.next_update_utc:%Y-%m-%d}"
+    )
 
 
 # -- keys (PCI-4, PCI DSS 3.6/3.7) ---------------------------------------------------------
@@ -316,9 +476,36 @@ def serve_command(
             "https://<private address>:<port> (env TRADEGUARD_VAULT_LISTEN)",
         ),
     ] = None,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-address",
+            help="Where to serve the vault's Prometheus metrics (plain HTTP, path /metrics): "
+            "IP:port, loopback unless --metrics-allow-remote, or `off` (default "
+            "127.0.0.1:9465; env TRADEGUARD_VAULT_METRICS_ADDRESS).",
+        ),
+    ] = None,
+    metrics_allow_remote: Annotated[
+        bool | None,
+        typer.Option(
+            "--metrics-allow-remote/--metrics-loopback-only",
+            help="Allow a private, non-loopback metrics address (firewall it to Prometheus).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the vault as its own process, over mutual TLS only (PCI-3)."""
-    settings = settings_from(data_dir, vault_listen=listen)
+    """Run the vault as its own process, over mutual TLS only (PCI-3).
+
+    Client certificates are checked against the vault CA's revocation list (crl.pem, see
+    `vault certs revoke`), re-read when it changes. Metrics go to a separate plain-HTTP
+    listener (--metrics-address), never the card API.
+    """
+    settings = settings_from(
+        data_dir,
+        vault_listen=listen,
+        vault_metrics_address=metrics_address,
+        vault_metrics_allow_remote=metrics_allow_remote,
+    )
     configure_logging(settings.log_level)
     prepare_data_dir(settings)
     address = settings.effective_vault_listen
@@ -330,14 +517,35 @@ def serve_command(
         # The key file and the socket before serving: a key file others may read, a vault
         # already on the socket or a taken port is one line, not a traceback.
         store = open_store(settings, clock=clock, ids=IdGenerator(clock))
-        sock = bind_vault_socket(address)
+        metrics = VaultMetrics()
+        listener = None
+        if settings.vault_metrics_address.strip().lower() != "off":
+            listener = MetricsListener(
+                metrics,
+                settings.vault_metrics_address,
+                allow_remote=settings.vault_metrics_allow_remote,
+            )
+        try:
+            sock = bind_vault_socket(address)
+            server = VaultServer(
+                create_vault_app(store, metrics),
+                pki,
+                sock,
+                handshake_timeout=settings.tls_handshake_timeout_seconds,
+                on_started=lambda: console.print(f"vault listening on {address} (mutual TLS)"),
+                metrics=metrics,
+            )
+        except BaseException:
+            if listener is not None:
+                listener.stop()
+            raise
     except TradeguardError as exc:
         fail_on_error(exc)
-    server = VaultServer(
-        create_vault_app(store),
-        pki,
-        sock,
-        handshake_timeout=settings.tls_handshake_timeout_seconds,
-        on_started=lambda: console.print(f"vault listening on {address} (mutual TLS)"),
-    )
-    server.run()
+    if listener is not None:
+        listener.start()
+        console.print(f"vault metrics on {listener.url}")
+    try:
+        server.run()
+    finally:
+        if listener is not None:
+            listener.stop()

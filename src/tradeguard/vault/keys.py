@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,11 @@ from tradeguard.vault import repository
 KEY_OPERATION_DONE: Final = "done"
 MAX_ROLE_CHARS: Final = 16
 MAX_PARTY_CHARS: Final = 120
+# Operator actions on the vault that are not key operations, in the same log (no key
+# material, no card data: serials, reasons, backup ids and hashes).
+CERTIFICATE_REVOKED: Final = "vault:certificate:revoked"
+BACKUP_CREATED: Final = "vault:backup:created"
+BACKUP_RESTORED: Final = "vault:backup:restored"
 
 
 class _Actor(Protocol):
@@ -77,3 +83,13 @@ class VaultKeyAudit:
             },
         )
         return entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorEvent:
+    """An operator's action on the vault, for `VaultKeyAudit.append`."""
+
+    type: str
+    actor: _Actor
+    data: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -23,7 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradeguard.core.errors import Forbidden, InvalidInput, NotFound, TradeguardError
 from tradeguard.crypto.tasks import VAULT_COMPONENT, KeyringWorker
-from tradeguard.vault.domain import VaultRole
+from tradeguard.vault.domain import VaultAccessDenied, VaultOperation, VaultRole
+from tradeguard.vault.metrics import VaultMetrics
 from tradeguard.vault.schemas import (
     AuthorizationIn,
     AuthorizationOut,
@@ -114,7 +117,44 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(error, request.url.path)
 
 
-def create_vault_app(store: CardVaultStore) -> FastAPI:
+def outcome_of(error: BaseException | None) -> str:
+    """The metrics outcome of an operation that ended with `error` (None: it was done)."""
+    if error is None:
+        return "allowed"
+    if isinstance(error, VaultAccessDenied):
+        return "denied"
+    if isinstance(error, NotFound):
+        return "not_found"
+    if isinstance(error, InvalidInput):
+        return "invalid"
+    return "error"
+
+
+@contextlib.contextmanager
+def _measured(
+    metrics: VaultMetrics | None, request: Request, operation: VaultOperation
+) -> Iterator[None]:
+    # Counted by operation, role and outcome only: never the token, the card or the party.
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if metrics is not None:
+            metrics.operation(
+                operation, _role(request), outcome_of(error), time.perf_counter() - started
+            )
+
+
+def _observe_decryption(store: CardVaultStore, metrics: VaultMetrics | None) -> None:
+    if metrics is not None:
+        store.keyring.on_decryption_failed = metrics.decryption_failed
+
+
+def create_vault_app(store: CardVaultStore, metrics: VaultMetrics | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
@@ -140,6 +180,7 @@ def create_vault_app(store: CardVaultStore) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.store = store
+    _observe_decryption(store, metrics)
 
     app.add_exception_handler(TradeguardError, _on_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
@@ -156,40 +197,47 @@ def create_vault_app(store: CardVaultStore) -> FastAPI:
     def caller(request: Request, on_behalf_of: str, request_id: str | None) -> VaultCaller:
         return VaultCaller(_role(request), on_behalf_of, request_id)
 
+    def measured(request: Request, operation: VaultOperation) -> AbstractContextManager[None]:
+        return _measured(metrics, request, operation)
+
     @app.get("/v1/health")
     async def health(request: Request) -> dict[str, str]:
         return {"status": "ok", "role": _role(request).value}
 
     @app.post("/v1/tokenize", status_code=201)
     async def tokenize(request: Request, body: TokenizeIn) -> TokenizedOut:
-        card = await store.tokenize(
-            caller(request, body.on_behalf_of, body.request_id),
-            pan=body.pan,
-            expiry_month=body.expiry_month,
-            expiry_year=body.expiry_year,
-            token_format=body.token_format,
-        )
+        with measured(request, VaultOperation.TOKENIZE):
+            card = await store.tokenize(
+                caller(request, body.on_behalf_of, body.request_id),
+                pan=body.pan,
+                expiry_month=body.expiry_month,
+                expiry_year=body.expiry_year,
+                token_format=body.token_format,
+            )
         return TokenizedOut.of(card)
 
     @app.post("/v1/describe")
     async def describe(request: Request, body: DescribeIn) -> DescribedOut:
-        cards = await store.describe(
-            caller(request, body.on_behalf_of, body.request_id), body.tokens
-        )
+        with measured(request, VaultOperation.DESCRIBE):
+            cards = await store.describe(
+                caller(request, body.on_behalf_of, body.request_id), body.tokens
+            )
         return DescribedOut(cards=[TokenizedOut.of(card) for card in cards])
 
     @app.post("/v1/detokenize")
     async def detokenize(request: Request, body: TokenIn) -> RevealedOut:
-        card = await store.detokenize(
-            caller(request, body.on_behalf_of, body.request_id), body.token
-        )
+        with measured(request, VaultOperation.DETOKENIZE):
+            card = await store.detokenize(
+                caller(request, body.on_behalf_of, body.request_id), body.token
+            )
         return RevealedOut.of(card)
 
     @app.post("/v1/authorization-card")
     async def authorization_card(request: Request, body: AuthorizationIn) -> AuthorizationOut:
-        prepared = await store.authorization_card(
-            caller(request, body.on_behalf_of, body.request_id), body.token, body.cvv
-        )
+        with measured(request, VaultOperation.AUTHORIZE):
+            prepared = await store.authorization_card(
+                caller(request, body.on_behalf_of, body.request_id), body.token, body.cvv
+            )
         revealed = prepared.card
         return AuthorizationOut(
             token=revealed.token,
@@ -202,9 +250,10 @@ def create_vault_app(store: CardVaultStore) -> FastAPI:
 
     @app.post("/v1/forget")
     async def forget(request: Request, body: TokenIn) -> ForgottenOut:
-        forgotten = await store.forget(
-            caller(request, body.on_behalf_of, body.request_id), body.token
-        )
+        with measured(request, VaultOperation.FORGET):
+            forgotten = await store.forget(
+                caller(request, body.on_behalf_of, body.request_id), body.token
+            )
         return ForgottenOut(forgotten=forgotten)
 
     return app
