@@ -699,6 +699,23 @@ def _start_workers(
     for component in FUNDS_COMPONENTS:
         components.register(component)
     tasks.extend(start_funds_tasks(app.state.funds, stop, clock=clock, observer=components))
+    tasks.extend(_monitoring_workers(app, settings, clock=clock, stop=stop, components=components))
+    for task in tasks:
+        task.add_done_callback(_report_worker_exit)
+    return tasks
+
+
+def _monitoring_workers(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    clock: Clock,
+    stop: asyncio.Event,
+    components: ComponentMetrics,
+) -> list[asyncio.Task[None]]:
+    """The detectors: AML monitoring, staff access alerts, market surveillance and its
+    checks, the takeover sweep; each as its settings switch it on."""
+    tasks: list[asyncio.Task[None]] = []
     if settings.aml_enabled:
         # AML monitoring tails the ledger behind its checkpoint; SAR deadline reminders.
         for component in AML_COMPONENTS:
@@ -764,8 +781,6 @@ def _start_workers(
         # Unusual trading after a risky sign-in (ATO-1), every sweep interval.
         components.register(TAKEOVER_COMPONENT)
         tasks.append(start_takeover_sweep(app.state.fraud, stop, clock=clock, observer=components))
-    for task in tasks:
-        task.add_done_callback(_report_worker_exit)
     return tasks
 
 
