@@ -25,8 +25,12 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(VENV)/.run-installed $@
 
+# The demo screens against OFAC's SDN list when its reference files are beside the
+# repository (../shared/data/ofac/sdn-2021); otherwise load one with `tradeguard sanctions load`.
+DEMO_SDN := $(wildcard $(abspath ../shared/data/ofac/sdn-2021))
+
 run: $(VENV)/.run-installed
-	$(BIN)/tradeguard serve --demo $(SERVE_ARGS)
+	$(if $(DEMO_SDN),TRADEGUARD_SANCTIONS_LIST_SOURCE=$(DEMO_SDN) )$(BIN)/tradeguard serve --demo $(SERVE_ARGS)
 
 test: $(VENV)/.dev-installed
 	@scripts/ensure-test-tools.sh

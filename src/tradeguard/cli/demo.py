@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tradeguard.access.domain import Role
 from tradeguard.cli.demo_activity import DemoActivity, Pause, seed_activity
@@ -20,6 +20,7 @@ from tradeguard.core.events import AuditEvent
 from tradeguard.core.ids import IdGenerator
 from tradeguard.db.engine import create_engine, session_factory, unit_of_work
 from tradeguard.identity.container import IdentityServices, start_identity
+from tradeguard.kyc.container import build_kyc
 from tradeguard.kyc.onboarding.container import build_onboarding
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.sequencer import LedgerSequencer
@@ -176,9 +177,41 @@ async def seed_demo(
             identity=identity,
             pause=pause,
         )
+        await _load_sanctions(settings, identity=identity, sessions=sessions)
     finally:
         await engine.dispose()
     return DemoWorkspace(credentials, activity)
+
+
+async def _load_sanctions(
+    settings: Settings,
+    *,
+    identity: IdentityServices,
+    sessions: async_sessionmaker[AsyncSession],
+) -> bool:
+    """The configured sanctions list (`sanctions_list_source`; `make run` points it at the
+    OFAC reference files when they are beside the repository), once: nothing when none is
+    configured or a version is loaded already."""
+    source = settings.sanctions_list_source
+    if not source:
+        return False
+    trading = build_trading(
+        settings,
+        clock=identity.deps.clock,
+        ids=identity.deps.ids,
+        sessions=sessions,
+        with_venue=False,
+    )
+    sanctions = build_kyc(
+        settings, identity=identity, accounts=trading.accounts, sessions=sessions
+    ).sanctions
+    async with unit_of_work(sessions) as session:
+        if await sanctions.service.versions(session):
+            return False
+    files = await sanctions.service.fetch(source)
+    async with unit_of_work(sessions) as session:
+        await sanctions.service.load(session, files, source=source, actor=Party("system", "demo"))
+    return True
 
 
 async def _seed_workspace(

@@ -59,6 +59,16 @@ OPEN_ORDER = ("MSFT", 10, Decimal("400.00"))
 DEMO_ROUTING = "021000021"
 DEMO_BANK_ACCOUNT = "000123456789"
 DEMO_DEPOSIT = Decimal("2500.00")
+# Bob's deposits for AML monitoring (AML-1): three on one day, each just under the $10,000
+# currency-transaction threshold (`aml_structuring_count`, 3) and together over it: a
+# structuring alert and a currency transaction report, raised by the server's AML monitor
+# as it reads the ledger.
+BOB_BANK_ACCOUNT = "000987654321"
+BOB_DEPOSITS = (
+    (AccountType.MARGIN, Decimal("9200.00")),
+    (AccountType.MARGIN, Decimal("9400.00")),
+    (AccountType.MARGIN, Decimal("9600.00")),
+)
 # Visa's well-known test number (never a real card).
 DEMO_PAN = "4111 1111 1111 1111"
 CASE_TITLE = "Demo: alice crossed KO between her own cash and margin accounts"
@@ -84,6 +94,7 @@ class DemoActivity:
     case_opened: bool
     card_added: bool
     money_moved: bool = False
+    structured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,9 @@ async def seed_activity(
     money_moved = await _move_money(
         settings, identity=identity, trading=trading, sessions=sessions, trader=alice
     )
+    structured = await _structure_deposits(
+        settings, identity=identity, trading=trading, sessions=sessions, trader=bob
+    )
     await sequencer.drain()
     return DemoActivity(
         alice_cash_account=alice.accounts[AccountType.CASH],
@@ -143,6 +157,7 @@ async def seed_activity(
         case_opened=case_opened,
         card_added=card_added,
         money_moved=money_moved,
+        structured=structured,
     )
 
 
@@ -294,6 +309,7 @@ async def _move_money(
             account_number=DEMO_BANK_ACCOUNT,
             account_type="checking",
             nickname="Alice's checking",
+            holder_name="Alice Example",
             actor=actor,
         )
     amounts = funds.processor.statement(bank.id)
@@ -316,6 +332,55 @@ async def _move_money(
             idempotency_key="demo-deposit-1",
             actor=actor,
         )
+    return True
+
+
+async def _structure_deposits(
+    settings: Settings,
+    *,
+    identity: IdentityServices,
+    trading: TradingServices,
+    sessions: async_sessionmaker[AsyncSession],
+    trader: _Trader,
+) -> bool:
+    """Bob's checking account, confirmed, and three ACH deposits on one day, each under
+    $10,000 and together over it (for AML monitoring)."""
+    funds = build_funds(settings, identity=identity, accounts=trading.accounts, sessions=sessions)
+    actor = Party("user", trader.user_id)
+    async with unit_of_work(sessions) as session:
+        if await funds.banks.of_user(session, trader.user_id):
+            return False
+        bank = await funds.banks.add(
+            session,
+            user_id=trader.user_id,
+            routing_number=DEMO_ROUTING,
+            account_number=BOB_BANK_ACCOUNT,
+            account_type="checking",
+            nickname="Bob's checking",
+            holder_name="Bob Sample",
+            actor=actor,
+        )
+    amounts = funds.processor.statement(bank.id)
+    async with unit_of_work(sessions) as session:
+        await funds.banks.verify(
+            session,
+            user_id=trader.user_id,
+            bank_account_id=bank.id,
+            amounts=[f"{amount:.2f}" for amount in amounts],
+            actor=actor,
+        )
+    for number, (account_type, amount) in enumerate(BOB_DEPOSITS, start=1):
+        async with unit_of_work(sessions) as session:
+            await funds.deposits.deposit(
+                session,
+                user_id=trader.user_id,
+                account_id=trader.accounts[account_type],
+                bank_account_id=bank.id,
+                rail="ach",
+                amount=amount,
+                idempotency_key=f"demo-bob-deposit-{number}",
+                actor=actor,
+            )
     return True
 
 

@@ -55,6 +55,21 @@ def _show_tour(settings: Settings, workspace: DemoWorkspace) -> None:
             "the wash trade's case, assigned to carol.compliance, with a note",
         ),
         (
+            f"{cli} kyc applications list{where}",
+            "account applications (KYC-1): alice's and bob's approved, erin's waiting for "
+            "review (approve it as carol.compliance with --as)",
+        ),
+        (
+            f"{cli} aml alerts list --as carol.compliance{where}",
+            "AML monitoring (AML-1): bob's three deposits of just under $10,000 on one day "
+            "(structuring), and `aml ctr list` for the currency transaction report",
+        ),
+        (
+            f"{cli} sanctions screen 'Nicolas Maduro'{where}",
+            "sanctions screening (KYC-2) after `sanctions load <dir|url>` of OFAC's SDN "
+            "list (docs/sanctions.md)",
+        ),
+        (
             f"{cli} trading orders list {workspace.activity.alice_cash_account}{where}",
             "alice's cash account: her fills and an open order",
         ),
