@@ -202,9 +202,9 @@ async def load_sample_list(api: Api) -> str:
     """The OFAC sample list loaded by the real sanctions service: its version id."""
     directory = str(sample_list())
     services = sanctions_of(api)
-    files = await services.service.fetch(str(SDN_SAMPLE))
+    files = await services.service.fetch(directory)
     async with unit_of_work(services.sessions) as session:
-        result = await services.service.load(session, files, source=str(SDN_SAMPLE), actor=OPERATOR)
+        result = await services.service.load(session, files, source=directory, actor=OPERATOR)
     return str(result.version.id)
 
 
