@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
+from tests.support.kyc_applications import application
 from tests.support.kyc_documents import upload
 from tests.support.kyc_files import jpeg, pdf
 from tests.support.trading import Trader
@@ -247,3 +248,36 @@ async def declared(
     )
     assert saved.status_code == 200, saved.text
     return identity
+
+
+def british_applicant(**identity: str) -> dict[str, dict[str, Any]]:
+    """A complete application of a British national living in London (a UK tax reference
+    ending 6789, born 12 April 1985, postcode SW1A 1AA): account recovery's KYC record."""
+    return application(
+        identity={
+            "given_names": "Alice",
+            "family_name": "Example",
+            "birth_date": "1985-04-12",
+            "nationality": "GB",
+            "tax_id_country": "GB",
+            "tax_id": "12345 06789",
+            **identity,
+        },
+        address={
+            "line1": "1 Example Road",
+            "line2": None,
+            "city": "London",
+            "region": None,
+            "postal_code": "SW1A 1AA",
+            "country": "GB",
+        },
+    )
+
+
+async def kyc_record_on_file(api: Api, who: Trader, body: Mapping[str, Mapping[str, Any]]) -> str:
+    """An approved application (the audited import path) and a passport the real checks
+    verify: the KYC record and identity document on file. The passport's id."""
+    await imported(api, who.user_id, body)
+    passport = await upload_passport(api, who, body["identity"])
+    assert passport["status"] == "verified", passport
+    return str(passport["id"])
