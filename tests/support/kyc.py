@@ -22,6 +22,7 @@ from tests.support.kyc_applications import application
 from tests.support.kyc_documents import upload
 from tests.support.kyc_files import jpeg, pdf
 from tests.support.trading import Trader
+from tradeguard.access.domain import Role
 from tradeguard.core.clock import NS_PER_SECOND
 from tradeguard.db.engine import unit_of_work
 from tradeguard.kyc.documents.container import DocumentServices
@@ -281,3 +282,22 @@ async def kyc_record_on_file(api: Api, who: Trader, body: Mapping[str, Mapping[s
     passport = await upload_passport(api, who, body["identity"])
     assert passport["status"] == "verified", passport
     return str(passport["id"])
+
+
+async def approved_customer(
+    api: Api, username: str, identity: Mapping[str, Any], *, tax_id: str
+) -> str:
+    """A customer account (created by the identity service) with an approved application
+    (the audited import path) declaring `identity`: one of onboarding's screening
+    subjects. Their user id."""
+    async with api.services.unit_of_work() as session:
+        user = await api.services.accounts.create_user(
+            session,
+            username=username,
+            email=f"{username}@example.com",
+            password="correct horse battery staple 42",
+            role=Role.TRADER,
+            email_verified=True,
+        )
+    await imported(api, user.id, application(identity={**identity, "tax_id": tax_id}))
+    return user.id
