@@ -11,7 +11,7 @@ the OFAC sample list read in place; staff decisions through the admin APIs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def passport_mrz(
     right (Doc 9303 Part 4), expiring `valid_years` after `on` (the test clock's day)."""
     nationality = _ICAO[identity["nationality"]]
     born = date.fromisoformat(identity["birth_date"]).strftime("%y%m%d")
-    expires = on.replace(year=on.year + valid_years).strftime("%y%m%d")
+    expires = (on + timedelta(days=365 * valid_years)).strftime("%y%m%d")
     names = f"{_mrz_name(identity['family_name'])}<<{_mrz_name(identity['given_names'])}"
     line1 = "P<" + nationality + _padded(names, 39)
     document = _padded(number, 9)
