@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.access import staff
-from tests.support.aml_profiles_stand_in import StandInKyc, filing_person, risk_profile
 from tests.support.api import Api, audit_events
 from tests.support.funds import (
     Customer,
@@ -23,6 +22,8 @@ from tests.support.funds import (
     past_cooling,
     request_withdrawal,
 )
+from tests.support.kyc import imported
+from tests.support.kyc_applications import SSN, application
 from tests.support.trading import funded_account
 from tradeguard.access.domain import Role
 from tradeguard.aml import fincen
@@ -75,6 +76,16 @@ async def monitor(api: Api) -> Any:
 async def rows(api: Api, model: Any) -> list[Any]:
     async with unit_of_work(aml_of(api).sessions) as session:
         return list((await session.execute(select(model))).scalars().all())
+
+
+# Jane's KYC record: an approved application (onboarding's audited import path), read by
+# AML for filings (the subject's identity and tax id) through the app's wiring.
+JANE = {"given_names": "Jane", "family_name": "Doe", "birth_date": "1980-02-14"}
+JANE_TIN = SSN.replace("-", "").encode()
+
+
+async def jane_on_file(api: Api, user_id: str) -> None:
+    await imported(api, user_id, application(identity=JANE))
 
 
 async def two_accounts_over_midnight(api: Api, client: Any) -> tuple[Customer, str]:
@@ -281,13 +292,12 @@ class TestCases:
                 f"{AML}/cases/{case['id']}/decide", {"decision": "sar", "reason": "structuring"}
             )
             assert decided.json()["status"] == "sar_required"
-            # No KYC record wired: a final export names what is missing and stores nothing.
+            # No KYC record on file yet: a final export names what is missing and stores nothing.
             refused = await carol.post(f"{AML}/cases/{case['id']}/sar", {"final": True})
             assert refused.status_code == 422
             assert "subject.tin" in refused.json()["missing"]
             assert await rows(api, AmlFiling) == []
-            kyc = StandInKyc(people={case["user_id"]: filing_person()})
-            aml_of(api).deps.subjects = kyc
+            await jane_on_file(api, case["user_id"])
             done = await carol.post(
                 f"{AML}/cases/{case['id']}/sar", {"final": True, "narrative": "Three deposits."}
             )
@@ -297,25 +307,48 @@ class TestCases:
             assert fincen.validate(root) == []
             assert root.find(fincen.q("FormTypeCode")).text == "SARX"  # type: ignore[union-attr]
             # The tax id is in the (encrypted) export, never in the ledger or the table.
-            assert b"123456789" in document.content
+            assert JANE_TIN in document.content
             (stored,) = await rows(api, AmlFiling)
-            assert b"123456789" not in stored.document_enc.blob
-            # A bad tax id on the KYC record: refused as final.
-            kyc.people[case["user_id"]] = filing_person(tin="12345")
-            bad = await carol.post(f"{AML}/cases/{case['id']}/sar", {"final": True})
-            assert bad.status_code == 422
-            assert any("TIN" in p for p in bad.json()["problems"])
+            assert JANE_TIN not in stored.document_enc.blob
+            assert all(JANE_TIN.decode() not in str(e) for e in await audit_events(api))
             # Kept five years: deletion refused.
             gone = await carol.delete(f"{AML}/filings/{done.json()['id']}")
             assert gone.status_code == 409
         assert (await rows(api, AmlCase))[0].status == "sar_filed"
+
+    @pytest.mark.spec("AML-1")
+    async def test_a_final_sar_needs_a_us_tin_on_the_kyc_record(self, api: Api) -> None:
+        async with api.client() as client:
+            carol, case = await self._case(api, client)
+            await carol.post(
+                f"{AML}/cases/{case['id']}/decide", {"decision": "sar", "reason": "structuring"}
+            )
+            # Jane's approved application is a German resident's, with a German tax number:
+            # not the nine-digit TIN a FinCEN SAR needs, so the final export is refused.
+            foreign = application(
+                identity={**JANE, "nationality": "DE", "tax_id_country": "DE", "tax_id": "12345"},
+                address={
+                    "line1": "Hauptstrasse 5",
+                    "line2": None,
+                    "city": "Berlin",
+                    "region": None,
+                    "postal_code": "10115",
+                    "country": "DE",
+                },
+            )
+            await imported(api, case["user_id"], foreign)
+            bad = await carol.post(f"{AML}/cases/{case['id']}/sar", {"final": True})
+            assert bad.status_code == 422, bad.text
+            assert any("TIN" in p for p in bad.json()["problems"])
+        assert await rows(api, AmlFiling) == []
+        assert (await rows(api, AmlCase))[0].status == "sar_required"
 
     @pytest.mark.spec("AML-3")
     async def test_a_ctr_exports_as_valid_fincen_xml(self, api: Api) -> None:
         async with api.client() as client:
             jane, _ = await two_accounts_over_midnight(api, client)
             await monitor(api)
-            aml_of(api).deps.subjects = StandInKyc(people={jane.trader.user_id: filing_person()})
+            await jane_on_file(api, jane.trader.user_id)
             carol = await staff(api, client, "carol", Role.COMPLIANCE)
             (ctr,) = (await carol.get(f"{AML}/ctrs")).json()
             done = await carol.post(f"{AML}/ctrs/{ctr['id']}/export", {"final": True})
@@ -378,14 +411,25 @@ class TestWithdrawalsAndProfiles:
             alice = await customer(api, client, "alice", phone="+14155550131")
             await add_bank(api, alice)
             await past_cooling(api, alice)
-            aml_of(api).deps.profiles = StandInKyc(
-                profiles={
-                    alice.trader.user_id: risk_profile(
-                        alice.trader.user_id,
-                        country="IR",
-                        expected_monthly_funding=Decimal(1000),
-                    )
-                }
+            # Her approved application: a US citizen living in Iran who expects to move
+            # 1000 USD a month (800 in, 200 out).
+            await imported(
+                api,
+                alice.trader.user_id,
+                application(
+                    address={
+                        "line1": "12 Vali Asr Street",
+                        "line2": None,
+                        "city": "Tehran",
+                        "region": None,
+                        "postal_code": "1511733111",
+                        "country": "IR",
+                    },
+                    profile={
+                        "expected_monthly_deposits": "800",
+                        "expected_monthly_withdrawals": "200",
+                    },
+                ),
             )
             await deposit(alice, alice.account_id, "6000.00", "in-1")
             asked = await request_withdrawal(alice, "5000.00")

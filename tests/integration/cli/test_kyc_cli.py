@@ -139,12 +139,16 @@ def test_staff_work_the_queue_at_the_console(data_dir: Path) -> None:
     assert code == 0, output
     assert "SELF_DECLARED_PEP" in {f["code"] for f in json.loads(output)["factors"]}
 
-    # Screening and documents are not wired at the console yet: approval is blocked, clearly.
+    # The console builds the real screening and documents (kyc/container.py): with no
+    # identity document or proof of address on file, approval is blocked, clearly.
     code, output = run(
         data_dir, keys, "kyc", "applications", "approve", application_id, "--as", "cora"
     )
     assert code == 1
-    assert "SCREENING_UNAVAILABLE" in output
+    assert "IDENTITY_NOT_VERIFIED" in output
+    assert "ADDRESS_NOT_VERIFIED" in output
+    assert "SCREENING_UNAVAILABLE" not in output
+    assert "EVIDENCE_UNAVAILABLE" not in output
 
     code, output = run(
         data_dir,

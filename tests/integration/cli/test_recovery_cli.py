@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.cli.test_takeover_cli import data_dir, events, run
-from tests.support.recovery_stand_ins import DictApplicants, DictEvidence
+from tests.integration.cli.test_takeover_cli import arranged_data_dir, events, run
 from tradeguard.cli.main import app
-from tradeguard.fraud import container
-from tradeguard.kyc.contracts import EvidenceStatus
 
 runner = CliRunner()
 UNKNOWN = "0190c5a0-0000-7000-8000-000000000000"
@@ -37,7 +34,6 @@ COMMANDS = [
         )
     ),
 ]
-__all__ = ["data_dir"]
 
 
 class TestHelp:
@@ -49,25 +45,18 @@ class TestHelp:
 
 
 @pytest.fixture
-def kyc(monkeypatch: pytest.MonkeyPatch) -> tuple[DictApplicants, DictEvidence]:
-    """The KYC contracts' stand-ins wired into the commands' fraud container (the lead wires
-    the real ones where the container is built)."""
-    applicants, evidence = DictApplicants(), DictEvidence()
-    monkeypatch.setattr(container, "UnwiredApplicants", lambda: applicants)
-    monkeypatch.setattr(container, "UnwiredEvidence", lambda: evidence)
-    return applicants, evidence
+def data_dir(tmp_path: Path) -> Path:
+    """The takeover data directory; the customer has a real KYC record on file (an approved
+    application, born 12 April 1985, postcode SW1A 1AA, tax reference ending 6789, and a
+    verified passport), which the commands read through the KYC container they build."""
+    return arranged_data_dir(tmp_path, kyc_record=True)
 
 
 class TestRecoveryCommands:
     @pytest.mark.spec("ATO-3")
-    def test_staff_open_and_work_a_case_with_four_eyes(
-        self, data_dir: Path, kyc: tuple[DictApplicants, DictEvidence]
-    ) -> None:
+    def test_staff_open_and_work_a_case_with_four_eyes(self, data_dir: Path) -> None:
         code, output = run(data_dir, "takeover", "reviews", "list", "--json")
         [review] = json.loads(output)
-        applicants, evidence = kyc
-        applicants.add(review["user_id"])
-        evidence.set(review["user_id"], EvidenceStatus.VERIFIED, "doc-on-file")
         code, output = run(data_dir, "takeover", "recovery", "open", "--review", review["id"])
         assert code == 2, output  # who opens it must be named
         code, output = run(

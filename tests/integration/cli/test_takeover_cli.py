@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from tests.support.api import running_api
 from tests.support.console import ConsoleKeys
+from tests.support.kyc import british_applicant, kyc_record_on_file
 from tests.support.takeover import GB, SE, answer, customer, prompt_token, sign_in_from
+from tests.support.trading import Trader
 from tradeguard.access.domain import Role
 from tradeguard.cli.main import app
 from tradeguard.config import Settings
@@ -68,6 +70,12 @@ def events(data_dir: Path, prefix: str) -> list[dict[str, object]]:
 def data_dir(tmp_path: Path) -> Path:
     """A data directory with compliance staff (ada, bob), support (sam), and a customer who
     answered "no" to a sign-in from Sweden: a review and a withdrawal freeze."""
+    return arranged_data_dir(tmp_path)
+
+
+def arranged_data_dir(tmp_path: Path, *, kyc_record: bool = False) -> Path:
+    """The data directory above; with `kyc_record`, the customer also has a real KYC record
+    on file (an approved application and a verified passport, tests/support/kyc.py)."""
     directory = tmp_path / "var"
     assert runner.invoke(app, ["init", "--data-dir", str(directory)]).exit_code == 0
 
@@ -97,6 +105,9 @@ def data_dir(tmp_path: Path) -> Path:
                     )
             async with running_api(settings, engine, FrozenClock(time.time_ns())) as api:
                 alice = await customer(api, ip=GB)
+                if kyc_record:
+                    owner = Trader(alice.username, alice.user_id, alice.access, alice.home)
+                    await kyc_record_on_file(api, owner, british_applicant())
                 api.clock.advance(seconds=600)
                 await sign_in_from(api, alice, SE)
                 said = await answer(api, await prompt_token(api, alice), "no")

@@ -16,15 +16,14 @@ from sqlalchemy import func, select
 
 from tests.support.access import staff
 from tests.support.api import Api, audit_events, bearer, is_problem, login
+from tests.support.kyc import british_applicant, kyc_record_on_file, upload_passport
 from tests.support.ledger import settle
-from tests.support.recovery_stand_ins import DictApplicants, DictEvidence
 from tests.support.takeover import (
     GB,
     SE,
     Customer,
     answer,
     customer,
-    fraud_of,
     frozen,
     prompt_token,
     sign_in_from,
@@ -45,7 +44,6 @@ from tradeguard.core.orders import Side
 from tradeguard.db.engine import unit_of_work
 from tradeguard.fraud.models import RecoveryCase, RecoveryMark, RecoveryProposal
 from tradeguard.identity.models import MfaFactor
-from tradeguard.kyc.contracts import EvidenceStatus
 from tradeguard.ledger.domain import Party
 from tradeguard.trading.models import (
     Execution,
@@ -73,30 +71,19 @@ class Scene:
     alice: Customer
     intruder: Trader
     account_id: str
-    applicants: DictApplicants
-    evidence: DictEvidence
+    document_id: str  # her verified passport on file before the takeover
     ada: Trader
     bob: Trader
-
-
-def wire(api: Api) -> tuple[DictApplicants, DictEvidence]:
-    """The KYC contracts' stand-ins in the running app (the lead wires the real ones)."""
-    applicants, evidence = DictApplicants(), DictEvidence()
-    recovery = fraud_of(api).recovery
-    recovery.applicants = applicants
-    recovery.evidence = evidence
-    return applicants, evidence
 
 
 async def taken_over(api: Api, *, trade: bool = True) -> Scene:
     """Alice holds 100 ACME; someone signs in with her credentials from Sweden and sells
     them all; Alice answers "no" to "was this you?" (withdrawals freeze, a review opens)."""
-    applicants, evidence = wire(api)
     await add_instrument(api, "ACME", "10.00")
     alice = await customer(api, ip=GB)
-    applicants.add(alice.user_id)
-    evidence.set(alice.user_id, EvidenceStatus.VERIFIED, "doc-on-file")
     owner = Trader(alice.username, alice.user_id, alice.access, alice.home)
+    # Her KYC record (birth date, postcode, tax reference's last four) and passport on file.
+    document_id = await kyc_record_on_file(api, owner, british_applicant())
     account = await funded_account(api, owner, "10000.00")
     if trade:
         await street_order(api, "ACME", Side.SELL, 100, "10.00")
@@ -130,7 +117,7 @@ async def taken_over(api: Api, *, trade: bool = True) -> Scene:
     assert refused is not None
     ada = await staff(api, api.client("198.51.100.30"), "ada", Role.COMPLIANCE)
     bob = await staff(api, api.client("198.51.100.31"), "bob", Role.COMPLIANCE)
-    return Scene(alice, intruder, account, applicants, evidence, ada, bob)
+    return Scene(alice, intruder, account, document_id, ada, bob)
 
 
 async def open_case(scene: Scene) -> dict[str, Any]:
@@ -400,7 +387,7 @@ class TestRecovery:
 
     @pytest.mark.spec("ATO-3")
     async def test_record_attempts_are_limited_then_only_a_new_document_verifies(
-        self, api: Api
+        self, api: Api, settings: Settings
     ) -> None:
         scene = await taken_over(api, trade=False)
         case_id = (await open_case(scene))["id"]
@@ -418,10 +405,19 @@ class TestRecovery:
         document = {"method": "document"}
         same = await scene.ada.post(f"{RECOVERIES}/{case_id}/verify", document)
         assert is_problem(same, 409, "recovery-step-refused")
-        scene.evidence.set(scene.alice.user_id, EvidenceStatus.REVIEW, "doc-new")
+        # Alice signs in again at home past the takeover lock and uploads new passports: one
+        # the sandbox sends to review (its documented test number) is not enough.
+        api.clock.advance(seconds=settings.login_lockout_seconds + 60)
+        owner = await sign_in_from(api, scene.alice, GB, same_device=True)
+        await scene.ada.sign_in_again()
+        identity = british_applicant()["identity"]
+        waiting = await upload_passport(api, owner, identity, number="REVIEW001")
+        assert waiting["status"] == "review", waiting
         pending = await scene.ada.post(f"{RECOVERIES}/{case_id}/verify", document)
         assert is_problem(pending, 409, "recovery-step-refused")
-        scene.evidence.set(scene.alice.user_id, EvidenceStatus.VERIFIED, "doc-new")
+        newer = await upload_passport(api, owner, identity, number="C02X00T48")
+        assert newer["status"] == "verified", newer
+        assert newer["id"] != scene.document_id
         fresh = await scene.ada.post(f"{RECOVERIES}/{case_id}/verify", document)
         assert fresh.status_code == 200, fresh.text
         assert fresh.json()["verified"] is True

@@ -1,5 +1,6 @@
-"""Identity document tests run against the real app, database, ledger and keyring, with a
-stand-in applicant directory (tests/support/kyc_applicants_stand_in.py)."""
+"""Identity document tests run against the real app, database, ledger and keyring; the
+applicant's declared identity comes from their real application (tests/support/kyc.py
+`declared`: a draft saved through the customer API)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.api import Api, running_api
-from tests.support.kyc_applicants_stand_in import StandInApplicants
 from tradeguard.config import Settings
 from tradeguard.core.clock import NS_PER_SECOND, FrozenClock
-from tradeguard.kyc.documents.container import DocumentServices
 
 # Monday 5 January 2026, 15:00 UTC.
 MONDAY = int(datetime(2026, 1, 5, 15, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
@@ -38,15 +37,6 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def applicants() -> StandInApplicants:
-    return StandInApplicants()
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, engine: AsyncEngine, clock: FrozenClock, applicants: StandInApplicants
-) -> AsyncIterator[Api]:
+async def api(settings: Settings, engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Api]:
     async with running_api(settings, engine, clock) as running:
-        services: DocumentServices = running.app.state.kyc_documents
-        services.deps.applicants = applicants
         yield running

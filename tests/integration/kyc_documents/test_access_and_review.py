@@ -3,12 +3,10 @@ provider's outcomes and the identity evidence onboarding reads (KYC-2)."""
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 
 from tests.support.api import Api, audit_events, is_problem
-from tests.support.kyc_applicants_stand_in import StandInApplicants
+from tests.support.kyc import declared
 from tests.support.kyc_documents import DOCUMENTS, STAFF_DOCUMENTS, upload
 from tests.support.kyc_files import TD3_SPECIMEN, jpeg, pdf, td3
 from tests.support.trading import Trader, signed_in_staff, signed_in_trader
@@ -41,13 +39,11 @@ async def _passport(who: Trader, mrz: str | None = None) -> dict[str, object]:
 
 
 class TestOwnerAccess:
-    async def test_another_users_document_is_not_found(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_another_users_document_is_not_found(self, api: Api) -> None:
         async with api.client() as a_client, api.client() as b_client:
             alice = await signed_in_trader(api, a_client, "alice")
             bob = await signed_in_trader(api, b_client, "bob")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             document = await _passport(alice)
             for path in (f"{DOCUMENTS}/{document['id']}", f"{DOCUMENTS}/{document['id']}/file"):
                 assert is_problem(await bob.get(path), 404, "not-found")
@@ -85,12 +81,10 @@ class TestOwnerAccess:
 
 @pytest.mark.spec("KYC-2")
 class TestStaff:
-    async def test_a_staff_download_needs_a_reason_and_is_in_the_ledger(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_a_staff_download_needs_a_reason_and_is_in_the_ledger(self, api: Api) -> None:
         async with api.client() as client, api.client() as staff_client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             content = jpeg()
             document = (await upload(alice, content, mrz=td3())).json()
             carol = await signed_in_staff(api, staff_client, "carol", Role.COMPLIANCE)
@@ -109,11 +103,11 @@ class TestStaff:
         assert downloads[0]["actor"]["id"] == carol.user_id
 
     async def test_an_inconsistent_passport_waits_for_review_and_staff_accept_it(
-        self, api: Api, applicants: StandInApplicants
+        self, api: Api
     ) -> None:
         async with api.client() as client, api.client() as staff_client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id, birth_date=date(1975, 8, 12))
+            await declared(alice, birth_date="1975-08-12")
             document = await _passport(alice)
             assert document["status"] == "review"
             assert "BIRTH_DATE_MISMATCH" in document["reasons"]  # type: ignore[operator]
@@ -152,7 +146,6 @@ class TestSandboxOutcomes:
     async def test_documented_test_data_chooses_the_outcome(
         self,
         api: Api,
-        applicants: StandInApplicants,
         family: str,
         mrz_family: str,
         number: str,
@@ -161,16 +154,16 @@ class TestSandboxOutcomes:
     ) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id, family_name=family)
+            await declared(alice, family_name=family)
             document = await _passport(alice, td3(family=mrz_family, number=number))
         assert document["status"] == status
         if reason:
             assert reason in document["reasons"]  # type: ignore[operator]
 
-    async def test_an_expired_passport_fails(self, api: Api, applicants: StandInApplicants) -> None:
+    async def test_an_expired_passport_fails(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id, nationality="DE")
+            await declared(alice, nationality="DE")
             document = await _passport(alice, TD3_SPECIMEN)
         assert document["status"] == "failed"
         assert "MRZ_DOCUMENT_EXPIRED" in document["reasons"]  # type: ignore[operator]
@@ -188,12 +181,10 @@ class TestSandboxOutcomes:
 
 @pytest.mark.spec("KYC-2")
 class TestEvidence:
-    async def test_evidence_is_none_then_verified_for_identity_and_address(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_evidence_is_none_then_verified_for_identity_and_address(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             assert await evidence(api, alice.user_id) == IdentityEvidence(
                 EvidenceStatus.NONE, EvidenceStatus.NONE
             )
@@ -213,7 +204,7 @@ class TestEvidence:
         assert found.address_document_id == bill.json()["id"]
 
     async def test_a_provider_outage_leaves_the_document_pending_until_a_recheck(
-        self, api: Api, applicants: StandInApplicants
+        self, api: Api
     ) -> None:
         class Down:
             name = "down"
@@ -224,7 +215,7 @@ class TestEvidence:
         documents_of(api).deps.provider = Down()
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             document = await _passport(alice)
         assert document["status"] == "pending"
         assert (await evidence(api, alice.user_id)).identity is EvidenceStatus.PENDING

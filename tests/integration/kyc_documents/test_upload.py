@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.api import Api, is_problem
-from tests.support.kyc_applicants_stand_in import StandInApplicants
+from tests.support.kyc import declared
 from tests.support.kyc_documents import DOCUMENTS, stored_counts, upload
 from tests.support.kyc_files import (
     jpeg,
@@ -28,12 +28,10 @@ from tradeguard.kyc.documents.models import KycDocumentChunk
 
 @pytest.mark.spec("KYC-2")
 class TestAcceptedUpload:
-    async def test_a_passport_with_a_consistent_mrz_is_sealed_and_verified(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_a_passport_with_a_consistent_mrz_is_sealed_and_verified(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             content = jpeg()
             response = await upload(alice, content, mrz=td3(), side="front")
             assert response.status_code == 201, response.text
@@ -71,12 +69,10 @@ class TestAcceptedUpload:
         assert download.content == content
         assert (await stored_counts(api))[1] == 2  # two 1 MiB chunks
 
-    async def test_a_proof_of_address_pdf_is_accepted_with_its_page_count(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_a_proof_of_address_pdf_is_accepted_with_its_page_count(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             response = await upload(
                 alice,
                 pdf(2),

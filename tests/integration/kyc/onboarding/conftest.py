@@ -1,5 +1,6 @@
 """Onboarding tests run against the real app and database with the onboarding gate on
-(kyc_required) and the stand-in screener and evidence source wired in."""
+(kyc_required), and the real sanctions screening and identity documents the app wires in
+(kyc/container.py): evidence is uploaded documents, screening the loaded OFAC sample."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.api import Api, running_api
-from tests.support.kyc_onboarding_stand_ins import StandInEvidence, StandInScreener
+from tests.support.kyc import verified_documents
+from tests.support.kyc_applications import COMPLETE
 from tests.support.trading import Trader, signed_in_staff, signed_in_trader
 from tradeguard.access.domain import Role
 from tradeguard.config import Settings
@@ -32,16 +34,6 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def screener() -> StandInScreener:
-    return StandInScreener()
-
-
-@pytest.fixture
-def evidence() -> StandInEvidence:
-    return StandInEvidence()
-
-
-@pytest.fixture
 def gated(settings: Settings) -> Settings:
     return settings.model_copy(update={"kyc_required": True})
 
@@ -51,11 +43,8 @@ async def api(
     gated: Settings,
     engine: AsyncEngine,
     clock: FrozenClock,
-    screener: StandInScreener,
-    evidence: StandInEvidence,
 ) -> AsyncIterator[Api]:
     async with running_api(gated, engine, clock) as running:
-        onboarding_of(running).wire(screener=screener, evidence=evidence)
         yield running
 
 
@@ -82,6 +71,13 @@ class Desk:
         done = await (who or self.customer).post(f"{APPLICATION}/submit")
         assert done.status_code == 200, done.text
         return str(done.json()["id"])
+
+    async def verified(
+        self, who: Trader | None = None, identity: dict[str, Any] | None = None
+    ) -> None:
+        """The customer's passport (an MRZ made for their application) and proof of
+        address, uploaded and verified by the real documents checks."""
+        await verified_documents(self.api, who or self.customer, identity or COMPLETE["identity"])
 
     async def staff(
         self, path: str, body: dict[str, Any] | None = None, who: Trader | None = None

@@ -11,16 +11,13 @@ import pytest
 
 from tests.integration.kyc.onboarding.conftest import Desk, onboarding_of
 from tests.support.kyc_applications import application
-from tests.support.kyc_onboarding_stand_ins import StandInEvidence
 from tradeguard.db.engine import unit_of_work
 from tradeguard.kyc.contracts import RiskRating, SubjectKind
 
 
 @pytest.mark.spec("KYC-2")
 class TestContracts:
-    async def test_documents_aml_and_rescreening_read_the_application(
-        self, desk: Desk, evidence: StandInEvidence
-    ) -> None:
+    async def test_documents_aml_and_rescreening_read_the_application(self, desk: Desk) -> None:
         services = onboarding_of(desk.api)
         user_id = desk.customer.user_id
         async with unit_of_work(services.sessions) as session:
@@ -37,8 +34,9 @@ class TestContracts:
             # Not approved yet: no profile for AML, not a subject of re-screening.
             assert await services.profiles.profile(session, user_id) is None
             assert [s async for s in services.subjects.subjects(session)] == []
-        evidence.verify(user_id)
-        await desk.staff(f"{application_id}/approve")
+        await desk.verified()
+        approved = await desk.staff(f"{application_id}/approve")
+        assert approved.status_code == 200, approved.text
         async with unit_of_work(services.sessions) as session:
             profile = await services.profiles.profile(session, user_id)
             assert profile is not None

@@ -6,24 +6,23 @@ permission denials, and the onboarding gate on the customer's trading account.""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from tests.integration.kyc.onboarding.conftest import ADMIN, APPLICATION, Desk, onboarding_of
 from tests.support.api import audit_events, is_problem
-from tests.support.kyc_applications import application, high_risk
-from tests.support.kyc_onboarding_stand_ins import (
-    StandInEvidence,
-    StandInScreener,
-    hit,
+from tests.support.kyc import (
+    LISTED,
+    LISTED_ENTRY,
+    clear_hits,
+    load_sample_list,
+    open_hits,
+    upload_passport,
 )
+from tests.support.kyc_applications import COMPLETE, application, high_risk
 from tests.support.trading import add_instrument, trading_of
 from tradeguard.db.engine import unit_of_work
-from tradeguard.kyc.contracts import (
-    EvidenceStatus,
-    ScreeningDecision,
-    ScreeningOutcome,
-)
 from tradeguard.kyc.onboarding.domain import OnboardingEvent
 from tradeguard.ledger.domain import Party
 
@@ -94,23 +93,33 @@ class TestPermissions:
 
 @pytest.mark.spec("KYC-1", "KYC-2")
 class TestApproval:
-    async def test_approval_waits_for_evidence_and_a_clear_screening(
-        self, desk: Desk, evidence: StandInEvidence, screener: StandInScreener
-    ) -> None:
-        application_id = await desk.submitted(application())
+    async def test_approval_waits_for_evidence_and_a_clear_screening(self, desk: Desk) -> None:
+        await load_sample_list(desk.api)
+        # The customer shares a listed person's name and birth date (sdn.csv 15102
+        # "MORENO, Daniel", DOB 12 Oct 1972): a hit to BLOCK until a reviewer clears it.
+        listed = application(identity=dict(LISTED))
+        application_id = await desk.submitted(listed)
+        user_id = desk.customer.user_id
         blocked = await desk.staff(f"{application_id}/approve")
         assert is_problem(blocked, 409, "approval-blocked")
         assert set(blocked.json()["blockers"]) == {
+            "SANCTIONS_NOT_CLEAR",
             "IDENTITY_NOT_VERIFIED",
             "ADDRESS_NOT_VERIFIED",
         }
-        evidence.verify(desk.customer.user_id, address=EvidenceStatus.REVIEW)
-        screener.standings[desk.customer.user_id] = ScreeningOutcome(
-            ScreeningDecision.REVIEW, (hit(),), "test-1"
-        )
+        [hit] = await open_hits(desk.reviewer, user_id)
+        assert hit["entry_id"] == LISTED_ENTRY
+        # A passport the real checks verify; no proof of address uploaded.
+        passport = await upload_passport(desk.api, desk.customer, listed["identity"])
+        assert passport["status"] == "verified", passport
         blocked = await desk.staff(f"{application_id}/approve")
         assert set(blocked.json()["blockers"]) == {"SANCTIONS_NOT_CLEAR", "ADDRESS_NOT_VERIFIED"}
-        screener.clear(desk.customer.user_id, cleared_hits=1)
+        cleared = await clear_hits(
+            desk.reviewer, user_id, "US passport checked: not the Belizean listed person"
+        )
+        assert cleared == 1
+        blocked = await desk.staff(f"{application_id}/approve")
+        assert blocked.json()["blockers"] == ["ADDRESS_NOT_VERIFIED"]
         accepted = await desk.staff(
             f"{application_id}/accept-address", {"reason": "utility bill checked by phone"}
         )
@@ -136,16 +145,14 @@ class TestApproval:
             "EVIDENCE_UNAVAILABLE",
         }
 
-    async def test_a_duplicate_tax_id_must_be_resolved_first(
-        self, desk: Desk, evidence: StandInEvidence
-    ) -> None:
+    async def test_a_duplicate_tax_id_must_be_resolved_first(self, desk: Desk) -> None:
         from tests.support.trading import signed_in_trader  # noqa: PLC0415
 
         await desk.submitted(application())
         async with desk.api.client() as client:
             bob = await signed_in_trader(desk.api, client, "bob")
             second = await desk.submitted(application(identity={"given_names": "Bob"}), who=bob)
-        evidence.verify(bob.user_id)
+            await desk.verified(bob, {**COMPLETE["identity"], "given_names": "Bob"})
         blocked = await desk.staff(f"{second}/approve")
         assert blocked.json()["blockers"] == ["DUPLICATE_TAX_ID"]
         resolved = await desk.staff(
@@ -157,11 +164,9 @@ class TestApproval:
 
 @pytest.mark.spec("KYC-2")
 class TestHighRisk:
-    async def test_high_risk_needs_edd_and_two_different_approvers(
-        self, desk: Desk, evidence: StandInEvidence
-    ) -> None:
+    async def test_high_risk_needs_edd_and_two_different_approvers(self, desk: Desk) -> None:
         application_id = await desk.submitted(high_risk())
-        evidence.verify(desk.customer.user_id)
+        await desk.verified()
         view = (await desk.reviewer.get(f"{ADMIN}/{application_id}")).json()
         assert view["rating"]["rating"] == "high"
         assert "SELF_DECLARED_PEP" in {f["code"] for f in view["rating"]["factors"]}
@@ -201,9 +206,9 @@ class TestHighRisk:
         }
         assert "EDD_MISSING" in response.json()["blockers"]
 
-    async def test_reviews_due(self, desk: Desk, evidence: StandInEvidence) -> None:
+    async def test_reviews_due(self, desk: Desk) -> None:
         application_id = await desk.submitted(application())
-        evidence.verify(desk.customer.user_id)
+        await desk.verified()
         await desk.staff(f"{application_id}/approve")
         assert (await desk.reviewer.get("/api/v1/admin/kyc/reviews/due")).json() == []
         desk.api.clock.advance(seconds=3 * 366 * 86_400)
@@ -251,9 +256,7 @@ class TestRefuseAndRequestInfo:
 
 @pytest.mark.spec("KYC-2")
 class TestOnboardingGate:
-    async def test_accounts_wait_for_approval_then_trade(
-        self, desk: Desk, evidence: StandInEvidence
-    ) -> None:
+    async def test_accounts_wait_for_approval_then_trade(self, desk: Desk) -> None:
         await add_instrument(desk.api, "ACME", "50.00")
         opened = await desk.customer.post("/api/v1/accounts", {"type": "cash"})
         assert opened.status_code == 201, opened.text
@@ -290,7 +293,7 @@ class TestOnboardingGate:
         assert withdrawal.status_code == 403, withdrawal.text
         assert withdrawal.json()["reason"] == "ACCOUNT_NOT_ACTIVE", withdrawal.text
         application_id = await desk.submitted(application())
-        evidence.verify(desk.customer.user_id)
+        await desk.verified()
         await desk.staff(f"{application_id}/approve")
         account = (await desk.customer.get(f"/api/v1/accounts/{account_id}")).json()
         assert account["status"] == "active"
@@ -304,11 +307,9 @@ class TestOnboardingGate:
         accepted = await desk.customer.order(account_id, client_order_id="k2", **order)
         assert accepted.status_code == 201, accepted.text
 
-    async def test_an_approved_customers_new_account_opens_active(
-        self, desk: Desk, evidence: StandInEvidence
-    ) -> None:
+    async def test_an_approved_customers_new_account_opens_active(self, desk: Desk) -> None:
         application_id = await desk.submitted(application())
-        evidence.verify(desk.customer.user_id)
+        await desk.verified()
         await desk.staff(f"{application_id}/approve")
         opened = await desk.customer.post("/api/v1/accounts", {"type": "margin"})
         assert opened.json()["status"] == "active"
@@ -322,16 +323,25 @@ class TestOnboardingGate:
 @pytest.mark.spec("KYC-1")
 class TestChangesAfterApproval:
     async def test_a_new_address_is_screened_again_and_other_sections_are_locked(
-        self, desk: Desk, evidence: StandInEvidence, screener: StandInScreener
+        self, desk: Desk
     ) -> None:
+        version = await load_sample_list(desk.api)
         application_id = await desk.submitted(application())
-        evidence.verify(desk.customer.user_id)
+        await desk.verified()
         await desk.staff(f"{application_id}/approve")
-        before = len(screener.screened)
+
+        async def screenings() -> list[dict[str, Any]]:
+            return await audit_events(desk.api, OnboardingEvent.APPLICATION_SCREENED)
+
+        before = len(await screenings())
         moved = await desk.save({"address": {"line1": "9 Elm Street", "postal_code": "62702"}})
         assert moved.status_code == 200, moved.text
-        assert len(screener.screened) == before + 1
-        assert screener.screened[-1][1] == "customer details changed"
+        after = await screenings()
+        assert len(after) == before + 1
+        # Screened by the real service against the loaded list.
+        assert after[-1]["data"]["reason"] == "customer details changed"
+        assert after[-1]["data"]["decision"] == "clear"
+        assert after[-1]["data"]["list_version"] == version
         assert await audit_events(desk.api, OnboardingEvent.APPLICATION_CHANGED)
         locked = await desk.save({"profile": {"risk_tolerance": "high"}})
         assert is_problem(locked, 409, "application-conflict")

@@ -4,12 +4,12 @@ files read in place (never copied into the repository)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.api import Api, running_api
 from tradeguard.config import Settings
@@ -59,18 +59,6 @@ def updated_copy(tmp_path: Path, *, add: bool = True, change_moreno: bool = Fals
         sdn += ADDED_ROW
     (target / "sdn.csv").write_bytes(sdn)
     return target
-
-
-class Subjects:
-    """An in-memory subject source (onboarding registers the real customer source)."""
-
-    def __init__(self, subjects: Sequence[ScreeningSubject] = ()) -> None:
-        self.items = list(subjects)
-
-    async def subjects(self, session: AsyncSession) -> AsyncIterator[ScreeningSubject]:
-        del session
-        for subject in self.items:
-            yield subject
 
 
 def person(ref: str, name: str, **kw: object) -> ScreeningSubject:

@@ -14,7 +14,6 @@ from tests.integration.kyc.sanctions.conftest import (
     FULL_2021,
     MORENO,
     OPERATOR,
-    Subjects,
     load_list,
     person,
     sample_dir,
@@ -23,6 +22,7 @@ from tests.integration.kyc.sanctions.conftest import (
     version_count,
 )
 from tests.support.api import Api, audit_events
+from tests.support.kyc import approved_customer
 from tradeguard.core.errors import NotFound
 from tradeguard.db.engine import unit_of_work
 from tradeguard.kyc.contracts import ScreeningDecision, SubjectKind
@@ -180,19 +180,31 @@ class TestReview:
 class TestRescreen:
     async def test_a_new_version_raises_exactly_the_new_hit(self, api: Api, tmp_path: Path) -> None:
         services = sanctions_of(api)
-        services.service.register_source(
-            SubjectKind.CUSTOMER,
-            Subjects(
-                [
-                    person("u-1", "Jordan Quincy Example"),
-                    person("u-2", "Daniel Moreno"),
-                    person("u-3", "Priya Raman"),
-                ]
-            ),
+        # Onboarding's approved customers are the re-screen's subjects (kyc/container.py):
+        # one named as the entry the update adds, one listed in the sample, one not listed.
+        u1 = await approved_customer(
+            api,
+            "jordan",
+            {
+                "given_names": "Jordan Quincy",
+                "family_name": "Example",
+                "birth_date": "1980-03-01",
+                "nationality": "IR",
+            },
+            tax_id="123-45-6781",
+        )
+        u2 = await approved_customer(
+            api,
+            "daniel",
+            {"given_names": "Daniel", "family_name": "Moreno", "birth_date": "1972-10-12"},
+            tax_id="123-45-6782",
+        )
+        await approved_customer(
+            api, "priya", {"given_names": "Priya", "family_name": "Raman"}, tax_id="123-45-6783"
         )
         await load_list(api, sample_dir())
         first = await run_rescreen(services)
-        assert [(h.subject_ref, h.entry_id) for h in first.new_hits] == [("u-2", MORENO)]
+        assert [(h.subject_ref, h.entry_id) for h in first.new_hits] == [(u2, MORENO)]
         assert first.subjects == 3
 
         seen: list[tuple[int, int]] = []
@@ -201,7 +213,7 @@ class TestRescreen:
             services, progress=lambda done, total: seen.append((done, total))
         )
         assert [(h.subject_ref, h.entry_id, h.decision) for h in second.new_hits] == [
-            ("u-1", ADDED, "block")
+            (u1, ADDED, "block")
         ]
         assert seen[0] == (0, 3)
         assert seen[-1] == (3, 3)
@@ -209,10 +221,12 @@ class TestRescreen:
             row = await services.service.rescreen_row(session, second.rescreen_id)
             assert (row.status, row.subjects, row.new_hits) == ("done", 3, 1)
             hits = (await session.execute(select(SanctionsHit))).scalars().all()
-        assert sorted((h.subject_ref, h.entry_id) for h in hits) == [
-            ("u-1", ADDED),
-            ("u-2", MORENO),
-        ]
+        assert sorted((h.subject_ref, h.entry_id) for h in hits) == sorted(
+            [
+                (u1, ADDED),
+                (u2, MORENO),
+            ]
+        )
         finished = await audit_events(api, "sanctions:rescreen:finished")
         assert [e["data"]["new_hits"] for e in finished] == [1, 1]
         assert all(e["actor"] == Party("system", "sanctions-rescreen").as_json() for e in finished)
