@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.api import Api, audit_events, is_problem
 from tests.support.kyc_documents import stored_counts, upload
 from tests.support.kyc_files import pdf_flate_bomb, pdf_with_javascript, png
+from tests.support.tables import model_differences
 from tests.support.trading import signed_in_trader
 from tradeguard.config import Settings
 from tradeguard.kyc.documents.models import KycDocumentRefusal
@@ -78,3 +80,11 @@ class TestRefusedUploadsAreThrottled:
             )
             assert response.status_code != 429
             assert len(await refusal_rows(api)) == 1
+
+
+async def test_the_refusals_table_matches_its_model(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(model_differences({"kyc_document_refusals"}))
+        tables = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+    assert differences == []
+    assert "kyc_document_refusals" in tables
