@@ -251,6 +251,9 @@ class Settings(BaseSettings):
         64 * 1024 * 1024
     )
     kyc_document_uploads_per_day: Annotated[int, Field(ge=1, le=1000)] = 20
+    # Refused uploads (bad type, PDF bombs, active content...) cost server CPU and are not
+    # stored, so they count against their own, smaller budget per user per 24 hours.
+    kyc_document_refusals_per_day: Annotated[int, Field(ge=1, le=1000)] = 10
     kyc_documents_on_file: Annotated[int, Field(ge=1, le=1000)] = 30
     kyc_verification_provider: Literal["sandbox"] = "sandbox"
     # A customer's trading accounts open PENDING (no trading, no money in or out) until their

@@ -214,25 +214,52 @@ async def export_ctr(
         return filing_out(done.filing, done.problems)
 
 
-@router.get(
-    "/filings/{filing_id}",
+@router.get("/filings/{filing_id}", responses=problems(404), **guarded(Permission.AML_FILE))
+async def get_filing(filing_id: IdPath, request: Request) -> s.FilingOut:
+    """An export's record (kind, status, what was missing, digest), without its document:
+    the document is read with a stated reason (POST .../download)."""
+    services = aml(request)
+    async with unit_of_work(services.sessions) as session:
+        return filing_out(await services.filings.filing(session, filing_id))
+
+
+@router.post(
+    "/filings/{filing_id}/download",
     response_class=Response,
     responses={
-        **problems(404),
+        **problems(404, 422),
         200: {
-            "description": "The FinCEN batch XML (EFilingBatchXML) as exported",
+            "description": "The FinCEN batch XML (EFilingBatchXML) as exported, as an attachment",
             "content": {XML: {"schema": {"type": "string"}}},
         },
     },
     **guarded(Permission.AML_FILE),
 )
-async def download_filing(filing_id: IdPath, request: Request) -> Response:
-    """The stored batch XML of an export."""
+async def download_filing(
+    filing_id: IdPath, body: s.ReadIn, request: Request, principal: CurrentPrincipal
+) -> Response:
+    """The stored batch XML of an export, as an attachment; the stated reason is recorded
+    in the ledger first. A draft carries the subject's tax id masked (last four digits)."""
     services = aml(request)
     async with unit_of_work(services.sessions) as session:
-        row = await services.filings.filing(session, filing_id)
-        document = services.filings.document(row)
-    return Response(content=document, media_type=XML, headers={"Cache-Control": "no-store"})
+        row, document = await services.filings.read(
+            session,
+            staff_id=principal.user_id,
+            filing_id=filing_id,
+            reason=body.reason,
+            request_id=request_id_var.get(),
+        )
+    name = f"{row.kind}-{row.status}-{row.id}.xml"
+    return Response(
+        content=document,
+        media_type=XML,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.delete(

@@ -82,6 +82,12 @@ class ExportIn(Strict):
     narrative: Annotated[str | None, Field(max_length=10_000)] = None
 
 
+class ReadIn(Strict):
+    """Why the filing's document is read: recorded in the ledger."""
+
+    reason: Annotated[str, Field(min_length=5, max_length=500)]
+
+
 class NoteOut(Strict):
     id: str
     author: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -82,6 +82,7 @@ class AmlEvent(StrEnum):
     CASE_OVERDUE = "aml:case:overdue"
     FILING_EXPORTED = "aml:filing:exported"
     FILING_DELETED = "aml:filing:deleted"
+    FILING_READ = "aml:filing:read"
     RECORDS_PURGED = "aml:records:purged"
 
 
@@ -126,6 +127,24 @@ class RetainedRecord(Conflict):
 
 
 # The subject's personal data for filings ----------------------------------------------------
+
+# Reading a stored filing states why, like a staff download of an identity document.
+MIN_READ_REASON = 5
+MAX_READ_REASON = 500
+
+
+def mask_tin(tin: str | None) -> str | None:
+    """A draft carries the tax id's last four digits only: the full number goes into the
+    final export (the one sent to FinCEN) and nowhere else."""
+    if not tin:
+        return tin
+    if len(tin) <= 4:
+        return "*" * len(tin)
+    return "*" * (len(tin) - 4) + tin[-4:]
+
+
+def masked(subject: fincen.Subject) -> fincen.Subject:
+    return replace(subject, tin=mask_tin(subject.tin))
 
 
 def subject_of(person: FilingPerson | None) -> fincen.Subject:
@@ -945,6 +964,7 @@ class AmlFilings:
             ref_id=row.id,
             user_id=row.user_id,
             root=root,
+            draft_root=fincen.build_ctr(replace(report, subject=masked(subject)), self.deps.filer),
             missing=missing,
             final=final,
             staff_id=staff_id,
@@ -998,12 +1018,14 @@ class AmlFilings:
         )
         root = fincen.build_sar(report, self.deps.filer)
         missing = self.deps.filer.missing() + (subject.missing() if subject is not None else [])
+        draft = replace(report, subject=masked(subject) if subject is not None else None)
         exported = await self._store(
             session,
             kind="sar",
             ref_id=row.id,
             user_id=row.user_id,
             root=root,
+            draft_root=fincen.build_sar(draft, self.deps.filer),
             missing=missing,
             final=final,
             staff_id=staff_id,
@@ -1022,11 +1044,14 @@ class AmlFilings:
         ref_id: str,
         user_id: str,
         root: Any,
+        draft_root: Any,
         missing: Sequence[str],
         final: bool,
         staff_id: str,
         request_id: str | None,
     ) -> Exported:
+        """Validated as it would be filed (full tax id); a draft is stored with the tax id
+        masked, so only the final export (sent to FinCEN) carries it in full."""
         problems = fincen.validate(root)
         if final and (missing or problems):
             raise FilingRefused(
@@ -1034,7 +1059,7 @@ class AmlFilings:
                 missing=list(missing),
                 problems=problems,
             )
-        document = fincen.to_bytes(root)
+        document = fincen.to_bytes(root if final else draft_root)
         digest = hashlib.sha256(document).hexdigest()
         filing_id = self.deps.ids.new_str()
         row = AmlFiling(
@@ -1077,6 +1102,39 @@ class AmlFilings:
     def document(self, row: AmlFiling) -> bytes:
         sealed = row.document_enc
         return sealed.reveal(self.deps.keyring, record_id=row.id).encode()  # type: ignore[union-attr]
+
+    async def read(
+        self,
+        session: AsyncSession,
+        *,
+        staff_id: str,
+        filing_id: str,
+        reason: str,
+        request_id: str | None = None,
+    ) -> tuple[AmlFiling, bytes]:
+        """The stored batch XML for a staff member who states why; the read is a ledger
+        event naming the reader, the filing and the reason (never the document's data)."""
+        stated = " ".join(reason.split())
+        if not MIN_READ_REASON <= len(stated) <= MAX_READ_REASON:
+            raise AmlInputError(
+                f"a reason of {MIN_READ_REASON} to {MAX_READ_REASON} characters is required"
+            )
+        row = await self.filing(session, filing_id)
+        document = self.document(row)
+        await self.deps.audit(
+            session,
+            AmlEvent.FILING_READ,
+            actor=Party("user", staff_id),
+            data={
+                "filing_id": row.id,
+                "kind": row.kind,
+                "ref_id": row.ref_id,
+                "status": row.status,
+                "reason": stated,
+            },
+            request_id=request_id,
+        )
+        return row, document
 
     async def delete_filing(
         self, session: AsyncSession, *, staff_id: str, filing_id: str, request_id: str | None = None

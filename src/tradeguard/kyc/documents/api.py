@@ -20,7 +20,12 @@ from tradeguard.db.engine import unit_of_work
 from tradeguard.identity.guard import CurrentPrincipal, guarded, problems
 from tradeguard.kyc.documents import schemas as s
 from tradeguard.kyc.documents.container import DocumentServices
-from tradeguard.kyc.documents.domain import DetectedType, DocumentStatus
+from tradeguard.kyc.documents.domain import (
+    DetectedType,
+    DocumentRefused,
+    DocumentStatus,
+    UploadQuotaReached,
+)
 from tradeguard.kyc.documents.models import KycDocument
 from tradeguard.kyc.documents.service import UploadRequest, reasons_of
 from tradeguard.kyc.documents.upload import read_upload
@@ -124,28 +129,41 @@ async def upload_document(request: Request, principal: CurrentPrincipal) -> s.Do
     back), optional `mrz` (the lines your scanner read), and `file` (JPEG, PNG or PDF). The
     type is read from the content; a refused file is not stored."""
     services = documents(request)
-    form = await read_upload(
-        request.headers.get("content-type"),
-        request.stream(),
-        max_file_bytes=services.deps.limits.max_bytes,
-    )
-    upload = UploadRequest(
-        user_id=principal.user_id,
-        kind=form.fields.get("kind", ""),
-        side=form.fields.get("side"),
-        mrz=form.fields.get("mrz"),
-        content=bytes(form.content),
-        declared_type=form.content_type,
-        filename=form.filename,
-    )
+    actor = Party("user", principal.user_id)
     async with unit_of_work(services.sessions) as session:
-        row = await services.documents.upload(
-            session,
-            upload=upload,
-            actor=Party("user", principal.user_id),
-            request_id=request_id_var.get(),
+        await services.documents.check_refusals(session, principal.user_id)
+    try:
+        form = await read_upload(
+            request.headers.get("content-type"),
+            request.stream(),
+            max_file_bytes=services.deps.limits.max_bytes,
         )
-        return document_out(row)
+        upload = UploadRequest(
+            user_id=principal.user_id,
+            kind=form.fields.get("kind", ""),
+            side=form.fields.get("side"),
+            mrz=form.fields.get("mrz"),
+            content=bytes(form.content),
+            declared_type=form.content_type,
+            filename=form.filename,
+        )
+        async with unit_of_work(services.sessions) as session:
+            row = await services.documents.upload(
+                session, upload=upload, actor=actor, request_id=request_id_var.get()
+            )
+            return document_out(row)
+    except DocumentRefused as refused:
+        if not isinstance(refused, UploadQuotaReached):
+            # The refused upload rolled back; its count is kept in a transaction of its own.
+            async with unit_of_work(services.sessions) as session:
+                await services.documents.record_refusal(
+                    session,
+                    user_id=principal.user_id,
+                    reason=refused.reason,
+                    actor=actor,
+                    request_id=request_id_var.get(),
+                )
+        raise
 
 
 @router.get("", **guarded(Permission.KYC_APPLY))

@@ -49,6 +49,7 @@ def build_documents(
         limits=limits_from(settings),
         provider=provider_named(settings.kyc_verification_provider),
         uploads_per_day=settings.kyc_document_uploads_per_day,
+        refusals_per_day=settings.kyc_document_refusals_per_day,
         on_file=settings.kyc_documents_on_file,
         applicants=applicants,
     )

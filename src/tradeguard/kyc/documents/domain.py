@@ -68,6 +68,7 @@ class DocumentEvent(StrEnum):
     CHECKED = "kyc:document:checked"
     REVIEWED = "kyc:document:reviewed"
     DOWNLOADED = "kyc:document:downloaded"
+    REFUSED = "kyc:document:refused"
 
 
 class Refusal(StrEnum):
@@ -90,6 +91,7 @@ class Refusal(StrEnum):
     FORM_INVALID = "FORM_INVALID"
     MRZ_UNREADABLE = "MRZ_UNREADABLE"
     UPLOADS_PER_DAY = "UPLOADS_PER_DAY"
+    REFUSALS_PER_DAY = "REFUSALS_PER_DAY"
     DOCUMENTS_ON_FILE = "DOCUMENTS_ON_FILE"
 
 
@@ -158,5 +160,11 @@ class UploadQuotaReached(DocumentRefused):
     slug = "document-quota-reached"
     title = "Document quota reached"
 
+    def __init__(self, reason: Refusal, detail: str, *, retry_after: int = 86400, **extra: Any):
+        super().__init__(reason, detail, **extra)
+        self.retry_after = retry_after
+
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": "86400"} if self.reason is Refusal.UPLOADS_PER_DAY else {}
+        if self.reason in (Refusal.UPLOADS_PER_DAY, Refusal.REFUSALS_PER_DAY):
+            return {"Retry-After": str(self.retry_after)}
+        return {}

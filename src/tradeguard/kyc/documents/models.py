@@ -69,3 +69,16 @@ class KycDocumentChunk(Base):
     document_id: Mapped[str] = mapped_column(ForeignKey("kyc_documents.id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KycDocumentRefusal(Base):
+    """One refused upload: who and when, nothing of the file (not even its digest). Counted
+    against a per-user daily budget of refusals (kyc_document_refusals_per_day)."""
+
+    __tablename__ = "kyc_document_refusals"
+    __table_args__ = (Index("ix_kyc_document_refusals_user_time", "user_id", "created_ns"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(32))
+    created_ns: Mapped[int] = mapped_column(BigInteger)

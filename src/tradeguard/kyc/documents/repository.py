@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradeguard.kyc.documents.models import KycDocument, KycDocumentChunk
+from tradeguard.kyc.documents.models import KycDocument, KycDocumentChunk, KycDocumentRefusal
 
 
 def add(session: AsyncSession, row: KycDocument, chunks: Sequence[bytes]) -> None:
@@ -64,3 +64,25 @@ async def chunks_of(session: AsyncSession, document_id: str) -> list[bytes]:
         .order_by(KycDocumentChunk.seq)
     )
     return [bytes(blob) for blob in (await session.execute(query)).scalars().all()]
+
+
+def add_refusal(session: AsyncSession, row: KycDocumentRefusal) -> None:
+    session.add(row)
+
+
+async def refusals_since(session: AsyncSession, user_id: str, since_ns: int) -> list[int]:
+    """When the user's uploads were refused since `since_ns`, oldest first."""
+    query = (
+        select(KycDocumentRefusal.created_ns)
+        .where(KycDocumentRefusal.user_id == user_id, KycDocumentRefusal.created_ns >= since_ns)
+        .order_by(KycDocumentRefusal.created_ns)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def forget_refusals_before(session: AsyncSession, user_id: str, before_ns: int) -> None:
+    await session.execute(
+        delete(KycDocumentRefusal).where(
+            KycDocumentRefusal.user_id == user_id, KycDocumentRefusal.created_ns < before_ns
+        )
+    )

@@ -44,7 +44,7 @@ from tradeguard.kyc.documents.domain import (
     UploadQuotaReached,
 )
 from tradeguard.kyc.documents.inspection import DocumentLimits, Inspection, inspect_document
-from tradeguard.kyc.documents.models import KycDocument
+from tradeguard.kyc.documents.models import KycDocument, KycDocumentRefusal
 from tradeguard.kyc.documents.mrz import (
     MrzRecord,
     MrzUnreadable,
@@ -70,6 +70,9 @@ MIN_REASON = 5
 MAX_REASON = 500
 APPLICANT_UNKNOWN = "APPLICANT_UNKNOWN"
 MRZ_MISSING = "MRZ_MISSING"
+# A verified identity document followed by one that failed its checks or waits for a person:
+# the evidence is REVIEW until a person decides that one or a newer document verifies.
+LATER_DOCUMENT_NOT_VERIFIED = "LATER_DOCUMENT_NOT_VERIFIED"
 # Evidence prefers the strongest document: a verified one over one in review, over one whose
 # checks are not finished, over a failed one; the newest among equals.
 _RANK = {
@@ -97,6 +100,8 @@ class DocumentDeps:
     provider: VerificationProvider
     uploads_per_day: int
     on_file: int
+    # Refused uploads per user per 24 hours before further uploads get 429.
+    refusals_per_day: int = 10
     # Wired at start by the app (onboarding's directory); None means no application is
     # known, so identity documents go to review.
     applicants: ApplicantDirectory | None = None
@@ -294,8 +299,53 @@ class DocumentService:
         )
         return row
 
+    async def check_refusals(self, session: AsyncSession, user_id: str) -> None:
+        """429 (Retry-After: when the oldest counted refusal leaves the 24-hour window) once
+        the user's refused uploads reach the daily budget: checked before the body is read
+        or parsed, so a stream of hostile files stops costing CPU."""
+        deps, now = self.deps, self.deps.clock.now_ns()
+        refused = await repository.refusals_since(session, user_id, now - DAY_NS)
+        if len(refused) >= deps.refusals_per_day:
+            oldest = refused[len(refused) - deps.refusals_per_day]
+            wait = max(1, -(-(oldest + DAY_NS - now) // NS_PER_SECOND))
+            raise UploadQuotaReached(
+                Refusal.REFUSALS_PER_DAY,
+                f"at most {deps.refusals_per_day} refused uploads in 24 hours; try again later",
+                limit=deps.refusals_per_day,
+                retry_after=wait,
+            )
+
+    async def record_refusal(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: str,
+        reason: Refusal,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> None:
+        """Count a refused upload (in its own transaction: the refused one rolled back).
+        Nothing of the file is kept: who, when and the refusal code."""
+        now = self.deps.clock.now_ns()
+        await repository.forget_refusals_before(session, user_id, now - DAY_NS)
+        repository.add_refusal(
+            session,
+            KycDocumentRefusal(
+                id=new_document_id(), user_id=user_id, reason=reason.value, created_ns=now
+            ),
+        )
+        await self.deps.audit(
+            session,
+            DocumentEvent.REFUSED,
+            actor=actor,
+            subject=Party("user", user_id),
+            data={"reason": reason.value},
+            request_id=request_id,
+        )
+
     async def _check_quota(self, session: AsyncSession, user_id: str, now: int) -> None:
         deps = self.deps
+        await self.check_refusals(session, user_id)
         if await repository.count_of(session, user_id) >= deps.on_file:
             raise UploadQuotaReached(
                 Refusal.DOCUMENTS_ON_FILE,
@@ -531,15 +581,23 @@ class DocumentService:
 
     async def evidence(self, session: AsyncSession, user_id: str) -> IdentityEvidence:
         rows = await repository.documents_of(session, user_id)
-        identity = _best([row for row in rows if row.kind in IDENTITY_KINDS])
+        identities = [row for row in rows if row.kind in IDENTITY_KINDS]
+        identity = _best(identities)
         address = _best([row for row in rows if row.kind == DocumentKind.PROOF_OF_ADDRESS])
         reasons: tuple[str, ...] = ()
+        identity_status = _status(identity)
         if identity is not None:
             reasons += reasons_of(identity)
+            contradicting = _contradicting(identities, identity)
+            if contradicting:
+                identity_status = EvidenceStatus.REVIEW
+                reasons += (LATER_DOCUMENT_NOT_VERIFIED,)
+                for row in contradicting:
+                    reasons += tuple(r for r in reasons_of(row) if r not in reasons)
         if address is not None:
             reasons += tuple(r for r in reasons_of(address) if r not in reasons)
         return IdentityEvidence(
-            identity=_status(identity),
+            identity=identity_status,
             address=_status(address),
             identity_document_id=identity.id if identity else None,
             address_document_id=address.id if address else None,
@@ -551,6 +609,21 @@ def _best(rows: Sequence[KycDocument]) -> KycDocument | None:
     if not rows:
         return None
     return max(rows, key=lambda row: (_RANK.get(row.status, -1), row.created_ns))
+
+
+def _contradicting(rows: Sequence[KycDocument], best: KycDocument) -> list[KycDocument]:
+    """Identity documents uploaded after the verified one that failed their checks (a forged
+    check digit, a provider's fail) or wait for a person (inconsistent with the application):
+    the best document does not simply outvote them. A person's decision on such a document
+    (`reviewed_by`) settles it; a newer verified document becomes the best one."""
+    if best.status != DocumentStatus.VERIFIED.value:
+        return []
+    unsettled = {DocumentStatus.FAILED.value, DocumentStatus.REVIEW.value}
+    return [
+        row
+        for row in rows
+        if row.created_ns > best.created_ns and row.status in unsettled and row.reviewed_by is None
+    ]
 
 
 def _status(row: KycDocument | None) -> EvidenceStatus:
