@@ -302,7 +302,10 @@ class TestCases:
                 f"{AML}/cases/{case['id']}/sar", {"final": True, "narrative": "Three deposits."}
             )
             assert done.status_code == 201, done.text
-            document = await carol.get(f"{AML}/filings/{done.json()['id']}")
+            document = await carol.post(
+                f"{AML}/filings/{done.json()['id']}/download",
+                {"reason": "checking the SAR export"},
+            )
             root = fincen.parse(document.content)
             assert fincen.validate(root) == []
             assert root.find(fincen.q("FormTypeCode")).text == "SARX"  # type: ignore[union-attr]
@@ -353,7 +356,12 @@ class TestCases:
             (ctr,) = (await carol.get(f"{AML}/ctrs")).json()
             done = await carol.post(f"{AML}/ctrs/{ctr['id']}/export", {"final": True})
             assert done.status_code == 201, done.text
-            xml = (await carol.get(f"{AML}/filings/{done.json()['id']}")).content
+            xml = (
+                await carol.post(
+                    f"{AML}/filings/{done.json()['id']}/download",
+                    {"reason": "checking the CTR export"},
+                )
+            ).content
             root = fincen.parse(xml)
             assert fincen.validate(root) == []
             assert root.get("TotalAmount") == "19400"

@@ -5,7 +5,7 @@ newer document verifies (docs/kyc-documents.md)."""
 from __future__ import annotations
 
 from tests.support.api import Api
-from tests.support.kyc_applicants_stand_in import StandInApplicants
+from tests.support.kyc import declared
 from tests.support.kyc_documents import STAFF_DOCUMENTS, upload
 from tests.support.kyc_files import jpeg, td3
 from tests.support.trading import Trader, signed_in_staff, signed_in_trader
@@ -37,12 +37,10 @@ def forged(mrz: str) -> str:
 
 
 class TestALaterDocumentIsNotOutvoted:
-    async def test_a_later_forged_passport_sends_the_evidence_to_review(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_a_later_forged_passport_sends_the_evidence_to_review(self, api: Api) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             first = await passport(api, alice, td3(), "verified")
             assert (await evidence(api, alice.user_id)).identity is EvidenceStatus.VERIFIED
             await passport(api, alice, forged(td3()), "failed")
@@ -58,12 +56,10 @@ class TestALaterDocumentIsNotOutvoted:
             assert found.identity_document_id == newest
             assert LATER_DOCUMENT_NOT_VERIFIED not in found.reasons
 
-    async def test_a_later_inconsistent_passport_waits_for_a_person(
-        self, api: Api, applicants: StandInApplicants
-    ) -> None:
+    async def test_a_later_inconsistent_passport_waits_for_a_person(self, api: Api) -> None:
         async with api.client() as client, api.client() as staff_client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             first = await passport(api, alice, td3(), "verified")
             # A passport of someone else (another birth date) after the verified one.
             other = await passport(api, alice, td3(birth="800101"), "review")
@@ -83,11 +79,11 @@ class TestALaterDocumentIsNotOutvoted:
             assert found.identity_document_id == first
 
     async def test_an_earlier_failure_does_not_spoil_a_later_verified_passport(
-        self, api: Api, applicants: StandInApplicants
+        self, api: Api
     ) -> None:
         async with api.client() as client:
             alice = await signed_in_trader(api, client, "alice")
-            applicants.declare(alice.user_id)
+            await declared(alice)
             await passport(api, alice, forged(td3()), "failed")
             verified = await passport(api, alice, td3(), "verified")
             found = await evidence(api, alice.user_id)
