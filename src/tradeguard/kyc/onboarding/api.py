@@ -77,6 +77,8 @@ def staff_out(view: ApplicationView, blockers: list[str]) -> s.StaffApplicationO
                 overridden=row.rating_overridden,
                 factors=list(row.rating_factors or []),
                 next_review_on=row.next_review_on,
+                proposed=row.rating_proposed,
+                proposed_by=row.rating_proposed_by,
             ),
             "screening": row.screening,
             "duplicate_tax_id": row.duplicate_tax_id,

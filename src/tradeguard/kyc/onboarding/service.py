@@ -882,18 +882,20 @@ class OnboardingService:
             row.next_review_on = next_review(rating, _day(self.deps.clock.now_ns())).isoformat()
         if not needs_four_eyes(row):
             row.first_approver = row.first_approver if previous != RiskRating.HIGH.value else None
+        data: dict[str, object] = {
+            "application_id": row.id,
+            "from": previous,
+            "to": rating.value,
+            "reason": why,
+        }
+        if proposed_by:
+            data["proposed_by"] = proposed_by
         await self.deps.audit(
             session,
             OnboardingEvent.RATING_OVERRIDDEN,
             actor=actor,
             subject=subject,
-            data={
-                "application_id": row.id,
-                "from": previous,
-                "to": rating.value,
-                "reason": why,
-                "proposed_by": proposed_by,
-            },
+            data=data,
             request_id=request_id,
         )
         return row

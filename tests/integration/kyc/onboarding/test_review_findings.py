@@ -253,6 +253,9 @@ class TestLoweringARatingTakesTwo:
     async def test_one_person_cannot_lower_and_approve_alone(self, real: Real, high: str) -> None:
         proposed = await _rate(real, high, "low", real.reviewer)
         assert proposed.status_code == 200, proposed.text
+        shown = proposed.json()["rating"]
+        assert (shown["rating"], shown["proposed"]) == ("high", "low")
+        assert shown["proposed_by"] == real.reviewer.user_id
         row = await real.application(high)
         assert row.rating == "high"
         assert row.rating_proposed == "low"
