@@ -357,9 +357,16 @@ def rating_set(
             row = await services.applications.override_rating(
                 session, application_id=application_id, rating=wanted, reason=reason, actor=actor
             )
-            return _row(row)
+            return _row(row) | {"proposed": row.rating_proposed}
 
     row = _as_reviewer(data_dir, acting_as, code_stdin, set_rating)
+    if row["proposed"]:
+        # Lowering a rating is four-eyes: a second staff member sets the same rating.
+        console.print(
+            f"application {row['id']} still rated {row['rating']}: {row['proposed']} proposed, "
+            "a second staff member must set it too"
+        )
+        return
     console.print(f"application {row['id']} rated {row['rating']}")
 
 

@@ -59,4 +59,6 @@ def build_kyc(
     )
     documents.deps.applicants = onboarding.applicants
     sanctions.service.register_source(SubjectKind.CUSTOMER, onboarding.subjects)
+    # A customer's standing after approval restricts their accounts (re-screen, review).
+    sanctions.service.add_listener(onboarding.listener)
     return KycServices(onboarding=onboarding, documents=documents, sanctions=sanctions)

@@ -104,6 +104,24 @@ class Screener(Protocol):
         ...
 
 
+class ScreeningListener(Protocol):
+    """Told when a subject's standing may have changed outside its own screen: new hits
+    recorded (a re-screen on a new list version, a change of name) or a reviewer's clear or
+    confirm. Onboarding implements it to restrict (or lift the restriction on) an approved
+    customer's accounts; sanctions calls it in the same transaction (never commits)."""
+
+    async def standing_changed(
+        self,
+        session: AsyncSession,
+        kind: SubjectKind,
+        ref: str,
+        outcome: ScreeningOutcome,
+        *,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> None: ...
+
+
 # The applicant's identity (onboarding → documents, screening, recovery) --------------------
 
 

@@ -30,7 +30,7 @@ from tradeguard.trading.container import build_trading
 
 runner = CliRunner()
 PASSWORD = "correct horse battery staple 42"
-STAFF = {"cora": Role.COMPLIANCE, "sam": Role.SUPPORT}
+STAFF = {"cora": Role.COMPLIANCE, "rex": Role.COMPLIANCE, "sam": Role.SUPPORT}
 COMMANDS = [
     ["kyc"],
     ["kyc", "applications"],
@@ -179,6 +179,24 @@ def test_staff_work_the_queue_at_the_console(data_dir: Path) -> None:
         "PEP role ended in 2010",
         "--as",
         "cora",
+    )
+    assert code == 0, output
+    # Lowering a rating is four-eyes: proposed by one, applied by a second staff member.
+    assert "still rated high: medium proposed" in output
+    assert not events(data_dir, "kyc:rating:overridden")
+    code, output = run(
+        data_dir,
+        keys,
+        "kyc",
+        "rating",
+        "set",
+        application_id,
+        "--rating",
+        "medium",
+        "--reason",
+        "PEP role ended in 2010",
+        "--as",
+        "rex",
     )
     assert code == 0, output
     assert "rated medium" in output

@@ -11,9 +11,12 @@ from tradeguard.kyc.contracts import (
     ApplicantFacts,
     CustomerRiskProfile,
     FilingPerson,
+    ScreeningOutcome,
     ScreeningSubject,
+    SubjectKind,
 )
 from tradeguard.kyc.onboarding.service import OnboardingService
+from tradeguard.ledger.domain import Party
 
 
 class Applicants:
@@ -60,10 +63,33 @@ class CustomerSubjects:
 
 class ApprovedApplicationGate:
     """trading's `OnboardingGate`: an account opens ACTIVE only for a customer whose
-    application is approved; otherwise PENDING until the approval opens it."""
+    application is approved and whose sanctions standing is clear; otherwise PENDING until
+    the approval (or the clear) opens it."""
 
     def __init__(self, service: OnboardingService) -> None:
         self._service = service
 
     async def cleared(self, session: AsyncSession, user_id: str) -> bool:
-        return await self._service.approved(session, user_id)
+        return await self._service.cleared(session, user_id)
+
+
+class StandingListener:
+    """`ScreeningListener` for sanctions: an approved customer's standing restricts (or
+    lifts the restriction on) their accounts and re-rates them."""
+
+    def __init__(self, service: OnboardingService) -> None:
+        self._service = service
+
+    async def standing_changed(
+        self,
+        session: AsyncSession,
+        kind: SubjectKind,
+        ref: str,
+        outcome: ScreeningOutcome,
+        *,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> None:
+        await self._service.standing_changed(
+            session, kind, ref, outcome, actor=actor, request_id=request_id
+        )

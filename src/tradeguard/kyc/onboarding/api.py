@@ -18,7 +18,7 @@ from tradeguard.kyc.contracts import RiskRating
 from tradeguard.kyc.onboarding import schemas as s
 from tradeguard.kyc.onboarding.container import OnboardingServices
 from tradeguard.kyc.onboarding.domain import ApplicationStatus
-from tradeguard.kyc.onboarding.inventory import INVENTORY
+from tradeguard.kyc.onboarding.inventory import INVENTORY, RECORDS
 from tradeguard.kyc.onboarding.models import Application
 from tradeguard.kyc.onboarding.service import ApplicationView
 from tradeguard.ledger.domain import Party
@@ -77,6 +77,8 @@ def staff_out(view: ApplicationView, blockers: list[str]) -> s.StaffApplicationO
                 overridden=row.rating_overridden,
                 factors=list(row.rating_factors or []),
                 next_review_on=row.next_review_on,
+                proposed=row.rating_proposed,
+                proposed_by=row.rating_proposed_by,
             ),
             "screening": row.screening,
             "duplicate_tax_id": row.duplicate_tax_id,
@@ -166,13 +168,15 @@ async def withdraw_application(request: Request, principal: CurrentPrincipal) ->
 
 @router.get("/inventory", **guarded(AUTHENTICATED))
 async def data_inventory(request: Request, principal: CurrentPrincipal) -> s.InventoryOut:
-    """Every field the application collects: purpose, legal basis, whether required,
-    retention and encryption class (PRIV-1)."""
+    """Every field the application collects, then what the other KYC/AML parts hold about
+    the customer (documents, screening, EDD, payees, AML work): purpose, legal basis,
+    whether required, retention and encryption class (PRIV-1)."""
     services = onboarding(request)
     return s.InventoryOut(
         terms_version=services.deps.terms_version,
         entries=[
-            s.InventoryEntryOut.model_validate(entry, from_attributes=True) for entry in INVENTORY
+            s.InventoryEntryOut.model_validate(entry, from_attributes=True)
+            for entry in (*INVENTORY, *RECORDS)
         ],
     )
 

@@ -16,6 +16,7 @@ from tradeguard.kyc.onboarding.adapters import (
     CustomerSubjects,
     FilingPersons,
     RiskProfiles,
+    StandingListener,
 )
 from tradeguard.kyc.onboarding.common import OnboardingDeps
 from tradeguard.kyc.onboarding.service import OnboardingService
@@ -33,6 +34,7 @@ class OnboardingServices:
     subjects: CustomerSubjects
     filings: FilingPersons
     gate: ApprovedApplicationGate
+    listener: StandingListener
 
     def wire(
         self,
@@ -84,4 +86,5 @@ def build_onboarding(
         subjects=CustomerSubjects(service),
         filings=FilingPersons(service),
         gate=gate,
+        listener=StandingListener(service),
     )

@@ -50,6 +50,13 @@ class OnboardingEvent(StrEnum):
     ADDRESS_ACCEPTED = "kyc:application:address_accepted"
     RATING_ASSIGNED = "kyc:rating:assigned"
     RATING_OVERRIDDEN = "kyc:rating:overridden"
+    # A lowering override proposed by one staff member, waiting for a second (four eyes).
+    RATING_OVERRIDE_PROPOSED = "kyc:rating:override_proposed"
+    # The customer's sanctions standing changed (a re-screen's hit, a reviewer's decision).
+    SCREENING_CHANGED = "kyc:application:screening_changed"
+    # An approved customer's accounts suspended for a sanctions hit, and the lift on a clear.
+    ACCOUNTS_RESTRICTED = "kyc:accounts:restricted"
+    RESTRICTION_LIFTED = "kyc:accounts:restriction_lifted"
     PERIODIC_REVIEW_DONE = "kyc:rating:reviewed"
     CONSENT_RECORDED = "kyc:consent:recorded"
     CONSENT_WITHDRAWN = "kyc:consent:withdrawn"

@@ -154,3 +154,147 @@ INVENTORY: tuple[InventoryEntry, ...] = (
         CONSENT_RETENTION,
     ),
 )
+
+
+# What the other KYC/AML parts hold about the customer beyond the application's fields
+# (PRIV-1): identity documents, screening, enhanced due diligence, payees, AML work. Each
+# names its table and column; a test proves every sealed column of those tables is listed.
+AML_RETENTION = "5 years after the filing or the case is closed (31 CFR 1023.320(d), 1010.306)"
+SANCTIONS = "OFAC sanctions compliance, 31 CFR Chapter V (screening and its records)"
+CLEAR = "clear (access-controlled, scrubbed of secrets)"
+
+
+_DOC = DataClass.KYC_DOCUMENT.value
+_PERSONAL = DataClass.PERSONAL_DETAILS.value
+_BANK = DataClass.BANK_DETAILS.value
+RECORDS: tuple[InventoryEntry, ...] = (
+    InventoryEntry(
+        "kyc_document_chunks.blob",
+        "the identity document's and the proof of address's images or PDF, to verify identity",
+        CIP,
+        "yes before approval",
+        CIP_RETENTION,
+        _DOC,
+    ),
+    InventoryEntry(
+        "kyc_documents.data_key_enc",
+        "the per-document key the images are encrypted under",
+        CIP,
+        "yes with each document",
+        CIP_RETENTION,
+        _DOC,
+    ),
+    InventoryEntry(
+        "kyc_documents.fields_enc",
+        "what the document says: the MRZ and the fields the verification provider read "
+        "(name, birth date, document number, expiry, nationality)",
+        CIP,
+        "yes with each identity document",
+        CIP_RETENTION,
+        _DOC,
+    ),
+    InventoryEntry(
+        "kyc_documents.provider_reference",
+        "the verification provider's reference for its check",
+        CIP,
+        "when a provider checked the document",
+        CIP_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "kyc_documents.review_reason",
+        "a reviewer's reason for accepting or refusing a document",
+        CIP,
+        "when a person reviewed it",
+        CIP_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "kyc_applications.edd_note_enc",
+        "enhanced due diligence: the source-of-wealth evidence a reviewer saw",
+        AML,
+        "yes for a high-risk customer",
+        CIP_RETENTION,
+        _PERSONAL,
+    ),
+    InventoryEntry(
+        "kyc_applications.rating_factors",
+        "the customer's risk rating and the factors behind it",
+        AML,
+        "yes (computed)",
+        CIP_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "sanctions_hits.matched_name",
+        "the list entry's name the customer or payee resembled",
+        SANCTIONS,
+        "when screening finds a possible match",
+        CIP_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "sanctions_hits.reasons_enc",
+        "why the screened name, birth date and nationality matched a list entry",
+        SANCTIONS,
+        "when screening finds a possible match",
+        CIP_RETENTION,
+        _PERSONAL,
+    ),
+    InventoryEntry(
+        "sanctions_hits.review_note_enc",
+        "the reviewer's reason for clearing or confirming a match",
+        SANCTIONS,
+        "when a match is reviewed",
+        CIP_RETENTION,
+        _PERSONAL,
+    ),
+    InventoryEntry(
+        "funds_bank_accounts.holder_name_enc",
+        "the payee's name, screened against sanctions lists before money is sent",
+        SANCTIONS,
+        "yes for a new bank account",
+        BOOKS_RETENTION,
+        _BANK,
+    ),
+    InventoryEntry(
+        "funds_bank_accounts.account_number_enc",
+        "where deposits come from and withdrawals go",
+        FINRA_4512,
+        "yes for a bank account",
+        BOOKS_RETENTION,
+        _BANK,
+    ),
+    InventoryEntry(
+        "aml_alerts.summary",
+        "what a monitoring rule saw in the customer's activity",
+        AML,
+        "when a rule raises an alert",
+        AML_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "aml_cases.decision_reason",
+        "why an AML case was closed or filed",
+        AML,
+        "when a case is decided",
+        AML_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "aml_case_notes.text",
+        "investigators' notes on the customer's activity",
+        AML,
+        "when an investigator writes one",
+        AML_RETENTION,
+        CLEAR,
+    ),
+    InventoryEntry(
+        "aml_filings.document_enc",
+        "a CTR or SAR as filed: the customer's identity, address and tax id",
+        AML,
+        "when a report is due",
+        AML_RETENTION,
+        _PERSONAL,
+    ),
+)

@@ -71,3 +71,10 @@ class Application(Base):
     consent_ns: Mapped[int | None] = mapped_column(BigInteger)
     marketing_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     marketing_changed_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # The accounts a sanctions hit restricted after approval, {account id: status before}:
+    # lifted when the customer's standing is clear again.
+    sanctions_restricted: Mapped[Any] = mapped_column(ScrubbedJSON(), nullable=True)
+    # A rating override that lowers the rating waits for a second staff member (four eyes).
+    rating_proposed: Mapped[str | None] = mapped_column(String(8))
+    rating_proposed_by: Mapped[str | None] = mapped_column(String(36))
+    rating_proposed_reason: Mapped[str | None] = mapped_column(ScrubbedText())

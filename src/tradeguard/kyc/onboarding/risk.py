@@ -46,6 +46,7 @@ RULES: dict[str, FactorRule] = {
         FactorRule("SELF_DECLARED_PEP", 40, "declared a politically exposed person"),
         FactorRule("OCCUPATION_PEP_RELATED", 20, "public office or government occupation"),
         FactorRule("OCCUPATION_CASH_INTENSIVE", 20, "cash-intensive or high-risk business"),
+        FactorRule("SANCTIONS_BLOCK", 100, "a sanctions match blocks the customer"),
         FactorRule("SANCTIONS_REVIEW", 40, "a possible sanctions match is open for review"),
         FactorRule("SANCTIONS_CLEARED_HITS", 10, "sanctions hits were found and cleared"),
         FactorRule("SOURCE_OF_FUNDS", 10, "funds from gifts, gambling, settlements or other"),
@@ -125,7 +126,9 @@ def assess(  # noqa: C901, PLR0912 - one branch per documented factor
         found.append(_factor("OCCUPATION_PEP_RELATED"))
     if occupation in {o.value for o in CASH_INTENSIVE}:
         found.append(_factor("OCCUPATION_CASH_INTENSIVE", Occupation(occupation).value))
-    if screening is ScreeningDecision.REVIEW:
+    if screening is ScreeningDecision.BLOCK:
+        found.append(_factor("SANCTIONS_BLOCK"))
+    elif screening is ScreeningDecision.REVIEW:
         found.append(_factor("SANCTIONS_REVIEW"))
     elif cleared_hits:
         found.append(_factor("SANCTIONS_CLEARED_HITS", f"{cleared_hits} cleared"))

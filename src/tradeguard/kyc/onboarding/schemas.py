@@ -109,6 +109,9 @@ class RatingOut(BaseModel):
     overridden: bool
     factors: list[dict[str, Any]]
     next_review_on: str | None
+    # A lowering override waiting for a second staff member (four eyes), and who proposed it.
+    proposed: str | None = None
+    proposed_by: str | None = None
 
 
 class ApplicationOut(BaseModel):

@@ -30,6 +30,7 @@ from tradeguard.kyc.contracts import (
     FilingPerson,
     RiskRating,
     ScreeningDecision,
+    ScreeningOutcome,
     ScreeningSubject,
     SubjectKind,
 )
@@ -51,12 +52,14 @@ from tradeguard.kyc.onboarding.domain import (
     WealthBand,
 )
 from tradeguard.kyc.onboarding.models import Application
-from tradeguard.kyc.onboarding.risk import Assessment, Factor, assess, next_review
+from tradeguard.kyc.onboarding.risk import Assessment, Factor, assess, band, next_review
 from tradeguard.kyc.onboarding.validation import (
     ApplicationInvalid,
     Cleaned,
     TaxId,
     check_address,
+    check_declarations,
+    check_tax_id_kind,
     clean,
     missing,
 )
@@ -67,6 +70,21 @@ from tradeguard.risk.domain import AccountStatus
 CHANGEABLE_AFTER_APPROVAL = frozenset({"identity", "address"})
 CHANGEABLE_IDENTITY = frozenset({"given_names", "family_name"})
 MAX_MESSAGE = 2000
+# The account statuses a sanctions restriction suspends (PENDING stays PENDING: the gate
+# keeps it there while the standing is not clear).
+RESTRICTABLE = frozenset({AccountStatus.ACTIVE.value, AccountStatus.CLOSING_ONLY.value})
+KYC_SYSTEM = Party("system", "kyc")
+_RANK = {RiskRating.LOW.value: 0, RiskRating.MEDIUM.value: 1, RiskRating.HIGH.value: 2}
+
+
+def computed_rating(row: Application) -> RiskRating | None:
+    """The rating the factors give (whatever a staff override says)."""
+    return None if row.rating_score is None else band(row.rating_score)
+
+
+def needs_four_eyes(row: Application) -> bool:
+    """HIGH by the override or by the factors: EDD and two approvers."""
+    return row.rating == RiskRating.HIGH.value or computed_rating(row) is RiskRating.HIGH
 
 
 class Blocker:
@@ -208,6 +226,7 @@ class OnboardingService:
             stored = self.sections_of(row)
         merged = _merge(stored, sections, cleaned)
         check_address(merged)
+        check_declarations(merged)
         changed = sorted(
             f"{section}.{name}" for section, fields in sections.items() for name in (fields or {})
         )
@@ -308,6 +327,7 @@ class OnboardingService:
         needed = missing(sections, row.tax_id_enc is not None)
         if needed:
             raise ApplicationInvalid(needed[0], f"needed before submitting ({len(needed)} in all)")
+        check_tax_id_kind(sections, row.tax_id_kind)
         row.status = ApplicationStatus.SUBMITTED.value
         row.submitted_ns = now
         row.updated_ns = now
@@ -547,7 +567,7 @@ class OnboardingService:
                 found.append(Blocker.IDENTITY_NOT_VERIFIED)
             if evidence.address is not EvidenceStatus.VERIFIED and row.address_accepted_by is None:
                 found.append(Blocker.ADDRESS_NOT_VERIFIED)
-        if row.rating == RiskRating.HIGH.value and row.edd_ns is None:
+        if needs_four_eyes(row) and row.edd_ns is None:
             found.append(Blocker.EDD_MISSING)
         if row.duplicate_tax_id and row.duplicate_resolved_by is None:
             found.append(Blocker.DUPLICATE_TAX_ID)
@@ -569,7 +589,7 @@ class OnboardingService:
         if blockers:
             raise ApprovalBlocked(blockers)
         subject = Party("user", row.user_id)
-        if row.rating == RiskRating.HIGH.value:
+        if needs_four_eyes(row):
             if row.first_approver is None:
                 row.first_approver = actor.id
                 row.updated_ns = now
@@ -808,12 +828,51 @@ class OnboardingService:
         actor: Party,
         request_id: str | None = None,
     ) -> Application:
-        """A reviewer's rating instead of the computed one, with the reason (audited)."""
+        """A reviewer's rating instead of the computed one, with the reason (audited). One
+        that lowers the rating (below the current or the computed one) is only proposed: a
+        second, different staff member approves it by setting the same rating (four eyes)."""
         why = _text("reason", reason, low=5, high=500)
         row = await self.get(session, application_id, lock=True)
         if row.status not in (ApplicationStatus.SUBMITTED.value, ApplicationStatus.APPROVED.value):
             raise ApplicationConflict(f"the application is {row.status}: nothing to rate")
         previous = row.rating
+        computed = computed_rating(row)
+        floor = max(
+            (_RANK[r] for r in (previous, computed.value if computed else None) if r), default=0
+        )
+        subject = Party("user", row.user_id)
+        proposed_by: str | None = None
+        if _RANK[rating.value] < floor:
+            if row.rating_proposed != rating.value or row.rating_proposed_by is None:
+                row.rating_proposed = rating.value
+                row.rating_proposed_by = actor.id
+                row.rating_proposed_reason = why
+                await self.deps.audit(
+                    session,
+                    OnboardingEvent.RATING_OVERRIDE_PROPOSED,
+                    actor=actor,
+                    subject=subject,
+                    data={
+                        "application_id": row.id,
+                        "from": previous,
+                        "to": rating.value,
+                        "reason": why,
+                    },
+                    request_id=request_id,
+                )
+                return row
+            if row.rating_proposed_by == actor.id:
+                raise ApplicationConflict(
+                    "lowering a rating needs a second, different staff member to approve it"
+                )
+            if row.first_approver == actor.id:
+                raise ApplicationConflict(
+                    "the first approver of this application cannot also approve lowering its rating"
+                )
+            proposed_by = row.rating_proposed_by
+        row.rating_proposed = None
+        row.rating_proposed_by = None
+        row.rating_proposed_reason = None
         row.rating = rating.value
         row.rating_overridden = True
         factors = [f for f in (row.rating_factors or []) if f.get("code") != "STAFF_OVERRIDE"]
@@ -821,14 +880,22 @@ class OnboardingService:
         row.rating_factors = [*factors, note.as_json()]
         if row.status == ApplicationStatus.APPROVED.value:
             row.next_review_on = next_review(rating, _day(self.deps.clock.now_ns())).isoformat()
-        if rating is not RiskRating.HIGH:
+        if not needs_four_eyes(row):
             row.first_approver = row.first_approver if previous != RiskRating.HIGH.value else None
+        data: dict[str, object] = {
+            "application_id": row.id,
+            "from": previous,
+            "to": rating.value,
+            "reason": why,
+        }
+        if proposed_by:
+            data["proposed_by"] = proposed_by
         await self.deps.audit(
             session,
             OnboardingEvent.RATING_OVERRIDDEN,
             actor=actor,
-            subject=Party("user", row.user_id),
-            data={"application_id": row.id, "from": previous, "to": rating.value, "reason": why},
+            subject=subject,
+            data=data,
             request_id=request_id,
         )
         return row
@@ -893,6 +960,7 @@ class OnboardingService:
         needed = missing(view.sections, row.tax_id_enc is not None)
         if needed:
             raise ApplicationInvalid(needed[0], f"needed ({len(needed)} in all)")
+        check_tax_id_kind(view.sections, row.tax_id_kind)
         now = self.deps.clock.now_ns()
         row.submitted_ns = now
         row.consent_version = self.deps.terms_version
@@ -926,6 +994,136 @@ class OnboardingService:
 
     async def approved(self, session: AsyncSession, user_id: str) -> bool:
         return await repository.approved_of(session, user_id) is not None
+
+    async def cleared(self, session: AsyncSession, user_id: str) -> bool:
+        """Trading's gate: approved, and the sanctions standing clear now (an account opened
+        while a hit is open or confirmed stays PENDING)."""
+        row = await repository.approved_of(session, user_id)
+        if row is None:
+            return False
+        screener = self.deps.screener
+        if screener is None:
+            return row.screening in (None, ScreeningDecision.CLEAR.value)
+        outcome = await screener.standing(session, SubjectKind.CUSTOMER, user_id)
+        return outcome.decision is ScreeningDecision.CLEAR
+
+    # Sanctions standing after approval (kyc/contracts.py ScreeningListener) -------------------
+
+    async def standing_changed(
+        self,
+        session: AsyncSession,
+        kind: SubjectKind,
+        ref: str,
+        outcome: ScreeningOutcome,
+        *,
+        actor: Party,
+        request_id: str | None = None,
+    ) -> None:
+        """The customer's standing follows sanctions: the application shows it; an approved
+        customer who is no longer clear has their accounts suspended (no orders, no
+        withdrawals) and is re-rated; clear again, what the hit imposed is lifted. A
+        confirmed hit never clears (only staff lift a suspension then, in trading)."""
+        if kind is not SubjectKind.CUSTOMER:
+            return
+        row = await repository.latest_of(session, ref, lock=True)
+        if row is None:
+            return
+        previous = row.screening
+        row.screening = outcome.decision.value
+        row.screened_ns = self.deps.clock.now_ns()
+        if previous != row.screening:
+            await self.deps.audit(
+                session,
+                OnboardingEvent.SCREENING_CHANGED,
+                actor=actor,
+                subject=Party("user", row.user_id),
+                data={
+                    "application_id": row.id,
+                    "from": previous,
+                    "to": row.screening,
+                    "hits": len(outcome.hits),
+                    "list_version": outcome.list_version,
+                },
+                request_id=request_id,
+            )
+        if row.status != ApplicationStatus.APPROVED.value:
+            return
+        if outcome.decision is ScreeningDecision.CLEAR:
+            await self._lift(session, row, actor, request_id)
+        else:
+            await self._restrict(session, row, outcome.decision, actor, request_id)
+        await self._rate(session, row, self.sections_of(row), actor, request_id)
+
+    async def _restrict(
+        self,
+        session: AsyncSession,
+        row: Application,
+        decision: ScreeningDecision,
+        actor: Party,
+        request_id: str | None,
+    ) -> None:
+        restricted: dict[str, str] = dict(row.sanctions_restricted or {})
+        suspended: list[str] = []
+        for account in await self.deps.trading.list_for(session, row.user_id):
+            if account.status not in RESTRICTABLE:
+                continue
+            restricted.setdefault(account.id, account.status)
+            await self.deps.trading.set_status(
+                session,
+                account_id=account.id,
+                status=AccountStatus.SUSPENDED,
+                trading_state=None,
+                reason=f"sanctions screening: {decision.value} (KYC)",
+                actor=actor,
+                request_id=request_id,
+            )
+            suspended.append(account.id)
+        if not suspended:
+            return
+        row.sanctions_restricted = restricted
+        await self.deps.audit(
+            session,
+            OnboardingEvent.ACCOUNTS_RESTRICTED,
+            actor=actor,
+            subject=Party("user", row.user_id),
+            data={"application_id": row.id, "decision": decision.value, "accounts": suspended},
+            request_id=request_id,
+        )
+
+    async def _lift(
+        self, session: AsyncSession, row: Application, actor: Party, request_id: str | None
+    ) -> None:
+        """Back to the status each account had before the hit, when it is still the
+        suspension the hit imposed (a suspension staff set since stays)."""
+        restricted: dict[str, str] = dict(row.sanctions_restricted or {})
+        lifted: list[str] = []
+        for account in await self.deps.trading.list_for(session, row.user_id):
+            before = restricted.get(account.id)
+            if before is None or account.status != AccountStatus.SUSPENDED.value:
+                continue
+            await self.deps.trading.set_status(
+                session,
+                account_id=account.id,
+                status=AccountStatus(before),
+                trading_state=None,
+                reason="sanctions hit cleared (KYC)",
+                actor=actor,
+                request_id=request_id,
+            )
+            lifted.append(account.id)
+        row.sanctions_restricted = None
+        opened = await self.activate_accounts(
+            session, row.user_id, actor=actor, request_id=request_id
+        )
+        if lifted or opened or restricted:
+            await self.deps.audit(
+                session,
+                OnboardingEvent.RESTRICTION_LIFTED,
+                actor=actor,
+                subject=Party("user", row.user_id),
+                data={"application_id": row.id, "accounts": lifted, "opened": opened},
+                request_id=request_id,
+            )
 
     async def applicant(self, session: AsyncSession, user_id: str) -> ApplicantFacts | None:
         row = await repository.latest_of(session, user_id)

@@ -11,6 +11,7 @@ Pure: the standard library and core only.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -112,16 +113,88 @@ SCHEMA: dict[str, dict[str, bool]] = {
 KNOWN_INVALID_SSNS = frozenset({"078051120", "219099999", "457555462", "123456789"})
 # ITIN group numbers (the fourth and fifth digits) the IRS issues.
 ITIN_GROUPS = frozenset([*range(50, 66), *range(70, 89), *range(90, 93), *range(94, 100)])
+# Matched against the NFKC-normalised, case-folded line with accents removed, so fullwidth
+# letters (U+FF30 "P" and its kin) and accented forms ("Boîte postale") are caught too.
 _PO_BOX = re.compile(
-    r"\b(p\.?\s*o\.?\s*box|post\s+office\s+box|postal\s+box|p\.?\s*o\.?\s*b\.?\s*\d|"
-    r"pob\s*\d|box\s*#?\s*\d+$|general\s+delivery)\b",
-    re.IGNORECASE,
+    r"\b(p\.?\s*o\.?\s*box|post\s+office\s+box|postal\s+box|p\.?\s*o\.?\s*b\b\.?|"
+    r"pob\s*\d|box\s*#?\s*\d+$|general\s+delivery|pmb\b|private\s+mail\s*box|"
+    r"lock(ed)?\s+bag|postfach|apartado|boite\s+postale|caixa\s+postal|casilla\b|"
+    r"postbus|postboks|skrytka\s+pocztowa|casella\s+postale|gpo\s+box)",
+    re.IGNORECASE | re.ASCII,
 )
-_ZIP = re.compile(r"\d{5}(-\d{4})?")
+_ZIP = re.compile(r"[0-9]{5}(-[0-9]{4})?")
+# Postal codes of any country: ASCII letters, digits, spaces and hyphens only.
+_POSTAL = re.compile(r"[A-Z0-9][A-Z0-9 -]{1,11}")
+# USPS state, district and territory codes (a US address's region).
+US_REGIONS = frozenset(
+    {
+        "AL",
+        "AK",
+        "AZ",
+        "AR",
+        "CA",
+        "CO",
+        "CT",
+        "DE",
+        "DC",
+        "FL",
+        "GA",
+        "HI",
+        "ID",
+        "IL",
+        "IN",
+        "IA",
+        "KS",
+        "KY",
+        "LA",
+        "ME",
+        "MD",
+        "MA",
+        "MI",
+        "MN",
+        "MS",
+        "MO",
+        "MT",
+        "NE",
+        "NV",
+        "NH",
+        "NJ",
+        "NM",
+        "NY",
+        "NC",
+        "ND",
+        "OH",
+        "OK",
+        "OR",
+        "PA",
+        "RI",
+        "SC",
+        "SD",
+        "TN",
+        "TX",
+        "UT",
+        "VT",
+        "VA",
+        "WA",
+        "WV",
+        "WI",
+        "WY",
+        "AS",
+        "GU",
+        "MP",
+        "PR",
+        "VI",
+        "UM",
+        "AA",
+        "AE",
+        "AP",
+    }
+)
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9.]{0,9}")
 _FOREIGN_TAX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./-]{2,29}")
-# Letters of any script, combining marks, spaces, apostrophes, hyphens and periods.
-_NAME_FORBIDDEN = re.compile(r"[0-9_@#$%^&*()+=\[\]{}<>|\\/~`\"!?;:,\x00-\x1f\x7f]")
+# Letters of any script, combining marks, spaces, apostrophes, hyphens and periods: nothing
+# else (no digits, symbols, emoji, control or format characters such as U+202E or U+200B).
+_NAME_PUNCTUATION = frozenset(" '-.\u2019")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +216,11 @@ def _text(field: str, value: Any, *, limit: int = MAX_TEXT) -> str:
 
 
 def _name(field: str, value: Any) -> str:
+    if isinstance(value, str) and any(unicodedata.category(ch)[0] == "C" for ch in value):
+        raise ApplicationInvalid(field, "letters, spaces, apostrophes, hyphens and periods only")
     cleaned = _text(field, value, limit=MAX_NAME)
-    if _NAME_FORBIDDEN.search(cleaned) or not any(ch.isalpha() for ch in cleaned):
+    allowed = all(ch in _NAME_PUNCTUATION or unicodedata.category(ch)[0] in "LM" for ch in cleaned)
+    if not allowed or not any(ch.isalpha() for ch in cleaned):
         raise ApplicationInvalid(field, "letters, spaces, apostrophes, hyphens and periods only")
     return cleaned
 
@@ -230,9 +306,13 @@ def valid_itin(digits: str) -> bool:
 
 def us_tax_id(field: str, value: Any) -> TaxId:
     """An SSN or ITIN written as 123-45-6789, 123 45 6789 or 123456789."""
-    if not isinstance(value, str) or not re.fullmatch(r"\d{3}[- ]?\d{2}[- ]?\d{4}", value.strip()):
+    # ASCII digits only: fullwidth or Arabic-Indic digits would slip past the duplicate
+    # check (another blind index) and be stored as such.
+    if not isinstance(value, str) or not re.fullmatch(
+        r"[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}", value.strip(), re.ASCII
+    ):
         raise ApplicationInvalid(field, "must be 9 digits such as 123-45-6789")
-    digits = "".join(ch for ch in value if ch.isdigit())
+    digits = "".join(ch for ch in value if ch in "0123456789")
     if digits.startswith("9"):
         if valid_itin(digits):
             return TaxId(TaxIdKind.ITIN, digits, digits[-4:])
@@ -245,7 +325,7 @@ def us_tax_id(field: str, value: Any) -> TaxId:
 def foreign_tax_id(field: str, value: Any, country: str) -> TaxId:
     if not isinstance(value, str) or not _FOREIGN_TAX_ID.fullmatch(value.strip()):
         raise ApplicationInvalid(field, "must be 3 to 30 letters, digits, spaces, . / or -")
-    normalized = "".join(ch for ch in value.upper() if ch.isalnum())
+    normalized = "".join(ch for ch in value.upper() if ch.isascii() and ch.isalnum())
     return TaxId(TaxIdKind.FOREIGN, f"{country}:{normalized}", normalized[-4:])
 
 
@@ -309,7 +389,10 @@ def _field(path: str, value: Any, *, today: date, min_age: int) -> Any:  # noqa:
             raise ApplicationInvalid(path, "must be text")
         return value
     if path == "address.postal_code":
-        return _text(path, value, limit=12).upper()
+        postal = _text(path, value, limit=12).upper()
+        if not _POSTAL.fullmatch(postal):
+            raise ApplicationInvalid(path, "ASCII letters, digits, spaces and hyphens only")
+        return postal
     if path in ("address.line1", "address.line2", "address.city", "address.region"):
         return _text(path, value, limit=120)
     if path == "employment.status":
@@ -400,10 +483,15 @@ def check_address(sections: Mapping[str, Mapping[str, Any]]) -> None:
     """Cross-field rules of the residential address, checked on every save."""
     address = sections.get("address", {})
     for line in ("line1", "line2"):
-        if line in address and _PO_BOX.search(address[line]):
+        if line in address and _PO_BOX.search(_folded(address[line])):
             raise ApplicationInvalid(
                 f"address.{line}", "a residential address cannot be a PO box or general delivery"
             )
+    region = address.get("region")
+    if address.get("country") == "US" and region is not None and region not in US_REGIONS:
+        raise ApplicationInvalid(
+            "address.region", "must be a USPS state or territory code such as NY"
+        )
     postal = address.get("postal_code")
     if address.get("country") == "US" and postal is not None and not _ZIP.fullmatch(postal):
         raise ApplicationInvalid("address.postal_code", "must be a US ZIP code such as 10001")
@@ -412,3 +500,28 @@ def check_address(sections: Mapping[str, Mapping[str, Any]]) -> None:
         raise ApplicationInvalid(
             "identity.no_tax_id_reason", "a US person gives their SSN or ITIN instead"
         )
+
+
+def _folded(line: str) -> str:
+    """NFKC (fullwidth to ASCII), accents dropped, case folded: how the PO-box rule reads."""
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", line))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def check_tax_id_kind(sections: Mapping[str, Mapping[str, Any]], kind: str | None) -> None:
+    """A US person (US nationality or a US residential address) gives an SSN or ITIN: a
+    foreign tax id alone does not do (31 CFR 1023.220(a)(2)(i)(A)(4)(i))."""
+    identity, address = sections.get("identity", {}), sections.get("address", {})
+    us_person = identity.get("nationality") == "US" or address.get("country") == "US"
+    if us_person and kind == TaxIdKind.FOREIGN.value:
+        raise ApplicationInvalid("identity.tax_id", "a US person gives their SSN or ITIN")
+
+
+def check_declarations(sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Cross-field rules of the profile and funding checked on every save (as far as the
+    fields are there): liquid net worth within net worth."""
+    profile = sections.get("profile", {})
+    order = list(WealthBand)
+    liquid, total = profile.get("liquid_net_worth"), profile.get("net_worth")
+    if liquid and total and order.index(WealthBand(liquid)) > order.index(WealthBand(total)):
+        raise ApplicationInvalid("profile.liquid_net_worth", "cannot exceed net_worth")

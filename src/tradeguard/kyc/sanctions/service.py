@@ -20,6 +20,7 @@ from tradeguard.crypto.columns import PlainField, SealedField, keyring_field
 from tradeguard.kyc.contracts import (
     ScreeningDecision,
     ScreeningHit,
+    ScreeningListener,
     ScreeningOutcome,
     ScreeningSubject,
     SubjectKind,
@@ -125,6 +126,8 @@ def entry_from_row(
 class SanctionsService:
     deps: SanctionsDeps
     sources: dict[SubjectKind, SubjectSource] = field(default_factory=dict)
+    # Told of every standing that may have changed (onboarding restricts customers).
+    listeners: list[ScreeningListener] = field(default_factory=list)
     _loaded: _Loaded | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -134,6 +137,27 @@ class SanctionsService:
         """Every subject of this kind is re-screened on a new list version (onboarding
         registers customers, the app registers funds' payees)."""
         self.sources[kind] = source
+
+    def add_listener(self, listener: ScreeningListener) -> None:
+        """Told after new hits are recorded on a subject and after a hit is reviewed."""
+        self.listeners.append(listener)
+
+    async def _changed(
+        self,
+        session: AsyncSession,
+        kind: SubjectKind,
+        ref: str,
+        *,
+        actor: Party,
+        request_id: str | None,
+    ) -> None:
+        if not self.listeners:
+            return
+        outcome = await self.standing(session, kind, ref)
+        for listener in self.listeners:
+            await listener.standing_changed(
+                session, kind, ref, outcome, actor=actor, request_id=request_id
+            )
 
     # List versions -------------------------------------------------------------------------
 
@@ -396,6 +420,9 @@ class SanctionsService:
         )
         if new:
             await session.flush()
+            await self._changed(
+                session, subject.kind, subject.ref, actor=actor, request_id=request_id
+            )
         return new
 
     async def standing(
@@ -549,6 +576,13 @@ class SanctionsService:
             request_id=request_id,
         )
         await session.flush()
+        await self._changed(
+            session,
+            SubjectKind(row.subject_kind),
+            row.subject_ref,
+            actor=Party("user", staff_id),
+            request_id=request_id,
+        )
         return row
 
     # Re-screening --------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Refused identity-document uploads, counted per user (who, when, the refusal code; nothing
 of the file) for the daily budget of refusals.
 
-Revision ID: 0029_fixaml
+Revision ID: 0029_document_refusals
 Revises: 0028_surv
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0029_fixaml"
+revision = "0029_document_refusals"
 down_revision = "0028_surv"
 branch_labels = None
 depends_on = None
