@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.kyc.onboarding.conftest import ADMIN, APPLICATION, MONDAY_OPEN
 from tests.support.api import Api, audit_events, running_api
+from tests.support.kyc import load_sample_list, verified_documents
 from tests.support.kyc_applications import application
-from tests.support.kyc_onboarding_stand_ins import StandInEvidence, StandInScreener
 from tests.support.trading import Trader, signed_in_staff, signed_in_trader
 from tradeguard.access.domain import Role
 from tradeguard.config import Settings
@@ -236,14 +236,14 @@ async def _rate(real: Real, application_id: str, rating: str, who: Trader) -> ht
 class TestLoweringARatingTakesTwo:
     @pytest.fixture
     async def high(self, real: Real) -> str:
-        # Stand-ins only for what approval needs here (the documents' evidence); the
-        # screening is clear on the stand-in.
-        evidence = StandInEvidence()
-        evidence.verify(real.customer.user_id)
-        real.onboarding.wire(screener=StandInScreener(), evidence=evidence)
+        # What approval needs besides the rating, through the real services: the OFAC
+        # sample loaded (the customer screens clear) and verified identity documents.
+        await load_sample_list(real.api)
         pep = {"employment": {"politically_exposed": True, "pep_details": "city mayor"}}
-        saved = await real.customer.put(APPLICATION, application(**pep))
+        body = application(**pep)
+        saved = await real.customer.put(APPLICATION, body)
         assert saved.status_code == 200, saved.text
+        await verified_documents(real.api, real.customer, body["identity"])
         done = await real.customer.post(f"{APPLICATION}/submit")
         assert done.status_code == 200, done.text
         application_id = str(done.json()["id"])
@@ -292,7 +292,6 @@ class TestLoweringARatingTakesTwo:
         assert (await real.application(high)).status == "approved"
 
     async def test_raising_a_rating_needs_one_person(self, real: Real) -> None:
-        real.onboarding.wire(screener=StandInScreener(), evidence=StandInEvidence())
         saved = await real.customer.put(APPLICATION, application())
         assert saved.status_code == 200
         done = await real.customer.post(f"{APPLICATION}/submit")
