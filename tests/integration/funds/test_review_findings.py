@@ -56,6 +56,20 @@ async def test_a_new_phone_starts_the_withdrawal_hold(api: Api) -> None:
         assert reason(await request_withdrawal(alice, "100.00")) == "SECURITY_CHANGE_COOLING"
 
 
+@pytest.mark.spec("ATO-1")
+async def test_new_backup_codes_start_the_withdrawal_hold(api: Api) -> None:
+    # New backup codes are a second factor an intruder can keep: a security change.
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE)
+        await add_bank(api, alice)
+        await past_cooling(api, alice)
+        made = await client.post(
+            "/api/v1/auth/mfa/backup-codes", headers=bearer(alice.trader.access)
+        )
+        assert made.status_code in (200, 201), made.text
+        assert reason(await request_withdrawal(alice, "100.00")) == "SECURITY_CHANGE_COOLING"
+
+
 async def test_a_margin_account_keeps_the_margin_of_its_short(api: Api) -> None:
     await add_instrument(api, "KO", "63.25")
     async with api.client() as client:
