@@ -532,6 +532,10 @@ class Settings(BaseSettings):
     takeover_withdrawal_lookback_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 24
     takeover_prompt_ttl_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 24
     takeover_sweep_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    # ATO-3: attempts against the KYC record per user over a window, across recovery cases;
+    # after them only a new identity document re-verifies.
+    takeover_recovery_record_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    takeover_recovery_record_window_days: Annotated[int, Field(ge=1, le=365)] = 30
     takeover_geoip_data_file: Literal[
         "geoip2fast.dat.gz",
         "geoip2fast-ipv6.dat.gz",

@@ -130,9 +130,10 @@ LOCATIONS: tuple[Location, ...] = (
 
 def _bank_account_index_input(account_number: str, row: Any) -> str:
     # The same input as funds/bank_accounts.py `_index_input` (routing number, then the
-    # normalized account number as sealed): tests/integration/crypto/test_index_rotation.py
-    # reindexes accounts added through the funds service and finds them again.
-    return f"{row['routing_number']}:{account_number}"
+    # account number as sealed with its leading zeros dropped, funds/domain.py
+    # `indexed_account_number`): tests/integration/crypto/test_index_rotation.py reindexes
+    # accounts added through the funds service and finds them again.
+    return f"{row['routing_number']}:{account_number.lstrip('0') or '0'}"
 
 
 INDEX_LOCATIONS: tuple[IndexLocation, ...] = (

@@ -115,6 +115,8 @@ def build_fraud(
         reversals=trading.reversals,
         applicants=applicants or UnwiredApplicants(),
         evidence=evidence or UnwiredEvidence(),
+        record_attempts=settings.takeover_recovery_record_attempts,
+        record_window_ns=settings.takeover_recovery_record_window_days * 86_400 * 1_000_000_000,
     )
     return FraudServices(
         sessions=identity.sessions,

@@ -41,6 +41,7 @@ from tradeguard.fraud.timeline import (
     DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
     RECORD_ATTEMPTS,
+    RECORD_WINDOW_DAYS,
     CaseOutcome,
     CaseStatus,
     MarkKind,
@@ -155,6 +156,10 @@ class AccountRecovery:
     evidence: IdentityEvidenceSource = field(default_factory=UnwiredEvidence)
     # Told of sessions ended here (the API process's session-state cache drops them).
     on_sessions_ended: Callable[[tuple[str, ...]], None] | None = None
+    # Attempts against the KYC record belong to the user over a window, across cases: a
+    # closed case and a new one do not bring fresh guesses at the tax id's last four.
+    record_attempts: int = RECORD_ATTEMPTS
+    record_window_ns: int = RECORD_WINDOW_DAYS * 86_400 * 1_000_000_000
 
     # Opening ---------------------------------------------------------------------------------
 
@@ -223,7 +228,8 @@ class AccountRecovery:
         case = await self._open_case(session, case_id, actor, lock=True)
         if case.verified_ns is not None:
             raise RecoveryConflict("identity is already re-verified")
-        if case.record_attempts >= RECORD_ATTEMPTS:
+        spent = case.record_attempts + await self._spent_elsewhere(session, case)
+        if spent >= self.record_attempts:
             raise RecoveryConflict(
                 "no attempts against the record are left: verify with a new identity document"
             )
@@ -239,7 +245,7 @@ class AccountRecovery:
             postal_code=facts.postal_code,
             tax_id_last4=facts.tax_id_last4,
         )
-        left = RECORD_ATTEMPTS - case.record_attempts
+        left = max(self.record_attempts - spent - 1, 0)
         if matched:
             await self._verified(session, case, VerifyMethod.KYC_RECORD, actor)
         else:
@@ -271,7 +277,18 @@ class AccountRecovery:
         await self._verified(
             session, case, VerifyMethod.DOCUMENT, actor, document=evidence.identity_document_id
         )
-        return Verification(True, VerifyMethod.DOCUMENT, RECORD_ATTEMPTS - case.record_attempts)
+        spent = case.record_attempts + await self._spent_elsewhere(session, case)
+        return Verification(True, VerifyMethod.DOCUMENT, max(self.record_attempts - spent, 0))
+
+    async def _spent_elsewhere(self, session: AsyncSession, case: RecoveryCase) -> int:
+        """Failed attempts against the record in the user's other cases within the window
+        (one case is open at a time, and it is locked: the count cannot race)."""
+        return await repository.record_attempts_of_user(
+            session,
+            case.user_id,
+            since_ns=self.clock.now_ns() - self.record_window_ns,
+            other_than=case.id,
+        )
 
     async def _verified(
         self,

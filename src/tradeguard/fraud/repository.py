@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.fraud.models import (
@@ -19,6 +19,7 @@ from tradeguard.fraud.models import (
 
 OPEN = "open"
 CLOSED = "closed"
+KYC_RECORD = "kyc_record"  # VerifyMethod.KYC_RECORD
 
 
 async def recent_sign_ins(
@@ -194,6 +195,24 @@ async def open_recovery_of(session: AsyncSession, user_id: str) -> RecoveryCase 
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def record_attempts_of_user(
+    session: AsyncSession, user_id: str, *, since_ns: int, other_than: str
+) -> int:
+    """Failed attempts against the KYC record spent in the user's other recovery cases
+    opened or closed since `since_ns` (a successful one is not a failure)."""
+    success = case((RecoveryCase.verified_method == KYC_RECORD, 1), else_=0)
+    query = select(func.coalesce(func.sum(RecoveryCase.record_attempts - success), 0)).where(
+        RecoveryCase.user_id == user_id,
+        RecoveryCase.id != other_than,
+        or_(
+            RecoveryCase.opened_ns >= since_ns,
+            RecoveryCase.closed_ns.is_(None),
+            RecoveryCase.closed_ns >= since_ns,
+        ),
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 async def recovery_cases(

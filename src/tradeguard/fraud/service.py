@@ -69,6 +69,8 @@ SECURITY_CHANGES: Final = (
     IdentityEvent.FACTOR_CONFIRMED.value,
     IdentityEvent.FACTOR_REMOVED.value,
     IdentityEvent.FACTORS_RESET.value,
+    # New backup codes are a second factor whoever made them can keep using.
+    IdentityEvent.BACKUP_CODES_GENERATED.value,
 )
 
 
@@ -407,8 +409,9 @@ class TakeoverDefence:
         return bool(await repository.active_freezes(session, user_id))
 
     async def last_security_change_ns(self, session: AsyncSession, user_id: str) -> int | None:
-        """When the user's password, email or second factors (a phone is an SMS factor)
-        last changed, from identity's ledger events (committed ones, chained or not yet)."""
+        """When the user's password, email or second factors (a phone is an SMS factor; new
+        backup codes count) last changed, from identity's ledger events (committed ones,
+        chained or not yet)."""
         return await latest_about(session, subject_id=user_id, event_types=SECURITY_CHANGES)
 
     async def withdrawal_requested(

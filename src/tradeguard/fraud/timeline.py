@@ -23,6 +23,7 @@ from typing import Any, Final
 from tradeguard.core.masking import mask_ip
 
 RECORD_ATTEMPTS: Final = 3
+RECORD_WINDOW_DAYS: Final = 30
 DEFAULT_LOOKBACK_DAYS: Final = 30
 MAX_LOOKBACK_DAYS: Final = 365
 

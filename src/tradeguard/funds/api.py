@@ -101,8 +101,17 @@ def _withdrawal_fields(row: Withdrawal) -> dict[str, object]:
     }
 
 
+# What the customer is told of a withdrawal held for review: never why (the reason may name
+# the takeover signal that flagged it, which would teach an intruder what to avoid). Staff
+# views keep the reason.
+CUSTOMER_REVIEW_REASON = "held for review"
+
+
 def withdrawal_out(row: Withdrawal) -> s.WithdrawalOut:
-    return s.WithdrawalOut.model_validate(_withdrawal_fields(row))
+    fields = _withdrawal_fields(row)
+    if row.review_reason is not None:
+        fields["review_reason"] = CUSTOMER_REVIEW_REASON
+    return s.WithdrawalOut.model_validate(fields)
 
 
 def staff_withdrawal_out(row: Withdrawal) -> s.StaffWithdrawalOut:

@@ -15,6 +15,7 @@ from tradeguard.core.clock import ns_to_iso
 from tradeguard.core.errors import NotFound, TooManyRequests
 from tradeguard.crypto.classes import DataClass
 from tradeguard.crypto.columns import blind_index, blind_index_candidates, keyring_field
+from tradeguard.crypto.keyring import Keyring
 from tradeguard.funds import repository
 from tradeguard.funds.common import FundsConflict, FundsDeps, FundsEvent, FundsInputError
 from tradeguard.funds.domain import (
@@ -23,7 +24,9 @@ from tradeguard.funds.domain import (
     BankAccountType,
     FundsError,
     Rail,
+    indexed_account_number,
     normalized_account_number,
+    padded_forms,
     valid_routing_number,
 )
 from tradeguard.funds.models import BankAccount
@@ -74,7 +77,25 @@ def shown_digits(number: str) -> str:
 
 
 def _index_input(routing: str, account_number: str) -> str:
-    return f"{routing}:{account_number}"
+    # Leading zeros dropped (crypto/catalogue.py reindexes with the same input).
+    return f"{routing}:{indexed_account_number(account_number)}"
+
+
+def _index_forms(keyring: Keyring, routing: str, account_number: str) -> frozenset[bytes]:
+    """Every stored index the account can have: its index under each live index version,
+    and (rows indexed before leading zeros were dropped, until a `bank_details` index
+    rotation and `tradeguard keys reindex` recompute them) the index of each way it could
+    have been typed with leading zeros."""
+    forms = set(
+        blind_index_candidates(
+            keyring, DataClass.BANK_DETAILS, _index_input(routing, account_number), str
+        )
+    )
+    for typed in padded_forms(account_number):
+        forms.update(
+            blind_index_candidates(keyring, DataClass.BANK_DETAILS, f"{routing}:{typed}", str)
+        )
+    return frozenset(forms)
 
 
 class BankAccountService:
@@ -131,10 +152,9 @@ class BankAccountService:
             deps.keyring, DataClass.BANK_DETAILS, _index_input(routing, number), str
         )
         # Every live index version's form: during a rotation older rows still hold the
-        # previous one (crypto/index_format.py).
-        forms = blind_index_candidates(
-            deps.keyring, DataClass.BANK_DETAILS, _index_input(routing, number), str
-        )
+        # previous one (crypto/index_format.py); and the forms of rows indexed with their
+        # leading zeros.
+        forms = _index_forms(deps.keyring, routing, number)
         mine = await repository.bank_accounts_of(session, user_id)
         if any(row.account_index in forms for row in mine):
             raise FundsConflict("this bank account is already on your profile")
@@ -305,12 +325,7 @@ class BankAccountService:
     ) -> None:
         """A bank account confirmed by two users links them (one beneficial owner, or a
         mule): recorded for surveillance and fraud, never shown to either customer."""
-        forms = blind_index_candidates(
-            self.deps.keyring,
-            DataClass.BANK_DETAILS,
-            _index_input(row.routing_number, self.account_number(row)),
-            str,
-        )
+        forms = _index_forms(self.deps.keyring, row.routing_number, self.account_number(row))
         others = sorted(
             {
                 other.user_id

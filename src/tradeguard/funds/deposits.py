@@ -188,7 +188,8 @@ class DepositService:
 
         Three steps, each its own transaction, because the vault records each use of a card
         in a transaction of its own: the checks; the vault's authorization; then, under the
-        customer's lock with the checks repeated, the charge and its record. (On SQLite a
+        customer's lock with the checks (the day's declines too) repeated, the charge and
+        its record: parallel charges of one customer happen one after the other. (On SQLite a
         transaction holds the database's one write lock from its start, so the vault's
         record could not commit inside ours.)"""
         deps = self.deps
@@ -200,16 +201,7 @@ class DepositService:
         if cards is None:
             raise ServiceUnavailable("card deposits need the card vault, which is not set up")
         async with unit_of_work(sessions) as session:
-            declined = await repository.declined_cards_since(
-                session, user_id, deps.clock.now_ns() - DAY_NS
-            )
-        if declined >= MAX_DECLINES_PER_DAY:
-            # Card testing: guessing a stolen card's security code one decline at a time.
-            raise TooManyRequests(
-                f"{declined} card charges were declined in the last 24 hours; use a bank "
-                "transfer, or try again tomorrow",
-                retry_after_seconds=DAY_NS / 1e9,
-            )
+            await self._check_declines(session, user_id)
         request = _CardRequest(user_id, account_id, card_id, amount, idempotency_key)
         async with unit_of_work(sessions) as session:
             earlier = await self._card_checks(session, request)
@@ -223,6 +215,9 @@ class DepositService:
             again = await self._card_checks(session, request)
             if isinstance(again, Deposit):
                 return again, False
+            # Counted again under the lock, right before the charge: parallel guesses wait
+            # here one after the other, so no more than MAX_DECLINES_PER_DAY ever happen.
+            await self._check_declines(session, user_id)
             row = await self._charge(
                 session,
                 request=request,
@@ -232,6 +227,18 @@ class DepositService:
                 request_id=request_id,
             )
         return row, True
+
+    async def _check_declines(self, session: AsyncSession, user_id: str) -> None:
+        """Card testing: guessing a stolen card's security code one decline at a time."""
+        declined = await repository.declined_cards_since(
+            session, user_id, self.deps.clock.now_ns() - DAY_NS
+        )
+        if declined >= MAX_DECLINES_PER_DAY:
+            raise TooManyRequests(
+                f"{declined} card charges were declined in the last 24 hours; use a bank "
+                "transfer, or try again tomorrow",
+                retry_after_seconds=DAY_NS / 1e9,
+            )
 
     async def _card_checks(
         self, session: AsyncSession, request: _CardRequest

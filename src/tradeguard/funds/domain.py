@@ -152,6 +152,22 @@ def normalized_account_number(value: str) -> str:
     return digits
 
 
+def indexed_account_number(number: str) -> str:
+    """The account number as its blind index sees it: leading zeros dropped, so that
+    `0123456789` and `123456789` at one routing number are one account (banks pad account
+    numbers with zeros as they like). What is sealed and sent to the processor stays as the
+    customer typed it."""
+    return number.lstrip("0") or "0"
+
+
+def padded_forms(number: str) -> tuple[str, ...]:
+    """Every way `number` could have been typed with leading zeros (4 to 17 digits): the
+    inputs of indexes stored before leading zeros were dropped."""
+    core = indexed_account_number(number)
+    shortest = max(len(core), 4)
+    return tuple(core.rjust(n, "0") for n in range(shortest, 18))
+
+
 def parse_amount(value: Decimal, *, minimum: Decimal, maximum: Decimal) -> Decimal:
     """A positive USD amount in whole cents within [minimum, maximum]."""
     if not value.is_finite() or value != value.quantize(CENT):

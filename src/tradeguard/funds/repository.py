@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 
 from sqlalchemy import and_, func, or_, select, update
@@ -88,7 +88,7 @@ async def bank_accounts_of(session: AsyncSession, user_id: str) -> Sequence[Bank
 
 
 async def bank_accounts_by_index(
-    session: AsyncSession, forms: Sequence[bytes]
+    session: AsyncSession, forms: Collection[bytes]
 ) -> Sequence[BankAccount]:
     """Bank accounts whose index is any of `forms` (one value under each live version)."""
     return (

@@ -432,6 +432,32 @@ class TestRecovery:
                 assert TAX4 not in text
 
     @pytest.mark.spec("ATO-3")
+    async def test_record_attempts_belong_to_the_user_across_cases(self, api: Api) -> None:
+        # Closing a case and opening another must not give three fresh guesses at the
+        # tax id's last four: the attempts are the user's, over a window.
+        scene = await taken_over(api, trade=False)
+        case_id = (await open_case(scene))["id"]
+        for left in (2, 1):
+            wrong = await verify(scene.ada, case_id, tax_id_last4="0000")
+            assert wrong.json()["attempts_left"] == left, wrong.text
+        closing = await scene.ada.post(
+            f"{RECOVERIES}/{case_id}/proposals",
+            {"action": "close", "reason": "unreachable", "outcome": "closed_without_recovery"},
+        )
+        assert closing.status_code == 201, closing.text
+        closed = await scene.bob.post(f"{RECOVERIES}/proposals/{closing.json()['id']}/approve")
+        assert closed.status_code == 200, closed.text
+        again = await scene.ada.post(RECOVERIES, {"user_id": scene.alice.user_id})
+        assert again.status_code == 201, again.text
+        second = again.json()["id"]
+        assert second != case_id
+        last = await verify(scene.ada, second, tax_id_last4="0001")
+        assert last.json() == {"verified": False, "method": "kyc_record", "attempts_left": 0}
+        refused = await verify(scene.bob, second)
+        assert is_problem(refused, 409, "recovery-step-refused"), refused.text
+        assert "new identity document" in refused.json()["detail"]
+
+    @pytest.mark.spec("ATO-3")
     async def test_closing_without_recovery_keeps_the_freeze_and_needs_two_members(
         self, api: Api
     ) -> None:

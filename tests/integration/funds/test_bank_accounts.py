@@ -12,6 +12,8 @@ from sqlalchemy import text
 from tests.support.api import Api, audit_events
 from tests.support.funds import ROUTING, add_bank, customer, funds_of
 from tests.support.trading import signed_in_trader
+from tradeguard.crypto.classes import DataClass
+from tradeguard.crypto.columns import blind_index
 
 PHONE = "+14155550105"
 NUMBER = "000123456789"
@@ -89,6 +91,27 @@ class TestAdding:
             typed = body(account_number="0001-2345-6789")
             assert (await alice.post("/api/v1/funds/bank-accounts", typed)).status_code == 409
 
+    async def test_leading_zeros_do_not_make_another_account(self, api: Api) -> None:
+        async with api.client() as client:
+            alice = await signed_in_trader(api, client, "alice")
+            first = await alice.post("/api/v1/funds/bank-accounts", body())
+            assert first.status_code == 201, first.text
+            for typed in ("123456789", "0123456789", "00000000123456789"):
+                again = await alice.post("/api/v1/funds/bank-accounts", body(account_number=typed))
+                assert again.status_code == 409, (typed, again.text)
+            # Another routing number is another account.
+            other = await alice.post(
+                "/api/v1/funds/bank-accounts",
+                body(routing_number="011000015", account_number="123456789"),
+            )
+            assert other.status_code == 201, other.text
+        # The processor gets the number as the customer typed it.
+        bank_id = first.json()["id"]
+        async with funds_of(api).sessions() as session:
+            row = await funds_of(api).banks.find(session, bank_id)
+            assert row is not None
+            assert funds_of(api).banks.account_number(row) == NUMBER
+
 
 class TestMicroDeposits:
     async def test_three_wrong_answers_fail_it_for_good(self, api: Api) -> None:
@@ -155,6 +178,41 @@ class TestSharedBankAccounts:
         assert [(min(a, b), max(a, b)) for a, b, _, _ in pairs] == [
             tuple(sorted((alice.trader.user_id, bob.trader.user_id)))
         ]
+
+    async def test_leading_zeros_do_not_hide_a_shared_account(self, api: Api) -> None:
+        async with api.client() as client, api.client("198.51.100.9") as other:
+            alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+            bob = await customer(api, other, "bob", phone="+14155550106", cash="0")
+            await add_bank(api, alice, "000123456789")
+            await add_bank(api, bob, "123456789")
+        [event] = await audit_events(api, "funds:bank_account:shared")
+        assert event["data"]["shared_with"] == [alice.trader.user_id]
+        async with funds_of(api).sessions() as session:
+            pairs = await funds_of(api).banks.shared(session)
+        assert len(pairs) == 1
+
+    async def test_rows_indexed_before_normalisation_are_still_found(self, api: Api) -> None:
+        # Rows added before leading zeros were stripped hold the index of the number as
+        # typed: the check on the profile and the shared-account link still find them.
+        async with api.client() as client, api.client("198.51.100.9") as other:
+            alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+            bank_id = await add_bank(api, alice, "000123456789")
+            legacy = blind_index(
+                funds_of(api).deps.keyring, DataClass.BANK_DETAILS, f"{ROUTING}:000123456789", str
+            )
+            async with api.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE funds_bank_accounts SET account_index = :i WHERE id = :id"),
+                    {"i": legacy, "id": bank_id},
+                )
+            again = await alice.post(
+                "/api/v1/funds/bank-accounts", body(account_number="123456789")
+            )
+            assert again.status_code == 409, again.text
+            bob = await customer(api, other, "bob", phone="+14155550106", cash="0")
+            await add_bank(api, bob, "0123456789")
+        [event] = await audit_events(api, "funds:bank_account:shared")
+        assert event["data"]["shared_with"] == [alice.trader.user_id]
 
     @pytest.mark.spec("MAN-1")
     async def test_surveillance_links_the_two_owners_by_their_bank_account(self, api: Api) -> None:

@@ -4,6 +4,7 @@ nothing; the sandbox's decline test numbers; another customer's card is not foun
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -171,6 +172,30 @@ async def test_guessing_a_cards_security_code_stops_after_five_declines(api: Api
         guessed = await card_deposit(alice, card_id, "10.00", cvv=CVV, key="right")
         assert guessed.status_code == 429, guessed.text
         assert (await balances_of(alice))["cash_settled"] == 0
+
+
+async def test_parallel_guesses_cannot_pass_five_declines_together(
+    api: Api, engine: AsyncEngine
+) -> None:
+    # 12 wrong codes at once: the decline count is checked again under the customer's lock
+    # right before each charge, so no more than 5 ever reach the processor as declines.
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE, cash="0")
+        card_id = await add_card(alice, VISA)
+        responses = await asyncio.gather(
+            *(card_deposit(alice, card_id, "10.00", cvv="000", key=f"p{n}") for n in range(12))
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [402] * 5 + [429] * 7, [r.text for r in responses]
+        guessed = await card_deposit(alice, card_id, "10.00", cvv=CVV, key="right")
+        assert guessed.status_code == 429, guessed.text
+        assert "5 card charges were declined" in guessed.json()["detail"]
+    async with engine.connect() as conn:
+        declined = await conn.scalar(
+            text("SELECT count(*) FROM funds_deposits WHERE decline_code IS NOT NULL")
+        )
+    assert declined == 5
+    assert len(await audit_events(api, "funds:deposit:declined")) == 5
 
 
 async def test_card_money_stays_for_the_chargeback_hold_after_it_settles(api: Api) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import Api, audit_events, bearer, step_up
+from tests.support.api import PASSWORD, Api, audit_events, bearer, login_with_totp, step_up
 from tests.support.funds import (
     add_bank,
     balances_of,
@@ -18,13 +18,21 @@ from tests.support.funds import (
     request_withdrawal,
     run_funds,
 )
-from tests.support.trading import add_instrument, funded_account, street_order, trading_of
+from tests.support.trading import (
+    add_instrument,
+    funded_account,
+    signed_in_staff,
+    street_order,
+    trading_of,
+)
+from tradeguard.access.domain import Role
 from tradeguard.core.orders import Side
 from tradeguard.db.engine import unit_of_work
 from tradeguard.ledger.domain import Party
 from tradeguard.risk.domain import AccountStatus, AccountType
 
 PHONE = "+14155550120"
+NEW_PASSWORD = "a different horse battery staple 43"
 
 
 def reason(response: object) -> str | None:
@@ -54,6 +62,57 @@ async def test_a_new_phone_starts_the_withdrawal_hold(api: Api) -> None:
         )
         assert confirmed.status_code == 200, confirmed.text
         assert reason(await request_withdrawal(alice, "100.00")) == "SECURITY_CHANGE_COOLING"
+
+
+@pytest.mark.spec("ATO-1")
+async def test_new_backup_codes_start_the_withdrawal_hold(api: Api) -> None:
+    # New backup codes are a second factor an intruder can keep: a security change.
+    async with api.client() as client:
+        alice = await customer(api, client, "alice", phone=PHONE)
+        await add_bank(api, alice)
+        await past_cooling(api, alice)
+        made = await client.post(
+            "/api/v1/auth/mfa/backup-codes", headers=bearer(alice.trader.access)
+        )
+        assert made.status_code in (200, 201), made.text
+        assert reason(await request_withdrawal(alice, "100.00")) == "SECURITY_CHANGE_COOLING"
+
+
+async def test_the_customer_is_not_told_which_takeover_signal_held_a_withdrawal(
+    api: Api,
+) -> None:
+    # A password change 25 hours ago: past the funds cooling period (24 h) but inside the
+    # takeover defence's window (72 h), so the withdrawal is held for review. Whoever asks
+    # (perhaps an intruder) sees only that; staff see the signal.
+    async with (
+        api.client() as client,
+        api.client("198.51.100.30") as staff_client,
+    ):
+        alice = await customer(api, client, "alice", phone=PHONE)
+        await add_bank(api, alice)
+        await past_cooling(api, alice)
+        changed = await client.put(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            headers=bearer(alice.trader.access),
+        )
+        assert changed.status_code == 200, changed.text
+        api.clock.advance(seconds=25 * 3600)
+        tokens = await login_with_totp(api, client, alice.totp, "alice", password=NEW_PASSWORD)
+        alice.trader.access = tokens["access_token"]
+        asked = await request_withdrawal(alice, "100.00")
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["review_reason"] == "held for review"
+        assert "security_change" not in asked.text
+        assert "takeover" not in asked.text
+        listed = await alice.get("/api/v1/funds/withdrawals")
+        assert "security_change" not in listed.text
+        held = await confirm(api, alice, asked.json()["id"])
+        assert held.json()["status"] == "in_review", held.text
+        assert held.json()["review_reason"] == "held for review"
+        carol = await signed_in_staff(api, staff_client, "carol", Role.COMPLIANCE)
+        [queued] = (await carol.get("/api/v1/admin/funds/withdrawals/review")).json()
+        assert queued["review_reason"] == "takeover signals: security_change_withdrawal"
 
 
 async def test_a_margin_account_keeps_the_margin_of_its_short(api: Api) -> None:
