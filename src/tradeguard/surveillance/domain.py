@@ -307,6 +307,12 @@ class SpoofParameters:
     # (executed, or still shown `cancel_window` later); 0 raises findings at the cancel
     # without the test.
     requote_window_ns: int = NS_PER_SECOND
+    # Near the touch (basis points; 10 bps is five ticks of a $50 stock). A re-quote proves
+    # good faith only at or better than the best price cancelled or at most this far behind
+    # the market (one parked further off, within `max_distance_bps`, never has to fill); a
+    # near-side resting order counts toward the near side only within this of the execution
+    # price (one parked away would dilute the imbalance test).
+    near_touch_bps: int = 10
 
     @property
     def reach_ns(self) -> int:
