@@ -7,13 +7,16 @@ price levels), an order of the same account on the other side executes at the pr
 orders pushed toward, and the non-bona-fide orders are then cancelled, fast. RedDeer
 Surveillance's spoofing rule judges the cancelled share of the opposite side within a window.
 
-The model keeps, per account and symbol, an episode that starts at an execution:
+The model keeps, per beneficial owner (the owner resolution of MAN-1: a user's accounts,
+joined by live owner links) and symbol, an episode that starts at an execution, so a spoof
+resting in one of the owner's accounts and the execution in another are one episode:
 
-- the far side: the account's orders on the other side resting at the execution (what is
-  left of them), placed at most `max_order_age` before it and within `max_distance_bps` of
-  its price;
+- the far side: the owner's orders (any of its accounts) on the other side resting at the
+  execution (what is left of them), placed at most `max_order_age` before it and within
+  `max_distance_bps` of its price;
 - the near side: the shares executed (within `cancel_window` of the first execution) plus
-  the account's orders resting on the execution's side.
+  the owner's orders resting on the execution's side within `near_touch_bps` of its price
+  (an order parked away from the touch could not trade and would only dilute test 3).
 
 A voluntary cancel (a cancel request or a cancel-replace: never the venue's IOC, self-trade
 or halt cancels) of a far-side order at most `cancel_window` after the first execution is
@@ -24,8 +27,9 @@ counted, and the episode raises one finding once:
 3. the far side rested at least `imbalance_ratio` x the near side at the execution.
 
 4. the account did not re-quote in good faith. A re-quote is a new far-side limit order of
-   at least half the largest cancelled one, not more than `max_distance_bps` behind the
-   market's last price (a bid below it, an offer above), placed within `requote_window` of
+   at least half the largest cancelled one, near the touch (at or better than the best
+   price cancelled, or not more than `near_touch_bps` behind the market's last price: a
+   bid below it, an offer above), placed within `requote_window` of
    the cancel (a liquidity provider leaning on one side replaces what it cancels; a spoofer
    withdraws). It clears the finding only once it proves bona fide: one of its shares
    executes, or it is still shown `cancel_window` after it was placed. Its order closing
@@ -339,18 +343,10 @@ class SpoofingDetector:
                         del self._chain_orders[chain.order_id]
         episode.chains.clear()
 
-    def fill(self, event: Fill, t: int) -> None:
+    def _sides(self, event: Fill, t: int) -> tuple[int, list[Resting]]:
+        """What the owner rests, in all of its accounts, at an execution: the near side's
+        shares near the touch, and the far side's orders within reach."""
         params = self.params
-        self._active(event.owner, event.symbol, t).add(t, _TRADED)
-        if self._chain_orders and event.order_id in self._chain_orders:
-            self._chain_closed(event.order_id, t, executed=True)
-        # Judged per beneficial owner: a spoof on one of the owner's accounts and the
-        # execution on another (a customer's cash and margin accounts, or two linked
-        # customers) is one episode.
-        key = (event.owner, event.symbol, event.buy)
-        episode = self._episodes.get(key)
-        if episode is None or t - episode.first_ns > params.cancel_window_ns:
-            episode = None
         oldest = t - params.max_order_age_ns
         reach = event.price * params.max_distance_bps / BPS
         touch = event.price * params.near_touch_bps / BPS
@@ -369,6 +365,21 @@ class SpoofingDetector:
                 and abs(order.price - event.price) <= reach
             ):
                 far.append(order)
+        return near, far
+
+    def fill(self, event: Fill, t: int) -> None:
+        params = self.params
+        self._active(event.owner, event.symbol, t).add(t, _TRADED)
+        if self._chain_orders and event.order_id in self._chain_orders:
+            self._chain_closed(event.order_id, t, executed=True)
+        # Judged per beneficial owner: a spoof on one of the owner's accounts and the
+        # execution on another (a customer's cash and margin accounts, or two linked
+        # customers) is one episode.
+        key = (event.owner, event.symbol, event.buy)
+        episode = self._episodes.get(key)
+        if episode is None or t - episode.first_ns > params.cancel_window_ns:
+            episode = None
+        near, far = self._sides(event, t)
         if episode is None:
             if not far:
                 return
