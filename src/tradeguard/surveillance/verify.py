@@ -9,7 +9,8 @@ row without an event, and each event whose row is gone:
   new; in a case: in_case; removed from it: new; dismissed, escalated, reopened), its order
   and execution ids, and its evidence (the digest each alert event records);
 - a case: its status, assignee and disposition, its alerts, and its timeline (each case
-  event has its entry, each entry its event);
+  event has its entry, each entry its event, and each entry's contents, its kind, actor,
+  detail (status, text or reason, ...) and time, are those of its event);
 - an action: its alert, account, kind and status (applied, skipped, reversed).
 
 Rows changed within `settle_ns` of now are not judged (their events may not be chained
@@ -29,10 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.domain import LedgerEvent, Party, scrubbed_data
 from tradeguard.ledger.service import Ledger, events_of_types
 from tradeguard.surveillance.actions import ActionDesk
-from tradeguard.surveillance.domain import AlertStatus
+from tradeguard.surveillance.domain import AlertStatus, CaseCommand
 from tradeguard.surveillance.events import SurveillanceEvent
 from tradeguard.surveillance.models import (
     SurveillanceAction,
@@ -74,6 +75,17 @@ _ACTION_STATUS = {
     _E.ACTION_APPLIED.value: "applied",
     _E.ACTION_SKIPPED.value: "skipped",
     _E.ACTION_REVERSED.value: "reversed",
+}
+# The timeline entry kind of each case event (cases.py records both together).
+_COMMAND_OF = {
+    _E.CASE_OPENED.value: CaseCommand.OPEN.value,
+    _E.CASE_ALERT_ADDED.value: CaseCommand.ADD_ALERT.value,
+    _E.CASE_ALERT_REMOVED.value: CaseCommand.REMOVE_ALERT.value,
+    _E.CASE_ASSIGNED.value: CaseCommand.ASSIGN.value,
+    _E.CASE_NOTE_ADDED.value: CaseCommand.NOTE.value,
+    _E.CASE_ESCALATED.value: CaseCommand.ESCALATE.value,
+    _E.CASE_CLOSED.value: CaseCommand.CLOSE.value,
+    _E.CASE_REPORT_FILED.value: CaseCommand.REPORT_FILED.value,
 }
 EVENT_TYPES = tuple(t.value for t in (*_ALERT_TYPES, *_CASE_TYPES)) + tuple(_ACTION_STATUS)
 
@@ -141,6 +153,8 @@ class Derived:
 
     alerts: dict[str, _Alert] = field(default_factory=dict)
     cases: dict[str, _Case] = field(default_factory=dict)
+    # Each case event's timeline entry as it must read: kind, actor, detail, time.
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -158,7 +172,26 @@ def derive(documents: Sequence[Mapping[str, Any]]) -> Derived:
             _alert(found, kind, data)
         elif isinstance(kind, str) and kind.startswith("surveillance:case:"):
             _case(found, kind, data, str(doc.get("id", "")))
+            _entry(found, kind, doc, data)
     return found
+
+
+def _entry(found: Derived, kind: str, doc: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """The timeline entry a case event must have (cases.CaseDesk._record writes both)."""
+    command = _COMMAND_OF.get(kind)
+    actor = doc.get("actor")
+    if command is None or not isinstance(actor, dict):
+        return
+    try:
+        created_ns = int(str(doc.get("ts")))
+    except ValueError:
+        created_ns = None
+    found.entries[str(doc.get("id", ""))] = {
+        "kind": command,
+        "actor": f"{actor.get('kind')}:{actor.get('id')}"[:120],
+        "detail": {k: v for k, v in data.items() if k != "case_id"},
+        "created_ns": created_ns,
+    }
 
 
 def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
@@ -321,6 +354,23 @@ class SurveillanceVerifier:
         entries: dict[str, set[str]] = {}
         for entry in (await session.execute(select(SurveillanceCaseEntry))).scalars().all():
             entries.setdefault(entry.case_id, set()).add(entry.event_id)
+            event = derived.entries.get(entry.event_id)
+            if event is None or entry.created_ns > horizon:
+                continue  # a row without its event shows as a timeline mismatch
+            result.mismatches.extend(
+                _compare(
+                    "surveillance_case_entries",
+                    entry.id,
+                    {
+                        "kind": entry.kind,
+                        "actor": entry.actor,
+                        # As the ledger stores free text: masked (ledger/domain.py).
+                        "detail": scrubbed_data(entry.detail or {}),
+                        "created_ns": entry.created_ns,
+                    },
+                    event,
+                )
+            )
         seen: set[str] = set()
         for row in rows:
             seen.add(row.id)
