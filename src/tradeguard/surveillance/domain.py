@@ -396,9 +396,13 @@ class ClosingParameters:
 class StuffingParameters:
     """Quote stuffing and rapid order placement (PRE-3). Defaults: see docs/surveillance.md."""
 
-    window_ns: int = NS_PER_SECOND
+    # Ten seconds, 100 messages: what the platform lets through can fire it. The pre-trade
+    # throttle (`risk_max_orders_per_second`, 10 a second an account) refuses anything
+    # faster, so the former 50 in one second (25 orders and their cancels) never could; at
+    # 5 orders a second and their cancels for ten seconds it does.
+    window_ns: int = 10 * NS_PER_SECOND
     # Orders placed and cancelled by one account in one symbol within the window ...
-    min_messages: int = 50
+    min_messages: int = 100
     # ... cancels at least this fraction of the orders placed ...
     min_cancel_ratio: Decimal = Decimal("0.9")
     # ... and fills at most this fraction of them.
