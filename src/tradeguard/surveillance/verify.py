@@ -42,7 +42,12 @@ from tradeguard.surveillance.models import (
     SurveillanceCaseAlert,
     SurveillanceCaseEntry,
 )
-from tradeguard.surveillance.service import evidence_digest, merged_ids
+from tradeguard.surveillance.service import (
+    ROW_DIGEST_FIELDS,
+    alert_row_digest,
+    evidence_digest,
+    merged_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +130,9 @@ class VerifyResult:
     actions: int = 0
     # Rows changed within the settle time, not judged.
     unsettled: int = 0
+    # Alerts whose events predate the row digest: their score, summary, accounts, window,
+    # latency and creation time cannot be checked (not a mismatch; listed, never silent).
+    unverifiable: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
 
     @property
@@ -136,6 +144,9 @@ class VerifyResult:
 class _Alert:
     fields: dict[str, Any]
     digest: str | None
+    # The digest of the row's other decisive fields (service.ROW_DIGEST_FIELDS) the latest
+    # raised / extended event recorded; None: an alert from before it (unverifiable).
+    row_digest: str | None = None
 
 
 @dataclass(slots=True)
@@ -210,6 +221,7 @@ def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
                 "execution_ids": list(data.get("execution_ids") or []),
             },
             digest=data.get("evidence_digest"),
+            row_digest=data.get("row_digest"),
         )
         return
     alert = found.alerts.get(alert_id)
@@ -222,6 +234,7 @@ def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
         f["order_ids"] = merged_ids(f["order_ids"], data.get("order_ids") or [])
         f["execution_ids"] = merged_ids(f["execution_ids"], data.get("execution_ids") or [])
         alert.digest = data.get("evidence_digest")
+        alert.row_digest = data.get("row_digest")
     elif isinstance(data.get("status"), str):
         alert.fields["status"] = data["status"]
 
@@ -333,6 +346,18 @@ class SurveillanceVerifier:
             result.mismatches.extend(
                 _compare("surveillance_alerts", row.id, stored, expected.fields)
             )
+            if expected.row_digest is None:
+                result.unverifiable.append(row.id)
+            elif alert_row_digest(row) != expected.row_digest:
+                result.mismatches.append(
+                    Mismatch(
+                        "surveillance_alerts",
+                        row.id,
+                        "row_digest (" + ", ".join(ROW_DIGEST_FIELDS) + ")",
+                        alert_row_digest(row),
+                        expected.row_digest,
+                    )
+                )
             if expected.digest is not None:
                 digest = evidence_digest(row.evidence)
                 if digest != expected.digest:
