@@ -156,6 +156,9 @@ class _Case:
     disposition: str | None = None
     alerts: set[str] = field(default_factory=set)
     event_ids: set[str] = field(default_factory=set)
+    # From the `opened` event: its title and its actor (the row's `created_by`).
+    title: str | None = None
+    created_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -184,6 +187,11 @@ def derive(documents: Sequence[Mapping[str, Any]]) -> Derived:
         elif isinstance(kind, str) and kind.startswith("surveillance:case:"):
             _case(found, kind, data, str(doc.get("id", "")))
             _entry(found, kind, doc, data)
+            opened = found.cases.get(str(data.get("case_id")))
+            if kind == _E.CASE_OPENED and opened is not None:
+                entry = found.entries.get(str(doc.get("id", "")))
+                opened.title = data.get("title")
+                opened.created_by = entry["actor"] if entry is not None else None
     return found
 
 
@@ -419,6 +427,9 @@ class SurveillanceVerifier:
                         "disposition": row.disposition,
                         "alerts": sorted(members.get(row.id, set())),
                         "timeline": sorted(entries.get(row.id, set())),
+                        "title": row.title,
+                        "created_by": row.created_by,
+                        "closed": row.closed_ns is not None,
                     },
                     {
                         "status": expected.status,
@@ -426,6 +437,9 @@ class SurveillanceVerifier:
                         "disposition": expected.disposition,
                         "alerts": sorted(expected.alerts),
                         "timeline": sorted(expected.event_ids),
+                        "title": expected.title,
+                        "created_by": expected.created_by,
+                        "closed": expected.disposition is not None,
                     },
                 )
             )

@@ -167,6 +167,24 @@ class TestVerify:
                 setattr(row, name, before)
             assert (await verify(api)).ok, name
 
+    async def test_a_cases_title_and_creator_edited_with_sql_are_reported(self, api: Api) -> None:
+        ids = await worked_market(api)
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE surveillance_cases SET title = 'routine', created_by = 'staff:x', "
+                    "closed_ns = 1 WHERE id = :id"
+                ),
+                {"id": ids["case"]},
+            )
+        result = await verify(api)
+        found = {(m.table, m.row_id, m.field) for m in result.mismatches}
+        assert found == {
+            ("surveillance_cases", ids["case"], "title"),
+            ("surveillance_cases", ids["case"], "created_by"),
+            ("surveillance_cases", ids["case"], "closed"),
+        }
+
     async def test_rows_without_events_and_events_without_rows_are_reported(self, api: Api) -> None:
         ids = await worked_market(api)
         forged = "0190c5a0-0000-7000-8000-00000000f00d"
