@@ -285,13 +285,17 @@ def _action(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
         known = found.actions.get(action_id)
         if known is not None:
             known["status"] = "reversed"
+            known["reverse_reason"] = data.get("reason")
         return
     found.actions[action_id] = {
         "alert_id": data.get("alert_id"),
         "account_id": data.get("account_id"),
         "action": data.get("action"),
         "status": _ACTION_STATUS[kind],
+        "reverse_reason": None,
     }
+    if isinstance(data.get("detail"), dict):
+        found.actions[action_id]["detail"] = data["detail"]
 
 
 def _compare(
@@ -470,6 +474,9 @@ class SurveillanceVerifier:
                 "account_id": row.account_id,
                 "action": row.action,
                 "status": row.status,
+                "reverse_reason": scrubbed_data({"r": row.reverse_reason})["r"],
+                # As the ledger stores free text: masked (ledger/domain.py).
+                "detail": scrubbed_data(row.detail or {}),
             }
             result.mismatches.extend(_compare("surveillance_actions", row.id, stored, expected))
         for action_id in sorted(set(derived.actions) - seen):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.surveillance.support import MONDAY_OPEN, chain, surveillance_of
@@ -21,7 +21,7 @@ from tests.support.api import Api, audit_events, running_api
 from tradeguard.access.domain import Role
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
-from tradeguard.surveillance.models import SurveillanceAlert
+from tradeguard.surveillance.models import SurveillanceAction, SurveillanceAlert
 from tradeguard.surveillance.tasks import verify_once
 from tradeguard.surveillance.verify import VerifyResult
 
@@ -184,6 +184,18 @@ class TestVerify:
             ("surveillance_cases", ids["case"], "created_by"),
             ("surveillance_cases", ids["case"], "closed"),
         }
+
+    async def test_an_actions_detail_edited_is_reported(self, api: Api) -> None:
+        await worked_market(api)
+        services = surveillance_of(api)
+        async with services.unit_of_work() as session:
+            row = (await session.execute(select(SurveillanceAction))).scalars().first()
+            assert row is not None
+            row.detail = {**row.detail, "from": "closed"}
+            action_id = row.id
+        result = await verify(api)
+        found = {(m.table, m.row_id, m.field) for m in result.mismatches}
+        assert found == {("surveillance_actions", action_id, "detail")}
 
     async def test_rows_without_events_and_events_without_rows_are_reported(self, api: Api) -> None:
         ids = await worked_market(api)
