@@ -457,6 +457,7 @@ class Settings(BaseSettings):
     surveillance_layering_min_levels: Annotated[int, Field(ge=2, le=100)] = 3
     surveillance_spoof_max_distance_bps: Annotated[int, Field(ge=1, le=10_000)] = 500
     surveillance_spoof_requote_window_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    surveillance_spoof_near_touch_bps: Annotated[int, Field(ge=0, le=10_000)] = 10
     surveillance_pump_window_seconds: Annotated[int, Field(ge=60, le=86_400)] = 14_400
     surveillance_pump_min_rise: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("0.2")
     surveillance_pump_near_peak: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal("0.1")
@@ -480,8 +481,8 @@ class Settings(BaseSettings):
     surveillance_close_max_opposite_fraction: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.2")
     surveillance_close_min_volume_share: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.3")
     surveillance_close_min_move: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.01")
-    surveillance_stuffing_window_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
-    surveillance_stuffing_min_messages: Annotated[int, Field(ge=2, le=1_000_000)] = 50
+    surveillance_stuffing_window_ms: Annotated[int, Field(ge=10, le=60_000)] = 10_000
+    surveillance_stuffing_min_messages: Annotated[int, Field(ge=2, le=1_000_000)] = 100
     surveillance_stuffing_min_cancel_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.9")
     surveillance_stuffing_max_fill_ratio: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.02")
     surveillance_momentum_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 60

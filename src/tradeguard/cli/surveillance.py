@@ -611,6 +611,7 @@ def verify_command(
             "actions": result.actions,
             "mismatches": [m.as_dict() for m in result.mismatches],
             "lines": [m.line() for m in result.mismatches],
+            "unverifiable": list(result.unverifiable),
         }
 
     found = _with_surveillance(settings, work)
@@ -624,6 +625,12 @@ def verify_command(
         )
         for line in found["lines"]:
             console.print(f"MISMATCH {line}", markup=False)
+        for alert_id in found["unverifiable"]:
+            console.print(
+                f"UNVERIFIABLE surveillance_alerts {alert_id}: raised before its events "
+                "recorded a row digest (score, summary, accounts, window, times unchecked)",
+                markup=False,
+            )
         if not found["mismatches"]:
             console.print("ok: every row agrees with the ledger")
     if found["mismatches"]:

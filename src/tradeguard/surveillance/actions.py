@@ -28,6 +28,7 @@ from tradeguard.access.domain import Role
 from tradeguard.core.clock import Clock
 from tradeguard.core.errors import Conflict, InvalidInput, NotFound
 from tradeguard.core.ids import IdGenerator
+from tradeguard.ledger import service as ledger_service
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.risk.domain import AccountStatus
@@ -50,6 +51,7 @@ from tradeguard.surveillance.service import DETECTOR_PARTY, clean_reason
 from tradeguard.trading.accounts import AccountService
 from tradeguard.trading.common import AccountNotFound
 from tradeguard.trading.domain import CancelReason
+from tradeguard.trading.events import TradingEvent
 from tradeguard.trading.orders import OrderService
 
 MAX_POLICY_RULES = 50
@@ -433,7 +435,7 @@ class ActionDesk:
                     f"the account's status changed since the action (it is {account.status}); "
                     "change it through the trading accounts route"
                 )
-            restored = str(row.detail["from"])
+            restored = await self._status_before(session, row)
             await self._accounts.set_status(
                 session,
                 account_id=row.account_id,
@@ -465,6 +467,35 @@ class ActionDesk:
             ),
         )
         return row
+
+    async def _status_before(self, session: AsyncSession, row: SurveillanceAction) -> str:
+        """The status the action's own status change left, from that change's ledger event
+        (its id is recorded with the action), never from the action's editable row: a row
+        whose `from` or `to` disagrees with the event is refused, not trusted."""
+        made = row.detail.get("status_event_id")
+        documents = await ledger_service.documents_about(
+            session,
+            subject_id=row.account_id,
+            event_types=[TradingEvent.ACCOUNT_STATUS_CHANGED],
+        )
+        if made is not None:
+            event = next((d for d in documents if d.get("id") == made), None)
+        else:
+            # An action recorded before the marker: no status change followed it
+            # (`_changed_since`), so the account's latest is the action's own.
+            event = documents[-1] if documents else None
+        data = event.get("data") if event is not None else None
+        if not isinstance(data, dict) or not isinstance(data.get("from"), str):
+            raise ActionNotReversible(
+                "the action's status change is not in the ledger: change the account's "
+                "status through the trading accounts route"
+            )
+        if row.detail.get("from") != data["from"] or row.detail.get("to") != data.get("to"):
+            raise ActionNotReversible(
+                "the action's record disagrees with the ledger (run `tradeguard surveillance "
+                "verify`): change the account's status through the trading accounts route"
+            )
+        return str(data["from"])
 
     async def _changed_since(self, session: AsyncSession, row: SurveillanceAction) -> bool:
         """Whether any status change of the account followed the action's own."""

@@ -58,6 +58,9 @@ class BookTracker:
         self._orders: dict[str, Resting] = {}
         # Per (account, symbol): the account's orders there, for the spoofing model.
         self._by_account: dict[tuple[str, str], dict[str, Resting]] = {}
+        # Per (beneficial owner, symbol): every account of the owner's orders there (MAN-2
+        # judges an owner's far side across all of its accounts).
+        self._by_owner: dict[tuple[str, str], dict[str, Resting]] = {}
         self._by_symbol: dict[str, dict[str, Resting]] = {}
         self._placed: deque[tuple[int, str]] = deque()
         # The last execution price of each symbol and when it printed; shown only while it
@@ -79,6 +82,10 @@ class BookTracker:
         if mine is None:
             mine = self._by_account[key] = {}
         mine[event.order_id] = order
+        owned = self._by_owner.get((event.owner, event.symbol))
+        if owned is None:
+            owned = self._by_owner[(event.owner, event.symbol)] = {}
+        owned[event.order_id] = order
         if event.limit_price is not None:
             book = self._by_symbol.get(event.symbol)
             if book is None:
@@ -112,6 +119,11 @@ class BookTracker:
             mine.pop(order.order_id, None)
             if not mine:
                 del self._by_account[key]
+        owned = self._by_owner.get((order.owner, order.symbol))
+        if owned is not None:
+            owned.pop(order.order_id, None)
+            if not owned:
+                del self._by_owner[(order.owner, order.symbol)]
         book = self._by_symbol.get(order.symbol)
         if book is not None:
             book.pop(order.order_id, None)
@@ -139,6 +151,13 @@ class BookTracker:
         if not mine:
             return iter(())
         return (o for o in mine.values() if o.price is not None and o.remaining > 0)
+
+    def resting_of_owner(self, owner: str, symbol: str) -> Iterator[Resting]:
+        """The beneficial owner's orders resting in the symbol, from all of its accounts."""
+        owned = self._by_owner.get((owner, symbol))
+        if not owned:
+            return iter(())
+        return (o for o in owned.values() if o.price is not None and o.remaining > 0)
 
     def snapshot(
         self, symbol: str, *, suspects: Collection[str] = (), levels: int = BOOK_LEVELS

@@ -19,6 +19,7 @@ from tradeguard.access.domain import Role
 from tradeguard.core.clock import Clock, ns_to_iso
 from tradeguard.core.errors import Conflict, InvalidInput, NotFound
 from tradeguard.core.ids import IdGenerator
+from tradeguard.ledger import service as ledger_service
 from tradeguard.ledger.domain import LedgerEvent, Party
 from tradeguard.ledger.service import Ledger
 from tradeguard.surveillance import repository, sar
@@ -560,11 +561,20 @@ class CaseDesk:
         disposition: Disposition,
     ) -> None:
         """Four eyes: who closes a case as restricted or reported is not who escalated it
-        (the escalation is the first look, the close the second)."""
+        (the escalation is the first look, the close the second).
+
+        Who escalated is read from the ledger's escalation events (hash-chained), never from
+        the timeline table a database user could edit: an insider who rewrote the
+        "escalated" row's actor still cannot close alone."""
+        documents = await ledger_service.documents_about(
+            session,
+            subject_id=row.id,
+            event_types=[SurveillanceEvent.CASE_ESCALATED.value],
+        )
         escalated_by = {
-            e.actor
-            for e in await repository.case_entries(session, row.id)
-            if e.kind == CaseCommand.ESCALATE.value
+            _party(Party(str(by.get("kind")), str(by.get("id"))))
+            for doc in documents
+            if isinstance(by := doc.get("actor"), dict)
         }
         if _party(actor) in escalated_by:
             raise SecondReviewerRequired(

@@ -71,6 +71,7 @@ def parameters_from(settings: Settings) -> SurveillanceParameters:
             layering_min_levels=settings.surveillance_layering_min_levels,
             max_distance_bps=settings.surveillance_spoof_max_distance_bps,
             requote_window_ns=settings.surveillance_spoof_requote_window_ms * 1_000_000,
+            near_touch_bps=settings.surveillance_spoof_near_touch_bps,
         ),
         pump=PumpParameters(
             window_ns=settings.surveillance_pump_window_seconds * NS_PER_SECOND,

@@ -307,6 +307,12 @@ class SpoofParameters:
     # (executed, or still shown `cancel_window` later); 0 raises findings at the cancel
     # without the test.
     requote_window_ns: int = NS_PER_SECOND
+    # Near the touch (basis points; 10 bps is five ticks of a $50 stock). A re-quote proves
+    # good faith only at or better than the best price cancelled or at most this far behind
+    # the market (one parked further off, within `max_distance_bps`, never has to fill); a
+    # near-side resting order counts toward the near side only within this of the execution
+    # price (one parked away would dilute the imbalance test).
+    near_touch_bps: int = 10
 
     @property
     def reach_ns(self) -> int:
@@ -390,9 +396,13 @@ class ClosingParameters:
 class StuffingParameters:
     """Quote stuffing and rapid order placement (PRE-3). Defaults: see docs/surveillance.md."""
 
-    window_ns: int = NS_PER_SECOND
+    # Ten seconds, 100 messages: what the platform lets through can fire it. The pre-trade
+    # throttle (`risk_max_orders_per_second`, 10 a second an account) refuses anything
+    # faster, so the former 50 in one second (25 orders and their cancels) never could; at
+    # 5 orders a second and their cancels for ten seconds it does.
+    window_ns: int = 10 * NS_PER_SECOND
     # Orders placed and cancelled by one account in one symbol within the window ...
-    min_messages: int = 50
+    min_messages: int = 100
     # ... cancels at least this fraction of the orders placed ...
     min_cancel_ratio: Decimal = Decimal("0.9")
     # ... and fills at most this fraction of them.

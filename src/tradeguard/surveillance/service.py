@@ -100,6 +100,28 @@ def evidence_digest(evidence: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The alert row's fields a `raised` / `extended` event does not carry itself: their digest
+# (`row_digest`) is, so a verification sees an edited score, summary, account list, window,
+# latency or creation time.
+ROW_DIGEST_FIELDS = (
+    "detector",
+    "score",
+    "summary",
+    "accounts",
+    "first_trigger_ns",
+    "latest_trigger_ns",
+    "window_start_ns",
+    "window_end_ns",
+    "latency_ns",
+    "created_ns",
+)
+
+
+def alert_row_digest(row: SurveillanceAlert) -> str:
+    """SHA-256 of the alert row's decisive fields (`ROW_DIGEST_FIELDS`) as canonical JSON."""
+    return evidence_digest({name: getattr(row, name) for name in ROW_DIGEST_FIELDS})
+
+
 def merged_ids(old: Sequence[str], new: Sequence[str]) -> list[str]:
     return _merged(old, new)
 
@@ -213,6 +235,7 @@ class AlertStore:
                     "execution_ids": list(row.execution_ids),
                     "summary": row.summary,
                     "evidence_digest": evidence_digest(row.evidence),
+                    "row_digest": alert_row_digest(row),
                 },
             ),
         )
@@ -254,6 +277,7 @@ class AlertStore:
                     "order_ids": list(finding.order_ids)[-MAX_ALERT_IDS:],
                     "execution_ids": list(finding.execution_ids)[-MAX_ALERT_IDS:],
                     "evidence_digest": evidence_digest(row.evidence),
+                    "row_digest": alert_row_digest(row),
                 },
             ),
         )

@@ -7,13 +7,16 @@ price levels), an order of the same account on the other side executes at the pr
 orders pushed toward, and the non-bona-fide orders are then cancelled, fast. RedDeer
 Surveillance's spoofing rule judges the cancelled share of the opposite side within a window.
 
-The model keeps, per account and symbol, an episode that starts at an execution:
+The model keeps, per beneficial owner (the owner resolution of MAN-1: a user's accounts,
+joined by live owner links) and symbol, an episode that starts at an execution, so a spoof
+resting in one of the owner's accounts and the execution in another are one episode:
 
-- the far side: the account's orders on the other side resting at the execution (what is
-  left of them), placed at most `max_order_age` before it and within `max_distance_bps` of
-  its price;
+- the far side: the owner's orders (any of its accounts) on the other side resting at the
+  execution (what is left of them), placed at most `max_order_age` before it and within
+  `max_distance_bps` of its price;
 - the near side: the shares executed (within `cancel_window` of the first execution) plus
-  the account's orders resting on the execution's side.
+  the owner's orders resting on the execution's side within `near_touch_bps` of its price
+  (an order parked away from the touch could not trade and would only dilute test 3).
 
 A voluntary cancel (a cancel request or a cancel-replace: never the venue's IOC, self-trade
 or halt cancels) of a far-side order at most `cancel_window` after the first execution is
@@ -24,8 +27,9 @@ counted, and the episode raises one finding once:
 3. the far side rested at least `imbalance_ratio` x the near side at the execution.
 
 4. the account did not re-quote in good faith. A re-quote is a new far-side limit order of
-   at least half the largest cancelled one, not more than `max_distance_bps` behind the
-   market's last price (a bid below it, an offer above), placed within `requote_window` of
+   at least half the largest cancelled one, near the touch (at or better than the best
+   price cancelled, or not more than `near_touch_bps` behind the market's last price: a
+   bid below it, an offer above), placed within `requote_window` of
    the cancel (a liquidity provider leaning on one side replaces what it cancels; a spoofer
    withdraws). It clears the finding only once it proves bona fide: one of its shares
    executes, or it is still shown `cancel_window` after it was placed. Its order closing
@@ -82,9 +86,10 @@ class _Chain:
 
 
 class _Candidate:
-    __slots__ = ("order_id", "placed_ns", "price", "quantity")
+    __slots__ = ("account_id", "order_id", "placed_ns", "price", "quantity")
 
     def __init__(self, order: Resting) -> None:
+        self.account_id = order.account_id
         self.order_id = order.order_id
         self.placed_ns = order.placed_ns
         self.price = order.price
@@ -94,12 +99,14 @@ class _Candidate:
 class _Episode:
     __slots__ = (
         "account_id",
+        "accounts",
         "alert_type",
         "book",
         "cancelled",
         "candidates",
         "chains",
         "executed",
+        "executing_accounts",
         "execution_ids",
         "execution_price",
         "first_ns",
@@ -115,6 +122,10 @@ class _Episode:
 
     def __init__(self, fill: Fill, t: int) -> None:
         self.account_id = fill.account_id
+        # Every account of the owner the episode involves: the executing ones, then those
+        # whose far-side orders were cancelled.
+        self.accounts: list[str] = [fill.account_id]
+        self.executing_accounts: list[str] = [fill.account_id]
         self.owner = fill.owner
         self.symbol = fill.symbol
         self.genuine_buy = fill.buy
@@ -190,7 +201,7 @@ class SpoofingDetector:
         return activity
 
     def placed(self, event: OrderPlaced, t: int) -> None:
-        self._active(event.account_id, event.symbol, t).add(t, _PLACED)
+        self._active(event.owner, event.symbol, t).add(t, _PLACED)
         if not self._held or event.limit_price is None:
             return
         # Near the market: the last print, which may have moved since the execution.
@@ -202,11 +213,13 @@ class SpoofingDetector:
             seen.add(id(episode))
             if (
                 episode.replaced
-                or episode.account_id != event.account_id
+                or episode.owner != event.owner
                 or episode.symbol != event.symbol
                 or episode.genuine_buy == event.buy
                 or 2 * event.quantity < episode.largest_cancel
-                or not self._near(event.limit_price, market or episode.execution_price, event.buy)
+                or not self._at_touch(
+                    episode, event.limit_price, market or episode.execution_price, event.buy
+                )
                 or self._moved_away(episode, event)
             ):
                 continue
@@ -224,6 +237,23 @@ class SpoofingDetector:
             else:
                 continue
             self._dirty = True
+
+    def _at_touch(self, episode: _Episode, price: Decimal, market: Decimal, buy: bool) -> bool:
+        """A re-quote shows liquidity where it can trade: at or better than the best price
+        the episode cancelled (a bid as high, an offer as low), or at most
+        `near_touch_bps` behind the market. An order parked further away (still
+        within `max_distance_bps`) never has to fill, so it proves no good faith."""
+        cancelled = [
+            c.price
+            for order_id, c in episode.candidates.items()
+            if order_id in episode.cancelled and c.price is not None
+        ]
+        if cancelled:
+            best = max(cancelled) if buy else min(cancelled)
+            if (price >= best) if buy else (price <= best):
+                return True
+        reach = market * self.params.near_touch_bps / BPS
+        return price >= market - reach if buy else price <= market + reach
 
     def _near(self, price: Decimal, market: Decimal, buy: bool) -> bool:
         """Not parked far behind the market: a bid at most `max_distance_bps` below it, an
@@ -313,34 +343,53 @@ class SpoofingDetector:
                         del self._chain_orders[chain.order_id]
         episode.chains.clear()
 
-    def fill(self, event: Fill, t: int) -> None:
+    def _sides(self, event: Fill, t: int) -> tuple[int, list[Resting]]:
+        """What the owner rests, in all of its accounts, at an execution: the near side's
+        shares near the touch, and the far side's orders within reach."""
         params = self.params
-        self._active(event.account_id, event.symbol, t).add(t, _TRADED)
-        if self._chain_orders and event.order_id in self._chain_orders:
-            self._chain_closed(event.order_id, t, executed=True)
-        key = (event.account_id, event.symbol, event.buy)
-        episode = self._episodes.get(key)
-        if episode is None or t - episode.first_ns > params.cancel_window_ns:
-            episode = None
         oldest = t - params.max_order_age_ns
         reach = event.price * params.max_distance_bps / BPS
+        touch = event.price * params.near_touch_bps / BPS
         near = 0
         far: list[Resting] = []
-        for order in self._book.resting_of(event.account_id, event.symbol):
+        for order in self._book.resting_of_owner(event.owner, event.symbol):
             if order.buy == event.buy:
-                near += order.remaining
+                # Only near-side orders that could realistically trade weigh against the
+                # far side (within `near_touch_bps` of the execution): one parked away
+                # from the touch would only dilute it.
+                if order.price is not None and abs(order.price - event.price) <= touch:
+                    near += order.remaining
             elif (
                 order.placed_ns >= oldest
                 and order.price is not None
                 and abs(order.price - event.price) <= reach
             ):
                 far.append(order)
+        return near, far
+
+    def fill(self, event: Fill, t: int) -> None:
+        params = self.params
+        self._active(event.owner, event.symbol, t).add(t, _TRADED)
+        if self._chain_orders and event.order_id in self._chain_orders:
+            self._chain_closed(event.order_id, t, executed=True)
+        # Judged per beneficial owner: a spoof on one of the owner's accounts and the
+        # execution on another (a customer's cash and margin accounts, or two linked
+        # customers) is one episode.
+        key = (event.owner, event.symbol, event.buy)
+        episode = self._episodes.get(key)
+        if episode is None or t - episode.first_ns > params.cancel_window_ns:
+            episode = None
+        near, far = self._sides(event, t)
         if episode is None:
             if not far:
                 return
             episode = self._episodes[key] = _Episode(event, t)
         episode.executed += event.quantity
         episode.execution_ids.append(event.execution_id)
+        if event.account_id not in episode.accounts:
+            episode.accounts.append(event.account_id)
+        if event.account_id not in episode.executing_accounts:
+            episode.executing_accounts.append(event.account_id)
         if event.order_id not in episode.genuine_orders:
             episode.genuine_orders.append(event.order_id)
         for order in far:
@@ -366,10 +415,10 @@ class SpoofingDetector:
             self._chain_closed(event.order_id, t, executed=False)
         if not event.voluntary:
             return None
-        activity = self._active(event.account_id, event.symbol, t)
+        activity = self._active(event.owner, event.symbol, t)
         activity.add(t, _CANCELLED)
         params = self.params
-        episode = self._episodes.get((event.account_id, event.symbol, not event.buy))
+        episode = self._episodes.get((event.owner, event.symbol, not event.buy))
         if (
             episode is None
             or episode.replaced
@@ -378,6 +427,8 @@ class SpoofingDetector:
         ):
             return None
         before = episode.cancelled.get(event.order_id, (0, t))[0]
+        if event.account_id not in episode.accounts:
+            episode.accounts.append(event.account_id)
         episode.cancelled[event.order_id] = (before + event.quantity, t)
         cancelled = sum(quantity for quantity, _ in episode.cancelled.values())
         far = episode.far_quantity
@@ -442,7 +493,7 @@ class SpoofingDetector:
             alert_type=alert_type,
             symbol=episode.symbol,
             owner=episode.owner,
-            accounts=(episode.account_id,),
+            accounts=tuple(episode.accounts),
             score=score(
                 ratio(cancelled, params.min_quantity),
                 ratio(cancelled, params.size_ratio * episode.executed),
@@ -457,6 +508,9 @@ class SpoofingDetector:
             execution_ids=tuple(episode.execution_ids),
             evidence={
                 "genuine_side": "buy" if episode.genuine_buy else "sell",
+                "accounts": list(episode.accounts),
+                "executing_accounts": list(episode.executing_accounts),
+                "cancelling_accounts": sorted({order.account_id for order in orders}),
                 "executed_quantity": episode.executed,
                 "execution_price": str(episode.execution_price),
                 "genuine_order_ids": list(episode.genuine_orders),

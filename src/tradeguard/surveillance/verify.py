@@ -9,7 +9,8 @@ row without an event, and each event whose row is gone:
   new; in a case: in_case; removed from it: new; dismissed, escalated, reopened), its order
   and execution ids, and its evidence (the digest each alert event records);
 - a case: its status, assignee and disposition, its alerts, and its timeline (each case
-  event has its entry, each entry its event);
+  event has its entry, each entry its event, and each entry's contents, its kind, actor,
+  detail (status, text or reason, ...) and time, are those of its event);
 - an action: its alert, account, kind and status (applied, skipped, reversed).
 
 Rows changed within `settle_ns` of now are not judged (their events may not be chained
@@ -29,10 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradeguard.core.clock import Clock
-from tradeguard.ledger.domain import LedgerEvent, Party
+from tradeguard.ledger.domain import LedgerEvent, Party, scrubbed_data
 from tradeguard.ledger.service import Ledger, events_of_types
 from tradeguard.surveillance.actions import ActionDesk
-from tradeguard.surveillance.domain import AlertStatus
+from tradeguard.surveillance.domain import AlertStatus, CaseCommand
 from tradeguard.surveillance.events import SurveillanceEvent
 from tradeguard.surveillance.models import (
     SurveillanceAction,
@@ -41,7 +42,12 @@ from tradeguard.surveillance.models import (
     SurveillanceCaseAlert,
     SurveillanceCaseEntry,
 )
-from tradeguard.surveillance.service import evidence_digest, merged_ids
+from tradeguard.surveillance.service import (
+    ROW_DIGEST_FIELDS,
+    alert_row_digest,
+    evidence_digest,
+    merged_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,17 @@ _ACTION_STATUS = {
     _E.ACTION_APPLIED.value: "applied",
     _E.ACTION_SKIPPED.value: "skipped",
     _E.ACTION_REVERSED.value: "reversed",
+}
+# The timeline entry kind of each case event (cases.py records both together).
+_COMMAND_OF = {
+    _E.CASE_OPENED.value: CaseCommand.OPEN.value,
+    _E.CASE_ALERT_ADDED.value: CaseCommand.ADD_ALERT.value,
+    _E.CASE_ALERT_REMOVED.value: CaseCommand.REMOVE_ALERT.value,
+    _E.CASE_ASSIGNED.value: CaseCommand.ASSIGN.value,
+    _E.CASE_NOTE_ADDED.value: CaseCommand.NOTE.value,
+    _E.CASE_ESCALATED.value: CaseCommand.ESCALATE.value,
+    _E.CASE_CLOSED.value: CaseCommand.CLOSE.value,
+    _E.CASE_REPORT_FILED.value: CaseCommand.REPORT_FILED.value,
 }
 EVENT_TYPES = tuple(t.value for t in (*_ALERT_TYPES, *_CASE_TYPES)) + tuple(_ACTION_STATUS)
 
@@ -113,6 +130,9 @@ class VerifyResult:
     actions: int = 0
     # Rows changed within the settle time, not judged.
     unsettled: int = 0
+    # Alerts whose events predate the row digest: their score, summary, accounts, window,
+    # latency and creation time cannot be checked (not a mismatch; listed, never silent).
+    unverifiable: list[str] = field(default_factory=list)
     mismatches: list[Mismatch] = field(default_factory=list)
 
     @property
@@ -124,6 +144,9 @@ class VerifyResult:
 class _Alert:
     fields: dict[str, Any]
     digest: str | None
+    # The digest of the row's other decisive fields (service.ROW_DIGEST_FIELDS) the latest
+    # raised / extended event recorded; None: an alert from before it (unverifiable).
+    row_digest: str | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +156,9 @@ class _Case:
     disposition: str | None = None
     alerts: set[str] = field(default_factory=set)
     event_ids: set[str] = field(default_factory=set)
+    # From the `opened` event: its title and its actor (the row's `created_by`).
+    title: str | None = None
+    created_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +167,8 @@ class Derived:
 
     alerts: dict[str, _Alert] = field(default_factory=dict)
     cases: dict[str, _Case] = field(default_factory=dict)
+    # Each case event's timeline entry as it must read: kind, actor, detail, time.
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -158,7 +186,31 @@ def derive(documents: Sequence[Mapping[str, Any]]) -> Derived:
             _alert(found, kind, data)
         elif isinstance(kind, str) and kind.startswith("surveillance:case:"):
             _case(found, kind, data, str(doc.get("id", "")))
+            _entry(found, kind, doc, data)
+            opened = found.cases.get(str(data.get("case_id")))
+            if kind == _E.CASE_OPENED and opened is not None:
+                entry = found.entries.get(str(doc.get("id", "")))
+                opened.title = data.get("title")
+                opened.created_by = entry["actor"] if entry is not None else None
     return found
+
+
+def _entry(found: Derived, kind: str, doc: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """The timeline entry a case event must have (cases.CaseDesk._record writes both)."""
+    command = _COMMAND_OF.get(kind)
+    actor = doc.get("actor")
+    if command is None or not isinstance(actor, dict):
+        return
+    try:
+        created_ns = int(str(doc.get("ts")))
+    except ValueError:
+        created_ns = None
+    found.entries[str(doc.get("id", ""))] = {
+        "kind": command,
+        "actor": f"{actor.get('kind')}:{actor.get('id')}"[:120],
+        "detail": {k: v for k, v in data.items() if k != "case_id"},
+        "created_ns": created_ns,
+    }
 
 
 def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
@@ -177,6 +229,7 @@ def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
                 "execution_ids": list(data.get("execution_ids") or []),
             },
             digest=data.get("evidence_digest"),
+            row_digest=data.get("row_digest"),
         )
         return
     alert = found.alerts.get(alert_id)
@@ -189,6 +242,7 @@ def _alert(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
         f["order_ids"] = merged_ids(f["order_ids"], data.get("order_ids") or [])
         f["execution_ids"] = merged_ids(f["execution_ids"], data.get("execution_ids") or [])
         alert.digest = data.get("evidence_digest")
+        alert.row_digest = data.get("row_digest")
     elif isinstance(data.get("status"), str):
         alert.fields["status"] = data["status"]
 
@@ -231,13 +285,17 @@ def _action(found: Derived, kind: str, data: Mapping[str, Any]) -> None:
         known = found.actions.get(action_id)
         if known is not None:
             known["status"] = "reversed"
+            known["reverse_reason"] = data.get("reason")
         return
     found.actions[action_id] = {
         "alert_id": data.get("alert_id"),
         "account_id": data.get("account_id"),
         "action": data.get("action"),
         "status": _ACTION_STATUS[kind],
+        "reverse_reason": None,
     }
+    if isinstance(data.get("detail"), dict):
+        found.actions[action_id]["detail"] = data["detail"]
 
 
 def _compare(
@@ -300,6 +358,18 @@ class SurveillanceVerifier:
             result.mismatches.extend(
                 _compare("surveillance_alerts", row.id, stored, expected.fields)
             )
+            if expected.row_digest is None:
+                result.unverifiable.append(row.id)
+            elif alert_row_digest(row) != expected.row_digest:
+                result.mismatches.append(
+                    Mismatch(
+                        "surveillance_alerts",
+                        row.id,
+                        "row_digest (" + ", ".join(ROW_DIGEST_FIELDS) + ")",
+                        alert_row_digest(row),
+                        expected.row_digest,
+                    )
+                )
             if expected.digest is not None:
                 digest = evidence_digest(row.evidence)
                 if digest != expected.digest:
@@ -321,6 +391,23 @@ class SurveillanceVerifier:
         entries: dict[str, set[str]] = {}
         for entry in (await session.execute(select(SurveillanceCaseEntry))).scalars().all():
             entries.setdefault(entry.case_id, set()).add(entry.event_id)
+            event = derived.entries.get(entry.event_id)
+            if event is None or entry.created_ns > horizon:
+                continue  # a row without its event shows as a timeline mismatch
+            result.mismatches.extend(
+                _compare(
+                    "surveillance_case_entries",
+                    entry.id,
+                    {
+                        "kind": entry.kind,
+                        "actor": entry.actor,
+                        # As the ledger stores free text: masked (ledger/domain.py).
+                        "detail": scrubbed_data(entry.detail or {}),
+                        "created_ns": entry.created_ns,
+                    },
+                    event,
+                )
+            )
         seen: set[str] = set()
         for row in rows:
             seen.add(row.id)
@@ -344,6 +431,9 @@ class SurveillanceVerifier:
                         "disposition": row.disposition,
                         "alerts": sorted(members.get(row.id, set())),
                         "timeline": sorted(entries.get(row.id, set())),
+                        "title": row.title,
+                        "created_by": row.created_by,
+                        "closed": row.closed_ns is not None,
                     },
                     {
                         "status": expected.status,
@@ -351,6 +441,9 @@ class SurveillanceVerifier:
                         "disposition": expected.disposition,
                         "alerts": sorted(expected.alerts),
                         "timeline": sorted(expected.event_ids),
+                        "title": expected.title,
+                        "created_by": expected.created_by,
+                        "closed": expected.disposition is not None,
                     },
                 )
             )
@@ -381,6 +474,9 @@ class SurveillanceVerifier:
                 "account_id": row.account_id,
                 "action": row.action,
                 "status": row.status,
+                "reverse_reason": scrubbed_data({"r": row.reverse_reason})["r"],
+                # As the ledger stores free text: masked (ledger/domain.py).
+                "detail": scrubbed_data(row.detail or {}),
             }
             result.mismatches.extend(_compare("surveillance_actions", row.id, stored, expected))
         for action_id in sorted(set(derived.actions) - seen):

@@ -241,6 +241,33 @@ class TestAutomaticSuspension:
         assert [a["status"] for a in shown.json()] == ["applied"]
         assert await audit_events(api, "surveillance:action:reversed") == []
 
+    async def test_a_reversal_takes_the_previous_status_from_the_ledger_not_the_row(
+        self, api: Api
+    ) -> None:
+        """The second outside review: `detail.from` edited in the table (to `closed`) made
+        a reversal set the wrong status. The ledger's status change disagrees: refused."""
+        async with api.client() as client:
+            carol = await staff(api, client, "carol", Role.COMPLIANCE)
+            sam, action = await spoofer_put_closing_only(api, carol)
+            async with surveillance_of(api).unit_of_work() as session:
+                row = await session.get(SurveillanceAction, action["id"])
+                assert row is not None
+                row.detail = {**row.detail, "from": "closed"}
+            refused = await carol.post(
+                f"{ACTIONS}/{action['id']}/reverse", {"reason": "closing-only no longer needed"}
+            )
+            async with surveillance_of(api).unit_of_work() as session:
+                row = await session.get(SurveillanceAction, action["id"])
+                assert row is not None
+                row.detail = {**row.detail, "from": action["detail"]["from"]}
+            reversed_ = await carol.post(
+                f"{ACTIONS}/{action['id']}/reverse", {"reason": "closing-only no longer needed"}
+            )
+        assert is_problem(refused, 409, "action-not-reversible"), refused.text
+        assert "disagrees with the ledger" in refused.json()["detail"]
+        assert reversed_.status_code == 200, reversed_.text
+        assert await account_status(api, sam) == action["detail"]["from"]
+
 
 class TestNotify:
     @pytest.mark.spec("MAN-5")

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.surveillance.support import (
@@ -365,6 +366,46 @@ class TestCaseLifecycle:
         assert closed.json()["disposition"] == "reported"
         drafted = await audit_events(api, "surveillance:report:drafted")
         assert [e["actor"]["id"] for e in drafted] == [dora.user_id]
+
+    @pytest.mark.spec("MAN-5")
+    async def test_an_escalation_row_edited_in_the_table_does_not_let_its_escalator_close_alone(
+        self, api: Api
+    ) -> None:
+        """The second outside review: an insider rewrites the "escalated" timeline row's
+        actor to another officer, then closes the case as reported alone. The escalator is
+        the ledger's, so it is refused; and `verify` reports the edited row."""
+        _, alerts = await surveil(api)
+        async with api.client() as client:
+            carol, dora = await two_officers(api, client)
+            case_id = await open_case(carol, alerts["SPOOFING"])
+            await carol.post(f"{CASES}/{case_id}/assign", {"assignee": carol.user_id})
+            await carol.post(f"{CASES}/{case_id}/escalate", {"reason": "looks deliberate"})
+            async with api.engine.begin() as conn:
+                edited = await conn.execute(
+                    text(
+                        "UPDATE surveillance_case_entries SET actor = :dora, "
+                        "detail = :detail WHERE case_id = :id AND kind = 'escalated'"
+                    ),
+                    {
+                        "dora": f"user:{dora.user_id}",
+                        "detail": '{"status": "escalated", "reason": "dora thinks so"}',
+                        "id": case_id,
+                    },
+                )
+                assert edited.rowcount == 1
+            alone = await carol.post(
+                f"{CASES}/{case_id}/close",
+                {"disposition": "reported", "reason": "my own decision alone"},
+            )
+        assert is_problem(alone, 409, "second-reviewer-required"), alone.text
+        await chain(api)
+        services = surveillance_of(api)
+        assert services.verifier is not None
+        async with services.unit_of_work() as session:
+            result = await services.verifier.verify(session)
+        found = {(m.table, m.field) for m in result.mismatches}
+        assert ("surveillance_case_entries", "actor") in found
+        assert ("surveillance_case_entries", "detail") in found
 
 
 class TestDecidedAlerts:

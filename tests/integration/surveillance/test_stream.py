@@ -32,7 +32,7 @@ from tests.integration.surveillance.support import (
 )
 from tests.support.api import Api, audit_events, running_api
 from tests.support.ledger import drain_waiting, writer_in_flight
-from tests.support.trading import add_instrument, street_order, trading_of
+from tests.support.trading import SETUP, add_instrument, street_order, trading_of
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
 from tradeguard.core.orders import Side
@@ -317,3 +317,67 @@ class TestRequoteStream:
         assert sorted((a.alert_type.value, a.first.trigger_seq) for a in expected) == [
             (a.alert_type, a.first_trigger_seq) for a in alerts
         ]
+
+
+@pytest.mark.spec("MAN-2")
+class TestSpoofAcrossAnOwnersAccounts:
+    async def test_a_spoof_in_one_account_and_the_sale_in_another_of_the_owner_is_alerted(
+        self, api: Api
+    ) -> None:
+        """The second outside review: erin's bid rests in one account and her sale executes
+        from another; dave's bids and frank's sale, the two joined by a manual owner link.
+        Both alerts name every account involved."""
+        await add_instrument(api, "ACME", "50.00")
+        await street_order(api, "ACME", Side.SELL, 100_000, "50.02")
+        await street_order(api, "ACME", Side.BUY, 100_000, "49.98")
+        erin = await customer(api, "erin", accounts=2)
+        dave = await customer(api, "dave")
+        frank = await customer(api, "frank")
+        stranger = await customer(api, "stranger")
+        other = await customer(api, "other")
+        e1, e2 = erin.accounts
+        (d1,) = dave.accounts
+        (f1,) = frank.accounts
+        (s1,) = stranger.accounts
+        (o1,) = other.accounts
+        services = surveillance_of(api)
+        async with services.unit_of_work() as session:
+            await services.links.add(
+                session, account_a=d1, account_b=f1, reason="one household", actor=SETUP
+            )
+        for who, account in ((erin, e2), (frank, f1), (other, o1)):
+            await order(api, who, account, "buy", 300, "50.02")
+        api.clock.advance(seconds=60)
+        erin_bid = await order(api, erin, e1, "buy", 3000, "49.97")
+        # (Three sizes: the desk refuses an identical order as a duplicate.)
+        dave_bids = [await order(api, dave, d1, "buy", n, "49.97") for n in (1000, 1100, 900)]
+        stranger_bid = await order(api, stranger, s1, "buy", 3000, "49.97")
+        api.clock.advance(seconds=1)
+        for who, account in ((erin, e2), (frank, f1), (other, o1)):
+            await order(api, who, account, "sell", 100, "49.98")
+        api.clock.advance(seconds=0.5)
+        await cancel(api, erin, e1, erin_bid)
+        for bid in dave_bids:
+            await cancel(api, dave, d1, bid)
+        # Two unrelated owners doing the same: nothing.
+        await cancel(api, stranger, s1, stranger_bid)
+        api.clock.advance(seconds=5)
+        await order(api, other, o1, "sell", 100, "49.98")  # the market goes on
+        await chain(api)
+        await surveillance_of(api).consumer.run()
+
+        alerts = await stored_alerts(api)
+        by_owner = {a.owner: a for a in alerts}
+        assert set(by_owner) == {erin.user_id, min(dave.user_id, frank.user_id)}
+        assert {a.alert_type for a in alerts} == {AlertType.SPOOFING.value}
+        erins = by_owner[erin.user_id]
+        assert sorted(erins.accounts) == sorted([e2, e1])
+        assert erins.evidence["executing_accounts"] == [e2]
+        assert erins.evidence["cancelling_accounts"] == [e1]
+        assert erins.evidence["cancelled_order_ids"] == [erin_bid]
+        daves = by_owner[min(dave.user_id, frank.user_id)]
+        assert sorted(daves.accounts) == sorted([f1, d1])
+        assert daves.evidence["executing_accounts"] == [f1]
+        assert daves.evidence["cancelling_accounts"] == [d1]
+        assert sorted(daves.evidence["cancelled_order_ids"]) == sorted(dave_bids)
+        assert daves.evidence["owner_links"][0]["kind"] == "manual"

@@ -6,10 +6,11 @@ records a `surveillance:verify:mismatch` event and mails compliance."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.surveillance.support import MONDAY_OPEN, chain, surveillance_of
@@ -20,6 +21,7 @@ from tests.support.api import Api, audit_events, running_api
 from tradeguard.access.domain import Role
 from tradeguard.config import Settings
 from tradeguard.core.clock import FrozenClock
+from tradeguard.surveillance.models import SurveillanceAction, SurveillanceAlert
 from tradeguard.surveillance.tasks import verify_once
 from tradeguard.surveillance.verify import VerifyResult
 
@@ -131,6 +133,69 @@ class TestVerify:
         assert any(t == "surveillance_actions" and f == "status" for t, _, f in found)
         spoof = next(m for m in result.mismatches if m.row_id == ids["spoof"])
         assert (spoof.stored, spoof.derived) == ("new", "dismissed")
+
+    async def test_edits_of_an_alerts_other_fields_are_reported(self, api: Api) -> None:
+        """The second outside review: score, summary, accounts, window start, latency and
+        creation time edited with SQL went unseen; each now changes the row digest its
+        events record."""
+        ids = await worked_market(api)
+        clean = await verify(api)
+        assert clean.ok, [m.line() for m in clean.mismatches]
+        assert clean.unverifiable == []
+        services = surveillance_of(api)
+        edits: list[tuple[str, Callable[[Any], Any]]] = [
+            ("score", lambda v: v + 1),
+            ("summary", lambda _: "nothing to see"),
+            ("accounts", lambda _: []),
+            ("window_start_ns", lambda v: v - 1),
+            ("latency_ns", lambda v: v + 1),
+            ("created_ns", lambda v: v - 1),
+        ]
+        for name, change in edits:
+            async with services.unit_of_work() as session:
+                row = await session.get(SurveillanceAlert, ids["wash"])
+                assert row is not None
+                before = getattr(row, name)
+                setattr(row, name, change(before))
+            result = await verify(api)
+            assert [(m.row_id, m.field.split(" ")[0]) for m in result.mismatches] == [
+                (ids["wash"], "row_digest")
+            ], name
+            async with services.unit_of_work() as session:
+                row = await session.get(SurveillanceAlert, ids["wash"])
+                assert row is not None
+                setattr(row, name, before)
+            assert (await verify(api)).ok, name
+
+    async def test_a_cases_title_and_creator_edited_with_sql_are_reported(self, api: Api) -> None:
+        ids = await worked_market(api)
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE surveillance_cases SET title = 'routine', created_by = 'staff:x', "
+                    "closed_ns = 1 WHERE id = :id"
+                ),
+                {"id": ids["case"]},
+            )
+        result = await verify(api)
+        found = {(m.table, m.row_id, m.field) for m in result.mismatches}
+        assert found == {
+            ("surveillance_cases", ids["case"], "title"),
+            ("surveillance_cases", ids["case"], "created_by"),
+            ("surveillance_cases", ids["case"], "closed"),
+        }
+
+    async def test_an_actions_detail_edited_is_reported(self, api: Api) -> None:
+        await worked_market(api)
+        services = surveillance_of(api)
+        async with services.unit_of_work() as session:
+            row = (await session.execute(select(SurveillanceAction))).scalars().first()
+            assert row is not None
+            row.detail = {**row.detail, "from": "closed"}
+            action_id = row.id
+        result = await verify(api)
+        found = {(m.table, m.row_id, m.field) for m in result.mismatches}
+        assert found == {("surveillance_actions", action_id, "detail")}
 
     async def test_rows_without_events_and_events_without_rows_are_reported(self, api: Api) -> None:
         ids = await worked_market(api)

@@ -381,6 +381,106 @@ class TestSpoofingAndLayering:
         wide = SurveillanceParameters(spoof=SpoofParameters(max_distance_bps=2000))
         assert [f.alert_type for f in run(tape.events, wide)] == [AlertType.SPOOFING]
 
+    def test_a_spoof_split_across_one_owners_accounts_is_spoofing(self) -> None:
+        """The second outside review's MAN-2 evasion: erin bids 3,000 one tick under the
+        best bid from her cash account, sells 100 at market from her margin account and
+        cancels the bid half a second later; the same for dave's three bids and frank's
+        sale when the two are linked as one owner."""
+        tape = Tape(owners={"erin-cash": "erin", "erin-margin": "erin"})
+        background(tape)
+        spoof = tape.place("erin-cash", "ACME", "buy", 3000, "49.98")
+        sale = tape.place("erin-margin", "ACME", "sell", 100, None)
+        tape.fill(sale, 100, "49.99")
+        tape.wait(0.5)
+        tape.cancel(spoof)
+        tape.later()
+        found = run(tape.events)
+        assert [f.alert_type for f in found] == [AlertType.SPOOFING]
+        assert found[0].owner == "erin"
+        assert found[0].accounts == ("erin-margin", "erin-cash")
+        assert found[0].evidence["accounts"] == ["erin-margin", "erin-cash"]
+        assert found[0].evidence["executing_accounts"] == ["erin-margin"]
+        assert found[0].evidence["cancelling_accounts"] == ["erin-cash"]
+        assert found[0].evidence["cancelled_order_ids"] == [spoof.order_id]
+
+        tape = Tape(owners={"dave": "dave", "frank": "dave"})
+        background(tape)
+        bids = [tape.place("dave", "ACME", "buy", 1000, "49.98") for _ in range(3)]
+        sale = tape.place("frank", "ACME", "sell", 100, None)
+        tape.fill(sale, 100, "49.99")
+        tape.wait(0.5)
+        for bid in bids:
+            tape.cancel(bid)
+        tape.later()
+        found = run(tape.events)
+        assert {f.alert_type for f in found} == {AlertType.SPOOFING}
+        assert found[-1].accounts == ("frank", "dave")
+        # Two owners doing the same are judged apart: nothing.
+        tape = Tape()
+        background(tape)
+        spoof = tape.place("x", "ACME", "buy", 3000, "49.98")
+        sale = tape.place("y", "ACME", "sell", 100, None)
+        tape.fill(sale, 100, "49.99")
+        tape.wait(0.5)
+        tape.cancel(spoof)
+        tape.later()
+        assert run(tape.events) == []
+
+    def test_a_re_quote_parked_away_from_the_touch_clears_nothing(self) -> None:
+        """The second review: after the cancel, a bid 4% below the market (within
+        `max_distance_bps`) rests 30 s; it could never fill, so it is no good faith."""
+        tape = Tape()
+        spoofed(tape)
+        tape.wait(0.5)
+        tape.place("s", "ACME", "buy", 3000, "48.00")
+        tape.later(40)
+        assert [f.alert_type for f in run(tape.events)] == [AlertType.SPOOFING]
+        # At the cancelled price, or a few ticks behind the market: a re-quote.
+        for price in ("49.98", "49.95"):
+            tape = Tape()
+            spoofed(tape)
+            tape.wait(0.5)
+            tape.place("s", "ACME", "buy", 3000, price)
+            tape.later(40)
+            assert run(tape.events) == [], price
+        # The bound is a setting.
+        tape = Tape()
+        spoofed(tape)
+        tape.wait(0.5)
+        tape.place("s", "ACME", "buy", 3000, "48.00")
+        tape.later(40)
+        wide = SurveillanceParameters(spoof=SpoofParameters(near_touch_bps=500))
+        assert run(tape.events, wide) == []
+
+    def test_a_near_side_order_far_from_the_market_does_not_dilute_the_imbalance(
+        self,
+    ) -> None:
+        """The second review: a 2,000 offer 4.5% above the ask, never executing, made the
+        near side 2,100 against the far side's 3,000."""
+        tape = Tape()
+        background(tape)
+        tape.place("s", "ACME", "sell", 2000, "52.25")
+        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
+        sale = tape.place("s", "ACME", "sell", 100, "49.99")
+        tape.fill(sale, 100, "49.99")
+        tape.wait(0.5)
+        tape.cancel(spoof)
+        tape.later()
+        found = run(tape.events)
+        assert [f.alert_type for f in found] == [AlertType.SPOOFING]
+        assert found[0].evidence["near_side_quantity"] == 100
+        # Within reach, the same offer does weigh: a two-sided quote.
+        tape = Tape()
+        background(tape)
+        tape.place("s", "ACME", "sell", 2000, "50.03")
+        spoof = tape.place("s", "ACME", "buy", 3000, "49.98")
+        sale = tape.place("s", "ACME", "sell", 100, "49.99")
+        tape.fill(sale, 100, "49.99")
+        tape.wait(0.5)
+        tape.cancel(spoof)
+        tape.later()
+        assert run(tape.events) == []
+
 
 class TestRestartExactness:
     """The engine's promise: a new engine started at `resume_point()` and fed the events

@@ -121,6 +121,28 @@ class TestQuoteStuffing:
         assert ev["fills"] == 0
         assert Decimal(ev["cancel_ratio"]) >= Decimal("0.9")
 
+    def test_a_burst_the_platforms_throttle_lets_through_is_quote_stuffing(self) -> None:
+        """The second outside review: the pre-trade throttle allows 10 orders a second an
+        account, so the former default (50 messages in one second) could never fire on
+        platform orders. Ten orders a second, each cancelled, for twelve seconds does."""
+        tape = Tape()
+        for _ in range(120):
+            order = tape.place("stuffer", "ACME", "buy", 100, "49.90")
+            tape.wait(0.05)
+            tape.cancel(order)
+            tape.wait(0.05)
+        found = run(tape.events)
+        assert [f.alert_type for f in found] == [AlertType.QUOTE_STUFFING]
+        assert found[0].evidence["messages"] >= 100
+        # Half the throttle's rate, steadily, is still below it.
+        tape = Tape()
+        for _ in range(60):
+            order = tape.place("steady", "ACME", "buy", 100, "49.90")
+            tape.wait(0.2)
+            tape.cancel(order)
+            tape.wait(0.2)
+        assert run(tape.events) == []
+
     def test_a_market_maker_re_quoting_every_few_seconds_is_not_flagged(self) -> None:
         tape = Tape()
         for _ in range(100):
