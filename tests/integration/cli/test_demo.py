@@ -185,6 +185,7 @@ class TestDemoSeeding:
         assert (first.activity.traded, first.activity.case_opened) == (True, True)
         assert first.activity.card_added
         assert first.activity.money_moved
+        assert first.activity.structured
 
         seeded = read_back(demo)
         alice, bob = seeded.users["alice"], seeded.users["bob"]
@@ -201,8 +202,10 @@ class TestDemoSeeding:
         assert seeded.case.created_by == "system:demo"
         assert seeded.entries == ["opened", "assigned", "note_added"]
         assert seeded.masked_cards == ["***1111"]
-        assert seeded.counts["funds_bank_accounts"] == 1
-        assert seeded.counts["funds_deposits"] == 1
+        # alice's checking and her deposit; bob's checking and his three deposits of just
+        # under $10,000 (for AML monitoring).
+        assert seeded.counts["funds_bank_accounts"] == 2
+        assert seeded.counts["funds_deposits"] == 4
         # KYC: alice and bob approved (their accounts active), erin's in the review queue.
         assert seeded.counts["kyc_applications"] == 3
         assert seeded.statuses == {"approved": 2, "submitted": 1}
@@ -217,6 +220,7 @@ class TestDemoSeeding:
         assert (again.activity.traded, again.activity.case_opened) == (False, False)
         assert not again.activity.card_added
         assert not again.activity.money_moved
+        assert not again.activity.structured
         assert again.activity.alice_cash_account == first.activity.alice_cash_account
         after = read_back(demo)
         assert after.counts == seeded.counts

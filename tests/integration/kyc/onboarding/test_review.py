@@ -102,10 +102,13 @@ class TestApproval:
         user_id = desk.customer.user_id
         blocked = await desk.staff(f"{application_id}/approve")
         assert is_problem(blocked, 409, "approval-blocked")
+        # An open sanctions hit also rates the customer HIGH (the SANCTIONS_BLOCK factor):
+        # enhanced due diligence is owed while it stands.
         assert set(blocked.json()["blockers"]) == {
             "SANCTIONS_NOT_CLEAR",
             "IDENTITY_NOT_VERIFIED",
             "ADDRESS_NOT_VERIFIED",
+            "EDD_MISSING",
         }
         [hit] = await open_hits(desk.reviewer, user_id)
         assert hit["entry_id"] == LISTED_ENTRY
@@ -113,7 +116,12 @@ class TestApproval:
         passport = await upload_passport(desk.api, desk.customer, listed["identity"])
         assert passport["status"] == "verified", passport
         blocked = await desk.staff(f"{application_id}/approve")
-        assert set(blocked.json()["blockers"]) == {"SANCTIONS_NOT_CLEAR", "ADDRESS_NOT_VERIFIED"}
+        assert set(blocked.json()["blockers"]) == {
+            "SANCTIONS_NOT_CLEAR",
+            "ADDRESS_NOT_VERIFIED",
+            "EDD_MISSING",
+        }
+        # Cleared as a false positive: the customer is re-rated and EDD is no longer owed.
         cleared = await clear_hits(
             desk.reviewer, user_id, "US passport checked: not the Belizean listed person"
         )
