@@ -62,12 +62,36 @@ class Match:
     reasons: tuple[str, ...]
 
 
-def decide(score: float, thresholds: Thresholds) -> ScreeningDecision:
-    if score >= thresholds.block:
+def decide(
+    name_score: float, score: float, thresholds: Thresholds, *, corroborated: bool
+) -> ScreeningDecision:
+    """The name alone decides whether a person looks at it: a name score at or above review
+    is never taken below REVIEW by a date of birth or nationality the subject supplied (those
+    are claims, not evidence). An automatic BLOCK needs more than a name (OFAC: a name match
+    is not a match until the other identifiers are checked): the score at or above block
+    AND corroboration, an identifier from the list that agrees (a date of birth, a
+    nationality or citizenship) or, for an entity, an exact distinctive multi-word name."""
+    if score >= thresholds.block and corroborated:
         return ScreeningDecision.BLOCK
-    if score >= thresholds.review:
+    if score >= thresholds.review or name_score >= thresholds.review:
         return ScreeningDecision.REVIEW
     return ScreeningDecision.CLEAR
+
+
+def exact_entity_name(entry: ListEntry, found: NameScore) -> bool:
+    """An entity's (vessel's, aircraft's) name matched word for word: at least two words
+    (after company forms are dropped), one of them a distinctive word of four letters or
+    more ("B-Finance Ltd", "Hesa Trade Center"): a company's name, not a shared personal
+    name."""
+    return (
+        entry.kind is not EntryKind.INDIVIDUAL
+        and not found.joined
+        and not found.unpaired_query
+        and not found.unpaired_listed
+        and len(found.pairs) >= 2
+        and all(p.similarity >= 0.9999 for p in found.pairs)
+        and any(distinctive(p.listed) and len(p.listed) >= 4 for p in found.pairs)
+    )
 
 
 def explain(
@@ -81,21 +105,38 @@ def explain(
     reasons = name_reasons(found, name)
     score = found.score
     reasons.append(f"name score {score:.2f}")
-    for adjustment in (
-        birth_date_adjustment(query.birth_date, entry.birth_dates),
-        nationality_adjustment(query.nationality, entry),
+    corroborations: list[str] = []
+    for what, adjustment in (
+        ("date of birth", birth_date_adjustment(query.birth_date, entry.birth_dates)),
+        ("nationality", nationality_adjustment(query.nationality, entry)),
     ):
         if adjustment is None:
             continue
         score += adjustment.delta
         sign = f" ({adjustment.delta:+.2f})" if adjustment.delta else ""
         reasons.append(adjustment.reason + sign)
+        if adjustment.delta > 0:
+            corroborations.append(what)
+    if exact_entity_name(entry, found):
+        corroborations.append("the entity's exact name")
     score = clamp(score)
-    decision = decide(score, thresholds)
+    decision = decide(found.score, score, thresholds, corroborated=bool(corroborations))
     reasons.append(
         f"score {score:.2f}: {decision.value} (block at {thresholds.block:.2f}, review at "
         f"{thresholds.review:.2f})"
     )
+    if decision is ScreeningDecision.BLOCK:
+        reasons.append(f"corroborated by {', '.join(corroborations)}")
+    elif score >= thresholds.block:
+        reasons.append(
+            "not blocked automatically: nothing but the name matched (no date of birth or "
+            "nationality from the list agrees); a person decides"
+        )
+    elif score < thresholds.review <= found.score:
+        reasons.append(
+            "the name alone reaches review: a date of birth or nationality the subject gave "
+            "differs from the list's, which a reviewer weighs (a claim, not evidence)"
+        )
     for link in entry.linked_to:
         reasons.append(f"the entry is linked to {link} (OFAC 'Linked To')")
     return Match(entry, name, found.score, score, decision, tuple(reasons))

@@ -79,7 +79,8 @@ class TestLoading:
 class TestScreening:
     async def test_a_listed_name_is_blocked_and_audited_without_the_name(self, api: Api) -> None:
         await load_list(api, sample_dir())
-        outcome = await screen(api, "Daniel Moreno")
+        # sdn.csv 15102: "DOB 12 Oct 1972": the list's date of birth corroborates the name.
+        outcome = await screen(api, "Daniel Moreno", birth_date=date(1972, 10, 12))
         assert outcome.decision is ScreeningDecision.BLOCK
         assert [h.entry_id for h in outcome.hits] == [MORENO]
         assert outcome.hits[0].reasons[0] == "matched the list's name: 'MORENO, Daniel'"
@@ -133,7 +134,8 @@ class TestReview:
         # The entry's content changes (a program added): raised again.
         await load_list(api, updated_copy(tmp_path, change_moreno=True))
         again = await screen(api, "Daniel Moreno")
-        assert again.decision is ScreeningDecision.BLOCK
+        # The name alone: a person decides again (no automatic block without corroboration).
+        assert again.decision is ScreeningDecision.REVIEW
         assert again.hits[0].hit_id != hit.hit_id
         cleared = await audit_events(api, "sanctions:hit:cleared")
         assert [e["data"]["hit_id"] for e in cleared] == [hit.hit_id]
@@ -201,7 +203,7 @@ class TestRescreen:
             services, progress=lambda done, total: seen.append((done, total))
         )
         assert [(h.subject_ref, h.entry_id, h.decision) for h in second.new_hits] == [
-            ("u-1", ADDED, "block")
+            ("u-1", ADDED, "review")  # the name only: the subject gave no date of birth
         ]
         assert seen[0] == (0, 3)
         assert seen[-1] == (3, 3)
