@@ -12,7 +12,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,6 +25,7 @@ from tradeguard.kyc.sanctions.normalize import name_words
 from tradeguard.kyc.sanctions.scoring import (
     INITIAL_SIMILARITY,
     PAIR_MIN,
+    RUN_TOGETHER_MIN_CHARS,
     NameScore,
     Similarity,
     Thresholds,
@@ -35,6 +36,7 @@ from tradeguard.kyc.sanctions.scoring import (
     length_adjusted,
     name_reasons,
     nationality_adjustment,
+    score_run_together,
     score_words,
 )
 
@@ -251,7 +253,67 @@ class ScreeningIndex:
             current = best.get(ei)
             if current is None or found.score > current[0]:
                 best[ei] = (found.score, name, found)
+        self._run_together(words, full, best, query, self._run_together_candidates)
         return self._finish(best, query, limit)
+
+    def _run_together_words(self, full: Sequence[str]) -> str | None:
+        """The screened name run together, when it looks written without spaces: at most
+        two distinctive words, one of them long and like no word of the list
+        ("BASHARALASSAD", "B a s h a r A s s a d" once its letters are joined)."""
+        if not 1 <= len(full) <= 2:
+            return None
+        if not any(len(w) >= RUN_TOGETHER_MIN_CHARS and not self._pairs_any(w) for w in full):
+            return None
+        return "".join(full)
+
+    def _pairs_any(self, word: str) -> bool:
+        """Whether some list word pairs with `word` (length-adjusted, as the score does)."""
+        close = self._close_words(word)[0]
+        return any(length_adjusted(word, w, s) >= PAIR_MIN for w, s in close.items())
+
+    def _run_together_candidates(self, joined: str) -> set[int]:
+        """Names holding at least two list words found inside the run-together name (or
+        their one distinctive word): every substring of three letters or more is looked up
+        in the vocabulary (a set look-up each)."""
+        inside: set[str] = set()
+        n = len(joined)
+        for i in range(n):
+            for j in range(i + 3, n + 1):
+                if joined[i:j] in self._vocabulary:
+                    inside.add(joined[i:j])
+        counts: dict[int, int] = {}
+        for word in inside:
+            if not distinctive(word):
+                continue
+            for ni in self._postings[self._vocabulary[word]]:
+                counts[ni] = counts.get(ni, 0) + 1
+        return {ni for ni, c in counts.items() if c >= 2 or ni in self._single}
+
+    def _all_names(self, joined: str) -> set[int]:
+        del joined
+        return set(range(len(self._names)))
+
+    def _run_together(
+        self,
+        words: Sequence[str],
+        full: Sequence[str],
+        best: dict[int, tuple[float, ListName, NameScore]],
+        query: Query,
+        candidates_of: Callable[[str], set[int]],
+    ) -> None:
+        """Also compare a name written without spaces with the list's names run together."""
+        del words
+        joined = self._run_together_words(full)
+        if joined is None:
+            return
+        for ni in candidates_of(joined):
+            ei, name = self._names[ni]
+            if self.entries[ei].kind not in query.kinds:
+                continue
+            found = score_run_together(joined, name.words)
+            current = best.get(ei)
+            if found.score > 0 and (current is None or found.score > current[0]):
+                best[ei] = (found.score, name, found)
 
     def _finish(
         self, best: dict[int, tuple[float, ListName, NameScore]], query: Query, limit: int
@@ -282,6 +344,8 @@ class ScreeningIndex:
             current = best.get(ei)
             if found.score > 0 and (current is None or found.score > current[0]):
                 best[ei] = (found.score, name, found)
+        full = sorted({w for w in words if distinctive(w)})
+        self._run_together(words, full, best, query, self._all_names)
         return self._finish(best, query, limit)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import permutations
 
 from rapidfuzz.distance import JaroWinkler
 
@@ -159,6 +160,44 @@ def score_words(
             if similar >= JOINED_MIN and similar * JOINED_FACTOR > score:
                 return NameScore(similar * JOINED_FACTOR, (), (), (), joined=True)
     return NameScore(score, tuple(pairs), unpaired_q, unpaired_l)
+
+
+# A name written without spaces ("BASHARALASSAD") is compared with the list's words run
+# together in every order (names have few words; beyond this many, only as listed).
+RUN_TOGETHER_MIN_CHARS = 8
+_PERMUTE_MAX_WORDS = 5
+
+
+def score_run_together(joined: str, listed: Sequence[str]) -> NameScore:
+    """A name with no spaces against a list's name run together, in any word order, with
+    or without its particles: JOINED_FACTOR × Jaro-Winkler when that is at least JOINED_MIN."""
+    variants: list[tuple[tuple[str, ...], float]] = [(tuple(listed), 1.0)]
+    kept = tuple(w for w in listed if w not in PARTICLES)
+    if kept and kept != tuple(listed):
+        variants.append((kept, 1.0))
+    # A missing middle name or patronymic ("ArtemLifshits" for "LIFSHITS, Artem
+    # Mikhaylovich") costs what it costs written with spaces.
+    if len(kept) >= 3:
+        variants.extend((kept[:i] + kept[i + 1 :], MISSING_WORD_FACTOR) for i in range(len(kept)))
+    best = 0.0
+    for words, factor in variants:
+        orders = (
+            permutations(words)
+            if len(words) <= _PERMUTE_MAX_WORDS
+            else iter([words, tuple(reversed(words))])
+        )
+        for order in orders:
+            candidate = "".join(order)
+            if abs(len(candidate) - len(joined)) > 2:
+                continue
+            similar = length_adjusted(
+                joined, candidate, float(JaroWinkler.normalized_similarity(joined, candidate))
+            )
+            if similar >= JOINED_MIN:
+                best = max(best, similar * factor)
+    if best < JOINED_MIN * MISSING_WORD_FACTOR:
+        return NameScore(0.0, (), (joined,), tuple(listed))
+    return NameScore(best * JOINED_FACTOR, (), (), (), joined=True)
 
 
 def distinctive(word: str) -> bool:

@@ -64,6 +64,14 @@ class TestPayeeScreening:
         assert await audit_events(api, "funds:bank_account:blocked") == []
         assert len(await audit_events(api, "funds:bank_account:held")) == 1
 
+    async def test_a_holder_name_with_its_letters_spaced_out_is_still_held(self, api: Api) -> None:
+        await load_list(api, sample_dir())
+        async with api.client() as client:
+            alice = await customer(api, client, "alice", phone=PHONE)
+            # sdn.csv 29702 "LIFSHITS, Artem Mikhaylovich", its letters spaced out
+            await add_bank(api, alice, holder_name="A r t e m  L i f s h i t s")
+        assert len(await audit_events(api, "funds:bank_account:held")) == 1
+
     async def test_a_listed_company_blocks_the_bank_account_at_once(self, api: Api) -> None:
         await load_list(api, sample_dir())
         async with api.client() as client:

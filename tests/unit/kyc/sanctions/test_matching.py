@@ -10,6 +10,7 @@ import pytest
 
 from tradeguard.kyc.contracts import ScreeningDecision
 from tradeguard.kyc.sanctions.index import EVERY_KIND, INDIVIDUALS, Match, Query, ScreeningIndex
+from tradeguard.kyc.sanctions.normalize import name_words
 from tradeguard.kyc.sanctions.scoring import score_words
 
 BLOCK, REVIEW = ScreeningDecision.BLOCK, ScreeningDecision.REVIEW
@@ -294,3 +295,36 @@ class TestWordScore:
         found = score_words(["abdulaziz"], ["abdul", "aziz"])
         assert found.joined
         assert found.score >= 0.95
+
+
+@pytest.mark.spec("KYC-2")
+class TestSpacingAndRunTogether:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "B a s h a r  A s s a d",  # letters spaced out
+            "BASHARALASSAD",  # no spaces at all
+            "BasharAssad",
+            "ASSADBASHAR",  # run together, surname first
+        ],
+    )
+    def test_spacing_letters_or_dropping_spaces_does_not_hide_a_name(
+        self, full_index: ScreeningIndex, name: str
+    ) -> None:
+        # sdn.csv 12735 "AL-ASSAD, Bashar"
+        found = full_index.screen(Query(name, kinds=EVERY_KIND))
+        assert "12735" in {m.entry.entry_id for m in found}
+        assert all(m.decision is not ScreeningDecision.CLEAR for m in found)
+        brute = full_index.brute_force(Query(name, kinds=EVERY_KIND))
+        assert "12735" in {m.entry.entry_id for m in brute}
+
+    def test_two_initials_stay_initials(self) -> None:
+        assert name_words("A. B. Smith") == ("a", "b", "smith")
+        assert name_words("B a s h a r Assad") == ("bashar", "assad")
+        assert name_words("B a s h a r  A s s a d") == ("bashar", "assad")
+
+    @pytest.mark.parametrize("name", ["JohnSmith", "Emilyjohnson", "MariaGarcia"])
+    def test_everyday_names_run_together_are_not_blocked(
+        self, full_index: ScreeningIndex, name: str
+    ) -> None:
+        assert not any(m.decision is BLOCK for m in full_index.screen(Query(name)))
