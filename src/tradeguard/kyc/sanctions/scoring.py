@@ -170,7 +170,7 @@ _PERMUTE_MAX_WORDS = 5
 
 def score_run_together(joined: str, listed: Sequence[str]) -> NameScore:
     """A name with no spaces against a list's name run together, in any word order, with
-    or without its particles: JOINED_FACTOR × Jaro-Winkler when that is at least JOINED_MIN."""
+    or without its particles: JOINED_FACTOR times Jaro-Winkler when that is at least JOINED_MIN."""
     variants: list[tuple[tuple[str, ...], float]] = [(tuple(listed), 1.0)]
     kept = tuple(w for w in listed if w not in PARTICLES)
     if kept and kept != tuple(listed):
