@@ -291,6 +291,10 @@ class Settings(BaseSettings):
         64 * 1024 * 1024
     )
     sanctions_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # A load with more than this fraction fewer entries than the current version (or only a
+    # strict subset of its entries) is refused unless allowed explicitly with a reason: a
+    # partial file or an extract must not silently replace the full list.
+    sanctions_max_shrink_fraction: Annotated[float, Field(ge=0, le=1)] = 0.10
 
     # API keys and signed requests (issue #14, API-1, API-3, ACCT-3; docs/api-keys.md).
     # A key expires this many days after creation; its owner is emailed 7 days and 1 day

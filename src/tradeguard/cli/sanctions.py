@@ -196,6 +196,17 @@ def load_command(
     show_progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="Load even though the list has many fewer entries than the current version "
+            "(or is a strict subset of it). Needs --reason; audited.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why a shrinking list is loaded.")
+    ] = None,
     data_dir: Annotated[Path | None, DataDirOption] = None,
 ) -> None:
     """Load the OFAC SDN list (legacy CSV files). The same files as the current version
@@ -214,7 +225,12 @@ def load_command(
         files = await sanctions.service.fetch(source)
         async with unit_of_work(sanctions.sessions) as session:
             result = await sanctions.service.load(
-                session, files, source=source, actor=operator_party()
+                session,
+                files,
+                source=source,
+                actor=operator_party(),
+                allow_shrink=allow_shrink,
+                reason=reason,
             )
             version = result.version
             summary = (version.id, result.created, version.entries, version.names)

@@ -119,7 +119,10 @@ async def list_versions(request: Request) -> list[s.VersionOut]:
 
 
 @router.post(
-    "/versions", status_code=201, responses=problems(422, 503), **guarded(Permission.SANCTIONS_LIST)
+    "/versions",
+    status_code=201,
+    responses=problems(409, 422, 503),
+    **guarded(Permission.SANCTIONS_LIST),
 )
 async def load_version(body: s.LoadIn, request: Request, principal: CurrentPrincipal) -> s.LoadOut:
     """Load the list from the server's configured source (sanctions_list_source). The same
@@ -136,7 +139,13 @@ async def load_version(body: s.LoadIn, request: Request, principal: CurrentPrinc
     actor = Party("user", principal.user_id)
     async with unit_of_work(services.sessions) as session:
         result = await services.service.load(
-            session, files, source=location, actor=actor, request_id=request_id_var.get()
+            session,
+            files,
+            source=location,
+            actor=actor,
+            request_id=request_id_var.get(),
+            allow_shrink=body.allow_shrink,
+            reason=body.reason,
         )
         out = version_out(result.version, result.version.id)
         rescreen_id = None

@@ -19,6 +19,8 @@ from tradeguard.ledger.service import Ledger
 
 class SanctionsEvent(StrEnum):
     LIST_LOADED = "sanctions:list:loaded"
+    # A load that shrank the list past the guard, allowed explicitly (who, why, counts).
+    LIST_SHRINK_ALLOWED = "sanctions:list:shrink_allowed"
     # A screen found entries like the subject (new hits, or ones already on file). The data
     # holds ids, entry numbers and scores only: never the screened name.
     SUBJECT_SCREENED = "sanctions:subject:screened"
@@ -44,6 +46,14 @@ class ListRefused(InvalidInput):
 
     slug = "sanctions-list-refused"
     title = "The sanctions list was refused"
+
+
+class ListShrinkRefused(Conflict):
+    """A load that would replace the current list with a much smaller one, or a strict
+    subset of it (409). Nothing was loaded; allow it explicitly, with a reason."""
+
+    slug = "sanctions-list-shrink-refused"
+    title = "The sanctions list load would shrink the current list"
 
 
 class ListUnavailable(ServiceUnavailable):
@@ -81,6 +91,8 @@ class SanctionsDeps:
     source: str | None
     max_file_bytes: int
     fetch_timeout_seconds: float
+    # Largest drop in entries a load may make without allow_shrink (0.10: 10%).
+    max_shrink_fraction: float = 0.10
 
     async def audit(
         self,

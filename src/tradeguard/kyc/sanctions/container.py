@@ -46,5 +46,6 @@ def build_sanctions(
         source=settings.sanctions_list_source,
         max_file_bytes=settings.sanctions_max_file_bytes,
         fetch_timeout_seconds=settings.sanctions_fetch_timeout_seconds,
+        max_shrink_fraction=settings.sanctions_max_shrink_fraction,
     )
     return SanctionsServices(deps=deps, sessions=sessions, service=SanctionsService(deps))

@@ -12,7 +12,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,6 +25,7 @@ from tradeguard.kyc.sanctions.normalize import name_words
 from tradeguard.kyc.sanctions.scoring import (
     INITIAL_SIMILARITY,
     PAIR_MIN,
+    RUN_TOGETHER_MIN_CHARS,
     NameScore,
     Similarity,
     Thresholds,
@@ -35,6 +36,7 @@ from tradeguard.kyc.sanctions.scoring import (
     length_adjusted,
     name_reasons,
     nationality_adjustment,
+    score_run_together,
     score_words,
 )
 
@@ -62,12 +64,36 @@ class Match:
     reasons: tuple[str, ...]
 
 
-def decide(score: float, thresholds: Thresholds) -> ScreeningDecision:
-    if score >= thresholds.block:
+def decide(
+    name_score: float, score: float, thresholds: Thresholds, *, corroborated: bool
+) -> ScreeningDecision:
+    """The name alone decides whether a person looks at it: a name score at or above review
+    is never taken below REVIEW by a date of birth or nationality the subject supplied (those
+    are claims, not evidence). An automatic BLOCK needs more than a name (OFAC: a name match
+    is not a match until the other identifiers are checked): the score at or above block
+    AND corroboration, an identifier from the list that agrees (a date of birth, a
+    nationality or citizenship) or, for an entity, an exact distinctive multi-word name."""
+    if score >= thresholds.block and corroborated:
         return ScreeningDecision.BLOCK
-    if score >= thresholds.review:
+    if score >= thresholds.review or name_score >= thresholds.review:
         return ScreeningDecision.REVIEW
     return ScreeningDecision.CLEAR
+
+
+def exact_entity_name(entry: ListEntry, found: NameScore) -> bool:
+    """An entity's (vessel's, aircraft's) name matched word for word: at least two words
+    (after company forms are dropped), one of them a distinctive word of four letters or
+    more ("B-Finance Ltd", "Hesa Trade Center"): a company's name, not a shared personal
+    name."""
+    return (
+        entry.kind is not EntryKind.INDIVIDUAL
+        and not found.joined
+        and not found.unpaired_query
+        and not found.unpaired_listed
+        and len(found.pairs) >= 2
+        and all(p.similarity >= 0.9999 for p in found.pairs)
+        and any(distinctive(p.listed) and len(p.listed) >= 4 for p in found.pairs)
+    )
 
 
 def explain(
@@ -81,21 +107,38 @@ def explain(
     reasons = name_reasons(found, name)
     score = found.score
     reasons.append(f"name score {score:.2f}")
-    for adjustment in (
-        birth_date_adjustment(query.birth_date, entry.birth_dates),
-        nationality_adjustment(query.nationality, entry),
+    corroborations: list[str] = []
+    for what, adjustment in (
+        ("date of birth", birth_date_adjustment(query.birth_date, entry.birth_dates)),
+        ("nationality", nationality_adjustment(query.nationality, entry)),
     ):
         if adjustment is None:
             continue
         score += adjustment.delta
         sign = f" ({adjustment.delta:+.2f})" if adjustment.delta else ""
         reasons.append(adjustment.reason + sign)
+        if adjustment.delta > 0:
+            corroborations.append(what)
+    if exact_entity_name(entry, found):
+        corroborations.append("the entity's exact name")
     score = clamp(score)
-    decision = decide(score, thresholds)
+    decision = decide(found.score, score, thresholds, corroborated=bool(corroborations))
     reasons.append(
         f"score {score:.2f}: {decision.value} (block at {thresholds.block:.2f}, review at "
         f"{thresholds.review:.2f})"
     )
+    if decision is ScreeningDecision.BLOCK:
+        reasons.append(f"corroborated by {', '.join(corroborations)}")
+    elif score >= thresholds.block:
+        reasons.append(
+            "not blocked automatically: nothing but the name matched (no date of birth or "
+            "nationality from the list agrees); a person decides"
+        )
+    elif score < thresholds.review <= found.score:
+        reasons.append(
+            "the name alone reaches review: a date of birth or nationality the subject gave "
+            "differs from the list's, which a reviewer weighs (a claim, not evidence)"
+        )
     for link in entry.linked_to:
         reasons.append(f"the entry is linked to {link} (OFAC 'Linked To')")
     return Match(entry, name, found.score, score, decision, tuple(reasons))
@@ -210,7 +253,67 @@ class ScreeningIndex:
             current = best.get(ei)
             if current is None or found.score > current[0]:
                 best[ei] = (found.score, name, found)
+        self._run_together(words, full, best, query, self._run_together_candidates)
         return self._finish(best, query, limit)
+
+    def _run_together_words(self, full: Sequence[str]) -> str | None:
+        """The screened name run together, when it looks written without spaces: at most
+        two distinctive words, one of them long and like no word of the list
+        ("BASHARALASSAD", "B a s h a r A s s a d" once its letters are joined)."""
+        if not 1 <= len(full) <= 2:
+            return None
+        if not any(len(w) >= RUN_TOGETHER_MIN_CHARS and not self._pairs_any(w) for w in full):
+            return None
+        return "".join(full)
+
+    def _pairs_any(self, word: str) -> bool:
+        """Whether some list word pairs with `word` (length-adjusted, as the score does)."""
+        close = self._close_words(word)[0]
+        return any(length_adjusted(word, w, s) >= PAIR_MIN for w, s in close.items())
+
+    def _run_together_candidates(self, joined: str) -> set[int]:
+        """Names holding at least two list words found inside the run-together name (or
+        their one distinctive word): every substring of three letters or more is looked up
+        in the vocabulary (a set look-up each)."""
+        inside: set[str] = set()
+        n = len(joined)
+        for i in range(n):
+            for j in range(i + 3, n + 1):
+                if joined[i:j] in self._vocabulary:
+                    inside.add(joined[i:j])
+        counts: dict[int, int] = {}
+        for word in inside:
+            if not distinctive(word):
+                continue
+            for ni in self._postings[self._vocabulary[word]]:
+                counts[ni] = counts.get(ni, 0) + 1
+        return {ni for ni, c in counts.items() if c >= 2 or ni in self._single}
+
+    def _all_names(self, joined: str) -> set[int]:
+        del joined
+        return set(range(len(self._names)))
+
+    def _run_together(
+        self,
+        words: Sequence[str],
+        full: Sequence[str],
+        best: dict[int, tuple[float, ListName, NameScore]],
+        query: Query,
+        candidates_of: Callable[[str], set[int]],
+    ) -> None:
+        """Also compare a name written without spaces with the list's names run together."""
+        del words
+        joined = self._run_together_words(full)
+        if joined is None:
+            return
+        for ni in candidates_of(joined):
+            ei, name = self._names[ni]
+            if self.entries[ei].kind not in query.kinds:
+                continue
+            found = score_run_together(joined, name.words)
+            current = best.get(ei)
+            if found.score > 0 and (current is None or found.score > current[0]):
+                best[ei] = (found.score, name, found)
 
     def _finish(
         self, best: dict[int, tuple[float, ListName, NameScore]], query: Query, limit: int
@@ -241,6 +344,8 @@ class ScreeningIndex:
             current = best.get(ei)
             if found.score > 0 and (current is None or found.score > current[0]):
                 best[ei] = (found.score, name, found)
+        full = sorted({w for w in words if distinctive(w)})
+        self._run_together(words, full, best, query, self._all_names)
         return self._finish(best, query, limit)
 
 

@@ -199,9 +199,35 @@ def _ending(word: str) -> str:
     return word
 
 
+_WIDE_SPACE = re.compile(r"\s{2,}|\t")
+
+
+def _joined_letters(words: list[str]) -> list[str]:
+    """Runs of three or more single letters are one word spelt out ("B a s h a r" →
+    "bashar"): spacing letters must not hide a name. Two stay initials ("A. B. Smith")."""
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        if run:
+            out.extend(["".join(run)] if len(run) >= 3 else run)
+            run = []
+        if word:
+            out.append(word)
+    return out
+
+
 def name_words(text: str) -> tuple[str, ...]:
-    """The words of a name that identify it: folded, without honorifics and company forms
-    (kept when they are all there is, so "Co" alone still has a word)."""
-    words = [_ending(w) for w in _joined_forms(fold(text).split())]
+    """The words of a name that identify it: folded, letters spaced out joined, without
+    honorifics and company forms (kept when they are all there is, so "Co" alone still has a
+    word)."""
+    # Two or more spaces (or a tab) part the spelt-out words: "B a s h a r  A s s a d".
+    words = [
+        _ending(w)
+        for part in _WIDE_SPACE.split(text)
+        for w in _joined_letters(_joined_forms(fold(part).split()))
+    ]
     kept = [w for w in words if w not in _DROPPED]
     return tuple(kept or words)

@@ -32,6 +32,10 @@ class LoadIn(Strict):
     client). Re-screening starts when a new version is stored, unless asked not to."""
 
     rescreen: bool = True
+    # A list with many fewer entries than the current one (or a strict subset of it) is
+    # refused (409) unless allowed here, with a reason (audited).
+    allow_shrink: bool = False
+    reason: Annotated[str, Field(min_length=3, max_length=1000)] | None = None
 
 
 class LoadOut(BaseModel):

@@ -7,7 +7,8 @@ pairs with any word it begins). The score is the pairs' similarity weighted by w
 lowered for every word left unpaired: a little for a middle name one side leaves out, a lot
 for a word with nothing like it on the other side. A date of birth and a nationality, when the
 subject gives them, move the score up when they agree with the entry and down when they
-contradict it. Every step leaves a plain-language reason. Pure: no I/O.
+contradict it; but they are the subject's claims, so they never take a name that reaches
+review below review (index.decide). Every step leaves a plain-language reason. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import permutations
 
 from rapidfuzz.distance import JaroWinkler
 
@@ -149,9 +151,8 @@ def score_words(
     score = 0.0
     if pairs and whole_words >= needed:
         score = weighted / weights
-        factor = unpaired_factor(pairs, unpaired_q, unpaired_l)
-        for word in unpaired_q + unpaired_l:
-            score *= PARTICLE_FACTOR if word in PARTICLES else factor
+        for _word, cost in word_costs(pairs, unpaired_q, unpaired_l):
+            score *= cost
     if len(query) != len(listed):
         joined_q, joined_l = "".join(query), "".join(listed)
         if abs(len(joined_q) - len(joined_l)) <= 1:
@@ -159,6 +160,44 @@ def score_words(
             if similar >= JOINED_MIN and similar * JOINED_FACTOR > score:
                 return NameScore(similar * JOINED_FACTOR, (), (), (), joined=True)
     return NameScore(score, tuple(pairs), unpaired_q, unpaired_l)
+
+
+# A name written without spaces ("BASHARALASSAD") is compared with the list's words run
+# together in every order (names have few words; beyond this many, only as listed).
+RUN_TOGETHER_MIN_CHARS = 8
+_PERMUTE_MAX_WORDS = 5
+
+
+def score_run_together(joined: str, listed: Sequence[str]) -> NameScore:
+    """A name with no spaces against a list's name run together, in any word order, with
+    or without its particles: JOINED_FACTOR times Jaro-Winkler when that is at least JOINED_MIN."""
+    variants: list[tuple[tuple[str, ...], float]] = [(tuple(listed), 1.0)]
+    kept = tuple(w for w in listed if w not in PARTICLES)
+    if kept and kept != tuple(listed):
+        variants.append((kept, 1.0))
+    # A missing middle name or patronymic ("ArtemLifshits" for "LIFSHITS, Artem
+    # Mikhaylovich") costs what it costs written with spaces.
+    if len(kept) >= 3:
+        variants.extend((kept[:i] + kept[i + 1 :], MISSING_WORD_FACTOR) for i in range(len(kept)))
+    best = 0.0
+    for words, factor in variants:
+        orders = (
+            permutations(words)
+            if len(words) <= _PERMUTE_MAX_WORDS
+            else iter([words, tuple(reversed(words))])
+        )
+        for order in orders:
+            candidate = "".join(order)
+            if abs(len(candidate) - len(joined)) > 2:
+                continue
+            similar = length_adjusted(
+                joined, candidate, float(JaroWinkler.normalized_similarity(joined, candidate))
+            )
+            if similar >= JOINED_MIN:
+                best = max(best, similar * factor)
+    if best < JOINED_MIN * MISSING_WORD_FACTOR:
+        return NameScore(0.0, (), (joined,), tuple(listed))
+    return NameScore(best * JOINED_FACTOR, (), (), (), joined=True)
 
 
 def distinctive(word: str) -> bool:
@@ -173,6 +212,35 @@ def unpaired_factor(
     has a middle name more), much when both sides have words the other lacks."""
     one_side_whole = not unpaired_q or not unpaired_l
     return MISSING_WORD_FACTOR if one_side_whole and len(pairs) >= 2 else UNMATCHED_WORD_FACTOR
+
+
+def every_listed_word_exact(pairs: Sequence[WordPair], unpaired_l: Sequence[str]) -> bool:
+    """Every word of the list's name paired exactly (at least two of them): the subject's
+    further words are only names the list does not record (a middle name, a patronymic)."""
+    return not unpaired_l and len(pairs) >= 2 and all(p.similarity >= 0.9999 for p in pairs)
+
+
+def word_costs(
+    pairs: Sequence[WordPair], unpaired_q: Sequence[str], unpaired_l: Sequence[str]
+) -> list[tuple[str, float]]:
+    """The factor each unpaired word costs. When every word of the list's name matched
+    exactly, the subject's extra given or middle names cost one missing-word factor in all
+    (never enough to hide the match: "Igor Ivanovich Petrovich Sechin" is "SECHIN, Igor")."""
+    factor = unpaired_factor(pairs, unpaired_q, unpaired_l)
+    costs: list[tuple[str, float]] = []
+    extra_counted = False
+    extras_once = every_listed_word_exact(pairs, unpaired_l)
+    for word in unpaired_l:
+        costs.append((word, PARTICLE_FACTOR if word in PARTICLES else factor))
+    for word in unpaired_q:
+        if word in PARTICLES:
+            costs.append((word, PARTICLE_FACTOR))
+        elif extras_once and extra_counted:
+            costs.append((word, 1.0))
+        else:
+            costs.append((word, factor))
+            extra_counted = True
+    return costs
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,13 +322,20 @@ def name_reasons(found: NameScore, name: ListName) -> list[str]:
         else:
             how = f"closely, Jaro-Winkler {p.similarity:.2f} (a spelling difference)"
         reasons.append(f"word {p.query!r} matched {p.listed!r} {how}")
-    factor = unpaired_factor(found.pairs, found.unpaired_query, found.unpaired_listed)
-    for w in found.unpaired_listed:
-        cost = _pct(PARTICLE_FACTOR if w in PARTICLES else factor)
-        reasons.append(f"the list's word {w!r} is missing from the name screened (less {cost})")
-    for w in found.unpaired_query:
-        cost = _pct(PARTICLE_FACTOR if w in PARTICLES else factor)
-        reasons.append(f"word {w!r} has no counterpart on the list (less {cost})")
+    costs = word_costs(found.pairs, found.unpaired_query, found.unpaired_listed)
+    listed = len(found.unpaired_listed)
+    for i, (w, cost) in enumerate(costs):
+        if i < listed:
+            reasons.append(
+                f"the list's word {w!r} is missing from the name screened (less {_pct(cost)})"
+            )
+        elif cost >= 1.0:
+            reasons.append(
+                f"word {w!r} has no counterpart on the list (no further cost: every word of "
+                "the list's name matched exactly)"
+            )
+        else:
+            reasons.append(f"word {w!r} has no counterpart on the list (less {_pct(cost)})")
     return reasons
 
 

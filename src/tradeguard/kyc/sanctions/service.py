@@ -31,6 +31,7 @@ from tradeguard.kyc.sanctions.common import (
     HitConflict,
     HitStatus,
     ListRefused,
+    ListShrinkRefused,
     NoListLoaded,
     SanctionsDeps,
     SanctionsEvent,
@@ -176,9 +177,21 @@ class SanctionsService:
         source: str,
         actor: Party,
         request_id: str | None = None,
+        allow_shrink: bool = False,
+        reason: str | None = None,
     ) -> LoadResult:
         """Store a new version from the three files, unless they are the current version's
-        (then nothing changes). A malformed file refuses the whole load."""
+        (then nothing changes). A malformed file refuses the whole load. A list that would
+        shrink the current one (more than `max_shrink_fraction` fewer entries, or a strict
+        subset of its entries: the legacy files carry no publish date, so an older or partial
+        file shows this way) is refused unless `allow_shrink` with a reason (audited)."""
+        note = None
+        if allow_shrink:
+            note = " ".join((reason or "").split())
+            if not 3 <= len(note) <= MAX_NOTE_CHARS:
+                raise SanctionsInputError(
+                    "allowing a shrinking list needs a reason of 3 to 1000 characters"
+                )
         try:
             parsed = parse_sdn(files)
         except ListFormatError as exc:
@@ -186,7 +199,61 @@ class SanctionsService:
         current = await repository.current_version(session, parsed.list_name)
         if current is not None and current.sha256 == parsed.sha256:
             return LoadResult(current, created=False)
-        return LoadResult(await self._store(session, parsed, source, actor, request_id), True)
+        shrink = None
+        if current is not None:
+            shrink = await self._shrinks(session, current, parsed)
+        if shrink is not None and note is None:
+            raise ListShrinkRefused(
+                f"{shrink}; nothing was loaded. If this is intended (OFAC removed entries), "
+                "load again with --allow-shrink and --reason (API: allow_shrink and reason)"
+            )
+        row = await self._store(session, parsed, source, actor, request_id)
+        if shrink is not None and current is not None:
+            await self.deps.audit(
+                session,
+                SanctionsEvent.LIST_SHRINK_ALLOWED,
+                actor=actor,
+                data={
+                    "version_id": row.id,
+                    "previous_version_id": current.id,
+                    "previous_entries": current.entries,
+                    "entries": len(parsed.entries),
+                    "why_guarded": shrink,
+                    "reason": note,
+                },
+                request_id=request_id,
+            )
+        return LoadResult(row, True)
+
+    async def _shrinks(
+        self, session: AsyncSession, current: SanctionsListVersion, parsed: ParsedList
+    ) -> str | None:
+        """Why the new list looks like a shrunk (partial or older) one, or None."""
+        before, after = current.entries, len(parsed.entries)
+        if after < before * (1 - self.deps.max_shrink_fraction):
+            return (
+                f"the new list has {after} entries where the current version has {before} "
+                f"(more than {self.deps.max_shrink_fraction:.0%} fewer)"
+            )
+        aliases_before, aliases_after = current.aliases, parsed.alias_count
+        if aliases_after < aliases_before * (1 - self.deps.max_shrink_fraction):
+            return (
+                f"the new list has {aliases_after} aliases where the current version has "
+                f"{aliases_before} (more than {self.deps.max_shrink_fraction:.0%} fewer: an "
+                "empty or partial alt.csv?)"
+            )
+        if after < before:
+            old = {
+                (e.entry_id, e.content_hash)
+                for e in await repository.entries_of(session, current.id)
+            }
+            new = {(e.entry_id, e.content_hash) for e in parsed.entries}
+            if new < old:
+                return (
+                    f"the new list's {after} entries are a strict subset of the current "
+                    f"version's {before} (nothing added or amended: an older or partial file?)"
+                )
+        return None
 
     async def _store(
         self,

@@ -142,7 +142,8 @@ class TestHitReview:
             listed = (await carol.get(f"{BASE}/hits", params={"status": "open"})).json()
             assert {h["id"] for h in listed} == {first, second}
             one = (await carol.get(f"{BASE}/hits/{first}")).json()
-            assert (one["entry_id"], one["decision"], one["status"]) == (MORENO, "block", "open")
+            # A name only (no date of birth or nationality given): review, not block.
+            assert (one["entry_id"], one["decision"], one["status"]) == (MORENO, "review", "open")
             cleared = await carol.post(
                 f"{BASE}/hits/{first}/clear", {"reason": "born 1990; not the listed man"}
             )

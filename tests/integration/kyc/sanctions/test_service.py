@@ -26,7 +26,12 @@ from tests.support.kyc import approved_customer
 from tradeguard.core.errors import NotFound
 from tradeguard.db.engine import unit_of_work
 from tradeguard.kyc.contracts import ScreeningDecision, SubjectKind
-from tradeguard.kyc.sanctions.common import HitConflict, ListRefused, SanctionsInputError
+from tradeguard.kyc.sanctions.common import (
+    HitConflict,
+    ListRefused,
+    ListShrinkRefused,
+    SanctionsInputError,
+)
 from tradeguard.kyc.sanctions.models import SanctionsHit
 from tradeguard.kyc.sanctions.tasks import run_rescreen
 from tradeguard.ledger.domain import Party
@@ -79,7 +84,8 @@ class TestLoading:
 class TestScreening:
     async def test_a_listed_name_is_blocked_and_audited_without_the_name(self, api: Api) -> None:
         await load_list(api, sample_dir())
-        outcome = await screen(api, "Daniel Moreno")
+        # sdn.csv 15102: "DOB 12 Oct 1972": the list's date of birth corroborates the name.
+        outcome = await screen(api, "Daniel Moreno", birth_date=date(1972, 10, 12))
         assert outcome.decision is ScreeningDecision.BLOCK
         assert [h.entry_id for h in outcome.hits] == [MORENO]
         assert outcome.hits[0].reasons[0] == "matched the list's name: 'MORENO, Daniel'"
@@ -133,7 +139,8 @@ class TestReview:
         # The entry's content changes (a program added): raised again.
         await load_list(api, updated_copy(tmp_path, change_moreno=True))
         again = await screen(api, "Daniel Moreno")
-        assert again.decision is ScreeningDecision.BLOCK
+        # The name alone: a person decides again (no automatic block without corroboration).
+        assert again.decision is ScreeningDecision.REVIEW
         assert again.hits[0].hit_id != hit.hit_id
         cleared = await audit_events(api, "sanctions:hit:cleared")
         assert [e["data"]["hit_id"] for e in cleared] == [hit.hit_id]
@@ -213,7 +220,11 @@ class TestRescreen:
             services, progress=lambda done, total: seen.append((done, total))
         )
         assert [(h.subject_ref, h.entry_id, h.decision) for h in second.new_hits] == [
+<<<<<<< HEAD
             (u1, ADDED, "block")
+=======
+            ("u-1", ADDED, "review")  # the name only: the subject gave no date of birth
+>>>>>>> h13-fixsan
         ]
         assert seen[0] == (0, 3)
         assert seen[-1] == (3, 3)
@@ -230,3 +241,79 @@ class TestRescreen:
         finished = await audit_events(api, "sanctions:rescreen:finished")
         assert [e["data"]["new_hits"] for e in finished] == [1, 1]
         assert all(e["actor"] == Party("system", "sanctions-rescreen").as_json() for e in finished)
+
+
+def _sample_without(tmp_path: Path, keep: int) -> Path:
+    """The sample list with only its first `keep` entries (an extract or a cut-off file)."""
+    target = tmp_path / f"first-{keep}"
+    target.mkdir()
+    for name in ("alt.csv", "add.csv"):
+        (target / name).write_bytes((sample_dir() / name).read_bytes())
+    lines = (sample_dir() / "sdn.csv").read_bytes().rstrip(b"\x1a\r\n").split(b"\r\n")
+    (target / "sdn.csv").write_bytes(b"\r\n".join(lines[:keep]) + b"\r\n")
+    return target
+
+
+async def _load(api: Api, directory: Path, **kw: object) -> None:
+    services = sanctions_of(api)
+    files = await services.service.fetch(str(directory))
+    async with unit_of_work(services.sessions) as session:
+        await services.service.load(
+            session,
+            files,
+            source=str(directory),
+            actor=OPERATOR,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.spec("KYC-2")
+class TestShrinkGuard:
+    async def test_a_much_smaller_list_is_refused_and_changes_nothing(
+        self, api: Api, tmp_path: Path
+    ) -> None:
+        await load_list(api, sample_dir())  # 17 entries
+        with pytest.raises(ListShrinkRefused, match="10 entries where the current version has 17"):
+            await _load(api, _sample_without(tmp_path, 10))
+        assert await version_count(api) == 1
+        # Still screened against the full version.
+        assert (await screen(api, "Daniel Moreno")).decision is ScreeningDecision.REVIEW
+
+    async def test_a_strict_subset_is_refused(self, api: Api, tmp_path: Path) -> None:
+        await load_list(api, sample_dir())
+        # One entry fewer (6%, under the 10% bound), nothing added or amended.
+        with pytest.raises(ListShrinkRefused, match="strict subset"):
+            await _load(api, _sample_without(tmp_path, 16))
+        assert await version_count(api) == 1
+
+    async def test_an_emptied_alias_file_is_refused(self, api: Api, tmp_path: Path) -> None:
+        await load_list(api, sample_dir())
+        target = tmp_path / "no-aliases"
+        target.mkdir()
+        for name in ("sdn.csv", "add.csv"):
+            (target / name).write_bytes((sample_dir() / name).read_bytes())
+        (target / "alt.csv").write_bytes(b"")
+        with pytest.raises(ListShrinkRefused, match="aliases"):
+            await _load(api, target)
+
+    async def test_allowed_explicitly_with_a_reason_and_audited(
+        self, api: Api, tmp_path: Path
+    ) -> None:
+        await load_list(api, sample_dir())
+        smaller = _sample_without(tmp_path, 10)
+        with pytest.raises(SanctionsInputError, match="reason"):
+            await _load(api, smaller, allow_shrink=True, reason=" ")
+        await _load(api, smaller, allow_shrink=True, reason="OFAC delisted seven entries")
+        assert await version_count(api) == 2
+        events = await audit_events(api, "sanctions:list:shrink_allowed")
+        assert len(events) == 1
+        data = events[0]["data"]
+        assert (data["previous_entries"], data["entries"]) == (17, 10)
+        assert data["reason"] == "OFAC delisted seven entries"
+
+    async def test_a_growing_or_amended_list_loads_as_before(
+        self, api: Api, tmp_path: Path
+    ) -> None:
+        await load_list(api, sample_dir())
+        assert (await load_list(api, updated_copy(tmp_path))).created
+        assert await audit_events(api, "sanctions:list:shrink_allowed") == []

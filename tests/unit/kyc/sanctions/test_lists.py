@@ -133,6 +133,13 @@ class TestMalformedFiles:
         with pytest.raises(ListFormatError, match="no entries"):
             parse_sdn(files)
 
+    def test_an_empty_alias_or_address_file_is_accepted(self) -> None:
+        # A small list may have no aliases or no addresses; an empty sdn.csv is refused (above),
+        # and the load's shrink guard refuses an alt.csv that loses most of the aliases.
+        parsed = parse_sdn(self._sample() | {"add.csv": b"", "alt.csv": b"\x1a"})
+        assert len(parsed.entries) == 17
+        assert (parsed.alias_count, parsed.address_count) == (0, 0)
+
     def test_a_non_numeric_ent_num_is_refused(self) -> None:
         files = self._sample()
         files["add.csv"] = b"abc,1,-0- ,-0- ,-0- ,-0- \n" + files["add.csv"]
