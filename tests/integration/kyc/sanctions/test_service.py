@@ -220,11 +220,8 @@ class TestRescreen:
             services, progress=lambda done, total: seen.append((done, total))
         )
         assert [(h.subject_ref, h.entry_id, h.decision) for h in second.new_hits] == [
-<<<<<<< HEAD
+            # The name, the year of birth and the nationality all agree: blocked.
             (u1, ADDED, "block")
-=======
-            ("u-1", ADDED, "review")  # the name only: the subject gave no date of birth
->>>>>>> h13-fixsan
         ]
         assert seen[0] == (0, 3)
         assert seen[-1] == (3, 3)
