@@ -145,13 +145,13 @@ class TestDemoPlatform:
     def test_the_demo_is_not_reseeded_and_passwords_are_not_reprinted(
         self, platform: RunningServer
     ) -> None:
-        assert platform.log_text().count("password:") == 5
+        assert platform.log_text().count("password:") == 6
 
     def test_every_command_the_demo_tour_prints_works(self, platform: RunningServer) -> None:
         log = platform.log_text()
         assert "What to look at" in log
         commands = re.findall(r"^  \.venv/bin/tradeguard (.+)$", log, re.M)
-        assert len(commands) == 5, log
+        assert len(commands) == 7, log
         outputs = {}
         for command in commands:
             ran = cli(*command.split())

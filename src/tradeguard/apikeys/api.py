@@ -129,7 +129,7 @@ async def revoke_key(key_id: KeyIdPath, request: Request, principal: CurrentPrin
     return key_out(key, services.clock.now_ns())
 
 
-@router.post("/leaked", **public_route())
+@router.post("/leaked", responses=problems(401), **public_route())
 async def report_leaks(request: Request) -> list[s.LeakOut]:
     """Secret-scanning partners (GitHub) report leaked tokens here, signed with their key
     (docs/api-keys.md). Each of our secrets is revoked and its owner emailed; every other

@@ -60,14 +60,21 @@ def _show_tour(settings: Settings, workspace: DemoWorkspace) -> None:
             "review (approve it as carol.compliance with --as)",
         ),
         (
-            f"{cli} aml alerts list --as carol.compliance{where}",
-            "AML monitoring (AML-1): bob's three deposits of just under $10,000 on one day "
-            "(structuring), and `aml ctr list` for the currency transaction report",
+            f"{cli} aml rules show{where}",
+            "AML monitoring's rules (AML-1); as carol.compliance (`aml alerts list --as "
+            "carol.compliance`): bob's three deposits just under $10,000 on one day "
+            "(structuring) and the currency transaction report they owe",
         ),
-        (
-            f"{cli} sanctions screen 'Nicolas Maduro'{where}",
-            "sanctions screening (KYC-2) after `sanctions load <dir|url>` of OFAC's SDN "
-            "list (docs/sanctions.md)",
+        *(
+            (
+                (
+                    f"{cli} sanctions screen 'Nicolas Maduro'{where}",
+                    "sanctions screening (KYC-2) against the OFAC SDN list the demo loaded "
+                    "(docs/sanctions.md)",
+                ),
+            )
+            if settings.sanctions_list_source
+            else ()
         ),
         (
             f"{cli} trading orders list {workspace.activity.alice_cash_account}{where}",

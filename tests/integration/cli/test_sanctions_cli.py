@@ -128,7 +128,10 @@ def test_load_screen_and_review_at_the_console(data_dir: Path) -> None:
     assert code == 0, output
     assert "unchanged" in output
 
-    code, output = run(data_dir, None, "sanctions", "screen", "Даниэль Морено", "--json")
+    # Written in Cyrillic, with the listed date of birth: the name and the date agree.
+    code, output = run(
+        data_dir, None, "sanctions", "screen", "Даниэль Морено", "--dob", "1972-10-12", "--json"
+    )
     assert code == 0, output
     screened = json.loads(output)
     assert screened["decision"] == "block"

@@ -1047,6 +1047,10 @@ class OnboardingService:
                 request_id=request_id,
             )
         if row.status != ApplicationStatus.APPROVED.value:
+            # A submitted application already rated is rated again: a hit cleared as a false
+            # positive no longer weighs on it (nor asks for enhanced due diligence).
+            if row.rating is not None and previous != row.screening:
+                await self._rate(session, row, self.sections_of(row), actor, request_id)
             return
         if outcome.decision is ScreeningDecision.CLEAR:
             await self._lift(session, row, actor, request_id)
